@@ -1,0 +1,75 @@
+"""The `cryptolab` command: one entry point, one subcommand per job.
+
+Each subcommand lives beside the code it drives: a module with `configure(parser)`
+and `run(args) -> int`. This file only wires them up and turns a CryptolabError
+into one clear line on stderr (exit 2) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from .errors import CryptolabError
+
+__all__ = ["main", "COMMANDS"]
+
+# name -> (module with configure/run, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "db": ("cryptolab.db_cli", "embedded PostgreSQL and schema: status|start|stop|url|psql|init"),
+    "exchange": ("cryptolab.exchange.cli", "run the local Binance-compatible exchange on 127.0.0.1"),
+    "load": ("cryptolab.load", "import data.binance.vision dumps / stream recordings into the database"),
+    "capture": ("cryptolab.capture_cli", "capture live trades into PostgreSQL"),
+    "replay": ("cryptolab.exchange.cli_replay", "serve recorded/dumped trades from the local exchange"),
+    "report": ("cryptolab.report", "run the analysis notebooks with papermill into HTML reports"),
+    "demo": ("cryptolab.demo", "headless demo: local exchange -> capture -> report"),
+    "lab": ("cryptolab.lab", "database up, schema applied, JupyterLab on the live dashboard"),
+}
+
+
+def _parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, object]]:
+    parser = argparse.ArgumentParser(prog="cryptolab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules: dict[str, object] = {}
+    for name, (modname, help_) in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=help_, add_help=False)
+            continue
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as exc:
+            if exc.name != modname:
+                raise
+            continue  # not built yet
+        p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip().splitlines()[0])
+        mod.configure(p)  # type: ignore[attr-defined]
+        modules[name] = mod
+    return parser, modules
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `cryptolab` console script."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in args_in if not a.startswith("-")), None)
+    parser, modules = _parser(first if first in COMMANDS else None)
+    args = parser.parse_args(args_in)
+    if not args.command:
+        parser.print_help()
+        return 1
+    mod = modules.get(args.command)
+    if mod is None:
+        print(f"cryptolab {args.command}: not available in this build", file=sys.stderr)
+        return 2
+    try:
+        return int(mod.run(args) or 0)  # type: ignore[attr-defined]
+    except CryptolabError as exc:
+        print(f"cryptolab {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Connections, the schema and small readers: the storage side of cryptolab.
+
+`connect()` gives a psycopg 3 connection to `CRYPTOLAB_DSN`, or to the embedded
+server when it is unset (started on first use). The schema is applied on first use
+of each database in a process; `apply_schema()` applies it on demand.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+import psycopg
+
+from . import embedded
+from .config import settings
+from .errors import DatabaseError
+
+__all__ = [
+    "resolve_dsn",
+    "connect",
+    "apply_schema",
+    "schema_version",
+    "ensure_partitions",
+    "read_frame",
+    "SCHEMA_PATH",
+    "SQL_DIR",
+]
+
+_PKG = Path(__file__).resolve().parent
+SCHEMA_PATH = _PKG / "schema.sql"
+"""The project's `schema.sql` (shipped inside the package)."""
+SQL_DIR = _PKG / "sql"
+"""The project's `sql/` analysis modules (shipped inside the package)."""
+
+_schema_done: set[str] = set()
+_schema_lock = threading.Lock()
+
+
+def resolve_dsn(dsn: str | None = None) -> str:
+    """The DSN to use: the argument, else `CRYPTOLAB_DSN`, else the embedded server."""
+    if dsn:
+        return dsn
+    cfg = settings()
+    if cfg.dsn:
+        return cfg.dsn
+    return embedded.start(cfg)
+
+
+def _explain(exc: Exception, dsn: str, explicit: bool) -> DatabaseError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if explicit:
+        where = "the DSN you passed"
+    elif settings().dsn:
+        where = "CRYPTOLAB_DSN"
+    else:
+        where = "the embedded server (see `cryptolab db status`)"
+    return DatabaseError(f"cannot connect to PostgreSQL via {where}: {first} — fix {where.split(' (')[0]} "
+                         "or unset CRYPTOLAB_DSN to use the embedded server")
+
+
+def connect(
+    dsn: str | None = None,
+    *,
+    autocommit: bool = False,
+    ensure_schema: bool = True,
+    **kwargs: Any,
+) -> psycopg.Connection:
+    """Open a psycopg connection in UTC; apply the schema once per database and process."""
+    real = resolve_dsn(dsn)
+    try:
+        conn = psycopg.connect(real, autocommit=autocommit, **kwargs)
+    except psycopg.ProgrammingError as exc:  # malformed DSN
+        raise _explain(exc, real, bool(dsn)) from None
+    except psycopg.OperationalError as exc:
+        raise _explain(exc, real, bool(dsn)) from None
+    conn.execute("SET TIME ZONE 'UTC'")
+    if not autocommit:
+        conn.commit()
+    if ensure_schema and real not in _schema_done:
+        apply_schema(conn)
+        _schema_done.add(real)
+    return conn
+
+
+def apply_schema(conn: psycopg.Connection) -> int:
+    """Apply `schema.sql` (idempotent, serialized by an advisory lock); return the version."""
+    text = SCHEMA_PATH.read_text()
+    with _schema_lock:
+        prev = conn.autocommit
+        conn.autocommit = True
+        try:
+            conn.execute("SELECT pg_advisory_lock(hashtext('cryptolab_schema'))")
+            try:
+                conn.execute(text)  # type: ignore[arg-type]  # a multi-statement script, no parameters
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext('cryptolab_schema'))")
+            ensure_partitions(conn)
+            version = schema_version(conn)
+        finally:
+            conn.autocommit = prev
+    return version
+
+
+def schema_version(conn: psycopg.Connection) -> int:
+    """Highest applied schema version (0 when the schema was never applied)."""
+    row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return 0
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+    return int(row[0]) if row else 0
+
+
+def ensure_partitions(conn: psycopg.Connection, first: Any = None, last: Any = None) -> int:
+    """Make the daily `trades` partitions for [first, last] (default: yesterday … +2 days)."""
+    if first is None:
+        row = conn.execute(
+            "SELECT cryptolab_ensure_partitions(now() - interval '1 day', now() + interval '2 days')"
+        ).fetchone()
+    else:
+        row = conn.execute("SELECT cryptolab_ensure_partitions(%s, %s)", (first, last or first)).fetchone()
+    if not conn.autocommit:
+        conn.commit()
+    return int(row[0]) if row else 0
+
+
+def read_frame(
+    query: str,
+    params: Any = None,
+    *,
+    conn: psycopg.Connection | None = None,
+    as_: Literal["polars", "pandas"] = "polars",
+) -> Any:
+    """Run a query and return its rows as a polars (default) or pandas DataFrame.
+
+    NUMERIC values arrive as `decimal.Decimal`; polars keeps them as exact Decimal
+    columns, pandas as object columns of Decimal.
+    """
+    import polars as pl
+
+    own = conn is None
+    c = conn or connect()
+    try:
+        with c.cursor() as cur:
+            cur.execute(query, params)  # type: ignore[arg-type]
+            cols = [d.name for d in cur.description or []]
+            rows = cur.fetchall()
+    finally:
+        if own:
+            c.close()
+    if as_ == "pandas":
+        import pandas as pd
+
+        return pd.DataFrame.from_records(rows, columns=cols)
+    data = {name: [r[i] for r in rows] for i, name in enumerate(cols)}
+    return pl.DataFrame(data, strict=False) if rows else pl.DataFrame({c: [] for c in cols})

@@ -1,0 +1,35 @@
+"""The one exception root of cryptolab and its few documented subclasses.
+
+Every error a user can cause or meet carries a message that says what to do next;
+the CLI prints it on one line (no traceback wall) and exits non-zero.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CryptolabError",
+    "ConfigError",
+    "DatabaseError",
+    "SourceError",
+    "DataError",
+]
+
+
+class CryptolabError(Exception):
+    """Root of every error cryptolab raises on purpose."""
+
+
+class ConfigError(CryptolabError):
+    """A setting (environment variable, `.env`, argument) is missing or wrong."""
+
+
+class DatabaseError(CryptolabError):
+    """The database cannot be reached, started or used as asked."""
+
+
+class SourceError(CryptolabError):
+    """A market data source (exchange, endpoint, file) cannot be used as asked."""
+
+
+class DataError(CryptolabError):
+    """Input data (a query argument, a file, a payload) is not what it should be."""

@@ -1,0 +1,208 @@
+"""The trade writer: batches of normalized trades into `trades` and `bars_1s`, once.
+
+One call to `TradeWriter.write()` is one transaction:
+
+1. `COPY` (binary) the batch into a session-private staging table;
+2. `INSERT … SELECT DISTINCT … ON CONFLICT DO NOTHING RETURNING …` into `trades`,
+   so a trade offered twice (in the batch, or again later) is stored once;
+3. fold exactly the rows that were inserted into `bars_1s` (open/close by trade id,
+   so a late backfill of earlier ids corrects the bar's open);
+4. `COPY` any dead letters of the batch into `dead_letters`.
+
+Either all of it commits or none of it does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Iterable, Sequence
+
+import psycopg
+
+from .errors import DatabaseError
+from .model import DeadLetter, Trade
+
+__all__ = ["TradeWriter", "WriteResult", "dead_letter_text"]
+
+MAX_PAYLOAD_CHARS = 65_536
+_US_PER_DAY = 86_400_000_000
+_EPOCH_DAY = date(1970, 1, 1)
+
+_STAGE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS _cryptolab_stage (
+    exchange text, symbol text, trade_id bigint, price numeric, qty numeric,
+    is_buyer_maker boolean, trade_time_us bigint, event_time_us bigint,
+    received_at_us bigint, source text
+) ON COMMIT DELETE ROWS
+"""
+
+_STAGE_COPY = (
+    "COPY _cryptolab_stage (exchange, symbol, trade_id, price, qty, is_buyer_maker,"
+    " trade_time_us, event_time_us, received_at_us, source) FROM STDIN (FORMAT BINARY)"
+)
+_STAGE_TYPES = ["text", "text", "int8", "numeric", "numeric", "bool", "int8", "int8", "int8", "text"]
+
+# Times arrive as exact integer microseconds; 'epoch' + n µs is exact in PostgreSQL.
+_MERGE = """
+WITH src AS (
+    SELECT DISTINCT ON (exchange, symbol, trade_id)
+           exchange, symbol, trade_id, price, qty, is_buyer_maker,
+           timestamptz 'epoch' + trade_time_us * interval '1 microsecond' AS trade_time,
+           timestamptz 'epoch' + event_time_us * interval '1 microsecond' AS event_time,
+           timestamptz 'epoch' + received_at_us * interval '1 microsecond' AS received_at,
+           source
+    FROM _cryptolab_stage
+    ORDER BY exchange, symbol, trade_id, source = 'backfill'
+), ins AS (
+    INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker,
+                        trade_time, event_time, received_at, source)
+    SELECT exchange, symbol, trade_id, price, qty, is_buyer_maker,
+           trade_time, event_time, received_at, source
+    FROM src
+    ON CONFLICT DO NOTHING
+    RETURNING exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time
+), agg AS (
+    SELECT exchange, symbol, date_trunc('second', trade_time) AS ts,
+           (array_agg(price ORDER BY trade_id))[1]      AS open,
+           max(price)                                    AS high,
+           min(price)                                    AS low,
+           (array_agg(price ORDER BY trade_id DESC))[1] AS close,
+           sum(qty)                                      AS volume,
+           sum(price * qty)                              AS quote_volume,
+           coalesce(sum(qty) FILTER (WHERE NOT is_buyer_maker), 0)         AS taker_buy_volume,
+           coalesce(sum(price * qty) FILTER (WHERE NOT is_buyer_maker), 0) AS taker_buy_quote,
+           count(*)::integer                             AS trade_count,
+           min(trade_id)                                 AS first_trade_id,
+           max(trade_id)                                 AS last_trade_id
+    FROM ins
+    GROUP BY 1, 2, 3
+), bars AS (
+    INSERT INTO bars_1s AS b (exchange, symbol, ts, open, high, low, close, volume, quote_volume,
+                              taker_buy_volume, taker_buy_quote, trade_count,
+                              first_trade_id, last_trade_id)
+    SELECT * FROM agg
+    ON CONFLICT (exchange, symbol, ts) DO UPDATE SET
+        open  = CASE WHEN EXCLUDED.first_trade_id < b.first_trade_id THEN EXCLUDED.open ELSE b.open END,
+        close = CASE WHEN EXCLUDED.last_trade_id > b.last_trade_id THEN EXCLUDED.close ELSE b.close END,
+        high  = greatest(b.high, EXCLUDED.high),
+        low   = least(b.low, EXCLUDED.low),
+        volume           = b.volume + EXCLUDED.volume,
+        quote_volume     = b.quote_volume + EXCLUDED.quote_volume,
+        taker_buy_volume = b.taker_buy_volume + EXCLUDED.taker_buy_volume,
+        taker_buy_quote  = b.taker_buy_quote + EXCLUDED.taker_buy_quote,
+        trade_count      = b.trade_count + EXCLUDED.trade_count,
+        first_trade_id   = least(b.first_trade_id, EXCLUDED.first_trade_id),
+        last_trade_id    = greatest(b.last_trade_id, EXCLUDED.last_trade_id)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM bars)
+"""
+
+_DEAD_COPY = (
+    "COPY dead_letters (received_at, source, exchange, symbol, reason, payload, payload_bytes)"
+    " FROM STDIN (FORMAT BINARY)"
+)
+_DEAD_TYPES = ["timestamptz", "text", "text", "text", "text", "text", "int4"]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one `write()` stored."""
+
+    offered: int
+    inserted: int
+    bars_touched: int
+    dead_letters: int
+
+    @property
+    def duplicates(self) -> int:
+        """Trades offered that were already stored (or repeated in the batch)."""
+        return self.offered - self.inserted
+
+
+def dead_letter_text(payload: bytes | str) -> str:
+    """The raw payload as storable text: undecodable bytes escaped, NULs escaped, capped."""
+    text = payload.decode("utf-8", "backslashreplace") if isinstance(payload, (bytes, bytearray)) else payload
+    text = text.replace("\x00", "\\x00")
+    if len(text) > MAX_PAYLOAD_CHARS:
+        text = text[:MAX_PAYLOAD_CHARS] + f"…[truncated, {len(text)} chars in all]"
+    return text
+
+
+class TradeWriter:
+    """Writes trade batches on one connection (not shared between threads)."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+        self._days: set[int] = set()
+        self._ready = False
+
+    def _prepare(self) -> None:
+        if self._ready:
+            return
+        with self.conn.transaction():
+            self.conn.execute(_STAGE_DDL)
+            rows = self.conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'trades'::regclass"
+            ).fetchall()
+        for (name,) in rows:
+            if name.startswith("trades_") and name[7:].isdigit():
+                d = date(int(name[7:11]), int(name[11:13]), int(name[13:15]))
+                self._days.add((d - _EPOCH_DAY).days)
+        self._ready = True
+
+    def _ensure_days(self, trades: Sequence[Trade]) -> None:
+        days = {t.trade_time_us // _US_PER_DAY for t in trades} - self._days
+        if not days:
+            return
+        with self.conn.transaction():
+            for d in sorted(days):
+                day = _EPOCH_DAY + timedelta(days=d)
+                self.conn.execute("SELECT cryptolab_ensure_partition(%s)", (day,))
+        self._days |= days
+
+    def write(self, trades: Sequence[Trade], dead_letters: Iterable[DeadLetter] = ()) -> WriteResult:
+        """Store a batch in one transaction; return what was new. Raises DatabaseError."""
+        dead = list(dead_letters)
+        try:
+            self._prepare()
+            if trades:
+                self._ensure_days(trades)
+            with self.conn.transaction():
+                inserted = bars = 0
+                if trades:
+                    with self.conn.cursor() as cur:
+                        with cur.copy(_STAGE_COPY) as copy:
+                            copy.set_types(_STAGE_TYPES)
+                            for t in trades:
+                                copy.write_row(t)
+                        row = cur.execute(_MERGE).fetchone()
+                        assert row is not None
+                        inserted, bars = int(row[0]), int(row[1])
+                if dead:
+                    self._write_dead(dead)
+        except psycopg.Error as exc:
+            self._ready = self._ready and not self.conn.closed
+            raise DatabaseError(f"could not store {len(trades)} trades: {str(exc).strip().splitlines()[0]}") from exc
+        return WriteResult(len(trades), inserted, bars, len(dead))
+
+    def _write_dead(self, dead: Sequence[DeadLetter]) -> None:
+        from .model import now_us, us_to_datetime
+
+        with self.conn.cursor() as cur, cur.copy(_DEAD_COPY) as copy:
+            copy.set_types(_DEAD_TYPES)
+            for d in dead:
+                raw = d.payload if isinstance(d.payload, (bytes, bytearray)) else str(d.payload).encode()
+                copy.write_row(
+                    (
+                        us_to_datetime(d.received_at_us or now_us()),
+                        d.source,
+                        d.exchange,
+                        d.symbol,
+                        d.reason,
+                        dead_letter_text(raw),
+                        len(raw),
+                    )
+                )

@@ -1,0 +1,179 @@
+-- cryptolab schema. Idempotent: run it any number of times (cryptolab db init, or
+--   psql "$CRYPTOLAB_DSN" -f schema.sql).
+-- Versioned: each change is appended as a numbered, idempotent step and recorded in
+-- schema_version, so an existing database migrates forward without loss.
+-- All timestamps are timestamptz (microsecond precision); run in UTC.
+
+SET client_min_messages = warning;
+
+CREATE TABLE IF NOT EXISTS schema_version (
+    version     integer PRIMARY KEY,
+    description text        NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- ---------------------------------------------------------------- version 1
+-- Every trade the exchange printed, stored once. Prices and quantities are exact
+-- NUMERIC; quote_qty is their exact product. Range-partitioned by UTC day on
+-- trade_time (the exchange's T); partitions are made ahead by
+-- cryptolab_ensure_partitions(). The primary key holds the partition key, as
+-- PostgreSQL requires; one trade always carries the same T within a source.
+CREATE TABLE IF NOT EXISTS trades (
+    exchange        text        NOT NULL,
+    symbol          text        NOT NULL,
+    trade_id        bigint      NOT NULL,
+    price           numeric     NOT NULL CHECK (price > 0),
+    qty             numeric     NOT NULL CHECK (qty > 0),
+    quote_qty       numeric     GENERATED ALWAYS AS (price * qty) STORED,
+    is_buyer_maker  boolean     NOT NULL,
+    trade_time      timestamptz NOT NULL,
+    event_time      timestamptz,
+    received_at     timestamptz,
+    ingested_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    source          text        NOT NULL CHECK (source IN ('live', 'backfill', 'replay', 'simulator')),
+    PRIMARY KEY (exchange, symbol, trade_id, trade_time)
+) PARTITION BY RANGE (trade_time);
+
+-- BRIN on time: tiny, and trades arrive in time order. Time-range scans per
+-- symbol use it; "latest N trades" uses the primary key.
+CREATE INDEX IF NOT EXISTS trades_trade_time_brin ON trades USING brin (trade_time);
+
+CREATE OR REPLACE FUNCTION cryptolab_ensure_partition(day date) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    part text := format('trades_%s', to_char(day, 'YYYYMMDD'));
+BEGIN
+    IF to_regclass(quote_ident(current_schema()) || '.' || part) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('cryptolab_ensure_partition'));
+    IF to_regclass(quote_ident(current_schema()) || '.' || part) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('CREATE TABLE %I PARTITION OF trades FOR VALUES FROM (%L) TO (%L)',
+                   part,
+                   (day::timestamp AT TIME ZONE 'UTC'),
+                   ((day + 1)::timestamp AT TIME ZONE 'UTC'));
+    RETURN true;
+END $$;
+
+-- Make the partitions for every UTC day touched by [first, last]; returns how many were new.
+CREATE OR REPLACE FUNCTION cryptolab_ensure_partitions(first timestamptz, last timestamptz)
+RETURNS integer LANGUAGE sql AS $$
+    SELECT count(*) FILTER (WHERE cryptolab_ensure_partition(d::date))::integer
+    FROM generate_series((first AT TIME ZONE 'UTC')::date,
+                         (last  AT TIME ZONE 'UTC')::date,
+                         interval '1 day') AS d
+$$;
+
+-- One row per (exchange, symbol, UTC second), maintained by the writer in the same
+-- transaction as the trades it summarizes. open/close follow trade-id order.
+CREATE TABLE IF NOT EXISTS bars_1s (
+    exchange          text        NOT NULL,
+    symbol            text        NOT NULL,
+    ts                timestamptz NOT NULL,
+    open              numeric     NOT NULL,
+    high              numeric     NOT NULL,
+    low               numeric     NOT NULL,
+    close             numeric     NOT NULL,
+    volume            numeric     NOT NULL,
+    quote_volume      numeric     NOT NULL,
+    taker_buy_volume  numeric     NOT NULL,
+    taker_buy_quote   numeric     NOT NULL,
+    trade_count       integer     NOT NULL,
+    first_trade_id    bigint      NOT NULL,
+    last_trade_id     bigint      NOT NULL,
+    PRIMARY KEY (exchange, symbol, ts)
+);
+
+-- Messages that could not become trades: kept with the reason, never dropped.
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id            bigserial   PRIMARY KEY,
+    received_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    source        text        NOT NULL,
+    exchange      text,
+    symbol        text,
+    reason        text        NOT NULL,
+    payload       text        NOT NULL,
+    payload_bytes integer     NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_received_at ON dead_letters (received_at);
+
+-- One row per capture session.
+CREATE TABLE IF NOT EXISTS capture_runs (
+    run_id          bigserial   PRIMARY KEY,
+    exchange        text        NOT NULL,
+    symbols         text[]      NOT NULL,
+    endpoint        text        NOT NULL,
+    host            text,
+    pid             integer,
+    started_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    heartbeat_at    timestamptz,
+    stopped_at      timestamptz,
+    status          text        NOT NULL DEFAULT 'running',
+    messages        bigint      NOT NULL DEFAULT 0,
+    trades_stored   bigint      NOT NULL DEFAULT 0,
+    duplicates      bigint      NOT NULL DEFAULT 0,
+    dead_letters    bigint      NOT NULL DEFAULT 0,
+    reconnects      integer     NOT NULL DEFAULT 0,
+    gaps_found      integer     NOT NULL DEFAULT 0,
+    gaps_filled     integer     NOT NULL DEFAULT 0,
+    backfilled      bigint      NOT NULL DEFAULT 0,
+    note            text
+);
+
+-- Trade-id gaps seen by a capture: filled by REST backfill, or recorded as lost.
+CREATE TABLE IF NOT EXISTS capture_gaps (
+    id               bigserial   PRIMARY KEY,
+    run_id           bigint      REFERENCES capture_runs(run_id) ON DELETE SET NULL,
+    exchange         text        NOT NULL,
+    symbol           text        NOT NULL,
+    first_missing_id bigint      NOT NULL,
+    last_missing_id  bigint      NOT NULL,
+    missing          bigint      GENERATED ALWAYS AS (last_missing_id - first_missing_id + 1) STORED,
+    detected_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    resolved_at      timestamptz,
+    status           text        NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'filled', 'unrecoverable')),
+    reason           text
+);
+
+-- The exchange's own klines, fetched for reconciliation against stored trades.
+CREATE TABLE IF NOT EXISTS klines (
+    exchange         text        NOT NULL,
+    symbol           text        NOT NULL,
+    interval         text        NOT NULL,
+    open_time        timestamptz NOT NULL,
+    close_time       timestamptz NOT NULL,
+    open             numeric     NOT NULL,
+    high             numeric     NOT NULL,
+    low              numeric     NOT NULL,
+    close            numeric     NOT NULL,
+    volume           numeric     NOT NULL,
+    quote_volume     numeric     NOT NULL,
+    trade_count      bigint      NOT NULL,
+    taker_buy_volume numeric     NOT NULL,
+    taker_buy_quote  numeric     NOT NULL,
+    fetched_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (exchange, symbol, interval, open_time)
+);
+
+-- Read-only role for analysis, made when the connecting user may make roles.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cryptolab_reader') THEN
+        CREATE ROLE cryptolab_reader NOLOGIN;
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO cryptolab_reader', current_schema());
+    EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO cryptolab_reader', current_schema());
+    EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT ON TABLES TO cryptolab_reader', current_schema());
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'cryptolab_reader not created: the connecting user may not create roles';
+END $$;
+
+INSERT INTO schema_version (version, description)
+VALUES (1, 'trades (partitioned), bars_1s, dead_letters, capture_runs, capture_gaps, klines, cryptolab_reader')
+ON CONFLICT (version) DO NOTHING;
+
+-- ---------------------------------------------------------------- version 2+
+-- Append later changes here as idempotent steps (ALTER TABLE … ADD COLUMN IF NOT
+-- EXISTS …), each closed by its own INSERT INTO schema_version.
