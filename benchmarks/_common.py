@@ -1,0 +1,56 @@
+"""Shared set-up for benchmarks: a scratch database and synthetic trades."""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Iterator
+
+import psycopg
+
+from cryptolab import db
+from cryptolab.model import Trade
+
+
+@contextmanager
+def scratch_database(name: str) -> Iterator[str]:
+    """A fresh database with the schema, on CRYPTOLAB_DSN's server or a private embedded one."""
+    own_home = None
+    if not os.environ.get("CRYPTOLAB_DSN"):
+        own_home = tempfile.mkdtemp(prefix="cryptolab-bench-")
+        os.environ["CRYPTOLAB_HOME"] = own_home
+    server = db.resolve_dsn()
+    with psycopg.connect(server, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        c.execute(f'CREATE DATABASE "{name}"')
+    dsn = psycopg.conninfo.make_conninfo(server, dbname=name)
+    with db.connect(dsn):
+        pass
+    try:
+        yield dsn
+    finally:
+        with psycopg.connect(server, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if own_home:
+            from cryptolab import embedded
+
+            embedded.stop()
+
+
+def synthetic_trades(n: int, symbol: str = "BTCUSDT", start_us: int = 1_735_689_600_000_000, first_id: int = 1,
+                     seed: int = 1) -> list[Trade]:
+    """n trades with 8-decimal prices/quantities, ~2 ms apart, ids consecutive."""
+    rng = random.Random(seed)
+    out = []
+    t = start_us
+    price = 9_500_000_000_000  # 95000.00000000 in 1e-8 units
+    for i in range(first_id, first_id + n):
+        t += rng.randint(0, 4000)
+        price += rng.randint(-300, 300) * 1_000_000
+        qty = rng.randint(1, 5_000_000)
+        out.append(Trade("binance", symbol, i, Decimal(price).scaleb(-8), Decimal(qty).scaleb(-8),
+                         rng.random() < 0.5, t, t + 3000, t + 9000, "simulator"))
+    return out
