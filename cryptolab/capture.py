@@ -338,7 +338,9 @@ class Capture:
     `source`: `binance` (default), `binance.us`, `binance-data`
     (data-stream.binance.vision), `simulator` (an in-process local exchange), or the
     URL of a local exchange (`ws://127.0.0.1:PORT`). `dsn`: any libpq DSN; default
-    `CRYPTOLAB_DSN`, else the embedded server.
+    `CRYPTOLAB_DSN`, else the embedded server. `from_ids` (optional, per symbol): the
+    first trade id wanted; anything older than what the stream delivers is fetched from
+    REST — use it to capture from a known point instead of from "now".
     """
 
     def __init__(
@@ -349,6 +351,7 @@ class Capture:
         *,
         options: CaptureOptions | None = None,
         exchange: str = "binance",
+        from_ids: dict[str, int] | None = None,
         **overrides: Any,
     ) -> None:
         if isinstance(symbols, str):
@@ -361,6 +364,7 @@ class Capture:
         self.exchange = exchange
         self.options = replace(options or CaptureOptions(), **overrides)
         self._dsn_arg = dsn
+        self.from_ids = {k.upper(): int(v) for k, v in (from_ids or {}).items()}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._writer_thread: threading.Thread | None = None
@@ -576,6 +580,8 @@ class Capture:
             resume = self._resume_points(conn) if self._active else {}
             for sym in self._active:
                 last_id, open_gaps = resume.get(sym, (None, []))
+                if sym in self.from_ids and (last_id is None or last_id < self.from_ids[sym] - 1):
+                    last_id = self.from_ids[sym] - 1
                 seq = _Sequencer(sym, last_id)
                 for lo, hi in open_gaps:
                     seq.missing.append([lo, hi, 0.0, 0])
@@ -607,6 +613,10 @@ class Capture:
             except (asyncio.TimeoutError, CryptolabError):
                 pass
             self._flush_open_gaps()
+            rest_left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in rest_left:
+                t.cancel()
+            await asyncio.gather(*rest_left, return_exceptions=True)
         self._reading_done.set()
         self._wake.set()
 
@@ -621,20 +631,46 @@ class Capture:
             )
 
     def _resume_points(self, conn: psycopg.Connection) -> dict[str, tuple[int | None, list[tuple[int, int]]]]:
+        """Per symbol: the last id stored within the look-back, and the holes to fill.
+
+        Holes are found in the stored ids themselves (so a capture killed mid-backfill
+        leaves nothing behind), plus ranges a previous run recorded as still open;
+        ranges already recorded as unrecoverable are not asked again.
+        """
         out: dict[str, tuple[int | None, list[tuple[int, int]]]] = {}
+        secs = self.options.lookback_seconds
         with conn.transaction():
             for sym in self._active:
+                key = (self.exchange, sym)
                 row = conn.execute(
-                    "SELECT max(trade_id) FROM trades WHERE exchange = %s AND symbol = %s "
+                    "SELECT min(trade_id), max(trade_id) FROM trades WHERE exchange = %s AND symbol = %s "
                     "AND trade_time > now() - make_interval(secs => %s)",
-                    (self.exchange, sym, self.options.lookback_seconds),
+                    (*key, secs),
                 ).fetchone()
-                gaps = conn.execute(
+                lo_id, hi_id = (row[0], row[1]) if row else (None, None)
+                holes = conn.execute(
+                    "SELECT prev + 1, trade_id - 1 FROM ("
+                    "  SELECT trade_id, lag(trade_id) OVER (ORDER BY trade_id) AS prev FROM trades"
+                    "  WHERE exchange = %s AND symbol = %s AND trade_time > now() - make_interval(secs => %s)) t "
+                    "WHERE trade_id > prev + 1 ORDER BY 1",
+                    (*key, secs),
+                ).fetchall()
+                opened = conn.execute(
                     "DELETE FROM capture_gaps WHERE exchange = %s AND symbol = %s AND status = 'open' "
                     "RETURNING first_missing_id, last_missing_id",
-                    (self.exchange, sym),
+                    key,
                 ).fetchall()
-                out[sym] = (row[0] if row else None, [(int(a), int(b)) for a, b in gaps])
+                lost = conn.execute(
+                    "SELECT first_missing_id, last_missing_id FROM capture_gaps "
+                    "WHERE exchange = %s AND symbol = %s AND status = 'unrecoverable'",
+                    key,
+                ).fetchall()
+                want = self.from_ids.get(sym)
+                ranges = [(int(a), int(b)) for a, b in [*holes, *opened]]
+                if want is not None and lo_id is not None and want < lo_id:
+                    ranges.append((want, int(lo_id) - 1))
+                ranges = [r for r in ranges if not any(a <= r[0] and r[1] <= b for a, b in lost)]
+                out[sym] = (hi_id, sorted(set(ranges)))
         return out
 
     def _open_run(self, conn: psycopg.Connection, ep: Endpoint) -> int:

@@ -20,6 +20,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument("--dsn", default=None, help="libpq DSN (default: CRYPTOLAB_DSN, else the embedded server)")
+    p.add_argument("--from-id", type=int, default=None,
+                   help="start at this trade id for every symbol; older ids than the stream's are fetched from REST")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
 
 
@@ -31,7 +33,10 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    cap = Capture(args.symbols, source=args.source, dsn=args.dsn)
+    from_ids = None
+    if args.from_id is not None:
+        from_ids = {s.strip().upper(): args.from_id for s in args.symbols.split(",") if s.strip()}
+    cap = Capture(args.symbols, source=args.source, dsn=args.dsn, from_ids=from_ids)
     cap.start()
     st = cap.status()
     print(f"capturing {', '.join(st.symbols)} from {args.source} (run {st.run_id}); Ctrl-C to stop", flush=True)

@@ -53,6 +53,8 @@ def to_us(value: Any, field: str) -> int:
 def _decimal(value: Any, field: str) -> Decimal:
     if not isinstance(value, str):
         raise _Bad(f"{field} must be a decimal string, got {type(value).__name__}")
+    if value.startswith("-") and _DECIMAL_RE.match(value[1:]):
+        raise _Bad(f"absurd {field}: {value} (must be > 0)")
     if not _DECIMAL_RE.match(value):
         raise _Bad(f"{field} is not a plain decimal: {value[:40]!r}")
     try:

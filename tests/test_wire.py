@@ -63,7 +63,7 @@ def _mutate(**changes: object) -> bytes:
         (_mutate(t="3735683259"), "t must be an integer"),
         (_mutate(m="true"), "m must be a boolean"),
         (_mutate(p="0.00000000"), "absurd p"),
-        (_mutate(p="-5"), "not a plain decimal"),
+        (_mutate(p="-5"), "absurd p"),
         (_mutate(q="99999999999999999"), "absurd q"),
         (_mutate(T=5), "absurd T"),
         (_mutate(s="btc usdt"), "bad symbol"),
