@@ -33,7 +33,7 @@ def start_exchange(rate: float, symbols: str = "btcusdt") -> tuple[subprocess.Po
     proc = subprocess.Popen(
         [sys.executable, "-m", "cryptolab.cli", "exchange", "--symbols", symbols, "--rate", str(rate), "--seed", "1",
          "--port", "0"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     assert proc.stdout is not None
     first = proc.stdout.readline().split()
@@ -79,6 +79,9 @@ def exchange_ceiling(seconds: float) -> float:
 
 
 def capture_run(dsn: str, rate: float, seconds: float) -> dict:
+    with db.connect(dsn) as conn:  # each run's exchange numbers trades from 1 again
+        conn.execute("TRUNCATE trades, bars_1s, capture_gaps")
+        conn.commit()
     proc, ws = start_exchange(rate)
     try:
         cap = Capture(["btcusdt"], source=ws, dsn=dsn).start()
@@ -122,6 +125,9 @@ def copy_baseline(dsn: str, n: int) -> tuple[float, float]:
 
 
 def rss_run(dsn: str, rate: float, seconds: float) -> list[tuple[float, float]]:
+    with db.connect(dsn) as conn:
+        conn.execute("TRUNCATE trades, bars_1s, capture_gaps")
+        conn.commit()
     proc, ws = start_exchange(rate)
     out = []
     try:
@@ -150,6 +156,7 @@ def main() -> None:
         print(f"local exchange ceiling (bare client, combined stream): {ceiling:,.0f} frames/s", flush=True)
         top = capture_run(dsn, 200_000, args.seconds)
         copy_rate, row_rate = copy_baseline(dsn, 200_000)
+        print(f"capture at full speed: {top['rate']:,.0f} rows/s", flush=True)
         print("\n1) sustained throughput, exchange socket → committed rows (offered: as fast as the exchange can)")
         print(f"   {'path':40} {'rows/s':>10} {'vs COPY':>8}")
         for name, r in (("capture (socket → parse → COPY+dedupe+bars)", top["rate"]), ("raw COPY of the same rows", copy_rate),

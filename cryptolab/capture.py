@@ -264,12 +264,11 @@ class _ConnectBudget:
 
 @dataclass
 class _Conn:
-    ws: Any
+    ws: Any  # wsclient.WSConnection once open
     opened: float
     first: asyncio.Event = field(default_factory=asyncio.Event)
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     last_msg: float = field(default_factory=time.monotonic)
-    reader: asyncio.Task | None = None
 
 
 @dataclass
@@ -691,48 +690,35 @@ class Capture:
         return f"{self._endpoint.ws}/stream?streams={'/'.join(streams)}"
 
     async def _open(self, streams: list[str], budget: _ConnectBudget) -> _Conn:
-        import websockets
+        from . import wsclient
 
         await budget.acquire()
         ep = self._endpoint
         assert ep is not None
         many = len(streams) > 100
         url = f"{ep.ws}/stream" if many else self._stream_url(streams)
-        try:
-            ws = await websockets.connect(
-                url,
-                open_timeout=10,
-                ping_interval=20,
-                ping_timeout=20,
-                close_timeout=2,
-                max_size=16 * 1024 * 1024,
-                max_queue=4096,
-                compression=None,
-                proxy=None if ep.local else True,
-            )
-        except websockets.InvalidStatus as exc:
-            code = exc.response.status_code
-            hint = " (binance.com refuses this region: try source='binance.us')" if code == 451 else ""
-            raise SourceError(f"{ep.ws} answered HTTP {code}{hint}") from exc
-        except (OSError, asyncio.TimeoutError) as exc:
-            raise SourceError(f"cannot reach {ep.ws}: {exc} — no network? try --source simulator") from exc
-        conn = _Conn(ws=ws, opened=time.monotonic())
-        if many:
-            for i in range(0, len(streams), 200):  # Binance: at most 5 incoming messages/s
-                await ws.send(_json({"method": "SUBSCRIBE", "params": streams[i : i + 200], "id": i // 200 + 1}))
-                await asyncio.sleep(0.25)
-        conn.reader = asyncio.create_task(self._read(conn))
-        return conn
-
-    async def _read(self, conn: _Conn) -> None:
-        ws = conn.ws
+        conn = _Conn(ws=None, opened=time.monotonic())
         handle = self._handle
-        while True:
-            raw = await ws.recv(decode=False)
+
+        def on_message(raw: bytes) -> None:
             conn.last_msg = time.monotonic()
             if not conn.first.is_set():
                 conn.first.set()
             handle(raw, conn)
+
+        try:
+            conn.ws = await wsclient.connect(url, on_message, open_timeout=10, max_size=16 * 1024 * 1024)
+        except wsclient.HandshakeError as exc:
+            hint = " (binance.com refuses this region: try source='binance.us')" if exc.status == 451 else ""
+            raise SourceError(f"{ep.ws} answered {exc}{hint}") from exc
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise SourceError(f"cannot reach {ep.ws}: {exc or type(exc).__name__} — no network? "
+                              "try --source simulator") from exc
+        if many:
+            for i in range(0, len(streams), 200):  # Binance: at most 5 incoming messages/s
+                conn.ws.send_text(_json({"method": "SUBSCRIBE", "params": streams[i : i + 200], "id": i // 200 + 1}).decode())
+                await asyncio.sleep(0.25)
+        return conn
 
     def _handle(self, raw: bytes, conn: _Conn) -> None:
         received = now_us()
@@ -749,7 +735,8 @@ class Capture:
                 seq.last_trade_us = out.trade_time_us
             else:
                 self.counters["dropped_duplicates"] += 1
-            self._wake.set()
+            if not self._wake.is_set():
+                self._wake.set()
         elif type(out) is DeadLetter:
             self._dead.append(out)
             self.counters["dead_letters"] += 1
@@ -761,8 +748,6 @@ class Capture:
                 log.warning("exchange answered an error: %s", out.data)
 
     async def _stream_worker(self, streams: list[str], budget: _ConnectBudget) -> None:
-        import websockets
-
         opts = self.options
         backoff = _Backoff(opts.backoff_base, opts.backoff_max)
         stop = self._stop_async
@@ -782,19 +767,18 @@ class Capture:
                     asyncio.create_task(self._probe_latest(streams))
                 rotate_in = max(0.0, current.opened + opts.rotate_after - time.monotonic())
                 watchdog = max(0.05, current.last_msg + opts.stall_timeout - time.monotonic())
-                assert current.reader is not None
                 shutdown_task = asyncio.create_task(current.shutdown.wait())
-                done, _ = await asyncio.wait(
-                    {current.reader, shutdown_task, stop_task},
+                await asyncio.wait(
+                    {current.ws.closed, shutdown_task, stop_task},
                     timeout=min(rotate_in, watchdog, 1.0),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 shutdown_task.cancel()
                 if stop.is_set():
                     break
-                if current.reader.done():
-                    exc = current.reader.exception() if not current.reader.cancelled() else None
-                    if isinstance(exc, websockets.ConnectionClosed) and exc.rcvd and exc.rcvd.code == 1009:
+                if current.ws.closed.done():
+                    exc = current.ws.closed.result()
+                    if current.ws.protocol.close_code == 1009:
                         self._dead.append(DeadLetter("frame larger than 16 MiB: connection dropped by the client",
                                                      b"", "live", self.exchange, None, now_us()))
                         self.counters["dead_letters"] += 1
@@ -1111,12 +1095,8 @@ async def _sleep_or(ev: asyncio.Event, seconds: float) -> None:
 
 
 async def _close(conn: _Conn) -> None:
-    if conn.reader is not None:
-        conn.reader.cancel()
-    try:
-        await asyncio.wait_for(conn.ws.close(), timeout=2)
-    except Exception:  # noqa: BLE001 - closing a broken socket
-        pass
+    if conn.ws is not None:
+        await conn.ws.close(timeout=2)
 
 
 def _json(obj: Any) -> bytes:
