@@ -54,7 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in args_in if not a.startswith("-")), None)
     parser, modules = _parser(first if first in COMMANDS else None)
-    args = parser.parse_args(args_in)
+    if first == "db" and "psql" in args_in:
+        # everything after `psql` belongs to psql (-v, -f, -c …), not to us
+        cut = args_in.index("psql") + 1
+        args = parser.parse_args(args_in[:cut])
+        args.psql_args = args_in[cut:]
+    else:
+        args = parser.parse_args(args_in)
     if not args.command:
         parser.print_help()
         return 1

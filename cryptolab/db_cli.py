@@ -61,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "psql":
         dsn = db.resolve_dsn()
-        cmd = [_psql_binary(), dsn, *args.psql_args]
+        extra = list(args.psql_args)
+        if extra[:1] == ["--"]:
+            extra = extra[1:]
+        cmd = [_psql_binary(), dsn, *extra]
         return subprocess.call(cmd, env={**os.environ, "PGTZ": "UTC"}, stdin=sys.stdin)
     return 1

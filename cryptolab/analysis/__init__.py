@@ -1,0 +1,50 @@
+"""cryptolab.analysis: the SQL modules of `sql/` as Python functions returning DataFrames.
+
+Every function takes a symbol, an optional [start, end) range (UTC; default: the last
+stored hour), an interval where it makes sense, `exchange="binance"`, an optional psycopg
+`conn` (reuse one for repeated calls; a new connection is opened otherwise) and
+`as_="polars"` (or "pandas"). Prices and volumes come back exact: polars Decimal columns
+(or decimal strings where 38 digits cannot hold a value), never floats. Bad arguments raise
+`cryptolab.errors.DataError` before any SQL runs.
+
+| module   | functions |
+|----------|-----------|
+| price    | ohlcv, live_bars, moving_averages, sma, ema, vwap, volume_profile, pivots, support_resistance |
+| traffic  | tps, tps_stats, bursts, inter_arrival, inter_arrival_stats, ingest_throughput |
+| quality  | quality_report, source_counts, duplicates, null_counts, timestamp_checks, time_backwards, gaps, halts, price_outliers, dead_letter_counts, capture_runs, bars_consistency |
+| volume   | stored_symbols, daily_totals, cvd, fetch_klines, reconcile_klines |
+| latency  | latest_trades, latency_stats, clock_offset, clock_skew |
+| load     | load_trades |
+"""
+
+from __future__ import annotations
+
+from .latency import clock_offset, clock_skew, latency_stats, latest_trades
+from .load import load_trades
+from .price import ema, live_bars, moving_averages, ohlcv, pivots, sma, support_resistance, volume_profile, vwap
+from .quality import (
+    bars_consistency,
+    capture_runs,
+    dead_letter_counts,
+    duplicates,
+    gaps,
+    halts,
+    null_counts,
+    price_outliers,
+    quality_report,
+    source_counts,
+    time_backwards,
+    timestamp_checks,
+)
+from .traffic import bursts, ingest_throughput, inter_arrival, inter_arrival_stats, tps, tps_stats
+from .volume import cvd, daily_totals, fetch_klines, reconcile_klines, stored_symbols
+
+__all__ = [
+    "ohlcv", "live_bars", "moving_averages", "sma", "ema", "vwap", "volume_profile", "pivots", "support_resistance",
+    "tps", "tps_stats", "bursts", "inter_arrival", "inter_arrival_stats", "ingest_throughput",
+    "quality_report", "source_counts", "duplicates", "null_counts", "timestamp_checks", "time_backwards",
+    "gaps", "halts", "price_outliers", "dead_letter_counts", "capture_runs", "bars_consistency",
+    "stored_symbols", "daily_totals", "cvd", "fetch_klines", "reconcile_klines",
+    "latest_trades", "latency_stats", "clock_offset", "clock_skew",
+    "load_trades",
+]

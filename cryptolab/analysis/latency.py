@@ -1,0 +1,137 @@
+"""Latency: where the time goes between a trade and its stored row, and our clock's offset.
+
+Components (durations): exchange_push = E − T, network = received − E (network, client and
+the offset between our clock and the exchange's), pipeline = ingested − received, total =
+ingested − T. Runs the queries of `sql/latency.sql`; arguments and result types as in
+`cryptolab.analysis.common` (durations are `pl.Duration("us")`). Rows without E or
+received time (backfill, loaded dumps) have null latencies and are left out of percentiles.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from ..errors import CryptolabError, DataError, SourceError
+from .common import AsType, Frame, check_buckets, connection, parse_interval, resolve_span, run
+
+__all__ = ["latest_trades", "latency_stats", "clock_offset", "clock_skew"]
+
+_MODULE = "latency"
+
+
+def latest_trades(
+    symbol: str,
+    limit: int = 50,
+    *,
+    start: Any = None,
+    end: Any = None,
+    exchange: str = "binance",
+    conn: psycopg.Connection | None = None,
+    as_: AsType = "polars",
+) -> Frame:
+    """The newest `limit` trades (before `end`, newest first) with their latency breakdown.
+
+    Columns: trade_id, trade_time, event_time, received_at, ingested_at, source, price, qty
+    (Decimal), is_buyer_maker, exchange_push, network, pipeline, total (durations).
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1_000_000:
+        raise DataError(f"limit must be a whole number from 1 to 1,000,000, not {limit!r}")
+    with connection(conn) as c:
+        span = resolve_span(c, symbol, start, end, exchange)
+        values = span.values(limit=limit)
+        if start is None and span.first_stored is not None:
+            values["start"] = span.first_stored  # latest N whatever their age
+        return run(c, _MODULE, "latest_trades", values, as_)
+
+
+def latency_stats(
+    symbol: str,
+    start: Any = None,
+    end: Any = None,
+    interval: str = "1m",
+    *,
+    exchange: str = "binance",
+    conn: psycopg.Connection | None = None,
+    as_: AsType = "polars",
+) -> Frame:
+    """Per interval: trades, streamed, and p50/p95/p99/max of push, network, pipeline, total.
+
+    Percentiles are observed values (percentile_disc); only intervals with trades appear.
+    """
+    iv, step = parse_interval(interval)
+    with connection(conn) as c:
+        span = resolve_span(c, symbol, start, end, exchange)
+        check_buckets(span, step)
+        return run(c, _MODULE, "latency_stats", span.values(interval=iv), as_)
+
+
+def clock_offset(
+    symbol: str,
+    start: Any = None,
+    end: Any = None,
+    *,
+    exchange: str = "binance",
+    conn: psycopg.Connection | None = None,
+    as_: AsType = "polars",
+) -> Frame:
+    """What stored times say about our clock: one row streamed, min_network, p1_network, p50_network.
+
+    min(received − E) = clock offset + fastest one-way trip: a negative value proves our
+    clock runs behind the exchange's by at least that much.
+    """
+    with connection(conn) as c:
+        span = resolve_span(c, symbol, start, end, exchange)
+        return run(c, _MODULE, "clock_offset", span.values(), as_)
+
+
+async def _probe(base_url: str, samples: int) -> list[tuple[int, int, int]]:
+    from ..rest import RestClient
+
+    out = []
+    async with RestClient(base_url) as client:
+        for _ in range(samples):
+            before = time.time_ns() // 1000
+            server_ms = await client.server_time()
+            after = time.time_ns() // 1000
+            out.append((before, int(server_ms), after))
+    return out
+
+
+def clock_skew(base_url: str, *, samples: int = 5, as_: AsType = "polars") -> Frame:
+    """Our clock against the exchange's `/api/v3/time` (NTP-style, best of `samples` round trips).
+
+    One row: samples, rtt (shortest round trip), offset (exchange − local at the midpoint
+    of that round trip: positive means our clock is behind), offset_low, offset_high (the
+    bounds the round trip and the server's millisecond resolution allow).
+    """
+    import polars as pl
+
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= 100:
+        raise DataError(f"samples must be a whole number from 1 to 100, not {samples!r}")
+    from ..aio import run_sync
+
+    try:
+        probes = run_sync(_probe(base_url, samples))
+    except CryptolabError:
+        raise
+    except Exception as exc:
+        raise SourceError(f"could not ask {base_url} for its time: {exc}") from None
+    before, server_ms, after = min(probes, key=lambda p: p[2] - p[0])
+    server_us = server_ms * 1000
+    mid = (before + after) // 2
+    frame = pl.DataFrame(
+        {
+            "samples": [len(probes)],
+            "rtt": [timedelta(microseconds=after - before)],
+            "offset": [timedelta(microseconds=server_us + 500 - mid)],
+            "offset_low": [timedelta(microseconds=server_us - after)],
+            "offset_high": [timedelta(microseconds=server_us + 1000 - before)],
+        },
+        schema={"samples": pl.Int64, "rtt": pl.Duration("us"), "offset": pl.Duration("us"),
+                "offset_low": pl.Duration("us"), "offset_high": pl.Duration("us")},
+    )
+    return frame.to_pandas() if as_ == "pandas" else frame

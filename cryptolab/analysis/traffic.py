@@ -1,0 +1,138 @@
+"""Traffic: trades per second (dense), TPS percentiles, bursts, inter-arrival times, ingest rate.
+
+Runs the queries of `sql/traffic_analysis.sql`; arguments and result types as in
+`cryptolab.analysis.common`. Counts are integers; percentiles are observed values
+(percentile_disc).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from ..errors import DataError
+from .common import AsType, Frame, check_buckets, connection, parse_decimal, resolve_span, run
+
+__all__ = ["tps", "tps_stats", "bursts", "inter_arrival", "inter_arrival_stats", "ingest_throughput"]
+
+_MODULE = "traffic_analysis"
+_SECOND = timedelta(seconds=1)
+
+
+def tps(
+    symbol: str,
+    start: Any = None,
+    end: Any = None,
+    *,
+    exchange: str = "binance",
+    conn: psycopg.Connection | None = None,
+    as_: AsType = "polars",
+) -> Frame:
+    """Trades per second over [start, end), every second present (zero when quiet).
+
+    Columns: ts, trades (int), volume, quote_volume (Decimal). From the 1 s bars.
+    """
+    with connection(conn) as c:
+        span = resolve_span(c, symbol, start, end, exchange)
+        check_buckets(span, _SECOND, "range")
+        return run(c, _MODULE, "tps", span.values(), as_)
+
+
+def tps_stats(
+    symbol: str,
+    start: Any = None,
+    end: Any = None,
+    *,
+    exchange: str = "binance",
+    conn: psycopg.Connection | None = None,
+    as_: AsType = "polars",
+) -> Frame:
+    """One row: seconds, active_seconds, trades, mean_tps (Decimal), p50, p90, p95, p99, max_tps.
+
+    Percentiles over the dense per-second series (quiet seconds count as zero).
+    """
+    with connection(conn) as c:
+        span = resolve_span(c, symbol, start, end, exchange)
+        check_buckets(span, _SECOND, "range")
+        return run(c, _MODULE, "tps_stats", span.values(), as_)
+
+
+def bursts(
+    symbol: str,
+    start: Any = None,
+    end: Any = None,
+    *,
+    window: int = 60,
+    factor: Decimal | str | int = 3,
+    exchange: str = "binance",
+    conn: psycopg.Connection | None = None,
+    as_: AsType = "polars",
+) -> Frame:
+    """Runs of seconds whose trades exceed `factor` × max(median of the `window` seconds before, 1).
+
+    Columns: burst_start, burst_end (exclusive), seconds, trades, peak_tps, median_before,
+    peak_ratio (Decimal, 2 decimals).
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 86_400:
+        raise DataError(f"window is a number of seconds from 1 to 86400, not {window!r}")
+    k = parse_decimal(factor, "factor")
+    with connection(conn) as c:
+        span = resolve_span(c, symbol, start, end, exchange)
+        check_buckets(span, _SECOND, "range")
+        return run(c, _MODULE, "bursts", span.values(burst_window=window, burst_factor=k), as_)
+
+
+def inter_arrival(
+    symbol: str,
+    start: Any = None,
+    end: Any = None,
+    *,
+    exchange: str = "binance",
+    conn: psycopg.Connection | None = None,
+    as_: AsType = "polars",
+) -> Frame:
+    """Histogram of the time between consecutive trades (id order), in microsecond bins.
+
+    Columns: label, lower_us, upper_us (bin [lower, upper); 'same time' = 0, 'negative' =
+    time went back), gaps (int), share, cumulative_share (Decimal, 6 decimals). From raw trades.
+    """
+    with connection(conn) as c:
+        span = resolve_span(c, symbol, start, end, exchange)
+        return run(c, _MODULE, "inter_arrival", span.values(), as_)
+
+
+def inter_arrival_stats(
+    symbol: str,
+    start: Any = None,
+    end: Any = None,
+    *,
+    exchange: str = "binance",
+    conn: psycopg.Connection | None = None,
+    as_: AsType = "polars",
+) -> Frame:
+    """One row: gaps, same_time, negative, mean_us (Decimal), p10_us, p50_us, p90_us, p99_us, max_us."""
+    with connection(conn) as c:
+        span = resolve_span(c, symbol, start, end, exchange)
+        return run(c, _MODULE, "inter_arrival_stats", span.values(), as_)
+
+
+def ingest_throughput(
+    symbol: str,
+    start: Any = None,
+    end: Any = None,
+    *,
+    exchange: str = "binance",
+    conn: psycopg.Connection | None = None,
+    as_: AsType = "polars",
+) -> Frame:
+    """Rows stored per second by `ingested_at` (dense), and how many transactions committed them.
+
+    Columns: ts, rows, commits. The range is in ingestion time here, not trade time.
+    """
+    with connection(conn) as c:
+        span = resolve_span(c, symbol, start, end, exchange)
+        check_buckets(span, _SECOND, "range")
+        return run(c, _MODULE, "ingest_throughput", span.values(), as_)

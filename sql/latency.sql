@@ -1,0 +1,89 @@
+-- latency.sql: where time goes between a trade and its row: exchange push (E - T), network and
+-- client (received - E), pipeline (ingested - received), end to end (ingested - T).
+--
+--   psql "$CRYPTOLAB_DSN" -v symbol=BTCUSDT -v limit=20 -f sql/latency.sql
+--
+-- Variables: exchange (binance), symbol (BTCUSDT), start, end ([start, end), UTC; default: the last
+-- stored hour), interval (buckets of latency_stats, 1m), limit (latest_trades rows, 50).
+--
+-- E and received are null for rows that did not come from the stream (backfill, loaded dumps):
+-- their latencies are null and they are left out of the percentiles. received - E mixes the
+-- network delay with the offset between our clock and the exchange's (see clock_offset).
+\if :{?exchange} \else \set exchange binance \endif
+\if :{?symbol} \else \set symbol BTCUSDT \endif
+\if :{?interval} \else \set interval 1m \endif
+\if :{?limit} \else \set limit 50 \endif
+SET TIME ZONE 'UTC';
+\if :{?end} \else
+SELECT coalesce(max(ts) + interval '1 second', date_trunc('second', now())) AS "end"
+FROM bars_1s WHERE exchange = :'exchange' AND symbol = upper(:'symbol') \gset
+\endif
+\if :{?start} \else
+SELECT :'end'::timestamptz - interval '1 hour' AS "start" \gset
+\endif
+
+
+-- name: latest_trades
+-- The newest `limit` trades before `end` with their latency breakdown (newest first).
+SELECT t.trade_id, t.trade_time, t.event_time, t.received_at, t.ingested_at, t.source,
+       t.price, t.qty, t.is_buyer_maker,
+       t.event_time - t.trade_time   AS exchange_push,
+       t.received_at - t.event_time  AS network,
+       t.ingested_at - t.received_at AS pipeline,
+       t.ingested_at - t.trade_time  AS total
+FROM trades t
+WHERE t.exchange = :'exchange' AND t.symbol = upper(:'symbol')
+  AND t.trade_time < :'end'::timestamptz AND t.trade_time >= :'start'::timestamptz
+ORDER BY t.trade_id DESC
+LIMIT :'limit'::int;
+
+
+-- name: latency_stats
+-- Per interval: p50 / p95 / p99 / max of each latency component (percentile_disc: observed
+-- values), over the trades that carry the times.
+WITH p AS (
+    SELECT regexp_replace(:'interval', '^(\d+)([smhdw])$', '\1 \2')::interval AS iv,
+           :'start'::timestamptz AS t0, :'end'::timestamptz AS t1,
+           timestamptz '2000-01-03 00:00:00+00' AS origin
+), t AS (
+    SELECT date_bin(p.iv, t.trade_time, p.origin) AS open_time,
+           t.event_time - t.trade_time AS push, t.received_at - t.event_time AS network,
+           t.ingested_at - t.received_at AS pipeline, t.ingested_at - t.trade_time AS total
+    FROM trades t, p
+    WHERE t.exchange = :'exchange' AND t.symbol = upper(:'symbol')
+      AND t.trade_time >= p.t0 AND t.trade_time < p.t1
+)
+SELECT open_time, count(*) AS trades, count(network) AS streamed,
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY push)      AS push_p50,
+       percentile_disc(0.95) WITHIN GROUP (ORDER BY push)     AS push_p95,
+       percentile_disc(0.99) WITHIN GROUP (ORDER BY push)     AS push_p99,
+       max(push)                                               AS push_max,
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY network)   AS network_p50,
+       percentile_disc(0.95) WITHIN GROUP (ORDER BY network)  AS network_p95,
+       percentile_disc(0.99) WITHIN GROUP (ORDER BY network)  AS network_p99,
+       max(network)                                            AS network_max,
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY pipeline)  AS pipeline_p50,
+       percentile_disc(0.95) WITHIN GROUP (ORDER BY pipeline) AS pipeline_p95,
+       percentile_disc(0.99) WITHIN GROUP (ORDER BY pipeline) AS pipeline_p99,
+       max(pipeline)                                           AS pipeline_max,
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY total)     AS total_p50,
+       percentile_disc(0.95) WITHIN GROUP (ORDER BY total)    AS total_p95,
+       percentile_disc(0.99) WITHIN GROUP (ORDER BY total)    AS total_p99,
+       max(total)                                              AS total_max
+FROM t
+GROUP BY open_time
+ORDER BY open_time;
+
+
+-- name: clock_offset
+-- What the stored times say about our clock against the exchange's: the smallest received - E
+-- is the offset plus the fastest one-way trip, so a negative value proves our clock is behind by
+-- at least that much; compare with cryptolab.analysis.clock_skew (asks /api/v3/time).
+SELECT count(*) AS streamed,
+       min(t.received_at - t.event_time) AS min_network,
+       percentile_disc(0.01) WITHIN GROUP (ORDER BY t.received_at - t.event_time) AS p1_network,
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY t.received_at - t.event_time) AS p50_network
+FROM trades t
+WHERE t.exchange = :'exchange' AND t.symbol = upper(:'symbol')
+  AND t.trade_time >= :'start'::timestamptz AND t.trade_time < :'end'::timestamptz
+  AND t.received_at IS NOT NULL AND t.event_time IS NOT NULL;
