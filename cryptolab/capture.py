@@ -335,7 +335,8 @@ class Capture:
     """Capture trades for `symbols` from `source` into the database at `dsn`.
 
     `source`: `binance` (default), `binance.us`, `binance-data`
-    (data-stream.binance.vision), `simulator` (an in-process local exchange), or the
+    (data-stream.binance.vision), `simulator` (an in-process local exchange whose trades
+    are stored as exchange 'simulator', source 'simulator', apart from real data), or the
     URL of a local exchange (`ws://127.0.0.1:PORT`). `dsn`: any libpq DSN; default
     `CRYPTOLAB_DSN`, else the embedded server. `from_ids` (optional, per symbol): the
     first trade id wanted; anything older than what the stream delivers is fetched from
@@ -349,7 +350,7 @@ class Capture:
         dsn: str | None = None,
         *,
         options: CaptureOptions | None = None,
-        exchange: str = "binance",
+        exchange: str | None = None,
         from_ids: dict[str, int] | None = None,
         **overrides: Any,
     ) -> None:
@@ -360,7 +361,9 @@ class Capture:
             raise SourceError("no symbols given: pass e.g. symbols=['btcusdt']")
         self.symbols = syms
         self.source = source
-        self.exchange = exchange
+        self.exchange = exchange or ("simulator" if source == "simulator" else "binance")
+        """Value of `trades.exchange` for what this capture stores ('simulator' for the simulator)."""
+        self._stream_source = "simulator" if source == "simulator" else "live"
         self.options = replace(options or CaptureOptions(), **overrides)
         self._dsn_arg = dsn
         self.from_ids = {k.upper(): int(v) for k, v in (from_ids or {}).items()}
@@ -549,6 +552,8 @@ class Capture:
             )
             self._local_exchange.__enter__()
             self._endpoint = resolve_source(self._local_exchange.ws_url)
+            for sym in self.symbols:  # our own market: keep it whole, from its first trade
+                self.from_ids.setdefault(sym, 1)
         else:
             self._endpoint = resolve_source(self.source)
         ep = self._endpoint
@@ -723,7 +728,7 @@ class Capture:
     def _handle(self, raw: bytes, conn: _Conn) -> None:
         received = now_us()
         self.counters["messages"] += 1
-        out = decode(raw, exchange=self.exchange, source="live", received_at_us=received)
+        out = decode(raw, exchange=self.exchange, source=self._stream_source, received_at_us=received)
         if type(out) is Trade:
             seq = self._seq.get(out.symbol)
             if seq is None:
@@ -1041,7 +1046,7 @@ class Capture:
             done = now_us()
             self._last_lag_ms = (done - newest.trade_time_us) / 1000.0
             for t in batch:
-                if t.received_at_us is not None and t.source == "live":
+                if t.received_at_us is not None and t.source != "backfill":
                     self._writer_lat_us.append(done - t.received_at_us)
 
     def _write_gaps(self, conn: psycopg.Connection | None) -> None:

@@ -22,7 +22,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", action="store_true", help="capture and summarize only")
 
 
-def stored_summary(symbols: list[str], since: datetime) -> list[tuple]:
+def stored_summary(exchange: str, symbols: list[str], since: datetime) -> list[tuple]:
     """Per symbol: trades, first/last id, Σqty, VWAP and aggressor CVD stored since `since` (exact)."""
     with db.connect() as conn:
         return conn.execute(
@@ -31,10 +31,10 @@ def stored_summary(symbols: list[str], since: datetime) -> list[tuple]:
                    round(sum(quote_qty) / nullif(sum(qty), 0), 8) AS vwap,
                    sum(CASE WHEN is_buyer_maker THEN -qty ELSE qty END) AS cvd
             FROM trades
-            WHERE symbol = ANY(%s) AND ingested_at >= %s
+            WHERE exchange = %s AND symbol = ANY(%s) AND ingested_at >= %s
             GROUP BY symbol ORDER BY symbol
             """,
-            ([s.upper() for s in symbols], since),
+            (exchange, [s.upper() for s in symbols], since),
         ).fetchall()
 
 
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     print(final.summary())
     print("\nstored in the database (exact):")
     print(f"  {'symbol':10} {'trades':>8} {'first id':>10} {'last id':>10} {'volume':>18} {'VWAP':>18} {'CVD':>18}")
-    for sym, n, lo, hi, vol, vwap, cvd in stored_summary(symbols, since):
+    for sym, n, lo, hi, vol, vwap, cvd in stored_summary(cap.exchange, symbols, since):
         print(f"  {sym:10} {n:>8} {lo:>10} {hi:>10} {vol:>18} {vwap:>18} {cvd:>18}")
     if args.no_report:
         return 0
@@ -72,6 +72,6 @@ def run(args: argparse.Namespace) -> int:
         print("(reports are not available in this build)")
         return 0
     out = Path(args.out or f"reports/demo-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
-    index = run_reports(out, parameters={"symbol": symbols[0].upper()})
+    index = run_reports(out, parameters={"symbol": symbols[0].upper(), "exchange": cap.exchange})
     print(f"report: {index}", file=sys.stdout)
     return 0
