@@ -1,0 +1,91 @@
+"""Run the local Binance-compatible exchange on 127.0.0.1 (synthetic market or replay).
+
+Prints `ws=ws://127.0.0.1:PORT http=http://127.0.0.1:PORT` as its first line, then
+serves until SIGINT/SIGTERM. See `cryptolab.exchange.faults` for the --faults syntax.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import Any
+
+from ..errors import ConfigError
+from .faults import parse_faults
+
+__all__ = ["configure", "run", "serve"]
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--symbols", default=None, help="comma-separated symbols (default btcusdt,ethusdt; with --replay: all in the files)")
+    p.add_argument("--rate", type=float, default=200.0, help="synthetic market: mean trades/s, all symbols together (default 200)")
+    p.add_argument("--seed", type=int, default=1, help="synthetic market: random seed (same seed, same trades)")
+    p.add_argument("--replay", nargs="+", metavar="FILE", default=None,
+                   help="serve these dumps/recordings instead of the synthetic market")
+    p.add_argument("--speed", type=float, default=1.0, help="replay pace: 1 real time, N times faster, 0 as fast as possible")
+    p.add_argument("--faults", default=None, metavar="SPEC",
+                   help="fault schedule, e.g. 'reset@every=30s,stall=3s@at=20s,duplicate@p=0.01'")
+    p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default 0: any free port)")
+    p.add_argument("--ping-interval", type=float, default=20.0, help="seconds between server pings (Binance: 20)")
+    p.add_argument("--ping-timeout", type=float, default=20.0, help="drop a client whose pong is this late (s)")
+    p.add_argument("--max-connection-age", type=float, default=86400.0, help="close connections this old (s; Binance: 24 h)")
+    p.add_argument("--shutdown-notice", type=float, default=None,
+                   help="send serverShutdown this long before the max-age close (default: age/10, at most 600 s)")
+    p.add_argument("--weight-budget", type=int, default=6000, help="REST request weight per minute (Binance: 6000)")
+    p.add_argument("--max-trades", type=int, default=None, help="stop printing after this many trades per symbol")
+
+
+def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
+    if args.rate <= 0:
+        raise ConfigError("--rate must be > 0 trades/s")
+    return dict(
+        symbols=symbols,
+        rate=args.rate,
+        seed=args.seed,
+        faults=parse_faults(args.faults),
+        replay=args.replay,
+        speed=args.speed,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
+        max_connection_age=args.max_connection_age,
+        shutdown_notice=args.shutdown_notice,
+        weight_budget=args.weight_budget,
+        max_trades=args.max_trades,
+        port=args.port,
+    )
+
+
+async def serve(kwargs: dict[str, Any], banner: str = "") -> None:
+    """Serve until SIGINT/SIGTERM; print the URLs line first (flushed)."""
+    from .server import ExchangeServer
+
+    server = ExchangeServer(**kwargs)
+    try:
+        port = await server.start()
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on 127.0.0.1:{kwargs.get('port')}: {exc.strerror} — pick another --port or 0") from None
+    print(f"ws=ws://127.0.0.1:{port} http=http://127.0.0.1:{port}", flush=True)
+    if banner:
+        print(banner, file=sys.stderr, flush=True)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    try:
+        await done.wait()
+    finally:
+        await server.stop()
+        st = server.state()
+        print(f"stopped: printed {sum(st['printed'].values())} trades, faults {st['fault_counts'] or 'none'}",
+              file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    kwargs = _kwargs(args)
+    what = f"replaying {len(args.replay)} file(s) at speed {args.speed}" if args.replay else (
+        f"synthetic market {','.join(kwargs['symbols'] or ['btcusdt', 'ethusdt'])} at {args.rate:g} trades/s, seed {args.seed}")
+    asyncio.run(serve(kwargs, banner=f"cryptolab exchange: {what}; Ctrl-C to stop"))
+    return 0

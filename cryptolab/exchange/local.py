@@ -1,0 +1,338 @@
+"""`LocalExchange`: the local exchange as a context manager, in a thread or a process.
+
+    with LocalExchange(symbols=["btcusdt", "ethusdt"], rate=200, seed=1) as ex:
+        ex.ws_url, ex.http_url            # ws://127.0.0.1:PORT, http://127.0.0.1:PORT
+        ...                               # point a capture at it
+        ex.stop_market()                  # no more trades
+        ex.trade_log("btcusdt")           # every trade printed, exact Decimals (ms times)
+        ex.fault_counts                   # {"reset": 1, ...}
+
+By default the server runs in a daemon thread with its own event loop. With
+`process=True` it runs in a child process (`cryptolab exchange`), so that it does not
+share the GIL with the code under test (benchmarks); the same methods then travel over
+a small control API on the same port. Controls are synchronous: when `stop_market()`
+returns, no further trade will be printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from array import array
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+from ..errors import SourceError
+from ..model import Trade
+from .faults import FaultPlan, check_fault, parse_faults
+from .tradelog import fmt8
+
+__all__ = ["LocalExchange"]
+
+T = TypeVar("T")
+
+
+class LocalExchange:
+    """A Binance-compatible exchange on 127.0.0.1 (see the module doc)."""
+
+    def __init__(
+        self,
+        symbols: Sequence[str] | None = None,
+        rate: float = 200.0,
+        seed: int = 1,
+        faults: FaultPlan | str | None = None,
+        replay: Sequence[str | os.PathLike[str]] | None = None,
+        speed: float = 1.0,
+        ping_interval: float = 20.0,
+        ping_timeout: float = 20.0,
+        max_connection_age: float = 86400.0,
+        weight_budget: int = 6000,
+        max_trades: int | None = None,
+        *,
+        first_ids: dict[str, int] | None = None,
+        shutdown_notice: float | None = None,
+        port: int = 0,
+        process: bool = False,
+    ) -> None:
+        self._kwargs: dict[str, Any] = dict(
+            symbols=[s.lower() for s in symbols] if symbols else None,
+            rate=rate,
+            seed=seed,
+            faults=faults,
+            replay=[str(p) for p in replay] if replay else None,
+            speed=speed,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            max_connection_age=max_connection_age,
+            shutdown_notice=shutdown_notice,
+            weight_budget=weight_budget,
+            max_trades=max_trades,
+            first_ids=first_ids,
+            port=port,
+        )
+        if isinstance(faults, str):
+            parse_faults(faults)  # fail early on a bad schedule
+        self.process = process
+        self.port = 0
+        self._server: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._proc: subprocess.Popen[str] | None = None
+        self._error: BaseException | None = None
+        self._remote_logs: dict[str, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "LocalExchange":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def start(self) -> "LocalExchange":
+        """Start serving; return self once the port is bound."""
+        if self._thread or self._proc:
+            return self
+        if self.process:
+            self._start_process()
+        else:
+            self._start_thread()
+        return self
+
+    def _start_thread(self) -> None:
+        from .server import ExchangeServer
+
+        ready = threading.Event()
+        kwargs = dict(self._kwargs)
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                asyncio.set_event_loop(loop)
+                self._server = ExchangeServer(**kwargs)
+                self.port = loop.run_until_complete(self._server.start())
+            except BaseException as exc:  # reported to start()
+                self._error = exc
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self._server.stop())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="cryptolab-exchange", daemon=True)
+        self._thread.start()
+        ready.wait(60)
+        if self._error is not None:
+            err, self._error = self._error, None
+            self._thread.join(5)
+            self._thread = None
+            if isinstance(err, Exception):
+                raise err
+            raise SourceError(f"local exchange did not start: {err!r}")
+
+    def _start_process(self) -> None:
+        k = self._kwargs
+        cmd = [sys.executable, "-m", "cryptolab.cli", "exchange", "--port", str(k["port"]), "--seed", str(k["seed"])]
+        if k["replay"]:
+            cmd += ["--replay", *k["replay"], "--speed", str(k["speed"])]
+            if k["symbols"]:
+                cmd += ["--symbols", ",".join(k["symbols"])]
+        else:
+            cmd += ["--symbols", ",".join(k["symbols"] or ["btcusdt", "ethusdt"]), "--rate", str(k["rate"])]
+        if k["faults"]:
+            if not isinstance(k["faults"], str):
+                raise SourceError("process=True takes faults as a schedule string (see cryptolab.exchange.faults)")
+            cmd += ["--faults", k["faults"]]
+        for opt, key in (
+            ("--ping-interval", "ping_interval"),
+            ("--ping-timeout", "ping_timeout"),
+            ("--max-connection-age", "max_connection_age"),
+            ("--weight-budget", "weight_budget"),
+        ):
+            cmd += [opt, str(k[key])]
+        if k["shutdown_notice"] is not None:
+            cmd += ["--shutdown-notice", str(k["shutdown_notice"])]
+        if k["max_trades"] is not None:
+            cmd += ["--max-trades", str(k["max_trades"])]
+        if k["first_ids"]:
+            raise SourceError("first_ids works with the in-thread exchange only (process=False)")
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line.startswith("ws="):
+            err = self._proc.stderr.read() if self._proc.stderr else ""
+            self._proc.wait(5)
+            self._proc = None
+            raise SourceError(f"local exchange process did not start: {(line + err).strip()[-500:]}")
+        self.port = int(line.split()[0].rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        """Stop serving (connections get a going-away close) and wait for the server to end."""
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.send_signal(signal.SIGTERM)
+                try:
+                    self._proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait(5)
+            for f in (self._proc.stdout, self._proc.stderr):
+                if f:
+                    f.close()
+            self._proc = None
+        if self._thread is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(30)
+            self._thread = None
+
+    # ------------------------------------------------------------------ calls
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run fn(*args) in the server's loop and return its result (thread-safe)."""
+        if self._loop is None or self._thread is None:
+            raise SourceError("the local exchange is not running: use it as `with LocalExchange(...) as ex:`")
+
+        async def call() -> T:
+            return fn(*args, **kwargs)
+
+        return asyncio.run_coroutine_threadsafe(call(), self._loop).result(30)
+
+    def _control(self, action: str, **body: Any) -> dict[str, Any]:
+        req = urllib.request.Request(
+            f"{self.http_url}/_cryptolab/control",
+            data=json.dumps({"action": action, **body}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            msg = json.loads(exc.read() or b"{}").get("error", str(exc))
+            raise SourceError(f"local exchange refused {action}: {msg}") from None
+
+    def _get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.http_url}{path}", timeout=60) as resp:
+            return json.loads(resp.read())
+
+    # ------------------------------------------------------------------ controls
+    def pause_market(self) -> None:
+        """Stop printing trades (streams stay open) until resume_market()."""
+        self._control("pause") if self._proc else self._call(self._server.pause_market)
+
+    def resume_market(self) -> None:
+        self._control("resume") if self._proc else self._call(self._server.resume_market)
+
+    def stop_market(self) -> None:
+        """No more trades, ever; trades already printed are still delivered."""
+        self._control("stop") if self._proc else self._call(self._server.stop_market)
+
+    def set_rate(self, rate: float) -> None:
+        """Mean total trades/s from now on (synthetic market)."""
+        self._control("set_rate", rate=rate) if self._proc else self._call(self._server.set_rate, rate)
+
+    def inject(self, kind: str, **params: Any) -> int:
+        """Fire one fault on the current connections / next REST calls; see `faults`."""
+        check_fault(kind, params)
+        if self._proc:
+            return int(self._control("inject", kind=kind, params=params)["affected"])
+        return self._call(self._server.inject, kind, **params)
+
+    # ------------------------------------------------------------------ what happened
+    def state(self) -> dict[str, Any]:
+        """Printed counts, fault counts, connection stats."""
+        if self._proc:
+            return self._get("/_cryptolab/state")
+        return self._call(self._server.state)
+
+    @property
+    def fault_counts(self) -> dict[str, int]:
+        return dict(self.state()["fault_counts"])
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Connection/REST counters: connections, stale_drops, rate_limit_drops, max_age_closes…"""
+        return dict(self.state()["stats"])
+
+    @property
+    def symbols(self) -> list[str]:
+        if self._proc:
+            return list(self.state()["symbols"])
+        return list(self._server.logs)
+
+    def printed(self, symbol: str) -> int:
+        """How many trades of a symbol were printed so far."""
+        if self._proc:
+            return int(self.state()["printed"][symbol.upper()])
+        return self._server.printed(symbol)
+
+    def trade_log(self, symbol: str, time_unit: str = "MILLISECOND") -> list[Trade]:
+        """Every trade of a symbol printed so far, in id order, as exact `Trade` rows.
+
+        Times (`trade_time_us`, `event_time_us`) are what a client stores from the
+        streams: by default Binance's millisecond `T`/`E` (× 1000); with
+        `time_unit="MICROSECOND"` the exchange's full µs (what `timeUnit=MICROSECOND`
+        streams and the `X-MBX-TIME-UNIT: MICROSECOND` REST header give).
+        """
+        ms = time_unit.upper().startswith("MILLI")
+        sym = symbol.upper()
+        if self._proc:
+            return self._remote_trade_log(sym, ms)
+        if self._server is None:
+            raise SourceError("the local exchange was never started")
+        log = self._server.logs.get(sym)
+        if log is None:
+            raise SourceError(f"the local exchange does not list {sym} (it lists {', '.join(self._server.logs)})")
+        n = len(log.makers)  # appended last: every array holds at least n entries
+        return log.trades(0, n, ms=ms)
+
+    def _remote_trade_log(self, sym: str, ms: bool) -> list[Trade]:
+        cache = self._remote_logs.setdefault(
+            sym, {k: array("q") for k in ("ids", "prices", "qtys", "times", "events", "makers")} | {"source": "simulator"}
+        )
+        start = len(cache["ids"])
+        data = self._get(f"/_cryptolab/trades?symbol={sym}&start={start}")
+        cache["source"] = data["source"]
+        for k in ("ids", "prices", "qtys", "times", "events", "makers"):
+            cache[k].extend(data[k])
+        out = []
+        for i in range(len(cache["ids"])):
+            t, e = cache["times"][i], cache["events"][i]
+            if ms:
+                t, e = t // 1000 * 1000, e // 1000 * 1000
+            out.append(
+                Trade(
+                    "binance",
+                    sym,
+                    cache["ids"][i],
+                    Decimal(fmt8(cache["prices"][i])),
+                    Decimal(fmt8(cache["qtys"][i])),
+                    bool(cache["makers"][i]),
+                    t,
+                    e,
+                    None,
+                    cache["source"],
+                )
+            )
+        return out
