@@ -21,8 +21,18 @@ lab: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cryptolab demo --source simulator --seconds 30
 
+# Debian's chromium for the browser test (tests/test_browser.py); installed only when we may.
+BROWSER := $(VENV)/.browser
+$(BROWSER):
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: no chromium and no root: the browser test will be skipped"; fi
+	@touch $(BROWSER)
+
 ## make test: the whole test suite against a real PostgreSQL (embedded unless CRYPTOLAB_TEST_DSN)
-test: $(STAMP)
+test: $(STAMP) $(BROWSER)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## make bench: the benchmarks under benchmarks/, figures printed

@@ -544,24 +544,32 @@ class Capture:
             self._stop_async.set()
         opts = self.options
         cfg = settings()
-        if self.source == "simulator":
-            from .exchange import LocalExchange
-
-            self._local_exchange = LocalExchange(
-                symbols=[s.lower() for s in self.symbols], rate=opts.simulator_rate, seed=int(time.time())
-            )
-            self._local_exchange.__enter__()
-            self._endpoint = resolve_source(self._local_exchange.ws_url)
-            for sym in self.symbols:  # our own market: keep it whole, from its first trade
-                self.from_ids.setdefault(sym, 1)
-        else:
-            self._endpoint = resolve_source(self.source)
-        ep = self._endpoint
-
         # database first: resume points, journal, run row (raises a clear DatabaseError)
         self._dsn = db.resolve_dsn(self._dsn_arg)
         conn = db.connect(self._dsn)
         self._db_up = True
+        if self.source == "simulator":
+            from .exchange import LocalExchange
+
+            # our own market continues the simulated history already stored, and is kept
+            # whole from its first trade
+            with conn.transaction():
+                rows = conn.execute(
+                    "SELECT symbol, max(trade_id) FROM trades WHERE exchange = %s AND symbol = ANY(%s) GROUP BY 1",
+                    (self.exchange, list(self.symbols)),
+                ).fetchall()
+            first = {sym: 1 for sym in self.symbols} | {sym: int(top) + 1 for sym, top in rows}
+            for sym, fid in first.items():
+                self.from_ids.setdefault(sym, fid)
+            self._local_exchange = LocalExchange(
+                symbols=[s.lower() for s in self.symbols], rate=opts.simulator_rate, seed=int(time.time()),
+                first_ids=first,
+            )
+            self._local_exchange.__enter__()
+            self._endpoint = resolve_source(self._local_exchange.ws_url)
+        else:
+            self._endpoint = resolve_source(self.source)
+        ep = self._endpoint
         dbkey = _db_key(self._dsn)
         self._locks = _SymbolLocks(cfg.home, dbkey)
         who = f"pid {os.getpid()} on {socket.gethostname()}"
