@@ -52,6 +52,12 @@ class WSConnection(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
+        try:
+            self._received(data)
+        except Exception as exc:  # noqa: BLE001 - a broken peer ends this connection, not the loop
+            self._finish(exc)
+
+    def _received(self, data: bytes) -> None:
         p = self.protocol
         p.receive_data(data)
         for ev in p.events_received():

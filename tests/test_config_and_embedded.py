@@ -81,3 +81,43 @@ def test_foreign_owned_home_is_clear(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert "ERR" in r.stdout and "CRYPTOLAB_HOME" in r.stdout, r.stdout + r.stderr
     else:  # pragma: no cover - depends on the machine
         pytest.skip("needs root to make a directory owned by someone else")
+
+
+def test_db_stop_leaves_no_orphan_after_a_killed_starter(tmp_path: Path) -> None:
+    """A process that started the server is killed -9; `cryptolab db stop` still stops it."""
+    import shutil
+    import signal
+    import tempfile
+    import time
+
+    home = Path(tempfile.mkdtemp(prefix="cryptolab-orphan-"))
+    env = {**os.environ, "CRYPTOLAB_HOME": str(home)}
+    env.pop("CRYPTOLAB_DSN", None)
+    try:
+        starter = subprocess.Popen(
+            [sys.executable, "-c", "from cryptolab import embedded; embedded.start(); print('up', flush=True); "
+             "import time; time.sleep(60)"],
+            env=env, stdout=subprocess.PIPE, text=True,
+        )
+        assert starter.stdout is not None and starter.stdout.readline().strip() == "up"
+        starter.send_signal(signal.SIGKILL)
+        starter.wait(10)
+
+        def postmasters() -> list[str]:
+            out = subprocess.run(["pgrep", "-f", f"postgres -D {home / 'pgdata'}"], capture_output=True, text=True)
+            return out.stdout.split()
+
+        assert len(postmasters()) == 1  # the server outlived its starter, as designed
+        status = subprocess.run([sys.executable, "-m", "cryptolab.cli", "db", "status"], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert "running" in status.stdout and str(home / "pgdata" / "log") in status.stdout
+        stop = subprocess.run([sys.executable, "-m", "cryptolab.cli", "db", "stop"], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert stop.returncode == 0 and "stopped" in stop.stdout, stop.stderr
+        deadline = time.monotonic() + 10
+        while postmasters() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert postmasters() == []
+    finally:
+        subprocess.run([sys.executable, "-m", "cryptolab.cli", "db", "stop"], env=env, capture_output=True, timeout=60)
+        shutil.rmtree(home, ignore_errors=True)
