@@ -28,8 +28,6 @@ _MAX_AHEAD_US = 86_400_000_000  # a trade time more than a day ahead is absurd
 _MAX_DECIMAL = Decimal("1e15")
 _DECIMAL_RE = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,18})?$")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
-# fast path: at most 15 integer digits, so the value is below _MAX_DECIMAL without a Decimal compare
-_FAST_DECIMAL = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,18})?").fullmatch
 
 
 class Control(NamedTuple):
@@ -136,6 +134,23 @@ def decode(
     return _slow(msg, data, bytes(raw), exchange, source, received)
 
 
+_SEEN_SYMBOLS: set[str] = set()
+
+
+def _remember_symbol(s: str) -> bool:
+    if _SYMBOL_RE.match(s) and len(_SEEN_SYMBOLS) < 100_000:
+        _SEEN_SYMBOLS.add(s)
+        return True
+    return False
+
+
+def _plain(v: str) -> bool:
+    """Cheap check for an unsigned plain decimal with ≤ 15 integer and ≤ 18 fraction digits."""
+    dot = v.find(".")
+    whole = dot if dot >= 0 else len(v)
+    return 0 < whole <= 15 and len(v) - whole <= 19 and v.isascii() and v.replace(".", "", 1).isdigit()
+
+
 def _fast_trade(d: dict, exchange: str, source: str, received: int) -> Trade | None:
     """The common case in as few steps as possible; None sends the message to the careful path."""
     try:
@@ -144,7 +159,7 @@ def _fast_trade(d: dict, exchange: str, source: str, received: int) -> Trade | N
         if not (type(t) is int and type(T) is int and type(m) is bool and type(p) is str and type(q) is str
                 and type(s) is str and (e is None or type(e) is int) and t >= 0):
             return None
-        if not (_FAST_DECIMAL(p) and _FAST_DECIMAL(q) and _SYMBOL_RE.match(s)):
+        if not (_plain(p) and _plain(q) and (s in _SEEN_SYMBOLS or _remember_symbol(s))):
             return None
         price, qty = Decimal(p), Decimal(q)
         t_us = T if T >= 100_000_000_000_000 else T * 1000
