@@ -357,3 +357,17 @@ def test_cli_capture_runs_for_n_seconds_and_summarizes(dsn: str, exchange) -> No
     assert r.returncode == 0, r.stderr
     assert "stored" in r.stdout and "capture stopped" in r.stdout
     assert stored_count(dsn, ["btcusdt"]) > 0
+
+
+def test_unrecoverable_range_is_recorded_not_silent(dsn: str, exchange) -> None:
+    # the exchange's history starts at id 1000: ids 1..999 can never be had from REST
+    ex = exchange(first_ids={"BTCUSDT": 1000})
+    cap = Capture(["btcusdt"], source=ex.ws_url, **FAST, from_ids={"BTCUSDT": 1}).start()
+    time.sleep(1.5)
+    st = finish(ex, cap, dsn, ["btcusdt"])
+    assert st.gaps_lost >= 1
+    with psycopg.connect(dsn) as c:
+        lost = c.execute("SELECT first_missing_id, last_missing_id, missing, status FROM capture_gaps "
+                         "WHERE status = 'unrecoverable'").fetchall()
+        assert lost == [(1, 999, 999, "unrecoverable")]
+        assert c.execute("SELECT min(trade_id) FROM trades").fetchone() == (1000,)
