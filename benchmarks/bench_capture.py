@@ -26,7 +26,6 @@ from _common import scratch_database
 
 from cryptolab import db
 from cryptolab.capture import Capture
-from cryptolab.model import us_to_datetime
 
 
 def start_exchange(rate: float, symbols: str = "btcusdt") -> tuple[subprocess.Popen, str]:
@@ -151,8 +150,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--rss-seconds", type=float, default=600.0)
     ap.add_argument("--rates", default="1000,5000,20000")
+    ap.add_argument("--rss-only", action="store_true", help="only part 3, in this fresh process")
     args = ap.parse_args()
     with scratch_database("cryptolab_bench_capture") as dsn:
+        if args.rss_only:
+            rss_report(dsn, args.rss_seconds)
+            return
         ceiling = exchange_ceiling(min(args.seconds, 10))
         print(f"local exchange ceiling (bare client, combined stream): {ceiling:,.0f} frames/s", flush=True)
         top = capture_run(dsn, 200_000, args.seconds)
@@ -168,13 +171,16 @@ def main() -> None:
         for rate in [float(x) for x in args.rates.split(",")]:
             r = capture_run(dsn, rate, args.seconds)
             print(f"   {rate:10,.0f} {r['rate']:11,.0f} {r['p50']:8.1f} {r['p99']:8.1f} {r['n']:9,}", flush=True)
-        if args.rss_seconds <= 0:
-            return
-        print(f"\n3) capture RSS at 5,000 trades/s over {args.rss_seconds:.0f} s")
-        series = rss_run(dsn, 5000, args.rss_seconds)
-        for t, mb in series:
-            print(f"   t={t:6.0f} s  RSS {mb:7.1f} MiB")
-        print(f"   growth after start: {series[-1][1] - series[0][1]:+.1f} MiB")
+        if args.rss_seconds > 0:
+            rss_report(dsn, args.rss_seconds)
+
+
+def rss_report(dsn: str, seconds: float) -> None:
+    print(f"\n3) capture RSS at 5,000 trades/s over {seconds:.0f} s (process RSS before the capture: {rss_mb():.1f} MiB)")
+    series = rss_run(dsn, 5000, seconds)
+    for t, mb in series:
+        print(f"   t={t:6.0f} s  RSS {mb:7.1f} MiB")
+    print(f"   growth after start: {series[-1][1] - series[0][1]:+.1f} MiB", flush=True)
 
 
 if __name__ == "__main__":
