@@ -174,6 +174,27 @@ INSERT INTO schema_version (version, description)
 VALUES (1, 'trades (partitioned), bars_1s, dead_letters, capture_runs, capture_gaps, klines, cryptolab_reader')
 ON CONFLICT (version) DO NOTHING;
 
--- ---------------------------------------------------------------- version 2+
--- Append later changes here as idempotent steps (ALTER TABLE … ADD COLUMN IF NOT
--- EXISTS …), each closed by its own INSERT INTO schema_version.
+-- ---------------------------------------------------------------- version 2
+-- bars_1s.price_sq_volume = Σ qty·price² of the second, so VWAP σ bands come from the
+-- bars instead of raw trades. An existing database gets the column filled exactly from
+-- its stored trades, once.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 2) THEN
+        ALTER TABLE bars_1s ADD COLUMN IF NOT EXISTS price_sq_volume numeric;
+        UPDATE bars_1s b SET price_sq_volume = s.pq2
+        FROM (SELECT exchange, symbol,
+                     date_trunc('second', trade_time AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS ts,
+                     sum(qty * price * price) AS pq2
+              FROM trades GROUP BY 1, 2, 3) s
+        WHERE b.exchange = s.exchange AND b.symbol = s.symbol AND b.ts = s.ts;
+        UPDATE bars_1s SET price_sq_volume = 0 WHERE price_sq_volume IS NULL;
+        ALTER TABLE bars_1s ALTER COLUMN price_sq_volume SET NOT NULL;
+        INSERT INTO schema_version (version, description)
+        VALUES (2, 'bars_1s.price_sq_volume (sum of qty*price^2) for VWAP bands from bars');
+    END IF;
+END $$;
+
+-- ---------------------------------------------------------------- version 3+
+-- Append later changes here as idempotent steps, each closed by its own
+-- INSERT INTO schema_version.

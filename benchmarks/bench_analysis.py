@@ -79,7 +79,7 @@ def generate(dsn: str, n: int) -> None:
                    (array_agg(price ORDER BY trade_id DESC))[1], sum(qty), sum(price * qty),
                    coalesce(sum(qty) FILTER (WHERE NOT is_buyer_maker), 0),
                    coalesce(sum(price * qty) FILTER (WHERE NOT is_buyer_maker), 0),
-                   count(*), min(trade_id), max(trade_id)
+                   count(*), min(trade_id), max(trade_id), sum(qty * price * price)
             FROM trades GROUP BY 1, 2, 3
             """
         )

@@ -74,13 +74,14 @@ WITH src AS (
            coalesce(sum(price * qty) FILTER (WHERE NOT is_buyer_maker), 0) AS taker_buy_quote,
            count(*)::integer                             AS trade_count,
            min(trade_id)                                 AS first_trade_id,
-           max(trade_id)                                 AS last_trade_id
+           max(trade_id)                                 AS last_trade_id,
+           sum(qty * price * price)                      AS price_sq_volume
     FROM ins
     GROUP BY 1, 2, 3
 ), bars AS (
     INSERT INTO bars_1s AS b (exchange, symbol, ts, open, high, low, close, volume, quote_volume,
                               taker_buy_volume, taker_buy_quote, trade_count,
-                              first_trade_id, last_trade_id)
+                              first_trade_id, last_trade_id, price_sq_volume)
     SELECT * FROM agg
     ON CONFLICT (exchange, symbol, ts) DO UPDATE SET
         open  = CASE WHEN EXCLUDED.first_trade_id < b.first_trade_id THEN EXCLUDED.open ELSE b.open END,
@@ -93,7 +94,8 @@ WITH src AS (
         taker_buy_quote  = b.taker_buy_quote + EXCLUDED.taker_buy_quote,
         trade_count      = b.trade_count + EXCLUDED.trade_count,
         first_trade_id   = least(b.first_trade_id, EXCLUDED.first_trade_id),
-        last_trade_id    = greatest(b.last_trade_id, EXCLUDED.last_trade_id)
+        last_trade_id    = greatest(b.last_trade_id, EXCLUDED.last_trade_id),
+        price_sq_volume  = b.price_sq_volume + EXCLUDED.price_sq_volume
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM bars)

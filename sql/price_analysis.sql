@@ -143,7 +143,7 @@ ORDER BY s.open_time;
 -- VWAP that restarts each UTC day at `session_start` (time of day): cumulative exact
 -- sum(price*qty) / sum(qty) at the end of each interval, counted from the session's start even
 -- when `start` is later. With bands, sigma is the volume-weighted standard deviation of trade
--- prices in the session (sqrt(sum(q*p^2)/sum(q) - vwap^2), from raw trades) and the bands are
+-- prices in the session (sqrt(sum(q*p^2)/sum(q) - vwap^2), from the 1 s bars' sum(q*p^2)) and the bands are
 -- vwap +/- 1 and 2 sigma.
 WITH p AS (
     SELECT regexp_replace(:'interval', '^(\d+)([smhdw])$', '\1 \2')::interval AS iv,
@@ -158,26 +158,21 @@ WITH p AS (
 ), bars AS (
     SELECT date_bin(d.iv, b.ts, d.origin) AS open_time,
            (array_agg(b.close ORDER BY b.last_trade_id DESC))[1] AS close,
-           sum(b.volume) AS volume, sum(b.quote_volume) AS quote_volume
+           sum(b.volume) AS volume, sum(b.quote_volume) AS quote_volume,
+           sum(b.price_sq_volume) AS pq2
     FROM bars_1s b, d
     WHERE b.exchange = :'exchange' AND b.symbol = upper(:'symbol')
       AND b.ts >= d.d0 AND b.ts < d.t1
-    GROUP BY 1
-), sq AS (  -- sum(q * p^2) per interval, only when bands are asked for
-    SELECT date_bin(d.iv, t.trade_time, d.origin) AS open_time, sum(t.qty * t.price * t.price) AS pq2
-    FROM trades t, d
-    WHERE d.bands AND t.exchange = :'exchange' AND t.symbol = upper(:'symbol')
-      AND t.trade_time >= d.d0 AND t.trade_time < d.t1
     GROUP BY 1
 ), c AS (
     SELECT g.open_time, date_bin(interval '1 day', g.open_time, d.origin) AS anchor, b.close,
            coalesce(b.volume, 0) AS volume, coalesce(b.quote_volume, 0) AS quote_volume,
            sum(coalesce(b.volume, 0)) OVER w AS cum_volume,
            sum(coalesce(b.quote_volume, 0)) OVER w AS cum_quote_volume,
-           sum(coalesce(sq.pq2, 0)) OVER w AS cum_pq2,
+           sum(coalesce(b.pq2, 0)) OVER w AS cum_pq2,
            d.t0, d.iv, d.bands, d.origin
     FROM grid g CROSS JOIN d
-    LEFT JOIN bars b USING (open_time) LEFT JOIN sq USING (open_time)
+    LEFT JOIN bars b USING (open_time)
     WINDOW w AS (PARTITION BY date_bin(interval '1 day', g.open_time, d.origin) ORDER BY g.open_time)
 ), v AS (
     SELECT c.*,
@@ -208,27 +203,21 @@ WITH p AS (
 ), bars AS (
     SELECT date_bin(p.iv, b.ts, p.origin) AS open_time,
            (array_agg(b.close ORDER BY b.last_trade_id DESC))[1] AS close,
-           sum(b.volume) AS volume, sum(b.quote_volume) AS quote_volume
+           sum(b.volume) AS volume, sum(b.quote_volume) AS quote_volume,
+           sum(b.price_sq_volume) AS pq2
     FROM bars_1s b, p
     WHERE b.exchange = :'exchange' AND b.symbol = upper(:'symbol')
       AND b.ts >= p.a0 AND b.ts < p.t1
-    GROUP BY 1
-), sq AS (
-    SELECT date_bin(p.iv, t.trade_time, p.origin) AS open_time, sum(t.qty * t.price * t.price) AS pq2
-    FROM trades t, p
-    WHERE p.bands AND t.exchange = :'exchange' AND t.symbol = upper(:'symbol')
-      AND t.trade_time >= date_trunc('second', p.a0) + CASE WHEN p.a0 = date_trunc('second', p.a0) THEN interval '0' ELSE interval '1 second' END
-      AND t.trade_time < p.t1
     GROUP BY 1
 ), c AS (
     SELECT g.open_time, p.a0 AS anchor, b.close,
            coalesce(b.volume, 0) AS volume, coalesce(b.quote_volume, 0) AS quote_volume,
            sum(coalesce(b.volume, 0)) OVER w AS cum_volume,
            sum(coalesce(b.quote_volume, 0)) OVER w AS cum_quote_volume,
-           sum(coalesce(sq.pq2, 0)) OVER w AS cum_pq2,
+           sum(coalesce(b.pq2, 0)) OVER w AS cum_pq2,
            p.t0, p.a0, p.iv, p.bands, p.origin
     FROM grid g CROSS JOIN p
-    LEFT JOIN bars b USING (open_time) LEFT JOIN sq USING (open_time)
+    LEFT JOIN bars b USING (open_time)
     WINDOW w AS (ORDER BY g.open_time)
 ), v AS (
     SELECT c.*,
@@ -263,26 +252,21 @@ WITH p AS (
 ), bars AS (
     SELECT date_bin(d.iv, b.ts, d.origin) AS open_time,
            (array_agg(b.close ORDER BY b.last_trade_id DESC))[1] AS close,
-           sum(b.volume) AS volume, sum(b.quote_volume) AS quote_volume
+           sum(b.volume) AS volume, sum(b.quote_volume) AS quote_volume,
+           sum(b.price_sq_volume) AS pq2
     FROM bars_1s b, d
     WHERE b.exchange = :'exchange' AND b.symbol = upper(:'symbol')
       AND b.ts >= d.d0 AND b.ts < d.t1
-    GROUP BY 1
-), sq AS (
-    SELECT date_bin(d.iv, t.trade_time, d.origin) AS open_time, sum(t.qty * t.price * t.price) AS pq2
-    FROM trades t, d
-    WHERE d.bands AND t.exchange = :'exchange' AND t.symbol = upper(:'symbol')
-      AND t.trade_time >= d.d0 AND t.trade_time < d.t1
     GROUP BY 1
 ), c AS (
     SELECT g.open_time, g.open_time + d.iv - d.win AS anchor, b.close,
            coalesce(b.volume, 0) AS volume, coalesce(b.quote_volume, 0) AS quote_volume,
            sum(coalesce(b.volume, 0)) OVER w AS cum_volume,
            sum(coalesce(b.quote_volume, 0)) OVER w AS cum_quote_volume,
-           sum(coalesce(sq.pq2, 0)) OVER w AS cum_pq2,
+           sum(coalesce(b.pq2, 0)) OVER w AS cum_pq2,
            d.t0, d.iv, d.bands, d.origin
     FROM grid g CROSS JOIN d
-    LEFT JOIN bars b USING (open_time) LEFT JOIN sq USING (open_time)
+    LEFT JOIN bars b USING (open_time)
     WINDOW w AS (ORDER BY g.open_time
                  RANGE BETWEEN regexp_replace(:'vwap_window', '^(\d+)([smhdw])$', '\1 \2')::interval
                                - interval '1 microsecond' PRECEDING AND CURRENT ROW)

@@ -72,13 +72,14 @@ def captured(dsn: str, conn: psycopg.Connection) -> Any:
         conn.execute("""
             UPDATE bars_1s b SET open = a.open, high = a.high, low = a.low, close = a.close, volume = a.volume,
                    quote_volume = a.quote_volume, taker_buy_volume = a.tbv, taker_buy_quote = a.tbq,
-                   trade_count = a.n, first_trade_id = a.lo, last_trade_id = a.hi
+                   trade_count = a.n, first_trade_id = a.lo, last_trade_id = a.hi, price_sq_volume = a.pq2
             FROM (SELECT (array_agg(price ORDER BY trade_id))[1] AS open, max(price) AS high, min(price) AS low,
                          (array_agg(price ORDER BY trade_id DESC))[1] AS close, sum(qty) AS volume,
                          sum(price * qty) AS quote_volume,
                          coalesce(sum(qty) FILTER (WHERE NOT is_buyer_maker), 0) AS tbv,
                          coalesce(sum(price * qty) FILTER (WHERE NOT is_buyer_maker), 0) AS tbq,
-                         count(*) AS n, min(trade_id) AS lo, max(trade_id) AS hi
+                         count(*) AS n, min(trade_id) AS lo, max(trade_id) AS hi,
+                         sum(qty * price * price) AS pq2
                   FROM trades WHERE symbol = 'BTCUSDT' AND date_trunc('second', trade_time) = %(s)s) a
             WHERE b.symbol = 'BTCUSDT' AND b.ts = %(s)s""", {"s": sec})
         conn.commit()

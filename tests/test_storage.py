@@ -144,3 +144,25 @@ def test_many_symbols_bars_match_independent_aggregation(conn: psycopg.Connectio
         assert v == sum(x.qty for x in ts)
         assert tb == sum((x.qty for x in ts if not x.is_buyer_maker), Decimal(0))
         assert n == len(ts)
+
+
+def test_schema_v1_database_migrates_to_v2_without_loss(conn: psycopg.Connection) -> None:
+    """A database made by schema version 1 (no bars_1s.price_sq_volume) gets the column, filled exactly."""
+    TradeWriter(conn).write([trade(1, "100.5", "0.1", False, T0 + 100), trade(2, "101.25", "0.3", True, T0 + 400_000),
+                             trade(3, "99", "2", False, T0 + 1_500_000)])
+    # put the database back to what version 1 left: no column, no version-2 row
+    conn.execute("ALTER TABLE bars_1s DROP COLUMN price_sq_volume")
+    conn.execute("DELETE FROM schema_version WHERE version >= 2")
+    conn.commit()
+    before = conn.execute("SELECT count(*), sum(volume) FROM bars_1s").fetchone()
+    conn.commit()
+    assert db.apply_schema(conn) >= 2
+    rows = conn.execute("SELECT price_sq_volume FROM bars_1s ORDER BY ts").fetchall()
+    assert rows == [(Decimal("100.5") ** 2 * Decimal("0.1") + Decimal("101.25") ** 2 * Decimal("0.3"),),
+                    (Decimal("99") ** 2 * Decimal("2"),)]
+    assert conn.execute("SELECT count(*), sum(volume) FROM bars_1s").fetchone() == before
+    assert conn.execute("SELECT count(*) FROM trades").fetchone() == (3,)
+    # the writer keeps maintaining it from then on
+    TradeWriter(conn).write([trade(4, "2", "3", False, T0 + 1_600_000)])
+    assert conn.execute("SELECT price_sq_volume FROM bars_1s ORDER BY ts DESC LIMIT 1").fetchone() == (
+        Decimal("99") ** 2 * Decimal("2") + Decimal("12"),)

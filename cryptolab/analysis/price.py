@@ -144,7 +144,7 @@ def vwap(
 
     Columns: open_time, anchor (where the accumulation began), close, volume, quote_volume,
     cum_volume, cum_quote_volume, vwap (Decimal, 20 decimals), and with `bands=True` sigma
-    (volume-weighted standard deviation of trade prices, from raw trades, 12 decimals) and
+    (volume-weighted standard deviation of trade prices, from the 1 s bars' Σq·p², 12 decimals) and
     upper_1/lower_1/upper_2/lower_2 = vwap ± 1 and 2 sigma; without bands these are null.
     """
     iv, step = parse_interval(interval)
