@@ -371,3 +371,12 @@ def test_unrecoverable_range_is_recorded_not_silent(dsn: str, exchange) -> None:
                          "WHERE status = 'unrecoverable'").fetchall()
         assert lost == [(1, 999, 999, "unrecoverable")]
         assert c.execute("SELECT min(trade_id) FROM trades").fetchone() == (1000,)
+
+
+def test_many_streams_go_through_subscribe(dsn: str, exchange) -> None:
+    # past 100 streams the URL would get long: the capture connects to /stream and SUBSCRIBEs
+    syms = [f"t{i:03d}usdt" for i in range(120)]
+    ex = exchange(symbols=syms, rate=6000)  # ~50 trades/s each
+    cap = Capture(syms, source=ex.ws_url, **FAST, from_ids={s.upper(): 1 for s in syms}).start()
+    time.sleep(3.0)
+    finish(ex, cap, dsn, syms, timeout=60)
