@@ -20,21 +20,13 @@ from typing import TYPE_CHECKING, Any, Callable
 from aiohttp import web
 
 from ..model import now_us
+from ..rest import WEIGHTS
 from .faults import REST_KINDS, FaultPlan
 from .tradelog import KLINE_INTERVALS_MS, SymbolLog, fmt8, fmt_scaled
 
 __all__ = ["RestApi", "ApiError", "REST_WEIGHTS"]
 
-REST_WEIGHTS = {
-    "/api/v3/ping": 1,
-    "/api/v3/time": 1,
-    "/api/v3/exchangeInfo": 20,
-    "/api/v3/trades": 25,
-    "/api/v3/historicalTrades": 25,
-    "/api/v3/aggTrades": 4,
-    "/api/v3/klines": 2,
-    "/api/v3/ticker/24hr": 2,
-}
+REST_WEIGHTS = WEIGHTS  # Binance's request weights: one table, shared with the client
 
 
 class ApiError(Exception):
