@@ -9,6 +9,9 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Iterator
 
+import time
+from typing import Sequence
+
 import psycopg
 
 from cryptolab import db
@@ -54,3 +57,27 @@ def synthetic_trades(n: int, symbol: str = "BTCUSDT", start_us: int = 1_735_689_
         out.append(Trade("binance", symbol, i, Decimal(price).scaleb(-8), Decimal(qty).scaleb(-8),
                          rng.random() < 0.5, t, t + 3000, t + 9000, "simulator"))
     return out
+
+
+TRADE_COLUMNS = "exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, event_time, received_at, source"
+_COPY_TYPES = ["text", "text", "int8", "numeric", "numeric", "bool", "timestamptz", "timestamptz", "timestamptz", "text"]
+
+
+def plain_copy(conn: psycopg.Connection, rows: Sequence[tuple]) -> float:
+    """Seconds for one plain binary COPY of `rows` into `trades` (no dedupe, no bars_1s) + commit."""
+    t0 = time.perf_counter()
+    with conn.cursor() as cur, cur.copy(f"COPY trades ({TRADE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as cp:
+        cp.set_types(_COPY_TYPES)
+        for r in rows:
+            cp.write_row(r)
+    conn.commit()
+    return time.perf_counter() - t0
+
+
+def insert_per_row(conn: psycopg.Connection, rows: Sequence[tuple]) -> float:
+    """Seconds for the seed's way: one INSERT and one commit per row."""
+    t0 = time.perf_counter()
+    for r in rows:
+        conn.execute(f"INSERT INTO trades ({TRADE_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", r)
+        conn.commit()
+    return time.perf_counter() - t0

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from _common import scratch_database
+from _common import TRADE_COLUMNS, insert_per_row, plain_copy, scratch_database
 
 from cryptolab import db
 from cryptolab.capture import Capture
@@ -100,27 +100,15 @@ def capture_run(dsn: str, rate: float, seconds: float) -> dict:
 def copy_baseline(dsn: str, n: int) -> tuple[float, float]:
     """rows/s of a plain COPY of n captured rows into the same `trades` table (no dedupe, no
     bars_1s), and of the seed's one INSERT+commit per row into it (on a 5,000-row sample)."""
-    cols = "exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, event_time, received_at, source"
     with db.connect(dsn) as conn:
-        rows = conn.execute(f"SELECT {cols} FROM trades ORDER BY trade_id LIMIT %s", (n,)).fetchall()
+        rows = conn.execute(f"SELECT {TRADE_COLUMNS} FROM trades ORDER BY trade_id LIMIT %s", (n,)).fetchall()
         conn.execute("TRUNCATE trades, bars_1s")
         conn.commit()
-        t0 = time.perf_counter()
-        with conn.cursor() as cur, cur.copy(f"COPY trades ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
-            cp.set_types(["text", "text", "int8", "numeric", "numeric", "bool", "timestamptz", "timestamptz",
-                          "timestamptz", "text"])
-            for r in rows:
-                cp.write_row(r)
-        conn.commit()
-        t_copy = time.perf_counter() - t0
+        t_copy = plain_copy(conn, rows)
         conn.execute("TRUNCATE trades, bars_1s")
         conn.commit()
         sample = rows[:5000]
-        t0 = time.perf_counter()
-        for r in sample:
-            conn.execute(f"INSERT INTO trades ({cols}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", r)
-            conn.commit()
-        t_row = time.perf_counter() - t0
+        t_row = insert_per_row(conn, sample)
     return len(rows) / t_copy, len(sample) / t_row
 
 
