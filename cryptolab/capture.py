@@ -982,8 +982,7 @@ class Capture:
                 chunk = seg.trades[i : i + opts.max_batch_rows]
                 dead = seg.dead_letters if i == 0 else []
                 res = writer.write(chunk, dead)
-                self.counters["stored"] += res.inserted
-                self.counters["duplicates"] += res.duplicates
+                self._account(chunk, res.inserted, res.duplicates)
 
         while True:
             stopping = self._reading_done.is_set()
@@ -1010,8 +1009,11 @@ class Capture:
                         journal.append(batch, dead)
                 else:
                     journal.append(batch, dead)
-            elif not up and len(self._trades) > opts.max_queue_rows:
-                journal.append(_drain(self._trades, opts.max_queue_rows // 2))
+            if len(self._trades) > opts.max_queue_rows:
+                # the database is slower than the market: move the oldest rows to the journal
+                # (replayed first, so order holds) instead of growing memory without bound
+                self.counters["spilled"] += journal.append(
+                    _drain(self._trades, len(self._trades) - opts.max_queue_rows // 2))
             if self._gap_events and db_ok():
                 try:
                     self._write_gaps(conn)
@@ -1027,11 +1029,6 @@ class Capture:
                 if len(journal) and db_ok():
                     continue  # replay the rest first
                 break
-            if stopping and not db_ok():
-                # database down at stop: keep everything in the journal for the next run
-                journal.append(_drain(self._trades, len(self._trades)), _drain(self._dead, len(self._dead)))
-                if not self._trades and not self._dead:
-                    break
         journal.close()
         if db_ok():
             try:

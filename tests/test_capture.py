@@ -380,3 +380,13 @@ def test_many_streams_go_through_subscribe(dsn: str, exchange) -> None:
     cap = Capture(syms, source=ex.ws_url, **FAST, from_ids={s.upper(): 1 for s in syms}).start()
     time.sleep(3.0)
     finish(ex, cap, dsn, syms, timeout=60)
+
+
+def test_slow_database_spills_to_the_journal_not_memory(dsn: str, exchange) -> None:
+    # tiny transactions make the writer slower than the market: the queue must stay bounded
+    ex = exchange(rate=3000)
+    syms = ["btcusdt", "ethusdt"]
+    cap = Capture(syms, source=ex.ws_url, max_batch_rows=5, max_queue_rows=200, **FAST, **ALL).start()
+    time.sleep(2.0)
+    assert cap.counters["spilled"] > 0
+    finish(ex, cap, dsn, syms, timeout=90)
