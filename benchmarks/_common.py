@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Iterator
-
-import time
-from typing import Sequence
 
 import psycopg
 

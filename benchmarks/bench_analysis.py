@@ -25,8 +25,9 @@ import argparse
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 import psycopg
 

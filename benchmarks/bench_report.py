@@ -50,7 +50,7 @@ def generate(conn, n: int, batch: int = 200_000) -> float:  # type: ignore[no-un
                               Decimal(rnd.randint(1, 500_000)).scaleb(-5), rnd.random() < 0.5,
                               t, t + 3_000, t + 40_000, "replay"))
         w.write(rows)
-    
+
     return time.perf_counter() - t0
 
 

@@ -8,7 +8,8 @@ start another one. `run_sync()` then re-enters the running loop with `nest_async
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Coroutine, TypeVar
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 __all__ = ["run_sync"]
 

@@ -405,7 +405,7 @@ class Capture:
 
     # ---- public API
 
-    def start(self) -> "Capture":
+    def start(self) -> Capture:
         """Start capturing in a daemon thread and return once it runs (or raise why not).
 
         Calling it again on a running capture does nothing. Symbols that another
@@ -496,7 +496,7 @@ class Capture:
         """The in-process local exchange when source='simulator', else None."""
         return self._local_exchange
 
-    def __enter__(self) -> "Capture":
+    def __enter__(self) -> Capture:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -513,7 +513,7 @@ class Capture:
         self._loop = loop
         try:
             loop.run_until_complete(self._main())
-        except BaseException as exc:  # noqa: BLE001 - reported through status/start
+        except BaseException as exc:
             if not self._ready.is_set():
                 self._start_error = exc
             else:
@@ -530,7 +530,7 @@ class Capture:
             if self._local_exchange is not None:
                 try:
                     self._local_exchange.__exit__(None, None, None)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("stopping the local exchange")
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
@@ -971,7 +971,7 @@ class Capture:
             if conn is not None:
                 try:
                     conn.close()
-                except Exception:  # noqa: BLE001
+                except Exception:
                     pass
             conn, writer = None, None
             next_db_try = time.monotonic() + opts.db_retry_seconds

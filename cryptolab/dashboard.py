@@ -20,10 +20,11 @@ import math
 import statistics
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import psycopg
 from matplotlib.figure import Figure

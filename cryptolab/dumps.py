@@ -26,13 +26,14 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, Any, Iterator, Literal
+from typing import IO, Any, Literal
 
 from .errors import DataError
-from .model import Trade
+from .model import US_CUTOFF, Trade
 
 __all__ = ["DumpReader", "read_trades", "open_text", "detect_kind", "symbol_from_name", "time_to_us", "Kind"]
 
@@ -46,7 +47,7 @@ def time_to_us(value: int) -> int:
     """An epoch time in ms, µs or ns (detected from its size) → µs."""
     if value >= 10**17:
         return value // 1000
-    if value >= 10**14:
+    if value >= US_CUTOFF:
         return value
     return value * 1000
 

@@ -22,9 +22,9 @@ import pwd
 import subprocess
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from .config import Settings, settings
 from .errors import DatabaseError

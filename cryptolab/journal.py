@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import orjson
 

@@ -23,10 +23,11 @@ import io
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -48,7 +49,7 @@ __all__ = [
     "stop_all",
 ]
 
-_REGISTRY: dict[str, "Ticker"] = {}
+_REGISTRY: dict[str, Ticker] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 UP = "#16a34a"
@@ -107,7 +108,7 @@ class Ticker:
         """True while ticks are suspended (the thread stays alive)."""
         return self._paused.is_set()
 
-    def start(self) -> "Ticker":
+    def start(self) -> Ticker:
         """Start the timer thread (returns at once); a no-op when already running."""
         if self.running:
             return self
@@ -549,7 +550,7 @@ class LiveView:
                                    *[self._part_widget(p) for p in self.parts]])
         return self._widget
 
-    def start(self) -> "LiveView":
+    def start(self) -> LiveView:
         """Start refreshing in the background (returns at once)."""
         self.ticker.start()
         return self

@@ -12,9 +12,26 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import NamedTuple
 
-__all__ = ["Trade", "DeadLetter", "now_us", "us_to_datetime", "datetime_to_us"]
+__all__ = [
+    "DEFAULT_EXCHANGE",
+    "SIMULATOR_EXCHANGE",
+    "US_CUTOFF",
+    "Trade",
+    "DeadLetter",
+    "now_us",
+    "to_us",
+    "us_to_datetime",
+    "datetime_to_us",
+]
 
 SOURCES = ("live", "backfill", "replay", "simulator")
+#: Exchange name of real Binance spot data, the default where none is named.
+DEFAULT_EXCHANGE = "binance"
+#: Exchange name of synthetic (simulated / local-exchange) markets: never mixed with real data.
+SIMULATOR_EXCHANGE = "simulator"
+#: Epoch times at or above this are microseconds, below it milliseconds. Today ms values
+#: are ~1.7e12 and µs values ~1.7e15; 1e14 as ms is the year 5138, so the cut is safe.
+US_CUTOFF = 100_000_000_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -47,6 +64,11 @@ class DeadLetter(NamedTuple):
 def now_us() -> int:
     """Wall-clock time now in integer microseconds since the epoch."""
     return time.time_ns() // 1000
+
+
+def to_us(value: int) -> int:
+    """An epoch time in ms or µs (told apart by `US_CUTOFF`) → µs."""
+    return value if value >= US_CUTOFF else value * 1000
 
 
 def us_to_datetime(us: int) -> datetime:

@@ -11,9 +11,10 @@ screen, never numbers anyone reads back.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import matplotlib.dates as mdates
 from matplotlib.axes import Axes

@@ -79,7 +79,7 @@ class RestClient:
         self._session: aiohttp.ClientSession | None = None
         self._lock: asyncio.Lock | None = None
 
-    async def __aenter__(self) -> "RestClient":
+    async def __aenter__(self) -> RestClient:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:

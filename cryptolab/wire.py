@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from .model import DeadLetter, Trade, now_us
+from .model import US_CUTOFF, DeadLetter, Trade, now_us
 
 __all__ = ["Control", "decode", "trade_from_rest", "to_us", "MIN_TIME_US"]
 
@@ -45,9 +45,7 @@ def to_us(value: Any, field: str) -> int:
     """A Binance time (ms, or µs under timeUnit=MICROSECOND) as integer microseconds."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Bad(f"{field} must be an integer time, got {type(value).__name__}")
-    # ms values are ~1.7e12 today; µs values ~1.7e15. The boundary 1e14 is year 5138 in ms.
-    us = value if value >= 100_000_000_000_000 else value * 1000
-    return us
+    return value if value >= US_CUTOFF else value * 1000
 
 
 def _decimal(value: Any, field: str) -> Decimal:
@@ -162,8 +160,8 @@ def _fast_trade(d: dict, exchange: str, source: str, received: int) -> Trade | N
         if not (_plain(p) and _plain(q) and (s in _SEEN_SYMBOLS or _remember_symbol(s))):
             return None
         price, qty = Decimal(p), Decimal(q)
-        t_us = T if T >= 100_000_000_000_000 else T * 1000
-        e_us = None if e is None else (e if e >= 100_000_000_000_000 else e * 1000)
+        t_us = T if T >= US_CUTOFF else T * 1000
+        e_us = None if e is None else (e if e >= US_CUTOFF else e * 1000)
         limit = received + _MAX_AHEAD_US
         if price and qty and MIN_TIME_US <= t_us <= limit and (e_us is None or MIN_TIME_US <= e_us <= limit):
             return Trade(exchange, s, t, price, qty, m, t_us, e_us, received, source)

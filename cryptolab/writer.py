@@ -14,9 +14,9 @@ Either all of it commits or none of it does.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Iterable, Sequence
 
 import psycopg
 

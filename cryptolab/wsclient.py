@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from websockets.client import ClientProtocol
@@ -54,7 +54,7 @@ class WSConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._received(data)
-        except Exception as exc:  # noqa: BLE001 - a broken peer ends this connection, not the loop
+        except Exception as exc:
             self._finish(exc)
 
     def _received(self, data: bytes) -> None:
@@ -136,7 +136,7 @@ class WSConnection(asyncio.Protocol):
             self.protocol.send_close(1000)
             self._flush()
             await asyncio.wait_for(asyncio.shield(self.closed), timeout)
-        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - any failure ends in abort
+        except (asyncio.TimeoutError, Exception):
             pass
         finally:
             if self.transport is not None:

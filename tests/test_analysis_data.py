@@ -18,10 +18,11 @@ import math
 import os
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
-from typing import Any, Iterator
+from typing import Any
 
 import psycopg
 import pytest

@@ -14,13 +14,13 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from decimal import Decimal, localcontext
-from typing import Callable, Iterator
 
 import psycopg
 import pytest
 
-from cryptolab import db, embedded
+from cryptolab import embedded
 from cryptolab.capture import Capture
 from cryptolab.errors import SourceError
 from cryptolab.exchange import LocalExchange

@@ -7,8 +7,9 @@ import time
 import urllib.error
 import urllib.request
 from collections import OrderedDict
+from collections.abc import Iterator
 from decimal import Decimal, localcontext
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -120,7 +121,7 @@ def test_trades_shapes_and_log(stopped: LocalExchange) -> None:
     assert [r["time"] for r in us] == [t.trade_time_us for t in exact]
 
 
-def independent_klines(trades: list[dict], step_ms: int) -> "OrderedDict[int, list]":
+def independent_klines(trades: list[dict], step_ms: int) -> OrderedDict[int, list]:
     """Klines from historicalTrades rows, computed here with Decimals (no forward fill)."""
     out: OrderedDict[int, list] = OrderedDict()
     with localcontext() as ctx:

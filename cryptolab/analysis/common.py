@@ -17,11 +17,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterator, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import psycopg
 from psycopg.pq import TransactionStatus

@@ -12,7 +12,8 @@ binary COPY, connectorx and pandas.read_sql.
 from __future__ import annotations
 
 import io
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import psycopg
 from psycopg import sql

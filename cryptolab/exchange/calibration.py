@@ -12,8 +12,8 @@ trades costs no waiting.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Iterable, Sequence
 
 from ..model import Trade
 from .market import SyntheticMarket, symbol_spec

@@ -25,9 +25,10 @@ import sys
 import threading
 import urllib.request
 from array import array
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from ..errors import SourceError
 from ..model import Trade
@@ -97,13 +98,13 @@ class LocalExchange:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "LocalExchange":
+    def __enter__(self) -> LocalExchange:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    def start(self) -> "LocalExchange":
+    def start(self) -> LocalExchange:
         """Start serving; return self once the port is bound."""
         if self._thread or self._proc:
             return self

@@ -31,7 +31,7 @@ import math
 import random
 import zlib
 from collections import deque
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from .tradelog import UNIT, SymbolLog, SymbolSpec
 
@@ -232,7 +232,7 @@ class _SymbolFlow:
     def _qty(self) -> int:
         return self.qty_tab[int(self.rng.random() * _N)]
 
-    def event(self, t_us: int, sink: "deque[int] | list[int]", max_id: int | None) -> None:
+    def event(self, t_us: int, sink: deque[int] | list[int], max_id: int | None) -> None:
         """Print one taker order (1+ fills) at time t_us."""
         rng = self.rng
         buy = self.buy if rng.random() < P_SAME_SIDE else not self.buy

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import heapq
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from ..dumps import DumpReader, open_text
 from ..errors import DataError

@@ -15,11 +15,12 @@ import json
 import random
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..model import now_us
+from ..model import now_us, to_us
 from ..rest import WEIGHTS
 from .faults import REST_KINDS, FaultPlan
 from .tradelog import KLINE_INTERVALS_MS, SymbolLog, fmt8, fmt_scaled
@@ -55,7 +56,7 @@ def _time_param(q: Any, name: str) -> int | None:
     v = _int_param(q, name)
     if v is None:
         return None
-    return v if v >= 10**14 else v * 1000
+    return to_us(v)
 
 
 class RestApi:

@@ -29,8 +29,9 @@ import socket
 import struct
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
