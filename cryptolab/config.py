@@ -13,12 +13,17 @@ first; real environment variables win over it.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError
 
-__all__ = ["Settings", "settings"]
+__all__ = ["Settings", "settings", "mask_dsn", "mask_url", "MASK"]
+
+MASK = "***"
+"""What a hidden password is shown as."""
 
 
 def _load_dotenv() -> None:
@@ -63,3 +68,43 @@ def settings() -> Settings:
     if home.exists() and not home.is_dir():
         raise ConfigError(f"CRYPTOLAB_HOME={home_raw} is a file, not a directory: point CRYPTOLAB_HOME at a directory")
     return Settings(dsn=dsn, home=home.resolve())
+
+
+def mask_url(url: str) -> str:
+    """`url` with the password of its userinfo replaced by `***` (`ws://u:tok@h/` -> `ws://u:***@h/`).
+
+    Works for any `scheme://user:password@host…` URL (ws, wss, http, postgresql); a
+    URL without a password, or text that is not a URL, comes back unchanged. Query
+    parameters named `password`/`token`/`key`/`secret` are masked too.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if not parts.scheme or "://" not in url:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        if ":" in userinfo:
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:{MASK}@{hostport}"
+    query = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}={MASK}", parts.query) if parts.query else parts.query
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_SECRET_QUERY = re.compile(r"(?i)\b(password|passwd|token|secret|api_?key|key)=([^&]*)")
+# libpq keyword/value form: password=secret, password='se cret', password = 'a\'b'
+_SECRET_KV = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]+)")
+
+
+def mask_dsn(dsn: str) -> str:
+    """`dsn` with its password replaced by `***`, for display, logs and error messages.
+
+    Handles both libpq forms: a URI (`postgresql://user:pw@host/db?password=pw`) and
+    keyword/value (`host=h password=pw` or `password='p w'`). A DSN without a password
+    comes back unchanged.
+    """
+    if "://" in dsn:
+        return mask_url(dsn)
+    return _SECRET_KV.sub(lambda m: f"{m.group(1)}{MASK}", dsn)
