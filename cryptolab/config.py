@@ -16,7 +16,6 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError
 
@@ -77,23 +76,23 @@ def mask_url(url: str) -> str:
     URL without a password, or text that is not a URL, comes back unchanged. Query
     parameters named `password`/`token`/`key`/`secret` are masked too.
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme or any(c in scheme for c in "/?#@ "):
         return url
-    if not parts.scheme or "://" not in url:
-        return url
-    netloc = parts.netloc
+    end = len(rest)
+    for c in "/?#":
+        i = rest.find(c)
+        if i != -1:
+            end = min(end, i)
+    netloc, tail = rest[:end], rest[end:]
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
         if ":" in userinfo:
-            user = userinfo.split(":", 1)[0]
-            netloc = f"{user}:{MASK}@{hostport}"
-    query = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}={MASK}", parts.query) if parts.query else parts.query
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+            netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{hostport}"
+    tail = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}={MASK}", tail)
+    return f"{scheme}://{netloc}{tail}"
 
-
-_SECRET_QUERY = re.compile(r"(?i)\b(password|passwd|token|secret|api_?key|key)=([^&]*)")
+_SECRET_QUERY = re.compile(r"(?i)(?<=[?&])(password|passwd|token|secret|api_?key|key)=([^&]*)")
 # libpq keyword/value form: password=secret, password='se cret', password = 'a\'b'
 _SECRET_KV = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]+)")
 
