@@ -5,6 +5,12 @@ client hands each one through a queue to an awaiting task; here every complete
 message goes straight from `data_received` to a callback, all frames of a TCP read
 in one pass. The protocol work — handshake, framing, masking, answering pings,
 closing — is `websockets.client.ClientProtocol`'s; this module only moves bytes.
+
+Limits: a message larger than `max_size` is never buffered. As soon as its header
+says so, the client calls `on_oversized(size, head)` (the announced size and the
+first bytes of its payload, for a dead letter), closes with 1009 (message too big)
+and `closed` resolves with an `OversizedMessage`; the caller reconnects as after any
+other close. `close_code` tells why a connection ended, whichever side closed it.
 """
 
 from __future__ import annotations
@@ -15,12 +21,23 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from websockets.client import ClientProtocol
-from websockets.frames import Opcode
+from websockets.exceptions import PayloadTooBig
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-__all__ = ["WSConnection", "connect", "HandshakeError"]
+__all__ = ["WSConnection", "connect", "HandshakeError", "OversizedMessage", "Message", "DEFAULT_MAX_SIZE", "OVERSIZED_HEAD"]
+
+Message = bytes | bytearray
+"""What `on_message` gets: the payload as the protocol parsed it (a bytearray for a
+single-frame message, bytes for a reassembled one), not copied; read it, don't keep it
+mutable elsewhere."""
+
+DEFAULT_MAX_SIZE = 16 * 1024 * 1024
+"""Largest message accepted by default (bytes); Binance's trade frames are ~200 bytes."""
+OVERSIZED_HEAD = 1024
+"""How many bytes of an oversized message's payload `on_oversized` gets."""
 
 
 class HandshakeError(Exception):
@@ -31,18 +48,55 @@ class HandshakeError(Exception):
         self.status = status
 
 
-class WSConnection(asyncio.Protocol):
-    """One client connection; `on_message(bytes)` is called for every text/binary message."""
+class OversizedMessage(ConnectionError):
+    """A message larger than `max_size` arrived; the client closed the connection (1009)."""
 
-    def __init__(self, uri: str, on_message: Callable[[bytes], None], max_size: int) -> None:
-        self.protocol = ClientProtocol(parse_uri(uri), max_size=max_size)
+    def __init__(self, size: int, max_size: int, head: bytes) -> None:
+        super().__init__(f"message of {size} bytes is larger than max_size={max_size}: connection closed (1009)")
+        self.size = size
+        self.max_size = max_size
+        self.head = head
+
+
+class _Protocol(ClientProtocol):
+    """`ClientProtocol` that keeps the first payload bytes of a frame it refuses as too big."""
+
+    refused_head = b""
+
+    def fail(self, code: CloseCode | int, reason: str = "") -> None:
+        if code == CloseCode.MESSAGE_TOO_BIG and not self.refused_head:
+            # called from the parser right after the frame header: the buffer starts
+            # with the payload, and fail() is about to discard it
+            self.refused_head = bytes(self.reader.buffer[:OVERSIZED_HEAD])
+        super().fail(code, reason)
+
+
+class WSConnection(asyncio.Protocol):
+    """One client connection; `on_message(payload)` is called for every text/binary message.
+
+    `on_oversized(size, head)`, if given, is called once when a message larger than
+    `max_size` arrives (see the module doc); the connection then closes.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        on_message: Callable[[Message], None],
+        max_size: int = DEFAULT_MAX_SIZE,
+        on_oversized: Callable[[int, bytes], None] | None = None,
+    ) -> None:
+        self.protocol = _Protocol(parse_uri(uri), max_size=max_size)
+        self.max_size = max_size
         self.on_message = on_message
+        self.on_oversized = on_oversized
+        self.oversized: OversizedMessage | None = None
+        """The oversized message that ended this connection, if one did."""
         self.transport: asyncio.Transport | None = None
         loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[BaseException | None] = loop.create_future()
         """Resolves when the connection ends, with the reason (None for a clean close)."""
-        self._parts: list[bytes] = []
+        self._parts: list[Message] = []
 
     # -- asyncio.Protocol
 
@@ -68,18 +122,26 @@ class WSConnection(asyncio.Protocol):
                 if not self.opened.done():
                     self.opened.set_result(None)
                 continue
+            if not isinstance(ev, Frame):
+                continue
             op = ev.opcode
+            payload = ev.data
+            if isinstance(payload, memoryview):
+                payload = payload.tobytes()
             if op is Opcode.TEXT or op is Opcode.BINARY:
                 if ev.fin:
-                    self.on_message(ev.data)
+                    self.on_message(payload)
                 else:
-                    self._parts = [ev.data]
+                    self._parts = [payload]
             elif op is Opcode.CONT:
-                self._parts.append(ev.data)
+                self._parts.append(payload)
                 if ev.fin:
                     self.on_message(b"".join(self._parts))
                     self._parts = []
         self._flush()
+        if isinstance(p.parser_exc, PayloadTooBig) and self.oversized is None:
+            self._refuse(p.parser_exc)
+            return
         if p.state is State.CLOSED or p.close_expected():
             self._finish(self._close_exc())
 
@@ -94,6 +156,18 @@ class WSConnection(asyncio.Protocol):
         self._resolve(exc or self._close_exc())
 
     # -- helpers
+
+    def _refuse(self, exc: PayloadTooBig) -> None:
+        """An oversized message: report it (size, head), then close (1009 already queued)."""
+        size = (exc.size or 0) + (exc.current_size or 0)
+        head = (b"".join(self._parts) + self.protocol.refused_head)[:OVERSIZED_HEAD]
+        self._parts = []
+        self.oversized = OversizedMessage(size, self.max_size, head)
+        try:
+            if self.on_oversized is not None:
+                self.on_oversized(size, head)
+        finally:
+            self._finish(self.oversized)
 
     def _close_exc(self) -> BaseException | None:
         return self.protocol.close_exc if self.protocol.state is State.CLOSED else None
@@ -123,6 +197,28 @@ class WSConnection(asyncio.Protocol):
 
     # -- public
 
+    @property
+    def close_code(self) -> int | None:
+        """Why the connection ended; None while it is open.
+
+        The code of the closing handshake's first close frame, whichever side sent it:
+        the server's (e.g. 1001 going away, 1008 policy) or this client's (1000 after
+        `close()`, 1009 after an oversized message); 1006 when the TCP connection ended
+        without a close frame.
+        """
+        if not self.closed.done():
+            return None
+        if self.oversized is not None:
+            return int(CloseCode.MESSAGE_TOO_BIG)
+        p = self.protocol
+        if p.close_rcvd is not None and (p.close_sent is None or p.close_rcvd_then_sent):
+            return int(p.close_rcvd.code)
+        if p.close_sent is not None:
+            return int(p.close_sent.code)
+        if p.close_rcvd is not None:
+            return int(p.close_rcvd.code)
+        return int(CloseCode.ABNORMAL_CLOSURE)
+
     def send_text(self, text: str) -> None:
         """Queue a text message (e.g. a SUBSCRIBE request)."""
         self.protocol.send_text(text.encode())
@@ -146,12 +242,17 @@ class WSConnection(asyncio.Protocol):
 
 async def connect(
     uri: str,
-    on_message: Callable[[bytes], None],
+    on_message: Callable[[Message], None],
     *,
     open_timeout: float = 10.0,
-    max_size: int = 16 * 1024 * 1024,
+    max_size: int = DEFAULT_MAX_SIZE,
+    on_oversized: Callable[[int, bytes], None] | None = None,
 ) -> WSConnection:
-    """Open a WebSocket to `uri` (ws:// or wss://) and return once the handshake succeeded."""
+    """Open a WebSocket to `uri` (ws:// or wss://) and return once the handshake succeeded.
+
+    A message larger than `max_size` bytes closes the connection (1009) after
+    `on_oversized(size, head)` was called; see the module doc.
+    """
     loop = asyncio.get_running_loop()
     parts = urlsplit(uri)
     secure = parts.scheme == "wss"
@@ -161,7 +262,7 @@ async def connect(
 
     async def _open() -> WSConnection:
         _, proto = await loop.create_connection(
-            lambda: WSConnection(uri, on_message, max_size), host, port, ssl=ctx,
+            lambda: WSConnection(uri, on_message, max_size, on_oversized), host, port, ssl=ctx,
             server_hostname=host if secure else None,
         )
         await proto.opened
