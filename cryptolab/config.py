@@ -4,6 +4,7 @@
 |-------------------|----------------------------------------------------------------|
 | `CRYPTOLAB_DSN`   | libpq DSN/URI of your own PostgreSQL; unset = embedded server  |
 | `CRYPTOLAB_HOME`  | where local state lives (embedded data, journal); `~/.cryptolab`|
+|                   | (as root: `/var/lib/cryptolab`, which the server's account can reach)|
 | `PG*`             | the standard libpq variables, honoured by libpq itself         |
 
 A `.env` in the current directory (or the one named by `CRYPTOLAB_ENV_FILE`) is read
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["Settings", "settings", "mask_dsn", "mask_url", "MASK"]
+__all__ = ["Settings", "settings", "default_home", "mask_dsn", "mask_url", "MASK"]
 
 MASK = "***"
 """What a hidden password is shown as."""
@@ -40,7 +41,7 @@ class Settings:
     dsn: str | None
     """libpq DSN/URI from `CRYPTOLAB_DSN`, or None for the embedded server."""
     home: Path
-    """Local state directory from `CRYPTOLAB_HOME` (default `~/.cryptolab`)."""
+    """Local state directory from `CRYPTOLAB_HOME` (default `~/.cryptolab`; as root `/var/lib/cryptolab`)."""
 
     @property
     def embedded(self) -> bool:
@@ -52,19 +53,45 @@ class Settings:
         """Data directory of the embedded server."""
         return self.home / "pgdata"
 
+    def writable_home(self) -> Path:
+        """CRYPTOLAB_HOME, created (0700) if missing; a ConfigError in one line if unusable."""
+        home = self.home
+        try:
+            home.mkdir(parents=True, exist_ok=True, mode=0o700)
+            probe = home / f".write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except (FileExistsError, NotADirectoryError):
+            raise ConfigError(f"CRYPTOLAB_HOME={home} is not a directory: point CRYPTOLAB_HOME at a directory") from None
+        except OSError as exc:
+            raise ConfigError(
+                f"CRYPTOLAB_HOME={home} is not writable ({exc.strerror or exc}): "
+                "point CRYPTOLAB_HOME at a directory you can write"
+            ) from None
+        return home
+
     @property
     def journal_dir(self) -> Path:
         """Where capture spills batches while the database is down."""
         return self.home / "journal"
 
 
+def default_home() -> str:
+    """`~/.cryptolab`; as root `/var/lib/cryptolab`.
+
+    As root the embedded PostgreSQL runs as a system account that cannot enter `/root`
+    (mode 0700), and cryptolab never widens directories above CRYPTOLAB_HOME.
+    """
+    return "/var/lib/cryptolab" if os.geteuid() == 0 else "~/.cryptolab"
+
+
 def settings() -> Settings:
     """Read the settings now (cheap; re-read so tests and notebooks may change the env)."""
     _load_dotenv()
     dsn = os.environ.get("CRYPTOLAB_DSN", "").strip() or None
-    home_raw = os.environ.get("CRYPTOLAB_HOME", "").strip() or "~/.cryptolab"
+    home_raw = os.environ.get("CRYPTOLAB_HOME", "").strip() or default_home()
     home = Path(home_raw).expanduser()
-    if home.exists() and not home.is_dir():
+    if (home.exists() or home.is_symlink()) and not home.is_dir():
         raise ConfigError(f"CRYPTOLAB_HOME={home_raw} is a file, not a directory: point CRYPTOLAB_HOME at a directory")
     return Settings(dsn=dsn, home=home.resolve())
 

@@ -229,25 +229,10 @@ def _check_binaries(acct: _Account, bins: Path) -> None:
 # ---------------------------------------------------------------- home, lock
 
 
-def _prepare_home(cfg: Settings) -> None:
-    try:
-        cfg.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        probe = cfg.home / ".write-test"
-        probe.touch()
-        probe.unlink()
-    except FileExistsError:
-        raise ConfigError(f"CRYPTOLAB_HOME={cfg.home} is not a directory: point CRYPTOLAB_HOME at a directory") from None
-    except OSError as exc:
-        raise ConfigError(
-            f"CRYPTOLAB_HOME={cfg.home} is not writable ({exc.strerror or exc}): "
-            "point CRYPTOLAB_HOME at a directory you can write"
-        ) from None
-
-
 @contextlib.contextmanager
 def _lock(cfg: Settings) -> Iterator[None]:
     """Serialize start/stop between processes sharing CRYPTOLAB_HOME."""
-    _prepare_home(cfg)
+    cfg.writable_home()
     with open(cfg.home / "pgdata.lock", "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
