@@ -14,7 +14,7 @@ from typing import Any, Literal
 import psycopg
 
 from . import embedded
-from .config import settings
+from .config import mask_dsn, settings
 from .errors import DatabaseError
 
 __all__ = [
@@ -50,6 +50,12 @@ def resolve_dsn(dsn: str | None = None) -> str:
 
 def _explain(exc: Exception, dsn: str, explicit: bool) -> DatabaseError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.ProgrammingError):
+        # libpq's parse errors quote a token of the DSN, which may be (part of) the password
+        first = f"malformed DSN {mask_dsn(dsn)!r}" if "password" not in dsn.lower() else "malformed DSN"
+    password = _password_of(dsn)
+    if password:
+        first = first.replace(password, "***")
     if explicit:
         where = "the DSN you passed"
     elif settings().dsn:
@@ -58,6 +64,14 @@ def _explain(exc: Exception, dsn: str, explicit: bool) -> DatabaseError:
         where = "the embedded server (see `cryptolab db status`)"
     return DatabaseError(f"cannot connect to PostgreSQL via {where}: {first} — fix {where.split(' (')[0]} "
                          "or unset CRYPTOLAB_DSN to use the embedded server")
+
+
+def _password_of(dsn: str) -> str | None:
+    try:
+        value = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
+    except psycopg.Error:
+        return None
+    return str(value) if value else None
 
 
 def connect(
@@ -93,7 +107,7 @@ def apply_schema(conn: psycopg.Connection) -> int:
         try:
             conn.execute("SELECT pg_advisory_lock(hashtext('cryptolab_schema'))")
             try:
-                conn.execute(text)  # type: ignore[arg-type]  # a multi-statement script, no parameters
+                conn.execute(text)  # a multi-statement script, no parameters
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtext('cryptolab_schema'))")
             ensure_partitions(conn)
@@ -143,7 +157,7 @@ def read_frame(
     c = conn or connect()
     try:
         with c.cursor() as cur:
-            cur.execute(query, params)  # type: ignore[arg-type]
+            cur.execute(query, params)
             cols = [d.name for d in cur.description or []]
             rows = cur.fetchall()
     finally:

@@ -9,7 +9,8 @@ import sys
 import time
 
 from . import db, embedded
-from .config import settings
+from .config import mask_dsn, settings
+from .errors import ConfigError
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -17,7 +18,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     sub.add_parser("status", help="is the embedded server running; where its data and log are")
     sub.add_parser("start", help="start (or reuse) the embedded server and apply the schema")
     sub.add_parser("stop", help="stop the embedded server (also one left by a killed process)")
-    sub.add_parser("url", help="print the DSN cryptolab uses")
+    url = sub.add_parser("url", help="print the DSN cryptolab uses (its password masked)")
+    url.add_argument("--show-password", action="store_true",
+                     help="print the password too (it ends up in your terminal's scrollback)")
     sub.add_parser("init", help="apply schema.sql (idempotent) and print the schema version")
     ps = sub.add_parser("psql", help="open psql on the database (extra args go to psql)")
     ps.add_argument("psql_args", nargs=argparse.REMAINDER)
@@ -57,13 +60,39 @@ def run(args: argparse.Namespace) -> int:
         print("embedded PostgreSQL stopped" if was else "embedded PostgreSQL was not running")
         return 0
     if args.action == "url":
-        print(db.resolve_dsn())
+        dsn = db.resolve_dsn()
+        print(dsn if args.show_password else mask_dsn(dsn))
         return 0
     if args.action == "psql":
-        dsn = db.resolve_dsn()
+        dsn, password = split_password(db.resolve_dsn())
         extra = list(args.psql_args)
         if extra[:1] == ["--"]:
             extra = extra[1:]
+        env = {**os.environ, "PGTZ": "UTC"}
+        if password is not None:
+            env["PGPASSWORD"] = password  # the environment, not argv: argv is public in `ps`
         cmd = [_psql_binary(), dsn, *extra]
-        return subprocess.call(cmd, env={**os.environ, "PGTZ": "UTC"}, stdin=sys.stdin)
+        try:
+            return subprocess.call(cmd, env=env, stdin=sys.stdin)
+        except FileNotFoundError:
+            raise ConfigError(f"{cmd[0]} not found: install the PostgreSQL client (psql)") from None
     return 1
+
+
+def split_password(dsn: str) -> tuple[str, str | None]:
+    """`dsn` without its password, and the password (None when it has none).
+
+    For handing a DSN to a child process: the password goes in `PGPASSWORD` (the
+    environment is private to the process; its command line is not).
+    """
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error:  # never echo libpq's parse error: it may quote a piece of the password
+        raise ConfigError(f"the DSN {mask_dsn(dsn)!r} is malformed: fix CRYPTOLAB_DSN or --dsn") from None
+    password = params.pop("password", None)
+    if password is None:
+        return dsn, None
+    return make_conninfo("", **params), str(password)
