@@ -6,8 +6,11 @@
 -- Variables: exchange (binance), symbol (BTCUSDT), start, end ([start, end), UTC; default: the last
 -- stored hour), interval (buckets of latency_stats, 1m), limit (latest_trades rows, 50).
 --
--- E and received are null for rows that did not come from the stream (backfill, loaded dumps):
--- their latencies are null and they are left out of the percentiles. received - E mixes the
+-- E and received are null for rows that did not come from the stream (backfill, loaded dumps),
+-- and history replayed through a stream is received long after its trade time: latency does
+-- not apply to either (a "pipeline time" of 841 days is an age, not a delay). Only rows
+-- received within a day of their trade time get latencies; the others are null and left out
+-- of the percentiles (latency_stats counts them as `history`). received - E mixes the
 -- network delay with the offset between our clock and the exchange's (see clock_offset).
 \if :{?exchange} \else \set exchange binance \endif
 \if :{?symbol} \else \set symbol BTCUSDT \endif
@@ -27,11 +30,12 @@ SELECT :'end'::timestamptz - interval '1 hour' AS "start" \gset
 -- The newest `limit` trades before `end` with their latency breakdown (newest first).
 SELECT t.trade_id, t.trade_time, t.event_time, t.received_at, t.ingested_at, t.source,
        t.price, t.qty, t.is_buyer_maker,
-       t.event_time - t.trade_time   AS exchange_push,
-       t.received_at - t.event_time  AS network,
-       t.ingested_at - t.received_at AS pipeline,
-       t.ingested_at - t.trade_time  AS total
+       CASE WHEN l.live THEN t.event_time - t.trade_time END   AS exchange_push,
+       CASE WHEN l.live THEN t.received_at - t.event_time END  AS network,
+       CASE WHEN l.live THEN t.ingested_at - t.received_at END AS pipeline,
+       CASE WHEN l.live THEN t.ingested_at - t.trade_time END  AS total
 FROM trades t
+CROSS JOIN LATERAL (SELECT t.received_at - t.trade_time < interval '1 day' AS live) AS l
 WHERE t.exchange = :'exchange' AND t.symbol = upper(:'symbol')
   AND t.trade_time < :'end'::timestamptz AND t.trade_time >= :'start'::timestamptz
 ORDER BY t.trade_id DESC
@@ -46,14 +50,18 @@ WITH p AS (
            :'start'::timestamptz AS t0, :'end'::timestamptz AS t1,
            timestamptz '2000-01-03 00:00:00+00' AS origin
 ), t AS (
-    SELECT date_bin(p.iv, t.trade_time, p.origin) AS open_time,
-           t.event_time - t.trade_time AS push, t.received_at - t.event_time AS network,
-           t.ingested_at - t.received_at AS pipeline, t.ingested_at - t.trade_time AS total
-    FROM trades t, p
+    SELECT date_bin(p.iv, t.trade_time, p.origin) AS open_time, l.live,
+           CASE WHEN l.live THEN t.event_time - t.trade_time END AS push,
+           CASE WHEN l.live THEN t.received_at - t.event_time END AS network,
+           CASE WHEN l.live THEN t.ingested_at - t.received_at END AS pipeline,
+           CASE WHEN l.live THEN t.ingested_at - t.trade_time END AS total
+    FROM trades t CROSS JOIN p
+    CROSS JOIN LATERAL (SELECT coalesce(t.received_at - t.trade_time < interval '1 day', false) AS live) AS l
     WHERE t.exchange = :'exchange' AND t.symbol = upper(:'symbol')
       AND t.trade_time >= p.t0 AND t.trade_time < p.t1
 )
-SELECT open_time, count(*) AS trades, count(network) AS streamed,
+SELECT open_time, count(*) AS trades, count(*) FILTER (WHERE live) AS streamed,
+       count(*) FILTER (WHERE NOT live) AS history,
        percentile_disc(0.5) WITHIN GROUP (ORDER BY push)      AS push_p50,
        percentile_disc(0.95) WITHIN GROUP (ORDER BY push)     AS push_p95,
        percentile_disc(0.99) WITHIN GROUP (ORDER BY push)     AS push_p99,

@@ -127,19 +127,32 @@ ORDER BY trade_id;
 
 
 -- name: gaps
--- Missing trade ids between consecutive stored ids in the range: a loss (compare halts). With
+-- Missing trade ids between consecutive stored ids in the range, the last trade before start
+-- included (a hole that began before the range and ends in it counts): a loss (compare halts). With
 -- the times around the hole and what the capture recorded about it (capture_gaps), if anything.
-WITH t AS (
-    SELECT t.trade_id, t.trade_time,
-           lag(t.trade_id) OVER (ORDER BY t.trade_id) AS prev_id,
-           lag(t.trade_time) OVER (ORDER BY t.trade_id) AS prev_time
-    FROM trades t
-    WHERE t.exchange = :'exchange' AND t.symbol = upper(:'symbol')
-      AND t.trade_time >= :'start'::timestamptz AND t.trade_time < :'end'::timestamptz
+WITH prior AS (
+    -- the last trade before start (found through its 1 s bar): a gap or halt that began
+    -- before the range and ends inside it is reported too
+    SELECT tr.trade_id, tr.trade_time
+    FROM (SELECT b.ts, b.last_trade_id FROM bars_1s b
+          WHERE b.exchange = :'exchange' AND b.symbol = upper(:'symbol') AND b.ts < :'start'::timestamptz
+          ORDER BY b.ts DESC LIMIT 1) AS b
+    JOIN trades tr ON tr.exchange = :'exchange' AND tr.symbol = upper(:'symbol') AND tr.trade_id = b.last_trade_id
+                  AND tr.trade_time >= b.ts AND tr.trade_time < b.ts + interval '1 second'
+                  AND tr.trade_time < :'start'::timestamptz
+), t AS (
+    SELECT x.trade_id, x.trade_time,
+           lag(x.trade_id) OVER (ORDER BY x.trade_id) AS prev_id,
+           lag(x.trade_time) OVER (ORDER BY x.trade_id) AS prev_time
+    FROM (SELECT trade_id, trade_time FROM prior
+          UNION ALL
+          SELECT t.trade_id, t.trade_time FROM trades t
+          WHERE t.exchange = :'exchange' AND t.symbol = upper(:'symbol')
+            AND t.trade_time >= :'start'::timestamptz AND t.trade_time < :'end'::timestamptz) AS x
 ), g AS (
     SELECT prev_id + 1 AS first_missing_id, trade_id - 1 AS last_missing_id,
            trade_id - prev_id - 1 AS missing, prev_time AS time_before, trade_time AS time_after
-    FROM t WHERE trade_id > prev_id + 1
+    FROM t WHERE trade_id > prev_id + 1 AND trade_time >= :'start'::timestamptz
 )
 SELECT g.*, g.time_after - g.time_before AS duration,
        (SELECT string_agg(DISTINCT c.status, ',') FROM capture_gaps c
@@ -151,19 +164,32 @@ ORDER BY g.first_missing_id;
 
 -- name: halts
 -- Silences of at least min_halt between trades whose ids are consecutive: the market paused,
--- nothing was lost.
-WITH t AS (
-    SELECT t.trade_id, t.trade_time,
-           lag(t.trade_id) OVER (ORDER BY t.trade_id) AS prev_id,
-           lag(t.trade_time) OVER (ORDER BY t.trade_id) AS prev_time
-    FROM trades t
-    WHERE t.exchange = :'exchange' AND t.symbol = upper(:'symbol')
-      AND t.trade_time >= :'start'::timestamptz AND t.trade_time < :'end'::timestamptz
+-- nothing was lost. A range that starts inside a halt reports it (from the last trade before start).
+WITH prior AS (
+    -- the last trade before start (found through its 1 s bar): a gap or halt that began
+    -- before the range and ends inside it is reported too
+    SELECT tr.trade_id, tr.trade_time
+    FROM (SELECT b.ts, b.last_trade_id FROM bars_1s b
+          WHERE b.exchange = :'exchange' AND b.symbol = upper(:'symbol') AND b.ts < :'start'::timestamptz
+          ORDER BY b.ts DESC LIMIT 1) AS b
+    JOIN trades tr ON tr.exchange = :'exchange' AND tr.symbol = upper(:'symbol') AND tr.trade_id = b.last_trade_id
+                  AND tr.trade_time >= b.ts AND tr.trade_time < b.ts + interval '1 second'
+                  AND tr.trade_time < :'start'::timestamptz
+), t AS (
+    SELECT x.trade_id, x.trade_time,
+           lag(x.trade_id) OVER (ORDER BY x.trade_id) AS prev_id,
+           lag(x.trade_time) OVER (ORDER BY x.trade_id) AS prev_time
+    FROM (SELECT trade_id, trade_time FROM prior
+          UNION ALL
+          SELECT t.trade_id, t.trade_time FROM trades t
+          WHERE t.exchange = :'exchange' AND t.symbol = upper(:'symbol')
+            AND t.trade_time >= :'start'::timestamptz AND t.trade_time < :'end'::timestamptz) AS x
 )
 SELECT prev_id AS last_id_before, trade_id AS first_id_after,
        prev_time AS halt_start, trade_time AS halt_end, trade_time - prev_time AS duration
 FROM t
 WHERE trade_id = prev_id + 1 AND trade_time - prev_time >= :'min_halt'::interval
+  AND trade_time >= :'start'::timestamptz
 ORDER BY trade_id;
 
 

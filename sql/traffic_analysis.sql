@@ -69,14 +69,20 @@ FROM d;
 
 -- name: bursts
 -- Runs of consecutive hot seconds: a second is hot when its trades exceed burst_factor x
--- max(median, 1), the median being that of the burst_window seconds before it (zeros included).
+-- max(median, 1), the median being that of the burst_window seconds before it (zeros included;
+-- seconds before the symbol's first stored second are not history, and a second needs at least
+-- min(burst_window, 10) seconds of history to be judged).
 -- One row per burst: start, end (exclusive), length, trades, peak, the median just before it.
 WITH p AS (
     SELECT :'start'::timestamptz AS t0, :'end'::timestamptz AS t1,
            :'burst_window'::int AS w, :'burst_factor'::numeric AS k,
            timestamptz '2000-01-03 00:00:00+00' AS origin
 ), grid AS (
-    SELECT generate_series(date_bin(interval '1 second', p.t0, p.origin) - p.w * interval '1 second',
+    -- the window before a second starts no earlier than the symbol's first stored second:
+    -- the quiet before a capture began is not history
+    SELECT generate_series(greatest(date_bin(interval '1 second', p.t0, p.origin) - p.w * interval '1 second',
+                                    (SELECT min(b.ts) FROM bars_1s b
+                                     WHERE b.exchange = :'exchange' AND b.symbol = upper(:'symbol'))),
                            p.t1 - interval '1 microsecond', interval '1 second') AS ts
     FROM p WHERE p.t1 > p.t0
 ), d AS (
@@ -89,7 +95,7 @@ WITH p AS (
 ), med AS (
     SELECT h.ts, h.n, (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY x) FROM unnest(h.prev) AS x) AS median
     FROM hist h, p
-    WHERE h.ts >= p.t0
+    WHERE h.ts >= p.t0 AND coalesce(cardinality(h.prev), 0) >= least(p.w, 10)  -- enough history to compare
 ), hot AS (
     SELECT m.*, m.ts - row_number() OVER (ORDER BY m.ts) * interval '1 second' AS grp
     FROM med m, p

@@ -37,6 +37,27 @@ FROM s WHERE s.symbol IS NOT NULL
 ORDER BY s.symbol;
 
 
+-- name: markets
+-- Every (exchange, symbol) with stored bars and its first and last stored second, over all
+-- exchanges (a loose index scan on the primary key: one probe per pair). Analyses called
+-- without an exchange or a symbol pick from these.
+WITH RECURSIVE s AS (
+    (SELECT exchange, symbol FROM bars_1s ORDER BY exchange, symbol LIMIT 1)
+    UNION ALL
+    SELECT n.exchange, n.symbol
+    FROM s CROSS JOIN LATERAL (
+        SELECT b.exchange, b.symbol FROM bars_1s b
+        WHERE (b.exchange, b.symbol) > (s.exchange, s.symbol)
+        ORDER BY b.exchange, b.symbol LIMIT 1
+    ) AS n
+)
+SELECT s.exchange, s.symbol,
+       (SELECT min(ts) FROM bars_1s b WHERE b.exchange = s.exchange AND b.symbol = s.symbol) AS first_second,
+       (SELECT max(ts) FROM bars_1s b WHERE b.exchange = s.exchange AND b.symbol = s.symbol) AS last_second
+FROM s
+ORDER BY s.exchange, s.symbol;
+
+
 -- name: stored_span
 -- First and last stored second of one symbol (both null when nothing is stored).
 SELECT min(ts) AS first_second, max(ts) AS last_second

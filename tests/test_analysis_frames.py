@@ -71,4 +71,5 @@ def test_api_on_a_connection_with_another_datestyle_and_timezone(dsn: str) -> No
         f = an.ohlcv("DSUSDT", t0, datetime(2024, 8, 8, 12, 2, tzinfo=timezone.utc), "1m", conn=c)
         assert f["open_time"].to_list() == [t0, datetime(2024, 8, 8, 12, 1, tzinfo=timezone.utc)]
         assert f["volume"].to_list() == [Decimal("4"), Decimal("0")]
-        assert an.ohlcv("DSUSDT", conn=c).height == 61  # 11:00:01 … 12:00:01: the first minute is partial
+        assert an.ohlcv("DSUSDT", "2024-08-08T11:00:01Z", conn=c, interval="1m").height == 61  # the first minute is partial
+        assert an.ohlcv("DSUSDT", conn=c).height == 1  # the default range starts at the first stored second

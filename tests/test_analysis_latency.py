@@ -32,7 +32,7 @@ def _raw(conn) -> list[tuple]:
 
 
 def test_latest_trades_breakdown(mconn) -> None:
-    got = an.latest_trades(SYMBOL, 25, conn=mconn).to_dicts()
+    got = an.latest_trades(SYMBOL, limit=25, conn=mconn).to_dicts()
     ts = sorted(MARKET.by_symbol[SYMBOL], key=lambda t: -t.trade_id)[:25]
     assert [r["trade_id"] for r in got] == [t.trade_id for t in ts]
     raw = {r[0]: r for r in _raw(mconn)}
@@ -46,7 +46,7 @@ def test_latest_trades_breakdown(mconn) -> None:
 
 def test_latest_trades_before_end(mconn) -> None:
     end = START + timedelta(minutes=3)
-    got = an.latest_trades(SYMBOL, 5, end=end, conn=mconn)
+    got = an.latest_trades(SYMBOL, end=end, limit=5, conn=mconn)
     want = sorted((t for t in MARKET.by_symbol[SYMBOL] if us_to_datetime(t.trade_time_us) < end), key=lambda t: -t.trade_id)[:5]
     assert got["trade_id"].to_list() == [t.trade_id for t in want]
 
@@ -85,7 +85,7 @@ def test_clock_offset_from_stored_times(mconn) -> None:
 
 def test_bad_latency_arguments(mconn) -> None:
     with pytest.raises(DataError, match="limit"):
-        an.latest_trades(SYMBOL, 0, conn=mconn)
+        an.latest_trades(SYMBOL, limit=0, conn=mconn)
     with pytest.raises(DataError, match="not an interval"):
         an.latency_stats(SYMBOL, START, END, "60", conn=mconn)
     with pytest.raises(DataError, match="samples"):

@@ -10,7 +10,7 @@ import pytest
 from test_analysis_data import END, MARKET, OTHER, START, SYMBOL, market_dsn, mconn  # noqa: F401  (fixtures)
 
 from cryptolab import analysis as an
-from cryptolab.analysis.load import TRADE_COLUMNS
+from cryptolab.analysis.reader import TRADE_COLUMNS
 from cryptolab.errors import DataError
 from cryptolab.model import us_to_datetime
 

@@ -240,12 +240,13 @@ def test_empty_range_gives_empty_frames_with_columns(mconn) -> None:
     assert prof.height == 0 and "price_low" in prof.columns
     v = an.vwap(SYMBOL, START, START, conn=mconn)
     assert v.height == 0 and "vwap" in v.columns
-    quiet = an.ohlcv(SYMBOL, datetime(2024, 8, 8, 12, tzinfo=UTC), datetime(2024, 8, 8, 12, 5, tzinfo=UTC), conn=mconn)
+    quiet = an.ohlcv(SYMBOL, datetime(2024, 8, 8, 12, tzinfo=UTC), datetime(2024, 8, 8, 12, 5, tzinfo=UTC), "1m",
+                     conn=mconn)
     assert quiet.height == 5 and int(quiet["trades"].sum()) == 0
 
 
 def test_default_range_is_the_last_stored_hour(mconn) -> None:
-    got = an.ohlcv(SYMBOL, conn=mconn)
+    got = an.ohlcv(SYMBOL, interval="1m", conn=mconn)
     last = max(t.trade_time_us for t in MARKET.by_symbol[SYMBOL])
     assert got["open_time"][-1] == us_to_datetime(bucket(last, 60 * SECOND))
     assert int(got["trades"].sum()) == len(MARKET.by_symbol[SYMBOL])

@@ -186,7 +186,7 @@ def test_capture_runs_with_their_gaps(dsn: str) -> None:
 def test_bad_quality_arguments(mconn) -> None:
     with pytest.raises(DataError, match="min_halt"):
         an.halts(SYMBOL, START, END, min_halt="0s", conn=mconn)
-    with pytest.raises(DataError, match="not an interval"):
+    with pytest.raises(DataError, match="not a duration"):
         an.halts(SYMBOL, START, END, min_halt="soon", conn=mconn)
     with pytest.raises(DataError, match="threshold"):
         an.price_outliers(SYMBOL, START, END, threshold="x", conn=mconn)

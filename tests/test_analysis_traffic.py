@@ -56,9 +56,13 @@ def test_bursts_match_reference(mconn, window: int, factor) -> None:
     got = an.bursts(SYMBOL, START, END, window=window, factor=factor, conn=mconn)
     dense = dict(per_second_counts(MARKET.by_symbol[SYMBOL], START_US - window * SECOND, END_US))
     k = Decimal(str(factor))
+    first = (min(t.trade_time_us for t in MARKET.by_symbol[SYMBOL]) // SECOND) * SECOND
     hot = []
     for s in range(START_US, END_US, SECOND):
-        prev = [dense[s - i * SECOND] for i in range(window, 0, -1)]
+        # history: the window before, from the first stored second on, at least min(window, 10) s of it
+        prev = [dense[s - i * SECOND] for i in range(window, 0, -1) if s - i * SECOND >= first]
+        if len(prev) < min(window, 10):
+            continue
         med = pdisc(prev, 0.5)
         if dense[s] > k * max(med, 1):
             hot.append((s, dense[s], med))

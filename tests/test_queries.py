@@ -88,7 +88,7 @@ def test_modules_load_from_sql_dir_and_are_cached() -> None:
         assert queries.names(m), m
         for name, q in queries.load(m).items():
             assert q.doc, f"{m}.{name} has no description"
-            assert {"exchange", "symbol"} <= set(q.params) or name in ("symbols",), (m, name)
+            assert {"exchange", "symbol"} <= set(q.params) or name in ("symbols", "markets"), (m, name)
     first = queries.load("price_analysis")
     assert queries.load("price_analysis") is first  # cached
     t0 = time.perf_counter()

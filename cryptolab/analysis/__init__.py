@@ -1,9 +1,12 @@
 """cryptolab.analysis: the SQL modules of `sql/` as Python functions returning DataFrames.
 
-Every function takes a symbol, an optional [start, end) range (UTC; default: the last
-stored hour), an interval where it makes sense, `exchange="binance"`, an optional psycopg
-`conn` (reuse one for repeated calls; a new connection is opened otherwise) and
-`as_="polars"` (or "pandas"). Prices and volumes come back exact: polars Decimal columns
+Every function takes a symbol (None: the one with the newest stored trade), an optional
+[start, end) range (UTC; default: the last stored hour, or less when the data starts
+later), an interval where it makes sense (one of `INTERVALS`; None: chosen from the
+range), `exchange` (None: the one holding the symbol's data, real `binance` first when
+several do), an optional psycopg `conn` (reuse one for repeated calls; a new connection
+is opened otherwise) and `as_="polars"` (or "pandas"). `an.ohlcv()` with no arguments
+works on whatever is stored. Prices and volumes come back exact: polars Decimal columns
 (or decimal strings where 38 digits cannot hold a value), never floats. Bad arguments raise
 `cryptolab.errors.DataError` before any SQL runs.
 
@@ -14,13 +17,13 @@ stored hour), an interval where it makes sense, `exchange="binance"`, an optiona
 | quality  | quality_report, source_counts, duplicates, null_counts, timestamp_checks, time_backwards, gaps, halts, price_outliers, dead_letter_counts, capture_runs, bars_consistency |
 | volume   | stored_symbols, daily_totals, cvd, fetch_klines, reconcile_klines |
 | latency  | latest_trades, latency_stats, clock_offset, clock_skew |
-| load     | load_trades |
+| reader   | load_trades |
 """
 
 from __future__ import annotations
 
+from .common import INTERVALS
 from .latency import clock_offset, clock_skew, latency_stats, latest_trades
-from .load import load_trades
 from .price import ema, live_bars, moving_averages, ohlcv, pivots, sma, support_resistance, volume_profile, vwap
 from .quality import (
     bars_consistency,
@@ -36,10 +39,12 @@ from .quality import (
     time_backwards,
     timestamp_checks,
 )
+from .reader import load_trades
 from .traffic import bursts, ingest_throughput, inter_arrival, inter_arrival_stats, tps, tps_stats
 from .volume import cvd, daily_totals, fetch_klines, reconcile_klines, stored_symbols
 
 __all__ = [
+    "INTERVALS",
     "ohlcv", "live_bars", "moving_averages", "sma", "ema", "vwap", "volume_profile", "pivots", "support_resistance",
     "tps", "tps_stats", "bursts", "inter_arrival", "inter_arrival_stats", "ingest_throughput",
     "quality_report", "source_counts", "duplicates", "null_counts", "timestamp_checks", "time_backwards",

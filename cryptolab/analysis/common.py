@@ -1,10 +1,13 @@
 """What every analysis function shares: argument checks, the query runner, exact frames.
 
-* Arguments: `symbol` (any case; stored upper case), `exchange` ('binance'),
-  `start` / `end` (aware or naive-UTC datetimes, dates, or ISO-8601 strings; the
-  range is [start, end)), `interval` ('1s', '5s', '1m', '15m', '1h', '4h', '1d', '1w':
-  a positive count of s/m/h/d/w). Without `end`, the range ends after the symbol's
-  last stored second; without `start`, it covers the hour before `end`.
+* Arguments: `symbol` (any case; stored upper case; None: the symbol with the newest
+  stored trade), `exchange` (None: the exchange that holds the symbol's data, real
+  `binance` first when several do — a warning says which was used when there was a
+  choice), `start` / `end` (aware or naive-UTC datetimes, dates, or ISO-8601 strings;
+  the range is [start, end)), `interval` (one of INTERVALS: '1s' … '1w'; None: chosen
+  from the range so it shows about 30 to 120 bars). Without `end`, the range ends after
+  the symbol's last stored second; without `start`, it covers the hour before `end`, or
+  less when the data starts later (a 30 s capture gives a 30 s range).
 * Bad input (unknown symbol, start after end, a malformed interval or time) raises
   `DataError` before any SQL runs; database failures raise `DatabaseError`. A
   psycopg error never reaches the caller.
@@ -16,7 +19,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,21 +35,28 @@ from psycopg.types.string import TextLoader
 
 from .. import db, queries
 from ..errors import DatabaseError, DataError
+from ..model import DEFAULT_EXCHANGE
 
 __all__ = [
     "AsType",
     "Frame",
     "Span",
+    "Market",
+    "INTERVALS",
     "INTERVAL_UNITS",
     "MAX_ROWS",
     "parse_interval",
+    "parse_duration",
+    "auto_interval",
+    "interval_for",
+    "stored_markets",
+    "resolve_market",
     "parse_time",
     "parse_decimal",
     "normalize_symbol",
     "connection",
     "resolve_span",
     "check_buckets",
-    "stored_symbols",
     "execute",
     "run",
     "to_frame",
@@ -57,6 +69,11 @@ Frame = Any
 
 AsType = Literal["polars", "pandas"]
 
+log = logging.getLogger("cryptolab.analysis")
+
+INTERVALS = ("1s", "5s", "10s", "15s", "30s", "1m", "3m", "5m", "15m", "30m",
+             "1h", "2h", "4h", "6h", "8h", "12h", "1d", "1w")
+"""The bar sizes every function with an `interval` takes (all but 1w divide a day)."""
 INTERVAL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _INTERVAL = re.compile(r"([1-9][0-9]{0,5})([smhdw])")
 _SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9_.-]{0,31}")
@@ -64,16 +81,30 @@ MAX_ROWS = 5_000_000
 """Largest dense series (buckets) one call may ask for."""
 
 
-def parse_interval(value: str, *, name: str = "interval") -> tuple[str, timedelta]:
-    """Validate an interval string like '1s', '15m', '4h', '1d'; returns (text, timedelta)."""
+def parse_duration(value: Any, *, name: str = "window") -> tuple[str, timedelta]:
+    """A free duration like '90s', '5m', '2h' (a positive count of s/m/h/d/w); returns (text, timedelta)."""
     text = str(value).strip() if value is not None else ""
     m = _INTERVAL.fullmatch(text)
     if not m:
-        raise DataError(
-            f"{name} {value!r} is not an interval: use a positive count and a unit s, m, h, d or w "
-            "('1s', '5s', '1m', '15m', '1h', '4h', '1d', '1w')"
-        )
+        raise DataError(f"{name} {value!r} is not a duration: use a positive count and a unit s, m, h, d or w ('30s', '5m')")
     return text, timedelta(seconds=int(m.group(1)) * INTERVAL_UNITS[m.group(2)])
+
+
+def parse_interval(value: Any, *, name: str = "interval") -> tuple[str, timedelta]:
+    """Validate a bar size from INTERVALS ('1s', '15m', '4h', '1d', …); returns (text, timedelta)."""
+    text = str(value).strip() if value is not None else ""
+    if text not in INTERVALS:
+        raise DataError(f"{name} {value!r} is not an interval: use one of {', '.join(INTERVALS)}")
+    return parse_duration(text, name=name)
+
+
+def auto_interval(length: timedelta, *, most: int = 120) -> tuple[str, timedelta]:
+    """The finest interval of INTERVALS (up to 1d) giving at most `most` bars over `length`."""
+    for iv in INTERVALS[:-1]:
+        step = parse_duration(iv)[1]
+        if length / step <= most:
+            return iv, step
+    return "1d", timedelta(days=1)
 
 
 def parse_time(value: Any, name: str) -> datetime | None:
@@ -121,7 +152,8 @@ def normalize_symbol(symbol: Any) -> str:
 
 def _normalize_exchange(exchange: Any) -> str:
     if not isinstance(exchange, str) or not exchange.strip():
-        raise DataError(f"exchange {exchange!r} is not an exchange name: use 'binance'")
+        raise DataError(f"exchange {exchange!r} is not an exchange name: use e.g. {DEFAULT_EXCHANGE!r}, or None "
+                        "for the one holding the data")
     return exchange.strip().lower()
 
 
@@ -159,10 +191,75 @@ class Span:
         return {"exchange": self.exchange, "symbol": self.symbol, "start": self.start, "end": self.end, **extra}
 
 
-def stored_symbols(conn: psycopg.Connection, exchange: str) -> list[str]:
-    """Symbols with stored bars on `exchange` (for error messages and listings)."""
-    rows = execute(conn, "volume_stored", "symbols", {"exchange": exchange})
-    return [r[0] for r in rows]
+@dataclass(frozen=True)
+class Market:
+    """One (exchange, symbol) with stored bars, and its first and last stored second."""
+
+    exchange: str
+    symbol: str
+    first_second: datetime
+    last_second: datetime
+
+
+def stored_markets(conn: psycopg.Connection, exchange: str | None = None) -> list[Market]:
+    """Every (exchange, symbol) with stored bars (one index probe each), optionally on one exchange."""
+    rows = execute(conn, "volume_stored", "markets", {})
+    return [Market(*r) for r in rows if exchange is None or r[0] == exchange]
+
+
+_told: set[tuple[str | None, str | None, str, str]] = set()
+
+
+def _say(key: tuple[str | None, str | None, str, str], text: str, choice: bool) -> None:
+    """Tell once per process which exchange/symbol a call without them used."""
+    if key in _told:
+        return
+    _told.add(key)
+    if choice:
+        warnings.warn(text, UserWarning, stacklevel=4)
+    else:
+        log.info(text)
+
+
+def resolve_market(conn: psycopg.Connection, symbol: Any = None, exchange: Any = None) -> tuple[str, str]:
+    """The (exchange, symbol) a call means. Named ones are checked and kept; a missing
+    exchange is the one holding the symbol's data (real `binance` first when several do),
+    a missing symbol the one with the newest stored trade. Which was used is said once
+    (a warning when there was a choice, a log line otherwise)."""
+    sym = None if symbol is None else normalize_symbol(symbol)
+    exch = None if exchange is None else _normalize_exchange(exchange)
+    if sym is not None and exch is not None:
+        return exch, sym
+    markets = stored_markets(conn)
+    if exch is not None:
+        mine = [m for m in markets if m.exchange == exch]
+        if not mine:
+            others = sorted({m.exchange for m in markets})
+            hint = f"; data is stored for {', '.join(others)}: pass exchange=… or leave it None" if others else \
+                "; nothing is stored yet: run `.venv/bin/cryptolab demo` or `cryptolab capture` first"
+            raise DataError(f"nothing is stored for {exch}{hint}")
+        return exch, max(mine, key=lambda m: m.last_second).symbol
+    holders = [m for m in markets if sym is None or m.symbol == sym]
+    if not holders:
+        if sym is None:
+            raise DataError("no trades are stored yet: run `.venv/bin/cryptolab demo` (simulated) or "
+                            "`cryptolab capture` first, or point dsn / CRYPTOLAB_DSN at a database with trades")
+        return DEFAULT_EXCHANGE, sym  # resolve_span explains what is stored
+    exchanges = sorted({m.exchange for m in holders})
+    if DEFAULT_EXCHANGE in exchanges:
+        chosen_exch = DEFAULT_EXCHANGE
+    else:
+        chosen_exch = max(holders, key=lambda m: m.last_second).exchange
+    on = [m for m in holders if m.exchange == chosen_exch]
+    chosen_sym = sym or max(on, key=lambda m: m.last_second).symbol
+    what = f"{chosen_sym} on exchange {chosen_exch!r}"
+    if len(exchanges) > 1:
+        text = (f"using {what}: {sym or 'data'} is stored for {', '.join(exchanges)} "
+                f"({DEFAULT_EXCHANGE!r}, real data, comes first); pass exchange=… to choose")
+    else:
+        text = f"using {what}, the {'only exchange holding it' if sym else 'newest stored symbol'}"
+    _say((sym, None, chosen_exch, chosen_sym), text, choice=len(exchanges) > 1)
+    return chosen_exch, chosen_sym
 
 
 def resolve_span(
@@ -170,21 +267,28 @@ def resolve_span(
     symbol: Any,
     start: Any,
     end: Any,
-    exchange: Any = "binance",
+    exchange: Any = None,
     *,
     default: timedelta = timedelta(hours=1),
     require_stored: bool = True,
 ) -> Span:
-    """Check the arguments and fill the default range; DataError explains what to pass."""
-    sym = normalize_symbol(symbol)
-    exch = _normalize_exchange(exchange)
+    """Check the arguments and fill the defaults (exchange, symbol, range) from the data;
+    DataError explains what to pass."""
     t0 = parse_time(start, "start")
     t1 = parse_time(end, "end")
+    if symbol is not None:
+        normalize_symbol(symbol)
+    if exchange is not None:
+        _normalize_exchange(exchange)
+    exch, sym = resolve_market(conn, symbol, exchange)
     row = execute(conn, "volume_stored", "stored_span", {"exchange": exch, "symbol": sym})[0]
     first, last = row[0], row[1]
     if first is None and require_stored:
-        known = stored_symbols(conn, exch)
+        known = [m.symbol for m in stored_markets(conn, exch)]
+        elsewhere = sorted({m.exchange for m in stored_markets(conn) if m.symbol == sym})
         hint = f"stored symbols on {exch}: {', '.join(known)}" if known else f"nothing is stored for {exch} yet"
+        if elsewhere:
+            hint += f"; {sym} is stored for {', '.join(elsewhere)} (pass exchange=… or leave it None)"
         raise DataError(f"unknown symbol {sym!r}: no trades stored for it ({hint}); capture or load it first")
     if t1 is None:
         if last is not None:
@@ -195,9 +299,18 @@ def resolve_span(
             t1 = datetime.now(timezone.utc).replace(microsecond=0)
     if t0 is None:
         t0 = t1 - default
+        if first is not None and first > t0 and first < t1:
+            t0 = first  # the data starts later: no empty head
     if t0 > t1:
         raise DataError(f"start {t0.isoformat()} is after end {t1.isoformat()}: swap them or widen the range")
     return Span(exch, sym, t0, t1, first, last)
+
+
+def interval_for(span: Span, interval: Any) -> tuple[str, timedelta]:
+    """The given interval (checked), or one chosen from the span's length (`auto_interval`)."""
+    if interval is None:
+        return auto_interval(span.end - span.start)
+    return parse_interval(interval)
 
 
 def check_buckets(span: Span, step: timedelta, what: str = "interval") -> None:
@@ -269,7 +382,7 @@ def decimal_series(name: str, values: Sequence[str | None] | Any) -> Any:
         return pl.Series(name, [None] * s.len(), dtype=pl.Decimal(38, 0))
     length = s.str.len_bytes()
     dot = s.str.find(".", literal=True)
-    scale = int((length - dot - 1).max() or 0)  # type: ignore[arg-type]
+    scale = int((length - dot - 1).max() or 0)
     int_digits = int(dot.fill_null(length).max())  # type: ignore[arg-type]  # a '-' counts: errs on the safe side
     if int_digits + scale > 38:
         return s
@@ -330,7 +443,7 @@ def decimal_exprs(frame: Any, names: Sequence[str]) -> list[Any]:
         if longest > 38:  # maybe too many digits: look closer (integer digits + scale)
             ints = frame.select(pl.col(n).str.find(".", literal=True).fill_null(pl.col(n).str.len_bytes())
                                 - pl.col(n).str.starts_with("-").cast(pl.Int64)).to_series().max()
-            if int(ints or 0) + scale > 38:  # type: ignore[arg-type]
+            if int(ints or 0) + scale > 38:
                 continue  # stays exact text
         out.append(pl.col(n).str.to_decimal(scale=scale))
     return out

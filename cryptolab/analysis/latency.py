@@ -4,7 +4,10 @@ Components (durations): exchange_push = E − T, network = received − E (netwo
 the offset between our clock and the exchange's), pipeline = ingested − received, total =
 ingested − T. Runs the queries of `sql/latency.sql`; arguments and result types as in
 `cryptolab.analysis.common` (durations are `pl.Duration("us")`). Rows without E or
-received time (backfill, loaded dumps) have null latencies and are left out of percentiles.
+received time (backfill, loaded dumps), and history replayed through a stream (received more
+than a day after its trade time: years-old trades, not a pipeline delay), have null latencies
+— latency does not apply to them — and are left out of the percentiles; `latency_stats`
+counts them in `history`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 import psycopg
 
 from ..errors import CryptolabError, DataError, SourceError
-from .common import AsType, Frame, check_buckets, connection, parse_interval, resolve_span, run
+from .common import AsType, Frame, check_buckets, connection, interval_for, parse_interval, resolve_span, run
 
 __all__ = ["latest_trades", "latency_stats", "clock_offset", "clock_skew"]
 
@@ -24,19 +27,21 @@ _MODULE = "latency"
 
 
 def latest_trades(
-    symbol: str,
-    limit: int = 50,
-    *,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
-    exchange: str = "binance",
+    *,
+    limit: int = 50,
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
-    """The newest `limit` trades (before `end`, newest first) with their latency breakdown.
+    """The newest `limit` trades of [start, end) (newest first) with their latency breakdown.
 
-    Columns: trade_id, trade_time, event_time, received_at, ingested_at, source, price, qty
-    (Decimal), is_buyer_maker, exchange_push, network, pipeline, total (durations).
+    Like every other function it takes `start, end`; without `start` the newest trades are
+    returned whatever their age. Columns: trade_id, trade_time, event_time, received_at,
+    ingested_at, source, price, qty (Decimal), is_buyer_maker, exchange_push, network,
+    pipeline, total (durations; null where latency does not apply — see the module doc).
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1_000_000:
         raise DataError(f"limit must be a whole number from 1 to 1,000,000, not {limit!r}")
@@ -49,32 +54,36 @@ def latest_trades(
 
 
 def latency_stats(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
-    interval: str = "1m",
+    interval: str | None = None,
     *,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
     """Per interval: trades, streamed, and p50/p95/p99/max of push, network, pipeline, total.
 
     Percentiles are observed values (percentile_disc); only intervals with trades appear.
+    `streamed` counts the trades latency applies to, `history` those it does not (loaded or
+    replayed history); an interval with only history has null percentiles.
     """
-    iv, step = parse_interval(interval)
+    if interval is not None:
+        parse_interval(interval)
     with connection(conn) as c:
         span = resolve_span(c, symbol, start, end, exchange)
+        iv, step = interval_for(span, interval)
         check_buckets(span, step)
         return run(c, _MODULE, "latency_stats", span.values(interval=iv), as_)
 
 
 def clock_offset(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
     *,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:

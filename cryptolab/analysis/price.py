@@ -22,7 +22,9 @@ from .common import (
     connection,
     decimal_series,
     execute,
+    interval_for,
     parse_decimal,
+    parse_duration,
     parse_interval,
     parse_time,
     resolve_span,
@@ -36,12 +38,12 @@ _TIME_OF_DAY = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9]))?")
 
 
 def ohlcv(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
-    interval: str = "1m",
+    interval: str | None = None,
     *,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
@@ -51,19 +53,21 @@ def ohlcv(
     taker_buy_quote (Decimal), trades, first_trade_id, last_trade_id (int). Open and close
     follow trade-id order; built from the stored 1 s bars.
     """
-    iv, step = parse_interval(interval)
+    if interval is not None:
+        parse_interval(interval)
     with connection(conn) as c:
         span = resolve_span(c, symbol, start, end, exchange)
+        iv, step = interval_for(span, interval)
         check_buckets(span, step)
         return run(c, _MODULE, "ohlcv", span.values(interval=iv), as_)
 
 
 def live_bars(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
     *,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
@@ -80,14 +84,14 @@ def live_bars(
 
 
 def moving_averages(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
-    interval: str = "1m",
+    interval: str | None = None,
     *,
     window: int = 20,
     span: int = 20,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
@@ -98,39 +102,41 @@ def moving_averages(
     (Decimal: ema + (price - ema) * 2 / (span + 1), rounded to 12 decimals each step,
     seeded with the first price).
     """
-    iv, step = parse_interval(interval)
+    if interval is not None:
+        parse_interval(interval)
     _positive_int(window, "window")
     _positive_int(span, "span")
     with connection(conn) as c:
         rng = resolve_span(c, symbol, start, end, exchange)
+        iv, step = interval_for(rng, interval)
         check_buckets(rng, step)
         return run(c, _MODULE, "moving_averages", rng.values(interval=iv, window=window, span=span), as_)
 
 
-def sma(symbol: str, start: Any = None, end: Any = None, interval: str = "1m", *, window: int = 20, **kw: Any) -> Frame:
+def sma(symbol: str | None = None, start: Any = None, end: Any = None, interval: str | None = None, *, window: int = 20, **kw: Any) -> Frame:
     """Simple moving average of the close over `window` intervals (see `moving_averages`)."""
     frame = moving_averages(symbol, start, end, interval, window=window, **kw)
     return frame[["open_time", "close", "price", "sma"]]
 
 
-def ema(symbol: str, start: Any = None, end: Any = None, interval: str = "1m", *, span: int = 20, **kw: Any) -> Frame:
+def ema(symbol: str | None = None, start: Any = None, end: Any = None, interval: str | None = None, *, span: int = 20, **kw: Any) -> Frame:
     """Exponential moving average of the close with `span` (see `moving_averages`)."""
     frame = moving_averages(symbol, start, end, interval, span=span, **kw)
     return frame[["open_time", "close", "price", "ema"]]
 
 
 def vwap(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
-    interval: str = "1m",
+    interval: str | None = None,
     *,
     mode: Literal["session", "anchored", "rolling"] = "session",
     anchor: Any = None,
     window: str | int | None = None,
     session_start: str = "00:00",
     bands: bool = False,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
@@ -147,36 +153,39 @@ def vwap(
     (volume-weighted standard deviation of trade prices, from the 1 s bars' Σq·p², 12 decimals) and
     upper_1/lower_1/upper_2/lower_2 = vwap ± 1 and 2 sigma; without bands these are null.
     """
-    iv, step = parse_interval(interval)
+    if interval is not None:
+        parse_interval(interval)
     if mode not in ("session", "anchored", "rolling"):
         raise DataError(f"mode {mode!r} is not a VWAP mode: use 'session', 'anchored' or 'rolling'")
     if not isinstance(bands, bool):
         raise DataError(f"bands must be True or False, not {bands!r}")
-    extra: dict[str, Any] = {"interval": iv, "bands": bands}
-    if mode == "session":
-        offset = _time_of_day(session_start)
-        day = timedelta(days=1)
-        if day % step or offset % step:
-            raise DataError(
-                f"interval {iv} must divide a day and the session start {session_start}: "
-                "use e.g. '1m', '5m', '1h'"
-            )
-        extra["session_start"] = offset
-    elif mode == "rolling":
+    offset = _time_of_day(session_start) if mode == "session" else timedelta(0)
+    if mode == "rolling":
         if window is None:
             raise DataError("rolling VWAP needs window: a duration like '5m' or a number of intervals")
         if isinstance(window, bool) or not isinstance(window, (int, str)):
             raise DataError(f"window must be a duration like '5m' or a number of intervals, not {window!r}")
         if isinstance(window, int):
             _positive_int(window, "window")
-            win = step * window
         else:
-            _, win = parse_interval(window, name="window")
-        if win % step:
-            raise DataError(f"window {window} is not a whole number of {iv} intervals: use a multiple of {iv}")
-        extra["vwap_window"] = f"{int(win.total_seconds())}s"
+            parse_duration(window, name="window")
     with connection(conn) as c:
         rng = resolve_span(c, symbol, start, end, exchange)
+        iv, step = interval_for(rng, interval)
+        extra: dict[str, Any] = {"interval": iv, "bands": bands}
+        if mode == "session":
+            day = timedelta(days=1)
+            if day % step or offset % step:
+                raise DataError(
+                    f"interval {iv} must divide a day and the session start {session_start}: "
+                    "use e.g. '1m', '5m', '1h'"
+                )
+            extra["session_start"] = offset
+        elif mode == "rolling":
+            win = step * window if isinstance(window, int) else parse_duration(window, name="window")[1]
+            if win % step:
+                raise DataError(f"window {window} is not a whole number of {iv} intervals: use a multiple of {iv}")
+            extra["vwap_window"] = f"{int(win.total_seconds())}s"
         if mode == "anchored":
             a = parse_time(anchor, "anchor") if anchor is not None else rng.start
             assert a is not None
@@ -192,14 +201,14 @@ def vwap(
 
 
 def volume_profile(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
     *,
     bin_size: Decimal | str | None = None,
     bins: int = 100,
     value_area: Decimal | str = "0.70",
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
@@ -229,13 +238,13 @@ def volume_profile(
 
 
 def pivots(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
-    interval: str = "1m",
+    interval: str | None = None,
     *,
     pivot_bars: int = 3,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
@@ -244,25 +253,27 @@ def pivots(
     A swing high's high is above the `pivot_bars` non-empty bars before it and not below
     the ones after it (lows mirrored); bars nearer the range's ends cannot qualify.
     """
-    iv, step = parse_interval(interval)
+    if interval is not None:
+        parse_interval(interval)
     _positive_int(pivot_bars, "pivot_bars")
     with connection(conn) as c:
         rng = resolve_span(c, symbol, start, end, exchange)
+        iv, step = interval_for(rng, interval)
         check_buckets(rng, step)
         return run(c, _MODULE, "pivots", rng.values(interval=iv, pivot_bars=pivot_bars), as_)
 
 
 def support_resistance(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
-    interval: str = "1m",
+    interval: str | None = None,
     *,
     bin_size: Decimal | str | None = None,
     bins: int = 100,
     value_area: Decimal | str = "0.70",
     pivot_bars: int = 3,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
@@ -276,9 +287,10 @@ def support_resistance(
     import polars as pl
 
     with connection(conn) as c:
-        prof = volume_profile(symbol, start, end, bin_size=bin_size, bins=bins, value_area=value_area,
-                              exchange=exchange, conn=c)
-        piv = pivots(symbol, start, end, interval, pivot_bars=pivot_bars, exchange=exchange, conn=c)
+        rng = resolve_span(c, symbol, start, end, exchange)
+        prof = volume_profile(rng.symbol, rng.start, rng.end, bin_size=bin_size, bins=bins, value_area=value_area,
+                              exchange=rng.exchange, conn=c)
+        piv = pivots(rng.symbol, rng.start, rng.end, interval, pivot_bars=pivot_bars, exchange=rng.exchange, conn=c)
     levels: list[dict[str, Any]] = []
     if prof.height:
         rows = prof.to_dicts()

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from ..errors import DataError
-from .common import AsType, Frame, connection, parse_decimal, parse_interval, resolve_span, run
+from .common import AsType, Frame, connection, parse_decimal, parse_duration, resolve_span, run
 
 __all__ = [
     "source_counts",
@@ -40,7 +40,7 @@ def _duration(value: Any, name: str) -> timedelta:
     if isinstance(value, timedelta):
         d = value
     elif isinstance(value, str) and value.strip()[-1:].isalpha():
-        d = parse_interval(value, name=name)[1]
+        d = parse_duration(value, name=name)[1]
     else:
         d = timedelta(microseconds=int(parse_decimal(value, name, positive=False) * 1_000_000))
     if d < timedelta(0):
@@ -48,33 +48,33 @@ def _duration(value: Any, name: str) -> timedelta:
     return d
 
 
-def _check(conn: psycopg.Connection | None, name: str, symbol: str, start: Any, end: Any, exchange: str,
+def _check(conn: psycopg.Connection | None, name: str, symbol: str | None, start: Any, end: Any, exchange: str | None,
            as_: AsType, require_stored: bool = True, **extra: Any) -> Frame:
     with connection(conn) as c:
         span = resolve_span(c, symbol, start, end, exchange, require_stored=require_stored)
         return run(c, _MODULE, name, span.values(**extra), as_)
 
 
-def source_counts(symbol: str, start: Any = None, end: Any = None, *, exchange: str = "binance",
+def source_counts(symbol: str | None = None, start: Any = None, end: Any = None, *, exchange: str | None = None,
                   conn: psycopg.Connection | None = None, as_: AsType = "polars") -> Frame:
     """Stored trades per source: source, trades, first/last_trade_id, first/last_time."""
     return _check(conn, "source_counts", symbol, start, end, exchange, as_)
 
 
-def duplicates(symbol: str, start: Any = None, end: Any = None, *, exchange: str = "binance",
+def duplicates(symbol: str | None = None, start: Any = None, end: Any = None, *, exchange: str | None = None,
                conn: psycopg.Connection | None = None, as_: AsType = "polars") -> Frame:
     """Trade ids stored more than once: trade_id, copies, sources, first/last_time, same_content."""
     return _check(conn, "duplicates", symbol, start, end, exchange, as_)
 
 
-def null_counts(symbol: str, start: Any = None, end: Any = None, *, exchange: str = "binance",
+def null_counts(symbol: str | None = None, start: Any = None, end: Any = None, *, exchange: str | None = None,
                 conn: psycopg.Connection | None = None, as_: AsType = "polars") -> Frame:
     """Nulls per column of the stored trades: column_name, nulls, rows."""
     return _check(conn, "nulls", symbol, start, end, exchange, as_)
 
 
-def timestamp_checks(symbol: str, start: Any = None, end: Any = None, *, max_skew: Any = timedelta(seconds=1),
-                     exchange: str = "binance", conn: psycopg.Connection | None = None,
+def timestamp_checks(symbol: str | None = None, start: Any = None, end: Any = None, *, max_skew: Any = timedelta(seconds=1),
+                     exchange: str | None = None, conn: psycopg.Connection | None = None,
                      as_: AsType = "polars") -> Frame:
     """T <= E <= received <= ingested, `max_skew` allowed between different clocks.
 
@@ -84,21 +84,21 @@ def timestamp_checks(symbol: str, start: Any = None, end: Any = None, *, max_ske
     return _check(conn, "timestamp_checks", symbol, start, end, exchange, as_, max_skew=skew)
 
 
-def time_backwards(symbol: str, start: Any = None, end: Any = None, *, exchange: str = "binance",
+def time_backwards(symbol: str | None = None, start: Any = None, end: Any = None, *, exchange: str | None = None,
                    conn: psycopg.Connection | None = None, as_: AsType = "polars") -> Frame:
     """Trades stamped before the previous id: trade_id, trade_time, prev_trade_id, prev_trade_time, backwards_by."""
     return _check(conn, "time_backwards", symbol, start, end, exchange, as_)
 
 
-def gaps(symbol: str, start: Any = None, end: Any = None, *, exchange: str = "binance",
+def gaps(symbol: str | None = None, start: Any = None, end: Any = None, *, exchange: str | None = None,
          conn: psycopg.Connection | None = None, as_: AsType = "polars") -> Frame:
     """Missing id ranges (losses): first_missing_id, last_missing_id, missing, time_before,
     time_after, duration, recorded_status (what capture_gaps says: filled/unrecoverable/open, or null)."""
     return _check(conn, "gaps", symbol, start, end, exchange, as_)
 
 
-def halts(symbol: str, start: Any = None, end: Any = None, *, min_halt: Any = timedelta(seconds=30),
-          exchange: str = "binance", conn: psycopg.Connection | None = None, as_: AsType = "polars") -> Frame:
+def halts(symbol: str | None = None, start: Any = None, end: Any = None, *, min_halt: Any = timedelta(seconds=30),
+          exchange: str | None = None, conn: psycopg.Connection | None = None, as_: AsType = "polars") -> Frame:
     """Silences of at least `min_halt` between consecutive ids (not a loss).
 
     Columns: last_id_before, first_id_after, halt_start, halt_end, duration.
@@ -109,8 +109,8 @@ def halts(symbol: str, start: Any = None, end: Any = None, *, min_halt: Any = ti
     return _check(conn, "halts", symbol, start, end, exchange, as_, min_halt=gap)
 
 
-def price_outliers(symbol: str, start: Any = None, end: Any = None, *, window: int = 60,
-                   threshold: Decimal | str = "0.01", exchange: str = "binance",
+def price_outliers(symbol: str | None = None, start: Any = None, end: Any = None, *, window: int = 60,
+                   threshold: Decimal | str = "0.01", exchange: str | None = None,
                    conn: psycopg.Connection | None = None, as_: AsType = "polars") -> Frame:
     """Trades priced more than `threshold` (relative) away from the median 1 s close of the
     `window` seconds before. Columns: trade_id, trade_time, price, median, deviation (Decimal), source."""
@@ -121,7 +121,7 @@ def price_outliers(symbol: str, start: Any = None, end: Any = None, *, window: i
                   outlier_window=window, outlier_threshold=k)
 
 
-def dead_letter_counts(symbol: str, start: Any = None, end: Any = None, *, exchange: str = "binance",
+def dead_letter_counts(symbol: str | None = None, start: Any = None, end: Any = None, *, exchange: str | None = None,
                        conn: psycopg.Connection | None = None, as_: AsType = "polars") -> Frame:
     """Dead letters by reason (the symbol's, and those without a symbol), by received time.
 
@@ -130,20 +130,20 @@ def dead_letter_counts(symbol: str, start: Any = None, end: Any = None, *, excha
     return _check(conn, "dead_letters", symbol, start, end, exchange, as_, require_stored=False)
 
 
-def capture_runs(symbol: str, start: Any = None, end: Any = None, *, exchange: str = "binance",
+def capture_runs(symbol: str | None = None, start: Any = None, end: Any = None, *, exchange: str | None = None,
                  conn: psycopg.Connection | None = None, as_: AsType = "polars") -> Frame:
     """Capture sessions covering the symbol in the range, with counters and recorded gaps."""
     return _check(conn, "capture_runs", symbol, start, end, exchange, as_, require_stored=False)
 
 
-def bars_consistency(symbol: str, start: Any = None, end: Any = None, *, exchange: str = "binance",
+def bars_consistency(symbol: str | None = None, start: Any = None, end: Any = None, *, exchange: str | None = None,
                      conn: psycopg.Connection | None = None, as_: AsType = "polars") -> Frame:
     """Seconds whose 1 s bar differs from its trades: ts, problem, bar_/trades, bar_/volume, bar_/quote_volume."""
     return _check(conn, "bars_consistency", symbol, start, end, exchange, as_)
 
 
 def quality_report(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
     *,
@@ -151,7 +151,7 @@ def quality_report(
     min_halt: Any = timedelta(seconds=30),
     outlier_window: int = 60,
     outlier_threshold: Decimal | str = "0.01",
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:

@@ -1,4 +1,4 @@
-"""load_trades: stored trades straight into a polars DataFrame, fast and exact.
+"""load_trades (the reader): stored trades straight into a polars DataFrame, fast and exact.
 
 The reader is ADBC (`adbc-driver-postgresql`, Apache Arrow's database connectivity): the
 server streams the rows in binary COPY format and the driver builds Arrow columns in C++,
@@ -25,10 +25,8 @@ from .common import (
     connection,
     decimal_exprs,
     decimal_series,
-    execute,
-    normalize_symbol,
     parse_time,
-    stored_symbols,
+    resolve_span,
 )
 
 __all__ = ["load_trades", "TRADE_COLUMNS", "DEFAULT_COLUMNS"]
@@ -43,17 +41,19 @@ _TIMES = {"trade_time", "event_time", "received_at", "ingested_at"}
 
 
 def load_trades(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
     *,
     columns: Sequence[str] = DEFAULT_COLUMNS,
-    exchange: str = "binance",
+    exchange: str | None = None,
     engine: Literal["adbc", "copy"] = "adbc",
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
     """Every stored trade of `symbol` in [start, end) (default: all of them), in trade-id order.
+
+    `symbol` / `exchange` None: taken from the data as everywhere in `cryptolab.analysis`.
 
     `columns` picks from TRADE_COLUMNS (default: trade_id, trade_time, price, qty,
     is_buyer_maker). Prices and quantities are exact `pl.Decimal(38, s)` columns (decimal
@@ -63,8 +63,6 @@ def load_trades(
     """
     import polars as pl
 
-    sym = normalize_symbol(symbol)
-    exch = exchange.strip().lower()
     cols = list(columns)
     bad = [c for c in cols if c not in TRADE_COLUMNS]
     if bad or not cols or len(set(cols)) != len(cols):
@@ -75,14 +73,11 @@ def load_trades(
     if t0 and t1 and t0 > t1:
         raise DataError(f"start {t0.isoformat()} is after end {t1.isoformat()}: swap them")
     with connection(conn) as c:
-        if execute(c, "volume_stored", "stored_span", {"exchange": exch, "symbol": sym})[0][0] is None:
-            known = ", ".join(stored_symbols(c, exch)) or "none"
-            raise DataError(f"unknown symbol {sym!r}: no trades stored for it (stored on {exch}: {known}); "
-                            "capture or load it first")
+        span = resolve_span(c, symbol, t0, t1, exchange)  # checks the symbol, fills exchange/symbol from the data
         if engine == "adbc":
-            frame = _read_adbc(_conninfo(c), cols, exch, sym, t0, t1)
+            frame = _read_adbc(_conninfo(c), cols, span.exchange, span.symbol, t0, t1)
         else:
-            frame = _read_copy(c, cols, exch, sym, t0, t1)
+            frame = _read_copy(c, cols, span.exchange, span.symbol, t0, t1)
     numeric = [c for c in cols if c in _NUMERIC]
     if frame.height:
         try:
@@ -157,7 +152,7 @@ def _read_copy(conn: psycopg.Connection, cols: list[str], exchange: str, symbol:
             exprs.append(c)
     # COPY takes no server-side parameters: psycopg quotes the values as literals (sql.Literal)
     template = "COPY (SELECT " + ", ".join(exprs) + " FROM trades WHERE " + where + ") TO STDOUT (FORMAT csv)"
-    query = sql.SQL(template).format(*[sql.Literal(a) for a in args])  # type: ignore[arg-type]  # our own text
+    query = sql.SQL(template).format(*[sql.Literal(a) for a in args])  # our own text
     buf = io.BytesIO()
     try:
         with conn.cursor() as cur, cur.copy(query) as copy:

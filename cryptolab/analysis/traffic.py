@@ -23,11 +23,11 @@ _SECOND = timedelta(seconds=1)
 
 
 def tps(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
     *,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
@@ -42,11 +42,11 @@ def tps(
 
 
 def tps_stats(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
     *,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
@@ -61,13 +61,13 @@ def tps_stats(
 
 
 def bursts(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
     *,
     window: int = 60,
     factor: Decimal | str | int = 3,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
@@ -86,11 +86,11 @@ def bursts(
 
 
 def inter_arrival(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
     *,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
@@ -105,11 +105,11 @@ def inter_arrival(
 
 
 def inter_arrival_stats(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
     *,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
@@ -120,11 +120,11 @@ def inter_arrival_stats(
 
 
 def ingest_throughput(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
     *,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:

@@ -25,6 +25,7 @@ from .common import (
     Frame,
     check_buckets,
     connection,
+    interval_for,
     normalize_symbol,
     parse_interval,
     resolve_span,
@@ -50,19 +51,25 @@ ON CONFLICT (exchange, symbol, interval, open_time) DO UPDATE SET
 """
 
 
-def stored_symbols(*, exchange: str = "binance", conn: psycopg.Connection | None = None,
+def stored_symbols(exchange: str | None = None, *, conn: psycopg.Connection | None = None,
                    as_: AsType = "polars") -> Frame:
-    """Symbols with stored trades: symbol, first_second, last_second."""
+    """What is stored: exchange, symbol, first_second, last_second — on every exchange, or
+    on `exchange` only."""
+    import polars as pl
+
     with connection(conn) as c:
-        return run(c, _MODULE, "symbols", {"exchange": exchange.strip().lower()}, as_)
+        frame = run(c, _MODULE, "markets", {})
+    if exchange is not None:
+        frame = frame.filter(pl.col("exchange") == exchange.strip().lower())
+    return frame.to_pandas() if as_ == "pandas" else frame
 
 
 def daily_totals(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
     *,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
@@ -81,13 +88,13 @@ def daily_totals(
 
 
 def cvd(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
-    interval: str = "1m",
+    interval: str | None = None,
     *,
     tick_rule: bool = False,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
@@ -98,11 +105,13 @@ def cvd(
     delta, cvd (aggressor side), tick_delta, tick_cvd (tick rule: up-tick buy, down-tick
     sell, zero tick keeps the previous side), classified, agree (trades where both agree).
     """
-    iv, step = parse_interval(interval)
+    if interval is not None:
+        parse_interval(interval)
     if not isinstance(tick_rule, bool):
         raise DataError(f"tick_rule must be True or False, not {tick_rule!r}")
     with connection(conn) as c:
         span = resolve_span(c, symbol, start, end, exchange)
+        iv, step = interval_for(span, interval)
         check_buckets(span, step)
         return run(c, _MODULE, "cvd_tick_rule" if tick_rule else "cvd", span.values(interval=iv), as_)
 
@@ -146,12 +155,12 @@ async def _fetch(base_url: str, symbol: str, start_ms: int, end_ms: int) -> list
 
 
 def fetch_klines(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
     *,
     base_url: str = DEFAULT_REST_URL,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
 ) -> int:
     """Fetch the exchange's 1m klines for the minutes of [start, end) into `klines`; return how many.
@@ -192,13 +201,13 @@ def fetch_klines(
 
 
 def reconcile_klines(
-    symbol: str,
+    symbol: str | None = None,
     start: Any = None,
     end: Any = None,
     *,
     fetch: bool = False,
     base_url: str = DEFAULT_REST_URL,
-    exchange: str = "binance",
+    exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
@@ -213,7 +222,8 @@ def reconcile_klines(
     volume_diff, quote_volume, kline_quote_volume, quote_volume_diff, taker_buy_volume_diff,
     taker_buy_quote_diff, open … kline_close, open_diff … close_diff.
     """
-    normalize_symbol(symbol)
+    if symbol is not None:
+        normalize_symbol(symbol)
     with connection(conn) as c:
         span = resolve_span(c, symbol, start, end, exchange)
         check_buckets(span, _MINUTE)
