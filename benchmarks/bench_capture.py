@@ -86,7 +86,7 @@ def capture_run(dsn: str, rate: float, seconds: float) -> dict:
         cap = Capture(["btcusdt"], source=ws, dsn=dsn).start()
         time.sleep(1.0)
         s0, t0 = cap.status().rows_stored, time.monotonic()
-        cap._writer_lat_us.clear()
+        cap.reset_latencies()
         time.sleep(seconds)
         s1, t1 = cap.status().rows_stored, time.monotonic()
         lat = sorted(cap.latencies_us())

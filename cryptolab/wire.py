@@ -14,12 +14,13 @@ carried as integer microseconds.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
 import orjson
 
-from .model import US_CUTOFF, DeadLetter, Trade, now_us
+from .model import DEFAULT_EXCHANGE, US_CUTOFF, DeadLetter, Trade, now_us
 
 __all__ = ["Control", "decode", "trade_from_rest", "to_us", "MIN_TIME_US"]
 
@@ -34,7 +35,7 @@ class Control(NamedTuple):
     """A non-trade message the connection layer acts on."""
 
     kind: str  # 'reply' (SUBSCRIBE/… answer), 'shutdown' (serverShutdown), 'error', 'other'
-    data: dict
+    data: dict[str, Any]
 
 
 class _Bad(Exception):
@@ -80,7 +81,7 @@ def _check_time(us: int, field: str, received_us: int) -> int:
     return us
 
 
-def _trade(d: dict, exchange: str, source: str, received_us: int) -> Trade:
+def _trade(d: Mapping[str, Any], exchange: str, source: str, received_us: int) -> Trade:
     for key in ("s", "t", "p", "q", "T", "m"):
         if key not in d:
             raise _Bad(f"missing field {key!r}")
@@ -108,9 +109,9 @@ def _trade(d: dict, exchange: str, source: str, received_us: int) -> Trade:
 
 
 def decode(
-    payload: bytes | str,
+    payload: bytes | bytearray | str,
     *,
-    exchange: str = "binance",
+    exchange: str = DEFAULT_EXCHANGE,
     source: str = "live",
     received_at_us: int | None = None,
 ) -> Trade | Control | DeadLetter:
@@ -149,7 +150,7 @@ def _plain(v: str) -> bool:
     return 0 < whole <= 15 and len(v) - whole <= 19 and v.isascii() and v.replace(".", "", 1).isdigit()
 
 
-def _fast_trade(d: dict, exchange: str, source: str, received: int) -> Trade | None:
+def _fast_trade(d: dict[str, Any], exchange: str, source: str, received: int) -> Trade | None:
     """The common case in as few steps as possible; None sends the message to the careful path."""
     try:
         s, t, p, q, T, m = d["s"], d["t"], d["p"], d["q"], d["T"], d["m"]
@@ -170,7 +171,7 @@ def _fast_trade(d: dict, exchange: str, source: str, received: int) -> Trade | N
     return None
 
 
-def _slow(msg: dict, data: Any, raw: bytes, exchange: str, source: str, received: int) -> Trade | Control | DeadLetter:
+def _slow(msg: dict[str, Any], data: Any, raw: bytes, exchange: str, source: str, received: int) -> Trade | Control | DeadLetter:
     if data is not msg and not isinstance(data, dict):
         return DeadLetter("combined stream 'data' is not an object", raw, source, exchange, None, received)
     if "id" in msg and ("result" in msg or "error" in msg):
@@ -190,7 +191,7 @@ def _slow(msg: dict, data: Any, raw: bytes, exchange: str, source: str, received
 
 
 def trade_from_rest(
-    item: dict,
+    item: Mapping[str, Any],
     symbol: str,
     *,
     exchange: str = "binance",

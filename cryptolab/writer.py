@@ -20,7 +20,7 @@ from datetime import date, timedelta
 
 import psycopg
 
-from .errors import DatabaseError
+from .errors import DatabaseError, DataError
 from .model import DeadLetter, Trade
 
 __all__ = ["TradeWriter", "WriteResult", "dead_letter_text"]
@@ -166,7 +166,11 @@ class TradeWriter:
         self._days |= days
 
     def write(self, trades: Sequence[Trade], dead_letters: Iterable[DeadLetter] = ()) -> WriteResult:
-        """Store a batch in one transaction; return what was new. Raises DatabaseError."""
+        """Store a batch in one transaction; return what was new.
+
+        Raises `DataError` when the database rejects the rows themselves (split the batch
+        to find them) and `DatabaseError` when it cannot be used (an outage: retry later).
+        """
         dead = list(dead_letters)
         try:
             self._prepare()
@@ -185,6 +189,10 @@ class TradeWriter:
                         inserted, bars = int(row[0]), int(row[1])
                 if dead:
                     self._write_dead(dead)
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            # the rows themselves are wrong (a value out of range, a constraint): not an outage
+            raise DataError(f"the database rejected a batch of {len(trades)} trades: "
+                            f"{str(exc).strip().splitlines()[0]}") from exc
         except psycopg.Error as exc:
             self._ready = self._ready and not self.conn.closed
             raise DatabaseError(f"could not store {len(trades)} trades: {str(exc).strip().splitlines()[0]}") from exc

@@ -1,0 +1,45 @@
+"""Where a source's WebSocket streams and REST API live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ..errors import SourceError
+
+__all__ = ["KNOWN_SOURCES", "Endpoint", "resolve_source"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A source's name, WebSocket base URL and REST base URL."""
+
+    name: str
+    ws: str
+    rest: str
+
+    @property
+    def local(self) -> bool:
+        host = urlsplit(self.ws).hostname or ""
+        return host in ("127.0.0.1", "localhost", "::1")
+
+
+KNOWN_SOURCES = {
+    "binance": Endpoint("binance", "wss://stream.binance.com:9443", "https://api.binance.com"),
+    "binance.us": Endpoint("binance.us", "wss://stream.binance.us:9443", "https://api.binance.us"),
+    "binance-data": Endpoint("binance-data", "wss://data-stream.binance.vision", "https://data-api.binance.vision"),
+}
+
+
+def resolve_source(source: str) -> Endpoint:
+    """A source name (`binance`, `binance.us`, `binance-data`) or a local exchange URL → Endpoint."""
+    if source in KNOWN_SOURCES:
+        return KNOWN_SOURCES[source]
+    parts = urlsplit(source)
+    if parts.scheme in ("ws", "wss", "http", "https") and parts.netloc:
+        secure = parts.scheme in ("wss", "https")
+        return Endpoint(source, f"{'wss' if secure else 'ws'}://{parts.netloc}", f"{'https' if secure else 'http'}://{parts.netloc}")
+    raise SourceError(
+        f"unknown source {source!r}: use binance, binance.us, binance-data, simulator, "
+        "or the URL of a local exchange (ws://127.0.0.1:PORT)"
+    )

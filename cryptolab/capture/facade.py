@@ -1,0 +1,410 @@
+"""`Capture`: the small facade that wires the rooms together and runs them in threads.
+
+    cap = Capture(["btcusdt", "ethusdt"], source="binance")
+    cap.start()          # returns once it runs (or raises why it cannot)
+    cap.status()         # cheap, thread-safe snapshot
+    cap.stop()           # flushes memory and journal, then returns
+
+One daemon thread runs an asyncio loop with the stream workers (`streams.py`) and
+the backfiller (`backfill.py`); a second thread is the sink's writer (`sink.py`).
+Sequencing and the gap policy are pure (`sequencer.py`), the run log is SQL
+(`runs.py`), and `locks.py` keeps two captures on one machine off the same symbol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+
+from .. import db
+from ..config import mask_url, settings
+from ..errors import CryptolabError, SourceError
+from ..journal import Journal
+from ..model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE, us_to_datetime
+from ..rest import RestClient
+from .backfill import Backfiller
+from .backoff import ConnectBudget
+from .endpoints import Endpoint, resolve_source
+from .locks import SymbolLocks, db_key
+from .options import CaptureOptions, CaptureStatus, Counters
+from .runs import RunLog, mark_dead_runs, max_stored_ids, resume_points
+from .sequencer import GapPolicy, Sequencer
+from .sink import DbLink, Sink
+from .streams import StreamWorker
+
+__all__ = ["Capture"]
+
+log = logging.getLogger("cryptolab.capture")
+
+
+class Capture:
+    """Capture trades for `symbols` from `source` into the database at `dsn`.
+
+    `source`: `binance` (default), `binance.us`, `binance-data`
+    (data-stream.binance.vision), `simulator` (an in-process local exchange), or the
+    URL of a local exchange (`ws://127.0.0.1:PORT`). Synthetic markets (the simulator,
+    or a local exchange that says it is synthetic) are stored as exchange 'simulator',
+    apart from real data; name `exchange=` to store a replay of real data as such.
+    `dsn`: any libpq DSN; default `CRYPTOLAB_DSN`, else the embedded server.
+    `from_ids` (optional, per symbol): the first trade id wanted; anything older than
+    what the stream delivers is fetched from REST.
+    """
+
+    def __init__(
+        self,
+        symbols: list[str] | tuple[str, ...] | str,
+        source: str = "binance",
+        dsn: str | None = None,
+        *,
+        options: CaptureOptions | None = None,
+        exchange: str | None = None,
+        from_ids: dict[str, int] | None = None,
+        **overrides: Any,
+    ) -> None:
+        if isinstance(symbols, str):
+            symbols = [s for s in symbols.replace(" ", "").split(",") if s]
+        syms = tuple(dict.fromkeys(s.upper() for s in symbols))
+        if not syms:
+            raise SourceError("no symbols given: pass e.g. symbols=['btcusdt']")
+        self.symbols = syms
+        self.source = source
+        self._exchange_arg = exchange
+        self.exchange = exchange or (SIMULATOR_EXCHANGE if source == "simulator" else DEFAULT_EXCHANGE)
+        """Value of `trades.exchange` for what this capture stores (known for sure after start)."""
+        self.options = replace(options or CaptureOptions(), **overrides)
+        self._dsn_arg = dsn
+        self.from_ids = {k.upper(): int(v) for k, v in (from_ids or {}).items()}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self.counters = Counters()
+        self._ready = threading.Event()
+        self._stop_requested = threading.Event()
+        self._start_error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_async: asyncio.Event | None = None
+        self._seqs: dict[str, Sequencer] = {}
+        self._active: tuple[str, ...] = ()
+        self._skipped: dict[str, str] = {}
+        self._locks: SymbolLocks | None = None
+        self._sink: Sink | None = None
+        self._endpoint: Endpoint | None = None
+        self._local_exchange: Any = None
+        self._run_id: int | None = None
+        self._started_at: datetime | None = None
+        self._error: str | None = None
+        self._failed = False
+        self._stream_source = "simulator" if self.source == "simulator" else "live"
+        self._rate_window: list[tuple[float, int]] = []
+        self._last_trade_time: dict[str, int] = {}
+
+    # ---- public API
+
+    def start(self) -> Capture:
+        """Start capturing in a daemon thread; return once it runs, or raise why it cannot.
+
+        Start-up (database, the exchange's symbol list) is retried as a running capture
+        retries, within `options.start_timeout`; then the cause is raised. Calling it
+        again on a running capture does nothing. Symbols another capture already records
+        into the same database are skipped (`status().skipped_symbols`).
+        """
+        if self._thread is not None and self._thread.is_alive():
+            return self
+        self._reset_state()
+        name = f"cryptolab-capture[{','.join(self.symbols)[:60]}]"
+        self._thread = threading.Thread(target=self._thread_main, name=name, daemon=True)
+        self._thread.start()
+        ready = self._ready.wait(self.options.start_timeout + 2.0)
+        if self._start_error is None and not ready:
+            why = self._error or "no answer"
+            self._start_error = SourceError(
+                f"capture did not start within {self.options.start_timeout:g} s ({why}): is the exchange "
+                "reachable? raise start_timeout, or try --source simulator")
+        if self._start_error is not None:
+            err = self._start_error
+            self._request_stop()
+            self._thread.join(10)
+            self._thread = None
+            if isinstance(err, CryptolabError):
+                raise err
+            raise SourceError(f"capture could not start: {type(err).__name__}: {err}") from err
+        return self
+
+    def stop(self, timeout: float = 30.0) -> CaptureStatus:
+        """Stop reading, store everything received (memory and journal), return the final status.
+
+        If the database is down, what could not be stored stays in the journal and is
+        replayed by the next capture on this database; the status says how much.
+        """
+        thread = self._thread
+        if thread is None:
+            return self.status()
+        self._request_stop()
+        thread.join(timeout)
+        self._thread = None
+        return self.status()
+
+    def status(self) -> CaptureStatus:
+        """A cheap, thread-safe snapshot: rates, last trade times, queue, lag, gaps, rows."""
+        c = self.counters
+        now = time.monotonic()
+        with self._lock:
+            window = [(t, n) for t, n in self._rate_window if now - t <= 5.0]
+            last_times = {s: us_to_datetime(us) for s, us in self._last_trade_time.items()}
+        rate = 0.0
+        if len(window) >= 2 and window[-1][0] > window[0][0]:
+            rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+        thread, sink = self._thread, self._sink
+        error = self._error or (sink.error if sink is not None else None)
+        return CaptureStatus(
+            running=thread is not None and thread.is_alive(),
+            symbols=self._active or self.symbols,
+            source=self.source,
+            started_at=self._started_at,
+            run_id=self._run_id,
+            rows_stored=c.stored,
+            duplicates=c.duplicates + c.dropped_duplicates,
+            messages=c.messages,
+            trades_per_s=round(rate, 1),
+            last_trade_time=last_times,
+            queue_depth=len(sink.trades) if sink is not None else 0,
+            journal_rows=len(sink.journal) if sink is not None else 0,
+            lag_ms=sink.lag_ms if sink is not None else None,
+            reconnects=c.reconnects,
+            rotations=c.rotations,
+            gaps_found=c.gaps_found,
+            gaps_filled=c.gaps_filled,
+            gaps_lost=c.gaps_lost,
+            backfilled=c.backfilled,
+            dead_letters=c.dead_letters,
+            database_up=sink.link.up if sink is not None else False,
+            skipped_symbols=dict(self._skipped),
+            error=error,
+            failed=self._failed or (sink.failed if sink is not None else False),
+            exchange=self.exchange,
+            database=sink.link.snapshot() if sink is not None else {},
+            journal_bad_records=c.journal_bad_records,
+        )
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        """The resolved endpoint (after start)."""
+        return self._endpoint
+
+    @property
+    def local_exchange(self) -> Any:
+        """The in-process local exchange when source='simulator', else None."""
+        return self._local_exchange
+
+    def latencies_us(self) -> list[int]:
+        """Receive→commit latencies (µs) of recent live trades, for benchmarks and the dashboard."""
+        return list(self._sink.latencies_us) if self._sink is not None else []
+
+    def reset_latencies(self) -> None:
+        """Forget the latencies measured so far (a benchmark starts a new phase)."""
+        if self._sink is not None:
+            self._sink.latencies_us.clear()
+
+    def __enter__(self) -> Capture:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        st = self.status()
+        return f"<Capture {','.join(self.symbols)} from {self.source}: {'running' if st.running else 'stopped'}, {st.rows_stored} stored>"
+
+    # ---- internals
+
+    def _request_stop(self) -> None:
+        self._stop_requested.set()
+        loop, ev = self._loop, self._stop_async
+        if loop is not None and ev is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(ev.set)
+            except RuntimeError:  # the loop closed in between
+                pass
+
+    def _on_fatal(self, why: str) -> None:
+        """The sink cannot go on: stop reading, say why (status().failed)."""
+        self._failed = True
+        self._error = why
+        log.error("capture stopping: %s", why)
+        self._request_stop()
+
+    def _report_error(self, why: str) -> None:
+        self._error = why
+
+    def _thread_main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as exc:
+            if not self._ready.is_set():
+                self._start_error = exc
+            else:
+                self._error = f"{type(exc).__name__}: {exc}"
+                self._failed = True
+                log.exception("capture failed")
+        finally:
+            if self._sink is not None:
+                self._sink.finish()
+                self._sink.join()
+            if self._locks is not None:
+                self._locks.release()
+            if self._local_exchange is not None:
+                try:
+                    self._local_exchange.stop()
+                except Exception:
+                    log.exception("stopping the local exchange")
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            self._ready.set()
+
+    async def _main(self) -> None:
+        opts = self.options
+        cfg = settings()
+        self._stop_async = asyncio.Event()
+        if self._stop_requested.is_set():
+            self._stop_async.set()
+        deadline = time.monotonic() + opts.start_timeout
+        # the database first: a clear DatabaseError when it cannot be had
+        dsn = db.resolve_dsn(self._dsn_arg)
+        conn = db.connect(dsn)
+        handed_over = False
+        try:
+            mark_dead_runs(conn, opts.dead_run_seconds)
+            if self.source == "simulator":
+                self._start_simulator(conn)
+            else:
+                self._endpoint = resolve_source(self.source)
+            ep = self._endpoint
+            assert ep is not None
+            async with RestClient(ep.rest) as rest:
+                await self._check_exchange(rest, ep, deadline)
+                dbkey = db_key(dsn)
+                self._take_locks(SymbolLocks(cfg.home, dbkey))
+                names = ",".join(sorted(self.symbols))
+                jdir = cfg.journal_dir / dbkey / f"{self.exchange}-{hashlib.sha1(names.encode()).hexdigest()[:10]}"
+                journal = Journal(jdir)
+                resume = resume_points(conn, self.exchange, self._active, opts.lookback_seconds, self.from_ids)
+                for sym in self._active:
+                    last_id, holes = resume.get(sym, (None, []))
+                    if sym in self.from_ids and (last_id is None or last_id < self.from_ids[sym] - 1):
+                        last_id = self.from_ids[sym] - 1
+                    self._seqs[sym] = Sequencer(sym, last_id, holes)
+                runs = RunLog(self.exchange)
+                note = "; ".join(f"{k}: {v}" for k, v in self._skipped.items()) or None
+                self._run_id = runs.open(conn, self._active, mask_url(ep.ws), note)
+                link = DbLink(dsn, opts.db_retry_seconds)
+                link.attach(conn)
+                handed_over = True  # the sink owns the connection now
+                self._sink = Sink(opts, self.counters, journal, link, runs, self._on_fatal)
+                self._sink.start(f"{threading.current_thread().name}-writer")
+                self._started_at = datetime.now(timezone.utc)
+                self._ready.set()
+                if not self._active:
+                    self._error = "nothing to capture: every symbol is already captured by another capture"
+                    return
+                await self._run(rest, ep)
+        finally:
+            if not handed_over:
+                conn.close()
+
+    def _start_simulator(self, conn: Any) -> None:
+        from ..exchange import LocalExchange
+
+        # our own market continues the simulated history already stored, kept whole from its first trade
+        first = {sym: 1 for sym in self.symbols} | {s: top + 1 for s, top in max_stored_ids(conn, self.exchange, self.symbols).items()}
+        for sym, fid in first.items():
+            self.from_ids.setdefault(sym, fid)
+        self._local_exchange = LocalExchange(symbols=[s.lower() for s in self.symbols], rate=self.options.simulator_rate,
+                                             seed=int(time.time()), first_ids=first).start()
+        self._endpoint = resolve_source(self._local_exchange.ws_url)
+
+    async def _check_exchange(self, rest: RestClient, ep: Endpoint, deadline: float) -> None:
+        """Ask the exchange for the symbols (bounded by the start deadline); learn if it is synthetic."""
+        remaining = max(0.5, deadline - time.monotonic())
+        try:
+            info = await asyncio.wait_for(rest.exchange_info(list(self.symbols)), remaining)
+        except asyncio.TimeoutError:
+            raise SourceError(
+                f"{mask_url(ep.rest)} did not answer exchangeInfo within {self.options.start_timeout:g} s: the exchange "
+                "is slow or unreachable — retry later, raise start_timeout, or try --source simulator") from None
+        known = {s.get("symbol") for s in info.get("symbols", [])}
+        unknown = [s for s in self.symbols if s not in known]
+        if unknown:
+            raise SourceError(
+                f"unknown symbol {', '.join(unknown)} on {mask_url(ep.rest)}: check the spelling "
+                "(e.g. BTCUSDT), or the exchange lists it under another name"
+            )
+        own = info.get("cryptolab")
+        if isinstance(own, dict) and own.get("synthetic") and self._exchange_arg is None:
+            # a local exchange's synthetic market is never stored as a real exchange's data
+            self.exchange = SIMULATOR_EXCHANGE
+
+    def _take_locks(self, locks: SymbolLocks) -> None:
+        self._locks = locks
+        who = f"pid {os.getpid()} on {socket.gethostname()}"
+        active = []
+        for sym in self.symbols:
+            holder = locks.try_take(self.exchange, sym, who)
+            if holder is None:
+                active.append(sym)
+            else:
+                self._skipped[sym] = f"already captured into this database by {holder}: not captured twice"
+                log.warning("%s %s", sym, self._skipped[sym])
+        self._active = tuple(active)
+
+    async def _run(self, rest: RestClient, ep: Endpoint) -> None:
+        opts, stop, sink = self.options, self._stop_async, self._sink
+        assert stop is not None and sink is not None
+        streams = [f"{s.lower()}@trade" for s in self._active]
+        n = max(1, opts.max_streams_per_connection)
+        budget = ConnectBudget(opts.max_connects_per_5min)
+        workers = [StreamWorker(streams[i : i + n], ep, self.exchange, self._stream_source, self._seqs, sink,
+                                self.counters, opts, budget, rest, stop, self._report_error)
+                   for i in range(0, len(streams), n)]
+        backfiller = Backfiller(rest, self._seqs, sink, self.counters,
+                                GapPolicy(opts.gap_grace, opts.max_backfill_trades), self.exchange, self._report_error)
+        tasks = [asyncio.create_task(w.run()) for w in workers]
+        tasks.append(asyncio.create_task(backfiller.run()))
+        tasks.append(asyncio.create_task(self._ticker()))
+        await stop.wait()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if not self._failed:
+            # last chance for ranges still missing: one more REST pass (bounded)
+            try:
+                await asyncio.wait_for(backfiller.fill_due(final=True), timeout=10)
+            except (asyncio.TimeoutError, CryptolabError):
+                pass
+        for seq in self._seqs.values():
+            for ev in seq.take_open("still missing at stop: the next capture retries it"):
+                sink.put_gap(ev)
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in left:
+            t.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+
+    async def _ticker(self) -> None:
+        while True:
+            with self._lock:
+                self._rate_window = [*self._rate_window[-63:], (time.monotonic(), self.counters.messages)]
+                for sym, seq in self._seqs.items():
+                    if seq.last_trade_us is not None:
+                        self._last_trade_time[sym] = seq.last_trade_us
+            await asyncio.sleep(0.5)

@@ -1,0 +1,136 @@
+"""What a capture is told (`CaptureOptions`), what it counts (`Counters`) and shows (`CaptureStatus`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["CaptureOptions", "CaptureStatus", "Counters"]
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    """Tuning knobs; the defaults suit live Binance."""
+
+    max_batch_rows: int = 20_000
+    """Largest micro-batch one transaction takes."""
+    max_queue_rows: int = 500_000
+    """Rows held in memory before the writer spills to the journal."""
+    stall_timeout: float = 30.0
+    """Seconds of silence after which a connection is presumed dead and replaced."""
+    rotate_after: float = 23.5 * 3600
+    """Connection age at which it is replaced (Binance closes at 24 h)."""
+    gap_grace: float = 1.0
+    """Seconds a missing id may take to arrive out of order before REST is asked."""
+    backoff_base: float = 0.25
+    backoff_max: float = 30.0
+    max_streams_per_connection: int = 1024
+    max_connects_per_5min: int = 300
+    lookback_seconds: float = 6 * 3600
+    """Resume after the last id stored within this window (older: start fresh)."""
+    max_backfill_trades: int = 2_000_000
+    """Largest gap backfilled from REST; beyond, the oldest part is recorded as lost."""
+    heartbeat_seconds: float = 5.0
+    dead_run_seconds: float = 60.0
+    """A run whose heartbeat is older than this (or whose process is gone) is marked 'dead'."""
+    db_retry_seconds: float = 1.0
+    start_timeout: float = 15.0
+    """Seconds `start()` may take (database, symbol check with retries); then it raises why."""
+    max_frame_bytes: int = 16 * 1024 * 1024
+    """Largest WebSocket message accepted; a larger one becomes a dead letter."""
+    journal_max_bytes: int | None = None
+    """Disk cap of the spill journal (default: CRYPTOLAB_JOURNAL_MAX_MB, else 2 GiB)."""
+    simulator_rate: float = 50.0
+    """Trades/s per symbol of the in-process simulator (source='simulator')."""
+
+
+@dataclass
+class Counters:
+    """What a capture has done so far. Each field is written by one thread only."""
+
+    messages: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    dropped_duplicates: int = 0
+    dead_letters: int = 0
+    reconnects: int = 0
+    rotations: int = 0
+    stalls: int = 0
+    gaps_found: int = 0
+    gaps_filled: int = 0
+    gaps_lost: int = 0
+    backfilled: int = 0
+    spilled: int = 0
+    journal_bad_records: int = 0
+    rejected_rows: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def __getitem__(self, name: str) -> int:
+        """`counters["stalls"]` reads like `counters.stalls` (the older, string-keyed spelling)."""
+        value: int = getattr(self, name)
+        return value
+
+
+@dataclass(frozen=True)
+class CaptureStatus:
+    """A snapshot of a capture (see `Capture.status()`)."""
+
+    running: bool
+    symbols: tuple[str, ...]
+    source: str
+    started_at: datetime | None
+    run_id: int | None
+    rows_stored: int
+    duplicates: int
+    messages: int
+    trades_per_s: float
+    last_trade_time: dict[str, datetime]
+    queue_depth: int
+    journal_rows: int
+    lag_ms: float | None
+    reconnects: int
+    rotations: int
+    gaps_found: int
+    gaps_filled: int
+    gaps_lost: int
+    backfilled: int
+    dead_letters: int
+    database_up: bool
+    skipped_symbols: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    failed: bool = False
+    """True when the capture stopped on an error it could not recover from (the CLI exits 1)."""
+    exchange: str = ""
+    database: dict[str, Any] = field(default_factory=dict)
+    """The writer's database link: state ('up', 'down'), since when, the last error."""
+    journal_bad_records: int = 0
+
+    def summary(self) -> str:
+        """Human summary, printed by the CLI at the end of a capture."""
+        lines = [
+            f"capture {'running' if self.running else 'stopped'}: {', '.join(self.symbols) or '-'} from {self.source}"
+            + (f" as exchange {self.exchange!r}" if self.exchange else "")
+            + (f" (run {self.run_id})" if self.run_id else ""),
+            f"  stored {self.rows_stored:,} trades ({self.backfilled:,} by backfill), {self.duplicates:,} duplicates dropped,"
+            f" {self.dead_letters:,} dead letters",
+            f"  reconnects {self.reconnects}, rotations {self.rotations}, gaps found {self.gaps_found},"
+            f" filled {self.gaps_filled}, lost {self.gaps_lost}",
+            f"  queue {self.queue_depth:,}, journal {self.journal_rows:,}, database {'up' if self.database_up else 'down'}, lag "
+            + (f"{self.lag_ms:.1f} ms" if self.lag_ms is not None else "-"),
+        ]
+        if self.journal_bad_records:
+            lines.append(f"  {self.journal_bad_records} journal records set aside as damaged (see the journal's quarantine)")
+        for sym, why in self.skipped_symbols.items():
+            lines.append(f"  {sym}: {why}")
+        if self.error:
+            lines.append(f"  {'FAILED' if self.failed else 'error'}: {self.error}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython shows the summary, not one long line
+        p.text(self.summary())

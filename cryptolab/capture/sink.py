@@ -1,0 +1,304 @@
+"""The sink: a writer thread that stores what the streams and backfill produce.
+
+Producers (the event loop) append to unbounded deques and set `wake`; the writer
+thread drains them in micro-batches (`batching.plan_turn` decides where each goes)
+and stores them through `TradeWriter` — one transaction each, idempotent. While the
+database is away (`DbLink` says so, and `status()` shows it), batches go to the
+journal and are replayed in order when it is back. A batch the database *rejects*
+as data is not an outage: it is split until the bad rows are found, and those become
+dead letters. Any other error stops the capture loudly, with what was in memory
+kept in the journal; the thread never dies silently.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg
+
+from .. import db
+from ..errors import CryptolabError, DatabaseError, DataError
+from ..journal import Journal, Segment
+from ..model import DeadLetter, Trade, now_us
+from ..writer import TradeWriter
+from .batching import drain, plan_turn
+from .options import CaptureOptions, Counters
+from .runs import RunLog
+from .sequencer import GapEvent
+
+__all__ = ["DbLink", "Sink"]
+
+log = logging.getLogger("cryptolab.capture")
+
+
+@dataclass
+class DbLink:
+    """The writer's connection and whether the database is up (shown by `status()`)."""
+
+    dsn: str
+    retry_seconds: float
+    conn: psycopg.Connection | None = None
+    writer: TradeWriter | None = None
+    state: str = "up"
+    since: datetime | None = None
+    last_error: str | None = None
+    _next_try: float = 0.0
+
+    def attach(self, conn: psycopg.Connection) -> None:
+        self.conn, self.writer = conn, TradeWriter(conn)
+        self._set("up", None)
+
+    def _set(self, state: str, error: str | None) -> None:
+        if state != self.state or self.since is None:
+            self.state, self.since = state, datetime.now(timezone.utc)
+        if error is not None:
+            self.last_error = error
+
+    @property
+    def up(self) -> bool:
+        """The database answered last time it was used (stays true after a clean close)."""
+        return self.state == "up"
+
+    def ensure(self) -> bool:
+        """True when a writer is ready; reconnects at most every `retry_seconds`."""
+        if self.writer is not None:
+            return True
+        if time.monotonic() < self._next_try:
+            return False
+        try:
+            self.attach(db.connect(self.dsn, ensure_schema=False))
+            log.info("database is back")
+            return True
+        except DatabaseError as exc:
+            self._next_try = time.monotonic() + self.retry_seconds
+            self._set("down", str(exc))
+            return False
+
+    def failed(self, exc: BaseException) -> None:
+        """The database went away: drop the connection, retry later."""
+        self._set("down", str(exc))
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # closing a broken connection may fail too; it is gone either way
+                pass
+        self.conn, self.writer = None, None
+        self._next_try = time.monotonic() + self.retry_seconds
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.conn, self.writer = None, None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"state": self.state, "since": self.since, "last_error": self.last_error}
+
+
+def _is_outage(exc: DatabaseError, link: DbLink) -> bool:
+    cause = exc.__cause__
+    return (isinstance(cause, (psycopg.OperationalError, psycopg.InterfaceError)) or cause is None
+            or link.conn is None or link.conn.closed)
+
+
+class Sink:
+    """Queues, writer thread, journal spill and replay for one capture."""
+
+    def __init__(self, options: CaptureOptions, counters: Counters, journal: Journal, link: DbLink, runs: RunLog,
+                 on_fatal: Callable[[str], None]) -> None:
+        self.options = options
+        self.counters = counters
+        self.journal = journal
+        self.link = link
+        self.runs = runs
+        self.on_fatal = on_fatal
+        self.trades: collections.deque[Trade] = collections.deque()
+        self.dead: collections.deque[DeadLetter] = collections.deque()
+        self.gaps: collections.deque[GapEvent] = collections.deque()
+        self.wake = threading.Event()
+        self.reading_done = threading.Event()
+        self.lag_ms: float | None = None
+        self.latencies_us: collections.deque[int] = collections.deque(maxlen=100_000)
+        self.error: str | None = None
+        self.failed = False
+        self._thread: threading.Thread | None = None
+
+    # ---- producers (event-loop thread)
+
+    def put_dead(self, d: DeadLetter) -> None:
+        self.dead.append(d)
+        self.counters.dead_letters += 1
+        self.wake.set()
+
+    def put_gap(self, ev: GapEvent) -> None:
+        self.gaps.append(ev)
+        self.wake.set()
+
+    # ---- thread
+
+    def start(self, name: str) -> None:
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+
+    def finish(self) -> None:
+        """No more input: store what is left, then end the thread."""
+        self.reading_done.set()
+        self.wake.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _main(self) -> None:
+        try:
+            self._loop()
+        except _Fatal as exc:
+            self._fatal(str(exc))
+        except BaseException as exc:  # the writer never dies silently
+            self._fatal(f"the writer stopped on an unexpected error: {type(exc).__name__}: {exc}")
+            log.exception("writer thread failed")
+        finally:
+            self.journal.close()
+            self.link.close()
+
+    def _fatal(self, why: str) -> None:
+        self.failed = True
+        kept = 0
+        try:  # keep what memory holds: the journal is replayed by the next capture
+            rows = drain(self.trades, len(self.trades))
+            dead = drain(self.dead, len(self.dead))
+            if rows or dead:
+                kept = self.journal.append(rows, dead)
+        except Exception as exc:
+            why += f"; could not keep {len(self.trades)} queued rows in the journal either: {exc}"
+        if kept:
+            why += f"; {kept} queued rows kept in the journal {self.journal.dir} for the next capture"
+        self.error = why
+        self.on_fatal(why)
+
+    # ---- one turn at a time
+
+    def _loop(self) -> None:
+        opts, link, journal = self.options, self.link, self.journal
+        last_beat = 0.0
+        while True:
+            stopping = self.reading_done.is_set()
+            if not self.trades and not self.dead and not self.gaps and not stopping:
+                self.wake.wait(0.05)
+                self.wake.clear()
+            batch = drain(self.trades, opts.max_batch_rows)
+            dead = drain(self.dead, 10_000)
+            up = link.ensure()
+            if up and len(journal):
+                try:
+                    journal.replay(self._store_segment)
+                except DatabaseError as exc:
+                    if not _is_outage(exc, link):
+                        raise
+                    link.failed(exc)
+                    up = False
+            turn = plan_turn(queued=len(self.trades), journal_rows=len(journal), db_up=up,
+                             max_queue_rows=opts.max_queue_rows)
+            if batch or dead:
+                if turn.write_to == "database":
+                    try:
+                        self._store(batch, dead)
+                    except DatabaseError as exc:
+                        if not _is_outage(exc, link):
+                            raise
+                        link.failed(exc)
+                        self._spill(batch, dead)
+                else:
+                    self._spill(batch, dead)
+            if turn.spill:
+                # the database is slower than the market: the oldest rows go to the journal
+                # (replayed first, so order holds) instead of growing memory without bound
+                self.counters.spilled += self._spill(drain(self.trades, turn.spill), [])
+            if self.gaps and link.ensure():
+                self._db_step(lambda c: self.runs.write_gaps(c, drain(self.gaps, len(self.gaps))))
+            if time.monotonic() - last_beat > opts.heartbeat_seconds and link.ensure():
+                last_beat = time.monotonic()
+                self._db_step(lambda c: self.runs.heartbeat(c, self.counters, final=False))
+            if stopping and not self.trades and not self.dead and not self.gaps:
+                if len(journal) and link.ensure():
+                    continue  # replay the rest first
+                break
+        if link.ensure():
+            self._db_step(lambda c: self.runs.write_gaps(c, drain(self.gaps, len(self.gaps))))
+            self._db_step(lambda c: self.runs.heartbeat(c, self.counters, final=True, failed=self.failed))
+        left = len(journal)
+        if left and not self.error:
+            self.error = (f"database unreachable at stop: {left} rows kept in the journal {journal.dir}; "
+                          "they are stored by the next capture on this database")
+
+    def _db_step(self, step: Callable[[psycopg.Connection], None]) -> None:
+        conn = self.link.conn
+        if conn is None:
+            return
+        try:
+            step(conn)
+        except psycopg.OperationalError as exc:
+            self.link.failed(exc)
+
+    def _spill(self, rows: list[Trade], dead: list[DeadLetter]) -> int:
+        """Rows to the journal; a full journal stops the capture (nothing is dropped silently)."""
+        try:
+            return self.journal.append(rows, dead)
+        except CryptolabError as exc:
+            self.trades.extendleft(reversed(rows))
+            self.dead.extendleft(reversed(dead))
+            raise _Fatal(str(exc)) from exc
+
+    def _store_segment(self, seg: Segment) -> None:
+        step = self.options.max_batch_rows
+        for i in range(0, max(len(seg.trades), 1), step):
+            self._store(seg.trades[i : i + step], seg.dead_letters if i == 0 else [])
+        self.counters.journal_bad_records += len(getattr(seg, "bad", ()) or ())
+
+    def _store(self, rows: Sequence[Trade], dead: Sequence[DeadLetter]) -> None:
+        """Store one batch; rows the database rejects as data become dead letters."""
+        writer = self.link.writer
+        assert writer is not None
+        try:
+            res = writer.write(rows, dead)
+        except DataError as exc:
+            if len(rows) + len(dead) <= 1:
+                self._reject(rows, dead, exc)
+                return
+            mid = len(rows) // 2
+            self._store(rows[:mid], dead)
+            self._store(rows[mid:], [])
+            return
+        self._account(rows, res.inserted, res.duplicates)
+
+    def _reject(self, rows: Sequence[Trade], dead: Sequence[DeadLetter], exc: DataError) -> None:
+        writer = self.link.writer
+        assert writer is not None
+        letters = [DeadLetter(f"database rejected the row: {exc}", repr(t).encode(), t.source, t.exchange, t.symbol,
+                              t.received_at_us) for t in rows]
+        letters += [d._replace(reason=f"{d.reason} (database rejected it: {exc})", payload=b"") for d in dead]
+        writer.write([], letters)
+        self.counters.rejected_rows += len(rows)
+        self.counters.dead_letters += len(rows)
+        log.warning("database rejected %d rows as data (%s): stored as dead letters", len(rows), exc)
+
+    def _account(self, batch: Sequence[Trade], inserted: int, duplicates: int) -> None:
+        self.counters.stored += inserted
+        self.counters.duplicates += duplicates
+        if batch:
+            done = now_us()
+            self.lag_ms = (done - batch[-1].trade_time_us) / 1000.0
+            lat = self.latencies_us
+            for t in batch:
+                if t.received_at_us is not None and t.source != "backfill":
+                    lat.append(done - t.received_at_us)
+
+
+class _Fatal(CryptolabError):
+    """Raised inside the writer loop to stop the capture with a message (e.g. the journal is full)."""

@@ -1,0 +1,244 @@
+"""WebSocket streams: connect within Binance's budget, decode, sequence, reconnect, rotate.
+
+One `StreamWorker` keeps one connection's worth of streams alive: it reconnects with
+full-jitter backoff (`backoff.py`), replaces a silent connection (watchdog), rotates a
+connection before Binance's 24 h limit — or on `serverShutdown` — by opening the next
+one first and closing the old one only once the new one delivers, and after every
+(re)connect asks REST for the latest id so a gap shows even when the market then goes
+quiet. Every frame goes straight from the socket to `handle()`: decode, sequence,
+queue for the sink (the hot path: no awaits, no locks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .. import wsclient
+from ..config import mask_url
+from ..errors import CryptolabError, SourceError
+from ..model import DeadLetter, Trade, now_us
+from ..rest import RestClient
+from ..wire import Control, decode
+from .backoff import ConnectBudget, backoff
+from .endpoints import Endpoint
+from .options import CaptureOptions, Counters
+from .sequencer import Sequencer
+from .sink import Sink
+
+__all__ = ["Connection", "StreamWorker", "stream_url"]
+
+log = logging.getLogger("cryptolab.capture")
+
+SUBSCRIBE_BATCH = 200
+"""Streams per SUBSCRIBE message (Binance: at most 5 incoming messages/s per connection)."""
+MAX_URL_STREAMS = 100
+"""Up to this many streams go in the URL; beyond, they are subscribed by messages."""
+
+
+def stream_url(ws_base: str, streams: list[str]) -> str:
+    """The combined-stream URL of `streams` (or the bare /stream URL when there are too many)."""
+    if len(streams) > MAX_URL_STREAMS:
+        return f"{ws_base}/stream"
+    return f"{ws_base}/stream?streams={'/'.join(streams)}"
+
+
+@dataclass
+class Connection:
+    ws: wsclient.WSConnection | None
+    opened: float
+    first: asyncio.Event = field(default_factory=asyncio.Event)
+    shutdown: asyncio.Event = field(default_factory=asyncio.Event)
+    last_msg: float = field(default_factory=time.monotonic)
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close(timeout=2)
+
+
+class StreamWorker:
+    """Keeps `streams` flowing into `sink` until `stop` is set."""
+
+    def __init__(self, streams: list[str], endpoint: Endpoint, exchange: str, stream_source: str,
+                 seqs: dict[str, Sequencer], sink: Sink, counters: Counters, options: CaptureOptions,
+                 budget: ConnectBudget, rest: RestClient, stop: asyncio.Event,
+                 report_error: Callable[[str], None]) -> None:
+        self.streams = streams
+        self.endpoint = endpoint
+        self.exchange = exchange
+        self.stream_source = stream_source
+        self.seqs = seqs
+        self.sink = sink
+        self.counters = counters
+        self.options = options
+        self.budget = budget
+        self.rest = rest
+        self.stop = stop
+        self.report_error = report_error
+        self._probes: set[asyncio.Task[None]] = set()
+
+    # ---- the hot path
+
+    def handle(self, raw: bytes | bytearray, conn: Connection) -> None:
+        """One frame: decode, sequence, queue (runs inside the socket's data_received)."""
+        received = now_us()
+        c = self.counters
+        c.messages += 1
+        sink = self.sink
+        out = decode(raw, exchange=self.exchange, source=self.stream_source, received_at_us=received)
+        if type(out) is Trade:
+            seq = self.seqs.get(out.symbol)
+            if seq is None:
+                sink.put_dead(DeadLetter(f"trade for a symbol not subscribed: {out.symbol}", bytes(raw), "live",
+                                         self.exchange, out.symbol, received))
+            elif seq.see(out.trade_id, time.monotonic()):
+                sink.trades.append(out)
+                seq.last_trade_us = out.trade_time_us
+            else:
+                c.dropped_duplicates += 1
+            if not sink.wake.is_set():
+                sink.wake.set()
+        elif type(out) is DeadLetter:
+            sink.put_dead(out)
+        elif isinstance(out, Control):
+            if out.kind == "shutdown":
+                conn.shutdown.set()
+            elif out.kind == "error":
+                log.warning("exchange answered an error: %s", out.data)
+
+    def on_oversized(self, size: int, head: bytes) -> None:
+        self.sink.put_dead(DeadLetter(
+            f"message of {size} bytes is larger than the {self.options.max_frame_bytes} bytes allowed: "
+            "connection closed and reopened", head, "live", self.exchange, None, now_us()))
+
+    # ---- connections
+
+    async def open(self) -> Connection:
+        await self.budget.acquire()
+        ep = self.endpoint
+        many = len(self.streams) > MAX_URL_STREAMS
+        conn = Connection(ws=None, opened=time.monotonic())
+        handle = self.handle
+
+        def on_message(raw: bytes | bytearray) -> None:
+            conn.last_msg = time.monotonic()
+            if not conn.first.is_set():
+                conn.first.set()
+            handle(raw, conn)
+
+        shown = mask_url(ep.ws)
+        try:
+            conn.ws = await wsclient.connect(stream_url(ep.ws, self.streams), on_message, open_timeout=10,
+                                             max_size=self.options.max_frame_bytes, on_oversized=self.on_oversized)
+        except wsclient.HandshakeError as exc:
+            hint = " (binance.com refuses this region: try source='binance.us')" if exc.status == 451 else ""
+            raise SourceError(f"{shown} answered {exc}{hint}") from exc
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise SourceError(f"cannot reach {shown}: {exc or type(exc).__name__} — no network? "
+                              "try --source simulator") from exc
+        if many:
+            for i in range(0, len(self.streams), SUBSCRIBE_BATCH):
+                msg = {"method": "SUBSCRIBE", "params": self.streams[i : i + SUBSCRIBE_BATCH], "id": i // SUBSCRIBE_BATCH + 1}
+                conn.ws.send_text(orjson.dumps(msg).decode())
+                await asyncio.sleep(0.25)
+        return conn
+
+    async def run(self) -> None:
+        opts, stop = self.options, self.stop
+        delays = backoff(opts.backoff_base, opts.backoff_max)
+        current: Connection | None = None
+        stop_task = asyncio.create_task(stop.wait())
+        try:
+            while not stop.is_set():
+                if current is None:
+                    try:
+                        current = await self.open()
+                    except SourceError as exc:
+                        self.report_error(str(exc))
+                        self.counters.reconnects += 1
+                        await _sleep_or(stop, next(delays))
+                        continue
+                    self._probe_latest()
+                ws = current.ws
+                assert ws is not None
+                rotate_in = max(0.0, current.opened + opts.rotate_after - time.monotonic())
+                watchdog = max(0.05, current.last_msg + opts.stall_timeout - time.monotonic())
+                shutdown_task = asyncio.create_task(current.shutdown.wait())
+                waiting: set[asyncio.Future[Any]] = {ws.closed, shutdown_task, stop_task}
+                await asyncio.wait(waiting, timeout=min(rotate_in, watchdog, 1.0),
+                                   return_when=asyncio.FIRST_COMPLETED)
+                shutdown_task.cancel()
+                if stop.is_set():
+                    break
+                if ws.closed.done():
+                    log.info("connection lost (close code %s: %s); reconnecting", ws.close_code, ws.closed.result())
+                    await current.close()
+                    current = None
+                    self.counters.reconnects += 1
+                    await _sleep_or(stop, next(delays))
+                    continue
+                if current.first.is_set():
+                    delays = backoff(opts.backoff_base, opts.backoff_max)
+                if time.monotonic() - current.last_msg >= opts.stall_timeout:
+                    log.info("no message for %.1f s: replacing the connection", opts.stall_timeout)
+                    await current.close()
+                    current = None
+                    self.counters.reconnects += 1
+                    self.counters.stalls += 1
+                    continue
+                if current.shutdown.is_set() or time.monotonic() - current.opened >= opts.rotate_after:
+                    current = await self.rotate(current)
+        finally:
+            stop_task.cancel()
+            for t in self._probes:
+                t.cancel()
+            if current is not None:
+                await current.close()
+
+    async def rotate(self, old: Connection) -> Connection:
+        """Open the successor, wait until it delivers, then close the old one (overlap: no hole)."""
+        try:
+            new = await self.open()
+        except SourceError as exc:
+            log.warning("rotation failed (%s); keeping the old connection", exc)
+            old.opened = time.monotonic() - self.options.rotate_after + 5.0
+            return old
+        try:
+            await asyncio.wait_for(new.first.wait(), timeout=10)
+        except asyncio.TimeoutError:
+            pass
+        await old.close()
+        self.counters.rotations += 1
+        self._probe_latest()
+        return new
+
+    def _probe_latest(self) -> None:
+        task = asyncio.create_task(self.probe_latest())
+        self._probes.add(task)
+        task.add_done_callback(self._probes.discard)
+
+    async def probe_latest(self) -> None:
+        """After a (re)connect, learn each symbol's latest id from REST, so a gap shows at once."""
+        for stream in self.streams:
+            seq = self.seqs.get(stream.split("@", 1)[0].upper())
+            if seq is None or seq.last_id is None:
+                continue
+            try:
+                items = await self.rest.recent_trades(seq.symbol, limit=1)
+            except (CryptolabError, asyncio.TimeoutError, OSError):
+                continue
+            if items:
+                seq.advance_to(int(items[-1]["id"]), time.monotonic())
+
+
+async def _sleep_or(ev: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(ev.wait(), timeout=seconds)
+    except asyncio.TimeoutError:
+        pass
