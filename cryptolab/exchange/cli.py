@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import signal
 import sys
 from typing import Any
@@ -21,7 +22,11 @@ __all__ = ["configure", "run", "serve"]
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--symbols", default=None, help="comma-separated symbols (default btcusdt,ethusdt; with --replay: all in the files)")
     p.add_argument("--rate", type=float, default=200.0, help="synthetic market: mean trades/s, all symbols together (default 200)")
-    p.add_argument("--seed", type=int, default=1, help="synthetic market: random seed (same seed, same trades)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="synthetic market: random seed (same seed, same trades, ids from 1; default: from the start time)")
+    p.add_argument("--first-id", type=int, default=None,
+                   help="synthetic market: id of the first trade of each symbol (default: 1 with --seed, else the "
+                        "start time in µs, so that two exchanges never print the same ids)")
     p.add_argument("--replay", nargs="+", metavar="FILE", default=None,
                    help="serve these dumps/recordings instead of the synthetic market")
     p.add_argument("--speed", type=float, default=1.0, help="replay pace: 1 real time, N times faster, 0 as fast as possible")
@@ -37,14 +42,34 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-trades", type=int, default=None, help="stop printing after this many trades per symbol")
 
 
+def _check(args: argparse.Namespace) -> None:
+    """One clear line for a value the exchange cannot run with (before anything starts)."""
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port} is not a TCP port: use 1-65535, or 0 for any free port")
+    if not (math.isfinite(args.rate) and args.rate > 0):
+        raise ConfigError(f"--rate must be a number > 0 trades/s (got {args.rate:g})")
+    if not (math.isfinite(args.speed) and args.speed >= 0):
+        raise ConfigError(f"--speed must be >= 0 (0 = as fast as possible; got {args.speed:g})")
+    for opt, value in (("--ping-interval", args.ping_interval), ("--ping-timeout", args.ping_timeout),
+                       ("--max-connection-age", args.max_connection_age)):
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{opt} must be a number of seconds > 0 (got {value:g})")
+    if args.shutdown_notice is not None and not (math.isfinite(args.shutdown_notice) and args.shutdown_notice >= 0):
+        raise ConfigError(f"--shutdown-notice must be >= 0 s (got {args.shutdown_notice:g})")
+    for opt, n in (("--weight-budget", args.weight_budget), ("--max-trades", args.max_trades),
+                   ("--first-id", args.first_id)):
+        if n is not None and n < 1:
+            raise ConfigError(f"{opt} must be >= 1 (got {n})")
+
+
 def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    _check(args)
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
-    if args.rate <= 0:
-        raise ConfigError("--rate must be > 0 trades/s")
     return dict(
         symbols=symbols,
         rate=args.rate,
         seed=args.seed,
+        first_id=args.first_id,
         faults=parse_faults(args.faults),
         replay=args.replay,
         speed=args.speed,
@@ -86,6 +111,7 @@ async def serve(kwargs: dict[str, Any], banner: str = "") -> None:
 def run(args: argparse.Namespace) -> int:
     kwargs = _kwargs(args)
     what = f"replaying {len(args.replay)} file(s) at speed {args.speed}" if args.replay else (
-        f"synthetic market {','.join(kwargs['symbols'] or ['btcusdt', 'ethusdt'])} at {args.rate:g} trades/s, seed {args.seed}")
+        f"synthetic market {','.join(kwargs['symbols'] or ['btcusdt', 'ethusdt'])} at {args.rate:g} trades/s, "
+        + (f"seed {args.seed}" if args.seed is not None else "seed and ids from the start time"))
     asyncio.run(serve(kwargs, banner=f"cryptolab exchange: {what}; Ctrl-C to stop"))
     return 0

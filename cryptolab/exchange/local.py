@@ -47,7 +47,7 @@ class LocalExchange:
         self,
         symbols: Sequence[str] | None = None,
         rate: float = 200.0,
-        seed: int = 1,
+        seed: int | None = None,
         faults: FaultPlan | str | None = None,
         replay: Sequence[str | os.PathLike[str]] | None = None,
         speed: float = 1.0,
@@ -58,6 +58,7 @@ class LocalExchange:
         max_trades: int | None = None,
         *,
         first_ids: dict[str, int] | None = None,
+        first_id: int | None = None,
         shutdown_notice: float | None = None,
         port: int = 0,
         process: bool = False,
@@ -76,6 +77,7 @@ class LocalExchange:
             weight_budget=weight_budget,
             max_trades=max_trades,
             first_ids=first_ids,
+            first_id=first_id,
             port=port,
         )
         if isinstance(faults, str):
@@ -97,6 +99,11 @@ class LocalExchange:
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def synthetic(self) -> bool:
+        """True for the synthetic market (made-up trades), False for a replay of real data."""
+        return not self._kwargs["replay"]
 
     def __enter__(self) -> LocalExchange:
         return self.start()
@@ -152,7 +159,11 @@ class LocalExchange:
 
     def _start_process(self) -> None:
         k = self._kwargs
-        cmd = [sys.executable, "-m", "cryptolab.cli", "exchange", "--port", str(k["port"]), "--seed", str(k["seed"])]
+        cmd = [sys.executable, "-m", "cryptolab.cli", "exchange", "--port", str(k["port"])]
+        if k["seed"] is not None:
+            cmd += ["--seed", str(k["seed"])]
+        if k["first_id"] is not None:
+            cmd += ["--first-id", str(k["first_id"])]
         if k["replay"]:
             cmd += ["--replay", *k["replay"], "--speed", str(k["speed"])]
             if k["symbols"]:

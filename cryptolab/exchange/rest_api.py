@@ -60,8 +60,8 @@ def _time_param(q: Any, name: str) -> int | None:
 
 
 class RestApi:
-    """REST handlers; expects `logs`, `weight_budget`, `stats`, `_count()`, `_rest_faults`, `_weights`,
-    `plan` (scheduled faults) and `_rng`."""
+    """REST handlers; expects `logs`, `weight_budget`, `stats`, `_count()`, `describe()`, `_rest_faults`,
+    `_weights`, `plan` (scheduled faults) and `_rng`."""
 
     logs: dict[str, SymbolLog]
     plan: FaultPlan
@@ -74,6 +74,8 @@ class RestApi:
     if TYPE_CHECKING:
 
         def _count(self, key: str, n: int = 1) -> None: ...
+
+        def describe(self) -> dict[str, Any]: ...
 
     @staticmethod
     def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -227,6 +229,8 @@ class RestApi:
             ],
             "exchangeFilters": [],
             "symbols": [self.logs[n].spec.exchange_info() for n in names],
+            # not Binance's: tells clients whether these trades are real (see RestClient.market_info)
+            "cryptolab": self.describe(),
         }
 
     def _api_trades(self, q: Any, micro: bool) -> list:

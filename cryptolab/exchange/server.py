@@ -105,7 +105,7 @@ class ExchangeServer(RestApi):
         *,
         symbols: Sequence[str] | None = None,
         rate: float = 200.0,
-        seed: int = 1,
+        seed: int | None = None,
         faults: F.FaultPlan | str | None = None,
         replay: Sequence[str] | None = None,
         speed: float = 1.0,
@@ -116,15 +116,26 @@ class ExchangeServer(RestApi):
         weight_budget: int = 6000,
         max_trades: int | None = None,
         first_ids: Mapping[str, int] | None = None,
+        first_id: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         tick: float = 0.002,
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the local exchange binds to the loopback interface only")
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"port {port} is not a TCP port: use 1-65535, or 0 for any free port")
         self.host, self.port = host, port
-        self.seed = seed
         self.plan = faults if isinstance(faults, F.FaultPlan) else F.parse_faults(faults)
+        self.synthetic = not replay
+        """True: the synthetic market (made-up trades); False: a replay of real data."""
+        if first_id is not None and first_id < 1:
+            raise ConfigError(f"first_id must be >= 1 (got {first_id})")
+        # Ids: an explicit first id, or 1 with an explicit seed (reproducible runs), or else
+        # the start time in µs, so that exchanges started independently never print the
+        # same ids (one would have to print > 1M trades/s on average to reach the next one's).
+        self.id_base = first_id if first_id is not None else (1 if seed is not None else now_us())
+        self.seed = seed if seed is not None else self.id_base
         if replay:
             self.logs = replay_logs(replay, symbols)
             self.source: SyntheticMarket | ReplaySource = ReplaySource(
@@ -133,8 +144,9 @@ class ExchangeServer(RestApi):
         else:
             names = [s.upper() for s in (symbols or DEFAULT_SYMBOLS)]
             self.logs = {s: SymbolLog(symbol_spec(s)) for s in dict.fromkeys(names)}
-            self.source = SyntheticMarket(list(self.logs.values()), rate=rate, seed=seed, max_trades=max_trades,
-                                          first_ids={k.upper(): v for k, v in (first_ids or {}).items()})
+            explicit = {k.upper(): int(v) for k, v in (first_ids or {}).items()}
+            self.source = SyntheticMarket(list(self.logs.values()), rate=rate, seed=self.seed, max_trades=max_trades,
+                                          first_ids={s: explicit.get(s, self.id_base) for s in self.logs})
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_connection_age = max_connection_age
@@ -161,7 +173,7 @@ class ExchangeServer(RestApi):
         self._gap_left: dict[str, int] = {}
         self._rest_faults: deque[tuple[str, dict[str, Any]]] = deque()
         self._weights: dict[str, tuple[int, int]] = {}  # ip -> (minute, used)
-        self._rng = random.Random(seed ^ 0x5EED)
+        self._rng = random.Random(self.seed ^ 0x5EED)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing = False
@@ -188,7 +200,11 @@ class ExchangeServer(RestApi):
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except BaseException:
+            await self._runner.cleanup()
+            raise
         server = site._server
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
@@ -718,9 +734,16 @@ class ExchangeServer(RestApi):
             pass
 
     # ------------------------------------------------------------------ control API
+    def describe(self) -> dict[str, Any]:
+        """What this exchange serves (exchangeInfo's `cryptolab` object; not Binance's)."""
+        if self.synthetic:
+            return {"synthetic": True, "source": "simulator", "seed": self.seed}
+        return {"synthetic": False, "source": "replay"}
+
     def state(self) -> dict[str, Any]:
         return {
             "port": self.port,
+            **self.describe(),
             "symbols": list(self.logs),
             "printed": {s: len(log.makers) for s, log in self.logs.items()},
             "fault_counts": dict(self.fault_counts),
