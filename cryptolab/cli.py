@@ -2,7 +2,9 @@
 
 Each subcommand lives beside the code it drives: a module with `configure(parser)`
 and `run(args) -> int`. This file only wires them up and turns a CryptolabError
-into one clear line on stderr (exit 2) instead of a traceback.
+into one clear line on stderr (exit 2) instead of a traceback; so are usage errors
+and OS errors about a file the user named (a subcommand may choose exit 1 for a job
+that ran and failed, as `capture` does).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
+from typing import NoReturn
 
 from .errors import CryptolabError
 
@@ -29,10 +33,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, object]]:
-    parser = argparse.ArgumentParser(prog="cryptolab", description=__doc__.splitlines()[0])
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line (no usage block), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of `exc` on one line (whitespace and newlines collapsed)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+    parser = _Parser(prog="cryptolab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    modules: dict[str, object] = {}
+    modules: dict[str, ModuleType] = {}
     for name, (modname, help_) in COMMANDS.items():
         if only is not None and name != only:
             sub.add_parser(name, help=help_, add_help=False)
@@ -44,7 +60,7 @@ def _parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str,
                 raise
             continue  # not built yet
         p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip().splitlines()[0])
-        mod.configure(p)  # type: ignore[attr-defined]
+        mod.configure(p)
         modules[name] = mod
     return parser, modules
 
@@ -69,9 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cryptolab {args.command}: not available in this build", file=sys.stderr)
         return 2
     try:
-        return int(mod.run(args) or 0)  # type: ignore[attr-defined]
+        return int(mod.run(args) or 0)
     except CryptolabError as exc:
-        print(f"cryptolab {args.command}: {exc}", file=sys.stderr)
+        print(f"cryptolab {args.command}: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file or directory the user named cannot be used: say which, no traceback
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"cryptolab {args.command}: {where}{exc.strerror or one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
