@@ -298,7 +298,8 @@ class Capture:
                 self._take_locks(SymbolLocks(cfg.home, dbkey))
                 names = ",".join(sorted(self.symbols))
                 jdir = cfg.journal_dir / dbkey / f"{self.exchange}-{hashlib.sha1(names.encode()).hexdigest()[:10]}"
-                journal = Journal(jdir)
+                journal = Journal(jdir, max_bytes=opts.journal_max_bytes)
+                leftovers = [j for j in Journal.all_under(jdir.parent, max_bytes=opts.journal_max_bytes) if j.dir != jdir]
                 resume = resume_points(conn, self.exchange, self._active, opts.lookback_seconds, self.from_ids)
                 for sym in self._active:
                     last_id, holes = resume.get(sym, (None, []))
@@ -312,6 +313,7 @@ class Capture:
                 link.attach(conn)
                 handed_over = True  # the sink owns the connection now
                 self._sink = Sink(opts, self.counters, journal, link, runs, self._on_fatal)
+                self._sink.leftovers = leftovers
                 self._sink.start(f"{threading.current_thread().name}-writer")
                 self._started_at = datetime.now(timezone.utc)
                 self._ready.set()

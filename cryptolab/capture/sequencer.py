@@ -12,7 +12,7 @@ protocol by feeding bytes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 __all__ = ["GapEvent", "GapPlan", "GapPolicy", "MissingRange", "Sequencer"]
@@ -58,8 +58,8 @@ class Sequencer:
 
     @property
     def missing(self) -> tuple[MissingRange, ...]:
-        """The ranges still missing, oldest first (a read-only view)."""
-        return tuple(self._missing)
+        """The ranges still missing, oldest first (copies: outside code cannot edit them)."""
+        return tuple(replace(r) for r in self._missing)
 
     def missing_ids(self) -> int:
         return sum(r.size for r in self._missing)

@@ -118,6 +118,8 @@ class Sink:
         self.link = link
         self.runs = runs
         self.on_fatal = on_fatal
+        self.leftovers: list[Journal] = []
+        """Journals earlier captures left under the same database (any symbols): replayed, then closed."""
         self.trades: collections.deque[Trade] = collections.deque()
         self.dead: collections.deque[DeadLetter] = collections.deque()
         self.gaps: collections.deque[GapEvent] = collections.deque()
@@ -165,6 +167,8 @@ class Sink:
             log.exception("writer thread failed")
         finally:
             self.journal.close()
+            for j in self.leftovers:
+                j.close()
             self.link.close()
 
     def _fatal(self, why: str) -> None:
@@ -195,14 +199,21 @@ class Sink:
             batch = drain(self.trades, opts.max_batch_rows)
             dead = drain(self.dead, 10_000)
             up = link.ensure()
-            if up and len(journal):
+            for j in [journal, *self.leftovers] if up else ():
+                if not len(j) and j is journal:
+                    continue
                 try:
-                    journal.replay(self._store_segment)
+                    self.counters.journal_bad_records += j.replay(self._store_segment).bad
                 except DatabaseError as exc:
                     if not _is_outage(exc, link):
                         raise
                     link.failed(exc)
                     up = False
+                    break
+                if j is not journal:
+                    log.info("replayed the journal %s left by an earlier capture", j.dir)
+                    j.close()
+                    self.leftovers.remove(j)
             turn = plan_turn(queued=len(self.trades), journal_rows=len(journal), db_up=up,
                              max_queue_rows=opts.max_queue_rows)
             if batch or dead:
@@ -259,7 +270,6 @@ class Sink:
         step = self.options.max_batch_rows
         for i in range(0, max(len(seg.trades), 1), step):
             self._store(seg.trades[i : i + step], seg.dead_letters if i == 0 else [])
-        self.counters.journal_bad_records += len(getattr(seg, "bad", ()) or ())
 
     def _store(self, rows: Sequence[Trade], dead: Sequence[DeadLetter]) -> None:
         """Store one batch; rows the database rejects as data become dead letters."""
