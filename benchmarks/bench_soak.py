@@ -339,10 +339,9 @@ class Soak:
             gaps = c.execute("SELECT symbol, status, count(*), coalesce(sum(missing), 0) FROM capture_gaps "
                              "GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
             print("capture_gaps: " + (", ".join(f"{s} {st}: {n} ({m} ids)" for s, st, n, m in gaps) or "none"))
-            runs = c.execute("SELECT run_id, status, rows_stored FROM capture_runs ORDER BY run_id").fetchall() \
-                if has_columns(c, "capture_runs", ("status", "rows_stored")) else []
-            if runs:
-                print("capture_runs: " + ", ".join(f"#{i} {st} ({n:,} stored)" for i, st, n in runs))
+            runs = c.execute("SELECT run_id, status, trades_stored FROM capture_runs ORDER BY run_id").fetchall()
+            print("capture_runs: " + ", ".join(f"#{i} {st} ({n:,} stored)" for i, st, n in runs)
+                  + "  (the first was killed with -9)")
         print(f"left behind: {journal_rows(self.home):,} journal rows, {quarantine_rows(self.home):,} quarantined "
               f"records; last capture exit status {self.final_rc}")
         for u in self.unexpected:
@@ -433,12 +432,6 @@ def ranges(ids: list[int]) -> str:
         if i is not None:
             start = prev = i
     return ", ".join(out)
-
-
-def has_columns(c: psycopg.Connection, table: str, cols: tuple[str, ...]) -> bool:
-    have = {r[0] for r in c.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s",
-                                    (table,))}
-    return set(cols) <= have
 
 
 def journal_rows(home: Path) -> int:
