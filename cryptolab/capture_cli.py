@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                   f"journal {st.journal_rows}, reconnects {st.reconnects}, gaps {st.gaps_found}", file=sys.stderr, flush=True)
             next_print += 10
     final = cap.stop()
-    print(final.summary(), flush=True)
+    print(final.summary().replace(args.source, source), flush=True)  # never the token of a ws://user:token@ source
     if final.failed:
         print(f"cryptolab capture: {' '.join(str(final.error or 'failed').split())}", file=sys.stderr, flush=True)
         return 1

@@ -20,12 +20,14 @@ name (`BTCUSDT-trades-…`) or the `symbol=` argument.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
 import json
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -35,9 +37,14 @@ from typing import IO, Any, Literal
 from .errors import DataError
 from .model import US_CUTOFF, Trade
 
-__all__ = ["DumpReader", "read_trades", "open_text", "detect_kind", "symbol_from_name", "time_to_us", "Kind"]
+__all__ = [
+    "DumpReader", "read_trades", "open_text", "detect_kind", "symbol_from_name", "time_to_us", "check_symbol", "Kind",
+]
 
 Kind = Literal["trades", "aggTrades", "stream"]
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
+# What a damaged, truncated or non-text file raises while it is decompressed and decoded.
+_DAMAGE = (UnicodeDecodeError, EOFError, zipfile.BadZipFile, zlib.error, gzip.BadGzipFile, csv.Error, OSError)
 _NAME_RE = re.compile(r"^(?P<symbol>[A-Z0-9]{2,20})-(?P<kind>trades|aggTrades)-", re.IGNORECASE)
 _TRUE = {"true", "True", "TRUE", "1"}
 _FALSE = {"false", "False", "FALSE", "0"}
@@ -52,6 +59,36 @@ def time_to_us(value: int) -> int:
     return value * 1000
 
 
+def check_symbol(symbol: str) -> str:
+    """`symbol` upper-cased; a DataError when it has characters no exchange symbol has."""
+    sym = symbol.strip().upper()
+    if not _SYMBOL_RE.match(sym):
+        raise DataError(f"symbol {symbol[:40]!r} is not a symbol (2-20 letters and digits, e.g. BTCUSDT)")
+    return sym
+
+
+@contextlib.contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """Turn a damaged file's decoding/decompression error into one DataError line."""
+    try:
+        yield
+    except DataError:
+        raise
+    except _DAMAGE as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, gzip.BadGzipFile) and exc.filename:
+            raise DataError(f"{exc.filename}: {exc.strerror or exc}") from None
+        what = {
+            UnicodeDecodeError: "is not text (binary data where CSV/JSON lines were expected)",
+            EOFError: "is truncated (the compressed data ends early)",
+            zipfile.BadZipFile: "is a damaged or truncated zip archive",
+            zlib.error: "is damaged (its compressed data does not decompress)",
+            gzip.BadGzipFile: "is a damaged gzip file",
+            csv.Error: "is not a CSV file",
+        }.get(type(exc), "cannot be read")
+        detail = " ".join(str(exc).split())[:120]
+        raise DataError(f"{path}: {what} ({detail})") from None
+
+
 def symbol_from_name(path: str | Path) -> str | None:
     """`BTCUSDT-trades-2025-01-01.zip` → `BTCUSDT` (None when the name does not say)."""
     m = _NAME_RE.match(Path(path).name)
@@ -61,7 +98,7 @@ def symbol_from_name(path: str | Path) -> str | None:
 class _Counted(io.RawIOBase):
     """A binary file that counts the bytes read from it (progress of a compressed file)."""
 
-    def __init__(self, fh: IO[bytes]) -> None:
+    def __init__(self, fh: io.BufferedReader) -> None:
         self._fh = fh
         self.count = 0
 
@@ -80,7 +117,7 @@ class _Counted(io.RawIOBase):
         return self._fh.tell()
 
     def readinto(self, b: Any) -> int:
-        n = self._fh.readinto(b)  # type: ignore[attr-defined]
+        n = self._fh.readinto(b)
         self.count = self._fh.tell()
         return n
 
@@ -98,14 +135,18 @@ def _open_counted(path: Path) -> tuple[IO[str], _Counted]:
     magic = raw.read(4)
     raw.seek(0)
     if magic[:4] == b"PK\x03\x04":
-        zf = zipfile.ZipFile(raw)  # type: ignore[arg-type]
+        try:
+            zf = zipfile.ZipFile(raw)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            raw.close()
+            raise DataError(f"{path}: is a damaged or truncated zip archive ({' '.join(str(exc).split())[:120]})") from None
         members = [n for n in zf.namelist() if not n.endswith("/")]
         csvs = [n for n in members if n.lower().endswith(".csv")] or members
         if not csvs:
             raise DataError(f"{path}: empty zip archive")
         return io.TextIOWrapper(zf.open(csvs[0]), encoding="utf-8", newline=""), raw
     if magic[:2] == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw, mode="rb"), encoding="utf-8", newline=""), raw  # type: ignore[arg-type]
+        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw, mode="rb"), encoding="utf-8", newline=""), raw
     return io.TextIOWrapper(io.BufferedReader(raw), encoding="utf-8", newline=""), raw
 
 
@@ -123,8 +164,10 @@ def open_text(path: str | Path) -> IO[str]:
 
 
 def _first_line(path: Path) -> str:
-    with open_text(path) as fh:
+    with _readable(path), open_text(path) as fh:
         for line in fh:
+            if "\x00" in line:
+                raise DataError(f"{path}: is not text (NUL bytes where CSV/JSON lines were expected)")
             if line.strip():
                 return line.strip()
     return ""
@@ -195,10 +238,10 @@ class DumpReader:
         self.path = Path(self.path)
         if not self.path.is_file():
             raise DataError(f"{self.path}: no such file — give the path of a dump (.zip/.csv) or a recording (.gz)")
-        self.kind = detect_kind(self.path)
         if self.symbol:
-            self.symbol = self.symbol.upper()
-        elif self.kind != "stream":
+            self.symbol = check_symbol(self.symbol)
+        self.kind = detect_kind(self.path)
+        if not self.symbol and self.kind != "stream":
             self.symbol = symbol_from_name(self.path)
             if not self.symbol:
                 raise DataError(
@@ -228,9 +271,9 @@ class DumpReader:
         return fh
 
     def __iter__(self) -> Iterator[Trade]:
-        if self.kind == "stream":
-            return self._stream()
-        return self._csv()
+        rows = self._stream() if self.kind == "stream" else self._csv()
+        with _readable(self.path):
+            yield from rows
 
     def _csv(self) -> Iterator[Trade]:
         assert self.symbol is not None

@@ -2,9 +2,13 @@
 
 `cryptolab load FILE…` reads trades / aggTrades dumps (zip or csv) and raw stream
 recordings (gz or plain; see `cryptolab.dumps`) and stores them through the trade
-writer (`source='replay'`), in batches of ~50k rows, one transaction each: COPY, dedupe
-against what is already stored (loading a file twice stores it once), and `bars_1s`
-folded in the same transaction. A progress bar shows the bytes read and the rows stored.
+writer (`source='replay'`), in batches of ~50k rows: COPY, dedupe against what is
+already stored (loading a file twice stores it once), and `bars_1s` folded in.
+
+A file is all in or all out: its batches share one transaction that commits when the
+file's last row is stored. A damaged, truncated or malformed file (or a database error
+half-way) rolls back everything of that file and stops with one line saying so; the
+files before it stay loaded. A progress bar shows the bytes read and the rows stored.
 This is the fast path for historical analysis: no exchange, no network.
 """
 
@@ -17,13 +21,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .dumps import DumpReader
-from .errors import DataError
+from .dumps import DumpReader, check_symbol
+from .errors import CryptolabError, DataError
 from .model import Trade
 
 __all__ = ["configure", "run", "load_files", "LoadResult"]
 
 BATCH_ROWS = 50_000
+_STAGE_TABLE = "_cryptolab_stage"
+"""The trade writer's session staging table (see cryptolab.writer)."""
 
 
 @dataclass
@@ -76,29 +82,46 @@ def load_files(
 
     if batch_rows < 1:
         raise DataError("--batch must be at least 1 row")
+    if symbol is not None:
+        symbol = check_symbol(symbol)
     readers = [DumpReader(Path(p), symbol=symbol, source="replay") for p in paths]  # checks every file first
     total = sum(r.size for r in readers)
     result = LoadResult()
     t0 = time.perf_counter()
     conn = db.connect(dsn)
+    bar = tqdm(total=total, unit="B", unit_scale=True, disable=not progress, file=sys.stderr, desc="loading")
     try:
-        writer = TradeWriter(conn)
-        bar = tqdm(total=total, unit="B", unit_scale=True, disable=not progress, file=sys.stderr, desc="loading")
         for reader in readers:
             bar.set_description(reader.path.name[:40])
-            seen = 0
-            for batch in _batches(reader, batch_rows):
-                res = writer.write(batch)
-                result.rows += len(batch)
-                result.inserted += res.inserted
-                bar.update(reader.bytes_read - seen)
-                seen = reader.bytes_read
-                bar.set_postfix(trades=f"{result.rows:,}", new=f"{result.inserted:,}", refresh=False)
+            rows = inserted = seen = 0
+            # a fresh writer per file: a rolled-back file must not leave it believing in
+            # partitions (or a staging table) that the rollback took away
+            writer = TradeWriter(conn)
+            try:
+                with conn.transaction():
+                    for batch in _batches(reader, batch_rows):
+                        res = writer.write(batch)  # a savepoint inside the file's transaction
+                        # staging rows are only cleared at COMMIT: clear them per batch, or each
+                        # batch would merge all the file's earlier batches again
+                        conn.execute(f"TRUNCATE {_STAGE_TABLE}")
+                        rows += len(batch)
+                        inserted += res.inserted
+                        bar.update(reader.bytes_read - seen)
+                        seen = reader.bytes_read
+                        bar.set_postfix(trades=f"{result.rows + rows:,}", new=f"{result.inserted + inserted:,}",
+                                        refresh=False)
+            except CryptolabError as exc:
+                before = f"; the {result.files} file(s) before it were loaded" if result.files else ""
+                msg = str(exc) if str(reader.path.name) in str(exc) else f"{reader.path}: {exc}"
+                cls = type(exc) if type(exc).__module__ == CryptolabError.__module__ else CryptolabError
+                raise cls(f"{msg} — nothing of this file was stored{before}") from None
             bar.update(reader.size - seen)
+            result.rows += rows
+            result.inserted += inserted
             result.files += 1
             result.skipped_lines += reader.skipped
-        bar.close()
     finally:
+        bar.close()
         conn.close()
     result.seconds = time.perf_counter() - t0
     return result
