@@ -110,3 +110,30 @@ def test_local_exchange_in_a_process() -> None:
         assert len(ex.trade_log("btcusdt", "MICROSECOND")) == n
         with pytest.raises(Exception, match="unknown fault"):
             ex.inject("explode")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["exchange", "--port", "99999"], "--port 99999 is not a TCP port: use 1-65535, or 0 for any free port"),
+        (["exchange", "--port", "-1"], "--port -1 is not a TCP port"),
+        (["exchange", "--rate", "nan"], "--rate must be a number > 0 trades/s (got nan)"),
+        (["exchange", "--first-id", "0"], "--first-id must be >= 1 (got 0)"),
+        (["replay", "whatever.csv", "--speed", "-1"], "--speed must be >= 0"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_a_nonzero_exit(args: list[str], message: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "cryptolab.cli", *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_port_in_use_gives_one_line() -> None:
+    with LocalExchange(symbols=["btcusdt"], rate=10, seed=1) as ex:
+        proc = subprocess.run([sys.executable, "-m", "cryptolab.cli", "exchange", "--port", str(ex.port)],
+                              capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{ex.port}" in lines[0], proc.stderr

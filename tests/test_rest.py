@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
 
-from cryptolab import rest as rest_mod
 from cryptolab.aio import run_sync
 from cryptolab.errors import SourceError
 from cryptolab.rest import RestClient
 
 
-def run(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 60))  # type: ignore[arg-type]
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 def test_endpoints_against_local_exchange(exchange: Any) -> None:
@@ -39,7 +41,7 @@ def test_endpoints_against_local_exchange(exchange: Any) -> None:
             assert [p["id"] for p in recent] == [t.trade_id for t in log[-3:]]
             first_s = log[0].trade_time_us // 1_000_000 * 1000  # klines open at or after startTime
             kl = await r.klines("BTCUSDT", "1s", start_ms=first_s, end_ms=log[-1].trade_time_us // 1000)
-            assert sum(k[8] for k in kl) == len(log)
+            assert sum(int(k[8]) for k in kl) == len(log)
             agg = await r.agg_trades("BTCUSDT", from_id=0, limit=1000)
             assert agg[0]["f"] == log[0].trade_id
             tick = await r.ticker_24hr("BTCUSDT")
@@ -146,7 +148,7 @@ def test_waits_for_next_minute_near_the_weight_budget(monkeypatch: pytest.Monkey
 
         runner, url = await serve(h)
         try:
-            monkeypatch.setattr(rest_mod.asyncio, "sleep", fake_sleep)
+            monkeypatch.setattr(asyncio, "sleep", fake_sleep)  # the module the client sleeps with
             async with RestClient(url, weight_budget=100) as r:
                 for _ in range(3):
                     await r.historical_trades("BTCUSDT", from_id=1)

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import ConfigError
 from .faults import parse_faults
 
-__all__ = ["configure", "run", "serve"]
+__all__ = ["configure", "run", "serve", "server_kwargs"]
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -62,7 +62,7 @@ def _check(args: argparse.Namespace) -> None:
             raise ConfigError(f"{opt} must be >= 1 (got {n})")
 
 
-def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def server_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     _check(args)
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
     return dict(
@@ -109,7 +109,7 @@ async def serve(kwargs: dict[str, Any], banner: str = "") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    kwargs = _kwargs(args)
+    kwargs = server_kwargs(args)
     what = f"replaying {len(args.replay)} file(s) at speed {args.speed}" if args.replay else (
         f"synthetic market {','.join(kwargs['symbols'] or ['btcusdt', 'ethusdt'])} at {args.rate:g} trades/s, "
         + (f"seed {args.seed}" if args.seed is not None else "seed and ids from the start time"))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from .cli import _kwargs, serve
 from .cli import configure as _configure_exchange
+from .cli import serve, server_kwargs
 
 __all__ = ["configure", "run"]
 
@@ -33,5 +33,5 @@ def run(args: argparse.Namespace) -> int:
     ns.symbols = args.symbols
     ns.port = args.port
     ns.faults = args.faults
-    asyncio.run(serve(_kwargs(ns), banner=f"cryptolab replay: {len(args.files)} file(s) at speed {args.speed:g}; Ctrl-C to stop"))
+    asyncio.run(serve(server_kwargs(ns), banner=f"cryptolab replay: {len(args.files)} file(s) at speed {args.speed:g}; Ctrl-C to stop"))
     return 0

@@ -28,12 +28,15 @@ from array import array
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import SourceError
 from ..model import Trade
 from .faults import FaultPlan, check_fault, parse_faults
 from .tradelog import fmt8
+
+if TYPE_CHECKING:
+    from .server import ExchangeServer
 
 __all__ = ["LocalExchange"]
 
@@ -84,7 +87,7 @@ class LocalExchange:
             parse_faults(faults)  # fail early on a bad schedule
         self.process = process
         self.port = 0
-        self._server: Any = None
+        self._server: ExchangeServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._proc: subprocess.Popen[str] | None = None
@@ -132,8 +135,8 @@ class LocalExchange:
             self._loop = loop
             try:
                 asyncio.set_event_loop(loop)
-                self._server = ExchangeServer(**kwargs)
-                self.port = loop.run_until_complete(self._server.start())
+                server = self._server = ExchangeServer(**kwargs)
+                self.port = loop.run_until_complete(server.start())
             except BaseException as exc:  # reported to start()
                 self._error = exc
                 ready.set()
@@ -143,7 +146,7 @@ class LocalExchange:
             try:
                 loop.run_forever()
             finally:
-                loop.run_until_complete(self._server.stop())
+                loop.run_until_complete(server.stop())
                 loop.close()
 
         self._thread = threading.Thread(target=run, name="cryptolab-exchange", daemon=True)
@@ -220,6 +223,11 @@ class LocalExchange:
             self._thread = None
 
     # ------------------------------------------------------------------ calls
+    def _srv(self) -> ExchangeServer:
+        if self._server is None:
+            raise SourceError("the local exchange is not running: use it as `with LocalExchange(...) as ex:`")
+        return self._server
+
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run fn(*args) in the server's loop and return its result (thread-safe)."""
         if self._loop is None or self._thread is None:
@@ -239,44 +247,46 @@ class LocalExchange:
         )
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
-                return json.loads(resp.read())
+                out: dict[str, Any] = json.loads(resp.read())
+                return out
         except urllib.error.HTTPError as exc:
             msg = json.loads(exc.read() or b"{}").get("error", str(exc))
             raise SourceError(f"local exchange refused {action}: {msg}") from None
 
-    def _get(self, path: str) -> Any:
+    def _get(self, path: str) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.http_url}{path}", timeout=60) as resp:
-            return json.loads(resp.read())
+            out: dict[str, Any] = json.loads(resp.read())
+            return out
 
     # ------------------------------------------------------------------ controls
     def pause_market(self) -> None:
         """Stop printing trades (streams stay open) until resume_market()."""
-        self._control("pause") if self._proc else self._call(self._server.pause_market)
+        self._control("pause") if self._proc else self._call(self._srv().pause_market)
 
     def resume_market(self) -> None:
-        self._control("resume") if self._proc else self._call(self._server.resume_market)
+        self._control("resume") if self._proc else self._call(self._srv().resume_market)
 
     def stop_market(self) -> None:
         """No more trades, ever; trades already printed are still delivered."""
-        self._control("stop") if self._proc else self._call(self._server.stop_market)
+        self._control("stop") if self._proc else self._call(self._srv().stop_market)
 
     def set_rate(self, rate: float) -> None:
         """Mean total trades/s from now on (synthetic market)."""
-        self._control("set_rate", rate=rate) if self._proc else self._call(self._server.set_rate, rate)
+        self._control("set_rate", rate=rate) if self._proc else self._call(self._srv().set_rate, rate)
 
     def inject(self, kind: str, **params: Any) -> int:
         """Fire one fault on the current connections / next REST calls; see `faults`."""
         check_fault(kind, params)
         if self._proc:
             return int(self._control("inject", kind=kind, params=params)["affected"])
-        return self._call(self._server.inject, kind, **params)
+        return self._call(self._srv().inject, kind, **params)
 
     # ------------------------------------------------------------------ what happened
     def state(self) -> dict[str, Any]:
         """Printed counts, fault counts, connection stats."""
         if self._proc:
             return self._get("/_cryptolab/state")
-        return self._call(self._server.state)
+        return self._call(self._srv().state)
 
     @property
     def fault_counts(self) -> dict[str, int]:
@@ -291,13 +301,13 @@ class LocalExchange:
     def symbols(self) -> list[str]:
         if self._proc:
             return list(self.state()["symbols"])
-        return list(self._server.logs)
+        return list(self._srv().logs)
 
     def printed(self, symbol: str) -> int:
         """How many trades of a symbol were printed so far."""
         if self._proc:
             return int(self.state()["printed"][symbol.upper()])
-        return self._server.printed(symbol)
+        return self._srv().printed(symbol)
 
     def trade_log(self, symbol: str, time_unit: str = "MILLISECOND") -> list[Trade]:
         """Every trade of a symbol printed so far, in id order, as exact `Trade` rows.
@@ -313,9 +323,10 @@ class LocalExchange:
             return self._remote_trade_log(sym, ms)
         if self._server is None:
             raise SourceError("the local exchange was never started")
-        log = self._server.logs.get(sym)
+        logs = self._server.logs
+        log = logs.get(sym)
         if log is None:
-            raise SourceError(f"the local exchange does not list {sym} (it lists {', '.join(self._server.logs)})")
+            raise SourceError(f"the local exchange does not list {sym} (it lists {', '.join(logs)})")
         n = len(log.makers)  # appended last: every array holds at least n entries
         return log.trades(0, n, ms=ms)
 

@@ -134,7 +134,7 @@ def _quantile(table: Sequence[tuple[float, float]], u: float, geometric: bool) -
     (u0, v0), (u1, v1) = table[i - 1], table[i]
     w = (u - u0) / (u1 - u0) if u1 > u0 else 1.0
     if geometric and v0 > 0 and v1 > 0:
-        return v0 * (v1 / v0) ** w
+        return v0 * float((v1 / v0) ** w)
     return v0 + (v1 - v0) * w
 
 
@@ -175,6 +175,7 @@ class _SymbolFlow:
         self.qty_tab = [max(1, round(v * self.qty_scale * UNIT / self.lot)) * self.lot for v in _QTY_TAB]
         self.price = spec.price // spec.tick * spec.tick
         self.buy = True
+        self.first_id = 1
         self.next_id = 1
         self.last_e = 0
         self.t = 0.0  # time of the last event, µs (absolute)
@@ -228,9 +229,6 @@ class _SymbolFlow:
         if self.rng.random() < v - n:
             n += 1
         return n
-
-    def _qty(self) -> int:
-        return self.qty_tab[int(self.rng.random() * _N)]
 
     def event(self, t_us: int, sink: deque[int] | list[int], max_id: int | None) -> None:
         """Print one taker order (1+ fills) at time t_us."""

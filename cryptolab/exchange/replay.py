@@ -96,13 +96,6 @@ class ReplaySource:
     def set_rate(self, rate: float) -> None:
         """Replays keep their own pace (use speed); the rate does not apply."""
 
-    def next_due(self) -> float | None:
-        if self.finished:
-            return None
-        if self._head is None or self._t0 is None or self.speed == 0:
-            return 0.0
-        return self._w0 + (self._head.trade_time_us - self._t0) / self.speed
-
     def generate(self, now_us: int) -> None:
         if self.finished or (self.speed == 0 and self.throttled):
             return

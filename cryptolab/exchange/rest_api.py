@@ -19,15 +19,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from ..model import now_us, to_us
-from ..rest import WEIGHTS
+from ..rest import WEIGHTS, AggTrade, Kline, RestTrade
 from .faults import REST_KINDS, FaultPlan
 from .tradelog import KLINE_INTERVALS_MS, SymbolLog, fmt8, fmt_scaled
 
-__all__ = ["RestApi", "ApiError", "REST_WEIGHTS"]
+__all__ = ["RestApi", "ApiError"]
 
-REST_WEIGHTS = WEIGHTS  # Binance's request weights: one table, shared with the client
+Query = MultiMapping[str]
+Ticker = dict[str, str | int]
 
 
 class ApiError(Exception):
@@ -42,7 +44,7 @@ def _bad_int(name: str) -> ApiError:
     return ApiError(400, -1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.")
 
 
-def _int_param(q: Any, name: str, default: int | None = None) -> int | None:
+def _int_param(q: Query, name: str, default: int | None = None) -> int | None:
     raw = q.get(name)
     if raw is None or raw == "":
         return default
@@ -51,7 +53,7 @@ def _int_param(q: Any, name: str, default: int | None = None) -> int | None:
     return int(raw)
 
 
-def _time_param(q: Any, name: str) -> int | None:
+def _time_param(q: Query, name: str) -> int | None:
     """A time parameter in ms or µs (detected) → µs."""
     v = _int_param(q, name)
     if v is None:
@@ -78,7 +80,7 @@ class RestApi:
         def describe(self) -> dict[str, Any]: ...
 
     @staticmethod
-    def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
         return web.Response(
             body=json.dumps(body, separators=(",", ":")).encode(),
             status=status,
@@ -111,7 +113,7 @@ class RestApi:
     async def _rest(self, request: web.Request) -> web.Response:
         self.stats["rest_requests"] += 1
         path = request.path.rstrip("/")
-        handler: Callable[[Any, bool], Any] | None = {
+        handler: Callable[[Query, bool], object] | None = {
             "/api/v3/ping": lambda q, micro: {},
             "/api/v3/time": self._api_time,
             "/api/v3/exchangeInfo": self._api_exchange_info,
@@ -139,11 +141,11 @@ class RestApi:
                 return self._json({"code": -1001, "msg": "Internal error; unable to process your request. Please try again."}, 500)
             await asyncio.sleep(p["seconds"])
             return self._json({"code": -1007, "msg": "Timeout waiting for response from backend server."}, 504)
-        weight = REST_WEIGHTS[path]
+        weight = WEIGHTS[path]  # Binance's request weights: one table, shared with the client
         q = request.query
         if path == "/api/v3/ticker/24hr" and "symbol" not in q:
             try:
-                n = len(self._symbols_param(q, required=False) or ())
+                n = len(self._symbols_param(q) or ())
             except ApiError as exc:
                 return self._json({"code": exc.code, "msg": exc.msg}, exc.status)
             weight = 80 if n == 0 or n > 100 else (40 if n > 20 else 2)
@@ -168,14 +170,14 @@ class RestApi:
             return self._json({"code": exc.code, "msg": exc.msg}, exc.status, headers)
         return self._json(body, 200, headers)
 
-    def _check_params(self, q: Any, allowed: tuple[str, ...]) -> None:
-        extra = [k for k in q.keys() if k not in allowed]
+    def _check_params(self, q: Query, allowed: tuple[str, ...]) -> None:
+        extra = [k for k in q if k not in allowed]
         if extra:
             raise ApiError(
                 400, -1104, f"Not all sent parameters were read; read '{len(q) - len(extra)}' parameter(s) but was sent '{len(q)}'."
             )
 
-    def _symbol(self, q: Any) -> SymbolLog:
+    def _symbol(self, q: Query) -> SymbolLog:
         raw = q.get("symbol")
         if not raw:
             raise ApiError(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
@@ -188,7 +190,7 @@ class RestApi:
             raise ApiError(400, -1121, "Invalid symbol.")
         return log
 
-    def _symbols_param(self, q: Any, required: bool) -> list[str] | None:
+    def _symbols_param(self, q: Query) -> list[str] | None:
         if "symbol" in q:
             return [self._symbol(q).spec.symbol]
         if "symbols" in q:
@@ -203,21 +205,21 @@ class RestApi:
             return names
         return None
 
-    def _limit(self, q: Any, default: int = 500, most: int = 1000) -> int:
+    def _limit(self, q: Query, default: int = 500, most: int = 1000) -> int:
         v = _int_param(q, "limit", default)
         assert v is not None
         if v < 1:
             raise ApiError(400, -1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'.")
         return min(v, most)
 
-    def _api_time(self, q: Any, micro: bool) -> dict:
+    def _api_time(self, q: Query, micro: bool) -> dict[str, int]:
         self._check_params(q, ())
         t = now_us()
         return {"serverTime": t if micro else t // 1000}
 
-    def _api_exchange_info(self, q: Any, micro: bool) -> dict:
+    def _api_exchange_info(self, q: Query, micro: bool) -> dict[str, object]:
         self._check_params(q, ("symbol", "symbols", "permissions", "showPermissionSets", "symbolStatus"))
-        names = self._symbols_param(q, required=False) or list(self.logs)
+        names = self._symbols_param(q) or list(self.logs)
         t = now_us()
         return {
             "timezone": "UTC",
@@ -233,14 +235,14 @@ class RestApi:
             "cryptolab": self.describe(),
         }
 
-    def _api_trades(self, q: Any, micro: bool) -> list:
+    def _api_trades(self, q: Query, micro: bool) -> list[RestTrade]:
         self._check_params(q, ("symbol", "limit"))
         log = self._symbol(q)
         limit = self._limit(q)
         n = len(log.makers)
         return [log.rest_trade(i, micro) for i in range(max(0, n - limit), n)]
 
-    def _api_historical(self, q: Any, micro: bool) -> list:
+    def _api_historical(self, q: Query, micro: bool) -> list[RestTrade]:
         self._check_params(q, ("symbol", "limit", "fromId"))
         log = self._symbol(q)
         limit = self._limit(q)
@@ -249,7 +251,7 @@ class RestApi:
         start = max(0, n - limit) if from_id is None else log.index_of_id(from_id)
         return [log.rest_trade(i, micro) for i in range(start, min(n, start + limit))]
 
-    def _api_agg_trades(self, q: Any, micro: bool) -> list:
+    def _api_agg_trades(self, q: Query, micro: bool) -> list[AggTrade]:
         self._check_params(q, ("symbol", "fromId", "startTime", "endTime", "limit"))
         log = self._symbol(q)
         limit = self._limit(q)
@@ -266,7 +268,7 @@ class RestApi:
             a = max(0, log.agg_index_of_time(end_us + 1) - limit)
         else:
             a = max(0, n - limit)
-        out: list[dict] = []
+        out: list[AggTrade] = []
         while a < n and len(out) < limit:
             row = log.rest_agg(a, micro)
             t = log.times[log.agg_starts[a]]
@@ -276,7 +278,7 @@ class RestApi:
             a += 1
         return out
 
-    def _api_klines(self, q: Any, micro: bool) -> list:
+    def _api_klines(self, q: Query, micro: bool) -> list[Kline]:
         self._check_params(q, ("symbol", "interval", "startTime", "endTime", "limit", "timeZone"))
         log = self._symbol(q)
         interval = q.get("interval")
@@ -300,19 +302,19 @@ class RestApi:
             start_ms = last_open - (limit - 1) * step
         return log.klines(step, start_ms, end_ms, limit, micro)
 
-    def _api_ticker(self, q: Any, micro: bool) -> Any:
+    def _api_ticker(self, q: Query, micro: bool) -> Ticker | list[Ticker]:
         self._check_params(q, ("symbol", "symbols", "type"))
         single = "symbol" in q
-        names = self._symbols_param(q, required=False) or list(self.logs)
+        names = self._symbols_param(q) or list(self.logs)
         now = now_us()
         rows = [self._ticker(self.logs[n], now, micro) for n in names]
         return rows[0] if single else rows
 
-    def _ticker(self, log: SymbolLog, now: int, micro: bool) -> dict:
+    def _ticker(self, log: SymbolLog, now: int, micro: bool) -> Ticker:
         k = 1 if micro else 1000
         n = len(log.makers)
         i = log.index_of_time(now - 86_400_000_000)
-        base = {"symbol": log.spec.symbol, "openTime": (now - 86_400_000_000) // k, "closeTime": now // k}
+        base: Ticker = {"symbol": log.spec.symbol, "openTime": (now - 86_400_000_000) // k, "closeTime": now // k}
         if i >= n:
             zero = fmt8(0)
             last = fmt8(log.prices[n - 1]) if n else zero

@@ -305,9 +305,10 @@ class ExchangeServer(RestApi):
                 self._count("gap")
             return len(targets)
         # REST faults: the next n calls
-        for _ in range(p["n"]):
+        n = int(p["n"])
+        for _ in range(n):
             self._rest_faults.append((kind, p))
-        return p["n"]
+        return n
 
     async def _scheduled(self, item: F.FaultItem) -> None:
         if item.at is not None:
@@ -751,7 +752,7 @@ class ExchangeServer(RestApi):
             "connections": len(self.conns),
             "paused": self.paused,
             "stopped": self.stopped,
-            "finished": bool(getattr(self.source, "finished", False)),
+            "finished": self.source.finished,
             "error": self.error,
             "pending": self.source.pending_count(),
         }

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
 from ..model import Trade
+from ..rest import AggTrade, Kline, RestTrade
 
 __all__ = [
     "UNIT",
@@ -91,7 +91,7 @@ class SymbolSpec:
     def stream(self) -> str:
         return self.symbol.lower()
 
-    def exchange_info(self) -> dict:
+    def exchange_info(self) -> dict[str, object]:
         """This symbol's entry of /api/v3/exchangeInfo (the fields clients read)."""
         return {
             "symbol": self.symbol,
@@ -225,7 +225,7 @@ class SymbolLog:
         return [self.trade(i, ms=ms) for i in range(max(0, start), stop)]
 
     # ------------------------------------------------------------------ REST rows
-    def rest_trade(self, i: int, micro: bool) -> dict:
+    def rest_trade(self, i: int, micro: bool) -> RestTrade:
         """One row of /api/v3/trades or /historicalTrades."""
         p, q = self.prices[i], self.qtys[i]
         return {
@@ -244,7 +244,7 @@ class SymbolLog:
         last = self.agg_starts[a + 1] - 1 if a + 1 < len(self.agg_starts) else len(self.ids) - 1
         return first, last
 
-    def rest_agg(self, a: int, micro: bool) -> dict:
+    def rest_agg(self, a: int, micro: bool) -> AggTrade:
         """One row of /api/v3/aggTrades (aggregate ids count from 0)."""
         first, last = self.agg_bounds(a)
         qty = sum(self.qtys[first : last + 1])
@@ -265,13 +265,13 @@ class SymbolLog:
         return bisect.bisect_left(self.agg_starts, i)
 
     # ------------------------------------------------------------------ klines
-    def klines(self, interval_ms: int, start_ms: int, end_ms: int, limit: int, micro: bool) -> list[list]:
+    def klines(self, interval_ms: int, start_ms: int, end_ms: int, limit: int, micro: bool) -> list[Kline]:
         """Klines whose open time is in [start_ms, end_ms], at most `limit`, Binance's layout.
 
         Every interval from the first one holding a trade is returned, empty ones with
         the previous close as OHLC and zero volume (as Binance does while a symbol trades).
         """
-        out: list[list] = []
+        out: list[Kline] = []
         if not self.ids:
             return out
         first_open = self.times[0] // 1000 // interval_ms * interval_ms
@@ -330,6 +330,3 @@ class SymbolLog:
             i = j
             open_ms += interval_ms
         return out
-
-    def iter_range(self, start: int, stop: int) -> Iterator[int]:
-        return iter(range(max(0, start), min(stop, len(self.ids))))
