@@ -15,7 +15,6 @@ from cryptolab.aio import run_sync
 from cryptolab.errors import SourceError
 from cryptolab.rest import RestClient
 
-
 T = TypeVar("T")
 
 
