@@ -74,8 +74,8 @@ def test_foreign_owned_home_is_clear(tmp_path: Path, monkeypatch: pytest.MonkeyP
         code = (
             "import os; from cryptolab import embedded;"
             "from cryptolab.errors import DatabaseError; os.setuid(54321)\n"
-            "try:\n embedded._check_owner(__import__('pathlib').Path(%r))\n"
-            "except DatabaseError as e: print('ERR', e)\n" % str(pgdata)
+            f"try:\n embedded._check_owner(__import__('pathlib').Path({str(pgdata)!r}))\n"
+            "except DatabaseError as e: print('ERR', e)\n"
         )
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
         assert "ERR" in r.stdout and "CRYPTOLAB_HOME" in r.stdout, r.stdout + r.stderr
