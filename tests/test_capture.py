@@ -104,14 +104,13 @@ def exchange() -> Iterator[Callable[..., LocalExchange]]:
     made: list[LocalExchange] = []
 
     def make(**kw) -> LocalExchange:
-        ex = LocalExchange(**{"symbols": ["btcusdt", "ethusdt"], "rate": 300, "seed": 7, **kw})
-        ex.__enter__()
+        ex = LocalExchange(**{"symbols": ["btcusdt", "ethusdt"], "rate": 300, "seed": 7, **kw}).start()
         made.append(ex)
         return ex
 
     yield make
     for ex in made:
-        ex.__exit__(None, None, None)
+        ex.stop()
 
 
 def test_clean_run(dsn: str, exchange) -> None:

@@ -162,9 +162,11 @@ class Sink:
             self._loop()
         except _Fatal as exc:
             self._fatal(str(exc))
+            self._mark_failed()
         except BaseException as exc:  # the writer never dies silently
             self._fatal(f"the writer stopped on an unexpected error: {type(exc).__name__}: {exc}")
             log.exception("writer thread failed")
+            self._mark_failed()
         finally:
             self.journal.close()
             for j in self.leftovers:
@@ -173,18 +175,27 @@ class Sink:
 
     def _fatal(self, why: str) -> None:
         self.failed = True
-        kept = 0
-        try:  # keep what memory holds: the journal is replayed by the next capture
-            rows = drain(self.trades, len(self.trades))
-            dead = drain(self.dead, len(self.dead))
-            if rows or dead:
-                kept = self.journal.append(rows, dead)
-        except Exception as exc:
-            why += f"; could not keep {len(self.trades)} queued rows in the journal either: {exc}"
-        if kept:
-            why += f"; {kept} queued rows kept in the journal {self.journal.dir} for the next capture"
+        rows = drain(self.trades, len(self.trades))
+        dead = drain(self.dead, len(self.dead))
+        if rows or dead:
+            try:  # keep what memory holds: the journal is replayed by the next capture
+                self.journal.append(rows, dead)
+                why += f"; {len(rows) + len(dead)} queued rows kept in the journal {self.journal.dir} for the next capture"
+            except Exception as exc:
+                self.trades.extendleft(reversed(rows))
+                self.dead.extendleft(reversed(dead))
+                why += (f"; {len(rows)} queued trades could not be kept ({exc}): the next capture fetches "
+                        "them again from REST by id")
         self.error = why
         self.on_fatal(why)
+
+    def _mark_failed(self) -> None:
+        """Say in `capture_runs` that this run failed (when the database still answers)."""
+        if self.link.conn is not None and not self.link.conn.closed:
+            try:
+                self.runs.heartbeat(self.link.conn, self.counters, final=True, failed=True)
+            except psycopg.Error:
+                log.warning("could not mark the run as failed in capture_runs")
 
     # ---- one turn at a time
 
