@@ -50,7 +50,7 @@ class LoadResult:
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="dumps (.zip/.csv) or stream recordings (.gz/.txt)")
     p.add_argument("--symbol", default=None, help="symbol of dumps whose file name does not say it (e.g. BTCUSDT)")
-    p.add_argument("--batch", type=int, default=BATCH_ROWS, help=f"rows per transaction (default {BATCH_ROWS})")
+    p.add_argument("--batch", type=int, default=BATCH_ROWS, help=f"rows per COPY batch (default {BATCH_ROWS}); each file is one transaction")
     p.add_argument("--dsn", default=None, help="database (default: CRYPTOLAB_DSN, else the embedded server)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in cron jobs)")
 
