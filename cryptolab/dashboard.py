@@ -16,6 +16,7 @@ of the window's candle-to-candle log returns.
 
 from __future__ import annotations
 
+import html
 import math
 import statistics
 import threading
@@ -32,6 +33,9 @@ from matplotlib.figure import Figure
 from . import plots
 from .errors import ConfigError, CryptolabError
 from .live import KpiRow, LiveChart, LiveView, Tape
+from .model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE
+
+_FALLBACK_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 
 __all__ = ["WINDOWS", "Snapshot", "SnapshotCache", "Dashboard", "read_snapshot"]
 
@@ -48,6 +52,10 @@ _TPS_SPAN = timedelta(seconds=10)
 _SECONDS_PER_YEAR = 365 * 86_400
 
 _Q_LAST = "SELECT max(ts) FROM bars_1s WHERE exchange = %s AND symbol = %s"
+_Q_FIRST = "SELECT min(ts) FROM bars_1s WHERE exchange = %s AND symbol = %s AND ts > %s"
+# finer candle steps for data shorter than the window (each divides a day)
+_STEPS = tuple(timedelta(seconds=x) for x in (1, 2, 5, 10, 30, 60, 120, 600))
+_MIN_CANDLES = 30
 
 _Q_CANDLES = """
 SELECT date_bin(%(step)s, ts, timestamptz 'epoch') AS ts,
@@ -158,7 +166,8 @@ class Snapshot:
         """Last price minus the session (UTC day) open."""
         if self.last is None or self.session_open is None:
             return None
-        return self.last["price"] - self.session_open
+        price: Decimal = self.last["price"]
+        return price - self.session_open
 
 
 def _day(ts: datetime) -> datetime:
@@ -169,7 +178,7 @@ def _parse_row(text: str) -> list[Decimal]:
     return [Decimal(x) for x in text.strip("()").split(",")]
 
 
-def read_snapshot(conn: psycopg.Connection, symbol: str, window: str = "15m", *, exchange: str = "binance",
+def read_snapshot(conn: psycopg.Connection, symbol: str, window: str = "15m", *, exchange: str = DEFAULT_EXCHANGE,
                   tape_rows: int = 18, cache: SnapshotCache | None = None) -> Snapshot:
     """Read everything one dashboard refresh shows (a handful of index-backed queries).
 
@@ -189,13 +198,21 @@ def read_snapshot(conn: psycopg.Connection, symbol: str, window: str = "15m", *,
         return snap
     snap.as_of = last_ts
     epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    first_row = conn.execute(_Q_FIRST, (exchange, symbol, last_ts - length)).fetchone()
+    first_ts: datetime | None = first_row[0] if first_row else None
+    span = last_ts - first_ts + timedelta(seconds=1) if first_ts is not None else length
+    if span < length:  # less data than the window: finer candles, and no empty stretch on the left
+        step = max((x for x in _STEPS if x <= step and span / x >= _MIN_CANDLES), default=_STEPS[0])
+        snap.step = step
     last_bin = epoch + (last_ts - epoch) // step * step
     start = last_bin - length + step
+    if first_ts is not None and span < length:
+        start = epoch + (first_ts - epoch) // step * step
     day = _day(start)
 
     cached: list[dict[str, Any]] = []
     checkpoint = day
-    if cache is not None and cache.valid_for((exchange, symbol, window)):
+    if cache is not None and cache.valid_for((exchange, symbol, f"{window}@{int(step.total_seconds())}s")):
         cached = [c for c in cache.candles if c["ts"] >= start]
     if cache is not None:
         checkpoint = max(day, epoch + (start - epoch) // _CHECKPOINT * _CHECKPOINT)
@@ -278,7 +295,7 @@ class Dashboard:
 
     def __init__(
         self,
-        symbols: Sequence[str],
+        symbols: Sequence[str] | None = None,
         *,
         source: str = "binance",
         dsn: str | None = None,
@@ -288,17 +305,16 @@ class Dashboard:
         tape_rows: int = 18,
         capture_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if not symbols:
-            raise ConfigError("the dashboard needs at least one symbol, e.g. symbols=['BTCUSDT']")
+        if symbols is not None and not symbols:
+            raise ConfigError("the dashboard needs at least one symbol, e.g. symbols=['BTCUSDT'] (or None: what is stored)")
         if window not in WINDOWS:
             raise ConfigError(f"unknown window {window!r}: use one of {', '.join(WINDOWS)}")
-        self.symbols = [s.upper() for s in symbols]
-        self.symbol = self.symbols[0]
-        self.window = window
         self.source = source
         self.dsn = dsn
-        # the simulator's trades live apart from real data, as Capture stores them
-        self.exchange = exchange or ("simulator" if source == "simulator" else "binance")
+        self.exchange, found = self._from_data(exchange, symbols)
+        self.symbols = [s.upper() for s in (symbols or found or _FALLBACK_SYMBOLS)]
+        self.symbol = self.symbols[0]
+        self.window = window
         self.tape_rows = tape_rows
         self.snapshot: Snapshot | None = None
         self.cache = SnapshotCache()
@@ -318,8 +334,37 @@ class Dashboard:
                              key="cryptolab-dashboard", title="cryptolab")
         self._widget: Any = None
         self._capture_status: Any = None
+        self.error: str | None = None
+        """The last capture error; shown until the user starts or stops the capture again."""
+        self._acked: Any = None
 
     # ------------------------------------------------------------------ data
+    def _from_data(self, exchange: str | None, symbols: Sequence[str] | None) -> tuple[str, list[str]]:
+        """The exchange (and, when not given, the symbols) to show: the given exchange; the
+        simulator's for source='simulator' (simulated data lives apart, as Capture stores it);
+        else the exchange holding the symbols' data, real `binance` first."""
+        if exchange:
+            chosen = exchange.strip().lower()
+        elif self.source == SIMULATOR_EXCHANGE:
+            chosen = SIMULATOR_EXCHANGE
+        else:
+            chosen = ""
+        try:
+            from .analysis.common import stored_markets
+            from .db import connect
+
+            with connect(self.dsn) as conn:
+                markets = stored_markets(conn)
+        except CryptolabError:
+            return chosen or DEFAULT_EXCHANGE, []
+        if not chosen:
+            wanted = {s.upper() for s in symbols or []}
+            holders = {m.exchange for m in markets if not wanted or m.symbol in wanted}
+            chosen = DEFAULT_EXCHANGE if DEFAULT_EXCHANGE in holders or not holders else \
+                max((m for m in markets if m.exchange in holders), key=lambda m: m.last_second).exchange
+        mine = sorted((m for m in markets if m.exchange == chosen), key=lambda m: m.last_second, reverse=True)
+        return chosen, [m.symbol for m in mine]
+
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             from .db import connect
@@ -407,7 +452,9 @@ class Dashboard:
         ax_p.ticklabel_format(axis="y", useOffset=False, style="plain")
         lows = plots.to_float(candles["low"])
         highs = plots.to_float(candles["high"])
-        ax_p.set_ylim(*_ylim(lows, highs))
+        vw = plots.to_float([x["vwap"] for x in c])
+        bands = [v + k * (x["sigma"] or 0.0) for v, x in zip(vw, c) for k in (-2, 2)]
+        ax_p.set_ylim(*plots.y_range(lows, highs, bands, pad=0.08))
         ax_p.set_title(f"{snap.symbol} · {snap.window} · {_step_name(snap.step)} candles · "
                        f"{snap.as_of:%Y-%m-%d %H:%M:%S} UTC", fontsize=10, loc="left")
         plots.cvd_line(ax_c, ts, [x["cvd"] for x in c], label="session CVD")
@@ -438,20 +485,23 @@ class Dashboard:
             self._show_capture_status()
 
     def _show_capture_status(self) -> None:
+        st = self.capture_status()
+        if st is not None and getattr(st, "error", None) and self.error is None and st.error != self._acked:
+            self.error = f"capture error: {st.error}"  # kept until the user acts (start/stop)
         if self._capture_status is None:
             return
-        st = self.capture_status()
-        if st is None:
-            text, colour = f"capture: not started (source {self.source})", "#6b7280"
-        elif getattr(st, "error", None):
-            text, colour = f"capture error: {st.error}", plots.DOWN
+        if self.error:
+            text, colour = self.error, plots.DOWN
+        elif st is None:
+            text, colour = f"capture: not started (source {self.source})", plots.MUTED
         elif st.running:
             text, colour = (f"capturing {', '.join(st.symbols)} from {st.source} · {st.rows_stored:,} rows · "
                             f"{st.trades_per_s:.1f} tr/s · reconnects {st.reconnects} · gaps {st.gaps_found}/"
                             f"{st.gaps_filled} filled"), plots.UP
         else:
-            text, colour = f"capture stopped · {st.rows_stored:,} rows stored", "#6b7280"
-        new = f'<span style="font-size:12px;color:{colour}">{text}</span>'
+            text, colour = f"capture stopped · {st.rows_stored:,} rows stored", plots.MUTED
+        new = (f'<span class="cryptolab-capture-status" data-error="{"1" if self.error else ""}" '
+               f'style="font-size:12px;color:{colour}">{html.escape(text)}</span>')
         if self._capture_status.value != new:
             self._capture_status.value = new
 
@@ -470,9 +520,9 @@ class Dashboard:
         start = w.Button(description="Start capture", icon="play", button_style="success", layout=w.Layout(width="130px"))
         stop = w.Button(description="Stop capture", icon="stop", layout=w.Layout(width="130px"))
         self._capture_status = w.HTML()
-        start.on_click(lambda _b: self._guard(self.start_capture))
+        start.on_click(lambda _b: self._act(self.start_capture))
         # stop() flushes and may take seconds: keep the kernel free while it does
-        stop.on_click(lambda _b: threading.Thread(target=self._guard, args=(self.stop_capture,), daemon=True,
+        stop.on_click(lambda _b: threading.Thread(target=self._act, args=(self.stop_capture,), daemon=True,
                                                   name="cryptolab-capture-stop").start())
         self._show_capture_status()
         controls = w.HBox([sym, win, *self.view.controls()], layout=w.Layout(align_items="center"))
@@ -481,12 +531,18 @@ class Dashboard:
         self._widget = w.VBox([controls, capture, self.kpis.widget, body])
         return self._widget
 
+    def _act(self, fn: Any) -> None:
+        """A user's click: it acknowledges the error shown, then runs `fn` (guarded)."""
+        self.error = None
+        self._acked = getattr(self.capture_status(), "error", None)
+        self._guard(fn)
+
     def _guard(self, fn: Any) -> None:
         try:
             fn()
-        except Exception as exc:  # shown in the status line, not lost in a thread
-            if self._capture_status is not None:
-                self._capture_status.value = f'<span style="font-size:12px;color:{plots.DOWN}">capture: {exc}</span>'
+        except Exception as exc:  # shown in the status line, not lost in a thread, until the user acts
+            self.error = f"capture: {exc}"
+        self._show_capture_status()
 
     def _set(self, **kw: Any) -> None:
         for name, value in kw.items():
@@ -503,14 +559,14 @@ class Dashboard:
             previous, _SHOWN = _SHOWN, self
             if previous is not None and previous is not self:  # the cell was run again: one live dashboard
                 previous.close()
-            display(self.widget)
+            display(self.widget)  # type: ignore[no-untyped-call]
             if capture:  # a failure to start shows in the capture status line
                 self._guard(self.start_capture)
             self.view.tick_safely()
             self.view.start()
         else:
             self.refresh()
-            display(*self.view.static_outputs())
+            display(*self.view.static_outputs())  # type: ignore[no-untyped-call]
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop refreshing, stop the capture this dashboard started, close the connection."""
@@ -544,9 +600,3 @@ def _age(seconds: float) -> str:
 def _step_name(step: timedelta) -> str:
     s = int(step.total_seconds())
     return f"{s // 60}m" if s >= 60 and s % 60 == 0 else f"{s}s"
-
-
-def _ylim(lows: list[float], highs: list[float]) -> tuple[float, float]:
-    lo, hi = min(lows), max(highs)
-    pad = (hi - lo) * 0.08 or abs(lo) * 1e-4 or 1.0
-    return lo - pad, hi + pad

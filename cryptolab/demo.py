@@ -7,6 +7,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from . import db
 from .capture import Capture
@@ -22,7 +23,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", action="store_true", help="capture and summarize only")
 
 
-def stored_summary(exchange: str, symbols: list[str], since: datetime) -> list[tuple]:
+def stored_summary(exchange: str, symbols: list[str], since: datetime) -> list[tuple[Any, ...]]:
     """Per symbol: trades, first/last id, Σqty, VWAP and aggressor CVD stored since `since` (exact)."""
     with db.connect() as conn:
         return conn.execute(
@@ -72,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
         print("(reports are not available in this build)")
         return 0
     out = Path(args.out or f"reports/demo-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
-    index = run_reports(out, parameters={"symbol": symbols[0].upper(), "exchange": cap.exchange})
+    # no symbol: the report covers every symbol stored on the demo's exchange
+    index = run_reports(out, parameters={"exchange": cap.exchange})
     print(f"report: {index}", file=sys.stdout)
+    print(f"next: `.venv/bin/cryptolab report` (finds this data by itself), `make lab`, or in Python "
+          f"`import cryptolab.analysis as an; an.ohlcv()` — all default to exchange {cap.exchange!r} while it "
+          "holds the only data")
     return 0

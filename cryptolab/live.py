@@ -14,6 +14,18 @@ Design (why it looks like this):
   (ipykernel#1451, ipywidgets#4020) cannot send output to the wrong cell.
 * **Static when not live.** `LiveView.show(live=False)` renders once and displays plain
   PNG/HTML outputs, which papermill keeps and nbconvert turns into a report.
+* **Interactive when live.** With ipympl installed (matplotlib's widget backend), a live
+  chart is an ipympl canvas: zoom, pan and the cursor's coordinates, like any charting
+  tool. The timer thread redraws the figure and pushes the changed pixels itself
+  (`canvas.draw()` sends a diff image over the widget's comm), so the chart keeps updating
+  and the kernel stays free; one lock keeps the frontend's zoom/hover handling and the
+  redraw apart. A view the user zoomed or panned keeps its limits across refreshes until
+  they press *Home*-then-*Refresh* or change the data's window. Without ipympl, the chart
+  is a PNG `ipywidgets.Image` swapped in place.
+* **Theme.** Charts follow JupyterLab's theme (light or dark, read from the Lab settings;
+  `CRYPTOLAB_THEME=dark|light` overrides); tiles and tables use JupyterLab's CSS variables.
+* **Readable numbers.** Tables show rounded, aligned, unit-consistent numbers
+  (`cryptolab.analysis.display`); the frames behind them stay exact.
 """
 
 from __future__ import annotations
@@ -32,7 +44,10 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from . import plots
+from .analysis.display import figures_html, format_value, frame_html
 from .errors import ConfigError
+from .plots import DOWN, MUTED, UP
 
 __all__ = [
     "Ticker",
@@ -47,22 +62,32 @@ __all__ = [
     "status_table",
     "render_png",
     "stop_all",
+    "table",
+    "key_figures",
+    "interactive_available",
 ]
 
 _REGISTRY: dict[str, Ticker] = {}
 _REGISTRY_LOCK = threading.Lock()
 
-UP = "#16a34a"
-DOWN = "#dc2626"
-MUTED = "#6b7280"
+_FG = "var(--jp-ui-font-color1, #111827)"
+_BG = "var(--jp-layout-color1, #fff)"
+_BORDER = "var(--jp-border-color2, #e5e7eb)"
 
 
 def render_png(fig: Figure) -> bytes:
     """Render a matplotlib Figure to PNG bytes with the Agg canvas (thread-safe per figure)."""
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    canvas.print_png(buf)
+    canvas.print_png(buf)  # type: ignore[no-untyped-call]  # matplotlib: untyped
     return buf.getvalue()
+
+
+def interactive_available() -> bool:
+    """True when ipympl (matplotlib's widget backend) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("ipympl") is not None
 
 
 class Ticker:
@@ -192,7 +217,8 @@ def stop_all(timeout: float = 5.0) -> int:
 
 
 class LiveChart:
-    """A matplotlib chart redrawn by `draw(fig)` and shown as a PNG `ipywidgets.Image`.
+    """A matplotlib chart redrawn by `draw(fig)`: an interactive ipympl canvas when live
+    (and ipympl is installed), a PNG `ipywidgets.Image` otherwise.
 
     `draw` receives a cleared Figure and fills it (add axes, plot). `render()` is safe
     to call from the timer thread: one lock per chart, no pyplot.
@@ -207,6 +233,7 @@ class LiveChart:
         dpi: int = 90,
         layout: Mapping[str, Any] | None = None,
         constrained: bool = False,
+        interactive: bool | None = None,
     ) -> None:
         self.draw = draw
         # Default: no layout engine (constrained layout costs ~40 % of a render at 1 Hz);
@@ -216,29 +243,90 @@ class LiveChart:
         self.png: bytes = b""
         self.needs_render = True
         """Owners may set this False when nothing changed, so a `LiveView` tick skips the render."""
-        self._lock = threading.Lock()
+        self.interactive = interactive_available() if interactive is None else interactive
+        """Live widget is an ipympl canvas (zoom, pan, hover) rather than a PNG image."""
+        self.dark = plots.dark_theme()
+        self._lock = threading.RLock()
         self._widget: Any = None
+        self._canvas: Any = None
+        self._auto_limits: list[tuple[tuple[float, float], tuple[float, float]]] = []
         self._layout = dict(layout or {"width": "100%", "max_width": f"{int(width * dpi)}px"})
 
     @property
     def widget(self) -> Any:
-        """The `ipywidgets.Image` showing the latest render (made on first use)."""
+        """The live widget: an ipympl canvas (interactive) or an `ipywidgets.Image` (made on first use)."""
         if self._widget is None:
-            import ipywidgets as w
+            if self.interactive:
+                self._widget = self._make_canvas()
+            else:
+                import ipywidgets as w
 
-            self._widget = w.Image(format="png", value=self.png, layout=w.Layout(**self._layout))
+                self._widget = w.Image(format="png", value=self.png, layout=w.Layout(**self._layout))
         return self._widget
+
+    def _make_canvas(self) -> Any:
+        from ipympl.backend_nbagg import Canvas, FigureManager  # type: ignore[import-untyped]
+
+        with self._lock:
+            canvas = Canvas(self.figure)
+            canvas.manager = FigureManager(canvas, id(self))
+            canvas.header_visible = False
+            canvas.toolbar_position = "left"
+            canvas.toolbar_visible = True
+            canvas.resizable = False
+            canvas.layout.width = self._layout.get("width", "100%")
+            lock = self._lock
+            for name in ("draw", "handle_event", "get_diff_image"):  # the frontend's requests vs our redraws
+                original = getattr(canvas, name)
+
+                def locked(*a: Any, _f: Any = original, **k: Any) -> Any:
+                    with lock:
+                        return _f(*a, **k)
+
+                setattr(canvas, name, locked)
+            self._canvas = canvas
+        return canvas
+
+    def _user_limits(self) -> list[tuple[tuple[float, float], tuple[float, float]] | None]:
+        """Per axes: the limits the user zoomed/panned to (None where they are ours)."""
+        axes = self.figure.axes
+        if not self._auto_limits or len(axes) != len(self._auto_limits):
+            return []
+        out: list[tuple[tuple[float, float], tuple[float, float]] | None] = []
+        for ax, auto in zip(axes, self._auto_limits):
+            now = (tuple(ax.get_xlim()), tuple(ax.get_ylim()))
+            out.append(now if now != auto else None)  # type: ignore[arg-type]
+        return out
 
     def render(self) -> bytes:
         """Redraw the figure, update the widget (if made) and return the PNG bytes."""
         with self._lock:
+            kept = self._user_limits() if self._canvas is not None else []
             self.figure.clear()
             self.draw(self.figure)
-            png = render_png(self.figure)
+            plots.apply_theme(self.figure, dark=self.dark)
+            self._auto_limits = [(tuple(ax.get_xlim()), tuple(ax.get_ylim())) for ax in self.figure.axes]  # type: ignore[misc]
+            if kept and len(kept) == len(self.figure.axes):
+                for ax, lim in zip(self.figure.axes, kept):
+                    if lim is not None:
+                        ax.set_xlim(*lim[0])
+                        ax.set_ylim(*lim[1])
+            if self._canvas is not None:
+                self._canvas.draw()  # renders and pushes the changed pixels to the frontend
+                png = b""
+            else:
+                png = render_png(self.figure)
             self.png = png
-        if self._widget is not None and png != bytes(self._widget.value):
+        if self._widget is not None and self._canvas is None and png != bytes(self._widget.value):
             self._widget.value = png
         return png
+
+    def static_png(self) -> bytes:
+        """The chart as PNG (static outputs, reports)."""
+        with self._lock:
+            if not self.png:
+                self.png = render_png(self.figure)
+            return self.png
 
 
 def _fmt(value: Any) -> str:
@@ -291,11 +379,11 @@ class KpiTile:
 
     def html(self) -> str:
         """The tile as a self-contained HTML fragment."""
-        colour = {"up": UP, "down": DOWN}.get(self.state.tone or "", "#111827")
+        colour = {"up": UP, "down": DOWN}.get(self.state.tone or "", _FG)
         sub_colour = {"up": UP, "down": DOWN}.get(self.state.tone or "", MUTED)
         return (
-            '<div style="border:1px solid #e5e7eb;border-radius:8px;padding:6px 10px;'
-            'font-family:system-ui,sans-serif;background:#fff;min-height:64px">'
+            '<div style="border:1px solid var(--jp-border-color2, #e5e7eb);border-radius:8px;padding:6px 10px;'
+            'font-family:system-ui,sans-serif;background:var(--jp-layout-color1, #fff);min-height:64px">'
             f'<div style="font-size:11px;color:{MUTED};text-transform:uppercase;letter-spacing:.04em">'
             f"{html.escape(self.label)}</div>"
             f'<div style="font-size:19px;font-weight:600;color:{colour};white-space:nowrap;'
@@ -436,29 +524,62 @@ class LiveHTML:
 def status_table(frame: Any, status_col: str = "status") -> str:
     """A DataFrame as an HTML table with each row coloured by its status
     (ok green, warn amber, fail red, info grey) — a scorecard."""
-    colours = {"ok": UP, "match": UP, "warn": "#d97706", "fail": DOWN, "mismatch": DOWN, "info": MUTED}
+    colours = {"ok": UP, "match": UP, "warn": plots.WARN, "fail": DOWN, "mismatch": DOWN, "info": MUTED}
     cols = list(frame.columns)
     head = "".join(f'<th style="text-align:left;padding:3px 8px">{html.escape(c)}</th>' for c in cols)
     rows = []
     for rec in frame.iter_rows(named=True):
-        colour = colours.get(str(rec.get(status_col)), "#111827")
-        tds = "".join(f'<td style="padding:2px 8px">{html.escape(_fmt(rec[c]))}</td>' for c in cols)
+        colour = colours.get(str(rec.get(status_col)), _FG)
+        tds = "".join(f'<td style="padding:2px 8px">{html.escape(format_value(rec[c]))}</td>' for c in cols)
         rows.append(f'<tr style="color:{colour}">{tds}</tr>')
     return ('<table style="border-collapse:collapse;font-family:system-ui,sans-serif;font-size:13px">'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
 def to_html(obj: Any) -> str:
-    """HTML for a DataFrame (polars/pandas), a list of them, a string (as is) or anything (escaped)."""
+    """HTML for a DataFrame (polars/pandas: readable numbers, see `cryptolab.analysis.display`),
+    a list of them, a string (as is) or anything (escaped)."""
     if obj is None:
         return ""
     if isinstance(obj, str):
         return obj
     if isinstance(obj, (list, tuple)):
         return "".join(to_html(o) for o in obj)
+    if hasattr(obj, "columns") and (hasattr(obj, "height") or hasattr(obj, "iloc")):
+        return frame_html(obj)
     if hasattr(obj, "_repr_html_"):
         return str(obj._repr_html_())
     return f"<pre>{html.escape(str(obj))}</pre>"
+
+
+def table(frame: Any, caption: str | None = None, *, max_rows: int = 20) -> Any:
+    """A DataFrame as a readable table for a notebook cell (rounded, aligned, one unit per
+    column); the frame itself stays exact."""
+    from IPython.display import HTML
+
+    return HTML(frame_html(frame, max_rows=max_rows, caption=caption))  # type: ignore[no-untyped-call]
+
+
+def key_figures(compute: Callable[[], Mapping[str, Any]], *, live: bool = True, interval: float = 5.0,
+                title: str = "key figures") -> Any:
+    """Record a notebook's key figures once (for reports and tests: `cryptolab.report.record`)
+    and show them as a table that, when live, is recomputed from the live panels' data on
+    its own timer — so it never goes stale next to them. Returns the figures recorded."""
+    from IPython.display import HTML, display
+
+    from .report import record
+
+    figures = dict(compute())
+    for name, value in figures.items():
+        record(name, value, quiet=True)
+    if not live:
+        display(HTML(figures_html(figures)))  # type: ignore[no-untyped-call]
+        return figures
+    block = LiveHTML(lambda: figures_html(compute()))
+    block.render()
+    display(block.widget)  # type: ignore[no-untyped-call]
+    Ticker(block.render, interval, key=f"figures-{title}").start()
+    return figures
 
 
 class LiveView:
@@ -566,10 +687,9 @@ class LiveView:
         out: list[Any] = []
         for part in self.parts:
             if isinstance(part, LiveChart):
-                out.append(Image(data=part.png or part.render(), format="png"))
-            elif isinstance(part, (KpiRow, KpiTile, Tape, LiveHTML)):
-                if part.html():
-                    out.append(HTML(part.html()))
+                out.append(Image(data=part.static_png(), format="png"))  # type: ignore[no-untyped-call]
+            elif isinstance(part, (KpiRow, KpiTile, Tape, LiveHTML)) and part.html():
+                out.append(HTML(part.html()))  # type: ignore[no-untyped-call]
         return out
 
     def show(self, live: bool = True) -> None:
@@ -578,12 +698,15 @@ class LiveView:
         from IPython.display import display
 
         if live:
-            display(self.widget)
+            display(self.widget)  # type: ignore[no-untyped-call]
             self.tick_safely()
             self.start()
         else:
+            for part in self.parts:
+                if isinstance(part, LiveChart):
+                    part.interactive = False  # a report keeps pictures, not widgets
             self.tick()  # an error must fail the report, so it is not swallowed here
-            display(*self.static_outputs())
+            display(*self.static_outputs())  # type: ignore[no-untyped-call]
 
     def tick_safely(self) -> None:
         """One tick that reports an error in the status line instead of raising."""
@@ -601,6 +724,7 @@ def panel(
     height: float = 4.5,
     title: str | None = None,
     key: str | None = None,
+    interactive: bool | None = None,
 ) -> LiveView:
     """One notebook section in one call: `load()` fetches data (e.g. analysis frames),
     `draw(fig, data)` plots it, `table(data)` gives DataFrames/HTML to show under it.
@@ -618,7 +742,8 @@ def panel(
     parts: list[Any] = []
     if draw is not None:
         parts.append(LiveChart(lambda fig: draw(fig, holder.get("data")), width=width, height=height, constrained=True,
-                               layout={"width": "100%", "max_width": f"{int(width * 90)}px", "height": "auto"}))
+                               layout={"width": "100%", "max_width": f"{int(width * 90)}px", "height": "auto"},
+                               interactive=(interactive if interactive is not None else None) if live else False))
     if table is not None:
         parts.append(LiveHTML(lambda: table(holder.get("data"))))
     view = LiveView(update, parts, interval=interval, key=key or title, title=title)

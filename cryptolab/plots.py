@@ -24,6 +24,10 @@ from matplotlib.figure import Figure
 __all__ = [
     "UP",
     "DOWN",
+    "MUTED",
+    "WARN",
+    "dark_theme",
+    "apply_theme",
     "to_float",
     "candles",
     "vwap_bands",
@@ -37,6 +41,7 @@ __all__ = [
     "reconciliation",
     "empty",
     "time_axis",
+    "y_range",
     "price_overview",
     "profile_panel",
     "traffic_overview",
@@ -47,9 +52,68 @@ __all__ = [
 ]
 
 UP = "#16a34a"
+"""Taker bought / price up: the one green of every chart, tile and tape."""
 DOWN = "#dc2626"
+"""Taker sold / price down: the one red."""
+MUTED = "#6b7280"
+WARN = "#d97706"
 VWAP_COLOUR = "#2563eb"
-GRID = {"color": "#e5e7eb", "linewidth": 0.6}
+GRID: dict[str, Any] = {"color": "#e5e7eb", "linewidth": 0.6}
+
+_DARK = {"bg": "#111111", "fg": "#d4d4d4", "grid": "#3f3f46", "line": "#e5e7eb"}
+_LIGHT = {"bg": "#ffffff", "fg": "#111827", "grid": "#e5e7eb", "line": "#111827"}
+
+
+def dark_theme() -> bool:
+    """True when JupyterLab runs a dark theme (its user settings say so), or
+    CRYPTOLAB_THEME=dark. Read once per chart: a theme change shows on the next run."""
+    import json
+    import os
+    import re
+    from pathlib import Path
+
+    forced = os.environ.get("CRYPTOLAB_THEME", "").strip().lower()
+    if forced in ("dark", "light"):
+        return forced == "dark"
+    base = os.environ.get("JUPYTERLAB_SETTINGS_DIR") or str(Path.home() / ".jupyter" / "lab" / "user-settings")
+    path = Path(base) / "@jupyterlab" / "apputils-extension" / "themes.jupyterlab-settings"
+    try:
+        text = re.sub(r"^\s*//.*$", "", path.read_text(), flags=re.MULTILINE)  # the file allows // comments
+        theme = str(json.loads(text).get("theme", ""))
+    except (OSError, ValueError):
+        return False
+    return "dark" in theme.lower()
+
+
+def apply_theme(fig: Figure, *, dark: bool) -> None:
+    """Colour a drawn figure for a dark or light page: background, text, ticks, spines, grid,
+    legends. Data colours (green/red, VWAP blue) stay."""
+    pal = _DARK if dark else _LIGHT
+    fig.patch.set_facecolor(pal["bg"])
+    for ax in fig.axes:
+        ax.set_facecolor(pal["bg"])
+        ax.tick_params(colors=pal["fg"], which="both")
+        for spine in ax.spines.values():
+            spine.set_color(pal["grid"] if dark else "#9ca3af")
+        ax.xaxis.label.set_color(pal["fg"])
+        ax.yaxis.label.set_color(pal["fg"])
+        ax.title.set_color(pal["fg"])
+        for line in ax.get_xgridlines() + ax.get_ygridlines():
+            line.set_color(pal["grid"])
+        for text in ax.texts:
+            if text.get_color() in ("#6b7280", MUTED):
+                text.set_color(pal["fg"])
+        for line in ax.get_lines():
+            if line.get_color() in ("#111827", _LIGHT["line"]):
+                line.set_color(pal["line"])
+        leg = ax.get_legend()
+        if leg is not None:
+            for t in leg.get_texts():
+                t.set_color(pal["fg"])
+        off = ax.yaxis.get_offset_text()
+        off.set_color(pal["fg"])
+    for sub in fig.subfigs:
+        sub.patch.set_facecolor(pal["bg"])
 
 
 def to_float(values: Iterable[Any]) -> list[float]:
@@ -68,21 +132,30 @@ def to_float(values: Iterable[Any]) -> list[float]:
 def _col(data: Any, name: str) -> list[Any]:
     """A column as a list, from a polars/pandas DataFrame or a mapping of sequences."""
     if hasattr(data, "get_column"):
-        return data.get_column(name).to_list()
+        return list(data.get_column(name).to_list())
     if hasattr(data, "columns") and hasattr(data, "__getitem__") and hasattr(data[name], "tolist"):
-        return data[name].tolist()
+        return list(data[name].tolist())
     return list(data[name])
 
 
+def _num(v: datetime) -> float:
+    return float(mdates.date2num(v))  # type: ignore[no-untyped-call]
+
+
 def _dates(values: Sequence[Any]) -> list[float]:
-    return [mdates.date2num(v) if isinstance(v, datetime) else math.nan for v in values]
+    return [_num(v) if isinstance(v, datetime) else math.nan for v in values]
 
 
 def time_axis(ax: Axes) -> None:
-    """Concise UTC date labels and a light grid."""
-    loc = mdates.AutoDateLocator(minticks=3, maxticks=8)
+    """UTC time labels people read without the offset line (`12:05:30`, not a bare `30`),
+    the date where it changes, and a light grid."""
+    loc = mdates.AutoDateLocator(minticks=3, maxticks=8)  # type: ignore[no-untyped-call]
+    fmt = mdates.ConciseDateFormatter(  # type: ignore[no-untyped-call]
+        loc, formats=["%Y", "%b", "%d %b", "%H:%M", "%H:%M", "%H:%M:%S"],
+        zero_formats=["", "%Y", "%d %b", "%d %b", "%H:%M", "%H:%M:%S"],
+        offset_formats=["", "%Y", "%Y-%m", "%Y-%m-%d UTC", "%Y-%m-%d UTC", "%Y-%m-%d %H:%M UTC"])
     ax.xaxis.set_major_locator(loc)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
+    ax.xaxis.set_major_formatter(fmt)
     ax.grid(True, **GRID)
 
 
@@ -102,14 +175,14 @@ def candles(ax: Axes, bars: Any, *, step: timedelta | None = None, time_col: str
     if not t:
         empty(ax)
         return
-    o, h, l, c = (to_float(_col(bars, k)) for k in ("open", "high", "low", "close"))
+    o, h, lo_, c = (to_float(_col(bars, k)) for k in ("open", "high", "low", "close"))
     if step is None:
         gaps = [b - a for a, b in zip(t, t[1:]) if b > a]
         width = (min(gaps) if gaps else 1 / 86400) * 0.7
     else:
         width = step.total_seconds() / 86400 * 0.7
     colours = [UP if cc >= oo else DOWN for oo, cc in zip(o, c)]
-    ax.add_collection(LineCollection([((x, lo), (x, hi)) for x, lo, hi in zip(t, l, h)], colors=colours, linewidths=0.8))
+    ax.add_collection(LineCollection([((x, lo), (x, hi)) for x, lo, hi in zip(t, lo_, h)], colors=colours, linewidths=0.8))
     polys = []
     for x, oo, cc in zip(t, o, c):
         lo, hi = (oo, cc) if cc >= oo else (cc, oo)
@@ -117,7 +190,7 @@ def candles(ax: Axes, bars: Any, *, step: timedelta | None = None, time_col: str
             hi = lo + (abs(lo) * 1e-7 or 1e-9)
         polys.append(((x - width / 2, lo), (x + width / 2, lo), (x + width / 2, hi), (x - width / 2, hi)))
     ax.add_collection(PolyCollection(polys, facecolors=colours, edgecolors=colours, linewidths=0.5))
-    finite_l = [v for v in l if not math.isnan(v)]
+    finite_l = [v for v in lo_ if not math.isnan(v)]
     finite_h = [v for v in h if not math.isnan(v)]
     if finite_l:
         pad = (max(finite_h) - min(finite_l)) * 0.05 or abs(finite_l[0]) * 1e-4 or 1
@@ -140,7 +213,7 @@ def vwap_bands(ax: Axes, ts: Sequence[datetime], vwap: Sequence[Any], sigma: Seq
             ax.fill_between(t, lo, hi, color=VWAP_COLOUR, alpha=alpha, linewidth=0, label=f"±{k:g}σ")
             ax.plot(t, lo, color=VWAP_COLOUR, linewidth=0.5, alpha=0.5)
             ax.plot(t, hi, color=VWAP_COLOUR, linewidth=0.5, alpha=0.5)
-    ax.legend(loc="upper left", fontsize=8, frameon=False, ncols=4)
+    _legend_above(ax, ncols=4)
 
 
 def cvd_line(ax: Axes, ts: Sequence[datetime], cvd: Sequence[Any], *, label: str = "CVD (taker buy − taker sell)") -> None:
@@ -178,7 +251,9 @@ def volume_profile(ax: Axes, prices: Sequence[Any], volumes: Sequence[Any], *, p
     """Horizontal volume-at-price bars with the point of control and the value area marked.
 
     `prices` are the bins' lower edges when `bin_size` is given (else bin centres); `poc`
-    is the POC bin's lower edge (or centre); `vah`/`val` are exact price levels."""
+    is the POC bin's lower edge (or centre): the line and its label are at the bin's
+    midpoint, the price `support_resistance` records. `vah`/`val` are exact price levels.
+    The legend sits above the plot, so it never hides a bar."""
     p = to_float(prices)
     v = to_float(volumes)
     if not p:
@@ -193,16 +268,43 @@ def volume_profile(ax: Axes, prices: Sequence[Any], volumes: Sequence[Any], *, p
     colours = ["#f59e0b" if poc_f is not None and x == poc_f else ("#60a5fa" if lo <= c <= hi else "#cbd5e1")
                for x, c in zip(p, centre)]
     ax.barh(centre, v, height=height * 0.9, color=colours)
-    if poc_f is not None:
-        ax.axhline(poc_f + (height / 2 if bin_size is not None else 0), color="#f59e0b", linewidth=0.8,
-                   linestyle=":", label=f"POC {poc}")
+    if poc is not None:
+        mid = (Decimal(str(poc)) + Decimal(str(bin_size)) / 2) if bin_size is not None else Decimal(str(poc))
+        ax.axhline(float(mid), color="#f59e0b", linewidth=0.8, linestyle=":", label=f"POC {_price(mid)}")
     for level, name in ((vah, "VAH"), (val, "VAL")):
         if level is not None:
-            ax.axhline(float(level), color="#2563eb", linewidth=0.9, linestyle="--", label=f"{name} {level}")
+            ax.axhline(float(level), color="#2563eb", linewidth=0.9, linestyle="--", label=f"{name} {_price(level)}")
     ax.set_xlabel("volume (base)")
     ax.set_ylabel("price")
     ax.grid(True, axis="x", **GRID)
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), fontsize=8, frameon=False, ncols=3, borderaxespad=0.2)
+
+
+def _legend_above(ax: Axes, ncols: int = 4) -> None:
+    """The legend in a row above the axes: it never hides a bar or a candle."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False, ncols=ncols,
+                  borderaxespad=0.2)
+
+
+def y_range(lows: Sequence[float], highs: Sequence[float], *others: Sequence[float],
+            pad: float = 0.06) -> tuple[float, float]:
+    """Price limits holding every candle and every other series given (VWAP and its σ bands),
+    padded; NaNs ignored."""
+    values = [x for seq in (lows, highs, *others) for x in seq if not math.isnan(x)]
+    if not values:
+        return 0.0, 1.0
+    lo, hi = min(values), max(values)
+    margin = (hi - lo) * pad or abs(lo) * 1e-4 or 1.0
+    return lo - margin, hi + margin
+
+
+def _price(value: Any) -> str:
+    """A price for a label: exact but without trailing zeros, thousands separated."""
+    d = Decimal(str(value)).normalize()
+    exp = d.as_tuple().exponent
+    places = -exp if isinstance(exp, int) and exp < 0 else 0
+    return f"{d:,.{places}f}"
 
 
 def tps_series(ax: Axes, ts: Sequence[datetime], tps: Sequence[Any], *,
@@ -215,7 +317,7 @@ def tps_series(ax: Axes, ts: Sequence[datetime], tps: Sequence[Any], *,
     ax.plot(t, to_float(tps), color="#111827", linewidth=0.7)
     first = True
     for a, b in bursts:
-        ax.axvspan(mdates.date2num(a), mdates.date2num(b + timedelta(seconds=1)), color="#f59e0b", alpha=0.3,
+        ax.axvspan(_num(a), _num(b + timedelta(seconds=1)), color="#f59e0b", alpha=0.3,
                    linewidth=0, label="burst" if first else None)
         first = False
     ax.set_ylabel(ylabel)
@@ -331,7 +433,7 @@ def price_overview(fig: Figure, data: Mapping[str, Any]) -> None:
         mts = [x + half for x in _col(ma, "open_time")]
         ax_p.plot(_dates(mts), to_float(_col(ma, "sma")), color="#f59e0b", linewidth=0.9, label="SMA")
         ax_p.plot(_dates(mts), to_float(_col(ma, "ema")), color="#7c3aed", linewidth=0.9, label="EMA")
-        ax_p.legend(loc="upper left", fontsize=8, frameon=False, ncols=5)
+        _legend_above(ax_p, ncols=6)
     pv = data.get("pivots")
     if pv is not None and pv.height:
         for kind, marker, colour in (("high", "v", DOWN), ("low", "^", UP)):
@@ -340,9 +442,14 @@ def price_overview(fig: Figure, data: Mapping[str, Any]) -> None:
                 ax_p.scatter(_dates([x + half for x in _col(sel, "open_time")]), to_float(_col(sel, "price")),
                              marker=marker, color=colour, s=28, zorder=5, label=f"swing {kind}")
     ax_p.ticklabel_format(axis="y", useOffset=False, style="plain")
-    lows, highs = to_float(_col(full, "low")), to_float(_col(full, "high"))
-    pad = (max(highs) - min(lows)) * 0.08 or abs(lows[0]) * 1e-4 or 1
-    ax_p.set_ylim(min(lows) - pad, max(highs) + pad)
+    bands: list[float] = []
+    if vw is not None and vw.height:
+        v = to_float(_col(vw, "vwap"))
+        sg = [0.0 if math.isnan(x) else x for x in to_float(_col(vw, "sigma"))] if "sigma" in vw.columns else [0.0] * len(v)
+        bands = [a + k * b for a, b in zip(v, sg) for k in (-2, 2)]
+    ax_p.set_ylim(*y_range(to_float(_col(full, "low")), to_float(_col(full, "high")), bands))
+    if pv is not None and pv.height:
+        _legend_above(ax_p, ncols=6)
     buy = _col(bars, "taker_buy_volume")
     sell = [v - b for v, b in zip(_col(bars, "volume"), buy)]
     volume_bars(ax_v, [x + half for x in t], buy, sell, step=step)
@@ -372,7 +479,7 @@ def profile_panel(fig: Figure, data: Mapping[str, Any]) -> None:
 def traffic_overview(fig: Figure, data: Mapping[str, Any]) -> None:
     """TPS over time with bursts shaded; below, the TPS distribution with percentiles and
     the inter-arrival histogram. data: tps, bursts, stats, inter_arrival."""
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1.2, 1])
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.2, 1])  # type: ignore[misc]  # matplotlib stubs: a pair
     ax_t = top.subplots()
     ax_d, ax_i = bottom.subplots(1, 2)
     tp = data["tps"]
@@ -404,14 +511,14 @@ def quality_timeline(fig: Figure, data: Mapping[str, Any]) -> None:
                 label="trades / interval")
     first = True
     gp = data.get("gaps")
-    for a, b, n in (zip(_col(gp, "time_before"), _col(gp, "time_after"), _col(gp, "missing")) if gp is not None and gp.height else []):
-        ax.axvspan(mdates.date2num(a), mdates.date2num(b) + 1 / 86400, color=DOWN, alpha=0.35, linewidth=0,
+    for a, b, _n in (zip(_col(gp, "time_before"), _col(gp, "time_after"), _col(gp, "missing")) if gp is not None and gp.height else []):
+        ax.axvspan(_num(a), _num(b) + 1 / 86400, color=DOWN, alpha=0.35, linewidth=0,
                    label="id gap (loss)" if first else None)
         first = False
     first = True
     hl = data.get("halts")
     for a, b in (zip(_col(hl, "halt_start"), _col(hl, "halt_end")) if hl is not None and hl.height else []):
-        ax.axvspan(mdates.date2num(a), mdates.date2num(b), color="#9ca3af", alpha=0.35, linewidth=0,
+        ax.axvspan(_num(a), _num(b), color="#9ca3af", alpha=0.35, linewidth=0,
                    label="halt (no loss)" if first else None)
         first = False
     ax.set_ylabel("trades")
@@ -447,6 +554,10 @@ def reconciliation_panel(fig: Figure, data: Mapping[str, Any]) -> None:
     """Minute-by-minute reconciliation against the exchange's klines (status strip + volume diff)."""
     rec = data["reconcile"]
     ax_s, ax_d = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 2]})
+    if rec is None:
+        empty(ax_s, data.get("skipped") or "reconciliation skipped")
+        empty(ax_d, "")
+        return
     if rec.height == 0:
         empty(ax_s, "no minutes to reconcile")
         empty(ax_d, "")
@@ -465,8 +576,9 @@ def latency_overview(fig: Figure, data: Mapping[str, Any]) -> None:
     """Total latency p50/p95/p99 per interval, and the p50 of each stage below."""
     st = data["stats"]
     ax_t, ax_s = fig.subplots(2, 1, sharex=True)
-    if st.height == 0:
-        empty(ax_t, "no trades with latency data in this range")
+    if st.height == 0 or "streamed" in st.columns and int(st.get_column("streamed").sum()) == 0:
+        empty(ax_t, "no trades in this range" if st.height == 0 else
+              "latency does not apply: these trades are loaded or replayed history, not captured live")
         empty(ax_s, "")
         return
     t = _col(st, "open_time")

@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
+import re
 import sys
 import threading
 import time
@@ -39,6 +41,9 @@ __all__ = [
     "NotebookRun",
     "NotebookContext",
     "notebook_context",
+    "record_all",
+    "show_figures",
+    "mask_dsn",
     "ReportFailed",
     "record",
     "read_records",
@@ -75,21 +80,25 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def record(name: str, value: Any) -> None:
-    """Record a key figure of a notebook (Decimal kept exact as a string), shown as
-    `name = value` in the notebook and the HTML, read back by `read_records()`."""
+def record(name: str, value: Any, *, quiet: bool = False) -> None:
+    """Record a key figure of a notebook (Decimal kept exact as a string), read back by
+    `read_records()`. Shown as `name = value` rounded for people (`quiet`: shown nowhere,
+    e.g. when `record_all` shows the figures as one table)."""
     from IPython.display import display
 
+    from .analysis.display import format_value
+
     data = _jsonable(value)
-    display({RECORD_MIME: {"name": name, "value": data}, "text/plain": f"{name} = {json.dumps(data)}"},
-            raw=True, metadata={RECORD_MIME: {"name": name}})
+    bundle: dict[str, Any] = {RECORD_MIME: {"name": name, "value": data}}
+    bundle["text/plain"] = "" if quiet else f"{name} = {format_value(value)}"
+    display(bundle, raw=True, metadata={RECORD_MIME: {"name": name}})  # type: ignore[no-untyped-call]
 
 
 def read_records(notebook: str | Path | Any) -> dict[str, Any]:
     """Every `record()`ed figure of an executed notebook (path or nbformat node)."""
     import nbformat
 
-    nb = nbformat.read(str(notebook), as_version=4) if isinstance(notebook, (str, Path)) else notebook
+    nb = nbformat.read(str(notebook), as_version=4) if isinstance(notebook, (str, Path)) else notebook  # type: ignore[no-untyped-call]
     out: dict[str, Any] = {}
     for cell in nb.cells:
         for o in cell.get("outputs", []):
@@ -102,11 +111,14 @@ def read_records(notebook: str | Path | Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------- notebook setup
 @dataclass
 class NotebookContext:
-    """What an analysis notebook resolves from its parameters: a connection and a symbol."""
+    """What an analysis notebook resolves from its parameters: a connection, the exchange
+    and symbol (from the data when not given) and how they were chosen."""
 
     conn: Any
     symbol: str
     exchange: str
+    chosen: str = ""
+    """How exchange and symbol were picked, for people ('' when both were given)."""
 
     @property
     def kw(self) -> dict[str, Any]:
@@ -115,24 +127,68 @@ class NotebookContext:
 
     def __repr__(self) -> str:
         info = self.conn.info
-        return f"NotebookContext(symbol={self.symbol!r}, exchange={self.exchange!r}, database={info.dbname!r} on {info.host or 'localhost'})"
+        text = (f"{self.symbol} on exchange {self.exchange!r} · database {info.dbname!r} on "
+                f"{info.host or 'localhost'}")
+        return text + (f"\n{self.chosen}" if self.chosen else "")
 
 
-def notebook_context(dsn: str | None = None, exchange: str = "binance", symbol: str | None = None) -> NotebookContext:
+def notebook_context(dsn: str | None = None, exchange: str | None = None, symbol: str | None = None) -> NotebookContext:
     """Connect (autocommit: a live refresh thread never holds a transaction open) and pick
-    the symbol: the given one, else the one with the newest stored trade."""
-    from . import analysis, db
-    from .errors import DataError
+    the exchange and symbol: the given ones, else those holding the data (real `binance`
+    first when several exchanges hold it; the symbol with the newest stored trade)."""
+    from . import db
+    from .analysis.common import resolve_market, stored_markets
 
     conn = db.connect(dsn, autocommit=True)
-    if symbol is None:
-        stored = analysis.stored_symbols(exchange=exchange, conn=conn)
-        if stored.height == 0:
-            conn.close()
-            raise DataError(f"nothing is stored for {exchange} yet: run `cryptolab demo` or `cryptolab capture` first, "
-                            "or point dsn / CRYPTOLAB_DSN at a database with trades")
-        symbol = stored.sort("last_second").get_column("symbol")[-1]
-    return NotebookContext(conn=conn, symbol=str(symbol).upper(), exchange=exchange)
+    try:
+        exch, sym = resolve_market(conn, symbol, exchange)
+        chosen = ""
+        if exchange is None or symbol is None:
+            markets = stored_markets(conn)
+            holders = sorted({m.exchange for m in markets if m.symbol == sym})
+            what = []
+            if exchange is None:
+                what.append(f"exchange {exch!r}" + (f" (also stored: {', '.join(h for h in holders if h != exch)}; "
+                                                       "binance, real data, comes first)" if len(holders) > 1
+                                                       else " (the one holding the data)"))
+            if symbol is None:
+                others = [m.symbol for m in markets if m.exchange == exch and m.symbol != sym]
+                what.append(f"symbol {sym} (newest stored trade" + (f"; also stored: {', '.join(others)})" if others
+                                                                    else ")"))
+            chosen = "chosen from the data: " + "; ".join(what) + " — set exchange / symbol to choose"
+    except Exception:
+        conn.close()
+        raise
+    return NotebookContext(conn=conn, symbol=sym, exchange=exch, chosen=chosen)
+
+
+def show_figures(figures: Mapping[str, Any]) -> Any:
+    """Key figures as a readable table (rounded, aligned); the exact values stay in `figures`."""
+    from IPython.display import HTML
+
+    from .analysis.display import figures_html
+
+    return HTML(figures_html(figures))  # type: ignore[no-untyped-call]
+
+
+def record_all(figures: Mapping[str, Any], *, show: bool = True) -> None:
+    """`record()` every figure (exact, for reports and tests), shown once as one readable table."""
+    from IPython.display import display
+
+    for name, value in figures.items():
+        record(name, value, quiet=show)
+    if show:
+        display(show_figures(figures))  # type: ignore[no-untyped-call]
+
+
+# ---------------------------------------------------------------------- secrets
+_URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def mask_dsn(text: str) -> str:
+    """`text` with any password of a libpq DSN / URI in it replaced by ***."""
+    return _KV_PASSWORD.sub(r"\1***", _URI_PASSWORD.sub(r"\1***\3", text))
 
 
 # ---------------------------------------------------------------------- kernel
@@ -215,7 +271,10 @@ class NotebookRun:
     ok: bool = False
     seconds: float = 0.0
     error: str | None = None
-    """`In [n]` + first line of the failing cell + the exception, when it failed."""
+    """`In [n]` + the failing line of the cell + the exception, when it failed."""
+    thumbnail: Path | None = None
+    """The first chart of the executed notebook (PNG), for the index."""
+    symbol: str | None = None
     records: dict[str, Any] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
 
@@ -227,45 +286,86 @@ class ReportFailed(CryptolabError):
         self.runs = list(runs)
         self.index = index
         failed = [r for r in runs if not r.ok]
-        lines = "; ".join(f"{r.source.name}: {r.error}" for r in failed)
+        lines = "; ".join(f"{r.name}: {r.error}" for r in failed)
         super().__init__(f"{len(failed)} of {len(runs)} notebooks failed — {lines} (see {index})")
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_CELL_LINE = re.compile(r"(?:Cell In\[\d*\]|<ipython-input-[^>]*>), line (\d+)")
+
+
+def _failing_line(source: str, traceback: Sequence[str]) -> str:
+    """The line of the cell that raised: the last `Cell In[n], line k` of the traceback
+    (the innermost frame in the cell), else the cell's first line."""
+    lines = source.splitlines()
+    hits = [int(m.group(1)) for part in traceback for m in _CELL_LINE.finditer(_ANSI.sub("", part))]
+    if hits and 1 <= hits[-1] <= len(lines):
+        return f"line {hits[-1]}: {lines[hits[-1] - 1].strip()}"
+    return next((ln.strip() for ln in lines if ln.strip()), "")
+
+
 def _cell_error(exc: Exception, executed: Path) -> str:
-    """'cell 3 (In [4]) `first line`: Error: message' — cell 3 counted in the source notebook
-    (papermill's injected-parameters cell left out), In [4] as the executed copy shows it."""
+    """'cell 3 (In [4]) `line 5: the failing line`: Error: message' — cell 3 counted in the
+    source notebook (papermill's injected-parameters cell left out), In [4] as the executed
+    copy shows it, the line the one that raised."""
     from papermill.exceptions import PapermillExecutionError
 
     if not isinstance(exc, PapermillExecutionError):
-        return f"{type(exc).__name__}: {exc}"
-    first = next((ln for ln in (exc.source or "").splitlines() if ln.strip()), "").strip()
+        return mask_dsn(f"{type(exc).__name__}: {exc}")
+    where = _failing_line(exc.source or "", exc.traceback or [])
     number = exc.cell_index + 1
     try:
         import nbformat
 
-        cells = nbformat.read(str(executed), as_version=4).cells[: exc.cell_index]
+        cells = nbformat.read(str(executed), as_version=4).cells[: exc.cell_index]  # type: ignore[no-untyped-call]
         number -= sum("injected-parameters" in c.metadata.get("tags", []) for c in cells)
     except (OSError, ValueError):
         pass
-    return f"cell {number} (In [{exc.exec_count}]) `{first[:80]}`: {exc.ename}: {exc.evalue}"
+    return mask_dsn(f"cell {number} (In [{exc.exec_count}]) `{where[:100]}`: {exc.ename}: {exc.evalue}")
+
+
+def _kernel_manager(env: Mapping[str, str]) -> type:
+    """A kernel manager class whose kernels get `env` on top of ours: how a DSN reaches the
+    notebooks without being written into them as a parameter."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    extra = dict(env)
+
+    class EnvKernelManager(AsyncKernelManager):
+        async def _async_pre_start_kernel(self, **kw: Any) -> Any:
+            kw["env"] = {**os.environ, **kw.get("env", {}), **extra}
+            return await super()._async_pre_start_kernel(**kw)
+
+    return EnvKernelManager
 
 
 def run_notebook(source: Path, out_dir: Path, parameters: Mapping[str, Any] | None = None, *,
-                 kernel_name: str | None = None, cell_timeout: float | None = 900, to_html: bool = True) -> NotebookRun:
+                 kernel_name: str | None = None, cell_timeout: float | None = 900, to_html: bool = True,
+                 output_name: str | None = None) -> NotebookRun:
     """Execute one notebook with papermill (non-live) into `out_dir`; never raises for a cell
-    error — the result says which cell failed, and the executed notebook shows it."""
+    error — the result says which cell and line failed, and the executed notebook shows it.
+
+    A `dsn` parameter reaches the kernel as CRYPTOLAB_DSN in its environment, never as an
+    injected parameter: a password in it is written nowhere."""
     import papermill as pm
 
     declared = declared_parameters(source)
-    params = {k: v for k, v in {"live": False, **(parameters or {})}.items() if k in declared}
+    given = dict(parameters or {})
+    dsn = given.pop("dsn", None)
+    params = {k: v for k, v in {"live": False, **given}.items() if k in declared}
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = NotebookRun(name=source.stem, source=source, output=out_dir / source.name, parameters=params)
+    name = output_name or source.stem
+    result = NotebookRun(name=name, source=source, output=out_dir / f"{name}.ipynb",
+                         parameters={**params, **({"dsn": mask_dsn(str(dsn))} if dsn else {})})
+    extra: dict[str, Any] = {}
+    if dsn:
+        extra["kernel_manager_class"] = _kernel_manager({"CRYPTOLAB_DSN": str(dsn)})
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(
             str(source), str(result.output), parameters=params,
             kernel_name=kernel_name or ensure_kernel(), progress_bar=False, log_output=False,
-            execution_timeout=cell_timeout, cwd=str(out_dir),
+            execution_timeout=cell_timeout, cwd=str(out_dir), **extra,
         )
         result.ok = True
     except Exception as exc:
@@ -273,52 +373,110 @@ def run_notebook(source: Path, out_dir: Path, parameters: Mapping[str, Any] | No
     result.seconds = time.perf_counter() - t0
     if result.output.exists():
         result.records = read_records(result.output)
+        result.thumbnail = _thumbnail(result.output)
         if to_html:
             result.html = _to_html(result.output)
     return result
+
+
+def _thumbnail(executed: Path) -> Path | None:
+    """The executed notebook's first chart, saved beside it as NAME.png (for the index)."""
+    import base64
+
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(executed), as_version=4)  # type: ignore[no-untyped-call]
+    except (OSError, ValueError):
+        return None
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            data = o.get("data", {}).get("image/png")
+            if data:
+                out = executed.with_suffix(".png")
+                out.write_bytes(base64.b64decode(data if isinstance(data, str) else "".join(data)))
+                return out
+    return None
 
 
 def _to_html(path: Path) -> Path:
     import nbformat
     from nbconvert import HTMLExporter
 
-    nb = nbformat.read(str(path), as_version=4)
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    nb = nbformat.read(str(path), as_version=4)  # type: ignore[no-untyped-call]
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)  # type: ignore[no-untyped-call]
     out = path.with_suffix(".html")
     out.write_text(body, encoding="utf-8")
     return out
 
 
-def _index_html(runs: Sequence[NotebookRun], parameters: Mapping[str, Any], started: datetime, seconds: float) -> str:
+def _shown_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters as they may be shown or stored: a DSN with its password masked."""
+    return {k: (mask_dsn(str(v)) if k == "dsn" and v is not None else _jsonable(v)) for k, v in parameters.items()}
+
+
+def _index_html(runs: Sequence[NotebookRun], parameters: Mapping[str, Any], started: datetime, seconds: float,
+                note: str = "") -> str:
+    from .analysis.display import format_value
+
     def fig(v: Any) -> str:
-        text = v if isinstance(v, str) else json.dumps(v)
+        text = format_value(v)
         return html.escape(text if len(text) < 160 else text[:157] + "…")
 
     rows = []
     for r in runs:
-        status = ('<span style="color:#16a34a">ok</span>' if r.ok
-                  else f'<span style="color:#dc2626">failed</span><br><small>{html.escape(r.error or "")}</small>')
+        status = ('<span class="ok">ok</span>' if r.ok
+                  else f'<span class="bad">failed</span><br><small>{html.escape(r.error or "")}</small>')
         links = " · ".join(x for x in (
             f'<a href="{html.escape(r.html.name)}">HTML</a>' if r.html else "",
             f'<a href="{html.escape(r.output.name)}">notebook</a>' if r.output.exists() else "") if x)
-        figs = "".join(f"<tr><td>{html.escape(k)}</td><td><code>{fig(v)}</code></td></tr>" for k, v in r.records.items())
-        rows.append(f"<tr><td><b>{html.escape(r.name)}</b><br>{links}</td><td>{status}</td><td>{r.seconds:.1f} s</td>"
-                    f'<td><table class="figs">{figs}</table></td></tr>')
-    params = ", ".join(f"{html.escape(k)}={html.escape(json.dumps(_jsonable(v)))}" for k, v in parameters.items()) or "defaults"
+        thumb = ""
+        if r.thumbnail is not None:
+            target = html.escape(r.html.name if r.html else r.thumbnail.name)
+            thumb = f'<a href="{target}"><img class="thumb" src="{html.escape(r.thumbnail.name)}" alt="{html.escape(r.name)}"></a>'
+        figs = "".join(f'<tr><td>{html.escape(k)}</td><td class="num">{fig(v)}</td></tr>' for k, v in r.records.items())
+        rows.append(f"<tr><td><b>{html.escape(r.name)}</b><br>{links}</td><td>{thumb}</td><td>{status}</td>"
+                    f'<td class="num">{r.seconds:.1f} s</td><td><table class="figs">{figs}</table></td></tr>')
+    shown = _shown_parameters(parameters)
+    params = ", ".join(f"{html.escape(k)}={html.escape(json.dumps(v))}" for k, v in shown.items()) or "defaults"
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>cryptolab report {started:%Y-%m-%d %H:%M} UTC</title>
 <style>
-body{{font-family:system-ui,sans-serif;margin:2em;color:#111827}} table{{border-collapse:collapse}}
-td,th{{border-bottom:1px solid #e5e7eb;padding:6px 10px;text-align:left;vertical-align:top}}
-table.figs td{{border:none;padding:1px 8px 1px 0;font-size:13px}} code{{font-size:12px}}
+:root{{color-scheme:light dark}}
+body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border-bottom:1px solid #8884;padding:6px 10px;text-align:left;vertical-align:top}}
+table.figs td{{border:none;padding:1px 10px 1px 0;font-size:13px}} .num{{text-align:right;font-variant-numeric:tabular-nums}}
+table.figs td.num{{max-width:34em}}
+img.thumb{{width:260px;border:1px solid #8884;border-radius:4px;background:#fff}} .ok{{color:#16a34a}} .bad{{color:#dc2626}}
 </style></head><body>
 <h1>cryptolab report</h1>
 <p>Generated {started:%Y-%m-%d %H:%M:%S} UTC in {seconds:.1f} s · parameters: {params} ·
-{sum(r.ok for r in runs)}/{len(runs)} notebooks ok</p>
-<table><tr><th>notebook</th><th>status</th><th>time</th><th>key figures</th></tr>
+{sum(r.ok for r in runs)}/{len(runs)} notebooks ok{(" · " + html.escape(note)) if note else ""}</p>
+<table><tr><th>notebook</th><th>chart</th><th>status</th><th>time</th><th>key figures</th></tr>
 {''.join(rows)}
 </table></body></html>
 """
+
+
+def report_symbols(parameters: Mapping[str, Any]) -> tuple[str | None, list[str | None], str]:
+    """Which exchange and symbols a report covers: the given ones, else every symbol stored
+    on the exchange that holds the data (real `binance` first). Returns (exchange, symbols, note)."""
+    if parameters.get("symbol") is not None:
+        return parameters.get("exchange"), [parameters["symbol"]], ""
+    from . import db
+    from .analysis.common import resolve_market, stored_markets
+    from .errors import DataError
+
+    try:
+        with db.connect(parameters.get("dsn")) as conn:
+            exch, _ = resolve_market(conn, None, parameters.get("exchange"))
+            syms = [m.symbol for m in stored_markets(conn, exch)]
+            others = sorted({m.exchange for m in stored_markets(conn)} - {exch})
+    except DataError:
+        return parameters.get("exchange"), [None], ""  # the notebooks say what is missing
+    note = f"exchange {exch}" + (f" (also stored: {', '.join(others)})" if others else "")
+    note += f", {len(syms)} symbol{'s' if len(syms) != 1 else ''}: {', '.join(syms)}"
+    return exch, list(syms) or [None], note
 
 
 def run_reports(
@@ -333,8 +491,11 @@ def run_reports(
 ) -> Path:
     """Run the notebooks (non-live) into `out`, write `index.html`, return its path.
 
-    Raises ReportFailed (after writing everything) when a notebook fails, and
-    ConfigError when a parameter is declared by none of the chosen notebooks.
+    Without a `symbol` parameter every symbol stored on the exchange holding the data is
+    reported (each notebook once per symbol, `NN_name-SYMBOL`). Raises ReportFailed (after
+    writing everything) when a notebook fails, and ConfigError when a parameter is declared
+    by none of the chosen notebooks. A `dsn` goes to the kernels through their environment
+    and is shown masked: its password is written nowhere.
     """
     started = datetime.now(timezone.utc)
     out_dir = Path(out or f"reports/{started:%Y%m%dT%H%M%SZ}").resolve()
@@ -348,29 +509,45 @@ def run_reports(
         known = sorted({k for d in declared.values() for k in d})
         raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}: the notebooks take {', '.join(known)}")
     kernel = ensure_kernel()
+    exchange, symbols, note = report_symbols(params)
+    jobs_list: list[tuple[Path, str | None, str]] = []
+    for sym in symbols:
+        for path in paths:
+            name = path.stem if len(symbols) == 1 or sym is None else f"{path.stem}-{sym}"
+            jobs_list.append((path, sym, name))
     out_dir.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda _s: None)
-    say(f"report → {out_dir} ({len(paths)} notebooks, kernel {kernel}, {max(1, jobs)} at a time)")
+    say(f"report → {out_dir} ({len(jobs_list)} notebook runs, kernel {kernel}, {max(1, jobs)} at a time"
+        + (f"; {note}" if note else "") + ")")
     t0 = time.perf_counter()
-    total = len(paths)
+    total = len(jobs_list)
 
-    def one(i_path: tuple[int, Path]) -> NotebookRun:
-        i, path = i_path
-        say(f"[{i}/{total}] {path.name} …")
-        r = run_notebook(path, out_dir, params, kernel_name=kernel, cell_timeout=cell_timeout, to_html=to_html)
-        say(f"[{i}/{total}] {path.name} {'ok' if r.ok else 'FAILED'} in {r.seconds:.1f} s"
+    def one(item: tuple[int, tuple[Path, str | None, str]]) -> NotebookRun:
+        i, (path, sym, name) = item
+        p = dict(params)
+        if sym is not None:
+            p["symbol"] = sym
+        if exchange is not None:
+            p["exchange"] = exchange
+        say(f"[{i}/{total}] {name} …")
+        r = run_notebook(path, out_dir, p, kernel_name=kernel, cell_timeout=cell_timeout, to_html=to_html,
+                         output_name=name)
+        r.symbol = sym
+        say(f"[{i}/{total}] {name} {'ok' if r.ok else 'FAILED'} in {r.seconds:.1f} s"
             + ("" if r.ok else f" — {r.error}"))
         return r
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        runs = list(pool.map(one, enumerate(paths, 1)))
+        runs = list(pool.map(one, enumerate(jobs_list, 1)))
     seconds = time.perf_counter() - t0
     index = out_dir / "index.html"
-    index.write_text(_index_html(runs, params, started, seconds), encoding="utf-8")
+    index.write_text(_index_html(runs, params, started, seconds, note), encoding="utf-8")
     (out_dir / "summary.json").write_text(json.dumps({
-        "generated_at": started.isoformat(), "seconds": round(seconds, 3), "parameters": _jsonable(params),
-        "notebooks": [{"name": r.name, "ok": r.ok, "seconds": round(r.seconds, 3), "error": r.error,
-                       "records": r.records} for r in runs],
+        "generated_at": started.isoformat(), "seconds": round(seconds, 3), "parameters": _shown_parameters(params),
+        "exchange": exchange, "symbols": [s for s in symbols if s is not None],
+        "notebooks": [{"name": r.name, "symbol": r.symbol, "ok": r.ok, "seconds": round(r.seconds, 3),
+                       "error": r.error, "records": r.records,
+                       "thumbnail": r.thumbnail.name if r.thumbnail else None} for r in runs],
     }, indent=2), encoding="utf-8")
     say(f"index: {index} ({seconds:.1f} s)")
     if not all(r.ok for r in runs):
@@ -426,7 +603,7 @@ def run(args: argparse.Namespace) -> int:
     except ReportFailed as exc:
         for r in exc.runs:
             if not r.ok:
-                print(f"cryptolab report: {r.source.name} failed at {r.error}", file=sys.stderr)
+                print(f"cryptolab report: {r.name}.ipynb failed at {r.error}", file=sys.stderr)
         print(f"cryptolab report: see {exc.index}", file=sys.stderr)
         return 1
     return 0

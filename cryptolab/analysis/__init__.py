@@ -15,7 +15,7 @@ works on whatever is stored. Prices and volumes come back exact: polars Decimal 
 | price    | ohlcv, live_bars, moving_averages, sma, ema, vwap, volume_profile, pivots, support_resistance |
 | traffic  | tps, tps_stats, bursts, inter_arrival, inter_arrival_stats, ingest_throughput |
 | quality  | quality_report, source_counts, duplicates, null_counts, timestamp_checks, time_backwards, gaps, halts, price_outliers, dead_letter_counts, capture_runs, bars_consistency |
-| volume   | stored_symbols, daily_totals, cvd, fetch_klines, reconcile_klines |
+| volume   | stored_symbols, daily_totals, cvd, fetch_klines, reconcile_klines, reconcile_or_skip |
 | latency  | latest_trades, latency_stats, clock_offset, clock_skew |
 | reader   | load_trades |
 """
@@ -41,7 +41,7 @@ from .quality import (
 )
 from .reader import load_trades
 from .traffic import bursts, ingest_throughput, inter_arrival, inter_arrival_stats, tps, tps_stats
-from .volume import cvd, daily_totals, fetch_klines, reconcile_klines, stored_symbols
+from .volume import cvd, daily_totals, fetch_klines, reconcile_klines, reconcile_or_skip, stored_symbols
 
 __all__ = [
     "INTERVALS",
@@ -49,7 +49,7 @@ __all__ = [
     "tps", "tps_stats", "bursts", "inter_arrival", "inter_arrival_stats", "ingest_throughput",
     "quality_report", "source_counts", "duplicates", "null_counts", "timestamp_checks", "time_backwards",
     "gaps", "halts", "price_outliers", "dead_letter_counts", "capture_runs", "bars_consistency",
-    "stored_symbols", "daily_totals", "cvd", "fetch_klines", "reconcile_klines",
+    "stored_symbols", "daily_totals", "cvd", "fetch_klines", "reconcile_klines", "reconcile_or_skip",
     "latest_trades", "latency_stats", "clock_offset", "clock_skew",
     "load_trades",
 ]

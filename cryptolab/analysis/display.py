@@ -25,7 +25,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["format_value", "column_decimals", "format_number", "duration_unit", "frame_html", "format_time"]
+__all__ = ["format_value", "column_decimals", "format_number", "duration_unit", "frame_html", "format_time", "figures_html"]
 
 NULL = "–"
 _MAX_DECIMALS = 8
@@ -160,14 +160,15 @@ def frame_html(frame: Any, *, max_rows: int = 20, caption: str | None = None) ->
         else:
             texts = [NULL if values[i] is None else format_value(values[i]) for i in keep]
             right = False
-        heads.append(f'<th style="text-align:{"right" if right else "left"}">{html.escape(label)}</th>')
+        heads.append(f'<th style="text-align:{"right" if right else "left"};white-space:nowrap">{html.escape(label)}</th>')
         for row, text in zip(cells, texts):
             row.append((text, right))
     body = []
     for j, row in enumerate(cells):
         if n > max_rows and j == max_rows // 2:
             body.append(f'<tr><td colspan="{len(cols)}" style="text-align:center">… {n - max_rows:,} more rows …</td></tr>')
-        tds = "".join(f'<td style="text-align:{"right" if r else "left"}">{html.escape(t)}</td>' for t, r in row)
+        tds = "".join(f'<td style="text-align:{"right" if r else "left"};white-space:nowrap">{html.escape(t)}</td>'
+                      for t, r in row)
         body.append(f"<tr>{tds}</tr>")
     if not body:
         body.append(f'<tr><td colspan="{max(1, len(cols))}" style="opacity:.7">no rows</td></tr>')
@@ -180,3 +181,14 @@ def frame_html(frame: Any, *, max_rows: int = 20, caption: str | None = None) ->
         "<style>.cryptolab-table td,.cryptolab-table th{padding:2px 10px;"
         "border-bottom:1px solid var(--jp-border-color2,#e5e7eb)}</style>"
     )
+
+
+def figures_html(figures: Mapping[str, Any]) -> str:
+    """Key figures as a two-column HTML table, values rounded for people (see `format_value`)."""
+    rows = "".join(
+        f'<tr><td style="padding:2px 14px 2px 0;opacity:.8">{html.escape(str(k))}</td>'
+        f'<td style="text-align:right;padding:2px 0;font-variant-numeric:tabular-nums;white-space:nowrap">'
+        f"{html.escape(format_value(v))}</td></tr>"
+        for k, v in figures.items()
+    )
+    return f'<table class="cryptolab-figures" style="border-collapse:collapse;font-size:13px">{rows}</table>'

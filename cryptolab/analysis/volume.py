@@ -32,7 +32,8 @@ from .common import (
     run,
 )
 
-__all__ = ["stored_symbols", "daily_totals", "cvd", "fetch_klines", "reconcile_klines", "DEFAULT_REST_URL"]
+__all__ = ["stored_symbols", "daily_totals", "cvd", "fetch_klines", "reconcile_klines", "reconcile_or_skip",
+           "DEFAULT_REST_URL"]
 
 _MODULE = "volume_stored"
 _MINUTE = timedelta(minutes=1)
@@ -230,3 +231,42 @@ def reconcile_klines(
         if fetch:
             fetch_klines(span.symbol, span.start, span.end, base_url=base_url, exchange=span.exchange, conn=c)
         return run(c, _MODULE, "klines_reconcile", span.values(), as_)
+
+
+def reconcile_or_skip(
+    symbol: str | None = None,
+    start: Any = None,
+    end: Any = None,
+    *,
+    base_url: str | None = None,
+    exchange: str | None = None,
+    conn: psycopg.Connection | None = None,
+    as_: AsType = "polars",
+) -> tuple[Frame | None, str]:
+    """`reconcile_klines`, or why it cannot run: returns (frame, "") or (None, reason).
+
+    With `base_url` the klines are fetched first; an exchange that cannot be reached is a
+    reason to skip (klines stored earlier are still used when there are any). Without it
+    only stored klines are used, and a range with none is skipped with a reason instead of
+    a chart of minutes that are all 'incomplete'.
+    """
+    import polars as pl
+
+    with connection(conn) as c:
+        span = resolve_span(c, symbol, start, end, exchange)
+        unreachable = ""
+        if base_url:
+            try:
+                fetch_klines(span.symbol, span.start, span.end, base_url=base_url, exchange=span.exchange, conn=c)
+            except SourceError as exc:
+                unreachable = f"{base_url} cannot be reached ({str(exc).splitlines()[0][:160]})"
+        frame = reconcile_klines(span.symbol, span.start, span.end, exchange=span.exchange, conn=c)
+    have = frame.filter(pl.col("kline_trades").is_not_null()).height if frame.height else 0
+    if have == 0:
+        if unreachable:
+            return None, f"reconciliation skipped: {unreachable}, and no klines are stored for this range"
+        return None, ("reconciliation skipped: no exchange klines are stored for this range and no exchange was "
+                      "asked (set klines_url, e.g. 'https://api.binance.com' or a local exchange's "
+                      "http://127.0.0.1:PORT, to fetch them)")
+    note = f"klines: stored ones only ({unreachable})" if unreachable else ""
+    return (frame.to_pandas() if as_ == "pandas" else frame), note
