@@ -195,6 +195,63 @@ BEGIN
     END IF;
 END $$;
 
--- ---------------------------------------------------------------- version 3+
+-- ---------------------------------------------------------------- version 3
+-- History (issue 9). agg_trades keeps Binance aggregate trades as what they are: one
+-- row per aggregate with the range of trade ids it covers, so per-minute counts are
+-- last_trade_id - first_trade_id + 1, volume/OHLC stay exact and ids inside an
+-- aggregate are never gaps. Not partitioned: an aggregate row stands for ~5 trades.
+-- history_files records every dump file loaded (one transaction per file, this row
+-- in the same transaction), so a day is in or out and a re-run skips what is in.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 3) THEN
+        CREATE TABLE IF NOT EXISTS agg_trades (
+            exchange        text        NOT NULL,
+            symbol          text        NOT NULL,
+            agg_id          bigint      NOT NULL,
+            price           numeric     NOT NULL CHECK (price > 0),
+            qty             numeric     NOT NULL CHECK (qty > 0),
+            quote_qty       numeric     GENERATED ALWAYS AS (price * qty) STORED,
+            first_trade_id  bigint      NOT NULL,
+            last_trade_id   bigint      NOT NULL,
+            trade_count     bigint      GENERATED ALWAYS AS (last_trade_id - first_trade_id + 1) STORED,
+            trade_time      timestamptz NOT NULL,
+            is_buyer_maker  boolean     NOT NULL,
+            is_best_match   boolean,
+            source          text        NOT NULL CHECK (source IN ('live', 'backfill', 'replay', 'simulator')),
+            ingested_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+            PRIMARY KEY (exchange, symbol, agg_id),
+            CHECK (last_trade_id >= first_trade_id)
+        );
+        CREATE INDEX IF NOT EXISTS agg_trades_time ON agg_trades (exchange, symbol, trade_time);
+
+        CREATE TABLE IF NOT EXISTS history_files (
+            id          bigserial   PRIMARY KEY,
+            exchange    text        NOT NULL,
+            symbol      text        NOT NULL,
+            kind        text        NOT NULL CHECK (kind IN ('trades', 'aggTrades', 'klines')),
+            interval    text        NOT NULL DEFAULT '',
+            period      text        NOT NULL CHECK (period IN ('daily', 'monthly', 'rest')),
+            first_day   date        NOT NULL,
+            last_day    date        NOT NULL,
+            file_name   text        NOT NULL,
+            url         text        NOT NULL,
+            sha256      text,
+            bytes       bigint,
+            rows        bigint      NOT NULL,
+            stored      bigint      NOT NULL,
+            first_id    bigint,
+            last_id     bigint,
+            mode        text        NOT NULL CHECK (mode IN ('bulk', 'idempotent')),
+            loaded_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+            UNIQUE (exchange, symbol, kind, interval, file_name)
+        );
+
+        INSERT INTO schema_version (version, description)
+        VALUES (3, 'agg_trades (aggregates with first/last trade id), history_files (dump files loaded)');
+    END IF;
+END $$;
+
+-- ---------------------------------------------------------------- version 4+
 -- Append later changes here as idempotent steps, each closed by its own
 -- INSERT INTO schema_version.
