@@ -255,3 +255,55 @@ END $$;
 -- ---------------------------------------------------------------- version 4+
 -- Append later changes here as idempotent steps, each closed by its own
 -- INSERT INTO schema_version.
+
+-- ---------------------------------------------------------------- version 5
+-- Capture across processes and hosts. Capturers sharing this database register in
+-- capture_members (heartbeats) and own symbols through capture_leases: a lease is
+-- renewed every second and expires `lease_seconds` after its last renewal on the
+-- server's clock, so a dead owner's symbols are free again within a bounded time,
+-- whatever killed it (kill -9, a host gone, a cut connection). Leases rather than
+-- advisory locks: they work through connection poolers and on distributed
+-- PostgreSQL, a cut connection cannot hold a lock for a TCP timeout, and the
+-- ownership is plain data a psql user can read (capture_status).
+CREATE TABLE IF NOT EXISTS capture_members (
+    member_id     text        PRIMARY KEY,
+    host          text        NOT NULL,
+    pid           integer     NOT NULL,
+    home          text,
+    standby       boolean     NOT NULL DEFAULT false,
+    requested     text[]      NOT NULL,
+    exchange      text        NOT NULL,
+    started_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    heartbeat_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    rows_stored   bigint      NOT NULL DEFAULT 0,
+    lag_ms        double precision,
+    state         text        NOT NULL DEFAULT 'running'
+);
+
+CREATE TABLE IF NOT EXISTS capture_leases (
+    exchange      text        NOT NULL,
+    symbol        text        NOT NULL,
+    owner         text        NOT NULL,
+    epoch         bigint      NOT NULL DEFAULT 1,
+    acquired_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    expires_at    timestamptz NOT NULL,
+    PRIMARY KEY (exchange, symbol)
+);
+
+CREATE OR REPLACE VIEW capture_status AS
+SELECT m.member_id, m.host, m.pid, m.standby, m.exchange,
+       coalesce((SELECT array_agg(l.symbol ORDER BY l.symbol) FROM capture_leases l
+                 WHERE l.owner = m.member_id AND l.expires_at > clock_timestamp()), '{}') AS symbols,
+       m.requested,
+       round(extract(epoch FROM clock_timestamp() - m.heartbeat_at)::numeric, 1) AS heartbeat_age_s,
+       m.lag_ms, m.rows_stored, m.state, m.started_at
+FROM capture_members m
+ORDER BY m.host, m.pid;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 5) THEN
+        INSERT INTO schema_version (version, description)
+        VALUES (5, 'capture_members, capture_leases, capture_status: capture across processes and hosts');
+    END IF;
+END $$;
