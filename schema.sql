@@ -252,9 +252,46 @@ BEGIN
     END IF;
 END $$;
 
--- ---------------------------------------------------------------- version 4+
--- Append later changes here as idempotent steps, each closed by its own
--- INSERT INTO schema_version.
+-- ---------------------------------------------------------------- version 4
+-- The archive (cryptolab archive, docs/archive.md). archive_days: one row per
+-- (exchange, symbol, closed UTC day) of raw trades written to Parquet, with what the
+-- file holds (rows, first/last id, exact sums; checked against the database before any
+-- drop) and whether the database partition has been dropped since (dropped_at): the
+-- readers then take that day from the archive. archive_quality: the quality report of
+-- each archived day, computed before the drop and kept here for good.
+CREATE TABLE IF NOT EXISTS archive_days (
+    exchange       text        NOT NULL,
+    symbol         text        NOT NULL,
+    day            date        NOT NULL,
+    location       text        NOT NULL,
+    path           text        NOT NULL,
+    rows           bigint      NOT NULL,
+    first_trade_id bigint,
+    last_trade_id  bigint,
+    sum_qty        numeric     NOT NULL,
+    sum_quote      numeric     NOT NULL,
+    bytes          bigint      NOT NULL,
+    exported_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    verified_at    timestamptz,
+    dropped_at     timestamptz,
+    PRIMARY KEY (exchange, symbol, day)
+);
+
+CREATE TABLE IF NOT EXISTS archive_quality (
+    exchange     text        NOT NULL,
+    symbol       text        NOT NULL,
+    day          date        NOT NULL,
+    check_name   text        NOT NULL,
+    status       text        NOT NULL,
+    count        bigint,
+    detail       text,
+    computed_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (exchange, symbol, day, check_name)
+);
+
+INSERT INTO schema_version (version, description)
+VALUES (4, 'archive_days (raw trade days written to Parquet, verified, dropped), archive_quality')
+ON CONFLICT (version) DO NOTHING;
 
 -- ---------------------------------------------------------------- version 5
 -- Capture across processes and hosts. Capturers sharing this database register in
@@ -307,3 +344,7 @@ BEGIN
         VALUES (5, 'capture_members, capture_leases, capture_status: capture across processes and hosts');
     END IF;
 END $$;
+
+-- ---------------------------------------------------------------- version 6+
+-- Append later changes here as idempotent steps, each closed by its own
+-- INSERT INTO schema_version.
