@@ -387,7 +387,7 @@ class Dashboard:
         """One tick: read, update tiles and tape, re-render the chart (when the data
         changed). Returns the snapshot."""
         self._update()
-        if self.chart.needs_render or not self.chart.png:
+        if self.chart.needs_render or not self.chart.rendered:
             self.chart.render()
         assert self.snapshot is not None
         return self.snapshot

@@ -240,7 +240,10 @@ class LiveChart:
         # `draw` sets the margins. Slower panels may ask for constrained layout.
         self.figure = Figure(figsize=(width, height), dpi=dpi, layout="constrained" if constrained else None)
         FigureCanvasAgg(self.figure)
-        self.png: bytes = b""
+        self._png: bytes = b""
+        self._png_stale = True
+        self.rendered = False
+        """True once `render()` ran (the figure holds a drawing)."""
         self.needs_render = True
         """Owners may set this False when nothing changed, so a `LiveView` tick skips the render."""
         self.interactive = interactive_available() if interactive is None else interactive
@@ -299,7 +302,8 @@ class LiveChart:
         return out
 
     def render(self) -> bytes:
-        """Redraw the figure, update the widget (if made) and return the PNG bytes."""
+        """Redraw the figure and update the widget (if made). Returns the PNG bytes, or b""
+        for an interactive chart (its canvas got the pixels; `png` makes a PNG when asked)."""
         with self._lock:
             kept = self._user_limits() if self._canvas is not None else []
             self.figure.clear()
@@ -311,22 +315,30 @@ class LiveChart:
                     if lim is not None:
                         ax.set_xlim(*lim[0])
                         ax.set_ylim(*lim[1])
+            self.rendered = True
             if self._canvas is not None:
                 self._canvas.draw()  # renders and pushes the changed pixels to the frontend
-                png = b""
-            else:
-                png = render_png(self.figure)
-            self.png = png
-        if self._widget is not None and self._canvas is None and png != bytes(self._widget.value):
+                self._png_stale = True  # a PNG is made only when asked for (`png`)
+                return b""
+            png = render_png(self.figure)
+            self._png, self._png_stale = png, False
+        if self._widget is not None and png != bytes(self._widget.value):
             self._widget.value = png
         return png
 
-    def static_png(self) -> bytes:
-        """The chart as PNG (static outputs, reports)."""
+    @property
+    def png(self) -> bytes:
+        """The chart as PNG bytes (made on demand for an interactive chart)."""
         with self._lock:
-            if not self.png:
-                self.png = render_png(self.figure)
-            return self.png
+            if self._png_stale and self.rendered:
+                self._png, self._png_stale = render_png(self.figure), False
+            return self._png
+
+    def static_png(self) -> bytes:
+        """The chart as PNG (static outputs, reports); renders first if it never was."""
+        if not self.rendered:
+            self.render()
+        return self.png
 
 
 def _fmt(value: Any) -> str:
@@ -616,7 +628,7 @@ class LiveView:
         try:
             self.data = self.update()
             for part in self.parts:
-                if isinstance(part, LiveHTML) or (isinstance(part, LiveChart) and (part.needs_render or not part.png)):
+                if isinstance(part, LiveHTML) or (isinstance(part, LiveChart) and (part.needs_render or not part.rendered)):
                     part.render()
         except Exception as exc:
             self._set_status(f"error: {type(exc).__name__}: {exc}", error=True)

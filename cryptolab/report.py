@@ -286,7 +286,7 @@ class ReportFailed(CryptolabError):
         self.runs = list(runs)
         self.index = index
         failed = [r for r in runs if not r.ok]
-        lines = "; ".join(f"{r.name}: {r.error}" for r in failed)
+        lines = "; ".join(f"{r.name}.ipynb: {r.error}" for r in failed)
         super().__init__(f"{len(failed)} of {len(runs)} notebooks failed — {lines} (see {index})")
 
 
@@ -317,8 +317,12 @@ def _cell_error(exc: Exception, executed: Path) -> str:
     try:
         import nbformat
 
-        cells = nbformat.read(str(executed), as_version=4).cells[: exc.cell_index]  # type: ignore[no-untyped-call]
-        number -= sum("injected-parameters" in c.metadata.get("tags", []) for c in cells)
+        cells = nbformat.read(str(executed), as_version=4).cells  # type: ignore[no-untyped-call]
+        added = ("injected-parameters", "papermill-error-cell-tag")  # papermill's own cells
+        source_cells = [c for c in cells if not any(t in c.metadata.get("tags", []) for t in added)]
+        hits = [i for i, c in enumerate(source_cells, 1) if c.cell_type == "code" and c.source == exc.source]
+        if hits:
+            number = hits[0]
     except (OSError, ValueError):
         pass
     return mask_dsn(f"cell {number} (In [{exc.exec_count}]) `{where[:100]}`: {exc.ename}: {exc.evalue}")
@@ -465,14 +469,13 @@ def report_symbols(parameters: Mapping[str, Any]) -> tuple[str | None, list[str 
         return parameters.get("exchange"), [parameters["symbol"]], ""
     from . import db
     from .analysis.common import resolve_market, stored_markets
-    from .errors import DataError
 
     try:
         with db.connect(parameters.get("dsn")) as conn:
             exch, _ = resolve_market(conn, None, parameters.get("exchange"))
             syms = [m.symbol for m in stored_markets(conn, exch)]
             others = sorted({m.exchange for m in stored_markets(conn)} - {exch})
-    except DataError:
+    except CryptolabError:
         return parameters.get("exchange"), [None], ""  # the notebooks say what is missing
     note = f"exchange {exch}" + (f" (also stored: {', '.join(others)})" if others else "")
     note += f", {len(syms)} symbol{'s' if len(syms) != 1 else ''}: {', '.join(syms)}"
@@ -509,7 +512,10 @@ def run_reports(
         known = sorted({k for d in declared.values() for k in d})
         raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}: the notebooks take {', '.join(known)}")
     kernel = ensure_kernel()
-    exchange, symbols, note = report_symbols(params)
+    if all("symbol" in d and "exchange" in d for d in declared.values()):  # analysis notebooks: per symbol
+        exchange, symbols, note = report_symbols(params)
+    else:
+        exchange, symbols, note = None, [params.get("symbol")], ""
     jobs_list: list[tuple[Path, str | None, str]] = []
     for sym in symbols:
         for path in paths:
@@ -529,11 +535,11 @@ def run_reports(
             p["symbol"] = sym
         if exchange is not None:
             p["exchange"] = exchange
-        say(f"[{i}/{total}] {name} …")
+        say(f"[{i}/{total}] {name}.ipynb …")
         r = run_notebook(path, out_dir, p, kernel_name=kernel, cell_timeout=cell_timeout, to_html=to_html,
                          output_name=name)
         r.symbol = sym
-        say(f"[{i}/{total}] {name} {'ok' if r.ok else 'FAILED'} in {r.seconds:.1f} s"
+        say(f"[{i}/{total}] {name}.ipynb {'ok' if r.ok else 'FAILED'} in {r.seconds:.1f} s"
             + ("" if r.ok else f" — {r.error}"))
         return r
 

@@ -88,7 +88,9 @@ def test_refresh_shows_newest_trade_and_exact_session_figures(conn: psycopg.Conn
     inside = sorted((t for t in trades if lo <= t.trade_time_us < hi), key=lambda t: t.trade_id)
     assert (c["open"], c["close"]) == (inside[0].price, inside[-1].price)
     assert (c["high"], c["low"]) == (max(t.price for t in inside), min(t.price for t in inside))
-    assert dash.chart.png.startswith(b"\x89PNG") and bytes(dash.chart.widget.value) == dash.chart.png
+    assert dash.chart.png.startswith(b"\x89PNG")
+    widget = dash.chart.widget  # an interactive ipympl canvas, or the PNG image without ipympl
+    assert type(widget).__name__ == "Canvas" or bytes(widget.value) == dash.chart.png
     assert snap.volatility is not None and snap.volatility > 0
     last_s = datetime_to_us(snap.as_of)  # the newest stored second: tps counts the last 10 seconds
     recent = sum(1 for t in trades if last_s - 9_000_000 <= t.trade_time_us < last_s + 1_000_000)
@@ -234,3 +236,29 @@ def test_showing_again_replaces_the_live_dashboard(conn: psycopg.Connection, dsn
     static = Dashboard(["BTCUSDT"], dsn=dsn)
     static.show(live=False)  # papermill: one render, no thread
     assert not static.view.ticker.running and static.chart.png.startswith(b"\x89PNG")
+
+
+def test_a_capture_error_stays_until_the_user_acts(dsn: str) -> None:
+    """'cannot reach …' must not be replaced by 'capture stopped' at the next refresh."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dash = Dashboard(["btcusdt"], dsn=dsn, source=f"ws://127.0.0.1:{port}", exchange="binance")
+    dash.widget  # the status line exists
+    dash._guard(dash.start_capture)
+    end = time.monotonic() + 30
+    while dash.error is None and time.monotonic() < end:
+        dash.refresh()
+        time.sleep(0.2)
+    assert dash.error, dash._capture_status.value
+    shown = dash._capture_status.value
+    assert 'data-error="1"' in shown
+    for _ in range(5):  # refreshes do not hide it
+        dash.refresh()
+        time.sleep(0.1)
+    assert dash._capture_status.value == shown
+    dash._act(dash.stop_capture)  # the user acts: the error is acknowledged
+    assert dash.error is None and 'data-error=""' in dash._capture_status.value
+    dash.close()

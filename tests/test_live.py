@@ -71,13 +71,32 @@ def test_chart_renders_png_and_updates_widget() -> None:
         n["i"] += 1
         fig.add_subplot().plot([0, 1, 2], [0, n["i"], 0])
 
-    chart = LiveChart(draw, width=3, height=2)
+    chart = LiveChart(draw, width=3, height=2, interactive=False)
     png1 = chart.render()
     assert png1.startswith(b"\x89PNG")
     widget = chart.widget
     assert bytes(widget.value) == png1
     png2 = chart.render()
     assert png2 != png1 and bytes(widget.value) == png2
+
+
+def test_interactive_chart_is_an_ipympl_canvas_that_keeps_a_users_zoom() -> None:
+    pytest.importorskip("ipympl")
+    n = {"i": 0}
+
+    def draw(fig: Any) -> None:
+        n["i"] += 1
+        fig.add_subplot().plot([0, 1, 2], [0, n["i"], 0])
+
+    chart = LiveChart(draw, width=3, height=2)
+    assert chart.interactive
+    canvas = chart.widget
+    assert type(canvas).__name__ == "Canvas" and canvas.toolbar is not None  # zoom/pan/home toolbar
+    assert chart.render() == b"" and chart.png.startswith(b"\x89PNG")  # a PNG only when asked
+    ax = chart.figure.axes[0]
+    ax.set_xlim(0.5, 1.0)  # the user zooms in
+    chart.render()
+    assert tuple(chart.figure.axes[0].get_xlim()) == (0.5, 1.0) and n["i"] == 2  # redrawn, zoom kept
 
 
 def test_tiles_and_tape_html() -> None:
@@ -155,9 +174,12 @@ print('shown', chart.widget.model_id)
     # a long cell (waiting, as on I/O): the view keeps updating meanwhile — the kernel is
     # not blocked by it and the updates reach the frontend as comm messages for the widget
     def image_updates(msgs: list[dict[str, Any]]) -> int:
+        # a PNG image widget: an "update" of its value; an ipympl canvas: a binary diff image
         return sum(1 for m in msgs if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == image_id
-                   and m["content"]["data"].get("method") == "update"
-                   and ["value"] in m["content"]["data"].get("buffer_paths", []))
+                   and ((m["content"]["data"].get("method") == "update"
+                         and ["value"] in m["content"]["data"].get("buffer_paths", []))
+                        or (m["content"]["data"].get("method") == "custom"
+                            and "binary" in str(m["content"]["data"].get("content", {}).get("data", "")))))
 
     busy = execute(kernel, "import time\ntime.sleep(2)\nprint('busy done')")
     assert image_updates(busy) >= 4, [m["msg_type"] for m in busy]

@@ -38,6 +38,8 @@ def nbdir(tmp_path: Path) -> Path:
             "print('done', n)")
     make_nb(d / "02_boom.ipynb", "symbol = 'BTCUSDT'\nlive = True",
             "x = 1", "y = 1 / 0  # the failing cell", "print('never')")
+    make_nb(d / "03_deep.ipynb", "symbol = 'BTCUSDT'\nlive = True",
+            "a = 1\nb = 2\n\nc = b / (a - 1)  # line 4 fails, not line 1\nprint(c)")
     return d
 
 
@@ -79,7 +81,7 @@ def test_cli_exit_code_and_message(nbdir: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 1, proc.stderr
-    assert "02_boom.ipynb failed at cell 3 (In [4]) `y = 1 / 0" in proc.stderr
+    assert "02_boom.ipynb failed at cell 3 (In [4]) `line 1: y = 1 / 0" in proc.stderr
     assert "ZeroDivisionError" in proc.stderr
     assert "[1/1] 02_boom.ipynb FAILED" in proc.stdout
 
@@ -90,7 +92,7 @@ def test_unknown_parameter_and_notebook_are_config_errors(nbdir: Path, tmp_path:
     with pytest.raises(ConfigError, match="not found"):
         report.find_notebooks(["99"], nbdir)
     assert [p.name for p in report.find_notebooks(["01"], nbdir)] == ["01_ok.ipynb"]
-    assert [p.name for p in report.find_notebooks(None, nbdir)] == ["01_ok.ipynb", "02_boom.ipynb"]
+    assert [p.name for p in report.find_notebooks(None, nbdir)] == ["01_ok.ipynb", "02_boom.ipynb", "03_deep.ipynb"]
 
 
 def test_coerce_like_papermill() -> None:
@@ -106,3 +108,15 @@ def test_kernel_spec_points_at_this_python() -> None:
     name = report.ensure_kernel()
     spec = KernelSpecManager().get_kernel_spec(name)
     assert Path(spec.argv[0]) == Path(sys.executable)
+
+
+def test_failure_names_the_failing_line_not_the_first(nbdir: Path, tmp_path: Path) -> None:
+    run = report.run_notebook(nbdir / "03_deep.ipynb", tmp_path / "out")
+    assert not run.ok and run.error is not None
+    assert "cell 2 (In [3]) `line 4: c = b / (a - 1)" in run.error and "ZeroDivisionError" in run.error
+
+
+def test_mask_dsn() -> None:
+    assert report.mask_dsn("postgresql://me:pa:ss@h:5432/db") == "postgresql://me:***@h:5432/db"
+    assert report.mask_dsn("host=h password='a b' user=me") == "host=h password=*** user=me"
+    assert report.mask_dsn("host=h password=secret") == "host=h password=***"
