@@ -22,14 +22,30 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 COMMON = {"dsn", "exchange", "live"}
 
 
-def test_notebooks_are_committed_clean_with_parameters_first() -> None:
+def committed(path: Path) -> str:
+    """The notebook as git holds it (the index: what is committed or about to be), not
+    whatever an editor left in the working tree; the file itself outside a git checkout."""
+    import subprocess
+
+    rel = path.relative_to(ROOT).as_posix()
+    try:
+        proc = subprocess.run(["git", "-C", str(ROOT), "show", f":{rel}"], capture_output=True, text=True, timeout=30)
+    except OSError:
+        return path.read_text()
+    return proc.stdout if proc.returncode == 0 else path.read_text()
+
+
+def test_notebooks_are_committed_clean_with_parameters_first(tmp_path: Path) -> None:
     import papermill as pm
 
     names = [p.stem for p in NOTEBOOKS]
     assert names == ["00_live_dashboard", "01_price_analysis", "02_traffic_analysis", "03_quality_check",
                      "04_volume", "05_latency"]
     for path in NOTEBOOKS:
-        nb = json.loads(path.read_text())
+        text = committed(path)
+        nb = json.loads(text)
+        path = tmp_path / path.name
+        path.write_text(text)
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
         assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), f"{path.name} has outputs"
         assert "parameters" in code[0]["metadata"].get("tags", []), f"{path.name}: first code cell not tagged"
@@ -162,3 +178,19 @@ def test_every_notebook_runs_and_records_match_the_api(captured: Any, dsn: str, 
     ls = an.latency_stats(*span, "5s", **kw)
     assert lat["trades"] == int(ls["trades"].sum()) == len(trades)
     assert lat["worst_total_p99_ms"] == round(ls["total_p99"].max().total_seconds() * 1000, 3)
+
+
+def test_the_lab_works_on_a_copy_so_tracked_notebooks_stay_clean(tmp_path: Path) -> None:
+    from cryptolab.lab import jupyter_command, working_copy
+
+    home = tmp_path / "home"
+    copy = working_copy(ROOT / "notebooks", home)
+    assert copy == home / "notebooks" and sorted(p.name for p in copy.glob("*.ipynb")) == [p.name for p in NOTEBOOKS]
+    edited = copy / "01_price_analysis.ipynb"
+    edited.write_text(edited.read_text().replace("# Price analysis", "# My price analysis"))  # the user's edit
+    working_copy(ROOT / "notebooks", home)
+    assert "# My price analysis" in edited.read_text()  # kept: never overwritten behind the user's back
+    working_copy(ROOT / "notebooks", home, refresh=True)  # --refresh: the tracked version again
+    assert edited.read_text() == (ROOT / "notebooks" / "01_price_analysis.ipynb").read_text()
+    cmd = jupyter_command(copy, 8888, False)
+    assert f"--ServerApp.root_dir={copy}" in cmd and str(ROOT / "notebooks") not in " ".join(cmd)
