@@ -16,8 +16,7 @@ import pytest
 
 from cryptolab.capture import Capture
 from cryptolab.capture.options import CaptureOptions, Counters
-from cryptolab.capture.runs import RunLog
-from cryptolab.capture.locks import db_key
+from cryptolab.capture.runs import RunLog, db_key
 from cryptolab.capture.sink import DbLink, Sink
 from cryptolab.config import settings
 from cryptolab.errors import SourceError

@@ -17,7 +17,8 @@ The package has one room per concern (see docs/capture.md):
 * `backfill`  — REST paging for missing ranges;
 * `sink`      — the writer thread, the database link, journal spill and replay;
 * `runs`      — `capture_runs` / `capture_gaps` SQL and resume points;
-* `locks`     — one capture per symbol and database on a machine.
+* `ownership` — pure: which capturer owns which symbol (rendezvous, takeover, hand-back);
+* `cluster`   — membership and symbol leases in the shared database.
 """
 
 from __future__ import annotations

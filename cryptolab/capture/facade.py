@@ -17,25 +17,26 @@ import asyncio
 import hashlib
 import logging
 import os
-import socket
 import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
+import psycopg
+
 from .. import db
 from ..config import mask_url, settings
-from ..errors import CryptolabError, SourceError
+from ..errors import CryptolabError, DatabaseError, SourceError
 from ..journal import Journal
 from ..model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE, us_to_datetime
 from ..rest import RestClient
 from .backfill import Backfiller
 from .backoff import ConnectBudget
+from .cluster import Cluster
 from .endpoints import Endpoint, resolve_source
-from .locks import SymbolLocks, db_key
 from .options import CaptureOptions, CaptureStatus, Counters
-from .runs import RunLog, mark_dead_runs, max_stored_ids, resume_points
+from .runs import RunLog, db_key, mark_dead_runs, max_stored_ids, resume_points
 from .sequencer import GapPolicy, Sequencer
 from .sink import DbLink, Sink
 from .streams import StreamWorker
@@ -67,6 +68,7 @@ class Capture:
         options: CaptureOptions | None = None,
         exchange: str | None = None,
         from_ids: dict[str, int] | None = None,
+        standby: bool = False,
         **overrides: Any,
     ) -> None:
         if isinstance(symbols, str):
@@ -81,6 +83,8 @@ class Capture:
         """Value of `trades.exchange` for what this capture stores (known for sure after start)."""
         self.options = replace(options or CaptureOptions(), **overrides)
         self._dsn_arg = dsn
+        self.standby = standby
+        """A warm standby owns nothing until an owner of one of its symbols disappears."""
         self.from_ids = {k.upper(): int(v) for k, v in (from_ids or {}).items()}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -96,7 +100,9 @@ class Capture:
         self._seqs: dict[str, Sequencer] = {}
         self._active: tuple[str, ...] = ()
         self._skipped: dict[str, str] = {}
-        self._locks: SymbolLocks | None = None
+        self._cluster: Cluster | None = None
+        self._workers: dict[tuple[str, ...], asyncio.Task[None]] = {}
+        self._dsn: str | None = None
         self._sink: Sink | None = None
         self._endpoint: Endpoint | None = None
         self._local_exchange: Any = None
@@ -169,7 +175,7 @@ class Capture:
         return CaptureStatus(
             running=thread is not None and thread.is_alive(),
             symbols=self._active or self.symbols,
-            source=self.source,
+            source=mask_url(self.source),
             started_at=self._started_at,
             run_id=self._run_id,
             rows_stored=c.stored,
@@ -194,6 +200,8 @@ class Capture:
             exchange=self.exchange,
             database=sink.link.snapshot() if sink is not None else {},
             journal_bad_records=c.journal_bad_records,
+            standby=self.standby,
+            member_id=self._cluster.member_id if self._cluster is not None else None,
         )
 
     @property
@@ -262,8 +270,6 @@ class Capture:
             if self._sink is not None:
                 self._sink.finish()
                 self._sink.join()
-            if self._locks is not None:
-                self._locks.release()
             if self._local_exchange is not None:
                 try:
                     self._local_exchange.stop()
@@ -282,6 +288,7 @@ class Capture:
         deadline = time.monotonic() + opts.start_timeout
         # the database first: a clear DatabaseError when it cannot be had
         dsn = db.resolve_dsn(self._dsn_arg)
+        self._dsn = dsn
         conn = db.connect(dsn)
         handed_over = False
         try:
@@ -294,21 +301,27 @@ class Capture:
             assert ep is not None
             async with RestClient(ep.rest) as rest:
                 await self._check_exchange(rest, ep, deadline)
+                cluster = Cluster(dsn, self.exchange, self.symbols, standby=self.standby,
+                                  lease_seconds=opts.lease_seconds, grace=opts.takeover_grace, settle=opts.handoff_settle)
+                self._cluster = cluster
+                try:
+                    first = await asyncio.wait_for(cluster.tick(), max(0.5, deadline - time.monotonic()))
+                except (psycopg.Error, asyncio.TimeoutError) as exc:
+                    raise DatabaseError(f"cannot register this capture in the database: {exc}") from None
+                self._note_holders(first.holders)
+                owned = [s for s in self.symbols if s in cluster.owned]
+                self._active = tuple(owned)
                 dbkey = db_key(dsn)
-                self._take_locks(SymbolLocks(cfg.home, dbkey))
                 names = ",".join(sorted(self.symbols))
-                jdir = cfg.journal_dir / dbkey / f"{self.exchange}-{hashlib.sha1(names.encode()).hexdigest()[:10]}"
+                jdir = (cfg.journal_dir / dbkey /
+                        f"{self.exchange}-{hashlib.sha1(names.encode()).hexdigest()[:10]}-p{os.getpid()}")
                 journal = Journal(jdir, max_bytes=opts.journal_max_bytes)
                 leftovers = [j for j in Journal.all_under(jdir.parent, max_bytes=opts.journal_max_bytes) if j.dir != jdir]
-                resume = resume_points(conn, self.exchange, self._active, opts.lookback_seconds, self.from_ids)
-                for sym in self._active:
-                    last_id, holes = resume.get(sym, (None, []))
-                    if sym in self.from_ids and (last_id is None or last_id < self.from_ids[sym] - 1):
-                        last_id = self.from_ids[sym] - 1
-                    self._seqs[sym] = Sequencer(sym, last_id, holes)
+                for sym, seq in self._sequencers(conn, owned).items():
+                    self._seqs[sym] = seq
                 runs = RunLog(self.exchange)
                 note = "; ".join(f"{k}: {v}" for k, v in self._skipped.items()) or None
-                self._run_id = runs.open(conn, self._active, mask_url(ep.ws), note)
+                self._run_id = runs.open(conn, self._active or self.symbols, mask_url(ep.ws), note)
                 link = DbLink(dsn, opts.db_retry_seconds)
                 link.attach(conn)
                 handed_over = True  # the sink owns the connection now
@@ -317,13 +330,38 @@ class Capture:
                 self._sink.start(f"{threading.current_thread().name}-writer")
                 self._started_at = datetime.now(timezone.utc)
                 self._ready.set()
-                if not self._active:
-                    self._error = "nothing to capture: every symbol is already captured by another capture"
-                    return
-                await self._run(rest, ep)
+                try:
+                    await self._run(rest, ep, cluster)
+                finally:
+                    await cluster.leave()
         finally:
             if not handed_over:
                 conn.close()
+
+    def _sequencers(self, conn: psycopg.Connection, symbols: list[str]) -> dict[str, Sequencer]:
+        """Sequencers that resume after what is stored (and re-open the holes found in it)."""
+        resume = resume_points(conn, self.exchange, symbols, self.options.lookback_seconds, self.from_ids)
+        out = {}
+        for sym in symbols:
+            last_id, holes = resume.get(sym, (None, []))
+            if sym in self.from_ids and (last_id is None or last_id < self.from_ids[sym] - 1):
+                last_id = self.from_ids[sym] - 1
+            out[sym] = Sequencer(sym, last_id, holes)
+        return out
+
+    def _sequencers_fresh(self, symbols: list[str]) -> dict[str, Sequencer]:
+        assert self._dsn is not None
+        with db.connect(self._dsn, ensure_schema=False) as conn:
+            return self._sequencers(conn, symbols)
+
+    def _note_holders(self, holders: dict[str, str]) -> None:
+        self._skipped = {s: ("standby: " if self.standby else "")
+                         + f"owned by the capture of {who} in this database; taken over if it stops"
+                         for s, who in holders.items()}
+        if self.standby:
+            for s in self.symbols:
+                if s not in holders and (self._cluster is None or s not in self._cluster.owned):
+                    self._skipped.setdefault(s, "standby: owned by no one yet")
 
     def _start_simulator(self, conn: Any) -> None:
         from ..exchange import LocalExchange
@@ -357,37 +395,24 @@ class Capture:
             # a local exchange's synthetic market is never stored as a real exchange's data
             self.exchange = SIMULATOR_EXCHANGE
 
-    def _take_locks(self, locks: SymbolLocks) -> None:
-        self._locks = locks
-        who = f"pid {os.getpid()} on {socket.gethostname()}"
-        active = []
-        for sym in self.symbols:
-            holder = locks.try_take(self.exchange, sym, who)
-            if holder is None:
-                active.append(sym)
-            else:
-                self._skipped[sym] = f"already captured into this database by {holder}: not captured twice"
-                log.warning("%s %s", sym, self._skipped[sym])
-        self._active = tuple(active)
-
-    async def _run(self, rest: RestClient, ep: Endpoint) -> None:
+    async def _run(self, rest: RestClient, ep: Endpoint, cluster: Cluster) -> None:
         opts, stop, sink = self.options, self._stop_async, self._sink
         assert stop is not None and sink is not None
-        streams = [f"{s.lower()}@trade" for s in self._active]
-        n = max(1, opts.max_streams_per_connection)
         budget = ConnectBudget(opts.max_connects_per_5min)
-        workers = [StreamWorker(streams[i : i + n], ep, self.exchange, self._stream_source, self._seqs, sink,
-                                self.counters, opts, budget, rest, stop, self._report_error)
-                   for i in range(0, len(streams), n)]
+        self._rest, self._budget = rest, budget
         backfiller = Backfiller(rest, self._seqs, sink, self.counters,
                                 GapPolicy(opts.gap_grace, opts.max_backfill_trades), self.exchange, self._report_error)
-        tasks = [asyncio.create_task(w.run()) for w in workers]
-        tasks.append(asyncio.create_task(backfiller.run()))
-        tasks.append(asyncio.create_task(self._ticker()))
+        self._start_workers(list(self._active))
+        tasks = [asyncio.create_task(backfiller.run()), asyncio.create_task(self._ticker()),
+                 asyncio.create_task(self._ownership(cluster))]
         await stop.wait()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        workers = list(self._workers.values())
+        for t in workers:
+            t.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
         if not self._failed:
             # last chance for ranges still missing: one more REST pass (bounded)
             try:
@@ -401,6 +426,68 @@ class Capture:
         for t in left:
             t.cancel()
         await asyncio.gather(*left, return_exceptions=True)
+
+    def _start_workers(self, symbols: list[str]) -> None:
+        """One stream worker per `max_streams_per_connection` symbols (its own connection)."""
+        opts, stop, sink = self.options, self._stop_async, self._sink
+        assert stop is not None and sink is not None and self._endpoint is not None
+        n = max(1, opts.max_streams_per_connection)
+        for i in range(0, len(symbols), n):
+            group = tuple(symbols[i : i + n])
+            streams = [f"{s.lower()}@trade" for s in group]
+            worker = StreamWorker(streams, self._endpoint, self.exchange, self._stream_source, self._seqs, sink,
+                                  self.counters, opts, self._budget, self._rest, stop, self._report_error)
+            self._workers[group] = asyncio.create_task(worker.run())
+
+    async def _drop_symbols(self, symbols: list[str], why: str) -> None:
+        """Stop capturing `symbols` (lease lost or handed over); other symbols keep their streams."""
+        gone = set(symbols)
+        sink = self._sink
+        assert sink is not None
+        for group in [g for g in self._workers if gone & set(g)]:
+            task = self._workers.pop(group)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            rest = [s for s in group if s not in gone]
+            if rest:
+                self._start_workers(rest)
+        for sym in symbols:
+            seq = self._seqs.pop(sym, None)
+            if seq is not None:
+                for ev in seq.take_open(f"{why}: the new owner fills it"):
+                    sink.put_gap(ev)
+        self._active = tuple(s for s in self._active if s not in gone)
+        log.warning("stopped capturing %s: %s", ", ".join(symbols), why)
+
+    async def _adopt_symbols(self, symbols: list[str]) -> None:
+        """Start capturing `symbols` (a new lease): resume after what is stored, backfill the rest."""
+        seqs = await asyncio.to_thread(self._sequencers_fresh, symbols)
+        self._seqs.update(seqs)
+        self._active = tuple(s for s in self.symbols if s in self._seqs)
+        self._start_workers(symbols)
+        log.info("now capturing %s", ", ".join(symbols))
+
+    async def _ownership(self, cluster: Cluster) -> None:
+        """Renew leases every second; take over orphans, hand back, stop when cut off."""
+        interval = self.options.lease_renew_seconds
+        while True:
+            await asyncio.sleep(interval)
+            sink = self._sink
+            try:
+                res = await asyncio.wait_for(
+                    cluster.tick(rows_stored=self.counters.stored, lag_ms=sink.lag_ms if sink else None),
+                    max(1.0, self.options.lease_seconds / 2))
+            except (psycopg.Error, asyncio.TimeoutError, OSError) as exc:
+                lost = cluster.expired_locally()
+                if lost:
+                    await self._drop_symbols(lost, f"lease not renewed in time ({type(exc).__name__}: "
+                                                   f"{' '.join(str(exc).split())[:120]})")
+                continue
+            if res.lost:
+                await self._drop_symbols(res.lost, "lease given to another capturer")
+            if res.gained:
+                await self._adopt_symbols(res.gained)
+            self._note_holders(res.holders)
 
     async def _ticker(self) -> None:
         while True:

@@ -41,6 +41,13 @@ class CaptureOptions:
     """Largest WebSocket message accepted; a larger one becomes a dead letter."""
     journal_max_bytes: int | None = None
     """Disk cap of the spill journal (default: CRYPTOLAB_JOURNAL_MAX_MB, else 2 GiB)."""
+    lease_seconds: float = 5.0
+    """A symbol's lease lasts this long after its last renewal: the bound on a takeover (plus a tick)."""
+    lease_renew_seconds: float = 1.0
+    takeover_grace: float = 2.0
+    """Seconds a symbol stays free before a capturer that is not its preferred owner takes it."""
+    handoff_settle: float = 5.0
+    """Seconds a (re)joined preferred capturer must be up before a symbol is handed back to it."""
     simulator_rate: float = 50.0
     """Trades/s per symbol of the in-process simulator (source='simulator')."""
 
@@ -107,6 +114,8 @@ class CaptureStatus:
     database: dict[str, Any] = field(default_factory=dict)
     """The writer's database link: state ('up', 'down'), since when, the last error."""
     journal_bad_records: int = 0
+    standby: bool = False
+    member_id: str | None = None
 
     def summary(self) -> str:
         """Human summary, printed by the CLI at the end of a capture."""

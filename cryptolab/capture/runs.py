@@ -5,6 +5,7 @@ All SQL of the capture except the writer's (cryptolab/writer.py) lives here.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from collections.abc import Iterable, Sequence
@@ -14,10 +15,20 @@ import psycopg
 from .options import Counters
 from .sequencer import GapEvent
 
-__all__ = ["ResumePoint", "RunLog", "mark_dead_runs", "resume_points"]
+__all__ = ["ResumePoint", "RunLog", "db_key", "mark_dead_runs", "max_stored_ids", "resume_points"]
 
 ResumePoint = tuple[int | None, list[tuple[int, int]]]
 """(last id stored within the look-back, holes to fill)."""
+
+
+def db_key(dsn: str) -> str:
+    """A short stable name of the database a DSN points at (host, port, dbname; no password)."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+        ident = f"{info.get('host', '')}|{info.get('port', '')}|{info.get('dbname', '')}"
+    except psycopg.ProgrammingError:
+        ident = dsn
+    return hashlib.sha1(ident.encode()).hexdigest()[:12]
 
 
 def _pid_alive(pid: int) -> bool:

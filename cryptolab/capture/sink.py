@@ -202,6 +202,7 @@ class Sink:
     def _loop(self) -> None:
         opts, link, journal = self.options, self.link, self.journal
         last_beat = 0.0
+        stop_deadline: float | None = None
         while True:
             stopping = self.reading_done.is_set()
             if not self.trades and not self.dead and not self.gaps and not stopping:
@@ -248,8 +249,12 @@ class Sink:
                 last_beat = time.monotonic()
                 self._db_step(lambda c: self.runs.heartbeat(c, self.counters, final=False))
             if stopping and not self.trades and not self.dead and not self.gaps:
-                if len(journal) and link.ensure():
-                    continue  # replay the rest first
+                # a database that is merely between two retries gets a few of them before we give up
+                stop_deadline = stop_deadline or time.monotonic() + 3 * opts.db_retry_seconds + 1.0
+                if link.ensure() or time.monotonic() < stop_deadline:
+                    if len(journal) or not link.up:
+                        time.sleep(0.05)
+                        continue  # replay the rest first
                 break
         if link.ensure():
             self._db_step(lambda c: self.runs.write_gaps(c, drain(self.gaps, len(self.gaps))))
@@ -266,6 +271,7 @@ class Sink:
         try:
             step(conn)
         except psycopg.OperationalError as exc:
+            log.warning("run log write failed (%s): retried when the database answers", exc)
             self.link.failed(exc)
 
     def _spill(self, rows: list[Trade], dead: list[DeadLetter]) -> int:

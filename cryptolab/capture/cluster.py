@@ -1,0 +1,156 @@
+"""Membership and symbol leases in the shared database (the I/O shell around `ownership.py`).
+
+A `Cluster` is one capturer's seat: a row in `capture_members` (heartbeat, what it asked
+for, what it stored) and the leases it holds in `capture_leases`. `tick()` renews its
+leases, reads the others, and claims or hands back symbols as `plan_ownership` says.
+A lease is only trusted locally until `lease_seconds` after the renewal that last
+succeeded *started*, minus a margin — earlier than the server can give it to anyone
+else — so a capturer cut off from the database stops before another one starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import psycopg
+
+from ..config import mask_dsn
+from .ownership import Lease, Member, plan_ownership
+
+__all__ = ["Cluster", "TickResult"]
+
+log = logging.getLogger("cryptolab.capture")
+
+MARGIN = 0.5
+"""Seconds of safety between the local end of a lease and the server's."""
+
+
+@dataclass
+class TickResult:
+    gained: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    holders: dict[str, str] = field(default_factory=dict)
+    """Symbols asked for and owned by someone else: symbol → who (host, pid)."""
+
+
+class Cluster:
+    """One capturer's membership and leases (used from the capture's event loop)."""
+
+    def __init__(self, dsn: str, exchange: str, requested: Iterable[str], *, standby: bool = False,
+                 lease_seconds: float = 5.0, grace: float = 2.0, settle: float = 5.0) -> None:
+        self.dsn = dsn
+        self.exchange = exchange
+        self.requested = tuple(requested)
+        self.standby = standby
+        self.lease_seconds = lease_seconds
+        self.grace = grace
+        self.settle = settle
+        self.member_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owned: set[str] = set()
+        self.valid_until = 0.0
+        self._free_since: dict[str, float] = {}
+        self._conn: psycopg.AsyncConnection | None = None
+
+    async def _connect(self) -> psycopg.AsyncConnection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            try:
+                self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, connect_timeout=3)
+            except psycopg.Error as exc:
+                raise psycopg.OperationalError(f"cannot reach {mask_dsn(self.dsn)}: {exc}") from None
+            await self._conn.execute("SET statement_timeout = '3s'")
+            await self._register(self._conn)
+        return self._conn
+
+    async def _register(self, conn: psycopg.AsyncConnection) -> None:
+        await conn.execute("DELETE FROM capture_members WHERE heartbeat_at < clock_timestamp() - interval '1 day'")
+        await conn.execute(
+            "INSERT INTO capture_members (member_id, host, pid, home, standby, requested, exchange) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (member_id) DO UPDATE SET "
+            "heartbeat_at = clock_timestamp(), state = 'running'",
+            (self.member_id, socket.gethostname(), os.getpid(), os.environ.get("CRYPTOLAB_HOME"), self.standby,
+             list(self.requested), self.exchange),
+        )
+
+    async def tick(self, *, rows_stored: int = 0, lag_ms: float | None = None) -> TickResult:
+        """Renew, look, claim, hand back. Raises psycopg.Error when the database cannot be used."""
+        started = time.monotonic()
+        conn = await self._connect()
+        out = TickResult()
+        async with conn.transaction():
+            await conn.execute(
+                "UPDATE capture_members SET heartbeat_at = clock_timestamp(), rows_stored = %s, lag_ms = %s, "
+                "state = 'running' WHERE member_id = %s", (rows_stored, lag_ms, self.member_id))
+            cur = await conn.execute(
+                "UPDATE capture_leases SET expires_at = clock_timestamp() + make_interval(secs => %s) "
+                "WHERE exchange = %s AND owner = %s RETURNING symbol",
+                (self.lease_seconds, self.exchange, self.member_id))
+            still = {str(r[0]) for r in await cur.fetchall()}
+        out.lost = sorted(self.owned - still)
+        self.owned &= still
+        cur = await conn.execute(
+            "SELECT member_id, requested, standby, extract(epoch FROM clock_timestamp() - started_at)::float8, "
+            "extract(epoch FROM clock_timestamp() - heartbeat_at)::float8, host, pid "
+            "FROM capture_members WHERE exchange = %s AND state = 'running'", (self.exchange,))
+        rows = await cur.fetchall()
+        members = [Member(str(r[0]), frozenset(r[1]), bool(r[2]), float(r[3]), float(r[4])) for r in rows]
+        who = {str(r[0]): f"{r[5]} pid {r[6]}" for r in rows}
+        cur = await conn.execute(
+            "SELECT symbol, owner, extract(epoch FROM expires_at - clock_timestamp())::float8 "
+            "FROM capture_leases WHERE exchange = %s", (self.exchange,))
+        leases = [Lease(str(r[0]), str(r[1]), float(r[2])) for r in await cur.fetchall()]
+        now = time.monotonic()
+        plan = plan_ownership(self.member_id, self.requested, members, leases, self._free_since, now,
+                              grace=self.grace, settle=self.settle, live_within=max(3.0, self.lease_seconds))
+        self._free_since = {s: self._free_since.get(s, now) for s in plan.free}
+        if plan.release:
+            await conn.execute("DELETE FROM capture_leases WHERE exchange = %s AND owner = %s AND symbol = ANY(%s)",
+                               (self.exchange, self.member_id, list(plan.release)))
+            self.owned -= set(plan.release)
+            out.lost += list(plan.release)
+            log.info("handing %s over to its preferred capturer", ", ".join(plan.release))
+        for sym in plan.claim:
+            cur = await conn.execute(
+                "INSERT INTO capture_leases (exchange, symbol, owner, expires_at) "
+                "VALUES (%s, %s, %s, clock_timestamp() + make_interval(secs => %s)) "
+                "ON CONFLICT (exchange, symbol) DO UPDATE SET owner = EXCLUDED.owner, epoch = capture_leases.epoch + 1, "
+                "acquired_at = clock_timestamp(), expires_at = EXCLUDED.expires_at "
+                "WHERE capture_leases.expires_at <= clock_timestamp() OR capture_leases.owner = EXCLUDED.owner "
+                "RETURNING symbol", (self.exchange, sym, self.member_id, self.lease_seconds))
+            if await cur.fetchone() is not None and sym not in self.owned:
+                self.owned.add(sym)
+                out.gained.append(sym)
+        if self.owned:
+            self.valid_until = started + self.lease_seconds - MARGIN
+        held = {ls.symbol: ls.owner for ls in leases if ls.expires_in > 0 and ls.owner != self.member_id}
+        out.holders = {s: who.get(o, o) for s, o in held.items() if s in self.requested and s not in self.owned}
+        return out
+
+    def expired_locally(self) -> list[str]:
+        """Symbols whose lease may have run out (no renewal got through in time): stop them now."""
+        if self.owned and time.monotonic() >= self.valid_until:
+            lost = sorted(self.owned)
+            self.owned.clear()
+            return lost
+        return []
+
+    async def leave(self) -> None:
+        """Hand every lease back and say this member stopped (best effort: leases expire anyway)."""
+        try:
+            conn = await self._connect()
+            await conn.execute("DELETE FROM capture_leases WHERE exchange = %s AND owner = %s",
+                               (self.exchange, self.member_id))
+            await conn.execute("UPDATE capture_members SET state = 'stopped', heartbeat_at = clock_timestamp() "
+                               "WHERE member_id = %s", (self.member_id,))
+        except psycopg.Error as exc:
+            log.warning("could not hand the leases back (%s): they expire within %.0f s", exc, self.lease_seconds)
+        finally:
+            self.owned.clear()
+            if self._conn is not None:
+                await self._conn.close()
+                self._conn = None
