@@ -1,0 +1,27 @@
+"""cryptolab.archive: closed UTC days of raw trades as Parquet on a disk or S3, verified, one history.
+
+* `archive(...)` / `cryptolab archive`: export closed days (zstd Parquet, hive-partitioned
+  `trades/exchange=…/symbol=…/date=…`, sorted by trade id, exact decimals, µs times),
+  publish each only whole, and drop a partition only after the archived files are read back
+  and match the database (count, first/last id, Σqty, Σ(price·qty)). See docs/archive.md.
+* `read_trades(...)`: the archived-and-dropped rows of a range into polars; `merge` joins them
+  to database rows (used by `cryptolab.analysis.load_trades`).
+* `attach(conn, …)` / `detach(conn)`: a session TEMP table `trades` holding database and
+  archived rows of a range, so the SQL modules see one history (used by `cryptolab.analysis`).
+* `open_store(url)`: the archive location (`CRYPTOLAB_ARCHIVE`, default `CRYPTOLAB_HOME/archive`).
+"""
+
+from __future__ import annotations
+
+from .attach import attach, attach_for, detach
+from .errors import ArchiveError
+from .job import Report, archive
+from .layout import day_path
+from .read import dropped_days, merge, read_trades
+from .store import Store, archive_url, open_store
+from .verify import DayStats
+
+__all__ = [
+    "archive", "Report", "ArchiveError", "open_store", "archive_url", "Store", "day_path",
+    "read_trades", "merge", "dropped_days", "attach", "attach_for", "detach", "DayStats",
+]

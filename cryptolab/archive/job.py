@@ -1,0 +1,260 @@
+"""One archive run: plan, export what is missing, then verify and drop what may go.
+
+The drop of a `trades_YYYYMMDD` partition happens in one transaction that first locks the
+partition (no writer can add a row meanwhile), re-reads the day's totals from the database
+and compares them with the archived files read back from the store; it drops nothing unless
+every (exchange, symbol) of that day matches exactly. Before that, the day's quality report
+is computed and kept in `archive_quality`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+
+import psycopg
+from psycopg import sql
+
+from ..errors import DatabaseError
+from .errors import ArchiveError
+from .export import ExportResult, export_day, read_stats
+from .layout import day_path, parse_day_path
+from .plan import Group, Plan, Recorded, make_plan
+from .store import DATASET, Store, open_store
+from .verify import day_bounds, db_stats, differences
+
+__all__ = ["Report", "archive", "partitions"]
+
+_LOCK = "cryptolab_archive"
+
+
+@dataclass
+class Report:
+    """What a run did."""
+
+    location: str
+    plan: Plan
+    exported: list[ExportResult] = field(default_factory=list)
+    dropped: list[date] = field(default_factory=list)
+    cleaned: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(r.stats.rows for r in self.exported if r.status != "present")
+
+    @property
+    def bytes(self) -> int:
+        return sum(r.bytes for r in self.exported if r.status != "present")
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _base(conn: psycopg.Connection) -> tuple[str, int]:
+    row = conn.execute("SELECT n.nspname, c.oid::int FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                       "WHERE c.relname = 'trades' AND c.relkind = 'p' AND n.nspname = ANY (current_schemas(false)) "
+                       "ORDER BY array_position(current_schemas(false), n.nspname) LIMIT 1").fetchone()
+    if not row:
+        raise DatabaseError("no partitioned table `trades`: apply the schema first (cryptolab db init)")
+    return str(row[0]), int(row[1])
+
+
+def partitions(conn: psycopg.Connection, before: date | None = None) -> dict[date, tuple[str, list[tuple[str, str]]]]:
+    """{day: (partition name, [(exchange, symbol) it holds])} for the daily partitions before `before`."""
+    _, oid = _base(conn)
+    rows = conn.execute("SELECT n.nspname, c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = %s", (oid,)).fetchall()
+    out: dict[date, tuple[str, list[tuple[str, str]]]] = {}
+    for schema, name in rows:
+        if not (name.startswith("trades_") and len(name) == 15 and name[7:].isdigit()):
+            continue
+        try:
+            day = date(int(name[7:11]), int(name[11:13]), int(name[13:15]))
+        except ValueError:
+            continue
+        if before is not None and day >= before:
+            continue
+        part = sql.Identifier(schema, name)
+        groups = conn.execute(sql.SQL(  # a loose index scan over the primary key: one probe per symbol
+            "WITH RECURSIVE s AS ((SELECT exchange, symbol FROM {p} ORDER BY exchange, symbol LIMIT 1) "
+            "UNION ALL SELECT n.exchange, n.symbol FROM s CROSS JOIN LATERAL (SELECT t.exchange, t.symbol FROM {p} t "
+            "WHERE (t.exchange, t.symbol) > (s.exchange, s.symbol) ORDER BY t.exchange, t.symbol LIMIT 1) AS n) "
+            "SELECT exchange, symbol FROM s").format(p=part)).fetchall()
+        out[day] = (f"{schema}.{name}", [(str(e), str(s)) for e, s in groups])
+    return out
+
+
+def _recorded(conn: psycopg.Connection) -> dict[Group, Recorded]:
+    rows = conn.execute("SELECT exchange, symbol, day, location, dropped_at IS NOT NULL FROM archive_days").fetchall()
+    return {Group(r[2], r[0], r[1]): Recorded(r[3], bool(r[4])) for r in rows}
+
+
+def _present(store: Store) -> set[Group]:
+    out = set()
+    for rel, _size in store.files(DATASET):
+        parsed = parse_day_path(rel)
+        if parsed:
+            out.add(Group(parsed[2], parsed[0], parsed[1]))
+    return out
+
+
+def _keep_quality(conn: psycopg.Connection, exchange: str, symbol: str, day: date) -> None:
+    """Compute the day's quality report (while its rows are still in the database) and keep it."""
+    from ..analysis import quality_report
+
+    t0, t1 = day_bounds(day)
+    report = quality_report(symbol, t0, t1, exchange=exchange, conn=conn)
+    rows = [(exchange, symbol, day, r["check"], r["status"], r["count"], r["detail"]) for r in report.to_dicts()]
+    with conn.transaction():
+        conn.execute("DELETE FROM archive_quality WHERE exchange = %s AND symbol = %s AND day = %s",
+                     (exchange, symbol, day))
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO archive_quality (exchange, symbol, day, check_name, status, count, detail) "
+                            "VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
+
+
+def _drop_day(conn: psycopg.Connection, store: Store, day: date, partition: str,
+              groups: list[tuple[str, str]], say: Callable[[str], None]) -> None:
+    # 1. read every archived file of the day back from the store
+    archived = {}
+    for exchange, symbol in groups:
+        archived[(exchange, symbol)] = read_stats(store, day_path(exchange, symbol, day))
+    # 2. keep the day's quality results
+    for exchange, symbol in groups:
+        _keep_quality(conn, exchange, symbol, day)
+    # 3. lock, compare with the database, drop: one transaction
+    schema, name = partition.split(".", 1)
+    with conn.transaction():
+        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(schema, name)))
+        still = partitions_of(conn, schema, name)
+        extra = sorted(set(still) - set(groups))
+        if extra:
+            raise ArchiveError(f"{partition} now also holds {', '.join(' '.join(g) for g in extra)}: "
+                               "not dropped; re-run to archive them first")
+        for (exchange, symbol), have in archived.items():
+            diff = differences(have, db_stats(conn, exchange, symbol, day))
+            if diff:
+                raise ArchiveError(f"{exchange} {symbol} {day}: the archive at {store.uri(day_path(exchange, symbol, day))} "
+                                   f"does not match the database ({'; '.join(diff)}): nothing deleted; "
+                                   "re-run with --replace to rewrite the file from the database")
+        for exchange, symbol in groups:
+            cur = conn.execute("UPDATE archive_days SET verified_at = clock_timestamp(), dropped_at = clock_timestamp() "
+                               "WHERE exchange = %s AND symbol = %s AND day = %s AND location = %s",
+                               (exchange, symbol, day, store.uri()))
+            if cur.rowcount != 1:
+                raise ArchiveError(f"{exchange} {symbol} {day} is not recorded as archived at {store.uri()}: "
+                                   "not dropped; re-run to archive it there first")
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, name)))
+    say(f"dropped partition {partition} ({len(groups)} symbol(s) verified against {store.uri()})")
+
+
+def partitions_of(conn: psycopg.Connection, schema: str, name: str) -> list[tuple[str, str]]:
+    part = sql.Identifier(schema, name)
+    rows = conn.execute(sql.SQL(
+        "WITH RECURSIVE s AS ((SELECT exchange, symbol FROM {p} ORDER BY exchange, symbol LIMIT 1) "
+        "UNION ALL SELECT n.exchange, n.symbol FROM s CROSS JOIN LATERAL (SELECT t.exchange, t.symbol FROM {p} t "
+        "WHERE (t.exchange, t.symbol) > (s.exchange, s.symbol) ORDER BY t.exchange, t.symbol LIMIT 1) AS n) "
+        "SELECT exchange, symbol FROM s").format(p=part)).fetchall()
+    return [(str(e), str(s)) for e, s in rows]
+
+
+def archive(
+    conn: psycopg.Connection | None = None,
+    *,
+    to: str | None = None,
+    before: date | None = None,
+    drop: bool = False,
+    keep_days: int | None = None,
+    symbols: Collection[str] | None = None,
+    replace: bool = False,
+    dry_run: bool = False,
+    today: date | None = None,
+    say: Callable[[str], None] = lambda s: None,
+) -> Report:
+    """Archive closed UTC days of raw trades (and drop verified partitions when asked).
+
+    `to`: directory or s3://bucket/prefix (default CRYPTOLAB_ARCHIVE, else CRYPTOLAB_HOME/archive).
+    `before`: only days before this date (default: every closed day). `drop`: drop the
+    partitions of the archived days (after verification); `keep_days` N: drop only days older
+    than N days. `symbols`: only these symbols (a partition holding others is kept).
+    """
+    from .. import db
+
+    if keep_days is not None and keep_days < 0:
+        raise ArchiveError(f"--keep-days must be 0 or more, not {keep_days}")
+    started = time.perf_counter()
+    store = open_store(to)
+    own = conn is None
+    c = conn if conn is not None else db.connect()
+    try:
+        got = c.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (_LOCK,)).fetchone()
+        if not c.autocommit:
+            c.commit()
+        if not got or not got[0]:
+            raise ArchiveError("another `cryptolab archive` is running on this database: wait for it to finish")
+        try:
+            return _run(c, store, before, drop, keep_days, symbols, replace, dry_run,
+                        today or datetime.now(timezone.utc).date(), say, started)
+        finally:
+            if not c.closed:
+                if c.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and not c.autocommit:
+                    c.rollback()
+                c.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_LOCK,))
+                if not c.autocommit:
+                    c.commit()
+    finally:
+        if own:
+            c.close()
+
+
+def _run(c: psycopg.Connection, store: Store, before: date | None, drop: bool, keep_days: int | None,
+         symbols: Collection[str] | None, replace: bool, dry_run: bool, today: date,
+         say: Callable[[str], None], started: float) -> Report:
+    cleaned = 0
+    if not dry_run:
+        for rel in store.leftovers():  # files of an interrupted run: never visible, safe to remove
+            store.delete(rel)
+            cleaned += 1
+        if cleaned:
+            say(f"removed {cleaned} staging file(s) left by an interrupted run")
+    try:
+        parts = partitions(c, today)
+        recorded = _recorded(c)
+        if not c.autocommit:
+            c.commit()
+    except psycopg.Error as exc:
+        raise DatabaseError(f"could not list the trades partitions: {_first(exc)}") from None
+    plan = make_plan({d: groups for d, (_, groups) in parts.items()}, recorded, _present(store),
+                     today=today, location=store.uri(), before=before, drop=drop, keep_days=keep_days,
+                     symbols=symbols)
+    report = Report(store.uri(), plan, cleaned=cleaned)
+    for _g, why in plan.conflicts:
+        say(f"conflict: {why}")
+    for day, why in plan.kept:
+        say(f"kept partition of {day}: {why}")
+    if dry_run:
+        for g in plan.export:
+            say(f"would export {g.exchange} {g.symbol} {g.day}")
+        for day in plan.drop:
+            say(f"would drop {parts[day][0]} after verification")
+        report.seconds = time.perf_counter() - started
+        return report
+    for g in plan.export:
+        t = time.perf_counter()
+        res = export_day(c, store, g.exchange, g.symbol, g.day, replace=replace)
+        report.exported.append(res)
+        rate = res.stats.rows / max(time.perf_counter() - t, 1e-9)
+        verb = {"present": "already archived (identical)", "replaced": "re-exported"}.get(res.status, "exported")
+        say(f"{verb} {g.exchange} {g.symbol} {g.day}: {res.stats.rows:,} rows, {res.bytes / 1e6:.1f} MB"
+            f"{'' if res.status == 'present' else f', {rate:,.0f} rows/s'} -> {store.uri(res.path)}")
+    for day in plan.drop:
+        name, groups = parts[day]
+        _drop_day(c, store, day, name, groups, say)
+        report.dropped.append(day)
+    report.seconds = time.perf_counter() - started
+    return report
