@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Any
 
 from .config import mask_url, settings
 from .errors import ConfigError, CryptolabError
@@ -54,7 +55,9 @@ def parse_symbols(text: str) -> list[str]:
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--symbols", required=True, help="comma-separated, e.g. btcusdt,ethusdt")
+    p.add_argument("action", nargs="?", choices=["run", "status"], default="run",
+                   help="run (default): capture; status: list the capturers sharing this database")
+    p.add_argument("--symbols", default=None, help="comma-separated, e.g. btcusdt,ethusdt (required to run)")
     p.add_argument(
         "--source",
         default="binance",
@@ -65,13 +68,62 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dsn", default=None, help="libpq DSN (default: CRYPTOLAB_DSN, else the embedded server)")
     p.add_argument("--from-id", type=_trade_id, default=None,
                    help="start at this trade id for every symbol; older ids than the stream's are fetched from REST")
+    p.add_argument("--exchange", default=None,
+                   help="store as this exchange name (default: binance; 'simulator' for synthetic markets)")
+    p.add_argument("--standby", action="store_true",
+                   help="warm standby: own nothing until a capturer of these symbols disappears, then take over")
+    p.add_argument("--workers", type=_workers, default=1,
+                   help="shard the symbols over N capture processes on this host (default 1)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a CaptureOptions field, e.g. --option lease_seconds=3 (repeatable)")
+    p.add_argument("--status-json", default=None, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes") from None
+    if not 1 <= n <= 256:
+        raise argparse.ArgumentTypeError(f"--workers {n}: use 1 to 256 processes")
+    return n
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """`["lease_seconds=3", "max_batch_rows=5000"]` → CaptureOptions overrides (typed as the fields)."""
+    from dataclasses import fields
+
+    from .capture import CaptureOptions
+
+    kinds = {f.name: f.type for f in fields(CaptureOptions)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in kinds:
+            raise ConfigError(f"--option {item!r}: use KEY=VALUE with KEY one of {', '.join(sorted(kinds))}")
+        kind = str(kinds[key])
+        try:
+            out[key] = int(value) if kind.startswith("int") else float(value)
+        except ValueError:
+            raise ConfigError(f"--option {item!r}: {value!r} is not a number") from None
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     from .capture import Capture
 
+    if args.action == "status":
+        return _status(args)
+    if args.symbols is None:
+        raise ConfigError("--symbols is required to capture, e.g. --symbols btcusdt,ethusdt")
     symbols = parse_symbols(args.symbols)
+    overrides = parse_options(args.option)
+    if args.workers > 1:
+        from .capture.workers import run_workers
+
+        return run_workers(args, symbols)
     settings().writable_home()  # the journal lives there: a bad CRYPTOLAB_HOME is one line now, not later
     done = threading.Event()
 
@@ -82,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     from_ids = {s: args.from_id for s in symbols} if args.from_id is not None else None
     source = mask_url(args.source)
-    cap = Capture(symbols, source=args.source, dsn=args.dsn, from_ids=from_ids)
+    cap = Capture(symbols, source=args.source, dsn=args.dsn, from_ids=from_ids, exchange=args.exchange,
+                  standby=args.standby, **overrides)
     try:
         cap.start()
     except CryptolabError as exc:
@@ -106,8 +159,41 @@ def run(args: argparse.Namespace) -> int:
                   f"journal {st.journal_rows}, reconnects {st.reconnects}, gaps {st.gaps_found}", file=sys.stderr, flush=True)
             next_print += 10
     final = cap.stop()
-    print(final.summary().replace(args.source, source), flush=True)  # never the token of a ws://user:token@ source
+    print(final.summary(), flush=True)  # the status holds the source masked (no ws://user:token@ token)
+    if args.status_json:
+        write_status_json(final, args.status_json)
     if final.failed:
         print(f"cryptolab capture: {' '.join(str(final.error or 'failed').split())}", file=sys.stderr, flush=True)
         return 1
+    return 0
+
+
+def write_status_json(status: object, path: str) -> None:
+    """The final status as JSON (how `--workers` children report to their parent)."""
+    import dataclasses
+    import json
+
+    assert dataclasses.is_dataclass(status) and not isinstance(status, type)
+    with open(path, "w") as fh:
+        json.dump(dataclasses.asdict(status), fh, default=str)
+
+
+def _status(args: argparse.Namespace) -> int:
+    """Print the `capture_status` view: capturers, hosts, symbols, heartbeat age, lag, rows."""
+    from . import db
+
+    with db.connect(db.resolve_dsn(args.dsn)) as conn:
+        rows = conn.execute(
+            "SELECT host, pid, standby, symbols, heartbeat_age_s, lag_ms, rows_stored, state FROM capture_status "
+            "WHERE state = 'running' OR heartbeat_age_s < 3600"
+        ).fetchall()
+    if not rows:
+        print("no capturer has registered in this database in the last hour")
+        return 0
+    print(f"{'host':<20} {'pid':>7} {'role':<8} {'heartbeat':>9} {'lag':>9} {'rows':>12}  state    symbols")
+    for host, pid, standby, syms, age, lag, stored, state in rows:
+        role = "standby" if standby else "owner"
+        lag_s = f"{lag:.0f} ms" if lag is not None else "-"
+        print(f"{host[:20]:<20} {pid:>7} {role:<8} {float(age):>7.1f} s {lag_s:>9} {stored:>12,}  {state:<8} "
+              f"{', '.join(syms) or '-'}")
     return 0

@@ -174,7 +174,7 @@ class Capture:
         error = self._error or (sink.error if sink is not None else None)
         return CaptureStatus(
             running=thread is not None and thread.is_alive(),
-            symbols=self._active or self.symbols,
+            symbols=self._active if self._cluster is not None else self.symbols,
             source=mask_url(self.source),
             started_at=self._started_at,
             run_id=self._run_id,

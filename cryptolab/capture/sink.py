@@ -251,10 +251,9 @@ class Sink:
             if stopping and not self.trades and not self.dead and not self.gaps:
                 # a database that is merely between two retries gets a few of them before we give up
                 stop_deadline = stop_deadline or time.monotonic() + 3 * opts.db_retry_seconds + 1.0
-                if link.ensure() or time.monotonic() < stop_deadline:
-                    if len(journal) or not link.up:
-                        time.sleep(0.05)
-                        continue  # replay the rest first
+                if (link.ensure() or time.monotonic() < stop_deadline) and (len(journal) or not link.up):
+                    time.sleep(0.05)
+                    continue  # replay the rest first
                 break
         if link.ensure():
             self._db_step(lambda c: self.runs.write_gaps(c, drain(self.gaps, len(self.gaps))))
