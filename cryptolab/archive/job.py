@@ -190,11 +190,14 @@ def archive(
     started = time.perf_counter()
     store = open_store(to)
     own = conn is None
-    c = conn if conn is not None else db.connect()
+    c = conn if conn is not None else db.connect(autocommit=True)
+    was_autocommit = c.autocommit
+    if not was_autocommit:
+        if c.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            raise ArchiveError("archive() needs a connection with no open transaction: commit or roll back first")
+        c.autocommit = True  # every step commits on its own; the drop is one explicit transaction
     try:
         got = c.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (_LOCK,)).fetchone()
-        if not c.autocommit:
-            c.commit()
         if not got or not got[0]:
             raise ArchiveError("another `cryptolab archive` is running on this database: wait for it to finish")
         try:
@@ -202,14 +205,12 @@ def archive(
                         today or datetime.now(timezone.utc).date(), say, started)
         finally:
             if not c.closed:
-                if c.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and not c.autocommit:
-                    c.rollback()
                 c.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_LOCK,))
-                if not c.autocommit:
-                    c.commit()
     finally:
         if own:
             c.close()
+        elif not c.closed:
+            c.autocommit = was_autocommit
 
 
 def _run(c: psycopg.Connection, store: Store, before: date | None, drop: bool, keep_days: int | None,
@@ -225,13 +226,14 @@ def _run(c: psycopg.Connection, store: Store, before: date | None, drop: bool, k
     try:
         parts = partitions(c, today)
         recorded = _recorded(c)
-        if not c.autocommit:
-            c.commit()
     except psycopg.Error as exc:
         raise DatabaseError(f"could not list the trades partitions: {_first(exc)}") from None
     plan = make_plan({d: groups for d, (_, groups) in parts.items()}, recorded, _present(store),
                      today=today, location=store.uri(), before=before, drop=drop, keep_days=keep_days,
                      symbols=symbols)
+    if replace:  # check the days already archived too: rewritten where they differ from the database
+        plan.export = sorted(plan.export + plan.done)
+        plan.done = []
     report = Report(store.uri(), plan, cleaned=cleaned)
     for _g, why in plan.conflicts:
         say(f"conflict: {why}")
