@@ -16,6 +16,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Capture",
+    "CaptureOptions",
+    "CaptureStatus",
     "CryptolabError",
     "ConfigError",
     "DatabaseError",
@@ -30,9 +32,16 @@ __all__ = [
 
 _LAZY = {
     "Capture": ("cryptolab.capture", "Capture"),
+    "CaptureOptions": ("cryptolab.capture", "CaptureOptions"),
+    "CaptureStatus": ("cryptolab.capture", "CaptureStatus"),
     "connect": ("cryptolab.db", "connect"),
     "settings": ("cryptolab.config", "settings"),
 }
+
+
+def __dir__() -> list[str]:
+    """The public API (what `from cryptolab import *` gives), not the import machinery."""
+    return sorted(__all__)
 
 
 def __getattr__(name: str) -> Any:

@@ -123,3 +123,12 @@ def test_batching_writes_to_the_database_only_when_up_and_the_journal_is_empty()
 def test_batching_spills_the_oldest_half_when_memory_passes_its_bound() -> None:
     assert plan_turn(queued=101, journal_rows=0, db_up=True, max_queue_rows=100).spill == 51
     assert plan_turn(queued=100, journal_rows=0, db_up=True, max_queue_rows=100).spill == 0
+
+
+def test_dir_of_the_package_lists_the_public_api() -> None:
+    import cryptolab
+
+    names = dir(cryptolab)
+    assert {"Capture", "CaptureOptions", "CaptureStatus", "CryptolabError", "connect", "settings"} <= set(names)
+    assert not [n for n in names if n.startswith("_") and n != "__version__"]
+    assert all(getattr(cryptolab, n) is not None for n in names)
