@@ -198,6 +198,12 @@ class TradeWriter:
             raise DatabaseError(f"could not store {len(trades)} trades: {str(exc).strip().splitlines()[0]}") from exc
         return WriteResult(len(trades), inserted, bars, len(dead))
 
+    def clear_stage(self) -> None:
+        """Empty the session's staging table (for a caller that writes inside its own transaction,
+        where ON COMMIT DELETE ROWS does not run between batches)."""
+        if self._ready:
+            self.conn.execute("TRUNCATE _cryptolab_stage")
+
     def _write_dead(self, dead: Sequence[DeadLetter]) -> None:
         from .model import now_us, us_to_datetime
 
