@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab demo test bench report clean-venv
+.PHONY: lab demo test lint bench soak report clean-venv
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "cryptolab needs Python >= 3.10 (PYTHON=$(PYTHON))"; exit 1; }
@@ -31,13 +31,23 @@ $(BROWSER):
 	else echo "note: no chromium and no root: the browser test will be skipped"; fi
 	@touch $(BROWSER)
 
-## make test: the whole test suite against a real PostgreSQL (embedded unless CRYPTOLAB_TEST_DSN)
-test: $(STAMP) $(BROWSER)
+## make lint: ruff (lint + import order) on everything, mypy strict on cryptolab/ (make test runs it first)
+lint: $(STAMP)
+	$(BIN)/ruff check cryptolab tests benchmarks notebooks
+	$(BIN)/mypy
+
+## make test: lint, then the whole test suite against a real PostgreSQL (embedded unless CRYPTOLAB_TEST_DSN)
+test: lint $(BROWSER)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## make bench: the benchmarks under benchmarks/, figures printed
+## make bench: the benchmarks under benchmarks/, figures printed (the soak in its --quick form)
 bench: $(STAMP)
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; \
+	  if [ $$b = benchmarks/bench_soak.py ]; then $(BIN)/python $$b --quick || exit 1; else $(BIN)/python $$b || exit 1; fi; done
+
+## make soak: >= 1M trades, every fault kind, a database restart, a kill -9 and restart; stored vs the exchange's log
+soak: $(STAMP)
+	$(BIN)/python benchmarks/bench_soak.py
 
 clean-venv:
 	rm -rf $(VENV)
