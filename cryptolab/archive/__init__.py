@@ -13,11 +13,11 @@
 
 from __future__ import annotations
 
-from .attach import attach, attach_for, detach
 from .errors import ArchiveError
 from .job import Report, archive
 from .layout import day_path
 from .read import dropped_days, merge, read_trades
+from .session import attach, attach_for, detach
 from .store import Store, archive_url, open_store
 from .verify import DayStats
 

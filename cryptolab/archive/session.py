@@ -13,6 +13,7 @@ calls both around each analysis function.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -121,6 +122,9 @@ def attach(conn: psycopg.Connection, exchange: str, symbol: str, start: datetime
             conn.execute(f"INSERT INTO pg_temp.trades SELECT * FROM pg_temp.{_STAGE} ON CONFLICT DO NOTHING")
             conn.execute(f"DROP TABLE pg_temp.{_STAGE}")
         conn.execute("ANALYZE pg_temp.trades")
+        # statements psycopg prepared earlier on this connection were resolved to the database's
+        # table: make PostgreSQL re-plan them (and so look `trades` up again) before their next use
+        conn.execute("DISCARD PLANS")
         conn.execute(f"CREATE TEMP TABLE {_MARK} AS SELECT %s::text AS exchange, %s::text AS symbol, "
                      "%s::timestamptz AS lo, %s::timestamptz AS hi", (exchange, symbol, lo, t1))
         return True
@@ -128,8 +132,14 @@ def attach(conn: psycopg.Connection, exchange: str, symbol: str, start: datetime
         raise DatabaseError(f"could not join the archive to the database for {exchange} {symbol}: {_first(exc)}") from None
 
 
-def attach_for(conn: psycopg.Connection, values: Mapping[str, Any]) -> bool:
-    """`attach` for a query's variables when they name an exchange, a symbol and a range; else nothing."""
+_READS_TRADES = re.compile(r"\b(from|join)\s+trades\b", re.IGNORECASE)
+
+
+def attach_for(conn: psycopg.Connection, values: Mapping[str, Any], sql_text: str | None = None) -> bool:
+    """`attach` for a query's variables when they name an exchange, a symbol and a range (and, when
+    `sql_text` is given, when that query reads raw trades at all); else nothing."""
+    if sql_text is not None and not _READS_TRADES.search(sql_text):
+        return False
     try:
         exchange, symbol, start, end = values["exchange"], values["symbol"], values["start"], values["end"]
     except KeyError:
