@@ -40,6 +40,11 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="send serverShutdown this long before the max-age close (default: age/10, at most 600 s)")
     p.add_argument("--weight-budget", type=int, default=6000, help="REST request weight per minute (Binance: 6000)")
     p.add_argument("--max-trades", type=int, default=None, help="stop printing after this many trades per symbol")
+    p.add_argument("--history-days", type=int, default=0,
+                   help="synthetic market: a deterministic past of N whole UTC days before today (and today so far), "
+                        "served by REST and as data.binance.vision dumps under /data/spot/…")
+    p.add_argument("--history-rate", type=float, default=1.0,
+                   help="trades/s of that past, all symbols together (default 1)")
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -54,6 +59,12 @@ def _check(args: argparse.Namespace) -> None:
                        ("--max-connection-age", args.max_connection_age)):
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{opt} must be a number of seconds > 0 (got {value:g})")
+    if not 0 <= args.history_days <= 3660:
+        raise ConfigError(f"--history-days must be 0-3660 (got {args.history_days})")
+    if not (math.isfinite(args.history_rate) and args.history_rate > 0):
+        raise ConfigError(f"--history-rate must be a number > 0 trades/s (got {args.history_rate:g})")
+    if args.history_days and args.replay:
+        raise ConfigError("--history-days makes a synthetic past: it does not go with --replay")
     if args.shutdown_notice is not None and not (math.isfinite(args.shutdown_notice) and args.shutdown_notice >= 0):
         raise ConfigError(f"--shutdown-notice must be >= 0 s (got {args.shutdown_notice:g})")
     for opt, n in (("--weight-budget", args.weight_budget), ("--max-trades", args.max_trades),
@@ -80,6 +91,8 @@ def server_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         weight_budget=args.weight_budget,
         max_trades=args.max_trades,
         port=args.port,
+        history_days=args.history_days,
+        history_rate=args.history_rate,
     )
 
 

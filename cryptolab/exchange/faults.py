@@ -18,12 +18,16 @@ Kinds (parameters in brackets, defaults after `=`):
 | `rest_429` [n=1] | the next n REST calls answer 429 with `Retry-After: 1` | +1 per call |
 | `rest_500` [n=1] | the next n REST calls answer 500 | +1 per call |
 | `rest_timeout` [n=1, seconds=30] | the next n REST calls get no answer for `seconds` | +1 per call |
+| `dump_404` / `dump_500` [n=1] | the next n dump-file (zip) requests answer 404 / 500 | +1 per request |
+| `dump_truncate` [n=1] | the next n zips: full Content-Length, half the body, then the connection drops | +1 per request |
+| `dump_checksum` [n=1] | the next n `.CHECKSUM` files hold a wrong sha256 | +1 per request |
+| `dump_slow` [n=1, seconds=2] | the next n zips are sent in 20 pieces over `seconds` | +1 per request |
 
 Schedule syntax (`--faults`): comma-separated items `KIND[=VALUE][@TRIGGER]`.
 VALUE is the kind's main parameter (stall: a duration; malformed: the variant; the
 others: n). TRIGGER is `every=DURATION` (repeat), `at=DURATION` (once, after start),
 or `p=PROBABILITY` (per trade frame and connection for duplicate/reorder/malformed,
-per trade for gap, per REST call for rest_*, per second for reset/close/stall).
+per trade for gap, per REST call for rest_*, per dump request for dump_*, per second for reset/close/stall).
 Durations: `500ms`, `3s`, `2m` (a bare number is seconds). Example::
 
     reset@every=30s,stall=3s@at=20s,duplicate@p=0.01,malformed=huge@every=10s,rest_429=2@every=60s
@@ -58,11 +62,17 @@ KINDS = (
     "rest_429",
     "rest_500",
     "rest_timeout",
+    "dump_404",
+    "dump_500",
+    "dump_truncate",
+    "dump_checksum",
+    "dump_slow",
 )
 MALFORMED_VARIANTS = ("bad_json", "missing_field", "wrong_type", "huge", "unknown_event", "absurd_value")
 CONNECTION_KINDS = ("reset", "close", "stall")
 FRAME_KINDS = ("duplicate", "reorder", "malformed")
 REST_KINDS = ("rest_429", "rest_500", "rest_timeout")
+DUMP_KINDS = ("dump_404", "dump_500", "dump_truncate", "dump_checksum", "dump_slow")
 
 _DUR = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 
@@ -92,15 +102,20 @@ def check_fault(kind: str, params: dict[str, Any]) -> dict[str, Any]:
         "rest_429": ("n",),
         "rest_500": ("n",),
         "rest_timeout": ("n", "seconds"),
+        "dump_404": ("n",),
+        "dump_500": ("n",),
+        "dump_truncate": ("n",),
+        "dump_checksum": ("n",),
+        "dump_slow": ("n", "seconds"),
     }
     extra = set(p) - set(allowed[kind])
     if extra:
         raise ConfigError(f"fault {kind} takes {', '.join(allowed[kind]) or 'no parameters'}, not {', '.join(sorted(extra))}")
     if kind == "stall":
         p["seconds"] = float(p.get("seconds", 5.0))
-    elif kind == "rest_timeout":
+    elif kind in ("rest_timeout", "dump_slow"):
         p["n"] = int(p.get("n", 1))
-        p["seconds"] = float(p.get("seconds", 30.0))
+        p["seconds"] = float(p.get("seconds", 30.0 if kind == "rest_timeout" else 2.0))
     elif kind == "malformed":
         p["variant"] = str(p.get("variant", "bad_json"))
         if p["variant"] not in MALFORMED_VARIANTS:
@@ -110,7 +125,7 @@ def check_fault(kind: str, params: dict[str, Any]) -> dict[str, Any]:
         p["n"] = int(p.get("n", 10))
         if p.get("symbol") is not None:
             p["symbol"] = str(p["symbol"]).upper()
-    elif kind in ("duplicate", "rest_429", "rest_500"):
+    elif kind in ("duplicate", "rest_429", "rest_500", "dump_404", "dump_500", "dump_truncate", "dump_checksum"):
         p["n"] = int(p.get("n", 1))
     elif kind == "reorder":
         p["n"] = int(p.get("n", 2))
@@ -156,7 +171,7 @@ class FaultPlan:
 
 
 def _main_param(kind: str, value: str) -> dict[str, Any]:
-    if kind == "stall" or (kind == "rest_timeout" and not value.isdigit()):
+    if kind == "stall" or (kind in ("rest_timeout", "dump_slow") and not value.isdigit()):
         return {"seconds": parse_duration(value)}
     if kind == "malformed":
         return {"variant": value}

@@ -65,6 +65,8 @@ class LocalExchange:
         shutdown_notice: float | None = None,
         port: int = 0,
         process: bool = False,
+        history_days: int = 0,
+        history_rate: float = 1.0,
     ) -> None:
         self._kwargs: dict[str, Any] = dict(
             symbols=[s.lower() for s in symbols] if symbols else None,
@@ -82,6 +84,8 @@ class LocalExchange:
             first_ids=first_ids,
             first_id=first_id,
             port=port,
+            history_days=history_days,
+            history_rate=history_rate,
         )
         if isinstance(faults, str):
             parse_faults(faults)  # fail early on a bad schedule
@@ -188,6 +192,8 @@ class LocalExchange:
             cmd += ["--shutdown-notice", str(k["shutdown_notice"])]
         if k["max_trades"] is not None:
             cmd += ["--max-trades", str(k["max_trades"])]
+        if k["history_days"]:
+            cmd += ["--history-days", str(k["history_days"]), "--history-rate", str(k["history_rate"])]
         if k["first_ids"]:
             raise SourceError("first_ids works with the in-thread exchange only (process=False)")
         env = dict(os.environ)

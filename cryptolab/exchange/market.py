@@ -359,3 +359,32 @@ class SyntheticMarket:
 
     def pending_count(self) -> int:
         return sum(len(f.pending) for f in self.flows)
+
+
+def print_history(market: SyntheticMarket, start_us: int, end_us: int, rate: float) -> None:
+    """Print a past into the market's logs: trades with T in [start_us, end_us) at `rate`
+    trades/s in all (split over the symbols), then carry on live from `end_us`.
+
+    Deterministic for a seed and a start: the same draws as a live market, only placed in
+    the past. The ids run on into the live stream (the live market numbers on from here).
+    Nothing of the past is streamed: it is already history when the server starts.
+    """
+    if market.started:
+        raise RuntimeError("print_history() must run before the market starts")
+    per = rate / max(1, len(market.flows))
+    live_rate = market.rate / max(1, len(market.flows))
+    sink: list[int] = []
+    for f in market.flows:
+        f.set_rate(per)
+        f.start(float(start_us))
+        while True:
+            t = f._draw_next()
+            if t >= end_us:
+                break
+            f.event(int(t), sink, None)
+            sink.clear()
+        f.x = [0.0 for _ in f.x]
+        f.set_rate(live_rate)
+        f.pending.clear()
+        f.next_t = None
+        f.last_e = max(f.last_e, 0)

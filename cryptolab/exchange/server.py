@@ -31,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -38,7 +39,8 @@ from aiohttp import WSMsgType, web
 from ..errors import ConfigError
 from ..model import now_us
 from . import faults as F
-from .market import DEFAULT_SYMBOLS, SyntheticMarket, symbol_spec
+from .dumptree import DumpTree, day_start_us
+from .market import DEFAULT_SYMBOLS, SyntheticMarket, print_history, symbol_spec
 from .replay import ReplaySource, replay_logs
 from .rest_api import RestApi
 from .tradelog import SymbolLog, encode_trade, fmt8
@@ -120,6 +122,8 @@ class ExchangeServer(RestApi):
         host: str = "127.0.0.1",
         port: int = 0,
         tick: float = 0.002,
+        history_days: int = 0,
+        history_rate: float = 1.0,
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the local exchange binds to the loopback interface only")
@@ -147,6 +151,22 @@ class ExchangeServer(RestApi):
             explicit = {k.upper(): int(v) for k, v in (first_ids or {}).items()}
             self.source = SyntheticMarket(list(self.logs.values()), rate=rate, seed=self.seed, max_trades=max_trades,
                                           first_ids={s: explicit.get(s, self.id_base) for s in self.logs})
+        # A past of N whole UTC days before today (plus today so far), printed before the
+        # server starts; its ids run on into the live stream. Served by REST and the dump tree.
+        if history_days < 0 or history_days > 3660:
+            raise ConfigError(f"history_days must be 0-3660 (got {history_days})")
+        if not (history_rate > 0 and history_rate < 1e7):
+            raise ConfigError(f"history_rate must be a number > 0 trades/s (got {history_rate:g})")
+        self.history_days = history_days
+        self.history_first_day: date | None = None
+        if history_days:
+            if not isinstance(self.source, SyntheticMarket):
+                raise ConfigError("history_days works with the synthetic market only (not with a replay)")
+            now = now_us()
+            today = date(1970, 1, 1) + timedelta(days=now // 86_400_000_000)
+            self.history_first_day = today - timedelta(days=history_days)
+            print_history(self.source, day_start_us(self.history_first_day), now, history_rate)
+        self.dumps = DumpTree(self.logs, self.history_first_day)
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_connection_age = max_connection_age
@@ -192,6 +212,8 @@ class ExchangeServer(RestApi):
         app.router.add_get("/ws/{streams:.*}", self._ws)
         app.router.add_get("/stream", self._ws)
         app.router.add_route("*", "/api/{path:.*}", self._rest)
+        app.router.add_get("/data/{path:.*}", self._dump)
+        app.router.add_get("/", self.dumps.listing)
         app.router.add_get("/_cryptolab/state", self._admin_state)
         app.router.add_get("/_cryptolab/trades", self._admin_trades)
         app.router.add_post("/_cryptolab/control", self._admin_control)
@@ -304,6 +326,9 @@ class ExchangeServer(RestApi):
                 self._gap_left[s] = self._gap_left.get(s, 0) + p["n"]
                 self._count("gap")
             return len(targets)
+        if kind in F.DUMP_KINDS:
+            self.dumps.arm(kind, p)
+            return int(p["n"])
         # REST faults: the next n calls
         n = int(p["n"])
         for _ in range(n):
@@ -733,6 +758,19 @@ class ExchangeServer(RestApi):
                     pass
         except asyncio.CancelledError:
             pass
+
+    async def _dump(self, request: web.Request) -> web.StreamResponse:
+        """A file of the dump tree (see `dumptree`); dump faults scheduled with p= are drawn here."""
+        for kind in F.DUMP_KINDS:
+            for item in self.plan.probabilistic(kind):
+                if self._rng.random() < (item.p or 0):
+                    self.dumps.arm(kind, {**item.params, "n": 1})
+        before = dict(self.dumps.counts)
+        resp = await self.dumps.handle(request)
+        for k, v in self.dumps.counts.items():
+            if v != before.get(k, 0):
+                self._count(k, v - before.get(k, 0))
+        return resp
 
     # ------------------------------------------------------------------ control API
     def describe(self) -> dict[str, Any]:

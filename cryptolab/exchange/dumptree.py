@@ -1,0 +1,276 @@
+"""The local exchange's dump tree: data.binance.vision's files, made from the trade logs.
+
+Paths and names as on the real site (spot):
+
+    /data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-2025-01-05.zip          (+ .CHECKSUM)
+    /data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2025-01-05.zip
+    /data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2025-01-05.zip
+    /data/spot/monthly/trades/BTCUSDT/BTCUSDT-trades-2025-01.zip
+
+A daily file exists for every whole UTC day of the log before today (the day the
+exchange's history starts included; today is never published, as on Binance); a monthly
+file for every whole month of it. `.CHECKSUM` holds `<sha256>  <file name>` as Binance's
+do. The CSVs have no header (spot dumps), times in µs from 2025-01-01 (ms before), as the
+real dumps switched then. `/?prefix=data/spot/daily/trades/BTCUSDT/&delimiter=/` answers
+the S3 bucket listing (ListBucketResult XML) the real site's index page reads. Files are
+built on first request and kept (bounded cache); `Range: bytes=N-` is answered with 206.
+
+Dump faults (armed by `inject`, see `faults`): `dump_404`, `dump_500`, `dump_truncate`
+(Content-Length of the whole file, half the body, then the connection drops),
+`dump_checksum` (a wrong sha256 in the next `.CHECKSUM`), `dump_slow` (the next file is
+sent slowly, in small pieces over `seconds`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import hashlib
+import io
+import re
+import zipfile
+from collections import OrderedDict
+from datetime import date, datetime, timedelta, timezone
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+
+from ..model import now_us
+from .tradelog import KLINE_INTERVALS_MS, SymbolLog, fmt8, fmt_scaled
+
+__all__ = ["DumpTree", "day_start_us", "MICROS_FROM"]
+
+MICROS_FROM = date(2025, 1, 1)
+"""Spot dumps hold µs times from this day on (ms before), as on data.binance.vision."""
+_US_PER_DAY = 86_400_000_000
+_EPOCH = date(1970, 1, 1)
+_CACHE_FILES = 64
+
+_PATH = re.compile(
+    r"^data/spot/(?P<period>daily|monthly)/(?P<kind>trades|aggTrades|klines)/(?P<symbol>[A-Z0-9]{2,20})/"
+    r"(?:(?P<interval>[0-9]+[smhdwM])/)?"
+    r"(?P<name>(?P=symbol)-(?:(?P<kname>trades|aggTrades)|(?P<iname>[0-9]+[smhdwM]))-"
+    r"(?P<date>\d{4}-\d{2}(?:-\d{2})?)\.zip)(?P<checksum>\.CHECKSUM)?$"
+)
+
+
+def day_start_us(day: date) -> int:
+    return (day - _EPOCH).days * _US_PER_DAY
+
+
+def _day_of(us: int) -> date:
+    return _EPOCH + timedelta(days=us // _US_PER_DAY)
+
+
+class DumpTree:
+    """Serves dumps of `logs` for whole UTC days from `first_day` on (before today)."""
+
+    def __init__(self, logs: dict[str, SymbolLog], first_day: date | None) -> None:
+        self.logs = logs
+        self.first_day = first_day
+        self.faults: list[tuple[str, dict[str, float]]] = []
+        self.counts: dict[str, int] = {}
+        self.requests = 0
+        self._cache: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
+
+    # ------------------------------------------------------------------ what exists
+    def today(self) -> date:
+        return _day_of(now_us())
+
+    def published_days(self) -> list[date]:
+        if self.first_day is None:
+            return []
+        out, d, today = [], self.first_day, self.today()
+        while d < today:
+            out.append(d)
+            d += timedelta(days=1)
+        return out
+
+    def _span(self, period: str, stamp: str) -> tuple[date, date] | None:
+        """First and last day of a file, or None when the site would not have it."""
+        try:
+            if period == "daily":
+                first = last = date.fromisoformat(stamp)
+            else:
+                y, m = (int(x) for x in stamp.split("-"))
+                first = date(y, m, 1)
+                last = date(y, m, calendar.monthrange(y, m)[1])
+        except ValueError:
+            return None
+        if self.first_day is None or first < self.first_day or last >= self.today():
+            return None
+        return first, last
+
+    # ------------------------------------------------------------------ file bodies
+    def _csv(self, log: SymbolLog, kind: str, interval: str, first: date, last: date) -> bytes:
+        lo, hi = day_start_us(first), day_start_us(last + timedelta(days=1))
+        micro = first >= MICROS_FROM
+        out = io.StringIO()
+        w = out.write
+        if kind == "trades":
+            i, j = log.index_of_time(lo), log.index_of_time(hi)
+            ids, prices, qtys, times, makers = log.ids, log.prices, log.qtys, log.times, log.makers
+            for k in range(i, j):
+                p, q = prices[k], qtys[k]
+                t = times[k] if micro else times[k] // 1000
+                w(f"{ids[k]},{fmt8(p)},{fmt8(q)},{fmt_scaled(p * q, 16)},{t},{'True' if makers[k] else 'False'},True\n")
+        elif kind == "aggTrades":
+            a, b = log.agg_index_of_time(lo), log.agg_index_of_time(hi)
+            for n in range(a, b):
+                g = log.rest_agg(n, micro)
+                w(f"{g['a']},{g['p']},{g['q']},{g['f']},{g['l']},{g['T']},{'True' if g['m'] else 'False'},True\n")
+        else:
+            step = KLINE_INTERVALS_MS[interval]
+            for kl in log.klines(step, lo // 1000, hi // 1000 - 1, 10**9, micro):
+                w(",".join(str(x) for x in kl) + "\n")
+        return out.getvalue().encode()
+
+    def _file(self, m: re.Match[str]) -> tuple[bytes, str] | None:
+        """(zip bytes, sha256 hex) of a file of the tree, or None (404)."""
+        key = m.group("name") if m.group("kind") != "klines" else f"{m.group('interval')}/{m.group('name')}"
+        key = f"{m.group('period')}/{m.group('kind')}/{key}"
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        kind, period, sym = m.group("kind"), m.group("period"), m.group("symbol")
+        interval = m.group("interval") or ""
+        if kind == "klines":
+            if not interval or m.group("iname") != interval or interval not in KLINE_INTERVALS_MS:
+                return None
+        elif interval or m.group("kname") != kind:
+            return None
+        if (period == "daily") != (len(m.group("date")) == 10):
+            return None
+        log = self.logs.get(sym)
+        span = self._span(period, m.group("date"))
+        if log is None or span is None:
+            return None
+        body = self._csv(log, kind, interval, *span)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(m.group("name")[:-4] + ".csv", body)
+        data = buf.getvalue()
+        entry = (data, hashlib.sha256(data).hexdigest())
+        self._cache[key] = entry
+        while len(self._cache) > _CACHE_FILES:
+            self._cache.popitem(last=False)
+        return entry
+
+    # ------------------------------------------------------------------ faults
+    def arm(self, kind: str, params: dict[str, float]) -> None:
+        self.faults.append((kind, params))
+
+    def _take(self, kinds: tuple[str, ...]) -> tuple[str, dict[str, float]] | None:
+        for n, (kind, p) in enumerate(self.faults):
+            if kind in kinds:
+                left = int(p.get("n", 1)) - 1
+                if left <= 0:
+                    del self.faults[n]
+                else:
+                    self.faults[n] = (kind, {**p, "n": left})
+                self.counts[kind] = self.counts.get(kind, 0) + 1
+                return kind, p
+        return None
+
+    # ------------------------------------------------------------------ HTTP
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        path = request.match_info.get("path", "")
+        m = _PATH.match("data/" + path)
+        if m is None:
+            return web.Response(status=404, text="404 Not Found")
+        if m.group("checksum"):
+            fault = self._take(("dump_checksum",))
+            entry = self._file(m)
+            if entry is None:
+                return web.Response(status=404, text="404 Not Found")
+            digest = entry[1]
+            if fault is not None:
+                digest = hashlib.sha256(digest.encode()).hexdigest()
+            return web.Response(body=f"{digest}  {m.group('name')}\n".encode(), content_type="text/plain")
+        fault = self._take(("dump_404", "dump_500", "dump_truncate", "dump_slow"))
+        if fault is not None and fault[0] == "dump_404":
+            return web.Response(status=404, text="404 Not Found")
+        if fault is not None and fault[0] == "dump_500":
+            return web.Response(status=500, text="500 Internal Server Error")
+        entry = self._file(m)
+        if entry is None:
+            return web.Response(status=404, text="404 Not Found")
+        data = entry[0]
+        start = 0
+        rng = request.headers.get("Range", "")
+        rm = re.match(r"^bytes=(\d+)-$", rng.strip())
+        if rm:
+            start = int(rm.group(1))
+            if start >= len(data):
+                return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
+        body = data[start:]
+        resp = web.StreamResponse(status=206 if rm else 200)
+        resp.content_type = "application/zip"
+        resp.content_length = len(body)
+        resp.headers["Accept-Ranges"] = "bytes"
+        if rm:
+            resp.headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        await resp.prepare(request)
+        if fault is not None and fault[0] == "dump_truncate":
+            await resp.write(body[: len(body) // 2])
+            if request.transport is not None:
+                request.transport.close()
+            return resp
+        if fault is not None and fault[0] == "dump_slow":
+            seconds = float(fault[1].get("seconds", 2.0))
+            pieces = 20
+            size = max(1, -(-len(body) // pieces))
+            for k in range(0, len(body), size):
+                await resp.write(body[k : k + size])
+                await asyncio.sleep(seconds / pieces)
+        else:
+            await resp.write(body)
+        await resp.write_eof()
+        return resp
+
+    async def listing(self, request: web.Request) -> web.Response:
+        """S3's ListBucketResult for `?prefix=…&delimiter=/` (what the site's index page reads)."""
+        prefix = request.query.get("prefix", "")
+        keys: list[tuple[str, int]] = []
+        dirs: set[str] = set()
+        for name in self._keys(prefix):
+            rest = name[len(prefix):]
+            if request.query.get("delimiter") == "/" and "/" in rest:
+                dirs.add(prefix + rest.split("/", 1)[0] + "/")
+            else:
+                keys.append((name, 0))
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        parts = ['<?xml version="1.0" encoding="UTF-8"?>',
+                 '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
+                 "<Name>data.binance.vision</Name>", f"<Prefix>{escape(prefix)}</Prefix>",
+                 "<Marker></Marker><MaxKeys>1000</MaxKeys><Delimiter>/</Delimiter><IsTruncated>false</IsTruncated>"]
+        for k, size in sorted(keys):
+            parts.append(f"<Contents><Key>{escape(k)}</Key><LastModified>{stamp}</LastModified>"
+                         f"<Size>{size}</Size><StorageClass>STANDARD</StorageClass></Contents>")
+        for d in sorted(dirs):
+            parts.append(f"<CommonPrefixes><Prefix>{escape(d)}</Prefix></CommonPrefixes>")
+        parts.append("</ListBucketResult>")
+        return web.Response(text="".join(parts), content_type="application/xml")
+
+    def _keys(self, prefix: str) -> list[str]:
+        days = self.published_days()
+        months = sorted({(d.year, d.month) for d in days})
+        whole = [(y, m) for y, m in months if self._span("monthly", f"{y:04d}-{m:02d}") is not None]
+        out: list[str] = []
+        for sym in self.logs:
+            for kind in ("trades", "aggTrades", "klines"):
+                ivs = ["1m", "1h", "1d"] if kind == "klines" else [""]
+                for iv in ivs:
+                    for period, stamps in (("daily", [d.isoformat() for d in days]),
+                                           ("monthly", [f"{y:04d}-{m:02d}" for y, m in whole])):
+                        base = f"data/spot/{period}/{kind}/{sym}/" + (f"{iv}/" if iv else "")
+                        if not (base.startswith(prefix) or prefix.startswith(base)):
+                            continue
+                        for s in stamps:
+                            name = f"{sym}-{iv or kind}-{s}.zip"
+                            for n in (base + name, base + name + ".CHECKSUM"):
+                                if n.startswith(prefix):
+                                    out.append(n)
+        return out

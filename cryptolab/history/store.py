@@ -1,0 +1,415 @@
+"""Storing history: a verified dump file (or a page run of REST rows) into the database, once.
+
+A file is one transaction: its rows, its `bars_1s` and its `history_files` row commit
+together, or nothing of it does. Two paths:
+
+* **bulk** (trades): the file's days hold no trade of the symbol yet. The CSV is
+  `COPY`ed (text, straight from the zip member) into a session scratch table, then one
+  `INSERT … SELECT` moves it into `trades` (no per-row dedupe) and one aggregate over the
+  scratch table builds the days' `bars_1s`. The day partitions are locked against
+  concurrent writers (SHARE ROW EXCLUSIVE) while this runs, and emptiness is checked
+  under that lock, so a live capture of the symbol waits for the commit instead of racing
+  it; a duplicate id inside the file itself makes the bulk insert fail and the file is
+  redone on the idempotent path.
+* **idempotent**: otherwise. Rows whose id is already stored for the symbol at the same
+  time (to the millisecond: a live capture stores Binance's ms times, dumps since 2025
+  hold µs) are left out, and `ON CONFLICT DO NOTHING` covers the rest; `bars_1s` is
+  folded from exactly the rows inserted (the writer's rule: open/close by trade id).
+
+aggTrades go to `agg_trades` (one row per aggregate, first/last trade id), klines to
+`klines` (a dump's kline is final: it replaces a kline fetched while still open).
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import psycopg
+from psycopg import errors as pgerr
+
+from ..errors import DataError
+from .plan import DumpFile, Kind
+
+__all__ = ["Store", "Loaded", "COLUMNS", "open_member"]
+
+_EPOCH = date(1970, 1, 1)
+_US_PER_DAY = 86_400_000_000
+_CHUNK = 1 << 20
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "trades": ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match"),
+    "aggTrades": ("agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time",
+                  "is_buyer_maker", "is_best_match"),
+    "klines": ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "count",
+               "taker_buy_volume", "taker_buy_quote_volume", "ignore"),
+}
+"""The columns of each kind of spot dump (no header in the files, in this order)."""
+
+_SCRATCH = {
+    "trades": "CREATE TEMP TABLE IF NOT EXISTS _hist_trades (id bigint, price numeric, qty numeric, "
+              "quote_qty numeric, t bigint, m boolean, best boolean)",
+    "aggTrades": "CREATE TEMP TABLE IF NOT EXISTS _hist_agg (a bigint, price numeric, qty numeric, f bigint, "
+                 "l bigint, t bigint, m boolean, best boolean)",
+    "klines": "CREATE TEMP TABLE IF NOT EXISTS _hist_klines (open_t bigint, o numeric, h numeric, lo numeric, "
+              "c numeric, v numeric, close_t bigint, qv numeric, n bigint, tbv numeric, tbq numeric, ign text)",
+}
+_TABLE = {"trades": "_hist_trades", "aggTrades": "_hist_agg", "klines": "_hist_klines"}
+
+
+def _us(col: str) -> str:
+    """SQL: an epoch time in ms, µs or ns (detected per value, as cryptolab.dumps does) → µs."""
+    return (f"(CASE WHEN {col} >= 100000000000000000 THEN {col} / 1000 "
+            f"WHEN {col} >= 100000000000000 THEN {col} ELSE {col} * 1000 END)")
+
+
+def _ts(col: str) -> str:
+    return f"(timestamptz 'epoch' + {_us(col)} * interval '1 microsecond')"
+
+
+# bars_1s from a set of rows `rows(trade_id, price, qty, is_buyer_maker, trade_time)`, merged
+# into what is stored with the writer's rule (open/close by trade id).
+_BARS = """
+, agg AS (
+    SELECT %(ex)s AS exchange, %(sym)s AS symbol, date_trunc('second', trade_time) AS ts,
+           (array_agg(price ORDER BY trade_id))[1]      AS open,
+           max(price) AS high, min(price) AS low,
+           (array_agg(price ORDER BY trade_id DESC))[1] AS close,
+           sum(qty) AS volume, sum(price * qty) AS quote_volume,
+           coalesce(sum(qty) FILTER (WHERE NOT is_buyer_maker), 0)         AS taker_buy_volume,
+           coalesce(sum(price * qty) FILTER (WHERE NOT is_buyer_maker), 0) AS taker_buy_quote,
+           count(*)::integer AS trade_count, min(trade_id) AS first_trade_id, max(trade_id) AS last_trade_id,
+           sum(qty * price * price) AS price_sq_volume
+    FROM rows GROUP BY 3
+), bars AS (
+    INSERT INTO bars_1s AS b (exchange, symbol, ts, open, high, low, close, volume, quote_volume,
+                              taker_buy_volume, taker_buy_quote, trade_count,
+                              first_trade_id, last_trade_id, price_sq_volume)
+    SELECT * FROM agg
+    ON CONFLICT (exchange, symbol, ts) DO UPDATE SET
+        open  = CASE WHEN EXCLUDED.first_trade_id < b.first_trade_id THEN EXCLUDED.open ELSE b.open END,
+        close = CASE WHEN EXCLUDED.last_trade_id > b.last_trade_id THEN EXCLUDED.close ELSE b.close END,
+        high  = greatest(b.high, EXCLUDED.high),
+        low   = least(b.low, EXCLUDED.low),
+        volume           = b.volume + EXCLUDED.volume,
+        quote_volume     = b.quote_volume + EXCLUDED.quote_volume,
+        taker_buy_volume = b.taker_buy_volume + EXCLUDED.taker_buy_volume,
+        taker_buy_quote  = b.taker_buy_quote + EXCLUDED.taker_buy_quote,
+        trade_count      = b.trade_count + EXCLUDED.trade_count,
+        first_trade_id   = least(b.first_trade_id, EXCLUDED.first_trade_id),
+        last_trade_id    = greatest(b.last_trade_id, EXCLUDED.last_trade_id),
+        price_sq_volume  = b.price_sq_volume + EXCLUDED.price_sq_volume
+    RETURNING 1
+)
+"""
+
+_BULK_TRADES = f"""
+WITH ins AS (
+    INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, source)
+    SELECT %(ex)s, %(sym)s, id, price, qty, m, {_ts('t')}, %(src)s FROM _hist_trades
+    RETURNING 1
+), rows AS (
+    SELECT id AS trade_id, price, qty, m AS is_buyer_maker, {_ts('t')} AS trade_time FROM _hist_trades
+){_BARS}
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM bars)
+"""
+
+_IDEMPOTENT_TRADES = f"""
+WITH src AS (
+    SELECT DISTINCT ON (id) id, price, qty, m, {_ts('t')} AS ts FROM _hist_trades ORDER BY id
+), rows AS (
+    INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, source)
+    SELECT %(ex)s, %(sym)s, id, price, qty, m, ts, %(src)s FROM src
+    WHERE NOT EXISTS (
+        SELECT 1 FROM trades t
+        WHERE t.exchange = %(ex)s AND t.symbol = %(sym)s AND t.trade_id = src.id
+          AND t.trade_time > src.ts - interval '1 millisecond' AND t.trade_time < src.ts + interval '1 millisecond')
+    ON CONFLICT DO NOTHING
+    RETURNING trade_id, price, qty, is_buyer_maker, trade_time
+){_BARS}
+SELECT (SELECT count(*) FROM rows), (SELECT count(*) FROM bars)
+"""
+
+_AGG = f"""
+WITH ins AS (
+    INSERT INTO agg_trades (exchange, symbol, agg_id, price, qty, first_trade_id, last_trade_id,
+                            trade_time, is_buyer_maker, is_best_match, source)
+    SELECT DISTINCT ON (a) %(ex)s, %(sym)s, a, price, qty, f, l, {_ts('t')}, m, best, %(src)s
+    FROM _hist_agg ORDER BY a
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT count(*) FROM ins
+"""
+
+_KLINES = f"""
+WITH ins AS (
+    INSERT INTO klines AS k (exchange, symbol, interval, open_time, close_time, open, high, low, close, volume,
+                        quote_volume, trade_count, taker_buy_volume, taker_buy_quote)
+    SELECT DISTINCT ON (open_t) %(ex)s, %(sym)s, %(iv)s, {_ts('open_t')}, {_ts('close_t')}, o, h, lo, c, v, qv, n, tbv, tbq
+    FROM _hist_klines ORDER BY open_t
+    ON CONFLICT (exchange, symbol, interval, open_time) DO UPDATE SET
+        close_time = EXCLUDED.close_time, open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
+        close = EXCLUDED.close, volume = EXCLUDED.volume, quote_volume = EXCLUDED.quote_volume,
+        trade_count = EXCLUDED.trade_count, taker_buy_volume = EXCLUDED.taker_buy_volume,
+        taker_buy_quote = EXCLUDED.taker_buy_quote, fetched_at = clock_timestamp()
+    WHERE (k.close_time, k.open, k.high, k.low, k.close, k.volume, k.quote_volume, k.trade_count,
+           k.taker_buy_volume, k.taker_buy_quote)
+      IS DISTINCT FROM (EXCLUDED.close_time, EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close,
+           EXCLUDED.volume, EXCLUDED.quote_volume, EXCLUDED.trade_count, EXCLUDED.taker_buy_volume,
+           EXCLUDED.taker_buy_quote)
+    RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted) FROM ins
+"""
+
+
+@dataclass
+class Loaded:
+    """What one file (or one REST run) stored."""
+
+    rows: int
+    stored: int
+    first_id: int | None
+    last_id: int | None
+    mode: str
+    skipped: bool = False
+
+
+def open_member(path: Path) -> tuple[zipfile.ZipFile, IO[bytes]]:
+    """The (only) CSV member of a dump zip, as a binary stream; DataError when it is no zip."""
+    try:
+        zf = zipfile.ZipFile(path)
+        names = [n for n in zf.namelist() if not n.endswith("/")]
+        csvs = [n for n in names if n.lower().endswith(".csv")] or names
+        if not csvs:
+            raise DataError(f"{path.name}: an empty zip archive (no CSV inside)")
+        return zf, zf.open(csvs[0])
+    except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError) as exc:
+        raise DataError(f"{path.name}: a damaged or truncated zip archive ({' '.join(str(exc).split())[:100]})") from None
+
+
+def _day(us: int) -> date:
+    return _EPOCH + timedelta(days=us // _US_PER_DAY)
+
+
+class Store:
+    """Loads history into one database connection (autocommit; each file its own transaction)."""
+
+    def __init__(self, conn: psycopg.Connection, exchange: str, *, source: str = "backfill") -> None:
+        if not conn.autocommit:
+            raise ValueError("Store needs an autocommit connection (it runs its own transactions)")
+        self.conn = conn
+        self.exchange = exchange
+        self.source = source
+        for ddl in _SCRATCH.values():
+            conn.execute(ddl)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def loaded(self, symbol: str, kind: str, interval: str, file_name: str) -> Loaded | None:
+        """The history_files record of a file already loaded (None when it is not in)."""
+        row = self.conn.execute(
+            "SELECT rows, stored, first_id, last_id, mode FROM history_files "
+            "WHERE exchange = %s AND symbol = %s AND kind = %s AND interval = %s AND file_name = %s",
+            (self.exchange, symbol, kind, interval, file_name),
+        ).fetchone()
+        if row is None:
+            return None
+        return Loaded(int(row[0]), int(row[1]), row[2], row[3], str(row[4]), skipped=True)
+
+    def _record(self, f: DumpFile | None, *, symbol: str, kind: str, interval: str, period: str,
+                first_day: date, last_day: date, name: str, url: str, sha256: str | None, size: int | None,
+                res: Loaded) -> None:
+        self.conn.execute(
+            "INSERT INTO history_files (exchange, symbol, kind, interval, period, first_day, last_day, file_name, "
+            "url, sha256, bytes, rows, stored, first_id, last_id, mode) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (exchange, symbol, kind, interval, file_name) DO NOTHING",
+            (self.exchange, symbol, kind, interval, period, first_day, last_day, name, url, sha256, size,
+             res.rows, res.stored, res.first_id, res.last_id, res.mode),
+        )
+
+    # ------------------------------------------------------------------ files
+    def load_file(self, f: DumpFile, path: Path, *, url: str, sha256: str | None) -> Loaded:
+        """Store one verified dump file (see the module doc); it is in or out as a whole."""
+        table = _TABLE[f.kind]
+        self.conn.execute(f"TRUNCATE {table}")
+        try:
+            n = self._copy_zip(f, path, table)
+            stats = self._stats(f.kind, table, n)
+            self._check_days(f, path, stats)
+            if f.kind == "trades":
+                res = self._merge_trades(stats, bulk_ok=True, record=lambda r: self._record(
+                    f, symbol=f.symbol, kind=f.kind, interval=f.interval, period=f.period, first_day=f.first_day,
+                    last_day=f.last_day, name=f.name, url=url, sha256=sha256, size=path.stat().st_size, res=r),
+                    symbol=f.symbol)
+            else:
+                with self.conn.transaction():
+                    stored = self._merge_other(f.kind, f.symbol, f.interval)
+                    res = Loaded(n, stored, stats[1], stats[2], "idempotent")
+                    self._record(f, symbol=f.symbol, kind=f.kind, interval=f.interval, period=f.period,
+                                 first_day=f.first_day, last_day=f.last_day, name=f.name, url=url, sha256=sha256,
+                                 size=path.stat().st_size, res=res)
+            return res
+        except pgerr.DiskFull:
+            raise DataError(f"{f.name}: the database's disk is full — nothing of this file was stored; "
+                            "free space and run again") from None
+        except (pgerr.DataException, pgerr.IntegrityError) as exc:
+            raise DataError(f"{f.name}: not a valid {f.kind} dump — {' '.join(str(exc).split())[:160]}; "
+                            "nothing of this file was stored") from None
+        finally:
+            self.conn.execute(f"TRUNCATE {table}")
+
+    def _copy_zip(self, f: DumpFile, path: Path, table: str) -> int:
+        zf, member = open_member(path)
+        want = len(COLUMNS[f.kind])
+        try:
+            with zf, member:
+                head = member.read(_CHUNK)
+                first = head.split(b"\n", 1)[0].strip()
+                if not first:
+                    return 0
+                header = not first[:1].isdigit()
+                cols = len(next(csv.reader([first.decode("utf-8", "replace")])))
+                if header and len(head.split(b"\n", 2)) > 1:
+                    line2 = head.split(b"\n", 2)[1].strip()
+                    cols = len(next(csv.reader([line2.decode("utf-8", "replace")]))) if line2 else want
+                if cols != want:
+                    raise DataError(
+                        f"{f.name}: {cols} columns where a spot {f.kind} dump has {want} "
+                        f"({','.join(COLUMNS[f.kind])}) — wrong file or kind; nothing of it was stored")
+                opts = "FORMAT csv, HEADER true" if header else "FORMAT csv"
+                with self.conn.cursor().copy(f"COPY {table} FROM STDIN ({opts})") as cp:
+                    chunk = head
+                    while chunk:
+                        cp.write(chunk)
+                        chunk = member.read(_CHUNK)
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise DataError(f"{f.name}: a damaged or truncated zip archive "
+                            f"({' '.join(str(exc).split())[:100]}); nothing of it was stored") from None
+        row = self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return int(row[0]) if row else 0
+
+    def _stats(self, kind: str, table: str, n: int) -> tuple[int, int | None, int | None, int | None, int | None]:
+        """(rows, first id, last id, first time µs, last time µs) of the scratch table."""
+        if n == 0:
+            return (0, None, None, None, None)
+        idc, tc = {"trades": ("id", "t"), "aggTrades": ("a", "t"), "klines": ("NULL::bigint", "open_t")}[kind]
+        row = self.conn.execute(f"SELECT min({idc}), max({idc}), min({_us(tc)}), max({_us(tc)}) FROM {table}").fetchone()
+        assert row is not None
+        return (n, row[0], row[1], row[2], row[3])
+
+    def _check_days(self, f: DumpFile, path: Path, stats: tuple[int, int | None, int | None, int | None, int | None]) -> None:
+        if stats[3] is None or stats[4] is None:
+            return
+        lo, hi = _day(stats[3]), _day(stats[4])
+        if lo < f.first_day or hi > f.last_day:
+            raise DataError(f"{f.name}: holds rows of {lo} … {hi}, outside the file's days "
+                            f"{f.first_day} … {f.last_day} — not this symbol's dump? nothing of it was stored")
+
+    def _merge_other(self, kind: str, symbol: str, interval: str) -> int:
+        sql = _AGG if kind == "aggTrades" else _KLINES
+        row = self.conn.execute(sql, {"ex": self.exchange, "sym": symbol, "src": self.source, "iv": interval}).fetchone()
+        return int(row[0]) if row else 0
+
+    def _merge_trades(self, stats: tuple[int, int | None, int | None, int | None, int | None], *, bulk_ok: bool,
+                      record: Any, symbol: str) -> Loaded:
+        n, first_id, last_id, t_lo, t_hi = stats
+        if n == 0:
+            with self.conn.transaction():
+                res = Loaded(0, 0, None, None, "bulk")
+                record(res)
+            return res
+        assert t_lo is not None and t_hi is not None
+        params = {"ex": self.exchange, "sym": symbol, "src": self.source}
+        self.conn.execute("SELECT cryptolab_ensure_partitions(timestamptz 'epoch' + %s * interval '1 microsecond', "
+                          "timestamptz 'epoch' + %s * interval '1 microsecond')", (t_lo, t_hi))
+        if bulk_ok:
+            try:
+                with self.conn.transaction():
+                    d, last = _day(t_lo), _day(t_hi)
+                    days = []
+                    while d <= last:
+                        days.append(d)
+                        d += timedelta(days=1)
+                    for day in days:  # in day order: two loaders never deadlock
+                        self.conn.execute(f"LOCK TABLE trades_{day:%Y%m%d} IN SHARE ROW EXCLUSIVE MODE")
+                    row = self.conn.execute(
+                        "SELECT EXISTS (SELECT 1 FROM trades WHERE exchange = %s AND symbol = %s "
+                        "AND trade_time >= %s::date::timestamptz AND trade_time < (%s::date + 1)::timestamptz)",
+                        (self.exchange, symbol, days[0], days[-1]),
+                    ).fetchone()
+                    if row is not None and not row[0]:
+                        out = self.conn.execute(_BULK_TRADES, params).fetchone()
+                        assert out is not None
+                        res = Loaded(n, int(out[0]), first_id, last_id, "bulk")
+                        record(res)
+                        return res
+            except pgerr.UniqueViolation:
+                pass  # an id twice in the file: redo it on the idempotent path
+        with self.conn.transaction():
+            out = self.conn.execute(_IDEMPOTENT_TRADES, params).fetchone()
+            assert out is not None
+            res = Loaded(n, int(out[0]), first_id, last_id, "idempotent")
+            record(res)
+            return res
+
+    # ------------------------------------------------------------------ REST rows
+    def store_rows(self, kind: Kind, symbol: str, interval: str, rows: Sequence[Sequence[Any]], *,
+                   name: str, url: str, first_day: date, last_day: date) -> Loaded:
+        """Store rows fetched from REST (in the dump's column order) on the idempotent path,
+        in one transaction with their history_files record (`name` unique per run)."""
+        table = _TABLE[kind]
+        self.conn.execute(f"TRUNCATE {table}")
+        try:
+            if not rows:
+                return Loaded(0, 0, None, None, "idempotent")
+            with self.conn.cursor().copy(f"COPY {table} FROM STDIN") as cp:
+                for r in rows:
+                    cp.write_row(r)
+            stats = self._stats(kind, table, len(rows))
+
+            def record(res: Loaded) -> None:
+                self._record(None, symbol=symbol, kind=kind, interval=interval, period="rest", first_day=first_day,
+                             last_day=last_day, name=name, url=url, sha256=None, size=None, res=res)
+
+            if kind == "trades":
+                return self._merge_trades(stats, bulk_ok=False, record=record, symbol=symbol)
+            with self.conn.transaction():
+                stored = self._merge_other(kind, symbol, interval)
+                res = Loaded(len(rows), stored, stats[1], stats[2], "idempotent")
+                record(res)
+                return res
+        except pgerr.DiskFull:
+            raise DataError("the database's disk is full — the REST rows of this run were not stored; "
+                            "free space and run again") from None
+        except (pgerr.DataException, pgerr.IntegrityError) as exc:
+            raise DataError(f"{symbol}: REST rows rejected by the database — {' '.join(str(exc).split())[:160]}") from None
+        finally:
+            self.conn.execute(f"TRUNCATE {table}")
+
+    # ------------------------------------------------------------------ queries
+    def first_missing_id(self, symbol: str, from_id: int, to_id: int | None) -> int:
+        """The first trade id >= from_id not stored for the symbol (stored ids are contiguous before it)."""
+        row = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM trades WHERE exchange = %s AND symbol = %s AND trade_id = %s)",
+            (self.exchange, symbol, from_id),
+        ).fetchone()
+        if not row or not row[0]:
+            return from_id
+        row = self.conn.execute(
+            "SELECT trade_id + 1 FROM (SELECT trade_id, lead(trade_id) OVER (ORDER BY trade_id) AS nxt FROM trades "
+            "WHERE exchange = %(ex)s AND symbol = %(sym)s AND trade_id >= %(lo)s AND trade_id <= %(hi)s) s "
+            "WHERE nxt IS NULL OR nxt > trade_id + 1 ORDER BY trade_id LIMIT 1",
+            {"ex": self.exchange, "sym": symbol, "lo": from_id, "hi": to_id if to_id is not None else 2**62},
+        ).fetchone()
+        if row and row[0] is not None:
+            return int(row[0])
+        return to_id + 1 if to_id is not None else from_id  # every id of [from_id, to_id] is stored
+
