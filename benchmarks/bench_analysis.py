@@ -181,7 +181,7 @@ def modules(dsn: str) -> None:
             ("volume   daily_totals, day", lambda: an.daily_totals(SYMBOL, conn=c)),
             ("volume   cvd 1m with tick rule, hour", lambda: an.cvd(SYMBOL, interval="1m", tick_rule=True, conn=c)),
             ("latency  latency_stats 1m, hour", lambda: an.latency_stats(SYMBOL, conn=c)),
-            ("latency  latest_trades 50", lambda: an.latest_trades(SYMBOL, 50, conn=c)),
+            ("latency  latest_trades 50", lambda: an.latest_trades(SYMBOL, limit=50, conn=c)),
         ]
         for name, fn in cases:
             times, out = timed(fn, 3)

@@ -327,7 +327,7 @@ class Dashboard:
             "last": "Last price", "vwap": "Session VWAP", "cvd": "Session CVD",
             "vol": "Volatility (ann.)", "tps": "Trades / s", "lag": "Capture lag",
         })
-        self.chart = LiveChart(self._draw, width=10.5, height=5.4, dpi=88,
+        self.chart = LiveChart(self._draw, width=9.6, height=5.2, dpi=88,
                                layout={"flex": "1 1 0%", "min_width": "0", "height": "auto", "object_fit": "contain"})
         self.tape = Tape(rows=tape_rows)
         self.view = LiveView(self._update, [self.kpis, self.chart, self.tape], interval=interval,
@@ -439,7 +439,7 @@ class Dashboard:
     def _draw(self, fig: Figure) -> None:
         snap = self.snapshot
         ax_p, ax_c = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
-        fig.subplots_adjust(left=0.075, right=0.975, top=0.94, bottom=0.07, hspace=0.06)
+        fig.subplots_adjust(left=0.085, right=0.975, top=0.94, bottom=0.1, hspace=0.06)
         if snap is None or not snap.candles:
             plots.empty(ax_p, f"waiting for {self.symbol} trades…")
             plots.empty(ax_c, "")

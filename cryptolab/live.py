@@ -238,7 +238,9 @@ class LiveChart:
         self.draw = draw
         # Default: no layout engine (constrained layout costs ~40 % of a render at 1 Hz);
         # `draw` sets the margins. Slower panels may ask for constrained layout.
-        self.figure = Figure(figsize=(width, height), dpi=dpi, layout="constrained" if constrained else None)
+        # whole pixels: ipympl's frontend sizes its canvas from them
+        size = (round(width * dpi) / dpi, round(height * dpi) / dpi)
+        self.figure = Figure(figsize=size, dpi=dpi, layout="constrained" if constrained else None)
         FigureCanvasAgg(self.figure)
         self._png: bytes = b""
         self._png_stale = True
@@ -273,9 +275,13 @@ class LiveChart:
         with self._lock:
             canvas = Canvas(self.figure)
             canvas.manager = FigureManager(canvas, id(self))
+            # ipympl keeps a fallback PNG in `_data_url` until the frontend says hello, but
+            # without the `data:` prefix: the frontend then fails to set the widget's state
+            # (a "broken" image) and the canvas stays 0×0. The static fallback is ours (PNG).
+            canvas.syncing_data_url = False
             canvas.header_visible = False
             canvas.toolbar_position = "left"
-            canvas.toolbar_visible = True
+            canvas.toolbar_visible = "fade-in-fade-out"  # shown while the pointer is on the chart
             canvas.resizable = False
             canvas.layout.width = self._layout.get("width", "100%")
             lock = self._lock

@@ -131,18 +131,17 @@ def lab(dsn: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
     news = tmp_path / "lab_settings" / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True)
     (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
-    log = open(tmp_path / "jupyterlab.log", "wb")
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", 60)
-        yield f"http://127.0.0.1:{port}", token
-    finally:
-        proc.terminate()
+    with open(tmp_path / "jupyterlab.log", "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", 60)
+            yield f"http://127.0.0.1:{port}", token
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 @pytest.fixture
@@ -183,16 +182,20 @@ def test_dashboard_updates_in_jupyterlab(lab: tuple[str, str], browser: CDP, tmp
     browser.js(f"(() => {{ const p = {panel}; window.jupyterapp.shell.activateById(p.id);"
                f" return p.sessionContext.ready.then(() => true); }})()")
     browser.js("window.jupyterapp.commands.execute('notebook:run-all-cells').then(() => true)")
-    # the dashboard is up when the chart image and a tape with trades are on the page
-    browser.wait("!!document.querySelector('img.widget-image') && "
-                 "document.querySelectorAll('tr[data-side]').length >= 5", 120, "the dashboard with captured trades")
-    browser.js("document.querySelector('img.widget-image').scrollIntoView({block: 'center'}); true")
+    # the dashboard is up when its chart (an interactive ipympl canvas, or the PNG image
+    # without ipympl) and a tape with trades are on the page
+    chart = ("(document.querySelector('.jupyter-matplotlib-canvas-div canvas') || "
+             "document.querySelector('img.widget-image'))")
+    pixels = (f"(() => {{ const c = {chart}; return c.tagName === 'CANVAS' ? c.toDataURL() : c.src; }})()")
+    browser.wait(f"!!{chart} && document.querySelectorAll('tr[data-side]').length >= 5", 120,
+                 "the dashboard with captured trades")
+    browser.js(f"{chart}.scrollIntoView({{block: 'center'}}); true")
     time.sleep(1.5 + float(os.environ.get("CRYPTOLAB_BROWSER_WARMUP", "0")))  # warm-up: fuller README picture
-    src1 = browser.js("document.querySelector('img.widget-image').src")
+    src1 = browser.js(pixels)
     tape1 = browser.js("document.querySelector('tr[data-side]').innerText")
     shot1 = browser.screenshot()
     time.sleep(4)
-    src2 = browser.js("document.querySelector('img.widget-image').src")
+    src2 = browser.js(pixels)
     tape2 = browser.js("document.querySelector('tr[data-side]').innerText")
     shot2 = browser.screenshot()
     elapsed = time.monotonic() - t0
@@ -214,3 +217,30 @@ def test_dashboard_updates_in_jupyterlab(lab: tuple[str, str], browser: CDP, tmp
     errors = browser.js("Array.from(document.querySelectorAll('.jp-OutputArea-output[data-mime-type=\"application/vnd.jupyter.stderr\"]'))"
                         ".map(e => e.innerText).join('\\n')")
     assert "Error" not in (errors or ""), errors
+
+    # the live chart is interactive: hovering shows the data coordinates under the cursor
+    interactive = browser.js("!!document.querySelector('.jupyter-matplotlib-canvas-div canvas')")
+    if interactive:
+        box = browser.js(f"(() => {{ const r = {chart}.getBoundingClientRect(); "
+                         "return [r.left + r.width * 0.5, r.top + r.height * 0.35]; })()")
+        for dx in (0, 3, 6):
+            browser.call("Input.dispatchMouseEvent", type="mouseMoved", x=box[0] + dx, y=box[1])
+            time.sleep(0.3)
+        hover = browser.wait("(() => { const f = document.querySelector('.jupyter-matplotlib-footer');"
+                             " return f && /\\(x, y\\)|x=/.test(f.textContent) ? f.textContent : ''; })()", 20,
+                             "the cursor's coordinates under the chart")
+        assert "(x, y) = (" in hover or "y=" in hover, hover
+
+    # a capture error stays on screen until the user acts (no refresh replaces it)
+    code = ("dash.stop_capture(); import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); "
+            "port = s.getsockname()[1]; s.close(); dash.source = f'ws://127.0.0.1:{port}'; "
+            "dash._act(dash.start_capture)")
+    status = browser.js(f"(async () => {{ const p = {panel}; const f = p.sessionContext.session.kernel"
+                        f".requestExecute({{code: {json.dumps(code)}}}); return (await f.done).content.status; }})()")
+    assert status == "ok"
+    shown = browser.wait("(() => { const e = document.querySelector('.cryptolab-capture-status[data-error=\"1\"]');"
+                         " return e ? e.textContent : ''; })()", 60, "the capture error in the status line")
+    time.sleep(5)  # five refreshes later
+    still = browser.js("(() => { const e = document.querySelector('.cryptolab-capture-status');"
+                       " return e.dataset.error + '|' + e.textContent; })()")
+    assert still == f"1|{shown}", (shown, still)
