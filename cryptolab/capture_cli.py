@@ -70,6 +70,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="start at this trade id for every symbol; older ids than the stream's are fetched from REST")
     p.add_argument("--exchange", default=None,
                    help="store as this exchange name (default: binance; 'simulator' for synthetic markets)")
+    p.add_argument("--since", default=None, metavar="DATE",
+                   help="join history from this UTC day (dumps + REST) to the live stream, with no gap")
+    p.add_argument("--dumps", default=None, metavar="URL",
+                   help="dump site for --since (default: data.binance.vision; a local exchange serves its own)")
     p.add_argument("--standby", action="store_true",
                    help="warm standby: own nothing until a capturer of these symbols disappears, then take over")
     p.add_argument("--workers", type=_workers, default=1,
@@ -135,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from_ids = {s: args.from_id for s in symbols} if args.from_id is not None else None
     source = mask_url(args.source)
     cap = Capture(symbols, source=args.source, dsn=args.dsn, from_ids=from_ids, exchange=args.exchange,
-                  standby=args.standby, **overrides)
+                  standby=args.standby, since=args.since, dumps=args.dumps, **overrides)
     try:
         cap.start()
     except CryptolabError as exc:

@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 import psycopg
@@ -69,6 +69,8 @@ class Capture:
         exchange: str | None = None,
         from_ids: dict[str, int] | None = None,
         standby: bool = False,
+        since: str | date | None = None,
+        dumps: str | None = None,
         **overrides: Any,
     ) -> None:
         if isinstance(symbols, str):
@@ -84,6 +86,14 @@ class Capture:
         self.options = replace(options or CaptureOptions(), **overrides)
         self._dsn_arg = dsn
         self.standby = standby
+        if since is not None:
+            from ..history.plan import parse_day
+
+            since = parse_day(since, "--since")
+        self.since: date | None = since
+        """First UTC day of history to join to the live stream (dumps + REST up to the first live id)."""
+        self.dumps = dumps
+        """Dump site for `since` (default: data.binance.vision; a local exchange serves its own)."""
         """A warm standby owns nothing until an owner of one of its symbols disappears."""
         self.from_ids = {k.upper(): int(v) for k, v in (from_ids or {}).items()}
         self._lock = threading.Lock()
@@ -103,6 +113,10 @@ class Capture:
         self._cluster: Cluster | None = None
         self._workers: dict[tuple[str, ...], asyncio.Task[None]] = {}
         self._dsn: str | None = None
+        self._history: dict[str, str] = {}
+        self._rest: RestClient | None = None
+        self._budget: ConnectBudget | None = None
+        self._history_tasks: set[asyncio.Task[None]] = set()
         self._sink: Sink | None = None
         self._endpoint: Endpoint | None = None
         self._local_exchange: Any = None
@@ -201,6 +215,7 @@ class Capture:
             database=sink.link.snapshot() if sink is not None else {},
             journal_bad_records=c.journal_bad_records,
             standby=self.standby,
+            history=dict(self._history),
             member_id=self._cluster.member_id if self._cluster is not None else None,
         )
 
@@ -399,13 +414,16 @@ class Capture:
         opts, stop, sink = self.options, self._stop_async, self._sink
         assert stop is not None and sink is not None
         budget = ConnectBudget(opts.max_connects_per_5min)
-        self._rest, self._budget = rest, budget
+        self._rest, self._budget = rest, budget  # for workers started later (takeovers)
         backfiller = Backfiller(rest, self._seqs, sink, self.counters,
                                 GapPolicy(opts.gap_grace, opts.max_backfill_trades), self.exchange, self._report_error)
+        await self._join_history(list(self._active))
         self._start_workers(list(self._active))
         tasks = [asyncio.create_task(backfiller.run()), asyncio.create_task(self._ticker()),
                  asyncio.create_task(self._ownership(cluster))]
         await stop.wait()
+        if self._history_tasks:  # a stop waits for history being joined (bounded), then cancels it
+            await asyncio.wait(self._history_tasks, timeout=self.options.start_timeout)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -427,16 +445,58 @@ class Capture:
             t.cancel()
         await asyncio.gather(*left, return_exceptions=True)
 
+    async def _join_history(self, symbols: list[str]) -> None:
+        """With `since`: live starts after the exchange's latest id now; history fills up to it.
+
+        For each symbol the REST edge (latest id) is asked first; the sequencer continues
+        from it, so the live stream and REST backfill cover what comes after, and a history
+        task stores everything from the first trade of `since` up to the edge (dumps for
+        whole days, REST by id for the rest, all idempotent). The id sequence is then whole
+        from `since` to the live edge.
+        """
+        if self.since is None or self._rest is None or self._endpoint is None:
+            return
+        from ..history import backfill_until
+
+        ep, dsn = self._endpoint, self._dsn
+        assert dsn is not None
+        for sym in symbols:
+            if sym in self._history:
+                continue
+            items = await self._rest.recent_trades(sym, limit=1)
+            if not items:
+                continue
+            edge = int(items[-1]["id"])
+            seq = self._seqs.get(sym)
+            if seq is not None and (seq.last_id is None or seq.last_id < edge):
+                seq.last_id = edge
+            self._history[sym] = f"joining history from {self.since} up to id {edge}"
+
+            async def run(sym: str = sym, edge: int = edge) -> None:
+                try:
+                    res = await backfill_until(sym, edge + 1, str(self.since), exchange=self.exchange, rest=ep.rest,
+                                               dumps=self.dumps or (ep.rest if ep.local else None), dsn=dsn)
+                    self._history[sym] = f"history joined: {res.stored + res.rest_stored:,} trades stored up to id {edge}"
+                    log.info("%s: %s", sym, self._history[sym])
+                except CryptolabError as exc:
+                    self._history[sym] = f"history failed: {exc}"
+                    self._error = f"{sym}: history from {self.since} failed: {exc} (re-run with the same --since)"
+
+            task = asyncio.create_task(run())
+            self._history_tasks.add(task)
+            task.add_done_callback(self._history_tasks.discard)
+
     def _start_workers(self, symbols: list[str]) -> None:
         """One stream worker per `max_streams_per_connection` symbols (its own connection)."""
-        opts, stop, sink = self.options, self._stop_async, self._sink
+        opts, stop, sink, rest, budget = self.options, self._stop_async, self._sink, self._rest, self._budget
         assert stop is not None and sink is not None and self._endpoint is not None
+        assert rest is not None and budget is not None
         n = max(1, opts.max_streams_per_connection)
         for i in range(0, len(symbols), n):
             group = tuple(symbols[i : i + n])
             streams = [f"{s.lower()}@trade" for s in group]
             worker = StreamWorker(streams, self._endpoint, self.exchange, self._stream_source, self._seqs, sink,
-                                  self.counters, opts, self._budget, self._rest, stop, self._report_error)
+                                  self.counters, opts, budget, rest, stop, self._report_error)
             self._workers[group] = asyncio.create_task(worker.run())
 
     async def _drop_symbols(self, symbols: list[str], why: str) -> None:
@@ -463,6 +523,7 @@ class Capture:
         """Start capturing `symbols` (a new lease): resume after what is stored, backfill the rest."""
         seqs = await asyncio.to_thread(self._sequencers_fresh, symbols)
         self._seqs.update(seqs)
+        await self._join_history(symbols)
         self._active = tuple(s for s in self.symbols if s in self._seqs)
         self._start_workers(symbols)
         log.info("now capturing %s", ", ".join(symbols))

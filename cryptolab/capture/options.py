@@ -115,6 +115,8 @@ class CaptureStatus:
     """The writer's database link: state ('up', 'down'), since when, the last error."""
     journal_bad_records: int = 0
     standby: bool = False
+    history: dict[str, str] = field(default_factory=dict)
+    """Per symbol, how the history join of `since` stands."""
     member_id: str | None = None
 
     def summary(self) -> str:
@@ -132,6 +134,8 @@ class CaptureStatus:
         ]
         if self.journal_bad_records:
             lines.append(f"  {self.journal_bad_records} journal records set aside as damaged (see the journal's quarantine)")
+        for sym, how in self.history.items():
+            lines.append(f"  {sym}: {how}")
         for sym, why in self.skipped_symbols.items():
             lines.append(f"  {sym}: {why}")
         if self.error:

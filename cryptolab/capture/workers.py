@@ -38,6 +38,10 @@ def _child_argv(args: argparse.Namespace, symbols: list[str], status_path: Path)
         argv += ["--exchange", args.exchange]
     if args.standby:
         argv.append("--standby")
+    if args.since:
+        argv += ["--since", args.since]
+    if args.dumps:
+        argv += ["--dumps", args.dumps]
     for opt in args.option:
         argv += ["--option", opt]
     return argv
