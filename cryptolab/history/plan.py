@@ -135,10 +135,10 @@ def plan_history(
         raise DataError("no symbols given: name at least one, e.g. BTCUSDT")
     first = parse_day(start, "--from")
     last = parse_day(end, "--to") if end is not None else today
-    if first > last:
-        raise DataError(f"--from {first} is after --to {last}: nothing to fetch")
     if first > today:
         raise DataError(f"--from {first} is in the future (today is {today} UTC)")
+    if first > last:
+        raise DataError(f"--from {first} is after --to {last}: nothing to fetch")
     if first < date(2017, 7, 14):
         raise DataError(f"--from {first} is before Binance's first trade (2017-07-14): no data exists then")
     last = min(last, today)
