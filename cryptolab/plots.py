@@ -242,7 +242,7 @@ def volume_bars(ax: Axes, ts: Sequence[datetime], buy: Sequence[Any], sell: Sequ
     ax.bar(t, to_float(buy), width=width, color=UP, label="taker buy")
     ax.bar(t, [-v for v in to_float(sell)], width=width, color=DOWN, label="taker sell")
     ax.axhline(0, color="#9ca3af", linewidth=0.6)
-    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)  # beside: hides no bar
     time_axis(ax)
 
 
