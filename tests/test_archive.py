@@ -327,3 +327,19 @@ def test_attach_shadows_trades_for_one_session_only(dsn: str, tmp_path: Path) ->
     frame = read_trades("binance", SYMBOL, START, END)
     assert frame.height == len(MARKET.trades(SYMBOL))
     assert frame["price"].to_list() == [t.price for t in MARKET.trades(SYMBOL)]
+
+
+def test_cli_dry_run_then_retention(dsn: str, tmp_path: Path) -> None:
+    _write(dsn, _odd_trades(DAY1, 30) + _odd_trades(DAY2, 30))
+    env = {**os.environ, "CRYPTOLAB_DSN": dsn, "CRYPTOLAB_ARCHIVE": str(tmp_path / "env-archive")}
+    r = subprocess.run([sys.executable, "-m", "cryptolab", "archive", "--keep-days", "30", "--dry-run"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "would export binance ODDUSDT 2024-08-08" in r.stdout and "would drop" in r.stdout
+    assert {"trades_20240808", "trades_20240809"} <= _partitions(dsn) and not (tmp_path / "env-archive").exists()
+    r = subprocess.run([sys.executable, "-m", "cryptolab", "archive", "--keep-days", "30"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "2 day(s) written (60 rows" in r.stdout and "2 partition(s) dropped" in r.stdout, r.stdout
+    assert not {"trades_20240808", "trades_20240809"} & _partitions(dsn)
+    assert len(list((tmp_path / "env-archive").glob("trades/**/*.parquet"))) == 2
