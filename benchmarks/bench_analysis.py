@@ -22,6 +22,7 @@ holds N trades (--regenerate forces a new one).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 import warnings
@@ -198,7 +199,7 @@ def loaders(dsn: str, n: int) -> None:
     results: dict[str, float] = {}
     with db.connect(dsn) as c:
         for engine in ("adbc", "copy"):
-            t, frame = timed(lambda: an.load_trades(SYMBOL, conn=c, engine=engine), 1)
+            t, frame = timed(functools.partial(an.load_trades, SYMBOL, conn=c, engine=engine), 1)
             results[engine] = t[0]
             print(f"  load_trades engine={engine:<5} {t[0]:8.2f} s  rows={frame.height:,}  "
                   f"{t[0] / frame.height * 1e6:.2f} us/row  {dict(frame.schema)}", flush=True)
