@@ -188,7 +188,7 @@ def archive(
     if keep_days is not None and keep_days < 0:
         raise ArchiveError(f"--keep-days must be 0 or more, not {keep_days}")
     started = time.perf_counter()
-    store = open_store(to)
+    store = open_store(to, check=not dry_run)
     own = conn is None
     c = conn if conn is not None else db.connect(autocommit=True)
     was_autocommit = c.autocommit
