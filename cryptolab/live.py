@@ -723,6 +723,7 @@ class LiveView:
             for part in self.parts:
                 if isinstance(part, LiveChart):
                     part.interactive = False  # a report keeps pictures, not widgets
+                    part.dark = False  # and is read on a light page, whatever the Lab theme
             self.tick()  # an error must fail the report, so it is not swallowed here
             display(*self.static_outputs())  # type: ignore[no-untyped-call]
 

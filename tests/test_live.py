@@ -8,6 +8,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -200,3 +201,21 @@ print('shown', chart.widget.model_id)
                            "print(sum(t.name.startswith('cryptolab-live') for t in threading.enumerate()), view.ticker.running)")
     out = "".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream")
     assert out.split() == ["1", "1", "False"]
+
+
+def test_charts_follow_jupyterlabs_dark_theme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptolab import plots
+
+    monkeypatch.delenv("CRYPTOLAB_THEME", raising=False)
+    monkeypatch.setenv("JUPYTERLAB_SETTINGS_DIR", str(tmp_path))
+    assert not plots.dark_theme()  # no settings: light
+    f = tmp_path / "@jupyterlab" / "apputils-extension" / "themes.jupyterlab-settings"
+    f.parent.mkdir(parents=True)
+    f.write_text('{\n  // the Lab writes comments too\n  "theme": "JupyterLab Dark"\n}')
+    assert plots.dark_theme()
+    chart = LiveChart(lambda fig: fig.add_subplot().plot([0, 1], [0, 1]), width=3, height=2, interactive=False)
+    assert chart.dark
+    chart.render()
+    assert chart.figure.get_facecolor()[:3] < (0.2, 0.2, 0.2)  # a dark page gets a dark chart
+    monkeypatch.setenv("CRYPTOLAB_THEME", "light")
+    assert not plots.dark_theme()
