@@ -422,6 +422,7 @@ def _shown_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
 def _index_html(runs: Sequence[NotebookRun], parameters: Mapping[str, Any], started: datetime, seconds: float,
                 note: str = "") -> str:
     from .analysis.display import format_value
+    from .plots import DOWN, UP
 
     def fig(v: Any) -> str:
         text = format_value(v)
@@ -451,7 +452,7 @@ body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:colla
 td,th{{border-bottom:1px solid #8884;padding:6px 10px;text-align:left;vertical-align:top}}
 table.figs td{{border:none;padding:1px 10px 1px 0;font-size:13px}} .num{{text-align:right;font-variant-numeric:tabular-nums}}
 table.figs td.num{{max-width:34em}}
-img.thumb{{width:260px;border:1px solid #8884;border-radius:4px;background:#fff}} .ok{{color:#16a34a}} .bad{{color:#dc2626}}
+img.thumb{{width:260px;border:1px solid #8884;border-radius:4px;background:#fff}} .ok{{color:{UP}}} .bad{{color:{DOWN}}}
 </style></head><body>
 <h1>cryptolab report</h1>
 <p>Generated {started:%Y-%m-%d %H:%M:%S} UTC in {seconds:.1f} s · parameters: {params} ·
