@@ -262,3 +262,20 @@ def test_a_capture_error_stays_until_the_user_acts(dsn: str) -> None:
     dash._act(dash.stop_capture)  # the user acts: the error is acknowledged
     assert dash.error is None and 'data-error=""' in dash._capture_status.value
     dash.close()
+
+
+def test_little_data_gets_finer_candles_and_the_price_axis_holds_the_bands(conn: psycopg.Connection, dsn: str) -> None:
+    """30 s of data in a 15 min window: 1 s candles from the first trade on, not three
+    10 s candles squeezed to the right; VWAP and its ±2σ band inside the price axis."""
+    trades = make_trades(600, T0, span_s=30.0)
+    write(conn, trades)
+    conn.commit()
+    dash = Dashboard(None, dsn=dsn, window="15m")  # symbols and exchange from the data
+    assert dash.symbols == ["BTCUSDT"] and dash.exchange == "binance"
+    snap = dash.refresh()
+    assert snap.step == timedelta(seconds=1) and len(snap.candles) >= 29
+    assert snap.candles[0]["ts"] == T0  # the chart starts at the first trade
+    lo, hi = dash.chart.figure.axes[0].get_ylim()
+    bands = [float(c["vwap"]) + k * c["sigma"] for c in snap.candles for k in (-2, 2)]
+    assert lo <= min(bands) and hi >= max(bands)
+    dash.close()
