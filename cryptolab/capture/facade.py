@@ -32,14 +32,13 @@ from ..journal import Journal
 from ..model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE, us_to_datetime
 from ..rest import RestClient
 from .backfill import Backfiller
-from .backoff import ConnectBudget
 from .cluster import Cluster
 from .endpoints import Endpoint, resolve_source
 from .options import CaptureOptions, CaptureStatus, Counters
+from .roster import Roster
 from .runs import RunLog, db_key, mark_dead_runs, max_stored_ids, resume_points
 from .sequencer import GapPolicy, Sequencer
 from .sink import DbLink, Sink
-from .streams import StreamWorker
 
 __all__ = ["Capture"]
 
@@ -111,12 +110,8 @@ class Capture:
         self._active: tuple[str, ...] = ()
         self._skipped: dict[str, str] = {}
         self._cluster: Cluster | None = None
-        self._workers: dict[tuple[str, ...], asyncio.Task[None]] = {}
         self._dsn: str | None = None
-        self._history: dict[str, str] = {}
-        self._rest: RestClient | None = None
-        self._budget: ConnectBudget | None = None
-        self._history_tasks: set[asyncio.Task[None]] = set()
+        self._roster: Roster | None = None
         self._sink: Sink | None = None
         self._endpoint: Endpoint | None = None
         self._local_exchange: Any = None
@@ -188,7 +183,7 @@ class Capture:
         error = self._error or (sink.error if sink is not None else None)
         return CaptureStatus(
             running=thread is not None and thread.is_alive(),
-            symbols=self._active if self._cluster is not None else self.symbols,
+            symbols=self._roster.active if self._roster else self._active if self._cluster else self.symbols,
             source=mask_url(self.source),
             started_at=self._started_at,
             run_id=self._run_id,
@@ -215,7 +210,7 @@ class Capture:
             database=sink.link.snapshot() if sink is not None else {},
             journal_bad_records=c.journal_bad_records,
             standby=self.standby,
-            history=dict(self._history),
+            history=dict(self._roster.history) if self._roster else {},
             member_id=self._cluster.member_id if self._cluster is not None else None,
         )
 
@@ -411,26 +406,23 @@ class Capture:
             self.exchange = SIMULATOR_EXCHANGE
 
     async def _run(self, rest: RestClient, ep: Endpoint, cluster: Cluster) -> None:
-        opts, stop, sink = self.options, self._stop_async, self._sink
-        assert stop is not None and sink is not None
-        budget = ConnectBudget(opts.max_connects_per_5min)
-        self._rest, self._budget = rest, budget  # for workers started later (takeovers)
+        opts, stop, sink, dsn = self.options, self._stop_async, self._sink, self._dsn
+        assert stop is not None and sink is not None and dsn is not None
+        roster = Roster(requested=self.symbols, active=self._active, endpoint=ep, exchange=self.exchange,
+                        stream_source=self._stream_source, seqs=self._seqs, sink=sink, counters=self.counters,
+                        options=opts, rest=rest, stop=stop, dsn=dsn, resume=self._sequencers_fresh,
+                        report_error=self._report_error, since=self.since, dumps=self.dumps)
+        self._roster = roster
         backfiller = Backfiller(rest, self._seqs, sink, self.counters,
                                 GapPolicy(opts.gap_grace, opts.max_backfill_trades), self.exchange, self._report_error)
-        await self._join_history(list(self._active))
-        self._start_workers(list(self._active))
+        await roster.begin()
         tasks = [asyncio.create_task(backfiller.run()), asyncio.create_task(self._ticker()),
-                 asyncio.create_task(self._ownership(cluster))]
+                 asyncio.create_task(roster.follow(cluster, lambda res: self._note_holders(res.holders)))]
         await stop.wait()
-        if self._history_tasks:  # a stop waits for history being joined (bounded), then cancels it
-            await asyncio.wait(self._history_tasks, timeout=self.options.start_timeout)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        workers = list(self._workers.values())
-        for t in workers:
-            t.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await roster.close(history_timeout=opts.start_timeout)
         if not self._failed:
             # last chance for ranges still missing: one more REST pass (bounded)
             try:
@@ -444,111 +436,6 @@ class Capture:
         for t in left:
             t.cancel()
         await asyncio.gather(*left, return_exceptions=True)
-
-    async def _join_history(self, symbols: list[str]) -> None:
-        """With `since`: live starts after the exchange's latest id now; history fills up to it.
-
-        For each symbol the REST edge (latest id) is asked first; the sequencer continues
-        from it, so the live stream and REST backfill cover what comes after, and a history
-        task stores everything from the first trade of `since` up to the edge (dumps for
-        whole days, REST by id for the rest, all idempotent). The id sequence is then whole
-        from `since` to the live edge.
-        """
-        if self.since is None or self._rest is None or self._endpoint is None:
-            return
-        from ..history import backfill_until
-
-        ep, dsn = self._endpoint, self._dsn
-        assert dsn is not None
-        for sym in symbols:
-            if sym in self._history:
-                continue
-            items = await self._rest.recent_trades(sym, limit=1)
-            if not items:
-                continue
-            edge = int(items[-1]["id"])
-            seq = self._seqs.get(sym)
-            if seq is not None and (seq.last_id is None or seq.last_id < edge):
-                seq.last_id = edge
-            self._history[sym] = f"joining history from {self.since} up to id {edge}"
-
-            async def run(sym: str = sym, edge: int = edge) -> None:
-                try:
-                    res = await backfill_until(sym, edge + 1, str(self.since), exchange=self.exchange, rest=ep.rest,
-                                               dumps=self.dumps or (ep.rest if ep.local else None), dsn=dsn)
-                    self._history[sym] = f"history joined: {res.stored + res.rest_stored:,} trades stored up to id {edge}"
-                    log.info("%s: %s", sym, self._history[sym])
-                except CryptolabError as exc:
-                    self._history[sym] = f"history failed: {exc}"
-                    self._error = f"{sym}: history from {self.since} failed: {exc} (re-run with the same --since)"
-
-            task = asyncio.create_task(run())
-            self._history_tasks.add(task)
-            task.add_done_callback(self._history_tasks.discard)
-
-    def _start_workers(self, symbols: list[str]) -> None:
-        """One stream worker per `max_streams_per_connection` symbols (its own connection)."""
-        opts, stop, sink, rest, budget = self.options, self._stop_async, self._sink, self._rest, self._budget
-        assert stop is not None and sink is not None and self._endpoint is not None
-        assert rest is not None and budget is not None
-        n = max(1, opts.max_streams_per_connection)
-        for i in range(0, len(symbols), n):
-            group = tuple(symbols[i : i + n])
-            streams = [f"{s.lower()}@trade" for s in group]
-            worker = StreamWorker(streams, self._endpoint, self.exchange, self._stream_source, self._seqs, sink,
-                                  self.counters, opts, budget, rest, stop, self._report_error)
-            self._workers[group] = asyncio.create_task(worker.run())
-
-    async def _drop_symbols(self, symbols: list[str], why: str) -> None:
-        """Stop capturing `symbols` (lease lost or handed over); other symbols keep their streams."""
-        gone = set(symbols)
-        sink = self._sink
-        assert sink is not None
-        for group in [g for g in self._workers if gone & set(g)]:
-            task = self._workers.pop(group)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            rest = [s for s in group if s not in gone]
-            if rest:
-                self._start_workers(rest)
-        for sym in symbols:
-            seq = self._seqs.pop(sym, None)
-            if seq is not None:
-                for ev in seq.take_open(f"{why}: the new owner fills it"):
-                    sink.put_gap(ev)
-        self._active = tuple(s for s in self._active if s not in gone)
-        log.warning("stopped capturing %s: %s", ", ".join(symbols), why)
-
-    async def _adopt_symbols(self, symbols: list[str]) -> None:
-        """Start capturing `symbols` (a new lease): resume after what is stored, backfill the rest."""
-        seqs = await asyncio.to_thread(self._sequencers_fresh, symbols)
-        self._seqs.update(seqs)
-        await self._join_history(symbols)
-        self._active = tuple(s for s in self.symbols if s in self._seqs)
-        self._start_workers(symbols)
-        log.info("now capturing %s", ", ".join(symbols))
-
-    async def _ownership(self, cluster: Cluster) -> None:
-        """Renew leases every second; take over orphans, hand back, stop when cut off."""
-        interval = self.options.lease_renew_seconds
-        while True:
-            await asyncio.sleep(interval)
-            sink = self._sink
-            try:
-                res = await asyncio.wait_for(
-                    cluster.tick(rows_stored=self.counters.stored, lag_ms=sink.lag_ms if sink else None),
-                    max(1.0, self.options.lease_seconds / 2))
-            except (psycopg.Error, asyncio.TimeoutError, OSError) as exc:
-                lost = cluster.expired_locally()
-                if lost:
-                    await self._drop_symbols(lost, f"lease not renewed in time ({type(exc).__name__}: "
-                                                   f"{' '.join(str(exc).split())[:120]})")
-                continue
-            if res.lost:
-                await self._drop_symbols(res.lost, "lease given to another capturer")
-            if res.gained:
-                await self._adopt_symbols(res.gained)
-            self._note_holders(res.holders)
 
     async def _ticker(self) -> None:
         while True:

@@ -5,8 +5,8 @@ full-jitter backoff (`backoff.py`), replaces a silent connection (watchdog), rot
 connection before Binance's 24 h limit — or on `serverShutdown` — by opening the next
 one first and closing the old one only once the new one delivers, and after every
 (re)connect asks REST for the latest id so a gap shows even when the market then goes
-quiet. Every frame goes straight from the socket to `handle()`: decode, sequence,
-queue for the sink (the hot path: no awaits, no locks).
+quiet. Every frame goes straight from the socket to `receiver(conn)`'s callback: decode,
+sequence, queue for the sink (the hot path: no awaits, no locks).
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ from .sink import Sink
 __all__ = ["Connection", "StreamWorker", "stream_url"]
 
 log = logging.getLogger("cryptolab.capture")
+
+_monotonic = time.monotonic
+_time_ns = time.time_ns
 
 SUBSCRIBE_BATCH = 200
 """Streams per SUBSCRIBE message (Binance: at most 5 incoming messages/s per connection)."""
@@ -85,27 +88,44 @@ class StreamWorker:
 
     # ---- the hot path
 
-    def handle(self, raw: bytes | bytearray, conn: Connection) -> None:
-        """One frame: decode, sequence, queue (runs inside the socket's data_received)."""
-        received = now_us()
-        c = self.counters
-        c.messages += 1
-        sink = self.sink
-        out = decode(raw, exchange=self.exchange, source=self.stream_source, received_at_us=received)
+    def receiver(self, conn: Connection) -> Callable[[wsclient.Message], None]:
+        """`on_message` for `conn`: every frame is decoded, sequenced and queued for the sink,
+        inside the socket's `data_received` (no awaits, no locks; lookups done once here)."""
+        counters, seqs, sink, exchange, source = self.counters, self.seqs, self.sink, self.exchange, self.stream_source
+        append, wake, first = sink.trades.append, sink.wake, conn.first
+
+        def on_message(raw: wsclient.Message) -> None:
+            now = _monotonic()
+            conn.last_msg = now
+            received = _time_ns() // 1000
+            counters.messages += 1
+            out = decode(raw, exchange=exchange, source=source, received_at_us=received)
+            if type(out) is Trade:
+                seq = seqs.get(out.symbol)
+                if seq is not None:
+                    if seq.see(out.trade_id, now):
+                        append(out)
+                        seq.last_trade_us = out.trade_time_us
+                    else:
+                        counters.dropped_duplicates += 1
+                    if not wake.is_set():
+                        wake.set()
+                    if not first.is_set():
+                        first.set()
+                    return
+            if not first.is_set():
+                first.set()
+            self._other(out, raw, received, conn)
+
+        return on_message
+
+    def _other(self, out: Trade | Control | DeadLetter, raw: bytes | bytearray, received: int, conn: Connection) -> None:
+        """The rare frames: a trade of a symbol not subscribed, a dead letter, a control message."""
         if type(out) is Trade:
-            seq = self.seqs.get(out.symbol)
-            if seq is None:
-                sink.put_dead(DeadLetter(f"trade for a symbol not subscribed: {out.symbol}", bytes(raw), "live",
-                                         self.exchange, out.symbol, received))
-            elif seq.see(out.trade_id, time.monotonic()):
-                sink.trades.append(out)
-                seq.last_trade_us = out.trade_time_us
-            else:
-                c.dropped_duplicates += 1
-            if not sink.wake.is_set():
-                sink.wake.set()
+            self.sink.put_dead(DeadLetter(f"trade for a symbol not subscribed: {out.symbol}", bytes(raw), "live",
+                                          self.exchange, out.symbol, received))
         elif type(out) is DeadLetter:
-            sink.put_dead(out)
+            self.sink.put_dead(out)
         elif isinstance(out, Control):
             if out.kind == "shutdown":
                 conn.shutdown.set()
@@ -124,14 +144,7 @@ class StreamWorker:
         ep = self.endpoint
         many = len(self.streams) > MAX_URL_STREAMS
         conn = Connection(ws=None, opened=time.monotonic())
-        handle = self.handle
-
-        def on_message(raw: bytes | bytearray) -> None:
-            conn.last_msg = time.monotonic()
-            if not conn.first.is_set():
-                conn.first.set()
-            handle(raw, conn)
-
+        on_message = self.receiver(conn)
         shown = mask_url(ep.ws)
         try:
             conn.ws = await wsclient.connect(stream_url(ep.ws, self.streams), on_message, open_timeout=10,
