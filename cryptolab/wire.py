@@ -14,10 +14,12 @@ carried as integer microseconds.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
+import msgspec
 import orjson
 
 from .model import DEFAULT_EXCHANGE, US_CUTOFF, DeadLetter, Trade, now_us
@@ -27,8 +29,9 @@ __all__ = ["Control", "decode", "trade_from_rest", "to_us", "MIN_TIME_US"]
 MIN_TIME_US = 1_483_228_800_000_000  # 2017-01-01: Binance did not trade before
 _MAX_AHEAD_US = 86_400_000_000  # a trade time more than a day ahead is absurd
 _MAX_DECIMAL = Decimal("1e15")
-_DECIMAL_RE = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,18})?$")
-_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
+_MAX_INT8 = 2**63 - 1  # trade ids are stored as bigint
+_DECIMAL_RE = re.compile(r"[0-9]{1,20}(\.[0-9]{1,18})?")  # always .fullmatch: `$` would let "1\n" through
+_SYMBOL_RE = re.compile(r"[A-Z0-9]{2,30}")
 
 
 class Control(NamedTuple):
@@ -52,9 +55,9 @@ def to_us(value: Any, field: str) -> int:
 def _decimal(value: Any, field: str) -> Decimal:
     if not isinstance(value, str):
         raise _Bad(f"{field} must be a decimal string, got {type(value).__name__}")
-    if value.startswith("-") and _DECIMAL_RE.match(value[1:]):
+    if value.startswith("-") and _DECIMAL_RE.fullmatch(value[1:]):
         raise _Bad(f"absurd {field}: {value} (must be > 0)")
-    if not _DECIMAL_RE.match(value):
+    if not _DECIMAL_RE.fullmatch(value):
         raise _Bad(f"{field} is not a plain decimal: {value[:40]!r}")
     try:
         d = Decimal(value)
@@ -70,7 +73,7 @@ def _decimal(value: Any, field: str) -> Decimal:
 def _int(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Bad(f"{field} must be an integer, got {type(value).__name__}")
-    if value < 0:
+    if value < 0 or value > _MAX_INT8:
         raise _Bad(f"absurd {field}: {value}")
     return value
 
@@ -86,7 +89,7 @@ def _trade(d: Mapping[str, Any], exchange: str, source: str, received_us: int) -
         if key not in d:
             raise _Bad(f"missing field {key!r}")
     sym = d["s"]
-    if not isinstance(sym, str) or not _SYMBOL_RE.match(sym):
+    if not isinstance(sym, str) or not _SYMBOL_RE.fullmatch(sym):
         raise _Bad(f"bad symbol {str(sym)[:40]!r}")
     m = d["m"]
     if not isinstance(m, bool):
@@ -108,6 +111,33 @@ def _trade(d: Mapping[str, Any], exchange: str, source: str, received_us: int) -
     )
 
 
+class _TradeFields(msgspec.Struct):
+    """The `@trade` event's fields the fast path reads (others are ignored)."""
+
+    e: str
+    s: str
+    t: int
+    p: str
+    q: str
+    T: int
+    m: bool
+    E: int | None = None
+
+
+class _Combined(msgspec.Struct, forbid_unknown_fields=True):
+    """The combined stream's wrapper: `{"stream": …, "data": {…}}` and nothing else (a wrapper with
+    more, e.g. an `id`, is the careful path's to judge)."""
+
+    stream: str
+    data: _TradeFields
+
+
+_decode_combined = msgspec.json.Decoder(_Combined).decode
+_decode_raw = msgspec.json.Decoder(_TradeFields).decode
+_new_tuple = tuple.__new__
+_time_ns = time.time_ns
+
+
 def decode(
     payload: bytes | bytearray | str,
     *,
@@ -115,9 +145,27 @@ def decode(
     source: str = "live",
     received_at_us: int | None = None,
 ) -> Trade | Control | DeadLetter:
-    """Decode one WebSocket message. Never raises: bad input becomes a DeadLetter."""
-    received = received_at_us if received_at_us is not None else now_us()
+    """Decode one WebSocket message. Never raises: bad input becomes a DeadLetter.
+
+    A trade in the usual shape takes the fast path (msgspec into typed fields, a few
+    checks); anything the fast path does not accept — a control message, a wrong type,
+    an odd number, a symbol not seen before that fails its check — is decoded again by
+    the careful path, which alone decides what is refused and why.
+    """
+    received = received_at_us if received_at_us is not None else _time_ns() // 1000
     raw = payload.encode() if isinstance(payload, str) else payload
+    try:
+        d = _decode_combined(raw).data if raw.startswith(b'{"stream"') else _decode_raw(raw)
+    except Exception:  # not the usual trade shape (msgspec.DecodeError, UnicodeDecodeError, …)
+        pass
+    else:
+        fast = _fast_trade(d, exchange, source, received)
+        if fast is not None:
+            return fast
+    return _careful(raw, exchange, source, received)
+
+
+def _careful(raw: bytes | bytearray, exchange: str, source: str, received: int) -> Trade | Control | DeadLetter:
     try:
         msg = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -126,10 +174,6 @@ def decode(
         return DeadLetter(f"expected a JSON object, got {type(msg).__name__}", bytes(raw), source, exchange, None,
                           received)
     data = msg.get("data", msg) if "stream" in msg else msg
-    if type(data) is dict and data.get("e") == "trade":
-        fast = _fast_trade(data, exchange, source, received)
-        if fast is not None:
-            return fast
     return _slow(msg, data, bytes(raw), exchange, source, received)
 
 
@@ -137,37 +181,36 @@ _SEEN_SYMBOLS: set[str] = set()
 
 
 def _remember_symbol(s: str) -> bool:
-    if _SYMBOL_RE.match(s) and len(_SEEN_SYMBOLS) < 100_000:
+    if _SYMBOL_RE.fullmatch(s) and len(_SEEN_SYMBOLS) < 100_000:
         _SEEN_SYMBOLS.add(s)
         return True
     return False
 
 
-def _plain(v: str) -> bool:
-    """Cheap check for an unsigned plain decimal with ≤ 15 integer and ≤ 18 fraction digits."""
-    dot = v.find(".")
-    whole = dot if dot >= 0 else len(v)
-    return 0 < whole <= 15 and len(v) - whole <= 19 and v.isascii() and v.replace(".", "", 1).isdigit()
+_plain = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,18})?").fullmatch
+"""An unsigned plain decimal below 1e15 with at most 18 fraction digits (ASCII digits only)."""
 
 
-def _fast_trade(d: dict[str, Any], exchange: str, source: str, received: int) -> Trade | None:
-    """The common case in as few steps as possible; None sends the message to the careful path."""
-    try:
-        s, t, p, q, T, m = d["s"], d["t"], d["p"], d["q"], d["T"], d["m"]
-        e = d.get("E")
-        if not (type(t) is int and type(T) is int and type(m) is bool and type(p) is str and type(q) is str
-                and type(s) is str and (e is None or type(e) is int) and t >= 0):
-            return None
-        if not (_plain(p) and _plain(q) and (s in _SEEN_SYMBOLS or _remember_symbol(s))):
-            return None
-        price, qty = Decimal(p), Decimal(q)
-        t_us = T if T >= US_CUTOFF else T * 1000
-        e_us = None if e is None else (e if e >= US_CUTOFF else e * 1000)
-        limit = received + _MAX_AHEAD_US
-        if price and qty and MIN_TIME_US <= t_us <= limit and (e_us is None or MIN_TIME_US <= e_us <= limit):
-            return Trade(exchange, s, t, price, qty, m, t_us, e_us, received, source)
-    except (KeyError, InvalidOperation):
-        pass
+def _fast_trade(d: _TradeFields, exchange: str, source: str, received: int) -> Trade | None:
+    """The common case in as few steps as possible; None sends the message to the careful path.
+
+    msgspec already checked the types (an int is not a bool or a float, a string is a
+    string); what is left is the ranges and the decimal grammar. Accepts only what the
+    careful path would accept, as the same `Trade`.
+    """
+    t, s, p, q = d.t, d.s, d.p, d.q
+    if d.e != "trade" or not 0 <= t <= _MAX_INT8 or not (s in _SEEN_SYMBOLS or _remember_symbol(s)):
+        return None
+    if not (_plain(p) and _plain(q)):
+        return None
+    price, qty = Decimal(p), Decimal(q)
+    T, e = d.T, d.E
+    t_us = T if T >= US_CUTOFF else T * 1000
+    e_us = None if e is None else (e if e >= US_CUTOFF else e * 1000)
+    limit = received + _MAX_AHEAD_US
+    if price and qty and MIN_TIME_US <= t_us <= limit and (e_us is None or MIN_TIME_US <= e_us <= limit):
+        # tuple.__new__ skips the NamedTuple's Python-level __new__ (same object, same type)
+        return _new_tuple(Trade, (exchange, s, t, price, qty, d.m, t_us, e_us, received, source))
     return None
 
 

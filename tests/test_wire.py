@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import orjson
@@ -93,3 +94,56 @@ def test_rest_item() -> None:
                       1499865549590000, None, NOW, "backfill")
     with pytest.raises(ValueError, match="absurd"):
         trade_from_rest({**item, "time": 1}, "BNBBTC", received_at_us=NOW)
+
+
+def _variants() -> list[bytes]:
+    """Trade payloads in the usual shape and near it: each field given odd values."""
+    odd: dict[str, list[object]] = {
+        "p": ["1.", ".5", "1.5\n", " 1.5", "1_000.5", "1e3", "NaN", "Infinity", "+1.5", "-1.5", "١٢٣", "0.0",
+              "123456789012345.5", "12345678901234.5", "000000000000000001.5", "1." + "0" * 18, "1." + "1" * 19, 1.5,
+              None, True],
+        "q": ["0.00000001", "0", "5", "1.0000000000000000001", "99999999999999999"],
+        "t": [0, -1, 2**63 - 1, 2**63, 2**64 - 1, 2**64, 1.0, "1", True, None],
+        "T": [5, 1_723_161_255_207_123, 1_723_161_255_207.0, 10**20, -1, False],
+        "E": [None, KeyError, 1_723_161_255_208_456, "x", 10**17],
+        "m": [0, 1, "false", None],
+        "s": ["btcusdt", "BTCUSDT\n", "ETHUSDT", "X", "B" * 31, "БTC", 5],
+        "e": ["kline", "Trade", None, KeyError],
+    }
+    out = [RAW]
+    for key, values in odd.items():
+        for v in values:
+            d = json.loads(RAW)
+            if v is KeyError:
+                d.pop(key, None)
+            else:
+                d[key] = v
+            out.append(json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode())
+    base = orjson.loads(RAW)
+    out.append(orjson.dumps({"stream": "btcusdt@trade", "data": base}))
+    out.append(orjson.dumps({"data": base, "stream": "btcusdt@trade"}))
+    out.append(orjson.dumps({"stream": 5, "data": base}))
+    out.append(orjson.dumps({"stream": "x", "data": base, "id": 1, "result": None}))
+    out.append(orjson.dumps({"data": base}))
+    out.append(RAW.replace(b'"t":3735683259,', b'"t":3735683259,"t":7,'))  # a repeated key: the last one wins
+    out.append(RAW.replace(b'"s":"BTCUSDT"', b'"s":"BTC\\u0055SDT"'))
+    out.append(RAW[:-1] + b',"x":[1,{"y":2}]}')
+    out.append(RAW + b" ")
+    out.append(RAW + b"x")
+    out.append(RAW.replace(b"BTCUSDT", b"BTC\xffUSDT"))
+    return out
+
+
+@pytest.mark.parametrize("payload", _variants())
+def test_fast_path_accepts_only_what_the_careful_path_accepts(payload: bytes) -> None:
+    """The fast path (msgspec) may send anything to the careful path (orjson + checks), but a
+    trade it returns must be exactly the careful path's: same fields, same Decimal digits."""
+    from cryptolab.wire import _careful
+
+    fast = decode(payload, received_at_us=NOW)
+    careful = _careful(payload, "binance", "live", NOW)
+    assert fast == careful
+    if isinstance(fast, Trade):
+        assert isinstance(careful, Trade)
+        assert str(fast.price) == str(careful.price) and str(fast.qty) == str(careful.qty)
+        assert type(fast) is Trade and type(fast.price) is Decimal
