@@ -124,46 +124,46 @@ def main(argv: list[str] | None = None) -> int:
             n = args.trades // args.days * args.days
             pg = pg_bytes(dsn)
 
+            mib = 1024 * 1024
+            print(f"\n{n:,} trades, {args.days} days, archive at {root} (zstd Parquet)", flush=True)
             t_db, frame_db = best(lambda: an.load_trades(SYMBOL, columns=cols), args.repeat)
+            assert frame_db.height == n, (frame_db.height, n)
             day0 = datetime(FIRST_DAY.year, FIRST_DAY.month, FIRST_DAY.day, tzinfo=timezone.utc)
-            t_ohlcv_db, ohlcv_db = best(lambda: an.ohlcv(SYMBOL, day0, day0 + timedelta(days=1), "1m"), args.repeat)
-            t_vp_db, vp_db = best(lambda: an.volume_profile(SYMBOL, day0, day0 + timedelta(days=1)), args.repeat)
+            day = (day0, day0 + timedelta(days=1))
+            t_ohlcv_db, ohlcv_db = best(lambda: an.ohlcv(SYMBOL, *day, "1m"), args.repeat)
+            t_vp_db, vp_db = best(lambda: an.volume_profile(SYMBOL, *day), args.repeat)
 
             t0 = time.perf_counter()
             rep = archive(to=str(root), today=today)
             t_export = time.perf_counter() - t0
             parquet = sum(f.stat().st_size for f in root.rglob("*.parquet"))
+            print(f"  PostgreSQL partitions (table+index) {pg / mib:9.1f} MiB  = {pg / n * 1e6 / mib:7.1f} MiB per 1M trades")
+            print(f"  Parquet archive                     {parquet / mib:9.1f} MiB  = {parquet / n * 1e6 / mib:7.1f} MiB "
+                  f"per 1M trades   ({pg / parquet:.1f}x smaller)")
+            print(f"  archive (export+verify+publish)     {t_export:9.2f} s    = {rep.rows / t_export:,.0f} rows/s", flush=True)
             t0 = time.perf_counter()
             rep2 = archive(to=str(root), today=today, drop=True)
             t_drop = time.perf_counter() - t0
             assert len(rep2.dropped) == args.days, rep2.dropped
+            print(f"  verify + quality report + drop      {t_drop:9.2f} s", flush=True)
 
-            t_arch, frame_arch = best(lambda: an.load_trades(SYMBOL, columns=cols), args.repeat)
             t_read, frame_read = best(lambda: read_trades("binance", SYMBOL, columns=cols), args.repeat)
+            assert_frame_equal(frame_read, frame_db, check_exact=True)
             t_scan, frame_scan = best(lambda: pl.scan_parquet(f"{root}/trades/**/*.parquet").select(cols).collect(),
                                       args.repeat)
-            t_ohlcv_ar, ohlcv_ar = best(lambda: an.ohlcv(SYMBOL, day0, day0 + timedelta(days=1), "1m"), args.repeat)
-            t_vp_ar, vp_ar = best(lambda: an.volume_profile(SYMBOL, day0, day0 + timedelta(days=1)), args.repeat)
-
-            assert frame_db.height == n, (frame_db.height, n)
-            assert_frame_equal(frame_arch, frame_db, check_exact=True)
-            assert_frame_equal(frame_read, frame_db, check_exact=True)
             assert frame_scan.height == n
+            print(f"  load_trades all, from PostgreSQL    {t_db:9.3f} s")
+            print(f"  archive.read_trades (polars)        {t_read:9.3f} s    ({t_db / t_read:.1f}x faster)")
+            print(f"  pl.scan_parquet(...).collect()      {t_scan:9.3f} s    ({t_db / t_scan:.1f}x faster)", flush=True)
+            t_arch, frame_arch = best(lambda: an.load_trades(SYMBOL, columns=cols), args.repeat)
+            assert_frame_equal(frame_arch, frame_db, check_exact=True)
+            print(f"  load_trades all, from the archive   {t_arch:9.3f} s    ({t_db / t_arch:.1f}x faster)", flush=True)
+            t_ohlcv_ar, ohlcv_ar = best(lambda: an.ohlcv(SYMBOL, *day, "1m"), args.repeat)
+            t_vp_ar, vp_ar = best(lambda: an.volume_profile(SYMBOL, *day), args.repeat)
             assert_frame_equal(ohlcv_ar, ohlcv_db, check_exact=True)
             assert_frame_equal(vp_ar, vp_db, check_exact=True)
-
-            mib = 1024 * 1024
-            print(f"\n{n:,} trades, {args.days} days, archive at {root} (zstd Parquet)")
-            print(f"  PostgreSQL partitions (table+index) {pg / mib:9.1f} MiB  = {pg / n * 1e6 / mib:7.1f} MiB per 1M trades")
-            print(f"  Parquet archive                     {parquet / mib:9.1f} MiB  = {parquet / n * 1e6 / mib:7.1f} MiB per 1M trades"
-                  f"   ({pg / parquet:.1f}x smaller)")
-            print(f"  archive (export+verify+publish)     {t_export:9.2f} s    = {rep.rows / t_export:,.0f} rows/s")
-            print(f"  verify + quality + drop             {t_drop:9.2f} s")
-            print(f"  load_trades all, from PostgreSQL    {t_db:9.3f} s")
-            print(f"  load_trades all, from the archive   {t_arch:9.3f} s    ({t_db / t_arch:.1f}x faster)")
-            print(f"  archive.read_trades (polars)        {t_read:9.3f} s    ({t_db / t_read:.1f}x faster)")
-            print(f"  pl.scan_parquet(...).collect()      {t_scan:9.3f} s    ({t_db / t_scan:.1f}x faster)")
-            print(f"  one day's ohlcv 1m   DB {t_ohlcv_db * 1000:8.1f} ms   after drop {t_ohlcv_ar * 1000:8.1f} ms (bars stay in PostgreSQL)")
+            print(f"  one day's ohlcv 1m   DB {t_ohlcv_db * 1000:8.1f} ms   after drop {t_ohlcv_ar * 1000:8.1f} ms "
+                  "(bars stay in PostgreSQL)")
             print(f"  one day's volume_profile DB {t_vp_db:7.2f} s   after drop {t_vp_ar:7.2f} s (archive -> TEMP trades)")
             print("  exact: every frame read back equals the one read from PostgreSQL")
     finally:

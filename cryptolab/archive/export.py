@@ -120,7 +120,7 @@ def encode(table: Any) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(
         table, sink,
-        compression="zstd", compression_level=6,
+        compression="zstd", compression_level=1,  # here as small as 3-6, and 2x faster
         row_group_size=ROW_GROUP_ROWS,
         use_dictionary=["source", "price", "is_buyer_maker"],
         write_statistics=True,

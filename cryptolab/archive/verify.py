@@ -69,6 +69,18 @@ def _sum_u64(x: Any) -> int:
     return (hi << 32) + lo
 
 
+def _sum_i128(arr: Any) -> int:
+    """Exact sum of a decimal128 array's unscaled values (two's complement hi:lo words)."""
+    import numpy as np
+
+    words = np.frombuffer(arr.buffers()[1], dtype="<u8").reshape(-1, 2)[arr.offset: arr.offset + len(arr)]
+    lo = _sum_u64(np.ascontiguousarray(words[:, 0]))
+    hi = words[:, 1].view(np.int64)
+    hi_lo = int(np.sum(hi & np.int64(_MASK32), dtype=np.int64))  # < n·2^32: no overflow below 2^31 rows
+    hi_hi = int(np.sum(hi >> np.int64(32), dtype=np.int64))  # |x| < 2^31 each
+    return (((hi_hi << 32) + hi_lo) << 64) + lo
+
+
 def _sum_products(a: Any, b: Any) -> int:
     """Exact Σ a·b of two uint64 arrays."""
     import numpy as np
@@ -86,9 +98,8 @@ def _decimal_sum(col: Any, other: Any = None) -> Decimal:
     a = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     sa = a.type.scale
     if other is None:
-        ua = _unscaled(a)
-        if ua is not None:
-            return Decimal(_sum_u64(ua)).scaleb(-sa)
+        if not a.null_count:
+            return Decimal(_sum_i128(a)).scaleb(-sa)
         with localcontext() as ctx:
             ctx.prec = 200
             return sum((v for v in a.to_pylist() if v is not None), Decimal(0))
