@@ -287,6 +287,124 @@ def test_ws_close_code_of_a_server_close_and_of_a_dropped_socket(exchange: Any) 
     run(main())
 
 
+# ---------------------------------------------------------------------------- framing, byte by byte
+
+
+def _frame(op: int, payload: bytes, fin: bool = True) -> bytes:
+    """A server frame (unmasked), with the shortest length encoding."""
+    n = len(payload)
+    head = bytes([(0x80 if fin else 0) | op])
+    if n < 126:
+        head += bytes([n])
+    elif n < 65536:
+        head += bytes([126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([127]) + n.to_bytes(8, "big")
+    return head + payload
+
+
+async def _raw_ws_server(script: Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]],
+                         ) -> tuple[asyncio.Server, str]:
+    """A WebSocket server that answers the handshake, then runs `script(reader, writer, response)`:
+    the script writes the 101 response and every frame itself, in whatever pieces it likes."""
+    import base64
+    import hashlib
+    import re
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        m = re.search(rb"(?i)sec-websocket-key: *(\S+)", request)
+        assert m is not None
+        accept = base64.b64encode(hashlib.sha1(m.group(1) + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        response = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        try:
+            await script(reader, writer, response)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"ws://127.0.0.1:{port}/ws"
+
+
+@pytest.mark.parametrize("piece", [1, 3, 200, 4096, None])
+def test_ws_frames_cut_anywhere_arrive_whole_in_order_and_pings_are_answered(piece: int | None) -> None:
+    """The client frames small data messages itself and hands everything else to the protocol
+    core: whatever the TCP pieces, every message arrives whole and in order (7-, 16- and
+    64-bit lengths, a ping between them, a fragmented message), the ping is answered and the
+    close handshake still tells the server's code."""
+    small = [b'{"n":%d,"pad":"%s"}' % (i, b"x" * (i * 7 % 300)) for i in range(120)]
+    big = b"B" * 70_000
+    expected = [*small[:60], b"abcd", big, *small[60:], b"", b"y" * 65_535]
+    stream = b"".join(_frame(0x1, m) for m in small[:30]) + _frame(0x9, b"hi") + b"".join(
+        _frame(0x1, m) for m in small[30:60]) + _frame(0x1, b"ab", fin=False) + _frame(0x0, b"cd") + _frame(
+        0x2, big) + b"".join(_frame(0x1, m) for m in small[60:]) + _frame(0x1, b"") + _frame(0x2, b"y" * 65_535)
+    pongs: list[bytes] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, response: bytes) -> None:
+        data = response + stream
+        step = piece or len(data)
+        for i in range(0, len(data), step):
+            writer.write(data[i : i + step])
+            await writer.drain()
+        head = await reader.readexactly(2)  # the client's pong: masked, 2 bytes of payload
+        mask = await reader.readexactly(4)
+        body = await reader.readexactly(head[1] & 0x7F)
+        pongs.append(bytes([head[0]]) + bytes(b ^ mask[i % 4] for i, b in enumerate(body)))
+        writer.write(_frame(0x8, (1001).to_bytes(2, "big") + b"bye"))
+        await writer.drain()
+        await reader.read(100)  # the client's close frame, then its end of stream
+
+    async def main() -> None:
+        server, url = await _raw_ws_server(script)
+        try:
+            got: list[bytes] = []
+            conn = await wsclient.connect(url, lambda m: got.append(bytes(m)), max_size=100_000)
+            await asyncio.wait_for(conn.closed, 10)  # the server closes once it has read the pong
+            assert pongs == [b"\x8ahi"]
+            assert got == expected
+            assert conn.close_code == 1001
+        finally:
+            server.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("piece", [1, 4096, None])
+def test_ws_oversized_16_bit_frame_after_small_ones(piece: int | None) -> None:
+    """A frame over max_size whose length fits 16 bits: the small frames before it arrive, then
+    on_oversized and 1009, as for a huge one."""
+    small = [b'{"n":%d}' % i for i in range(50)]
+    over = b"o" * 1001
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, response: bytes) -> None:
+        data = response + b"".join(_frame(0x1, m) for m in small) + _frame(0x1, over)
+        step = piece or len(data)
+        for i in range(0, len(data), step):
+            writer.write(data[i : i + step])
+            await writer.drain()
+        await reader.read(100)
+
+    async def main() -> None:
+        server, url = await _raw_ws_server(script)
+        try:
+            got: list[bytes] = []
+            oversized: list[tuple[int, bytes]] = []
+            conn = await wsclient.connect(url, lambda m: got.append(bytes(m)), max_size=1000,
+                                          on_oversized=lambda size, head: oversized.append((size, head)))
+            reason = await asyncio.wait_for(conn.closed, 10)
+            assert got == small
+            assert isinstance(reason, wsclient.OversizedMessage) and conn.close_code == 1009
+            assert len(oversized) == 1 and oversized[0][0] == 1001 and over.startswith(oversized[0][1])
+        finally:
+            server.close()
+
+    run(main())
+
+
 # ---------------------------------------------------------------------------- what the exchange serves
 
 
