@@ -85,10 +85,9 @@ def read_archived(days: Sequence[ArchivedDay], start: datetime | None, end: date
             filters.append(("trade_time", "<", pa.scalar(t1, pa.timestamp("us", tz="UTC"))))
         read_cols = list(dict.fromkeys(cols + (["trade_time"] if filters else [])))
         try:
-            pf = pq.ParquetFile(store.full(d.path), filesystem=store.fs)
-            meta = pf.schema_arrow.metadata or {}
             table = pq.read_table(store.full(d.path), filesystem=store.fs, columns=read_cols,
                                   filters=filters or None)
+            meta = table.schema.metadata or {}
         except FileNotFoundError:
             raise ArchiveError(f"{d.day} is recorded as archived at {store.uri(d.path)} (and dropped from the "
                                "database) but the file is missing: restore it there") from None
@@ -112,14 +111,16 @@ def read_archived(days: Sequence[ArchivedDay], start: datetime | None, end: date
 def _to_polars(table: Any, display: dict[str, int], exchange: str, symbol: str, columns: Sequence[str]) -> Any:
     import polars as pl
 
-    frame = pl.from_arrow(table)
+    frame = pl.from_arrow(table, rechunk=False)
     assert isinstance(frame, pl.DataFrame)
     exprs = []
     for name in DECIMALS:
         if name in frame.columns:
-            exprs.append(pl.col(name).cast(pl.Decimal(38, display.get(name, frame.schema[name].scale or 0))))  # type: ignore[attr-defined]
+            want = pl.Decimal(38, display.get(name, frame.schema[name].scale or 0))  # type: ignore[attr-defined]
+            if frame.schema[name] != want:
+                exprs.append(pl.col(name).cast(want))
     for name in TIMES:
-        if name in frame.columns:
+        if name in frame.columns and frame.schema[name] != pl.Datetime("us", "UTC"):
             exprs.append(pl.col(name).cast(pl.Datetime("us", "UTC")))
     if exprs:
         frame = frame.with_columns(exprs)
