@@ -149,10 +149,13 @@ class _History:
             self.result.exchange = exchange
             conn = await asyncio.to_thread(db.connect, self.dsn, autocommit=True)
             try:
-                store = Store(conn, exchange)
-                covers = await self._files(store)
-                for sym in plan.symbols:
-                    await self._rest_fill(store, rest, sym, [c for c in covers if c.file.symbol == sym])
+                store = Store(conn, exchange, dsn=db.resolve_dsn(self.dsn))
+                try:
+                    covers = await self._files(store)
+                    for sym in plan.symbols:
+                        await self._rest_fill(store, rest, sym, [c for c in covers if c.file.symbol == sym])
+                finally:
+                    store.close()
             finally:
                 conn.close()
         finally:

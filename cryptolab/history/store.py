@@ -23,6 +23,7 @@ aggTrades go to `agg_trades` (one row per aggregate, first/last trade id), kline
 from __future__ import annotations
 
 import csv
+import threading
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -60,6 +61,7 @@ _SCRATCH = {
     "klines": "CREATE TEMP TABLE IF NOT EXISTS _hist_klines (open_t bigint, o numeric, h numeric, lo numeric, "
               "c numeric, v numeric, close_t bigint, qv numeric, n bigint, tbv numeric, tbq numeric, ign text)",
 }
+WORK_MEM = "256MB"
 _TABLE = {"trades": "_hist_trades", "aggTrades": "_hist_agg", "klines": "_hist_klines"}
 
 
@@ -67,6 +69,10 @@ def _us(col: str) -> str:
     """SQL: an epoch time in ms, µs or ns (detected per value, as cryptolab.dumps does) → µs."""
     return (f"(CASE WHEN {col} >= 100000000000000000 THEN {col} / 1000 "
             f"WHEN {col} >= 100000000000000 THEN {col} ELSE {col} * 1000 END)")
+
+
+def _us_py(v: int) -> int:
+    return v // 1000 if v >= 10**17 else (v if v >= 10**14 else v * 1000)
 
 
 def _ts(col: str) -> str:
@@ -109,16 +115,58 @@ _BARS = """
 )
 """
 
-_BULK_TRADES = f"""
-WITH ins AS (
-    INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, source)
-    SELECT %(ex)s, %(sym)s, id, price, qty, m, {_ts('t')}, %(src)s FROM _hist_trades
-    RETURNING 1
-), rows AS (
-    SELECT id AS trade_id, price, qty, m AS is_buyer_maker, {_ts('t')} AS trade_time FROM _hist_trades
-){_BARS}
-SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM bars)
+# The bulk path: two plain statements over the scratch table (no RETURNING to carry
+# along). {t} is the file's time expression (its unit decided once per file).
+_BULK_INSERT = """
+INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, source)
+SELECT %(ex)s, %(sym)s, id, price, qty, m, {t}, %(src)s FROM {s}
 """
+# bars_1s of the scratch table by one aggregate: open/close are the prices of the second's
+# first/last trade id, looked up by id (no per-second sort); the bulk path runs this only
+# when the insert proves the ids unique. {s} is the scratch table, {t} its time expression.
+_BARS_SELECT = """
+WITH s AS (
+    SELECT id, price, qty, m, price * qty AS pq, date_trunc('second', {t}) AS ts FROM {s}
+), agg AS (
+    SELECT ts, min(id) AS fid, max(id) AS lid, max(price) AS high, min(price) AS low, sum(qty) AS volume,
+           sum(pq) AS quote_volume,
+           coalesce(sum(qty) FILTER (WHERE NOT m), 0) AS taker_buy_volume,
+           coalesce(sum(pq) FILTER (WHERE NOT m), 0) AS taker_buy_quote,
+           count(*)::integer AS trade_count, sum(pq * price) AS price_sq_volume
+    FROM s GROUP BY ts
+)
+SELECT agg.ts, o.price AS open, high, low, c.price AS close, volume, quote_volume, taker_buy_volume,
+       taker_buy_quote, trade_count, fid, lid, price_sq_volume
+FROM agg JOIN {s} o ON o.id = agg.fid JOIN {s} c ON c.id = agg.lid
+"""
+_BARS_UPSERT = """
+INSERT INTO bars_1s AS b (exchange, symbol, ts, open, high, low, close, volume, quote_volume,
+                          taker_buy_volume, taker_buy_quote, trade_count,
+                          first_trade_id, last_trade_id, price_sq_volume)
+SELECT %(ex)s, %(sym)s, x.* FROM ({select}) x
+ON CONFLICT (exchange, symbol, ts) DO UPDATE SET
+    open  = CASE WHEN EXCLUDED.first_trade_id < b.first_trade_id THEN EXCLUDED.open ELSE b.open END,
+    close = CASE WHEN EXCLUDED.last_trade_id > b.last_trade_id THEN EXCLUDED.close ELSE b.close END,
+    high  = greatest(b.high, EXCLUDED.high),
+    low   = least(b.low, EXCLUDED.low),
+    volume           = b.volume + EXCLUDED.volume,
+    quote_volume     = b.quote_volume + EXCLUDED.quote_volume,
+    taker_buy_volume = b.taker_buy_volume + EXCLUDED.taker_buy_volume,
+    taker_buy_quote  = b.taker_buy_quote + EXCLUDED.taker_buy_quote,
+    trade_count      = b.trade_count + EXCLUDED.trade_count,
+    first_trade_id   = least(b.first_trade_id, EXCLUDED.first_trade_id),
+    last_trade_id    = greatest(b.last_trade_id, EXCLUDED.last_trade_id),
+    price_sq_volume  = b.price_sq_volume + EXCLUDED.price_sq_volume
+"""
+
+
+def _time_expr(raw_lo: int, raw_hi: int) -> str:
+    """The scratch table's time column as timestamptz: one unit for the file when it has one."""
+    for lo, hi, unit in ((10**17, 2**63, None), (10**14, 10**17, "1 microsecond"), (0, 10**14, "1 millisecond")):
+        if lo <= raw_lo and raw_hi < hi:
+            return f"(timestamptz 'epoch' + t * interval '{unit}')" if unit else _ts("t")
+    return _ts("t")
+
 
 _IDEMPOTENT_TRADES = f"""
 WITH src AS (
@@ -199,17 +247,70 @@ def _day(us: int) -> date:
     return _EPOCH + timedelta(days=us // _US_PER_DAY)
 
 
+class _Beside(threading.Thread):
+    """One statement on another connection, in a thread; its error kept for the caller."""
+
+    def __init__(self, fn: Any) -> None:
+        super().__init__(name="cryptolab-history-bars", daemon=True)
+        self.fn = fn
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.fn()
+        except BaseException as exc:  # handed to the loading thread
+            self.error = exc
+
+
 class Store:
     """Loads history into one database connection (autocommit; each file its own transaction)."""
 
-    def __init__(self, conn: psycopg.Connection, exchange: str, *, source: str = "backfill") -> None:
+    def __init__(self, conn: psycopg.Connection, exchange: str, *, source: str = "backfill",
+                 dsn: str | None = None) -> None:
+        """`dsn` (the same database): the bulk path builds bars_1s on a second connection while
+        the first inserts the trades (two cores at work); without it, one after the other."""
         if not conn.autocommit:
             raise ValueError("Store needs an autocommit connection (it runs its own transactions)")
         self.conn = conn
         self.exchange = exchange
         self.source = source
+        self.dsn = dsn
+        self._raw_t = (0, 0)
+        self._conn2: psycopg.Connection | None = None
+        self.ts_table = "_hist_trades"
+        if dsn is not None:
+            # a scratch table the second connection can read: unlogged, named by this backend;
+            # those of loaders that died are dropped
+            pid = conn.info.backend_pid
+            for (name,) in conn.execute(
+                    "SELECT c.relname FROM pg_class c WHERE c.relname ~ '^cryptolab_hist_(scratch|bars)_[0-9]+$' "
+                    "AND c.relkind = 'r' AND substring(c.relname from '[0-9]+$')::int "
+                    "NOT IN (SELECT pid FROM pg_stat_activity)").fetchall():
+                conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+            self.ts_table = f"cryptolab_hist_scratch_{pid}"
+            self._bars_table = f"cryptolab_hist_bars_{pid}"
+            conn.execute(_SCRATCH["trades"].replace("TEMP TABLE", "UNLOGGED TABLE").replace("_hist_trades", self.ts_table))
+        # the per-file aggregate (bars_1s of a day: ~86k groups) and joins stay in memory,
+        # and the scratch table in local buffers (only settable before the session's first temp table)
+        conn.execute(f"SET work_mem = '{WORK_MEM}'")
+        try:
+            conn.execute(f"SET temp_buffers = '{WORK_MEM}'")
+        except psycopg.Error:
+            pass
         for ddl in _SCRATCH.values():
             conn.execute(ddl)
+
+    def close(self) -> None:
+        """Drop the shared scratch tables and the second connection (the temp ones go with the session)."""
+        if self.dsn is not None and not self.conn.closed:
+            self.conn.execute(f'DROP TABLE IF EXISTS "{self.ts_table}", "{self._bars_table}"')
+        if self._conn2 is not None:
+            self._conn2.close()
+            self._conn2 = None
+
+    def _table(self, kind: str) -> str:
+        return self.ts_table if kind == "trades" else _TABLE[kind]
 
     # ------------------------------------------------------------------ bookkeeping
     def loaded(self, symbol: str, kind: str, interval: str, file_name: str) -> Loaded | None:
@@ -238,7 +339,7 @@ class Store:
     # ------------------------------------------------------------------ files
     def load_file(self, f: DumpFile, path: Path, *, url: str, sha256: str | None) -> Loaded:
         """Store one verified dump file (see the module doc); it is in or out as a whole."""
-        table = _TABLE[f.kind]
+        table = self._table(f.kind)
         self.conn.execute(f"TRUNCATE {table}")
         try:
             n = self._copy_zip(f, path, table)
@@ -293,6 +394,7 @@ class Store:
         except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise DataError(f"{f.name}: a damaged or truncated zip archive "
                             f"({' '.join(str(exc).split())[:100]}); nothing of it was stored") from None
+        self.conn.execute(f"ANALYZE {table}")  # the planner's row counts for the merge
         row = self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()
         return int(row[0]) if row else 0
 
@@ -301,9 +403,10 @@ class Store:
         if n == 0:
             return (0, None, None, None, None)
         idc, tc = {"trades": ("id", "t"), "aggTrades": ("a", "t"), "klines": ("NULL::bigint", "open_t")}[kind]
-        row = self.conn.execute(f"SELECT min({idc}), max({idc}), min({_us(tc)}), max({_us(tc)}) FROM {table}").fetchone()
+        row = self.conn.execute(f"SELECT min({idc}), max({idc}), min({tc}), max({tc}) FROM {table}").fetchone()
         assert row is not None
-        return (n, row[0], row[1], row[2], row[3])
+        self._raw_t = (int(row[2]), int(row[3]))
+        return (n, row[0], row[1], _us_py(int(row[2])), _us_py(int(row[3])))
 
     def _check_days(self, f: DumpFile, path: Path, stats: tuple[int, int | None, int | None, int | None, int | None]) -> None:
         if stats[3] is None or stats[4] is None:
@@ -346,26 +449,53 @@ class Store:
                         (self.exchange, symbol, days[0], days[-1]),
                     ).fetchone()
                     if row is not None and not row[0]:
-                        out = self.conn.execute(_BULK_TRADES, params).fetchone()
-                        assert out is not None
-                        res = Loaded(n, int(out[0]), first_id, last_id, "bulk")
+                        t = _time_expr(*self._raw_t)
+                        bars = self._bars_beside(t) if self.dsn is not None else None
+                        try:
+                            cur = self.conn.execute(_BULK_INSERT.format(t=t, s=self.ts_table), params)
+                        finally:
+                            if bars is not None:
+                                bars.join()
+                        if bars is not None:
+                            if bars.error is not None:
+                                raise bars.error
+                            # the days hold no trade of the symbol, so no bar either: a plain insert
+                            # (a bar there after all fails it, and the file goes the idempotent way)
+                            self.conn.execute(_BARS_UPSERT.split("ON CONFLICT")[0].format(
+                                select=f'SELECT * FROM "{self._bars_table}"'), params)
+                        else:
+                            self.conn.execute(_BARS_UPSERT.format(select=_BARS_SELECT.format(t=t, s=self.ts_table)),
+                                              params)
+                        res = Loaded(n, cur.rowcount, first_id, last_id, "bulk")
                         record(res)
                         return res
             except pgerr.UniqueViolation:
-                pass  # an id twice in the file: redo it on the idempotent path
+                pass  # an id twice in the file (or a bar already there): redo it on the idempotent path
         with self.conn.transaction():
-            out = self.conn.execute(_IDEMPOTENT_TRADES, params).fetchone()
+            out = self.conn.execute(_IDEMPOTENT_TRADES.replace("_hist_trades", self.ts_table), params).fetchone()
             assert out is not None
             res = Loaded(n, int(out[0]), first_id, last_id, "idempotent")
             record(res)
             return res
+
+    def _bars_beside(self, t: str) -> _Beside:
+        """Start computing the scratch table's bars_1s on the second connection (a thread)."""
+        if self._conn2 is None:
+            from .. import db
+
+            self._conn2 = db.connect(self.dsn, autocommit=True, ensure_schema=False)
+            self._conn2.execute(f"SET work_mem = '{WORK_MEM}'")
+        conn2 = self._conn2
+        sql = (f'DROP TABLE IF EXISTS "{self._bars_table}"; CREATE UNLOGGED TABLE "{self._bars_table}" AS '
+               + _BARS_SELECT.format(t=t, s=self.ts_table))
+        return _Beside(lambda: conn2.execute(sql))
 
     # ------------------------------------------------------------------ REST rows
     def store_rows(self, kind: Kind, symbol: str, interval: str, rows: Sequence[Sequence[Any]], *,
                    name: str, url: str, first_day: date, last_day: date) -> Loaded:
         """Store rows fetched from REST (in the dump's column order) on the idempotent path,
         in one transaction with their history_files record (`name` unique per run)."""
-        table = _TABLE[kind]
+        table = self._table(kind)
         self.conn.execute(f"TRUNCATE {table}")
         try:
             if not rows:
