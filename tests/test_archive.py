@@ -366,3 +366,21 @@ def test_cli_dry_run_then_retention(dsn: str, tmp_path: Path) -> None:
     assert "2 day(s) written (60 rows" in r.stdout and "2 partition(s) dropped" in r.stdout, r.stdout
     assert not {"trades_20240808", "trades_20240809"} & _partitions(dsn)
     assert len(list((tmp_path / "env-archive").glob("trades/**/*.parquet"))) == 2
+
+
+def test_a_busy_partition_is_not_dropped_and_the_rerun_drops_it(dsn: str, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import cryptolab.archive.job as job
+
+    monkeypatch.setattr(job, "_LOCK_WAIT", "300ms")
+    _write(dsn, _odd_trades(DAY1, 40))
+    root = tmp_path / "a"
+    with psycopg.connect(dsn) as reader:  # a long query holds the day's partition
+        reader.execute("SELECT count(*) FROM trades_20240808")
+        with pytest.raises(ArchiveError, match="busy.*nothing deleted"):
+            archive(to=str(root), today=TODAY, drop=True)
+        assert "trades_20240808" in _partitions(dsn)
+        with psycopg.connect(dsn) as c:
+            assert c.execute("SELECT count(*) FROM archive_days WHERE dropped_at IS NOT NULL").fetchone() == (0,)
+        reader.rollback()
+    assert archive(to=str(root), today=TODAY, drop=True).dropped == [DAY1]

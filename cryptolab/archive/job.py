@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -28,6 +29,7 @@ from .verify import day_bounds, db_stats, differences
 __all__ = ["Report", "archive", "partitions"]
 
 _LOCK = "cryptolab_archive"
+_LOCK_WAIT = "30s"
 
 
 @dataclass
@@ -79,13 +81,7 @@ def partitions(conn: psycopg.Connection, before: date | None = None) -> dict[dat
             continue
         if before is not None and day >= before:
             continue
-        part = sql.Identifier(schema, name)
-        groups = conn.execute(sql.SQL(  # a loose index scan over the primary key: one probe per symbol
-            "WITH RECURSIVE s AS ((SELECT exchange, symbol FROM {p} ORDER BY exchange, symbol LIMIT 1) "
-            "UNION ALL SELECT n.exchange, n.symbol FROM s CROSS JOIN LATERAL (SELECT t.exchange, t.symbol FROM {p} t "
-            "WHERE (t.exchange, t.symbol) > (s.exchange, s.symbol) ORDER BY t.exchange, t.symbol LIMIT 1) AS n) "
-            "SELECT exchange, symbol FROM s").format(p=part)).fetchall()
-        out[day] = (f"{schema}.{name}", [(str(e), str(s)) for e, s in groups])
+        out[day] = (f"{schema}.{name}", partitions_of(conn, schema, name))
     return out
 
 
@@ -128,32 +124,45 @@ def _drop_day(conn: psycopg.Connection, store: Store, day: date, partition: str,
     for exchange, symbol in groups:
         _keep_quality(conn, exchange, symbol, day)
     # 3. lock, compare with the database, drop: one transaction
-    schema, name = partition.split(".", 1)
-    with conn.transaction():
-        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(schema, name)))
-        still = partitions_of(conn, schema, name)
-        extra = sorted(set(still) - set(groups))
-        if extra:
-            raise ArchiveError(f"{partition} now also holds {', '.join(' '.join(g) for g in extra)}: "
-                               "not dropped; re-run to archive them first")
-        for (exchange, symbol), have in archived.items():
-            diff = differences(have, db_stats(conn, exchange, symbol, day))
-            if diff:
-                raise ArchiveError(f"{exchange} {symbol} {day}: the archive at {store.uri(day_path(exchange, symbol, day))} "
-                                   f"does not match the database ({'; '.join(diff)}): nothing deleted; "
-                                   "re-run with --replace to rewrite the file from the database")
-        for exchange, symbol in groups:
-            cur = conn.execute("UPDATE archive_days SET verified_at = clock_timestamp(), dropped_at = clock_timestamp() "
-                               "WHERE exchange = %s AND symbol = %s AND day = %s AND location = %s",
-                               (exchange, symbol, day, store.uri()))
-            if cur.rowcount != 1:
-                raise ArchiveError(f"{exchange} {symbol} {day} is not recorded as archived at {store.uri()}: "
-                                   "not dropped; re-run to archive it there first")
-        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, name)))
+    try:
+        with conn.transaction():
+            _verify_and_drop(conn, store, day, partition, groups, archived)
+    except psycopg.errors.LockNotAvailable:
+        raise ArchiveError(f"{partition} is busy (long queries or writers on trades held it for {_LOCK_WAIT}): "
+                           "nothing deleted; re-run later") from None
+    except psycopg.Error as exc:
+        raise DatabaseError(f"could not drop {partition}: {_first(exc)}; nothing deleted") from None
     say(f"dropped partition {partition} ({len(groups)} symbol(s) verified against {store.uri()})")
 
 
+def _verify_and_drop(conn: psycopg.Connection, store: Store, day: date, partition: str,
+                     groups: list[tuple[str, str]], archived: dict[tuple[str, str], Any]) -> None:
+    schema, name = partition.split(".", 1)
+    conn.execute(f"SET LOCAL lock_timeout = '{_LOCK_WAIT}'")
+    conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(schema, name)))
+    still = partitions_of(conn, schema, name)
+    extra = sorted(set(still) - set(groups))
+    if extra:
+        raise ArchiveError(f"{partition} now also holds {', '.join(' '.join(g) for g in extra)}: "
+                           "not dropped; re-run to archive them first")
+    for (exchange, symbol), have in archived.items():
+        diff = differences(have, db_stats(conn, exchange, symbol, day))
+        if diff:
+            raise ArchiveError(f"{exchange} {symbol} {day}: the archive at {store.uri(day_path(exchange, symbol, day))} "
+                               f"does not match the database ({'; '.join(diff)}): nothing deleted; "
+                               "re-run with --replace to rewrite the file from the database")
+    for exchange, symbol in groups:
+        cur = conn.execute("UPDATE archive_days SET verified_at = clock_timestamp(), dropped_at = clock_timestamp() "
+                           "WHERE exchange = %s AND symbol = %s AND day = %s AND location = %s",
+                           (exchange, symbol, day, store.uri()))
+        if cur.rowcount != 1:
+            raise ArchiveError(f"{exchange} {symbol} {day} is not recorded as archived at {store.uri()}: "
+                               "not dropped; re-run to archive it there first")
+    conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, name)))
+
+
 def partitions_of(conn: psycopg.Connection, schema: str, name: str) -> list[tuple[str, str]]:
+    """The (exchange, symbol) pairs one partition holds: a loose index scan, one probe per pair."""
     part = sql.Identifier(schema, name)
     rows = conn.execute(sql.SQL(
         "WITH RECURSIVE s AS ((SELECT exchange, symbol FROM {p} ORDER BY exchange, symbol LIMIT 1) "
