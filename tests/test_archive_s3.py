@@ -119,6 +119,14 @@ def test_store_faults_give_one_clear_message_and_delete_nothing(dsn: str, s3: An
     _write(dsn, _odd_trades(DAY1, 50))
     with pytest.raises(ArchiveError, match="bucket does not exist"):
         archive(to=f"s3://no-such-bucket-{s3.bucket}/x", today=TODAY, drop=True)
+    # a store that refuses writes (a bucket policy denying PutObject, enforced by the server)
+    import json
+
+    s3.put_bucket_policy(Bucket=s3.bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{s3.bucket}/*"}]}))
+    with pytest.raises(ArchiveError, match="refused the request.*[Nn]othing was deleted"):
+        archive(to=f"s3://{s3.bucket}/x", today=TODAY, drop=True)
+    s3.delete_bucket_policy(Bucket=s3.bucket)
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
