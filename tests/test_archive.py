@@ -291,6 +291,14 @@ def _snapshot(dsn: str) -> dict[str, Any]:
                 for i, (a, b) in enumerate(ranges):
                     out[f"{name}/{sym}/{i}"] = fn(sym, a, b, conn=c)
                     assert c.execute("SELECT to_regclass('pg_temp.trades')").fetchone() == (None,), name
+        tx = db.connect(dsn)  # a connection with transactions: left idle, as found
+        try:
+            out["gaps_tx"] = an.gaps(SYMBOL, START, END, conn=tx)
+            out["cvd_tx"] = an.cvd(SYMBOL, START, END, "1m", tick_rule=True, conn=tx, as_="pandas").to_dict()
+            assert tx.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            assert tx.execute("SELECT to_regclass('pg_temp.trades')").fetchone() == (None,)
+        finally:
+            tx.close()
         out["cvd_tick"] = an.cvd(SYMBOL, START, END, "1m", tick_rule=True)
         out["vwap_bands"] = an.vwap(SYMBOL, START, END, "1m", bands=True)
         out["stored_symbols"] = an.stored_symbols()
