@@ -6,6 +6,7 @@ environment variables. Nothing is mocked: every byte goes over HTTP to 127.0.0.1
 
 from __future__ import annotations
 
+import importlib
 import logging
 import socket
 import subprocess
@@ -26,7 +27,7 @@ from cryptolab import analysis as an
 from cryptolab import db
 from cryptolab.archive import ArchiveError, archive, attach, detach, read_trades
 
-moto_server = pytest.importorskip("moto.server")
+moto_server = importlib.import_module("moto.server")  # moto[server]: a test dependency, required
 
 
 @pytest.fixture(scope="module")
