@@ -112,3 +112,21 @@ def test_kill_during_a_load_then_rerun_ends_equal(dsn: str, exchange: Any, tmp_p
     lo, hi = _us(first), _us(today)
     want = [t.trade_id for t in ex.trade_log("BTCUSDT") if lo <= t.trade_time_us < hi]
     assert _ids(dsn, "BTCUSDT") == want
+
+
+def test_backfill_until_the_first_live_id(dsn: str, exchange: Any, tmp_path: Path) -> None:
+    """The capture's join: history from a day up to (not including) the stream's first id."""
+    import asyncio
+
+    from cryptolab.history import backfill_until
+
+    ex = exchange(symbols=["btcusdt"], rate=20.0, history_days=1, history_rate=1.0)
+    time.sleep(1.0)
+    log = ex.trade_log("BTCUSDT")
+    first_live = log[-50].trade_id  # as if the stream's first trade were this one
+    since = _today() - timedelta(days=1)
+    res = asyncio.run(backfill_until("BTCUSDT", first_live, since, exchange="simulator", rest=ex.http_url,
+                                     dumps=ex.http_url, dsn=dsn, cache=tmp_path))
+    assert res.last_ids == {"BTCUSDT": first_live - 1}
+    lo = _us(since)
+    assert _ids(dsn, "BTCUSDT") == [t.trade_id for t in log if t.trade_time_us >= lo and t.trade_id < first_live]
