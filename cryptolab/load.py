@@ -1,9 +1,19 @@
 """Import data.binance.vision dumps and stream recordings into the database.
 
-`cryptolab load FILE…` reads trades / aggTrades dumps (zip or csv) and raw stream
-recordings (gz or plain; see `cryptolab.dumps`) and stores them through the trade
-writer (`source='replay'`), in batches of ~50k rows: COPY, dedupe against what is
-already stored (loading a file twice stores it once), and `bars_1s` folded in.
+`cryptolab load FILE…` reads trades / aggTrades dumps (zip, gz or csv) and raw stream
+recordings (gz or plain; see `cryptolab.dumps`) and stores them (`source='replay'`):
+
+* a **trades dump** goes the history loader's way (`cryptolab.history.store`): its CSV is
+  `COPY`ed into a scratch table and moved into `trades` by one `INSERT … SELECT` — with no
+  per-row dedupe when its days hold no trade of the symbol yet (the bulk path), else
+  leaving out what is already stored (also a trade a capture stored in ms) — and
+  `bars_1s` built by one aggregate;
+* an **aggTrades dump** goes to `agg_trades`, one row per aggregate with its first and
+  last trade id (an aggregate is not a trade: counts are last − first + 1);
+* a **recording** goes through the trade writer in batches of ~50k rows (COPY, dedupe,
+  `bars_1s` folded in).
+
+Loading a file twice stores it once.
 
 A file is all in or all out: its batches share one transaction that commits when the
 file's last row is stored. A damaged, truncated or malformed file (or a database error
@@ -19,6 +29,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from .dumps import DumpReader, check_symbol
@@ -28,8 +39,6 @@ from .model import Trade
 __all__ = ["configure", "run", "load_files", "LoadResult"]
 
 BATCH_ROWS = 50_000
-_STAGE_TABLE = "_cryptolab_stage"
-"""The trade writer's session staging table (see cryptolab.writer)."""
 
 
 @dataclass
@@ -41,6 +50,8 @@ class LoadResult:
     inserted: int = 0
     skipped_lines: int = 0
     seconds: float = 0.0
+    aggregates: int = 0
+    aggregates_inserted: int = 0
 
     @property
     def duplicates(self) -> int:
@@ -78,6 +89,8 @@ def load_files(
     from tqdm import tqdm
 
     from . import db
+    from .history.plan import DumpFile
+    from .history.store import Store
     from .writer import TradeWriter
 
     if batch_rows < 1:
@@ -88,31 +101,50 @@ def load_files(
     total = sum(r.size for r in readers)
     result = LoadResult()
     t0 = time.perf_counter()
-    conn = db.connect(dsn)
+    real_dsn = db.resolve_dsn(dsn)
+    conn = db.connect(real_dsn, autocommit=True)
+    store: Store | None = None
     bar = tqdm(total=total, unit="B", unit_scale=True, disable=not progress, file=sys.stderr, desc="loading")
     try:
         for reader in readers:
             bar.set_description(reader.path.name[:40])
             rows = inserted = seen = 0
-            # a fresh writer per file: a rolled-back file must not leave it believing in
-            # partitions (or a staging table) that the rollback took away
-            writer = TradeWriter(conn)
             try:
-                with conn.transaction():
-                    for batch in _batches(reader, batch_rows):
-                        res = writer.write(batch)  # a savepoint inside the file's transaction
-                        # staging rows are only cleared at COMMIT: clear them per batch, or each
-                        # batch would merge all the file's earlier batches again
-                        conn.execute(f"TRUNCATE {_STAGE_TABLE}")
-                        rows += len(batch)
-                        inserted += res.inserted
-                        bar.update(reader.bytes_read - seen)
-                        seen = reader.bytes_read
-                        bar.set_postfix(trades=f"{result.rows + rows:,}", new=f"{result.inserted + inserted:,}",
-                                        refresh=False)
+                if reader.kind in ("trades", "aggTrades"):
+                    # a dump: the history loader's COPY + INSERT…SELECT path (bulk when the days are empty)
+                    if store is None:
+                        store = Store(conn, "binance", source="replay", dsn=real_dsn)
+                    assert reader.symbol is not None
+                    f = DumpFile(reader.symbol, reader.kind, "", "daily", date.min, date.max)
+                    res = store.load_file(f, reader.path, url=str(reader.path), sha256=None, record=False)
+                    if reader.kind == "aggTrades":
+                        result.aggregates += res.rows
+                        result.aggregates_inserted += res.stored
+                    else:
+                        rows, inserted = res.rows, res.stored
+                    bar.update(reader.size)
+                    seen = reader.size
+                else:
+                    # a fresh writer per file: a rolled-back file must not leave it believing in
+                    # partitions (or a staging table) that the rollback took away
+                    writer = TradeWriter(conn)
+                    with conn.transaction():
+                        for batch in _batches(reader, batch_rows):
+                            res_w = writer.write(batch)  # a savepoint inside the file's transaction
+                            # staging rows are only cleared at COMMIT: clear them per batch, or each
+                            # batch would merge all the file's earlier batches again
+                            writer.clear_stage()
+                            rows += len(batch)
+                            inserted += res_w.inserted
+                            bar.update(reader.bytes_read - seen)
+                            seen = reader.bytes_read
+                            bar.set_postfix(trades=f"{result.rows + rows:,}", new=f"{result.inserted + inserted:,}",
+                                            refresh=False)
             except CryptolabError as exc:
                 before = f"; the {result.files} file(s) before it were loaded" if result.files else ""
                 msg = str(exc) if str(reader.path.name) in str(exc) else f"{reader.path}: {exc}"
+                if "nothing of this file was stored" in msg or "nothing of it was stored" in msg:
+                    msg = msg.split(" — nothing of")[0].split("; nothing of")[0]
                 cls = type(exc) if type(exc).__module__ == CryptolabError.__module__ else CryptolabError
                 raise cls(f"{msg} — nothing of this file was stored{before}") from None
             bar.update(reader.size - seen)
@@ -122,6 +154,8 @@ def load_files(
             result.skipped_lines += reader.skipped
     finally:
         bar.close()
+        if store is not None:
+            store.close()
         conn.close()
     result.seconds = time.perf_counter() - t0
     return result
@@ -135,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"loaded {res.rows:,} trades from {res.files} file(s): {res.inserted:,} new, {res.duplicates:,} already stored"
         + (f", {res.skipped_lines:,} non-trade lines skipped" if res.skipped_lines else "")
+        + (f"; {res.aggregates:,} aggregate trades into agg_trades: {res.aggregates_inserted:,} new"
+           if res.aggregates else "")
         + f" ({res.seconds:.1f} s, {rate:,.0f} trades/s)"
     )
     return 0

@@ -78,3 +78,39 @@ def test_load_errors_are_one_clear_line(dsn: str, make_dumps: Any, tmp_path: Any
     assert len(stored(dsn, "SOLUSDT")) == 10
     assert cli.main(["load", str(tmp_path / "nope.zip")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_load_aggtrades_dump_into_agg_trades(dsn: str, make_dumps: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    files, trades = make_dumps(n=300, symbol="ETHUSDT", seed=5)
+    assert cli.main(["load", str(files["agg_ms_csv"]), "--no-progress"]) == 0
+    assert "aggregate trades into agg_trades" in capsys.readouterr().out
+    with psycopg.connect(dsn) as c:
+        assert c.execute("SELECT count(*) FROM trades").fetchone() == (0,)  # an aggregate is not a trade
+        total, first, last, qty = c.execute(
+            "SELECT sum(trade_count), min(first_trade_id), max(last_trade_id), sum(qty) FROM agg_trades").fetchone()
+    assert (total, first, last) == (len(trades), trades[0].trade_id, trades[-1].trade_id)
+    assert qty == sum(t.qty for t in trades)
+    assert cli.main(["load", str(files["agg_ms_csv"]), "--no-progress"]) == 0
+    assert ": 0 new" in capsys.readouterr().out
+
+
+def test_load_bad_dumps_store_nothing(dsn: str, make_dumps: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import zipfile
+
+    files, _ = make_dumps(n=50)
+    wrong = tmp_path / "BTCUSDT-trades-2025-01-02.csv"
+    wrong.write_text("".join(line.rsplit(",", 1)[0] + ",x,y\n" for line in files["trades_us_csv"].read_text().splitlines()))
+    assert cli.main(["load", str(wrong), "--no-progress"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "8 columns where a spot trades dump has 7" in err and len(err.splitlines()) == 1
+    cut = tmp_path / "BTCUSDT-trades-2025-01-03.zip"
+    cut.write_bytes(files["trades_us_zip"].read_bytes()[:-40])
+    assert cli.main(["load", str(files["trades_ms_zip"]), str(cut), "--no-progress"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert cut.name in err and "nothing of this file was stored" in err and len(err.splitlines()) == 1
+    assert len(stored(dsn, "BTCUSDT")) == 50  # the good file before it stays loaded
+    with zipfile.ZipFile(tmp_path / "BTCUSDT-trades-2025-01-04.zip", "w") as zf:
+        zf.writestr("BTCUSDT-trades-2025-01-04.csv", "1,abc,0.1,1,1735948800000000,True,True\n")
+    assert cli.main(["load", str(tmp_path / "BTCUSDT-trades-2025-01-04.zip"), "--no-progress"]) != 0
+    err = capsys.readouterr().err
+    assert "not a valid trades dump" in err and "abc" in err and len(err.strip().splitlines()) == 1

@@ -22,7 +22,9 @@ aggTrades go to `agg_trades` (one row per aggregate, first/last trade id), kline
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gzip
 import threading
 import zipfile
 import zlib
@@ -30,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import psycopg
 from psycopg import errors as pgerr
@@ -230,16 +232,32 @@ class Loaded:
     skipped: bool = False
 
 
-def open_member(path: Path) -> tuple[zipfile.ZipFile, IO[bytes]]:
-    """The (only) CSV member of a dump zip, as a binary stream; DataError when it is no zip."""
+def open_member(path: Path) -> tuple[contextlib.ExitStack, IO[bytes]]:
+    """The CSV bytes of a dump: the (only) CSV member of a zip, a gunzipped file, or the file.
+
+    Returns what to close and the binary stream; a DataError when a zip cannot be opened."""
+    stack = contextlib.ExitStack()
     try:
-        zf = zipfile.ZipFile(path)
-        names = [n for n in zf.namelist() if not n.endswith("/")]
-        csvs = [n for n in names if n.lower().endswith(".csv")] or names
-        if not csvs:
-            raise DataError(f"{path.name}: an empty zip archive (no CSV inside)")
-        return zf, zf.open(csvs[0])
+        fh = stack.enter_context(path.open("rb"))
+        magic = fh.read(4)
+        fh.seek(0)
+        if magic == b"PK\x03\x04" or path.suffix.lower() == ".zip":
+            zf = stack.enter_context(zipfile.ZipFile(fh))
+            names = [n for n in zf.namelist() if not n.endswith("/")]
+            csvs = [n for n in names if n.lower().endswith(".csv")] or names
+            if not csvs:
+                raise DataError(f"{path.name}: an empty zip archive (no CSV inside)")
+            return stack, stack.enter_context(zf.open(csvs[0]))
+        if magic[:2] == b"\x1f\x8b":
+            gz = gzip.GzipFile(fileobj=fh, mode="rb")
+            stack.callback(gz.close)
+            return stack, cast(IO[bytes], gz)
+        return stack, fh
+    except DataError:
+        stack.close()
+        raise
     except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError) as exc:
+        stack.close()
         raise DataError(f"{path.name}: a damaged or truncated zip archive ({' '.join(str(exc).split())[:100]})") from None
 
 
@@ -337,41 +355,48 @@ class Store:
         )
 
     # ------------------------------------------------------------------ files
-    def load_file(self, f: DumpFile, path: Path, *, url: str, sha256: str | None) -> Loaded:
-        """Store one verified dump file (see the module doc); it is in or out as a whole."""
+    def load_file(self, f: DumpFile, path: Path, *, url: str, sha256: str | None, record: bool = True) -> Loaded:
+        """Store one verified dump file (see the module doc); it is in or out as a whole.
+
+        `record=False` (`cryptolab load`): no history_files row, and no check that the rows
+        lie in the file's days."""
         table = self._table(f.kind)
+        label = path.name
         self.conn.execute(f"TRUNCATE {table}")
+
+        def bookkeep(res: Loaded) -> None:
+            if record:
+                self._record(f, symbol=f.symbol, kind=f.kind, interval=f.interval, period=f.period,
+                             first_day=f.first_day, last_day=f.last_day, name=f.name, url=url, sha256=sha256,
+                             size=path.stat().st_size, res=res)
+
         try:
             n = self._copy_zip(f, path, table)
             stats = self._stats(f.kind, table, n)
-            self._check_days(f, path, stats)
+            if record:
+                self._check_days(f, path, stats)
             if f.kind == "trades":
-                res = self._merge_trades(stats, bulk_ok=True, record=lambda r: self._record(
-                    f, symbol=f.symbol, kind=f.kind, interval=f.interval, period=f.period, first_day=f.first_day,
-                    last_day=f.last_day, name=f.name, url=url, sha256=sha256, size=path.stat().st_size, res=r),
-                    symbol=f.symbol)
-            else:
-                with self.conn.transaction():
-                    stored = self._merge_other(f.kind, f.symbol, f.interval)
-                    res = Loaded(n, stored, stats[1], stats[2], "idempotent")
-                    self._record(f, symbol=f.symbol, kind=f.kind, interval=f.interval, period=f.period,
-                                 first_day=f.first_day, last_day=f.last_day, name=f.name, url=url, sha256=sha256,
-                                 size=path.stat().st_size, res=res)
+                return self._merge_trades(stats, bulk_ok=True, record=bookkeep, symbol=f.symbol)
+            with self.conn.transaction():
+                stored = self._merge_other(f.kind, f.symbol, f.interval)
+                res = Loaded(n, stored, stats[1], stats[2], "idempotent")
+                bookkeep(res)
             return res
         except pgerr.DiskFull:
-            raise DataError(f"{f.name}: the database's disk is full — nothing of this file was stored; "
+            raise DataError(f"{label}: the database's disk is full — nothing of this file was stored; "
                             "free space and run again") from None
-        except (pgerr.DataException, pgerr.IntegrityError) as exc:
-            raise DataError(f"{f.name}: not a valid {f.kind} dump — {' '.join(str(exc).split())[:160]}; "
+        except (psycopg.DataError, pgerr.IntegrityError) as exc:
+            raise DataError(f"{label}: not a valid {f.kind} dump — {' '.join(str(exc).split())[:160]}; "
                             "nothing of this file was stored") from None
         finally:
             self.conn.execute(f"TRUNCATE {table}")
 
     def _copy_zip(self, f: DumpFile, path: Path, table: str) -> int:
-        zf, member = open_member(path)
+        closer, member = open_member(path)
         want = len(COLUMNS[f.kind])
+        label = path.name
         try:
-            with zf, member:
+            with closer:
                 head = member.read(_CHUNK)
                 first = head.split(b"\n", 1)[0].strip()
                 if not first:
@@ -383,7 +408,7 @@ class Store:
                     cols = len(next(csv.reader([line2.decode("utf-8", "replace")]))) if line2 else want
                 if cols != want:
                     raise DataError(
-                        f"{f.name}: {cols} columns where a spot {f.kind} dump has {want} "
+                        f"{label}: {cols} columns where a spot {f.kind} dump has {want} "
                         f"({','.join(COLUMNS[f.kind])}) — wrong file or kind; nothing of it was stored")
                 opts = "FORMAT csv, HEADER true" if header else "FORMAT csv"
                 with self.conn.cursor().copy(f"COPY {table} FROM STDIN ({opts})") as cp:
@@ -391,8 +416,8 @@ class Store:
                     while chunk:
                         cp.write(chunk)
                         chunk = member.read(_CHUNK)
-        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
-            raise DataError(f"{f.name}: a damaged or truncated zip archive "
+        except (zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise DataError(f"{label}: a damaged or truncated archive "
                             f"({' '.join(str(exc).split())[:100]}); nothing of it was stored") from None
         self.conn.execute(f"ANALYZE {table}")  # the planner's row counts for the merge
         row = self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()
@@ -519,7 +544,7 @@ class Store:
         except pgerr.DiskFull:
             raise DataError("the database's disk is full — the REST rows of this run were not stored; "
                             "free space and run again") from None
-        except (pgerr.DataException, pgerr.IntegrityError) as exc:
+        except (psycopg.DataError, pgerr.IntegrityError) as exc:
             raise DataError(f"{symbol}: REST rows rejected by the database — {' '.join(str(exc).split())[:160]}") from None
         finally:
             self.conn.execute(f"TRUNCATE {table}")
