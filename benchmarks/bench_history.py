@@ -100,6 +100,27 @@ def ours(conn: psycopg.Connection, zip_path: Path, dsn: str | None) -> tuple[flo
     return time.perf_counter() - t0, res.mode
 
 
+def old_load(dsn: str, zip_path: Path) -> float:
+    """`cryptolab load` before issue 9: DumpReader rows through the TradeWriter, one transaction."""
+    from cryptolab.dumps import DumpReader
+    from cryptolab.writer import TradeWriter
+
+    t0 = time.perf_counter()
+    with db.connect(dsn) as conn:
+        w = TradeWriter(conn)
+        batch = []
+        with conn.transaction():
+            for t in DumpReader(zip_path, source="replay"):
+                batch.append(t)
+                if len(batch) >= 50_000:
+                    w.write(batch)
+                    w.clear_stage()
+                    batch = []
+            if batch:
+                w.write(batch)
+    return time.perf_counter() - t0
+
+
 def part_1(dsn: str, n: int, folder: Path, with_load: bool) -> None:
     print(f"\n== one-day dump of {n:,} trades ==", flush=True)
     t0 = time.perf_counter()
@@ -139,8 +160,13 @@ def part_1(dsn: str, n: int, folder: Path, with_load: bool) -> None:
         res = load_files([zip_path], dsn=dsn, progress=False)
         t_load = time.perf_counter() - t0
         assert res.inserted == n
-        print(f"{'cryptolab load (trade writer, per-batch dedupe)':58} {t_load:8.2f} {n / t_load:11,.0f} "
+        print(f"{'cryptolab load (now this bulk path, end to end)':58} {t_load:8.2f} {n / t_load:11,.0f} "
               f"{t_db / t_load:6.2f}")
+        with db.connect(dsn, autocommit=True) as conn:
+            reset(conn)
+        t_old = old_load(dsn, zip_path)
+        print(f"{'before: parse in Python + trade writer (COPY, dedupe, bars)':58} {t_old:8.2f} {n / t_old:11,.0f} "
+              f"{t_db / t_old:6.2f}")
         with db.connect(dsn, autocommit=True) as conn:
             reset(conn)
     zip_path.unlink()
