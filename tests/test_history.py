@@ -172,3 +172,11 @@ def test_cli_kill_during_download_then_rerun_ends_equal(dsn: str, exchange: Any,
     bad = subprocess.run([*cmd[:5], "--from", str(today), "--to", str(start), "--dsn", dsn], env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_a_range_before_the_symbol_traded_says_so(dsn: str, exchange: Any, tmp_path: Path) -> None:
+    ex = exchange(symbols=["btcusdt"], rate=5.0, history_days=1, history_rate=0.5)
+    today = _today()
+    with pytest.raises(DataError, match=f"no trades from {today - timedelta(days=5)} to {today - timedelta(days=3)}"):
+        fetch_history("BTCUSDT", today - timedelta(days=5), today - timedelta(days=3), dsn=dsn, dumps=ex.http_url,
+                      rest=ex.http_url, cache=tmp_path)

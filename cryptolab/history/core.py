@@ -299,10 +299,13 @@ class _History:
             return None
         t = int(rows[0]["T"])
         t_us = t if t >= 10**14 else t * 1000
-        if end_us is not None and t_us >= end_us and (nxt is not None or more):
+        if end_us is not None and t_us >= end_us:
             first_day = _day(t_us)
-            raise DataError(f"{sym} has no trades before {first_day} (it was not trading yet, or not listed): "
-                            f"start --from at {first_day} or later — the days from {first_day} on are stored")
+            if nxt is not None or more:
+                raise DataError(f"{sym} has no trades before {first_day} (it was not trading yet, or not listed): "
+                                f"start --from at {first_day} or later — the days from {first_day} on are stored")
+            raise DataError(f"{sym} has no trades from {day} to {_day(end_us - 1)}: its first trade after {day} "
+                            f"is on {first_day} — choose days it traded")
         first = int(rows[0]["a"]) if self.plan.kind == "aggTrades" else int(rows[0]["f"])
         if nxt_first is not None and first > nxt_first:
             return None
