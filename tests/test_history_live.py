@@ -80,7 +80,7 @@ def test_dump_over_live_rows_in_ms_stores_each_trade_once(dsn: str, exchange: An
 
 
 def test_kill_during_a_load_then_rerun_ends_equal(dsn: str, exchange: Any, tmp_path: Path) -> None:
-    ex = exchange(symbols=["btcusdt"], rate=5.0, history_days=2, history_rate=5.0)
+    ex = exchange(symbols=["btcusdt"], rate=5.0, history_days=2, history_rate=2.0)
     today = _today()
     first, last = today - timedelta(days=2), today - timedelta(days=1)
     cmd = [sys.executable, "-m", "cryptolab", "history", "BTCUSDT", "--from", str(first), "--to", str(last),
