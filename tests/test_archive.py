@@ -279,7 +279,8 @@ def _snapshot(dsn: str) -> dict[str, Any]:
     """Every public analysis function on ranges inside and across the two days, both symbols."""
     skip = {"INTERVALS", "fetch_klines", "clock_skew", "reconcile_or_skip", "stored_symbols", "load_trades"}
     ranges = [(START, END), (START + timedelta(minutes=2), START + timedelta(minutes=9)),
-              (datetime(2024, 8, 9, 0, 1, tzinfo=UTC), END)]
+              (datetime(2024, 8, 9, 0, 1, tzinfo=UTC), END),
+              (datetime(2024, 8, 9, tzinfo=UTC), END)]  # day 2 only, its previous trade on day 1
     out: dict[str, Any] = {}
     c = db.connect(dsn, autocommit=True)  # a reused connection: left as found after each call
     try:
