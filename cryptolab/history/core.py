@@ -334,6 +334,7 @@ class _History:
             pages += 1
             if not page:
                 break
+            before = nid
             for r in page:
                 rid = int(r["id"] if kind == "trades" else r["a"])
                 t = int(r["time"] if kind == "trades" else r["T"])
@@ -348,8 +349,8 @@ class _History:
                 else:
                     batch.append((rid, r["p"], r["q"], int(r["f"]), int(r["l"]), t, bool(r["m"]), True))
                 nid = rid + 1
-            if len(page) < PAGE or (to_id is not None and nid > to_id):
-                done = True
+            if len(page) < PAGE or (to_id is not None and nid > to_id) or nid == before:
+                done = True  # the live edge, the end of the run, or a source that does not move on
             if batch and (done or pages % REST_BATCH_PAGES == 0):
                 await self._store_rest(store, sym, batch, batch_first, first_day, last_day)
                 batch, batch_first = [], nid
