@@ -87,3 +87,21 @@ def test_a_whole_month_comes_as_one_monthly_dump(dsn: str, exchange: Any, tmp_pa
         got = [r[0] for r in c.execute("SELECT trade_id FROM trades ORDER BY 1")]
         assert c.execute("SELECT period, mode FROM history_files").fetchall() == [("monthly", "bulk")]
     assert got == want and len(got) > 1000
+
+
+def test_aggtrades_and_klines_of_today_come_from_rest(dsn: str, exchange: Any, tmp_path: Path) -> None:
+    ex = exchange(symbols=["btcusdt"], rate=5.0, history_days=1, history_rate=1.0)
+    day = _yesterday()
+    kw: dict[str, Any] = dict(dsn=dsn, dumps=ex.http_url, rest=ex.http_url, cache=tmp_path)
+    agg = fetch_history("BTCUSDT", day, kind="aggTrades", **kw)
+    kl = fetch_history("BTCUSDT", day, kind="klines", interval="1m", **kw)
+    assert agg.files_loaded == 1 and agg.rest_stored > 0 and kl.files_loaded == 1 and kl.rest_stored > 0
+    log = ex.trade_log("BTCUSDT", "MICROSECOND")
+    with psycopg.connect(dsn) as c:
+        rows = c.execute("SELECT agg_id, first_trade_id, last_trade_id FROM agg_trades ORDER BY agg_id").fetchall()
+        closed = c.execute("SELECT max(close_time), sum(trade_count) FROM klines").fetchone()
+    assert rows[0][1] == log[0].trade_id
+    assert all(b[0] == a[0] + 1 and b[1] == a[2] + 1 for a, b in zip(rows, rows[1:]))  # dump → REST, no seam
+    assert closed is not None
+    end_us = (int(closed[0].timestamp()) // 60 + 1) * 60_000_000  # the end of the last closed minute
+    assert closed[1] == sum(1 for t in log if t.trade_time_us < end_us)  # every closed minute, exactly
