@@ -50,10 +50,15 @@ BEGIN
     IF to_regclass(quote_ident(current_schema()) || '.' || part) IS NOT NULL THEN
         RETURN false;
     END IF;
-    EXECUTE format('CREATE TABLE %I PARTITION OF trades FOR VALUES FROM (%L) TO (%L)',
-                   part,
-                   (day::timestamp AT TIME ZONE 'UTC'),
-                   ((day + 1)::timestamp AT TIME ZONE 'UTC'));
+    BEGIN
+        EXECUTE format('CREATE TABLE %I PARTITION OF trades FOR VALUES FROM (%L) TO (%L)',
+                       part,
+                       (day::timestamp AT TIME ZONE 'UTC'),
+                       ((day + 1)::timestamp AT TIME ZONE 'UTC'));
+    EXCEPTION WHEN duplicate_table THEN
+        -- made meanwhile by a transaction whose snapshot predates ours (two loaders racing)
+        RETURN false;
+    END;
     RETURN true;
 END $$;
 

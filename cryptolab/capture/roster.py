@@ -108,7 +108,7 @@ class Roster:
                                                dumps=self.dumps or (ep.rest if ep.local else None), dsn=self.dsn)
                     self.history[sym] = f"history joined: {res.stored + res.rest_stored:,} trades stored up to id {edge}"
                     log.info("%s: %s", sym, self.history[sym])
-                except CryptolabError as exc:
+                except (CryptolabError, psycopg.Error, OSError) as exc:  # said in status(), never lost in a task
                     self.history[sym] = f"history failed: {exc}"
                     self.report_error(f"{sym}: history from {since} failed: {exc} (re-run with the same --since)")
 
