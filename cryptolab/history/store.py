@@ -408,6 +408,14 @@ class Store:
         try:
             with closer:
                 head = member.read(_CHUNK)
+                sample = head[:65536]
+                if b"\x00" in sample:
+                    raise DataError(f"{label}: is not text (NUL bytes where CSV lines were expected)")
+                try:
+                    sample.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    if exc.start < len(sample) - 4:  # not just a character cut at the sample's end
+                        raise DataError(f"{label}: is not text (binary data where CSV lines were expected)") from None
                 first = head.split(b"\n", 1)[0].strip()
                 if not first:
                     return 0
