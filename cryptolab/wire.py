@@ -111,8 +111,9 @@ def _trade(d: Mapping[str, Any], exchange: str, source: str, received_us: int) -
     )
 
 
-class _TradeFields(msgspec.Struct):
-    """The `@trade` event's fields the fast path reads (others are ignored)."""
+class _TradeFields(msgspec.Struct, gc=False):
+    """The `@trade` event's fields the fast path reads (others are ignored). `gc=False`: never
+    tracked by the cycle collector (it holds no containers), so decoding does not trigger it."""
 
     e: str
     s: str
@@ -124,7 +125,7 @@ class _TradeFields(msgspec.Struct):
     E: int | None = None
 
 
-class _Combined(msgspec.Struct, forbid_unknown_fields=True):
+class _Combined(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """The combined stream's wrapper: `{"stream": …, "data": {…}}` and nothing else (a wrapper with
     more, e.g. an `id`, is the careful path's to judge)."""
 
