@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 
@@ -61,7 +62,7 @@ TRADE_COLUMNS = "exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_t
 _COPY_TYPES = ["text", "text", "int8", "numeric", "numeric", "bool", "timestamptz", "timestamptz", "timestamptz", "text"]
 
 
-def plain_copy(conn: psycopg.Connection, rows: Sequence[tuple]) -> float:
+def plain_copy(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]) -> float:
     """Seconds for one plain binary COPY of `rows` into `trades` (no dedupe, no bars_1s) + commit."""
     t0 = time.perf_counter()
     with conn.cursor() as cur, cur.copy(f"COPY trades ({TRADE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as cp:
@@ -72,7 +73,7 @@ def plain_copy(conn: psycopg.Connection, rows: Sequence[tuple]) -> float:
     return time.perf_counter() - t0
 
 
-def insert_per_row(conn: psycopg.Connection, rows: Sequence[tuple]) -> float:
+def insert_per_row(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]) -> float:
     """Seconds for the seed's way: one INSERT and one commit per row."""
     t0 = time.perf_counter()
     for r in rows:

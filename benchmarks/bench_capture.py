@@ -1,6 +1,11 @@
 """Capture benchmarks: throughput, receive→commit latency, memory over time.
 
     python benchmarks/bench_capture.py [--seconds 20] [--rss-seconds 600] [--rates 1000,5000,20000]
+                                       [--baseline REV] [--loop asyncio,uvloop] [--repeat 2]
+
+`--baseline REV` also runs the capture code of git revision REV (e.g. `HEAD~3`), each of its
+runs next to one of this tree's, so before/after figures come from one run on one machine
+load; `--loop` names the event loops to run this tree's capture on (uvloop if installed).
 
 The local exchange runs in its own process (`cryptolab exchange`, pre-encoded frames)
 so it competes for a core, not for this process's GIL. Printed, all from one run:
@@ -16,23 +21,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
+import psycopg
 from _common import TRADE_COLUMNS, insert_per_row, plain_copy, scratch_database
 
 from cryptolab import db
 from cryptolab.capture import Capture
 
 
-def start_exchange(rate: float, symbols: str = "btcusdt") -> tuple[subprocess.Popen, str]:
+def start_exchange(rate: float, symbols: str = "btcusdt") -> tuple[subprocess.Popen[str], str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # always this tree's exchange
     proc = subprocess.Popen(
         [sys.executable, "-m", "cryptolab.cli", "exchange", "--symbols", symbols, "--rate", str(rate), "--seed", "1",
          "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT,
     )
     assert proc.stdout is not None
     first = proc.stdout.readline().split()
@@ -40,7 +51,7 @@ def start_exchange(rate: float, symbols: str = "btcusdt") -> tuple[subprocess.Po
     return proc, ws
 
 
-def stop_exchange(proc: subprocess.Popen) -> None:
+def stop_exchange(proc: subprocess.Popen[str]) -> None:
     proc.terminate()
     try:
         proc.wait(10)
@@ -56,45 +67,139 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def exchange_ceiling(seconds: float) -> float:
-    """Frames/s one bare client receives from the exchange at an unreachable offered rate."""
-    import websockets
+def exchange_ceiling(seconds: float, client: str = "websockets") -> float:
+    """Frames/s one bare client receives from the exchange at an unreachable offered rate.
 
+    `websockets`: the stock asyncio client (the ceiling the issue's ratios use); `picows`
+    (if installed): a Cython client, to show how much of that ceiling is the client's own.
+    """
     proc, ws = start_exchange(1_000_000)
+    url = f"{ws}/stream?streams=btcusdt@trade"
     try:
-        async def count() -> float:
-            async with websockets.connect(f"{ws}/stream?streams=btcusdt@trade", max_queue=4096, compression=None) as c:
-                n, t0 = 0, None
-                end = time.monotonic() + seconds + 1
-                while time.monotonic() < end:
-                    await c.recv(decode=False)
-                    if t0 is None and n == 2000:
-                        t0, n = time.monotonic(), 0
-                    n += 1
-                return n / (time.monotonic() - t0)
-        return asyncio.run(count())
+        return asyncio.run(_bare_websockets(url, seconds) if client == "websockets" else _bare_picows(url, seconds))
     finally:
         stop_exchange(proc)
 
 
-def capture_run(dsn: str, rate: float, seconds: float) -> dict:
+async def _bare_websockets(url: str, seconds: float) -> float:
+    import websockets
+
+    async with websockets.connect(url, max_queue=4096, compression=None) as c:
+        n, t0 = 0, 0.0
+        end = time.monotonic() + seconds + 1
+        while time.monotonic() < end:
+            await c.recv(decode=False)
+            if not t0 and n == 2000:
+                t0, n = time.monotonic(), 0
+            n += 1
+        return n / (time.monotonic() - t0)
+
+
+async def _bare_picows(url: str, seconds: float) -> float:
+    import picows
+
+    count = [0]
+
+    class Counter(picows.WSListener):
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            frame.get_payload_as_bytes()
+            count[0] += 1
+
+    transport, _ = await picows.ws_connect(Counter, url)
+    await asyncio.sleep(1.0)
+    n0, t0 = count[0], time.monotonic()
+    await asyncio.sleep(seconds)
+    rate = (count[0] - n0) / (time.monotonic() - t0)
+    transport.disconnect()
+    return float(rate)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def capture_run(dsn: str, rate: float, seconds: float, code: str | None = None, loop: str = "asyncio") -> dict[str, float]:
+    """One capture against a fresh exchange at `rate`: rows/s stored, receive→commit p50/p99 (ms).
+
+    The capture runs in a child process importing `cryptolab` from `code` (a tree extracted
+    from another revision) or from this tree; `loop` is its event loop.
+    """
     with db.connect(dsn) as conn:  # each run's exchange numbers trades from 1 again
         conn.execute("TRUNCATE trades, bars_1s, capture_gaps")
         conn.commit()
     proc, ws = start_exchange(rate)
     try:
-        cap = Capture(["btcusdt"], source=ws, dsn=dsn).start()
-        time.sleep(1.0)
-        s0, t0 = cap.status().rows_stored, time.monotonic()
-        cap.reset_latencies()
-        time.sleep(seconds)
-        s1, t1 = cap.status().rows_stored, time.monotonic()
-        lat = sorted(cap.latencies_us())
-        cap.stop()
+        env = dict(os.environ)
+        if code is not None:
+            env["PYTHONPATH"] = code
+        out = subprocess.run([sys.executable, __file__, "--child", json.dumps([dsn, ws, seconds, loop])],
+                             env=env, cwd=code or ROOT, capture_output=True, text=True)
     finally:
         stop_exchange(proc)
-    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] / 1000 if lat else float("nan")  # noqa: E731
-    return {"rate": (s1 - s0) / (t1 - t0), "p50": q(0.50), "p99": q(0.99), "n": len(lat)}
+    if out.returncode:
+        raise SystemExit(f"the capture run failed ({code or 'this tree'}, {loop}):\n{out.stderr}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _child(args: str) -> None:
+    dsn, ws, seconds, loop = json.loads(args)
+    if loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # the capture thread's new_event_loop()
+    from cryptolab.capture import Capture
+
+    dbname = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    cap = Capture(["btcusdt"], source=ws, dsn=dsn).start()
+    time.sleep(1.0)
+    s0, t0, c0, pg0 = cap.status().rows_stored, time.monotonic(), _cpu_self(), _cpu_backends(str(dbname))
+    cap.reset_latencies()
+    time.sleep(seconds)
+    s1, t1, c1, pg1 = cap.status().rows_stored, time.monotonic(), _cpu_self(), _cpu_backends(str(dbname))
+    lat = sorted(cap.latencies_us())
+    cap.stop()
+
+    def q(p: float) -> float:
+        return lat[min(len(lat) - 1, int(p * len(lat)))] / 1000 if lat else float("nan")
+
+    rows = max(s1 - s0, 1)
+    pg = sum(pg1[pid] - pg0[pid] for pid in pg1 if pid in pg0)
+    print(json.dumps({"rate": (s1 - s0) / (t1 - t0), "p50": q(0.50), "p99": q(0.99), "n": len(lat),
+                      "cpu_us": (c1 - c0) / rows * 1e6, "pg_us": pg / rows * 1e6}))
+
+
+def _cpu_self() -> float:
+    """CPU seconds (user + system) this process used so far."""
+    t = os.times()
+    return t.user + t.system
+
+
+def _cpu_backends(dbname: str) -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL backend connected to `dbname` (from /proc)."""
+    out: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read()
+            if not cmd.startswith(b"postgres: ") or f" {dbname} ".encode() not in cmd:
+                continue
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            out[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def extract(rev: str) -> str:
+    """The tree of git revision `rev`, in a temporary directory (left for the OS to clean)."""
+    where = tempfile.mkdtemp(prefix="cryptolab-bench-baseline-")
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", where], input=archive.stdout, check=True)
+    return where
 
 
 def copy_baseline(dsn: str, n: int) -> tuple[float, float]:
@@ -138,27 +243,65 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--rss-seconds", type=float, default=600.0)
     ap.add_argument("--rates", default="1000,5000,20000")
+    ap.add_argument("--baseline", metavar="REV", help="also run the capture code of this git revision, interleaved")
+    ap.add_argument("--loop", default="asyncio", help="event loops for this tree's capture: asyncio,uvloop")
+    ap.add_argument("--repeat", type=int, default=1, help="full-speed runs per variant (interleaved)")
     ap.add_argument("--rss-only", action="store_true", help="only part 3, in this fresh process")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        _child(args.child)
+        return
+    variants: list[tuple[str, str | None, str]] = []
+    if args.baseline:
+        variants.append((f"{args.baseline} (baseline)", extract(args.baseline), "asyncio"))
+    for loop in args.loop.split(","):
+        variants.append(("this tree" + ("" if loop == "asyncio" else f", {loop}"), None, loop))
     with scratch_database("cryptolab_bench_capture") as dsn:
         if args.rss_only:
             rss_report(dsn, args.rss_seconds)
             return
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)", flush=True)
         ceiling = exchange_ceiling(min(args.seconds, 10))
-        print(f"local exchange ceiling (bare client, combined stream): {ceiling:,.0f} frames/s", flush=True)
-        top = capture_run(dsn, 200_000, args.seconds)
+        print(f"local exchange ceiling (bare websockets client, combined stream): {ceiling:,.0f} frames/s", flush=True)
+        try:
+            import picows  # noqa: F401
+
+            fast_bare = exchange_ceiling(min(args.seconds, 10), "picows")
+            print(f"  the same exchange to a bare picows (Cython) client:            {fast_bare:,.0f} frames/s", flush=True)
+        except ImportError:
+            pass
+        tops: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+        cpu: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in variants}
+        for _ in range(args.repeat):
+            for name, code, loop in variants:
+                r = capture_run(dsn, 200_000, args.seconds, code, loop)
+                tops[name].append(r["rate"])
+                cpu[name].append((r["cpu_us"], r["pg_us"]))
+                print(f"capture at full speed, {name}: {r['rate']:,.0f} rows/s; CPU per row: capture process "
+                      f"{r['cpu_us']:.1f} µs, its PostgreSQL backends {r['pg_us']:.1f} µs", flush=True)
         copy_rate, row_rate = copy_baseline(dsn, 200_000)
-        print(f"capture at full speed: {top['rate']:,.0f} rows/s", flush=True)
         print("\n1) sustained throughput, exchange socket → committed rows (offered: as fast as the exchange can)")
-        print(f"   {'path':46} {'rows/s':>10} {'vs COPY':>8}")
-        for name, r in (("capture (socket → parse → COPY+dedupe+bars)", top["rate"]), ("plain COPY of the same rows, same table", copy_rate),
-                        ("INSERT+commit per row (seed, 5k sample)", row_rate)):
-            print(f"   {name:46} {r:10,.0f} {r / copy_rate:8.2f}")
+        print(f"   {'path':58} {'rows/s':>10} {'vs COPY':>8} {'vs bare':>8}")
+        rows = [(f"capture, {name} (socket → parse → COPY+dedupe+bars)", max(r)) for name, r in tops.items()]
+        rows += [("plain COPY of the same rows, same table", copy_rate), ("INSERT+commit per row (seed, 5k sample)", row_rate)]
+        for name, rate in rows:
+            print(f"   {name:58} {rate:10,.0f} {rate / copy_rate:8.2f} {rate / ceiling:8.2f}")
+        if args.repeat > 1:
+            print("   (capture: best of", args.repeat, "runs; all runs:",
+                  "; ".join(f"{n}: " + ", ".join(f"{x:,.0f}" for x in r) for n, r in tops.items()) + ")")
+        print("   CPU per stored row at full speed (median of runs; machine load does not change it much):")
+        for name, pairs in cpu.items():
+            own, pg = sorted(p[0] for p in pairs)[len(pairs) // 2], sorted(p[1] for p in pairs)[len(pairs) // 2]
+            print(f"     {name:40} capture process {own:6.1f} µs   PostgreSQL backends {pg:6.1f} µs")
         print("\n2) receive → commit latency (ms)")
-        print(f"   {'offered/s':>10} {'achieved/s':>11} {'p50':>8} {'p99':>8} {'samples':>9}")
+        print(f"   {'code':22} {'offered/s':>10} {'achieved/s':>11} {'p50':>8} {'p99':>8} {'samples':>9}")
         for rate in [float(x) for x in args.rates.split(",")]:
-            r = capture_run(dsn, rate, args.seconds)
-            print(f"   {rate:10,.0f} {r['rate']:11,.0f} {r['p50']:8.1f} {r['p99']:8.1f} {r['n']:9,}", flush=True)
+            for name, code, loop in variants:
+                r = capture_run(dsn, rate, args.seconds, code, loop)
+                print(f"   {name:22} {rate:10,.0f} {r['rate']:11,.0f} {r['p50']:8.1f} {r['p99']:8.1f} {r['n']:9,.0f}",
+                      flush=True)
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         if args.rss_seconds > 0:
             rss_report(dsn, args.rss_seconds)
 
