@@ -33,7 +33,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
 
-from .. import db, queries
+from .. import archive, db, queries
 from ..errors import DatabaseError, DataError
 from ..model import DEFAULT_EXCHANGE
 
@@ -171,6 +171,7 @@ def connection(conn: psycopg.Connection | None) -> Iterator[psycopg.Connection]:
     try:
         yield conn
     finally:
+        archive.detach(conn)  # `trades` is the database's table again (see _attach)
         if idle and conn.info.transaction_status != TransactionStatus.IDLE and not conn.closed:
             conn.rollback()  # we only read: end the transaction our queries opened
 
@@ -328,10 +329,17 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _attach(conn: psycopg.Connection, values: Mapping[str, Any], query: queries.Query) -> None:
+    """Days archived and dropped from the database (cryptolab archive) are read back into a
+    session TEMP table `trades` for the range, so the SQL sees one history (cryptolab.archive.session)."""
+    archive.attach_for(conn, values, query.source)
+
+
 def execute(conn: psycopg.Connection, module: str, name: str, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     """Run a named query and return its rows as Python values (Decimal for NUMERIC)."""
     query = queries.get(module, name)
     sql_, params = query.bind(values)
+    _attach(conn, values, query)
     try:
         with conn.cursor(binary=True) as cur:  # binary: readable whatever the session's DateStyle
             cur.execute(sql_, params)
@@ -352,6 +360,7 @@ def run(
         raise DataError(f"as_ must be 'polars' or 'pandas', not {as_!r}")
     query = queries.get(module, name)
     sql_, params = query.bind(values)
+    _attach(conn, values, query)
     try:
         iso = (conn.info.parameter_status("DateStyle") or "").startswith("ISO")
         with conn.cursor(binary=not iso) as cur:

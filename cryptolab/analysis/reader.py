@@ -18,6 +18,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
+from ..archive import merge, read_trades
 from ..errors import DatabaseError, DataError
 from .common import (
     AsType,
@@ -78,6 +79,7 @@ def load_trades(
             frame = _read_adbc(_conninfo(c), cols, span.exchange, span.symbol, t0, t1)
         else:
             frame = _read_copy(c, cols, span.exchange, span.symbol, t0, t1)
+        archived = read_trades(span.exchange, span.symbol, t0, t1, columns=cols, conn=c)  # dropped days
     numeric = [c for c in cols if c in _NUMERIC]
     if frame.height:
         try:
@@ -86,6 +88,7 @@ def load_trades(
             result = frame.with_columns([decimal_series(c, frame[c]) for c in numeric])
     else:
         result = frame.with_columns([pl.col(c).cast(pl.Decimal(38, 8)) for c in numeric])
+    result = merge(result, archived)  # one history: archive + database, in trade-id order
     if "trade_id" in cols and not result["trade_id"].is_sorted():
         result = result.sort("trade_id")  # in parallel, client side: cheaper than a server sort
     return result.to_pandas() if as_ == "pandas" else result

@@ -10,7 +10,6 @@ to its final name and records it in `archive_days`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -19,7 +18,7 @@ import psycopg
 
 from ..errors import DatabaseError
 from .errors import ArchiveError
-from .layout import DECIMALS, DEFAULT_SCALE, FORMAT_VERSION, ROW_GROUP_ROWS, TIMES, day_path
+from .layout import DECIMALS, DEFAULT_SCALE, FORMAT_VERSION, ROW_GROUP_ROWS, SCALE_COLUMNS, TIMES, day_path
 from .store import Store
 from .verify import DayStats, day_bounds, db_stats, differences, table_stats
 
@@ -45,18 +44,19 @@ def conninfo(conn: psycopg.Connection) -> str:
     return psycopg.conninfo.make_conninfo("", **params)
 
 
-def _scale_of(col: Any) -> tuple[int, int]:
-    """(largest display scale, largest count of integer characters) of a column of decimal text."""
+def _scales(col: Any) -> tuple[Any, int, int]:
+    """(each value's display scale as int8, the largest, the most integer characters) of decimal text."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     if len(col) == 0:
-        return 0, 0
+        return pa.array([], pa.int8()), 0, 0
     length = pc.utf8_length(col)
     dot = pc.find_substring(col, ".")
     has = pc.greater_equal(dot, 0)
-    scale = pc.max(pc.if_else(has, pc.subtract(pc.subtract(length, dot), 1), 0)).as_py()
+    each = pc.if_else(has, pc.subtract(pc.subtract(length, dot), 1), 0)
     ints = pc.max(pc.if_else(has, dot, length)).as_py()
-    return int(scale or 0), int(ints or 0)
+    return each, int(pc.max(each).as_py() or 0), int(ints or 0)
 
 
 def read_day(conn: psycopg.Connection, exchange: str, symbol: str, day: date) -> Any:
@@ -78,14 +78,18 @@ def read_day(conn: psycopg.Connection, exchange: str, symbol: str, day: date) ->
         first = " ".join(str(exc).split()) or type(exc).__name__
         raise DatabaseError(f"could not read {exchange} {symbol} {day} for the archive: {first}") from None
     raw = raw.take(pc.sort_indices(raw, sort_keys=[("trade_id", "ascending")]))
-    display: dict[str, int] = {}
+    row_scales: dict[str, Any] = {}
     cols: dict[str, Any] = {"trade_id": raw.column("trade_id").cast(pa.int64())}
     for name in ("trade_time", "price", "qty", "quote_qty", "is_buyer_maker",
                  "event_time", "received_at", "ingested_at", "source"):
         col = raw.column(name)
         if name in DECIMALS:
-            scale, ints = _scale_of(col)
-            display[name] = scale
+            each, scale, ints = _scales(col)
+            if name in SCALE_COLUMNS:
+                if scale > 127:
+                    raise ArchiveError(f"{exchange} {symbol} {day}: a {name} value has {scale} decimals: "
+                                       "it cannot be archived exactly; the day stays in the database")
+                row_scales[SCALE_COLUMNS[name]] = each.cast(pa.int8())
             target = max(scale, DEFAULT_SCALE[name])
             if ints + target > 38:
                 raise ArchiveError(f"{exchange} {symbol} {day}: a {name} value needs more than 38 digits "
@@ -101,13 +105,12 @@ def read_day(conn: psycopg.Connection, exchange: str, symbol: str, day: date) ->
         elif name == "source":
             col = col.cast(pa.string())
         cols[name] = col
-    table = pa.table(cols)
+    table = pa.table({**cols, **row_scales})
     meta = {
         "cryptolab.format": FORMAT_VERSION,
         "cryptolab.exchange": exchange,
         "cryptolab.symbol": symbol,
         "cryptolab.date": day.isoformat(),
-        "cryptolab.display_scale": json.dumps(display, sort_keys=True),
     }
     return table.replace_schema_metadata(meta)
 
@@ -122,7 +125,7 @@ def encode(table: Any) -> bytes:
         table, sink,
         compression="zstd", compression_level=1,  # here as small as 3-6, and 2x faster
         row_group_size=ROW_GROUP_ROWS,
-        use_dictionary=["source", "price", "is_buyer_maker"],
+        use_dictionary=["source", "price", "is_buyer_maker", "price_scale", "qty_scale"],
         write_statistics=True,
         coerce_timestamps="us",
         store_schema=True,

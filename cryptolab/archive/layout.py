@@ -5,10 +5,10 @@
 Columns (exchange, symbol and date are in the path, as hive partitions): trade_id int64,
 trade_time timestamp[us, UTC], price decimal128(38, 8), qty decimal128(38, 8), quote_qty
 decimal128(38, 16) (= price·qty, exact), is_buyer_maker bool, event_time / received_at /
-ingested_at timestamp[us, UTC] (nullable), source string. A day whose values carry more
-decimals than 8 (16 for quote_qty) gets the scale it needs for that file, so nothing is ever
-rounded. The file's key-value metadata keeps PostgreSQL's display scale of each decimal column
-(`cryptolab.display_scale`), so cryptolab reads values back with the scale they were stored with.
+ingested_at timestamp[us, UTC] (nullable), source string, price_scale / qty_scale int8 (how
+many decimals PostgreSQL stored each value with: `60000.1` and `60000.10000000` are the same
+number but print differently; quote_qty's is their sum). A day whose values carry more decimals
+than 8 (16 for quote_qty) gets the scale it needs for that file, so nothing is ever rounded.
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ from datetime import date
 
 from .store import DATASET
 
-__all__ = ["day_path", "parse_day_path", "FILE_COLUMNS", "DECIMALS", "DEFAULT_SCALE", "TIMES", "FORMAT_VERSION"]
+__all__ = ["day_path", "parse_day_path", "FILE_COLUMNS", "DECIMALS", "SCALE_COLUMNS", "DEFAULT_SCALE", "TIMES",
+           "FORMAT_VERSION"]
 
 FORMAT_VERSION = "1"
 FILE_COLUMNS = ("trade_id", "trade_time", "price", "qty", "quote_qty", "is_buyer_maker",
-                "event_time", "received_at", "ingested_at", "source")
+                "event_time", "received_at", "ingested_at", "source", "price_scale", "qty_scale")
 DECIMALS = ("price", "qty", "quote_qty")
+SCALE_COLUMNS = {"price": "price_scale", "qty": "qty_scale"}
+"""The per-row display scale columns of the decimals that PostgreSQL stores as given."""
 DEFAULT_SCALE = {"price": 8, "qty": 8, "quote_qty": 16}
 TIMES = ("trade_time", "event_time", "received_at", "ingested_at")
 ROW_GROUP_ROWS = 1_048_576

@@ -4,12 +4,11 @@
 in `archive_days`, read from where they were archived, filtered to [start, end) with the row
 groups' statistics); `merge(db_frame, archived)` joins it to what `load_trades` read from the
 database into one frame in trade-id order, with the same decimal scales the database alone
-would have given (the files keep PostgreSQL's display scale in their metadata).
+would have given (the files keep the number of decimals PostgreSQL stored each value with).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -19,7 +18,7 @@ import psycopg
 
 from ..errors import DatabaseError
 from .errors import ArchiveError
-from .layout import DECIMALS, FILE_COLUMNS, TIMES
+from .layout import DECIMALS, FILE_COLUMNS, SCALE_COLUMNS, TIMES
 from .store import Store, open_store
 
 __all__ = ["ArchivedDay", "dropped_days", "read_archived", "read_trades", "merge"]
@@ -61,19 +60,22 @@ def dropped_days(conn: psycopg.Connection, exchange: str, symbol: str,
 
 
 def read_archived(days: Sequence[ArchivedDay], start: datetime | None, end: datetime | None,
-                  columns: Sequence[str]) -> tuple[Any, dict[str, int]] | None:
-    """(Arrow table of `columns` ⊂ FILE_COLUMNS over [start, end) from `days`, display scales), or None."""
+                  columns: Sequence[str]) -> Any | None:
+    """Arrow table of `columns` ⊂ FILE_COLUMNS over [start, end) from `days` (plus the per-row
+    display scales when a decimal is asked for), or None when there are no days."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     if not days:
         return None
-    cols = [c for c in FILE_COLUMNS if c in columns]
+    wanted = set(columns)
+    if wanted & set(DECIMALS):
+        wanted |= set(SCALE_COLUMNS.values())
+    cols = [c for c in FILE_COLUMNS if c in wanted]
     t0, t1 = _utc(start), _utc(end)
     stores: dict[str, Store] = {}
     tables = []
-    display: dict[str, int] = {}
     for d in days:
         store = stores.get(d.location)
         if store is None:
@@ -87,15 +89,11 @@ def read_archived(days: Sequence[ArchivedDay], start: datetime | None, end: date
         try:
             table = pq.read_table(store.full(d.path), filesystem=store.fs, columns=read_cols,
                                   filters=filters or None)
-            meta = table.schema.metadata or {}
         except FileNotFoundError:
             raise ArchiveError(f"{d.day} is recorded as archived at {store.uri(d.path)} (and dropped from the "
                                "database) but the file is missing: restore it there") from None
         except OSError as exc:
             raise store._fail("reading", d.path, exc) from None
-        scales = json.loads(meta.get(b"cryptolab.display_scale", b"{}"))
-        for k, v in scales.items():
-            display[k] = max(display.get(k, 0), int(v))
         tables.append(table.select(cols))
     # decimals: one scale per column (the largest of the files) before concatenating
     for name in DECIMALS:
@@ -105,20 +103,32 @@ def read_archived(days: Sequence[ArchivedDay], start: datetime | None, end: date
         typ = pa.decimal128(38, scale)
         tables = [t.set_column(t.schema.get_field_index(name), name, pc.cast(t.column(name), typ))
                   if t.schema.field(name).type != typ else t for t in tables]
-    return pa.concat_tables(tables), display
+    return pa.concat_tables(tables)
 
 
-def _to_polars(table: Any, display: dict[str, int], exchange: str, symbol: str, columns: Sequence[str]) -> Any:
+def _stored_scales(frame: Any) -> dict[str, int]:
+    """The scale PostgreSQL gives each decimal column of these rows: its largest display scale."""
+    out: dict[str, int] = {}
+    if frame.height == 0 or "price_scale" not in frame.columns:
+        return out
+    row = frame.select(p=frame["price_scale"].max(), q=frame["qty_scale"].max(),
+                       pq=(frame["price_scale"].cast(int) + frame["qty_scale"].cast(int)).max()).row(0)
+    return {"price": int(row[0]), "qty": int(row[1]), "quote_qty": int(row[2])}
+
+
+def _to_polars(table: Any, exchange: str, symbol: str, columns: Sequence[str]) -> Any:
+    """The archived rows as load_trades gives them: exact decimals with the database's scales."""
     import polars as pl
 
     frame = pl.from_arrow(table, rechunk=False)
     assert isinstance(frame, pl.DataFrame)
+    scales = _stored_scales(frame)
     exprs = []
     for name in DECIMALS:
-        if name in frame.columns:
-            want = pl.Decimal(38, display.get(name, frame.schema[name].scale or 0))  # type: ignore[attr-defined]
+        if name in frame.columns and name in scales:
+            want = pl.Decimal(38, scales[name])
             if frame.schema[name] != want:
-                exprs.append(pl.col(name).cast(want))
+                exprs.append(pl.col(name).cast(want))  # exact: no value has more decimals than that
     for name in TIMES:
         if name in frame.columns and frame.schema[name] != pl.Datetime("us", "UTC"):
             exprs.append(pl.col(name).cast(pl.Datetime("us", "UTC")))
@@ -128,6 +138,25 @@ def _to_polars(table: Any, display: dict[str, int], exchange: str, symbol: str, 
         frame = frame.with_columns(pl.lit(exchange, pl.String).alias("exchange"))
     if "symbol" in columns:
         frame = frame.with_columns(pl.lit(symbol, pl.String).alias("symbol"))
+    return frame.select(list(columns))
+
+
+def as_stored_text(table: Any, exchange: str, symbol: str, columns: Sequence[str]) -> Any:
+    """The archived rows with price, qty and quote_qty as the exact text PostgreSQL stored
+    (each value with its own number of decimals), for COPY back into a table."""
+    import polars as pl
+
+    frame = pl.from_arrow(table, rechunk=False)
+    assert isinstance(frame, pl.DataFrame)
+    row_scale = {"price": pl.col("price_scale").cast(pl.Int64), "qty": pl.col("qty_scale").cast(pl.Int64),
+                 "quote_qty": pl.col("price_scale").cast(pl.Int64) + pl.col("qty_scale").cast(pl.Int64)}
+    exprs = []
+    for name in DECIMALS:
+        text = pl.col(name).cast(pl.String)
+        cut = frame.schema[name].scale - row_scale[name]  # type: ignore[attr-defined]
+        exprs.append(text.str.head(text.str.len_chars() - cut - (row_scale[name] == 0).cast(pl.Int64)).alias(name))
+    frame = frame.with_columns(exprs).with_columns(pl.lit(exchange, pl.String).alias("exchange"),
+                                                   pl.lit(symbol, pl.String).alias("symbol"))
     return frame.select(list(columns))
 
 
@@ -149,7 +178,7 @@ def read_trades(exchange: str, symbol: str, start: Any = None, end: Any = None, 
     got = read_archived(days, t0, t1, columns)
     if got is None:
         return None
-    return _to_polars(got[0], got[1], exchange, symbol, columns)
+    return _to_polars(got, exchange, symbol, columns)
 
 
 def _as_time(value: Any) -> datetime | None:

@@ -23,7 +23,7 @@ from psycopg.pq import TransactionStatus
 
 from ..errors import DatabaseError
 from .layout import FILE_COLUMNS
-from .read import _to_polars, _utc, dropped_days, read_archived
+from .read import _utc, as_stored_text, dropped_days, read_archived
 
 __all__ = ["attach", "detach", "attach_for", "attached"]
 
@@ -108,8 +108,8 @@ def attach(conn: psycopg.Connection, exchange: str, symbol: str, start: datetime
                      f"SELECT {', '.join(_COLUMNS)} FROM {base} "
                      "WHERE exchange = %s AND symbol = %s AND trade_time >= %s AND trade_time < %s",
                      (exchange, symbol, lo, t1))
-        if got is not None and got[0].num_rows:
-            frame = _to_polars(got[0], got[1], exchange, symbol, _COLUMNS)
+        if got is not None and got.num_rows:
+            frame = as_stored_text(got, exchange, symbol, _COLUMNS)  # each value as PostgreSQL stored it
             buf = io.BytesIO()
             frame.write_csv(buf, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f%z")
             conn.execute(f"CREATE TEMP TABLE {_STAGE} (LIKE pg_temp.trades)")
