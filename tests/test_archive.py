@@ -393,3 +393,18 @@ def test_a_busy_partition_is_not_dropped_and_the_rerun_drops_it(dsn: str, tmp_pa
             assert c.execute("SELECT count(*) FROM archive_days WHERE dropped_at IS NOT NULL").fetchone() == (0,)
         reader.rollback()
     assert archive(to=str(root), today=TODAY, drop=True).dropped == [DAY1]
+
+
+def test_a_missing_archived_file_is_an_error_not_a_shorter_answer(dsn: str, tmp_path: Path) -> None:
+    write_market(dsn, MARKET)
+    root = tmp_path / "a"
+    archive(to=str(root), before=DAY2, drop=True, today=TODAY)
+    moved = tmp_path / "moved"
+    (root / "trades").rename(moved)
+    with pytest.raises(ArchiveError, match="file is missing: restore it"):
+        an.load_trades(SYMBOL, START, END)
+    with pytest.raises(ArchiveError, match="file is missing"):
+        an.gaps(SYMBOL, START, END)
+    assert an.ohlcv(SYMBOL, START, END, "1m").height == 15  # bars need no archive
+    moved.rename(root / "trades")
+    assert an.load_trades(SYMBOL, START, END).height == len(MARKET.trades(SYMBOL))
