@@ -408,3 +408,22 @@ def test_a_missing_archived_file_is_an_error_not_a_shorter_answer(dsn: str, tmp_
     assert an.ohlcv(SYMBOL, START, END, "1m").height == 15  # bars need no archive
     moved.rename(root / "trades")
     assert an.load_trades(SYMBOL, START, END).height == len(MARKET.trades(SYMBOL))
+
+
+def test_late_rows_for_a_dropped_day_are_seen_once_and_reported(dsn: str, tmp_path: Path) -> None:
+    trades = _odd_trades(DAY1, 50)
+    _write(dsn, trades)
+    root = tmp_path / "a"
+    archive(to=str(root), today=TODAY, drop=True)
+    new = trades[-1]._replace(trade_id=trades[-1].trade_id + 1, trade_time_us=trades[-1].trade_time_us + 5)
+    _write(dsn, trades[10:12] + [new])  # two repeats of archived trades and one new: the partition comes back
+    frame = an.load_trades("ODDUSDT", DAY1, DAY2, columns=ALL_COLUMNS)
+    assert frame.height == 51 and frame["trade_id"].is_unique().all() and frame["trade_id"].is_sorted()
+    t0, t1 = (datetime(d.year, d.month, d.day, tzinfo=UTC) for d in (DAY1, DAY2))
+    with db.connect(dsn, autocommit=True) as c:
+        assert attach(c, "binance", "ODDUSDT", t0, t1)
+        assert c.execute("SELECT count(*), count(DISTINCT trade_id) FROM trades").fetchone() == (51, 51)
+        detach(c)
+    assert an.source_counts("ODDUSDT", t0, t1)["trades"].sum() == 51
+    rep = archive(to=str(root), today=TODAY, drop=True)
+    assert rep.plan.conflicts and rep.dropped == [] and "trades_20240808" in _partitions(dsn)

@@ -24,11 +24,13 @@ from psycopg.pq import TransactionStatus
 from ..errors import DatabaseError
 from .layout import FILE_COLUMNS
 from .read import _utc, as_stored_text, dropped_days, read_archived
+from .verify import day_bounds
 
 __all__ = ["attach", "detach", "attach_for", "attached"]
 
 _MARK = "cryptolab_archive_attached"
 _STAGE = "cryptolab_archive_rows"
+_COPY_ROWS = 500_000
 _COLUMNS = ("exchange", "symbol", "trade_id", "price", "qty", "quote_qty", "is_buyer_maker",
             "trade_time", "event_time", "received_at", "ingested_at", "source")
 
@@ -103,24 +105,32 @@ def attach(conn: psycopg.Connection, exchange: str, symbol: str, start: datetime
             detach(conn)
         got = read_archived(days, lo, t1, FILE_COLUMNS)
         base = _base_table(conn)
-        conn.execute(f"CREATE TEMP TABLE trades (LIKE {base} INCLUDING DEFAULTS INCLUDING INDEXES)")
+        conn.execute(f"CREATE TEMP TABLE trades (LIKE {base} INCLUDING DEFAULTS)")  # indexes after the load
         conn.execute(f"INSERT INTO pg_temp.trades ({', '.join(_COLUMNS)}) "
                      f"SELECT {', '.join(_COLUMNS)} FROM {base} "
                      "WHERE exchange = %s AND symbol = %s AND trade_time >= %s AND trade_time < %s",
                      (exchange, symbol, lo, t1))
         if got is not None and got.num_rows:
+            # rows stored again for a dropped day (late rows) may repeat archived ones: keep one of each
+            late = any(conn.execute(f"SELECT EXISTS (SELECT 1 FROM {base} WHERE exchange = %s AND symbol = %s "
+                                    "AND trade_time >= %s AND trade_time < %s)",
+                                    (exchange, symbol, *day_bounds(d.day))).fetchone() == (True,) for d in days)
+            target = _STAGE if late else "trades"
+            if late:
+                conn.execute(f"CREATE TEMP TABLE {_STAGE} (LIKE pg_temp.trades)")
             frame = as_stored_text(got, exchange, symbol, _COLUMNS)  # each value as PostgreSQL stored it
-            buf = io.BytesIO()
-            frame.write_csv(buf, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f%z")
-            conn.execute(f"CREATE TEMP TABLE {_STAGE} (LIKE pg_temp.trades)")
             with conn.cursor() as cur:
-                with cur.copy(f"COPY pg_temp.{_STAGE} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT csv)") as cp:
-                    view = buf.getbuffer()
-                    for i in range(0, len(view), 1 << 20):
-                        cp.write(view[i:i + (1 << 20)])
-                    del view
-            conn.execute(f"INSERT INTO pg_temp.trades SELECT * FROM pg_temp.{_STAGE} ON CONFLICT DO NOTHING")
-            conn.execute(f"DROP TABLE pg_temp.{_STAGE}")
+                with cur.copy(f"COPY pg_temp.{target} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT csv)") as cp:
+                    for part in frame.iter_slices(_COPY_ROWS):
+                        buf = io.BytesIO()
+                        part.write_csv(buf, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f%z")
+                        cp.write(buf.getbuffer())
+            if late:
+                conn.execute(f"INSERT INTO pg_temp.trades SELECT s.* FROM pg_temp.{_STAGE} s WHERE NOT EXISTS "
+                             "(SELECT 1 FROM pg_temp.trades t WHERE t.trade_id = s.trade_id "
+                             "AND t.trade_time = s.trade_time)")
+                conn.execute(f"DROP TABLE pg_temp.{_STAGE}")
+        conn.execute("CREATE INDEX ON pg_temp.trades (exchange, symbol, trade_id)")
         conn.execute("ANALYZE pg_temp.trades")
         # statements psycopg prepared earlier on this connection were resolved to the database's
         # table: make PostgreSQL re-plan them (and so look `trades` up again) before their next use
