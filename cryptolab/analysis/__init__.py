@@ -17,12 +17,13 @@ works on whatever is stored. Prices and volumes come back exact: polars Decimal 
 | quality  | quality_report, source_counts, duplicates, null_counts, timestamp_checks, time_backwards, gaps, halts, price_outliers, dead_letter_counts, capture_runs, bars_consistency |
 | volume   | stored_symbols, daily_totals, cvd, fetch_klines, reconcile_klines, reconcile_or_skip |
 | latency  | latest_trades, latency_stats, clock_offset, clock_skew |
-| reader   | load_trades |
+| reader   | load_trades, load_agg_trades |
+| common   | data_kind |
 """
 
 from __future__ import annotations
 
-from .common import INTERVALS
+from .common import INTERVALS, KINDS, data_kind
 from .latency import clock_offset, clock_skew, latency_stats, latest_trades
 from .price import ema, live_bars, moving_averages, ohlcv, pivots, sma, support_resistance, volume_profile, vwap
 from .quality import (
@@ -39,17 +40,17 @@ from .quality import (
     time_backwards,
     timestamp_checks,
 )
-from .reader import load_trades
+from .reader import load_agg_trades, load_trades
 from .traffic import bursts, ingest_throughput, inter_arrival, inter_arrival_stats, tps, tps_stats
 from .volume import cvd, daily_totals, fetch_klines, reconcile_klines, reconcile_or_skip, stored_symbols
 
 __all__ = [
-    "INTERVALS",
+    "INTERVALS", "KINDS", "data_kind",
     "ohlcv", "live_bars", "moving_averages", "sma", "ema", "vwap", "volume_profile", "pivots", "support_resistance",
     "tps", "tps_stats", "bursts", "inter_arrival", "inter_arrival_stats", "ingest_throughput",
     "quality_report", "source_counts", "duplicates", "null_counts", "timestamp_checks", "time_backwards",
     "gaps", "halts", "price_outliers", "dead_letter_counts", "capture_runs", "bars_consistency",
     "stored_symbols", "daily_totals", "cvd", "fetch_klines", "reconcile_klines", "reconcile_or_skip",
     "latest_trades", "latency_stats", "clock_offset", "clock_skew",
-    "load_trades",
+    "load_trades", "load_agg_trades",
 ]

@@ -11,6 +11,13 @@
 * Bad input (unknown symbol, start after end, a malformed interval or time) raises
   `DataError` before any SQL runs; database failures raise `DatabaseError`. A
   psycopg error never reaches the caller.
+* `kind` (where a function takes it): which data to read — "trades" (raw trades and their
+  1 s bars), "aggTrades" (Binance aggregate trades, table `agg_trades`: counts are
+  last_trade_id − first_trade_id + 1, volumes exact, ids inside an aggregate never gaps) or
+  "auto" (default: raw trades when the range has any, else aggregates when it has those).
+  Every analysis says which kind it read, once per market and kind: a `UserWarning` when
+  "auto" fell back to aggregates, a log line on `cryptolab.analysis` otherwise;
+  `data_kind(...)` returns it.
 * Results are polars DataFrames (`as_="pandas"` for pandas). PostgreSQL NUMERIC
   columns become exact `pl.Decimal(38, s)` columns, s being the largest scale in the
   column; a column with a value that does not fit 38 digits (or NaN) is returned as
@@ -42,6 +49,10 @@ __all__ = [
     "Frame",
     "Span",
     "Market",
+    "Kind",
+    "KINDS",
+    "check_kind",
+    "data_kind",
     "INTERVALS",
     "INTERVAL_UNITS",
     "MAX_ROWS",
@@ -68,6 +79,12 @@ Frame = Any
 """A polars DataFrame (or a pandas DataFrame when `as_="pandas"`)."""
 
 AsType = Literal["polars", "pandas"]
+
+Kind = Literal["auto", "trades", "aggTrades"]
+KINDS = ("auto", "trades", "aggTrades")
+"""Which data an analysis reads: raw trades, Binance aggregate trades, or auto (trades first)."""
+AGG_MODULE = "agg_trades"
+"""The SQL module (sql/agg_trades.sql) computing the analyses from aggregate trades."""
 
 log = logging.getLogger("cryptolab.analysis")
 
@@ -186,6 +203,8 @@ class Span:
     end: datetime
     first_stored: datetime | None
     last_stored: datetime | None
+    kind: str = "trades"
+    """The data the range is read from: "trades" or "aggTrades" (see `resolve_span`)."""
 
     def values(self, **extra: Any) -> dict[str, Any]:
         """The variables the SQL modules take, plus `extra`."""
@@ -208,10 +227,32 @@ def stored_markets(conn: psycopg.Connection, exchange: str | None = None) -> lis
     return [Market(*r) for r in rows if exchange is None or r[0] == exchange]
 
 
-_told: set[tuple[str | None, str | None, str, str]] = set()
+def check_kind(kind: Any) -> str:
+    """A checked `kind`: "auto", "trades" or "aggTrades" (DataError otherwise)."""
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise DataError(f"kind must be one of {', '.join(repr(k) for k in KINDS)}, not {kind!r}")
+    return kind
 
 
-def _say(key: tuple[str | None, str | None, str, str], text: str, choice: bool) -> None:
+def _agg_markets(conn: psycopg.Connection) -> list[Market]:
+    """Every (exchange, symbol) with stored aggregate trades (table agg_trades)."""
+    return [Market(*r) for r in execute(conn, AGG_MODULE, "markets", {})]
+
+
+def _merged(markets: Sequence[Market]) -> list[Market]:
+    """One Market per (exchange, symbol): the earliest first and latest last second."""
+    out: dict[tuple[str, str], Market] = {}
+    for m in markets:
+        o = out.get((m.exchange, m.symbol))
+        out[(m.exchange, m.symbol)] = m if o is None else Market(
+            m.exchange, m.symbol, min(o.first_second, m.first_second), max(o.last_second, m.last_second))
+    return sorted(out.values(), key=lambda m: (m.exchange, m.symbol))
+
+
+_told: set[tuple[str | None, ...]] = set()
+
+
+def _say(key: tuple[str | None, ...], text: str, choice: bool) -> None:
     """Tell once per process which exchange/symbol a call without them used."""
     if key in _told:
         return
@@ -222,16 +263,21 @@ def _say(key: tuple[str | None, str | None, str, str], text: str, choice: bool) 
         log.info(text)
 
 
-def resolve_market(conn: psycopg.Connection, symbol: Any = None, exchange: Any = None) -> tuple[str, str]:
+def resolve_market(conn: psycopg.Connection, symbol: Any = None, exchange: Any = None, *,
+                   kind: str = "trades") -> tuple[str, str]:
     """The (exchange, symbol) a call means. Named ones are checked and kept; a missing
     exchange is the one holding the symbol's data (real `binance` first when several do),
     a missing symbol the one with the newest stored trade. Which was used is said once
-    (a warning when there was a choice, a log line otherwise)."""
+    (a warning when there was a choice, a log line otherwise). With `kind` "aggTrades" or
+    "auto", markets holding aggregate trades count too."""
     sym = None if symbol is None else normalize_symbol(symbol)
     exch = None if exchange is None else _normalize_exchange(exchange)
     if sym is not None and exch is not None:
         return exch, sym
-    markets = stored_markets(conn)
+    k = check_kind(kind)
+    markets = [] if k == "aggTrades" else stored_markets(conn)
+    if k != "trades":
+        markets = _merged([*markets, *_agg_markets(conn)])
     if exch is not None:
         mine = [m for m in markets if m.exchange == exch]
         if not mine:
@@ -272,25 +318,43 @@ def resolve_span(
     *,
     default: timedelta = timedelta(hours=1),
     require_stored: bool = True,
+    kind: str = "trades",
 ) -> Span:
     """Check the arguments and fill the defaults (exchange, symbol, range) from the data;
-    DataError explains what to pass."""
+    DataError explains what to pass.
+
+    `kind` (see KINDS): "trades" reads raw trades, "aggTrades" aggregate trades, "auto" raw
+    trades when [start, end) has any, else aggregates when it has those. The span's `kind`
+    is the one read, said once per market and kind (`_say_kind`)."""
     t0 = parse_time(start, "start")
     t1 = parse_time(end, "end")
+    k = check_kind(kind)
     if symbol is not None:
         normalize_symbol(symbol)
     if exchange is not None:
         _normalize_exchange(exchange)
-    exch, sym = resolve_market(conn, symbol, exchange)
-    row = execute(conn, "volume_stored", "stored_span", {"exchange": exch, "symbol": sym})[0]
-    first, last = row[0], row[1]
+    exch, sym = resolve_market(conn, symbol, exchange, kind=k)
+    key = {"exchange": exch, "symbol": sym}
+    ends = []
+    if k != "aggTrades":
+        ends.append(execute(conn, "volume_stored", "stored_span", key)[0])
+    if k != "trades":
+        ends.append(execute(conn, AGG_MODULE, "stored_span", key)[0])
+    firsts = [r[0] for r in ends if r[0] is not None]
+    lasts = [r[1] for r in ends if r[1] is not None]
+    first, last = (min(firsts) if firsts else None), (max(lasts) if lasts else None)
     if first is None and require_stored:
-        known = [m.symbol for m in stored_markets(conn, exch)]
+        what = "aggregate trades (aggTrades)" if k == "aggTrades" else "trades"
+        known = [m.symbol for m in (_agg_markets(conn) if k == "aggTrades" else stored_markets(conn))
+                 if m.exchange == exch]
         elsewhere = sorted({m.exchange for m in stored_markets(conn) if m.symbol == sym})
         hint = f"stored symbols on {exch}: {', '.join(known)}" if known else f"nothing is stored for {exch} yet"
         if elsewhere:
             hint += f"; {sym} is stored for {', '.join(elsewhere)} (pass exchange=… or leave it None)"
-        raise DataError(f"unknown symbol {sym!r}: no trades stored for it ({hint}); capture or load it first")
+        if k == "trades" and execute(conn, AGG_MODULE, "stored_span", key)[0][0] is not None:
+            hint += ("; only aggregate trades are stored for it: ohlcv, tps, tps_stats, cvd, gaps and "
+                     "load_agg_trades read them (kind='auto' or 'aggTrades')")
+        raise DataError(f"unknown symbol {sym!r}: no {what} stored for it ({hint}); capture or load it first")
     if t1 is None:
         if last is not None:
             t1 = last + timedelta(seconds=1)
@@ -304,7 +368,44 @@ def resolve_span(
             t0 = first  # the data starts later: no empty head
     if t0 > t1:
         raise DataError(f"start {t0.isoformat()} is after end {t1.isoformat()}: swap them or widen the range")
-    return Span(exch, sym, t0, t1, first, last)
+    chosen, both = k, False
+    if k == "auto":
+        has_trades, has_agg = execute(conn, AGG_MODULE, "data_kind", {**key, "start": t0, "end": t1})[0]
+        chosen = "aggTrades" if has_agg and not has_trades else "trades"
+        both = bool(has_trades and has_agg)
+    _say_kind(exch, sym, k, chosen, both)
+    return Span(exch, sym, t0, t1, first, last, chosen)
+
+
+def _say_kind(exchange: str, symbol: str, asked: str, chosen: str, both: bool) -> None:
+    """Every analysis says which kind of data it read (once per market and kind): a warning
+    when "auto" fell back to aggregate trades, a log line otherwise."""
+    if chosen == "aggTrades":
+        text = (f"reading aggregate trades (agg_trades) of {symbol} on {exchange!r}: trade counts are "
+                "last_trade_id - first_trade_id + 1, volumes exact, ids inside an aggregate are not gaps")
+        if asked == "auto":
+            text += "; no raw trades are stored for the range (pass kind='aggTrades' to choose)"
+    else:
+        text = f"reading raw trades of {symbol} on {exchange!r}"
+        if both:
+            text += " (aggregate trades are stored for the range too: pass kind='aggTrades' to read them)"
+    _say(("kind", exchange, symbol, asked, chosen), text, choice=asked == "auto" and chosen == "aggTrades")
+
+
+def data_kind(
+    symbol: Any = None,
+    start: Any = None,
+    end: Any = None,
+    exchange: Any = None,
+    *,
+    kind: Kind = "auto",
+    conn: psycopg.Connection | None = None,
+) -> str:
+    """Which data an analysis called with these arguments reads: "trades" (raw trades) or
+    "aggTrades" (aggregate trades); `kind="auto"` (the default) picks raw trades when the
+    range has any, else aggregates."""
+    with connection(conn) as c:
+        return resolve_span(c, symbol, start, end, exchange, kind=kind).kind
 
 
 def interval_for(span: Span, interval: Any) -> tuple[str, timedelta]:

@@ -16,8 +16,10 @@ import psycopg
 
 from ..errors import DataError
 from .common import (
+    AGG_MODULE,
     AsType,
     Frame,
+    Kind,
     check_buckets,
     connection,
     decimal_series,
@@ -44,6 +46,7 @@ def ohlcv(
     interval: str | None = None,
     *,
     exchange: str | None = None,
+    kind: Kind = "auto",
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
@@ -51,15 +54,17 @@ def ohlcv(
 
     Columns: open_time, open, high, low, close, volume, quote_volume, taker_buy_volume,
     taker_buy_quote (Decimal), trades, first_trade_id, last_trade_id (int). Open and close
-    follow trade-id order; built from the stored 1 s bars.
+    follow trade-id order; built from the stored 1 s bars. `kind` (see `data_kind`): from
+    aggregate trades, open/close follow agg_id order and trades = Σ(last − first + 1).
     """
     if interval is not None:
         parse_interval(interval)
     with connection(conn) as c:
-        span = resolve_span(c, symbol, start, end, exchange)
+        span = resolve_span(c, symbol, start, end, exchange, kind=kind)
         iv, step = interval_for(span, interval)
         check_buckets(span, step)
-        return run(c, _MODULE, "ohlcv", span.values(interval=iv), as_)
+        module = AGG_MODULE if span.kind == "aggTrades" else _MODULE
+        return run(c, module, "ohlcv", span.values(interval=iv), as_)
 
 
 def live_bars(

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from ..errors import DataError
-from .common import AsType, Frame, connection, parse_decimal, parse_duration, resolve_span, run
+from .common import AGG_MODULE, AsType, Frame, Kind, connection, parse_decimal, parse_duration, resolve_span, run
 
 __all__ = [
     "source_counts",
@@ -91,10 +91,15 @@ def time_backwards(symbol: str | None = None, start: Any = None, end: Any = None
 
 
 def gaps(symbol: str | None = None, start: Any = None, end: Any = None, *, exchange: str | None = None,
-         conn: psycopg.Connection | None = None, as_: AsType = "polars") -> Frame:
+         kind: Kind = "auto", conn: psycopg.Connection | None = None, as_: AsType = "polars") -> Frame:
     """Missing id ranges (losses): first_missing_id, last_missing_id, missing, time_before,
-    time_after, duration, recorded_status (what capture_gaps says: filled/unrecoverable/open, or null)."""
-    return _check(conn, "gaps", symbol, start, end, exchange, as_)
+    time_after, duration, recorded_status (what capture_gaps says: filled/unrecoverable/open, or null).
+
+    `kind` (see `data_kind`): from aggregate trades, the ids no aggregate covers (an aggregate
+    starting above every earlier one's last_trade_id + 1); ids inside an aggregate are never gaps."""
+    with connection(conn) as c:
+        span = resolve_span(c, symbol, start, end, exchange, kind=kind)
+        return run(c, AGG_MODULE if span.kind == "aggTrades" else _MODULE, "gaps", span.values(), as_)
 
 
 def halts(symbol: str | None = None, start: Any = None, end: Any = None, *, min_halt: Any = timedelta(seconds=30),

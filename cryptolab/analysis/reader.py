@@ -21,6 +21,7 @@ from psycopg import sql
 from ..archive import merge, read_trades
 from ..errors import DatabaseError, DataError
 from .common import (
+    AGG_MODULE,
     AsType,
     Frame,
     connection,
@@ -28,9 +29,10 @@ from .common import (
     decimal_series,
     parse_time,
     resolve_span,
+    run,
 )
 
-__all__ = ["load_trades", "TRADE_COLUMNS", "DEFAULT_COLUMNS"]
+__all__ = ["load_trades", "load_agg_trades", "TRADE_COLUMNS", "DEFAULT_COLUMNS"]
 
 TRADE_COLUMNS = (
     "exchange", "symbol", "trade_id", "trade_time", "price", "qty", "quote_qty", "is_buyer_maker",
@@ -92,6 +94,30 @@ def load_trades(
     if "trade_id" in cols and not result["trade_id"].is_sorted():
         result = result.sort("trade_id")  # in parallel, client side: cheaper than a server sort
     return result.to_pandas() if as_ == "pandas" else result
+
+
+def load_agg_trades(
+    symbol: str | None = None,
+    start: Any = None,
+    end: Any = None,
+    *,
+    exchange: str | None = None,
+    conn: psycopg.Connection | None = None,
+    as_: AsType = "polars",
+) -> Frame:
+    """Every stored aggregate trade (table agg_trades) of `symbol` in [start, end), in agg_id order.
+
+    Default range: every stored aggregate. Columns: agg_id, trade_time, price, qty, quote_qty
+    (exact Decimal), first_trade_id, last_trade_id, trade_count (= last − first + 1),
+    is_buyer_maker, source.
+    """
+    t0, t1 = parse_time(start, "start"), parse_time(end, "end")
+    with connection(conn) as c:
+        span = resolve_span(c, symbol, t0, t1, exchange, kind="aggTrades")
+        values = span.values()
+        if t0 is None and span.first_stored is not None:
+            values["start"] = span.first_stored
+        return run(c, AGG_MODULE, "agg_trades", values, as_)
 
 
 def _conninfo(conn: psycopg.Connection) -> str:

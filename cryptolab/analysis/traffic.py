@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from ..errors import DataError
-from .common import AsType, Frame, check_buckets, connection, parse_decimal, resolve_span, run
+from .common import AGG_MODULE, AsType, Frame, Kind, check_buckets, connection, parse_decimal, resolve_span, run
 
 __all__ = ["tps", "tps_stats", "bursts", "inter_arrival", "inter_arrival_stats", "ingest_throughput"]
 
@@ -28,17 +28,19 @@ def tps(
     end: Any = None,
     *,
     exchange: str | None = None,
+    kind: Kind = "auto",
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
     """Trades per second over [start, end), every second present (zero when quiet).
 
-    Columns: ts, trades (int), volume, quote_volume (Decimal). From the 1 s bars.
+    Columns: ts, trades (int), volume, quote_volume (Decimal). From the 1 s bars, or from
+    aggregate trades (`kind`, see `data_kind`: trades = Σ(last − first + 1)).
     """
     with connection(conn) as c:
-        span = resolve_span(c, symbol, start, end, exchange)
+        span = resolve_span(c, symbol, start, end, exchange, kind=kind)
         check_buckets(span, _SECOND, "range")
-        return run(c, _MODULE, "tps", span.values(), as_)
+        return run(c, AGG_MODULE if span.kind == "aggTrades" else _MODULE, "tps", span.values(), as_)
 
 
 def tps_stats(
@@ -47,17 +49,18 @@ def tps_stats(
     end: Any = None,
     *,
     exchange: str | None = None,
+    kind: Kind = "auto",
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
     """One row: seconds, active_seconds, trades, mean_tps (Decimal), p50, p90, p95, p99, max_tps.
 
-    Percentiles over the dense per-second series (quiet seconds count as zero).
+    Percentiles over the dense per-second series (quiet seconds count as zero); `kind` as in `tps`.
     """
     with connection(conn) as c:
-        span = resolve_span(c, symbol, start, end, exchange)
+        span = resolve_span(c, symbol, start, end, exchange, kind=kind)
         check_buckets(span, _SECOND, "range")
-        return run(c, _MODULE, "tps_stats", span.values(), as_)
+        return run(c, AGG_MODULE if span.kind == "aggTrades" else _MODULE, "tps_stats", span.values(), as_)
 
 
 def bursts(

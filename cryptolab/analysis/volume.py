@@ -21,8 +21,10 @@ import psycopg
 
 from ..errors import CryptolabError, DatabaseError, DataError, SourceError
 from .common import (
+    AGG_MODULE,
     AsType,
     Frame,
+    Kind,
     check_buckets,
     connection,
     interval_for,
@@ -96,6 +98,7 @@ def cvd(
     *,
     tick_rule: bool = False,
     exchange: str | None = None,
+    kind: Kind = "auto",
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
@@ -105,15 +108,22 @@ def cvd(
     quote_delta, cvd_quote. With `tick_rule=True` (from raw trades): open_time, trades,
     delta, cvd (aggressor side), tick_delta, tick_cvd (tick rule: up-tick buy, down-tick
     sell, zero tick keeps the previous side), classified, agree (trades where both agree).
+    `kind` (see `data_kind`): from aggregate trades, the default columns with buy/sell from
+    each aggregate's `is_buyer_maker` and trades = Σ(last − first + 1); `tick_rule` needs raw trades.
     """
     if interval is not None:
         parse_interval(interval)
     if not isinstance(tick_rule, bool):
         raise DataError(f"tick_rule must be True or False, not {tick_rule!r}")
     with connection(conn) as c:
-        span = resolve_span(c, symbol, start, end, exchange)
+        span = resolve_span(c, symbol, start, end, exchange, kind=kind)
         iv, step = interval_for(span, interval)
         check_buckets(span, step)
+        if span.kind == "aggTrades":
+            if tick_rule:
+                raise DataError("tick_rule=True needs raw trades; only aggregate trades are read for this range "
+                                "(pass kind='trades' for raw trades, or tick_rule=False)")
+            return run(c, AGG_MODULE, "cvd", span.values(interval=iv), as_)
         return run(c, _MODULE, "cvd_tick_rule" if tick_rule else "cvd", span.values(interval=iv), as_)
 
 
