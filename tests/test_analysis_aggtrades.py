@@ -237,6 +237,13 @@ def test_aggregates_only_symbol_resolves_and_loads(aconn: psycopg.Connection) ->
     assert frame["agg_id"].to_list() == [a[0] for a in AGGS]
     assert frame["qty"].to_list() == [a[2] for a in AGGS] and str(frame["price"].dtype).startswith("Decimal")
     assert an.tps_stats("AGGUSDT", conn=aconn)["trades"][0] == len(TRADES)  # default range: the stored one
+    # no symbol given: the one with the newest raw trade, even when newer aggregates of another
+    # are stored (every analysis defaults to the same market); aggregates only when no raw trades are
+    from cryptolab.analysis.common import resolve_span
+
+    insert_aggs(aconn, "NEWERUSDT", [(1, Decimal("2.5"), Decimal("1"), 7, 9, datetime_to_us(END) + 3600 * SECOND, True)])
+    assert resolve_span(aconn, None, None, None, kind="auto").symbol == BOTH
+    assert resolve_span(aconn, None, None, None, kind="aggTrades").symbol == "NEWERUSDT"
     # an analysis that only reads raw trades says that aggregates are what is stored
     with pytest.raises(DataError, match="only aggregate trades are stored"):
         an.vwap("AGGUSDT", START, END, conn=aconn)

@@ -8,7 +8,11 @@ several do), an optional psycopg `conn` (reuse one for repeated calls; a new con
 is opened otherwise) and `as_="polars"` (or "pandas"). `an.ohlcv()` with no arguments
 works on whatever is stored. Prices and volumes come back exact: polars Decimal columns
 (or decimal strings where 38 digits cannot hold a value), never floats. Bad arguments raise
-`cryptolab.errors.DataError` before any SQL runs.
+`cryptolab.errors.DataError` before any SQL runs. `ohlcv`, `tps`, `tps_stats`, `cvd` and
+`gaps` take `kind` ("auto", "trades", "aggTrades"): Binance aggregate trades are read
+exactly (`sql/agg_trades.sql`) when asked, or by "auto" when the range has no raw trades;
+which kind was read is said (a warning on the fallback, a log line otherwise) and
+`data_kind(...)` returns it.
 
 | module   | functions |
 |----------|-----------|

@@ -268,15 +268,17 @@ def resolve_market(conn: psycopg.Connection, symbol: Any = None, exchange: Any =
     """The (exchange, symbol) a call means. Named ones are checked and kept; a missing
     exchange is the one holding the symbol's data (real `binance` first when several do),
     a missing symbol the one with the newest stored trade. Which was used is said once
-    (a warning when there was a choice, a log line otherwise). With `kind` "aggTrades" or
-    "auto", markets holding aggregate trades count too."""
+    (a warning when there was a choice, a log line otherwise). With `kind` "aggTrades",
+    the markets holding aggregate trades; with "auto", those holding raw trades, or the
+    ones holding aggregates when none holding raw trades matches."""
     sym = None if symbol is None else normalize_symbol(symbol)
     exch = None if exchange is None else _normalize_exchange(exchange)
     if sym is not None and exch is not None:
         return exch, sym
     k = check_kind(kind)
     markets = [] if k == "aggTrades" else stored_markets(conn)
-    if k != "trades":
+    if k != "trades" and not any((sym is None or m.symbol == sym) and (exch is None or m.exchange == exch)
+                                 for m in markets):
         markets = _merged([*markets, *_agg_markets(conn)])
     if exch is not None:
         mine = [m for m in markets if m.exchange == exch]
