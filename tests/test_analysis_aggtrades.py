@@ -244,6 +244,12 @@ def test_aggregates_only_symbol_resolves_and_loads(aconn: psycopg.Connection) ->
     insert_aggs(aconn, "NEWERUSDT", [(1, Decimal("2.5"), Decimal("1"), 7, 9, datetime_to_us(END) + 3600 * SECOND, True)])
     assert resolve_span(aconn, None, None, None, kind="auto").symbol == BOTH
     assert resolve_span(aconn, None, None, None, kind="aggTrades").symbol == "NEWERUSDT"
+    with aconn.cursor() as cur:
+        cur.execute("DELETE FROM agg_trades WHERE symbol = %s", (BOTH,))
+    aconn.commit()
+    assert an.load_agg_trades(BOTH, conn=aconn).height == 0  # raw trades, no aggregates: empty
+    with pytest.raises(DataError, match="unknown symbol 'NOSUCHUSDT'"):
+        an.load_agg_trades("NOSUCHUSDT", conn=aconn)
     # an analysis that only reads raw trades says that aggregates are what is stored
     with pytest.raises(DataError, match="only aggregate trades are stored"):
         an.vwap("AGGUSDT", START, END, conn=aconn)

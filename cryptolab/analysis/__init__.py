@@ -27,7 +27,7 @@ which kind was read is said (a warning on the fallback, a log line otherwise) an
 
 from __future__ import annotations
 
-from .common import INTERVALS, KINDS, data_kind
+from .common import INTERVALS, data_kind
 from .latency import clock_offset, clock_skew, latency_stats, latest_trades
 from .price import ema, live_bars, moving_averages, ohlcv, pivots, sma, support_resistance, volume_profile, vwap
 from .quality import (
@@ -49,7 +49,7 @@ from .traffic import bursts, ingest_throughput, inter_arrival, inter_arrival_sta
 from .volume import cvd, daily_totals, fetch_klines, reconcile_klines, reconcile_or_skip, stored_symbols
 
 __all__ = [
-    "INTERVALS", "KINDS", "data_kind",
+    "INTERVALS", "data_kind",
     "ohlcv", "live_bars", "moving_averages", "sma", "ema", "vwap", "volume_profile", "pivots", "support_resistance",
     "tps", "tps_stats", "bursts", "inter_arrival", "inter_arrival_stats", "ingest_throughput",
     "quality_report", "source_counts", "duplicates", "null_counts", "timestamp_checks", "time_backwards",

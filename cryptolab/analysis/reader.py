@@ -109,11 +109,14 @@ def load_agg_trades(
 
     Default range: every stored aggregate. Columns: agg_id, trade_time, price, qty, quote_qty
     (exact Decimal), first_trade_id, last_trade_id, trade_count (= last − first + 1),
-    is_buyer_maker, source.
+    is_buyer_maker, source. A symbol with raw trades but no aggregates gives an empty frame;
+    one with neither raises DataError.
     """
     t0, t1 = parse_time(start, "start"), parse_time(end, "end")
     with connection(conn) as c:
-        span = resolve_span(c, symbol, t0, t1, exchange, kind="aggTrades")
+        span = resolve_span(c, symbol, t0, t1, exchange, kind="aggTrades", require_stored=False)
+        if span.first_stored is None:
+            resolve_span(c, symbol, t0, t1, exchange)  # nothing stored at all: says what is
         values = span.values()
         if t0 is None and span.first_stored is not None:
             values["start"] = span.first_stored
