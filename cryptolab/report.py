@@ -156,6 +156,17 @@ def notebook_context(dsn: str | None = None, exchange: str | None = None, symbol
                 what.append(f"symbol {sym} (newest stored trade" + (f"; also stored: {', '.join(others)})" if others
                                                                     else ")"))
             chosen = "chosen from the data: " + "; ".join(what) + " — set exchange / symbol to choose"
+        from .analysis.common import data_kind
+        from .errors import DataError
+
+        try:
+            kind = data_kind(sym, exchange=exch, conn=conn)
+        except DataError:
+            kind = ""
+        if kind:
+            reads = ("raw trades" if kind == "trades" else
+                     "aggregate trades (aggTrades: counts are last − first + 1; functions without `kind` need raw trades)")
+            chosen = (chosen + "\n" if chosen else "") + f"reading {reads}"
     except Exception:
         conn.close()
         raise
