@@ -37,7 +37,9 @@ from typing import IO, Any, cast
 import psycopg
 from psycopg import errors as pgerr
 
+from ..dumps import time_to_us
 from ..errors import DataError
+from ..writer import BARS_FOLD
 from .plan import DumpFile, Kind
 
 __all__ = ["Store", "Loaded", "COLUMNS", "open_member"]
@@ -75,7 +77,7 @@ def _us(col: str) -> str:
 
 
 def _us_py(v: int) -> int:
-    return v // 1000 if v >= 10**17 else (v if v >= 10**14 else v * 1000)
+    return time_to_us(v)
 
 
 def _ts(col: str) -> str:
@@ -97,24 +99,7 @@ _BARS = """
            sum(qty * price * price) AS price_sq_volume
     FROM rows GROUP BY 3
 ), bars AS (
-    INSERT INTO bars_1s AS b (exchange, symbol, ts, open, high, low, close, volume, quote_volume,
-                              taker_buy_volume, taker_buy_quote, trade_count,
-                              first_trade_id, last_trade_id, price_sq_volume)
-    SELECT * FROM agg
-    ON CONFLICT (exchange, symbol, ts) DO UPDATE SET
-        open  = CASE WHEN EXCLUDED.first_trade_id < b.first_trade_id THEN EXCLUDED.open ELSE b.open END,
-        close = CASE WHEN EXCLUDED.last_trade_id > b.last_trade_id THEN EXCLUDED.close ELSE b.close END,
-        high  = greatest(b.high, EXCLUDED.high),
-        low   = least(b.low, EXCLUDED.low),
-        volume           = b.volume + EXCLUDED.volume,
-        quote_volume     = b.quote_volume + EXCLUDED.quote_volume,
-        taker_buy_volume = b.taker_buy_volume + EXCLUDED.taker_buy_volume,
-        taker_buy_quote  = b.taker_buy_quote + EXCLUDED.taker_buy_quote,
-        trade_count      = b.trade_count + EXCLUDED.trade_count,
-        first_trade_id   = least(b.first_trade_id, EXCLUDED.first_trade_id),
-        last_trade_id    = greatest(b.last_trade_id, EXCLUDED.last_trade_id),
-        price_sq_volume  = b.price_sq_volume + EXCLUDED.price_sq_volume
-    RETURNING 1
+""" + BARS_FOLD + """
 )
 """
 
