@@ -120,7 +120,7 @@ def mask_url(url: str) -> str:
     return f"{scheme}://{netloc}{tail}"
 
 _SECRET_QUERY = re.compile(r"(?i)(?<=[?&])(password|passwd|token|secret|api_?key|key)=([^&]*)")
-# libpq keyword/value form: password=secret, password='se cret', password = 'a\'b'
+# libpq keyword/value form: a bare value, a single-quoted one (spaces inside), escaped quotes
 _SECRET_KV = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s]+)")
 
 
@@ -128,7 +128,7 @@ def mask_dsn(dsn: str) -> str:
     """`dsn` with its password replaced by `***`, for display, logs and error messages.
 
     Handles both libpq forms: a URI (`postgresql://user:pw@host/db?password=pw`) and
-    keyword/value (`host=h password=pw` or `password='p w'`). A DSN without a password
+    keyword/value (`host=h password=pw`, or the value single-quoted). A DSN without a password
     comes back unchanged.
     """
     if "://" in dsn:
