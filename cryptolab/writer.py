@@ -23,7 +23,7 @@ import psycopg
 from .errors import DatabaseError, DataError
 from .model import DeadLetter, Trade
 
-__all__ = ["BARS_FOLD", "TradeWriter", "WriteResult", "dead_letter_text"]
+__all__ = ["BARS_FOLD", "BARS_INSERT", "BARS_ON_CONFLICT", "TradeWriter", "WriteResult", "dead_letter_text"]
 
 MAX_PAYLOAD_CHARS = 65_536
 _US_PER_DAY = 86_400_000_000
@@ -46,28 +46,30 @@ _STAGE_COPY = (
 )
 _STAGE_TYPES = ["text", "text", "int8", "numeric", "numeric", "bool", "int8", "int8", "int8", "text"]
 
-# How a set of new 1 s bars (a CTE named `agg`) folds into `bars_1s`: open/close by trade id,
-# so a late backfill of earlier ids corrects the bar's open. The one rule every writer uses
-# (the trade writer here, the history loader in cryptolab/history/store.py).
-BARS_FOLD = """
-    INSERT INTO bars_1s AS b (exchange, symbol, ts, open, high, low, close, volume, quote_volume,
-                              taker_buy_volume, taker_buy_quote, trade_count,
-                              first_trade_id, last_trade_id, price_sq_volume)
-    SELECT * FROM agg
-    ON CONFLICT (exchange, symbol, ts) DO UPDATE SET
-        open  = CASE WHEN EXCLUDED.first_trade_id < b.first_trade_id THEN EXCLUDED.open ELSE b.open END,
-        close = CASE WHEN EXCLUDED.last_trade_id > b.last_trade_id THEN EXCLUDED.close ELSE b.close END,
-        high  = greatest(b.high, EXCLUDED.high),
-        low   = least(b.low, EXCLUDED.low),
-        volume           = b.volume + EXCLUDED.volume,
-        quote_volume     = b.quote_volume + EXCLUDED.quote_volume,
-        taker_buy_volume = b.taker_buy_volume + EXCLUDED.taker_buy_volume,
-        taker_buy_quote  = b.taker_buy_quote + EXCLUDED.taker_buy_quote,
-        trade_count      = b.trade_count + EXCLUDED.trade_count,
-        first_trade_id   = least(b.first_trade_id, EXCLUDED.first_trade_id),
-        last_trade_id    = greatest(b.last_trade_id, EXCLUDED.last_trade_id),
-        price_sq_volume  = b.price_sq_volume + EXCLUDED.price_sq_volume
-    RETURNING 1"""
+# How new 1 s bars fold into `bars_1s`: open/close by trade id, so a late backfill of earlier
+# ids corrects the bar's open. The one rule every writer uses (the trade writer here, the
+# history loader in cryptolab/history/store.py); BARS_FOLD folds a CTE named `agg`.
+BARS_INSERT = """INSERT INTO bars_1s AS b (exchange, symbol, ts, open, high, low, close, volume, quote_volume,
+                          taker_buy_volume, taker_buy_quote, trade_count,
+                          first_trade_id, last_trade_id, price_sq_volume)"""
+BARS_ON_CONFLICT = """ON CONFLICT (exchange, symbol, ts) DO UPDATE SET
+    open  = CASE WHEN EXCLUDED.first_trade_id < b.first_trade_id THEN EXCLUDED.open ELSE b.open END,
+    close = CASE WHEN EXCLUDED.last_trade_id > b.last_trade_id THEN EXCLUDED.close ELSE b.close END,
+    high  = greatest(b.high, EXCLUDED.high),
+    low   = least(b.low, EXCLUDED.low),
+    volume           = b.volume + EXCLUDED.volume,
+    quote_volume     = b.quote_volume + EXCLUDED.quote_volume,
+    taker_buy_volume = b.taker_buy_volume + EXCLUDED.taker_buy_volume,
+    taker_buy_quote  = b.taker_buy_quote + EXCLUDED.taker_buy_quote,
+    trade_count      = b.trade_count + EXCLUDED.trade_count,
+    first_trade_id   = least(b.first_trade_id, EXCLUDED.first_trade_id),
+    last_trade_id    = greatest(b.last_trade_id, EXCLUDED.last_trade_id),
+    price_sq_volume  = b.price_sq_volume + EXCLUDED.price_sq_volume"""
+BARS_FOLD = f"""
+{BARS_INSERT}
+SELECT * FROM agg
+{BARS_ON_CONFLICT}
+RETURNING 1"""
 
 # Times arrive as exact integer microseconds; 'epoch' + n µs is exact in PostgreSQL.
 _MERGE = """

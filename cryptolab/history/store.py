@@ -39,7 +39,7 @@ from psycopg import errors as pgerr
 
 from ..dumps import time_to_us
 from ..errors import DataError
-from ..writer import BARS_FOLD
+from ..writer import BARS_FOLD, BARS_INSERT, BARS_ON_CONFLICT
 from .plan import DumpFile, Kind
 
 __all__ = ["Store", "Loaded", "COLUMNS", "open_member"]
@@ -128,25 +128,8 @@ SELECT agg.ts, o.price AS open, high, low, c.price AS close, volume, quote_volum
        taker_buy_quote, trade_count, fid, lid, price_sq_volume
 FROM agg JOIN {s} o ON o.id = agg.fid JOIN {s} c ON c.id = agg.lid
 """
-_BARS_UPSERT = """
-INSERT INTO bars_1s AS b (exchange, symbol, ts, open, high, low, close, volume, quote_volume,
-                          taker_buy_volume, taker_buy_quote, trade_count,
-                          first_trade_id, last_trade_id, price_sq_volume)
-SELECT %(ex)s, %(sym)s, x.* FROM ({select}) x
-ON CONFLICT (exchange, symbol, ts) DO UPDATE SET
-    open  = CASE WHEN EXCLUDED.first_trade_id < b.first_trade_id THEN EXCLUDED.open ELSE b.open END,
-    close = CASE WHEN EXCLUDED.last_trade_id > b.last_trade_id THEN EXCLUDED.close ELSE b.close END,
-    high  = greatest(b.high, EXCLUDED.high),
-    low   = least(b.low, EXCLUDED.low),
-    volume           = b.volume + EXCLUDED.volume,
-    quote_volume     = b.quote_volume + EXCLUDED.quote_volume,
-    taker_buy_volume = b.taker_buy_volume + EXCLUDED.taker_buy_volume,
-    taker_buy_quote  = b.taker_buy_quote + EXCLUDED.taker_buy_quote,
-    trade_count      = b.trade_count + EXCLUDED.trade_count,
-    first_trade_id   = least(b.first_trade_id, EXCLUDED.first_trade_id),
-    last_trade_id    = greatest(b.last_trade_id, EXCLUDED.last_trade_id),
-    price_sq_volume  = b.price_sq_volume + EXCLUDED.price_sq_volume
-"""
+_BARS_INSERT = BARS_INSERT + "\nSELECT %(ex)s, %(sym)s, x.* FROM ({select}) x"
+_BARS_UPSERT = _BARS_INSERT + "\n" + BARS_ON_CONFLICT
 
 
 def _time_expr(raw_lo: int, raw_hi: int) -> str:
@@ -490,7 +473,7 @@ class Store:
                                 raise bars.error
                             # the days hold no trade of the symbol, so no bar either: a plain insert
                             # (a bar there after all fails it, and the file goes the idempotent way)
-                            self.conn.execute(_BARS_UPSERT.split("ON CONFLICT")[0].format(
+                            self.conn.execute(_BARS_INSERT.format(
                                 select=f'SELECT * FROM "{self._bars_table}"'), params)
                         else:
                             self.conn.execute(_BARS_UPSERT.format(
