@@ -36,6 +36,7 @@ import aiohttp
 import orjson
 
 from .errors import SourceError
+from .model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE
 
 __all__ = [
     "RestClient",
@@ -166,6 +167,12 @@ class MarketInfo:
     local: bool
     source: str
     seed: int | None = None
+
+    @property
+    def stored_as(self) -> str:
+        """The `exchange` its trades are stored under unless the user names one: "simulator"
+        for a synthetic market (never a real exchange's name), else Binance's."""
+        return SIMULATOR_EXCHANGE if self.synthetic else DEFAULT_EXCHANGE
 
 
 @dataclass

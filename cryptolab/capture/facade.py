@@ -388,22 +388,19 @@ class Capture:
         """Ask the exchange for the symbols (bounded by the start deadline); learn if it is synthetic."""
         remaining = max(0.5, deadline - time.monotonic())
         try:
-            info = await asyncio.wait_for(rest.exchange_info(list(self.symbols)), remaining)
+            info = await asyncio.wait_for(rest.market_info(list(self.symbols)), remaining)
         except asyncio.TimeoutError:
             raise SourceError(
                 f"{mask_url(ep.rest)} did not answer exchangeInfo within {self.options.start_timeout:g} s: the exchange "
                 "is slow or unreachable — retry later, raise start_timeout, or try --source simulator") from None
-        known = {s.get("symbol") for s in info.get("symbols", [])}
-        unknown = [s for s in self.symbols if s not in known]
+        unknown = [s for s in self.symbols if s not in info.symbols]
         if unknown:
             raise SourceError(
                 f"unknown symbol {', '.join(unknown)} on {mask_url(ep.rest)}: check the spelling "
                 "(e.g. BTCUSDT), or the exchange lists it under another name"
             )
-        own = info.get("cryptolab")
-        if isinstance(own, dict) and own.get("synthetic") and self._exchange_arg is None:
-            # a local exchange's synthetic market is never stored as a real exchange's data
-            self.exchange = SIMULATOR_EXCHANGE
+        if self._exchange_arg is None and self.source != "simulator":
+            self.exchange = info.stored_as  # a synthetic market is never stored as a real exchange's data
 
     async def _run(self, rest: RestClient, ep: Endpoint, cluster: Cluster) -> None:
         opts, stop, sink, dsn = self.options, self._stop_async, self._sink, self._dsn

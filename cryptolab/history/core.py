@@ -119,7 +119,7 @@ async def _exchange_name(rest: RestClient, symbols: Sequence[str], need_rest: bo
     if missing:
         raise DataError(f"unknown symbol {', '.join(missing)} at {rest.base_url}: check the spelling "
                         f"(exchangeInfo lists {len(info.symbols)} symbols)")
-    return "simulator" if info.synthetic else "binance"
+    return info.stored_as
 
 
 class _History:
