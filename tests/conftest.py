@@ -104,6 +104,19 @@ def conn(dsn: str) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture
+def not_at_midnight() -> None:
+    """Keep clear of a UTC midnight: tests that plan by UTC day need the local exchange's
+    'today' and the planner's to agree (use with `pytest.mark.usefixtures`)."""
+    import time
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc)
+    left = 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
+    if left < 60:
+        time.sleep(left + 2)
+
+
+@pytest.fixture
 def exchange() -> Iterator[Any]:
     """Factory of local exchanges (threads on 127.0.0.1), all stopped after the test.
 

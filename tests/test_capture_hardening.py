@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from test_capture import FAST, wait_until
 
 from cryptolab.capture import Capture
 from cryptolab.capture.options import CaptureOptions, Counters
@@ -22,18 +23,6 @@ from cryptolab.config import settings
 from cryptolab.errors import SourceError
 from cryptolab.journal import Journal
 from cryptolab.model import Trade, now_us
-
-FAST = dict(gap_grace=0.3, stall_timeout=2.0, backoff_base=0.05, backoff_max=0.5, db_retry_seconds=0.3,
-            heartbeat_seconds=0.5)
-
-
-def wait_until(pred, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def trade(tid: int, qty: str = "0.5", symbol: str = "BTCUSDT", exchange: str = "simulator") -> Trade:

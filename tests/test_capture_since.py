@@ -18,14 +18,7 @@ from test_capture import FAST, wait_until
 
 from cryptolab.capture import Capture
 
-
-@pytest.fixture(autouse=True)
-def _not_at_midnight() -> None:
-    """The exchange's 'today' and the planner's must agree: stay clear of a UTC midnight."""
-    now = datetime.now(timezone.utc)
-    left = 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
-    if left < 60:
-        time.sleep(left + 2)
+pytestmark = pytest.mark.usefixtures("not_at_midnight")  # plans by UTC day
 
 
 def stored_ids(dsn: str, symbol: str) -> list[tuple[Any, ...]]:

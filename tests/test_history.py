@@ -24,13 +24,7 @@ def _today() -> date:
     return datetime.now(timezone.utc).date()
 
 
-@pytest.fixture(autouse=True)
-def _not_at_midnight() -> None:
-    """The exchange's 'today' and the planner's must agree: stay clear of a UTC midnight."""
-    now = datetime.now(timezone.utc)
-    left = 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
-    if left < 45:
-        time.sleep(left + 2)
+pytestmark = pytest.mark.usefixtures("not_at_midnight")  # plans by UTC day
 
 
 def _stored(dsn: str, symbol: str, exchange: str = "simulator") -> list[tuple[Any, ...]]:
