@@ -18,7 +18,9 @@ The package has one room per concern (see docs/capture.md):
 * `sink`      — the writer thread, the database link, journal spill and replay;
 * `runs`      — `capture_runs` / `capture_gaps` SQL and resume points;
 * `ownership` — pure: which capturer owns which symbol (rendezvous, takeover, hand-back);
-* `cluster`   — membership and symbol leases in the shared database.
+* `cluster`   — membership and symbol leases in the shared database;
+* `roster`    — the symbols streamed now: adopt/drop as leases change, `since` history joins;
+* `workers`   — `cryptolab capture --workers N`: shard processes and one summary.
 """
 
 from __future__ import annotations

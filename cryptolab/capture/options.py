@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -71,9 +71,6 @@ class Counters:
     spilled: int = 0
     journal_bad_records: int = 0
     rejected_rows: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
     def __getitem__(self, name: str) -> int:
         """`counters["stalls"]` reads like `counters.stalls` (the older, string-keyed spelling)."""

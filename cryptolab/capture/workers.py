@@ -78,7 +78,8 @@ def run_workers(args: argparse.Namespace, symbols: list[str]) -> int:
         if path.exists():
             statuses.append(json.loads(path.read_text()))
             path.unlink()
-    tmp.rmdir() if not any(tmp.iterdir()) else None
+    if not any(tmp.iterdir()):
+        tmp.rmdir()
     print(summarize(statuses, codes), flush=True)
     return 0 if all(c == 0 for c in codes) and len(statuses) == len(procs) else 1
 
