@@ -31,6 +31,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
+from _common import build_bars
 
 from cryptolab import db
 from cryptolab.analysis import common
@@ -72,22 +73,7 @@ def generate(dsn: str, n: int) -> None:
                 {"sym": sym, "base": base, "day": DAY, "step": 86_400_000_000 // count, "count": count},
             )
             print(f"  {sym}: {count:,} trades inserted in {time.perf_counter() - t0:.1f} s", flush=True)
-        t0 = time.perf_counter()
-        c.execute(
-            """
-            INSERT INTO bars_1s
-            SELECT exchange, symbol, date_trunc('second', trade_time),
-                   (array_agg(price ORDER BY trade_id))[1], max(price), min(price),
-                   (array_agg(price ORDER BY trade_id DESC))[1], sum(qty), sum(price * qty),
-                   coalesce(sum(qty) FILTER (WHERE NOT is_buyer_maker), 0),
-                   coalesce(sum(price * qty) FILTER (WHERE NOT is_buyer_maker), 0),
-                   count(*), min(trade_id), max(trade_id), sum(qty * price * price)
-            FROM trades GROUP BY 1, 2, 3
-            """
-        )
-        c.execute("VACUUM ANALYZE trades")
-        c.execute("VACUUM ANALYZE bars_1s")
-        print(f"  bars_1s built, vacuumed in {time.perf_counter() - t0:.1f} s", flush=True)
+        build_bars(c)
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:

@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import scratch_database
+from _common import build_bars, scratch_database
 
 from cryptolab import db
 
@@ -66,22 +66,7 @@ def generate(dsn: str, n: int, days: int) -> None:
                  "count": per_day},
             )
             print(f"  {day.date()}: {per_day:,} trades in {time.perf_counter() - t0:.1f} s", flush=True)
-        t0 = time.perf_counter()
-        c.execute(
-            """
-            INSERT INTO bars_1s
-            SELECT exchange, symbol, date_trunc('second', trade_time),
-                   (array_agg(price ORDER BY trade_id))[1], max(price), min(price),
-                   (array_agg(price ORDER BY trade_id DESC))[1], sum(qty), sum(price * qty),
-                   coalesce(sum(qty) FILTER (WHERE NOT is_buyer_maker), 0),
-                   coalesce(sum(price * qty) FILTER (WHERE NOT is_buyer_maker), 0),
-                   count(*), min(trade_id), max(trade_id), sum(qty * price * price)
-            FROM trades GROUP BY 1, 2, 3
-            """
-        )
-        c.execute("VACUUM ANALYZE trades")
-        c.execute("VACUUM ANALYZE bars_1s")
-        print(f"  bars_1s built, vacuumed in {time.perf_counter() - t0:.1f} s", flush=True)
+        build_bars(c)
 
 
 def pg_bytes(dsn: str) -> int:

@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 
 import psycopg
-
-sys.path.insert(0, str(Path(__file__).parent))
 from _common import scratch_database
 
 from cryptolab.exchange import LocalExchange
