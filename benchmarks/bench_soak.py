@@ -10,7 +10,9 @@ market that stops after --trades trades), and the capture as a child process —
 `cryptolab capture` command, as a user runs it. While the market prints, this script
 injects every fault kind the exchange offers in turn (connection resets and closes, a
 stall, duplicated and reordered frames, all six malformed frames, stream gaps, REST 429 /
-500 / timeouts), restarts the database at 30 %, and at 60 % stops the database, kills the
+500 / timeouts), stops the database at 30 % for longer than the capture's lease (--outage-seconds:
+the lease runs out, the capture stops streaming and wins its symbols back when the database
+returns, filling the hole by id), and at 60 % stops the database, kills the
 capture with SIGKILL while rows wait in its journal, starts the database again and starts
 a new capture (symbols in the reverse order). Faults stop at 90 % so the end is clean.
 After the market stopped and the capture caught up (SIGTERM: it flushes and exits), it prints:
@@ -214,9 +216,9 @@ class Soak:
                 next_fault = now + a.fault_every
             if not restarted and progress >= 0.3:
                 restarted = True
-                self.event(f"database restart at {progress:.0%}")
+                self.event(f"database outage of {a.outage_seconds:g} s (longer than the lease) at {progress:.0%}")
                 self.db_stop()
-                time.sleep(a.db_down_seconds)
+                time.sleep(a.outage_seconds)
                 self.db_start()
             if not killed and progress >= 0.6:
                 killed = True
@@ -478,7 +480,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--fault-every", type=float, default=None,
                     help="seconds between faults (default: every kind about twice before 90 %%, at most 2 s apart)")
-    ap.add_argument("--db-down-seconds", type=float, default=3.0)
+    ap.add_argument("--db-down-seconds", type=float, default=3.0, help="the database's down time before the kill -9")
+    ap.add_argument("--outage-seconds", type=float, default=12.0,
+                    help="the database outage at 30 %%: longer than the capture's 5 s lease (default 12)")
     ap.add_argument("--settle-seconds", type=float, default=90.0,
                     help="give up waiting for the capture to catch up after this long without progress")
     ap.add_argument("--max-seconds", type=float, default=None,

@@ -259,3 +259,80 @@ def test_cli_workers_refuses_nonsense(bad: str) -> None:
     r = subprocess.run([sys.executable, "-m", "cryptolab", "capture", "--symbols", "btcusdt", "--workers", bad],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--workers" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_database_outage_longer_than_the_lease_loses_nothing_and_capture_goes_on(dsn: str, exchange,
+                                                                                   tmp_path: Path) -> None:
+    """One capture, default cluster rules: the lease runs out during the outage, the symbols are
+    won back when the database returns, the hole is filled by id, and capture goes on after it."""
+    syms = ["btcusdt", "ethusdt"]
+    ex = exchange(symbols=syms, rate=200, seed=11)
+    pipe = Cutter(dsn, tmp_path / "pipe")
+    cap = Capture(syms, source=ex.ws_url, dsn=pipe.dsn, from_ids={s.upper(): 1 for s in syms}, **CLUSTER).start()
+    try:
+        wait_until(lambda: stored_count(dsn, syms) > 100, 20, "the first trades stored")
+        pipe.sever()
+        wait_until(lambda: cap.status().symbols == (), 10, "the lease to run out locally")
+        time.sleep(4)  # well past the lease: the server's lease has expired too
+        pipe.restore()
+        wait_until(lambda: set(cap.status().symbols) == {s.upper() for s in syms}, 20, "the symbols won back")
+        after = stored_count(dsn, syms)
+        wait_until(lambda: stored_count(dsn, syms) > after + 200, 20, "capture to go on after the outage")
+        ex.stop_market()
+        total = printed_total(ex, syms)
+        wait_until(lambda: stored_count(dsn, syms) >= total, 60, f"{total} trades stored")
+    finally:
+        st = cap.stop()
+        pipe.close()
+    assert not st.failed, st.error
+    assert_exact(dsn, ex, syms)
+
+
+def test_two_capturers_through_one_outage_both_capture_again_no_zombie_leases(dsn: str, exchange,
+                                                                              tmp_path: Path) -> None:
+    """After an outage longer than the lease for both, every valid lease belongs to a capturer
+    that captures its symbol (no fresh heartbeat over nothing stored)."""
+    syms = ["btcusdt", "ethusdt", "solusdt"]
+    ex = exchange(symbols=syms, rate=150, seed=12)
+    pipe = Cutter(dsn, tmp_path / "pipe")
+    ids = {s.upper(): 1 for s in syms}
+    a = Capture(syms, source=ex.ws_url, dsn=pipe.dsn, from_ids=ids, **CLUSTER).start()
+    b = Capture(syms, source=ex.ws_url, dsn=pipe.dsn, from_ids=ids, **CLUSTER).start()
+    try:
+        everything = {s.upper() for s in syms}
+        wait_until(lambda: set(a.status().symbols) | set(b.status().symbols) == everything, 20, "every symbol owned")
+        pipe.sever()
+        wait_until(lambda: a.status().symbols == () and b.status().symbols == (), 10, "both leases to run out")
+        time.sleep(4)
+        pipe.restore()
+
+        def captured_by_lease_holder() -> bool:
+            held = owners(dsn)
+            by_member = {a.status().member_id: set(a.status().symbols), b.status().member_id: set(b.status().symbols)}
+            return set(held) == everything and all(s.upper() in by_member.get(o, set()) for s, o in held.items())
+
+        wait_until(captured_by_lease_holder, 20, "every lease held by a capturer that captures its symbol")
+        ex.stop_market()
+        total = printed_total(ex, syms)
+        wait_until(lambda: stored_count(dsn, syms) >= total, 60, f"{total} trades stored")
+    finally:
+        a.stop()
+        b.stop()
+        pipe.close()
+    assert_exact(dsn, ex, syms)
+
+
+def test_a_capture_stopped_while_its_symbols_are_lost_fails_loudly(dsn: str, exchange, tmp_path: Path) -> None:
+    syms = ["btcusdt"]
+    ex = exchange(symbols=syms, rate=100, seed=13)
+    pipe = Cutter(dsn, tmp_path / "pipe")
+    cap = Capture(syms, source=ex.ws_url, dsn=pipe.dsn, **CLUSTER).start()
+    try:
+        wait_until(lambda: cap.status().symbols == ("BTCUSDT",), 20, "the symbol captured")
+        pipe.sever()
+        wait_until(lambda: cap.status().symbols == (), 10, "the lease to run out locally")
+        st = cap.stop()
+    finally:
+        pipe.close()
+    assert st.failed
+    assert st.error is not None and "stopped capturing BTCUSDT" in st.error

@@ -5,7 +5,10 @@ for, what it stored) and the leases it holds in `capture_leases`. `tick()` renew
 leases, reads the others, and claims or hands back symbols as `plan_ownership` says.
 A lease is only trusted locally until `lease_seconds` after the renewal that last
 succeeded *started*, minus a margin — earlier than the server can give it to anyone
-else — so a capturer cut off from the database stops before another one starts.
+else — so a capturer cut off from the database stops before another one starts. When the
+database returns, a lease that no one took in between is still ours: `tick()` renews it and
+reports its symbol as gained again, and the capture resumes it after what is stored (the
+hole is filled from REST by id). A lease is never held without its symbol being captured.
 """
 
 from __future__ import annotations
@@ -92,7 +95,11 @@ class Cluster:
                 (self.lease_seconds, self.exchange, self.member_id))
             still = {str(r[0]) for r in await cur.fetchall()}
         out.lost = sorted(self.owned - still)
-        self.owned &= still
+        # Leases still ours on the server but not captured here: our local lease ran out while
+        # the database was away and no one took the symbol over. The renewal above made them
+        # valid again, so capture them again (never hold a lease without capturing its symbol).
+        out.gained = sorted(still - self.owned)
+        self.owned = set(still)
         cur = await conn.execute(
             "SELECT member_id, requested, standby, extract(epoch FROM clock_timestamp() - started_at)::float8, "
             "extract(epoch FROM clock_timestamp() - heartbeat_at)::float8, host, pid "

@@ -433,6 +433,19 @@ class Capture:
         for t in left:
             t.cancel()
         await asyncio.gather(*left, return_exceptions=True)
+        self._check_orphans(roster)
+
+    def _check_orphans(self, roster: Roster) -> None:
+        """A symbol asked for that no one captured at the end is a failure, said loudly."""
+        if self.standby:
+            return
+        orphaned = [s for s in self.symbols if s not in roster.active and s not in self._skipped]
+        if orphaned and not self._failed:
+            self._failed = True
+            self._error = (f"stopped capturing {', '.join(orphaned)}: its lease ran out while the database was "
+                           "away and was not won back before the stop, and no other capturer holds it; trades "
+                           "since then are not stored — run the capture again, it resumes after what is stored")
+            log.error("%s", self._error)
 
     async def _ticker(self) -> None:
         while True:

@@ -154,7 +154,8 @@ class Roster:
                 lost = cluster.expired_locally()
                 if lost:
                     await self.drop(lost, f"lease not renewed in time ({type(exc).__name__}: "
-                                          f"{' '.join(str(exc).split())[:120]})")
+                                          f"{' '.join(str(exc).split())[:120]}); resumed from what is stored "
+                                          "when the database returns")
                 continue
             if res.lost:
                 await self.drop(res.lost, "lease given to another capturer")
