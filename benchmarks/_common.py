@@ -13,8 +13,8 @@ from typing import Any
 
 import psycopg
 
-from cryptolab import db
 from cryptolab.model import Trade
+from cryptolab.storage import db
 
 
 @contextmanager
@@ -37,7 +37,7 @@ def scratch_database(name: str) -> Iterator[str]:
         with psycopg.connect(server, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if own_home:
-            from cryptolab import embedded
+            from cryptolab.storage import embedded
 
             embedded.stop()
 

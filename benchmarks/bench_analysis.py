@@ -33,8 +33,8 @@ from typing import Any
 import psycopg
 from _common import build_bars
 
-from cryptolab import db
 from cryptolab.analysis import common
+from cryptolab.storage import db
 
 SYMBOL = "BTCUSDT"
 DAY = datetime(2024, 8, 8, tzinfo=timezone.utc)
@@ -129,7 +129,7 @@ def dashboard(dsn: str, repeat: int) -> None:
                                 an.vwap(SYMBOL, interval="1m", mode="anchored", conn=c)), max(repeat // 3, 3))
         line("ohlcv 1s + cvd 1s + anchored vwap 1m (3 calls)", sep, "(dense series)")
         span = common.resolve_span(c, SYMBOL, None, None)
-        from cryptolab import queries
+        from cryptolab.storage import queries
 
         sql_, params = queries.get("price_analysis", "live_bars").bind(span.values())
         server = []

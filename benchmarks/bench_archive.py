@@ -35,7 +35,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import build_bars, scratch_database
 
-from cryptolab import db
+from cryptolab.storage import db
 
 SYMBOL = "BTCUSDT"
 FIRST_DAY = date(2024, 8, 5)

@@ -34,14 +34,14 @@ from typing import Any
 import psycopg
 from _common import TRADE_COLUMNS, insert_per_row, plain_copy, scratch_database
 
-from cryptolab import db
 from cryptolab.capture import Capture
+from cryptolab.storage import db
 
 
 def start_exchange(rate: float, symbols: str = "btcusdt") -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # always this tree's exchange
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cryptolab.cli", "exchange", "--symbols", symbols, "--rate", str(rate), "--seed", "1",
+        [sys.executable, "-m", "cryptolab.cli.main", "exchange", "--symbols", symbols, "--rate", str(rate), "--seed", "1",
          "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT,
     )

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 
-CODE = "import time; t=time.perf_counter(); from cryptolab import embedded; embedded.start(); print(time.perf_counter()-t)"
+CODE = "import time; t=time.perf_counter(); from cryptolab.storage import embedded; embedded.start(); print(time.perf_counter()-t)"
 
 
 def timed(home: str) -> float:
@@ -24,7 +24,7 @@ def timed(home: str) -> float:
 
 
 def stop(home: str) -> None:
-    subprocess.run([sys.executable, "-c", "from cryptolab import embedded; embedded.stop()"],
+    subprocess.run([sys.executable, "-c", "from cryptolab.storage import embedded; embedded.stop()"],
                    env={**os.environ, "CRYPTOLAB_HOME": home}, check=True, capture_output=True)
 
 

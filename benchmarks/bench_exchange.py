@@ -39,7 +39,7 @@ SYMBOL = "btcusdt"
 # ---------------------------------------------------------------------------- servers
 def start_server(kind: str, rate: float) -> tuple[subprocess.Popen[str], str]:
     if kind == "cryptolab":
-        cmd = [sys.executable, "-m", "cryptolab.cli", "exchange", "--symbols", SYMBOL, "--rate", str(rate), "--port", "0"]
+        cmd = [sys.executable, "-m", "cryptolab.cli.main", "exchange", "--symbols", SYMBOL, "--rate", str(rate), "--port", "0"]
     else:
         cmd = [sys.executable, os.path.abspath(__file__), "--serve-naive", kind, "--rate-naive", str(rate)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -269,7 +269,7 @@ def measure(kind: str, rate: float, seconds: float, client: str = "raw") -> dict
 
 
 def calibrate(paths: list[str]) -> None:
-    from cryptolab.dumps import read_trades
+    from cryptolab.binance.dumps import read_trades
     from cryptolab.exchange.calibration import comparison_table, shape_stats, simulate
 
     real = [t for p in sorted(paths) for t in read_trades(p)]
@@ -288,9 +288,9 @@ def bench_load(n: int) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _common import scratch_database
 
-    from cryptolab.dumps import read_trades
+    from cryptolab.binance.dumps import read_trades
     from cryptolab.exchange.calibration import simulate
-    from cryptolab.load import load_files
+    from cryptolab.history.load import load_files
 
     trades = simulate("btcusdt", rate=20_000, seconds=n / 20_000 * 1.2)[:n]
     with tempfile.TemporaryDirectory() as tmp:

@@ -31,9 +31,9 @@ from pathlib import Path
 import psycopg
 from _common import scratch_database
 
-from cryptolab import db
 from cryptolab.history.plan import DumpFile
 from cryptolab.history.store import WORK_MEM, Store
+from cryptolab.storage import db
 
 DAY = date(2025, 1, 15)
 
@@ -102,8 +102,8 @@ def ours(conn: psycopg.Connection, zip_path: Path, dsn: str | None) -> tuple[flo
 
 def old_load(dsn: str, zip_path: Path) -> float:
     """`cryptolab load` before issue 9: DumpReader rows through the TradeWriter, one transaction."""
-    from cryptolab.dumps import DumpReader
-    from cryptolab.writer import TradeWriter
+    from cryptolab.binance.dumps import DumpReader
+    from cryptolab.storage.writer import TradeWriter
 
     t0 = time.perf_counter()
     with db.connect(dsn) as conn:
@@ -154,7 +154,7 @@ def part_1(dsn: str, n: int, folder: Path, with_load: bool) -> None:
     print(f"{'  the same on one connection (bars_1s after the insert)':58} {t_one:8.2f} {n / t_one:11,.0f} "
           f"{t_db / t_one:6.2f}")
     if with_load:
-        from cryptolab.load import load_files
+        from cryptolab.history.load import load_files
 
         t0 = time.perf_counter()
         res = load_files([zip_path], dsn=dsn, progress=False)

@@ -33,7 +33,7 @@ DAY = datetime(2024, 3, 5, tzinfo=timezone.utc)
 def generate(conn, n: int, batch: int = 200_000) -> float:  # type: ignore[no-untyped-def]
     """Write n BTCUSDT trades spread over DAY through TradeWriter; return seconds taken."""
     from cryptolab.model import Trade, datetime_to_us
-    from cryptolab.writer import TradeWriter
+    from cryptolab.storage.writer import TradeWriter
 
     rnd = random.Random(7)
     w = TradeWriter(conn)
@@ -73,9 +73,9 @@ def ranges(only: list[str]) -> list[tuple[str, dict[str, str]]]:
 def bench_size(n: int, server_uri: str, out_root: Path, only: list[str], keep: bool) -> None:
     import psycopg
 
-    from cryptolab import db
-    from cryptolab.dashboard import Dashboard
-    from cryptolab.report import run_reports
+    from cryptolab.notebook.dashboard import Dashboard
+    from cryptolab.report.runner import run_reports
+    from cryptolab.storage import db
 
     name = f"bench_report_{n}"
     dsn = psycopg.conninfo.make_conninfo(server_uri, dbname=name)
@@ -111,7 +111,7 @@ def bench_size(n: int, server_uri: str, out_root: Path, only: list[str], keep: b
         floor_nb.parent.mkdir(parents=True, exist_ok=True)
         cell = new_code_cell("live = False")
         cell.metadata["tags"] = ["parameters"]
-        nb = new_notebook(cells=[cell, new_code_cell("import cryptolab.analysis, cryptolab.plots, cryptolab.live")])
+        nb = new_notebook(cells=[cell, new_code_cell("import cryptolab.analysis, cryptolab.notebook.plots, cryptolab.notebook.live")])
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, str(floor_nb))
     t0 = time.perf_counter()
@@ -127,7 +127,7 @@ def bench_size(n: int, server_uri: str, out_root: Path, only: list[str], keep: b
         per = ", ".join(s.split("] ")[1].replace(".ipynb ok in", "") for s in lines if " ok in " in s)
         print(f"cryptolab report, {label}: {total:.1f} s = {total / floor:.1f}× the floor  [{per}]")
 
-    from cryptolab.dashboard import read_snapshot
+    from cryptolab.notebook.dashboard import read_snapshot
 
     dash = Dashboard(["BTCUSDT"], dsn=dsn)
     with db.connect(dsn, autocommit=True) as conn:
@@ -165,7 +165,7 @@ def main() -> int:
         home = args.home or tmp
         os.environ["CRYPTOLAB_HOME"] = home
         os.environ.pop("CRYPTOLAB_DSN", None)
-        from cryptolab import embedded
+        from cryptolab.storage import embedded
 
         uri = embedded.start()
         try:

@@ -66,7 +66,7 @@ FAULTS: list[tuple[str, dict[str, Any]]] = [
     ("gap", {"n": 200}),
     ("malformed", {"variant": "absurd_value"}),
 ]
-# what the capture's dead letter says for each malformed variant (cryptolab.wire's reasons)
+# what the capture's dead letter says for each malformed variant (cryptolab.binance.wire's reasons)
 VARIANT_REASON: dict[str, Callable[[str], bool]] = {
     "bad_json": lambda r: r.startswith("invalid JSON"),
     "missing_field": lambda r: r.startswith("missing field"),
@@ -132,7 +132,7 @@ class Soak:
 
     def start_capture(self, symbols: list[str]) -> None:
         self.captures += 1
-        cmd = [sys.executable, "-m", "cryptolab.cli", "capture", "--symbols", ",".join(symbols),
+        cmd = [sys.executable, "-m", "cryptolab.cli.main", "capture", "--symbols", ",".join(symbols),
                "--source", self.ex.ws_url, "--from-id", "1"]
         with open(self.home / f"capture-{self.captures}.log", "wb") as out:
             self.capture = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
@@ -146,13 +146,13 @@ class Soak:
         return None
 
     def db_stop(self) -> None:
-        from cryptolab import embedded
+        from cryptolab.storage import embedded
 
         embedded.stop()
         self.event("database stopped")
 
     def db_start(self) -> None:
-        from cryptolab import embedded
+        from cryptolab.storage import embedded
 
         uri = embedded.start()
         if uri != self.dsn:
@@ -163,8 +163,8 @@ class Soak:
     # ---------------------------------------------------------------- the run
 
     def run(self) -> int:
-        from cryptolab import embedded
         from cryptolab.exchange import LocalExchange
+        from cryptolab.storage import embedded
 
         a = self.args
         self.dsn = embedded.start()
@@ -459,7 +459,7 @@ def private_home(keep: bool) -> Iterator[Path]:
     try:
         yield home
     finally:
-        from cryptolab import embedded
+        from cryptolab.storage import embedded
 
         try:
             embedded.stop()

@@ -14,9 +14,9 @@ import time
 
 from _common import insert_per_row, plain_copy, scratch_database, synthetic_trades
 
-from cryptolab import db
 from cryptolab.model import us_to_datetime
-from cryptolab.writer import TradeWriter
+from cryptolab.storage import db
+from cryptolab.storage.writer import TradeWriter
 
 BATCH = 20_000
 PER_ROW_SAMPLE = 20_000

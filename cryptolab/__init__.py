@@ -34,7 +34,7 @@ _LAZY = {
     "Capture": ("cryptolab.capture", "Capture"),
     "CaptureOptions": ("cryptolab.capture", "CaptureOptions"),
     "CaptureStatus": ("cryptolab.capture", "CaptureStatus"),
-    "connect": ("cryptolab.db", "connect"),
+    "connect": ("cryptolab.storage.db", "connect"),
     "settings": ("cryptolab.config", "settings"),
 }
 

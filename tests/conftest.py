@@ -54,7 +54,7 @@ def server_dsn(request: pytest.FixtureRequest, cryptolab_home: Path) -> Iterator
     if given:
         yield given
         return
-    from cryptolab import embedded
+    from cryptolab.storage import embedded
 
     uri = embedded.start()
     yield uri
@@ -68,7 +68,7 @@ def _with_dbname(dsn: str, name: str) -> str:
 @pytest.fixture(scope="session")
 def template_db(server_dsn: str) -> str:
     """A database with the schema applied, to clone per test."""
-    from cryptolab import db
+    from cryptolab.storage import db
 
     name = f"cl_template_{os.getpid()}"
     with psycopg.connect(server_dsn, autocommit=True) as conn:
@@ -96,7 +96,7 @@ def dsn(server_dsn: str, template_db: str, monkeypatch: pytest.MonkeyPatch, requ
 @pytest.fixture
 def conn(dsn: str) -> Iterator[psycopg.Connection]:
     """A connection to the test's fresh database (UTC, schema applied)."""
-    from cryptolab import db
+    from cryptolab.storage import db
 
     c = db.connect(dsn)
     yield c

@@ -18,10 +18,10 @@ import psycopg
 import pytest
 
 from cryptolab import analysis as an
-from cryptolab import db, embedded
-from cryptolab.db import SQL_DIR
 from cryptolab.errors import DataError
 from cryptolab.model import Trade, datetime_to_us, us_to_datetime
+from cryptolab.storage import db, embedded
+from cryptolab.storage.db import SQL_DIR
 
 UTC = timezone.utc
 START = datetime(2024, 3, 4, 10, 0, tzinfo=UTC)
@@ -88,7 +88,7 @@ def only(symbol: str) -> list[Trade]:
 @pytest.fixture
 def aconn(dsn: str) -> Iterator[psycopg.Connection]:
     """BOTHUSDT: raw trades and their aggregates; AGGUSDT: the same aggregates only."""
-    from cryptolab.writer import TradeWriter
+    from cryptolab.storage.writer import TradeWriter
 
     c = db.connect(dsn)
     assert TradeWriter(c).write(TRADES).inserted == len(TRADES)
@@ -210,7 +210,7 @@ def test_auto_picks_trades_when_both_exist_and_says_which(aconn: psycopg.Connect
     assert an.data_kind(BOTH, *later, conn=aconn) == "aggTrades"
     assert an.tps_stats(BOTH, *later, conn=aconn)["trades"][0] == 4  # 90003 − 90000 + 1
     # which kind was read is said once per market and kind: fresh symbols for this check
-    from cryptolab.writer import TradeWriter
+    from cryptolab.storage.writer import TradeWriter
 
     assert TradeWriter(aconn).write(only("SAYBOTHUSDT")).inserted == len(TRADES)
     aconn.commit()

@@ -129,8 +129,8 @@ def build_market(seed: int = 7) -> Market:
 
 
 def write_market(dsn: str, market: Market) -> None:
-    from cryptolab import db
-    from cryptolab.writer import TradeWriter
+    from cryptolab.storage import db
+    from cryptolab.storage.writer import TradeWriter
 
     with db.connect(dsn) as conn:
         w = TradeWriter(conn)
@@ -160,7 +160,7 @@ def market_dsn(server_dsn: str, template_db: str) -> Iterator[str]:
 
 @pytest.fixture
 def mconn(market_dsn: str) -> Iterator[psycopg.Connection]:
-    from cryptolab import db
+    from cryptolab.storage import db
 
     c = db.connect(market_dsn)
     yield c

@@ -45,7 +45,7 @@ def test_all_null_and_empty_columns() -> None:
 
 
 def test_run_on_a_non_iso_datestyle_connection(conn: psycopg.Connection, monkeypatch) -> None:
-    from cryptolab import queries
+    from cryptolab.storage import queries
 
     conn.execute("SET DateStyle = 'SQL, DMY'")
     conn.commit()
@@ -59,7 +59,7 @@ def test_run_on_a_non_iso_datestyle_connection(conn: psycopg.Connection, monkeyp
 def test_api_on_a_connection_with_another_datestyle_and_timezone(dsn: str) -> None:
     from cryptolab import analysis as an
     from cryptolab.model import Trade
-    from cryptolab.writer import TradeWriter
+    from cryptolab.storage.writer import TradeWriter
 
     t0 = datetime(2024, 8, 8, 12, tzinfo=timezone.utc)
     with psycopg.connect(dsn) as c:

@@ -32,7 +32,7 @@ from test_analysis_data import (  # noqa: F401  (fixtures)
 from cryptolab import analysis as an
 from cryptolab.errors import DataError
 from cryptolab.model import Trade, us_to_datetime
-from cryptolab.writer import TradeWriter
+from cryptolab.storage.writer import TradeWriter
 
 
 def test_gaps_are_reported_as_missing_ranges(mconn) -> None:

@@ -16,7 +16,7 @@ from cryptolab import analysis as an
 from cryptolab.errors import DataError, SourceError
 from cryptolab.exchange import LocalExchange
 from cryptolab.model import datetime_to_us, us_to_datetime
-from cryptolab.writer import TradeWriter
+from cryptolab.storage.writer import TradeWriter
 
 UTC = timezone.utc
 REPLAY_START = datetime(2024, 8, 8, 12, 0, 10, tzinfo=UTC)

@@ -82,7 +82,7 @@ def test_cvd_sign_convention(dsn: str) -> None:
     import psycopg
 
     from cryptolab.model import Trade
-    from cryptolab.writer import TradeWriter
+    from cryptolab.storage.writer import TradeWriter
 
     base = datetime_to_us(datetime(2024, 8, 8, 12, tzinfo=UTC))
     with psycopg.connect(dsn) as c:

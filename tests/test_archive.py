@@ -20,10 +20,10 @@ from polars.testing import assert_frame_equal
 from test_analysis_data import END, MARKET, OTHER, START, SYMBOL, write_market
 
 from cryptolab import analysis as an
-from cryptolab import db
 from cryptolab.archive import ArchiveError, archive, attach, day_path, detach, open_store, read_trades
 from cryptolab.archive.plan import Group, Recorded, make_plan
 from cryptolab.model import Trade
+from cryptolab.storage import db
 
 UTC = timezone.utc
 TODAY = date(2024, 8, 10)
@@ -111,7 +111,7 @@ def _odd_trades(day: date, n: int = 400, symbol: str = "ODDUSDT") -> list[Trade]
 
 
 def _write(dsn: str, trades: list[Trade]) -> None:
-    from cryptolab.writer import TradeWriter
+    from cryptolab.storage.writer import TradeWriter
 
     with db.connect(dsn) as c:
         TradeWriter(c).write(trades)

@@ -24,8 +24,8 @@ from test_analysis_data import END, MARKET, START, SYMBOL, write_market
 from test_archive import DAY1, TODAY, _odd_trades, _partitions, _write
 
 from cryptolab import analysis as an
-from cryptolab import db
 from cryptolab.archive import ArchiveError, archive, attach, detach, read_trades
+from cryptolab.storage import db
 
 moto_server = importlib.import_module("moto.server")  # moto[server]: a test dependency, required
 

@@ -20,10 +20,10 @@ from decimal import Decimal, localcontext
 import psycopg
 import pytest
 
-from cryptolab import embedded
 from cryptolab.capture import Capture
 from cryptolab.errors import SourceError
 from cryptolab.exchange import LocalExchange
+from cryptolab.storage import embedded
 
 FAST = dict(gap_grace=0.3, stall_timeout=2.0, backoff_base=0.05, backoff_max=0.5, db_retry_seconds=0.3,
             heartbeat_seconds=0.5)
@@ -281,7 +281,7 @@ def test_kill_9_and_restart(dsn: str, exchange) -> None:
     ex = exchange(rate=400)
     syms = ["btcusdt", "ethusdt"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cryptolab.cli", "capture", "--symbols", ",".join(syms), "--source", ex.ws_url, "--quiet",
+        [sys.executable, "-m", "cryptolab.cli.main", "capture", "--symbols", ",".join(syms), "--source", ex.ws_url, "--quiet",
          "--from-id", "1"],
         env={**os.environ, "CRYPTOLAB_DSN": dsn}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
@@ -350,7 +350,7 @@ def test_unknown_symbol_and_unreachable_endpoint(dsn: str, exchange) -> None:
 def test_cli_capture_runs_for_n_seconds_and_summarizes(dsn: str, exchange) -> None:
     ex = exchange()
     r = subprocess.run(
-        [sys.executable, "-m", "cryptolab.cli", "capture", "--symbols", "btcusdt", "--source", ex.ws_url, "--seconds", "2"],
+        [sys.executable, "-m", "cryptolab.cli.main", "capture", "--symbols", "btcusdt", "--source", ex.ws_url, "--seconds", "2"],
         env={**os.environ, "CRYPTOLAB_DSN": dsn}, capture_output=True, text=True, timeout=60,
     )
     assert r.returncode == 0, r.stderr

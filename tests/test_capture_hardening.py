@@ -21,8 +21,8 @@ from cryptolab.capture.runs import RunLog, db_key
 from cryptolab.capture.sink import DbLink, Sink
 from cryptolab.config import settings
 from cryptolab.errors import SourceError
-from cryptolab.journal import Journal
 from cryptolab.model import Trade, now_us
+from cryptolab.storage.journal import Journal
 
 
 def trade(tid: int, qty: str = "0.5", symbol: str = "BTCUSDT", exchange: str = "simulator") -> Trade:

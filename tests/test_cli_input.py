@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from cryptolab import cli
+from cryptolab.cli import main as cli
 
 
 def _count(dsn: str) -> tuple[int, int]:
@@ -121,7 +121,7 @@ def test_load_symbol_with_characters_no_exchange_uses(dsn: str, make_dumps: Any,
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cryptolab.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cryptolab.cli.main", *args], env=env, capture_output=True, text=True,
                           timeout=60, check=False)
 
 

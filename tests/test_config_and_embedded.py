@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cryptolab import db, embedded
 from cryptolab.config import settings
 from cryptolab.errors import DatabaseError
+from cryptolab.storage import db, embedded
 
 
 def test_settings_from_env_and_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,7 +42,7 @@ def test_malformed_dsn_is_clear(monkeypatch: pytest.MonkeyPatch, cryptolab_home:
 
 def test_cli_bad_dsn_no_traceback(cryptolab_home: Path) -> None:
     env = {**os.environ, "CRYPTOLAB_DSN": "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"}
-    r = subprocess.run([sys.executable, "-m", "cryptolab.cli", "db", "init"], env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-m", "cryptolab.cli.main", "db", "init"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and "CRYPTOLAB_DSN" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
@@ -54,7 +54,7 @@ def test_embedded_server_is_reused_not_doubled(server_dsn: str, cryptolab_home: 
     st = embedded.status()
     assert st.running and st.pid
     # a second process (as a notebook or the CLI would be) asks for the server
-    code = "from cryptolab import embedded; print(embedded.start()); print(embedded.status().pid)"
+    code = "from cryptolab.storage import embedded; print(embedded.start()); print(embedded.status().pid)"
     r = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     uri, pid = r.stdout.split()
@@ -72,7 +72,7 @@ def test_foreign_owned_home_is_clear(tmp_path: Path, monkeypatch: pytest.MonkeyP
         pgdata.mkdir(mode=0o755)
         os.chown(pgdata, 12345, 12345)
         code = (
-            "import os; from cryptolab import embedded;"
+            "import os; from cryptolab.storage import embedded;"
             "from cryptolab.errors import DatabaseError; os.setuid(54321)\n"
             f"try:\n embedded._check_owner(__import__('pathlib').Path({str(pgdata)!r}))\n"
             "except DatabaseError as e: print('ERR', e)\n"
@@ -95,7 +95,7 @@ def test_db_stop_leaves_no_orphan_after_a_killed_starter(tmp_path: Path) -> None
     env.pop("CRYPTOLAB_DSN", None)
     try:
         starter = subprocess.Popen(
-            [sys.executable, "-c", "from cryptolab import embedded; embedded.start(); print('up', flush=True); "
+            [sys.executable, "-c", "from cryptolab.storage import embedded; embedded.start(); print('up', flush=True); "
              "import time; time.sleep(60)"],
             env=env, stdout=subprocess.PIPE, text=True,
         )
@@ -108,10 +108,10 @@ def test_db_stop_leaves_no_orphan_after_a_killed_starter(tmp_path: Path) -> None
             return out.stdout.split()
 
         assert len(postmasters()) == 1  # the server outlived its starter, as designed
-        status = subprocess.run([sys.executable, "-m", "cryptolab.cli", "db", "status"], env=env,
+        status = subprocess.run([sys.executable, "-m", "cryptolab.cli.main", "db", "status"], env=env,
                                 capture_output=True, text=True, timeout=60)
         assert "running" in status.stdout and str(home / "pgdata" / "log") in status.stdout
-        stop = subprocess.run([sys.executable, "-m", "cryptolab.cli", "db", "stop"], env=env,
+        stop = subprocess.run([sys.executable, "-m", "cryptolab.cli.main", "db", "stop"], env=env,
                               capture_output=True, text=True, timeout=60)
         assert stop.returncode == 0 and "stopped" in stop.stdout, stop.stderr
         deadline = time.monotonic() + 10
@@ -119,5 +119,5 @@ def test_db_stop_leaves_no_orphan_after_a_killed_starter(tmp_path: Path) -> None
             time.sleep(0.1)
         assert postmasters() == []
     finally:
-        subprocess.run([sys.executable, "-m", "cryptolab.cli", "db", "stop"], env=env, capture_output=True, timeout=60)
+        subprocess.run([sys.executable, "-m", "cryptolab.cli.main", "db", "stop"], env=env, capture_output=True, timeout=60)
         shutil.rmtree(home, ignore_errors=True)

@@ -15,9 +15,9 @@ from decimal import Decimal, localcontext
 import psycopg
 import pytest
 
-from cryptolab.dashboard import WINDOWS, Dashboard
 from cryptolab.model import Trade, datetime_to_us
-from cryptolab.writer import TradeWriter
+from cryptolab.notebook.dashboard import WINDOWS, Dashboard
+from cryptolab.storage.writer import TradeWriter
 
 T0 = datetime(2024, 3, 5, 10, 0, tzinfo=timezone.utc)
 
@@ -162,7 +162,7 @@ def test_background_refresh_follows_new_trades(conn: psycopg.Connection, dsn: st
 def test_cached_ticks_equal_a_fresh_read(conn: psycopg.Connection, dsn: str) -> None:
     """The dashboard keeps closed candles and the session prefix between ticks; what it
     shows must equal reading everything afresh, as new trades arrive."""
-    from cryptolab.dashboard import read_snapshot
+    from cryptolab.notebook.dashboard import read_snapshot
 
     write(conn, make_trades(4000, T0, span_s=1800))  # 10:00 → 10:30
     dash = Dashboard(["BTCUSDT"], dsn=dsn, window="15m")

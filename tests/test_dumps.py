@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cryptolab.dumps import DumpReader, detect_kind, read_trades, symbol_from_name, time_to_us
+from cryptolab.binance.dumps import DumpReader, detect_kind, read_trades, symbol_from_name, time_to_us
 from cryptolab.errors import DataError
 
 

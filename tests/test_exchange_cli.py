@@ -20,7 +20,7 @@ from cryptolab.exchange import LocalExchange
 
 def start(*args: str) -> tuple[subprocess.Popen[str], str, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cryptolab.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "cryptolab.cli.main", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     first = proc.stdout.readline().strip()
@@ -57,13 +57,13 @@ def test_exchange_command_serves_and_stops_cleanly(sig: signal.Signals) -> None:
 
 def test_bad_options_fail_with_one_line() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "cryptolab.cli", "exchange", "--faults", "explode@every=1s"],
+        [sys.executable, "-m", "cryptolab.cli.main", "exchange", "--faults", "explode@every=1s"],
         capture_output=True, text=True, timeout=30,
     )
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.strip().startswith("cryptolab exchange: unknown fault 'explode'")
     out = subprocess.run(
-        [sys.executable, "-m", "cryptolab.cli", "replay", "/nonexistent/BTCUSDT-trades-2025-01-01.zip"],
+        [sys.executable, "-m", "cryptolab.cli.main", "replay", "/nonexistent/BTCUSDT-trades-2025-01-01.zip"],
         capture_output=True, text=True, timeout=30,
     )
     assert out.returncode == 2 and "no such file" in out.stderr
@@ -123,7 +123,7 @@ def test_local_exchange_in_a_process() -> None:
     ],
 )
 def test_bad_arguments_give_one_line_and_a_nonzero_exit(args: list[str], message: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "cryptolab.cli", *args], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "cryptolab.cli.main", *args], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
@@ -132,7 +132,7 @@ def test_bad_arguments_give_one_line_and_a_nonzero_exit(args: list[str], message
 
 def test_port_in_use_gives_one_line() -> None:
     with LocalExchange(symbols=["btcusdt"], rate=10, seed=1) as ex:
-        proc = subprocess.run([sys.executable, "-m", "cryptolab.cli", "exchange", "--port", str(ex.port)],
+        proc = subprocess.run([sys.executable, "-m", "cryptolab.cli.main", "exchange", "--port", str(ex.port)],
                               capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -60,8 +60,8 @@ def test_history_then_live_capture_one_gap_free_sequence(dsn: str, exchange: Any
 
 
 def test_dump_over_live_rows_in_ms_stores_each_trade_once(dsn: str, exchange: Any, tmp_path: Path) -> None:
-    from cryptolab import db
-    from cryptolab.writer import TradeWriter
+    from cryptolab.storage import db
+    from cryptolab.storage.writer import TradeWriter
 
     ex = exchange(symbols=["btcusdt"], rate=5.0, history_days=1, history_rate=1.0)
     day = _today() - timedelta(days=1)

@@ -15,16 +15,9 @@ import psycopg
 import pytest
 
 from cryptolab.errors import ConfigError, CryptolabError
-from cryptolab.journal import (
-    Journal,
-    JournalBusyError,
-    JournalFullError,
-    Segment,
-    default_max_bytes,
-    read_segment,
-)
 from cryptolab.model import DeadLetter, Trade
-from cryptolab.writer import TradeWriter
+from cryptolab.storage.journal import Journal, JournalBusyError, JournalFullError, Segment, default_max_bytes, read_segment
+from cryptolab.storage.writer import TradeWriter
 
 T0 = 1_735_689_600_000_000
 
@@ -361,7 +354,7 @@ def test_a_journal_in_use_by_another_process_is_left_alone(tmp_path: Path) -> No
     j = Journal(d)
     j.append(trades(1, 2))
     j.close()
-    code = ("import sys, time; from cryptolab.journal import Journal; j = Journal(sys.argv[1]); "
+    code = ("import sys, time; from cryptolab.storage.journal import Journal; j = Journal(sys.argv[1]); "
             "print('ready', flush=True); time.sleep(30)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(d)], stdout=subprocess.PIPE, text=True)
     try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cryptolab.live import KpiRow, KpiTile, LiveChart, LiveView, Tape, Ticker, stop_all
+from cryptolab.notebook.live import KpiRow, KpiTile, LiveChart, LiveView, Tape, Ticker, stop_all
 
 
 def wait_for(cond: Any, timeout: float = 5.0) -> bool:
@@ -134,7 +134,7 @@ def test_view_static_outputs_for_reports() -> None:
 def kernel() -> Any:
     from jupyter_client.manager import start_new_kernel
 
-    from cryptolab.report import ensure_kernel
+    from cryptolab.report.runner import ensure_kernel
 
     km, kc = start_new_kernel(kernel_name=ensure_kernel(), startup_timeout=60)
     yield kc
@@ -158,7 +158,7 @@ def execute(kc: Any, code: str, timeout: float = 60) -> list[dict[str, Any]]:
 
 def test_background_updates_reach_frontend_while_a_cell_runs(kernel: Any) -> None:
     msgs = execute(kernel, """
-from cryptolab.live import LiveChart, LiveView, KpiTile
+from cryptolab.notebook.live import LiveChart, LiveView, KpiTile
 import itertools
 n = itertools.count()
 tile = KpiTile('ticks')
@@ -204,7 +204,7 @@ print('shown', chart.widget.model_id)
 
 
 def test_charts_follow_jupyterlabs_dark_theme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cryptolab import plots
+    from cryptolab.notebook import plots
 
     monkeypatch.delenv("CRYPTOLAB_THEME", raising=False)
     monkeypatch.setenv("JUPYTERLAB_SETTINGS_DIR", str(tmp_path))

@@ -9,8 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from cryptolab import cli
-from cryptolab.load import load_files
+from cryptolab.cli import main as cli
+from cryptolab.history.load import load_files
 
 
 def stored(dsn: str, symbol: str) -> list[tuple]:

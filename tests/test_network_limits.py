@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp import web
 
-from cryptolab import wsclient
+from cryptolab.binance import ws as wsclient
+from cryptolab.binance.rest import MarketInfo, RestClient
 from cryptolab.errors import SourceError
 from cryptolab.exchange import LocalExchange
-from cryptolab.rest import MarketInfo, RestClient
 
 T = TypeVar("T")
 MB = 1024 * 1024

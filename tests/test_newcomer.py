@@ -17,10 +17,10 @@ import psycopg
 import pytest
 
 import cryptolab.analysis as an
-from cryptolab.report import read_records, run_notebook, run_reports
+from cryptolab.report.runner import read_records, run_notebook, run_reports
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "cryptolab.cli"]
+CLI = [sys.executable, "-m", "cryptolab.cli.main"]
 pytestmark = pytest.mark.slow
 
 
@@ -70,7 +70,7 @@ def test_demo_then_everything_without_parameters_finds_the_data(dsn: str, tmp_pa
 
 def test_a_dsn_password_is_written_into_no_report_file(dsn: str, conn: psycopg.Connection, tmp_path: Path) -> None:
     from cryptolab.model import Trade
-    from cryptolab.writer import TradeWriter
+    from cryptolab.storage.writer import TradeWriter
 
     TradeWriter(conn).write([Trade("binance", "PWUSDT", i, Decimal("1.5"), Decimal("2"), i % 2 == 0,
                                    1_735_689_600_000_000 + i * 1000) for i in range(1, 50)])

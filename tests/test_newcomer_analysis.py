@@ -14,7 +14,7 @@ import pytest
 import cryptolab.analysis as an
 from cryptolab.errors import DataError
 from cryptolab.model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE, Trade
-from cryptolab.writer import TradeWriter
+from cryptolab.storage.writer import TradeWriter
 
 T0 = datetime(2024, 8, 8, 12, tzinfo=timezone.utc)
 US = 1_000_000

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 import cryptolab.analysis as an
-from cryptolab.report import read_records, run_reports
+from cryptolab.report.runner import read_records, run_reports
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -181,7 +181,7 @@ def test_every_notebook_runs_and_records_match_the_api(captured: Any, dsn: str, 
 
 
 def test_the_lab_works_on_a_copy_so_tracked_notebooks_stay_clean(tmp_path: Path) -> None:
-    from cryptolab.lab import jupyter_command, working_copy
+    from cryptolab.cli.lab import jupyter_command, working_copy
 
     home = tmp_path / "home"
     copy = working_copy(ROOT / "notebooks", home)

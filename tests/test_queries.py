@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 import psycopg
 import pytest
 
-from cryptolab import queries
 from cryptolab.errors import DataError
+from cryptolab.storage import queries
 
 SCRIPT = r"""
 -- a module

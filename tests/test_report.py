@@ -14,8 +14,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from cryptolab import report
 from cryptolab.errors import ConfigError
+from cryptolab.report import runner as report
 
 
 def make_nb(path: Path, params: str, *cells: str) -> Path:
@@ -32,7 +32,7 @@ def nbdir(tmp_path: Path) -> Path:
     d = tmp_path / "nbs"
     d.mkdir()
     make_nb(d / "01_ok.ipynb", "symbol = 'BTCUSDT'\nlive = True\nn = 3",
-            "import sys\nfrom decimal import Decimal\nfrom cryptolab.report import record",
+            "import sys\nfrom decimal import Decimal\nfrom cryptolab.report.runner import record",
             "assert live is False  # reports are never live\n"
             "record('symbol', symbol)\nrecord('total', Decimal('0.1') * n)\nrecord('python', sys.executable)",
             "print('done', n)")
@@ -76,7 +76,7 @@ def test_failure_names_notebook_and_cell_but_writes_everything(nbdir: Path, tmp_
 
 def test_cli_exit_code_and_message(nbdir: Path, tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "cryptolab.cli", "report", "--out", str(tmp_path / "r"),
+        [sys.executable, "-m", "cryptolab.cli.main", "report", "--out", str(tmp_path / "r"),
          "--notebooks", str(nbdir / "02_boom.ipynb"), "-p", "symbol", "SOLUSDT"],
         capture_output=True, text=True, timeout=240,
     )

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 
 from cryptolab.aio import run_sync
+from cryptolab.binance.rest import RestClient
 from cryptolab.errors import SourceError
-from cryptolab.rest import RestClient
 
 T = TypeVar("T")
 

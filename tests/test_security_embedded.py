@@ -19,9 +19,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cryptolab import embedded
 from cryptolab.config import Settings
 from cryptolab.errors import ConfigError
+from cryptolab.storage import embedded
 
 INTRUDER = "cryptolab-intruder"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cryptolab import db, embedded
 from cryptolab.config import mask_dsn, mask_url
 from cryptolab.errors import DatabaseError
+from cryptolab.storage import db, embedded
 
 SECRET = "s3cret-Pw"
 
@@ -42,7 +42,7 @@ def test_mask_url() -> None:
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cryptolab.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cryptolab.cli.main", *args], env=env, capture_output=True,
                           text=True, timeout=60, check=False)
 
 

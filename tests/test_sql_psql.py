@@ -9,8 +9,8 @@ import pytest
 from test_analysis_data import END, MARKET, START, SYMBOL, market_dsn  # noqa: F401  (fixture)
 
 from cryptolab import analysis as an
-from cryptolab import embedded
-from cryptolab.db import SQL_DIR
+from cryptolab.storage import embedded
+from cryptolab.storage.db import SQL_DIR
 
 MODULES = sorted(p.name for p in Path(SQL_DIR).glob("*.sql"))
 

@@ -8,9 +8,9 @@ from decimal import Decimal, localcontext
 import psycopg
 import pytest
 
-from cryptolab import db
 from cryptolab.model import DeadLetter, Trade, datetime_to_us, us_to_datetime
-from cryptolab.writer import TradeWriter
+from cryptolab.storage import db
+from cryptolab.storage.writer import TradeWriter
 
 T0 = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z in µs
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 import orjson
 import pytest
 
+from cryptolab.binance.wire import Control, decode, trade_from_rest
 from cryptolab.model import DeadLetter, Trade
-from cryptolab.wire import Control, decode, trade_from_rest
 
 # Binance spot @trade as sent today (no b/a fields since 2024)
 RAW = (b'{"e":"trade","E":1723161255208,"s":"BTCUSDT","t":3735683259,"p":"61837.63000000",'
@@ -138,7 +138,7 @@ def _variants() -> list[bytes]:
 def test_fast_path_accepts_only_what_the_careful_path_accepts(payload: bytes) -> None:
     """The fast path (msgspec) may send anything to the careful path (orjson + checks), but a
     trade it returns must be exactly the careful path's: same fields, same Decimal digits."""
-    from cryptolab.wire import _careful
+    from cryptolab.binance.wire import _careful
 
     fast = decode(payload, received_at_us=NOW)
     careful = _careful(payload, "binance", "live", NOW)

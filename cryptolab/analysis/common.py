@@ -40,9 +40,10 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
 
-from .. import archive, db, queries
+from .. import archive
 from ..errors import DatabaseError, DataError
 from ..model import DEFAULT_EXCHANGE
+from ..storage import db, queries
 
 __all__ = [
     "AsType",

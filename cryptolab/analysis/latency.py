@@ -98,7 +98,7 @@ def clock_offset(
 
 
 async def _probe(base_url: str, samples: int) -> list[tuple[int, int, int]]:
-    from ..rest import RestClient
+    from ..binance.rest import RestClient
 
     out = []
     async with RestClient(base_url) as client:

@@ -148,7 +148,7 @@ def _kline_row(exchange: str, symbol: str, k: list[Any]) -> tuple[Any, ...]:
 
 
 async def _fetch(base_url: str, symbol: str, start_ms: int, end_ms: int) -> list[list[Any]]:
-    from ..rest import RestClient
+    from ..binance.rest import RestClient
 
     out: list[list[Any]] = []
     async with RestClient(base_url) as client:

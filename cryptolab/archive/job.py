@@ -192,7 +192,7 @@ def archive(
     partitions of the archived days (after verification); `keep_days` N: drop only days older
     than N days. `symbols`: only these symbols (a partition holding others is kept).
     """
-    from .. import db
+    from ..storage import db
 
     if keep_days is not None and keep_days < 0:
         raise ArchiveError(f"--keep-days must be 0 or more, not {keep_days}")

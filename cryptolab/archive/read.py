@@ -165,7 +165,7 @@ def read_trades(exchange: str, symbol: str, start: Any = None, end: Any = None, 
                 conn: psycopg.Connection | None = None) -> Any:
     """The archived-and-dropped trades of (exchange, symbol) in [start, end) as a polars DataFrame
     (None when no dropped day overlaps the range). Prices and quantities exact `pl.Decimal(38, s)`."""
-    from .. import db
+    from ..storage import db
 
     own = conn is None
     c = conn or db.connect()

@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import orjson
 
+from ..binance.rest import RestClient
+from ..binance.wire import trade_from_rest
 from ..errors import CryptolabError
 from ..model import DeadLetter, Trade, now_us
-from ..rest import RestClient
-from ..wire import trade_from_rest
 from .options import Counters
 from .sequencer import GapEvent, GapPolicy, Sequencer
 from .sink import Sink

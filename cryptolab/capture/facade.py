@@ -25,12 +25,12 @@ from typing import Any
 
 import psycopg
 
-from .. import db
+from ..binance.rest import RestClient
 from ..config import mask_url, settings
 from ..errors import CryptolabError, DatabaseError, SourceError
-from ..journal import Journal
 from ..model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE, us_to_datetime
-from ..rest import RestClient
+from ..storage import db
+from ..storage.journal import Journal
 from .backfill import Backfiller
 from .cluster import Cluster
 from .endpoints import Endpoint, resolve_source

@@ -16,8 +16,8 @@ from datetime import date
 
 import psycopg
 
+from ..binance.rest import RestClient
 from ..errors import CryptolabError
-from ..rest import RestClient
 from .backoff import ConnectBudget
 from .cluster import Cluster, TickResult
 from .endpoints import Endpoint

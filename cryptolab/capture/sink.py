@@ -23,11 +23,11 @@ from typing import Any
 
 import psycopg
 
-from .. import db
 from ..errors import CryptolabError, DatabaseError, DataError
-from ..journal import Journal, Segment
 from ..model import DeadLetter, Trade, now_us
-from ..writer import TradeWriter
+from ..storage import db
+from ..storage.journal import Journal, Segment
+from ..storage.writer import TradeWriter
 from .batching import drain, plan_turn
 from .options import CaptureOptions, Counters
 from .runs import RunLog

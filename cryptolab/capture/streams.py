@@ -20,12 +20,12 @@ from typing import Any
 
 import orjson
 
-from .. import wsclient
+from ..binance import ws as wsclient
+from ..binance.rest import RestClient
+from ..binance.wire import Control, decode
 from ..config import mask_url
 from ..errors import CryptolabError, SourceError
 from ..model import DeadLetter, Trade, now_us
-from ..rest import RestClient
-from ..wire import Control, decode
 from .backoff import ConnectBudget, backoff
 from .endpoints import Endpoint
 from .options import CaptureOptions, Counters

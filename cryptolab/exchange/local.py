@@ -166,7 +166,7 @@ class LocalExchange:
 
     def _start_process(self) -> None:
         k = self._kwargs
-        cmd = [sys.executable, "-m", "cryptolab.cli", "exchange", "--port", str(k["port"])]
+        cmd = [sys.executable, "-m", "cryptolab.cli.main", "exchange", "--port", str(k["port"])]
         if k["seed"] is not None:
             cmd += ["--seed", str(k["seed"])]
         if k["first_id"] is not None:

@@ -1,7 +1,7 @@
 """Replay of real data through the local exchange: dumps and recordings, at any speed.
 
 The files (data.binance.vision trades/aggTrades dumps, zip or plain; raw stream
-recordings, gz or plain; see `cryptolab.dumps`) are merged by trade time and printed
+recordings, gz or plain; see `cryptolab.binance.dumps`) are merged by trade time and printed
 with their real ids, prices, quantities, sides and times (`T`, and `E` where the
 recording has it, else `T`). Pace: `speed=1` real time, `speed=N` N× faster, `speed=0`
 as fast as the clients read (the exchange waits while a client's send buffer is full).
@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..dumps import DumpReader, open_text
+from ..binance.dumps import DumpReader, open_text
 from ..errors import DataError
 from ..model import Trade
 from .market import symbol_spec

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from multidict import MultiMapping
 
+from ..binance.rest import WEIGHTS, AggTrade, Kline, RestTrade
 from ..model import now_us, to_us
-from ..rest import WEIGHTS, AggTrade, Kline, RestTrade
 from .faults import REST_KINDS, FaultPlan
 from .tradelog import KLINE_INTERVALS_MS, SymbolLog, fmt8, fmt_scaled
 

@@ -14,8 +14,8 @@ from array import array
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ..binance.rest import AggTrade, Kline, RestTrade
 from ..model import Trade
-from ..rest import AggTrade, Kline, RestTrade
 
 __all__ = [
     "UNIT",

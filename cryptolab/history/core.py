@@ -23,9 +23,9 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from ..binance.rest import RestClient
 from ..errors import CryptolabError, DataError, SourceError
 from ..model import now_us
-from ..rest import RestClient
 from .download import DEFAULT_DUMPS_URL, Downloader, Fetched, Progress
 from .plan import DumpFile, Plan, plan_history
 from .store import Loaded, Store
@@ -138,7 +138,7 @@ class _History:
         self.result = HistoryResult("?", plan.kind, plan.symbols, files_planned=len(plan.files))
 
     async def run(self) -> HistoryResult:
-        from .. import db
+        from ..storage import db
 
         t0 = time.perf_counter()
         plan = self.plan

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Literal
 
-from ..dumps import check_symbol
+from ..binance.dumps import check_symbol
 from ..errors import DataError
 
 __all__ = ["Kind", "KINDS", "INTERVALS", "DumpFile", "RestSpan", "Plan", "plan_history", "parse_day"]

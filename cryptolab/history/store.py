@@ -37,9 +37,9 @@ from typing import IO, Any, cast
 import psycopg
 from psycopg import errors as pgerr
 
-from ..dumps import time_to_us
+from ..binance.dumps import time_to_us
 from ..errors import DataError
-from ..writer import BARS_FOLD, BARS_INSERT, BARS_ON_CONFLICT
+from ..storage.writer import BARS_FOLD, BARS_INSERT, BARS_ON_CONFLICT
 from .plan import DumpFile, Kind
 
 __all__ = ["Store", "Loaded", "COLUMNS", "open_member"]
@@ -71,7 +71,7 @@ _TABLE = {"trades": "_hist_trades", "aggTrades": "_hist_agg", "klines": "_hist_k
 
 
 def _us(col: str) -> str:
-    """SQL: an epoch time in ms, µs or ns (detected per value, as cryptolab.dumps does) → µs."""
+    """SQL: an epoch time in ms, µs or ns (detected per value, as cryptolab.binance.dumps does) → µs."""
     return (f"(CASE WHEN {col} >= 100000000000000000 THEN {col} / 1000 "
             f"WHEN {col} >= 100000000000000 THEN {col} ELSE {col} * 1000 END)")
 
@@ -493,7 +493,7 @@ class Store:
     def _bars_beside(self, sec: str) -> _Beside:
         """Start computing the scratch table's bars_1s on the second connection (a thread)."""
         if self._conn2 is None:
-            from .. import db
+            from ..storage import db
 
             self._conn2 = db.connect(self.dsn, autocommit=True, ensure_schema=False)
             self._conn2.execute(f"SET work_mem = '{WORK_MEM}'")

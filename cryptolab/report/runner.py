@@ -33,7 +33,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, CryptolabError
+from ..errors import ConfigError, CryptolabError
 
 __all__ = [
     "RECORD_MIME",
@@ -86,7 +86,7 @@ def record(name: str, value: Any, *, quiet: bool = False) -> None:
     e.g. when `record_all` shows the figures as one table)."""
     from IPython.display import display
 
-    from .analysis.display import format_value
+    from ..analysis.display import format_value
 
     data = _jsonable(value)
     bundle: dict[str, Any] = {RECORD_MIME: {"name": name, "value": data}}
@@ -136,8 +136,8 @@ def notebook_context(dsn: str | None = None, exchange: str | None = None, symbol
     """Connect (autocommit: a live refresh thread never holds a transaction open) and pick
     the exchange and symbol: the given ones, else those holding the data (real `binance`
     first when several exchanges hold it; the symbol with the newest stored trade)."""
-    from . import db
-    from .analysis.common import resolve_market, stored_markets
+    from ..analysis.common import resolve_market, stored_markets
+    from ..storage import db
 
     conn = db.connect(dsn, autocommit=True)
     try:
@@ -156,8 +156,8 @@ def notebook_context(dsn: str | None = None, exchange: str | None = None, symbol
                 what.append(f"symbol {sym} (newest stored trade" + (f"; also stored: {', '.join(others)})" if others
                                                                     else ")"))
             chosen = "chosen from the data: " + "; ".join(what) + " — set exchange / symbol to choose"
-        from .analysis.common import data_kind
-        from .errors import DataError
+        from ..analysis.common import data_kind
+        from ..errors import DataError
 
         try:
             kind = data_kind(sym, exchange=exch, conn=conn)
@@ -177,7 +177,7 @@ def show_figures(figures: Mapping[str, Any]) -> Any:
     """Key figures as a readable table (rounded, aligned); the exact values stay in `figures`."""
     from IPython.display import HTML
 
-    from .analysis.display import figures_html
+    from ..analysis.display import figures_html
 
     return HTML(figures_html(figures))  # type: ignore[no-untyped-call]
 
@@ -238,7 +238,7 @@ def ensure_kernel(name: str = KERNEL_NAME) -> str:
 
 # ---------------------------------------------------------------------- notebooks
 def _notebooks_dir() -> Path:
-    from .lab import notebooks_dir
+    from ..cli.lab import notebooks_dir
 
     return notebooks_dir()
 
@@ -432,8 +432,8 @@ def _shown_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
 
 def _index_html(runs: Sequence[NotebookRun], parameters: Mapping[str, Any], started: datetime, seconds: float,
                 note: str = "") -> str:
-    from .analysis.display import format_value
-    from .plots import DOWN, UP
+    from ..analysis.display import format_value
+    from ..notebook.plots import DOWN, UP
 
     def fig(v: Any) -> str:
         text = format_value(v)
@@ -479,8 +479,8 @@ def report_symbols(parameters: Mapping[str, Any]) -> tuple[str | None, list[str 
     on the exchange that holds the data (real `binance` first). Returns (exchange, symbols, note)."""
     if parameters.get("symbol") is not None:
         return parameters.get("exchange"), [parameters["symbol"]], ""
-    from . import db
-    from .analysis.common import resolve_market, stored_markets
+    from ..analysis.common import resolve_market, stored_markets
+    from ..storage import db
 
     try:
         with db.connect(parameters.get("dsn")) as conn:

@@ -1,7 +1,7 @@
 """Import data.binance.vision dumps and stream recordings into the database.
 
 `cryptolab load FILE…` reads trades / aggTrades dumps (zip, gz or csv) and raw stream
-recordings (gz or plain; see `cryptolab.dumps`) and stores them (`source='replay'`):
+recordings (gz or plain; see `cryptolab.binance.dumps`) and stores them (`source='replay'`):
 
 * a **trades dump** goes the history loader's way (`cryptolab.history.store`): its CSV is
   `COPY`ed into a scratch table and moved into `trades` by one `INSERT … SELECT` — with no
@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from .dumps import DumpReader, check_symbol
-from .errors import CryptolabError, DataError
-from .model import Trade
+from ..binance.dumps import DumpReader, check_symbol
+from ..errors import CryptolabError, DataError
+from ..model import Trade
 
 __all__ = ["configure", "run", "load_files", "LoadResult"]
 
@@ -88,10 +88,10 @@ def load_files(
     """Store every trade of the files (see the module doc); return the counts."""
     from tqdm import tqdm
 
-    from . import db
-    from .history.plan import DumpFile
-    from .history.store import Store
-    from .writer import TradeWriter
+    from ..storage import db
+    from ..storage.writer import TradeWriter
+    from .plan import DumpFile
+    from .store import Store
 
     if batch_rows < 1:
         raise DataError("--batch must be at least 1 row")

@@ -11,8 +11,8 @@ import threading
 import time
 from typing import Any
 
-from .config import mask_url, settings
-from .errors import ConfigError, CryptolabError
+from ..config import mask_url, settings
+from ..errors import ConfigError, CryptolabError
 
 MAX_TRADE_ID = 2**63 - 1
 """Trade ids are PostgreSQL bigints."""
@@ -98,7 +98,7 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     """`["lease_seconds=3", "max_batch_rows=5000"]` → CaptureOptions overrides (typed as the fields)."""
     from dataclasses import fields
 
-    from .capture import CaptureOptions
+    from ..capture import CaptureOptions
 
     kinds = {f.name: f.type for f in fields(CaptureOptions)}
     out: dict[str, Any] = {}
@@ -116,7 +116,7 @@ def parse_options(items: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .capture import Capture
+    from ..capture import Capture
 
     if args.action == "status":
         return _status(args)
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     symbols = parse_symbols(args.symbols)
     overrides = parse_options(args.option)
     if args.workers > 1:
-        from .capture.workers import run_workers
+        from ..capture.workers import run_workers
 
         return run_workers(args, symbols)
     settings().writable_home()  # the journal lives there: a bad CRYPTOLAB_HOME is one line now, not later
@@ -184,7 +184,7 @@ def write_status_json(status: object, path: str) -> None:
 
 def _status(args: argparse.Namespace) -> int:
     """Print the `capture_status` view: capturers, hosts, symbols, heartbeat age, lag, rows."""
-    from . import db
+    from ..storage import db
 
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
         rows = conn.execute(

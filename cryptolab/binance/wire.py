@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 
-from .model import DEFAULT_EXCHANGE, US_CUTOFF, DeadLetter, Trade, now_us
+from ..model import DEFAULT_EXCHANGE, US_CUTOFF, DeadLetter, Trade, now_us
 
 __all__ = ["Control", "decode", "trade_from_rest", "to_us", "MIN_TIME_US"]
 

@@ -20,8 +20,8 @@ from datetime import date, timedelta
 
 import psycopg
 
-from .errors import DatabaseError, DataError
-from .model import DeadLetter, Trade
+from ..errors import DatabaseError, DataError
+from ..model import DeadLetter, Trade
 
 __all__ = ["BARS_FOLD", "BARS_INSERT", "BARS_ON_CONFLICT", "TradeWriter", "WriteResult", "dead_letter_text"]
 
@@ -216,7 +216,7 @@ class TradeWriter:
             self.conn.execute("TRUNCATE _cryptolab_stage")
 
     def _write_dead(self, dead: Sequence[DeadLetter]) -> None:
-        from .model import now_us, us_to_datetime
+        from ..model import now_us, us_to_datetime
 
         with self.conn.cursor() as cur, cur.copy(_DEAD_COPY) as copy:
             copy.set_types(_DEAD_TYPES)

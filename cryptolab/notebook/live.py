@@ -44,9 +44,9 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..analysis.display import figures_html, format_value, frame_html
+from ..errors import ConfigError
 from . import plots
-from .analysis.display import figures_html, format_value, frame_html
-from .errors import ConfigError
 from .plots import DOWN, MUTED, UP
 
 __all__ = [
@@ -580,12 +580,12 @@ def table(frame: Any, caption: str | None = None, *, max_rows: int = 20) -> Any:
 
 def key_figures(compute: Callable[[], Mapping[str, Any]], *, live: bool = True, interval: float = 5.0,
                 title: str = "key figures") -> Any:
-    """Record a notebook's key figures once (for reports and tests: `cryptolab.report.record`)
+    """Record a notebook's key figures once (for reports and tests: `cryptolab.report.runner.record`)
     and show them as a table that, when live, is recomputed from the live panels' data on
     its own timer — so it never goes stale next to them. Returns the figures recorded."""
     from IPython.display import HTML, display
 
-    from .report import record
+    from ..report.runner import record
 
     figures = dict(compute())
     for name, value in figures.items():

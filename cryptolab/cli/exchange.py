@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from ..errors import ConfigError
-from .faults import parse_faults
+from ..exchange.faults import parse_faults
 
 __all__ = ["configure", "run", "serve", "server_kwargs"]
 
@@ -98,7 +98,7 @@ def server_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 async def serve(kwargs: dict[str, Any], banner: str = "") -> None:
     """Serve until SIGINT/SIGTERM; print the URLs line first (flushed)."""
-    from .server import ExchangeServer
+    from ..exchange.server import ExchangeServer
 
     server = ExchangeServer(**kwargs)
     try:

@@ -53,8 +53,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings, settings
-from .errors import ConfigError, DatabaseError
+from ..config import Settings, settings
+from ..errors import ConfigError, DatabaseError
 
 __all__ = ["ServerStatus", "start", "stop", "status", "uri", "bin_dir", "SERVER_ACCOUNT", "SOCKET_PREFIX"]
 

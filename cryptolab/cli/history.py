@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from .core import DEFAULT_REST_URL, default_cache, fetch_history
-from .download import DEFAULT_DUMPS_URL
-from .plan import INTERVALS, KINDS
+from ..history.core import DEFAULT_REST_URL, default_cache, fetch_history
+from ..history.download import DEFAULT_DUMPS_URL
+from ..history.plan import INTERVALS, KINDS
 
 __all__ = ["configure", "run"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from .cli import configure as _configure_exchange
-from .cli import serve, server_kwargs
+from .exchange import configure as _configure_exchange
+from .exchange import serve, server_kwargs
 
 __all__ = ["configure", "run"]
 

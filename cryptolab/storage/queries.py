@@ -26,8 +26,8 @@ from typing import Any
 
 from psycopg import sql as pgsql
 
+from ..errors import DataError
 from .db import SQL_DIR
-from .errors import DataError
 
 __all__ = ["Query", "parse", "load", "get", "names", "modules"]
 

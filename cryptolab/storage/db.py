@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 import psycopg
 
+from ..config import mask_dsn, settings
+from ..errors import DatabaseError
 from . import embedded
-from .config import mask_dsn, settings
-from .errors import DatabaseError
 
 __all__ = [
     "resolve_dsn",
@@ -28,7 +28,7 @@ __all__ = [
     "SQL_DIR",
 ]
 
-_PKG = Path(__file__).resolve().parent
+_PKG = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = _PKG / "schema.sql"
 """The project's `schema.sql` (shipped inside the package)."""
 SQL_DIR = _PKG / "sql"

@@ -44,7 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .job import archive
+    from ..archive.job import archive
 
     if args.keep_days is not None and args.keep_days < 0:
         raise ConfigError(f"--keep-days must be 0 or more, not {args.keep_days}")

@@ -3,7 +3,7 @@
 One refresh (`Dashboard.refresh()`) is a plain method: read a `Snapshot` with a few
 index-backed queries on `bars_1s` (plus the newest trades for the tape), push it into
 the widgets and re-render the chart when what it shows changed. The notebook runs it on
-a background timer (see `cryptolab.live`); tests call it directly, headless. Between
+a background timer (see `cryptolab.notebook.live`); tests call it directly, headless. Between
 ticks a `SnapshotCache` keeps closed candles and the session's sums, so a tick reads
 only the newest bars (a few ms on a day of 10M trades).
 
@@ -30,10 +30,10 @@ from typing import Any
 import psycopg
 from matplotlib.figure import Figure
 
+from ..errors import ConfigError, CryptolabError
+from ..model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE
 from . import plots
-from .errors import ConfigError, CryptolabError
 from .live import KpiRow, LiveChart, LiveView, Tape
-from .model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE
 
 _FALLBACK_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 
@@ -350,8 +350,8 @@ class Dashboard:
         else:
             chosen = ""
         try:
-            from .analysis.common import stored_markets
-            from .db import connect
+            from ..analysis.common import stored_markets
+            from ..storage.db import connect
 
             with connect(self.dsn) as conn:
                 markets = stored_markets(conn)
@@ -367,7 +367,7 @@ class Dashboard:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            from .db import connect
+            from ..storage.db import connect
 
             self._conn = connect(self.dsn, autocommit=True)
         return self._conn
@@ -469,7 +469,7 @@ class Dashboard:
         if self.capture is not None and self.capture.status().running:
             return self.capture
         try:
-            from .capture import Capture
+            from ..capture import Capture
         except ImportError as exc:
             raise CryptolabError(f"capture is not available in this build ({exc})") from exc
         self.capture = Capture(self.symbols, source=self.source, dsn=self.dsn, exchange=self.exchange,

@@ -39,8 +39,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from .errors import ConfigError, CryptolabError
-from .model import SOURCES, DeadLetter, Trade
+from ..errors import ConfigError, CryptolabError
+from ..model import SOURCES, DeadLetter, Trade
 
 __all__ = [
     "Journal",

@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import db
-from .capture import Capture
+from ..capture import Capture
+from ..storage import db
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_report:
         return 0
     try:
-        from .report import run_reports
+        from ..report.runner import run_reports
     except ImportError:
         print("(reports are not available in this build)")
         return 0

@@ -8,9 +8,9 @@ import subprocess
 import sys
 import time
 
-from . import db, embedded
-from .config import mask_dsn, settings
-from .errors import ConfigError
+from ..config import mask_dsn, settings
+from ..errors import ConfigError
+from ..storage import db, embedded
 
 
 def configure(p: argparse.ArgumentParser) -> None:

@@ -34,8 +34,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from .errors import DataError
-from .model import US_CUTOFF, Trade
+from ..errors import DataError
+from ..model import US_CUTOFF, Trade
 
 __all__ = [
     "DumpReader", "read_trades", "open_text", "detect_kind", "symbol_from_name", "time_to_us", "check_symbol", "Kind",

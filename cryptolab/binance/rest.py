@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from .errors import SourceError
-from .model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE
+from ..errors import SourceError
+from ..model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE
 
 __all__ = [
     "RestClient",
