@@ -21,7 +21,7 @@ lab: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cryptolab demo --source simulator --seconds 30
 
-# Debian's chromium for the browser test (tests/test_browser.py); installed only when we may.
+# Debian's chromium for the browser test (tests/e2e/test_browser.py); installed only when we may.
 BROWSER := $(VENV)/.browser
 $(BROWSER):
 	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
@@ -31,10 +31,11 @@ $(BROWSER):
 	else echo "note: no chromium and no root: the browser test will be skipped"; fi
 	@touch $(BROWSER)
 
-## make lint: ruff (lint + import order) on everything, mypy strict on cryptolab/ (make test runs it first)
+## make lint: ruff (lint, import order, complexity) on everything, mypy strict on cryptolab/, the layer rule (make test runs it first)
 lint: $(STAMP)
 	$(BIN)/ruff check cryptolab tests benchmarks notebooks
 	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py
 
 ## make test: lint, then the whole test suite against a real PostgreSQL (embedded unless CRYPTOLAB_TEST_DSN)
 test: lint $(BROWSER)

@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 from _common import build_bars
 
-from cryptolab.analysis import common
+from cryptolab.analysis import scope
 from cryptolab.storage import db
 
 SYMBOL = "BTCUSDT"
@@ -128,7 +128,7 @@ def dashboard(dsn: str, repeat: int) -> None:
         sep, _ = timed(lambda: (an.ohlcv(SYMBOL, interval="1s", conn=c), an.cvd(SYMBOL, interval="1s", conn=c),
                                 an.vwap(SYMBOL, interval="1m", mode="anchored", conn=c)), max(repeat // 3, 3))
         line("ohlcv 1s + cvd 1s + anchored vwap 1m (3 calls)", sep, "(dense series)")
-        span = common.resolve_span(c, SYMBOL, None, None)
+        span = scope.resolve_span(c, SYMBOL, None, None)
         from cryptolab.storage import queries
 
         sql_, params = queries.get("price_analysis", "live_bars").bind(span.values())

@@ -111,7 +111,7 @@ def bench_size(n: int, server_uri: str, out_root: Path, only: list[str], keep: b
         floor_nb.parent.mkdir(parents=True, exist_ok=True)
         cell = new_code_cell("live = False")
         cell.metadata["tags"] = ["parameters"]
-        nb = new_notebook(cells=[cell, new_code_cell("import cryptolab.analysis, cryptolab.notebook.plots, cryptolab.notebook.live")])
+        nb = new_notebook(cells=[cell, new_code_cell("import cryptolab.analysis, cryptolab.notebook.plots, cryptolab.notebook")])
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, str(floor_nb))
     t0 = time.perf_counter()
@@ -127,7 +127,7 @@ def bench_size(n: int, server_uri: str, out_root: Path, only: list[str], keep: b
         per = ", ".join(s.split("] ")[1].replace(".ipynb ok in", "") for s in lines if " ok in " in s)
         print(f"cryptolab report, {label}: {total:.1f} s = {total / floor:.1f}× the floor  [{per}]")
 
-    from cryptolab.notebook.dashboard import read_snapshot
+    from cryptolab.notebook.snapshot import read_snapshot
 
     dash = Dashboard(["BTCUSDT"], dsn=dsn)
     with db.connect(dsn, autocommit=True) as conn:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["Settings", "settings", "default_home", "mask_dsn", "mask_url", "MASK"]
+__all__ = ["Settings", "settings", "default_home", "mask_dsn", "mask_secrets", "mask_url", "MASK"]
 
 MASK = "***"
 """What a hidden password is shown as."""
@@ -134,3 +134,13 @@ def mask_dsn(dsn: str) -> str:
     if "://" in dsn:
         return mask_url(dsn)
     return _SECRET_KV.sub(lambda m: f"{m.group(1)}{MASK}", dsn)
+
+
+_URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def mask_secrets(text: str) -> str:
+    """`text` (an error message, a parameter) with the password of any DSN or URL inside it
+    replaced by `***`; `mask_dsn` is for a text that is one DSN."""
+    return _KV_PASSWORD.sub(r"\1***", _URI_PASSWORD.sub(r"\1***\3", text))

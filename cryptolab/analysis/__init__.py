@@ -22,12 +22,12 @@ which kind was read is said (a warning on the fallback, a log line otherwise) an
 | volume   | stored_symbols, daily_totals, cvd, fetch_klines, reconcile_klines, reconcile_or_skip |
 | latency  | latest_trades, latency_stats, clock_offset, clock_skew |
 | reader   | load_trades, load_agg_trades |
-| common   | data_kind |
+| scope    | data_kind |
 """
 
 from __future__ import annotations
 
-from .common import INTERVALS, data_kind
+from .args import INTERVALS
 from .latency import clock_offset, clock_skew, latency_stats, latest_trades
 from .price import ema, live_bars, moving_averages, ohlcv, pivots, sma, support_resistance, volume_profile, vwap
 from .quality import (
@@ -45,6 +45,7 @@ from .quality import (
     timestamp_checks,
 )
 from .reader import load_agg_trades, load_trades
+from .scope import data_kind
 from .traffic import bursts, ingest_throughput, inter_arrival, inter_arrival_stats, tps, tps_stats
 from .volume import cvd, daily_totals, fetch_klines, reconcile_klines, reconcile_or_skip, stored_symbols
 

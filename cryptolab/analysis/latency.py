@@ -3,7 +3,7 @@
 Components (durations): exchange_push = E − T, network = received − E (network, client and
 the offset between our clock and the exchange's), pipeline = ingested − received, total =
 ingested − T. Runs the queries of `sql/latency.sql`; arguments and result types as in
-`cryptolab.analysis.common` (durations are `pl.Duration("us")`). Rows without E or
+`cryptolab.analysis.scope` and `.frames` (durations are `pl.Duration("us")`). Rows without E or
 received time (backfill, loaded dumps), and history replayed through a stream (received more
 than a day after its trade time: years-old trades, not a pipeline delay), have null latencies
 — latency does not apply to them — and are left out of the percentiles; `latency_stats`
@@ -19,7 +19,9 @@ from typing import Any
 import psycopg
 
 from ..errors import CryptolabError, DataError, SourceError
-from .common import AsType, Frame, check_buckets, connection, interval_for, parse_interval, resolve_span, run
+from .args import AsType, Frame, parse_interval
+from .execute import run
+from .scope import check_buckets, connection, interval_for, resolve_span
 
 __all__ = ["latest_trades", "latency_stats", "clock_offset", "clock_skew"]
 

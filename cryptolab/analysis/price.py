@@ -1,7 +1,7 @@
 """Price: OHLCV at any interval, SMA/EMA, VWAP with sigma bands, volume profile, pivots.
 
 Runs the queries of `sql/price_analysis.sql`. Arguments and result types are those of
-`cryptolab.analysis.common`: exact `pl.Decimal` columns for prices and volumes (strings
+`cryptolab.analysis.scope` and `.frames`: exact `pl.Decimal` columns for prices and volumes (strings
 if a value would not fit 38 digits), UTC datetimes, nothing through float.
 """
 
@@ -15,23 +15,10 @@ from typing import Any, Literal
 import psycopg
 
 from ..errors import DataError
-from .common import (
-    AGG_MODULE,
-    AsType,
-    Frame,
-    Kind,
-    check_buckets,
-    connection,
-    decimal_series,
-    execute,
-    interval_for,
-    parse_decimal,
-    parse_duration,
-    parse_interval,
-    parse_time,
-    resolve_span,
-    run,
-)
+from .args import AsType, Frame, Kind, parse_decimal, parse_duration, parse_interval, parse_time
+from .execute import execute, run
+from .frames import decimal_series
+from .scope import AGG_MODULE, check_buckets, connection, interval_for, resolve_span
 
 __all__ = ["ohlcv", "live_bars", "moving_averages", "sma", "ema", "vwap", "volume_profile", "pivots", "support_resistance"]
 

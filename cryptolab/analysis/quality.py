@@ -1,7 +1,7 @@
 """Quality: are the stored trades complete, unique, ordered and sane?
 
 Runs the queries of `sql/quality_check.sql`; arguments and result types as in
-`cryptolab.analysis.common`. `quality_report` runs every check and sums them up in one
+`cryptolab.analysis.scope` and `.frames`. `quality_report` runs every check and sums them up in one
 frame; the other functions return each check's detail. An id gap (`gaps`) is a loss; a
 halt (`halts`) is a long silence with consecutive ids, and is not.
 """
@@ -15,7 +15,9 @@ from typing import Any
 import psycopg
 
 from ..errors import DataError
-from .common import AGG_MODULE, AsType, Frame, Kind, connection, parse_decimal, parse_duration, resolve_span, run
+from .args import AsType, Frame, Kind, parse_decimal, parse_duration
+from .execute import run
+from .scope import AGG_MODULE, connection, resolve_span
 
 __all__ = [
     "source_counts",

@@ -18,19 +18,12 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
-from ..archive import merge, read_trades
 from ..errors import DatabaseError, DataError
-from .common import (
-    AGG_MODULE,
-    AsType,
-    Frame,
-    connection,
-    decimal_exprs,
-    decimal_series,
-    parse_time,
-    resolve_span,
-    run,
-)
+from ..storage.parquet.read import merge, read_trades
+from .args import AsType, Frame, parse_time
+from .execute import run
+from .frames import decimal_exprs, decimal_series
+from .scope import AGG_MODULE, connection, resolve_span
 
 __all__ = ["load_trades", "load_agg_trades", "TRADE_COLUMNS", "DEFAULT_COLUMNS"]
 

@@ -1,7 +1,7 @@
 """Traffic: trades per second (dense), TPS percentiles, bursts, inter-arrival times, ingest rate.
 
 Runs the queries of `sql/traffic_analysis.sql`; arguments and result types as in
-`cryptolab.analysis.common`. Counts are integers; percentiles are observed values
+`cryptolab.analysis.scope` and `.frames`. Counts are integers; percentiles are observed values
 (percentile_disc).
 """
 
@@ -14,7 +14,9 @@ from typing import Any
 import psycopg
 
 from ..errors import DataError
-from .common import AGG_MODULE, AsType, Frame, Kind, check_buckets, connection, parse_decimal, resolve_span, run
+from .args import AsType, Frame, Kind, parse_decimal
+from .execute import run
+from .scope import AGG_MODULE, check_buckets, connection, resolve_span
 
 __all__ = ["tps", "tps_stats", "bursts", "inter_arrival", "inter_arrival_stats", "ingest_throughput"]
 

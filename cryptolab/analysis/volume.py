@@ -1,7 +1,7 @@
 """Volume: what is stored, CVD (aggressor side, tick rule beside it), and klines reconciliation.
 
 Runs the queries of `sql/volume_stored.sql`; arguments and result types as in
-`cryptolab.analysis.common`. Aggressor side: `is_buyer_maker` false = the taker bought =
+`cryptolab.analysis.scope` and `.frames`. Aggressor side: `is_buyer_maker` false = the taker bought =
 +qty; true = the taker sold = -qty.
 
 Reconciliation compares minute by minute the stored *trades* (the ground truth, not the
@@ -20,19 +20,9 @@ from typing import Any
 import psycopg
 
 from ..errors import CryptolabError, DatabaseError, DataError, SourceError
-from .common import (
-    AGG_MODULE,
-    AsType,
-    Frame,
-    Kind,
-    check_buckets,
-    connection,
-    interval_for,
-    normalize_symbol,
-    parse_interval,
-    resolve_span,
-    run,
-)
+from .args import AsType, Frame, Kind, normalize_symbol, parse_interval
+from .execute import run
+from .scope import AGG_MODULE, check_buckets, connection, interval_for, resolve_span
 
 __all__ = ["stored_symbols", "daily_totals", "cvd", "fetch_klines", "reconcile_klines", "reconcile_or_skip",
            "DEFAULT_REST_URL"]

@@ -13,13 +13,13 @@
 
 from __future__ import annotations
 
-from .errors import ArchiveError
+from ..storage.parquet.errors import ArchiveError
+from ..storage.parquet.layout import day_path
+from ..storage.parquet.read import dropped_days, merge, read_trades
+from ..storage.parquet.session import attach, attach_for, detach
+from ..storage.parquet.store import Store, archive_url, open_store
+from ..storage.parquet.verify import DayStats
 from .job import Report, archive
-from .layout import day_path
-from .read import dropped_days, merge, read_trades
-from .session import attach, attach_for, detach
-from .store import Store, archive_url, open_store
-from .verify import DayStats
 
 __all__ = [
     "archive", "Report", "ArchiveError", "open_store", "archive_url", "Store", "day_path",

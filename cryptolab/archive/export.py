@@ -17,10 +17,10 @@ from typing import Any
 import psycopg
 
 from ..errors import DatabaseError
-from .errors import ArchiveError
-from .layout import DECIMALS, DEFAULT_SCALE, FORMAT_VERSION, ROW_GROUP_ROWS, SCALE_COLUMNS, TIMES, day_path
-from .store import Store
-from .verify import DayStats, day_bounds, db_stats, differences, table_stats
+from ..storage.parquet.errors import ArchiveError
+from ..storage.parquet.layout import DECIMALS, DEFAULT_SCALE, FORMAT_VERSION, ROW_GROUP_ROWS, SCALE_COLUMNS, TIMES, day_path
+from ..storage.parquet.store import Store
+from ..storage.parquet.verify import DayStats, day_bounds, db_stats, differences, table_stats
 
 __all__ = ["ExportResult", "export_day", "read_day", "encode", "decode", "record_day", "conninfo"]
 

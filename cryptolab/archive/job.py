@@ -19,12 +19,12 @@ import psycopg
 from psycopg import sql
 
 from ..errors import DatabaseError
-from .errors import ArchiveError
+from ..storage.parquet.errors import ArchiveError
+from ..storage.parquet.layout import day_path, parse_day_path
+from ..storage.parquet.store import DATASET, Store, open_store
+from ..storage.parquet.verify import day_bounds, db_stats, differences
 from .export import ExportResult, export_day, read_stats
-from .layout import day_path, parse_day_path
 from .plan import Group, Plan, Recorded, make_plan
-from .store import DATASET, Store, open_store
-from .verify import day_bounds, db_stats, differences
 
 __all__ = ["Report", "archive", "partitions"]
 

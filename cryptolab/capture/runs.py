@@ -1,6 +1,6 @@
 """The run log in the database: `capture_runs`, `capture_gaps` and where a capture resumes.
 
-All SQL of the capture except the writer's (cryptolab/writer.py) lives here.
+All SQL of the capture except the writer's (cryptolab/storage/writer.py) lives here.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ arrives; a jump opens a `MissingRange`, a late id is carved out of one, an id se
 before is a duplicate. `GapPolicy.plan()` decides, for a range, whether to wait (the
 ids may still arrive out of order), give part of it up (too large to backfill) or
 ask REST for it. The outcomes are `GapEvent`s, which the run log stores.
-Tested by feeding ids (tests/test_capture_units.py), the way websockets tests its
+Tested by feeding ids (tests/capture/test_units.py), the way websockets tests its
 protocol by feeding bytes.
 """
 

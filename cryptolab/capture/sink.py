@@ -26,7 +26,8 @@ import psycopg
 from ..errors import CryptolabError, DatabaseError, DataError
 from ..model import DeadLetter, Trade, now_us
 from ..storage import db
-from ..storage.journal import Journal, Segment
+from ..storage.journal import Journal
+from ..storage.journal_format import Segment
 from ..storage.writer import TradeWriter
 from .batching import drain, plan_turn
 from .options import CaptureOptions, Counters
@@ -200,6 +201,7 @@ class Sink:
     # ---- one turn at a time
 
     def _loop(self) -> None:
+        """The writer's turns: replay journals, write or spill, run-log bookkeeping, until stopped."""
         opts, link, journal = self.options, self.link, self.journal
         last_beat = 0.0
         stop_deadline: float | None = None
@@ -210,44 +212,16 @@ class Sink:
                 self.wake.clear()
             batch = drain(self.trades, opts.max_batch_rows)
             dead = drain(self.dead, 10_000)
-            up = link.ensure()
-            for j in [journal, *self.leftovers] if up else ():
-                if not len(j) and j is journal:
-                    continue
-                try:
-                    self.counters.journal_bad_records += j.replay(self._store_segment).bad
-                except DatabaseError as exc:
-                    if not _is_outage(exc, link):
-                        raise
-                    link.failed(exc)
-                    up = False
-                    break
-                if j is not journal:
-                    log.info("replayed the journal %s left by an earlier capture", j.dir)
-                    j.close()
-                    self.leftovers.remove(j)
+            up = self._replay_journals() if link.ensure() else False
             turn = plan_turn(queued=len(self.trades), journal_rows=len(journal), db_up=up,
                              max_queue_rows=opts.max_queue_rows)
             if batch or dead:
-                if turn.write_to == "database":
-                    try:
-                        self._store(batch, dead)
-                    except DatabaseError as exc:
-                        if not _is_outage(exc, link):
-                            raise
-                        link.failed(exc)
-                        self._spill(batch, dead)
-                else:
-                    self._spill(batch, dead)
+                self._write(batch, dead, to_database=turn.write_to == "database")
             if turn.spill:
                 # the database is slower than the market: the oldest rows go to the journal
                 # (replayed first, so order holds) instead of growing memory without bound
                 self.counters.spilled += self._spill(drain(self.trades, turn.spill), [])
-            if self.gaps and link.ensure():
-                self._db_step(lambda c: self.runs.write_gaps(c, drain(self.gaps, len(self.gaps))))
-            if time.monotonic() - last_beat > opts.heartbeat_seconds and link.ensure():
-                last_beat = time.monotonic()
-                self._db_step(lambda c: self.runs.heartbeat(c, self.counters, final=False))
+            last_beat = self._bookkeeping(last_beat)
             if stopping and not self.trades and not self.dead and not self.gaps:
                 # a database that is merely between two retries gets a few of them before we give up
                 stop_deadline = stop_deadline or time.monotonic() + 3 * opts.db_retry_seconds + 1.0
@@ -255,12 +229,57 @@ class Sink:
                     time.sleep(0.05)
                     continue  # replay the rest first
                 break
-        if link.ensure():
+        self._final_bookkeeping()
+
+    def _replay_journals(self) -> bool:
+        """Store what this capture's journal (and any left by earlier ones) holds; False on an outage."""
+        link, journal = self.link, self.journal
+        for j in [journal, *self.leftovers]:
+            if not len(j) and j is journal:
+                continue
+            try:
+                self.counters.journal_bad_records += j.replay(self._store_segment).bad
+            except DatabaseError as exc:
+                if not _is_outage(exc, link):
+                    raise
+                link.failed(exc)
+                return False
+            if j is not journal:
+                log.info("replayed the journal %s left by an earlier capture", j.dir)
+                j.close()
+                self.leftovers.remove(j)
+        return True
+
+    def _write(self, batch: list[Trade], dead: list[DeadLetter], *, to_database: bool) -> None:
+        """One batch to the database, or to the journal when the database is away."""
+        if not to_database:
+            self._spill(batch, dead)
+            return
+        try:
+            self._store(batch, dead)
+        except DatabaseError as exc:
+            if not _is_outage(exc, self.link):
+                raise
+            self.link.failed(exc)
+            self._spill(batch, dead)
+
+    def _bookkeeping(self, last_beat: float) -> float:
+        """Gaps and the run's heartbeat into the run log (when the database answers)."""
+        link = self.link
+        if self.gaps and link.ensure():
+            self._db_step(lambda c: self.runs.write_gaps(c, drain(self.gaps, len(self.gaps))))
+        if time.monotonic() - last_beat > self.options.heartbeat_seconds and link.ensure():
+            last_beat = time.monotonic()
+            self._db_step(lambda c: self.runs.heartbeat(c, self.counters, final=False))
+        return last_beat
+
+    def _final_bookkeeping(self) -> None:
+        if self.link.ensure():
             self._db_step(lambda c: self.runs.write_gaps(c, drain(self.gaps, len(self.gaps))))
             self._db_step(lambda c: self.runs.heartbeat(c, self.counters, final=True, failed=self.failed))
-        left = len(journal)
+        left = len(self.journal)
         if left and not self.error:
-            self.error = (f"database unreachable at stop: {left} rows kept in the journal {journal.dir}; "
+            self.error = (f"database unreachable at stop: {left} rows kept in the journal {self.journal.dir}; "
                           "they are stored by the next capture on this database")
 
     def _db_step(self, step: Callable[[psycopg.Connection], None]) -> None:

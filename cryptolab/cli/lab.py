@@ -19,17 +19,8 @@ from pathlib import Path
 
 from ..config import settings
 from ..errors import ConfigError
+from ..report.runner import DASHBOARD, notebooks_dir
 from ..storage import db, embedded
-
-DASHBOARD = "00_live_dashboard.ipynb"
-
-
-def notebooks_dir() -> Path:
-    """The project's notebooks/ (next to the package in a checkout, else ./notebooks)."""
-    for cand in (Path(__file__).resolve().parents[2] / "notebooks", Path.cwd() / "notebooks"):
-        if (cand / DASHBOARD).exists():
-            return cand
-    raise ConfigError("cannot find notebooks/00_live_dashboard.ipynb: run from the cryptolab checkout")
 
 
 def working_copy(source: Path, home: Path, *, refresh: bool = False) -> Path:

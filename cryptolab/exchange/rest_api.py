@@ -4,17 +4,16 @@
 answered from the exchange's own trade logs, with Binance's request weights (per
 client IP and UTC minute, `X-MBX-USED-WEIGHT-1M`), HTTP 429 + `Retry-After` past the
 budget, Binance's error bodies (`{"code": -1121, "msg": "Invalid symbol."}` …), the
-`X-MBX-TIME-UNIT: MICROSECOND` header, and the REST faults (429/500/timeouts) armed by
-`inject()`. A mixin of `ExchangeServer`, which owns the logs, faults and counters.
+`X-MBX-TIME-UNIT: MICROSECOND` header, and the REST faults (429/500/timeouts) the fault
+injector arms or draws. `ExchangeServer` composes it with the logs, the injector and the
+counters it shares with the streams.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,13 +22,21 @@ from multidict import MultiMapping
 
 from ..binance.rest import WEIGHTS, AggTrade, Kline, RestTrade
 from ..model import now_us, to_us
-from .faults import REST_KINDS, FaultPlan
+
+if TYPE_CHECKING:
+    from .injector import FaultInjector
 from .tradelog import KLINE_INTERVALS_MS, SymbolLog, fmt8, fmt_scaled
 
-__all__ = ["RestApi", "ApiError"]
+__all__ = ["ApiError", "RestApi", "json_response"]
 
 Query = MultiMapping[str]
 Ticker = dict[str, str | int]
+
+
+def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON answer in Binance's compact form."""
+    return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status,
+                        content_type="application/json", headers=headers)
 
 
 class ApiError(Exception):
@@ -62,31 +69,16 @@ def _time_param(q: Query, name: str) -> int | None:
 
 
 class RestApi:
-    """REST handlers; expects `logs`, `weight_budget`, `stats`, `_count()`, `describe()`, `_rest_faults`,
-    `_weights`, `plan` (scheduled faults) and `_rng`."""
+    """REST handlers over the exchange's trade logs; one request weight budget per client IP."""
 
-    logs: dict[str, SymbolLog]
-    plan: FaultPlan
-    _rng: random.Random
-    weight_budget: int
-    stats: dict[str, int]
-    _rest_faults: deque[tuple[str, dict[str, Any]]]
-    _weights: dict[str, tuple[int, int]]
-
-    if TYPE_CHECKING:
-
-        def _count(self, key: str, n: int = 1) -> None: ...
-
-        def describe(self) -> dict[str, Any]: ...
-
-    @staticmethod
-    def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-        return web.Response(
-            body=json.dumps(body, separators=(",", ":")).encode(),
-            status=status,
-            content_type="application/json",
-            headers=headers,
-        )
+    def __init__(self, logs: dict[str, SymbolLog], faults: FaultInjector, stats: dict[str, int],
+                 describe: Callable[[], dict[str, Any]], weight_budget: int = 6000) -> None:
+        self.logs = logs
+        self.faults = faults
+        self.stats = stats
+        self.describe = describe
+        self.weight_budget = weight_budget
+        self._weights: dict[str, tuple[int, int]] = {}  # ip -> (minute, used)
 
     def _use_weight(self, ip: str, weight: int) -> tuple[bool, int, int]:
         """Charge the weight of one request; (allowed, used this minute, seconds to next minute)."""
@@ -102,15 +94,8 @@ class RestApi:
         self._weights[ip] = (minute, used)
         return True, used, 0
 
-    def _random_rest_fault(self) -> tuple[str, dict[str, Any]] | None:
-        """A REST fault scheduled with a probability (`rest_500@p=0.05`), drawn for this call."""
-        for kind in REST_KINDS:
-            for item in self.plan.probabilistic(kind):
-                if self._rng.random() < (item.p or 0):
-                    return kind, item.params
-        return None
-
-    async def _rest(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.Response:
+        """`/api/…`: one REST call, answered as Binance would."""
         self.stats["rest_requests"] += 1
         path = request.path.rstrip("/")
         handler: Callable[[Query, bool], object] | None = {
@@ -124,37 +109,37 @@ class RestApi:
             "/api/v3/ticker/24hr": self._api_ticker,
         }.get(path)
         if handler is None:
-            return self._json({"code": -1000, "msg": f"Unknown endpoint {request.method} {request.path}."}, 404)
+            return json_response({"code": -1000, "msg": f"Unknown endpoint {request.method} {request.path}."}, 404)
         if request.method != "GET":
-            return self._json({"code": -1000, "msg": f"{request.method} is not supported on {path}."}, 405)
-        fault = self._rest_faults.popleft() if self._rest_faults else self._random_rest_fault()
+            return json_response({"code": -1000, "msg": f"{request.method} is not supported on {path}."}, 405)
+        fault = self.faults.next_rest_fault()
         if fault is not None:
             kind, p = fault
-            self._count(kind)
+            self.faults.count(kind)
             if kind == "rest_429":
-                return self._json(
+                return json_response(
                     {"code": -1003, "msg": "Too many requests; please use the websocket for live updates."},
                     429,
                     {"Retry-After": "1"},
                 )
             if kind == "rest_500":
-                return self._json({"code": -1001, "msg": "Internal error; unable to process your request. Please try again."}, 500)
+                return json_response({"code": -1001, "msg": "Internal error; unable to process your request. Please try again."}, 500)
             await asyncio.sleep(p["seconds"])
-            return self._json({"code": -1007, "msg": "Timeout waiting for response from backend server."}, 504)
+            return json_response({"code": -1007, "msg": "Timeout waiting for response from backend server."}, 504)
         weight = WEIGHTS[path]  # Binance's request weights: one table, shared with the client
         q = request.query
         if path == "/api/v3/ticker/24hr" and "symbol" not in q:
             try:
                 n = len(self._symbols_param(q) or ())
             except ApiError as exc:
-                return self._json({"code": exc.code, "msg": exc.msg}, exc.status)
+                return json_response({"code": exc.code, "msg": exc.msg}, exc.status)
             weight = 80 if n == 0 or n > 100 else (40 if n > 20 else 2)
         ok, used, wait = self._use_weight(request.remote or "?", weight)
         headers = {"X-MBX-USED-WEIGHT-1M": str(used), "X-MBX-USED-WEIGHT": str(used)}
         if not ok:
             self.stats["rest_429_budget"] += 1
             headers["Retry-After"] = str(wait)
-            return self._json(
+            return json_response(
                 {
                     "code": -1003,
                     "msg": f"Too much request weight used; current limit is {self.weight_budget} request weight "
@@ -167,8 +152,8 @@ class RestApi:
         try:
             body = handler(q, micro)
         except ApiError as exc:
-            return self._json({"code": exc.code, "msg": exc.msg}, exc.status, headers)
-        return self._json(body, 200, headers)
+            return json_response({"code": exc.code, "msg": exc.msg}, exc.status, headers)
+        return json_response(body, 200, headers)
 
     def _check_params(self, q: Query, allowed: tuple[str, ...]) -> None:
         extra = [k for k in q if k not in allowed]

@@ -24,7 +24,6 @@ This is the fast path for historical analysis: no exchange, no network.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -36,7 +35,8 @@ from ..binance.dumps import DumpReader, check_symbol
 from ..errors import CryptolabError, DataError
 from ..model import Trade
 
-__all__ = ["configure", "run", "load_files", "LoadResult"]
+__all__ = ["load_files", "LoadResult"]
+
 
 BATCH_ROWS = 50_000
 
@@ -56,14 +56,6 @@ class LoadResult:
     @property
     def duplicates(self) -> int:
         return self.rows - self.inserted
-
-
-def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("files", nargs="+", metavar="FILE", help="dumps (.zip/.csv) or stream recordings (.gz/.txt)")
-    p.add_argument("--symbol", default=None, help="symbol of dumps whose file name does not say it (e.g. BTCUSDT)")
-    p.add_argument("--batch", type=int, default=BATCH_ROWS, help=f"rows per COPY batch (default {BATCH_ROWS}); each file is one transaction")
-    p.add_argument("--dsn", default=None, help="database (default: CRYPTOLAB_DSN, else the embedded server)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in cron jobs)")
 
 
 def _batches(rows: Iterable[Trade], size: int) -> Iterable[list[Trade]]:
@@ -159,18 +151,3 @@ def load_files(
         conn.close()
     result.seconds = time.perf_counter() - t0
     return result
-
-
-def run(args: argparse.Namespace) -> int:
-    res = load_files(
-        args.files, dsn=args.dsn, symbol=args.symbol, batch_rows=args.batch, progress=not args.no_progress
-    )
-    rate = res.rows / res.seconds if res.seconds else 0.0
-    print(
-        f"loaded {res.rows:,} trades from {res.files} file(s): {res.inserted:,} new, {res.duplicates:,} already stored"
-        + (f", {res.skipped_lines:,} non-trade lines skipped" if res.skipped_lines else "")
-        + (f"; {res.aggregates:,} aggregate trades into agg_trades: {res.aggregates_inserted:,} new"
-           if res.aggregates else "")
-        + f" ({res.seconds:.1f} s, {rate:,.0f} trades/s)"
-    )
-    return 0

@@ -3,7 +3,7 @@
 Two kinds: axes helpers (`candles`, `vwap_bands`, `volume_profile`, `tps_series`, …)
 draw onto an `Axes` the caller owns, from plain sequences or DataFrame columns; panels
 (`price_overview`, `traffic_overview`, …) fill a whole `Figure` from a dict of
-`cryptolab.analysis` frames, as `cryptolab.notebook.live.panel` passes them. No pyplot, so they
+`cryptolab.analysis` frames, as `cryptolab.notebook.panel` passes them. No pyplot, so they
 work in a background thread. Decimals become floats here and only here: coordinates on a
 screen, never numbers anyone reads back.
 """
@@ -391,7 +391,7 @@ def reconciliation(ax: Axes, minutes: Sequence[datetime], status: Sequence[str])
 
 
 # ---------------------------------------------------------------------- notebook panels
-# Each takes (fig, data) with `data` a dict of analysis frames, as `cryptolab.notebook.live.panel`
+# Each takes (fig, data) with `data` a dict of analysis frames, as `cryptolab.notebook.panel`
 # passes them, and fills the figure.
 
 def _ms(values: Iterable[Any]) -> list[float]:

@@ -1,24 +1,9 @@
-"""Run the analysis notebooks with papermill into a report: executed notebooks, HTML, an index.
-
-`cryptolab report [--out DIR] [-p name value …] [--notebooks 01 03 …]` runs each
-notebook non-live (`live=False` is injected), writes `NAME.ipynb` and `NAME.html` under
-DIR plus `index.html` linking them with each notebook's key figures, prints one progress
-line per notebook, and exits non-zero naming the notebook and the cell that failed.
-
-Key figures: a notebook calls `record(name, value)`; the value is stored in the
-executed notebook as a display output of MIME type `application/vnd.cryptolab.record+json`
-(papermill/scrapbook-style glue) and read back with `read_records()` — for the index
-page and for tests that compare a notebook's figures with the analysis API.
-
-The kernel: papermill starts the kernelspec `cryptolab`, which this module installs into
-the running environment (`sys.prefix`) pointing at this very Python, so a report run from
-a fresh venv executes the notebooks in that venv whatever other kernels exist.
+"""Running the analysis notebooks with papermill: the kernel, parameters, one run per
+notebook and symbol, failures said with the cell and line that failed.
 """
 
 from __future__ import annotations
 
-import argparse
-import html
 import json
 import os
 import re
@@ -27,179 +12,26 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..config import mask_secrets
 from ..errors import ConfigError, CryptolabError
+from ..notebook.records import read_records
+from .html import _index_html, _shown_parameters, _thumbnail, _to_html
+from .results import NotebookRun
 
-__all__ = [
-    "RECORD_MIME",
-    "KERNEL_NAME",
-    "NotebookRun",
-    "NotebookContext",
-    "notebook_context",
-    "record_all",
-    "show_figures",
-    "mask_dsn",
-    "ReportFailed",
-    "record",
-    "read_records",
-    "ensure_kernel",
-    "find_notebooks",
-    "run_notebook",
-    "run_reports",
-    "configure",
-    "run",
-]
+__all__ = ["KERNEL_NAME", "NotebookRun", "ReportFailed", "ensure_kernel", "find_notebooks", "run_notebook", "run_reports"]
 
-RECORD_MIME = "application/vnd.cryptolab.record+json"
+
 KERNEL_NAME = "cryptolab"
+
+
 LIVE_NOTEBOOK = "00_live_dashboard"
+
+
 _kernel_lock = threading.Lock()
-
-
-# ---------------------------------------------------------------------- records (glue)
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return format(value, "f")  # exact, as a decimal string
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and value != value:
-        return None
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
-    return value
-
-
-def record(name: str, value: Any, *, quiet: bool = False) -> None:
-    """Record a key figure of a notebook (Decimal kept exact as a string), read back by
-    `read_records()`. Shown as `name = value` rounded for people (`quiet`: shown nowhere,
-    e.g. when `record_all` shows the figures as one table)."""
-    from IPython.display import display
-
-    from ..analysis.display import format_value
-
-    data = _jsonable(value)
-    bundle: dict[str, Any] = {RECORD_MIME: {"name": name, "value": data}}
-    bundle["text/plain"] = "" if quiet else f"{name} = {format_value(value)}"
-    display(bundle, raw=True, metadata={RECORD_MIME: {"name": name}})  # type: ignore[no-untyped-call]
-
-
-def read_records(notebook: str | Path | Any) -> dict[str, Any]:
-    """Every `record()`ed figure of an executed notebook (path or nbformat node)."""
-    import nbformat
-
-    nb = nbformat.read(str(notebook), as_version=4) if isinstance(notebook, (str, Path)) else notebook  # type: ignore[no-untyped-call]
-    out: dict[str, Any] = {}
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            rec = o.get("data", {}).get(RECORD_MIME)
-            if rec is not None:
-                out[rec["name"]] = rec["value"]
-    return out
-
-
-# ---------------------------------------------------------------------- notebook setup
-@dataclass
-class NotebookContext:
-    """What an analysis notebook resolves from its parameters: a connection, the exchange
-    and symbol (from the data when not given) and how they were chosen."""
-
-    conn: Any
-    symbol: str
-    exchange: str
-    chosen: str = ""
-    """How exchange and symbol were picked, for people ('' when both were given)."""
-
-    @property
-    def kw(self) -> dict[str, Any]:
-        """Keyword arguments every `cryptolab.analysis` call takes: exchange and conn."""
-        return {"exchange": self.exchange, "conn": self.conn}
-
-    def __repr__(self) -> str:
-        info = self.conn.info
-        text = (f"{self.symbol} on exchange {self.exchange!r} · database {info.dbname!r} on "
-                f"{info.host or 'localhost'}")
-        return text + (f"\n{self.chosen}" if self.chosen else "")
-
-
-def notebook_context(dsn: str | None = None, exchange: str | None = None, symbol: str | None = None) -> NotebookContext:
-    """Connect (autocommit: a live refresh thread never holds a transaction open) and pick
-    the exchange and symbol: the given ones, else those holding the data (real `binance`
-    first when several exchanges hold it; the symbol with the newest stored trade)."""
-    from ..analysis.common import resolve_market, stored_markets
-    from ..storage import db
-
-    conn = db.connect(dsn, autocommit=True)
-    try:
-        exch, sym = resolve_market(conn, symbol, exchange)
-        chosen = ""
-        if exchange is None or symbol is None:
-            markets = stored_markets(conn)
-            holders = sorted({m.exchange for m in markets if m.symbol == sym})
-            what = []
-            if exchange is None:
-                what.append(f"exchange {exch!r}" + (f" (also stored: {', '.join(h for h in holders if h != exch)}; "
-                                                       "binance, real data, comes first)" if len(holders) > 1
-                                                       else " (the one holding the data)"))
-            if symbol is None:
-                others = [m.symbol for m in markets if m.exchange == exch and m.symbol != sym]
-                what.append(f"symbol {sym} (newest stored trade" + (f"; also stored: {', '.join(others)})" if others
-                                                                    else ")"))
-            chosen = "chosen from the data: " + "; ".join(what) + " — set exchange / symbol to choose"
-        from ..analysis.common import data_kind
-        from ..errors import DataError
-
-        try:
-            kind = data_kind(sym, exchange=exch, conn=conn)
-        except DataError:
-            kind = ""
-        if kind:
-            reads = ("raw trades" if kind == "trades" else
-                     "aggregate trades (aggTrades: counts are last − first + 1; functions without `kind` need raw trades)")
-            chosen = (chosen + "\n" if chosen else "") + f"reading {reads}"
-    except Exception:
-        conn.close()
-        raise
-    return NotebookContext(conn=conn, symbol=sym, exchange=exch, chosen=chosen)
-
-
-def show_figures(figures: Mapping[str, Any]) -> Any:
-    """Key figures as a readable table (rounded, aligned); the exact values stay in `figures`."""
-    from IPython.display import HTML
-
-    from ..analysis.display import figures_html
-
-    return HTML(figures_html(figures))  # type: ignore[no-untyped-call]
-
-
-def record_all(figures: Mapping[str, Any], *, show: bool = True) -> None:
-    """`record()` every figure (exact, for reports and tests), shown once as one readable table."""
-    from IPython.display import display
-
-    for name, value in figures.items():
-        record(name, value, quiet=show)
-    if show:
-        display(show_figures(figures))  # type: ignore[no-untyped-call]
-
-
-# ---------------------------------------------------------------------- secrets
-_URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
-_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-
-
-def mask_dsn(text: str) -> str:
-    """`text` with any password of a libpq DSN / URI in it replaced by ***."""
-    return _KV_PASSWORD.sub(r"\1***", _URI_PASSWORD.sub(r"\1***\3", text))
 
 
 # ---------------------------------------------------------------------- kernel
@@ -237,10 +69,15 @@ def ensure_kernel(name: str = KERNEL_NAME) -> str:
 
 
 # ---------------------------------------------------------------------- notebooks
-def _notebooks_dir() -> Path:
-    from ..cli.lab import notebooks_dir
+DASHBOARD = "00_live_dashboard.ipynb"
 
-    return notebooks_dir()
+
+def notebooks_dir() -> Path:
+    """The project's notebooks/ (next to the package in a checkout, else ./notebooks)."""
+    for cand in (Path(__file__).resolve().parents[2] / "notebooks", Path.cwd() / "notebooks"):
+        if (cand / DASHBOARD).exists():
+            return cand
+    raise ConfigError("cannot find notebooks/00_live_dashboard.ipynb: run from the cryptolab checkout")
 
 
 def find_notebooks(names: Sequence[str] | None = None, directory: Path | None = None) -> list[Path]:
@@ -253,14 +90,14 @@ def find_notebooks(names: Sequence[str] | None = None, directory: Path | None = 
             if p.suffix == ".ipynb" and p.exists():
                 out.append(p.resolve())
                 continue
-            d = directory or _notebooks_dir()
+            d = directory or notebooks_dir()
             hits = sorted(d.glob(f"{name}.ipynb")) or sorted(d.glob(f"{name}*.ipynb"))
             if len(hits) != 1:
                 have = ", ".join(x.stem for x in sorted(d.glob("[0-9]*.ipynb")))
                 raise ConfigError(f"notebook {name!r} {'is ambiguous' if hits else 'not found'} in {d}: choose from {have}")
             out.append(hits[0])
         return out
-    d = directory or _notebooks_dir()
+    d = directory or notebooks_dir()
     return [p for p in sorted(d.glob("[0-9][0-9]_*.ipynb")) if not p.stem.startswith(LIVE_NOTEBOOK)]
 
 
@@ -269,25 +106,6 @@ def declared_parameters(path: Path) -> dict[str, Any]:
     import papermill as pm
 
     return dict(pm.inspect_notebook(str(path)))
-
-
-@dataclass
-class NotebookRun:
-    """The outcome of one notebook."""
-
-    name: str
-    source: Path
-    output: Path
-    html: Path | None = None
-    ok: bool = False
-    seconds: float = 0.0
-    error: str | None = None
-    """`In [n]` + the failing line of the cell + the exception, when it failed."""
-    thumbnail: Path | None = None
-    """The first chart of the executed notebook (PNG), for the index."""
-    symbol: str | None = None
-    records: dict[str, Any] = field(default_factory=dict)
-    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 class ReportFailed(CryptolabError):
@@ -302,6 +120,8 @@ class ReportFailed(CryptolabError):
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 _CELL_LINE = re.compile(r"(?:Cell In\[\d*\]|<ipython-input-[^>]*>), line (\d+)")
 
 
@@ -322,7 +142,7 @@ def _cell_error(exc: Exception, executed: Path) -> str:
     from papermill.exceptions import PapermillExecutionError
 
     if not isinstance(exc, PapermillExecutionError):
-        return mask_dsn(f"{type(exc).__name__}: {exc}")
+        return mask_secrets(f"{type(exc).__name__}: {exc}")
     where = _failing_line(exc.source or "", exc.traceback or [])
     number = exc.cell_index + 1
     try:
@@ -336,7 +156,7 @@ def _cell_error(exc: Exception, executed: Path) -> str:
             number = hits[0]
     except (OSError, ValueError):
         pass
-    return mask_dsn(f"cell {number} (In [{exc.exec_count}]) `{where[:100]}`: {exc.ename}: {exc.evalue}")
+    return mask_secrets(f"cell {number} (In [{exc.exec_count}]) `{where[:100]}`: {exc.ename}: {exc.evalue}")
 
 
 def _kernel_manager(env: Mapping[str, str]) -> type:
@@ -371,7 +191,7 @@ def run_notebook(source: Path, out_dir: Path, parameters: Mapping[str, Any] | No
     out_dir.mkdir(parents=True, exist_ok=True)
     name = output_name or source.stem
     result = NotebookRun(name=name, source=source, output=out_dir / f"{name}.ipynb",
-                         parameters={**params, **({"dsn": mask_dsn(str(dsn))} if dsn else {})})
+                         parameters={**params, **({"dsn": mask_secrets(str(dsn))} if dsn else {})})
     extra: dict[str, Any] = {}
     if dsn:
         extra["kernel_manager_class"] = _kernel_manager({"CRYPTOLAB_DSN": str(dsn)})
@@ -394,92 +214,12 @@ def run_notebook(source: Path, out_dir: Path, parameters: Mapping[str, Any] | No
     return result
 
 
-def _thumbnail(executed: Path) -> Path | None:
-    """The executed notebook's first chart, saved beside it as NAME.png (for the index)."""
-    import base64
-
-    import nbformat
-
-    try:
-        nb = nbformat.read(str(executed), as_version=4)  # type: ignore[no-untyped-call]
-    except (OSError, ValueError):
-        return None
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            data = o.get("data", {}).get("image/png")
-            if data:
-                out = executed.with_suffix(".png")
-                out.write_bytes(base64.b64decode(data if isinstance(data, str) else "".join(data)))
-                return out
-    return None
-
-
-def _to_html(path: Path) -> Path:
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    nb = nbformat.read(str(path), as_version=4)  # type: ignore[no-untyped-call]
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)  # type: ignore[no-untyped-call]
-    out = path.with_suffix(".html")
-    out.write_text(body, encoding="utf-8")
-    return out
-
-
-def _shown_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """Parameters as they may be shown or stored: a DSN with its password masked."""
-    return {k: (mask_dsn(str(v)) if k == "dsn" and v is not None else _jsonable(v)) for k, v in parameters.items()}
-
-
-def _index_html(runs: Sequence[NotebookRun], parameters: Mapping[str, Any], started: datetime, seconds: float,
-                note: str = "") -> str:
-    from ..analysis.display import format_value
-    from ..notebook.plots import DOWN, UP
-
-    def fig(v: Any) -> str:
-        text = format_value(v)
-        return html.escape(text if len(text) < 160 else text[:157] + "…")
-
-    rows = []
-    for r in runs:
-        status = ('<span class="ok">ok</span>' if r.ok
-                  else f'<span class="bad">failed</span><br><small>{html.escape(r.error or "")}</small>')
-        links = " · ".join(x for x in (
-            f'<a href="{html.escape(r.html.name)}">HTML</a>' if r.html else "",
-            f'<a href="{html.escape(r.output.name)}">notebook</a>' if r.output.exists() else "") if x)
-        thumb = ""
-        if r.thumbnail is not None:
-            target = html.escape(r.html.name if r.html else r.thumbnail.name)
-            thumb = f'<a href="{target}"><img class="thumb" src="{html.escape(r.thumbnail.name)}" alt="{html.escape(r.name)}"></a>'
-        figs = "".join(f'<tr><td>{html.escape(k)}</td><td class="num">{fig(v)}</td></tr>' for k, v in r.records.items())
-        rows.append(f"<tr><td><b>{html.escape(r.name)}</b><br>{links}</td><td>{thumb}</td><td>{status}</td>"
-                    f'<td class="num">{r.seconds:.1f} s</td><td><table class="figs">{figs}</table></td></tr>')
-    shown = _shown_parameters(parameters)
-    params = ", ".join(f"{html.escape(k)}={html.escape(json.dumps(v))}" for k, v in shown.items()) or "defaults"
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>cryptolab report {started:%Y-%m-%d %H:%M} UTC</title>
-<style>
-:root{{color-scheme:light dark}}
-body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:collapse}}
-td,th{{border-bottom:1px solid #8884;padding:6px 10px;text-align:left;vertical-align:top}}
-table.figs td{{border:none;padding:1px 10px 1px 0;font-size:13px}} .num{{text-align:right;font-variant-numeric:tabular-nums}}
-table.figs td.num{{max-width:34em}}
-img.thumb{{width:260px;border:1px solid #8884;border-radius:4px;background:#fff}} .ok{{color:{UP}}} .bad{{color:{DOWN}}}
-</style></head><body>
-<h1>cryptolab report</h1>
-<p>Generated {started:%Y-%m-%d %H:%M:%S} UTC in {seconds:.1f} s · parameters: {params} ·
-{sum(r.ok for r in runs)}/{len(runs)} notebooks ok{(" · " + html.escape(note)) if note else ""}</p>
-<table><tr><th>notebook</th><th>chart</th><th>status</th><th>time</th><th>key figures</th></tr>
-{''.join(rows)}
-</table></body></html>
-"""
-
-
 def report_symbols(parameters: Mapping[str, Any]) -> tuple[str | None, list[str | None], str]:
     """Which exchange and symbols a report covers: the given ones, else every symbol stored
     on the exchange that holds the data (real `binance` first). Returns (exchange, symbols, note)."""
     if parameters.get("symbol") is not None:
         return parameters.get("exchange"), [parameters["symbol"]], ""
-    from ..analysis.common import resolve_market, stored_markets
+    from ..analysis.scope import resolve_market, stored_markets
     from ..storage import db
 
     try:
@@ -571,63 +311,3 @@ def run_reports(
     if not all(r.ok for r in runs):
         raise ReportFailed(runs, index)
     return index
-
-
-# ---------------------------------------------------------------------- CLI
-def _coerce(text: str) -> Any:
-    """A -p value as papermill's CLI reads it: int, float, bool, None, JSON list/object, else text."""
-    low = text.strip()
-    if low in ("True", "true"):
-        return True
-    if low in ("False", "false"):
-        return False
-    if low in ("None", "null"):
-        return None
-    for conv in (int, float):
-        try:
-            return conv(low)
-        except ValueError:
-            pass
-    if low[:1] in "[{":
-        try:
-            return json.loads(low)
-        except ValueError:
-            pass
-    return text
-
-
-def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", metavar="DIR", default=None, help="report directory (default reports/<UTC time>)")
-    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
-                   help="notebook parameter, e.g. -p symbol BTCUSDT -p start 2024-03-05T00:00Z (repeatable)")
-    p.add_argument("--notebooks", nargs="+", metavar="NB", default=None,
-                   help="which notebooks: names, number prefixes (01 03) or paths (default: all analysis notebooks)")
-    p.add_argument("--jobs", type=int, default=2, help="notebooks run at once (default 2)")
-    p.add_argument("--cell-timeout", type=float, default=900, help="seconds one cell may run (default 900)")
-    p.add_argument("--no-html", action="store_true", help="executed notebooks only, no HTML")
-    p.add_argument("--list", action="store_true", help="list the notebooks and their parameters, run nothing")
-
-
-def run(args: argparse.Namespace) -> int:
-    params = {name: _coerce(value) for name, value in args.parameter}
-    if args.list:
-        for path in find_notebooks(args.notebooks):
-            decl = declared_parameters(path)
-            print(f"{path.name}: " + ", ".join(f"{k}={v.get('default')}" for k, v in decl.items()))
-        return 0
-    try:
-        run_reports(args.out, params, args.notebooks, jobs=args.jobs, cell_timeout=args.cell_timeout,
-                    to_html=not args.no_html, progress=lambda s: print(s, flush=True))
-    except ReportFailed as exc:
-        for r in exc.runs:
-            if not r.ok:
-                print(f"cryptolab report: {r.name}.ipynb failed at {r.error}", file=sys.stderr)
-        print(f"cryptolab report: see {exc.index}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    ap = argparse.ArgumentParser(prog="cryptolab report")
-    configure(ap)
-    sys.exit(run(ap.parse_args()))

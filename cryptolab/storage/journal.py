@@ -23,65 +23,48 @@ whatever symbols named it. The format and guarantees: docs/journal.md.
 from __future__ import annotations
 
 import base64
-import binascii
 import errno
 import fcntl
 import os
 import re
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import orjson
 
-from ..errors import ConfigError, CryptolabError
-from ..model import SOURCES, DeadLetter, Trade
+from ..errors import ConfigError
+from ..model import DeadLetter, Trade
+from .journal_format import BadRecord, JournalError, Segment, _dead_line, _trade_line, read_segment
 
-__all__ = [
-    "Journal",
-    "Segment",
-    "BadRecord",
-    "Replayed",
-    "JournalError",
-    "JournalFullError",
-    "JournalBusyError",
-    "default_max_bytes",
-    "FORMAT_VERSION",
-    "SEGMENT_BYTES",
-    "DEFAULT_MAX_MB",
-]
+__all__ = ["Journal", "Replayed", "JournalFullError", "JournalBusyError", "default_max_bytes", "SEGMENT_BYTES", "DEFAULT_MAX_MB"]
 
-#: Version of the record format written (`J2 <crc32> <json>`); version 1 (bare JSON
-#: arrays, no checksum) is still read, validated as data only.
-FORMAT_VERSION = 2
+
 #: A new segment is started once the current one is larger than this.
 SEGMENT_BYTES = 32 * 1024 * 1024
+
+
 #: Default cap of one journal directory, in MiB (`CRYPTOLAB_JOURNAL_MAX_MB` overrides).
 DEFAULT_MAX_MB = 4096
+
+
 MAX_MB_ENV = "CRYPTOLAB_JOURNAL_MAX_MB"
 
-_PREFIX = b"J2 "
-_PREFIX_LEN = len(_PREFIX) + 9  # "J2 " + 8 hex digits + " "
+
 _SEG_RE = re.compile(r"^seg-([0-9]{1,18})\.jsonl$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_PLAIN_RE = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,30})?$")
-_V1_DECIMAL_RE = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,30})?(E[+-]?[0-9]{1,3})?$")
-_MIN_TIME_US = 1_483_228_800_000_000  # 2017-01-01, as wire.MIN_TIME_US
-_AHEAD_US = 86_400_000_000  # a time more than a day after the read is absurd
-_MAX_ID = 2**63 - 1  # trades.trade_id is a bigint
-_MAX_TEXT = 1_000_000
+
+
+
+
 _QUARANTINE = "quarantine"
+
+
 _QUARANTINE_FILE = "records.jsonl"
+
+
 _LOCK_FILE = ".lock"
-
-
-class JournalError(CryptolabError):
-    """The journal cannot be used as asked."""
 
 
 class JournalFullError(JournalError):
@@ -98,40 +81,11 @@ class JournalBusyError(JournalError):
     """Another process holds this journal directory."""
 
 
-class BadRecord(NamedTuple):
-    """A journal line that failed its checksum or validation: never stored, kept for inspection."""
-
-    reason: str
-    segment: str
-    line_no: int
-    raw: bytes
-
-
 class Replayed(NamedTuple):
     """What one `replay()` did: rows handed to `store` (and deleted), bad records set aside."""
 
     rows: int
     bad: int
-
-
-@dataclass
-class Segment:
-    """One journal file's content, as read back: only valid rows, and the bad lines apart."""
-
-    path: Path
-    trades: list[Trade]
-    dead_letters: list[DeadLetter]
-    bad: list[BadRecord] = field(default_factory=list)
-
-    @property
-    def bad_count(self) -> int:
-        """How many lines of this segment are set aside (checksum, validation, torn)."""
-        return len(self.bad)
-
-    @property
-    def torn_lines(self) -> int:
-        """Former name of `bad_count` (every bad line, torn or not)."""
-        return len(self.bad)
 
 
 def default_max_bytes() -> int:
@@ -146,161 +100,6 @@ def default_max_bytes() -> int:
     if not (mb > 0 and mb < 2**40):
         raise ConfigError(f"{MAX_MB_ENV}={raw!r} is not a size in MiB > 0; set it to e.g. {DEFAULT_MAX_MB}")
     return max(1, int(mb * 1024 * 1024))
-
-
-# ---------------------------------------------------------------- writing
-
-
-def _plain(d: Decimal) -> str:
-    return format(d, "f")
-
-
-def _seal(payload: bytes) -> bytes:
-    return b"J2 %08x %s" % (zlib.crc32(payload), payload)
-
-
-def _trade_line(t: Trade) -> bytes:
-    return _seal(orjson.dumps(
-        ["T", t.exchange, t.symbol, t.trade_id, _plain(t.price), _plain(t.qty), t.is_buyer_maker,
-         t.trade_time_us, t.event_time_us, t.received_at_us, t.source]
-    ))
-
-
-def _dead_line(d: DeadLetter) -> bytes:
-    payload = d.payload if isinstance(d.payload, (bytes, bytearray)) else str(d.payload).encode()
-    return _seal(orjson.dumps(
-        ["D", d.reason, base64.b64encode(bytes(payload)).decode(), d.source, d.exchange, d.symbol, d.received_at_us]
-    ))
-
-
-# ---------------------------------------------------------------- reading
-
-
-class _Bad(Exception):
-    pass
-
-
-def _name(v: Any, what: str, optional: bool = False) -> Any:
-    if v is None and optional:
-        return None
-    if type(v) is not str or not _NAME_RE.match(v):
-        raise _Bad(f"bad {what} {str(v)[:40]!r}")
-    return v
-
-
-def _dec(v: Any, what: str, v1: bool) -> Decimal:
-    if type(v) is not str or not (_V1_DECIMAL_RE if v1 else _PLAIN_RE).match(v):
-        raise _Bad(f"{what} is not a plain decimal string: {str(v)[:40]!r}")
-    try:
-        d = Decimal(v)
-    except InvalidOperation:  # pragma: no cover - the regex already refused it
-        raise _Bad(f"{what} is not a decimal: {v[:40]!r}") from None
-    if not d.is_finite() or d <= 0:
-        raise _Bad(f"{what} must be > 0, got {v[:40]!r}")
-    return d
-
-
-def _time(v: Any, what: str, limit: int, optional: bool = False) -> Any:
-    if v is None and optional:
-        return None
-    if type(v) is not int or not _MIN_TIME_US <= v <= limit:
-        raise _Bad(f"absurd {what} {str(v)[:40]!r} (µs between 2017 and a day after now)")
-    return v
-
-
-def _text(v: Any, what: str, optional: bool = False) -> Any:
-    if v is None and optional:
-        return None
-    if type(v) is not str or len(v) > _MAX_TEXT:
-        raise _Bad(f"bad {what} {str(v)[:40]!r}")
-    return v
-
-
-def _record(row: Any, v1: bool, limit: int) -> Trade | DeadLetter:
-    if type(row) is not list or not row:
-        raise _Bad("not a journal record (expected a JSON array)")
-    kind = row[0]
-    if kind == "T":
-        if len(row) != 11:
-            raise _Bad(f"trade record has {len(row)} fields, expected 11")
-        _, ex, sym, tid, p, q, m, tt, et, rt, src = row
-        if type(tid) is not int or not 0 <= tid <= _MAX_ID:
-            raise _Bad(f"bad trade_id {str(tid)[:40]!r}")
-        if type(m) is not bool:
-            raise _Bad(f"is_buyer_maker must be a boolean, got {str(m)[:40]!r}")
-        if src not in SOURCES:
-            raise _Bad(f"unknown source {str(src)[:40]!r} (one of {', '.join(SOURCES)})")
-        return Trade(_name(ex, "exchange"), _name(sym, "symbol"), tid, _dec(p, "price", v1), _dec(q, "qty", v1), m,
-                     _time(tt, "trade_time_us", limit), _time(et, "event_time_us", limit, True),
-                     _time(rt, "received_at_us", limit, True), src)
-    if kind == "D":
-        if len(row) != 7:
-            raise _Bad(f"dead-letter record has {len(row)} fields, expected 7")
-        _, reason, b64, src, ex, sym, rt = row
-        if type(b64) is not str:
-            raise _Bad("dead-letter payload is not base64 text")
-        try:
-            payload = base64.b64decode(b64, validate=True)
-        except (binascii.Error, ValueError):
-            raise _Bad("dead-letter payload is not valid base64") from None
-        return DeadLetter(_text(reason, "reason"), payload, _name(src, "source"), _name(ex, "exchange", True),
-                          _text(sym, "symbol", True), _time(rt, "received_at_us", limit, True))
-    raise _Bad(f"unknown record kind {str(kind)[:20]!r}")
-
-
-def _check(line: bytes, limit: int) -> Trade | DeadLetter:
-    """One line (without its newline) → a row, or _Bad with the reason."""
-    if line.startswith(_PREFIX):
-        if len(line) < _PREFIX_LEN or line[_PREFIX_LEN - 1 : _PREFIX_LEN] != b" ":
-            raise _Bad("malformed record header")
-        try:
-            want = int(line[3:11], 16)
-        except ValueError:
-            raise _Bad("malformed checksum") from None
-        payload = line[_PREFIX_LEN:]
-        if zlib.crc32(payload) != want:
-            raise _Bad("checksum mismatch (the record was changed or damaged)")
-        v1 = False
-    elif line.startswith(b"["):
-        payload, v1 = line, True  # format 1: no checksum, validated as data only
-    elif not line.strip():
-        raise _Bad("empty line")
-    else:
-        raise _Bad("unknown record format")
-    try:
-        row = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise _Bad(f"invalid JSON: {str(exc)[:80]}") from None
-    return _record(row, v1, limit)
-
-
-def read_segment(path: Path) -> Segment:
-    """Read one segment file: valid rows, and every other line as a `BadRecord` with the reason."""
-    path = Path(path)
-    data = path.read_bytes()
-    seg = Segment(path, [], [], [])
-    if not data:
-        return seg
-    lines = data.split(b"\n")
-    tail = lines.pop()  # b"" when the file ends with a newline
-    limit = time.time_ns() // 1000 + _AHEAD_US
-    for i, line in enumerate(lines, 1):
-        try:
-            row = _check(line, limit)
-        except _Bad as exc:
-            seg.bad.append(BadRecord(str(exc), path.name, i, line))
-            continue
-        if type(row) is Trade:
-            seg.trades.append(row)
-        else:
-            seg.dead_letters.append(row)  # type: ignore[arg-type]
-    if tail:
-        seg.bad.append(BadRecord("torn last line (no newline: the writer stopped mid-record)", path.name,
-                                 len(lines) + 1, tail))
-    return seg
-
-
-# ---------------------------------------------------------------- files and locks
 
 
 def _make_private_dir(d: Path) -> None:
@@ -388,9 +187,6 @@ class _DirLock:
         except OSError:
             return "another process"
         return f"pid {pid}" if pid.isdigit() else "another process"
-
-
-# ---------------------------------------------------------------- the journal
 
 
 def _seg_no(p: Path) -> int:

@@ -74,101 +74,144 @@ class Query:
         return pgsql.Composed(pieces), params
 
 
-def _scan(body: str) -> tuple[str, tuple[tuple[str, str], ...], tuple[str, ...], tuple[str, ...]]:
-    """Rewrite psql variables in one query body; returns (text, parts, params, identifiers)."""
-    out: list[str] = []
-    parts: list[tuple[str, str]] = []
-    params: list[str] = []
-    idents: list[str] = []
-    i, n = 0, len(body)
+def _after_word(body: str, i: int) -> bool:
+    """True when position i follows a letter, digit or underscore (inside a word)."""
+    return i > 0 and (body[i - 1].isalnum() or body[i - 1] == "_")
 
-    def emit(s: str) -> None:
-        out.append(s)
 
-    while i < n:
-        c = body[i]
-        nxt = body[i + 1] if i + 1 < n else ""
-        if c == "-" and nxt == "-":  # line comment
-            j = body.find("\n", i)
-            j = n if j < 0 else j
-            emit(body[i:j].replace("%", "%%"))
-            i = j
-        elif c == "/" and nxt == "*":  # block comment (PostgreSQL nests them)
-            depth, j = 1, i + 2
-            while j < n and depth:
-                if body.startswith("/*", j):
-                    depth, j = depth + 1, j + 2
-                elif body.startswith("*/", j):
-                    depth, j = depth - 1, j + 2
-                else:
-                    j += 1
-            emit(body[i:j].replace("%", "%%"))
-            i = j
-        elif c == "'" or (c in "eE" and nxt == "'" and (i == 0 or not (body[i - 1].isalnum() or body[i - 1] == "_"))):
-            start = i
-            escapes = c in "eE"
-            j = i + (2 if escapes else 1)
-            while j < n:
-                if escapes and body[j] == "\\":
-                    j += 2
-                    continue
-                if body[j] == "'":
-                    if j + 1 < n and body[j + 1] == "'":
-                        j += 2
-                        continue
-                    j += 1
-                    break
-                j += 1
-            emit(body[start:j].replace("%", "%%"))
-            i = j
-        elif c == '"':
-            j = body.find('"', i + 1)
-            while j >= 0 and body.startswith('""', j):
-                j = body.find('"', j + 2)
-            j = n if j < 0 else j + 1
-            emit(body[i:j].replace("%", "%%"))
-            i = j
-        elif c == "$" and (m := _DOLLAR.match(body, i)) and (i == 0 or not (body[i - 1].isalnum() or body[i - 1] == "_")):
-            tag = m.group(0)
-            j = body.find(tag, m.end())
-            j = n if j < 0 else j + len(tag)
-            emit(body[i:j].replace("%", "%%"))
-            i = j
-        elif c == ":" and nxt == ":":  # a ::cast
-            emit("::")
-            i += 2
-        elif c == ":" and nxt in "'\"":
-            close = body.find(nxt, i + 2)
+def _line_comment(body: str, i: int) -> int | None:
+    if not body.startswith("--", i):
+        return None
+    j = body.find("\n", i)
+    return len(body) if j < 0 else j
+
+
+def _block_comment(body: str, i: int) -> int | None:
+    """A /* … */ comment; PostgreSQL nests them."""
+    if not body.startswith("/*", i):
+        return None
+    depth, j, n = 1, i + 2, len(body)
+    while j < n and depth:
+        if body.startswith("/*", j):
+            depth, j = depth + 1, j + 2
+        elif body.startswith("*/", j):
+            depth, j = depth - 1, j + 2
+        else:
+            j += 1
+    return j
+
+
+def _string(body: str, i: int) -> int | None:
+    """A '…' string ('' inside), or an E'…' string with backslash escapes."""
+    escapes = body[i] in "eE" and body.startswith("'", i + 1) and not _after_word(body, i)
+    if body[i] != "'" and not escapes:
+        return None
+    j, n = i + (2 if escapes else 1), len(body)
+    while j < n:
+        if escapes and body[j] == "\\":
+            j += 2
+        elif body[j] != "'":
+            j += 1
+        elif body.startswith("''", j):
+            j += 2
+        else:
+            return j + 1
+    return j
+
+
+def _quoted_identifier(body: str, i: int) -> int | None:
+    if body[i] != '"':
+        return None
+    j = body.find('"', i + 1)
+    while j >= 0 and body.startswith('""', j):
+        j = body.find('"', j + 2)
+    return len(body) if j < 0 else j + 1
+
+
+def _dollar_quoted(body: str, i: int) -> int | None:
+    m = _DOLLAR.match(body, i) if body[i] == "$" and not _after_word(body, i) else None
+    if m is None:
+        return None
+    j = body.find(m.group(0), m.end())
+    return len(body) if j < 0 else j + len(m.group(0))
+
+
+_LITERALS = (_line_comment, _block_comment, _string, _quoted_identifier, _dollar_quoted)
+"""Tokens copied as they are (no variable is replaced inside them), one scanner each."""
+
+
+def _literal_end(body: str, i: int) -> int | None:
+    for scan in _LITERALS:
+        j = scan(body, i)
+        if j is not None:
+            return j
+    return None
+
+
+class _Scan:
+    """The state of one body's rewrite: text so far, identifier parts, parameter names."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.parts: list[tuple[str, str]] = []
+        self.params: list[str] = []
+        self.idents: list[str] = []
+
+    def copy(self, text: str) -> None:
+        self.out.append(text.replace("%", "%%"))
+
+    def param(self, name: str) -> None:
+        if name not in self.params:
+            self.params.append(name)
+        self.out.append(f"%({name})s")
+
+    def ident(self, name: str) -> None:
+        if name not in self.idents:
+            self.idents.append(name)
+        self.parts.append(("sql", "".join(self.out)))
+        self.parts.append(("ident", name))
+        self.out.clear()
+
+    def variable(self, body: str, i: int) -> int | None:
+        """A psql variable at i (`:'name'`, `:"name"`, `:name`): bound, returns its end."""
+        quote = body[i + 1 : i + 2]
+        if quote in ("'", '"'):
+            close = body.find(quote, i + 2)
             name = body[i + 2 : close] if close > 0 else ""
             if not _IDENT.fullmatch(name):
                 raise DataError(f"bad psql variable near {body[i:i + 20]!r}: use :'name', :\"name\" or :name")
-            if nxt == "'":
-                if name not in params:
-                    params.append(name)
-                emit(f"%({name})s")
-            else:
-                if name not in idents:
-                    idents.append(name)
-                parts.append(("sql", "".join(out)))
-                parts.append(("ident", name))
-                out.clear()
-            i = close + 1
-        elif c == ":" and (m := _IDENT.match(body, i + 1)):
-            name = m.group(0)
-            if name not in params:
-                params.append(name)
-            emit(f"%({name})s")
-            i = m.end()
+            self.param(name) if quote == "'" else self.ident(name)
+            return close + 1
+        m = _IDENT.match(body, i + 1)
+        if m is None:
+            return None
+        self.param(m.group(0))
+        return m.end()
+
+
+def _scan(body: str) -> tuple[str, tuple[tuple[str, str], ...], tuple[str, ...], tuple[str, ...]]:
+    """Rewrite psql variables in one query body; returns (text, parts, params, identifiers)."""
+    st = _Scan()
+    i, n = 0, len(body)
+    while i < n:
+        j = _literal_end(body, i)
+        if j is not None:
+            st.copy(body[i:j])
+        elif body.startswith("::", i):  # a ::cast
+            st.out.append("::")
+            j = i + 2
+        elif body[i] == ":" and (j := st.variable(body, i)) is not None:
+            pass
         else:
             j = i + 1
             while j < n and body[j] not in "-/'\"$:eE%":
                 j += 1
-            emit(body[i:j].replace("%", "%%"))
-            i = j
-    parts.append(("sql", "".join(out)))
+            st.copy(body[i:j])
+        i = j
+    st.parts.append(("sql", "".join(st.out)))
     # Identifier variables show as {name} in `text`; bind() composes the real query.
-    text = "".join(p if k == "sql" else "{" + p + "}" for k, p in parts)
-    return text, tuple(parts), tuple(params), tuple(idents)
+    text = "".join(p if k == "sql" else "{" + p + "}" for k, p in st.parts)
+    return text, tuple(st.parts), tuple(st.params), tuple(st.idents)
 
 
 def parse(text: str, module: str = "<text>") -> dict[str, Query]:

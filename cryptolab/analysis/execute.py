@@ -1,0 +1,72 @@
+"""Running a named SQL module for an analysis: parameters bound, archived days attached,
+and every database failure turned into one `DatabaseError` (no psycopg error escapes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from psycopg.types.string import TextLoader
+
+from ..errors import DatabaseError, DataError
+from ..storage import queries
+from ..storage.parquet.session import attach_for
+from .args import AsType, Frame
+from .frames import to_frame
+
+__all__ = ["execute", "run"]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _attach(conn: psycopg.Connection, values: Mapping[str, Any], query: queries.Query) -> None:
+    """Days archived and dropped from the database (cryptolab archive) are read back into a
+    session TEMP table `trades` for the range, so the SQL sees one history (cryptolab.storage.parquet.session)."""
+    attach_for(conn, values, query.source)
+
+
+def execute(conn: psycopg.Connection, module: str, name: str, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Run a named query and return its rows as Python values (Decimal for NUMERIC)."""
+    query = queries.get(module, name)
+    sql_, params = query.bind(values)
+    _attach(conn, values, query)
+    try:
+        with conn.cursor(binary=True) as cur:  # binary: readable whatever the session's DateStyle
+            cur.execute(sql_, params)
+            return cur.fetchall()
+    except psycopg.Error as exc:
+        raise DatabaseError(f"analysis query {module}.{name} failed: {_first_line(exc)}") from None
+
+
+def run(
+    conn: psycopg.Connection,
+    module: str,
+    name: str,
+    values: Mapping[str, Any],
+    as_: AsType = "polars",
+) -> Frame:
+    """Run a named query into an exact DataFrame (see the module docstring)."""
+    if as_ not in ("polars", "pandas"):
+        raise DataError(f"as_ must be 'polars' or 'pandas', not {as_!r}")
+    query = queries.get(module, name)
+    sql_, params = query.bind(values)
+    _attach(conn, values, query)
+    try:
+        iso = (conn.info.parameter_status("DateStyle") or "").startswith("ISO")
+        with conn.cursor(binary=not iso) as cur:
+            # NUMERIC and timestamps as text: exact, and parsed in bulk by polars (fast). A
+            # session with another DateStyle gets binary rows (psycopg reads no other text form).
+            cur.adapters.register_loader("numeric", TextLoader)
+            cur.adapters.register_loader("timestamptz", TextLoader)
+            cur.execute(sql_, params)
+            desc = cur.description or []
+            rows = cur.fetchall()
+    except psycopg.Error as exc:
+        raise DatabaseError(f"analysis query {module}.{name} failed: {_first_line(exc)}") from None
+    frame = to_frame([(d.name, d.type_code) for d in desc], rows, text=iso)
+    return frame.to_pandas() if as_ == "pandas" else frame

@@ -1,0 +1,34 @@
+"""`cryptolab load FILE…`: data.binance.vision dumps and stream recordings into the database,
+each file all in or all out (see `cryptolab.history.load`).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..history.load import BATCH_ROWS, load_files
+
+__all__ = ["configure", "run"]
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", metavar="FILE", help="dumps (.zip/.csv) or stream recordings (.gz/.txt)")
+    p.add_argument("--symbol", default=None, help="symbol of dumps whose file name does not say it (e.g. BTCUSDT)")
+    p.add_argument("--batch", type=int, default=BATCH_ROWS, help=f"rows per COPY batch (default {BATCH_ROWS}); each file is one transaction")
+    p.add_argument("--dsn", default=None, help="database (default: CRYPTOLAB_DSN, else the embedded server)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in cron jobs)")
+
+
+def run(args: argparse.Namespace) -> int:
+    res = load_files(
+        args.files, dsn=args.dsn, symbol=args.symbol, batch_rows=args.batch, progress=not args.no_progress
+    )
+    rate = res.rows / res.seconds if res.seconds else 0.0
+    print(
+        f"loaded {res.rows:,} trades from {res.files} file(s): {res.inserted:,} new, {res.duplicates:,} already stored"
+        + (f", {res.skipped_lines:,} non-trade lines skipped" if res.skipped_lines else "")
+        + (f"; {res.aggregates:,} aggregate trades into agg_trades: {res.aggregates_inserted:,} new"
+           if res.aggregates else "")
+        + f" ({res.seconds:.1f} s, {rate:,.0f} trades/s)"
+    )
+    return 0

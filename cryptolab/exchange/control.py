@@ -1,0 +1,77 @@
+"""The local exchange's control API under `/_cryptolab/` (not Binance's).
+
+`LocalExchange` uses it when the exchange runs in another process: `GET state` (what it
+serves, what it printed, fault counts), `GET trades?symbol=&start=` (the printed trades,
+columnar, for exact checks) and `POST control` (pause, resume, stop, set_rate, inject).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from .rest_api import json_response
+from .tradelog import SymbolLog
+
+__all__ = ["ControlApi", "Controlled"]
+
+
+class Controlled(Protocol):
+    """What the control API drives (the exchange server)."""
+
+    logs: dict[str, SymbolLog]
+
+    def state(self) -> dict[str, Any]: ...
+    def inject(self, kind: str, **params: Any) -> int: ...
+    def set_rate(self, rate: float) -> None: ...
+    def pause_market(self) -> None: ...
+    def resume_market(self) -> None: ...
+    def stop_market(self) -> None: ...
+
+
+class ControlApi:
+    """The admin routes of one `ExchangeServer`."""
+
+    def __init__(self, server: Controlled) -> None:
+        self.server = server
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/_cryptolab/state", self.state)
+        app.router.add_get("/_cryptolab/trades", self.trades)
+        app.router.add_post("/_cryptolab/control", self.control)
+
+    async def state(self, request: web.Request) -> web.Response:
+        return json_response(self.server.state())
+
+    async def trades(self, request: web.Request) -> web.Response:
+        sym = request.query.get("symbol", "").upper()
+        log = self.server.logs.get(sym)
+        if log is None:
+            return json_response({"error": f"unknown symbol {sym}"}, 404)
+        start = int(request.query.get("start", "0"))
+        n = len(log.makers)
+        return json_response({
+            "symbol": sym, "source": log.source, "start": start,
+            "ids": list(log.ids[start:n]), "prices": list(log.prices[start:n]), "qtys": list(log.qtys[start:n]),
+            "times": list(log.times[start:n]), "events": list(log.events[start:n]),
+            "makers": list(log.makers[start:n]),
+        })
+
+    async def control(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        action = body.get("action")
+        srv = self.server
+        try:
+            if action == "inject":
+                n = srv.inject(body["kind"], **body.get("params", {}))
+                return json_response({"ok": True, "affected": n})
+            if action == "set_rate":
+                srv.set_rate(float(body["rate"]))
+            elif action in ("pause", "resume", "stop"):
+                {"pause": srv.pause_market, "resume": srv.resume_market, "stop": srv.stop_market}[action]()
+            else:
+                return json_response({"error": f"unknown action {action!r}"}, 400)
+        except Exception as exc:  # reported to the controlling process
+            return json_response({"error": f"{type(exc).__name__}: {exc}"}, 400)
+        return json_response({"ok": True})
