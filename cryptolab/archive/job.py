@@ -4,7 +4,14 @@ The drop of a `trades_YYYYMMDD` partition happens in one transaction that first 
 partition (no writer can add a row meanwhile), re-reads the day's totals from the database
 and compares them with the archived files read back from the store; it drops nothing unless
 every (exchange, symbol) of that day matches exactly. Before that, the day's quality report
-is computed and kept in `archive_quality`.
+is computed and kept in `archive_quality` (on a partition analysed first when a bulk load left
+it without statistics: the report's plan depends on them).
+
+The manifest is written last: after the run's files are published (and before any drop), from
+`archive_days` at this location (manifest.py). The run holds an advisory lock on its own
+session, and asks the server to check every second that this client is still there
+(`client_connection_check_interval`): a killed `cryptolab archive` never leaves a query running
+that holds the lock.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ from psycopg import sql
 
 from ..errors import DatabaseError
 from .errors import ArchiveError
-from .export import ExportResult, export_day, read_stats
-from .layout import day_path, parse_day_path
+from .export import ExportResult, export_day, inspect
+from .layout import FORMAT_VERSION, day_path, parse_day_path
+from .manifest import DayRecord, build_manifest, read_manifest, write_manifest
 from .plan import Group, Plan, Recorded, make_plan
 from .store import DATASET, Store, open_store
 from .verify import day_bounds, db_stats, differences
@@ -30,6 +38,7 @@ __all__ = ["Report", "archive", "partitions"]
 
 _LOCK = "cryptolab_archive"
 _LOCK_WAIT = "30s"
+_ALIVE_CHECK = "1s"
 
 
 @dataclass
@@ -86,8 +95,48 @@ def partitions(conn: psycopg.Connection, before: date | None = None) -> dict[dat
 
 
 def _recorded(conn: psycopg.Connection) -> dict[Group, Recorded]:
-    rows = conn.execute("SELECT exchange, symbol, day, location, dropped_at IS NOT NULL FROM archive_days").fetchall()
-    return {Group(r[2], r[0], r[1]): Recorded(r[3], bool(r[4])) for r in rows}
+    rows = conn.execute("SELECT exchange, symbol, day, location, dropped_at IS NOT NULL, "
+                        "format = %s AND sha256 IS NOT NULL FROM archive_days", (FORMAT_VERSION,)).fetchall()
+    return {Group(r[2], r[0], r[1]): Recorded(r[3], bool(r[4]), bool(r[5])) for r in rows}
+
+
+def day_records(conn: psycopg.Connection, location: str) -> list[DayRecord]:
+    """What archive_days recorded for the days published at `location`."""
+    rows = conn.execute("SELECT exchange, symbol, day, path, rows, first_trade_id, last_trade_id, sum_qty, sum_quote, "
+                        "bytes, sha256, format, exported_at FROM archive_days WHERE location = %s "
+                        "ORDER BY exchange, symbol, day", (location,)).fetchall()
+    return [DayRecord(r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6], r[7], r[8], int(r[9]), r[10], int(r[11]),
+                      r[12].astimezone(timezone.utc).isoformat(timespec="seconds")) for r in rows]
+
+
+def publish_manifest(conn: psycopg.Connection, store: Store) -> dict[str, Any]:
+    """Write the manifest (atomically) when what it should list differs from what it lists; return it.
+
+    It lists this database's days at this location that follow the current contract with a
+    recorded checksum, and keeps the days another writer listed that this database does not know."""
+    records = day_records(conn, store.uri())
+    known = {r.key for r in records}
+    listed = [r for r in records if r.format == FORMAT_VERSION and r.sha256 is not None]
+    previous = read_manifest(store)
+    if previous is not None:  # days this database knows but whose file is not (yet) under the contract leave
+        previous = {**previous, "days": [d for d in previous["days"]
+                                         if (d["exchange"], d["symbol"], date.fromisoformat(d["date"])) not in known]}
+    doc = build_manifest(listed, previous)
+    old = read_manifest(store)
+    if old is None or old.get("days") != doc["days"] or old.get("tables") != doc["tables"]:
+        write_manifest(store, doc)
+    return doc
+
+
+def _analyze_if_stale(conn: psycopg.Connection, partition: str) -> None:
+    """ANALYZE a partition that has no statistics, or whose rows changed a lot since (a bulk load)."""
+    schema, name = partition.split(".", 1)
+    ident = sql.Identifier(schema, name)
+    row = conn.execute("SELECT coalesce(greatest(last_analyze, last_autoanalyze) IS NULL, true) "
+                       "OR n_mod_since_analyze > 0.2 * greatest(n_live_tup, 1) "
+                       "FROM pg_stat_user_tables WHERE relid = %s::regclass", (partition,)).fetchone()
+    if row is None or row[0]:
+        conn.execute(sql.SQL("ANALYZE {}").format(ident))
 
 
 def _present(store: Store) -> set[Group]:
@@ -118,9 +167,17 @@ def _drop_day(conn: psycopg.Connection, store: Store, day: date, partition: str,
               groups: list[tuple[str, str]], say: Callable[[str], None]) -> None:
     # 1. read every archived file of the day back from the store
     archived = {}
+    recorded = {r.key: r for r in day_records(conn, store.uri())}
     for exchange, symbol in groups:
-        archived[(exchange, symbol)] = read_stats(store, day_path(exchange, symbol, day))
-    # 2. keep the day's quality results
+        rel = day_path(exchange, symbol, day)
+        stats, _fmt, digest, _size = inspect(store, rel)
+        rec = recorded.get((exchange, symbol, day))
+        if rec is not None and rec.sha256 is not None and rec.sha256 != digest:
+            raise ArchiveError(f"{store.uri(rel)} is damaged: its SHA-256 differs from the one recorded at publish; "
+                               "nothing deleted; re-run with --replace to rewrite it from the database")
+        archived[(exchange, symbol)] = stats
+    # 2. keep the day's quality results (on fresh statistics: a bulk load may have left none)
+    _analyze_if_stale(conn, partition)
     for exchange, symbol in groups:
         _keep_quality(conn, exchange, symbol, day)
     # 3. lock, compare with the database, drop: one transaction
@@ -206,9 +263,11 @@ def archive(
             raise ArchiveError("archive() needs a connection with no open transaction: commit or roll back first")
         c.autocommit = True  # every step commits on its own; the drop is one explicit transaction
     try:
+        _watch_client(c)
         got = c.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (_LOCK,)).fetchone()
         if not got or not got[0]:
-            raise ArchiveError("another `cryptolab archive` is running on this database: wait for it to finish")
+            raise ArchiveError(f"another `cryptolab archive` is running on this database ({_holder(c)}): "
+                               "wait for it to finish")
         try:
             return _run(c, store, before, drop, keep_days, symbols, replace, dry_run,
                         today or datetime.now(timezone.utc).date(), say, started)
@@ -220,6 +279,28 @@ def archive(
             c.close()
         elif not c.closed:
             c.autocommit = was_autocommit
+
+
+def _watch_client(c: psycopg.Connection) -> None:
+    """Have the server end this session's query within a second when the client is gone (PostgreSQL 14+)."""
+    try:
+        c.execute("SELECT set_config('client_connection_check_interval', %s, false)", (_ALIVE_CHECK,))
+    except psycopg.Error:
+        pass  # an older server: a killed run's query then holds the lock until it ends
+
+
+def _holder(c: psycopg.Connection) -> str:
+    """Who holds the archive lock: backend pid, client, since when, what it runs."""
+    row = c.execute("SELECT a.pid, coalesce(a.client_addr::text, 'local'), a.state, "
+                    "round(extract(epoch FROM clock_timestamp() - a.query_start))::int, left(a.query, 60) "
+                    "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = hashtext(%s)::oid "
+                    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1",
+                    (_LOCK,)).fetchone()
+    if row is None:
+        return "it just finished: re-run"
+    return (f"server pid {row[0]}, client {row[1]}, {row[2]} for {row[3]} s: {' '.join(str(row[4]).split())!r}; "
+            "if no archive runs, end it with SELECT pg_terminate_backend(" + str(row[0]) + ")")
 
 
 def _run(c: psycopg.Connection, store: Store, before: date | None, drop: bool, keep_days: int | None,
@@ -260,9 +341,11 @@ def _run(c: psycopg.Connection, store: Store, before: date | None, drop: bool, k
         res = export_day(c, store, g.exchange, g.symbol, g.day, replace=replace)
         report.exported.append(res)
         rate = res.stats.rows / max(time.perf_counter() - t, 1e-9)
-        verb = {"present": "already archived (identical)", "replaced": "re-exported"}.get(res.status, "exported")
+        verb = {"present": "already archived (identical)", "replaced": "re-exported",
+                "upgraded": "rewritten under the contract"}.get(res.status, "exported")
         say(f"{verb} {g.exchange} {g.symbol} {g.day}: {res.stats.rows:,} rows, {res.bytes / 1e6:.1f} MB"
             f"{'' if res.status == 'present' else f', {rate:,.0f} rows/s'} -> {store.uri(res.path)}")
+    publish_manifest(c, store)  # written last: after the data, before any drop
     for day in plan.drop:
         name, groups = parts[day]
         _drop_day(c, store, day, name, groups, say)
