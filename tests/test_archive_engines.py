@@ -84,6 +84,7 @@ def spark(aws_env: str) -> Iterator[Any]:
     session = (SparkSession.builder.master("local[2]").appName("cryptolab-archive-test")
                .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
                .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
+               .config("spark.ui.showConsoleProgress", "false")
                .config("spark.driver.extraJavaOptions", f"-Duser.timezone={ZONE}")
                .getOrCreate())
     session.sparkContext.setLogLevel("ERROR")
