@@ -238,6 +238,21 @@ def test_duckdb_per_minute_sums_and_vwap_equal_postgresql_exactly(archived: tupl
     assert [_vwap8(g[4], g[3]) for g in got] == [w[5] for w in want["vwap"]]
 
 
+def test_polars_day_totals_equal_postgresql_exactly(archived: tuple[Path, Any]) -> None:
+    """docs/archive.md's polars recipe: the listed files, hive partitions, exact Decimal sums. polars
+    multiplies decimals at the operands' scale (8): the notional must come from quote_qty."""
+    import polars as pl
+
+    root, want = archived
+    files = [f"{root}/{d['path']}" for d in json.loads((root / "manifest.json").read_text())["days"]]
+    got = (pl.scan_parquet(files, hive_partitioning=True).group_by("symbol", "date")
+           .agg(pl.len(), pl.col("qty").sum(), pl.col("quote_qty").sum(), (pl.col("price") * pl.col("qty")).sum())
+           .sort("symbol", "date").collect())
+    rows = list(got.iter_rows())
+    assert [r[:5] for r in rows] == [w[:5] for w in want["days"]]
+    assert [r[5] == w[5] for r, w in zip(rows, want["days"])] == [True, True, True, False]  # PEPE: 10+ decimals
+
+
 def test_spark_and_duckdb_read_the_archive_on_s3_exactly(spark: Any, aws_env: str, dsn: str) -> None:
     import boto3
     import duckdb
