@@ -222,6 +222,19 @@ def test_verify_checks_every_file_and_names_the_damaged_ones(dsn: str, tmp_path:
     assert r.returncode == 2 and "--verify only checks" in r.stderr
 
 
+def test_a_plain_run_reports_a_damaged_file_of_a_day_still_in_the_database(dsn: str, tmp_path: Path) -> None:
+    root = tmp_path / "a"
+    _write(dsn, _odd_trades(DAY1, 500))
+    archive(to=str(root), today=TODAY)
+    f = root / day_path("binance", SYM, DAY1)
+    f.write_bytes(f.read_bytes()[:-100])
+    r = _cli(dsn, "--to", str(root), "--drop")
+    assert r.returncode == 1 and f"{f} is damaged" in r.stdout + r.stderr, (r.stdout, r.stderr)
+    assert "trades_20240808" in _partitions(dsn)
+    r = _cli(dsn, "--to", str(root), "--drop", "--replace")
+    assert r.returncode == 0 and "1 partition(s) dropped" in r.stdout, (r.stdout, r.stderr)
+
+
 def test_verify_records_the_checksum_of_a_day_archived_before_checksums(dsn: str, tmp_path: Path) -> None:
     root = tmp_path / "a"
     _drop_one_day(dsn, root, 200)

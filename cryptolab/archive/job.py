@@ -139,13 +139,32 @@ def _analyze_if_stale(conn: psycopg.Connection, partition: str) -> None:
         conn.execute(sql.SQL("ANALYZE {}").format(ident))
 
 
-def _present(store: Store) -> set[Group]:
-    out = set()
-    for rel, _size in store.files(DATASET):
+def _present(store: Store) -> dict[Group, int]:
+    """{group: file size} of the day files in the store."""
+    out = {}
+    for rel, size in store.files(DATASET):
         parsed = parse_day_path(rel)
         if parsed:
-            out.add(Group(parsed[2], parsed[0], parsed[1]))
+            out[Group(parsed[2], parsed[0], parsed[1])] = size
     return out
+
+
+def _wrong_sizes(conn: psycopg.Connection, store: Store, plan: Plan, present: dict[Group, int]) -> None:
+    """Days already archived whose file no longer has the published size: conflicts (reported, not dropped).
+    A cheap check on every run (one listing); `--verify` reads every byte."""
+    recorded = {r.key: r for r in day_records(conn, store.uri())}
+    keep = []
+    for g in plan.done:
+        rec = recorded.get((g.exchange, g.symbol, g.day))
+        if rec is not None and rec.sha256 is not None and present.get(g) != rec.bytes:
+            plan.conflicts.append((g, f"{store.uri(rec.path)} is damaged: {present.get(g, 0):,} bytes, {rec.bytes:,} "
+                                      "were published; `cryptolab archive --replace` rewrites it from the database"))
+            if g.day in plan.drop:
+                plan.drop.remove(g.day)
+                plan.kept.append((g.day, "an archived file of it is damaged"))
+        else:
+            keep.append(g)
+    plan.done = keep
 
 
 def _keep_quality(conn: psycopg.Connection, exchange: str, symbol: str, day: date) -> None:
@@ -262,8 +281,9 @@ def archive(
         if c.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             raise ArchiveError("archive() needs a connection with no open transaction: commit or roll back first")
         c.autocommit = True  # every step commits on its own; the drop is one explicit transaction
+    before_check: str | None = None
     try:
-        _watch_client(c)
+        before_check = _watch_client(c)
         got = c.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (_LOCK,)).fetchone()
         if not got or not got[0]:
             raise ArchiveError(f"another `cryptolab archive` is running on this database ({_holder(c)}): "
@@ -278,15 +298,20 @@ def archive(
         if own:
             c.close()
         elif not c.closed:
+            if before_check is not None and c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                _watch_client(c, before_check)  # the caller's connection, as it was
             c.autocommit = was_autocommit
 
 
-def _watch_client(c: psycopg.Connection) -> None:
-    """Have the server end this session's query within a second when the client is gone (PostgreSQL 14+)."""
+def _watch_client(c: psycopg.Connection, value: str = _ALIVE_CHECK) -> str | None:
+    """Have the server end this session's query within a second when the client is gone (PostgreSQL 14+);
+    return the previous setting (None on an older server, where a killed run's query holds the lock until it ends)."""
     try:
-        c.execute("SELECT set_config('client_connection_check_interval', %s, false)", (_ALIVE_CHECK,))
+        row = c.execute("SELECT current_setting('client_connection_check_interval'), "
+                        "set_config('client_connection_check_interval', %s, false)", (value,)).fetchone()
     except psycopg.Error:
-        pass  # an older server: a killed run's query then holds the lock until it ends
+        return None
+    return None if row is None else str(row[0])
 
 
 def _holder(c: psycopg.Connection) -> str:
@@ -318,9 +343,12 @@ def _run(c: psycopg.Connection, store: Store, before: date | None, drop: bool, k
         recorded = _recorded(c)
     except psycopg.Error as exc:
         raise DatabaseError(f"could not list the trades partitions: {_first(exc)}") from None
-    plan = make_plan({d: groups for d, (_, groups) in parts.items()}, recorded, _present(store),
+    present = _present(store)
+    plan = make_plan({d: groups for d, (_, groups) in parts.items()}, recorded, set(present),
                      today=today, location=store.uri(), before=before, drop=drop, keep_days=keep_days,
                      symbols=symbols)
+    if not replace:
+        _wrong_sizes(c, store, plan, present)
     if replace:  # check the days already archived too: rewritten where they differ from the database
         plan.export = sorted(plan.export + plan.done)
         plan.done = []
