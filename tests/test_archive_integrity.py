@@ -119,6 +119,27 @@ def test_a_file_of_an_older_schema_is_rewritten_under_the_contract(dsn: str, tmp
     assert read_trades("binance", SYM).height == 300
 
 
+def test_a_dropped_day_of_an_older_schema_is_rewritten_from_its_own_file(dsn: str, tmp_path: Path) -> None:
+    root = tmp_path / "a"
+    f = _drop_one_day(dsn, root, 400)
+    want = read_trades("binance", SYM)
+    _v1_file(f, pq.read_table(f))
+    with psycopg.connect(dsn) as c:
+        c.execute("UPDATE archive_days SET format = 1, sha256 = NULL, bytes = %s", (f.stat().st_size,))
+    archive(to=str(root), today=TODAY)
+    assert pq.read_schema(f).remove_metadata() == contract_schema()
+    assert read_trades("binance", SYM).equals(want)
+    with psycopg.connect(dsn) as c:
+        assert c.execute("SELECT format, sha256 IS NOT NULL FROM archive_days").fetchone() == (FORMAT_VERSION, True)
+    assert [d["date"] for d in json.loads((root / MANIFEST).read_text())["days"]] == ["2024-08-08"]
+    # a file that no longer holds what was recorded is not rewritten: a conflict, named
+    _v1_file(f, pq.read_table(f).slice(0, 100))
+    with psycopg.connect(dsn) as c:
+        c.execute("UPDATE archive_days SET format = 1, sha256 = NULL")
+    rep = archive(to=str(root), today=TODAY)
+    assert len(rep.plan.conflicts) == 1 and f"{f} is damaged" in rep.plan.conflicts[0][1]
+
+
 # ------------------------------------------------------------------ the manifest
 def test_the_manifest_lists_every_published_day_with_its_checksum(dsn: str, tmp_path: Path) -> None:
     import hashlib

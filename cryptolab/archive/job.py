@@ -128,6 +128,27 @@ def publish_manifest(conn: psycopg.Connection, store: Store) -> dict[str, Any]:
     return doc
 
 
+def _upgrade_dropped(c: psycopg.Connection, store: Store, plan: Plan, symbols: Collection[str] | None,
+                     say: Callable[[str], None]) -> None:
+    """Rewrite under the contract the dropped days whose file predates it (one schema per dataset)."""
+    from .upgrade import old_dropped_days, upgrade_day
+
+    wanted = None if symbols is None else {s.upper() for s in symbols}
+    records = {r.key: r for r in day_records(c, store.uri())}
+    for exchange, symbol, day in old_dropped_days(c, store.uri()):
+        if wanted is not None and symbol not in wanted:
+            continue
+        rec = records[(exchange, symbol, day)]
+        try:
+            size = upgrade_day(c, store, rec)
+        except ArchiveError as exc:
+            plan.conflicts.append((Group(day, exchange, symbol), str(exc)))
+            say(f"conflict: {exc}")
+            continue
+        say(f"rewrote {exchange} {symbol} {day} under the contract from its file: {rec.rows:,} rows, "
+            f"{size / 1e6:.1f} MB -> {store.uri(rec.path)}")
+
+
 def _analyze_if_stale(conn: psycopg.Connection, partition: str) -> None:
     """ANALYZE a partition that has no statistics, or whose rows changed a lot since (a bulk load)."""
     schema, name = partition.split(".", 1)
@@ -373,6 +394,7 @@ def _run(c: psycopg.Connection, store: Store, before: date | None, drop: bool, k
                 "upgraded": "rewritten under the contract"}.get(res.status, "exported")
         say(f"{verb} {g.exchange} {g.symbol} {g.day}: {res.stats.rows:,} rows, {res.bytes / 1e6:.1f} MB"
             f"{'' if res.status == 'present' else f', {rate:,.0f} rows/s'} -> {store.uri(res.path)}")
+    _upgrade_dropped(c, store, plan, symbols, say)
     publish_manifest(c, store)  # written last: after the data, before any drop
     for day in plan.drop:
         name, groups = parts[day]
