@@ -3,8 +3,8 @@
 `read_trades(...)` returns only what the database no longer holds (days recorded as dropped
 in `archive_days`, read from where they were archived, each file checked against what was
 recorded at publish — size, SHA-256, page CRCs, rows, ids — and named when it differs, then
-filtered to [start, end) with the row groups' statistics); `merge(db_frame, archived)` joins it to what `load_trades` read from the
-database into one frame in trade-id order, with the same decimal scales the database alone
+filtered to [start, end) with the row groups' statistics); `merge(db_frame, archived)` joins it
+to what `load_trades` read from the database into one frame in trade-id order, with the same decimal scales the database alone
 would have given (the files keep the number of decimals PostgreSQL stored each value with).
 """
 
