@@ -4,8 +4,9 @@
 in `archive_days`, read from where they were archived, each file checked against what was
 recorded at publish — size, SHA-256, page CRCs, rows, ids — and named when it differs, then
 filtered to [start, end) with the row groups' statistics); `merge(db_frame, archived)` joins it
-to what `load_trades` read from the database into one frame in trade-id order, with the same decimal scales the database alone
-would have given (the files keep the number of decimals PostgreSQL stored each value with).
+to what `load_trades` read from the database into one frame in trade-id order, with the same
+decimal scales the database alone would have given (the files keep the number of decimals
+PostgreSQL stored each value with).
 """
 
 from __future__ import annotations
