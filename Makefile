@@ -31,6 +31,16 @@ $(BROWSER):
 	else echo "note: no chromium and no root: the browser test will be skipped"; fi
 	@touch $(BROWSER)
 
+# Debian's Java 17 for the Spark test (tests/archive/test_engines.py; pyspark itself is in the dev extra).
+JAVA := $(VENV)/.java
+$(JAVA):
+	@if command -v java >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's openjdk-17-jre-headless for the Spark test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
+	else echo "note: no java and no root: the Spark test will be skipped"; fi
+	@touch $(JAVA)
+
 ## make lint: ruff (lint, import order, complexity) on everything, mypy strict on cryptolab/, the layer rule (make test runs it first)
 lint: $(STAMP)
 	$(BIN)/ruff check cryptolab tests benchmarks notebooks
@@ -38,7 +48,7 @@ lint: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py
 
 ## make test: lint, then the whole test suite against a real PostgreSQL (embedded unless CRYPTOLAB_TEST_DSN)
-test: lint $(BROWSER)
+test: lint $(BROWSER) $(JAVA)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## make bench: the benchmarks under benchmarks/, figures printed (the soak in its --quick form)

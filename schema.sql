@@ -350,6 +350,17 @@ BEGIN
     END IF;
 END $$;
 
--- ---------------------------------------------------------------- version 6+
+-- ---------------------------------------------------------------- version 6
+-- The archive describes and checks itself (docs/archive.md): each archived day also records
+-- the SHA-256 of its file (every read checks it; `cryptolab archive --verify` checks them all)
+-- and the version of the archive's schema contract the file follows (1: before the contract).
+ALTER TABLE archive_days ADD COLUMN IF NOT EXISTS sha256 text;
+ALTER TABLE archive_days ADD COLUMN IF NOT EXISTS format integer NOT NULL DEFAULT 1;
+
+INSERT INTO schema_version (version, description)
+VALUES (6, 'archive_days.sha256 and .format (the archive contract version of each file)')
+ON CONFLICT (version) DO NOTHING;
+
+-- ---------------------------------------------------------------- version 7+
 -- Append later changes here as idempotent steps, each closed by its own
 -- INSERT INTO schema_version.

@@ -1,7 +1,7 @@
 """cryptolab.archive: closed UTC days of raw trades as Parquet on a disk or S3, verified, one history.
 
 * `archive(...)` / `cryptolab archive`: export closed days (zstd Parquet, hive-partitioned
-  `trades/exchange=…/symbol=…/date=…`, sorted by trade id, exact decimals, µs times),
+  `trades/exchange=…/symbol=…/date=…`, sorted by trade id, exact narrow decimals, µs times),
   publish each only whole, and drop a partition only after the archived files are read back
   and match the database (count, first/last id, Σqty, Σ(price·qty)). See docs/archive.md.
 * `read_trades(...)`: the archived-and-dropped rows of a range into polars; `merge` joins them
@@ -9,6 +9,11 @@
 * `attach(conn, …)` / `detach(conn)`: a session TEMP table `trades` holding database and
   archived rows of a range, so the SQL modules see one history (used by `cryptolab.analysis`).
 * `open_store(url)`: the archive location (`CRYPTOLAB_ARCHIVE`, default `CRYPTOLAB_HOME/archive`).
+
+Every file follows one schema, the contract (`layout.CONTRACT`, version `FORMAT_VERSION`); a
+`manifest.json` at the root, written last, lists each verified day with its SHA-256 (manifest.py);
+every read checks a file against it, and `cryptolab archive --verify` checks them all (check.py).
+`cryptolab.storage.parquet.spark.register(spark)` lets Spark read an archive on S3 with no extra jar.
 """
 
 from __future__ import annotations

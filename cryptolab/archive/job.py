@@ -4,7 +4,14 @@ The drop of a `trades_YYYYMMDD` partition happens in one transaction that first 
 partition (no writer can add a row meanwhile), re-reads the day's totals from the database
 and compares them with the archived files read back from the store; it drops nothing unless
 every (exchange, symbol) of that day matches exactly. Before that, the day's quality report
-is computed and kept in `archive_quality`.
+is computed and kept in `archive_quality` (on a partition analysed first when a bulk load left
+it without statistics: the report's plan depends on them).
+
+The manifest is written last: after the run's files are published (and before any drop), from
+`archive_days` at this location (manifest.py). The run holds an advisory lock on its own
+session, and asks the server to check every second that this client is still there
+(`client_connection_check_interval`): a killed `cryptolab archive` never leaves a query running
+that holds the lock.
 """
 
 from __future__ import annotations
@@ -20,16 +27,18 @@ from psycopg import sql
 
 from ..errors import DatabaseError
 from ..storage.parquet.errors import ArchiveError
-from ..storage.parquet.layout import day_path, parse_day_path
+from ..storage.parquet.layout import FORMAT_VERSION, day_path, parse_day_path
 from ..storage.parquet.store import DATASET, Store, open_store
 from ..storage.parquet.verify import day_bounds, db_stats, differences
-from .export import ExportResult, export_day, read_stats
+from .export import ExportResult, export_day, inspect
 from .plan import Group, Plan, Recorded, make_plan
+from .records import day_records, publish_manifest
 
 __all__ = ["Report", "archive", "partitions"]
 
 _LOCK = "cryptolab_archive"
 _LOCK_WAIT = "30s"
+_ALIVE_CHECK = "1s"
 
 
 @dataclass
@@ -86,17 +95,69 @@ def partitions(conn: psycopg.Connection, before: date | None = None) -> dict[dat
 
 
 def _recorded(conn: psycopg.Connection) -> dict[Group, Recorded]:
-    rows = conn.execute("SELECT exchange, symbol, day, location, dropped_at IS NOT NULL FROM archive_days").fetchall()
-    return {Group(r[2], r[0], r[1]): Recorded(r[3], bool(r[4])) for r in rows}
+    rows = conn.execute("SELECT exchange, symbol, day, location, dropped_at IS NOT NULL, "
+                        "format = %s AND sha256 IS NOT NULL FROM archive_days", (FORMAT_VERSION,)).fetchall()
+    return {Group(r[2], r[0], r[1]): Recorded(r[3], bool(r[4]), bool(r[5])) for r in rows}
 
 
-def _present(store: Store) -> set[Group]:
-    out = set()
-    for rel, _size in store.files(DATASET):
+def _upgrade_dropped(c: psycopg.Connection, store: Store, plan: Plan, symbols: Collection[str] | None,
+                     say: Callable[[str], None]) -> None:
+    """Rewrite under the contract the dropped days whose file predates it (one schema per dataset)."""
+    from .upgrade import old_dropped_days, upgrade_day
+
+    wanted = None if symbols is None else {s.upper() for s in symbols}
+    records = {r.key: r for r in day_records(c, store.uri())}
+    for exchange, symbol, day in old_dropped_days(c, store.uri()):
+        if wanted is not None and symbol not in wanted:
+            continue
+        rec = records[(exchange, symbol, day)]
+        try:
+            size = upgrade_day(c, store, rec)
+        except ArchiveError as exc:
+            plan.conflicts.append((Group(day, exchange, symbol), str(exc)))
+            say(f"conflict: {exc}")
+            continue
+        say(f"rewrote {exchange} {symbol} {day} under the contract from its file: {rec.rows:,} rows, "
+            f"{size / 1e6:.1f} MB -> {store.uri(rec.path)}")
+
+
+def _analyze_if_stale(conn: psycopg.Connection, partition: str) -> None:
+    """ANALYZE a partition that has no statistics, or whose rows changed a lot since (a bulk load)."""
+    schema, name = partition.split(".", 1)
+    ident = sql.Identifier(schema, name)
+    row = conn.execute("SELECT coalesce(greatest(last_analyze, last_autoanalyze) IS NULL, true) "
+                       "OR n_mod_since_analyze > 0.2 * greatest(n_live_tup, 1) "
+                       "FROM pg_stat_user_tables WHERE relid = %s::regclass", (partition,)).fetchone()
+    if row is None or row[0]:
+        conn.execute(sql.SQL("ANALYZE {}").format(ident))
+
+
+def _present(store: Store) -> dict[Group, int]:
+    """{group: file size} of the day files in the store."""
+    out = {}
+    for rel, size in store.files(DATASET):
         parsed = parse_day_path(rel)
         if parsed:
-            out.add(Group(parsed[2], parsed[0], parsed[1]))
+            out[Group(parsed[2], parsed[0], parsed[1])] = size
     return out
+
+
+def _wrong_sizes(conn: psycopg.Connection, store: Store, plan: Plan, present: dict[Group, int]) -> None:
+    """Days already archived whose file no longer has the published size: conflicts (reported, not dropped).
+    A cheap check on every run (one listing); `--verify` reads every byte."""
+    recorded = {r.key: r for r in day_records(conn, store.uri())}
+    keep = []
+    for g in plan.done:
+        rec = recorded.get((g.exchange, g.symbol, g.day))
+        if rec is not None and rec.sha256 is not None and present.get(g) != rec.bytes:
+            plan.conflicts.append((g, f"{store.uri(rec.path)} is damaged: {present.get(g, 0):,} bytes, {rec.bytes:,} "
+                                      "were published; `cryptolab archive --replace` rewrites it from the database"))
+            if g.day in plan.drop:
+                plan.drop.remove(g.day)
+                plan.kept.append((g.day, "an archived file of it is damaged"))
+        else:
+            keep.append(g)
+    plan.done = keep
 
 
 def _keep_quality(conn: psycopg.Connection, exchange: str, symbol: str, day: date) -> None:
@@ -118,9 +179,17 @@ def _drop_day(conn: psycopg.Connection, store: Store, day: date, partition: str,
               groups: list[tuple[str, str]], say: Callable[[str], None]) -> None:
     # 1. read every archived file of the day back from the store
     archived = {}
+    recorded = {r.key: r for r in day_records(conn, store.uri())}
     for exchange, symbol in groups:
-        archived[(exchange, symbol)] = read_stats(store, day_path(exchange, symbol, day))
-    # 2. keep the day's quality results
+        rel = day_path(exchange, symbol, day)
+        stats, _fmt, digest, _size = inspect(store, rel)
+        rec = recorded.get((exchange, symbol, day))
+        if rec is not None and rec.sha256 is not None and rec.sha256 != digest:
+            raise ArchiveError(f"{store.uri(rel)} is damaged: its SHA-256 differs from the one recorded at publish; "
+                               "nothing deleted; re-run with --replace to rewrite it from the database")
+        archived[(exchange, symbol)] = stats
+    # 2. keep the day's quality results (on fresh statistics: a bulk load may have left none)
+    _analyze_if_stale(conn, partition)
     for exchange, symbol in groups:
         _keep_quality(conn, exchange, symbol, day)
     # 3. lock, compare with the database, drop: one transaction
@@ -205,10 +274,13 @@ def archive(
         if c.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             raise ArchiveError("archive() needs a connection with no open transaction: commit or roll back first")
         c.autocommit = True  # every step commits on its own; the drop is one explicit transaction
+    before_check: str | None = None
     try:
+        before_check = _watch_client(c)
         got = c.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (_LOCK,)).fetchone()
         if not got or not got[0]:
-            raise ArchiveError("another `cryptolab archive` is running on this database: wait for it to finish")
+            raise ArchiveError(f"another `cryptolab archive` is running on this database ({_holder(c)}): "
+                               "wait for it to finish")
         try:
             return _run(c, store, before, drop, keep_days, symbols, replace, dry_run,
                         today or datetime.now(timezone.utc).date(), say, started)
@@ -219,7 +291,34 @@ def archive(
         if own:
             c.close()
         elif not c.closed:
+            if before_check is not None and c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                _watch_client(c, before_check)  # the caller's connection, as it was
             c.autocommit = was_autocommit
+
+
+def _watch_client(c: psycopg.Connection, value: str = _ALIVE_CHECK) -> str | None:
+    """Have the server end this session's query within a second when the client is gone (PostgreSQL 14+);
+    return the previous setting (None on an older server, where a killed run's query holds the lock until it ends)."""
+    try:
+        row = c.execute("SELECT current_setting('client_connection_check_interval'), "
+                        "set_config('client_connection_check_interval', %s, false)", (value,)).fetchone()
+    except psycopg.Error:
+        return None
+    return None if row is None else str(row[0])
+
+
+def _holder(c: psycopg.Connection) -> str:
+    """Who holds the archive lock: backend pid, client, since when, what it runs."""
+    row = c.execute("SELECT a.pid, coalesce(a.client_addr::text, 'local'), a.state, "
+                    "round(extract(epoch FROM clock_timestamp() - a.query_start))::int, left(a.query, 60) "
+                    "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = hashtext(%s)::oid "
+                    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1",
+                    (_LOCK,)).fetchone()
+    if row is None:
+        return "it just finished: re-run"
+    return (f"server pid {row[0]}, client {row[1]}, {row[2]} for {row[3]} s: {' '.join(str(row[4]).split())!r}; "
+            "if no archive runs, end it with SELECT pg_terminate_backend(" + str(row[0]) + ")")
 
 
 def _run(c: psycopg.Connection, store: Store, before: date | None, drop: bool, keep_days: int | None,
@@ -237,9 +336,12 @@ def _run(c: psycopg.Connection, store: Store, before: date | None, drop: bool, k
         recorded = _recorded(c)
     except psycopg.Error as exc:
         raise DatabaseError(f"could not list the trades partitions: {_first(exc)}") from None
-    plan = make_plan({d: groups for d, (_, groups) in parts.items()}, recorded, _present(store),
+    present = _present(store)
+    plan = make_plan({d: groups for d, (_, groups) in parts.items()}, recorded, set(present),
                      today=today, location=store.uri(), before=before, drop=drop, keep_days=keep_days,
                      symbols=symbols)
+    if not replace:
+        _wrong_sizes(c, store, plan, present)
     if replace:  # check the days already archived too: rewritten where they differ from the database
         plan.export = sorted(plan.export + plan.done)
         plan.done = []
@@ -260,9 +362,12 @@ def _run(c: psycopg.Connection, store: Store, before: date | None, drop: bool, k
         res = export_day(c, store, g.exchange, g.symbol, g.day, replace=replace)
         report.exported.append(res)
         rate = res.stats.rows / max(time.perf_counter() - t, 1e-9)
-        verb = {"present": "already archived (identical)", "replaced": "re-exported"}.get(res.status, "exported")
+        verb = {"present": "already archived (identical)", "replaced": "re-exported",
+                "upgraded": "rewritten under the contract"}.get(res.status, "exported")
         say(f"{verb} {g.exchange} {g.symbol} {g.day}: {res.stats.rows:,} rows, {res.bytes / 1e6:.1f} MB"
             f"{'' if res.status == 'present' else f', {rate:,.0f} rows/s'} -> {store.uri(res.path)}")
+    _upgrade_dropped(c, store, plan, symbols, say)
+    publish_manifest(c, store)  # written last: after the data, before any drop
     for day in plan.drop:
         name, groups = parts[day]
         _drop_day(c, store, day, name, groups, say)

@@ -5,7 +5,8 @@ recorded in `archive_days`, the day files present in the store, today (UTC) and 
 Rules:
 
 * only closed days are touched: day < today, and day < `before` when given;
-* a group is exported unless its file is present and recorded at this location;
+* a group is exported unless its file is present and recorded at this location, under the
+  current contract and with its checksum (an older file is rewritten: one schema per dataset);
 * a partition is dropped only when asked (`drop`: every eligible day; `keep_days` N: days
   older than today − N), only when every group it holds is selected (`symbols`), and only
   after the job has read each archived file back and matched it against the database;
@@ -36,6 +37,7 @@ class Recorded:
 
     location: str
     dropped: bool
+    current: bool = True  # the file follows the current contract and its checksum is recorded
 
 
 @dataclass
@@ -85,7 +87,7 @@ def make_plan(
                                           "database holds rows for it again: they are not archived; "
                                           "see docs/archive.md (late rows)"))
                 conflicted = True
-            elif g in present_set and rec is not None and rec.location == location:
+            elif g in present_set and rec is not None and rec.location == location and rec.current:
                 plan.done.append(g)
             else:
                 plan.export.append(g)

@@ -27,13 +27,14 @@ import psycopg
 
 from ..binance.rest import RestClient
 from ..config import mask_url, settings
-from ..errors import CryptolabError, DatabaseError, SourceError
+from ..errors import ConfigError, CryptolabError, DatabaseError, SourceError
 from ..model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE, us_to_datetime
 from ..storage import db
 from ..storage.journal import Journal
 from .backfill import Backfiller
 from .cluster import Cluster
 from .endpoints import Endpoint, resolve_source
+from .limits import option_problems, since_problem
 from .options import CaptureOptions, CaptureStatus, Counters
 from .roster import Roster
 from .runs import RunLog, db_key, mark_dead_runs, max_stored_ids, resume_points
@@ -83,12 +84,18 @@ class Capture:
         self.exchange = exchange or (SIMULATOR_EXCHANGE if source == "simulator" else DEFAULT_EXCHANGE)
         """Value of `trades.exchange` for what this capture stores (known for sure after start)."""
         self.options = replace(options or CaptureOptions(), **overrides)
+        problems = option_problems(self.options)
+        if problems:
+            raise ConfigError(f"capture options: {'; '.join(problems)}")
         self._dsn_arg = dsn
         self.standby = standby
         if since is not None:
             from ..history.plan import parse_day
 
             since = parse_day(since, "--since")
+            why = since_problem(since, datetime.now(timezone.utc).date())
+            if why:
+                raise ConfigError(why)
         self.since: date | None = since
         """First UTC day of history to join to the live stream (dumps + REST up to the first live id)."""
         self.dumps = dumps

@@ -4,6 +4,7 @@
     cryptolab archive --before 2024-09-01 --drop      # ... and drop those partitions once verified
     cryptolab archive --keep-days 30                  # keep 30 days in PostgreSQL, archive+drop older
     cryptolab archive --to s3://bucket/trades --symbols BTCUSDT ETHUSDT
+    cryptolab archive --verify                        # check every archived file against its record
 
 bars_1s, klines, capture_runs and capture_gaps stay in PostgreSQL. Analyses and load_trades
 read archived days back transparently (docs/archive.md).
@@ -41,11 +42,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replace", action="store_true",
                         help="rewrite an archived day from the database when the file differs (default: refuse)")
     parser.add_argument("--dry-run", action="store_true", help="say what would be done; change nothing")
+    parser.add_argument("--verify", action="store_true",
+                        help="only check every archived file at the location against what was recorded at publish "
+                             "(size, SHA-256, page CRCs, rows, ids, sums); exit 1 naming each damaged file")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..archive.job import archive
 
+    if args.verify:
+        return _verify(args)
     if args.keep_days is not None and args.keep_days < 0:
         raise ConfigError(f"--keep-days must be 0 or more, not {args.keep_days}")
     report = archive(to=args.to, before=args.before, drop=args.drop, keep_days=args.keep_days,
@@ -60,3 +66,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(plan.conflicts)} conflict(s): see above", file=sys.stderr)
         return 1
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from ..archive.check import verify_location
+
+    others = [flag for flag, on in (("--drop", args.drop), ("--keep-days", args.keep_days is not None),
+                                    ("--replace", args.replace), ("--before", args.before is not None),
+                                    ("--symbols", bool(args.symbols)), ("--dry-run", args.dry_run)) if on]
+    if others:
+        raise ConfigError(f"--verify only checks: drop {', '.join(others)} (run them without --verify)")
+    report = verify_location(args.to, say=lambda line: print(line, file=sys.stderr, flush=True))
+    extra = []
+    if report.checksums_recorded:
+        extra.append(f"{report.checksums_recorded} checksum(s) recorded for older days")
+    if report.manifest_rewritten:
+        extra.append("manifest rewritten")
+    tail = f" ({', '.join(extra)})" if extra else ""
+    print(f"verify {report.location}: {report.checked} day(s) checked, {len(report.problems)} problem(s){tail}",
+          flush=True)
+    return 1 if report.problems else 0

@@ -112,6 +112,11 @@ def parse_options(items: list[str]) -> dict[str, Any]:
             out[key] = int(value) if kind.startswith("int") else float(value)
         except ValueError:
             raise ConfigError(f"--option {item!r}: {value!r} is not a number") from None
+    from ..capture.limits import option_problems
+
+    problems = option_problems(CaptureOptions(**out))
+    if problems:
+        raise ConfigError(f"--option: {'; '.join(problems)}")
     return out
 
 
@@ -124,6 +129,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--symbols is required to capture, e.g. --symbols btcusdt,ethusdt")
     symbols = parse_symbols(args.symbols)
     overrides = parse_options(args.option)
+    if args.since is not None:  # refused here, before any worker or connection starts
+        from datetime import datetime, timezone
+
+        from ..capture.limits import since_problem
+        from ..history.plan import parse_day
+
+        why = since_problem(parse_day(args.since, "--since"), datetime.now(timezone.utc).date())
+        if why:
+            raise ConfigError(why)
     if args.workers > 1:
         from ..capture.workers import run_workers
 

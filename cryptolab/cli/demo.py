@@ -17,10 +17,22 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default="simulator",
                    help="simulator (default: the local exchange, no internet needed), binance, or a URL")
     p.add_argument("--symbols", default="btcusdt,ethusdt", help="comma-separated symbols (default btcusdt,ethusdt)")
-    p.add_argument("--seconds", type=float, default=30.0, help="how long to capture (default 30)")
-    p.add_argument("--rate", type=float, default=200.0, help="simulator trades/s per symbol (default 200)")
+    p.add_argument("--seconds", type=_positive, default=30.0, help="how long to capture, > 0 (default 30)")
+    p.add_argument("--rate", type=_positive, default=200.0, help="simulator trades/s per symbol, > 0 (default 200)")
     p.add_argument("--out", default=None, help="report directory (default reports/demo-<time>)")
     p.add_argument("--no-report", action="store_true", help="capture and summarize only")
+
+
+def _positive(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number more than 0")
+    return value
 
 
 def stored_summary(exchange: str, symbols: list[str], since: datetime) -> list[tuple[Any, ...]]:

@@ -120,6 +120,22 @@ class _Retry(Exception):
     """A transient failure of one attempt (5xx, dropped connection, timeout)."""
 
 
+def _private_file(path: str, flags: int) -> int:
+    """Cache files are the owner's only (0600), like the journal."""
+    return os.open(path, flags, 0o600)
+
+
+def _private_dirs(d: Path) -> None:
+    """Make `d` and its missing parents 0700 (existing folders keep their mode)."""
+    missing = []
+    while not d.exists():
+        missing.append(d)
+        d = d.parent
+    for m in reversed(missing):
+        m.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(m, 0o700)
+
+
 class Downloader:
     """Downloads `DumpFile`s from `base_url` into `cache` (see the module doc)."""
 
@@ -182,7 +198,7 @@ class Downloader:
                 return Fetched(f, dest, digest, dest.stat().st_size, url, cached=True)
             dest.unlink()  # damaged in the cache: fetch again
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            _private_dirs(dest.parent)
         except OSError as exc:
             raise _disk_error(exc, dest.parent) from None
         part = dest.with_name(dest.name + ".part")
@@ -197,7 +213,8 @@ class Downloader:
             digest = await asyncio.to_thread(sha256_of, part)
             if digest == want:
                 try:
-                    sums.write_bytes(raw_sum)
+                    with open(sums, "wb", opener=_private_file) as out:
+                        out.write(raw_sum)
                     os.replace(part, dest)
                 except OSError as exc:
                     raise _disk_error(exc, dest) from None
@@ -268,7 +285,7 @@ class Downloader:
                     if total > self.max_file_bytes:
                         raise DataError(f"{url}: {total:,} bytes is more than the {self.max_file_bytes:,} a dump may have")
                     try:
-                        with part.open(mode) as out:
+                        with open(part, mode, opener=_private_file) as out:
                             async for chunk in resp.content.iter_chunked(_CHUNK):
                                 have += len(chunk)
                                 if have > self.max_file_bytes:

@@ -445,6 +445,7 @@ class Store:
         self.conn.execute("SELECT cryptolab_ensure_partitions(timestamptz 'epoch' + %s * interval '1 microsecond', "
                           "timestamptz 'epoch' + %s * interval '1 microsecond')", (t_lo, t_hi))
         if bulk_ok:
+            bulk: Loaded | None = None
             try:
                 with self.conn.transaction():
                     d, last = _day(t_lo), _day(t_hi)
@@ -478,9 +479,12 @@ class Store:
                         else:
                             self.conn.execute(_BARS_UPSERT.format(
                                 select=_BARS_SELECT.format(sec=sec, s=self.ts_table)), params)
-                        res = Loaded(n, cur.rowcount, first_id, last_id, "bulk")
-                        record(res)
-                        return res
+                        bulk = Loaded(n, cur.rowcount, first_id, last_id, "bulk")
+                        record(bulk)
+                if bulk is not None:  # committed: give the planner the new rows (autovacuum may be minutes away)
+                    for day in days:
+                        self.conn.execute(f"ANALYZE trades_{day:%Y%m%d}")
+                    return bulk
             except pgerr.UniqueViolation:
                 pass  # an id twice in the file (or a bar already there): redo it on the idempotent path
         with self.conn.transaction():

@@ -144,7 +144,7 @@ class _DirLock:
     """One flock per journal directory per process, shared by this process's Journal objects."""
 
     _held: dict[str, tuple[int, int]] = {}  # realpath -> (fd, users)
-    _mutex = threading.Lock()
+    _mutex = threading.RLock()  # re-entrant: a Journal finalized by the GC inside acquire() releases its own directory
 
     @classmethod
     def acquire(cls, d: Path, *, shared_in_process: bool = True) -> bool:

@@ -1,10 +1,12 @@
 """Archived trades back into polars: the days whose partitions were dropped, read from Parquet.
 
 `read_trades(...)` returns only what the database no longer holds (days recorded as dropped
-in `archive_days`, read from where they were archived, filtered to [start, end) with the row
-groups' statistics); `merge(db_frame, archived)` joins it to what `load_trades` read from the
-database into one frame in trade-id order, with the same decimal scales the database alone
-would have given (the files keep the number of decimals PostgreSQL stored each value with).
+in `archive_days`, read from where they were archived, each file checked against what was
+recorded at publish — size, SHA-256, page CRCs, rows, ids — and named when it differs, then
+filtered to [start, end) with the row groups' statistics); `merge(db_frame, archived)` joins it
+to what `load_trades` read from the database into one frame in trade-id order, with the same
+decimal scales the database alone would have given (the files keep the number of decimals
+PostgreSQL stored each value with).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import psycopg
 from ...errors import DatabaseError
 from .errors import ArchiveError
 from .layout import DECIMALS, FILE_COLUMNS, SCALE_COLUMNS, TIMES
+from .manifest import DayRecord, check_file
 from .store import Store, open_store
 
 __all__ = ["ArchivedDay", "dropped_days", "read_archived", "read_trades", "merge"]
@@ -29,6 +32,7 @@ class ArchivedDay:
     day: date
     location: str
     path: str
+    record: DayRecord | None = None  # what was recorded at publish: every read checks the file against it
 
 
 def _utc(t: datetime | None) -> datetime | None:
@@ -45,17 +49,19 @@ def dropped_days(conn: psycopg.Connection, exchange: str, symbol: str,
         if not row or not row[0]:
             return []
         rows = conn.execute(
-            "SELECT day, location, path FROM archive_days WHERE exchange = %s AND symbol = %s "
+            "SELECT day, location, path, rows, first_trade_id, last_trade_id, sum_qty, sum_quote, bytes, sha256, "
+            "format FROM archive_days WHERE exchange = %s AND symbol = %s "
             "AND dropped_at IS NOT NULL ORDER BY day", (exchange, symbol)).fetchall()
     except psycopg.Error as exc:
         raise DatabaseError(f"could not read archive_days: {str(exc).strip().splitlines()[0]}") from None
     t0, t1 = _utc(start), _utc(end)
     out = []
-    for day, location, path in rows:
+    for day, location, path, n, lo, hi, sq, squote, size, digest, fmt in rows:
         d0 = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
         if (t1 is not None and d0 >= t1) or (t0 is not None and d0 + timedelta(days=1) <= t0):
             continue
-        out.append(ArchivedDay(day, location, path))
+        rec = DayRecord(exchange, symbol, day, path, int(n), lo, hi, sq, squote, int(size), digest, int(fmt))
+        out.append(ArchivedDay(day, location, path, rec))
     return out
 
 
@@ -65,7 +71,6 @@ def read_archived(days: Sequence[ArchivedDay], start: datetime | None, end: date
     display scales when a decimal is asked for), or None when there are no days."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     if not days:
         return None
@@ -86,20 +91,20 @@ def read_archived(days: Sequence[ArchivedDay], start: datetime | None, end: date
         if t1 is not None:
             filters.append(("trade_time", "<", pa.scalar(t1, pa.timestamp("us", tz="UTC"))))
         read_cols = list(dict.fromkeys(cols + (["trade_time"] if filters else [])))
-        try:
-            table = pq.read_table(store.full(d.path), filesystem=store.fs, columns=read_cols,
-                                  filters=filters or None)
-        except FileNotFoundError:
+        if not store.exists(d.path):
             raise ArchiveError(f"{d.day} is recorded as archived at {store.uri(d.path)} (and dropped from the "
-                               "database) but the file is missing: restore it there") from None
-        except OSError as exc:
-            raise store._fail("reading", d.path, exc) from None
+                               "database) but the file is missing: restore it there")
+        data = store.get(d.path)
+        if d.record is not None:  # size, SHA-256, page CRCs, rows and ids as recorded at publish
+            table = check_file(data, d.record, store.uri(d.path), read_cols, filters or None)
+        else:
+            table = decode(data, read_cols, store.uri(d.path))
         tables.append(table.select(cols))
     # decimals: one scale per column (the largest of the files) before concatenating
     for name in DECIMALS:
         if name not in cols:
             continue
-        scale = max(t.schema.field(name).type.scale for t in tables)
+        scale = max(t.schema.field(name).type.scale for t in tables)  # one contract; older files may differ
         typ = pa.decimal128(38, scale)
         tables = [t.set_column(t.schema.get_field_index(name), name, pc.cast(t.column(name), typ))
                   if t.schema.field(name).type != typ else t for t in tables]
@@ -229,3 +234,15 @@ def merge(db_frame: Any, archived: Any) -> Any:
         if not out["trade_id"].is_sorted():
             out = out.sort("trade_id")
     return out
+
+
+def decode(data: bytes, columns: list[str] | None = None, where: str = "the archived file") -> Any:
+    """A file's table (page CRCs checked where the file has them); ArchiveError naming `where` if damaged."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(pa.BufferReader(data), columns=columns, page_checksum_verification=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise ArchiveError(f"{where} cannot be read as Parquet ({' '.join(str(exc).split())}): "
+                           "it is damaged or partial") from None

@@ -11,6 +11,9 @@ Publishing is the one atomic step: a file is written whole under `.staging/` (ou
 (same filesystem, then the directory is fsynced), a server-side copy on S3 (an object
 appears whole or not at all). A crash before the move leaves only a staging file, which the
 next run deletes; a crash after it leaves a whole file, which the next run checks and keeps.
+
+On a disk the archive is private to its owner, like the journal: folders it makes are 0700,
+files 0600 (widen them with chmod to share a copy).
 """
 
 from __future__ import annotations
@@ -42,6 +45,21 @@ def archive_url() -> str:
     if raw:
         return raw
     return str(settings().home / "archive")
+
+
+def _private_dirs(path: str) -> None:
+    """Make `path` and its missing parents 0700 (existing folders keep their mode)."""
+    missing = []
+    p = Path(path)
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for m in reversed(missing):
+        try:
+            m.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(m, 0o700)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -94,7 +112,7 @@ class Store:
 
         try:
             if self.kind == "dir":
-                Path(self.root).mkdir(parents=True, exist_ok=True)
+                _private_dirs(self.root)
                 if not os.access(self.root, os.W_OK | os.X_OK):
                     raise PermissionError(errno.EACCES, "not writable", self.root)
             else:
@@ -124,9 +142,10 @@ class Store:
         path = self.full(rel)
         try:
             if self.kind == "dir":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                _private_dirs(str(Path(path).parent))
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 try:
+                    os.fchmod(fd, 0o600)
                     view = memoryview(data)
                     while view:
                         n = os.write(fd, view)
@@ -152,7 +171,7 @@ class Store:
         src, dst = self.full(staged), self.full(final)
         try:
             if self.kind == "dir":
-                Path(dst).parent.mkdir(parents=True, exist_ok=True)
+                _private_dirs(str(Path(dst).parent))
                 os.replace(src, dst)
                 fd = os.open(str(Path(dst).parent), os.O_RDONLY)
                 try:
