@@ -4,8 +4,9 @@ Components (durations): exchange_push = E − T, network = received − E (netwo
 the offset between our clock and the exchange's), pipeline = ingested − received, total =
 ingested − T. Runs the queries of `sql/latency.sql`; arguments and result types as in
 `cryptolab.analysis.common` (durations are `pl.Duration("us")`). Rows without E or
-received time (backfill, loaded dumps), and history replayed through a stream (received more
-than a day after its trade time: years-old trades, not a pipeline delay), have null latencies
+received time (backfill, loaded dumps), history replayed through a stream (received more
+than a day after its trade time: years-old trades, not a pipeline delay) and stream recordings
+loaded later with `cryptolab load` (source 'replay': ingested when the file was loaded) have null latencies
 — latency does not apply to them — and are left out of the percentiles; `latency_stats`
 counts them in `history`.
 """

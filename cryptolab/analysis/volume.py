@@ -107,7 +107,8 @@ def cvd(
     Default (from the 1 s bars): open_time, trades, buy_volume, sell_volume, delta, cvd,
     quote_delta, cvd_quote. With `tick_rule=True` (from raw trades): open_time, trades,
     delta, cvd (aggressor side), tick_delta, tick_cvd (tick rule: up-tick buy, down-tick
-    sell, zero tick keeps the previous side), classified, agree (trades where both agree).
+    sell, zero tick keeps the previous side; the previous trade is the adjacent id only, so after
+    an id gap the side is unknown until the price moves), classified, agree (trades where both agree).
     `kind` (see `data_kind`): from aggregate trades, the default columns with buy/sell from
     each aggregate's `is_buyer_maker` and trades = Σ(last − first + 1); `tick_rule` needs raw trades.
     """
