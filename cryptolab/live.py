@@ -20,8 +20,8 @@ Design (why it looks like this):
   (`canvas.draw()` sends a diff image over the widget's comm), so the chart keeps updating
   and the kernel stays free; one lock keeps the frontend's zoom/hover handling and the
   redraw apart. A view the user zoomed or panned keeps its limits across refreshes until
-  they press *Home*-then-*Refresh* or change the data's window. Without ipympl, the chart
-  is a PNG `ipywidgets.Image` swapped in place.
+  they press *Home* (back to the live view at once) or choose another window or symbol
+  (`LiveChart.reset_view`). Without ipympl, the chart is a PNG `ipywidgets.Image` swapped in place.
 * **Theme.** Charts follow JupyterLab's theme (light or dark, read from the Lab settings;
   `CRYPTOLAB_THEME=dark|light` overrides); tiles and tables use JupyterLab's CSS variables.
 * **Readable numbers.** Tables show rounded, aligned, unit-consistent numbers
@@ -216,6 +216,31 @@ def stop_all(timeout: float = 5.0) -> int:
     return len(tickers)
 
 
+TOOLBAR_PX = 44
+"""Width of ipympl's toolbar, which floats over the canvas's left edge (toolbar_position 'left')."""
+
+
+def clear_of_toolbar(fig: Figure) -> None:
+    """Move the axes right just enough that nothing drawn left of them (the price labels) lies
+    under the toolbar floating over the canvas's left edge."""
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    width = fig.bbox.width
+    engine = fig.get_layout_engine()
+    if isinstance(engine, ConstrainedLayoutEngine):
+        engine.set(rect=(TOOLBAR_PX / width, 0, 1 - TOOLBAR_PX / width, 1))
+        return
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]
+    lefts = [b.x0 for b in boxes if b is not None]
+    if not lefts or min(lefts) >= TOOLBAR_PX:
+        return
+    dx = (TOOLBAR_PX - min(lefts)) / width
+    for ax in fig.axes:
+        pos = ax.get_position()
+        ax.set_position((pos.x0 + dx, pos.y0, pos.width - dx, pos.height))
+
+
 class LiveChart:
     """A matplotlib chart redrawn by `draw(fig)`: an interactive ipympl canvas when live
     (and ipympl is installed), a PNG `ipywidgets.Image` otherwise.
@@ -293,8 +318,23 @@ class LiveChart:
                         return _f(*a, **k)
 
                 setattr(canvas, name, locked)
+            if canvas.toolbar is not None:  # Home: back to the live view (the data's own limits), at once
+                def home(*a: Any, **k: Any) -> None:
+                    self.reset_view()
+                    self.render()
+
+                canvas.toolbar.home = home
             self._canvas = canvas
         return canvas
+
+    def reset_view(self) -> None:
+        """Let go of the user's zoom/pan: the next render shows the data's own limits. *Home*
+        calls it; owners call it when the data changes meaning (another window or symbol)."""
+        with self._lock:
+            self._auto_limits = []
+            toolbar = getattr(self._canvas, "toolbar", None)
+            if toolbar is not None:
+                toolbar.update()  # the toolbar's view history starts again from the next view
 
     def _user_limits(self) -> list[tuple[tuple[float, float], tuple[float, float]] | None]:
         """Per axes: the limits the user zoomed/panned to (None where they are ours)."""
@@ -315,6 +355,8 @@ class LiveChart:
             self.figure.clear()
             self.draw(self.figure)
             plots.apply_theme(self.figure, dark=self.dark)
+            if self._canvas is not None:
+                clear_of_toolbar(self.figure)
             self._auto_limits = [(tuple(ax.get_xlim()), tuple(ax.get_ylim())) for ax in self.figure.axes]  # type: ignore[misc]
             if kept and len(kept) == len(self.figure.axes):
                 for ax, lim in zip(self.figure.axes, kept):
@@ -460,8 +502,9 @@ class Tape:
         if self._widget is None:
             import ipywidgets as w
 
-            self._widget = w.HTML(self.html(), layout=w.Layout(width="290px", min_width="290px", height=self.height,
-                                                               overflow="hidden"))
+            # as wide as its widest row (long quantities included): no column is ever cut off
+            self._widget = w.HTML(self.html(), layout=w.Layout(width="max-content", min_width="290px", flex="0 0 auto",
+                                                               height=self.height, overflow="hidden"))
         return self._widget
 
     def update(self, trades: Iterable[Mapping[str, Any]]) -> None:
@@ -578,16 +621,26 @@ def table(frame: Any, caption: str | None = None, *, max_rows: int = 20) -> Any:
     return HTML(frame_html(frame, max_rows=max_rows, caption=caption))  # type: ignore[no-untyped-call]
 
 
+class RecordedFigures(dict[str, Any]):
+    """The key figures recorded at Run All (a plain dict). Shown as the last value of a cell it
+    displays nothing: the figures table above it is the display, and it stays live, where this
+    dict of raw Decimals would be frozen at Run All and contradict it."""
+
+    def _ipython_display_(self) -> None:
+        return None
+
+
 def key_figures(compute: Callable[[], Mapping[str, Any]], *, live: bool = True, interval: float = 5.0,
                 title: str = "key figures") -> Any:
     """Record a notebook's key figures once (for reports and tests: `cryptolab.report.record`)
     and show them as a table that, when live, is recomputed from the live panels' data on
-    its own timer — so it never goes stale next to them. Returns the figures recorded."""
+    its own timer — so it never goes stale next to them. Returns the figures recorded
+    (a `RecordedFigures` dict, which a cell does not print again)."""
     from IPython.display import HTML, display
 
     from .report import record
 
-    figures = dict(compute())
+    figures = RecordedFigures(compute())
     for name, value in figures.items():
         record(name, value, quiet=True)
     if not live:

@@ -6,13 +6,13 @@
 -- Variables: exchange, symbol, start, end ([start, end), UTC; defaults follow the stored data as in
 -- cryptolab.analysis: see defaults.psql), interval (buckets of latency_stats, 1m), limit (latest_trades rows, 50).
 --
--- E and received are null for rows that did not come from the stream (backfill, loaded dumps);
--- history replayed through a stream is received long after its trade time, and a stream
--- recording loaded later (cryptolab load, source 'replay') was ingested when the file was
--- loaded: latency does not apply to any of them (a "pipeline time" of 845 days is an age, not
--- a delay). Only rows captured from a stream (source other than 'replay') and received within a
--- day of their trade time get latencies; the others are null and left out of the percentiles
--- (latency_stats counts them as `history`). received - E mixes the
+-- Latency applies to trades a capture took from the stream (source 'live' or 'simulator'),
+-- received within a day of their trade time. Not to rows fetched from REST (source 'backfill':
+-- no E, and received when fetched), loaded dumps or stream recordings (source 'replay': a
+-- recording loaded later was ingested when the file was loaded), nor history replayed through a
+-- stream (received long after its trade time): a "pipeline time" of 845 days is an age, not a
+-- delay. Their latencies are null and left out of the percentiles (latency_stats counts them
+-- as `history`). received - E mixes the
 -- network delay with the offset between our clock and the exchange's (see clock_offset).
 \if :{?interval} \else \set interval 1m \endif
 \if :{?limit} \else \set limit 50 \endif
@@ -28,7 +28,8 @@ SELECT t.trade_id, t.trade_time, t.event_time, t.received_at, t.ingested_at, t.s
        CASE WHEN l.live THEN t.ingested_at - t.received_at END AS pipeline,
        CASE WHEN l.live THEN t.ingested_at - t.trade_time END  AS total
 FROM trades t
-CROSS JOIN LATERAL (SELECT t.received_at - t.trade_time < interval '1 day' AND t.source <> 'replay' AS live) AS l
+CROSS JOIN LATERAL (SELECT t.received_at - t.trade_time < interval '1 day'
+                           AND t.source IN ('live', 'simulator') AS live) AS l
 WHERE t.exchange = :'exchange' AND t.symbol = upper(:'symbol')
   AND t.trade_time < :'end'::timestamptz AND t.trade_time >= :'start'::timestamptz
 ORDER BY t.trade_id DESC
@@ -50,7 +51,7 @@ WITH p AS (
            CASE WHEN l.live THEN t.ingested_at - t.trade_time END AS total
     FROM trades t CROSS JOIN p
     CROSS JOIN LATERAL (SELECT coalesce(t.received_at - t.trade_time < interval '1 day', false)
-                               AND t.source <> 'replay' AS live) AS l
+                               AND t.source IN ('live', 'simulator') AS live) AS l
     WHERE t.exchange = :'exchange' AND t.symbol = upper(:'symbol')
       AND t.trade_time >= p.t0 AND t.trade_time < p.t1
 )

@@ -32,7 +32,7 @@ from ..journal import Journal
 from ..model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE, us_to_datetime
 from ..rest import RestClient
 from .backfill import Backfiller
-from .cluster import Cluster
+from .cluster import Cluster, record_final_rows
 from .endpoints import Endpoint, resolve_source
 from .options import CaptureOptions, CaptureStatus, Counters
 from .roster import Roster
@@ -280,6 +280,8 @@ class Capture:
             if self._sink is not None:
                 self._sink.finish()
                 self._sink.join()
+                if self._cluster is not None and self._dsn is not None:
+                    record_final_rows(self._dsn, self._cluster.member_id, self.counters.stored)
             if self._local_exchange is not None:
                 try:
                     self._local_exchange.stop()
