@@ -172,6 +172,10 @@ def test_psql_modules_say_archived_days_are_archived_instead_of_false_alarms(dsn
     assert [r["status"] for r in rec] == ["archived"] * 10 + ["match"] * 10  # never 'mismatch'
     assert len(bars) == 1 and bars[0]["problem"].startswith("archived: ") and "was ok" in bars[0]["problem"]
     assert int(bars[0]["bar_trades"]) == 10 * 60 * 2
+    r = psql(dsn, SQL_DIR / "latency.sql", *rng)  # any module: says up front which days it cannot see
+    assert r.returncode == 0 and "note: raw trades of BTCUSDT on 2024-05-06 are archived" in r.stdout, r.stdout[:500]
+    r = psql(dsn, SQL_DIR / "latency.sql", "symbol=BTCUSDT", "start=2024-05-07T00:00Z", "end=2024-05-07T00:10Z")
+    assert r.returncode == 0 and "are archived" not in r.stdout  # a range of kept days: no note
     # the API reads the archived day back: everything matches, nothing to report
     assert set(an.reconcile_klines("BTCUSDT", "2024-05-06T23:50Z", "2024-05-07T00:10Z")["status"]) == {"match"}
     assert an.bars_consistency("BTCUSDT", "2024-05-06T23:50Z", "2024-05-07T00:10Z").height == 0
