@@ -486,7 +486,8 @@ def run(
         frame = scales.keep_scales(
             frame, [d.name for d in desc if d.type_code == _NUMERIC], values,
             lambda: execute(conn, AGG_MODULE if module == AGG_MODULE else "volume_stored", "stored_span", key)[0][1],
-            lambda v: run(conn, module, name, v, keep_scales=False))
+            lambda v: run(conn, module, name, v, keep_scales=False),
+            f"{conn.info.host}:{conn.info.port}/{conn.info.dbname} {module}.{name}")
     return frame.to_pandas() if as_ == "pandas" else frame
 
 

@@ -5,7 +5,9 @@ A NUMERIC column becomes `pl.Decimal(38, s)`, s being the largest scale among it
 zeros that fill empty buckets — would get s = 0, where the same query over a range with trades
 gives 8 (Binance's prices and quantities), 16 (price × qty) or 20 (VWAP): frames of different
 ranges would need a cast to concatenate. `keep_scales` gives such columns the scale the same
-query has over the market's last stored minute (one more small query, run only then).
+query has over the market's last stored minute (one more small query, run only then, and
+remembered per query, market and last stored second: a live panel refreshing an empty range
+asks once).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 __all__ = ["uninformative", "reference_values", "keep_scales"]
 
 _REFERENCE = timedelta(minutes=1)
+_CACHE_SIZE = 512
+_cache: dict[tuple[Any, ...], dict[str, int]] = {}
 
 
 def uninformative(frame: Any, numeric: Sequence[str]) -> list[str]:
@@ -47,21 +51,27 @@ def reference_values(values: Mapping[str, Any], last_second: datetime | None) ->
 
 
 def keep_scales(frame: Any, numeric: Sequence[str], values: Mapping[str, Any],
-                last_second: Callable[[], datetime | None], reference: Callable[[Mapping[str, Any]], Any]) -> Any:
+                last_second: Callable[[], datetime | None], reference: Callable[[Mapping[str, Any]], Any],
+                query: str = "") -> Any:
     """`frame` with its uninformative NUMERIC columns cast to the scale `reference` (the same
-    query over the last stored minute, a polars frame) gives them; unchanged when none is."""
+    query, named `query`, over the last stored minute: a polars frame) gives them; unchanged
+    when none is."""
     import polars as pl
 
     cols = uninformative(frame, numeric)
     if not cols or "exchange" not in values or "symbol" not in values:
         return frame
-    ref_values = reference_values(values, last_second())
-    if ref_values is None:
-        return frame
-    ref = reference(ref_values)
-    casts = []
-    for n in cols:
-        dtype = ref.schema.get(n)
-        if isinstance(dtype, pl.Decimal) and dtype.scale:
-            casts.append(pl.col(n).cast(pl.Decimal(38, dtype.scale)))
+    last = last_second()
+    key = (query, values["exchange"], values["symbol"], last)
+    scales = _cache.get(key)
+    if scales is None:
+        ref_values = reference_values(values, last)
+        if ref_values is None:
+            return frame
+        ref = reference(ref_values)
+        scales = {n: t.scale for n, t in ref.schema.items() if isinstance(t, pl.Decimal) and t.scale}
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.clear()
+        _cache[key] = scales
+    casts = [pl.col(n).cast(pl.Decimal(38, scales[n])) for n in cols if n in scales]
     return frame.with_columns(casts) if casts else frame
