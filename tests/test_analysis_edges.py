@@ -220,3 +220,12 @@ def test_an_empty_range_keeps_the_decimal_scales_of_a_full_one(dsn: str) -> None
         both = pl.concat([f, e])  # no cast needed
         assert both.height == f.height + e.height
     assert an.ohlcv("BTCUSDT", *empty, "1m").schema["volume"] == pl.Decimal(38, 8)
+
+
+def test_psql_aggregate_defaults_follow_the_stored_aggregates(dsn: str, make_dumps: Any) -> None:
+    from cryptolab.load import load_files
+
+    files, trades = make_dumps(n=120, symbol="SOLUSDT", seed=4)  # aggregates only, not BTCUSDT
+    load_files([files["agg_ms_csv"]], progress=False)
+    rows = _psql_rows(dsn, "agg_trades.sql", "open_time,open,high,low,close,volume")
+    assert sum(int(r["trades"]) for r in rows) == 120  # every trade the aggregates cover, found by themselves
