@@ -534,7 +534,9 @@ class Dashboard:
         self._show_capture_status()
         controls = w.HBox([sym, win, *self.view.controls()], layout=w.Layout(align_items="center"))
         capture = w.HBox([start, stop, self._capture_status], layout=w.Layout(align_items="center"))
-        body = w.HBox([self.chart.widget, self.tape.widget], layout=w.Layout(align_items="flex-start", width="100%"))
+        # the tape beside the chart when the output area is wide enough, under it otherwise: never cut off
+        body = w.HBox([self.chart.widget, self.tape.widget],
+                      layout=w.Layout(align_items="flex-start", width="100%", flex_flow="row wrap"))
         self._widget = w.VBox([controls, capture, self.kpis.widget, body])
         return self._widget
 
