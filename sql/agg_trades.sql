@@ -5,8 +5,9 @@
 --   psql "$CRYPTOLAB_DSN" -v symbol=BTCUSDT -v start=2024-08-08 -v end=2024-08-09 -v interval=1m \
 --        -f sql/agg_trades.sql
 --
--- Variables: exchange (binance), symbol (BTCUSDT), start, end ([start, end), UTC; default: the last
--- stored hour of aggregates), interval (OHLCV / CVD buckets, 1m).
+-- Variables: exchange, symbol, start, end ([start, end), UTC; defaults follow the stored aggregates as
+-- in cryptolab.analysis: binance first, the newest symbol, the last stored hour), interval (OHLCV / CVD
+-- buckets, 1m).
 --
 -- An aggregate is trades of one taker order at one price and one time: trade_count =
 -- last_trade_id - first_trade_id + 1 trades, qty the sum of theirs. So per-bucket trade counts are
@@ -14,17 +15,58 @@
 -- follow agg_id order, the aggressor side is is_buyer_maker (false: the taker bought, +qty), and
 -- ids covered by an aggregate are never gaps. As for the 1 s bars of raw trades, time resolves to
 -- whole seconds in ohlcv, tps, tps_stats and cvd: a second is in the range when it starts in it.
-\if :{?exchange} \else \set exchange binance \endif
-\if :{?symbol} \else \set symbol BTCUSDT \endif
 \if :{?interval} \else \set interval 1m \endif
 SET TIME ZONE 'UTC';
+\set cl_pick true
+\if :{?exchange} \if :{?symbol} \set cl_pick false \endif \endif
+\if :cl_pick
+  WITH RECURSIVE s AS (  -- every (exchange, symbol) with aggregates; binance first, then the newest
+      (SELECT exchange, symbol FROM agg_trades ORDER BY exchange, symbol LIMIT 1)
+      UNION ALL
+      SELECT n.exchange, n.symbol
+      FROM s CROSS JOIN LATERAL (
+          SELECT a.exchange, a.symbol FROM agg_trades a
+          WHERE (a.exchange, a.symbol) > (s.exchange, s.symbol)
+          ORDER BY a.exchange, a.symbol LIMIT 1
+      ) AS n
+  ), m AS (
+      SELECT s.exchange, s.symbol,
+             (SELECT max(trade_time) FROM agg_trades a WHERE a.exchange = s.exchange AND a.symbol = s.symbol) AS last_time
+      FROM s
+      WHERE true
+  \if :{?exchange}
+        AND s.exchange = :'exchange'
+  \endif
+  \if :{?symbol}
+        AND s.symbol = upper(:'symbol')
+  \endif
+  ), e AS (
+      SELECT m.exchange FROM m ORDER BY m.exchange = 'binance' DESC, m.last_time DESC LIMIT 1
+  )
+  SELECT 1 AS cl_one  -- one row always (a null leaves the variable unset: the fallback below)
+  \if :{?exchange} \else
+         , x.exchange
+  \endif
+  \if :{?symbol} \else
+         , x.symbol
+  \endif
+  FROM (SELECT 1) AS one
+  LEFT JOIN (SELECT m.exchange, m.symbol FROM m JOIN e USING (exchange) ORDER BY m.last_time DESC LIMIT 1) AS x ON true \gset
+  \unset cl_one
+\endif
+\unset cl_pick
+\if :{?exchange} \else \set exchange binance \endif
+\if :{?symbol} \else \set symbol BTCUSDT \endif
 \if :{?end} \else
 SELECT coalesce(date_bin(interval '1 second', max(trade_time), timestamptz '2000-01-03 00:00:00+00')
                 + interval '1 second', date_trunc('second', now())) AS "end"
 FROM agg_trades WHERE exchange = :'exchange' AND symbol = upper(:'symbol') \gset
 \endif
 \if :{?start} \else
-SELECT :'end'::timestamptz - interval '1 hour' AS "start" \gset
+SELECT CASE WHEN f.first_second > :'end'::timestamptz - interval '1 hour' AND f.first_second < :'end'::timestamptz
+            THEN f.first_second ELSE :'end'::timestamptz - interval '1 hour' END AS "start"
+FROM (SELECT date_bin(interval '1 second', min(trade_time), timestamptz '2000-01-03 00:00:00+00') AS first_second
+      FROM agg_trades WHERE exchange = :'exchange' AND symbol = upper(:'symbol')) AS f \gset
 \endif
 
 

@@ -3,27 +3,20 @@
 --
 --   psql "$CRYPTOLAB_DSN" -v symbol=BTCUSDT -v limit=20 -f sql/latency.sql
 --
--- Variables: exchange (binance), symbol (BTCUSDT), start, end ([start, end), UTC; default: the last
--- stored hour), interval (buckets of latency_stats, 1m), limit (latest_trades rows, 50).
+-- Variables: exchange, symbol, start, end ([start, end), UTC; defaults follow the stored data as in
+-- cryptolab.analysis: see defaults.psql), interval (buckets of latency_stats, 1m), limit (latest_trades rows, 50).
 --
--- E and received are null for rows that did not come from the stream (backfill, loaded dumps),
--- and history replayed through a stream is received long after its trade time: latency does
--- not apply to either (a "pipeline time" of 841 days is an age, not a delay). Only rows
--- received within a day of their trade time get latencies; the others are null and left out
--- of the percentiles (latency_stats counts them as `history`). received - E mixes the
+-- Latency applies to trades a capture took from the stream (source 'live' or 'simulator'),
+-- received within a day of their trade time. Not to rows fetched from REST (source 'backfill':
+-- no E, and received when fetched), loaded dumps or stream recordings (source 'replay': a
+-- recording loaded later was ingested when the file was loaded), nor history replayed through a
+-- stream (received long after its trade time): a "pipeline time" of 845 days is an age, not a
+-- delay. Their latencies are null and left out of the percentiles (latency_stats counts them
+-- as `history`). received - E mixes the
 -- network delay with the offset between our clock and the exchange's (see clock_offset).
-\if :{?exchange} \else \set exchange binance \endif
-\if :{?symbol} \else \set symbol BTCUSDT \endif
 \if :{?interval} \else \set interval 1m \endif
 \if :{?limit} \else \set limit 50 \endif
-SET TIME ZONE 'UTC';
-\if :{?end} \else
-SELECT coalesce(max(ts) + interval '1 second', date_trunc('second', now())) AS "end"
-FROM bars_1s WHERE exchange = :'exchange' AND symbol = upper(:'symbol') \gset
-\endif
-\if :{?start} \else
-SELECT :'end'::timestamptz - interval '1 hour' AS "start" \gset
-\endif
+\ir defaults.psql
 
 
 -- name: latest_trades
@@ -35,7 +28,8 @@ SELECT t.trade_id, t.trade_time, t.event_time, t.received_at, t.ingested_at, t.s
        CASE WHEN l.live THEN t.ingested_at - t.received_at END AS pipeline,
        CASE WHEN l.live THEN t.ingested_at - t.trade_time END  AS total
 FROM trades t
-CROSS JOIN LATERAL (SELECT t.received_at - t.trade_time < interval '1 day' AS live) AS l
+CROSS JOIN LATERAL (SELECT t.received_at - t.trade_time < interval '1 day'
+                           AND t.source IN ('live', 'simulator') AS live) AS l
 WHERE t.exchange = :'exchange' AND t.symbol = upper(:'symbol')
   AND t.trade_time < :'end'::timestamptz AND t.trade_time >= :'start'::timestamptz
 ORDER BY t.trade_id DESC
@@ -56,7 +50,8 @@ WITH p AS (
            CASE WHEN l.live THEN t.ingested_at - t.received_at END AS pipeline,
            CASE WHEN l.live THEN t.ingested_at - t.trade_time END AS total
     FROM trades t CROSS JOIN p
-    CROSS JOIN LATERAL (SELECT coalesce(t.received_at - t.trade_time < interval '1 day', false) AS live) AS l
+    CROSS JOIN LATERAL (SELECT coalesce(t.received_at - t.trade_time < interval '1 day', false)
+                               AND t.source IN ('live', 'simulator') AS live) AS l
     WHERE t.exchange = :'exchange' AND t.symbol = upper(:'symbol')
       AND t.trade_time >= p.t0 AND t.trade_time < p.t1
 )

@@ -5,8 +5,8 @@
 --        -v interval=1m -f sql/price_analysis.sql
 --
 -- Variables (psql -v name=value; cryptolab binds the same names as query parameters):
---   exchange (binance), symbol (BTCUSDT), start, end (the range is [start, end), UTC; default:
---   the last stored hour), interval (1s 5s 1m 15m 1h 4h 1d 1w; default 1m), window (SMA bars, 20),
+--   exchange, symbol, start, end (the range is [start, end), UTC; defaults follow the stored data
+--   as in cryptolab.analysis: see defaults.psql), interval (1s 5s 1m 15m 1h 4h 1d 1w; default 1m), window (SMA bars, 20),
 --   span (EMA span, 20), session_start (time of day a VWAP session starts, 00:00), anchor (anchored
 --   VWAP start time; default start), vwap_window (rolling VWAP window, 5m), bands (true/false),
 --   bin_size (volume profile bin in price units; empty: automatic tick multiple), bins (automatic
@@ -16,8 +16,6 @@
 -- Queries on bars_1s resolve time to whole seconds: a second is in the range when it starts in it.
 -- Ratios are rounded once, at 20 decimals (prices, VWAP) or 12 (averages, sigma), after an exact
 -- NUMERIC sum; the cast to numeric(1000, 40) makes PostgreSQL divide at 40 decimals first.
-\if :{?exchange} \else \set exchange binance \endif
-\if :{?symbol} \else \set symbol BTCUSDT \endif
 \if :{?interval} \else \set interval 1m \endif
 \if :{?window} \else \set window 20 \endif
 \if :{?span} \else \set span 20 \endif
@@ -28,14 +26,7 @@
 \if :{?bins} \else \set bins 100 \endif
 \if :{?value_area} \else \set value_area 0.70 \endif
 \if :{?pivot_bars} \else \set pivot_bars 3 \endif
-SET TIME ZONE 'UTC';
-\if :{?end} \else
-SELECT coalesce(max(ts) + interval '1 second', date_trunc('second', now())) AS "end"
-FROM bars_1s WHERE exchange = :'exchange' AND symbol = upper(:'symbol') \gset
-\endif
-\if :{?start} \else
-SELECT :'end'::timestamptz - interval '1 hour' AS "start" \gset
-\endif
+\ir defaults.psql
 \if :{?anchor} \else \set anchor :start \endif
 
 

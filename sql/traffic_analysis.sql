@@ -4,24 +4,15 @@
 --   psql "$CRYPTOLAB_DSN" -v symbol=BTCUSDT -v start=2024-08-08T23:00Z -v end=2024-08-09T00:00Z \
 --        -f sql/traffic_analysis.sql
 --
--- Variables: exchange (binance), symbol (BTCUSDT), start, end ([start, end), UTC; default: the last
--- stored hour), burst_window (seconds of history for the rolling median, 60), burst_factor (a
+-- Variables: exchange, symbol, start, end ([start, end), UTC; defaults follow the stored data as in
+-- cryptolab.analysis: see defaults.psql), burst_window (seconds of history for the rolling median, 60), burst_factor (a
 -- second is hot above factor x max(median, 1) trades, 3).
 --
 -- Percentiles are percentile_disc: always a value that occurred (for the median of an even
 -- count, the lower middle one).
-\if :{?exchange} \else \set exchange binance \endif
-\if :{?symbol} \else \set symbol BTCUSDT \endif
 \if :{?burst_window} \else \set burst_window 60 \endif
 \if :{?burst_factor} \else \set burst_factor 3 \endif
-SET TIME ZONE 'UTC';
-\if :{?end} \else
-SELECT coalesce(max(ts) + interval '1 second', date_trunc('second', now())) AS "end"
-FROM bars_1s WHERE exchange = :'exchange' AND symbol = upper(:'symbol') \gset
-\endif
-\if :{?start} \else
-SELECT :'end'::timestamptz - interval '1 hour' AS "start" \gset
-\endif
+\ir defaults.psql
 
 
 -- name: tps

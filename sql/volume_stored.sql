@@ -3,22 +3,13 @@
 --
 --   psql "$CRYPTOLAB_DSN" -v symbol=BTCUSDT -v start=2024-08-08 -v end=2024-08-09 -f sql/volume_stored.sql
 --
--- Variables: exchange (binance), symbol (BTCUSDT), start, end ([start, end), UTC; default: the last
--- stored hour), interval (CVD buckets, 1m).
+-- Variables: exchange, symbol, start, end ([start, end), UTC; defaults follow the stored data as in
+-- cryptolab.analysis: see defaults.psql), interval (CVD buckets, 1m).
 --
 -- Aggressor side: is_buyer_maker = false means the taker bought (+qty to CVD); true means the
 -- taker sold (-qty). Everything here is an exact NUMERIC sum.
-\if :{?exchange} \else \set exchange binance \endif
-\if :{?symbol} \else \set symbol BTCUSDT \endif
 \if :{?interval} \else \set interval 1m \endif
-SET TIME ZONE 'UTC';
-\if :{?end} \else
-SELECT coalesce(max(ts) + interval '1 second', date_trunc('second', now())) AS "end"
-FROM bars_1s WHERE exchange = :'exchange' AND symbol = upper(:'symbol') \gset
-\endif
-\if :{?start} \else
-SELECT :'end'::timestamptz - interval '1 hour' AS "start" \gset
-\endif
+\ir defaults.psql
 
 
 -- name: symbols
@@ -129,9 +120,12 @@ ORDER BY open_time;
 -- name: cvd_tick_rule
 -- CVD from the aggressor side beside the tick-rule CVD, per interval, from raw trades in id
 -- order. Tick rule: a trade above the previous trade's price is a buy, below is a sell, at the
--- same price keeps the previous trade's side; trades before the first price change (looking
--- back one trade before `start`) are unclassified (0). agree = trades where both rules give the
--- same side, classified = trades the tick rule could classify.
+-- same price keeps the previous trade's side. The previous trade is the one with the adjacent
+-- id (trade_id - 1; for the first trade in the range it is looked up before `start`) and only
+-- that one: after an id gap, or when that trade is not stored, the side is unknown, and the
+-- trade and those after it at the same price are unclassified (0) until the price moves.
+-- agree = trades where both rules give the same side, classified = trades the tick rule
+-- could classify.
 WITH p AS (
     SELECT regexp_replace(:'interval', '^(\d+)([smhdw])$', '\1 \2')::interval AS iv,
            :'start'::timestamptz AS t0, :'end'::timestamptz AS t1,
@@ -144,16 +138,19 @@ WITH p AS (
     FROM trades t, p
     WHERE t.exchange = :'exchange' AND t.symbol = upper(:'symbol')
       AND t.trade_time >= p.t0 AND t.trade_time < p.t1
-), before AS (  -- the trade just before the range, for the first tick
-    SELECT b.price FROM trades b
+), before AS (  -- the trade with the id just below the range's first, if it is stored
+    SELECT b.trade_id, b.price FROM trades b
     WHERE b.exchange = :'exchange' AND b.symbol = upper(:'symbol')
-      AND b.trade_id < (SELECT min(trade_id) FROM t)
-    ORDER BY b.trade_id DESC LIMIT 1
+      AND b.trade_id = (SELECT min(trade_id) FROM t) - 1
+    ORDER BY b.trade_time DESC LIMIT 1
 ), ticks AS (
-    SELECT t.*, sign(t.price - coalesce(lag(t.price) OVER (ORDER BY t.trade_id), (SELECT price FROM before))) AS tick
+    SELECT t.*,
+           CASE WHEN coalesce(lag(t.trade_id) OVER w, (SELECT trade_id FROM before)) = t.trade_id - 1
+                THEN sign(t.price - coalesce(lag(t.price) OVER w, (SELECT price FROM before))) END AS tick
     FROM t
+    WINDOW w AS (ORDER BY t.trade_id)
 ), runs AS (
-    SELECT ticks.*, count(nullif(tick, 0)) OVER (ORDER BY trade_id) AS grp FROM ticks
+    SELECT ticks.*, count(*) FILTER (WHERE tick IS DISTINCT FROM 0) OVER (ORDER BY trade_id) AS grp FROM ticks
 ), sides AS (
     SELECT runs.*,
            coalesce(first_value(tick) OVER (PARTITION BY grp ORDER BY trade_id), 0) AS tick_side,
@@ -189,10 +186,16 @@ ORDER BY open_time;
 -- (OHLC only for minutes with trades: the exchange repeats the last close in empty minutes);
 -- 'incomplete' when there is no kline for the minute, or it differs but the kline was fetched
 -- before the minute closed (fetch again); 'mismatch' otherwise, with the differences
--- (stored - exchange).
+-- (stored - exchange). 'archived' for the minutes of a day whose raw trades were archived and
+-- dropped from PostgreSQL (archive_days) and that this session cannot read: psql sees only the
+-- database (cryptolab.analysis reads those days back from the archive and reconciles them).
 WITH p AS (
     SELECT :'start'::timestamptz AS t0, :'end'::timestamptz AS t1,
            timestamptz '2000-01-03 00:00:00+00' AS origin
+), archived AS (  -- dropped days; none when the session's `trades` holds them (a TEMP table, cryptolab.archive)
+    SELECT a.day FROM archive_days a
+    WHERE a.exchange = :'exchange' AND a.symbol = upper(:'symbol') AND a.dropped_at IS NOT NULL
+      AND to_regclass('pg_temp.trades') IS NULL
 ), grid AS (
     SELECT generate_series(date_bin(interval '1 minute', p.t0, p.origin), p.t1 - interval '1 microsecond',
                            interval '1 minute') AS open_time
@@ -226,7 +229,8 @@ WITH p AS (
            s.open, s.high, s.low, s.close,
            k.open AS kline_open, k.high AS kline_high, k.low AS kline_low, k.close AS kline_close,
            k.open_time IS NOT NULL AS has_kline,
-           k.fetched_at > k.close_time AS kline_final
+           k.fetched_at > k.close_time AS kline_final,
+           (g.open_time AT TIME ZONE 'UTC')::date IN (SELECT day FROM archived) AS is_archived
     FROM grid g LEFT JOIN s USING (open_time) LEFT JOIN k USING (open_time)
 ), e AS (
     SELECT c.*,
@@ -240,7 +244,8 @@ WITH p AS (
     FROM c
 )
 SELECT open_time,
-       CASE WHEN equal THEN 'match'
+       CASE WHEN is_archived THEN 'archived'
+            WHEN equal THEN 'match'
             WHEN NOT has_kline OR NOT kline_final THEN 'incomplete'
             ELSE 'mismatch' END AS status,
        trades, kline_trades, trades - kline_trades AS trades_diff,

@@ -29,6 +29,8 @@ Kind = Literal["auto", "trades", "aggTrades"]
 
 KINDS = ("auto", "trades", "aggTrades")
 """Which data an analysis reads: raw trades, Binance aggregate trades, or auto (trades first)."""
+AGG_MODULE = "agg_trades"
+"""The SQL module (sql/agg_trades.sql) computing the analyses from aggregate trades."""
 
 
 INTERVALS = ("1s", "5s", "10s", "15s", "30s", "1m", "3m", "5m", "15m", "30m",

@@ -114,6 +114,8 @@ def format_value(value: Any) -> str:
     if isinstance(value, Mapping):
         return " · ".join(f"{k}: {format_value(v)}" for k, v in value.items()) or NULL
     if isinstance(value, (list, tuple)):
+        if not value:
+            return "none"  # an empty list (e.g. no failed checks), never a blank cell
         return " – ".join(format_value(v) for v in value) if len(value) == 2 else ", ".join(format_value(v) for v in value)
     return str(value)
 

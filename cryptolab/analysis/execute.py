@@ -13,8 +13,9 @@ from psycopg.types.string import TextLoader
 from ..errors import DatabaseError, DataError
 from ..storage import queries
 from ..storage.parquet.session import attach_for
-from .args import AsType, Frame
-from .frames import to_frame
+from . import scales
+from .args import AGG_MODULE, AsType, Frame
+from .frames import _NUMERIC, to_frame
 
 __all__ = ["execute", "run"]
 
@@ -49,8 +50,11 @@ def run(
     name: str,
     values: Mapping[str, Any],
     as_: AsType = "polars",
+    *,
+    keep_scales: bool = True,
 ) -> Frame:
-    """Run a named query into an exact DataFrame (see the module docstring)."""
+    """Run a named query into an exact DataFrame (see the module docstring). With `keep_scales`,
+    a NUMERIC column with only nulls or zeros gets the scale the market's data gives it (`scales`)."""
     if as_ not in ("polars", "pandas"):
         raise DataError(f"as_ must be 'polars' or 'pandas', not {as_!r}")
     query = queries.get(module, name)
@@ -69,4 +73,11 @@ def run(
     except psycopg.Error as exc:
         raise DatabaseError(f"analysis query {module}.{name} failed: {_first_line(exc)}") from None
     frame = to_frame([(d.name, d.type_code) for d in desc], rows, text=iso)
+    if keep_scales:
+        key = {k: values[k] for k in ("exchange", "symbol") if k in values}
+        frame = scales.keep_scales(
+            frame, [d.name for d in desc if d.type_code == _NUMERIC], values,
+            lambda: execute(conn, AGG_MODULE if module == AGG_MODULE else "volume_stored", "stored_span", key)[0][1],
+            lambda v: run(conn, module, name, v, keep_scales=False),
+            f"{conn.info.host}:{conn.info.port}/{conn.info.dbname} {module}.{name}")
     return frame.to_pandas() if as_ == "pandas" else frame

@@ -3,10 +3,12 @@
 Components (durations): exchange_push = E − T, network = received − E (network, client and
 the offset between our clock and the exchange's), pipeline = ingested − received, total =
 ingested − T. Runs the queries of `sql/latency.sql`; arguments and result types as in
-`cryptolab.analysis.scope` and `.frames` (durations are `pl.Duration("us")`). Rows without E or
-received time (backfill, loaded dumps), and history replayed through a stream (received more
-than a day after its trade time: years-old trades, not a pipeline delay), have null latencies
-— latency does not apply to them — and are left out of the percentiles; `latency_stats`
+`cryptolab.analysis.scope` and `.frames` (durations are `pl.Duration("us")`). Latency applies to trades a
+capture took from the stream (source 'live' or 'simulator') received within a day of their
+trade time; trades fetched from REST ('backfill'), loaded dumps and stream recordings
+('replay': ingested when the file was loaded) and history replayed through a stream (received
+long after its trade time: years-old trades, not a pipeline delay) have null latencies —
+latency does not apply to them — and are left out of the percentiles; `latency_stats`
 counts them in `history`.
 """
 

@@ -15,10 +15,10 @@ from typing import Any, Literal
 import psycopg
 
 from ..errors import DataError
-from .args import AsType, Frame, Kind, parse_decimal, parse_duration, parse_interval, parse_time
+from .args import AGG_MODULE, AsType, Frame, Kind, parse_decimal, parse_duration, parse_interval, parse_time
 from .execute import execute, run
 from .frames import decimal_series
-from .scope import AGG_MODULE, check_buckets, connection, interval_for, resolve_span
+from .scope import check_buckets, connection, interval_for, resolve_span
 
 __all__ = ["ohlcv", "live_bars", "moving_averages", "sma", "ema", "vwap", "volume_profile", "pivots", "support_resistance"]
 

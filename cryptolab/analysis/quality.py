@@ -15,9 +15,9 @@ from typing import Any
 import psycopg
 
 from ..errors import DataError
-from .args import AsType, Frame, Kind, parse_decimal, parse_duration
+from .args import AGG_MODULE, AsType, Frame, Kind, parse_decimal, parse_duration
 from .execute import run
-from .scope import AGG_MODULE, connection, resolve_span
+from .scope import connection, resolve_span
 
 __all__ = [
     "source_counts",
@@ -106,9 +106,11 @@ def gaps(symbol: str | None = None, start: Any = None, end: Any = None, *, excha
 
 def halts(symbol: str | None = None, start: Any = None, end: Any = None, *, min_halt: Any = timedelta(seconds=30),
           exchange: str | None = None, conn: psycopg.Connection | None = None, as_: AsType = "polars") -> Frame:
-    """Silences of at least `min_halt` between consecutive ids (not a loss).
+    """Silences of at least `min_halt` between consecutive ids (not a loss): every halt that
+    overlaps [start, end), also one that began before start, ends after end, or spans the range.
 
-    Columns: last_id_before, first_id_after, halt_start, halt_end, duration.
+    Columns: last_id_before, first_id_after, halt_start, halt_end, duration, extends_before
+    (the halt began before start), extends_after (it ends at or after end).
     """
     gap = _duration(min_halt, "min_halt")
     if gap <= timedelta(0):
@@ -211,8 +213,10 @@ def quality_report(
                      f"{g.height} gaps, {missing} ids missing" if g.height else "no missing ids"))
 
         h = q("halts", min_halt=halt)
+        past = h.filter(pl.col("extends_before") | pl.col("extends_after")).height if h.height else 0
         rows.append(("halts", "info", h.height,
-                     f"{h.height} silences of {halt} or more with consecutive ids" if h.height else "none"))
+                     f"{h.height} silences of {halt} or more with consecutive ids"
+                     + (f" ({past} extending past the range)" if past else "") if h.height else "none"))
 
         out = q("price_outliers", outlier_window=outlier_window,
                 outlier_threshold=parse_decimal(outlier_threshold, "outlier_threshold"))

@@ -20,10 +20,10 @@ from psycopg import sql
 
 from ..errors import DatabaseError, DataError
 from ..storage.parquet.read import merge, read_trades
-from .args import AsType, Frame, parse_time
+from .args import AGG_MODULE, AsType, Frame, parse_time
 from .execute import run
 from .frames import decimal_exprs, decimal_series
-from .scope import AGG_MODULE, connection, resolve_span
+from .scope import connection, resolve_span
 
 __all__ = ["load_trades", "load_agg_trades", "TRADE_COLUMNS", "DEFAULT_COLUMNS"]
 

@@ -24,6 +24,7 @@ from ..model import DEFAULT_EXCHANGE
 from ..storage import db
 from ..storage.parquet.session import detach
 from .args import (
+    AGG_MODULE,
     MAX_ROWS,
     Kind,
     _normalize_exchange,
@@ -41,8 +42,6 @@ log = logging.getLogger("cryptolab.analysis")
 
 
 
-AGG_MODULE = "agg_trades"
-"""The SQL module (sql/agg_trades.sql) computing the analyses from aggregate trades."""
 
 
 @contextmanager

@@ -14,9 +14,9 @@ from typing import Any
 import psycopg
 
 from ..errors import DataError
-from .args import AsType, Frame, Kind, parse_decimal
+from .args import AGG_MODULE, AsType, Frame, Kind, parse_decimal
 from .execute import run
-from .scope import AGG_MODULE, check_buckets, connection, resolve_span
+from .scope import check_buckets, connection, resolve_span
 
 __all__ = ["tps", "tps_stats", "bursts", "inter_arrival", "inter_arrival_stats", "ingest_throughput"]
 

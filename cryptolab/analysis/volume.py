@@ -20,9 +20,9 @@ from typing import Any
 import psycopg
 
 from ..errors import CryptolabError, DatabaseError, DataError, SourceError
-from .args import AsType, Frame, Kind, normalize_symbol, parse_interval
+from .args import AGG_MODULE, AsType, Frame, Kind, normalize_symbol, parse_interval
 from .execute import run
-from .scope import AGG_MODULE, check_buckets, connection, interval_for, resolve_span
+from .scope import check_buckets, connection, interval_for, resolve_span
 
 __all__ = ["stored_symbols", "daily_totals", "cvd", "fetch_klines", "reconcile_klines", "reconcile_or_skip",
            "DEFAULT_REST_URL"]
@@ -97,7 +97,8 @@ def cvd(
     Default (from the 1 s bars): open_time, trades, buy_volume, sell_volume, delta, cvd,
     quote_delta, cvd_quote. With `tick_rule=True` (from raw trades): open_time, trades,
     delta, cvd (aggressor side), tick_delta, tick_cvd (tick rule: up-tick buy, down-tick
-    sell, zero tick keeps the previous side), classified, agree (trades where both agree).
+    sell, zero tick keeps the previous side; the previous trade is the adjacent id only, so after
+    an id gap the side is unknown until the price moves), classified, agree (trades where both agree).
     `kind` (see `data_kind`): from aggregate trades, the default columns with buy/sell from
     each aggregate's `is_buyer_maker` and trades = Σ(last − first + 1); `tick_rule` needs raw trades.
     """

@@ -58,15 +58,18 @@ class Backfiller:
                 plan = self.policy.plan(seq, time.monotonic(), final=final)
                 if plan.action == "wait":
                     break
-                if plan.first_attempt:
-                    self.counters.gaps_found += 1
+                if plan.first_attempt and (not plan.catch_up or plan.give_up is not None):
+                    self.counters.gaps_found += 1  # the start's catch-up is no gap, unless part of it is lost
                 if plan.give_up is not None:
                     self.sink.put_gap(plan.give_up)
                     self.counters.gaps_lost += 1
-                await self.backfill_range(seq, plan.lo, plan.hi)
+                await self.backfill_range(seq, plan.lo, plan.hi, catch_up=plan.catch_up and plan.give_up is None)
 
-    async def backfill_range(self, seq: Sequencer, lo: int, hi: int) -> None:
-        """Ask REST for ids lo..hi, page by page; what it does not return is recorded as lost."""
+    async def backfill_range(self, seq: Sequencer, lo: int, hi: int, *, catch_up: bool = False) -> None:
+        """Ask REST for ids lo..hi, page by page; what it does not return is recorded as lost.
+
+        `catch_up`: the ids printed before the capture's first streamed trade: counted as
+        backfilled, not as a gap found and filled (only a loss among them makes it a gap)."""
         frm, lost = lo, False
         while frm <= hi:
             items = await self.rest.historical_trades(seq.symbol, from_id=frm, limit=min(PAGE, hi - frm + 1))
@@ -86,6 +89,8 @@ class Backfiller:
                 last_missing = (ids[0] - 1) if ids else hi
                 self.sink.put_gap(GapEvent(seq.symbol, frm, last_missing, "unrecoverable",
                                            "REST historicalTrades did not return these ids"))
+                if catch_up and not lost:
+                    self.counters.gaps_found += 1
                 self.counters.gaps_lost += 1
                 lost = True
                 seq.carve_range(frm, last_missing)
@@ -97,6 +102,6 @@ class Backfiller:
                     self.counters.backfilled += 1
             self.sink.wake.set()
             frm = ids[-1] + 1
-        if not lost:
+        if not lost and not catch_up:
             self.counters.gaps_filled += 1
             self.sink.put_gap(GapEvent(seq.symbol, lo, hi, "filled", "backfilled from REST"))

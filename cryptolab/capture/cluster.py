@@ -161,3 +161,13 @@ class Cluster:
             if self._conn is not None:
                 await self._conn.close()
                 self._conn = None
+
+
+def record_final_rows(dsn: str, member_id: str, rows_stored: int) -> None:
+    """Once the sink has stored its last rows (after `leave`): the member's final count, so
+    `capture status` says what the run stored, not the count of its last heartbeat."""
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            conn.execute("UPDATE capture_members SET rows_stored = %s WHERE member_id = %s", (rows_stored, member_id))
+    except psycopg.Error as exc:
+        log.warning("could not record the final row count (%s): capture status shows the last heartbeat's", exc)

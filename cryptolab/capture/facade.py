@@ -32,7 +32,7 @@ from ..model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE, us_to_datetime
 from ..storage import db
 from ..storage.journal import Journal
 from .backfill import Backfiller
-from .cluster import Cluster
+from .cluster import Cluster, record_final_rows
 from .endpoints import Endpoint, resolve_source
 from .limits import option_problems, since_problem
 from .options import CaptureOptions, CaptureStatus, Counters
@@ -287,6 +287,8 @@ class Capture:
             if self._sink is not None:
                 self._sink.finish()
                 self._sink.join()
+                if self._cluster is not None and self._dsn is not None:
+                    record_final_rows(self._dsn, self._cluster.member_id, self.counters.stored)
             if self._local_exchange is not None:
                 try:
                     self._local_exchange.stop()

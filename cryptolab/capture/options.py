@@ -49,7 +49,7 @@ class CaptureOptions:
     handoff_settle: float = 5.0
     """Seconds a (re)joined preferred capturer must be up before a symbol is handed back to it."""
     simulator_rate: float = 50.0
-    """Trades/s per symbol of the in-process simulator (source='simulator')."""
+    """Trades/s of the in-process simulator (source='simulator'), in total: split evenly between the symbols."""
 
 
 @dataclass

@@ -12,7 +12,7 @@ protocol by feeding bytes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 __all__ = ["GapEvent", "GapPlan", "GapPolicy", "MissingRange", "Sequencer"]
@@ -22,12 +22,17 @@ GapStatus = Literal["filled", "unrecoverable", "open"]
 
 @dataclass
 class MissingRange:
-    """Ids `lo..hi` (inclusive) not seen yet; `seen_at` is when the hole was noticed (monotonic s)."""
+    """Ids `lo..hi` (inclusive) not seen yet; `seen_at` is when the hole was noticed (monotonic s).
+
+    `catch_up`: the ids between where the capture starts (stored data, a start id) and its first
+    streamed trade — printed before it connected, fetched from REST as a matter of course, not a
+    gap in the stream (not counted as one unless some of them cannot be had)."""
 
     lo: int
     hi: int
     seen_at: float
     attempts: int = 0
+    catch_up: bool = field(default=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -48,13 +53,14 @@ class GapEvent:
 class Sequencer:
     """Last id seen and the ranges still missing, for one symbol (one thread only)."""
 
-    __slots__ = ("symbol", "last_id", "_missing", "last_trade_us")
+    __slots__ = ("symbol", "last_id", "_missing", "last_trade_us", "_streamed")
 
     def __init__(self, symbol: str, last_id: int | None, missing: Iterable[tuple[int, int]] = ()) -> None:
         self.symbol = symbol
         self.last_id = last_id
         self._missing: list[MissingRange] = [MissingRange(lo, hi, 0.0) for lo, hi in missing if lo <= hi]
         self.last_trade_us: int | None = None
+        self._streamed = False  # a trade was seen on the stream (a later hole is a gap, not the catch-up)
 
     @property
     def missing(self) -> tuple[MissingRange, ...]:
@@ -69,10 +75,12 @@ class Sequencer:
         last = self.last_id
         if last is None or tid == last + 1:
             self.last_id = tid
+            self._streamed = True
             return True
         if tid > last:
-            self._missing.append(MissingRange(last + 1, tid - 1, now))
+            self._missing.append(MissingRange(last + 1, tid - 1, now, catch_up=not self._streamed))
             self.last_id = tid
+            self._streamed = True
             return True
         return self.carve(tid)
 
@@ -80,7 +88,7 @@ class Sequencer:
         """The exchange says its latest id is `latest`: open the range up to it (True if one opened)."""
         if self.last_id is None or latest <= self.last_id:
             return False
-        self._missing.append(MissingRange(self.last_id + 1, latest, now))
+        self._missing.append(MissingRange(self.last_id + 1, latest, now, catch_up=not self._streamed))
         self.last_id = latest
         return True
 
@@ -95,7 +103,7 @@ class Sequencer:
                 elif tid == r.hi:
                     r.hi -= 1
                 else:
-                    self._missing.insert(i + 1, MissingRange(tid + 1, r.hi, r.seen_at, r.attempts))
+                    self._missing.insert(i + 1, MissingRange(tid + 1, r.hi, r.seen_at, r.attempts, r.catch_up))
                     r.hi = tid - 1
                 return True
         return False
@@ -108,9 +116,9 @@ class Sequencer:
                 kept.append(r)
                 continue
             if r.lo < lo:
-                kept.append(MissingRange(r.lo, lo - 1, r.seen_at, r.attempts))
+                kept.append(MissingRange(r.lo, lo - 1, r.seen_at, r.attempts, r.catch_up))
             if r.hi > hi:
-                kept.append(MissingRange(hi + 1, r.hi, r.seen_at, r.attempts))
+                kept.append(MissingRange(hi + 1, r.hi, r.seen_at, r.attempts, r.catch_up))
         self._missing = kept
 
     def first_missing(self) -> MissingRange | None:
@@ -133,6 +141,8 @@ class GapPlan:
     first_attempt: bool = False
     give_up: GapEvent | None = None
     """The oldest part, recorded as lost, when the range is larger than the backfill cap."""
+    catch_up: bool = False
+    """The range is the start's catch-up (see MissingRange), not a gap in the stream."""
 
 
 @dataclass(frozen=True)
@@ -156,4 +166,4 @@ class GapPolicy:
             cut = r.hi - self.max_backfill
             lost = GapEvent(seq.symbol, r.lo, cut, "unrecoverable", f"larger than max_backfill_trades={self.max_backfill}")
             r.lo = cut + 1
-        return GapPlan("backfill", r.lo, r.hi, first, lost)
+        return GapPlan("backfill", r.lo, r.hi, first, lost, r.catch_up)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +17,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="simulator (default: the local exchange, no internet needed), binance, or a URL")
     p.add_argument("--symbols", default="btcusdt,ethusdt", help="comma-separated symbols (default btcusdt,ethusdt)")
     p.add_argument("--seconds", type=_positive, default=30.0, help="how long to capture, > 0 (default 30)")
-    p.add_argument("--rate", type=_positive, default=200.0, help="simulator trades/s per symbol, > 0 (default 200)")
+    p.add_argument("--rate", type=_positive, default=200.0,
+                   help="simulator trades/s in total, split evenly between the symbols, > 0 (default 200)")
     p.add_argument("--out", default=None, help="report directory (default reports/demo-<time>)")
     p.add_argument("--no-report", action="store_true", help="capture and summarize only")
 
@@ -86,9 +86,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out or f"reports/demo-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
     # no symbol: the report covers every symbol stored on the demo's exchange
-    index = run_reports(out, parameters={"exchange": cap.exchange})
-    print(f"report: {index}", file=sys.stdout)
-    print(f"next: `.venv/bin/cryptolab report` (finds this data by itself), `make lab`, or in Python "
-          f"`import cryptolab.analysis as an; an.ohlcv()` — all default to exchange {cap.exchange!r} while it "
-          "holds the only data")
+    run_reports(out, parameters={"exchange": cap.exchange})  # prints the index's path as its last line
+    print("next: open that index.html in a browser; `.venv/bin/cryptolab report` (finds this data by itself), "
+          f"`make lab`, or in Python `import cryptolab.analysis as an; an.ohlcv()` — all default to exchange "
+          f"{cap.exchange!r} while it holds the only data")
     return 0

@@ -35,12 +35,18 @@ def working_copy(source: Path, home: Path, *, refresh: bool = False) -> Path:
     return target
 
 
+DASHBOARD_PATH = f"/lab/tree/{DASHBOARD}"
+"""Where the dashboard opens in JupyterLab (the URLs JupyterLab prints point here, not at the Launcher)."""
+
+
 def jupyter_command(nbdir: Path, port: int, open_browser: bool) -> list[str]:
-    """The `jupyter lab` command line: loopback only; --allow-root when run as root."""
+    """The `jupyter lab` command line: loopback only; --allow-root when run as root; the URLs it
+    prints (and `/`) lead to the live dashboard."""
     jupyter = shutil.which("jupyter", path=os.path.dirname(sys.executable)) or shutil.which("jupyter")
     if jupyter is None:
         raise ConfigError("jupyter is not installed in this environment: run `make lab` (it installs it)")
-    cmd = [jupyter, "lab", f"--ServerApp.root_dir={nbdir}", "--ip=127.0.0.1", f"--port={port}"]
+    cmd = [jupyter, "lab", f"--ServerApp.root_dir={nbdir}", "--ip=127.0.0.1", f"--port={port}",
+           f"--LabApp.default_url={DASHBOARD_PATH}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # JupyterLab refuses root without it
     if not open_browser:
@@ -76,5 +82,7 @@ def run(args: argparse.Namespace) -> int:  # execv: returns only by raising
         print(f"notebooks: working copy in {nbdir} (the tracked ones in {tracked} stay clean; "
               "`cryptolab lab --refresh` takes their newest version)")
     cmd = jupyter_command(nbdir, args.port, not args.no_browser)
-    print("starting:", " ".join(cmd), flush=True)
+    print("starting:", " ".join(cmd))
+    print(f"the live dashboard: http://127.0.0.1:{args.port}{DASHBOARD_PATH} "
+          "(JupyterLab prints it with its token below; open that URL)", flush=True)
     os.execv(cmd[0], cmd)

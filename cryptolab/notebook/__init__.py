@@ -21,8 +21,8 @@ Design (why it looks like this):
   (`canvas.draw()` sends a diff image over the widget's comm), so the chart keeps updating
   and the kernel stays free; one lock keeps the frontend's zoom/hover handling and the
   redraw apart. A view the user zoomed or panned keeps its limits across refreshes until
-  they press *Home*-then-*Refresh* or change the data's window. Without ipympl, the chart
-  is a PNG `ipywidgets.Image` swapped in place.
+  they press *Home* (back to the live view at once) or choose another window or symbol
+  (`LiveChart.reset_view`). Without ipympl, the chart is a PNG `ipywidgets.Image` swapped in place.
 * **Theme.** Charts follow JupyterLab's theme (light or dark, read from the Lab settings;
   `CRYPTOLAB_THEME=dark|light` overrides); tiles and tables use JupyterLab's CSS variables.
 * **Readable numbers.** Tables show rounded, aligned, unit-consistent numbers

@@ -32,6 +32,31 @@ def interactive_available() -> bool:
     return importlib.util.find_spec("ipympl") is not None
 
 
+TOOLBAR_PX = 44
+"""Width of ipympl's toolbar, which floats over the canvas's left edge (toolbar_position 'left')."""
+
+
+def clear_of_toolbar(fig: Figure) -> None:
+    """Move the axes right just enough that nothing drawn left of them (the price labels) lies
+    under the toolbar floating over the canvas's left edge."""
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    width = fig.bbox.width
+    engine = fig.get_layout_engine()
+    if isinstance(engine, ConstrainedLayoutEngine):
+        engine.set(rect=(TOOLBAR_PX / width, 0, 1 - TOOLBAR_PX / width, 1))
+        return
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    boxes = [ax.yaxis.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]  # the labels at the left
+    lefts = [b.x0 for b in boxes if b is not None]
+    if not lefts or min(lefts) >= TOOLBAR_PX:
+        return
+    dx = (TOOLBAR_PX - min(lefts)) / width
+    for ax in fig.axes:
+        pos = ax.get_position()
+        ax.set_position((pos.x0 + dx, pos.y0, pos.width - dx, pos.height))
+
+
 class LiveChart:
     """A matplotlib chart redrawn by `draw(fig)`: an interactive ipympl canvas when live
     (and ipympl is installed), a PNG `ipywidgets.Image` otherwise.
@@ -109,8 +134,23 @@ class LiveChart:
                         return _f(*a, **k)
 
                 setattr(canvas, name, locked)
+            if canvas.toolbar is not None:  # Home: back to the live view (the data's own limits), at once
+                def home(*a: Any, **k: Any) -> None:
+                    self.reset_view()
+                    self.render()
+
+                canvas.toolbar.home = home
             self._canvas = canvas
         return canvas
+
+    def reset_view(self) -> None:
+        """Let go of the user's zoom/pan: the next render shows the data's own limits. *Home*
+        calls it; owners call it when the data changes meaning (another window or symbol)."""
+        with self._lock:
+            self._auto_limits = []
+            toolbar = getattr(self._canvas, "toolbar", None)
+            if toolbar is not None:
+                toolbar.update()  # the toolbar's view history starts again from the next view
 
     def _user_limits(self) -> list[tuple[tuple[float, float], tuple[float, float]] | None]:
         """Per axes: the limits the user zoomed/panned to (None where they are ours)."""
@@ -131,6 +171,8 @@ class LiveChart:
             self.figure.clear()
             self.draw(self.figure)
             plots.apply_theme(self.figure, dark=self.dark)
+            if self._canvas is not None:
+                clear_of_toolbar(self.figure)
             self._auto_limits = [(tuple(ax.get_xlim()), tuple(ax.get_ylim())) for ax in self.figure.axes]  # type: ignore[misc]
             if kept and len(kept) == len(self.figure.axes):
                 for ax, lim in zip(self.figure.axes, kept):

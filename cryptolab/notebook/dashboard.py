@@ -23,6 +23,8 @@ from .tape import Tape
 from .tiles import KpiRow
 from .view import LiveView
 
+_STALE_S = 15.0  # newest trade older than this (s): nothing is being captured now, the tiles say so
+
 __all__ = ["Dashboard"]
 
 
@@ -169,7 +171,11 @@ class Dashboard:
                      None if not cvd else ("up" if cvd > 0 else "down"))
         k["vol"].set(None if snap.volatility is None else f"{snap.volatility * 100:.1f}%",
                      f"{_step_name(snap.step)} closes, last {snap.window}")
-        k["tps"].set(f"{snap.trades_per_s:.1f}", "last 10 s stored")
+        age = None if last is None else (datetime.now(timezone.utc) - last["trade_time"]).total_seconds()
+        if age is not None and age > _STALE_S:  # not a rate of now: the newest trade is old
+            k["tps"].set("–", f"none stored in the last 10 s; newest {_age(age)} ago")
+        else:
+            k["tps"].set(f"{snap.trades_per_s:.1f}", "last 10 s stored")
         k["lag"].set(*self._lag(snap))
         self.tape.update(snap.trades)
         self._show_capture_status()
@@ -182,6 +188,8 @@ class Dashboard:
         if last is None:
             return "–", ""
         age = (datetime.now(timezone.utc) - last["trade_time"]).total_seconds()
+        if age > _STALE_S:  # no capture is storing trades now: the lag of an old trade is no capture lag
+            return "–", f"no capture running; newest trade {_age(age)} ago"
         if last.get("ingested_at") is not None:
             lag_ms = (last["ingested_at"] - last["trade_time"]).total_seconds() * 1000
             return f"{lag_ms:.0f} ms", f"trade → stored; newest {_age(age)} ago"
@@ -279,7 +287,9 @@ class Dashboard:
         self._show_capture_status()
         controls = w.HBox([sym, win, *self.view.controls()], layout=w.Layout(align_items="center"))
         capture = w.HBox([start, stop, self._capture_status], layout=w.Layout(align_items="center"))
-        body = w.HBox([self.chart.widget, self.tape.widget], layout=w.Layout(align_items="flex-start", width="100%"))
+        # the tape beside the chart when the output area is wide enough, under it otherwise: never cut off
+        body = w.HBox([self.chart.widget, self.tape.widget],
+                      layout=w.Layout(align_items="flex-start", width="100%", flex_flow="row wrap"))
         self._widget = w.VBox([controls, capture, self.kpis.widget, body])
         return self._widget
 
@@ -299,6 +309,8 @@ class Dashboard:
     def _set(self, **kw: Any) -> None:
         for name, value in kw.items():
             setattr(self, name, value)
+        if "symbol" in kw or "window" in kw:
+            self.chart.reset_view()  # another symbol or window: a zoom into the old one means nothing here
         self.view.refresh_now()
 
     def show(self, live: bool = True, *, capture: bool = False) -> None:

@@ -35,8 +35,9 @@ class Tape:
         if self._widget is None:
             import ipywidgets as w
 
-            self._widget = w.HTML(self.html(), layout=w.Layout(width="290px", min_width="290px", height=self.height,
-                                                               overflow="hidden"))
+            # as wide as its widest row (long quantities included): no column is ever cut off
+            self._widget = w.HTML(self.html(), layout=w.Layout(width="max-content", min_width="290px", flex="0 0 auto",
+                                                               height=self.height, overflow="hidden"))
         return self._widget
 
     def update(self, trades: Iterable[Mapping[str, Any]]) -> None:

@@ -53,16 +53,26 @@ class LiveHTML:
         return self.value
 
 
+class RecordedFigures(dict[str, Any]):
+    """The key figures recorded at Run All (a plain dict). Shown as the last value of a cell it
+    displays nothing: the figures table above it is the display, and it stays live, where this
+    dict of raw Decimals would be frozen at Run All and contradict it."""
+
+    def _ipython_display_(self) -> None:
+        return None
+
+
 def key_figures(compute: Callable[[], Mapping[str, Any]], *, live: bool = True, interval: float = 5.0,
                 title: str = "key figures") -> Any:
-    """Record a notebook's key figures once (for reports and tests: `cryptolab.report.runner.record`)
+    """Record a notebook's key figures once (for reports and tests: `cryptolab.notebook.record`)
     and show them as a table that, when live, is recomputed from the live panels' data on
-    its own timer — so it never goes stale next to them. Returns the figures recorded."""
+    its own timer — so it never goes stale next to them. Returns the figures recorded
+    (a `RecordedFigures` dict, which a cell does not print again)."""
     from IPython.display import HTML, display
 
     from .records import record
 
-    figures = dict(compute())
+    figures = RecordedFigures(compute())
     for name, value in figures.items():
         record(name, value, quiet=True)
     if not live:

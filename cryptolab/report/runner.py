@@ -161,7 +161,10 @@ def _cell_error(exc: Exception, executed: Path) -> str:
 
 def _kernel_manager(env: Mapping[str, str]) -> type:
     """A kernel manager class whose kernels get `env` on top of ours: how a DSN reaches the
-    notebooks without being written into them as a parameter."""
+    notebooks without being written into them as a parameter. Its shutdown (after the last
+    cell) asks the kernel to stop without first interrupting it: the SIGINT jupyter_client
+    sends then only made a kernel busy with a late message print a stray
+    "KeyboardInterrupt caught in kernel." into the report's progress."""
     from jupyter_client.manager import AsyncKernelManager
 
     extra = dict(env)
@@ -170,6 +173,11 @@ def _kernel_manager(env: Mapping[str, str]) -> type:
         async def _async_pre_start_kernel(self, **kw: Any) -> Any:
             kw["env"] = {**os.environ, **kw.get("env", {}), **extra}
             return await super()._async_pre_start_kernel(**kw)
+
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down:
+                return  # nothing runs any more: the shutdown request follows (then SIGTERM, SIGKILL)
+            await super()._async_interrupt_kernel()
 
     return EnvKernelManager
 
@@ -192,9 +200,7 @@ def run_notebook(source: Path, out_dir: Path, parameters: Mapping[str, Any] | No
     name = output_name or source.stem
     result = NotebookRun(name=name, source=source, output=out_dir / f"{name}.ipynb",
                          parameters={**params, **({"dsn": mask_secrets(str(dsn))} if dsn else {})})
-    extra: dict[str, Any] = {}
-    if dsn:
-        extra["kernel_manager_class"] = _kernel_manager({"CRYPTOLAB_DSN": str(dsn)})
+    extra: dict[str, Any] = {"kernel_manager_class": _kernel_manager({"CRYPTOLAB_DSN": str(dsn)} if dsn else {})}
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(

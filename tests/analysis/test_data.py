@@ -324,17 +324,16 @@ def ref_volume_profile(trades: list[Trade], bins: int = 100, bin_size: Decimal |
 
 def ref_cvd(trades: list[Trade], all_trades: list[Trade], start_us: int, end_us: int, iv_us: int) -> list[dict[str, Any]]:
     sel = sorted((t for t in trades if start_us <= t.trade_time_us < end_us), key=lambda t: t.trade_id)
-    prev_price = None
-    if sel:
-        before = [t for t in all_trades if t.trade_id < sel[0].trade_id]
-        prev_price = max(before, key=lambda t: t.trade_id).price if before else None
+    by_id = {t.trade_id: t for t in all_trades}
     side_tick = []
     last_side = 0
-    for t in sel:
-        if prev_price is not None and t.price != prev_price:
-            last_side = 1 if t.price > prev_price else -1
+    for i, t in enumerate(sel):
+        prev = sel[i - 1] if i else by_id.get(t.trade_id - 1)  # the previous trade: the adjacent id only
+        if prev is None or prev.trade_id != t.trade_id - 1:
+            last_side = 0  # unknown after a gap: unclassified until the price moves
+        elif t.price != prev.price:
+            last_side = 1 if t.price > prev.price else -1
         side_tick.append(last_side)
-        prev_price = t.price
     per: dict[int, dict[str, Any]] = {}
     for t, ts in zip(sel, side_tick):
         d = per.setdefault(bucket(t.trade_time_us, iv_us), {"buy": Decimal(0), "sell": Decimal(0), "tick": Decimal(0),

@@ -209,6 +209,12 @@ def test_dashboard_updates_in_jupyterlab(lab: tuple[str, str], browser: CDP, tmp
     assert shot1 != shot2, "two screenshots 4 s apart are identical: the dashboard is not updating"
     assert src1 != src2, "the chart image did not change"
     assert tape1 != tape2, "the tape's newest trade did not change"
+    # no tape column is cut off: the table fits in its widget, and the widget in the output area
+    edges = browser.js("(() => { const t = document.querySelector('tr[data-side]').closest('table');"
+                       " const box = t.closest('.widget-html'); const out = t.closest('.jp-OutputArea-output');"
+                       " return [t.scrollWidth, box.clientWidth, t.getBoundingClientRect().right,"
+                       " out.getBoundingClientRect().right]; })()")
+    assert edges[0] <= edges[1] and edges[2] <= edges[3] + 1, f"the tape is cut: {edges}"
     # the kernel stays free while the dashboard updates: code sent to it now runs at once
     t1 = time.monotonic()
     status = browser.js(f"(async () => {{ const p = {panel}; const f = p.sessionContext.session.kernel"

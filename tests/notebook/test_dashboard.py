@@ -280,3 +280,36 @@ def test_little_data_gets_finer_candles_and_the_price_axis_holds_the_bands(conn:
     bands = [float(c["vwap"]) + k * c["sigma"] for c in snap.candles for k in (-2, 2)]
     assert lo <= min(bands) and hi >= max(bands)
     dash.close()
+
+
+def test_tiles_do_not_describe_a_capture_that_is_not_running(conn: psycopg.Connection, dsn: str) -> None:
+    six_min_ago = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=6, seconds=30)
+    write(conn, make_trades(600, six_min_ago, span_s=30.0))  # a busy half minute, 6 minutes ago; no capture
+    dash = Dashboard(["btcusdt"], dsn=dsn, window="15m")
+    snap = dash.refresh()
+    assert snap.trades_per_s > 10  # the snapshot keeps what the data says about its last 10 s ...
+    tps, lag = dash.kpis["tps"].state, dash.kpis["lag"].state
+    assert tps.value == "–" and "newest 6 min ago" in tps.sub  # ... the tiles do not call it a rate of now
+    assert lag.value == "–" and "no capture running" in lag.sub and "6 min ago" in lag.sub
+    fresh = datetime.now(timezone.utc) - timedelta(seconds=3)
+    write(conn, make_trades(20, fresh, first_id=10_000, span_s=2.0))  # trades stored just now (a capture elsewhere)
+    dash.refresh()
+    assert dash.kpis["tps"].value != "–" and dash.kpis["lag"].value.endswith("ms")
+
+
+def test_another_symbol_or_window_lets_go_of_the_zoom(conn: psycopg.Connection, dsn: str) -> None:
+    pytest.importorskip("ipympl")
+    write(conn, make_trades(600, T0) + make_trades(600, T0, symbol="ETHUSDT", price="3000.00", seed=2))
+    dash = Dashboard(["btcusdt", "ethusdt"], dsn=dsn, window="15m")
+    dash.widget  # the interactive chart, as in a notebook
+    dash.refresh()
+    ax = dash.chart.figure.axes[0]
+    ax.set_ylim(65000.0, 65001.0)  # the user zooms into BTCUSDT's prices
+    dash.refresh()
+    assert tuple(dash.chart.figure.axes[0].get_ylim()) == (65000.0, 65001.0)  # kept while nothing else changes
+    dash._set(symbol="ETHUSDT")  # the symbol picker
+    lo, hi = dash.chart.figure.axes[0].get_ylim()
+    assert lo < 3000 < hi  # ETHUSDT's own prices, not BTCUSDT's axis
+    dash.chart.figure.axes[0].set_xlim(0.0, 1.0)
+    dash._set(window="1h")  # the window picker
+    assert tuple(dash.chart.figure.axes[0].get_xlim()) != (0.0, 1.0)

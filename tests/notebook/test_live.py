@@ -223,3 +223,61 @@ def test_charts_follow_jupyterlabs_dark_theme(tmp_path: Path, monkeypatch: pytes
     assert chart.figure.get_facecolor()[:3] < (0.2, 0.2, 0.2)  # a dark page gets a dark chart
     monkeypatch.setenv("CRYPTOLAB_THEME", "light")
     assert not plots.dark_theme()
+
+
+def test_home_and_reset_view_let_go_of_a_zoom() -> None:
+    pytest.importorskip("ipympl")
+    n = {"i": 0}
+
+    def draw(fig: Any) -> None:  # the data moves on every render: its own limits change
+        n["i"] += 1
+        fig.add_subplot().plot([n["i"], n["i"] + 2], [0, n["i"]])
+
+    chart = LiveChart(draw, width=3, height=2)
+    canvas = chart.widget
+    chart.render()
+    chart.figure.axes[0].set_xlim(1.5, 2.0)  # the user zooms in
+    chart.render()
+    assert tuple(chart.figure.axes[0].get_xlim()) == (1.5, 2.0)  # kept across a refresh
+    canvas.handle_event({"type": "toolbar_button", "name": "home"})  # the toolbar's Home, as the frontend sends it
+    live = tuple(chart.figure.axes[0].get_xlim())
+    assert live != (1.5, 2.0) and live[0] < n["i"] < live[1]  # the live view, drawn at once
+    chart.render()
+    assert n["i"] - 1 < chart.figure.axes[0].get_xlim()[0] < n["i"]  # and it follows the data from then on
+    chart.figure.axes[0].set_xlim(100.0, 101.0)  # zoom again, then another window or symbol
+    chart.reset_view()
+    chart.render()
+    assert tuple(chart.figure.axes[0].get_xlim()) != (100.0, 101.0)
+
+
+def test_price_labels_are_clear_of_the_floating_toolbar() -> None:
+    pytest.importorskip("ipympl")
+    from cryptolab.notebook.charts import TOOLBAR_PX
+
+    def draw(fig: Any) -> None:  # the dashboard's kind of margins, wide price labels
+        fig.subplots_adjust(left=0.04, right=0.98)
+        fig.add_subplot().plot([0, 1, 2], [65000.5, 65123.25, 64999.75])
+
+    chart = LiveChart(draw, width=9.6, height=5.2, dpi=88)
+    chart.widget  # the ipympl canvas: its toolbar floats over the left edge
+    chart.render()
+    renderer = chart.figure.canvas.get_renderer()
+    labels = [t.get_window_extent(renderer).x0 for t in chart.figure.axes[0].get_yticklabels() if t.get_text()]
+    assert labels and min(labels) >= TOOLBAR_PX  # every price label starts right of the toolbar
+
+
+def test_key_figures_show_the_table_and_do_not_print_a_raw_dict(capsys: pytest.CaptureFixture[str]) -> None:
+    from IPython.core.formatters import DisplayFormatter
+
+    from cryptolab.notebook import key_figures
+
+    got = key_figures(lambda: {"last_price": Decimal("65000.10000000"), "trades": 3}, live=False)
+    assert got == {"last_price": Decimal("65000.10000000"), "trades": 3}  # the figures, exact
+    assert DisplayFormatter().format(got) == ({}, {})  # as a cell's last value: nothing printed again
+    assert "Decimal(" not in capsys.readouterr().out
+
+
+def test_the_tape_is_as_wide_as_its_widest_row() -> None:
+    tape = Tape(rows=2)
+    layout = tape.widget.layout
+    assert layout.width == "max-content" and layout.flex == "0 0 auto"  # never cut to a fixed width

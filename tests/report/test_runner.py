@@ -141,3 +141,40 @@ def test_notebook_context_says_which_kind_of_data_it_reads(dsn: str) -> None:
         assert "reading aggregate trades" in ctx.chosen
     finally:
         ctx.conn.close()
+
+
+def test_a_finished_notebook_kernel_is_stopped_without_an_interrupt(tmp_path: Path) -> None:
+    # jupyter_client interrupts (SIGINT) a kernel before asking it to shut down; a kernel busy
+    # with a late message then printed "KeyboardInterrupt caught in kernel." into the demo's
+    # output. The notebook's kernel records any SIGINT it gets in a file.
+    marker = tmp_path / "interrupted"
+    nb = make_nb(tmp_path / "01_sig.ipynb", f"marker = {str(marker)!r}\nlive = True",
+                 "import signal\n"
+                 "def mark(*a):\n    open(marker, 'w').write('SIGINT')\n"
+                 "get_ipython().kernel.post_handler_hook = lambda: signal.signal(signal.SIGINT, mark)",
+                 "print('done')")
+    r = report.run_notebook(nb, tmp_path / "out", {}, to_html=False)
+    assert r.ok, r.error
+    assert not marker.exists()  # shut down by request, never interrupted
+
+
+def test_the_index_shows_an_empty_list_as_none_and_points_at_nothing_that_is_not_there(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    run = report.NotebookRun(name="03_quality_check", source=tmp_path / "a.ipynb", output=tmp_path / "a.ipynb", ok=True,
+                             records={"failed_checks": [], "sources": ["live", "backfill"]})
+    page = report._index_html([run], {}, datetime.now(timezone.utc), 1.0)
+    assert 'failed_checks</td><td class="num">none</td>' in page  # not an empty cell
+    volume = (Path(__file__).resolve().parents[2] / "notebooks" / "04_volume.ipynb").read_text()
+    assert "see above" not in volume  # the index has no "above": the key figure says why itself
+
+
+def test_demo_help_says_the_simulator_rate_is_the_total() -> None:
+    import argparse
+
+    from cryptolab.cli import demo
+
+    p = argparse.ArgumentParser()
+    demo.configure(p)
+    rate = next(a for a in p._actions if a.dest == "rate")
+    assert rate.help is not None and "in total" in rate.help and "per symbol" not in rate.help

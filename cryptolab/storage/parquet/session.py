@@ -3,7 +3,8 @@
 PostgreSQL looks in the session's temporary schema first, so while a temporary table named
 `trades` exists, the unchanged SQL of `sql/*.sql` reads it instead of the partitioned table.
 `attach(conn, exchange, symbol, start, end)` makes one when [start, end) (widened back to the
-last trade before start, which gaps, halts and the tick rule look at) touches a day that lives
+last trade before start, which gaps, halts and the tick rule look at, and on to the first
+trade at or after end, which halts look at) touches a day that lives
 only in the archive: it holds that range's database rows plus the archived rows, with the
 same primary key, so every query answers as if the day had never left. When no such day is
 touched it does nothing (two tiny queries). `detach(conn)` drops it; `cryptolab.analysis`
@@ -88,28 +89,31 @@ def attach(conn: psycopg.Connection, exchange: str, symbol: str, start: datetime
             if is_attached:
                 detach(conn)
             return False
-        days = dropped_days(conn, exchange, symbol, None, t1) if has_archive else []
-        lo = t0
-        if days:  # the last trade before start is looked at too (gaps, halts, the tick rule)
+        days = dropped_days(conn, exchange, symbol, None, None) if has_archive else []
+        lo, hi = t0, t1
+        if days:  # the last trade before start and the first at or after end are looked at too (halts, gaps, tick rule)
             prior = conn.execute("SELECT max(ts) FROM bars_1s WHERE exchange = %s AND symbol = %s AND ts < %s",
                                  (exchange, symbol, t0)).fetchone()
             lo = min(t0, prior[0]) if prior and prior[0] is not None else t0
-            days = dropped_days(conn, exchange, symbol, lo, t1)
+            after = conn.execute("SELECT min(ts) + interval '1 second' FROM bars_1s "
+                                 "WHERE exchange = %s AND symbol = %s AND ts >= %s", (exchange, symbol, t1)).fetchone()
+            hi = max(t1, after[0]) if after and after[0] is not None else t1
+            days = dropped_days(conn, exchange, symbol, lo, hi)
         if not days:
             if is_attached:
                 detach(conn)
             return False
         if is_attached:
-            if attached(conn) == (exchange, symbol, lo, t1):
+            if attached(conn) == (exchange, symbol, lo, hi):
                 return True
             detach(conn)
-        got = read_archived(days, lo, t1, FILE_COLUMNS)
+        got = read_archived(days, lo, hi, FILE_COLUMNS)
         base = _base_table(conn)
         conn.execute(f"CREATE TEMP TABLE trades (LIKE {base} INCLUDING DEFAULTS)")  # indexes after the load
         conn.execute(f"INSERT INTO pg_temp.trades ({', '.join(_COLUMNS)}) "
                      f"SELECT {', '.join(_COLUMNS)} FROM {base} "
                      "WHERE exchange = %s AND symbol = %s AND trade_time >= %s AND trade_time < %s",
-                     (exchange, symbol, lo, t1))
+                     (exchange, symbol, lo, hi))
         if got is not None and got.num_rows:
             # rows stored again for a dropped day (late rows) may repeat archived ones: keep one of each
             late = any(conn.execute(f"SELECT EXISTS (SELECT 1 FROM {base} WHERE exchange = %s AND symbol = %s "
@@ -136,7 +140,7 @@ def attach(conn: psycopg.Connection, exchange: str, symbol: str, start: datetime
         # table: make PostgreSQL re-plan them (and so look `trades` up again) before their next use
         conn.execute("DISCARD PLANS")
         conn.execute(f"CREATE TEMP TABLE {_MARK} AS SELECT %s::text AS exchange, %s::text AS symbol, "
-                     "%s::timestamptz AS lo, %s::timestamptz AS hi", (exchange, symbol, lo, t1))
+                     "%s::timestamptz AS lo, %s::timestamptz AS hi", (exchange, symbol, lo, hi))
         return True
     except psycopg.Error as exc:
         raise DatabaseError(f"could not join the archive to the database for {exchange} {symbol}: {_first(exc)}") from None
