@@ -61,7 +61,7 @@ def assert_exact(dsn: str, ex: LocalExchange, symbols: list[str]) -> None:
         ctx.prec = 80
         c.execute("SET TIME ZONE 'UTC'")
         for s in symbols:
-            log = sorted(ex.trade_log(s, "MILLISECOND"), key=lambda t: t.trade_id)
+            log = sorted(ex.trade_log(s, "MICROSECOND"), key=lambda t: t.trade_id)  # the capture asks for µs
             assert log, f"the exchange printed nothing for {s}"
             rows = c.execute(
                 "SELECT trade_id, price, qty, is_buyer_maker, (extract(epoch FROM trade_time) * 1000000)::bigint "

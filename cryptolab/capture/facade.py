@@ -309,7 +309,7 @@ class Capture:
                 self._endpoint = resolve_source(self.source)
             ep = self._endpoint
             assert ep is not None
-            async with RestClient(ep.rest) as rest:
+            async with RestClient(ep.rest, time_unit=ep.time_unit) as rest:
                 await self._check_exchange(rest, ep, deadline)
                 cluster = Cluster(dsn, self.exchange, self.symbols, standby=self.standby,
                                   lease_seconds=opts.lease_seconds, grace=opts.takeover_grace, settle=opts.handoff_settle)

@@ -71,6 +71,8 @@ class Counters:
     spilled: int = 0
     journal_bad_records: int = 0
     rejected_rows: int = 0
+    archived: int = 0
+    """Trades not stored because their ids live in the archive (days archived and dropped)."""
 
     def __getitem__(self, name: str) -> int:
         """`counters["stalls"]` reads like `counters.stalls` (the older, string-keyed spelling)."""

@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 
 from .. import db
-from ..errors import CryptolabError, DatabaseError, DataError
+from ..errors import CryptolabError, DatabaseError, DataError, TradeConflict
 from ..journal import Journal, Segment
 from ..model import DeadLetter, Trade, now_us
 from ..writer import TradeWriter
@@ -302,12 +302,17 @@ class Sink:
             self._store(rows[mid:], [])
             return
         self._account(rows, res.inserted, res.duplicates)
+        if res.archived:
+            self.counters.archived += res.archived
+            log.warning("%d trades not stored: their ids live in the archive (days archived and dropped)",
+                        res.archived)
 
     def _reject(self, rows: Sequence[Trade], dead: Sequence[DeadLetter], exc: DataError) -> None:
         writer = self.link.writer
         assert writer is not None
-        letters = [DeadLetter(f"database rejected the row: {exc}", repr(t).encode(), t.source, t.exchange, t.symbol,
-                              t.received_at_us) for t in rows]
+        why = f"conflicts with the stored trade: {exc}" if isinstance(exc, TradeConflict) else \
+            f"database rejected the row: {exc}"
+        letters = [DeadLetter(why, repr(t).encode(), t.source, t.exchange, t.symbol, t.received_at_us) for t in rows]
         letters += [d._replace(reason=f"{d.reason} (database rejected it: {exc})", payload=b"") for d in dead]
         writer.write([], letters)
         self.counters.rejected_rows += len(rows)

@@ -45,11 +45,13 @@ MAX_URL_STREAMS = 100
 """Up to this many streams go in the URL; beyond, they are subscribed by messages."""
 
 
-def stream_url(ws_base: str, streams: list[str]) -> str:
-    """The combined-stream URL of `streams` (or the bare /stream URL when there are too many)."""
+def stream_url(ws_base: str, streams: list[str], *, micro: bool = False) -> str:
+    """The combined-stream URL of `streams` (or the bare /stream URL when there are too many);
+    `micro` asks for µs times (`timeUnit=MICROSECOND`)."""
+    unit = "timeUnit=MICROSECOND" if micro else ""
     if len(streams) > MAX_URL_STREAMS:
-        return f"{ws_base}/stream"
-    return f"{ws_base}/stream?streams={'/'.join(streams)}"
+        return f"{ws_base}/stream" + (f"?{unit}" if unit else "")
+    return f"{ws_base}/stream?streams={'/'.join(streams)}" + (f"&{unit}" if unit else "")
 
 
 @dataclass
@@ -147,7 +149,7 @@ class StreamWorker:
         on_message = self.receiver(conn)
         shown = mask_url(ep.ws)
         try:
-            conn.ws = await wsclient.connect(stream_url(ep.ws, self.streams), on_message, open_timeout=10,
+            conn.ws = await wsclient.connect(stream_url(ep.ws, self.streams, micro=ep.micro), on_message, open_timeout=10,
                                              max_size=self.options.max_frame_bytes, on_oversized=self.on_oversized)
         except wsclient.HandshakeError as exc:
             hint = " (binance.com refuses this region: try source='binance.us')" if exc.status == 451 else ""

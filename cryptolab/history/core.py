@@ -142,7 +142,8 @@ class _History:
 
         t0 = time.perf_counter()
         plan = self.plan
-        rest = RestClient(self.rest_url)
+        # trades in µs (the dumps' unit since 2025); klines keep ms (their times are parsed as ms here)
+        rest = RestClient(self.rest_url, time_unit=None if plan.kind == "klines" else "MICROSECOND")
         try:
             need_rest = bool(plan.rest) or bool(self.until_ids)
             exchange = self.exchange_arg or await _exchange_name(rest, plan.symbols, need_rest)
