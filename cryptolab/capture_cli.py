@@ -169,6 +169,13 @@ def run(args: argparse.Namespace) -> int:
     if final.failed:
         print(f"cryptolab capture: {' '.join(str(final.error or 'failed').split())}", file=sys.stderr, flush=True)
         return 1
+    from .capture.joins import UNFINISHED
+
+    unfinished = [s for s, how in final.history.items() if how.startswith(UNFINISHED)]
+    if unfinished:
+        print(f"cryptolab capture: the history join of {', '.join(unfinished)} did not finish: what is missing is "
+              "said above and recorded; the next capture of these symbols fetches it", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

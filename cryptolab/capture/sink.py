@@ -25,7 +25,7 @@ import psycopg
 
 from .. import db
 from ..errors import CryptolabError, DatabaseError, DataError, TradeConflict
-from ..journal import Journal, Segment
+from ..journal import Journal, JournalFullError, Segment
 from ..model import DeadLetter, Trade, now_us
 from ..writer import TradeWriter
 from .batching import drain, plan_turn
@@ -129,6 +129,9 @@ class Sink:
         self.latencies_us: collections.deque[int] = collections.deque(maxlen=100_000)
         self.error: str | None = None
         self.failed = False
+        self.replayed = threading.Event()
+        """Set once the journals earlier captures left (`leftovers`) are stored: until then the
+        backfiller waits, so their rows are replayed rather than fetched again from REST."""
         self._thread: threading.Thread | None = None
 
     # ---- producers (event-loop thread)
@@ -184,7 +187,9 @@ class Sink:
             except Exception as exc:
                 self.trades.extendleft(reversed(rows))
                 self.dead.extendleft(reversed(dead))
-                why += (f"; {len(rows)} queued trades could not be kept ({exc}): the next capture fetches "
+                # the journal's own error is usually `why` itself: say it once
+                cause = "" if isinstance(exc, JournalFullError) and "journal" in why else f" ({short_error(exc)})"
+                why += (f"; {len(rows)} queued trades could not be kept{cause}: the next capture fetches "
                         "them again from REST by id")
         self.error = why
         self.on_fatal(why)
@@ -226,6 +231,8 @@ class Sink:
                     log.info("replayed the journal %s left by an earlier capture", j.dir)
                     j.close()
                     self.leftovers.remove(j)
+            if up and not self.leftovers:
+                self.replayed.set()
             turn = plan_turn(queued=len(self.trades), journal_rows=len(journal), db_up=up,
                              max_queue_rows=opts.max_queue_rows)
             if batch or dead:
@@ -329,6 +336,12 @@ class Sink:
             for t in batch:
                 if t.received_at_us is not None and t.source != "backfill":
                     lat.append(done - t.received_at_us)
+
+
+def short_error(exc: BaseException, limit: int = 160) -> str:
+    """An error's first line, whitespace folded, cut to `limit` characters."""
+    text = " ".join((str(exc).strip().splitlines() or [type(exc).__name__])[0].split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class _Fatal(CryptolabError):

@@ -1,0 +1,91 @@
+"""Restarting after a failure (real PostgreSQL — the embedded test server is stopped and
+started —, the local exchange): a capture that died on a full journal is restarted at once,
+by replaying what it kept rather than fetching it again, and says why it died in one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+from test_capture import FAST, assert_exact, printed_total, stored_count, wait_until
+
+from cryptolab import embedded
+from cryptolab.capture import Capture
+from cryptolab.capture.backfill import missing_parts
+from cryptolab.capture.runs import db_key
+from cryptolab.config import settings
+from cryptolab.journal import Journal
+
+needs_embedded = pytest.mark.skipif(
+    bool(os.environ.get("CRYPTOLAB_TEST_DSN")), reason="restarts the server: only with the embedded test server"
+)
+
+
+def _journaled(dsn: str) -> set[tuple[str, int]]:
+    """(symbol, id) of every trade the journals under this database hold."""
+    out: set[tuple[str, int]] = set()
+    for j in Journal.all_under(settings().journal_dir / db_key(dsn)):
+        try:
+            for path in j.segments():
+                out |= {(t.symbol, t.trade_id) for t in j.read(path).trades}
+        finally:
+            j.close()
+    return out
+
+
+def test_missing_parts_are_a_range_minus_the_stored_runs() -> None:
+    assert missing_parts(1, 10, []) == [(1, 10)]
+    assert missing_parts(1, 10, [(1, 10)]) == []
+    assert missing_parts(1, 10, [(3, 4), (7, 7)]) == [(1, 2), (5, 6), (8, 10)]
+    assert missing_parts(5, 10, [(1, 6), (9, 12)]) == [(7, 8)]
+
+
+@needs_embedded
+def test_a_capture_that_died_on_a_full_journal_restarts_at_once_and_replays_it(dsn: str, exchange) -> None:
+    ex = exchange(rate=300)
+    syms = ["btcusdt", "ethusdt"]
+    opts = [f"--option={k}={v}" for k, v in {**FAST, "journal_max_bytes": 24 * 1024, "lease_seconds": 30}.items()]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cryptolab.cli", "capture", "--symbols", ",".join(syms), "--source", ex.ws_url,
+         "--quiet", "--from-id", "1", *opts],
+        env={**os.environ, "CRYPTOLAB_DSN": dsn}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: stored_count(dsn, syms) > 100, 30, "the subprocess capture to store trades")
+        embedded.stop()
+        try:
+            _, err = proc.communicate(timeout=60)
+        finally:
+            embedded.start()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    # why it died: one line that says it once
+    assert proc.returncode == 1
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("cryptolab capture: the capture journal") and "is full" in line
+    assert line.count("is full") == 1 and len(line) < 600, line
+    journaled = _journaled(dsn)
+    assert len(journaled) > 50
+    with psycopg.connect(dsn) as c:  # it could not hand its 30 s leases back: the database was away
+        assert c.execute("SELECT count(*) FROM capture_leases WHERE expires_at > clock_timestamp()").fetchone()[0] == 2
+    # the restart owns its symbols at once (the dead capture's leases do not hold it back) ...
+    cap2 = Capture(syms, source=ex.ws_url, **FAST).start()
+    try:
+        assert cap2.status().skipped_symbols == {} and cap2.status().symbols == ("BTCUSDT", "ETHUSDT")
+        ex.stop_market()
+        total = printed_total(ex, syms)
+        wait_until(lambda: stored_count(dsn, syms) >= total, 60, "every trade stored")
+    finally:
+        st2 = cap2.stop()
+    assert_exact(dsn, ex, syms)
+    # ... and stores what the journal kept from the journal, not from REST a second time
+    with psycopg.connect(dsn) as c:
+        sources = dict(((s, i), src) for s, i, src in c.execute(
+            "SELECT symbol, trade_id, source FROM trades WHERE symbol || ':' || trade_id = ANY(%s)",
+            ([f"{s}:{i}" for s, i in journaled],)).fetchall())
+    assert len(sources) == len(journaled) and set(sources.values()) == {"live"}
+    assert st2.duplicates < len(journaled) // 10
