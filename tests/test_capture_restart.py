@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import psycopg
 import pytest
@@ -89,3 +90,62 @@ def test_a_capture_that_died_on_a_full_journal_restarts_at_once_and_replays_it(d
             ([f"{s}:{i}" for s, i in journaled],)).fetchall())
     assert len(sources) == len(journaled) and set(sources.values()) == {"live"}
     assert st2.duplicates < len(journaled) // 10
+
+
+def test_steady_counts_a_members_up_time_from_its_return_to_life() -> None:
+    import math
+
+    from cryptolab.capture.ownership import Member, steady
+
+    a = Member("a", frozenset({"BTCUSDT"}), up_for=3600.0, heartbeat_age=0.5)
+    got, seen = steady([a], {}, 100.0, 5.0)
+    assert got[0].up_for == 3600.0 and seen == {"a": 100.0 - 3600.0}  # first sight: its own up time
+    frozen = Member("a", frozenset({"BTCUSDT"}), up_for=3620.0, heartbeat_age=20.0)
+    got, seen = steady([frozen], seen, 120.0, 5.0)
+    assert got[0] == frozen and seen == {"a": math.inf}
+    thawed = Member("a", frozenset({"BTCUSDT"}), up_for=3622.0, heartbeat_age=0.2)
+    got, seen = steady([thawed], seen, 122.0, 5.0)
+    assert got[0].up_for == 0.0
+    got, seen = steady([thawed], seen, 125.5, 5.0)
+    assert got[0].up_for == 3.5
+
+
+def test_a_frozen_capturer_does_not_take_its_symbols_straight_back(dsn: str, exchange, tmp_path) -> None:
+    import signal
+
+    from test_capture_cluster import SIX, owners, start_capturer
+
+    ex = exchange(symbols=SIX, rate=120, seed=5)
+    procs = [start_capturer(dsn, tmp_path / f"host{i}", ex.ws_url, SIX) for i in range(2)]
+    try:
+        with psycopg.connect(dsn) as c:
+            wait_until(lambda: c.execute("SELECT count(*) FROM capture_members WHERE state = 'running'").fetchone()[0]
+                       == 2 and len(owners(dsn)) == 6, 60, "two capturers, every symbol owned")
+            pid_of = dict(c.execute("SELECT member_id, pid FROM capture_members").fetchall())
+        time.sleep(7)  # hand-backs settle: each symbol with its preferred capturer
+        own = owners(dsn)
+        victim = max(set(own.values()), key=lambda m: sum(1 for o in own.values() if o == m))
+        mine = {s for s, o in own.items() if o == victim}
+        os.kill(pid_of[victim], signal.SIGSTOP)
+        try:
+            wait_until(lambda: all(owners(dsn).get(s) not in (None, victim) for s in mine), 20,
+                       "the frozen capturer's symbols to be taken over")
+        finally:
+            os.kill(pid_of[victim], signal.SIGCONT)
+        end = time.monotonic() + 3.0  # less than handoff_settle (5 s): the taker keeps them meanwhile
+        while time.monotonic() < end:
+            now = owners(dsn)
+            assert all(now.get(s) not in (None, victim) for s in mine), now
+            time.sleep(0.1)
+        # then, once the thawed one has heartbeated steadily for the settle time, it gets its share back
+        wait_until(lambda: all(owners(dsn).get(s) == victim for s in mine), 20, "the hand-back after the settle")
+        ex.stop_market()
+        total = printed_total(ex, SIX)
+        wait_until(lambda: stored_count(dsn, SIX) >= total, 60, f"{total} trades stored")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(60)
+    assert_exact(dsn, ex, SIX)
