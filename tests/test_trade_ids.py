@@ -209,3 +209,28 @@ def test_a_capture_or_backfill_batch_of_archived_ids_stores_nothing_new(
     assert (res.inserted, res.archived, res.duplicates) == (1, 50, 50)
     with psycopg.connect(dsn) as c:
         assert c.execute("SELECT trade_id FROM trades").fetchall() == [(later.trade_id,)]
+
+
+@pytest.mark.usefixtures("not_at_midnight")
+def test_history_over_a_captured_day_archived_and_dropped_stores_nothing_again(
+        dsn: str, exchange: Any, tmp_path: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from cryptolab.archive import archive
+    from cryptolab.history import fetch_history
+
+    ex = exchange(symbols=["btcusdt"], rate=5.0, history_days=1, history_rate=0.5)
+    day = datetime.now(timezone.utc).date() - timedelta(days=1)
+    lo = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * 1_000_000
+    captured = [_ms(t)._replace(exchange="simulator") for t in ex.trade_log("BTCUSDT", "MICROSECOND")
+                if lo <= t.trade_time_us < lo + 86_400_000_000]
+    with db.connect(dsn) as conn:
+        TradeWriter(conn).write(captured)  # as a live capture stored the day (ms times)
+        conn.commit()
+    with db.connect(dsn, autocommit=True) as c:
+        assert archive(c, to=str(tmp_path / "archive"), drop=True).dropped == [day]
+    res = fetch_history("BTCUSDT", day, day, dsn=dsn, dumps=ex.http_url, rest=ex.http_url, cache=tmp_path / "c")
+    assert (res.files_loaded, res.stored, res.archived) == (1, 0, len(captured))
+    assert "not stored again: their ids live in the archive" in res.summary()
+    with psycopg.connect(dsn) as c:
+        assert c.execute("SELECT count(*) FROM trades").fetchone() == (0,)
