@@ -12,6 +12,7 @@ __all__ = [
     "DatabaseError",
     "SourceError",
     "DataError",
+    "TradeConflict",
 ]
 
 
@@ -33,3 +34,7 @@ class SourceError(CryptolabError):
 
 class DataError(CryptolabError):
     """Input data (a query argument, a file, a payload) is not what it should be."""
+
+
+class TradeConflict(DataError):
+    """Offered trades contradict what is stored under the same trade ids: refused, nothing stored."""

@@ -4,6 +4,11 @@ The gap policy (`sequencer.GapPolicy`) decides when and how much; this module on
 pages through REST, carves what arrives out of the missing range, queues it for the
 sink as source `backfill`, and records the outcome (`filled`, or `unrecoverable` for
 ids REST does not return) — a range is never dropped silently.
+
+What the database already holds is not asked again: before a range goes to REST, the
+ids of it stored meanwhile are carved out (one query for the stored runs of ids), and
+nothing is backfilled until the journals an earlier capture left are replayed — their
+rows are stored from the journal, not fetched a second time.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import time
 from collections.abc import Callable
 
 import orjson
+import psycopg
 
 from ..binance.rest import RestClient
 from ..binance.wire import trade_from_rest
@@ -22,10 +28,36 @@ from .options import Counters
 from .sequencer import GapEvent, GapPolicy, Sequencer
 from .sink import Sink
 
-__all__ = ["Backfiller"]
+__all__ = ["Backfiller", "missing_parts", "stored_runs"]
 
 PAGE = 1000
 """Trades per historicalTrades request (Binance's maximum)."""
+
+
+def stored_runs(dsn: str, exchange: str, symbol: str, lo: int, hi: int) -> list[tuple[int, int]]:
+    """The runs of consecutive ids of [lo, hi] stored for the symbol, in id order."""
+    from ..storage import db
+
+    with db.connect(dsn, autocommit=True, ensure_schema=False) as conn:
+        conn.execute("SET statement_timeout = '30s'")
+        rows = conn.execute(
+            "SELECT min(trade_id), max(trade_id) FROM (SELECT trade_id, trade_id - row_number() OVER "
+            "(ORDER BY trade_id) AS run FROM (SELECT DISTINCT trade_id FROM trades WHERE exchange = %s "
+            "AND symbol = %s AND trade_id BETWEEN %s AND %s) ids) t GROUP BY run ORDER BY 1",
+            (exchange, symbol, lo, hi)).fetchall()
+    return [(int(a), int(b)) for a, b in rows]
+
+
+def missing_parts(lo: int, hi: int, stored: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """[lo, hi] minus the sorted, disjoint runs `stored` (pure)."""
+    out, nxt = [], lo
+    for a, b in stored:
+        if a > nxt:
+            out.append((nxt, min(a - 1, hi)))
+        nxt = max(nxt, b + 1)
+    if nxt <= hi:
+        out.append((nxt, hi))
+    return out
 
 
 class Backfiller:
@@ -53,6 +85,8 @@ class Backfiller:
 
     async def fill_due(self, *, final: bool = False) -> None:
         """Backfill every range the policy says is due (all of them when `final`)."""
+        if not final and not self.sink.replayed.is_set():
+            return  # the journals left behind first: their rows are not fetched again
         for seq in list(self.seqs.values()):
             while True:
                 plan = self.policy.plan(seq, time.monotonic(), final=final)
@@ -63,7 +97,26 @@ class Backfiller:
                 if plan.give_up is not None:
                     self.sink.put_gap(plan.give_up)
                     self.counters.gaps_lost += 1
-                await self.backfill_range(seq, plan.lo, plan.hi, catch_up=plan.catch_up and plan.give_up is None)
+                catch_up = plan.catch_up and plan.give_up is None
+                if plan.first_attempt:
+                    parts = await self._not_stored(seq, plan.lo, plan.hi)
+                    if not parts and not catch_up:
+                        self.counters.gaps_filled += 1
+                        self.sink.put_gap(GapEvent(seq.symbol, plan.lo, plan.hi, "filled", "stored meanwhile"))
+                    for lo, hi in parts:
+                        await self.backfill_range(seq, lo, hi, catch_up=catch_up)
+                else:
+                    await self.backfill_range(seq, plan.lo, plan.hi, catch_up=catch_up)
+
+    async def _not_stored(self, seq: Sequencer, lo: int, hi: int) -> list[tuple[int, int]]:
+        """The parts of [lo, hi] the database does not hold (all of it when it cannot be asked)."""
+        try:
+            stored = await asyncio.to_thread(stored_runs, self.sink.link.dsn, self.exchange, seq.symbol, lo, hi)
+        except (psycopg.Error, CryptolabError):
+            return [(lo, hi)]
+        for a, b in stored:
+            seq.carve_range(a, b)
+        return missing_parts(lo, hi, stored)
 
     async def backfill_range(self, seq: Sequencer, lo: int, hi: int, *, catch_up: bool = False) -> None:
         """Ask REST for ids lo..hi, page by page; what it does not return is recorded as lost.

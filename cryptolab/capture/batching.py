@@ -1,7 +1,9 @@
 """The writer's batching decisions (pure, no I/O): what goes where on each turn.
 
-The writer thread takes whatever has arrived as soon as it is free, so batches grow
-with load and latency stays low when load is low. On each turn:
+Rows are committed in groups: the queued rows are written once there are `commit_rows` of
+them or once the oldest has waited `commit_window` seconds (`commit_wait`), so a quiet
+market costs a few transactions a second, not one per message, and a busy one gets batches
+that grow with load. On each turn:
 
 * a journal left from an outage is replayed first (order holds);
 * a batch goes to the database when it is up and the journal is empty, else to the
@@ -16,7 +18,7 @@ import collections
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-__all__ = ["Turn", "drain", "plan_turn"]
+__all__ = ["Turn", "commit_wait", "drain", "plan_turn"]
 
 T = TypeVar("T")
 
@@ -37,6 +39,16 @@ def plan_turn(*, queued: int, journal_rows: int, db_up: bool, max_queue_rows: in
         write_to="database" if db_up and journal_rows == 0 else "journal",
         spill=spill,
     )
+
+
+def commit_wait(*, queued: int, oldest_age: float, window: float, enough_rows: int) -> float | None:
+    """Seconds to wait before the queued rows are written: 0 now (enough rows, or the oldest
+    has waited `window`), None when nothing is queued (wait for the first row)."""
+    if queued == 0:
+        return None
+    if queued >= enough_rows or oldest_age >= window:
+        return 0.0
+    return window - oldest_age
 
 
 def drain(dq: collections.deque[T], n: int) -> list[T]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from ..config import mask_dsn
-from .ownership import Lease, Member, plan_ownership
+from .ownership import Lease, Member, plan_ownership, steady
 
 __all__ = ["Cluster", "TickResult"]
 
@@ -58,6 +58,7 @@ class Cluster:
         self.owned: set[str] = set()
         self.valid_until = 0.0
         self._free_since: dict[str, float] = {}
+        self._live_since: dict[str, float] = {}
         self._conn: psycopg.AsyncConnection | None = None
 
     async def _connect(self) -> psycopg.AsyncConnection:
@@ -112,6 +113,7 @@ class Cluster:
             "FROM capture_leases WHERE exchange = %s", (self.exchange,))
         leases = [Lease(str(r[0]), str(r[1]), float(r[2])) for r in await cur.fetchall()]
         now = time.monotonic()
+        members, self._live_since = steady(members, self._live_since, now, max(3.0, self.lease_seconds))
         plan = plan_ownership(self.member_id, self.requested, members, leases, self._free_since, now,
                               grace=self.grace, settle=self.settle, live_within=max(3.0, self.lease_seconds))
         self._free_since = {s: self._free_since.get(s, now) for s in plan.free}

@@ -12,11 +12,21 @@ __all__ = ["KNOWN_SOURCES", "Endpoint", "resolve_source"]
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A source's name, WebSocket base URL and REST base URL."""
+    """A source's name, WebSocket base URL and REST base URL.
+
+    `micro`: the source gives trade times in µs when asked (the streams' `timeUnit=MICROSECOND`,
+    REST's `X-MBX-TIME-UNIT: MICROSECOND`): Binance and the local exchange do, and the capture
+    then stores the exchange's full µs times — the same times as its dumps since 2025."""
 
     name: str
     ws: str
     rest: str
+    micro: bool = True
+
+    @property
+    def time_unit(self) -> str | None:
+        """The REST client's `time_unit` for this source (None: its default, ms)."""
+        return "MICROSECOND" if self.micro else None
 
     @property
     def local(self) -> bool:
@@ -26,7 +36,8 @@ class Endpoint:
 
 KNOWN_SOURCES = {
     "binance": Endpoint("binance", "wss://stream.binance.com:9443", "https://api.binance.com"),
-    "binance.us": Endpoint("binance.us", "wss://stream.binance.us:9443", "https://api.binance.us"),
+    # Binance.US documents no µs option: its default ms times
+    "binance.us": Endpoint("binance.us", "wss://stream.binance.us:9443", "https://api.binance.us", micro=False),
     "binance-data": Endpoint("binance-data", "wss://data-stream.binance.vision", "https://data-api.binance.vision"),
 }
 

@@ -195,6 +195,8 @@ class Capture:
             started_at=self._started_at,
             run_id=self._run_id,
             rows_stored=c.stored,
+            commits=c.commits,
+            appended=c.appended,
             duplicates=c.duplicates + c.dropped_duplicates,
             messages=c.messages,
             trades_per_s=round(rate, 1),
@@ -318,7 +320,7 @@ class Capture:
                 self._endpoint = resolve_source(self.source)
             ep = self._endpoint
             assert ep is not None
-            async with RestClient(ep.rest) as rest:
+            async with RestClient(ep.rest, time_unit=ep.time_unit) as rest:
                 await self._check_exchange(rest, ep, deadline)
                 cluster = Cluster(dsn, self.exchange, self.symbols, standby=self.standby,
                                   lease_seconds=opts.lease_seconds, grace=opts.takeover_grace, settle=opts.handoff_settle)
@@ -363,6 +365,8 @@ class Capture:
         out = {}
         for sym in symbols:
             last_id, holes = resume.get(sym, (None, []))
+            if holes and (last_id is None or last_id < max(hi for _, hi in holes)):
+                last_id = max(hi for _, hi in holes)  # a recorded hole's end is known: what came after it is missing too
             if sym in self.from_ids and (last_id is None or last_id < self.from_ids[sym] - 1):
                 last_id = self.from_ids[sym] - 1
             out[sym] = Sequencer(sym, last_id, holes)

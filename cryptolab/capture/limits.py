@@ -14,8 +14,8 @@ from typing import Any
 
 __all__ = ["option_problems", "since_problem"]
 
-_MAY_BE_ZERO = {"gap_grace", "takeover_grace", "handoff_settle", "lookback_seconds", "max_backfill_trades"}
-"""Options for which 0 means "none" (no grace, no look-back, no backfill); the others must be > 0."""
+_MAY_BE_ZERO = {"gap_grace", "takeover_grace", "handoff_settle", "lookback_seconds", "max_backfill_trades", "commit_window"}
+"""Options for which 0 means "none" (no grace, no look-back, no backfill, commit at once); the others must be > 0."""
 
 
 def option_problems(options: Any) -> list[str]:

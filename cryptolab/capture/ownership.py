@@ -10,7 +10,10 @@ tick each member:
 * claims any symbol it asked for that has been free for `grace` seconds, whoever
   prefers it (a takeover: the preferred member is gone, or every asker is a standby);
 * hands back a symbol it owns when another live member, up for `settle` seconds,
-  is now preferred (so a capturer that (re)joins gets its share back).
+  is now preferred (so a capturer that (re)joins gets its share back). "Up" counts
+  from when this member last saw the other come (back) to life (`steady`): a capturer
+  that was frozen (SIGSTOP, a VM paused) and whose symbols were taken over gets them
+  back only after it has heartbeated steadily for `settle`, not the moment it thaws.
 
 Standby members are never preferred: they own nothing until a symbol is orphaned.
 """
@@ -18,10 +21,11 @@ Standby members are never preferred: they own nothing until a symbol is orphaned
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-__all__ = ["Lease", "Member", "OwnershipPlan", "plan_ownership", "preferred"]
+__all__ = ["Lease", "Member", "OwnershipPlan", "plan_ownership", "preferred", "steady"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,28 @@ class OwnershipPlan:
     release: tuple[str, ...] = ()
     free: frozenset[str] = field(default_factory=frozenset)
     """Symbols this member asked for that no one holds now (to time the grace)."""
+
+
+def steady(members: Iterable[Member], live_since: Mapping[str, float], now: float,
+           live_within: float) -> tuple[list[Member], dict[str, float]]:
+    """Members with `up_for` counted from when they were last seen come (back) to life.
+
+    `live_since[m]`: when `m` was first seen live since it was last seen stale (`inf`
+    while stale). A member seen for the first time is trusted for its own `up_for`.
+    Returns the members and the new `live_since` (keep it for the next tick)."""
+    out: list[Member] = []
+    seen: dict[str, float] = {}
+    for m in members:
+        if m.heartbeat_age > live_within:
+            seen[m.member_id] = math.inf
+            out.append(m)
+            continue
+        since = live_since.get(m.member_id, now - m.up_for)
+        if since == math.inf:
+            since = now  # back from the dead just now
+        seen[m.member_id] = since
+        out.append(replace(m, up_for=min(m.up_for, max(0.0, now - since))))
+    return out, seen
 
 
 def _score(symbol: str, member_id: str) -> bytes:

@@ -21,6 +21,7 @@ from ..errors import CryptolabError
 from .backoff import ConnectBudget
 from .cluster import Cluster, TickResult
 from .endpoints import Endpoint
+from .joins import Join, first_id_of_day, settle
 from .options import CaptureOptions, Counters
 from .sequencer import Sequencer
 from .sink import Sink
@@ -60,6 +61,8 @@ class Roster:
         """Per symbol, how the history join of `since` stands."""
         self._workers: dict[tuple[str, ...], asyncio.Task[None]] = {}
         self._history_tasks: set[asyncio.Task[None]] = set()
+        self.joins: dict[str, Join] = {}
+        """History joins not finished yet (said and recorded at stop: `joins.settle`)."""
 
     async def begin(self) -> None:
         """Stream the symbols owned at start (after joining their history, with `since`)."""
@@ -101,11 +104,13 @@ class Roster:
             if seq is not None and (seq.last_id is None or seq.last_id < edge):
                 seq.last_id = edge
             self.history[sym] = f"joining history from {since} up to id {edge}"
+            self.joins[sym] = Join(sym, since, await first_id_of_day(self.rest, sym, since), edge)
 
             async def run(sym: str = sym, edge: int = edge) -> None:
                 try:
                     res = await backfill_until(sym, edge + 1, since, exchange=self.exchange, rest=ep.rest,
                                                dumps=self.dumps or (ep.rest if ep.local else None), dsn=self.dsn)
+                    self.joins.pop(sym, None)
                     self.history[sym] = f"history joined: {res.stored + res.rest_stored:,} trades stored up to id {edge}"
                     log.info("%s: %s", sym, self.history[sym])
                 except (CryptolabError, psycopg.Error, OSError) as exc:  # said in status(), never lost in a task
@@ -167,6 +172,7 @@ class Roster:
         """Wait (bounded) for history joins, then stop every stream."""
         if self._history_tasks:
             await asyncio.wait(self._history_tasks, timeout=history_timeout)
+        await settle(self.joins, self._history_tasks, self.history, self.sink.put_gap, self.dsn, self.exchange)
         workers = list(self._workers.values())
         for t in workers:
             t.cancel()

@@ -15,7 +15,8 @@ import psycopg
 from .options import Counters
 from .sequencer import GapEvent
 
-__all__ = ["ResumePoint", "RunLog", "db_key", "mark_dead_runs", "max_stored_ids", "resume_points"]
+__all__ = ["ResumePoint", "RunLog", "db_key", "mark_dead_runs", "max_stored_ids", "release_dead_members",
+           "resume_points"]
 
 ResumePoint = tuple[int | None, list[tuple[int, int]]]
 """(last id stored within the look-back, holes to fill)."""
@@ -43,8 +44,13 @@ def _pid_alive(pid: int) -> bool:
 
 def mark_dead_runs(conn: psycopg.Connection, stale_seconds: float) -> int:
     """Mark runs that still say 'running' but are dead: their process is gone from this
-    host, or their heartbeat is older than `stale_seconds`. Returns how many."""
+    host, or their heartbeat is older than `stale_seconds`. Returns how many.
+
+    Capturers of this host whose process is gone are marked dead in `capture_members` too and
+    their leases deleted: a capture that died without handing its leases back (the database
+    was away when it stopped) does not make the restart wait for them to expire."""
     host = socket.gethostname()
+    release_dead_members(conn, host)
     with conn.transaction():
         rows = conn.execute(
             "SELECT run_id, pid FROM capture_runs WHERE status = 'running' AND host = %s", (host,)
@@ -58,6 +64,18 @@ def mark_dead_runs(conn: psycopg.Connection, stale_seconds: float) -> int:
             (gone, stale_seconds),
         )
         return cur.rowcount
+
+
+def release_dead_members(conn: psycopg.Connection, host: str) -> list[str]:
+    """Members of `host` still 'running' whose process is gone: marked 'dead', leases deleted."""
+    with conn.transaction():
+        rows = conn.execute("SELECT member_id, pid FROM capture_members WHERE host = %s AND state = 'running'",
+                            (host,)).fetchall()
+        gone = [str(m) for m, pid in rows if int(pid) != os.getpid() and not _pid_alive(int(pid))]
+        if gone:
+            conn.execute("DELETE FROM capture_leases WHERE owner = ANY(%s)", (gone,))
+            conn.execute("UPDATE capture_members SET state = 'dead' WHERE member_id = ANY(%s)", (gone,))
+    return gone
 
 
 def resume_points(

@@ -23,13 +23,13 @@ from typing import Any
 
 import psycopg
 
-from ..errors import CryptolabError, DatabaseError, DataError
+from ..errors import CryptolabError, DatabaseError, DataError, TradeConflict
 from ..model import DeadLetter, Trade, now_us
 from ..storage import db
-from ..storage.journal import Journal
+from ..storage.journal import Journal, JournalFullError
 from ..storage.journal_format import Segment
 from ..storage.writer import TradeWriter
-from .batching import drain, plan_turn
+from .batching import commit_wait, drain, plan_turn
 from .options import CaptureOptions, Counters
 from .runs import RunLog
 from .sequencer import GapEvent
@@ -130,6 +130,9 @@ class Sink:
         self.latencies_us: collections.deque[int] = collections.deque(maxlen=100_000)
         self.error: str | None = None
         self.failed = False
+        self.replayed = threading.Event()
+        """Set once the journals earlier captures left (`leftovers`) are stored: until then the
+        backfiller waits, so their rows are replayed rather than fetched again from REST."""
         self._thread: threading.Thread | None = None
 
     # ---- producers (event-loop thread)
@@ -185,7 +188,9 @@ class Sink:
             except Exception as exc:
                 self.trades.extendleft(reversed(rows))
                 self.dead.extendleft(reversed(dead))
-                why += (f"; {len(rows)} queued trades could not be kept ({exc}): the next capture fetches "
+                # the journal's own error is usually `why` itself: say it once
+                cause = "" if isinstance(exc, JournalFullError) and "journal" in why else f" ({short_error(exc)})"
+                why += (f"; {len(rows)} queued trades could not be kept{cause}: the next capture fetches "
                         "them again from REST by id")
         self.error = why
         self.on_fatal(why)
@@ -207,9 +212,16 @@ class Sink:
         stop_deadline: float | None = None
         while True:
             stopping = self.reading_done.is_set()
-            if not self.trades and not self.dead and not self.gaps and not stopping:
-                self.wake.wait(0.05)
+            if not self._due(stopping):
+                # not yet: the writer sleeps until the oldest row is due (producers wake it for
+                # the first row of a group and when a group is full), keeping up the run log meanwhile
+                wait = self._commit_wait()
+                self.wake.wait(min(1.0, wait if wait is not None else 1.0))
                 self.wake.clear()
+                if not self._due(self.reading_done.is_set()):
+                    last_beat = self._idle_turn(last_beat)
+                    continue
+                stopping = self.reading_done.is_set()
             batch = drain(self.trades, opts.max_batch_rows)
             dead = drain(self.dead, 10_000)
             up = self._replay_journals() if link.ensure() else False
@@ -231,6 +243,26 @@ class Sink:
                 break
         self._final_bookkeeping()
 
+    def _due(self, stopping: bool) -> bool:
+        """Write now: stopping, dead letters or gaps to record, or the queued rows are due."""
+        return stopping or bool(self.dead) or bool(self.gaps) or self._commit_wait() == 0.0
+
+    def _commit_wait(self) -> float | None:
+        """Seconds until the queued rows are due (see `batching.commit_wait`)."""
+        trades = self.trades
+        try:
+            oldest = (now_us() - (trades[0].received_at_us or 0)) / 1e6 if trades else 0.0
+        except IndexError:  # drained meanwhile
+            oldest = 0.0
+        return commit_wait(queued=len(trades), oldest_age=oldest, window=self.options.commit_window,
+                           enough_rows=self.options.commit_rows)
+
+    def _idle_turn(self, last_beat: float) -> float:
+        """While rows wait for their group: replay a journal left behind, keep the run log up."""
+        if self.link.ensure():
+            self._replay_journals()  # also says when nothing is left to replay (backfill waits for that)
+        return self._bookkeeping(last_beat)
+
     def _replay_journals(self) -> bool:
         """Store what this capture's journal (and any left by earlier ones) holds; False on an outage."""
         link, journal = self.link, self.journal
@@ -248,6 +280,8 @@ class Sink:
                 log.info("replayed the journal %s left by an earlier capture", j.dir)
                 j.close()
                 self.leftovers.remove(j)
+        if not self.leftovers:
+            self.replayed.set()
         return True
 
     def _write(self, batch: list[Trade], dead: list[DeadLetter], *, to_database: bool) -> None:
@@ -310,6 +344,7 @@ class Sink:
         """Store one batch; rows the database rejects as data become dead letters."""
         writer = self.link.writer
         assert writer is not None
+        appended = writer.appended
         try:
             res = writer.write(rows, dead)
         except DataError as exc:
@@ -321,12 +356,20 @@ class Sink:
             self._store(rows[mid:], [])
             return
         self._account(rows, res.inserted, res.duplicates)
+        if rows:
+            self.counters.commits += 1
+            self.counters.appended += writer.appended - appended
+        if res.archived:
+            self.counters.archived += res.archived
+            log.warning("%d trades not stored: their ids live in the archive (days archived and dropped)",
+                        res.archived)
 
     def _reject(self, rows: Sequence[Trade], dead: Sequence[DeadLetter], exc: DataError) -> None:
         writer = self.link.writer
         assert writer is not None
-        letters = [DeadLetter(f"database rejected the row: {exc}", repr(t).encode(), t.source, t.exchange, t.symbol,
-                              t.received_at_us) for t in rows]
+        why = f"conflicts with the stored trade: {exc}" if isinstance(exc, TradeConflict) else \
+            f"database rejected the row: {exc}"
+        letters = [DeadLetter(why, repr(t).encode(), t.source, t.exchange, t.symbol, t.received_at_us) for t in rows]
         letters += [d._replace(reason=f"{d.reason} (database rejected it: {exc})", payload=b"") for d in dead]
         writer.write([], letters)
         self.counters.rejected_rows += len(rows)
@@ -343,6 +386,12 @@ class Sink:
             for t in batch:
                 if t.received_at_us is not None and t.source != "backfill":
                     lat.append(done - t.received_at_us)
+
+
+def short_error(exc: BaseException, limit: int = 160) -> str:
+    """An error's first line, whitespace folded, cut to `limit` characters."""
+    text = " ".join((str(exc).strip().splitlines() or [type(exc).__name__])[0].split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class _Fatal(CryptolabError):

@@ -45,11 +45,13 @@ MAX_URL_STREAMS = 100
 """Up to this many streams go in the URL; beyond, they are subscribed by messages."""
 
 
-def stream_url(ws_base: str, streams: list[str]) -> str:
-    """The combined-stream URL of `streams` (or the bare /stream URL when there are too many)."""
+def stream_url(ws_base: str, streams: list[str], *, micro: bool = False) -> str:
+    """The combined-stream URL of `streams` (or the bare /stream URL when there are too many);
+    `micro` asks for µs times (`timeUnit=MICROSECOND`)."""
+    unit = "timeUnit=MICROSECOND" if micro else ""
     if len(streams) > MAX_URL_STREAMS:
-        return f"{ws_base}/stream"
-    return f"{ws_base}/stream?streams={'/'.join(streams)}"
+        return f"{ws_base}/stream" + (f"?{unit}" if unit else "")
+    return f"{ws_base}/stream?streams={'/'.join(streams)}" + (f"&{unit}" if unit else "")
 
 
 @dataclass
@@ -92,7 +94,8 @@ class StreamWorker:
         """`on_message` for `conn`: every frame is decoded, sequenced and queued for the sink,
         inside the socket's `data_received` (no awaits, no locks; lookups done once here)."""
         counters, seqs, sink, exchange, source = self.counters, self.seqs, self.sink, self.exchange, self.stream_source
-        append, wake, first = sink.trades.append, sink.wake, conn.first
+        queue, wake, first = sink.trades, sink.wake, conn.first
+        append, enough = queue.append, self.options.commit_rows
 
         def on_message(raw: wsclient.Message) -> None:
             now = _monotonic()
@@ -106,10 +109,13 @@ class StreamWorker:
                     if seq.see(out.trade_id, now):
                         append(out)
                         seq.last_trade_us = out.trade_time_us
+                        # the writer wakes for the first row of a group and when a group is full,
+                        # not for every message (it times the group's window itself)
+                        n = len(queue)
+                        if (n == 1 or n >= enough) and not wake.is_set():
+                            wake.set()
                     else:
                         counters.dropped_duplicates += 1
-                    if not wake.is_set():
-                        wake.set()
                     if not first.is_set():
                         first.set()
                     return
@@ -147,7 +153,7 @@ class StreamWorker:
         on_message = self.receiver(conn)
         shown = mask_url(ep.ws)
         try:
-            conn.ws = await wsclient.connect(stream_url(ep.ws, self.streams), on_message, open_timeout=10,
+            conn.ws = await wsclient.connect(stream_url(ep.ws, self.streams, micro=ep.micro), on_message, open_timeout=10,
                                              max_size=self.options.max_frame_bytes, on_oversized=self.on_oversized)
         except wsclient.HandshakeError as exc:
             hint = " (binance.com refuses this region: try source='binance.us')" if exc.status == 451 else ""

@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any
 
+from ..capture.options import CaptureStatus
 from ..config import mask_url, settings
 from ..errors import ConfigError, CryptolabError
 
@@ -129,15 +130,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--symbols is required to capture, e.g. --symbols btcusdt,ethusdt")
     symbols = parse_symbols(args.symbols)
     overrides = parse_options(args.option)
-    if args.since is not None:  # refused here, before any worker or connection starts
-        from datetime import datetime, timezone
-
-        from ..capture.limits import since_problem
-        from ..history.plan import parse_day
-
-        why = since_problem(parse_day(args.since, "--since"), datetime.now(timezone.utc).date())
-        if why:
-            raise ConfigError(why)
+    _check_since(args.since)  # refused here, before any worker or connection starts
     if args.workers > 1:
         from ..capture.workers import run_workers
 
@@ -180,8 +173,34 @@ def run(args: argparse.Namespace) -> int:
     print(final.summary(), flush=True)  # the status holds the source masked (no ws://user:token@ token)
     if args.status_json:
         write_status_json(final, args.status_json)
+    return _exit_code(final)
+
+
+def _check_since(since: str | None) -> None:
+    """`--since` must be a day that has begun."""
+    if since is None:
+        return
+    from datetime import datetime, timezone
+
+    from ..capture.limits import since_problem
+    from ..history.plan import parse_day
+
+    why = since_problem(parse_day(since, "--since"), datetime.now(timezone.utc).date())
+    if why:
+        raise ConfigError(why)
+
+
+def _exit_code(final: CaptureStatus) -> int:
+    """1 when the capture failed or left a history join unfinished (said on stderr), else 0."""
     if final.failed:
         print(f"cryptolab capture: {' '.join(str(final.error or 'failed').split())}", file=sys.stderr, flush=True)
+        return 1
+    from ..capture.joins import UNFINISHED
+
+    unfinished = [s for s, how in final.history.items() if how.startswith(UNFINISHED)]
+    if unfinished:
+        print(f"cryptolab capture: the history join of {', '.join(unfinished)} did not finish: what is missing is "
+              "said above and recorded; the next capture of these symbols fetches it", file=sys.stderr, flush=True)
         return 1
     return 0
 

@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     rate = res.rows / res.seconds if res.seconds else 0.0
     print(
         f"loaded {res.rows:,} trades from {res.files} file(s): {res.inserted:,} new, {res.duplicates:,} already stored"
+        + (f" ({res.archived:,} of them in the archive: their days were archived and dropped, "
+           "they are not stored again)" if res.archived else "")
         + (f", {res.skipped_lines:,} non-trade lines skipped" if res.skipped_lines else "")
         + (f"; {res.aggregates:,} aggregate trades into agg_trades: {res.aggregates_inserted:,} new"
            if res.aggregates else "")

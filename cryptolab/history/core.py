@@ -80,6 +80,7 @@ class HistoryResult:
     seconds: float = 0.0
     last_ids: dict[str, int] = field(default_factory=dict)
     checksum_retries: int = 0
+    archived: int = 0  # rows not stored again: their ids live in the archive (days archived and dropped)
 
     @property
     def total_stored(self) -> int:
@@ -94,6 +95,8 @@ class HistoryResult:
         if self.holes:
             parts.append(f"{len(self.holes)} missing dump(s) filled from REST: {', '.join(self.holes[:4])}"
                          + (" …" if len(self.holes) > 4 else ""))
+        if self.archived:
+            parts.append(f"{self.archived:,} not stored again: their ids live in the archive (days archived and dropped)")
         rate = (self.rows + self.rest_rows) / self.seconds if self.seconds else 0.0
         parts.append(f"{self.bytes / 1e6:,.1f} MB downloaded, {self.seconds:.1f} s, {rate:,.0f} rows/s")
         return "; ".join(parts)
@@ -142,7 +145,8 @@ class _History:
 
         t0 = time.perf_counter()
         plan = self.plan
-        rest = RestClient(self.rest_url)
+        # trades in µs (the dumps' unit since 2025); klines keep ms (their times are parsed as ms here)
+        rest = RestClient(self.rest_url, time_unit=None if plan.kind == "klines" else "MICROSECOND")
         try:
             need_rest = bool(plan.rest) or bool(self.until_ids)
             exchange = self.exchange_arg or await _exchange_name(rest, plan.symbols, need_rest)
@@ -228,9 +232,11 @@ class _History:
         self.result.files_loaded += 1
         self.result.rows += res.rows
         self.result.stored += res.stored
+        self.result.archived += res.archived
         if res.mode == "bulk":
             self.result.bulk_files += 1
-        self.progress.file_done(f.name, res.rows, note=f"{res.stored:,} new ({res.mode})")
+        self.progress.file_done(f.name, res.rows, note=f"{res.stored:,} new ({res.mode})"
+                                + (f", {res.archived:,} in the archive" if res.archived else ""))
         return res
 
     # ------------------------------------------------------------------ REST
@@ -366,6 +372,7 @@ class _History:
                                       url=f"{self.rest_url}/api/v3/{ep}", first_day=first_day, last_day=last_day)
         self.result.rest_rows += res.rows
         self.result.rest_stored += res.stored
+        self.result.archived += res.archived
         self.progress.add_rows(res.rows)
 
     async def _fill_klines(self, store: Store, rest: RestClient, sym: str, first: date, last: date,

@@ -13,7 +13,11 @@ recordings (gz or plain; see `cryptolab.binance.dumps`) and stores them (`source
 * a **recording** goes through the trade writer in batches of ~50k rows (COPY, dedupe,
   `bars_1s` folded in).
 
-Loading a file twice stores it once.
+Loading a file twice stores it once. One truth per trade id: a trade already stored (also
+in ms where the file holds µs, or the other way round) is not stored again; ids that live in
+the archive (a day archived and dropped) are not stored again either, and the summary says
+how many; a file whose trades contradict the stored trades of the same ids (another
+symbol's file under this name, edited prices) is a conflict: refused, named, nothing stored.
 
 A file is all in or all out: its batches share one transaction that commits when the
 file's last row is stored. A damaged, truncated or malformed file (or a database error
@@ -52,6 +56,8 @@ class LoadResult:
     seconds: float = 0.0
     aggregates: int = 0
     aggregates_inserted: int = 0
+    archived: int = 0
+    """Trades not stored because their ids live in the archive (days archived and dropped)."""
 
     @property
     def duplicates(self) -> int:
@@ -100,7 +106,7 @@ def load_files(
     try:
         for reader in readers:
             bar.set_description(reader.path.name[:40])
-            rows = inserted = seen = 0
+            rows = inserted = seen = archived = 0
             try:
                 if reader.kind in ("trades", "aggTrades"):
                     # a dump: the history loader's COPY + INSERT…SELECT path (bulk when the days are empty)
@@ -114,6 +120,7 @@ def load_files(
                         result.aggregates_inserted += res.stored
                     else:
                         rows, inserted = res.rows, res.stored
+                        result.archived += res.archived
                     bar.update(reader.size)
                     seen = reader.size
                 else:
@@ -128,6 +135,7 @@ def load_files(
                             writer.clear_stage()
                             rows += len(batch)
                             inserted += res_w.inserted
+                            archived += res_w.archived
                             bar.update(reader.bytes_read - seen)
                             seen = reader.bytes_read
                             bar.set_postfix(trades=f"{result.rows + rows:,}", new=f"{result.inserted + inserted:,}",
@@ -142,6 +150,7 @@ def load_files(
             bar.update(reader.size - seen)
             result.rows += rows
             result.inserted += inserted
+            result.archived += archived
             result.files += 1
             result.skipped_lines += reader.skipped
     finally:

@@ -11,10 +11,17 @@ together, or nothing of it does. Two paths:
   under that lock, so a live capture of the symbol waits for the commit instead of racing
   it; a duplicate id inside the file itself makes the bulk insert fail and the file is
   redone on the idempotent path.
-* **idempotent**: otherwise. Rows whose id is already stored for the symbol at the same
-  time (to the millisecond: a live capture stores Binance's ms times, dumps since 2025
-  hold µs) are left out, and `ON CONFLICT DO NOTHING` covers the rest; `bars_1s` is
-  folded from exactly the rows inserted (the writer's rule: open/close by trade id).
+* **idempotent**: otherwise. Rows whose id is already stored for the symbol as the same
+  trade (the writer's `SAME_TRADE`: price, qty, side, and the time to the millisecond — a
+  capture in ms and a 2025+ dump in µs hold the same trade) are left out, and
+  `ON CONFLICT DO NOTHING` covers the rest; `bars_1s` is folded from exactly the rows
+  inserted (the writer's rule: open/close by trade id).
+
+One truth per trade id, on both paths: a file is a **conflict** — refused as a whole with a
+`TradeConflict` naming it and its first contradicting id — when any of its ids is stored
+(on any day) as a different trade; and ids inside the id range of a day archived and
+dropped (`archive_days.dropped_at`) live in the archive: they are left out and counted
+(`Loaded.archived`), never stored a second time.
 
 aggTrades go to `agg_trades` (one row per aggregate, first/last trade id), klines to
 `klines` (a dump's kline is final: it replaces a kline fetched while still open).
@@ -38,8 +45,8 @@ import psycopg
 from psycopg import errors as pgerr
 
 from ..binance.dumps import time_to_us
-from ..errors import DataError
-from ..storage.writer import BARS_FOLD, BARS_INSERT, BARS_ON_CONFLICT
+from ..errors import DataError, TradeConflict
+from ..storage.writer import BARS_FOLD, BARS_INSERT, BARS_ON_CONFLICT, SAME_TRADE, TRADE_TEXT, conflict_text, lock_symbols
 from .plan import DumpFile, Kind
 
 __all__ = ["Store", "Loaded", "COLUMNS", "open_member"]
@@ -157,11 +164,36 @@ WITH src AS (
     WHERE NOT EXISTS (
         SELECT 1 FROM trades t
         WHERE t.exchange = %(ex)s AND t.symbol = %(sym)s AND t.trade_id = src.id
-          AND t.trade_time > src.ts - interval '1 millisecond' AND t.trade_time < src.ts + interval '1 millisecond')
+          AND t.trade_time >= date_trunc('milliseconds', src.ts)
+          AND t.trade_time < date_trunc('milliseconds', src.ts) + interval '1 millisecond')
     ON CONFLICT DO NOTHING
     RETURNING trade_id, price, qty, is_buyer_maker, trade_time
 ){_BARS}
 SELECT (SELECT count(*) FROM rows), (SELECT count(*) FROM bars)
+"""
+
+# The scratch rows that contradict a stored trade of the same id (any day): how many, and the
+# first as (id, stored, offered). Run before the idempotent insert; a hit refuses the file.
+_CONFLICTS = f"""
+SELECT count(*) OVER (), s.id, {TRADE_TEXT.format(t="t")}, {TRADE_TEXT.format(t="s")}
+FROM (SELECT DISTINCT ON (id) id, price, qty, m AS is_buyer_maker, {_ts('t')} AS trade_time
+      FROM _hist_trades ORDER BY id) s
+JOIN trades t ON t.exchange = %(ex)s AND t.symbol = %(sym)s AND t.trade_id = s.id
+WHERE t.trade_id BETWEEN %(lo)s AND %(hi)s AND NOT {SAME_TRADE.format(o="t", s="s")}
+ORDER BY s.id LIMIT 1
+"""
+
+# Ids of the scratch table inside the id range of a day archived and dropped: they live in the
+# archive and are not stored again.
+_ARCHIVED = """
+WITH gone AS (
+    DELETE FROM _hist_trades h USING archive_days a
+    WHERE a.exchange = %(ex)s AND a.symbol = %(sym)s AND a.dropped_at IS NOT NULL
+      AND a.last_trade_id >= %(lo)s AND a.first_trade_id <= %(hi)s
+      AND h.id BETWEEN a.first_trade_id AND a.last_trade_id
+    RETURNING h.id
+)
+SELECT count(*), count(DISTINCT id) FROM gone
 """
 
 _AGG = f"""
@@ -208,6 +240,8 @@ class Loaded:
     last_id: int | None
     mode: str
     skipped: bool = False
+    archived: int = 0
+    """Rows left out because their ids live in the archive (a day archived and dropped)."""
 
 
 def open_member(path: Path) -> tuple[contextlib.ExitStack, IO[bytes]]:
@@ -354,7 +388,7 @@ class Store:
             if record:
                 self._check_days(f, path, stats)
             if f.kind == "trades":
-                return self._merge_trades(stats, bulk_ok=True, record=bookkeep, symbol=f.symbol)
+                return self._merge_trades(stats, bulk_ok=True, record=bookkeep, symbol=f.symbol, label=label)
             with self.conn.transaction():
                 stored = self._merge_other(f.kind, f.symbol, f.interval)
                 res = Loaded(n, stored, stats[1], stats[2], "idempotent")
@@ -433,21 +467,31 @@ class Store:
         return int(row[0]) if row else 0
 
     def _merge_trades(self, stats: tuple[int, int | None, int | None, int | None, int | None], *, bulk_ok: bool,
-                      record: Any, symbol: str) -> Loaded:
+                      record: Any, symbol: str, label: str) -> Loaded:
         n, first_id, last_id, t_lo, t_hi = stats
         if n == 0:
             with self.conn.transaction():
                 res = Loaded(0, 0, None, None, "bulk")
                 record(res)
             return res
+        assert first_id is not None and last_id is not None
+        params: dict[str, Any] = {"ex": self.exchange, "sym": symbol, "src": self.source, "lo": first_id, "hi": last_id}
+        archived, left = self._leave_out_archived(params)
+        if archived:
+            if not left:
+                with self.conn.transaction():
+                    res = Loaded(n, 0, first_id, last_id, "idempotent", archived=archived)
+                    record(res)
+                return res
+            _, params["lo"], params["hi"], t_lo, t_hi = self._stats("trades", self.ts_table, left)
         assert t_lo is not None and t_hi is not None
-        params = {"ex": self.exchange, "sym": symbol, "src": self.source}
         self.conn.execute("SELECT cryptolab_ensure_partitions(timestamptz 'epoch' + %s * interval '1 microsecond', "
                           "timestamptz 'epoch' + %s * interval '1 microsecond')", (t_lo, t_hi))
         if bulk_ok:
             bulk: Loaded | None = None
             try:
                 with self.conn.transaction():
+                    lock_symbols(self.conn, [(self.exchange, symbol)])  # the trade writer's lock: one writer per symbol
                     d, last = _day(t_lo), _day(t_hi)
                     days = []
                     while d <= last:
@@ -455,10 +499,12 @@ class Store:
                         d += timedelta(days=1)
                     for day in days:  # in day order: two loaders never deadlock
                         self.conn.execute(f"LOCK TABLE trades_{day:%Y%m%d} IN SHARE ROW EXCLUSIVE MODE")
+                    # nothing of the symbol on these days, and none of the file's ids on any day
                     row = self.conn.execute(
                         "SELECT EXISTS (SELECT 1 FROM trades WHERE exchange = %s AND symbol = %s "
-                        "AND trade_time >= %s::date::timestamptz AND trade_time < (%s::date + 1)::timestamptz)",
-                        (self.exchange, symbol, days[0], days[-1]),
+                        "AND trade_id BETWEEN %s AND %s) OR EXISTS (SELECT 1 FROM trades WHERE exchange = %s "
+                        "AND symbol = %s AND trade_time >= %s::date::timestamptz AND trade_time < (%s::date + 1)::timestamptz)",
+                        (self.exchange, symbol, params["lo"], params["hi"], self.exchange, symbol, days[0], days[-1]),
                     ).fetchone()
                     if row is not None and not row[0]:
                         t = _time_expr(*self._raw_t)
@@ -479,7 +525,7 @@ class Store:
                         else:
                             self.conn.execute(_BARS_UPSERT.format(
                                 select=_BARS_SELECT.format(sec=sec, s=self.ts_table)), params)
-                        bulk = Loaded(n, cur.rowcount, first_id, last_id, "bulk")
+                        bulk = Loaded(n, cur.rowcount, first_id, last_id, "bulk", archived=archived)
                         record(bulk)
                 if bulk is not None:  # committed: give the planner the new rows (autovacuum may be minutes away)
                     for day in days:
@@ -488,11 +534,28 @@ class Store:
             except pgerr.UniqueViolation:
                 pass  # an id twice in the file (or a bar already there): redo it on the idempotent path
         with self.conn.transaction():
+            lock_symbols(self.conn, [(self.exchange, symbol)])  # the trade writer's lock: one writer per symbol
+            hit = self.conn.execute(_CONFLICTS.replace("_hist_trades", self.ts_table), params).fetchone()
+            if hit is not None:
+                raise TradeConflict(f"{label}: {conflict_text(int(hit[0]), symbol, int(hit[1]), hit[2], hit[3])} — "
+                                    f"is it {symbol}'s, unedited? Nothing of this file was stored")
             out = self.conn.execute(_IDEMPOTENT_TRADES.replace("_hist_trades", self.ts_table), params).fetchone()
             assert out is not None
-            res = Loaded(n, int(out[0]), first_id, last_id, "idempotent")
+            res = Loaded(n, int(out[0]), first_id, last_id, "idempotent", archived=archived)
             record(res)
             return res
+
+    def _leave_out_archived(self, params: dict[str, Any]) -> tuple[int, int]:
+        """Delete from the scratch table the ids that live in the archive: (how many, how many are left)."""
+        row = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM archive_days WHERE exchange = %(ex)s AND symbol = %(sym)s "
+            "AND dropped_at IS NOT NULL AND last_trade_id >= %(lo)s AND first_trade_id <= %(hi)s)", params).fetchone()
+        if not row or not row[0]:
+            return 0, 0
+        out = self.conn.execute(_ARCHIVED.replace("_hist_trades", self.ts_table), params).fetchone()
+        gone = int(out[0]) if out else 0
+        left = self.conn.execute(f"SELECT count(*) FROM {self.ts_table}").fetchone()
+        return gone, int(left[0]) if left else 0
 
     def _bars_beside(self, sec: str) -> _Beside:
         """Start computing the scratch table's bars_1s on the second connection (a thread)."""
@@ -526,7 +589,8 @@ class Store:
                              last_day=last_day, name=name, url=url, sha256=None, size=None, res=res)
 
             if kind == "trades":
-                return self._merge_trades(stats, bulk_ok=False, record=record, symbol=symbol)
+                return self._merge_trades(stats, bulk_ok=False, record=record, symbol=symbol,
+                                          label=f"{symbol} REST rows {name}")
             with self.conn.transaction():
                 stored = self._merge_other(kind, symbol, interval)
                 res = Loaded(len(rows), stored, stats[1], stats[2], "idempotent")

@@ -2,10 +2,20 @@
 
 One call to `TradeWriter.write()` is one transaction:
 
-1. `COPY` (text: exact decimal digits) the batch into a session-private staging table;
-2. `INSERT … SELECT DISTINCT … ON CONFLICT DO NOTHING RETURNING …` into `trades`,
-   so a trade offered twice (in the batch, or again later) is stored once;
-3. fold exactly the rows that were inserted into `bars_1s` (open/close by trade id,
+1. `COPY` (text: exact decimal digits) the batch into a session-private staging table,
+   under a per-symbol transaction lock that every writer of `trades` takes (`lock_symbols`);
+2. the **append** (the fast path, see `append.py`): when each symbol's ids strictly increase
+   in the batch and none of the batch's id range is stored or archived and dropped, the staged
+   rows go into `trades` as they are and `bars_1s` is folded from the staged rows themselves —
+   no sort, no per-row lookups. An append that meets a duplicate key anyway rolls back to a
+   savepoint and takes the merge;
+3. otherwise the **merge**: `INSERT … SELECT DISTINCT … ON CONFLICT DO NOTHING RETURNING …`
+   into `trades`, so a trade offered twice (in the batch, or again later) is stored once — one truth per
+   trade id: a row whose id is already stored is left out when it is the same trade (price,
+   qty, side, and the time to the millisecond: a ms time is the µs time cut), and is a
+   `TradeConflict` (the batch stores nothing) when it is not; a row whose id lies in a day
+   archived and dropped (`archive_days`) is left out and counted (`archived`);
+   and exactly the rows that were inserted are folded into `bars_1s` (open/close by trade id,
    so a late backfill of earlier ids corrects the bar's open);
 4. `COPY` any dead letters of the batch into `dead_letters`.
 
@@ -20,10 +30,12 @@ from datetime import date, timedelta
 
 import psycopg
 
-from ..errors import DatabaseError, DataError
+from ..errors import DatabaseError, DataError, TradeConflict
 from ..model import DeadLetter, Trade
+from .append import AppendRange, append_ranges
 
-__all__ = ["BARS_FOLD", "BARS_INSERT", "BARS_ON_CONFLICT", "TradeWriter", "WriteResult", "dead_letter_text"]
+__all__ = ["BARS_FOLD", "BARS_INSERT", "BARS_ON_CONFLICT", "SAME_TRADE", "TRADE_TEXT", "TradeWriter", "WriteResult",
+           "conflict_text", "dead_letter_text", "lock_symbols"]
 
 MAX_PAYLOAD_CHARS = 65_536
 _US_PER_DAY = 86_400_000_000
@@ -71,7 +83,28 @@ SELECT * FROM agg
 {BARS_ON_CONFLICT}
 RETURNING 1"""
 
+# One truth per trade id (the rule the history loader uses too): `o` (a stored row) and `s` (an
+# offered one) of the same exchange, symbol and id are the same trade when price, qty and side
+# are equal and the times agree to the millisecond — Binance's ms times are its µs times cut,
+# so a live capture in ms and a 2025+ dump in µs hold the same trade. Anything else is a conflict.
+SAME_TRADE = ("({o}.price = {s}.price AND {o}.qty = {s}.qty AND {o}.is_buyer_maker = {s}.is_buyer_maker "
+              "AND date_trunc('milliseconds', {o}.trade_time) = date_trunc('milliseconds', {s}.trade_time))")
+
+
+def conflict_text(count: int, symbol: str, trade_id: int, stored: str, offered: str) -> str:
+    """The one line that names a conflict: how many ids, the first one, both versions of it."""
+    more = f" (and {count - 1:,} more)" if count > 1 else ""
+    return (f"{symbol} trade id {trade_id}{more} is stored as {stored} but offered as {offered}: "
+            "a conflict (one trade id, two different trades)")
+
+
+# What a stored row and an offered one look like in a conflict message (SQL over a row alias {t}).
+TRADE_TEXT = ("({t}.qty || ' at ' || {t}.price || CASE WHEN {t}.is_buyer_maker THEN ' (sell)' ELSE ' (buy)' END "
+              "|| ', ' || to_char({t}.trade_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'))")
+
 # Times arrive as exact integer microseconds; 'epoch' + n µs is exact in PostgreSQL.
+# `old`: the same id already stored, looked up a day either side of the row's time (a few
+# partitions, by primary key); `arch`: ids inside the id range of a day archived and dropped.
 _MERGE = """
 WITH src AS (
     SELECT DISTINCT ON (exchange, symbol, trade_id)
@@ -82,12 +115,30 @@ WITH src AS (
            source
     FROM _cryptolab_stage
     ORDER BY exchange, symbol, trade_id, source = 'backfill'
+), dropped AS (
+    SELECT a.exchange, a.symbol, a.first_trade_id, a.last_trade_id FROM archive_days a
+    WHERE a.dropped_at IS NOT NULL
+      AND a.last_trade_id >= (SELECT min(trade_id) FROM src) AND a.first_trade_id <= (SELECT max(trade_id) FROM src)
+), arch AS (
+    SELECT DISTINCT s.exchange, s.symbol, s.trade_id FROM src s JOIN dropped a
+      ON a.exchange = s.exchange AND a.symbol = s.symbol AND s.trade_id BETWEEN a.first_trade_id AND a.last_trade_id
+), old AS (
+    SELECT s.exchange, s.symbol, s.trade_id, s.price, s.qty, s.is_buyer_maker, s.trade_time,
+           o.price AS o_price, o.qty AS o_qty, o.is_buyer_maker AS o_m, o.trade_time AS o_time,
+           """ + SAME_TRADE.format(o="o", s="s") + """ AS same
+    FROM src s CROSS JOIN LATERAL (
+        SELECT t.price, t.qty, t.is_buyer_maker, t.trade_time FROM trades t
+        WHERE t.exchange = s.exchange AND t.symbol = s.symbol AND t.trade_id = s.trade_id
+          AND t.trade_time > s.trade_time - interval '1 day' AND t.trade_time < s.trade_time + interval '1 day'
+        ORDER BY t.trade_time LIMIT 1) o
 ), ins AS (
     INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker,
                         trade_time, event_time, received_at, source)
     SELECT exchange, symbol, trade_id, price, qty, is_buyer_maker,
            trade_time, event_time, received_at, source
-    FROM src
+    FROM src s
+    WHERE NOT EXISTS (SELECT 1 FROM old o WHERE o.exchange = s.exchange AND o.symbol = s.symbol AND o.trade_id = s.trade_id)
+      AND NOT EXISTS (SELECT 1 FROM arch a WHERE a.exchange = s.exchange AND a.symbol = s.symbol AND a.trade_id = s.trade_id)
     ON CONFLICT DO NOTHING
     RETURNING exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time
 ), agg AS (
@@ -109,8 +160,70 @@ WITH src AS (
 ), bars AS (
 """ + BARS_FOLD + """
 )
-SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM bars)
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM bars), (SELECT count(*) FROM arch),
+       (SELECT count(*) FROM old WHERE NOT same),
+       (SELECT array[symbol, trade_id::text, """ + TRADE_TEXT.format(t="c") + """, """ + TRADE_TEXT.format(t="o") + """]
+        FROM (SELECT symbol, trade_id, price, qty, is_buyer_maker, trade_time,
+                     o_price, o_qty, o_m, o_time FROM old WHERE NOT same ORDER BY symbol, trade_id LIMIT 1) o,
+             LATERAL (SELECT o.o_price AS price, o.o_qty AS qty, o.o_m AS is_buyer_maker, o.o_time AS trade_time) c)
 """
+
+# The append: staged rows go in as they are (ids checked above what is stored), bars are
+# folded from the staged rows. One statement: both data-modifying CTEs always run.
+_BAR_AGG = """
+    SELECT exchange, symbol, date_trunc('second', timestamptz 'epoch' + trade_time_us * interval '1 microsecond') AS ts,
+           (array_agg(price ORDER BY trade_id))[1]      AS open,
+           max(price)                                    AS high,
+           min(price)                                    AS low,
+           (array_agg(price ORDER BY trade_id DESC))[1] AS close,
+           sum(qty)                                      AS volume,
+           sum(price * qty)                              AS quote_volume,
+           coalesce(sum(qty) FILTER (WHERE NOT is_buyer_maker), 0)         AS taker_buy_volume,
+           coalesce(sum(price * qty) FILTER (WHERE NOT is_buyer_maker), 0) AS taker_buy_quote,
+           count(*)::integer                             AS trade_count,
+           min(trade_id)                                 AS first_trade_id,
+           max(trade_id)                                 AS last_trade_id,
+           sum(qty * price * price)                      AS price_sq_volume
+    FROM _cryptolab_stage
+    GROUP BY 1, 2, 3"""
+_APPEND = """
+WITH ins AS (
+    INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker,
+                        trade_time, event_time, received_at, source)
+    SELECT exchange, symbol, trade_id, price, qty, is_buyer_maker,
+           timestamptz 'epoch' + trade_time_us * interval '1 microsecond',
+           timestamptz 'epoch' + event_time_us * interval '1 microsecond',
+           timestamptz 'epoch' + received_at_us * interval '1 microsecond',
+           source
+    FROM _cryptolab_stage
+), agg AS (""" + _BAR_AGG + """
+), bars AS (
+""" + BARS_FOLD + """
+)
+SELECT count(*) FROM bars
+"""
+
+# Is any id of the batch's range already stored, or inside a day archived and dropped? Stored:
+# partitions from a day before the range's first trade on (ids grow with time; a day of margin
+# covers clocks and the ms/µs cut, as the merge's same-trade lookup does).
+_STORED_IN_RANGE = (
+    "SELECT EXISTS (SELECT 1 FROM trades WHERE exchange = %s AND symbol = %s AND trade_id BETWEEN %s AND %s"
+    " AND trade_time >= timestamptz 'epoch' + %s * interval '1 microsecond' - interval '1 day')"
+    " OR EXISTS (SELECT 1 FROM archive_days WHERE dropped_at IS NOT NULL AND exchange = %s AND symbol = %s"
+    " AND last_trade_id >= %s AND first_trade_id <= %s)"
+)
+
+# Every writer of `trades` takes this lock per symbol (sorted: no deadlock) for its
+# transaction, so "nothing stored in this id range" stays true until the append commits.
+_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('cryptolab.trades/' || k, 0)) FROM unnest(%s::text[]) AS k ORDER BY k"
+
+
+def lock_symbols(conn: psycopg.Connection, keys: Iterable[tuple[str, str]]) -> None:
+    """Take the per-symbol write lock of `trades` for the current transaction."""
+    names = sorted({f"{exchange}/{symbol}" for exchange, symbol in keys})
+    if names:
+        conn.execute(_LOCK, (names,))
+
 
 _DEAD_COPY = (
     "COPY dead_letters (received_at, source, exchange, symbol, reason, payload, payload_bytes)"
@@ -127,10 +240,12 @@ class WriteResult:
     inserted: int
     bars_touched: int
     dead_letters: int
+    archived: int = 0
+    """Trades left out because their ids live in the archive (a day archived and dropped)."""
 
     @property
     def duplicates(self) -> int:
-        """Trades offered that were already stored (or repeated in the batch)."""
+        """Trades offered that were already stored (or repeated in the batch, or archived)."""
         return self.offered - self.inserted
 
 
@@ -150,6 +265,10 @@ class TradeWriter:
         self.conn = conn
         self._days: set[int] = set()
         self._ready = False
+        self.appended = 0
+        """Batches stored by the append fast path."""
+        self.merged = 0
+        """Batches stored by the merge (staging, dedupe)."""
 
     def _prepare(self) -> None:
         if self._ready:
@@ -180,7 +299,7 @@ class TradeWriter:
         """Store a batch in one transaction; return what was new.
 
         Raises `DataError` when the database rejects the rows themselves (split the batch
-        to find them) and `DatabaseError` when it cannot be used (an outage: retry later).
+        to find them; `TradeConflict` when a row contradicts the stored trade of its id) and `DatabaseError` when it cannot be used (an outage: retry later).
         """
         dead = list(dead_letters)
         try:
@@ -188,18 +307,13 @@ class TradeWriter:
             if trades:
                 self._ensure_days(trades)
             with self.conn.transaction():
-                inserted = bars = 0
+                inserted = bars = archived = 0
                 if trades:
-                    with self.conn.cursor() as cur:
-                        with cur.copy(_STAGE_COPY) as copy:
-                            copy.set_types(_STAGE_TYPES)
-                            for t in trades:
-                                copy.write_row(t)
-                        row = cur.execute(_MERGE).fetchone()
-                        assert row is not None
-                        inserted, bars = int(row[0]), int(row[1])
+                    inserted, bars, archived = self._store(trades)
                 if dead:
                     self._write_dead(dead)
+        except TradeConflict as exc:
+            raise TradeConflict(f"{exc}; nothing of this batch of {len(trades)} trades was stored") from None
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             # the rows themselves are wrong (a value out of range, a constraint): not an outage
             raise DataError(f"the database rejected a batch of {len(trades)} trades: "
@@ -207,7 +321,43 @@ class TradeWriter:
         except psycopg.Error as exc:
             self._ready = self._ready and not self.conn.closed
             raise DatabaseError(f"could not store {len(trades)} trades: {str(exc).strip().splitlines()[0]}") from exc
-        return WriteResult(len(trades), inserted, bars, len(dead))
+        return WriteResult(len(trades), inserted, bars, len(dead), archived)
+
+    def _store(self, trades: Sequence[Trade]) -> tuple[int, int, int]:
+        """Stage the batch, then append it or merge it; (inserted, bars touched, archived)."""
+        lock_symbols(self.conn, {(t.exchange, t.symbol) for t in trades})
+        with self.conn.cursor() as cur:
+            with cur.copy(_STAGE_COPY) as copy:
+                copy.set_types(_STAGE_TYPES)
+                for t in trades:
+                    copy.write_row(t)
+            ranges = append_ranges(trades)
+            if ranges is not None and not self._stored_in(cur, ranges):
+                try:
+                    with self.conn.transaction():
+                        row = cur.execute(_APPEND).fetchone()
+                    assert row is not None
+                    self.appended += 1
+                    return len(trades), int(row[0]), 0
+                except psycopg.errors.UniqueViolation:
+                    pass  # a writer that does not lock stored some of them after all: the merge sorts it out
+            row = cur.execute(_MERGE).fetchone()
+            assert row is not None
+            self.merged += 1
+            if row[3]:
+                sym, tid, stored, offered = row[4]
+                raise TradeConflict(conflict_text(int(row[3]), sym, int(tid), stored, offered))
+            return int(row[0]), int(row[1]), int(row[2])
+
+    @staticmethod
+    def _stored_in(cur: psycopg.Cursor[tuple[object, ...]], ranges: Sequence[AppendRange]) -> bool:
+        """Does the database hold (or has it archived and dropped) any id of these ranges?"""
+        for r in ranges:
+            row = cur.execute(_STORED_IN_RANGE, (r.exchange, r.symbol, r.lo, r.hi, r.first_time_us,
+                                                 r.exchange, r.symbol, r.lo, r.hi)).fetchone()
+            if row is not None and row[0]:
+                return True
+        return False
 
     def clear_stage(self) -> None:
         """Empty the session's staging table (for a caller that writes inside its own transaction,

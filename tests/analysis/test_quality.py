@@ -135,10 +135,14 @@ def test_duplicates_across_sources(dsn: str) -> None:
         live = [Trade("binance", SYMBOL, i, Decimal("100.5"), Decimal("1"), False, base + i * 1000, None, None, "live")
                 for i in range(1, 6)]
         w.write(live)
-        # a backfilled copy of id 2 with a different T (stored: the key holds the time), and of id 3 that disagrees
-        w.write([live[1]._replace(trade_time_us=live[1].trade_time_us + 5, source="backfill"),
-                 live[2]._replace(trade_time_us=live[2].trade_time_us + 5, price=Decimal("100.6"), source="backfill"),
-                 live[3]._replace(source="backfill")])  # same key: not stored twice
+        # the writer stores an id once (a conflicting copy is refused): copies stored by other means
+        # (an older version, a plain INSERT in psql) — id 2 with a different T, id 3 that disagrees
+        for t in (live[1]._replace(trade_time_us=live[1].trade_time_us + 5000),
+                  live[2]._replace(trade_time_us=live[2].trade_time_us + 5, price=Decimal("100.6"))):
+            c.execute("INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, source) "
+                      "VALUES (%s, %s, %s, %s, %s, %s, timestamptz 'epoch' + %s * interval '1 microsecond', 'backfill')",
+                      (t.exchange, t.symbol, t.trade_id, t.price, t.qty, t.is_buyer_maker, t.trade_time_us))
+        w.write([live[3]._replace(source="backfill")])  # same trade: not stored twice
         got = an.duplicates(SYMBOL, START, END, conn=c).to_dicts()
         rep = {r["check"]: r for r in an.quality_report(SYMBOL, START, END, conn=c).to_dicts()}
     assert [(r["trade_id"], r["copies"], r["sources"], r["same_content"]) for r in got] == [

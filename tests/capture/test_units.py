@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from cryptolab.capture.backoff import ConnectBudget, backoff
 from cryptolab.capture.batching import plan_turn
 from cryptolab.capture.sequencer import GapPolicy, Sequencer
@@ -132,3 +134,13 @@ def test_dir_of_the_package_lists_the_public_api() -> None:
     assert {"Capture", "CaptureOptions", "CaptureStatus", "CryptolabError", "connect", "settings"} <= set(names)
     assert not [n for n in names if n.startswith("_") and n != "__version__"]
     assert all(getattr(cryptolab, n) is not None for n in names)
+
+
+def test_group_commit_waits_for_the_window_or_a_full_group() -> None:
+    from cryptolab.capture.batching import commit_wait
+
+    assert commit_wait(queued=0, oldest_age=0.0, window=0.2, enough_rows=250) is None  # nothing: wait for a row
+    assert commit_wait(queued=3, oldest_age=0.05, window=0.2, enough_rows=250) == pytest.approx(0.15)
+    assert commit_wait(queued=3, oldest_age=0.2, window=0.2, enough_rows=250) == 0.0  # the oldest is due
+    assert commit_wait(queued=250, oldest_age=0.0, window=0.2, enough_rows=250) == 0.0  # a full group goes now
+    assert commit_wait(queued=1, oldest_age=0.0, window=0.0, enough_rows=250) == 0.0  # window 0: at once

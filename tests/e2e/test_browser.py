@@ -153,8 +153,8 @@ def browser(tmp_path: Path) -> Iterator[CDP]:
     try:
         port_file = profile / "DevToolsActivePort"
         end = time.monotonic() + 30
-        while not port_file.exists() and time.monotonic() < end:
-            time.sleep(0.1)
+        while not (port_file.exists() and port_file.read_text().strip()) and time.monotonic() < end:
+            time.sleep(0.1)  # chromium creates the file, then writes the port into it
         port = int(port_file.read_text().split()[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
             page = next(t for t in json.load(r) if t["type"] == "page")

@@ -61,7 +61,7 @@ def assert_exact(dsn: str, ex: LocalExchange, symbols: list[str]) -> None:
         ctx.prec = 80
         c.execute("SET TIME ZONE 'UTC'")
         for s in symbols:
-            log = sorted(ex.trade_log(s, "MILLISECOND"), key=lambda t: t.trade_id)
+            log = sorted(ex.trade_log(s, "MICROSECOND"), key=lambda t: t.trade_id)  # the capture asks for µs
             assert log, f"the exchange printed nothing for {s}"
             rows = c.execute(
                 "SELECT trade_id, price, qty, is_buyer_maker, (extract(epoch FROM trade_time) * 1000000)::bigint "
@@ -125,6 +125,29 @@ def test_clean_run(dsn: str, exchange) -> None:
         run = c.execute("SELECT status, trades_stored, symbols FROM capture_runs").fetchone()
         assert run == ("stopped", st.rows_stored, ["BTCUSDT", "ETHUSDT"])
         assert c.execute("SELECT count(*) FROM trades WHERE source = 'live'").fetchone()[0] > 0
+
+
+def test_a_quiet_market_is_committed_in_groups_through_the_append_path(dsn: str, exchange) -> None:
+    """~100 trades/s: the writer commits when the oldest row has waited the window, a few
+    transactions a second, not one per message; a healthy stream's batches are appended."""
+    ex = exchange(rate=100, seed=8)
+    syms = ["btcusdt", "ethusdt"]
+    cap = Capture(syms, source=ex.ws_url, **{**FAST, "commit_window": 0.25}, **ALL).start()
+    time.sleep(4.0)
+    st = finish(ex, cap, dsn, syms)
+    assert st.messages >= 300
+    assert st.commits <= 4.5 / 0.25 + 10, f"{st.commits} commits for {st.messages} messages"
+    assert st.appended >= st.commits - 3  # the start's catch-up and the last batch may overlap
+
+
+def test_without_a_window_every_few_messages_commit(dsn: str, exchange) -> None:
+    """The same market with commit_window=0 commits far more often: the window is what groups."""
+    ex = exchange(rate=100, seed=8)
+    syms = ["btcusdt", "ethusdt"]
+    cap = Capture(syms, source=ex.ws_url, **{**FAST, "commit_window": 0.0}, **ALL).start()
+    time.sleep(4.0)
+    st = finish(ex, cap, dsn, syms)
+    assert st.commits > 4.5 / 0.25 + 10
 
 
 def test_many_symbols_split_across_connections(dsn: str, exchange) -> None:

@@ -41,16 +41,13 @@ def _expected(ex: Any, symbol: str, upto_us: int | None = None) -> list[tuple[An
 
 
 def _same(stored: list[tuple[Any, ...]], expected: list[tuple[Any, ...]], rest_from_us: int) -> None:
-    """Equal to the exchange's log: ids, price, qty, side exactly; times exact from dumps,
-    to the millisecond from REST (Binance's default unit, as a live capture stores them)."""
+    """Equal to the exchange's log: ids, price, qty, side and µs times exactly (REST is asked
+    for µs with X-MBX-TIME-UNIT, the dumps' unit since 2025)."""
     assert [r[0] for r in stored] == [r[0] for r in expected]
     for s, e in zip(stored, expected):
         assert (s[1], s[2], s[3]) == (e[1], e[2], e[3]), (s, e)
         assert isinstance(s[1], Decimal)
-        if e[4] < rest_from_us:
-            assert s[4] == e[4], (s, e)
-        else:
-            assert s[4] in (e[4], e[4] // 1000 * 1000), (s, e)
+        assert s[4] == e[4], (s, e)
 
 
 def _midnight_us(d: date) -> int:
