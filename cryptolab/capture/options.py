@@ -18,7 +18,7 @@ class CaptureOptions:
     commit_window: float = 0.2
     """Seconds the oldest queued row may wait for others before the rows are committed (group
     commit: a quiet market costs ~1/commit_window transactions a second; 0 = at once)."""
-    commit_rows: int = 250
+    commit_rows: int = 50
     """Queued rows that are committed at once, without waiting for `commit_window`."""
     max_queue_rows: int = 500_000
     """Rows held in memory before the writer spills to the journal."""
