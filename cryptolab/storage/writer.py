@@ -102,6 +102,27 @@ def conflict_text(count: int, symbol: str, trade_id: int, stored: str, offered: 
 TRADE_TEXT = ("({t}.qty || ' at ' || {t}.price || CASE WHEN {t}.is_buyer_maker THEN ' (sell)' ELSE ' (buy)' END "
               "|| ', ' || to_char({t}.trade_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'))")
 
+def _bar_agg(rows: str, trade_time: str) -> str:
+    """The 1 s bars of `rows` (a CTE or table with price, qty, side and trade id; `trade_time` the
+    expression of a row's time): the one aggregate both the merge and the append fold."""
+    return f"""
+    SELECT exchange, symbol, date_trunc('second', {trade_time}) AS ts,
+           (array_agg(price ORDER BY trade_id))[1]      AS open,
+           max(price)                                    AS high,
+           min(price)                                    AS low,
+           (array_agg(price ORDER BY trade_id DESC))[1] AS close,
+           sum(qty)                                      AS volume,
+           sum(price * qty)                              AS quote_volume,
+           coalesce(sum(qty) FILTER (WHERE NOT is_buyer_maker), 0)         AS taker_buy_volume,
+           coalesce(sum(price * qty) FILTER (WHERE NOT is_buyer_maker), 0) AS taker_buy_quote,
+           count(*)::integer                             AS trade_count,
+           min(trade_id)                                 AS first_trade_id,
+           max(trade_id)                                 AS last_trade_id,
+           sum(qty * price * price)                      AS price_sq_volume
+    FROM {rows}
+    GROUP BY 1, 2, 3"""
+
+
 # Times arrive as exact integer microseconds; 'epoch' + n µs is exact in PostgreSQL.
 # `old`: the same id already stored, looked up a day either side of the row's time (a few
 # partitions, by primary key); `arch`: ids inside the id range of a day archived and dropped.
@@ -141,22 +162,7 @@ WITH src AS (
       AND NOT EXISTS (SELECT 1 FROM arch a WHERE a.exchange = s.exchange AND a.symbol = s.symbol AND a.trade_id = s.trade_id)
     ON CONFLICT DO NOTHING
     RETURNING exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time
-), agg AS (
-    SELECT exchange, symbol, date_trunc('second', trade_time) AS ts,
-           (array_agg(price ORDER BY trade_id))[1]      AS open,
-           max(price)                                    AS high,
-           min(price)                                    AS low,
-           (array_agg(price ORDER BY trade_id DESC))[1] AS close,
-           sum(qty)                                      AS volume,
-           sum(price * qty)                              AS quote_volume,
-           coalesce(sum(qty) FILTER (WHERE NOT is_buyer_maker), 0)         AS taker_buy_volume,
-           coalesce(sum(price * qty) FILTER (WHERE NOT is_buyer_maker), 0) AS taker_buy_quote,
-           count(*)::integer                             AS trade_count,
-           min(trade_id)                                 AS first_trade_id,
-           max(trade_id)                                 AS last_trade_id,
-           sum(qty * price * price)                      AS price_sq_volume
-    FROM ins
-    GROUP BY 1, 2, 3
+), agg AS (""" + _bar_agg("ins", "trade_time") + """
 ), bars AS (
 """ + BARS_FOLD + """
 )
@@ -170,22 +176,6 @@ SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM bars), (SELECT count(*)
 
 # The append: staged rows go in as they are (ids checked above what is stored), bars are
 # folded from the staged rows. One statement: both data-modifying CTEs always run.
-_BAR_AGG = """
-    SELECT exchange, symbol, date_trunc('second', timestamptz 'epoch' + trade_time_us * interval '1 microsecond') AS ts,
-           (array_agg(price ORDER BY trade_id))[1]      AS open,
-           max(price)                                    AS high,
-           min(price)                                    AS low,
-           (array_agg(price ORDER BY trade_id DESC))[1] AS close,
-           sum(qty)                                      AS volume,
-           sum(price * qty)                              AS quote_volume,
-           coalesce(sum(qty) FILTER (WHERE NOT is_buyer_maker), 0)         AS taker_buy_volume,
-           coalesce(sum(price * qty) FILTER (WHERE NOT is_buyer_maker), 0) AS taker_buy_quote,
-           count(*)::integer                             AS trade_count,
-           min(trade_id)                                 AS first_trade_id,
-           max(trade_id)                                 AS last_trade_id,
-           sum(qty * price * price)                      AS price_sq_volume
-    FROM _cryptolab_stage
-    GROUP BY 1, 2, 3"""
 _APPEND = """
 WITH ins AS (
     INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker,
@@ -196,7 +186,7 @@ WITH ins AS (
            timestamptz 'epoch' + received_at_us * interval '1 microsecond',
            source
     FROM _cryptolab_stage
-), agg AS (""" + _BAR_AGG + """
+), agg AS (""" + _bar_agg("_cryptolab_stage", "timestamptz 'epoch' + trade_time_us * interval '1 microsecond'") + """
 ), bars AS (
 """ + BARS_FOLD + """
 )
