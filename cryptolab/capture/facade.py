@@ -365,8 +365,6 @@ class Capture:
         out = {}
         for sym in symbols:
             last_id, holes = resume.get(sym, (None, []))
-            if holes and (last_id is None or last_id < max(hi for _, hi in holes)):
-                last_id = max(hi for _, hi in holes)  # a recorded hole's end is known: what came after it is missing too
             if sym in self.from_ids and (last_id is None or last_id < self.from_ids[sym] - 1):
                 last_id = self.from_ids[sym] - 1
             out[sym] = Sequencer(sym, last_id, holes)

@@ -19,7 +19,7 @@ __all__ = ["ResumePoint", "RunLog", "db_key", "mark_dead_runs", "max_stored_ids"
            "resume_points"]
 
 ResumePoint = tuple[int | None, list[tuple[int, int]]]
-"""(last id stored within the look-back, holes to fill)."""
+"""(the id to resume after: the last stored within the look-back, or a hole's end past it; holes to fill)."""
 
 
 def db_key(dsn: str) -> str:
@@ -120,7 +120,10 @@ def resume_points(
             if want is not None and lo_id is not None and want < lo_id:
                 ranges.append((want, int(lo_id) - 1))
             ranges = [r for r in ranges if not any(a <= r[0] and r[1] <= b for a, b in lost)]
-            out[sym] = (hi_id, sorted(set(ranges)))
+            # resume after the highest id known: a recorded hole ends past what is stored when nothing
+            # after it was stored (a history join stopped early), and what came after it is missing too
+            top = max([*(b for _, b in ranges), *([int(hi_id)] if hi_id is not None else [])], default=None)
+            out[sym] = (top, sorted(set(ranges)))
     return out
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from ..errors import DataError, SourceError
+from ..storage.private import private_dirs
 from .plan import DumpFile
 
 __all__ = ["Downloader", "Fetched", "Progress", "sha256_of", "DEFAULT_DUMPS_URL", "MAX_FILE_BYTES"]
@@ -125,17 +126,6 @@ def _private_file(path: str, flags: int) -> int:
     return os.open(path, flags, 0o600)
 
 
-def _private_dirs(d: Path) -> None:
-    """Make `d` and its missing parents 0700 (existing folders keep their mode)."""
-    missing = []
-    while not d.exists():
-        missing.append(d)
-        d = d.parent
-    for m in reversed(missing):
-        m.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(m, 0o700)
-
-
 class Downloader:
     """Downloads `DumpFile`s from `base_url` into `cache` (see the module doc)."""
 
@@ -198,7 +188,7 @@ class Downloader:
                 return Fetched(f, dest, digest, dest.stat().st_size, url, cached=True)
             dest.unlink()  # damaged in the cache: fetch again
         try:
-            _private_dirs(dest.parent)
+            private_dirs(dest.parent)
         except OSError as exc:
             raise _disk_error(exc, dest.parent) from None
         part = dest.with_name(dest.name + ".part")

@@ -38,6 +38,7 @@ import orjson
 from ..errors import ConfigError
 from ..model import DeadLetter, Trade
 from .journal_format import BadRecord, JournalError, Segment, _dead_line, _trade_line, read_segment
+from .private import private_dirs
 
 __all__ = ["Journal", "Replayed", "JournalFullError", "JournalBusyError", "default_max_bytes", "SEGMENT_BYTES", "DEFAULT_MAX_MB"]
 
@@ -104,17 +105,7 @@ def default_max_bytes() -> int:
 
 def _make_private_dir(d: Path) -> None:
     """Create `d` (and missing parents) 0700; existing parents keep their mode, `d` itself becomes 0700."""
-    missing = []
-    p = d
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for m in reversed(missing):
-        try:
-            m.mkdir(mode=0o700)
-        except FileExistsError:
-            continue
-        os.chmod(m, 0o700)
+    private_dirs(d)
     if not d.is_dir():
         raise JournalError(f"journal path {d} exists and is not a directory; move it away or choose another "
                            "CRYPTOLAB_HOME")

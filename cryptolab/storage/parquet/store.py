@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ...errors import ConfigError
+from ..private import private_dirs
 from .errors import ArchiveError
 
 __all__ = ["Store", "open_store", "archive_url", "STAGING", "DATASET"]
@@ -45,21 +46,6 @@ def archive_url() -> str:
     if raw:
         return raw
     return str(settings().home / "archive")
-
-
-def _private_dirs(path: str) -> None:
-    """Make `path` and its missing parents 0700 (existing folders keep their mode)."""
-    missing = []
-    p = Path(path)
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for m in reversed(missing):
-        try:
-            m.mkdir(mode=0o700)
-        except FileExistsError:
-            continue
-        os.chmod(m, 0o700)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -112,7 +98,7 @@ class Store:
 
         try:
             if self.kind == "dir":
-                _private_dirs(self.root)
+                private_dirs(self.root)
                 if not os.access(self.root, os.W_OK | os.X_OK):
                     raise PermissionError(errno.EACCES, "not writable", self.root)
             else:
@@ -142,7 +128,7 @@ class Store:
         path = self.full(rel)
         try:
             if self.kind == "dir":
-                _private_dirs(str(Path(path).parent))
+                private_dirs(str(Path(path).parent))
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 try:
                     os.fchmod(fd, 0o600)
@@ -171,7 +157,7 @@ class Store:
         src, dst = self.full(staged), self.full(final)
         try:
             if self.kind == "dir":
-                _private_dirs(str(Path(dst).parent))
+                private_dirs(str(Path(dst).parent))
                 os.replace(src, dst)
                 fd = os.open(str(Path(dst).parent), os.O_RDONLY)
                 try:
