@@ -1,0 +1,170 @@
+"""Keeping a local book in step with Binance's depth stream — the decisions, without I/O.
+
+The procedure as Binance documents it (spot since Dec 2024; USD-M futures with `pu`):
+
+1. buffer the diffs from the stream; note the first one's `U`;
+2. take a REST snapshot; while its `lastUpdateId` is below the first buffered `U`, take
+   another (a stale snapshot);
+3. drop buffered diffs the snapshot already holds (spot: `u <= lastUpdateId`; futures:
+   `u < lastUpdateId`); the first one left straddles the snapshot (`U <= lastUpdateId + 1`,
+   futures `U <= lastUpdateId <= u`) and is applied like the rest;
+4. live: a diff with `u` at or below the book's id is old (ignored); spot `U > id + 1` or
+   futures `pu != id` is a loss: the book is re-synced from step 1 and the loss recorded.
+
+A book that comes out crossed after a diff is recorded and re-synced too, and so is every
+reconnect (the caller says `restart()`); the gap a restart leaves is recorded only when ids
+were really missed. `BookSync` returns what happened; the caller fetches snapshots, stores
+rows and records gaps (`capture/book.py`, the local exchange's tests, the readers).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from .model import BookGap, BookSnapshot, DepthDiff
+from .state import OrderBook
+
+__all__ = ["BookSync", "DiffResult", "SnapshotResult", "MAX_BUFFERED"]
+
+MAX_BUFFERED = 10_000
+"""Diffs buffered while waiting for a snapshot; beyond, the oldest are dropped from the buffer
+(they are stored all the same) and the snapshot is bound to be re-taken."""
+
+
+class DiffResult(enum.Enum):
+    """What a diff did to the local book."""
+
+    APPLIED = "applied"
+    BUFFERED = "buffered"  # waiting for a snapshot
+    OLD = "old"  # at or below the book's id: already in it
+    GAP = "gap"  # a loss (or a crossed book): re-sync started, `BookSync.gaps` has the record
+
+
+class SnapshotResult(enum.Enum):
+    """What a snapshot did to the local book."""
+
+    SYNCED = "synced"
+    STALE = "stale"  # older than the buffered diffs: take another
+    WAIT = "wait"  # no diff buffered yet to check it against: keep it, decide on the next diff
+    IGNORED = "ignored"  # not waiting for one
+
+
+@dataclass
+class BookSync:
+    """One symbol's local book and where it stands in the procedure."""
+
+    exchange: str
+    symbol: str
+    futures: bool = False
+    book: OrderBook = field(default_factory=OrderBook)
+    synced: bool = False
+    buffer: list[DepthDiff] = field(default_factory=list)
+    gaps: list[BookGap] = field(default_factory=list)
+    """Gap records to store (seen, then again when healed); the caller drains it."""
+    last_id: int | None = None
+    """The last update id the book was right at (survives a re-sync: a restart's gap is measured from it)."""
+    resyncs: int = 0
+    _pending_gap: BookGap | None = None
+    _held: BookSnapshot | None = None
+
+    # ---- the stream
+
+    def on_diff(self, diff: DepthDiff, now_us: int) -> DiffResult:
+        """Follow one diff from the stream."""
+        if not self.synced:
+            self.buffer.append(diff)
+            if len(self.buffer) > MAX_BUFFERED:
+                del self.buffer[: len(self.buffer) - MAX_BUFFERED]
+            if self._held is not None:
+                held, self._held = self._held, None
+                if self.on_snapshot(held, now_us) is SnapshotResult.SYNCED:
+                    return DiffResult.APPLIED
+            return DiffResult.BUFFERED
+        book_id = self.book.update_id
+        assert book_id is not None
+        if diff.last_id <= book_id:
+            return DiffResult.OLD
+        broken = diff.prev_id != book_id if self.futures else diff.first_id > book_id + 1
+        if broken:
+            self._lose("gap", book_id, diff.first_id, now_us)
+            self.buffer.append(diff)
+            return DiffResult.GAP
+        self.book.apply(diff.bids, diff.asks, diff.last_id)
+        self.last_id = diff.last_id
+        if self.book.crossed():
+            self._lose("crossed", diff.last_id, None, now_us)
+            return DiffResult.GAP
+        return DiffResult.APPLIED
+
+    def restart(self, now_us: int) -> None:
+        """The stream was reconnected (or rotated): re-sync; a loss shows when the snapshot comes."""
+        self.synced = False
+        self.buffer.clear()
+        self._held = None
+        self.book.clear()
+
+    @property
+    def wants_snapshot(self) -> bool:
+        """True when a snapshot should be fetched now: not synced and a diff is buffered."""
+        return not self.synced and bool(self.buffer) and self._held is None
+
+    # ---- the snapshot
+
+    def on_snapshot(self, snap: BookSnapshot, now_us: int) -> SnapshotResult:
+        """Try to start the book from `snap` and the buffered diffs."""
+        if self.synced:
+            return SnapshotResult.IGNORED
+        s = snap.last_update_id
+        if not self.buffer:
+            self._held = snap
+            return SnapshotResult.WAIT
+        first_buffered = self.buffer[0].first_id
+        if s < first_buffered:  # Binance: a snapshot below the first buffered U is too old
+            return SnapshotResult.STALE
+        keep = [d for d in self.buffer if (d.last_id >= s if self.futures else d.last_id > s)]
+        if keep and not self._continuous(keep, s):
+            # a diff is missing among the buffered ones: drop them up to the break, take another snapshot
+            return SnapshotResult.STALE
+        self.book.load(snap.bids, snap.asks, s)
+        self._heal(s, self.buffer[0], now_us)
+        self.synced = True
+        self.buffer.clear()
+        for d in keep:
+            self.book.apply(d.bids, d.asks, d.last_id)
+        self.last_id = self.book.update_id
+        if self.book.crossed():
+            self._lose("crossed", self.book.update_id or s, None, now_us)
+        return SnapshotResult.SYNCED
+
+    def _continuous(self, diffs: list[DepthDiff], s: int) -> bool:
+        first = diffs[0]
+        if self.futures:
+            ok = first.first_id <= s <= first.last_id
+            return ok and all(b.prev_id == a.last_id for a, b in zip(diffs, diffs[1:]))
+        ok = first.first_id <= s + 1
+        return ok and all(b.first_id <= a.last_id + 1 for a, b in zip(diffs, diffs[1:]))
+
+    # ---- losses
+
+    def _lose(self, reason: str, after_id: int, before_id: int | None, now_us: int) -> None:
+        gap = BookGap(self.exchange, self.symbol, reason, after_id, before_id, now_us)
+        self.gaps.append(gap)
+        self._pending_gap = gap
+        self.synced = False
+        self.resyncs += 1
+        self.buffer.clear()
+        self._held = None
+
+    def _heal(self, snapshot_id: int, first: DepthDiff, now_us: int) -> None:
+        """The book starts again at `snapshot_id`: heal the pending gap, or record a restart's loss."""
+        pending, self._pending_gap = self._pending_gap, None
+        if pending is not None:
+            self.gaps.append(pending._replace(snapshot_id=snapshot_id, healed_at_us=now_us))
+            return
+        last = self.last_id
+        if last is not None and (first.prev_id != last if self.futures else first.first_id > last + 1):
+            # restarted (reconnect, or a capture started after stored diffs) and the stream since
+            # does not reach back to the last good id: the ids between were never seen
+            self.gaps.append(BookGap(self.exchange, self.symbol, "restart", last, first.first_id, now_us,
+                                     snapshot_id, now_us))
