@@ -30,9 +30,11 @@ from datetime import date, timedelta
 
 import psycopg
 
+from ..book.model import BookRow
 from ..errors import DatabaseError, DataError, TradeConflict
 from ..model import DeadLetter, Trade
 from .append import AppendRange, append_ranges
+from .book import BookResult, BookWriter
 
 __all__ = ["BARS_FOLD", "BARS_INSERT", "BARS_ON_CONFLICT", "SAME_TRADE", "TRADE_TEXT", "TradeWriter", "WriteResult",
            "conflict_text", "dead_letter_text", "lock_symbols"]
@@ -232,6 +234,8 @@ class WriteResult:
     dead_letters: int
     archived: int = 0
     """Trades left out because their ids live in the archive (a day archived and dropped)."""
+    book: BookResult | None = None
+    """What the batch's book rows (diffs, quotes, snapshots, gaps) stored, when it had any."""
 
     @property
     def duplicates(self) -> int:
@@ -259,6 +263,8 @@ class TradeWriter:
         """Batches stored by the append fast path."""
         self.merged = 0
         """Batches stored by the merge (staging, dedupe)."""
+        self.book = BookWriter(conn)
+        """The book's rows go in the same transaction as the trades (`write(…, book=…)`)."""
 
     def _prepare(self) -> None:
         if self._ready:
@@ -285,8 +291,9 @@ class TradeWriter:
                 self.conn.execute("SELECT cryptolab_ensure_partition(%s)", (day,))
         self._days |= days
 
-    def write(self, trades: Sequence[Trade], dead_letters: Iterable[DeadLetter] = ()) -> WriteResult:
-        """Store a batch in one transaction; return what was new.
+    def write(self, trades: Sequence[Trade], dead_letters: Iterable[DeadLetter] = (),
+              book: Sequence[BookRow] = ()) -> WriteResult:
+        """Store a batch (trades, dead letters, book rows) in one transaction; return what was new.
 
         Raises `DataError` when the database rejects the rows themselves (split the batch
         to find them; `TradeConflict` when a row contradicts the stored trade of its id) and `DatabaseError` when it cannot be used (an outage: retry later).
@@ -296,22 +303,30 @@ class TradeWriter:
             self._prepare()
             if trades:
                 self._ensure_days(trades)
+            if book:
+                self.book.prepare(book)
+            booked = None
             with self.conn.transaction():
                 inserted = bars = archived = 0
                 if trades:
                     inserted, bars, archived = self._store(trades)
+                if book:
+                    booked = self.book.store(book)
                 if dead:
                     self._write_dead(dead)
         except TradeConflict as exc:
+            self.book.forget()
             raise TradeConflict(f"{exc}; nothing of this batch of {len(trades)} trades was stored") from None
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             # the rows themselves are wrong (a value out of range, a constraint): not an outage
-            raise DataError(f"the database rejected a batch of {len(trades)} trades: "
+            self.book.forget()
+            raise DataError(f"the database rejected a batch of {len(trades)} trades and {len(book)} book rows: "
                             f"{str(exc).strip().splitlines()[0]}") from exc
         except psycopg.Error as exc:
+            self.book.forget()
             self._ready = self._ready and not self.conn.closed
             raise DatabaseError(f"could not store {len(trades)} trades: {str(exc).strip().splitlines()[0]}") from exc
-        return WriteResult(len(trades), inserted, bars, len(dead), archived)
+        return WriteResult(len(trades), inserted, bars, len(dead), archived, booked)
 
     def _store(self, trades: Sequence[Trade]) -> tuple[int, int, int]:
         """Stage the batch, then append it or merge it; (inserted, bars touched, archived)."""

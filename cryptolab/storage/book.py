@@ -1,0 +1,236 @@
+"""The book writer: depth diffs, snapshots, quotes and book gaps into PostgreSQL, once each.
+
+`BookWriter.store(rows)` runs inside the caller's transaction (the sink stores a turn's trades
+and book rows in one), and for each kind of row decides per batch, like the trade writer:
+
+* **append** (the fast path): a symbol's update ids in the batch strictly increase and lie above
+  the highest one this writer knows stored → one text `COPY` straight into the table (its day
+  partition); an append that meets a stored key anyway (another writer) rolls back to a
+  savepoint and takes the merge;
+* **merge**: `COPY` into a session-private staging table, then `INSERT … SELECT DISTINCT ON …
+  WHERE NOT EXISTS … ON CONFLICT DO NOTHING` — a diff (exchange, symbol, last update id) or a
+  quote (exchange, symbol, update id) offered twice is stored once, whatever path brought it.
+
+Levels are written as the exchange's decimal strings in array literals (`{61837.63,0.5}`):
+exact, and no conversion in this process. Snapshots and gaps are few: plain inserts (a gap is
+upserted: seen, then healed).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import psycopg
+
+from ..book.model import BookGap, BookRow, BookSnapshot, DepthDiff, Level, Quote
+from ..model import us_to_datetime
+
+__all__ = ["BookWriter", "BookResult"]
+
+_US_PER_DAY = 86_400_000_000
+_EPOCH_DAY = date(1970, 1, 1)
+
+_DIFF_COLS = ("exchange, symbol, first_update_id, last_update_id, prev_update_id, event_time, received_at,"
+              " bid_price, bid_qty, ask_price, ask_qty, source")
+_QUOTE_COLS = "exchange, symbol, update_id, received_at, event_time, bid_price, bid_qty, ask_price, ask_qty, source"
+_STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS _cryptolab_book_stage (LIKE book_diffs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
+    " CREATE TEMP TABLE IF NOT EXISTS _cryptolab_quote_stage (LIKE quotes INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_MERGE_DIFFS = f"""
+INSERT INTO book_diffs ({_DIFF_COLS})
+SELECT DISTINCT ON (exchange, symbol, last_update_id) {_DIFF_COLS} FROM _cryptolab_book_stage s
+WHERE NOT EXISTS (SELECT 1 FROM book_diffs d WHERE d.exchange = s.exchange AND d.symbol = s.symbol
+                  AND d.last_update_id = s.last_update_id)
+ORDER BY exchange, symbol, last_update_id
+ON CONFLICT DO NOTHING"""
+_MERGE_QUOTES = f"""
+INSERT INTO quotes ({_QUOTE_COLS})
+SELECT DISTINCT ON (exchange, symbol, update_id) {_QUOTE_COLS} FROM _cryptolab_quote_stage s
+WHERE NOT EXISTS (SELECT 1 FROM quotes q WHERE q.exchange = s.exchange AND q.symbol = s.symbol
+                  AND q.update_id = s.update_id
+                  AND q.received_at BETWEEN s.received_at - interval '1 day' AND s.received_at + interval '1 day')
+ORDER BY exchange, symbol, update_id, received_at
+ON CONFLICT DO NOTHING"""
+_MAX_DIFF = "SELECT max(last_update_id) FROM book_diffs WHERE exchange = %s AND symbol = %s"
+_MAX_QUOTE = "SELECT max(update_id) FROM quotes WHERE exchange = %s AND symbol = %s"
+_SNAPSHOT = """
+INSERT INTO book_snapshots (exchange, symbol, last_update_id, received_at, event_time, bid_price, bid_qty,
+                            ask_price, ask_qty, source)
+VALUES (%s, %s, %s, %s, %s, %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[], %s)
+ON CONFLICT DO NOTHING"""
+_GAP = """
+INSERT INTO book_gaps AS g (exchange, symbol, reason, after_update_id, before_update_id, detected_at,
+                            snapshot_update_id, healed_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (exchange, symbol, reason, after_update_id) DO UPDATE SET
+    before_update_id   = coalesce(g.before_update_id, EXCLUDED.before_update_id),
+    detected_at        = least(g.detected_at, EXCLUDED.detected_at),
+    snapshot_update_id = coalesce(g.snapshot_update_id, EXCLUDED.snapshot_update_id),
+    healed_at          = coalesce(g.healed_at, EXCLUDED.healed_at)"""
+
+
+@dataclass
+class BookResult:
+    """What one `store()` wrote (diffs and quotes: new rows; the rest: offered)."""
+
+    diffs: int = 0
+    diffs_offered: int = 0
+    quotes: int = 0
+    quotes_offered: int = 0
+    snapshots: int = 0
+    gaps: int = 0
+    level_updates: int = 0
+    appended: int = 0
+    merged: int = 0
+
+
+def _array(levels: Sequence[Level], i: int) -> str:
+    return "{" + ",".join([lv[i] for lv in levels]) + "}"
+
+
+def _ts(us: int | None) -> str:
+    return "\\N" if us is None else us_to_datetime(us).isoformat()
+
+
+def _opt(v: int | None) -> str:
+    return "\\N" if v is None else str(v)
+
+
+def _diff_text(rows: Sequence[DepthDiff]) -> bytes:
+    out = io.StringIO()
+    w = out.write
+    for d in rows:
+        b, a = d.bids, d.asks
+        w(f"{d.exchange}\t{d.symbol}\t{d.first_id}\t{d.last_id}\t{_opt(d.prev_id)}\t{_ts(d.event_time_us)}\t"
+          f"{_ts(d.received_at_us)}\t{_array(b, 0)}\t{_array(b, 1)}\t{_array(a, 0)}\t{_array(a, 1)}\t{d.source}\n")
+    return out.getvalue().encode()
+
+
+def _quote_text(rows: Sequence[Quote]) -> bytes:
+    return "".join(
+        f"{q.exchange}\t{q.symbol}\t{q.update_id}\t{_ts(q.received_at_us)}\t{_ts(q.event_time_us)}\t"
+        f"{q.bid_price}\t{q.bid_qty}\t{q.ask_price}\t{q.ask_qty}\t{q.source}\n" for q in rows
+    ).encode()
+
+
+def _increasing(ids: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str], tuple[int, int]] | None:
+    """Per (exchange, symbol): (lowest, highest) id when ids strictly increase, else None."""
+    span: dict[tuple[str, str], tuple[int, int]] = {}
+    for ex, sym, i in ids:
+        key = (ex, sym)
+        got = span.get(key)
+        if got is None:
+            span[key] = (i, i)
+        elif i <= got[1]:
+            return None
+        else:
+            span[key] = (got[0], i)
+    return span
+
+
+class BookWriter:
+    """Writes book rows on one connection (not shared between threads)."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+        self._days: set[tuple[str, int]] = set()
+        self._stored: dict[tuple[str, str, str], int] = {}
+        self._ready = False
+
+    def prepare(self, rows: Sequence[BookRow]) -> None:
+        """Make the day partitions the rows need, each committed at once (call before the
+        transaction that stores them: a rolled-back transaction must not take a partition along)."""
+        if not self._ready:
+            self.conn.execute(_STAGE_DDL)
+            self._ready = True
+        self._ensure_days("book_diffs", (r.event_time_us for r in rows if type(r) is DepthDiff))
+        self._ensure_days("quotes", (r.received_at_us for r in rows if type(r) is Quote))
+
+    def store(self, rows: Sequence[BookRow]) -> BookResult:
+        """Store a batch of book rows inside the caller's transaction (or its own)."""
+        self.prepare(rows)
+        res = BookResult()
+        diffs = [r for r in rows if type(r) is DepthDiff]
+        quotes = [r for r in rows if type(r) is Quote]
+        snaps = [r for r in rows if type(r) is BookSnapshot]
+        gaps = [r for r in rows if type(r) is BookGap]
+        with self.conn.transaction():
+            if diffs:
+                res.diffs = self._put("book_diffs", [(d.exchange, d.symbol, d.last_id) for d in diffs],
+                                      _diff_text(diffs), _DIFF_COLS, _MERGE_DIFFS, "_cryptolab_book_stage", res)
+                res.diffs_offered = len(diffs)
+                res.level_updates = sum(len(d.bids) + len(d.asks) for d in diffs)
+            if quotes:
+                res.quotes = self._put("quotes", [(q.exchange, q.symbol, q.update_id) for q in quotes],
+                                       _quote_text(quotes), _QUOTE_COLS, _MERGE_QUOTES, "_cryptolab_quote_stage", res)
+                res.quotes_offered = len(quotes)
+            for s in snaps:
+                cur = self.conn.execute(_SNAPSHOT, (
+                    s.exchange, s.symbol, s.last_update_id, us_to_datetime(s.received_at_us),
+                    None if s.event_time_us is None else us_to_datetime(s.event_time_us),
+                    _array(s.bids, 0), _array(s.bids, 1), _array(s.asks, 0), _array(s.asks, 1), s.source))
+                res.snapshots += cur.rowcount
+            for g in gaps:
+                self.conn.execute(_GAP, (
+                    g.exchange, g.symbol, g.reason, g.after_id, g.before_id, us_to_datetime(g.detected_at_us),
+                    g.snapshot_id, None if g.healed_at_us is None else us_to_datetime(g.healed_at_us)))
+                res.gaps += 1
+        return res
+
+    def _put(self, table: str, ids: list[tuple[str, str, int]], text: bytes, cols: str, merge: str, stage: str,
+             res: BookResult) -> int:
+        """Append when every symbol's ids lie above what is stored, else merge; rows inserted."""
+        span = _increasing(ids)
+        if span is not None and all(lo > self._stored_max(table, ex, sym) for (ex, sym), (lo, _) in span.items()):
+            try:
+                with self.conn.transaction(), self.conn.cursor() as cur:
+                    with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                        copy.write(text)
+                self._remember(table, span)
+                res.appended += 1
+                return len(ids)
+            except psycopg.errors.UniqueViolation:
+                pass  # another writer stored some of them: the merge sorts it out
+        with self.conn.cursor() as cur:
+            with cur.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
+                copy.write(text)
+            cur.execute(merge)
+            inserted = cur.rowcount
+            cur.execute(f"TRUNCATE {stage}")
+        res.merged += 1
+        for ex, sym, i in ids:
+            key = (table, ex, sym)
+            if i > self._stored.get(key, -1):
+                self._stored[key] = i
+        return inserted
+
+    def _stored_max(self, table: str, exchange: str, symbol: str) -> int:
+        key = (table, exchange, symbol)
+        got = self._stored.get(key)
+        if got is None:
+            row = self.conn.execute(_MAX_DIFF if table == "book_diffs" else _MAX_QUOTE, (exchange, symbol)).fetchone()
+            got = -1 if row is None or row[0] is None else int(row[0])
+            self._stored[key] = got
+        return got
+
+    def _remember(self, table: str, span: dict[tuple[str, str], tuple[int, int]]) -> None:
+        for (ex, sym), (_, hi) in span.items():
+            self._stored[(table, ex, sym)] = hi
+
+    def forget(self) -> None:
+        """Forget what this writer believes stored (after a rollback or a reconnect)."""
+        self._stored.clear()
+        self._days.clear()
+
+    def _ensure_days(self, table: str, times: Iterable[int]) -> None:
+        days = {(table, t // _US_PER_DAY) for t in times} - self._days
+        if not days:
+            return
+        with self.conn.transaction():
+            for _, d in sorted(days):
+                self.conn.execute("SELECT cryptolab_ensure_day(%s, %s)", (table, _EPOCH_DAY + timedelta(days=d)))
+        self._days |= days
