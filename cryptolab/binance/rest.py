@@ -42,6 +42,7 @@ __all__ = [
     "RestClient",
     "RestStats",
     "WEIGHTS",
+    "depth_weight",
     "MarketInfo",
     "RestTrade",
     "AggTrade",
@@ -64,6 +65,15 @@ WEIGHTS = {
     "/api/v3/klines": 2,
     "/api/v3/ticker/24hr": 2,
 }
+
+
+def depth_weight(limit: int) -> int:
+    """Binance's request weight of `GET /api/v3/depth` for `limit` levels (1…5000)."""
+    if not 1 <= limit <= 5000:
+        raise ValueError(f"depth limit {limit} is outside 1…5000")
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
 _NEAR = 0.9  # wait for the next minute rather than pass 90 % of the budget
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 """Largest answer read (bytes, after decompression); a 1000-row page is ~150 kB."""
@@ -283,6 +293,11 @@ class RestClient:
             symbol=symbol,
         )
 
+    async def depth(self, symbol: str, limit: int = 1000) -> dict[str, Any]:
+        """The book's `limit` best levels a side with its `lastUpdateId` (weight 5…250 by `limit`)."""
+        return await self._get_object("/api/v3/depth", {"symbol": symbol.upper(), "limit": int(limit)}, symbol=symbol,
+                                      weight=depth_weight(limit))
+
     async def recent_trades(self, symbol: str, limit: int = 500) -> list[RestTrade]:
         """The latest `limit` (≤ 1000) trades, as Binance prints them."""
         return await self._get_list("/api/v3/trades", {"symbol": symbol.upper(), "limit": int(limit)}, symbol=symbol)
@@ -357,8 +372,8 @@ class RestClient:
     def _backoff(self, attempt: int) -> float:
         return min(5.0, 0.2 * 2.0**attempt) * (0.5 + random.random())
 
-    async def _get_object(self, path: str, params: Params, *, symbol: str = "") -> dict[str, Any]:
-        body = await self._get(path, params, symbol=symbol)
+    async def _get_object(self, path: str, params: Params, *, symbol: str = "", weight: int | None = None) -> dict[str, Any]:
+        body = await self._get(path, params, symbol=symbol, weight=weight)
         if not isinstance(body, dict):
             raise SourceError(f"{self.base_url}{path} answered {type(body).__name__}, not a JSON object: {body!r:.200}")
         return body
@@ -387,8 +402,8 @@ class RestClient:
                 )
         return bytes(buf)
 
-    async def _get(self, path: str, params: Params, *, symbol: str = "") -> object:
-        weight = WEIGHTS.get(path, 1)
+    async def _get(self, path: str, params: Params, *, symbol: str = "", weight: int | None = None) -> object:
+        weight = weight if weight is not None else WEIGHTS.get(path, 1)
         url = self.base_url + path
         session = self._session_now()
         attempt = 0

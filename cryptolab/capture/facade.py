@@ -30,8 +30,10 @@ from ..config import mask_url, settings
 from ..errors import ConfigError, CryptolabError, DatabaseError, SourceError
 from ..model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE, us_to_datetime
 from ..storage import db
+from ..storage.book import last_diff_ids
 from ..storage.journal import Journal
 from .backfill import Backfiller
+from .book import BookFeed
 from .cluster import Cluster, record_final_rows
 from .endpoints import Endpoint, resolve_source
 from .limits import option_problems, since_problem
@@ -83,6 +85,8 @@ class Capture:
         self._exchange_arg = exchange
         self.exchange = exchange or (SIMULATOR_EXCHANGE if source == "simulator" else DEFAULT_EXCHANGE)
         """Value of `trades.exchange` for what this capture stores (known for sure after start)."""
+        if isinstance(overrides.get("streams"), str):
+            overrides["streams"] = tuple(k for k in overrides["streams"].replace(" ", "").split(",") if k)
         self.options = replace(options or CaptureOptions(), **overrides)
         problems = option_problems(self.options)
         if problems:
@@ -120,6 +124,7 @@ class Capture:
         self._dsn: str | None = None
         self._roster: Roster | None = None
         self._sink: Sink | None = None
+        self._books: BookFeed | None = None
         self._endpoint: Endpoint | None = None
         self._local_exchange: Any = None
         self._run_id: int | None = None
@@ -186,7 +191,7 @@ class Capture:
         rate = 0.0
         if len(window) >= 2 and window[-1][0] > window[0][0]:
             rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
-        thread, sink = self._thread, self._sink
+        thread, sink, books = self._thread, self._sink, self._books
         error = self._error or (sink.error if sink is not None else None)
         return CaptureStatus(
             running=thread is not None and thread.is_alive(),
@@ -221,6 +226,12 @@ class Capture:
             standby=self.standby,
             history=dict(self._roster.history) if self._roster else {},
             member_id=self._cluster.member_id if self._cluster is not None else None,
+            book=books.status() if books is not None else {},
+            book_gaps=tuple(books.gap_log.values()) if books is not None else (),
+            book_diffs=c.book_diffs,
+            level_updates=c.level_updates,
+            quotes=c.quotes,
+            snapshots=c.snapshots,
         )
 
     @property
@@ -370,6 +381,12 @@ class Capture:
             out[sym] = Sequencer(sym, last_id, holes)
         return out
 
+    def _book_resume(self, symbols: list[str]) -> dict[str, int]:
+        """The last stored diff's update id per symbol (a restart's hole is measured from it)."""
+        assert self._dsn is not None
+        with db.connect(self._dsn, ensure_schema=False) as conn:
+            return last_diff_ids(conn, self.exchange, symbols)
+
     def _sequencers_fresh(self, symbols: list[str]) -> dict[str, Sequencer]:
         assert self._dsn is not None
         with db.connect(self._dsn, ensure_schema=False) as conn:
@@ -416,10 +433,15 @@ class Capture:
     async def _run(self, rest: RestClient, ep: Endpoint, cluster: Cluster) -> None:
         opts, stop, sink, dsn = self.options, self._stop_async, self._sink, self._dsn
         assert stop is not None and sink is not None and dsn is not None
+        if {"depth", "bookTicker"} & set(opts.streams):
+            self._books = BookFeed(self.exchange, sink, self.counters, rest, opts)
         roster = Roster(requested=self.symbols, active=self._active, endpoint=ep, exchange=self.exchange,
                         stream_source=self._stream_source, seqs=self._seqs, sink=sink, counters=self.counters,
                         options=opts, rest=rest, stop=stop, dsn=dsn, resume=self._sequencers_fresh,
-                        report_error=self._report_error, since=self.since, dumps=self.dumps)
+                        report_error=self._report_error, since=self.since, dumps=self.dumps, books=self._books,
+                        book_resume=self._book_resume)
+        if self._books is not None:
+            roster.book_last.update(await asyncio.to_thread(self._book_resume, list(self._active)))
         self._roster = roster
         backfiller = Backfiller(rest, self._seqs, sink, self.counters,
                                 GapPolicy(opts.gap_grace, opts.max_backfill_trades), self.exchange, self._report_error)

@@ -23,6 +23,12 @@ def option_problems(options: Any) -> list[str]:
     out = []
     for f in fields(options):
         value = getattr(options, f.name)
+        if f.name == "streams":
+            out += _stream_problems(value)
+            continue
+        if f.name == "depth_speed" and value not in ("100ms", "1000ms"):
+            out.append(f"depth_speed={value!r}: use 100ms or 1000ms")
+            continue
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         if not math.isfinite(value):
@@ -34,9 +40,19 @@ def option_problems(options: Any) -> list[str]:
     if not out and options.lease_renew_seconds >= options.lease_seconds:
         out.append(f"lease_renew_seconds={options.lease_renew_seconds} must be less than "
                    f"lease_seconds={options.lease_seconds}: a lease would expire before its renewal")
+    if not out and not 1 <= options.depth_snapshot <= 5000:
+        out.append(f"depth_snapshot={options.depth_snapshot}: Binance serves 1 to 5000 levels a side")
     if not out and options.backoff_base > options.backoff_max:
         out.append(f"backoff_base={options.backoff_base} is more than backoff_max={options.backoff_max}")
     return out
+
+
+def _stream_problems(streams: Any) -> list[str]:
+    kinds = ("trade", "depth", "bookTicker")
+    if isinstance(streams, str) or not streams:
+        return [f"streams={streams!r}: give a list of {', '.join(kinds)}"]
+    bad = [s for s in streams if s not in kinds]
+    return [f"streams: unknown {', '.join(map(repr, bad))} (one of {', '.join(kinds)})"] if bad else []
 
 
 def since_problem(day: date, today: date) -> str | None:

@@ -53,6 +53,12 @@ class CaptureOptions:
     """Seconds a symbol stays free before a capturer that is not its preferred owner takes it."""
     handoff_settle: float = 5.0
     """Seconds a (re)joined preferred capturer must be up before a symbol is handed back to it."""
+    streams: tuple[str, ...] = ("trade",)
+    """What to capture of each symbol: `trade`, `depth` (diffs, with REST snapshots: the book) and `bookTicker`."""
+    depth_speed: str = "100ms"
+    """Diff stream speed: `100ms` (`@depth@100ms`) or `1000ms` (`@depth`)."""
+    depth_snapshot: int = 1000
+    """Levels a side of each REST snapshot (≤ 5000; weight 5 up to 100, 25 to 500, 50 to 1000, 250 above)."""
     simulator_rate: float = 50.0
     """Trades/s of the in-process simulator (source='simulator'), in total: split evenly between the symbols."""
 
@@ -82,6 +88,20 @@ class Counters:
     """Transactions that stored trades (group commit: few per second on a quiet market)."""
     appended: int = 0
     """Of those, batches stored by the append fast path (the rest took the merge)."""
+    book_diffs: int = 0
+    """Depth diffs stored (new rows)."""
+    level_updates: int = 0
+    """Price levels those diffs carried."""
+    quotes: int = 0
+    """bookTicker quotes stored (new rows)."""
+    snapshots: int = 0
+    """REST depth snapshots stored."""
+    stored_book_duplicates: int = 0
+    """Diffs and quotes offered that were already stored."""
+    book_gaps: int = 0
+    """Book losses seen (a missed diff, a crossed book, a restart's hole): each recorded in `book_gaps`."""
+    book_resyncs: int = 0
+    """Times a book was started again from a snapshot (every gap, reconnect and rotation)."""
 
     def __getitem__(self, name: str) -> int:
         """`counters["stalls"]` reads like `counters.stalls` (the older, string-keyed spelling)."""
@@ -130,6 +150,14 @@ class CaptureStatus:
     """Transactions that stored trades so far (see `CaptureOptions.commit_window`)."""
     appended: int = 0
     """Of those, batches that took the append fast path (ids above what is stored)."""
+    book: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per symbol followed for depth: synced, the book's update id, best bid/ask, re-syncs, snapshot error."""
+    book_gaps: tuple[Any, ...] = ()
+    """The book gaps this capture saw (`BookGap`: symbol, update ids, times, the snapshot that healed it)."""
+    book_diffs: int = 0
+    level_updates: int = 0
+    quotes: int = 0
+    snapshots: int = 0
 
     def summary(self) -> str:
         """Human summary, printed by the CLI at the end of a capture."""
@@ -144,6 +172,15 @@ class CaptureStatus:
             f"  queue {self.queue_depth:,}, journal {self.journal_rows:,}, database {'up' if self.database_up else 'down'}, lag "
             + (f"{self.lag_ms:.1f} ms" if self.lag_ms is not None else "-"),
         ]
+        if self.book or self.quotes:
+            healed = sum(1 for g in self.book_gaps if g.snapshot_id is not None)
+            lines.append(f"  book: {self.book_diffs:,} diffs ({self.level_updates:,} level updates), {self.quotes:,} quotes, "
+                         f"{self.snapshots:,} snapshots; book gaps {len(self.book_gaps)} seen, {healed} healed")
+            for g in self.book_gaps:
+                what = {"gap": "diffs missed", "crossed": "crossed book",
+                        "restart": "diffs published while not capturing"}.get(g.reason, g.reason)
+                fix = f"healed by snapshot {g.snapshot_id}" if g.snapshot_id is not None else "not healed yet"
+                lines.append(f"    {g.symbol}: {what} after update id {g.after_id}, {fix}")
         if self.journal_bad_records:
             lines.append(f"  {self.journal_bad_records} journal records set aside as damaged (see the journal's quarantine)")
         for sym, how in self.history.items():

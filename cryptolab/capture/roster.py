@@ -19,6 +19,7 @@ import psycopg
 from ..binance.rest import RestClient
 from ..errors import CryptolabError
 from .backoff import ConnectBudget
+from .book import BookFeed, stream_names
 from .cluster import Cluster, TickResult
 from .endpoints import Endpoint
 from .joins import Join, first_id_of_day, settle
@@ -39,8 +40,14 @@ class Roster:
                  stream_source: str, seqs: dict[str, Sequencer], sink: Sink, counters: Counters,
                  options: CaptureOptions, rest: RestClient, stop: asyncio.Event, dsn: str,
                  resume: Callable[[list[str]], dict[str, Sequencer]], report_error: Callable[[str], None],
-                 since: date | None = None, dumps: str | None = None) -> None:
+                 since: date | None = None, dumps: str | None = None, books: BookFeed | None = None,
+                 book_resume: Callable[[list[str]], dict[str, int]] | None = None) -> None:
         self.requested = requested
+        self.books = books
+        """The symbols' books, when the capture follows depth or quotes."""
+        self.book_resume = book_resume
+        self.book_last: dict[str, int] = {}
+        """Per symbol, the last diff stored before this capture followed it (a restart's hole shows from it)."""
         self.active = active
         self.endpoint = endpoint
         self.exchange = exchange
@@ -74,9 +81,13 @@ class Roster:
         n = max(1, self.options.max_streams_per_connection)
         for i in range(0, len(symbols), n):
             group = tuple(symbols[i : i + n])
-            worker = StreamWorker([f"{s.lower()}@trade" for s in group], self.endpoint, self.exchange,
+            names = [n for s in group for n in stream_names(s, self.options.streams, self.options.depth_speed)]
+            if self.books is not None:
+                for s in group:
+                    self.books.follow(s, self.book_last.get(s))
+            worker = StreamWorker(names, self.endpoint, self.exchange,
                                   self.stream_source, self.seqs, self.sink, self.counters, self.options, self.budget,
-                                  self.rest, self.stop, self.report_error)
+                                  self.rest, self.stop, self.report_error, self.books)
             self._workers[group] = asyncio.create_task(worker.run())
 
     async def join_history(self, symbols: list[str]) -> None:
@@ -124,6 +135,8 @@ class Roster:
     async def drop(self, symbols: list[str], why: str) -> None:
         """Stop capturing `symbols` (lease lost or handed over); other symbols keep their streams."""
         gone = set(symbols)
+        if self.books is not None:
+            self.books.forget(symbols)
         for group in [g for g in self._workers if gone & set(g)]:
             task = self._workers.pop(group)
             task.cancel()
@@ -142,6 +155,8 @@ class Roster:
     async def adopt(self, symbols: list[str]) -> None:
         """Start capturing `symbols` (a new lease): resume after what is stored, backfill the rest."""
         self.seqs.update(await asyncio.to_thread(self.resume, symbols))
+        if self.books is not None and self.book_resume is not None:
+            self.book_last.update(await asyncio.to_thread(self.book_resume, symbols))
         await self.join_history(symbols)
         self.active = tuple(s for s in self.requested if s in self.seqs)
         self.start_workers(symbols)

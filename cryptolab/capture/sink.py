@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from ..book.model import BookRow, DepthDiff, Quote
 from ..errors import CryptolabError, DatabaseError, DataError, TradeConflict
 from ..model import DeadLetter, Trade, now_us
 from ..storage import db
@@ -122,6 +123,8 @@ class Sink:
         self.leftovers: list[Journal] = []
         """Journals earlier captures left under the same database (any symbols): replayed, then closed."""
         self.trades: collections.deque[Trade] = collections.deque()
+        self.book: collections.deque[BookRow] = collections.deque()
+        """Depth diffs, quotes, snapshots and book gaps: written in the same turns as the trades."""
         self.dead: collections.deque[DeadLetter] = collections.deque()
         self.gaps: collections.deque[GapEvent] = collections.deque()
         self.wake = threading.Event()
@@ -140,6 +143,11 @@ class Sink:
     def put_dead(self, d: DeadLetter) -> None:
         self.dead.append(d)
         self.counters.dead_letters += 1
+        self.wake.set()
+
+    def put_book(self, row: BookRow) -> None:
+        """A snapshot or a book gap (diffs and quotes are appended by the hot path directly)."""
+        self.book.append(row)
         self.wake.set()
 
     def put_gap(self, ev: GapEvent) -> None:
@@ -181,13 +189,16 @@ class Sink:
         self.failed = True
         rows = drain(self.trades, len(self.trades))
         dead = drain(self.dead, len(self.dead))
-        if rows or dead:
+        book = drain(self.book, len(self.book))
+        if rows or dead or book:
             try:  # keep what memory holds: the journal is replayed by the next capture
-                self.journal.append(rows, dead)
-                why += f"; {len(rows) + len(dead)} queued rows kept in the journal {self.journal.dir} for the next capture"
+                self.journal.append(rows, dead, book)
+                why += (f"; {len(rows) + len(dead) + len(book)} queued rows kept in the journal {self.journal.dir} "
+                        "for the next capture")
             except Exception as exc:
                 self.trades.extendleft(reversed(rows))
                 self.dead.extendleft(reversed(dead))
+                self.book.extendleft(reversed(book))
                 # the journal's own error is usually `why` itself: say it once
                 cause = "" if isinstance(exc, JournalFullError) and "journal" in why else f" ({short_error(exc)})"
                 why += (f"; {len(rows)} queued trades could not be kept{cause}: the next capture fetches "
@@ -223,18 +234,21 @@ class Sink:
                     continue
                 stopping = self.reading_done.is_set()
             batch = drain(self.trades, opts.max_batch_rows)
+            book = drain(self.book, opts.max_batch_rows)
             dead = drain(self.dead, 10_000)
             up = self._replay_journals() if link.ensure() else False
-            turn = plan_turn(queued=len(self.trades), journal_rows=len(journal), db_up=up,
+            turn = plan_turn(queued=len(self.trades) + len(self.book), journal_rows=len(journal), db_up=up,
                              max_queue_rows=opts.max_queue_rows)
-            if batch or dead:
-                self._write(batch, dead, to_database=turn.write_to == "database")
+            if batch or dead or book:
+                self._write(batch, dead, book, to_database=turn.write_to == "database")
             if turn.spill:
                 # the database is slower than the market: the oldest rows go to the journal
                 # (replayed first, so order holds) instead of growing memory without bound
-                self.counters.spilled += self._spill(drain(self.trades, turn.spill), [])
+                spill_trades = drain(self.trades, turn.spill)
+                spill_book = drain(self.book, max(0, turn.spill - len(spill_trades)))
+                self.counters.spilled += self._spill(spill_trades, [], spill_book)
             last_beat = self._bookkeeping(last_beat)
-            if stopping and not self.trades and not self.dead and not self.gaps:
+            if stopping and not self.trades and not self.dead and not self.gaps and not self.book:
                 # a database that is merely between two retries gets a few of them before we give up
                 stop_deadline = stop_deadline or time.monotonic() + 3 * opts.db_retry_seconds + 1.0
                 if (link.ensure() or time.monotonic() < stop_deadline) and (len(journal) or not link.up):
@@ -249,12 +263,16 @@ class Sink:
 
     def _commit_wait(self) -> float | None:
         """Seconds until the queued rows are due (see `batching.commit_wait`)."""
-        trades = self.trades
+        trades, book = self.trades, self.book
         try:
-            oldest = (now_us() - (trades[0].received_at_us or 0)) / 1e6 if trades else 0.0
+            first = trades[0].received_at_us if trades else None
+            if book:
+                b = book[0].received_at_us if type(book[0]) in (DepthDiff, Quote) else None  # type: ignore[union-attr]
+                first = b if first is None or (b is not None and b < first) else first
+            oldest = (now_us() - (first or 0)) / 1e6 if trades or book else 0.0
         except IndexError:  # drained meanwhile
             oldest = 0.0
-        return commit_wait(queued=len(trades), oldest_age=oldest, window=self.options.commit_window,
+        return commit_wait(queued=len(trades) + len(book), oldest_age=oldest, window=self.options.commit_window,
                            enough_rows=self.options.commit_rows)
 
     def _idle_turn(self, last_beat: float) -> float:
@@ -284,18 +302,18 @@ class Sink:
             self.replayed.set()
         return True
 
-    def _write(self, batch: list[Trade], dead: list[DeadLetter], *, to_database: bool) -> None:
+    def _write(self, batch: list[Trade], dead: list[DeadLetter], book: list[BookRow], *, to_database: bool) -> None:
         """One batch to the database, or to the journal when the database is away."""
         if not to_database:
-            self._spill(batch, dead)
+            self._spill(batch, dead, book)
             return
         try:
-            self._store(batch, dead)
+            self._store(batch, dead, book)
         except DatabaseError as exc:
             if not _is_outage(exc, self.link):
                 raise
             self.link.failed(exc)
-            self._spill(batch, dead)
+            self._spill(batch, dead, book)
 
     def _bookkeeping(self, last_beat: float) -> float:
         """Gaps and the run's heartbeat into the run log (when the database answers)."""
@@ -326,35 +344,45 @@ class Sink:
             log.warning("run log write failed (%s): retried when the database answers", exc)
             self.link.failed(exc)
 
-    def _spill(self, rows: list[Trade], dead: list[DeadLetter]) -> int:
+    def _spill(self, rows: list[Trade], dead: list[DeadLetter], book: list[BookRow] | None = None) -> int:
         """Rows to the journal; a full journal stops the capture (nothing is dropped silently)."""
         try:
-            return self.journal.append(rows, dead)
+            return self.journal.append(rows, dead, book or ())
         except CryptolabError as exc:
             self.trades.extendleft(reversed(rows))
             self.dead.extendleft(reversed(dead))
+            self.book.extendleft(reversed(book or []))
             raise _Fatal(str(exc)) from exc
 
     def _store_segment(self, seg: Segment) -> None:
         step = self.options.max_batch_rows
-        for i in range(0, max(len(seg.trades), 1), step):
-            self._store(seg.trades[i : i + step], seg.dead_letters if i == 0 else [])
+        for i in range(0, max(len(seg.trades), len(seg.book), 1), step):
+            self._store(seg.trades[i : i + step], seg.dead_letters if i == 0 else [], seg.book[i : i + step])
 
-    def _store(self, rows: Sequence[Trade], dead: Sequence[DeadLetter]) -> None:
+    def _store(self, rows: Sequence[Trade], dead: Sequence[DeadLetter], book: Sequence[BookRow] = ()) -> None:
         """Store one batch; rows the database rejects as data become dead letters."""
         writer = self.link.writer
         assert writer is not None
         appended = writer.appended
         try:
-            res = writer.write(rows, dead)
+            res = writer.write(rows, dead, book)
         except DataError as exc:
-            if len(rows) + len(dead) <= 1:
-                self._reject(rows, dead, exc)
+            if len(rows) + len(dead) + len(book) <= 1:
+                self._reject(rows, dead, exc, book)
                 return
-            mid = len(rows) // 2
-            self._store(rows[:mid], dead)
-            self._store(rows[mid:], [])
+            mid, bmid = len(rows) // 2, len(book) // 2
+            self._store(rows[:mid], dead, book[:bmid])
+            self._store(rows[mid:], [], book[bmid:])
             return
+        if res.book is not None:
+            c, b = self.counters, res.book
+            c.book_diffs += b.diffs
+            c.level_updates += b.level_updates
+            c.quotes += b.quotes
+            c.snapshots += b.snapshots
+            c.stored_book_duplicates += (b.diffs_offered - b.diffs) + (b.quotes_offered - b.quotes)
+            if not rows:
+                c.commits += 1
         self._account(rows, res.inserted, res.duplicates)
         if rows:
             self.counters.commits += 1
@@ -364,12 +392,15 @@ class Sink:
             log.warning("%d trades not stored: their ids live in the archive (days archived and dropped)",
                         res.archived)
 
-    def _reject(self, rows: Sequence[Trade], dead: Sequence[DeadLetter], exc: DataError) -> None:
+    def _reject(self, rows: Sequence[Trade], dead: Sequence[DeadLetter], exc: DataError,
+                book: Sequence[BookRow] = ()) -> None:
         writer = self.link.writer
         assert writer is not None
         why = f"conflicts with the stored trade: {exc}" if isinstance(exc, TradeConflict) else \
             f"database rejected the row: {exc}"
         letters = [DeadLetter(why, repr(t).encode(), t.source, t.exchange, t.symbol, t.received_at_us) for t in rows]
+        letters += [DeadLetter(f"database rejected the book row: {exc}", repr(r).encode(), "live", r.exchange, r.symbol,
+                               now_us()) for r in book]
         letters += [d._replace(reason=f"{d.reason} (database rejected it: {exc})", payload=b"") for d in dead]
         writer.write([], letters)
         self.counters.rejected_rows += len(rows)

@@ -21,12 +21,15 @@ from typing import Any
 import orjson
 
 from ..binance import ws as wsclient
+from ..binance.frames import decode_frame
 from ..binance.rest import RestClient
-from ..binance.wire import Control, decode
+from ..binance.wire import Control
+from ..book.model import DepthDiff, Quote
 from ..config import mask_url
 from ..errors import CryptolabError, SourceError
 from ..model import DeadLetter, Trade, now_us
 from .backoff import ConnectBudget, backoff
+from .book import BookFeed
 from .endpoints import Endpoint
 from .options import CaptureOptions, Counters
 from .sequencer import Sequencer
@@ -73,8 +76,10 @@ class StreamWorker:
     def __init__(self, streams: list[str], endpoint: Endpoint, exchange: str, stream_source: str,
                  seqs: dict[str, Sequencer], sink: Sink, counters: Counters, options: CaptureOptions,
                  budget: ConnectBudget, rest: RestClient, stop: asyncio.Event,
-                 report_error: Callable[[str], None]) -> None:
+                 report_error: Callable[[str], None], books: BookFeed | None = None) -> None:
         self.streams = streams
+        self.symbols = list(dict.fromkeys(s.split("@", 1)[0].upper() for s in streams))
+        self.books = books
         self.endpoint = endpoint
         self.exchange = exchange
         self.stream_source = stream_source
@@ -96,13 +101,14 @@ class StreamWorker:
         counters, seqs, sink, exchange, source = self.counters, self.seqs, self.sink, self.exchange, self.stream_source
         queue, wake, first = sink.trades, sink.wake, conn.first
         append, enough = queue.append, self.options.commit_rows
+        books = self.books
 
         def on_message(raw: wsclient.Message) -> None:
             now = _monotonic()
             conn.last_msg = now
             received = _time_ns() // 1000
             counters.messages += 1
-            out = decode(raw, exchange=exchange, source=source, received_at_us=received)
+            out = decode_frame(raw, exchange=exchange, source=source, received_at_us=received)
             if type(out) is Trade:
                 seq = seqs.get(out.symbol)
                 if seq is not None:
@@ -119,17 +125,27 @@ class StreamWorker:
                     if not first.is_set():
                         first.set()
                     return
+            elif books is not None and (type(out) is DepthDiff or type(out) is Quote):
+                if type(out) is DepthDiff:
+                    books.on_diff(out)
+                elif type(out) is Quote:
+                    books.on_quote(out)
+                if not first.is_set():
+                    first.set()
+                return
             if not first.is_set():
                 first.set()
             self._other(out, raw, received, conn)
 
         return on_message
 
-    def _other(self, out: Trade | Control | DeadLetter, raw: bytes | bytearray, received: int, conn: Connection) -> None:
-        """The rare frames: a trade of a symbol not subscribed, a dead letter, a control message."""
-        if type(out) is Trade:
-            self.sink.put_dead(DeadLetter(f"trade for a symbol not subscribed: {out.symbol}", bytes(raw), "live",
-                                          self.exchange, out.symbol, received))
+    def _other(self, out: Trade | DepthDiff | Quote | Control | DeadLetter, raw: bytes | bytearray, received: int,
+               conn: Connection) -> None:
+        """The rare frames: a row of a symbol not subscribed, a dead letter, a control message."""
+        if type(out) in (Trade, DepthDiff, Quote):
+            what = "trade" if type(out) is Trade else "book update"
+            self.sink.put_dead(DeadLetter(f"{what} for a symbol not subscribed: {out.symbol}",  # type: ignore[union-attr]
+                                          bytes(raw), "live", self.exchange, out.symbol, received))  # type: ignore[union-attr]
         elif type(out) is DeadLetter:
             self.sink.put_dead(out)
         elif isinstance(out, Control):
@@ -183,6 +199,8 @@ class StreamWorker:
                         self.counters.reconnects += 1
                         await _sleep_or(stop, next(delays))
                         continue
+                    if self.books is not None:
+                        self.books.restart(self.symbols)  # a new connection: the books start again
                     self._probe_latest()
                 ws = current.ws
                 assert ws is not None
@@ -244,8 +262,10 @@ class StreamWorker:
 
     async def probe_latest(self) -> None:
         """After a (re)connect, learn each symbol's latest id from REST, so a gap shows at once."""
-        for stream in self.streams:
-            seq = self.seqs.get(stream.split("@", 1)[0].upper())
+        if "trade" not in self.options.streams:
+            return
+        for sym in self.symbols:
+            seq = self.seqs.get(sym)
             if seq is None or seq.last_id is None:
                 continue
             try:

@@ -44,6 +44,7 @@ def _child_argv(args: argparse.Namespace, symbols: list[str], status_path: Path)
         argv += ["--dumps", args.dumps]
     for opt in args.option:
         argv += ["--option", opt]
+    argv += ["--streams", args.streams, "--depth-speed", args.depth_speed, "--depth-snapshot", str(args.depth_snapshot)]
     return argv
 
 

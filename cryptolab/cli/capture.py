@@ -79,6 +79,13 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="warm standby: own nothing until a capturer of these symbols disappears, then take over")
     p.add_argument("--workers", type=_workers, default=1,
                    help="shard the symbols over N capture processes on this host (default 1)")
+    p.add_argument("--streams", default="trade", metavar="KINDS",
+                   help="what to capture, comma-separated: trade, depth (the book: diffs + REST snapshots), bookTicker "
+                        "(default trade)")
+    p.add_argument("--depth-speed", default="100ms", choices=["100ms", "1000ms"],
+                   help="depth diff stream speed (default 100ms)")
+    p.add_argument("--depth-snapshot", type=int, default=1000, metavar="N",
+                   help="levels a side of each REST book snapshot, ≤ 5000 (default 1000, weight 50)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a CaptureOptions field, e.g. --option lease_seconds=3 (repeatable)")
     p.add_argument("--status-json", default=None, help=argparse.SUPPRESS)
@@ -93,6 +100,21 @@ def _workers(text: str) -> int:
     if not 1 <= n <= 256:
         raise argparse.ArgumentTypeError(f"--workers {n}: use 1 to 256 processes")
     return n
+
+
+def stream_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """`--streams`, `--depth-speed`, `--depth-snapshot` as CaptureOptions overrides (checked)."""
+    from ..capture.limits import option_problems
+    from ..capture.options import CaptureOptions
+
+    kinds = tuple(k for k in args.streams.replace(" ", "").split(",") if k)
+    out = {"streams": kinds, "depth_speed": args.depth_speed, "depth_snapshot": args.depth_snapshot}
+    from dataclasses import replace
+
+    problems = option_problems(replace(CaptureOptions(), **out))
+    if problems:
+        raise ConfigError(f"--streams/--depth-*: {'; '.join(problems)}")
+    return out
 
 
 def parse_options(items: list[str]) -> dict[str, Any]:
@@ -130,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--symbols is required to capture, e.g. --symbols btcusdt,ethusdt")
     symbols = parse_symbols(args.symbols)
     overrides = parse_options(args.option)
+    overrides.update(stream_overrides(args))
     _check_since(args.since)  # refused here, before any worker or connection starts
     if args.workers > 1:
         from ..capture.workers import run_workers

@@ -28,7 +28,7 @@ import psycopg
 from ..book.model import BookGap, BookRow, BookSnapshot, DepthDiff, Level, Quote
 from ..model import us_to_datetime
 
-__all__ = ["BookWriter", "BookResult"]
+__all__ = ["BookWriter", "BookResult", "last_diff_ids"]
 
 _US_PER_DAY = 86_400_000_000
 _EPOCH_DAY = date(1970, 1, 1)
@@ -234,3 +234,13 @@ class BookWriter:
             for _, d in sorted(days):
                 self.conn.execute("SELECT cryptolab_ensure_day(%s, %s)", (table, _EPOCH_DAY + timedelta(days=d)))
         self._days |= days
+
+
+def last_diff_ids(conn: psycopg.Connection, exchange: str, symbols: Sequence[str]) -> dict[str, int]:
+    """Per symbol, the highest update id of its stored diffs (symbols with none are left out)."""
+    out: dict[str, int] = {}
+    for sym in symbols:
+        row = conn.execute(_MAX_DIFF, (exchange, sym)).fetchone()
+        if row is not None and row[0] is not None:
+            out[sym] = int(row[0])
+    return out

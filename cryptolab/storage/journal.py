@@ -35,9 +35,10 @@ from typing import NamedTuple
 
 import orjson
 
+from ..book.model import BookRow
 from ..errors import ConfigError
 from ..model import DeadLetter, Trade
-from .journal_format import BadRecord, JournalError, Segment, _dead_line, _trade_line, read_segment
+from .journal_format import BadRecord, JournalError, Segment, _book_line, _dead_line, _trade_line, read_segment
 from .private import private_dirs
 
 __all__ = ["Journal", "Replayed", "JournalFullError", "JournalBusyError", "default_max_bytes", "SEGMENT_BYTES", "DEFAULT_MAX_MB"]
@@ -290,13 +291,14 @@ class Journal:
             self._fd = None
             self._path = None
 
-    def append(self, trades: Sequence[Trade], dead_letters: Iterable[DeadLetter] = ()) -> int:
-        """Append one batch durably (fsync); return the number of rows written.
+    def append(self, trades: Sequence[Trade], dead_letters: Iterable[DeadLetter] = (),
+               book: Sequence[BookRow] = ()) -> int:
+        """Append one batch (trades, dead letters, book rows) durably (fsync); return the rows written.
 
         All or nothing: if the batch would pass `max_bytes`, or the disk is full,
         `JournalFullError` is raised and no byte of the batch stays in the journal.
         """
-        lines = [_trade_line(t) for t in trades] + [_dead_line(d) for d in dead_letters]
+        lines = [_trade_line(t) for t in trades] + [_book_line(r) for r in book] + [_dead_line(d) for d in dead_letters]
         if not lines:
             return 0
         data = b"\n".join(lines) + b"\n"
@@ -363,7 +365,7 @@ class Journal:
         for path in self.segments():
             data_size = path.stat().st_size
             seg = read_segment(path)
-            n = len(seg.trades) + len(seg.dead_letters)
+            n = seg.rows
             if n:
                 store(seg)
                 if not path.exists():

@@ -1,6 +1,9 @@
 """The journal's record format (pure, no directory handling): one checksummed line per
-trade or dead letter (`J2 <crc32> <json>`), exact decimals as plain strings, every field
-checked on read; a line that fails a check is a `BadRecord`, never a wrong row.
+trade, dead letter or book row (`J2 <crc32> <json>`), exact decimals as plain strings, every
+field checked on read; a line that fails a check is a `BadRecord`, never a wrong row.
+
+Record kinds: `T` trade, `D` dead letter, `B` depth diff, `S` book snapshot, `Q` quote,
+`G` book gap.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from ..book.model import GAP_REASONS, BookGap, BookRow, BookSnapshot, DepthDiff, Level, Quote
 from ..errors import CryptolabError
 from ..model import SOURCES, DeadLetter, Trade
 
@@ -72,6 +76,13 @@ class Segment:
     trades: list[Trade]
     dead_letters: list[DeadLetter]
     bad: list[BadRecord] = field(default_factory=list)
+    book: list[BookRow] = field(default_factory=list)
+    """Depth diffs, snapshots, quotes and book gaps, in the order they were journaled."""
+
+    @property
+    def rows(self) -> int:
+        """Valid rows of every kind."""
+        return len(self.trades) + len(self.dead_letters) + len(self.book)
 
     @property
     def bad_count(self) -> int:
@@ -104,6 +115,27 @@ def _dead_line(d: DeadLetter) -> bytes:
     return _seal(orjson.dumps(
         ["D", d.reason, base64.b64encode(bytes(payload)).decode(), d.source, d.exchange, d.symbol, d.received_at_us]
     ))
+
+
+def _book_line(r: BookRow) -> bytes:
+    t = type(r)
+    if t is DepthDiff:
+        d: DepthDiff = r  # type: ignore[assignment]
+        row: list[Any] = ["B", d.exchange, d.symbol, d.first_id, d.last_id, d.prev_id, d.event_time_us,
+                          d.received_at_us, d.bids, d.asks, d.source]
+    elif t is Quote:
+        q: Quote = r  # type: ignore[assignment]
+        row = ["Q", q.exchange, q.symbol, q.update_id, q.bid_price, q.bid_qty, q.ask_price, q.ask_qty,
+               q.received_at_us, q.event_time_us, q.source]
+    elif t is BookSnapshot:
+        s: BookSnapshot = r  # type: ignore[assignment]
+        row = ["S", s.exchange, s.symbol, s.last_update_id, s.received_at_us, s.event_time_us, s.bids, s.asks,
+               s.source]
+    else:
+        g: BookGap = r  # type: ignore[assignment]
+        row = ["G", g.exchange, g.symbol, g.reason, g.after_id, g.before_id, g.detected_at_us, g.snapshot_id,
+               g.healed_at_us]
+    return _seal(orjson.dumps(row))
 
 
 class _Bad(Exception):
@@ -146,10 +178,78 @@ def _text(v: Any, what: str, optional: bool = False) -> Any:
     return v
 
 
-def _record(row: Any, v1: bool, limit: int) -> Trade | DeadLetter:
+_LEVEL_RE = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,18})?$")
+
+
+def _ident(v: Any, what: str, optional: bool = False) -> Any:
+    if v is None and optional:
+        return None
+    if type(v) is not int or not 0 <= v <= _MAX_ID:
+        raise _Bad(f"bad {what} {str(v)[:40]!r}")
+    return v
+
+
+def _level_text(v: Any, what: str, positive: bool) -> str:
+    if type(v) is not str or not _LEVEL_RE.match(v) or (positive and not v.strip("0.")):
+        raise _Bad(f"{what} is not a plain decimal string{' > 0' if positive else ''}: {str(v)[:40]!r}")
+    return v
+
+
+def _levels(v: Any, what: str) -> list[Level]:
+    if type(v) is not list:
+        raise _Bad(f"{what} is not a list of levels")
+    out: list[Level] = []
+    for lv in v:
+        if type(lv) is not list or len(lv) != 2:
+            raise _Bad(f"a level of {what} is not [price, qty]")
+        out.append((_level_text(lv[0], f"{what} price", True), _level_text(lv[1], f"{what} qty", False)))
+    return out
+
+
+def _source(v: Any) -> str:
+    if v not in SOURCES:
+        raise _Bad(f"unknown source {str(v)[:40]!r} (one of {', '.join(SOURCES)})")
+    return str(v)
+
+
+_BOOK_FIELDS = {"B": 11, "Q": 11, "S": 9, "G": 9}
+
+
+def _book_record(row: list[Any], limit: int) -> BookRow:
+    kind = row[0]
+    if len(row) != _BOOK_FIELDS[kind]:
+        raise _Bad(f"{kind} record has {len(row)} fields, expected {_BOOK_FIELDS[kind]}")
+    ex, sym = _name(row[1], "exchange"), _name(row[2], "symbol")
+    if kind == "B":
+        _, _, _, first, last, prev, et, rt, bids, asks, src = row
+        if _ident(first, "first update id") > _ident(last, "last update id"):
+            raise _Bad("first update id above the last")
+        return DepthDiff(ex, sym, first, last, _time(et, "event_time_us", limit), _levels(bids, "bids"),
+                         _levels(asks, "asks"), _time(rt, "received_at_us", limit, True),
+                         _ident(prev, "prev update id", True), _source(src))
+    if kind == "Q":
+        _, _, _, u, bp, bq, ap, aq, rt, et, src = row
+        return Quote(ex, sym, _ident(u, "update id"), _level_text(bp, "bid price", True), _level_text(bq, "bid qty", False),
+                     _level_text(ap, "ask price", True), _level_text(aq, "ask qty", False),
+                     _time(rt, "received_at_us", limit), _time(et, "event_time_us", limit, True), _source(src))
+    if kind == "S":
+        _, _, _, last, rt, et, bids, asks, src = row
+        return BookSnapshot(ex, sym, _ident(last, "last update id"), _levels(bids, "bids"), _levels(asks, "asks"),
+                            _time(rt, "received_at_us", limit), _time(et, "event_time_us", limit, True), _source(src))
+    _, _, _, reason, after, before, detected, snap, healed = row
+    if reason not in GAP_REASONS:
+        raise _Bad(f"unknown gap reason {str(reason)[:20]!r}")
+    return BookGap(ex, sym, reason, _ident(after, "after id"), _ident(before, "before id", True),
+                   _time(detected, "detected_at_us", limit), _ident(snap, "snapshot id", True),
+                   _time(healed, "healed_at_us", limit, True))
+
+
+def _record(row: Any, v1: bool, limit: int) -> Trade | DeadLetter | BookRow:
     if type(row) is not list or not row:
         raise _Bad("not a journal record (expected a JSON array)")
     kind = row[0]
+    if kind in _BOOK_FIELDS and not v1:
+        return _book_record(row, limit)
     if kind == "T":
         if len(row) != 11:
             raise _Bad(f"trade record has {len(row)} fields, expected 11")
@@ -178,7 +278,7 @@ def _record(row: Any, v1: bool, limit: int) -> Trade | DeadLetter:
     raise _Bad(f"unknown record kind {str(kind)[:20]!r}")
 
 
-def _check(line: bytes, limit: int) -> Trade | DeadLetter:
+def _check(line: bytes, limit: int) -> Trade | DeadLetter | BookRow:
     """One line (without its newline) → a row, or _Bad with the reason."""
     if line.startswith(_PREFIX):
         if len(line) < _PREFIX_LEN or line[_PREFIX_LEN - 1 : _PREFIX_LEN] != b" ":
@@ -220,10 +320,13 @@ def read_segment(path: Path) -> Segment:
         except _Bad as exc:
             seg.bad.append(BadRecord(str(exc), path.name, i, line))
             continue
-        if type(row) is Trade:
-            seg.trades.append(row)
-        else:
+        kind = type(row)
+        if kind is Trade:
+            seg.trades.append(row)  # type: ignore[arg-type]
+        elif kind is DeadLetter:
             seg.dead_letters.append(row)  # type: ignore[arg-type]
+        else:
+            seg.book.append(row)  # type: ignore[arg-type]
     if tail:
         seg.bad.append(BadRecord("torn last line (no newline: the writer stopped mid-record)", path.name,
                                  len(lines) + 1, tail))

@@ -370,3 +370,31 @@ def test_a_journal_in_use_by_another_process_is_left_alone(tmp_path: Path) -> No
     (again,) = Journal.all_under(tmp_path)
     assert len(again) == 1
     again.close()
+
+
+def test_book_rows_round_trip_exactly_and_bad_ones_are_set_aside(tmp_path: Path) -> None:
+    from cryptolab.book import BookGap, BookSnapshot, DepthDiff, Quote
+
+    t = 1_723_161_255_208_000
+    rows = [
+        DepthDiff("binance", "BTCUSDT", 5, 9, t, [("61737.63000000", "0.00000000")], [("61837.64", "1.5")], t + 3, None),
+        DepthDiff("binance-usdm", "BTCUSDT", 12, 15, t, [], [("1.0", "2")], t + 3, 9, "replay"),
+        Quote("binance", "BTCUSDT", 9, "61837.63", "3.78826000", "61837.64", "0.1", t + 4, None),
+        BookSnapshot("binance", "BTCUSDT", 7, [("1.5", "2")], [("1.6", "3")], t + 1),
+        BookGap("binance", "BTCUSDT", "gap", 9, 12, t + 5, 20, t + 6),
+    ]
+    with Journal(tmp_path / "j") as j:
+        assert j.append([], [], rows) == 5
+        [path] = j.segments()
+        seg = read_segment(path)
+        assert seg.book == rows and seg.rows == 5 and not seg.bad
+        good = path.read_bytes()
+        # a level that is not a plain decimal, and a gap with an unknown reason: each a bad record
+        bad_level = orjson.dumps(["B", "binance", "BTCUSDT", 1, 2, None, t, t, [["1e5", "1"]], [], "live"])
+        bad_gap = orjson.dumps(["G", "binance", "BTCUSDT", "oops", 1, 2, t, None, None])
+        extra = b"".join(b"J2 %08x %s\n" % (zlib.crc32(p), p) for p in (bad_level, bad_gap))
+        path.write_bytes(good + extra)
+        seg = read_segment(path)
+        assert seg.book == rows
+        assert [b.reason for b in seg.bad] == ["bids price is not a plain decimal string > 0: '1e5'",
+                                               "unknown gap reason 'oops'"]
