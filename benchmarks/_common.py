@@ -101,3 +101,28 @@ def build_bars(conn: psycopg.Connection[Any]) -> None:
     conn.execute("VACUUM ANALYZE trades")
     conn.execute("VACUUM ANALYZE bars_1s")
     print(f"  bars_1s built, vacuumed in {time.perf_counter() - t0:.1f} s", flush=True)
+
+
+def synthetic_diffs(n: int, symbol: str = "BTCUSDT", start_us: int = 1_735_689_600_000_000, first_id: int = 1,
+                    levels: int = 46, seed: int = 1) -> list[Any]:
+    """n depth diffs shaped like BTCUSDT's @depth@100ms (~46 levels each, 8-decimal strings, most
+    levels within 1 % of mid, a quarter removals), 100 ms apart, update ids contiguous."""
+    from cryptolab.book import DepthDiff
+
+    rng = random.Random(seed)
+    out = []
+    uid, t, mid = first_id, start_us, 9_500_000_000_000
+    for _ in range(n):
+        mid += rng.randint(-200, 200) * 1_000_000
+        k = max(1, int(rng.expovariate(1 / levels)))
+        nb = rng.randint(0, k)
+        side: list[list[tuple[str, str]]] = [[], []]
+        for j in range(k):
+            off = int(rng.expovariate(1 / 40_000_000_000)) // 1_000_000 * 1_000_000 + 1_000_000
+            p = mid - off if j < nb else mid + off
+            q = 0 if rng.random() < 0.25 else rng.randint(1, 300_000_000)
+            side[0 if j < nb else 1].append((f"{p / 1e8:.8f}", f"{q / 1e8:.8f}"))
+        out.append(DepthDiff("binance", symbol, uid, uid + k - 1, t, side[0], side[1], t + 2000, None, "simulator"))
+        uid += k
+        t += 100_000
+    return out
