@@ -34,6 +34,9 @@ def decode_frame(raw: bytes | bytearray, *, exchange: str, source: str,
                  received_at_us: int) -> Trade | DepthDiff | Quote | Control | DeadLetter:
     """Decode one WebSocket message, whatever stream it came on. Never raises."""
     if raw.startswith(_HEAD):
+        head = raw[11:60]  # the stream name (≤ 30-character symbol + its suffix) and a little more
+        if b"@depth" not in head and b"@bookTicker" not in head:
+            return decode(raw, exchange=exchange, source=source, received_at_us=received_at_us)
         end = raw.find(b'"', 11)
         name = bytes(raw[11:end]) if end > 0 else b""
         if b"@depth" in name:

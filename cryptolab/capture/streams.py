@@ -23,7 +23,7 @@ import orjson
 from ..binance import ws as wsclient
 from ..binance.frames import decode_frame
 from ..binance.rest import RestClient
-from ..binance.wire import Control
+from ..binance.wire import Control, decode
 from ..book.model import DepthDiff, Quote
 from ..config import mask_url
 from ..errors import CryptolabError, SourceError
@@ -102,13 +102,14 @@ class StreamWorker:
         queue, wake, first = sink.trades, sink.wake, conn.first
         append, enough = queue.append, self.options.commit_rows
         books = self.books
+        dec = decode if books is None else decode_frame  # trades only: no routing by stream name
 
         def on_message(raw: wsclient.Message) -> None:
             now = _monotonic()
             conn.last_msg = now
             received = _time_ns() // 1000
             counters.messages += 1
-            out = decode_frame(raw, exchange=exchange, source=source, received_at_us=received)
+            out = dec(raw, exchange=exchange, source=source, received_at_us=received)
             if type(out) is Trade:
                 seq = seqs.get(out.symbol)
                 if seq is not None:
