@@ -45,6 +45,15 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "served by REST and as data.binance.vision dumps under /data/spot/…")
     p.add_argument("--history-rate", type=float, default=1.0,
                    help="trades/s of that past, all symbols together (default 1)")
+    p.add_argument("--pace", default=None, metavar="SYMBOLS",
+                   help="serve these symbols at BTCUSDT's real mix (~31 trades/s, ~112 bookTicker/s, 10 depth "
+                        "diffs/s carrying ~460 level updates/s each), books from the start; replaces --symbols/--rate")
+    p.add_argument("--pace-x", type=float, default=1.0, help="with --pace: N times the real pace (default 1)")
+    p.add_argument("--record", default=None, metavar="FILE",
+                   help="write the trade, depth@100ms and bookTicker streams (and snapshots) as a raw recording "
+                        "(`<ns> <json>` lines; .gz gzipped)")
+    p.add_argument("--book-history", type=int, default=1_000_000,
+                   help="book changes kept so the exchange can say its book at a past update id (default 1000000)")
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -65,6 +74,12 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError(f"--history-rate must be a number > 0 trades/s (got {args.history_rate:g})")
     if args.history_days and args.replay:
         raise ConfigError("--history-days makes a synthetic past: it does not go with --replay")
+    if (args.pace or args.record) and args.replay:
+        raise ConfigError("--pace and --record make a synthetic market: they do not go with --replay")
+    if not (math.isfinite(args.pace_x) and args.pace_x > 0):
+        raise ConfigError(f"--pace-x must be a number > 0 (got {args.pace_x:g})")
+    if args.book_history < 10_000:
+        raise ConfigError(f"--book-history must be >= 10000 changes (got {args.book_history})")
     if args.shutdown_notice is not None and not (math.isfinite(args.shutdown_notice) and args.shutdown_notice >= 0):
         raise ConfigError(f"--shutdown-notice must be >= 0 s (got {args.shutdown_notice:g})")
     for opt, n in (("--weight-budget", args.weight_budget), ("--max-trades", args.max_trades),
@@ -93,6 +108,10 @@ def server_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         port=args.port,
         history_days=args.history_days,
         history_rate=args.history_rate,
+        record=args.record,
+        pace=[s.strip() for s in args.pace.split(",") if s.strip()] if args.pace else None,
+        pace_x=args.pace_x,
+        book_history=args.book_history,
     )
 
 

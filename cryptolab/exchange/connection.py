@@ -44,6 +44,8 @@ class Conn:
     streams: list[str]
     opened: float = field(default_factory=time.monotonic)
     symbols: frozenset[str] = frozenset()
+    named: frozenset[str] = frozenset()  # book and aggTrade streams (`btcusdt@depth@100ms`, …)
+    burst_reset: bool = False  # reset in the middle of the next burst of book messages
     ping_payload: bytes | None = None
     ping_sent: float = 0.0
     stalled_until: float = 0.0

@@ -3,10 +3,14 @@
 `LocalExchange` uses it when the exchange runs in another process: `GET state` (what it
 serves, what it printed, fault counts), `GET trades?symbol=&start=` (the printed trades,
 columnar, for exact checks) and `POST control` (pause, resume, stop, set_rate, inject).
+The book (see `bookfeed`): `GET book?symbol=&update_id=` (every level at an update id, default
+now), `GET depth_log?symbol=&start=` (the 100 ms diffs published) and `GET
+quote_log?symbol=&start=` (the bookTickers published); in-thread `LocalExchange` calls the same.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -28,6 +32,9 @@ class Controlled(Protocol):
     def pause_market(self) -> None: ...
     def resume_market(self) -> None: ...
     def stop_market(self) -> None: ...
+    def book_json(self, symbol: str, update_id: int | None = None) -> dict[str, Any]: ...
+    def diff_log_json(self, symbol: str, start: int = 0) -> dict[str, Any]: ...
+    def quote_log_json(self, symbol: str, start: int = 0) -> dict[str, Any]: ...
 
 
 class ControlApi:
@@ -40,6 +47,29 @@ class ControlApi:
         app.router.add_get("/_cryptolab/state", self.state)
         app.router.add_get("/_cryptolab/trades", self.trades)
         app.router.add_post("/_cryptolab/control", self.control)
+        app.router.add_get("/_cryptolab/book", self.book)
+        app.router.add_get("/_cryptolab/depth_log", self.depth_log)
+        app.router.add_get("/_cryptolab/quote_log", self.quote_log)
+
+    async def book(self, request: web.Request) -> web.Response:
+        q = request.query
+        uid = q.get("update_id")
+        return self._answer(lambda: self.server.book_json(q.get("symbol", ""), int(uid) if uid else None))
+
+    async def depth_log(self, request: web.Request) -> web.Response:
+        q = request.query
+        return self._answer(lambda: self.server.diff_log_json(q.get("symbol", ""), int(q.get("start", "0"))))
+
+    async def quote_log(self, request: web.Request) -> web.Response:
+        q = request.query
+        return self._answer(lambda: self.server.quote_log_json(q.get("symbol", ""), int(q.get("start", "0"))))
+
+    @staticmethod
+    def _answer(fn: Callable[[], dict[str, Any]]) -> web.Response:
+        try:
+            return json_response(fn())
+        except Exception as exc:  # reported to the controlling process
+            return json_response({"error": f"{type(exc).__name__}: {exc}"}, 400)
 
     async def state(self, request: web.Request) -> web.Response:
         return json_response(self.server.state())

@@ -22,12 +22,19 @@ Kinds (parameters in brackets, defaults after `=`):
 | `dump_truncate` [n=1] | the next n zips: full Content-Length, half the body, then the connection drops | +1 per request |
 | `dump_checksum` [n=1] | the next n `.CHECKSUM` files hold a wrong sha256 | +1 per request |
 | `dump_slow` [n=1, seconds=2] | the next n zips are sent in 20 pieces over `seconds` | +1 per request |
+| `depth_drop` [n=1] | the next n depth diffs (`@depth`, `@depth@100ms`) are left out of every stream | +1 per diff |
+| `depth_duplicate` [n=1] | the next n depth diffs are sent twice | +1 per diff |
+| `depth_reorder` [n=2] | the next n depth diffs of a stream are sent in reverse order | +1 per reversed group |
+| `snapshot_stale` [n=1] | the next n `GET /api/v3/depth` answer the book of ~3 s ago (a `lastUpdateId` older than the stream) | +1 per call |
+| `snapshot_429` / `snapshot_500` [n=1] | the next n `GET /api/v3/depth` answer 429 (`Retry-After: 1`) / 500 | +1 per call |
+| `burst_reset` | every connection with a book stream gets half of its next burst of book messages, then a TCP reset | +1 per connection |
 
 Schedule syntax (`--faults`): comma-separated items `KIND[=VALUE][@TRIGGER]`.
 VALUE is the kind's main parameter (stall: a duration; malformed: the variant; the
 others: n). TRIGGER is `every=DURATION` (repeat), `at=DURATION` (once, after start),
 or `p=PROBABILITY` (per trade frame and connection for duplicate/reorder/malformed,
-per trade for gap, per REST call for rest_*, per dump request for dump_*, per second for reset/close/stall).
+per trade for gap, per REST call for rest_*, per dump request for dump_*, per depth diff for
+depth_*, per depth snapshot for snapshot_*, per second for reset/close/stall/burst_reset).
 Durations: `500ms`, `3s`, `2m` (a bare number is seconds). Example::
 
     reset@every=30s,stall=3s@at=20s,duplicate@p=0.01,malformed=huge@every=10s,rest_429=2@every=60s
@@ -67,12 +74,21 @@ KINDS = (
     "dump_truncate",
     "dump_checksum",
     "dump_slow",
+    "depth_drop",
+    "depth_duplicate",
+    "depth_reorder",
+    "snapshot_stale",
+    "snapshot_429",
+    "snapshot_500",
+    "burst_reset",
 )
 MALFORMED_VARIANTS = ("bad_json", "missing_field", "wrong_type", "huge", "unknown_event", "absurd_value")
-CONNECTION_KINDS = ("reset", "close", "stall")
+CONNECTION_KINDS = ("reset", "close", "stall", "burst_reset")
 FRAME_KINDS = ("duplicate", "reorder", "malformed")
 REST_KINDS = ("rest_429", "rest_500", "rest_timeout")
 DUMP_KINDS = ("dump_404", "dump_500", "dump_truncate", "dump_checksum", "dump_slow")
+DEPTH_KINDS = ("depth_drop", "depth_duplicate", "depth_reorder")
+SNAPSHOT_KINDS = ("snapshot_stale", "snapshot_429", "snapshot_500")
 
 _DUR = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 
@@ -107,6 +123,13 @@ def check_fault(kind: str, params: dict[str, Any]) -> dict[str, Any]:
         "dump_truncate": ("n",),
         "dump_checksum": ("n",),
         "dump_slow": ("n", "seconds"),
+        "depth_drop": ("n",),
+        "depth_duplicate": ("n",),
+        "depth_reorder": ("n",),
+        "snapshot_stale": ("n",),
+        "snapshot_429": ("n",),
+        "snapshot_500": ("n",),
+        "burst_reset": (),
     }
     extra = set(p) - set(allowed[kind])
     if extra:
@@ -125,14 +148,15 @@ def check_fault(kind: str, params: dict[str, Any]) -> dict[str, Any]:
         p["n"] = int(p.get("n", 10))
         if p.get("symbol") is not None:
             p["symbol"] = str(p["symbol"]).upper()
-    elif kind in ("duplicate", "rest_429", "rest_500", "dump_404", "dump_500", "dump_truncate", "dump_checksum"):
+    elif kind in ("duplicate", "rest_429", "rest_500", "dump_404", "dump_500", "dump_truncate", "dump_checksum",
+                  "depth_drop", "depth_duplicate", *SNAPSHOT_KINDS):
         p["n"] = int(p.get("n", 1))
-    elif kind == "reorder":
+    elif kind in ("reorder", "depth_reorder"):
         p["n"] = int(p.get("n", 2))
     if "n" in p and p["n"] < 1:
         raise ConfigError(f"fault {kind}: n must be >= 1")
-    if kind == "reorder" and p["n"] < 2:
-        raise ConfigError("fault reorder: n must be >= 2 (one frame cannot be out of order)")
+    if kind in ("reorder", "depth_reorder") and p["n"] < 2:
+        raise ConfigError(f"fault {kind}: n must be >= 2 (one frame cannot be out of order)")
     return p
 
 
@@ -175,7 +199,7 @@ def _main_param(kind: str, value: str) -> dict[str, Any]:
         return {"seconds": parse_duration(value)}
     if kind == "malformed":
         return {"variant": value}
-    if kind in ("reset", "close"):
+    if kind in ("reset", "close", "burst_reset"):
         raise ConfigError(f"fault {kind} takes no value (write {kind}@every=10s)")
     if not value.isdigit():
         raise ConfigError(f"fault {kind}={value}: the value is a count (e.g. {kind}=3)")

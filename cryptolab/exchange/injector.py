@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from ..errors import ConfigError
 from . import faults as F
+from .bookfeed import Named
 from .dumptree import DumpTree
 from .tradelog import SymbolLog
 
@@ -32,6 +33,11 @@ HUB_KINDS = (*F.CONNECTION_KINDS, "duplicate", "reorder", "malformed")
 """Faults that act on the stream hub's open connections."""
 
 
+class _NoHub:
+    def fault(self, kind: str, p: dict[str, Any]) -> int:
+        return 0
+
+
 class FaultInjector:
     """Fault state of one exchange: counts, pending gaps and REST faults, the plan's draws."""
 
@@ -43,6 +49,11 @@ class FaultInjector:
         self.counts: dict[str, int] = {}
         self._gap_left: dict[str, int] = {}
         self._rest_faults: deque[tuple[str, dict[str, Any]]] = deque()
+        self._depth_left: dict[str, int] = {}
+        self._reorder_n = 0
+        self._held: dict[str, list[Named]] = {}  # depth_reorder: diffs held per stream
+        self._held_n: dict[str, int] = {}
+        self._snapshot_faults: deque[str] = deque()
 
     def count(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
@@ -63,6 +74,15 @@ class FaultInjector:
             return len(targets)
         if kind in F.DUMP_KINDS:
             self.dumps.arm(kind, p)
+            return int(p["n"])
+        if kind in F.DEPTH_KINDS:
+            if kind == "depth_reorder":
+                self._reorder_n = max(self._reorder_n, int(p["n"]))
+            else:
+                self._depth_left[kind] = self._depth_left.get(kind, 0) + int(p["n"])
+            return int(p["n"])
+        if kind in F.SNAPSHOT_KINDS:
+            self._snapshot_faults.extend([kind] * int(p["n"]))
             return int(p["n"])
         n = int(p["n"])  # REST faults: the next n calls
         for _ in range(n):
@@ -111,6 +131,59 @@ class FaultInjector:
                 continue
             out.append(item)
         return out
+
+    def apply_depth(self, msgs: list[Named]) -> list[Named]:
+        """Depth diffs dropped, doubled or held back and reversed (armed, or drawn per diff)."""
+        plan = self.plan
+        if not (self._depth_left or self._reorder_n or self._held
+                or any(i.p is not None and i.kind in F.DEPTH_KINDS for i in plan.items)):
+            return msgs
+        out: list[Named] = []
+        for m in msgs:
+            if m.kind not in ("diff", "diff1000"):
+                out.append(m)
+                continue
+            for item in plan.items:
+                if item.p is not None and item.kind in F.DEPTH_KINDS and self.rng.random() < item.p:
+                    self.inject(_NoHub(), item.kind, **item.params)
+            held = self._held.get(m.stream)
+            if held is not None or self._reorder_n:
+                if held is None:
+                    held = self._held[m.stream] = []
+                    self._held_n[m.stream], self._reorder_n = self._reorder_n, 0
+                held.append(m)
+                if len(held) >= self._held_n[m.stream]:
+                    out.extend(reversed(held))
+                    del self._held[m.stream]
+                    self.count("depth_reorder")
+                continue
+            if self._take("depth_drop"):
+                continue
+            out.append(m)
+            if self._take("depth_duplicate"):
+                out.append(m)
+        return out
+
+    def _take(self, kind: str) -> bool:
+        left = self._depth_left.get(kind, 0)
+        if not left:
+            return False
+        if left == 1:
+            del self._depth_left[kind]
+        else:
+            self._depth_left[kind] = left - 1
+        self.count(kind)
+        return True
+
+    def next_snapshot_fault(self) -> str | None:
+        """The fault this depth snapshot meets (snapshot_stale/429/500), armed or drawn."""
+        if self._snapshot_faults:
+            return self._snapshot_faults.popleft()
+        for kind in F.SNAPSHOT_KINDS:
+            for item in self.plan.probabilistic(kind):
+                if self.rng.random() < (item.p or 0):
+                    return kind
+        return None
 
     def next_rest_fault(self) -> tuple[str, dict[str, Any]] | None:
         """The fault this REST call meets: one armed by `inject`, else one drawn from the plan."""

@@ -30,8 +30,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..book.model import BookSnapshot, DepthDiff, Quote
 from ..errors import SourceError
-from ..model import Trade
+from ..model import Trade, now_us
 from .faults import FaultPlan, check_fault, parse_faults
 from .tradelog import fmt8
 
@@ -41,6 +42,18 @@ if TYPE_CHECKING:
 __all__ = ["LocalExchange"]
 
 T = TypeVar("T")
+
+
+def _book_args(k: dict[str, Any]) -> list[str]:
+    """The `cryptolab exchange` options of the book: --record, --pace, --book-history."""
+    cmd = []
+    if k["record"]:
+        cmd += ["--record", k["record"]]
+    if k["pace"]:
+        cmd += ["--pace", ",".join(k["pace"]), "--pace-x", str(k["pace_x"])]
+    if k.get("book_history") is not None:
+        cmd += ["--book-history", str(k["book_history"])]
+    return cmd
 
 
 class LocalExchange:
@@ -67,6 +80,10 @@ class LocalExchange:
         process: bool = False,
         history_days: int = 0,
         history_rate: float = 1.0,
+        record: str | os.PathLike[str] | None = None,
+        pace: Sequence[str] | str | None = None,
+        pace_x: float = 1.0,
+        book_history: int | None = None,
     ) -> None:
         self._kwargs: dict[str, Any] = dict(
             symbols=[s.lower() for s in symbols] if symbols else None,
@@ -86,6 +103,10 @@ class LocalExchange:
             port=port,
             history_days=history_days,
             history_rate=history_rate,
+            record=str(record) if record else None,
+            pace=[pace.lower()] if isinstance(pace, str) else ([s.lower() for s in pace] if pace else None),
+            pace_x=pace_x,
+            **({"book_history": book_history} if book_history is not None else {}),
         )
         if isinstance(faults, str):
             parse_faults(faults)  # fail early on a bad schedule
@@ -196,6 +217,7 @@ class LocalExchange:
             cmd += ["--history-days", str(k["history_days"]), "--history-rate", str(k["history_rate"])]
         if k["first_ids"]:
             raise SourceError("first_ids works with the in-thread exchange only (process=False)")
+        cmd += _book_args(k)
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -335,6 +357,45 @@ class LocalExchange:
             raise SourceError(f"the local exchange does not list {sym} (it lists {', '.join(logs)})")
         n = len(log.makers)  # appended last: every array holds at least n entries
         return log.trades(0, n, ms=ms)
+
+    # ------------------------------------------------------------------ the book
+    def _book_call(self, path: str, method: str, symbol: str, arg: int | None) -> dict[str, Any]:
+        if self._proc:
+            key = "update_id" if path == "book" else "start"
+            query = f"symbol={symbol.upper()}" + (f"&{key}={arg}" if arg is not None else "")
+            try:
+                return self._get(f"/_cryptolab/{path}?{query}")
+            except urllib.error.HTTPError as exc:
+                msg = json.loads(exc.read() or b"{}").get("error", str(exc))
+                raise SourceError(f"local exchange: {msg}") from None
+        fn = getattr(self._srv(), method)
+        return self._call(fn, symbol, arg) if path == "book" else self._call(fn, symbol, arg or 0)
+
+    def book(self, symbol: str, update_id: int | None = None) -> BookSnapshot:
+        """The exchange's own book of a symbol, every level, right after update id `update_id`
+        (default: now), as a `BookSnapshot` (exact strings; `last_update_id` the id asked).
+
+        Any id from the book's start (or the oldest kept, ~24 min at BTCUSDT's pace) to now.
+        The first call (or a subscription to a book stream, or `GET /api/v3/depth`) starts the
+        symbol's book."""
+        d = self._book_call("book", "book_json", symbol, update_id)
+        levels = [[(p, q) for p, q in d[k]] for k in ("bids", "asks")]
+        return BookSnapshot("binance", d["symbol"], d["lastUpdateId"], levels[0], levels[1], now_us(),
+                            source="simulator")
+
+    def depth_log(self, symbol: str) -> list[DepthDiff]:
+        """Every 100 ms diff the exchange published for a symbol (the `@depth@100ms` stream before
+        stream faults), oldest first (the last 200,000 are kept)."""
+        d = self._book_call("depth_log", "diff_log_json", symbol, 0)
+        sym = d["symbol"]
+        return [DepthDiff("binance", sym, u0, u1, e, [(p, q) for p, q in b], [(p, q) for p, q in a],
+                          source="simulator") for u0, u1, e, b, a in d["diffs"]]
+
+    def quote_log(self, symbol: str) -> list[Quote]:
+        """Every bookTicker the exchange published for a symbol, oldest first (the last 1,000,000)."""
+        d = self._book_call("quote_log", "quote_log_json", symbol, 0)
+        sym = d["symbol"]
+        return [Quote("binance", sym, u, bp, bq, ap, aq, 0, source="simulator") for u, bp, bq, ap, aq in d["quotes"]]
 
     def _remote_trade_log(self, sym: str, ms: bool) -> list[Trade]:
         cache = self._remote_logs.setdefault(

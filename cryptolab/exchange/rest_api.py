@@ -68,6 +68,18 @@ def _time_param(q: Query, name: str) -> int | None:
     return to_us(v)
 
 
+MAX_DEPTH_LIMIT = 5000
+
+
+def depth_weight(limit: int) -> int:
+    """Binance spot's request weight of `GET /api/v3/depth?limit=N`."""
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
+DepthSource = Callable[[str, int, bool], dict[str, Any]]
+"""(symbol, limit, stale) → the `/api/v3/depth` answer (`lastUpdateId`, `bids`, `asks`)."""
+
+
 class RestApi:
     """REST handlers over the exchange's trade logs; one request weight budget per client IP."""
 
@@ -79,6 +91,9 @@ class RestApi:
         self.describe = describe
         self.weight_budget = weight_budget
         self._weights: dict[str, tuple[int, int]] = {}  # ip -> (minute, used)
+        self._stale = False
+        self.depth: DepthSource | None = None
+        """Where `/api/v3/depth` is answered from (the book feed, or a replayed recording)."""
 
     def _use_weight(self, ip: str, weight: int) -> tuple[bool, int, int]:
         """Charge the weight of one request; (allowed, used this minute, seconds to next minute)."""
@@ -107,6 +122,7 @@ class RestApi:
             "/api/v3/aggTrades": self._api_agg_trades,
             "/api/v3/klines": self._api_klines,
             "/api/v3/ticker/24hr": self._api_ticker,
+            "/api/v3/depth": self._api_depth,
         }.get(path)
         if handler is None:
             return json_response({"code": -1000, "msg": f"Unknown endpoint {request.method} {request.path}."}, 404)
@@ -126,8 +142,17 @@ class RestApi:
                 return json_response({"code": -1001, "msg": "Internal error; unable to process your request. Please try again."}, 500)
             await asyncio.sleep(p["seconds"])
             return json_response({"code": -1007, "msg": "Timeout waiting for response from backend server."}, 504)
-        weight = WEIGHTS[path]  # Binance's request weights: one table, shared with the client
         q = request.query
+        if path == "/api/v3/depth":
+            early = self._depth_fault()
+            if early is not None:
+                return early
+            try:
+                weight = depth_weight(self._depth_limit(q))
+            except ApiError as exc:
+                return json_response({"code": exc.code, "msg": exc.msg}, exc.status)
+        else:
+            weight = WEIGHTS[path]  # Binance's request weights: one table, shared with the client
         if path == "/api/v3/ticker/24hr" and "symbol" not in q:
             try:
                 n = len(self._symbols_param(q) or ())
@@ -154,6 +179,36 @@ class RestApi:
         except ApiError as exc:
             return json_response({"code": exc.code, "msg": exc.msg}, exc.status, headers)
         return json_response(body, 200, headers)
+
+    def _depth_fault(self) -> web.Response | None:
+        """snapshot_429 / snapshot_500 answered here; snapshot_stale is remembered for the answer."""
+        self._stale = False
+        kind = self.faults.next_snapshot_fault()
+        if kind is None:
+            return None
+        self.faults.count(kind)
+        if kind == "snapshot_429":
+            return json_response({"code": -1003, "msg": "Too many requests; please use the websocket for live updates."},
+                                 429, {"Retry-After": "1"})
+        if kind == "snapshot_500":
+            return json_response({"code": -1001, "msg": "Internal error; unable to process your request. Please try again."},
+                                 500)
+        self._stale = True
+        return None
+
+    def _depth_limit(self, q: Query) -> int:
+        v = _int_param(q, "limit", 100)
+        assert v is not None
+        if v < 1:
+            raise ApiError(400, -1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'.")
+        return min(v, MAX_DEPTH_LIMIT)  # Binance answers at most 5000 levels
+
+    def _api_depth(self, q: Query, micro: bool) -> dict[str, Any]:
+        self._check_params(q, ("symbol", "limit"))
+        log = self._symbol(q)
+        if self.depth is None:
+            raise ApiError(400, -1121, "Invalid symbol.")
+        return self.depth(log.spec.symbol, self._depth_limit(q), self._stale)
 
     def _check_params(self, q: Query, allowed: tuple[str, ...]) -> None:
         extra = [k for k in q if k not in allowed]

@@ -27,12 +27,16 @@ from aiohttp import web
 from ..errors import ConfigError
 from ..model import now_us
 from . import faults as F
+from .book import DEFAULT_HISTORY
+from .bookfeed import BookFeed
+from .calibration import BOOK_TRADES_PER_S
 from .control import ControlApi
 from .dumptree import DumpTree, day_start_us
 from .injector import FaultInjector
 from .market import DEFAULT_SYMBOLS, SyntheticMarket, print_history, symbol_spec
+from .recording import Recorder, RecordingReplay, Run, has_book_lines
 from .replay import ReplaySource, replay_logs
-from .rest_api import RestApi
+from .rest_api import ApiError, RestApi
 from .streams import MAX_INCOMING_PER_S, MAX_STREAMS, StreamHub, StreamSettings
 from .tradelog import SymbolLog
 
@@ -41,6 +45,16 @@ __all__ = ["ExchangeServer", "MAX_STREAMS", "MAX_INCOMING_PER_S"]
 logger = logging.getLogger("cryptolab.exchange")
 
 REPLAY_THROTTLE = 4 * 1024 * 1024  # replay at speed 0 waits while a client is this far behind
+
+
+def _paced(pace: Sequence[str], pace_x: float, replay: bool) -> tuple[list[str], float]:
+    """(symbols, total trades/s) of `pace` at `pace_x` times BTCUSDT's real rate."""
+    if replay:
+        raise ConfigError("pace sets a synthetic market's rates: it does not go with a replay")
+    if not 0 < pace_x < 1e5:
+        raise ConfigError(f"pace_x must be a number > 0 (got {pace_x:g})")
+    symbols = [s.lower() for s in pace]
+    return symbols, BOOK_TRADES_PER_S * pace_x * len(symbols)
 
 
 class ExchangeServer:
@@ -69,6 +83,10 @@ class ExchangeServer:
         tick: float = 0.002,
         history_days: int = 0,
         history_rate: float = 1.0,
+        record: str | None = None,
+        pace: Sequence[str] | None = None,
+        pace_x: float = 1.0,
+        book_history: int = DEFAULT_HISTORY,
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the local exchange binds to the loopback interface only")
@@ -85,11 +103,15 @@ class ExchangeServer:
         # same ids (one would have to print > 1M trades/s on average to reach the next one's).
         self.id_base = first_id if first_id is not None else (1 if seed is not None else now_us())
         self.seed = seed if seed is not None else self.id_base
+        if pace:  # a real symbol's mix: its trade rate, and its book from the start
+            symbols, rate = _paced(pace, pace_x, bool(replay))
         if replay:
             self.logs = replay_logs(replay, symbols)
-            self.source: SyntheticMarket | ReplaySource = ReplaySource(
-                replay, self.logs, speed=speed, max_trades=max_trades
-            )
+            if any(has_book_lines(p) for p in replay):
+                self.source: SyntheticMarket | ReplaySource | RecordingReplay = RecordingReplay(
+                    replay, self.logs, speed=speed, max_trades=max_trades)
+            else:
+                self.source = ReplaySource(replay, self.logs, speed=speed, max_trades=max_trades)
         else:
             names = [s.upper() for s in (symbols or DEFAULT_SYMBOLS)]
             self.logs = {s: SymbolLog(symbol_spec(s)) for s in dict.fromkeys(names)}
@@ -128,13 +150,37 @@ class ExchangeServer:
         self._pause_started: int | None = None
         self.faults = FaultInjector(self.plan, random.Random(self.seed ^ 0x5EED), self.logs, self.dumps)
         notice = shutdown_notice if shutdown_notice is not None else min(600.0, max_connection_age / 10)
+        self.feed = self._book_feed(book_history)
+        """The synthetic books (lazy: see `bookfeed`); None for a replay."""
         self.streams = StreamHub(self.logs, self.faults, StreamSettings(ping_interval, ping_timeout, max_connection_age,
-                                                                         notice), self.stats)
+                                                                         notice), self.stats, self._books_wanted)
         self.rest = RestApi(self.logs, self.faults, self.stats, self.describe, weight_budget)
+        if self.feed is not None or isinstance(self.source, RecordingReplay):
+            self.rest.depth = self.depth_snapshot
+        self.recorder = self._recorder(record)
+        if (pace or record) and self.feed is not None:
+            for sym in self.logs:
+                self.feed.activate(sym)
         self.control = ControlApi(self)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing = False
+
+    def _book_feed(self, history: int) -> BookFeed | None:
+        if not isinstance(self.source, SyntheticMarket):
+            return None
+        n = max(1, len(self.logs))
+        market = self.source
+        return BookFeed(self.logs, seed=self.seed, id_base=self.id_base, rate_of=lambda sym: market.rate / n,
+                        history=history)
+
+    def _recorder(self, record: str | None) -> Recorder | None:
+        if not record:
+            return None
+        if self.feed is None:
+            raise ConfigError("record writes the synthetic market's streams: it does not go with a replay")
+        self.feed.record = True
+        return Recorder(record)
 
     @property
     def fault_counts(self) -> dict[str, int]:
@@ -164,7 +210,7 @@ class ExchangeServer:
         server = site._server
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        if not isinstance(self.source, ReplaySource):
+        if not isinstance(self.source, (ReplaySource, RecordingReplay)):
             self.source.start(now_us())  # a replay starts with its first subscriber
         self._tasks.append(asyncio.create_task(self._market_loop(), name="exchange-market"))
         for item in self.plan.timed:
@@ -186,6 +232,9 @@ class ExchangeServer:
         self.streams.close_all(1001, "server stopping")
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.recorder is not None:
+            self.recorder.close()
+            self.recorder = None
 
     # ------------------------------------------------------------------ controls
     def pause_market(self) -> None:
@@ -222,20 +271,77 @@ class ExchangeServer:
             now = now_us()
             try:
                 if not self.paused and not self.stopped:
-                    if isinstance(src, ReplaySource):
+                    if isinstance(src, (ReplaySource, RecordingReplay)):
                         if not src.started and self.streams.subscribed():
                             src.start(now)
                         src.throttled = self.streams.behind(REPLAY_THROTTLE)
                     if src.started:
                         src.generate(now)
-                batch = src.release(now)
-                if batch:
-                    self.streams.dispatch(batch)
+                self._publish(now, src)
             except Exception as exc:  # e.g. a broken line in a replayed file: stop printing, keep serving
                 self.error = f"{type(exc).__name__}: {exc}"
                 self.stopped = True
                 logger.error("local exchange: market stopped: %s", self.error)
             await asyncio.sleep(self.tick)
+
+    def _publish(self, now: int, src: SyntheticMarket | ReplaySource | RecordingReplay) -> None:
+        """Send one tick: book messages (window diffs, then the tick's bookTickers) before trades."""
+        runs: list[Run]
+        if isinstance(src, RecordingReplay):
+            runs = src.release_runs(now)
+        else:
+            batch = src.release(now)
+            feed = self.feed
+            named = []
+            if feed is not None and (feed.books or self.streams.wanted):
+                named = feed.advance(now, batch, self.streams.wanted, flow=not (self.paused or self.stopped))
+            runs = ([("named", named)] if named else []) + ([("trades", batch)] if batch else [])
+        for kind, items in runs:
+            if kind == "trades":
+                self.streams.dispatch(items)
+            else:
+                self.streams.dispatch_named(items)
+        if self.recorder is not None and runs and self.feed is not None:
+            feed = self.feed
+            self.recorder.write_runs(runs, lambda sym: feed.snapshot(sym, 1000))
+
+    def _books_wanted(self, symbols: set[str]) -> None:
+        if self.feed is not None:
+            for sym in symbols:
+                self.feed.activate(sym)
+
+    # ------------------------------------------------------------------ the book
+    def depth_snapshot(self, symbol: str, limit: int, stale: bool) -> dict[str, Any]:
+        """`GET /api/v3/depth` (see `RestApi.depth`)."""
+        if isinstance(self.source, RecordingReplay):
+            try:
+                return self.source.snapshot(symbol, limit)
+            except LookupError as exc:
+                raise ApiError(400, -1121, str(exc)) from None
+        assert self.feed is not None
+        return self.feed.snapshot(symbol, limit, stale=stale)
+
+    def _need_feed(self, symbol: str) -> BookFeed:
+        if self.feed is None:
+            raise ConfigError("a replay relays its recording's book: the exchange keeps no book of its own to say")
+        if symbol.upper() not in self.logs:
+            raise ConfigError(f"the exchange does not list {symbol.upper()} (it lists {', '.join(self.logs)})")
+        return self.feed
+
+    def book_json(self, symbol: str, update_id: int | None = None) -> dict[str, Any]:
+        """The exchange's whole book of a symbol at an update id (default: now)."""
+        try:
+            return self._need_feed(symbol).book_json(symbol, update_id)
+        except LookupError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def diff_log_json(self, symbol: str, start: int = 0) -> dict[str, Any]:
+        """Every 100 ms diff the book published, from number `start`."""
+        return self._need_feed(symbol).diff_log_json(symbol, start)
+
+    def quote_log_json(self, symbol: str, start: int = 0) -> dict[str, Any]:
+        """Every bookTicker the book published, from number `start`."""
+        return self._need_feed(symbol).quote_log_json(symbol, start)
 
     async def _dump(self, request: web.Request) -> web.StreamResponse:
         """A file of the dump tree (see `dumptree`); dump faults planned with p= are drawn here."""
@@ -268,4 +374,5 @@ class ExchangeServer:
             "finished": self.source.finished,
             "error": self.error,
             "pending": self.source.pending_count(),
+            "books": {s: b.update_id for s, b in self.feed.books.items()} if self.feed is not None else {},
         }

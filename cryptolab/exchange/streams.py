@@ -21,12 +21,14 @@ import asyncio
 import json
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from ..model import now_us
+from .bookfeed import Named, book_stream_kind
 from .connection import Conn, clean_close, frame, hard_close, reset
 from .injector import FaultInjector
 from .rest_api import json_response
@@ -107,8 +109,12 @@ class StreamHub:
     """Every WebSocket connection of the exchange: subscriptions, timers, fan-out of trades."""
 
     def __init__(self, logs: dict[str, SymbolLog], faults: FaultInjector, settings: StreamSettings,
-                 stats: dict[str, int]) -> None:
+                 stats: dict[str, int], on_named: Callable[[set[str]], None] | None = None) -> None:
         self.logs = logs
+        self.on_named = on_named
+        """Told the symbols whose book streams a client just subscribed to (the books are lazy)."""
+        self.wanted: dict[str, int] = {}
+        """Connections per named stream (book streams, aggTrade) subscribed now."""
         self.faults = faults
         self.settings = settings
         self.stats = stats
@@ -136,10 +142,12 @@ class StreamHub:
                 c.dup_left += p["n"]
             elif kind == "reorder":
                 c.reorder_n = p["n"]
+            elif kind == "burst_reset":
+                c.burst_reset = True
             else:  # malformed
                 self.send(c, self.malformed_frame(c, p["variant"], p["size"]))
                 self.faults.count(f"malformed_{p['variant']}")
-            if kind not in ("duplicate", "reorder"):  # those count when they happen
+            if kind not in ("duplicate", "reorder", "burst_reset"):  # those count when they happen
                 self.faults.count(kind)
         return len(conns)
 
@@ -152,7 +160,7 @@ class StreamHub:
         return any(c.transport.get_write_buffer_size() > limit for c in self.conns if not c.closed)
 
     def subscribed(self) -> bool:
-        return any(c.symbols for c in self.conns)
+        return any(c.symbols or c.named for c in self.conns)
 
     # ------------------------------------------------------------------ market → streams
     def _payloads(self, batch: list[tuple[SymbolLog, int]], micro: bool) -> list[bytes]:
@@ -203,6 +211,33 @@ class StreamHub:
             else:
                 fr = frames_for(c.combined, c.micro)
                 self._send_slow(c, [f for f, s in zip(fr, syms) if s in wanted])
+
+    def dispatch_named(self, msgs: list[Named]) -> None:
+        """Send one tick's book and aggTrade messages to the connections that subscribed to them."""
+        msgs = self.faults.apply_depth(msgs)
+        if not msgs or not self.wanted:
+            return
+        frames: dict[tuple[bool, bool], list[bytes]] = {}
+        now = time.monotonic()
+        for c in list(self.conns):
+            if c.closed or not c.named or self._stalled(c, now):
+                continue
+            key = (c.combined, c.micro)
+            fr = frames.get(key)
+            if fr is None:
+                fr = frames[key] = [
+                    frame((b'{"stream":"%s","data":%s}' % (m.stream.encode(), m.us if c.micro else m.ms))
+                          if c.combined else (m.us if c.micro else m.ms)) for m in msgs]
+            sel = [f for f, m in zip(fr, msgs) if m.stream in c.named]
+            if not sel:
+                continue
+            data = b"".join(sel)
+            if c.burst_reset:
+                c.transport.write(data[: max(1, len(data) // 2)])  # half a burst, then the socket drops
+                reset(c)
+                self.faults.count("burst_reset")
+                continue
+            self.send(c, data, len(sel))
 
     @staticmethod
     def _stalled(c: Conn, now: float) -> bool:
@@ -302,11 +337,32 @@ class StreamHub:
     # ------------------------------------------------------------------ WebSocket endpoint
     def _resubscribe(self, c: Conn) -> None:
         syms = set()
+        named = set()
         for name in c.streams:
             sym, _, kind = name.partition("@")
-            if kind == "trade" and sym.upper() in self.logs and sym == sym.lower():
-                syms.add(sym.upper())
+            if sym.upper() in self.logs and sym == sym.lower():
+                if kind == "trade":
+                    syms.add(sym.upper())
+                elif book_stream_kind(kind) is not None:
+                    named.add(name)
         c.symbols = frozenset(syms)
+        self._set_named(c, frozenset(named))
+
+    def _set_named(self, c: Conn, named: frozenset[str]) -> None:
+        """Keep `wanted` (connections per named stream) in step; wake the books asked for."""
+        for name in c.named - named:
+            left = self.wanted.get(name, 0) - 1
+            if left > 0:
+                self.wanted[name] = left
+            else:
+                self.wanted.pop(name, None)
+        new = named - c.named
+        for name in new:
+            self.wanted[name] = self.wanted.get(name, 0) + 1
+        c.named = named
+        books = {n.partition("@")[0].upper() for n in new if book_stream_kind(n.partition("@")[2]) != "agg"}
+        if books and self.on_named is not None:
+            self.on_named(books)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """`/ws`, `/ws/<streams>` and `/stream?streams=…`: one client, until it or we close."""
@@ -342,6 +398,7 @@ class StreamHub:
         finally:
             c.closed = True
             self.conns.discard(c)
+            self._set_named(c, frozenset())
             timer.cancel()
         return ws
 

@@ -95,7 +95,7 @@ def test_bad_requests_get_binance_errors(exchange: Any, path: str, code: int) ->
 
 def test_unknown_endpoint_is_json_404(exchange: Any) -> None:
     ex = exchange(rate=20)
-    st, _, body = get(ex.http_url + "/api/v3/depth?symbol=BTCUSDT")
+    st, _, body = get(ex.http_url + "/api/v3/avgPrice?symbol=BTCUSDT")
     assert st == 404 and set(body) == {"code", "msg"}
 
 
