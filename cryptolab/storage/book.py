@@ -145,7 +145,8 @@ class BookWriter:
         """Make the day partitions the rows need, each committed at once (call before the
         transaction that stores them: a rolled-back transaction must not take a partition along)."""
         if not self._ready:
-            self.conn.execute(_STAGE_DDL)
+            with self.conn.transaction():  # (a connection not in autocommit must not be left in a transaction)
+                self.conn.execute(_STAGE_DDL)
             self._ready = True
         self._ensure_days("book_diffs", (r.event_time_us for r in rows if type(r) is DepthDiff))
         self._ensure_days("quotes", (r.received_at_us for r in rows if type(r) is Quote))

@@ -71,3 +71,10 @@ def test_trades_and_book_rows_share_one_transaction(conn: psycopg.Connection) ->
     res = w.write([], [], [_diff(7), _quote(7, T0)])
     assert res.book is not None and (res.book.diffs, res.book.quotes) == (1, 1)
     assert conn.execute("SELECT (SELECT count(*) FROM book_diffs), (SELECT count(*) FROM quotes)").fetchone() == (1, 1)
+
+
+def test_the_writer_commits_on_a_connection_not_in_autocommit(dsn: str) -> None:
+    with psycopg.connect(dsn) as c, psycopg.connect(dsn, autocommit=True) as other:
+        BookWriter(c).store([_diff(3), _quote(3, T0)])  # autocommit off, as the capture's connection may be
+        seen = other.execute("SELECT (SELECT count(*) FROM book_diffs), (SELECT count(*) FROM quotes)").fetchone()
+        assert seen == (1, 1)  # committed by store() itself, not left in an open transaction
