@@ -104,9 +104,10 @@ def funding_units(funding_us: int) -> int:
 
 
 def open_interest_units(t_us: int) -> int:
-    """Open interest (units of 1e-8 contracts) at a 5-minute mark."""
+    """Open interest (units of 1e-8 contracts) at a 5-minute mark: builds up and unwinds over a
+    day (100,000 … 101,440 contracts) with a little noise."""
     k = t_us // 300_000_000
-    return 100_000 * 100_000_000 + (k * 7919 % 20_000) * 10_000_000
+    return (100_000 + 10 * abs(k % 288 - 144)) * 100_000_000 + (k * 7919 % 1000) * 1_000_000
 
 
 class Perp:
