@@ -434,4 +434,23 @@ class DumpTree:
                             for n in (base + name, base + name + ".CHECKSUM"):
                                 if n.startswith(prefix):
                                     out.append(n)
+        return out + self._keys_um(prefix, days)
+
+    def _keys_um(self, prefix: str, days: list[date]) -> list[str]:
+        """The futures/um tree's keys under `prefix` (monthly files of months the history overlaps)."""
+        months = sorted({(d.year, d.month) for d in days})
+        monthly = [f"{y:04d}-{m:02d}" for y, m in months if self._span_um("monthly", f"{y:04d}-{m:02d}") is not None]
+        out: list[str] = []
+        for sym in self.logs:
+            for kind in ("trades", "aggTrades", "klines", "markPriceKlines", "fundingRate", "metrics"):
+                for iv in (["1m", "1h", "1d"] if kind in ("klines", "markPriceKlines") else [""]):
+                    for period, stamps in (("daily", [d.isoformat() for d in days]), ("monthly", monthly)):
+                        if period not in _FUT_PERIODS.get(kind, (period,)):
+                            continue
+                        base = f"data/futures/um/{period}/{kind}/{sym}/" + (f"{iv}/" if iv else "")
+                        if not (base.startswith(prefix) or prefix.startswith(base)):
+                            continue
+                        for stamp in stamps:
+                            name = f"{base}{sym}-{iv or kind}-{stamp}.zip"
+                            out.extend(n for n in (name, name + ".CHECKSUM") if n.startswith(prefix))
         return out

@@ -145,3 +145,23 @@ def test_bad_input_is_one_clear_line(conn: psycopg.Connection) -> None:
         with pytest.raises(DataError) as err:
             call()
         assert text in str(err.value) and "\n" not in str(err.value)
+
+
+def test_basis_reads_spot_from_its_1s_bars_when_spot_was_captured(conn: psycopg.Connection) -> None:
+    from cryptolab.model import Trade
+    from cryptolab.storage.writer import TradeWriter
+
+    t0 = 1_721_347_200_000_000
+    spot = [Trade("binance", "BTCUSDT", 100 + k, Decimal("60000.01") + k, Decimal("0.5"), k % 2 == 0,
+                  t0 + k * 20_000_000) for k in range(9)]  # one every 20 s: 3 a minute
+    TradeWriter(conn).write(spot)
+    conn.commit()
+    with conn.transaction():
+        write_agg_trades(conn, [AggTrade("binance-usdm", "BTCUSDT", k, Decimal("60010.1") + k * 2, Decimal("1"),
+                                         k, k, t0 + k * 20_000_000 + 5_000_000, False) for k in range(9)])
+    got = an.basis("BTCUSDT", _dt(t0), _dt(t0 + 180_000_000), "1m", market="usdm", conn=conn)
+    assert got["spot_close"].to_list() == [Decimal("60002.01"), Decimal("60005.01"), Decimal("60008.01")]
+    assert got["perp_close"].to_list() == [Decimal("60014.1"), Decimal("60020.1"), Decimal("60026.1")]
+    assert got["basis"].to_list() == [Decimal("12.09"), Decimal("15.09"), Decimal("18.09")]
+    assert got["basis_bps"][0] == (Decimal("12.09") * 10000 / Decimal("60002.01")).quantize(
+        Decimal("1e-6"), ROUND_HALF_UP)
