@@ -153,13 +153,18 @@ async def usdm_exchange(rest_url: str, symbols: list[str], need_rest: bool) -> s
 
 
 async def _spot_base(rest_url: str, symbols: list[str], why: SourceError) -> str:
+    """Without /fapi: the base name from the spot exchangeInfo at the same URL (the local exchange
+    says whether its market is synthetic); a symbol it does not list is refused."""
     async with RestClient(rest_url) as spot:
         try:
             info = await spot.market_info(symbols)
-        except SourceError:
-            if "unknown symbol" in str(why):
-                raise why from None
+        except SourceError as exc:
+            if "unknown symbol" in str(exc):
+                raise DataError(f"{exc} (and {rest_url} answers no /fapi: {why})") from None
             return DEFAULT_EXCHANGE
+    missing = [s for s in symbols if s not in info.symbols]
+    if missing:
+        raise DataError(f"unknown symbol {', '.join(missing)} at {rest_url}: check the spelling")
     return info.stored_as if info.local else DEFAULT_EXCHANGE
 
 

@@ -107,3 +107,14 @@ def test_futures_only_kinds_and_spot_only_symbols_are_one_clear_line() -> None:
     with pytest.raises(DataError, match="interval '1s'"):
         plan_history(["BTCUSDT"], "2026-10-01", "2026-10-31", today=today, kind="klines", interval="1s",
                      market="usdm")
+
+
+def test_a_symbol_the_local_exchange_does_not_list_is_refused_on_futures(dsn: str, exchange: Any,
+                                                                           tmp_path: Path) -> None:
+    ex = exchange(symbols=["btcusdt"], rate=5.0, history_days=2, history_rate=0.01)
+    day = datetime.now(timezone.utc).date() - timedelta(days=1)
+    with pytest.raises(DataError, match="unknown symbol XRPUSDT"):
+        fetch_history("XRPUSDT", day, day, kind="aggTrades", market="usdm", dsn=dsn, dumps=ex.http_url,
+                      rest=ex.http_url, cache=tmp_path)
+    with psycopg.connect(dsn) as c:
+        assert c.execute("SELECT count(*) FROM history_files").fetchone() == (0,)
