@@ -77,6 +77,17 @@ def test_basis_funding_and_open_interest_equal_an_independent_recomputation(
                      "funding_per_unit": rate * mark, "cumulative_per_unit": total,
                      "rate_annualised": rate * 365 * 3})
     assert fund.to_dicts() == rows
+    # psql runs the same module to the same digits
+    from cryptolab.storage.db import SQL_DIR
+    from tests.storage.test_sql_psql import psql
+    r = psql(dsn, Path(SQL_DIR) / "futures.sql", "symbol=btcusdt", "exchange=simulator-usdm",
+             f"start={start.isoformat()}", f"end={end.isoformat()}", "interval=1h", csv=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    at = lines.index("open_time,perp_close,spot_close,basis,basis_bps,basis_annualised")
+    csv_rows = [ln.split(",") for ln in lines[at + 1: at + 1 + len(want)]]
+    assert [[Decimal(x) for x in row[1:]] for row in csv_rows] == [
+        [w["perp_close"], w["spot_close"], w["basis"], w["basis_bps"], w["basis_annualised"]] for w in want]
     # open interest every 5 minutes, its change exact
     assert oi.height == 2 * 288
     first = oi.row(0, named=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import psycopg
+import pytest
 
 from cryptolab.markets import AggTrade, FundingRate, Liquidation, MarkPrice, OpenInterest
 from cryptolab.storage.futures import (
@@ -64,3 +65,17 @@ def test_liquidations_open_interest_and_agg_trades_stored_once(conn: psycopg.Con
     assert write_agg_trades(conn, agg[2:]) == 0
     row = conn.execute("SELECT sum(trade_count), sum(quote_qty) FROM agg_trades WHERE exchange = %s", (EX,)).fetchone()
     assert row == (15, Decimal("63943.90") * Decimal("0.003") * 5)
+
+
+def test_schema_version_8_applies_twice_and_takes_the_futures_history_kinds(conn: psycopg.Connection) -> None:
+    from cryptolab.storage import db
+
+    assert db.apply_schema(conn) >= 8
+    assert db.apply_schema(conn) >= 8
+    conn.execute("INSERT INTO history_files (exchange, symbol, kind, period, first_day, last_day, file_name, url, "
+                 "rows, stored, mode) VALUES ('binance-usdm', 'BTCUSDT', 'fundingRate', 'monthly', '2024-07-01', "
+                 "'2024-07-31', 'BTCUSDT-fundingRate-2024-07.zip', 'x', 93, 93, 'idempotent')")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("INSERT INTO history_files (exchange, symbol, kind, period, first_day, last_day, file_name, "
+                     "url, rows, stored, mode) VALUES ('binance', 'BTCUSDT', 'bookDepth', 'daily', '2024-07-01', "
+                     "'2024-07-01', 'x.zip', 'x', 1, 1, 'idempotent')")
