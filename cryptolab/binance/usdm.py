@@ -73,7 +73,9 @@ __all__ = [
 
 USDM_EXCHANGE = exchange_for("usdm", DEFAULT_EXCHANGE)
 DEFAULT_FAPI_URL = "https://fapi.binance.com"
+"""Binance's futures REST root (CRYPTOLAB_FAPI_URL overrides it: `config.settings().fapi_url`)."""
 DEFAULT_FSTREAM_URL = "wss://fstream.binance.com"
+"""Binance's futures stream root (CRYPTOLAB_FSTREAM_URL overrides it)."""
 STREAM_KINDS = {"aggTrade": "market", "markPrice@1s": "market", "markPrice": "market", "forceOrder": "market",
                 "bookTicker": "public", "depth": "public", "depth@100ms": "public", "depth@0ms": "public",
                 "depth@500ms": "public"}
@@ -233,8 +235,13 @@ def stream_name(symbol: str, kind: str) -> str:
 
 
 def stream_urls(symbols: Sequence[str], kinds: Iterable[str] = ("aggTrade", "markPrice@1s", "forceOrder"),
-                base: str = DEFAULT_FSTREAM_URL) -> dict[str, str]:
-    """The combined-stream URL of each route the streams need: `{"market": "wss://…/market/stream?streams=…"}`."""
+                base: str | None = None) -> dict[str, str]:
+    """The combined-stream URL of each route the streams need: `{"market": "wss://…/market/stream?streams=…"}`
+    (`base` None: the settings' `fstream_url`)."""
+    if base is None:
+        from ..config import settings
+
+        base = settings().fstream_url
     by_route: dict[str, list[str]] = {}
     for sym in symbols:
         for kind in kinds:
@@ -340,7 +347,12 @@ def agg_windows(start_ms: int, end_ms: int) -> list[tuple[int, int]]:
 class UsdmRestClient(RestClient):
     """`RestClient` on Binance USD-M futures (`/fapi`): same weights, retries and caps."""
 
-    def __init__(self, base_url: str = DEFAULT_FAPI_URL, *, weight_budget: int = 2400, **kw: Any) -> None:
+    def __init__(self, base_url: str | None = None, *, weight_budget: int = 2400, **kw: Any) -> None:
+        """`base_url` None: the settings' `fapi_url` (CRYPTOLAB_FAPI_URL, else Binance's)."""
+        if base_url is None:
+            from ..config import settings
+
+            base_url = settings().fapi_url
         super().__init__(base_url, weight_budget=weight_budget, **kw)
 
     async def server_time(self) -> int:

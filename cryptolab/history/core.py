@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..binance.rest import RestClient
-from ..binance.usdm import DEFAULT_FAPI_URL, UsdmRestClient
+from ..binance.usdm import UsdmRestClient
 from ..errors import CryptolabError, DataError, SourceError
 from ..markets import check_market
 from ..model import now_us
@@ -51,6 +51,12 @@ _EPOCH = date(1970, 1, 1)
 
 def utc_today() -> date:
     return datetime.now(timezone.utc).date()
+
+
+def _fapi_url() -> str:
+    from ..config import settings
+
+    return settings().fapi_url
 
 
 def default_cache() -> Path:
@@ -468,7 +474,7 @@ async def fetch_history_async(
     plan = plan_history(symbols, start, end, today=today, kind=kind, interval=interval, market=check_market(market))
     if workers < 1 or workers > 64:
         raise DataError(f"--workers must be 1-64 (got {workers})")
-    h = _History(plan, dsn=dsn, rest_url=rest or (DEFAULT_FAPI_URL if plan.market == "usdm" else DEFAULT_REST_URL), dumps_url=dumps or DEFAULT_DUMPS_URL,
+    h = _History(plan, dsn=dsn, rest_url=rest or (_fapi_url() if plan.market == "usdm" else DEFAULT_REST_URL), dumps_url=dumps or DEFAULT_DUMPS_URL,
                  workers=workers, cache=Path(cache) if cache else default_cache(), exchange=exchange,
                  progress=progress, until_ids=until_ids, today=today)
     return await h.run()

@@ -171,3 +171,12 @@ def test_rest_client_asks_the_fapi_paths_with_their_weights() -> None:
                      "/futures/data/openInterestHist", "/fapi/v1/exchangeInfo"]
     assert seen[0][1] == {"symbol": "BTCUSDT", "limit": "1000", "fromId": "5"}
     assert seen[4][1]["period"] == "5m"
+
+
+def test_futures_roots_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert UsdmRestClient().base_url == "https://fapi.binance.com"
+    assert stream_urls(["btcusdt"], ["aggTrade"])["market"].startswith("wss://fstream.binance.com/market/")
+    monkeypatch.setenv("CRYPTOLAB_FAPI_URL", "http://127.0.0.1:1/")
+    monkeypatch.setenv("CRYPTOLAB_FSTREAM_URL", "ws://127.0.0.1:2")
+    assert UsdmRestClient().base_url == "http://127.0.0.1:1"
+    assert stream_urls(["btcusdt"], ["aggTrade"]) == {"market": "ws://127.0.0.1:2/market/stream?streams=btcusdt@aggTrade"}
