@@ -370,7 +370,7 @@ ON CONFLICT (version) DO NOTHING;
 -- is rebuilt at any update id the diffs reach continuously from a snapshot; book_gaps records
 -- every stretch they do not (a missed diff, a crossed book, a restart) and the snapshot that
 -- healed it. quotes keeps every bookTicker (Binance's best bid/ask as of an update id).
--- book_diffs and quotes are partitioned by UTC day like trades (cryptolab_ensure_day).
+-- book_diffs and quotes are partitioned by UTC day like trades (cryptolab_ensure_day_partition, below).
 CREATE TABLE IF NOT EXISTS book_diffs (
     exchange         text        NOT NULL,
     symbol           text        NOT NULL,
@@ -435,22 +435,46 @@ CREATE TABLE IF NOT EXISTS book_gaps (
     UNIQUE (exchange, symbol, reason, after_update_id)
 );
 
--- A day partition of any day-partitioned table (trades, book_diffs, quotes): made once, raced safely.
-CREATE OR REPLACE FUNCTION cryptolab_ensure_day(tbl text, day date) RETURNS boolean
+INSERT INTO schema_version (version, description)
+VALUES (7, 'book_diffs, book_snapshots, quotes, book_gaps: the order book, exact and rebuildable')
+ON CONFLICT (version) DO NOTHING;
+
+-- ---------------------------------------------------------------- version 8
+-- Binance USD-M futures (docs/futures.md). The market is carried by `exchange`: `binance` is
+-- spot (as before), `binance-usdm` the USD-M perpetuals (`simulator` / `simulator-usdm` for the
+-- local exchange's synthetic markets), so futures aggregate trades go into `agg_trades` beside
+-- spot and every key, partition, lease and archive path already tells the markets apart.
+-- The rows only futures have get their own tables, exact NUMERIC, keyed so that a row offered
+-- twice is stored once:
+--   mark_prices     @markPrice@1s: mark, index, estimated settle price, the funding rate of the
+--                   coming settlement and its time. One row per symbol per second (86,400 a day
+--                   per symbol, 4.3 M a day for 50 symbols): range-partitioned by UTC day like
+--                   trades, so old days are dropped or archived by the partition.
+--   funding_rates   settled funding (fundingRate dumps, /fapi/v1/fundingRate): 3 a day per symbol,
+--                   not partitioned. mark_price comes with REST only (dumps hold none).
+--   liquidations    @forceOrder: Binance sends at most one per symbol per second (the latest of
+--                   the second), so at most 86,400 a day per symbol and usually a few hundred:
+--                   not partitioned. Binance gives them no id: the key is the order's time,
+--                   side, price and quantity.
+--   open_interest   REST polls (/fapi/v1/openInterest), /futures/data/openInterestHist and the
+--                   `metrics` dumps (5-minute rows with long/short ratios): not partitioned.
+--   mark_klines     markPriceKlines dumps / REST (OHLC of the mark price; no volume).
+-- history_files takes the futures dump kinds too.
+CREATE OR REPLACE FUNCTION cryptolab_ensure_day_partition(parent text, day date) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
-    part text := format('%s_%s', tbl, to_char(day, 'YYYYMMDD'));
+    part text := format('%s_%s', parent, to_char(day, 'YYYYMMDD'));
 BEGIN
     IF to_regclass(quote_ident(current_schema()) || '.' || part) IS NOT NULL THEN
         RETURN false;
     END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('cryptolab_ensure_partition/' || tbl));
+    PERFORM pg_advisory_xact_lock(hashtext('cryptolab_ensure_partition:' || parent));
     IF to_regclass(quote_ident(current_schema()) || '.' || part) IS NOT NULL THEN
         RETURN false;
     END IF;
     BEGIN
         EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
-                       part, tbl,
+                       part, parent,
                        (day::timestamp AT TIME ZONE 'UTC'),
                        ((day + 1)::timestamp AT TIME ZONE 'UTC'));
     EXCEPTION WHEN duplicate_table THEN
@@ -459,10 +483,103 @@ BEGIN
     RETURN true;
 END $$;
 
-INSERT INTO schema_version (version, description)
-VALUES (7, 'book_diffs, book_snapshots, quotes, book_gaps: the order book, exact and rebuildable')
-ON CONFLICT (version) DO NOTHING;
+CREATE OR REPLACE FUNCTION cryptolab_ensure_day_partitions(parent text, first timestamptz, last timestamptz)
+RETURNS integer LANGUAGE sql AS $$
+    SELECT count(*) FILTER (WHERE cryptolab_ensure_day_partition(parent, d::date))::integer
+    FROM generate_series((first AT TIME ZONE 'UTC')::date,
+                         (last  AT TIME ZONE 'UTC')::date,
+                         interval '1 day') AS d
+$$;
 
--- ---------------------------------------------------------------- version 7+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 8) THEN
+        CREATE TABLE IF NOT EXISTS mark_prices (
+            exchange           text        NOT NULL,
+            symbol             text        NOT NULL,
+            event_time         timestamptz NOT NULL,
+            mark_price         numeric     NOT NULL CHECK (mark_price > 0),
+            index_price        numeric,
+            est_settle_price   numeric,
+            funding_rate       numeric,
+            next_funding_time  timestamptz,
+            received_at        timestamptz,
+            ingested_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+            source             text        NOT NULL CHECK (source IN ('live', 'backfill', 'replay', 'simulator')),
+            PRIMARY KEY (exchange, symbol, event_time)
+        ) PARTITION BY RANGE (event_time);
+
+        CREATE TABLE IF NOT EXISTS funding_rates (
+            exchange        text        NOT NULL,
+            symbol          text        NOT NULL,
+            funding_time    timestamptz NOT NULL,
+            funding_rate    numeric     NOT NULL,
+            mark_price      numeric     CHECK (mark_price > 0),
+            interval_hours  integer,
+            source          text        NOT NULL CHECK (source IN ('live', 'backfill', 'replay', 'simulator')),
+            ingested_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+            PRIMARY KEY (exchange, symbol, funding_time)
+        );
+
+        CREATE TABLE IF NOT EXISTS liquidations (
+            exchange         text        NOT NULL,
+            symbol           text        NOT NULL,
+            trade_time       timestamptz NOT NULL,
+            side             text        NOT NULL CHECK (side IN ('BUY', 'SELL')),
+            order_type       text        NOT NULL,
+            time_in_force    text,
+            price            numeric     NOT NULL CHECK (price > 0),
+            avg_price        numeric     NOT NULL CHECK (avg_price >= 0),
+            qty              numeric     NOT NULL CHECK (qty > 0),
+            last_filled_qty  numeric     NOT NULL CHECK (last_filled_qty >= 0),
+            filled_qty       numeric     NOT NULL CHECK (filled_qty >= 0),
+            status           text        NOT NULL,
+            event_time       timestamptz,
+            received_at      timestamptz,
+            ingested_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+            source           text        NOT NULL CHECK (source IN ('live', 'backfill', 'replay', 'simulator')),
+            PRIMARY KEY (exchange, symbol, trade_time, side, price, qty)
+        );
+
+        CREATE TABLE IF NOT EXISTS open_interest (
+            exchange                  text        NOT NULL,
+            symbol                    text        NOT NULL,
+            ts                        timestamptz NOT NULL,
+            open_interest             numeric     NOT NULL CHECK (open_interest >= 0),
+            open_interest_value       numeric,
+            toptrader_ls_ratio_count  numeric,
+            toptrader_ls_ratio_sum    numeric,
+            ls_ratio_count            numeric,
+            taker_ls_vol_ratio        numeric,
+            source                    text        NOT NULL CHECK (source IN ('live', 'backfill', 'replay', 'simulator')),
+            ingested_at               timestamptz NOT NULL DEFAULT clock_timestamp(),
+            PRIMARY KEY (exchange, symbol, ts)
+        );
+
+        CREATE TABLE IF NOT EXISTS mark_klines (
+            exchange    text        NOT NULL,
+            symbol      text        NOT NULL,
+            interval    text        NOT NULL,
+            open_time   timestamptz NOT NULL,
+            close_time  timestamptz NOT NULL,
+            open        numeric     NOT NULL,
+            high        numeric     NOT NULL,
+            low         numeric     NOT NULL,
+            close       numeric     NOT NULL,
+            fetched_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+            PRIMARY KEY (exchange, symbol, interval, open_time)
+        );
+
+        ALTER TABLE history_files DROP CONSTRAINT IF EXISTS history_files_kind_check;
+        ALTER TABLE history_files ADD CONSTRAINT history_files_kind_check
+            CHECK (kind IN ('trades', 'aggTrades', 'klines', 'markPriceKlines', 'fundingRate', 'metrics'));
+
+        INSERT INTO schema_version (version, description)
+        VALUES (8, 'USD-M futures: mark_prices (by day), funding_rates, liquidations, open_interest, mark_klines; '
+                   'history_files takes the futures dump kinds');
+    END IF;
+END $$;
+
+-- ---------------------------------------------------------------- version 9+
 -- Append later changes here as idempotent steps, each closed by its own
 -- INSERT INTO schema_version.

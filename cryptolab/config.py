@@ -42,6 +42,10 @@ class Settings:
     """libpq DSN/URI from `CRYPTOLAB_DSN`, or None for the embedded server."""
     home: Path
     """Local state directory from `CRYPTOLAB_HOME` (default `~/.cryptolab`; as root `/var/lib/cryptolab`)."""
+    fapi_url: str = "https://fapi.binance.com"
+    """Binance USD-M futures REST root, from `CRYPTOLAB_FAPI_URL`."""
+    fstream_url: str = "wss://fstream.binance.com"
+    """Binance USD-M futures WebSocket root (routed `/public`, `/market`), from `CRYPTOLAB_FSTREAM_URL`."""
 
     @property
     def embedded(self) -> bool:
@@ -93,7 +97,9 @@ def settings() -> Settings:
     home = Path(home_raw).expanduser()
     if (home.exists() or home.is_symlink()) and not home.is_dir():
         raise ConfigError(f"CRYPTOLAB_HOME={home_raw} is a file, not a directory: point CRYPTOLAB_HOME at a directory")
-    return Settings(dsn=dsn, home=home.resolve())
+    urls = {k: v for k, v in (("fapi_url", os.environ.get("CRYPTOLAB_FAPI_URL", "").strip()),
+                              ("fstream_url", os.environ.get("CRYPTOLAB_FSTREAM_URL", "").strip())) if v}
+    return Settings(dsn=dsn, home=home.resolve(), **urls)
 
 
 def mask_url(url: str) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "cryptolab"
 
 LAYERS: list[set[str]] = [
-    {"errors", "config", "model", "aio", "book"},  # the kernel: no I/O of the product's own (book: the pure order book)
+    {"errors", "config", "model", "aio", "book", "markets"},  # the kernel: no I/O of the product's own (book: the pure order book)
     {"binance", "storage"},  # the edges: Binance's wire and REST; PostgreSQL, journal, Parquet files
     {"exchange", "history"},  # the local exchange; the past from dumps + REST into storage
     {"capture"},  # live capture (joins history)

@@ -22,12 +22,14 @@ which kind was read is said (a warning on the fallback, a log line otherwise) an
 | volume   | stored_symbols, daily_totals, cvd, fetch_klines, reconcile_klines, reconcile_or_skip |
 | latency  | latest_trades, latency_stats, clock_offset, clock_skew |
 | reader   | load_trades, load_agg_trades |
+| futures  | funding, basis, liquidations, open_interest (USD-M perpetuals: `market="usdm"`, exchange binance-usdm) |
 | scope    | data_kind |
 """
 
 from __future__ import annotations
 
 from .args import INTERVALS
+from .futures import basis, funding, liquidations, open_interest
 from .latency import clock_offset, clock_skew, latency_stats, latest_trades
 from .price import ema, live_bars, moving_averages, ohlcv, pivots, sma, support_resistance, volume_profile, vwap
 from .quality import (
@@ -58,4 +60,5 @@ __all__ = [
     "stored_symbols", "daily_totals", "cvd", "fetch_klines", "reconcile_klines", "reconcile_or_skip",
     "latest_trades", "latency_stats", "clock_offset", "clock_skew",
     "load_trades", "load_agg_trades",
+    "funding", "basis", "liquidations", "open_interest",
 ]

@@ -64,6 +64,15 @@ WEIGHTS = {
     "/api/v3/aggTrades": 4,
     "/api/v3/klines": 2,
     "/api/v3/ticker/24hr": 2,
+    # USD-M futures (binance.usdm.UsdmRestClient; budget 2400 a minute)
+    "/fapi/v1/time": 1,
+    "/fapi/v1/exchangeInfo": 1,
+    "/fapi/v1/aggTrades": 20,
+    "/fapi/v1/klines": 5,
+    "/fapi/v1/markPriceKlines": 5,
+    "/fapi/v1/fundingRate": 1,
+    "/fapi/v1/openInterest": 1,
+    "/futures/data/openInterestHist": 1,
 }
 
 

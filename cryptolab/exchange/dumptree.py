@@ -15,6 +15,17 @@ real dumps switched then. `/?prefix=data/spot/daily/trades/BTCUSDT/&delimiter=/`
 the S3 bucket listing (ListBucketResult XML) the real site's index page reads. Files are
 built on first request and kept (bounded cache); `Range: bytes=N-` is answered with 206.
 
+A USD-M futures tree beside it, `/data/futures/um/…`, serves a synthetic perpetual per symbol
+tied to the synthetic spot (`Perp`): the same trades (ids, quantities, times, sides) at the spot
+price plus a basis that moves every hour (−100 … +500 ppm), so perp and spot differ by a known,
+exact amount. Kinds and periods as on the real site: daily and monthly `trades`, `aggTrades`,
+`klines/<iv>`, `markPriceKlines/<iv>` (the perp's OHLC, volumes 0); monthly `fundingRate`
+(settlements at 00:00, 08:00, 16:00 UTC, rate = basis × 100 / 3 in units of 1e-8); daily `metrics`
+(open interest every 5 minutes, its value at the perp's last price, long/short ratios). Futures
+CSVs have a header line and keep millisecond times (spot dumps are µs from 2025). A monthly
+futures file exists for every month that ends before today and overlaps the history (a
+contract listed mid-month has a short first month, as on Binance).
+
 Dump faults (armed by `inject`, see `faults`): `dump_404`, `dump_500`, `dump_truncate`
 (Content-Length of the whole file, half the body, then the connection drops),
 `dump_checksum` (a wrong sha256 in the next `.CHECKSUM`), `dump_slow` (the next file is
@@ -31,6 +42,7 @@ import re
 import zipfile
 from collections import OrderedDict
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 from xml.sax.saxutils import escape
 
 from aiohttp import web
@@ -38,7 +50,8 @@ from aiohttp import web
 from ..model import now_us
 from .tradelog import KLINE_INTERVALS_MS, SymbolLog, fmt8, fmt_scaled
 
-__all__ = ["DumpTree", "day_start_us", "MICROS_FROM"]
+__all__ = ["DumpTree", "Perp", "day_start_us", "MICROS_FROM", "basis_ppm", "perp_units", "funding_units",
+           "open_interest_units"]
 
 MICROS_FROM = date(2025, 1, 1)
 """Spot dumps hold µs times from this day on (ms before), as on data.binance.vision."""
@@ -52,6 +65,64 @@ _PATH = re.compile(
     r"(?P<name>(?P=symbol)-(?:(?P<kname>trades|aggTrades)|(?P<iname>[0-9]+[smhdwM]))-"
     r"(?P<date>\d{4}-\d{2}(?:-\d{2})?)\.zip)(?P<checksum>\.CHECKSUM)?$"
 )
+
+
+_FUT_PATH = re.compile(
+    r"^data/futures/um/(?P<period>daily|monthly)/(?P<kind>trades|aggTrades|klines|markPriceKlines|fundingRate|metrics)/"
+    r"(?P<symbol>[A-Z0-9]{2,20})/(?:(?P<interval>[0-9]+[smhdwM])/)?"
+    r"(?P<name>(?P=symbol)-(?:(?P<kname>trades|aggTrades|fundingRate|metrics)|(?P<iname>[0-9]+[smhdwM]))-"
+    r"(?P<date>\d{4}-\d{2}(?:-\d{2})?)\.zip)(?P<checksum>\.CHECKSUM)?$"
+)
+_FUT_HEADERS = {
+    "trades": "id,price,qty,quote_qty,time,is_buyer_maker",
+    "aggTrades": "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker",
+    "klines": "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
+              "taker_buy_quote_volume,ignore",
+    "fundingRate": "calc_time,funding_interval_hours,last_funding_rate",
+    "metrics": "create_time,symbol,sum_open_interest,sum_open_interest_value,count_toptrader_long_short_ratio,"
+               "sum_toptrader_long_short_ratio,count_long_short_ratio,sum_taker_long_short_vol_ratio",
+}
+_FUT_PERIODS = {"fundingRate": ("monthly",), "metrics": ("daily",)}
+_HOUR_US = 3_600_000_000
+_FUNDING_US = 8 * _HOUR_US
+
+
+def basis_ppm(t_us: int) -> int:
+    """The synthetic perp's basis over spot at time t, in millionths (moves every hour, −100 … +500)."""
+    h = t_us // _HOUR_US
+    return 200 + ((h * 37) % 13 - 6) * 50
+
+
+def perp_units(spot_units: int, t_us: int) -> int:
+    """The perp's price (units of 1e-8) for a spot price at time t: spot × (1 + basis), rounded down."""
+    return spot_units + spot_units * basis_ppm(t_us) // 1_000_000
+
+
+def funding_units(funding_us: int) -> int:
+    """The rate settled at `funding_us` in units of 1e-8: the basis of the hour before, × 100 / 3."""
+    return basis_ppm(funding_us - 1) * 100 // 3
+
+
+def open_interest_units(t_us: int) -> int:
+    """Open interest (units of 1e-8 contracts) at a 5-minute mark: builds up and unwinds over a
+    day (100,000 … 101,440 contracts) with a little noise."""
+    k = t_us // 300_000_000
+    return (100_000 + 10 * abs(k % 288 - 144)) * 100_000_000 + (k * 7919 % 1000) * 1_000_000
+
+
+class Perp:
+    """The synthetic perpetual of one spot log: its trades at the perp's price, derived as needed."""
+
+    def __init__(self, spot: SymbolLog) -> None:
+        self.spot = spot
+        self.log = SymbolLog(spot.spec, source=spot.source)
+
+    def synced(self) -> SymbolLog:
+        spot, log = self.spot, self.log
+        for i in range(len(log), len(spot)):
+            t = spot.times[i]
+            log.append(spot.ids[i], perp_units(spot.prices[i], t), spot.qtys[i], t, spot.events[i], bool(spot.makers[i]))
+        return log
 
 
 def day_start_us(day: date) -> int:
@@ -72,6 +143,7 @@ class DumpTree:
         self.counts: dict[str, int] = {}
         self.requests = 0
         self._cache: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
+        self._perps: dict[str, Perp] = {}
 
     # ------------------------------------------------------------------ what exists
     def today(self) -> date:
@@ -125,8 +197,97 @@ class DumpTree:
                 w(",".join(str(x) for x in kl) + "\n")
         return out.getvalue().encode()
 
+    # ------------------------------------------------------------------ the futures tree
+    def _span_um(self, period: str, stamp: str) -> tuple[date, date] | None:
+        """Days of a futures file: a monthly one may start after the 1st (listed mid-month)."""
+        if period == "daily" or self.first_day is None:
+            return self._span(period, stamp)
+        try:
+            y, mo = (int(x) for x in stamp.split("-"))
+            first, last = date(y, mo, 1), date(y, mo, calendar.monthrange(y, mo)[1])
+        except ValueError:
+            return None
+        if last < self.first_day or last >= self.today():
+            return None
+        return max(first, self.first_day), last
+
+    def _csv_um(self, sym: str, kind: str, interval: str, first: date, last: date) -> bytes:
+        perp = self._perps.setdefault(sym, Perp(self.logs[sym])).synced()
+        lo, hi = day_start_us(first), day_start_us(last + timedelta(days=1))
+        head = _FUT_HEADERS["klines" if kind == "markPriceKlines" else kind]
+        out = io.StringIO()
+        w = out.write
+        w(head + "\n")
+        if kind == "trades":
+            for k in range(perp.index_of_time(lo), perp.index_of_time(hi)):
+                p, q = perp.prices[k], perp.qtys[k]
+                w(f"{perp.ids[k]},{fmt8(p)},{fmt8(q)},{fmt_scaled(p * q, 16)},{perp.times[k] // 1000},"
+                  f"{'true' if perp.makers[k] else 'false'}\n")
+        elif kind == "aggTrades":
+            for n in range(perp.agg_index_of_time(lo), perp.agg_index_of_time(hi)):
+                g = perp.rest_agg(n, False)
+                w(f"{g['a']},{g['p']},{g['q']},{g['f']},{g['l']},{g['T']},{'true' if g['m'] else 'false'}\n")
+        elif kind in ("klines", "markPriceKlines"):
+            for kl in perp.klines(KLINE_INTERVALS_MS[interval], lo // 1000, hi // 1000 - 1, 10**9, False):
+                if kind == "markPriceKlines":
+                    kl = [*kl[:5], "0", kl[6], "0", 0, "0", "0", "0"]
+                w(",".join(str(x) for x in kl) + "\n")
+        elif kind == "fundingRate":
+            t = -(-lo // _FUNDING_US) * _FUNDING_US
+            while t < hi:
+                w(f"{t // 1000},8,{fmt8(funding_units(t))}\n")
+                t += _FUNDING_US
+        else:
+            self._metrics(w, sym, perp, lo, hi)
+        return out.getvalue().encode()
+
+    @staticmethod
+    def _metrics(w: Any, sym: str, perp: SymbolLog, lo: int, hi: int) -> None:
+        for t in range(lo, hi, 300_000_000):
+            oi = open_interest_units(t)
+            i = perp.index_of_time(t + 1)
+            price = perp.prices[i - 1] if i > 0 else 0
+            stamp = (datetime(1970, 1, 1) + timedelta(microseconds=t)).strftime("%Y-%m-%d %H:%M:%S")
+            k = t // 300_000_000
+            w(f"{stamp},{sym},{fmt8(oi)},{fmt_scaled(oi * price, 16)},{fmt8(100_000_000 + k % 50 * 1_000_000)},"
+              f"{fmt8(110_000_000 + k % 30 * 1_000_000)},{fmt8(90_000_000 + k % 40 * 1_000_000)},"
+              f"{fmt8(95_000_000 + k % 20 * 1_000_000)}\n")
+
+    def _file_um(self, m: re.Match[str]) -> tuple[bytes, str] | None:
+        kind, period, sym = m.group("kind"), m.group("period"), m.group("symbol")
+        interval = m.group("interval") or ""
+        if kind in ("klines", "markPriceKlines"):
+            if not interval or m.group("iname") != interval or interval not in KLINE_INTERVALS_MS or interval == "1s":
+                return None
+        elif interval or m.group("kname") != kind:
+            return None
+        if (period == "daily") != (len(m.group("date")) == 10) or period not in _FUT_PERIODS.get(kind, (period,)):
+            return None
+        span = self._span_um(period, m.group("date"))
+        if sym not in self.logs or span is None:
+            return None
+        return self._zip(f"um/{period}/{kind}/{interval}/{m.group('name')}", m.group("name"),
+                         lambda: self._csv_um(sym, kind, interval, *span))
+
+    def _zip(self, key: str, name: str, body: Any) -> tuple[bytes, str]:
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(name[:-4] + ".csv", body())
+        data = buf.getvalue()
+        entry = (data, hashlib.sha256(data).hexdigest())
+        self._cache[key] = entry
+        while len(self._cache) > _CACHE_FILES:
+            self._cache.popitem(last=False)
+        return entry
+
     def _file(self, m: re.Match[str]) -> tuple[bytes, str] | None:
         """(zip bytes, sha256 hex) of a file of the tree, or None (404)."""
+        if m.re is _FUT_PATH:
+            return self._file_um(m)
         key = m.group("name") if m.group("kind") != "klines" else f"{m.group('interval')}/{m.group('name')}"
         key = f"{m.group('period')}/{m.group('kind')}/{key}"
         hit = self._cache.get(key)
@@ -177,7 +338,7 @@ class DumpTree:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
         path = request.match_info.get("path", "")
-        m = _PATH.match("data/" + path)
+        m = _PATH.match("data/" + path) or _FUT_PATH.match("data/" + path)
         if m is None:
             return web.Response(status=404, text="404 Not Found")
         if m.group("checksum"):
@@ -273,4 +434,23 @@ class DumpTree:
                             for n in (base + name, base + name + ".CHECKSUM"):
                                 if n.startswith(prefix):
                                     out.append(n)
+        return out + self._keys_um(prefix, days)
+
+    def _keys_um(self, prefix: str, days: list[date]) -> list[str]:
+        """The futures/um tree's keys under `prefix` (monthly files of months the history overlaps)."""
+        months = sorted({(d.year, d.month) for d in days})
+        monthly = [f"{y:04d}-{m:02d}" for y, m in months if self._span_um("monthly", f"{y:04d}-{m:02d}") is not None]
+        out: list[str] = []
+        for sym in self.logs:
+            for kind in ("trades", "aggTrades", "klines", "markPriceKlines", "fundingRate", "metrics"):
+                for iv in (["1m", "1h", "1d"] if kind in ("klines", "markPriceKlines") else [""]):
+                    for period, stamps in (("daily", [d.isoformat() for d in days]), ("monthly", monthly)):
+                        if period not in _FUT_PERIODS.get(kind, (period,)):
+                            continue
+                        base = f"data/futures/um/{period}/{kind}/{sym}/" + (f"{iv}/" if iv else "")
+                        if not (base.startswith(prefix) or prefix.startswith(base)):
+                            continue
+                        for stamp in stamps:
+                            name = f"{base}{sym}-{iv or kind}-{stamp}.zip"
+                            out.extend(n for n in (name, name + ".CHECKSUM") if n.startswith(prefix))
         return out

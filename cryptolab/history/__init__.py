@@ -3,6 +3,7 @@
     from cryptolab.history import fetch_history
     res = fetch_history(["BTCUSDT"], "2025-01-01", "2025-01-31")            # trades
     fetch_history("BTCUSDT", "2025-01-01", kind="klines", interval="1m")     # klines up to now
+    fetch_history("BTCUSDT", "2025-01-01", kind="fundingRate", market="usdm")  # USD-M futures (binance-usdm)
 
 `cryptolab history SYMBOL… --from DATE` on the command line; `backfill_until()` is the join a
 live capture uses (history up to its stream's first id). See docs/history.md.

@@ -11,6 +11,11 @@ it; `aggTrades` by aggregate id; `klines` by time). A run at the start of the ra
 no file before it starts at the first trade at or after its first midnight (found with
 `aggTrades?startTime=`); when that trade lies past the run, the symbol did not trade
 yet: a DataError says from which day it did (what was loaded stays loaded).
+
+`market="usdm"` does the same for Binance USD-M futures (`data/futures/um` dumps, `/fapi` REST,
+rows stored under `binance-usdm`, or `simulator-usdm` from the local exchange); the kinds only
+futures have (markPriceKlines, fundingRate, metrics) are fetched from REST by time
+(`history.futures`). Futures trades have no keyless REST: days no dump holds take aggTrades.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from ..binance.rest import RestClient
+from ..binance.usdm import UsdmRestClient
 from ..errors import CryptolabError, DataError, SourceError
+from ..markets import check_market
 from ..model import now_us
+from . import futures as fut
 from .download import DEFAULT_DUMPS_URL, Downloader, Fetched, Progress
 from .plan import DumpFile, Plan, plan_history
 from .store import Loaded, Store
@@ -43,6 +51,12 @@ _EPOCH = date(1970, 1, 1)
 
 def utc_today() -> date:
     return datetime.now(timezone.utc).date()
+
+
+def _fapi_url() -> str:
+    from ..config import settings
+
+    return settings().fapi_url
 
 
 def default_cache() -> Path:
@@ -87,7 +101,9 @@ class HistoryResult:
         return self.stored + self.rest_stored
 
     def summary(self) -> str:
-        what = {"trades": "trades", "aggTrades": "aggregate trades", "klines": "klines"}[self.kind]
+        what = {"trades": "trades", "aggTrades": "aggregate trades", "klines": "klines",
+                "markPriceKlines": "mark price klines", "fundingRate": "funding rates",
+                "metrics": "open interest rows"}[self.kind]
         parts = [f"history {','.join(self.symbols)} ({self.exchange}): {self.total_stored:,} {what} stored "
                  f"({self.stored:,} from {self.files_loaded} dump file(s), {self.rest_stored:,} from REST)"]
         if self.files_skipped:
@@ -146,10 +162,17 @@ class _History:
         t0 = time.perf_counter()
         plan = self.plan
         # trades in µs (the dumps' unit since 2025); klines keep ms (their times are parsed as ms here)
-        rest = RestClient(self.rest_url, time_unit=None if plan.kind == "klines" else "MICROSECOND")
+        usdm = plan.market == "usdm"
+        rest = (UsdmRestClient(self.rest_url) if usdm
+                else RestClient(self.rest_url, time_unit=None if plan.kind == "klines" else "MICROSECOND"))
         try:
             need_rest = bool(plan.rest) or bool(self.until_ids)
-            exchange = self.exchange_arg or await _exchange_name(rest, plan.symbols, need_rest)
+            if self.exchange_arg:
+                exchange = self.exchange_arg
+            elif usdm:
+                exchange = await fut.usdm_exchange(self.rest_url, list(plan.symbols), need_rest)
+            else:
+                exchange = await _exchange_name(rest, plan.symbols, need_rest)
             self.result.exchange = exchange
             conn = await asyncio.to_thread(db.connect, self.dsn, autocommit=True)
             try:
@@ -248,8 +271,7 @@ class _History:
         # the line of days: each planned file, then today's REST span when planned
         segs: list[tuple[date, date, Loaded | None, DumpFile | None]] = [
             (c.file.first_day, c.file.last_day, c.loaded, c.file) for c in covers]
-        if any(s.symbol == sym for s in self.plan.rest):
-            segs.append((self.today, self.today, None, None))
+        segs.extend((s.first_day, s.last_day, None, None) for s in self.plan.rest if s.symbol == sym)
         prev: Loaded | None = None
         k = 0
         while k < len(segs):
@@ -277,6 +299,8 @@ class _History:
             end_us = None if run_last >= self.today else _day_us(min(run_last, last_day) + timedelta(days=1))
             if kind == "klines":
                 await self._fill_klines(store, rest, sym, run_first, run_last, end_us)
+            elif kind in fut.TIME_KINDS:
+                await self._fill_by_time(store, rest, sym, run_first, run_last, end_us)
             else:
                 if prev is not None and prev.last_id is not None:
                     start_id: int | None = prev.last_id + 1
@@ -323,6 +347,9 @@ class _History:
         kind = self.plan.kind
         if to_id is not None and to_id < from_id:
             return
+        if kind == "trades" and self.plan.market == "usdm":
+            raise DataError(f"{sym}: USD-M futures trades of {first_day} … {last_day} are in no dump and futures have "
+                            "no keyless REST for trades: fetch those days with --kind aggTrades")
         if kind == "trades":
             from_id = await asyncio.to_thread(store.first_missing_id, sym, from_id, to_id)
             if to_id is not None and from_id > to_id:
@@ -369,7 +396,7 @@ class _History:
         ep = "historicalTrades" if kind == "trades" else "aggTrades"
         name = f"rest:{ep}:{first}-{rows[-1][0]}"
         res = await asyncio.to_thread(store.store_rows, kind, sym, "", rows, name=name,
-                                      url=f"{self.rest_url}/api/v3/{ep}", first_day=first_day, last_day=last_day)
+                                      url=f"{self.rest_url}/{self._api}/{ep}", first_day=first_day, last_day=last_day)
         self.result.rest_rows += res.rows
         self.result.rest_stored += res.stored
         self.result.archived += res.archived
@@ -398,7 +425,25 @@ class _History:
         if rows:
             res = await asyncio.to_thread(store.store_rows, "klines", sym, iv, rows,
                                           name=f"rest:klines:{rows[0][0]}-{rows[-1][0]}",
-                                          url=f"{self.rest_url}/api/v3/klines", first_day=first, last_day=last)
+                                          url=f"{self.rest_url}/{self._api}/klines", first_day=first, last_day=last)
+            self.result.rest_rows += res.rows
+            self.result.rest_stored += res.stored
+
+    @property
+    def _api(self) -> str:
+        return "fapi/v1" if self.plan.market == "usdm" else "api/v3"
+
+    async def _fill_by_time(self, store: Store, rest: RestClient, sym: str, first: date, last: date,
+                            end_us: int | None) -> None:
+        """A futures-only kind (fundingRate, markPriceKlines, metrics) from REST by time."""
+        kind, iv = self.plan.kind, self.plan.interval
+        rows = await fut.rest_rows(rest, kind, sym, iv, first, end_us, self.progress.say)
+        if rows:
+            ep = {"fundingRate": "fapi/v1/fundingRate", "markPriceKlines": "fapi/v1/markPriceKlines",
+                  "metrics": "futures/data/openInterestHist"}[kind]
+            res = await asyncio.to_thread(store.store_rows, kind, sym, iv, rows,
+                                          name=f"rest:{kind}:{rows[0][0]}-{rows[-1][0]}",
+                                          url=f"{self.rest_url}/{ep}", first_day=first, last_day=last)
             self.result.rest_rows += res.rows
             self.result.rest_stored += res.stored
 
@@ -419,15 +464,17 @@ async def fetch_history_async(
     progress: bool = False,
     until_ids: dict[str, int] | None = None,
     today: date | None = None,
+    market: str = "spot",
 ) -> HistoryResult:
-    """Store the history of `symbols` over the UTC days [start, end] (see the module doc)."""
+    """Store the history of `symbols` over the UTC days [start, end] (see the module doc);
+    `market="usdm"`: Binance USD-M futures."""
     if isinstance(symbols, str):
         symbols = [s for s in symbols.replace(" ", "").split(",") if s]
     today = today or utc_today()
-    plan = plan_history(symbols, start, end, today=today, kind=kind, interval=interval)
+    plan = plan_history(symbols, start, end, today=today, kind=kind, interval=interval, market=check_market(market))
     if workers < 1 or workers > 64:
         raise DataError(f"--workers must be 1-64 (got {workers})")
-    h = _History(plan, dsn=dsn, rest_url=rest or DEFAULT_REST_URL, dumps_url=dumps or DEFAULT_DUMPS_URL,
+    h = _History(plan, dsn=dsn, rest_url=rest or (_fapi_url() if plan.market == "usdm" else DEFAULT_REST_URL), dumps_url=dumps or DEFAULT_DUMPS_URL,
                  workers=workers, cache=Path(cache) if cache else default_cache(), exchange=exchange,
                  progress=progress, until_ids=until_ids, today=today)
     return await h.run()

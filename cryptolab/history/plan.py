@@ -10,7 +10,9 @@ normal, and REST fills the day). Paths are data.binance.vision's (spot):
     data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2025-01-05.zip
     data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2025-01-05.zip
 
-each with its `.CHECKSUM` beside it.
+each with its `.CHECKSUM` beside it. USD-M futures (`market="usdm"`) live under
+`data/futures/um/…` with more kinds: `markPriceKlines/<iv>`, `fundingRate` (monthly files only:
+the days of a month not surely published are a REST span) and `metrics` (daily files only).
 """
 
 from __future__ import annotations
@@ -24,12 +26,18 @@ from typing import Literal
 from ..binance.dumps import check_symbol
 from ..errors import DataError
 
-__all__ = ["Kind", "KINDS", "INTERVALS", "DumpFile", "RestSpan", "Plan", "plan_history", "parse_day"]
+__all__ = ["Kind", "KINDS", "USDM_KINDS", "USDM_INTERVALS", "INTERVALS", "DumpFile", "RestSpan", "Plan", "plan_history", "parse_day"]
 
-Kind = Literal["trades", "aggTrades", "klines"]
+Kind = Literal["trades", "aggTrades", "klines", "markPriceKlines", "fundingRate", "metrics"]
 KINDS: tuple[Kind, ...] = ("trades", "aggTrades", "klines")
+"""What spot dumps hold."""
+USDM_KINDS: tuple[Kind, ...] = ("trades", "aggTrades", "klines", "markPriceKlines", "fundingRate", "metrics")
+"""What USD-M futures dumps hold (data/futures/um)."""
+_INTERVAL_KINDS = ("klines", "markPriceKlines")
 INTERVALS = ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
 """Kline intervals of Binance's spot dumps."""
+USDM_INTERVALS = INTERVALS[1:]
+"""Kline intervals of the futures dumps (no 1s)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class DumpFile:
     first_day: date
     last_day: date
     optional: bool = False  # may not be published yet: a 404 is normal
+    market: str = "spot"  # "usdm": data/futures/um
 
     @property
     def stamp(self) -> str:
@@ -51,13 +60,14 @@ class DumpFile:
     @property
     def name(self) -> str:
         """`BTCUSDT-trades-2025-01-05.zip`, `BTCUSDT-1m-2025-01.zip`."""
-        return f"{self.symbol}-{self.interval if self.kind == 'klines' else self.kind}-{self.stamp}.zip"
+        return f"{self.symbol}-{self.interval if self.kind in _INTERVAL_KINDS else self.kind}-{self.stamp}.zip"
 
     @property
     def path(self) -> str:
         """The path on data.binance.vision (no leading slash)."""
-        sub = f"{self.interval}/" if self.kind == "klines" else ""
-        return f"data/spot/{self.period}/{self.kind}/{self.symbol}/{sub}{self.name}"
+        sub = f"{self.interval}/" if self.kind in _INTERVAL_KINDS else ""
+        root = "futures/um" if self.market == "usdm" else "spot"
+        return f"data/{root}/{self.period}/{self.kind}/{self.symbol}/{sub}{self.name}"
 
     @property
     def checksum_path(self) -> str:
@@ -90,6 +100,7 @@ class Plan:
     last_day: date
     files: list[DumpFile] = field(default_factory=list)
     rest: list[RestSpan] = field(default_factory=list)
+    market: str = "spot"
 
     def files_of(self, symbol: str) -> list[DumpFile]:
         return [f for f in self.files if f.symbol == symbol]
@@ -119,6 +130,7 @@ def plan_history(
     interval: str = "1m",
     publish_lag_days: int = 1,
     monthly: bool = True,
+    market: str = "spot",
 ) -> Plan:
     """The plan for `symbols` over the UTC days [start, end] (end: today when None).
 
@@ -126,10 +138,15 @@ def plan_history(
     `publish_lag_days + 1` days old as one monthly file, the rest as daily files (those of
     the last `publish_lag_days` days optional). Today (when in the range) is a REST span.
     """
-    if kind not in KINDS:
-        raise DataError(f"--kind {kind!r}: use one of {', '.join(KINDS)}")
-    if kind == "klines" and interval not in INTERVALS:
-        raise DataError(f"--interval {interval!r}: use one of {', '.join(INTERVALS)}")
+    kinds, intervals = (USDM_KINDS, USDM_INTERVALS) if market == "usdm" else (KINDS, INTERVALS)
+    if market not in ("spot", "usdm"):
+        raise DataError(f"--market {market!r}: use spot or usdm")
+    if kind not in kinds:
+        extra = " (markPriceKlines, fundingRate and metrics are futures data: add --market usdm)" \
+            if kind in USDM_KINDS else ""
+        raise DataError(f"--kind {kind!r}: use one of {', '.join(kinds)}{extra}")
+    if kind in _INTERVAL_KINDS and interval not in intervals:
+        raise DataError(f"--interval {interval!r}: use one of {', '.join(intervals)}")
     syms = tuple(dict.fromkeys(check_symbol(s) for s in symbols))
     if not syms:
         raise DataError("no symbols given: name at least one, e.g. BTCUSDT")
@@ -142,21 +159,37 @@ def plan_history(
     if first < date(2017, 7, 14):
         raise DataError(f"--from {first} is before Binance's first trade (2017-07-14): no data exists then")
     last = min(last, today)
-    iv = interval if kind == "klines" else ""
+    iv = interval if kind in _INTERVAL_KINDS else ""
     k: Kind = kind
-    plan = Plan(syms, k, iv, first, last)
+    plan = Plan(syms, k, iv, first, last, market=market)
     dump_last = min(last, today - timedelta(days=1))
     sure = today - timedelta(days=1 + publish_lag_days)  # every day up to here is published
     for sym in syms:
+        if k == "fundingRate":
+            _plan_monthly_only(plan, sym, first, last, sure)
+            continue
         d = first
         while d <= dump_last:
             m_end = _month_end(d)
-            if monthly and d.day == 1 and m_end <= dump_last and m_end <= sure:
-                plan.files.append(DumpFile(sym, k, iv, "monthly", d, m_end))
+            if monthly and k != "metrics" and d.day == 1 and m_end <= dump_last and m_end <= sure:
+                plan.files.append(DumpFile(sym, k, iv, "monthly", d, m_end, market=market))
                 d = m_end + timedelta(days=1)
                 continue
-            plan.files.append(DumpFile(sym, k, iv, "daily", d, d, optional=d > sure))
+            plan.files.append(DumpFile(sym, k, iv, "daily", d, d, optional=d > sure, market=market))
             d += timedelta(days=1)
         if last >= today:
             plan.rest.append(RestSpan(sym, k, iv, today, today))
     return plan
+
+
+def _plan_monthly_only(plan: Plan, sym: str, first: date, last: date, sure: date) -> None:
+    """fundingRate: one monthly file per month of the range surely published (the whole month,
+    whatever part of it the range holds); the days after them are one REST span."""
+    d = first.replace(day=1)
+    while d <= last:
+        m_end = _month_end(d)
+        if m_end > sure:
+            plan.rest.append(RestSpan(sym, plan.kind, "", max(first, d), last))
+            return
+        plan.files.append(DumpFile(sym, plan.kind, "", "monthly", d, m_end, market="usdm"))
+        d = m_end + timedelta(days=1)

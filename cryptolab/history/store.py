@@ -24,7 +24,9 @@ dropped (`archive_days.dropped_at`) live in the archive: they are left out and c
 (`Loaded.archived`), never stored a second time.
 
 aggTrades go to `agg_trades` (one row per aggregate, first/last trade id), klines to
-`klines` (a dump's kline is final: it replaces a kline fetched while still open).
+`klines` (a dump's kline is final: it replaces a kline fetched while still open). USD-M
+futures dumps (`DumpFile.market == "usdm"`) load the same way under the store's exchange
+(`binance-usdm`); their columns and the futures-only kinds are `history.futures`'.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from psycopg import errors as pgerr
 from ..binance.dumps import time_to_us
 from ..errors import DataError, TradeConflict
 from ..storage.writer import BARS_FOLD, BARS_INSERT, BARS_ON_CONFLICT, SAME_TRADE, TRADE_TEXT, conflict_text, lock_symbols
+from . import futures as fut
 from .plan import DumpFile, Kind
 
 __all__ = ["Store", "Loaded", "COLUMNS", "open_member"]
@@ -74,7 +77,7 @@ _SCRATCH = {
               "c numeric, v numeric, close_t bigint, qv numeric, n bigint, tbv numeric, tbq numeric, ign text)",
 }
 WORK_MEM = "256MB"
-_TABLE = {"trades": "_hist_trades", "aggTrades": "_hist_agg", "klines": "_hist_klines"}
+_TABLE = {"trades": "_hist_trades", "aggTrades": "_hist_agg", "klines": "_hist_klines", **fut.TABLE}
 
 
 def _us(col: str) -> str:
@@ -328,7 +331,7 @@ class Store:
             conn.execute(f"SET temp_buffers = '{WORK_MEM}'")
         except psycopg.Error:
             pass
-        for ddl in _SCRATCH.values():
+        for ddl in [*_SCRATCH.values(), *fut.SCRATCH.values()]:
             conn.execute(ddl)
 
     def close(self) -> None:
@@ -405,7 +408,9 @@ class Store:
 
     def _copy_zip(self, f: DumpFile, path: Path, table: str) -> int:
         closer, member = open_member(path)
-        want = len(COLUMNS[f.kind])
+        names = fut.COLUMNS[f.kind] if f.market == "usdm" else COLUMNS[f.kind]
+        want = len(names)
+        market = "futures" if f.market == "usdm" else "spot"
         label = path.name
         try:
             with closer:
@@ -428,10 +433,11 @@ class Store:
                     cols = len(next(csv.reader([line2.decode("utf-8", "replace")]))) if line2 else want
                 if cols != want:
                     raise DataError(
-                        f"{label}: {cols} columns where a spot {f.kind} dump has {want} "
-                        f"({','.join(COLUMNS[f.kind])}) — wrong file or kind; nothing of it was stored")
+                        f"{label}: {cols} columns where a {market} {f.kind} dump has {want} "
+                        f"({','.join(names)}) — wrong file or kind; nothing of it was stored")
                 opts = "FORMAT csv, HEADER true" if header else "FORMAT csv"
-                with self.conn.cursor().copy(f"COPY {table} FROM STDIN ({opts})") as cp:
+                cols_sql = fut.COPY_COLUMNS.get(f.kind, "") if f.market == "usdm" else ""
+                with self.conn.cursor().copy(f"COPY {table} {cols_sql} FROM STDIN ({opts})") as cp:
                     chunk = head
                     while chunk:
                         cp.write(chunk)
@@ -447,7 +453,8 @@ class Store:
         """(rows, first id, last id, first time µs, last time µs) of the scratch table."""
         if n == 0:
             return (0, None, None, None, None)
-        idc, tc = {"trades": ("id", "t"), "aggTrades": ("a", "t"), "klines": ("NULL::bigint", "open_t")}[kind]
+        idc, tc = {"trades": ("id", "t"), "aggTrades": ("a", "t"), "klines": ("NULL::bigint", "open_t"),
+                   **fut.STATS}[kind]
         row = self.conn.execute(f"SELECT min({idc}), max({idc}), min({tc}), max({tc}) FROM {table}").fetchone()
         assert row is not None
         self._raw_t = (int(row[2]), int(row[3]))
@@ -462,7 +469,7 @@ class Store:
                             f"{f.first_day} … {f.last_day} — not this symbol's dump? nothing of it was stored")
 
     def _merge_other(self, kind: str, symbol: str, interval: str) -> int:
-        sql = _AGG if kind == "aggTrades" else _KLINES
+        sql = _AGG if kind == "aggTrades" else fut.MERGE.get(kind, _KLINES)
         row = self.conn.execute(sql, {"ex": self.exchange, "sym": symbol, "src": self.source, "iv": interval}).fetchone()
         return int(row[0]) if row else 0
 

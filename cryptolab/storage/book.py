@@ -233,7 +233,7 @@ class BookWriter:
             return
         with self.conn.transaction():
             for _, d in sorted(days):
-                self.conn.execute("SELECT cryptolab_ensure_day(%s, %s)", (table, _EPOCH_DAY + timedelta(days=d)))
+                self.conn.execute("SELECT cryptolab_ensure_day_partition(%s, %s)", (table, _EPOCH_DAY + timedelta(days=d)))
         self._days |= days
 
 

@@ -41,7 +41,7 @@ def test_notebooks_are_committed_clean_with_parameters_first(tmp_path: Path) -> 
 
     names = [p.stem for p in NOTEBOOKS]
     assert names == ["00_live_dashboard", "01_price_analysis", "02_traffic_analysis", "03_quality_check",
-                     "04_volume", "05_latency"]
+                     "04_volume", "05_latency", "07_futures"]
     for path in NOTEBOOKS:
         text = committed(path)
         nb = json.loads(text)
@@ -113,11 +113,11 @@ def test_every_notebook_runs_and_records_match_the_api(captured: Any, dsn: str, 
               "interval": "5s", "klines_url": ex.http_url, "window": "1h", "dsn": dsn}
     lines: list[str] = []
     index = run_reports(tmp_path / "report", params, [p.stem for p in NOTEBOOKS], progress=lines.append)
-    assert sum(" ok in " in s for s in lines) == 6, lines
+    assert sum(" ok in " in s for s in lines) == 7, lines
     rec = {p.stem: read_records(tmp_path / "report" / p.name) for p in NOTEBOOKS}
     for p in NOTEBOOKS:
         assert (tmp_path / "report" / f"{p.stem}.html").stat().st_size > 10_000
-    assert "6/6 notebooks ok" in index.read_text()
+    assert "7/7 notebooks ok" in index.read_text()
 
     kw: dict[str, Any] = {"conn": conn}
     span = ("BTCUSDT", start, end)

@@ -130,3 +130,26 @@ def test_history_options_checked(exchange: Any) -> None:
         exchange(history_days=1, history_rate=0.0)
     plan = parse_faults("dump_404@p=0.1,dump_slow=1s@every=10s")
     assert [i.kind for i in plan.items] == ["dump_404", "dump_slow"]
+
+
+def test_futures_um_tree_files_periods_and_listing(exchange: Any) -> None:
+    ex = exchange(symbols=["btcusdt"], rate=5.0, history_days=40, history_rate=0.01)
+    day = datetime.now(timezone.utc).date() - timedelta(days=1)
+    month = day.replace(day=1) - timedelta(days=1)
+    base = f"{ex.http_url}/data/futures/um"
+    status, body, _ = _get(f"{base}/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-{day}.zip")
+    assert status == 200
+    rows = _rows(body)
+    assert rows[0] == ["agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time",
+                       "is_buyer_maker"]
+    assert all(len(r[5]) == 13 and r[6] in ("true", "false") for r in rows[1:])  # ms times, as Binance's futures
+    status, sums, _ = _get(f"{base}/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-{day}.zip.CHECKSUM")
+    assert status == 200 and sums.decode().split()[0] == hashlib.sha256(body).hexdigest()
+    # fundingRate is monthly only, metrics daily only (as on data.binance.vision)
+    assert _get(f"{base}/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-{month:%Y-%m}.zip")[0] == 200
+    assert _get(f"{base}/daily/fundingRate/BTCUSDT/BTCUSDT-fundingRate-{day}.zip")[0] == 404
+    assert _get(f"{base}/daily/metrics/BTCUSDT/BTCUSDT-metrics-{day}.zip")[0] == 200
+    assert _get(f"{base}/monthly/metrics/BTCUSDT/BTCUSDT-metrics-{month:%Y-%m}.zip")[0] == 404
+    assert _get(f"{base}/daily/klines/BTCUSDT/1s/BTCUSDT-1s-{day}.zip")[0] == 404  # futures have no 1s klines
+    status, listing, _ = _get(f"{ex.http_url}/?prefix=data/futures/um/daily/metrics/BTCUSDT/&delimiter=/")
+    assert status == 200 and f"BTCUSDT-metrics-{day}.zip" in listing.decode()
