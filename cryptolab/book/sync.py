@@ -3,8 +3,10 @@
 The procedure as Binance documents it (spot since Dec 2024; USD-M futures with `pu`):
 
 1. buffer the diffs from the stream; note the first one's `U`;
-2. take a REST snapshot; while its `lastUpdateId` is below the first buffered `U`, take
-   another (a stale snapshot);
+2. take a REST snapshot; while the first buffered diff does not continue it, take another (a
+   stale snapshot). Binance's text says "while `lastUpdateId` < `U`"; a snapshot at exactly
+   `U - 1` is kept here (spot; futures when `pu` equals it): the diff continues it id for id, and
+   a replayed recording may hold no other snapshot;
 3. drop buffered diffs the snapshot already holds (spot: `u <= lastUpdateId`; futures:
    `u < lastUpdateId`); the first one left straddles the snapshot (`U <= lastUpdateId + 1`,
    futures `U <= lastUpdateId <= u`) and is applied like the rest;
@@ -119,8 +121,10 @@ class BookSync:
         if not self.buffer:
             self._held = snap
             return SnapshotResult.WAIT
-        first_buffered = self.buffer[0].first_id
-        if s < first_buffered:  # Binance: a snapshot below the first buffered U is too old
+        first = self.buffer[0]
+        if (s < first.first_id and first.prev_id != s) if self.futures else s < first.first_id - 1:
+            # too old: the first buffered diff does not continue it (spot: U <= lastUpdateId + 1;
+            # futures: U <= lastUpdateId, or pu == lastUpdateId)
             return SnapshotResult.STALE
         keep = [d for d in self.buffer if (d.last_id >= s if self.futures else d.last_id > s)]
         if keep and not self._continuous(keep, s):
@@ -140,7 +144,7 @@ class BookSync:
     def _continuous(self, diffs: list[DepthDiff], s: int) -> bool:
         first = diffs[0]
         if self.futures:
-            ok = first.first_id <= s <= first.last_id
+            ok = first.first_id <= s <= first.last_id or first.prev_id == s
             return ok and all(b.prev_id == a.last_id for a, b in zip(diffs, diffs[1:]))
         ok = first.first_id <= s + 1
         return ok and all(b.first_id <= a.last_id + 1 for a, b in zip(diffs, diffs[1:]))

@@ -34,7 +34,7 @@ def test_the_straddling_diff_is_applied_and_older_ones_dropped() -> None:
 def test_a_stale_snapshot_is_refused_until_a_fresh_one_comes() -> None:
     s = BookSync("binance", "BTCUSDT")
     s.on_diff(diff(20, 25), 0)
-    assert s.on_snapshot(snap(19), 0) is SnapshotResult.STALE
+    assert s.on_snapshot(snap(18), 0) is SnapshotResult.STALE
     assert not s.synced
     assert s.on_snapshot(snap(22), 0) is SnapshotResult.SYNCED
     assert s.book.update_id == 25
@@ -98,3 +98,14 @@ def test_futures_continuity_follows_pu() -> None:
     assert s.book.update_id == 15
     assert s.on_diff(diff(20, 22, pu=15), 0) is DiffResult.APPLIED
     assert s.on_diff(diff(30, 31, pu=25), 0) is DiffResult.GAP
+
+
+def test_a_snapshot_right_before_the_first_diff_starts_the_book() -> None:
+    s = BookSync("binance", "BTCUSDT")
+    s.on_diff(diff(20, 25, [("99", "1")]), 0)
+    assert s.on_snapshot(snap(19), 0) is SnapshotResult.SYNCED  # diff 20..25 continues 19 id for id
+    assert s.book.update_id == 25 and s.book.best_bid() == (Decimal("100"), Decimal("1"))
+    f = BookSync("binance-usdm", "BTCUSDT", futures=True)
+    f.on_diff(diff(20, 25, pu=18), 0)
+    assert f.on_snapshot(snap(19), 0) is SnapshotResult.STALE  # futures: pu says 19 is not its predecessor
+    assert f.on_snapshot(snap(18), 0) is SnapshotResult.SYNCED
