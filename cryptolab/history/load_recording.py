@@ -50,6 +50,7 @@ class RecordingResult:
     quotes_inserted: int = 0
     snapshots: int = 0
     gaps: int = 0
+    healed: int = 0
     dead_letters: int = 0
     skipped: int = 0
     unsynced: list[str] = field(default_factory=list)
@@ -221,7 +222,7 @@ def load_recording(conn: psycopg.Connection, paths: Sequence[Path], *, symbol: s
     res = RecordingResult(exchange=exchange)
     follow = RecordingBook(exchange, symbol)
     for path in files:
-        before = (follow.gaps, follow.snapshots)
+        before = (follow.gaps, follow.snapshots, follow.healed)
         part = RecordingResult(exchange=exchange)
         writer = TradeWriter(conn)  # fresh per file: a rolled-back file takes its partitions along
         lines = _Lines(path)
@@ -247,6 +248,7 @@ def load_recording(conn: psycopg.Connection, paths: Sequence[Path], *, symbol: s
         finally:
             lines.close()
         part.gaps, part.snapshots = follow.gaps - before[0], follow.snapshots - before[1]
+        part.healed = follow.healed - before[2]
         _add(res, part)
     res.unsynced = follow.unsynced()
     res.skipped += follow.unplaced
@@ -256,5 +258,5 @@ def load_recording(conn: psycopg.Connection, paths: Sequence[Path], *, symbol: s
 def _add(total: RecordingResult, part: RecordingResult) -> None:
     total.files += 1
     for name in ("trades", "trades_inserted", "archived", "diffs", "diffs_inserted", "level_updates", "quotes",
-                 "quotes_inserted", "snapshots", "gaps", "dead_letters", "skipped"):
+                 "quotes_inserted", "snapshots", "gaps", "healed", "dead_letters", "skipped"):
         setattr(total, name, getattr(total, name) + getattr(part, name))

@@ -170,8 +170,12 @@ class RecordingBook:
     held: list[RawSnapshot] = field(default_factory=list)
     """Snapshots seen before any diff told whose they are."""
     gaps: int = 0
+    """Losses in the recording (each stored as one `book_gaps` row)."""
+    healed: int = 0
+    """Of them, healed by a later snapshot in the recording."""
     snapshots: int = 0
     unplaced: int = 0
+    _seen: set[tuple[str, str, int]] = field(default_factory=set)
 
     @property
     def futures(self) -> bool:
@@ -185,8 +189,14 @@ class RecordingBook:
 
     def _drain(self, sync: BookSync, out: list[BookRow | DeadLetter]) -> None:
         if sync.gaps:
-            out.extend(sync.gaps)
-            self.gaps += len(sync.gaps)
+            out.extend(sync.gaps)  # a gap is recorded when seen, and again when healed (one row in storage)
+            for g in sync.gaps:
+                key = (g.symbol, g.reason, g.after_id)
+                if key not in self._seen:
+                    self._seen.add(key)
+                    self.gaps += 1
+                if g.healed_at_us is not None:
+                    self.healed += 1
             sync.gaps.clear()
 
     def diff(self, d: DepthDiff) -> list[BookRow | DeadLetter]:

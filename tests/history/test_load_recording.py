@@ -68,7 +68,7 @@ def test_a_spot_recording_in_two_files_loads_to_the_book_it_recorded_once(
     assert f"loaded {rec.trades:,} trades from 2 file(s): {rec.trades:,} new" in out
     assert (f"recording (binance, 2 file(s)): {rec.diffs:,} depth diffs ({rec.diffs:,} new) carrying "
             f"{rec.level_updates:,} level updates, {rec.quotes:,} quotes ({rec.quotes:,} new), 1 snapshots, "
-            "0 book gap record(s), 0 dead letters") in out
+            "0 book gaps (0 healed), 0 dead letters") in out
     # the diffs buffered before the snapshot are the normal start, not a gap
     assert counts(dsn) == (rec.trades, rec.diffs, rec.quotes, 1, 0, 0)
     with psycopg.connect(dsn) as c:
@@ -94,6 +94,7 @@ def test_a_futures_recording_records_its_gap_healed_and_its_bad_lines_as_dead_le
     assert cli.main(["load", str(a), str(b), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "recording (binance-usdm, 2 file(s))" in out and "2 dead letters" in out and "2 snapshots" in out
+    assert "1 book gaps (1 healed)" in out
     assert counts(dsn) == (rec.trades, rec.diffs, rec.quotes, 2, 1, 2)
     [(after, before)] = rec.dropped
     with psycopg.connect(dsn) as c:
