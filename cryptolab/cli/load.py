@@ -42,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     for rec in res.recordings:
         print(f"recording ({rec.exchange}, {rec.files} file(s)): {rec.diffs:,} depth diffs ({rec.diffs_inserted:,} new) "
               f"carrying {rec.level_updates:,} level updates, {rec.quotes:,} quotes ({rec.quotes_inserted:,} new), "
-              f"{rec.snapshots:,} snapshots, {rec.gaps:,} book gaps ({rec.healed:,} healed), {rec.dead_letters:,} dead letters")
+              f"{rec.snapshots:,} snapshots, {rec.gaps:,} book gaps ({rec.healed:,} healed), {rec.dead_letters:,} dead letters"
+              + (f"; {rec.book_archived:,} book rows of days archived and dropped not stored again"
+                 if rec.book_archived else ""))
         if rec.unsynced:
             print(f"note: the book of {', '.join(rec.unsynced)} never started (no usable depth snapshot in the "
                   "recording): its diffs are stored, a book can be rebuilt from them only after a snapshot")

@@ -43,6 +43,8 @@ class RecordingResult:
     trades: int = 0
     trades_inserted: int = 0
     archived: int = 0
+    book_archived: int = 0
+    """Book rows not stored because their day was archived and dropped (they live in the archive)."""
     diffs: int = 0
     diffs_inserted: int = 0
     level_updates: int = 0
@@ -134,11 +136,41 @@ def _new_dead(conn: psycopg.Connection, dead: list[DeadLetter]) -> list[DeadLett
     return out
 
 
+_US_PER_DAY = 86_400_000_000
+_DROPPED = """
+SELECT kind, exchange, symbol, day - date '1970-01-01' FROM archive_book_days
+WHERE dropped_at IS NOT NULL AND kind IN ('book_diffs', 'quotes', 'book_snapshots') AND exchange = %s"""
+
+
+def _dropped_days(conn: psycopg.Connection, exchange: str) -> frozenset[tuple[str, str, int]]:
+    """(kind, symbol, epoch day) of the book days archived and dropped: their rows are not stored again."""
+    if conn.execute("SELECT to_regclass('archive_book_days') IS NOT NULL").fetchone() != (True,):
+        return frozenset()
+    return frozenset((str(r[0]), str(r[2]), int(r[3])) for r in conn.execute(_DROPPED, (exchange,)).fetchall())
+
+
 class _Batch:
-    def __init__(self) -> None:
+    def __init__(self, dropped: frozenset[tuple[str, str, int]] = frozenset()) -> None:
         self.trades: list[Trade] = []
         self.book: list[BookRow] = []
         self.dead: list[DeadLetter] = []
+        self.dropped = dropped
+        self.archived = 0
+
+    def add(self, r: BookRow) -> None:
+        """A book row, unless its day lives in the archive only (archived and dropped)."""
+        if self.dropped:
+            key: tuple[str, str, int] | None = None
+            if isinstance(r, DepthDiff):
+                key = ("book_diffs", r.symbol, r.event_time_us // _US_PER_DAY)
+            elif isinstance(r, Quote):
+                key = ("quotes", r.symbol, r.received_at_us // _US_PER_DAY)
+            elif isinstance(r, BookSnapshot):
+                key = ("book_snapshots", r.symbol, r.received_at_us // _US_PER_DAY)
+            if key is not None and key in self.dropped:
+                self.archived += 1
+                return
+        self.book.append(r)
 
     def __len__(self) -> int:
         return len(self.trades) + len(self.book) + len(self.dead)
@@ -152,6 +184,7 @@ def _write(conn: psycopg.Connection, writer: Any, b: _Batch, res: RecordingResul
     res.trades_inserted += w.inserted
     res.archived += w.archived
     res.dead_letters += len(dead)
+    res.book_archived += b.archived
     if w.book is not None:
         res.diffs_inserted += w.book.diffs
         res.quotes_inserted += w.book.quotes
@@ -175,7 +208,7 @@ def _take(row: object, follow: RecordingBook, b: _Batch, res: RecordingResult, w
     if kind is Quote:
         if want is None or row.symbol == want:  # type: ignore[attr-defined]
             res.quotes += 1
-            b.book.append(row)  # type: ignore[arg-type]
+            b.add(row)  # type: ignore[arg-type]
         return
     if kind is RawSnapshot:
         _book(follow.snapshot(row), b)  # type: ignore[arg-type]
@@ -190,7 +223,7 @@ def _take(row: object, follow: RecordingBook, b: _Batch, res: RecordingResult, w
 def _book(rows: Sequence[BookRow | DeadLetter], b: _Batch) -> None:
     for r in rows:
         if isinstance(r, (BookSnapshot, BookGap, DepthDiff, Quote)):
-            b.book.append(r)
+            b.add(r)
         else:
             b.dead.append(r)
 
@@ -221,6 +254,7 @@ def load_recording(conn: psycopg.Connection, paths: Sequence[Path], *, symbol: s
     exchange = market or _market(files[0])
     res = RecordingResult(exchange=exchange)
     follow = RecordingBook(exchange, symbol)
+    dropped = _dropped_days(conn, exchange)
     for path in files:
         before = (follow.gaps, follow.snapshots, follow.healed)
         part = RecordingResult(exchange=exchange)
@@ -228,7 +262,7 @@ def load_recording(conn: psycopg.Connection, paths: Sequence[Path], *, symbol: s
         lines = _Lines(path)
         try:
             with conn.transaction():
-                b = _Batch()
+                b = _Batch(dropped)
                 last_us = 0
                 for line in lines:
                     row = decode_line(line, exchange=exchange, default_us=last_us)
@@ -238,7 +272,7 @@ def load_recording(conn: psycopg.Connection, paths: Sequence[Path], *, symbol: s
                     _take(row, follow, b, part, symbol)
                     if len(b) >= batch_rows:
                         _write(conn, writer, b, part)
-                        b = _Batch()
+                        b = _Batch(dropped)
                         progress(path, lines.bytes_read, part)
                 if path is files[-1]:
                     follow.finish()
@@ -258,5 +292,5 @@ def load_recording(conn: psycopg.Connection, paths: Sequence[Path], *, symbol: s
 def _add(total: RecordingResult, part: RecordingResult) -> None:
     total.files += 1
     for name in ("trades", "trades_inserted", "archived", "diffs", "diffs_inserted", "level_updates", "quotes",
-                 "quotes_inserted", "snapshots", "gaps", "healed", "dead_letters", "skipped"):
+                 "quotes_inserted", "snapshots", "gaps", "healed", "dead_letters", "skipped", "book_archived"):
         setattr(total, name, getattr(total, name) + getattr(part, name))

@@ -80,7 +80,8 @@ def frame_rows(frame: pl.DataFrame) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in frame.iter_rows()]
 
 
-def test_book_days_are_archived_verified_dropped_and_read_back_exactly(dsn: str, tmp_path: Path) -> None:
+def test_book_days_are_archived_verified_dropped_and_read_back_exactly(
+        dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     load(dsn, tmp_path)
     before = stored(dsn)
     diffs, quotes, snaps = text_rows(dsn)
@@ -129,6 +130,11 @@ def test_book_days_are_archived_verified_dropped_and_read_back_exactly(dsn: str,
     assert part == [d for d in diffs if d.event_time_us >= int(noon.timestamp() * 1e6)] and 0 < len(part) < len(diffs)
     price = next(d.bids[0][0] for d in part if d.bids)
     assert isinstance(price, str) and Decimal(price).as_tuple().exponent == -8
+    # loading the recording again stores nothing of the archived days (they live in the archive)
+    capsys.readouterr()
+    load(dsn, tmp_path)
+    assert "book rows of days archived and dropped not stored again" in capsys.readouterr().out
+    assert stored(dsn) == after and book_partitions(dsn) == set()
 
 
 def test_a_damaged_book_file_is_caught_before_the_drop_and_on_every_read(
