@@ -11,7 +11,8 @@ recordings (gz or plain; see `cryptolab.binance.dumps`) and stores them (`source
 * an **aggTrades dump** goes to `agg_trades`, one row per aggregate with its first and
   last trade id (an aggregate is not a trade: counts are last − first + 1);
 * a **recording** goes through the trade writer in batches of ~50k rows (COPY, dedupe,
-  `bars_1s` folded in).
+  `bars_1s` folded in), and its depth diffs, quotes and snapshots into the book tables with the
+  book followed (`load_recording.py`; the files given together are one recording; docs/book_recordings.md).
 
 Loading a file twice stores it once. One truth per trade id: a trade already stored (also
 in ms where the file holds µs, or the other way round) is not stored again; ids that live in
