@@ -36,13 +36,11 @@ from ..storage.parquet.book import (
     book_contract_json,
     book_differences,
     book_path,
-    check_book_file,
+    checked_book_stats,
     db_book_stats,
-    decode_book,
-    encode_book,
+    file_book_stats,
     parse_book_path,
-    read_book_day,
-    table_book_stats,
+    write_book_day,
 )
 from ..storage.parquet.errors import ArchiveError
 from ..storage.parquet.manifest import sha256
@@ -191,7 +189,7 @@ def export_book_day(conn: psycopg.Connection, store: Store, kind: str, exchange:
     if store.exists(final):
         data = store.get(final)
         try:
-            have: BookStats | None = table_book_stats(decode_book(data, store.uri(final)), kind)
+            have: BookStats | None = file_book_stats(data, kind, store.uri(final))
         except ArchiveError:
             have = None
         if have is not None and not book_differences(have, want):
@@ -204,12 +202,12 @@ def export_book_day(conn: psycopg.Connection, store: Store, kind: str, exchange:
                                f"file {what}: nothing was deleted; pass --replace to rewrite it from the database, "
                                "or move the file away")
         status = "replaced"
-    data = encode_book(read_book_day(conn, kind, exchange, symbol, day))
+    data, _written = write_book_day(conn, kind, exchange, symbol, day)
     staged = store.staging_name(final)
     store.put(staged, data)
     try:
         back = store.get(staged)
-        got = table_book_stats(decode_book(back, store.uri(staged)), kind)
+        got = file_book_stats(back, kind, store.uri(staged))
         diff = book_differences(got, want)
         if diff:
             raise ArchiveError(f"{kind} of {exchange} {symbol} {day}: the written file does not match the database "
@@ -282,7 +280,7 @@ def _archived_stats(c: psycopg.Connection, store: Store, kind: str, day: date,
         if not store.exists(rec.path):
             raise ArchiveError(f"{where} is missing: nothing deleted; re-run to archive the day again")
         try:
-            stats = table_book_stats(check_book_file(store.get(rec.path), rec, where), kind)
+            stats = checked_book_stats(store.get(rec.path), rec, where)
         except ArchiveError as exc:
             raise ArchiveError(f"nothing deleted of {kind} of {day}: {exc}") from None
         if book_differences(stats, rec.stats):
@@ -370,7 +368,7 @@ def verify_book_files(conn: psycopg.Connection, store: Store) -> tuple[int, list
             problems.append(f"{where}: missing (recorded {rec.rows:,} rows): restore it from a copy")
             continue
         try:
-            stats = table_book_stats(check_book_file(store.get(rec.path), rec, where), rec.kind)
+            stats = checked_book_stats(store.get(rec.path), rec, where)
         except ArchiveError as exc:
             problems.append(str(exc) if where in str(exc) else f"{where}: {exc}")
             continue

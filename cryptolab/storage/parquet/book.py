@@ -32,14 +32,15 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from ...errors import DatabaseError
 from .errors import ArchiveError
 from .verify import day_bounds
 
 __all__ = ["BookKind", "KINDS", "BOOK_FORMAT", "BookStats", "BookRecord", "book_path", "parse_book_path",
-           "book_schema", "table_book_stats", "db_book_stats", "book_differences", "check_book_file", "encode_book",
-           "read_book_day", "book_contract_json"]
+           "book_schema", "table_book_stats", "file_book_stats", "db_book_stats", "book_differences", "check_book_file",
+           "checked_book_stats", "write_book_day", "book_contract_json"]
 
 BOOK_FORMAT = 1
 """The book files' contract version."""
@@ -64,15 +65,17 @@ class BookKind:
         return [c[0] for c in self.columns]
 
     def select(self) -> str:
-        """The day's rows as text where numeric (exact), for ADBC."""
+        """The day's rows as text where numeric (exact), for ADBC: exchange, symbol and the day's bounds
+        go in as literals (`{}`), so the driver streams the result (COPY) in batches instead of holding
+        the whole day (it does when given bind parameters)."""
         cols = []
         for name, arrow, _spark, _null in self.columns:
             if name in _NUMERIC[self.table]:
                 cols.append(f"{name}::text{'[]' if arrow == _LIST else ''} AS {name}")
             else:
                 cols.append(name)
-        return (f"SELECT {', '.join(cols)} FROM {self.table} WHERE exchange = $1 AND symbol = $2 "
-                f"AND {self.day_column} >= $3 AND {self.day_column} < $4 ORDER BY {', '.join(self.order)}")
+        return (f"SELECT {', '.join(cols)} FROM {self.table} WHERE exchange = {{}} AND symbol = {{}} "
+                f"AND {self.day_column} >= {{}} AND {self.day_column} < {{}} ORDER BY {', '.join(self.order)}")
 
     def row_text_sql(self) -> str:
         """The row's canonical text in SQL (see the module doc)."""
@@ -221,7 +224,7 @@ def _checksum(texts: list[str]) -> Decimal:
 
 
 def table_book_stats(table: Any, kind: str) -> BookStats:
-    """BookStats of a book day's Arrow table (all the kind's columns)."""
+    """BookStats of a book day's Arrow table or record batch (all the kind's columns)."""
     import pyarrow.compute as pc
 
     n = table.num_rows
@@ -229,6 +232,37 @@ def table_book_stats(table: Any, kind: str) -> BookStats:
         return BookStats(0, None, None, Decimal(0))
     mm = pc.min_max(table.column(KINDS[kind].id_column))
     return BookStats(n, int(mm["min"].as_py()), int(mm["max"].as_py()), _checksum(_row_texts(table, kind)))
+
+
+def _plus(a: BookStats, b: BookStats) -> BookStats:
+    if not b.rows:
+        return a
+    if not a.rows:
+        return b
+    assert a.first_id is not None and a.last_id is not None and b.first_id is not None and b.last_id is not None
+    return BookStats(a.rows + b.rows, min(a.first_id, b.first_id), max(a.last_id, b.last_id), a.checksum + b.checksum)
+
+
+_EMPTY = BookStats(0, None, None, Decimal(0))
+_BATCH_ROWS = 65_536
+"""Rows per batch while a day is written or checked: a BTCUSDT day (~40M level updates) never
+has to be in memory whole."""
+
+
+def file_book_stats(data: bytes, kind: str, where: str) -> BookStats:
+    """BookStats of a book file, read batch by batch (page CRCs checked); ArchiveError naming `where`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    stats = _EMPTY
+    try:
+        pf = pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True)
+        for batch in pf.iter_batches(batch_size=_BATCH_ROWS, columns=KINDS[kind].names):
+            stats = _plus(stats, table_book_stats(batch, kind))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, KeyError) as exc:
+        raise ArchiveError(f"{where} cannot be read as Parquet ({' '.join(str(exc).split())}): "
+                           "it is damaged or partial") from None
+    return stats
 
 
 def db_book_stats(conn: psycopg.Connection, kind: str, exchange: str, symbol: str, day: date) -> BookStats:
@@ -258,54 +292,74 @@ def book_differences(archive: BookStats, database: BookStats) -> list[str]:
     return out
 
 
-def check_book_file(data: bytes, rec: BookRecord, where: str, filters: Any = None) -> Any:
-    """Decode a book day's file after checking it against its record (size, SHA-256, page CRCs, rows,
-    ids); ArchiveError naming `where` on any mismatch. Returns the table (rows passing `filters`)."""
+_FIX = ("restore the file from a copy, or rewrite it with `cryptolab archive --replace` while the day is "
+        "still in the database; `cryptolab archive --verify` checks every file")
+
+
+def _check_bytes(data: bytes, rec: BookRecord, where: str) -> None:
+    """Size, SHA-256, page CRCs of the id column, row count and first/last id against the record."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from .manifest import sha256
 
-    fix = ("restore the file from a copy, or rewrite it with `cryptolab archive --replace` while the day is "
-           "still in the database; `cryptolab archive --verify` checks every file")
     if len(data) != rec.bytes:
-        raise ArchiveError(f"{where} is damaged: {len(data):,} bytes, {rec.bytes:,} were published; {fix}")
+        raise ArchiveError(f"{where} is damaged: {len(data):,} bytes, {rec.bytes:,} were published; {_FIX}")
     got = sha256(data)
     if got != rec.sha256:
         raise ArchiveError(f"{where} is damaged: its SHA-256 is {got[:16]}…, {rec.sha256[:16]}… was recorded at "
-                           f"publish; {fix}")
+                           f"publish; {_FIX}")
     try:
         pf = pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True)
         if pf.metadata.num_rows != rec.rows:
             raise ArchiveError(f"{where} is damaged: it holds {pf.metadata.num_rows:,} rows, {rec.rows:,} were "
-                               f"published; {fix}")
+                               f"published; {_FIX}")
         if rec.rows:
             mm = pc.min_max(pf.read(columns=[KINDS[rec.kind].id_column]).column(0))
             if (mm["min"].as_py(), mm["max"].as_py()) != (rec.first_id, rec.last_id):
                 raise ArchiveError(f"{where} is damaged: update ids {mm['min']}…{mm['max']}, {rec.first_id}…"
-                                   f"{rec.last_id} were published; {fix}")
-        return pq.read_table(pa.BufferReader(data), filters=filters, page_checksum_verification=True)
+                                   f"{rec.last_id} were published; {_FIX}")
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise ArchiveError(f"{where} is damaged: it cannot be read as Parquet ({' '.join(str(exc).split())}); "
-                           f"{fix}") from None
+                           f"{_FIX}") from None
 
 
-def decode_book(data: bytes, where: str) -> Any:
-    """A book file's table (page CRCs checked); ArchiveError naming `where` when it cannot be read."""
+def check_book_file(data: bytes, rec: BookRecord, where: str, filters: Any = None) -> Any:
+    """Decode a book day's file after checking it against its record (size, SHA-256, page CRCs, rows,
+    ids); ArchiveError naming `where` on any mismatch. Returns the table (rows passing `filters`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    _check_bytes(data, rec, where)
     try:
-        return pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
+        return pq.read_table(pa.BufferReader(data), filters=filters, page_checksum_verification=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-        raise ArchiveError(f"{where} cannot be read as Parquet ({' '.join(str(exc).split())}): "
-                           "it is damaged or partial") from None
+        raise ArchiveError(f"{where} is damaged: it cannot be read as Parquet ({' '.join(str(exc).split())}); "
+                           f"{_FIX}") from None
 
 
-def read_book_day(conn: psycopg.Connection, kind: str, exchange: str, symbol: str, day: date) -> Any:
-    """The day's rows of a book table as an Arrow table in the archive's schema, in id order."""
+def checked_book_stats(data: bytes, rec: BookRecord, where: str) -> BookStats:
+    """A book file checked against its record, then its content's BookStats (read batch by batch)."""
+    _check_bytes(data, rec, where)
+    try:
+        return file_book_stats(data, rec.kind, where)
+    except ArchiveError as exc:
+        raise ArchiveError(f"{where} is damaged: {str(exc).replace(where, 'it')}; {_FIX}") from None
+
+
+def write_book_day(conn: psycopg.Connection, kind: str, exchange: str, symbol: str, day: date) -> tuple[bytes, BookStats]:
+    """The day's rows of a book table as a Parquet file (zstd, statistics, a CRC per page; in id order),
+    streamed from the database batch by batch, and the BookStats of what was written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     t0, t1 = day_bounds(day)
+    schema = book_schema(kind).with_metadata({
+        "cryptolab.book_format": str(BOOK_FORMAT), "cryptolab.table": kind, "cryptolab.exchange": exchange,
+        "cryptolab.symbol": symbol, "cryptolab.date": day.isoformat()})
+    sink = pa.BufferOutputStream()
+    stats = _EMPTY
     try:
         import adbc_driver_postgresql.dbapi as adbc
         from psycopg.conninfo import make_conninfo
@@ -313,26 +367,32 @@ def read_book_day(conn: psycopg.Connection, kind: str, exchange: str, symbol: st
         params = conn.info.get_parameters()
         if conn.info.password:
             params["password"] = conn.info.password
-        with adbc.connect(make_conninfo("", **params)) as ac, ac.cursor() as cur:
-            cur.execute(KINDS[kind].select(), (exchange, symbol, t0, t1))
-            raw = cur.fetch_arrow_table()
+        with adbc.connect(make_conninfo("", **params)) as ac, ac.cursor() as cur, pq.ParquetWriter(
+                sink, schema, compression="zstd", compression_level=3, write_statistics=True,
+                use_dictionary=["source", "reason"] if kind == "book_gaps" else ["source"],
+                coerce_timestamps="us", store_schema=True, write_page_checksum=True) as writer:
+            cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(16 << 20)})
+            query = sql.SQL(KINDS[kind].select()).format(*(sql.Literal(v) for v in (exchange, symbol, t0, t1)))
+            cur.execute(query.as_string(conn))
+            pending: list[Any] = []
+            rows = 0
+            for batch in cur.fetch_record_batch():
+                part = pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+                stats = _plus(stats, table_book_stats(part, kind))
+                pending.append(part)
+                rows += part.num_rows
+                if rows >= _ROW_GROUP:
+                    writer.write_table(pa.concat_tables(pending), row_group_size=_ROW_GROUP)
+                    pending, rows = [], 0
+            if pending or stats.rows == 0:
+                writer.write_table(pa.concat_tables(pending) if pending else schema.empty_table(),
+                                   row_group_size=_ROW_GROUP)
+    except (ArchiveError, DatabaseError):
+        raise
     except Exception as exc:  # adbc errors
         first = " ".join(str(exc).split()) or type(exc).__name__
         raise DatabaseError(f"could not read {kind} of {exchange} {symbol} {day} for the archive: {first}") from None
-    schema = book_schema(kind)
-    table = raw.select(schema.names).cast(schema)
-    meta = {"cryptolab.book_format": str(BOOK_FORMAT), "cryptolab.table": kind, "cryptolab.exchange": exchange,
-            "cryptolab.symbol": symbol, "cryptolab.date": day.isoformat()}
-    return table.replace_schema_metadata(meta)
+    return bytes(sink.getvalue().to_pybytes()), stats
 
 
-def encode_book(table: Any) -> bytes:
-    """zstd Parquet with statistics (update ids and times filter row groups) and a CRC per page."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", compression_level=3, row_group_size=262_144,
-                   use_dictionary=["source", "reason"] if "reason" in table.column_names else ["source"],
-                   write_statistics=True, coerce_timestamps="us", store_schema=True, write_page_checksum=True)
-    return bytes(sink.getvalue().to_pybytes())
+_ROW_GROUP = 65_536
