@@ -186,6 +186,7 @@ def _recording(conn: Any, readers: Sequence[DumpReader], symbol: str | None, mar
     except CryptolabError as exc:
         text = str(exc)
         failing = next((r.path for r in readers if str(r.path) in text or r.path.name in text), failing)
+        result.files += getattr(exc, "files_loaded", 0)  # files of the recording committed before it
         raise _refused(exc, failing, result) from None
     finally:
         for r in readers:

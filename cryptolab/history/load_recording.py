@@ -24,7 +24,7 @@ from typing import IO, Any
 import psycopg
 
 from ..book.model import BookGap, BookRow, BookSnapshot, DepthDiff, Quote
-from ..errors import DataError
+from ..errors import CryptolabError, DataError
 from ..model import DeadLetter, Trade
 from .recording import RawSnapshot, RecordingBook, Skipped, decode_line, market_of, split_line
 
@@ -236,8 +236,14 @@ def load_recordings(conn: psycopg.Connection, paths: Sequence[Path], *, symbol: 
     groups: dict[str, list[Path]] = {}
     for p in paths:
         groups.setdefault(market or _market(p), []).append(p)
-    return [load_recording(conn, files, symbol=symbol, market=m, batch_rows=batch_rows, progress=progress)
-            for m, files in groups.items()]
+    out: list[RecordingResult] = []
+    for m, files in groups.items():
+        try:
+            out.append(load_recording(conn, files, symbol=symbol, market=m, batch_rows=batch_rows, progress=progress))
+        except CryptolabError as exc:
+            exc.files_loaded = getattr(exc, "files_loaded", 0) + sum(r.files for r in out)  # type: ignore[attr-defined]
+            raise
+    return out
 
 
 def load_recording(conn: psycopg.Connection, paths: Sequence[Path], *, symbol: str | None = None,
@@ -261,24 +267,11 @@ def load_recording(conn: psycopg.Connection, paths: Sequence[Path], *, symbol: s
         writer = TradeWriter(conn)  # fresh per file: a rolled-back file takes its partitions along
         lines = _Lines(path)
         try:
-            with conn.transaction():
-                b = _Batch(dropped)
-                last_us = 0
-                for line in lines:
-                    row = decode_line(line, exchange=exchange, default_us=last_us)
-                    stamp = getattr(row, "received_at_us", None)
-                    if isinstance(stamp, int):
-                        last_us = stamp
-                    _take(row, follow, b, part, symbol)
-                    if len(b) >= batch_rows:
-                        _write(conn, writer, b, part)
-                        b = _Batch(dropped)
-                        progress(path, lines.bytes_read, part)
-                if path is files[-1]:
-                    follow.finish()
-                if len(b):
-                    _write(conn, writer, b, part)
-            progress(path, lines.bytes_read, part)
+            _file(conn, writer, lines, path, follow, exchange, symbol, dropped, batch_rows, progress, part,
+                  last=path is files[-1])
+        except CryptolabError as exc:
+            exc.files_loaded = res.files  # type: ignore[attr-defined]  # committed before it: said in the message
+            raise
         finally:
             lines.close()
         part.gaps, part.snapshots = follow.gaps - before[0], follow.snapshots - before[1]
@@ -287,6 +280,30 @@ def load_recording(conn: psycopg.Connection, paths: Sequence[Path], *, symbol: s
     res.unsynced = follow.unsynced()
     res.skipped += follow.unplaced
     return res
+
+
+def _file(conn: psycopg.Connection, writer: Any, lines: _Lines, path: Path, follow: RecordingBook, exchange: str,
+          symbol: str | None, dropped: frozenset[tuple[str, str, int]], batch_rows: int,
+          progress: Callable[[Path, int, RecordingResult], None], part: RecordingResult, *, last: bool) -> None:
+    """One file of the recording, in one transaction."""
+    with conn.transaction():
+        b = _Batch(dropped)
+        last_us = 0
+        for line in lines:
+            row = decode_line(line, exchange=exchange, default_us=last_us)
+            stamp = getattr(row, "received_at_us", None)
+            if isinstance(stamp, int):
+                last_us = stamp
+            _take(row, follow, b, part, symbol)
+            if len(b) >= batch_rows:
+                _write(conn, writer, b, part)
+                b = _Batch(dropped)
+                progress(path, lines.bytes_read, part)
+        if last:
+            follow.finish()
+        if len(b):
+            _write(conn, writer, b, part)
+    progress(path, lines.bytes_read, part)
 
 
 def _add(total: RecordingResult, part: RecordingResult) -> None:

@@ -178,3 +178,13 @@ def test_book_days_go_to_s3_and_come_back(dsn: str, tmp_path: Path, s3: Any) -> 
     assert frame_rows(read_book_diffs("binance", SYMBOL)) == before["book_diffs"]
     assert frame_rows(read_quotes("binance", SYMBOL)) == before["quotes"]
     assert cli.main(["archive", "--verify", "--to", url]) == 0
+
+
+def test_a_dry_run_names_the_book_days_it_would_archive_and_drop(dsn: str, tmp_path: Path) -> None:
+    load(dsn, tmp_path)
+    said: list[str] = []
+    archive(to=str(tmp_path / "archive"), today=TODAY, drop=True, dry_run=True, say=said.append)
+    assert f"would export book_diffs of binance {SYMBOL} {DAY1}" in said
+    assert f"would drop quotes of {DAY2} after verification" in said
+    assert not any("would drop book_gaps" in line for line in said)  # gaps stay in PostgreSQL
+    assert not (tmp_path / "archive" / "book_diffs").exists() and book_partitions(dsn)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +123,22 @@ def test_the_market_flag_names_the_exchange_of_a_recording(dsn: str, tmp_path: P
     assert "recording (binance, 1 file(s))" in capsys.readouterr().out
     with psycopg.connect(dsn) as c:
         assert c.execute("SELECT DISTINCT exchange FROM quotes").fetchall() == [("binance",)]
+
+
+def test_a_damaged_file_of_a_recording_stores_nothing_of_it_and_keeps_the_files_before(
+        dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rec = make_recording(200, seed=4)
+    a, b = write(rec, tmp_path, len(rec.lines) // 2)
+    whole = gzip.compress(b.read_bytes())
+    cut = tmp_path / "rec_2.gz"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    assert cli.main(["load", str(a), str(cut), "--batch", "50", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "rec_2.gz" in err and "truncated" in err
+    assert "nothing of this file was stored; the 1 file(s) before it were loaded" in err
+    first = make_recording(200, seed=4)  # the same lines: what the first file holds
+    with psycopg.connect(dsn) as c:
+        (last,) = c.execute("SELECT max(last_update_id) FROM book_diffs").fetchone()
+        (n,) = c.execute("SELECT count(*) FROM book_diffs").fetchone()
+    in_first = [line for line in first.lines[: len(first.lines) // 2] if "depthUpdate" in line]
+    assert n == len(in_first) and last == json.loads(in_first[-1].split(" ", 1)[1])["data"]["u"]
