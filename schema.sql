@@ -580,6 +580,36 @@ BEGIN
     END IF;
 END $$;
 
--- ---------------------------------------------------------------- version 9+
+-- ---------------------------------------------------------------- version 9
+-- Book days in the archive (docs/archive.md, "Book days"): one row per (table, exchange,
+-- symbol, closed UTC day) of book_diffs, quotes, book_snapshots or book_gaps written to
+-- Parquet, with what the file holds (rows, first/last update id, a content checksum: the sum
+-- of a 60-bit MD5 prefix of each row's text, computed here and over the file) and whether the
+-- database's rows of that day were dropped since (dropped_at; gaps are never dropped).
+CREATE TABLE IF NOT EXISTS archive_book_days (
+    kind        text        NOT NULL CHECK (kind IN ('book_diffs', 'quotes', 'book_snapshots', 'book_gaps')),
+    exchange    text        NOT NULL,
+    symbol      text        NOT NULL,
+    day         date        NOT NULL,
+    location    text        NOT NULL,
+    path        text        NOT NULL,
+    rows        bigint      NOT NULL,
+    first_id    bigint,
+    last_id     bigint,
+    checksum    numeric     NOT NULL,
+    bytes       bigint      NOT NULL,
+    sha256      text        NOT NULL,
+    format      integer     NOT NULL,
+    exported_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    verified_at timestamptz,
+    dropped_at  timestamptz,
+    PRIMARY KEY (kind, exchange, symbol, day)
+);
+
+INSERT INTO schema_version (version, description)
+VALUES (9, 'archive_book_days: closed days of the order book in the archive, verified, dropped')
+ON CONFLICT (version) DO NOTHING;
+
+-- ---------------------------------------------------------------- version 10+
 -- Append later changes here as idempotent steps, each closed by its own
 -- INSERT INTO schema_version.

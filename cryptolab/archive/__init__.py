@@ -4,6 +4,8 @@
   `trades/exchange=…/symbol=…/date=…`, sorted by trade id, exact narrow decimals, µs times),
   publish each only whole, and drop a partition only after the archived files are read back
   and match the database (count, first/last id, Σqty, Σ(price·qty)). See docs/archive.md.
+* book days (book_diffs, quotes, book_snapshots, book_gaps) beside the trade days, same rules
+  (archive/book.py); `read_book_diffs` / `read_quotes` / `read_book_snapshots` read them back.
 * `read_trades(...)`: the archived-and-dropped rows of a range into polars; `merge` joins them
   to database rows (used by `cryptolab.analysis.load_trades`).
 * `attach(conn, …)` / `detach(conn)`: a session TEMP table `trades` holding database and
@@ -18,6 +20,7 @@ every read checks a file against it, and `cryptolab archive --verify` checks the
 
 from __future__ import annotations
 
+from ..storage.parquet.book_read import read_book_diffs, read_book_snapshots, read_quotes
 from ..storage.parquet.errors import ArchiveError
 from ..storage.parquet.layout import day_path
 from ..storage.parquet.read import dropped_days, merge, read_trades
@@ -29,4 +32,5 @@ from .job import Report, archive
 __all__ = [
     "archive", "Report", "ArchiveError", "open_store", "archive_url", "Store", "day_path",
     "read_trades", "merge", "dropped_days", "attach", "attach_for", "detach", "DayStats",
+    "read_book_diffs", "read_quotes", "read_book_snapshots",
 ]

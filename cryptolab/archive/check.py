@@ -104,9 +104,14 @@ def verify_archive(conn: psycopg.Connection, store: Store, say: Callable[[str], 
             what = f"{parsed[0]} {parsed[1]} {parsed[2]}" if parsed else "not a day file"
             report.problems.append(f"{store.uri(rel)}: not recorded anywhere ({what}): not part of the dataset, but a "
                                    "plain scan of trades/ reads it; move it away or re-run `cryptolab archive`")
-    before = manifest.get("days") if manifest else None
+    from .book import verify_book_files
+
+    checked, problems = verify_book_files(conn, store)  # book days: the same checks, their own record
+    report.checked += checked
+    report.problems.extend(problems)
+    before = (manifest.get("days"), manifest.get("book_days")) if manifest else None
     doc = publish_manifest(conn, store)
-    report.manifest_rewritten = before != doc["days"]
+    report.manifest_rewritten = before != (doc["days"], doc.get("book_days"))
     for line in report.problems:
         say(line)
     return report

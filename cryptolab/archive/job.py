@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -33,6 +33,9 @@ from ..storage.parquet.verify import day_bounds, db_stats, differences
 from .export import ExportResult, export_day, inspect
 from .plan import Group, Plan, Recorded, make_plan
 from .records import day_records, publish_manifest
+
+if TYPE_CHECKING:
+    from .book import BookReport
 
 __all__ = ["Report", "archive", "partitions"]
 
@@ -51,6 +54,8 @@ class Report:
     dropped: list[date] = field(default_factory=list)
     cleaned: int = 0
     seconds: float = 0.0
+    book: BookReport | None = None
+    """The book days of the run (book_diffs, quotes, book_snapshots, book_gaps: archive/book.py)."""
 
     @property
     def rows(self) -> int:
@@ -355,6 +360,7 @@ def _run(c: psycopg.Connection, store: Store, before: date | None, drop: bool, k
             say(f"would export {g.exchange} {g.symbol} {g.day}")
         for day in plan.drop:
             say(f"would drop {parts[day][0]} after verification")
+        report.book = _book(c, store, before, drop, keep_days, symbols, replace, dry_run, today, say)
         report.seconds = time.perf_counter() - started
         return report
     for g in plan.export:
@@ -367,10 +373,24 @@ def _run(c: psycopg.Connection, store: Store, before: date | None, drop: bool, k
         say(f"{verb} {g.exchange} {g.symbol} {g.day}: {res.stats.rows:,} rows, {res.bytes / 1e6:.1f} MB"
             f"{'' if res.status == 'present' else f', {rate:,.0f} rows/s'} -> {store.uri(res.path)}")
     _upgrade_dropped(c, store, plan, symbols, say)
+    report.book = _book(c, store, before, drop, keep_days, symbols, replace, dry_run, today, say)
     publish_manifest(c, store)  # written last: after the data, before any drop
     for day in plan.drop:
         name, groups = parts[day]
         _drop_day(c, store, day, name, groups, say)
         report.dropped.append(day)
+    from .book import book_drops
+
+    book_drops(c, store, report.book, say)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _book(c: psycopg.Connection, store: Store, before: date | None, drop: bool, keep_days: int | None,
+          symbols: Collection[str] | None, replace: bool, dry_run: bool, today: date,
+          say: Callable[[str], None]) -> BookReport:
+    """The book days beside the trade days: same options, same rules (archive/book.py)."""
+    from .book import book_exports
+
+    return book_exports(c, store, before=before, drop=drop, keep_days=keep_days, symbols=symbols, replace=replace,
+                        dry_run=dry_run, today=today, say=say)

@@ -41,7 +41,14 @@ def publish_manifest(conn: psycopg.Connection, store: Store) -> dict[str, Any]:
         previous = {**previous, "days": [d for d in previous["days"]
                                          if (d["exchange"], d["symbol"], date.fromisoformat(d["date"])) not in known]}
     doc = build_manifest(listed, previous)
+    if conn.execute("SELECT to_regclass('archive_book_days') IS NOT NULL").fetchone() == (True,):
+        from .book import book_manifest
+
+        tables, book_days = book_manifest(conn, store, previous)
+        doc["tables"].update(tables)
+        doc["book_days"] = book_days
     old = read_manifest(store)
-    if old is None or old.get("days") != doc["days"] or old.get("tables") != doc["tables"]:
+    if (old is None or old.get("days") != doc["days"] or old.get("tables") != doc["tables"]
+            or old.get("book_days") != doc.get("book_days")):
         write_manifest(store, doc)
     return doc

@@ -62,8 +62,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"archive {report.location}: {done} day(s) written ({report.rows:,} rows, {report.bytes / 1e6:.1f} MB), "
           f"{len(plan.done) + len(report.exported) - done} already there, {len(report.dropped)} partition(s) dropped, "
           f"{report.seconds:.1f} s", flush=True)
-    if plan.conflicts:
-        print(f"{len(plan.conflicts)} conflict(s): see above", file=sys.stderr)
+    book = report.book
+    if book is not None and (book.exported or book.dropped or book.conflicts):
+        new = [e for e in book.exported if e.status != "present"]
+        print(f"book days: {len(new)} file(s) written ({book.rows:,} rows, {book.bytes / 1e6:.1f} MB), "
+              f"{len(book.exported) - len(new)} already there, {len(book.dropped)} day(s) dropped", flush=True)
+    conflicts = len(plan.conflicts) + (len(book.conflicts) if book is not None else 0)
+    if conflicts:
+        print(f"{conflicts} conflict(s): see above", file=sys.stderr)
         return 1
     return 0
 

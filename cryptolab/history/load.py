@@ -11,7 +11,8 @@ recordings (gz or plain; see `cryptolab.binance.dumps`) and stores them (`source
 * an **aggTrades dump** goes to `agg_trades`, one row per aggregate with its first and
   last trade id (an aggregate is not a trade: counts are last − first + 1);
 * a **recording** goes through the trade writer in batches of ~50k rows (COPY, dedupe,
-  `bars_1s` folded in).
+  `bars_1s` folded in), and its depth diffs, quotes and snapshots into the book tables with the
+  book followed (`load_recording.py`; the files given together are one recording; docs/book_recordings.md).
 
 Loading a file twice stores it once. One truth per trade id: a trade already stored (also
 in ms where the file holds µs, or the other way round) is not stored again; ids that live in
@@ -31,13 +32,15 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from ..binance.dumps import DumpReader, check_symbol
 from ..errors import CryptolabError, DataError
 from ..model import Trade
+from .load_recording import RecordingResult
 
 __all__ = ["load_files", "LoadResult"]
 
@@ -58,6 +61,9 @@ class LoadResult:
     aggregates_inserted: int = 0
     archived: int = 0
     """Trades not stored because their ids live in the archive (days archived and dropped)."""
+    recordings: list[RecordingResult] = field(default_factory=list)
+    """What the stream recordings among the files stored beyond trades (book rows, dead letters):
+    one per market (the files of one market are one recording)."""
 
     @property
     def duplicates(self) -> int:
@@ -82,12 +88,16 @@ def load_files(
     symbol: str | None = None,
     batch_rows: int = BATCH_ROWS,
     progress: bool = True,
+    market: str | None = None,
 ) -> LoadResult:
-    """Store every trade of the files (see the module doc); return the counts."""
+    """Store every trade of the files (see the module doc); return the counts.
+
+    Stream recordings among them are one recording (history/load_recording.py): their book
+    rows (diffs, quotes, snapshots, gaps) are stored too; `market` (`binance` or
+    `binance-usdm`) overrides what their messages tell."""
     from tqdm import tqdm
 
     from ..storage import db
-    from ..storage.writer import TradeWriter
     from .plan import DumpFile
     from .store import Store
 
@@ -103,8 +113,13 @@ def load_files(
     conn = db.connect(real_dsn, autocommit=True)
     store: Store | None = None
     bar = tqdm(total=total, unit="B", unit_scale=True, disable=not progress, file=sys.stderr, desc="loading")
+    recordings = [r for r in readers if r.kind == "stream"]
     try:
         for reader in readers:
+            if reader.kind == "stream":
+                if reader is recordings[0]:
+                    _recording(conn, recordings, symbol, market, batch_rows, bar, result)
+                continue
             bar.set_description(reader.path.name[:40])
             rows = inserted = seen = archived = 0
             try:
@@ -123,30 +138,8 @@ def load_files(
                         result.archived += res.archived
                     bar.update(reader.size)
                     seen = reader.size
-                else:
-                    # a fresh writer per file: a rolled-back file must not leave it believing in
-                    # partitions (or a staging table) that the rollback took away
-                    writer = TradeWriter(conn)
-                    with conn.transaction():
-                        for batch in _batches(reader, batch_rows):
-                            res_w = writer.write(batch)  # a savepoint inside the file's transaction
-                            # staging rows are only cleared at COMMIT: clear them per batch, or each
-                            # batch would merge all the file's earlier batches again
-                            writer.clear_stage()
-                            rows += len(batch)
-                            inserted += res_w.inserted
-                            archived += res_w.archived
-                            bar.update(reader.bytes_read - seen)
-                            seen = reader.bytes_read
-                            bar.set_postfix(trades=f"{result.rows + rows:,}", new=f"{result.inserted + inserted:,}",
-                                            refresh=False)
             except CryptolabError as exc:
-                before = f"; the {result.files} file(s) before it were loaded" if result.files else ""
-                msg = str(exc) if str(reader.path.name) in str(exc) else f"{reader.path}: {exc}"
-                if "nothing of this file was stored" in msg or "nothing of it was stored" in msg:
-                    msg = msg.split(" — nothing of")[0].split("; nothing of")[0]
-                cls = type(exc) if type(exc).__module__ == CryptolabError.__module__ else CryptolabError
-                raise cls(f"{msg} — nothing of this file was stored{before}") from None
+                raise _refused(exc, reader.path, result) from None
             bar.update(reader.size - seen)
             result.rows += rows
             result.inserted += inserted
@@ -160,3 +153,49 @@ def load_files(
         conn.close()
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _refused(exc: CryptolabError, path: Path, result: LoadResult) -> CryptolabError:
+    """One line: what is wrong with the file, that nothing of it was stored, and what was."""
+    before = f"; the {result.files} file(s) before it were loaded" if result.files else ""
+    msg = str(exc) if str(path.name) in str(exc) else f"{path}: {exc}"
+    if "nothing of this file was stored" in msg or "nothing of it was stored" in msg:
+        msg = msg.split(" — nothing of")[0].split("; nothing of")[0]
+    cls = type(exc) if type(exc).__module__ == CryptolabError.__module__ else CryptolabError
+    return cls(f"{msg} — nothing of this file was stored{before}")
+
+
+def _recording(conn: Any, readers: Sequence[DumpReader], symbol: str | None, market: str | None, batch_rows: int,
+               bar: Any, result: LoadResult) -> None:
+    """The stream recordings among the files, as one recording (trades and book)."""
+    from .load_recording import load_recordings
+
+    seen: dict[Path, int] = {}
+    done = result.files
+
+    def progress(path: Path, read: int, part: RecordingResult) -> None:
+        bar.set_description(path.name[:40])
+        bar.update(read - seen.get(path, 0))
+        seen[path] = read
+        bar.set_postfix(trades=f"{result.rows + part.trades:,}", diffs=f"{part.diffs:,}", refresh=False)
+
+    failing = readers[0].path
+    try:
+        got = load_recordings(conn, [r.path for r in readers], symbol=symbol, market=market, batch_rows=batch_rows,
+                             progress=progress)
+    except CryptolabError as exc:
+        text = str(exc)
+        failing = next((r.path for r in readers if str(r.path) in text or r.path.name in text), failing)
+        result.files += getattr(exc, "files_loaded", 0)  # files of the recording committed before it
+        raise _refused(exc, failing, result) from None
+    finally:
+        for r in readers:
+            bar.update(r.size - seen.get(r.path, 0))
+    assert done == result.files
+    for res in got:
+        result.files += res.files
+        result.rows += res.trades
+        result.inserted += res.trades_inserted
+        result.archived += res.archived
+        result.skipped_lines += res.skipped
+        result.recordings.append(res)

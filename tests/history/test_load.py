@@ -50,7 +50,7 @@ def test_load_dump_exactly_and_idempotently(dsn: str, make_dumps: Any, capsys: p
     assert cli.main(["load", str(files["trades_us_csv"]), str(files["stream_gz"]), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "loaded 801 trades from 2 file(s): 0 new, 801 already stored" in out  # 400 + 400 + 1 duplicated line
-    assert "non-trade lines skipped" in out
+    assert "lines skipped (nothing to store)" in out
     assert len(stored(dsn, "BTCUSDT")) == 400
 
 
