@@ -375,4 +375,5 @@ class ExchangeServer:
             "error": self.error,
             "pending": self.source.pending_count(),
             "books": {s: b.update_id for s, b in self.feed.books.items()} if self.feed is not None else {},
+            "rate": self.source.rate if isinstance(self.source, SyntheticMarket) else None,
         }
