@@ -24,7 +24,7 @@ from .book import DEFAULT_HISTORY, BookDiff, Levels, SyntheticBook, Top, poisson
 from .calibration import BOOK_IDS_PER_S, BOOK_TRADES_PER_S
 from .tradelog import SymbolLog, fmt8, fmt8b
 
-__all__ = ["BookFeed", "Named", "PublishedLog", "book_stream_kind", "encode_levels", "PARTIAL_LEVELS"]
+__all__ = ["BookFeed", "Named", "PublishedLog", "agg_messages", "book_stream_kind", "encode_levels", "PARTIAL_LEVELS"]
 
 PARTIAL_LEVELS = (5, 10, 20)
 WINDOW_US = 100_000
@@ -155,10 +155,7 @@ class BookFeed:
             if tops:
                 self._quotes(sym, tops, wanted, out)
         if wanted:
-            for sym, idx in trades.items():
-                name = f"{sym.lower()}@aggTrade"
-                if wanted.get(name):
-                    self._aggs(self.logs[sym], idx, name, out)
+            out += agg_messages(batch, wanted)
         return out
 
     def _close(self, now_us: int, second: bool, wanted: Mapping[str, int], out: list[Named]) -> None:
@@ -202,31 +199,6 @@ class BookFeed:
                     t.update_id, sb, fmt8b(t.bid), fmt8b(t.bid_qty), fmt8b(t.ask), fmt8b(t.ask_qty))
                 out.append(Named(name, "quote", pl, pl))
 
-    def _aggs(self, log: SymbolLog, idx: Iterable[int], name: str, out: list[Named]) -> None:
-        """`@aggTrade`: consecutive trades of one aggregate (same T, price, side) as one message."""
-        starts = log.agg_starts
-        group: list[int] = []
-        cur = -1
-        for i in list(idx) + [-1]:
-            a = bisect.bisect_right(starts, i) - 1 if i >= 0 else -2
-            if group and a != cur:
-                out.append(self._agg_msg(log, cur, group, name))
-                group = []
-            cur = a
-            group.append(i)
-
-    def _agg_msg(self, log: SymbolLog, a: int, group: list[int], name: str) -> Named:
-        f, last = group[0], group[-1]
-        qty = sum(log.qtys[i] for i in group)
-        e = max(log.events[i] for i in group)
-        t = log.times[f]
-        m = b"true" if log.makers[f] else b"false"
-        fmt = b'{"e":"aggTrade","E":%d,"s":"%s","a":%d,"p":"%s","q":"%s","f":%d,"l":%d,"T":%d,"m":%s,"M":true}'
-        sb = self._sym_b[log.spec.symbol]
-        p, q = fmt8b(log.prices[f]), fmt8b(qty)
-        return Named(name, "agg", fmt % (e // 1000, sb, a, p, q, log.ids[f], log.ids[last], t // 1000, m),
-                     fmt % (e, sb, a, p, q, log.ids[f], log.ids[last], t, m))
-
     # ------------------------------------------------------------------ what it says
     def snapshot(self, symbol: str, limit: int, *, stale: bool = False) -> dict[str, Any]:
         """`GET /api/v3/depth`: the best `limit` levels a side and `lastUpdateId`.
@@ -269,6 +241,39 @@ class BookFeed:
         first, items = self.quotes[sym].since(start)
         return {"symbol": sym, "start": first,
                 "quotes": [[t.update_id, fmt8(t.bid), fmt8(t.bid_qty), fmt8(t.ask), fmt8(t.ask_qty)] for t in items]}
+
+
+def agg_messages(batch: list[tuple[SymbolLog, int]], wanted: Mapping[str, int]) -> list[Named]:
+    """`<sym>@aggTrade` of one tick's trades, for the symbols someone subscribed to: consecutive
+    trades of one aggregate (same T, price and side; the trade log's numbering, as REST's
+    aggTrades) as one message."""
+    out: list[Named] = []
+    group: list[int] = []
+    cur: tuple[SymbolLog, int] | None = None
+    for log, i in [*batch, (None, -1)]:
+        key = (log, bisect.bisect_right(log.agg_starts, i) - 1) if log is not None else None
+        if group and key != cur:
+            assert cur is not None
+            name = f"{cur[0].spec.stream}@aggTrade"
+            if wanted.get(name):
+                out.append(_agg_msg(cur[0], cur[1], group, name))
+            group = []
+        cur = key
+        group.append(i)
+    return out
+
+
+def _agg_msg(log: SymbolLog, a: int, group: list[int], name: str) -> Named:
+    f, last = group[0], group[-1]
+    qty = sum(log.qtys[i] for i in group)
+    e = max(log.events[i] for i in group)
+    t = log.times[f]
+    m = b"true" if log.makers[f] else b"false"
+    fmt = b'{"e":"aggTrade","E":%d,"s":"%s","a":%d,"p":"%s","q":"%s","f":%d,"l":%d,"T":%d,"m":%s,"M":true}'
+    sb = log.spec.symbol.encode()
+    p, q = fmt8b(log.prices[f]), fmt8b(qty)
+    return Named(name, "agg", fmt % (e // 1000, sb, a, p, q, log.ids[f], log.ids[last], t // 1000, m),
+                 fmt % (e, sb, a, p, q, log.ids[f], log.ids[last], t, m))
 
 
 def _strs(levels: Levels) -> list[list[str]]:

@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..model import now_us
 from . import faults as F
 from .book import DEFAULT_HISTORY
-from .bookfeed import BookFeed
+from .bookfeed import BookFeed, agg_messages
 from .calibration import BOOK_TRADES_PER_S
 from .control import ControlApi
 from .dumptree import DumpTree, day_start_us
@@ -55,6 +55,18 @@ def _paced(pace: Sequence[str], pace_x: float, replay: bool) -> tuple[list[str],
         raise ConfigError(f"pace_x must be a number > 0 (got {pace_x:g})")
     symbols = [s.lower() for s in pace]
     return symbols, BOOK_TRADES_PER_S * pace_x * len(symbols)
+
+
+def _with_aggs(runs: list[Run], wanted: Mapping[str, int]) -> list[Run]:
+    """A replayed recording's runs with `@aggTrade` messages after each run of trades."""
+    out: list[Run] = []
+    for kind, items in runs:
+        out.append((kind, items))
+        if kind == "trades":
+            aggs = agg_messages(items, wanted)
+            if aggs:
+                out.append(("named", aggs))
+    return out
 
 
 class ExchangeServer:
@@ -289,12 +301,16 @@ class ExchangeServer:
         runs: list[Run]
         if isinstance(src, RecordingReplay):
             runs = src.release_runs(now)
+            if self.streams.wanted:
+                runs = _with_aggs(runs, self.streams.wanted)
         else:
             batch = src.release(now)
             feed = self.feed
             named = []
             if feed is not None and (feed.books or self.streams.wanted):
                 named = feed.advance(now, batch, self.streams.wanted, flow=not (self.paused or self.stopped))
+            elif self.streams.wanted and batch:  # a replay of trades: aggTrade only
+                named = agg_messages(batch, self.streams.wanted)
             runs = ([("named", named)] if named else []) + ([("trades", batch)] if batch else [])
         for kind, items in runs:
             if kind == "trades":
