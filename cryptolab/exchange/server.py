@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..binance.dumps import detect_kind
 from ..errors import ConfigError
 from ..model import now_us
 from . import faults as F
@@ -119,7 +120,8 @@ class ExchangeServer:
             symbols, rate = _paced(pace, pace_x, bool(replay))
         if replay:
             self.logs = replay_logs(replay, symbols)
-            if any(has_book_lines(p) for p in replay):
+            # recordings with the book replay every stream; mixed with trade dumps, trades only (merged by time)
+            if any(has_book_lines(p) for p in replay) and all(detect_kind(p) == "stream" for p in replay):
                 self.source: SyntheticMarket | ReplaySource | RecordingReplay = RecordingReplay(
                     replay, self.logs, speed=speed, max_trades=max_trades)
             else:

@@ -162,3 +162,11 @@ def test_agg_trades_of_a_replay(make_dumps: Any, exchange: Any) -> None:
         fills = [by_id[i] for i in range(a["f"], a["l"] + 1)]
         assert len({(f.price, f.trade_time_us, f.is_buyer_maker) for f in fills}) == 1
         assert Decimal(a["q"]) == sum(f.qty for f in fills) and a["T"] == fills[0].trade_time_us // 1000
+
+
+def test_a_recording_replayed_with_a_dump_gives_trades_only(make_dumps: Any, exchange: Any) -> None:
+    files, trades = make_dumps(n=30)
+    rp: LocalExchange = exchange(symbols=None, replay=[files["stream_gz"], files["trades_ms_csv"]], speed=0)
+    got = asyncio.run(read_n(f"{rp.ws_url}/stream?streams={STREAMS}", len(trades)))
+    assert {m["stream"] for m in got} == {"btcusdt@trade"}
+    assert [m["data"]["t"] for m in got] == [t.trade_id for t in trades]
