@@ -353,6 +353,13 @@ class ExchangeServer:
         except LookupError as exc:
             raise ConfigError(str(exc)) from None
 
+    def books_json(self, symbol: str, update_ids: list[int]) -> dict[str, Any]:
+        """The exchange's whole book at each of several update ids (one pass)."""
+        try:
+            return self._need_feed(symbol).books_json(symbol, update_ids)
+        except LookupError as exc:
+            raise ConfigError(str(exc)) from None
+
     def diff_log_json(self, symbol: str, start: int = 0) -> dict[str, Any]:
         """Every 100 ms diff the book published, from number `start`."""
         return self._need_feed(symbol).diff_log_json(symbol, start)

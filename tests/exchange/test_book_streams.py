@@ -107,11 +107,13 @@ def test_a_client_following_diffs_and_snapshot_has_the_exchange_book_at_every_up
     sync, books, results = follow(msgs, snap)
     assert sync.synced and not sync.gaps and DiffResult.GAP not in results
     assert len(books) >= 15
-    for uid, ob in books:
-        own = ex.book("btcusdt", uid)
+    own_books = ex.books("btcusdt", [uid for uid, _ in books])
+    assert len(own_books) == len(books)
+    for (uid, ob), own in zip(books, own_books):
         assert own.last_update_id == uid
         assert (ob.bids, ob.asks) == as_book(own)
         assert not ob.crossed()
+    assert as_book(ex.book("btcusdt", books[-1][0])) == as_book(own_books[-1])
     # every bookTicker is the exchange book's top at its update id, and no quote is left out
     quotes = [decode_quote(raw, exchange="binance", source="t", received_at_us=now_us())
               for s, raw in msgs if s.endswith("@bookTicker")]
@@ -339,6 +341,9 @@ def test_control_api_says_the_book_from_another_process() -> None:
         ob.apply(d.bids, d.asks, d.last_id)
         assert (ob.bids, ob.asks) == as_book(ex.book("btcusdt", d.last_id))
         assert ex.quote_log("btcusdt")[-1].update_id <= ex.state()["books"]["BTCUSDT"]
+        ids = [x.last_id for x in diffs[-5:]]
+        assert [b.last_update_id for b in ex.books("btcusdt", ids[::-1])] == ids
+        assert [as_book(b) for b in ex.books("btcusdt", ids)] == [as_book(ex.book("btcusdt", i)) for i in ids]
         with pytest.raises(Exception, match="not kept"):
             ex.book("btcusdt", 10**15)
 
@@ -347,3 +352,19 @@ def test_unknown_symbol_book_is_a_clear_error(exchange: Any) -> None:
     ex: LocalExchange = exchange(symbols=["btcusdt"], rate=10)
     with pytest.raises(ConfigError, match="does not list ETHUSDT"):
         ex.book("ethusdt")
+
+
+def test_a_fast_market_keeps_its_book_streaming(exchange: Any) -> None:
+    """At 20k trades/s the background flow is capped (bookfeed.MAX_BACKGROUND); the diffs keep
+    coming every 100 ms, continuous, and the book stays exact."""
+    ex: LocalExchange = exchange(symbols=["btcusdt"], rate=20_000)
+    msgs, _ = run(collect(f"{ex.ws_url}/stream?streams=btcusdt@depth@100ms", 2.5))
+    ds = [json.loads(raw)["data"] for _, raw in msgs]
+    assert len(ds) >= 10
+    assert all(b["U"] == a["u"] + 1 for a, b in zip(ds, ds[1:]))
+    last = ds[-1]
+    before = ex.book("btcusdt", last["U"] - 1)
+    ob = OrderBook()
+    ob.load(before.bids, before.asks, before.last_update_id)
+    ob.apply([tuple(x) for x in last["b"]], [tuple(x) for x in last["a"]], last["u"])
+    assert (ob.bids, ob.asks) == as_book(ex.book("btcusdt", last["u"]))
