@@ -143,6 +143,8 @@ async def serve(kwargs: dict[str, Any], banner: str = "") -> None:
 def run(args: argparse.Namespace) -> int:
     kwargs = server_kwargs(args)
     what = f"replaying {len(args.replay)} file(s) at speed {args.speed}" if args.replay else (
+        f"{','.join(kwargs['pace'])} at {args.pace_x:g}x BTCUSDT's real mix (trades, bookTicker, depth)"
+        if kwargs["pace"] else
         f"synthetic market {','.join(kwargs['symbols'] or ['btcusdt', 'ethusdt'])} at {args.rate:g} trades/s, "
         + (f"seed {args.seed}" if args.seed is not None else "seed and ids from the start time"))
     asyncio.run(serve(kwargs, banner=f"cryptolab exchange: {what}; Ctrl-C to stop"))

@@ -27,7 +27,7 @@ import math
 import random
 import zlib
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from . import calibration as C
@@ -327,6 +327,27 @@ class SyntheticBook:
             else:
                 side.pop(prices[i], None)
         return b, a
+
+    def books_at(self, update_ids: Sequence[int]) -> Iterator[tuple[int, dict[int, int], dict[int, int]]]:
+        """(id, bids, asks) at each of `update_ids` (ascending), in one pass forward from the
+        checkpoint before the first; the dicts are the walk's own (copy them to keep them)."""
+        ids = sorted(update_ids)
+        if not ids:
+            return
+        bids, asks = self.book_at(ids[0])
+        at = ids[0]
+        sides, prices, qtys, first = self._sides, self._prices, self._qtys, self._log_first
+        for uid in ids:
+            if uid > self.update_id:
+                raise LookupError(f"update id {uid} is past {self.spec.symbol}'s book ({self.update_id})")
+            for i in range(at + 1 - first, uid + 1 - first):
+                side = bids if sides[i] else asks
+                if qtys[i]:
+                    side[prices[i]] = qtys[i]
+                else:
+                    side.pop(prices[i], None)
+            at = uid
+            yield uid, bids, asks
 
     def crossed(self) -> bool:
         return bool(self.bid_px and self.ask_px and self.bid_px[-1] >= self.ask_px[0])

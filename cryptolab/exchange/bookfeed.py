@@ -24,7 +24,7 @@ from .book import DEFAULT_HISTORY, BookDiff, Levels, SyntheticBook, Top, poisson
 from .calibration import BOOK_IDS_PER_S, BOOK_TRADES_PER_S
 from .tradelog import SymbolLog, fmt8, fmt8b
 
-__all__ = ["BookFeed", "Named", "PublishedLog", "book_stream_kind", "encode_levels", "PARTIAL_LEVELS"]
+__all__ = ["BookFeed", "Named", "PublishedLog", "agg_messages", "book_stream_kind", "encode_levels", "PARTIAL_LEVELS"]
 
 PARTIAL_LEVELS = (5, 10, 20)
 WINDOW_US = 100_000
@@ -32,6 +32,9 @@ BG_PER_TRADE = (BOOK_IDS_PER_S - 2.8 * BOOK_TRADES_PER_S) / BOOK_TRADES_PER_S
 """Background changes per trade of the symbol's rate (the recording's ids/s less those trades cause)."""
 STEADY_SHARE = 0.5
 """Share of the background flow that comes steadily; the rest follows the trades (bursts)."""
+MAX_BACKGROUND = 10_000
+"""Background changes per second and symbol at most (~15× BTCUSDT's): a market asked for
+100k trades/s still gets a book it can keep up with (its trades change it all the same)."""
 DIFF_LOG = 200_000
 QUOTE_LOG = 1_000_000
 
@@ -143,8 +146,9 @@ class BookFeed:
             trades.setdefault(log.spec.symbol, []).append(i)
         for sym, b in self.books.items():
             idx = trades.get(sym, ())
-            per_trade = BG_PER_TRADE
-            lam = STEADY_SHARE * per_trade * self.rate_of(sym) * dt / 1e6
+            rate = self.rate_of(sym)
+            per_trade = BG_PER_TRADE * min(1.0, MAX_BACKGROUND / max(1e-9, BG_PER_TRADE * rate))
+            lam = STEADY_SHARE * per_trade * rate * dt / 1e6
             b.background(poisson(self.rng, lam))
             log = self.logs[sym]
             burst = (1 - STEADY_SHARE) * per_trade
@@ -155,10 +159,7 @@ class BookFeed:
             if tops:
                 self._quotes(sym, tops, wanted, out)
         if wanted:
-            for sym, idx in trades.items():
-                name = f"{sym.lower()}@aggTrade"
-                if wanted.get(name):
-                    self._aggs(self.logs[sym], idx, name, out)
+            out += agg_messages(batch, wanted)
         return out
 
     def _close(self, now_us: int, second: bool, wanted: Mapping[str, int], out: list[Named]) -> None:
@@ -202,31 +203,6 @@ class BookFeed:
                     t.update_id, sb, fmt8b(t.bid), fmt8b(t.bid_qty), fmt8b(t.ask), fmt8b(t.ask_qty))
                 out.append(Named(name, "quote", pl, pl))
 
-    def _aggs(self, log: SymbolLog, idx: Iterable[int], name: str, out: list[Named]) -> None:
-        """`@aggTrade`: consecutive trades of one aggregate (same T, price, side) as one message."""
-        starts = log.agg_starts
-        group: list[int] = []
-        cur = -1
-        for i in list(idx) + [-1]:
-            a = bisect.bisect_right(starts, i) - 1 if i >= 0 else -2
-            if group and a != cur:
-                out.append(self._agg_msg(log, cur, group, name))
-                group = []
-            cur = a
-            group.append(i)
-
-    def _agg_msg(self, log: SymbolLog, a: int, group: list[int], name: str) -> Named:
-        f, last = group[0], group[-1]
-        qty = sum(log.qtys[i] for i in group)
-        e = max(log.events[i] for i in group)
-        t = log.times[f]
-        m = b"true" if log.makers[f] else b"false"
-        fmt = b'{"e":"aggTrade","E":%d,"s":"%s","a":%d,"p":"%s","q":"%s","f":%d,"l":%d,"T":%d,"m":%s,"M":true}'
-        sb = self._sym_b[log.spec.symbol]
-        p, q = fmt8b(log.prices[f]), fmt8b(qty)
-        return Named(name, "agg", fmt % (e // 1000, sb, a, p, q, log.ids[f], log.ids[last], t // 1000, m),
-                     fmt % (e, sb, a, p, q, log.ids[f], log.ids[last], t, m))
-
     # ------------------------------------------------------------------ what it says
     def snapshot(self, symbol: str, limit: int, *, stale: bool = False) -> dict[str, Any]:
         """`GET /api/v3/depth`: the best `limit` levels a side and `lastUpdateId`.
@@ -256,6 +232,13 @@ class BookFeed:
         return {"symbol": symbol.upper(), "lastUpdateId": uid, "oldest": b.oldest_id, "latest": b.update_id,
                 "bids": _strs(sorted(bd.items(), reverse=True)), "asks": _strs(sorted(ad.items()))}
 
+    def books_json(self, symbol: str, update_ids: list[int]) -> dict[str, Any]:
+        """The whole book at each of `update_ids` (one pass: cheaper than one `book_json` each)."""
+        b = self.activate(symbol)
+        return {"symbol": symbol.upper(), "books": [
+            {"lastUpdateId": uid, "bids": _strs(sorted(bd.items(), reverse=True)), "asks": _strs(sorted(ad.items()))}
+            for uid, bd, ad in b.books_at(update_ids)]}
+
     def diff_log_json(self, symbol: str, start: int) -> dict[str, Any]:
         sym = symbol.upper()
         self.activate(sym)
@@ -269,6 +252,39 @@ class BookFeed:
         first, items = self.quotes[sym].since(start)
         return {"symbol": sym, "start": first,
                 "quotes": [[t.update_id, fmt8(t.bid), fmt8(t.bid_qty), fmt8(t.ask), fmt8(t.ask_qty)] for t in items]}
+
+
+def agg_messages(batch: list[tuple[SymbolLog, int]], wanted: Mapping[str, int]) -> list[Named]:
+    """`<sym>@aggTrade` of one tick's trades, for the symbols someone subscribed to: consecutive
+    trades of one aggregate (same T, price and side; the trade log's numbering, as REST's
+    aggTrades) as one message."""
+    out: list[Named] = []
+    group: list[int] = []
+    cur: tuple[SymbolLog, int] | None = None
+    for log, i in [*batch, (None, -1)]:
+        key = (log, bisect.bisect_right(log.agg_starts, i) - 1) if log is not None else None
+        if group and key != cur:
+            assert cur is not None
+            name = f"{cur[0].spec.stream}@aggTrade"
+            if wanted.get(name):
+                out.append(_agg_msg(cur[0], cur[1], group, name))
+            group = []
+        cur = key
+        group.append(i)
+    return out
+
+
+def _agg_msg(log: SymbolLog, a: int, group: list[int], name: str) -> Named:
+    f, last = group[0], group[-1]
+    qty = sum(log.qtys[i] for i in group)
+    e = max(log.events[i] for i in group)
+    t = log.times[f]
+    m = b"true" if log.makers[f] else b"false"
+    fmt = b'{"e":"aggTrade","E":%d,"s":"%s","a":%d,"p":"%s","q":"%s","f":%d,"l":%d,"T":%d,"m":%s,"M":true}'
+    sb = log.spec.symbol.encode()
+    p, q = fmt8b(log.prices[f]), fmt8b(qty)
+    return Named(name, "agg", fmt % (e // 1000, sb, a, p, q, log.ids[f], log.ids[last], t // 1000, m),
+                 fmt % (e, sb, a, p, q, log.ids[f], log.ids[last], t, m))
 
 
 def _strs(levels: Levels) -> list[list[str]]:

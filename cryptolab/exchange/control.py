@@ -4,7 +4,7 @@
 serves, what it printed, fault counts), `GET trades?symbol=&start=` (the printed trades,
 columnar, for exact checks) and `POST control` (pause, resume, stop, set_rate, inject).
 The book (see `bookfeed`): `GET book?symbol=&update_id=` (every level at an update id, default
-now), `GET depth_log?symbol=&start=` (the 100 ms diffs published) and `GET
+now), `POST books {"symbol", "update_ids"}` (the same at many ids, one pass), `GET depth_log?symbol=&start=` (the 100 ms diffs published) and `GET
 quote_log?symbol=&start=` (the bookTickers published); in-thread `LocalExchange` calls the same.
 """
 
@@ -33,6 +33,7 @@ class Controlled(Protocol):
     def resume_market(self) -> None: ...
     def stop_market(self) -> None: ...
     def book_json(self, symbol: str, update_id: int | None = None) -> dict[str, Any]: ...
+    def books_json(self, symbol: str, update_ids: list[int]) -> dict[str, Any]: ...
     def diff_log_json(self, symbol: str, start: int = 0) -> dict[str, Any]: ...
     def quote_log_json(self, symbol: str, start: int = 0) -> dict[str, Any]: ...
 
@@ -49,12 +50,18 @@ class ControlApi:
         app.router.add_post("/_cryptolab/control", self.control)
         app.router.add_get("/_cryptolab/book", self.book)
         app.router.add_get("/_cryptolab/depth_log", self.depth_log)
+        app.router.add_post("/_cryptolab/books", self.books)
         app.router.add_get("/_cryptolab/quote_log", self.quote_log)
 
     async def book(self, request: web.Request) -> web.Response:
         q = request.query
         uid = q.get("update_id")
         return self._answer(lambda: self.server.book_json(q.get("symbol", ""), int(uid) if uid else None))
+
+    async def books(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        return self._answer(lambda: self.server.books_json(str(body.get("symbol", "")),
+                                                           [int(i) for i in body.get("update_ids", [])]))
 
     async def depth_log(self, request: web.Request) -> web.Response:
         q = request.query

@@ -383,6 +383,25 @@ class LocalExchange:
         return BookSnapshot("binance", d["symbol"], d["lastUpdateId"], levels[0], levels[1], now_us(),
                             source="simulator")
 
+    def books(self, symbol: str, update_ids: Sequence[int]) -> list[BookSnapshot]:
+        """The exchange's own book at each of `update_ids` (sorted ascending in the answer), in one
+        pass: much cheaper than one `book()` per id when a test checks a book at every id."""
+        ids = [int(i) for i in update_ids]
+        if self._proc:
+            req = urllib.request.Request(f"{self.http_url}/_cryptolab/books",
+                                         data=json.dumps({"symbol": symbol.upper(), "update_ids": ids}).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=120) as resp:
+                    d: dict[str, Any] = json.loads(resp.read())
+            except urllib.error.HTTPError as exc:
+                raise SourceError(f"local exchange: {json.loads(exc.read() or b'{}').get('error', exc)}") from None
+        else:
+            d = self._call(self._srv().books_json, symbol, ids)
+        now = now_us()
+        return [BookSnapshot("binance", d["symbol"], b["lastUpdateId"], [(p, q) for p, q in b["bids"]],
+                             [(p, q) for p, q in b["asks"]], now, source="simulator") for b in d["books"]]
+
     def depth_log(self, symbol: str) -> list[DepthDiff]:
         """Every 100 ms diff the exchange published for a symbol (the `@depth@100ms` stream before
         stream faults), oldest first (the last 200,000 are kept)."""

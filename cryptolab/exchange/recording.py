@@ -89,7 +89,7 @@ class Recorder:
                     if last is None or (self.snapshot_every is not None and now - last >= self.snapshot_every):
                         self._snap_at[sym] = now
                         snap = json.dumps(snapshot(sym), separators=(",", ":")).encode()
-                        out.append(b"%d %s\n" % (time.time_ns(), snap))
+                        out.append(b"%d %s\n" % (ns, snap))
         if out:
             self._fh.write(b"".join(out))
             self.lines += len(out)

@@ -24,11 +24,12 @@ from typing import Any
 
 from aiohttp import web
 
+from ..binance.dumps import detect_kind
 from ..errors import ConfigError
 from ..model import now_us
 from . import faults as F
 from .book import DEFAULT_HISTORY
-from .bookfeed import BookFeed
+from .bookfeed import BookFeed, agg_messages
 from .calibration import BOOK_TRADES_PER_S
 from .control import ControlApi
 from .dumptree import DumpTree, day_start_us
@@ -55,6 +56,18 @@ def _paced(pace: Sequence[str], pace_x: float, replay: bool) -> tuple[list[str],
         raise ConfigError(f"pace_x must be a number > 0 (got {pace_x:g})")
     symbols = [s.lower() for s in pace]
     return symbols, BOOK_TRADES_PER_S * pace_x * len(symbols)
+
+
+def _with_aggs(runs: list[Run], wanted: Mapping[str, int]) -> list[Run]:
+    """A replayed recording's runs with `@aggTrade` messages after each run of trades."""
+    out: list[Run] = []
+    for kind, items in runs:
+        out.append((kind, items))
+        if kind == "trades":
+            aggs = agg_messages(items, wanted)
+            if aggs:
+                out.append(("named", aggs))
+    return out
 
 
 class ExchangeServer:
@@ -107,7 +120,8 @@ class ExchangeServer:
             symbols, rate = _paced(pace, pace_x, bool(replay))
         if replay:
             self.logs = replay_logs(replay, symbols)
-            if any(has_book_lines(p) for p in replay):
+            # recordings with the book replay every stream; mixed with trade dumps, trades only (merged by time)
+            if any(has_book_lines(p) for p in replay) and all(detect_kind(p) == "stream" for p in replay):
                 self.source: SyntheticMarket | ReplaySource | RecordingReplay = RecordingReplay(
                     replay, self.logs, speed=speed, max_trades=max_trades)
             else:
@@ -289,12 +303,16 @@ class ExchangeServer:
         runs: list[Run]
         if isinstance(src, RecordingReplay):
             runs = src.release_runs(now)
+            if self.streams.wanted:
+                runs = _with_aggs(runs, self.streams.wanted)
         else:
             batch = src.release(now)
             feed = self.feed
             named = []
             if feed is not None and (feed.books or self.streams.wanted):
                 named = feed.advance(now, batch, self.streams.wanted, flow=not (self.paused or self.stopped))
+            elif self.streams.wanted and batch:  # a replay of trades: aggTrade only
+                named = agg_messages(batch, self.streams.wanted)
             runs = ([("named", named)] if named else []) + ([("trades", batch)] if batch else [])
         for kind, items in runs:
             if kind == "trades":
@@ -332,6 +350,13 @@ class ExchangeServer:
         """The exchange's whole book of a symbol at an update id (default: now)."""
         try:
             return self._need_feed(symbol).book_json(symbol, update_id)
+        except LookupError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def books_json(self, symbol: str, update_ids: list[int]) -> dict[str, Any]:
+        """The exchange's whole book at each of several update ids (one pass)."""
+        try:
+            return self._need_feed(symbol).books_json(symbol, update_ids)
         except LookupError as exc:
             raise ConfigError(str(exc)) from None
 
@@ -375,4 +400,5 @@ class ExchangeServer:
             "error": self.error,
             "pending": self.source.pending_count(),
             "books": {s: b.update_id for s, b in self.feed.books.items()} if self.feed is not None else {},
+            "rate": self.source.rate if isinstance(self.source, SyntheticMarket) else None,
         }
