@@ -42,7 +42,7 @@ MAX_LEVELS = 5000
 """Levels a side never goes above (Binance serves at most 5000 in a snapshot)."""
 DEFAULT_HISTORY = 1_000_000
 """Changes kept for `book_at` (~24 min at BTCUSDT's real pace; 32 bytes each)."""
-P_FLICKER = 0.36
+P_FLICKER = 0.30
 """Share of background changes that touch a level changed a moment ago (tuned so the diff
 stream carries the recording's 0.65 level updates per update id)."""
 P_AT_BEST = 0.06
