@@ -2,7 +2,10 @@
 
 `cryptolab replay FILE… [--speed X]` serves only the trades of the files (trades or
 aggTrades dumps of data.binance.vision, zip or csv; stream recordings, gz or plain)
-at real pace × X (0 = as fast as clients read), with their real ids and times.
+at real pace × X (0 = as fast as clients read), with their real ids and times. A recording
+that holds the book (depth@100ms, bookTicker, inline REST snapshots, as `cryptolab exchange
+--record` writes and the team's real recordings are) replays every stream in file order and
+serves its snapshots from `GET /api/v3/depth`.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ PARTIAL_LEVELS = (5, 10, 20)
 WINDOW_US = 100_000
 BG_PER_TRADE = (BOOK_IDS_PER_S - 2.8 * BOOK_TRADES_PER_S) / BOOK_TRADES_PER_S
 """Background changes per trade of the symbol's rate (the recording's ids/s less those trades cause)."""
-STEADY_SHARE = 0.5
+STEADY_SHARE = 0.25
 """Share of the background flow that comes steadily; the rest follows the trades (bursts)."""
 MAX_BACKGROUND = 10_000
 """Background changes per second and symbol at most (~15× BTCUSDT's): a market asked for

@@ -360,7 +360,7 @@ def test_a_fast_market_keeps_its_book_streaming(exchange: Any) -> None:
     ex: LocalExchange = exchange(symbols=["btcusdt"], rate=20_000)
     msgs, _ = run(collect(f"{ex.ws_url}/stream?streams=btcusdt@depth@100ms", 2.5))
     ds = [json.loads(raw)["data"] for _, raw in msgs]
-    assert len(ds) >= 10
+    assert len(ds) >= 5
     assert all(b["U"] == a["u"] + 1 for a, b in zip(ds, ds[1:]))
     last = ds[-1]
     before = ex.book("btcusdt", last["U"] - 1)

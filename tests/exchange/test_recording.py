@@ -128,7 +128,7 @@ def test_pace_serves_a_real_symbols_mix(exchange: Any) -> None:
     msgs = asyncio.run(main())
     diffs = [m["data"] for m in msgs if m["stream"].endswith("@depth@100ms")]
     quotes = [m for m in msgs if m["stream"].endswith("@bookTicker")]
-    assert 27 <= len(diffs) <= 31  # 10 a second
+    assert 20 <= len(diffs) <= 31  # 10 a second (fewer when the machine is busy: a late tick merges windows)
     assert 100 <= sum(len(d["b"]) + len(d["a"]) for d in diffs) <= 4000
     assert 60 <= len(quotes) <= 1500
     fast: LocalExchange = exchange(symbols=None, pace=["btcusdt", "ethusdt"], pace_x=10)
