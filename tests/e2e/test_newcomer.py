@@ -34,13 +34,15 @@ def test_demo_then_everything_without_parameters_finds_the_data(dsn: str, tmp_pa
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["exchange"] == "simulator" and summary["symbols"] == ["BTCUSDT", "ETHUSDT"]
-    assert all(n["ok"] for n in summary["notebooks"]) and len(summary["notebooks"]) == 10  # 5 notebooks × 2 symbols
+    reports = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "notebooks").glob("0[1-9]_*.ipynb"))
+    assert all(n["ok"] for n in summary["notebooks"])
+    assert sorted(n["name"] for n in summary["notebooks"]) == sorted(f"{r}-{s}" for r in reports for s in ("BTCUSDT", "ETHUSDT"))
 
     # `cryptolab report` with no parameters at all: finds simulator, reports both symbols
     rep = _cli("report", "--out", str(tmp_path / "report"), cwd=tmp_path)
     assert rep.returncode == 0, rep.stdout[-2000:] + rep.stderr[-2000:]
     s = json.loads((tmp_path / "report" / "summary.json").read_text())
-    assert s["exchange"] == "simulator" and sorted(n["symbol"] for n in s["notebooks"]).count("ETHUSDT") == 5
+    assert s["exchange"] == "simulator" and sorted(n["symbol"] for n in s["notebooks"]).count("ETHUSDT") == len(reports)
     by = {n["name"]: n for n in s["notebooks"]}
     price = by["01_price_analysis-BTCUSDT"]["records"]
     assert price["symbol"] == "BTCUSDT" and 5 <= price["bars"] <= 120  # range and interval from the data
@@ -50,7 +52,7 @@ def test_demo_then_everything_without_parameters_finds_the_data(dsn: str, tmp_pa
     assert str(by["04_volume-BTCUSDT"]["records"]["reconciliation"]).startswith("skipped")
     assert by["05_latency-BTCUSDT"]["records"]["latency"] == "applies"
     index = (tmp_path / "report" / "index.html").read_text()
-    assert index.count('class="thumb"') == 10  # a chart thumbnail per notebook run
+    assert index.count('class="thumb"') == len(by) == 2 * len(reports)  # a chart thumbnail per notebook run
     assert all((tmp_path / "report" / f"{n}.png").read_bytes().startswith(b"\x89PNG") for n in by)
 
     # a notebook run directly with no parameters (papermill defaults: exchange/symbol None)
