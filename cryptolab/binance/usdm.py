@@ -392,6 +392,13 @@ class UsdmRestClient(RestClient):
             params["endTime"] = int(end_ms)
         return await self._get_list("/fapi/v1/aggTrades", params, symbol=symbol)
 
+    async def depth(self, symbol: str, limit: int = 1000) -> dict[str, Any]:
+        """The futures book's `limit` best levels a side (5…1000) with `lastUpdateId`, `E`, `T`."""
+        from .rest import depth_weight
+
+        return await self._get_object("/fapi/v1/depth", {"symbol": symbol.upper(), "limit": int(min(limit, 1000))},
+                                      symbol=symbol, weight=depth_weight(min(limit, 1000)))
+
     async def funding_rate(self, symbol: str, *, start_ms: int | None = None, end_ms: int | None = None,
                            limit: int = 1000) -> list[FundingRateRow]:
         """Settled funding rates (oldest first), as Binance prints them."""

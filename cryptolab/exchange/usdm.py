@@ -116,6 +116,12 @@ class _Perp:
 class _FuturesFeed(BookFeed):
     """The spot book feed with futures messages (diffs with `T` and `pu`, bookTicker with e/E/T)."""
 
+    agg_base = 0
+    """Added to every aggregate's index (its `a`): exchanges started apart never share aggregate ids."""
+
+    def _agg_msg(self, log: SymbolLog, a: int, group: list[int], name: str) -> Named:
+        return super()._agg_msg(log, a + self.agg_base, group, name)
+
     def _diff_msg(self, sym: str, name: str, kind: str, d: BookDiff) -> Named:
         ms = d.event_us // 1000
         body = b'{"e":"depthUpdate","E":%d,"T":%d,"s":"%s","U":%d,"u":%d,"pu":%d,"b":%s,"a":%s}' % (
@@ -218,8 +224,9 @@ class _FapiApi(RestApi):
         if start_ms is not None and end_ms is not None and end_ms - start_ms >= _H_MS:
             raise ApiError(400, -1127, "More than 1 hours between startTime and endTime.")
         n = len(log.agg_starts)
+        base = self.market.agg_base
         if from_id is not None:
-            a = from_id
+            a = max(0, from_id - base)
         elif start_ms is not None:
             a = log.agg_index_of_time(start_ms * 1000)
         elif end_ms is not None:
@@ -230,6 +237,7 @@ class _FapiApi(RestApi):
         while a < n and len(out) < limit:
             row: dict[str, Any] = dict(log.rest_agg(a, False))
             row.pop("M", None)
+            row["a"] = a + base
             if end_ms is not None and int(row["T"]) > end_ms:
                 break
             out.append(row)
@@ -258,10 +266,8 @@ class _FapiApi(RestApi):
     def _oi(self, q: Query) -> dict[str, Any]:
         self._check_params(q, ("symbol",))
         perp = self.market.perps[self._symbol(q).spec.symbol]
-        last = perp.ois[-1] if perp.ois else None
-        t = last.time_us // 1000 if last else now_us() // 1000
-        return {"symbol": perp.spec.symbol, "openInterest": fmt8(perp.oi) if last is None else format(last.open_interest, "f"),
-                "time": t}
+        last = perp.ois[-1]
+        return {"symbol": perp.spec.symbol, "openInterest": format(last.open_interest, "f"), "time": last.time_us // 1000}
 
 
 class UsdmMarket:
@@ -278,6 +284,8 @@ class UsdmMarket:
                                       "slow_client_drops": 0, "rest_requests": 0, "rest_429_budget": 0}
         self.faults = FaultInjector(plan, random.Random(seed ^ 0xF07), self.logs, dumps)
         self.feed = _FuturesFeed(self.logs, seed=seed ^ 0xF, id_base=id_base, rate_of=rate_of)
+        self.agg_base = self.feed.agg_base = id_base - 1
+        """Aggregate ids are `agg_base` + their index: from 0 with a seed, else from the start time in µs."""
         self.hub = _RoutedHub(self.logs, self.faults, settings, self.stats, activate=self.feed.activate)
         self.rest = _FapiApi(self, self.faults, self.stats, describe)
         self._agg_gap: dict[str, int] = {}
@@ -285,6 +293,9 @@ class UsdmMarket:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._made_past(now_us())
+        for p in self.perps.values():
+            p.ois.append(OpenInterest("simulator-usdm", p.spec.symbol, now_us() // 1000 * 1000, Decimal(fmt8(p.oi)),
+                                      None, "live"))
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> int:
@@ -484,7 +495,7 @@ class UsdmMarket:
         p = self.perps[sym]
         if what == "agg":
             log = p.log
-            return [_agg_row(log, a) for a in range(len(log.agg_starts))]
+            return [_agg_row(log, a)._replace(agg_id=a + self.agg_base) for a in range(len(log.agg_starts))]
         if what == "mark":
             return list(p.marks)
         if what == "liquidation":
