@@ -460,7 +460,8 @@ class Capture:
         if unknown:
             raise SourceError(
                 f"unknown symbol {', '.join(unknown)} on {mask_url(ep.rest)}: check the spelling "
-                "(e.g. BTCUSDT), or the exchange lists it under another name"
+                "(e.g. BTCUSDT), or the exchange lists it under another name (a USD-M futures contract? add "
+                "--market usdm)"
             )
         if self._exchange_arg is None and self.source != "simulator":
             # a synthetic market is never stored as a real exchange's data

@@ -180,5 +180,21 @@ def test_bad_futures_input_is_one_clear_line(exchange: Any, dsn: str) -> None:
         Capture(["btcusdt"], source=ex.fws_url, dsn=dsn, market="usdm", streams=("trade", "depth"))
     with pytest.raises(ConfigError, match="futures stream.*--market usdm"):
         Capture(["btcusdt"], source=ex.ws_url, dsn=dsn, streams=("markPrice",))
+    with pytest.raises(SourceError, match=r"a USD-M futures contract\? add --market usdm"):
+        Capture(["nosuchusdt"], source=ex.ws_url, dsn=dsn, start_timeout=3).start()  # the reverse, on spot
     with pytest.raises(SourceError, match="--market usdm captures from binance"):
         Capture(["btcusdt"], source="simulator", dsn=dsn, market="usdm", start_timeout=3).start()
+
+
+def test_cli_captures_a_perp_from_the_exchanges_futures_url(exchange: Any, dsn: str,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from cryptolab.cli import main as cli
+
+    ex = exchange(symbols=["btcusdt"], rate=100.0, markets=["spot", "usdm"])
+    assert cli.main(["capture", "--market", "usdm", "--symbols", "btcusdt", "--source", ex.fws_url, "--seconds", "2.5",
+                     "--streams", "aggTrade,markPrice,forceOrder", "--open-interest-interval", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "as exchange 'simulator-usdm'" in out and "futures:" in out
+    assert q(dsn, "SELECT count(*) FROM agg_trades WHERE exchange = %s", USDM)[0][0] > 0
+    assert q(dsn, "SELECT count(*) FROM mark_prices WHERE exchange = %s", USDM)[0][0] >= 1
+    assert q(dsn, "SELECT count(*) FROM open_interest WHERE exchange = %s", USDM)[0][0] >= 1
