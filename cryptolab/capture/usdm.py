@@ -28,7 +28,7 @@ import psycopg
 
 from ..binance import ws as wsclient
 from ..binance.frames import decode_frame
-from ..binance.usdm import UsdmRestClient, agg_trade_from_rest, decode_usdm, open_interest_from_rest, route_of
+from ..binance.usdm import UsdmRestClient, agg_trade_from_rest, decode_usdm_fast, open_interest_from_rest, route_of
 from ..book.model import DepthDiff, Quote
 from ..errors import ConfigError, CryptolabError, SourceError
 from ..markets import AggTrade, Liquidation, MarkPrice
@@ -157,7 +157,7 @@ def usdm_receiver(worker: Any, conn: Any) -> Callable[[wsclient.Message], None]:
             else:
                 worker._other(out, raw, received, conn)
         else:
-            out = decode_usdm(raw, exchange=exchange, source=source, received_at_us=received)
+            out = decode_usdm_fast(raw, exchange=exchange, source=source, received_at_us=received)
             t = type(out)
             if t is AggTrade:
                 seq = seqs.get(out.symbol)
