@@ -129,6 +129,7 @@ def test_futures_reconnects_lose_no_aggregate_and_store_nothing_twice(exchange: 
     cap = Capture(["btcusdt", "ethusdt"], source=ex.fws_url, dsn=dsn, market="usdm",
                   from_ids={"BTCUSDT": 0, "ETHUSDT": 0}, **FAST).start()
     time.sleep(1.5)
+    assert ex.inject("malformed", market="usdm", variant="bad_json") >= 1  # a broken frame: a dead letter
     assert ex.inject("reset", market="usdm") >= 1
     time.sleep(1.5)
     ex.inject("stall", market="usdm", seconds=3)
@@ -139,6 +140,8 @@ def test_futures_reconnects_lose_no_aggregate_and_store_nothing_twice(exchange: 
         wait_until(lambda sym=sym, n=n: len(stored_aggs(dsn, sym)) >= n, 30, f"{sym}: {n} aggregates")
     st = cap.stop()
     assert st.reconnects >= 2
+    assert st.dead_letters >= 1
+    assert q(dsn, "SELECT count(*) FROM dead_letters WHERE exchange = %s AND reason LIKE 'invalid JSON%%'", USDM)[0][0] >= 1
     for sym in ("BTCUSDT", "ETHUSDT"):
         assert_aggs_exact(dsn, ex, sym)
         sent = {m.event_time_us: m for m in ex.usdm_log("mark", sym)}

@@ -83,3 +83,17 @@ def test_trade_ids_skip_between_aggregates_and_fapi_pages_them_by_from_id(exchan
     funding = _get(f"{ex.fhttp_url}/fapi/v1/fundingRate?symbol=BTCUSDT&limit=1000")
     times = [f["fundingTime"] for f in funding]
     assert len(times) >= 80 and all(b - a == 8 * 3_600_000 for a, b in zip(times, times[1:]))
+
+
+def test_the_cli_announces_the_futures_ports_on_its_first_line() -> None:
+    from cryptolab.exchange import LocalExchange
+
+    ex = LocalExchange(symbols=["btcusdt"], rate=50.0, seed=1, process=True, markets="spot,usdm").start()
+    try:
+        assert ex.fport and ex.fport != ex.port
+        info = _get(f"{ex.fhttp_url}/fapi/v1/exchangeInfo")
+        assert [s["symbol"] for s in info["symbols"]] == ["BTCUSDT"] and info["symbols"][0]["contractType"] == "PERPETUAL"
+        assert info["cryptolab"]["synthetic"] is True
+        assert ex.inject("gap", market="usdm", n=2) == 1
+    finally:
+        ex.stop()
