@@ -159,6 +159,13 @@ class LocalExchange:
             raise SourceError("this local exchange has no futures market: start it with markets=['spot', 'usdm']")
         return self._call(srv.usdm.log_rows, what, symbol)
 
+    def usdm_delist(self, symbol: str, status: str = "SETTLING") -> None:
+        """The futures exchangeInfo says this contract no longer trades (in-thread exchange only)."""
+        srv = self._srv()
+        if srv.usdm is None:
+            raise SourceError("this local exchange has no futures market: start it with markets=['spot', 'usdm']")
+        self._call(srv.usdm.delist, symbol, status)
+
     @property
     def synthetic(self) -> bool:
         """True for the synthetic market (made-up trades), False for a replay of real data."""

@@ -289,6 +289,8 @@ class UsdmMarket:
         self.hub = _RoutedHub(self.logs, self.faults, settings, self.stats, activate=self.feed.activate)
         self.rest = _FapiApi(self, self.faults, self.stats, describe)
         self._agg_gap: dict[str, int] = {}
+        self.delisted: dict[str, str] = {}
+        """Contracts no longer trading (symbol → exchangeInfo status, e.g. SETTLING): `delist()`."""
         self._second: int | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -480,13 +482,17 @@ class UsdmMarket:
         syms = []
         for sym, p in self.perps.items():
             spec = p.spec
-            syms.append({"symbol": sym, "pair": sym, "contractType": "PERPETUAL", "status": "TRADING",
+            syms.append({"symbol": sym, "pair": sym, "contractType": "PERPETUAL", "status": self.delisted.get(sym, "TRADING"),
                          "baseAsset": spec.base, "quoteAsset": spec.quote, "marginAsset": spec.quote,
                          "pricePrecision": 8, "quantityPrecision": 8, "underlyingType": "COIN",
                          "filters": [{"filterType": "PRICE_FILTER", "tickSize": fmt8(spec.tick)},
                                      {"filterType": "LOT_SIZE", "stepSize": fmt8(spec.lot)}]})
         return {"timezone": "UTC", "serverTime": t, "rateLimits": [], "symbols": syms,
                 "cryptolab": {**self.rest.describe(), "market": "usdm"}}
+
+    def delist(self, symbol: str, status: str = "SETTLING") -> None:
+        """Say in exchangeInfo that a contract no longer trades (a delisting, for tests)."""
+        self.delisted[symbol.upper()] = status
 
     def log_rows(self, what: str, symbol: str) -> list[Any]:
         """What the futures market printed or sent (`agg`, `mark`, `liquidation`, `funding`,

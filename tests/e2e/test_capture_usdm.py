@@ -185,6 +185,9 @@ def test_bad_futures_input_is_one_clear_line(exchange: Any, dsn: str) -> None:
         Capture(["btcusdt"], source=ex.ws_url, dsn=dsn, streams=("markPrice",))
     with pytest.raises(SourceError, match=r"a USD-M futures contract\? add --market usdm"):
         Capture(["nosuchusdt"], source=ex.ws_url, dsn=dsn, start_timeout=3).start()  # the reverse, on spot
+    ex.usdm_delist("btcusdt")
+    with pytest.raises(SourceError, match=r"BTCUSDT \(SETTLING\): the contract is not trading \(delisted"):
+        Capture(["btcusdt"], source=ex.fws_url, dsn=dsn, market="usdm", start_timeout=3).start()
     with pytest.raises(SourceError, match="--market usdm captures from binance"):
         Capture(["btcusdt"], source="simulator", dsn=dsn, market="usdm", start_timeout=3).start()
 
