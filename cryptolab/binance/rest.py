@@ -506,5 +506,7 @@ class RestClient:
             return SourceError(
                 f"unknown symbol {symbol.upper() or '?'} on {self._host()}: check the spelling "
                 "(exchangeInfo lists the symbols; binance.us lists fewer than binance.com)"
+                + ("; a spot-only symbol? capture it without --market usdm" if path.startswith("/fapi")
+                   else "; a USD-M futures contract? add --market usdm")
             )
         return SourceError(f"{path} on {self._host()} answered HTTP {status}" + (f" {code}" if code is not None else "") + f": {msg}")

@@ -40,13 +40,29 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypedDict, cast
 
+import msgspec
 import orjson
 
 from ..errors import DataError, SourceError
 from ..markets import AggTrade, FundingRate, Liquidation, MarkPrice, OpenInterest, exchange_for
-from ..model import DEFAULT_EXCHANGE, DeadLetter, now_us
+from ..model import DEFAULT_EXCHANGE, US_CUTOFF, DeadLetter, now_us
 from .rest import Kline, MarketInfo, Params, RestClient
-from .wire import _DECIMAL_RE, _SYMBOL_RE, Control, _Bad, _check_time, _decimal, _int, to_us
+from .wire import (
+    _DECIMAL_RE,
+    _MAX_AHEAD_US,
+    _MAX_INT8,
+    _SEEN_SYMBOLS,
+    _SYMBOL_RE,
+    MIN_TIME_US,
+    Control,
+    _Bad,
+    _check_time,
+    _decimal,
+    _int,
+    _plain,
+    _remember_symbol,
+    to_us,
+)
 
 __all__ = [
     "USDM_EXCHANGE",
@@ -56,6 +72,7 @@ __all__ = [
     "OI_HIST_DAYS",
     "MAX_AGG_WINDOW_MS",
     "decode_usdm",
+    "decode_usdm_fast",
     "route_of",
     "stream_name",
     "stream_urls",
@@ -392,6 +409,13 @@ class UsdmRestClient(RestClient):
             params["endTime"] = int(end_ms)
         return await self._get_list("/fapi/v1/aggTrades", params, symbol=symbol)
 
+    async def depth(self, symbol: str, limit: int = 1000) -> dict[str, Any]:
+        """The futures book's `limit` best levels a side (5…1000) with `lastUpdateId`, `E`, `T`."""
+        from .rest import depth_weight
+
+        return await self._get_object("/fapi/v1/depth", {"symbol": symbol.upper(), "limit": int(min(limit, 1000))},
+                                      symbol=symbol, weight=depth_weight(min(limit, 1000)))
+
     async def funding_rate(self, symbol: str, *, start_ms: int | None = None, end_ms: int | None = None,
                            limit: int = 1000) -> list[FundingRateRow]:
         """Settled funding rates (oldest first), as Binance prints them."""
@@ -438,3 +462,60 @@ class UsdmRestClient(RestClient):
         if end_ms is not None:
             params["endTime"] = int(end_ms)
         return await self._get_list(path, params, symbol=symbol)
+
+
+# ---------------------------------------------------------------------- the fast path of aggregates
+class _AggFields(msgspec.Struct, gc=False):
+    """The `@aggTrade` fields the fast path reads (others ignored)."""
+
+    e: str
+    s: str
+    a: int
+    p: str
+    q: str
+    f: int
+    l: int  # noqa: E741 (Binance's name)
+    T: int
+    m: bool
+    E: int | None = None
+
+
+class _AggCombined(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    stream: str
+    data: _AggFields
+
+
+_decode_agg_combined = msgspec.json.Decoder(_AggCombined).decode
+_decode_agg_raw = msgspec.json.Decoder(_AggFields).decode
+_new_tuple = tuple.__new__
+
+
+def decode_usdm_fast(
+    payload: bytes | bytearray,
+    *,
+    exchange: str = USDM_EXCHANGE,
+    source: str = "live",
+    received_at_us: int | None = None,
+) -> AggTrade | MarkPrice | Liquidation | Control | DeadLetter:
+    """`decode_usdm`, with aggregate trades in the usual shape taken by a fast path (msgspec into
+    typed fields, the same checks); everything else — and anything the fast path doubts — is
+    decoded by `decode_usdm`, which alone decides what is refused and why. Never raises."""
+    received = received_at_us if received_at_us is not None else now_us()
+    if b"@aggTrade" in payload[:60] or payload.startswith(b'{"e":"aggTrade"'):
+        try:
+            d = _decode_agg_combined(payload).data if payload.startswith(b'{"stream"') else _decode_agg_raw(payload)
+        except Exception:  # not the usual shape: the careful path judges it
+            pass
+        else:
+            a, f, last, p, q, s = d.a, d.f, d.l, d.p, d.q, d.s
+            if (d.e == "aggTrade" and 0 <= a <= _MAX_INT8 and 0 <= f <= last <= _MAX_INT8
+                    and (s in _SEEN_SYMBOLS or _remember_symbol(s)) and _plain(p) and _plain(q)):
+                price, qty = Decimal(p), Decimal(q)
+                T, e = d.T, d.E
+                t_us = T if T >= US_CUTOFF else T * 1000
+                e_us = None if e is None else (e if e >= US_CUTOFF else e * 1000)
+                limit = received + _MAX_AHEAD_US
+                if price and qty and MIN_TIME_US <= t_us <= limit and (e_us is None or MIN_TIME_US <= e_us <= limit):
+                    return _new_tuple(AggTrade, (exchange, s, a, price, qty, f, last, t_us, d.m, e_us, received,
+                                                 source))
+    return decode_usdm(payload, exchange=exchange, source=source, received_at_us=received)

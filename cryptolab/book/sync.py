@@ -69,6 +69,8 @@ class BookSync:
     resyncs: int = 0
     _pending_gap: BookGap | None = None
     _held: BookSnapshot | None = None
+    _at_snapshot: bool = False
+    """Futures: the book stands at a snapshot's id, not at a diff's `u` (the next diff spans it: `U <= id <= u`)."""
 
     # ---- the stream
 
@@ -87,7 +89,11 @@ class BookSync:
         assert book_id is not None
         if diff.last_id <= book_id:
             return DiffResult.OLD
-        broken = diff.prev_id != book_id if self.futures else diff.first_id > book_id + 1
+        if self.futures:
+            broken = not (diff.first_id <= book_id) if self._at_snapshot else diff.prev_id != book_id
+            self._at_snapshot = False
+        else:
+            broken = diff.first_id > book_id + 1
         if broken:
             self._lose("gap", book_id, diff.first_id, now_us)
             self.buffer.append(diff)
@@ -136,6 +142,7 @@ class BookSync:
         self.buffer.clear()
         for d in keep:
             self.book.apply(d.bids, d.asks, d.last_id)
+        self._at_snapshot = not keep
         self.last_id = self.book.update_id
         if self.book.crossed():
             self._lose("crossed", self.book.update_id or s, None, now_us)

@@ -26,8 +26,10 @@ from typing import Any
 import psycopg
 
 from ..binance.rest import RestClient
+from ..binance.usdm import UsdmRestClient
 from ..config import mask_url, settings
 from ..errors import ConfigError, CryptolabError, DatabaseError, SourceError
+from ..markets import check_market, exchange_for
 from ..model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE, us_to_datetime
 from ..storage import db
 from ..storage.book import last_diff_ids
@@ -73,6 +75,7 @@ class Capture:
         standby: bool = False,
         since: str | date | None = None,
         dumps: str | None = None,
+        market: str = "spot",
         **overrides: Any,
     ) -> None:
         if isinstance(symbols, str):
@@ -82,8 +85,12 @@ class Capture:
             raise SourceError("no symbols given: pass e.g. symbols=['btcusdt']")
         self.symbols = syms
         self.source = source
+        self.market = check_market(market)
+        """"spot", or "usdm" (Binance USD-M futures: aggTrade, markPrice, forceOrder, open interest, the book)."""
         self._exchange_arg = exchange
         self.exchange = exchange or (SIMULATOR_EXCHANGE if source == "simulator" else DEFAULT_EXCHANGE)
+        if self.market == "usdm" and exchange is None:
+            self.exchange = exchange_for("usdm", self.exchange)
         """Value of `trades.exchange` for what this capture stores (known for sure after start)."""
         if isinstance(overrides.get("streams"), str):
             overrides["streams"] = tuple(k for k in overrides["streams"].replace(" ", "").split(",") if k)
@@ -91,6 +98,19 @@ class Capture:
         problems = option_problems(self.options)
         if problems:
             raise ConfigError(f"capture options: {'; '.join(problems)}")
+        if self.market == "usdm":
+            from .usdm import usdm_kinds
+
+            usdm_kinds(self.options.streams)  # one line for a stream futures do not have
+            if since is not None:
+                raise ConfigError("--since joins spot history; for futures take the past with `cryptolab history "
+                                  "--market usdm`, then capture with --market usdm (it resumes after what is stored)")
+        else:
+            from .usdm import spot_kinds_problem
+
+            why = spot_kinds_problem(self.options.streams)
+            if why:
+                raise ConfigError(why)
         self._dsn_arg = dsn
         self.standby = standby
         if since is not None:
@@ -232,6 +252,8 @@ class Capture:
             level_updates=c.level_updates,
             quotes=c.quotes,
             snapshots=c.snapshots,
+            futures={"agg_trades": c.agg_trades, "mark_prices": c.mark_prices, "liquidations": c.liquidations,
+                     "open_interest": c.open_interest} if self.market == "usdm" else {},
         )
 
     @property
@@ -325,13 +347,18 @@ class Capture:
         handed_over = False
         try:
             mark_dead_runs(conn, opts.dead_run_seconds)
-            if self.source == "simulator":
+            if self.market == "usdm":
+                from .usdm import usdm_endpoint
+
+                self._endpoint = usdm_endpoint(self.source)
+            elif self.source == "simulator":
                 self._start_simulator(conn)
             else:
                 self._endpoint = resolve_source(self.source)
             ep = self._endpoint
             assert ep is not None
-            async with RestClient(ep.rest, time_unit=ep.time_unit) as rest:
+            client = UsdmRestClient(ep.rest) if self.market == "usdm" else RestClient(ep.rest, time_unit=ep.time_unit)
+            async with client as rest:
                 await self._check_exchange(rest, ep, deadline)
                 cluster = Cluster(dsn, self.exchange, self.symbols, standby=self.standby,
                                   lease_seconds=opts.lease_seconds, grace=opts.takeover_grace, settle=opts.handoff_settle)
@@ -372,6 +399,12 @@ class Capture:
 
     def _sequencers(self, conn: psycopg.Connection, symbols: list[str]) -> dict[str, Sequencer]:
         """Sequencers that resume after what is stored (and re-open the holes found in it)."""
+        if self.market == "usdm":
+            from .usdm import agg_resume_points
+
+            last = agg_resume_points(conn, self.exchange, symbols, self.options.lookback_seconds)
+            return {s: Sequencer(s, max(last.get(s, -1), self.from_ids.get(s, 0) - 1) if s in last or s in self.from_ids
+                                 else None) for s in symbols}
         resume = resume_points(conn, self.exchange, symbols, self.options.lookback_seconds, self.from_ids)
         out = {}
         for sym in symbols:
@@ -415,6 +448,8 @@ class Capture:
     async def _check_exchange(self, rest: RestClient, ep: Endpoint, deadline: float) -> None:
         """Ask the exchange for the symbols (bounded by the start deadline); learn if it is synthetic."""
         remaining = max(0.5, deadline - time.monotonic())
+        if self.market == "usdm":
+            await self._check_contracts(rest, ep, remaining)
         try:
             info = await asyncio.wait_for(rest.market_info(list(self.symbols)), remaining)
         except asyncio.TimeoutError:
@@ -425,29 +460,55 @@ class Capture:
         if unknown:
             raise SourceError(
                 f"unknown symbol {', '.join(unknown)} on {mask_url(ep.rest)}: check the spelling "
-                "(e.g. BTCUSDT), or the exchange lists it under another name"
+                "(e.g. BTCUSDT), or the exchange lists it under another name (a USD-M futures contract? add "
+                "--market usdm)"
             )
         if self._exchange_arg is None and self.source != "simulator":
-            self.exchange = info.stored_as  # a synthetic market is never stored as a real exchange's data
+            # a synthetic market is never stored as a real exchange's data
+            self.exchange = exchange_for(self.market, info.stored_as)
+
+    async def _check_contracts(self, rest: RestClient, ep: Endpoint, remaining: float) -> None:
+        """Futures: every symbol a trading contract (a spot-only symbol, a delisted contract: one line)."""
+        from .usdm import contract_problems
+
+        try:
+            body = await asyncio.wait_for(rest.exchange_info(list(self.symbols)), remaining)
+        except asyncio.TimeoutError:
+            raise SourceError(f"{mask_url(ep.rest)} did not answer /fapi/v1/exchangeInfo within "
+                              f"{self.options.start_timeout:g} s: retry later or raise start_timeout") from None
+        why = contract_problems(body, self.symbols, mask_url(ep.rest))
+        if why:
+            raise SourceError(why)
 
     async def _run(self, rest: RestClient, ep: Endpoint, cluster: Cluster) -> None:
         opts, stop, sink, dsn = self.options, self._stop_async, self._sink, self._dsn
         assert stop is not None and sink is not None and dsn is not None
         if {"depth", "bookTicker"} & set(opts.streams):
-            self._books = BookFeed(self.exchange, sink, self.counters, rest, opts)
+            self._books = BookFeed(self.exchange, sink, self.counters, rest, opts, futures=self.market == "usdm")
         roster = Roster(requested=self.symbols, active=self._active, endpoint=ep, exchange=self.exchange,
                         stream_source=self._stream_source, seqs=self._seqs, sink=sink, counters=self.counters,
                         options=opts, rest=rest, stop=stop, dsn=dsn, resume=self._sequencers_fresh,
                         report_error=self._report_error, since=self.since, dumps=self.dumps, books=self._books,
-                        book_resume=self._book_resume)
+                        book_resume=self._book_resume, market=self.market)
         if self._books is not None:
             roster.book_last.update(await asyncio.to_thread(self._book_resume, list(self._active)))
         self._roster = roster
-        backfiller = Backfiller(rest, self._seqs, sink, self.counters,
-                                GapPolicy(opts.gap_grace, opts.max_backfill_trades), self.exchange, self._report_error)
+        filler = Backfiller
+        if self.market == "usdm":
+            from .usdm import UsdmBackfiller
+
+            filler = UsdmBackfiller
+        backfiller = filler(rest, self._seqs, sink, self.counters,
+                            GapPolicy(opts.gap_grace, opts.max_backfill_trades), self.exchange, self._report_error)
         await roster.begin()
         tasks = [asyncio.create_task(backfiller.run()), asyncio.create_task(self._ticker()),
                  asyncio.create_task(roster.follow(cluster, lambda res: self._note_holders(res.holders)))]
+        if self.market == "usdm":
+            from .usdm import poll_open_interest
+
+            tasks.append(asyncio.create_task(poll_open_interest(
+                rest, lambda: roster.active, sink, self.counters, self.exchange,  # type: ignore[arg-type]
+                opts.open_interest_interval, self._report_error)))
         await stop.wait()
         for t in tasks:
             t.cancel()

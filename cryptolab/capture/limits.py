@@ -48,7 +48,7 @@ def option_problems(options: Any) -> list[str]:
 
 
 def _stream_problems(streams: Any) -> list[str]:
-    kinds = ("trade", "depth", "bookTicker")
+    kinds = ("trade", "depth", "bookTicker", "aggTrade", "markPrice", "forceOrder")
     if isinstance(streams, str) or not streams:
         return [f"streams={streams!r}: give a list of {', '.join(kinds)}"]
     bad = [s for s in streams if s not in kinds]

@@ -54,11 +54,15 @@ class CaptureOptions:
     handoff_settle: float = 5.0
     """Seconds a (re)joined preferred capturer must be up before a symbol is handed back to it."""
     streams: tuple[str, ...] = ("trade",)
-    """What to capture of each symbol: `trade`, `depth` (diffs, with REST snapshots: the book) and `bookTicker`."""
+    """What to capture of each symbol: `trade`, `depth` (diffs, with REST snapshots: the book) and `bookTicker`;
+    on USD-M futures `aggTrade`, `markPrice`, `forceOrder`, `depth`, `bookTicker` (the default `trade` means
+    aggTrade, markPrice and forceOrder there)."""
     depth_speed: str = "100ms"
     """Diff stream speed: `100ms` (`@depth@100ms`) or `1000ms` (`@depth`)."""
     depth_snapshot: int = 1000
     """Levels a side of each REST snapshot (≤ 5000; weight 5 up to 100, 25 to 500, 50 to 1000, 250 above)."""
+    open_interest_interval: float = 60.0
+    """USD-M futures: seconds between two REST polls of each symbol's open interest."""
     simulator_rate: float = 50.0
     """Trades/s of the in-process simulator (source='simulator'), in total: split evenly between the symbols."""
 
@@ -102,6 +106,14 @@ class Counters:
     """Book losses seen (a missed diff, a crossed book, a restart's hole): each recorded in `book_gaps`."""
     book_resyncs: int = 0
     """Times a book was started again from a snapshot (every gap, reconnect and rotation)."""
+    agg_trades: int = 0
+    """USD-M futures: aggregate trades stored (new rows)."""
+    mark_prices: int = 0
+    """USD-M futures: mark price / funding updates stored (new rows)."""
+    liquidations: int = 0
+    """USD-M futures: liquidations stored (new rows)."""
+    open_interest: int = 0
+    """USD-M futures: open interest readings stored (new rows)."""
 
     def __getitem__(self, name: str) -> int:
         """`counters["stalls"]` reads like `counters.stalls` (the older, string-keyed spelling)."""
@@ -158,6 +170,8 @@ class CaptureStatus:
     level_updates: int = 0
     quotes: int = 0
     snapshots: int = 0
+    futures: dict[str, int] = field(default_factory=dict)
+    """USD-M futures rows stored: agg_trades, mark_prices, liquidations, open_interest (empty on spot)."""
 
     def summary(self) -> str:
         """Human summary, printed by the CLI at the end of a capture."""
@@ -181,6 +195,11 @@ class CaptureStatus:
                         "restart": "diffs published while not capturing"}.get(g.reason, g.reason)
                 fix = f"healed by snapshot {g.snapshot_id}" if g.snapshot_id is not None else "not healed yet"
                 lines.append(f"    {g.symbol}: {what} after update id {g.after_id}, {fix}")
+        if self.futures:
+            f = self.futures
+            lines.append(f"  futures: {f.get('agg_trades', 0):,} aggregate trades, {f.get('mark_prices', 0):,} mark prices, "
+                         f"{f.get('liquidations', 0):,} liquidations (Binance sends at most one per symbol per second), "
+                         f"{f.get('open_interest', 0):,} open interest readings")
         if self.journal_bad_records:
             lines.append(f"  {self.journal_bad_records} journal records set aside as damaged (see the journal's quarantine)")
         for sym, how in self.history.items():

@@ -41,7 +41,9 @@ class Roster:
                  options: CaptureOptions, rest: RestClient, stop: asyncio.Event, dsn: str,
                  resume: Callable[[list[str]], dict[str, Sequencer]], report_error: Callable[[str], None],
                  since: date | None = None, dumps: str | None = None, books: BookFeed | None = None,
-                 book_resume: Callable[[list[str]], dict[str, int]] | None = None) -> None:
+                 book_resume: Callable[[list[str]], dict[str, int]] | None = None, market: str = "spot") -> None:
+        self.market = market
+        """"usdm": futures streams, one connection per route (`usdm.route_streams`)."""
         self.requested = requested
         self.books = books
         """The symbols' books, when the capture follows depth or quotes."""
@@ -81,6 +83,9 @@ class Roster:
         n = max(1, self.options.max_streams_per_connection)
         for i in range(0, len(symbols), n):
             group = tuple(symbols[i : i + n])
+            if self.market == "usdm":
+                self._workers[group] = asyncio.create_task(self._usdm_workers(group))
+                continue
             names = [n for s in group for n in stream_names(s, self.options.streams, self.options.depth_speed)]
             if self.books is not None:
                 for s in group:
@@ -89,6 +94,23 @@ class Roster:
                                   self.stream_source, self.seqs, self.sink, self.counters, self.options, self.budget,
                                   self.rest, self.stop, self.report_error, self.books)
             self._workers[group] = asyncio.create_task(worker.run())
+
+    async def _usdm_workers(self, group: tuple[str, ...]) -> None:
+        """One stream worker per route (`/market`: aggTrade, markPrice, forceOrder; `/public`: the book)."""
+        from dataclasses import replace
+
+        from .usdm import route_streams, usdm_kinds
+
+        routes = route_streams(group, usdm_kinds(self.options.streams), self.options.depth_speed)
+        if self.books is not None and "public" in routes:
+            for s in group:
+                self.books.follow(s, self.book_last.get(s))
+        workers = [StreamWorker(names, replace(self.endpoint, ws=f"{self.endpoint.ws}/{route}"), self.exchange,
+                                self.stream_source, self.seqs, self.sink, self.counters, self.options, self.budget,
+                                self.rest, self.stop, self.report_error, self.books if route == "public" else None,
+                                market="usdm")
+                   for route, names in routes.items()]
+        await asyncio.gather(*(w.run() for w in workers))
 
     async def join_history(self, symbols: list[str]) -> None:
         """With `since`: live starts after the exchange's latest id now; history fills up to it.

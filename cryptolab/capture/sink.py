@@ -25,8 +25,10 @@ import psycopg
 
 from ..book.model import BookRow, DepthDiff, Quote
 from ..errors import CryptolabError, DatabaseError, DataError, TradeConflict
+from ..markets import AggTrade
 from ..model import DeadLetter, Trade, now_us
 from ..storage import db
+from ..storage.futures import FuturesRow
 from ..storage.journal import Journal, JournalFullError
 from ..storage.journal_format import Segment
 from ..storage.writer import TradeWriter
@@ -125,6 +127,8 @@ class Sink:
         self.trades: collections.deque[Trade] = collections.deque()
         self.book: collections.deque[BookRow] = collections.deque()
         """Depth diffs, quotes, snapshots and book gaps: written in the same turns as the trades."""
+        self.futures: collections.deque[FuturesRow] = collections.deque()
+        """USD-M futures rows (aggregate trades, mark prices, liquidations, open interest): same turns too."""
         self.dead: collections.deque[DeadLetter] = collections.deque()
         self.gaps: collections.deque[GapEvent] = collections.deque()
         self.wake = threading.Event()
@@ -190,15 +194,17 @@ class Sink:
         rows = drain(self.trades, len(self.trades))
         dead = drain(self.dead, len(self.dead))
         book = drain(self.book, len(self.book))
-        if rows or dead or book:
+        fut = drain(self.futures, len(self.futures))
+        if rows or dead or book or fut:
             try:  # keep what memory holds: the journal is replayed by the next capture
-                self.journal.append(rows, dead, book)
-                why += (f"; {len(rows) + len(dead) + len(book)} queued rows kept in the journal {self.journal.dir} "
+                self.journal.append(rows, dead, book, fut)
+                why += (f"; {len(rows) + len(dead) + len(book) + len(fut)} queued rows kept in the journal {self.journal.dir} "
                         "for the next capture")
             except Exception as exc:
                 self.trades.extendleft(reversed(rows))
                 self.dead.extendleft(reversed(dead))
                 self.book.extendleft(reversed(book))
+                self.futures.extendleft(reversed(fut))
                 # the journal's own error is usually `why` itself: say it once
                 cause = "" if isinstance(exc, JournalFullError) and "journal" in why else f" ({short_error(exc)})"
                 why += (f"; {len(rows)} queued trades could not be kept{cause}: the next capture fetches "
@@ -235,20 +241,22 @@ class Sink:
                 stopping = self.reading_done.is_set()
             batch = drain(self.trades, opts.max_batch_rows)
             book = drain(self.book, opts.max_batch_rows)
+            fut = drain(self.futures, opts.max_batch_rows) if self.futures else []
             dead = drain(self.dead, 10_000)
             up = self._replay_journals() if link.ensure() else False
-            turn = plan_turn(queued=len(self.trades) + len(self.book), journal_rows=len(journal), db_up=up,
-                             max_queue_rows=opts.max_queue_rows)
-            if batch or dead or book:
-                self._write(batch, dead, book, to_database=turn.write_to == "database")
+            turn = plan_turn(queued=len(self.trades) + len(self.book) + len(self.futures), journal_rows=len(journal),
+                             db_up=up, max_queue_rows=opts.max_queue_rows)
+            if batch or dead or book or fut:
+                self._write(batch, dead, book, to_database=turn.write_to == "database", futures=fut)
             if turn.spill:
                 # the database is slower than the market: the oldest rows go to the journal
                 # (replayed first, so order holds) instead of growing memory without bound
                 spill_trades = drain(self.trades, turn.spill)
                 spill_book = drain(self.book, max(0, turn.spill - len(spill_trades)))
-                self.counters.spilled += self._spill(spill_trades, [], spill_book)
+                spill_fut = drain(self.futures, max(0, turn.spill - len(spill_trades) - len(spill_book)))
+                self.counters.spilled += self._spill(spill_trades, [], spill_book, spill_fut)
             last_beat = self._bookkeeping(last_beat)
-            if stopping and not self.trades and not self.dead and not self.gaps and not self.book:
+            if stopping and not self.trades and not self.dead and not self.gaps and not self.book and not self.futures:
                 # a database that is merely between two retries gets a few of them before we give up
                 stop_deadline = stop_deadline or time.monotonic() + 3 * opts.db_retry_seconds + 1.0
                 if (link.ensure() or time.monotonic() < stop_deadline) and (len(journal) or not link.up):
@@ -263,16 +271,19 @@ class Sink:
 
     def _commit_wait(self) -> float | None:
         """Seconds until the queued rows are due (see `batching.commit_wait`)."""
-        trades, book = self.trades, self.book
+        trades, book, fut = self.trades, self.book, self.futures
         try:
             first = trades[0].received_at_us if trades else None
             if book:
                 b = book[0].received_at_us if type(book[0]) in (DepthDiff, Quote) else None  # type: ignore[union-attr]
                 first = b if first is None or (b is not None and b < first) else first
-            oldest = (now_us() - (first or 0)) / 1e6 if trades or book else 0.0
+            if fut:
+                f = getattr(fut[0], "received_at_us", None)
+                first = f if first is None or (f is not None and f < first) else first
+            oldest = (now_us() - (first or 0)) / 1e6 if trades or book or fut else 0.0
         except IndexError:  # drained meanwhile
             oldest = 0.0
-        return commit_wait(queued=len(trades) + len(book), oldest_age=oldest, window=self.options.commit_window,
+        return commit_wait(queued=len(trades) + len(book) + len(fut), oldest_age=oldest, window=self.options.commit_window,
                            enough_rows=self.options.commit_rows)
 
     def _idle_turn(self, last_beat: float) -> float:
@@ -302,18 +313,19 @@ class Sink:
             self.replayed.set()
         return True
 
-    def _write(self, batch: list[Trade], dead: list[DeadLetter], book: list[BookRow], *, to_database: bool) -> None:
+    def _write(self, batch: list[Trade], dead: list[DeadLetter], book: list[BookRow], *, to_database: bool,
+               futures: Sequence[FuturesRow] = ()) -> None:
         """One batch to the database, or to the journal when the database is away."""
         if not to_database:
-            self._spill(batch, dead, book)
+            self._spill(batch, dead, book, futures)
             return
         try:
-            self._store(batch, dead, book)
+            self._store(batch, dead, book, futures)
         except DatabaseError as exc:
             if not _is_outage(exc, self.link):
                 raise
             self.link.failed(exc)
-            self._spill(batch, dead, book)
+            self._spill(batch, dead, book, futures)
 
     def _bookkeeping(self, last_beat: float) -> float:
         """Gaps and the run's heartbeat into the run log (when the database answers)."""
@@ -344,36 +356,42 @@ class Sink:
             log.warning("run log write failed (%s): retried when the database answers", exc)
             self.link.failed(exc)
 
-    def _spill(self, rows: list[Trade], dead: list[DeadLetter], book: list[BookRow] | None = None) -> int:
+    def _spill(self, rows: list[Trade], dead: list[DeadLetter], book: list[BookRow] | None = None,
+               futures: Sequence[FuturesRow] = ()) -> int:
         """Rows to the journal; a full journal stops the capture (nothing is dropped silently)."""
         try:
-            return self.journal.append(rows, dead, book or ())
+            return self.journal.append(rows, dead, book or (), futures)
         except CryptolabError as exc:
             self.trades.extendleft(reversed(rows))
             self.dead.extendleft(reversed(dead))
             self.book.extendleft(reversed(book or []))
+            self.futures.extendleft(reversed(futures))
             raise _Fatal(str(exc)) from exc
 
     def _store_segment(self, seg: Segment) -> None:
         step = self.options.max_batch_rows
-        for i in range(0, max(len(seg.trades), len(seg.book), 1), step):
-            self._store(seg.trades[i : i + step], seg.dead_letters if i == 0 else [], seg.book[i : i + step])
+        for i in range(0, max(len(seg.trades), len(seg.book), len(seg.futures), 1), step):
+            self._store(seg.trades[i : i + step], seg.dead_letters if i == 0 else [], seg.book[i : i + step],
+                        seg.futures[i : i + step])
 
-    def _store(self, rows: Sequence[Trade], dead: Sequence[DeadLetter], book: Sequence[BookRow] = ()) -> None:
+    def _store(self, rows: Sequence[Trade], dead: Sequence[DeadLetter], book: Sequence[BookRow] = (),
+               futures: Sequence[FuturesRow] = ()) -> None:
         """Store one batch; rows the database rejects as data become dead letters."""
         writer = self.link.writer
         assert writer is not None
         appended = writer.appended
         try:
-            res = writer.write(rows, dead, book)
+            res = writer.write(rows, dead, book, futures) if futures else writer.write(rows, dead, book)
         except DataError as exc:
-            if len(rows) + len(dead) + len(book) <= 1:
-                self._reject(rows, dead, exc, book)
+            if len(rows) + len(dead) + len(book) + len(futures) <= 1:
+                self._reject(rows, dead, exc, book, futures)
                 return
-            mid, bmid = len(rows) // 2, len(book) // 2
-            self._store(rows[:mid], dead, book[:bmid])
-            self._store(rows[mid:], [], book[bmid:])
+            mid, bmid, fmid = len(rows) // 2, len(book) // 2, len(futures) // 2
+            self._store(rows[:mid], dead, book[:bmid], futures[:fmid])
+            self._store(rows[mid:], [], book[bmid:], futures[fmid:])
             return
+        if res.futures is not None:
+            self._account_futures(res.futures, futures)
         if res.book is not None:
             c, b = self.counters, res.book
             c.book_diffs += b.diffs
@@ -393,7 +411,7 @@ class Sink:
                         res.archived)
 
     def _reject(self, rows: Sequence[Trade], dead: Sequence[DeadLetter], exc: DataError,
-                book: Sequence[BookRow] = ()) -> None:
+                book: Sequence[BookRow] = (), futures: Sequence[FuturesRow] = ()) -> None:
         writer = self.link.writer
         assert writer is not None
         why = f"conflicts with the stored trade: {exc}" if isinstance(exc, TradeConflict) else \
@@ -401,11 +419,33 @@ class Sink:
         letters = [DeadLetter(why, repr(t).encode(), t.source, t.exchange, t.symbol, t.received_at_us) for t in rows]
         letters += [DeadLetter(f"database rejected the book row: {exc}", repr(r).encode(), "live", r.exchange, r.symbol,
                                now_us()) for r in book]
+        letters += [DeadLetter(f"database rejected the futures row: {exc}", repr(r).encode(), r.source, r.exchange,
+                               r.symbol, getattr(r, "received_at_us", None) or now_us()) for r in futures]
         letters += [d._replace(reason=f"{d.reason} (database rejected it: {exc})", payload=b"") for d in dead]
         writer.write([], letters)
         self.counters.rejected_rows += len(rows)
         self.counters.dead_letters += len(rows)
         log.warning("database rejected %d rows as data (%s): stored as dead letters", len(rows), exc)
+
+    def _account_futures(self, res: Any, rows: Sequence[FuturesRow]) -> None:
+        """Counters of a stored futures batch; receive→commit latencies and lag of its aggregates."""
+        c = self.counters
+        c.agg_trades += res.agg_trades
+        c.mark_prices += res.mark_prices
+        c.liquidations += res.liquidations
+        c.open_interest += res.open_interest
+        c.duplicates += res.agg_offered - res.agg_trades
+        c.commits += 1
+        done = now_us()
+        lat = self.latencies_us
+        last = None
+        for r in rows:
+            if type(r) is AggTrade:
+                last = r
+                if r.received_at_us is not None and r.source != "backfill":
+                    lat.append(done - r.received_at_us)
+        if last is not None:
+            self.lag_ms = (done - last.trade_time_us) / 1000.0
 
     def _account(self, batch: Sequence[Trade], inserted: int, duplicates: int) -> None:
         self.counters.stored += inserted

@@ -76,7 +76,9 @@ class StreamWorker:
     def __init__(self, streams: list[str], endpoint: Endpoint, exchange: str, stream_source: str,
                  seqs: dict[str, Sequencer], sink: Sink, counters: Counters, options: CaptureOptions,
                  budget: ConnectBudget, rest: RestClient, stop: asyncio.Event,
-                 report_error: Callable[[str], None], books: BookFeed | None = None) -> None:
+                 report_error: Callable[[str], None], books: BookFeed | None = None, market: str = "spot") -> None:
+        self.market = market
+        """"usdm": futures frames (`usdm.usdm_receiver`), sequenced by aggregate id."""
         self.streams = streams
         self.symbols = list(dict.fromkeys(s.split("@", 1)[0].upper() for s in streams))
         self.books = books
@@ -98,6 +100,10 @@ class StreamWorker:
     def receiver(self, conn: Connection) -> Callable[[wsclient.Message], None]:
         """`on_message` for `conn`: every frame is decoded, sequenced and queued for the sink,
         inside the socket's `data_received` (no awaits, no locks; lookups done once here)."""
+        if self.market == "usdm":
+            from .usdm import usdm_receiver
+
+            return usdm_receiver(self, conn)
         counters, seqs, sink, exchange, source = self.counters, self.seqs, self.sink, self.exchange, self.stream_source
         queue, wake, first = sink.trades, sink.wake, conn.first
         append, enough = queue.append, self.options.commit_rows
@@ -263,18 +269,20 @@ class StreamWorker:
 
     async def probe_latest(self) -> None:
         """After a (re)connect, learn each symbol's latest id from REST, so a gap shows at once."""
-        if "trade" not in self.options.streams:
+        usdm = self.market == "usdm"
+        if "trade" not in self.options.streams and not (usdm and any(s.endswith("@aggTrade") for s in self.streams)):
             return
         for sym in self.symbols:
             seq = self.seqs.get(sym)
             if seq is None or seq.last_id is None:
                 continue
             try:
-                items = await self.rest.recent_trades(seq.symbol, limit=1)
+                items: list[Any] = await (self.rest.agg_trades(seq.symbol, limit=1) if usdm
+                                          else self.rest.recent_trades(seq.symbol, limit=1))
             except (CryptolabError, asyncio.TimeoutError, OSError):
                 continue
             if items:
-                seq.advance_to(int(items[-1]["id"]), time.monotonic())
+                seq.advance_to(int(items[-1]["a" if usdm else "id"]), time.monotonic())
 
 
 async def _sleep_or(ev: asyncio.Event, seconds: float) -> None:

@@ -79,9 +79,15 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="warm standby: own nothing until a capturer of these symbols disappears, then take over")
     p.add_argument("--workers", type=_workers, default=1,
                    help="shard the symbols over N capture processes on this host (default 1)")
+    p.add_argument("--market", default="spot", choices=["spot", "usdm"],
+                   help="spot (default), or usdm: Binance USD-M futures (--source binance, or a local exchange's fws=… "
+                        "URL); stored under binance-usdm")
     p.add_argument("--streams", default="trade", metavar="KINDS",
                    help="what to capture, comma-separated: trade, depth (the book: diffs + REST snapshots), bookTicker "
-                        "(default trade)")
+                        "(default trade); with --market usdm: aggTrade, markPrice, forceOrder, depth, bookTicker "
+                        "(default aggTrade,markPrice,forceOrder)")
+    p.add_argument("--open-interest-interval", type=float, default=60.0, metavar="SECONDS",
+                   help="--market usdm: seconds between REST polls of each symbol's open interest (default 60)")
     p.add_argument("--depth-speed", default="100ms", choices=["100ms", "1000ms"],
                    help="depth diff stream speed (default 100ms)")
     p.add_argument("--depth-snapshot", type=int, default=1000, metavar="N",
@@ -109,6 +115,13 @@ def stream_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
     kinds = tuple(k for k in args.streams.replace(" ", "").split(",") if k)
     out = {"streams": kinds, "depth_speed": args.depth_speed, "depth_snapshot": args.depth_snapshot}
+    if getattr(args, "market", "spot") == "usdm":
+        from ..capture.usdm import usdm_kinds
+
+        usdm_kinds(kinds)
+        if not args.open_interest_interval > 0:
+            raise ConfigError(f"--open-interest-interval {args.open_interest_interval:g}: use a number of seconds > 0")
+        out["open_interest_interval"] = args.open_interest_interval
     from dataclasses import replace
 
     problems = option_problems(replace(CaptureOptions(), **out))
@@ -154,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_options(args.option)
     overrides.update(stream_overrides(args))
     _check_since(args.since)  # refused here, before any worker or connection starts
+    if args.workers > 1 and args.market == "usdm":
+        raise ConfigError("--workers with --market usdm is not supported yet: run one futures capture per process")
     if args.workers > 1:
         from ..capture.workers import run_workers
 
@@ -169,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     from_ids = {s: args.from_id for s in symbols} if args.from_id is not None else None
     source = mask_url(args.source)
     cap = Capture(symbols, source=args.source, dsn=args.dsn, from_ids=from_ids, exchange=args.exchange,
-                  standby=args.standby, since=args.since, dumps=args.dumps, **overrides)
+                  standby=args.standby, since=args.since, dumps=args.dumps, market=args.market, **overrides)
     try:
         cap.start()
     except CryptolabError as exc:

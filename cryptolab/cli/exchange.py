@@ -52,6 +52,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record", default=None, metavar="FILE",
                    help="write the trade, depth@100ms and bookTicker streams (and snapshots) as a raw recording "
                         "(`<ns> <json>` lines; .gz gzipped)")
+    p.add_argument("--markets", default="spot", metavar="MARKETS",
+                   help="spot, or spot,usdm: a synthetic USD-M perp per symbol tied to the spot, on its own port "
+                        "(announced as fws=… fhttp=… on the first line)")
     p.add_argument("--book-history", type=int, default=1_000_000,
                    help="book changes kept so the exchange can say its book at a past update id (default 1000000)")
 
@@ -112,6 +115,7 @@ def server_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         pace=[s.strip() for s in args.pace.split(",") if s.strip()] if args.pace else None,
         pace_x=args.pace_x,
         book_history=args.book_history,
+        **({"markets": [m.strip() for m in args.markets.split(",") if m.strip()]} if args.markets != "spot" else {}),
     )
 
 
@@ -124,7 +128,8 @@ async def serve(kwargs: dict[str, Any], banner: str = "") -> None:
         port = await server.start()
     except OSError as exc:
         raise ConfigError(f"cannot listen on 127.0.0.1:{kwargs.get('port')}: {exc.strerror} — pick another --port or 0") from None
-    print(f"ws=ws://127.0.0.1:{port} http=http://127.0.0.1:{port}", flush=True)
+    fut = f" fws=ws://127.0.0.1:{server.usdm.port} fhttp=http://127.0.0.1:{server.usdm.port}" if server.usdm else ""
+    print(f"ws=ws://127.0.0.1:{port} http=http://127.0.0.1:{port}{fut}", flush=True)
     if banner:
         print(banner, file=sys.stderr, flush=True)
     done = asyncio.Event()

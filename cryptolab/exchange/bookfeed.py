@@ -92,6 +92,9 @@ class PublishedLog:
 class BookFeed:
     """Every symbol's book (lazily made) and the messages about it (see the module doc)."""
 
+    agg_base = 0
+    """Added to every aggregate's index (its `a`) in `@aggTrade` messages."""
+
     def __init__(self, logs: dict[str, SymbolLog], *, seed: int, id_base: int, rate_of: Callable[[str], float],
                  history: int = DEFAULT_HISTORY) -> None:
         import random
@@ -159,7 +162,7 @@ class BookFeed:
             if tops:
                 self._quotes(sym, tops, wanted, out)
         if wanted:
-            out += agg_messages(batch, wanted)
+            out += agg_messages(batch, wanted, base=self.agg_base)
         return out
 
     def _close(self, now_us: int, second: bool, wanted: Mapping[str, int], out: list[Named]) -> None:
@@ -254,10 +257,10 @@ class BookFeed:
                 "quotes": [[t.update_id, fmt8(t.bid), fmt8(t.bid_qty), fmt8(t.ask), fmt8(t.ask_qty)] for t in items]}
 
 
-def agg_messages(batch: list[tuple[SymbolLog, int]], wanted: Mapping[str, int]) -> list[Named]:
+def agg_messages(batch: list[tuple[SymbolLog, int]], wanted: Mapping[str, int], base: int = 0) -> list[Named]:
     """`<sym>@aggTrade` of one tick's trades, for the symbols someone subscribed to: consecutive
     trades of one aggregate (same T, price and side; the trade log's numbering, as REST's
-    aggTrades) as one message."""
+    aggTrades, plus `base`) as one message."""
     out: list[Named] = []
     group: list[int] = []
     cur: tuple[SymbolLog, int] | None = None
@@ -267,7 +270,7 @@ def agg_messages(batch: list[tuple[SymbolLog, int]], wanted: Mapping[str, int]) 
             assert cur is not None
             name = f"{cur[0].spec.stream}@aggTrade"
             if wanted.get(name):
-                out.append(_agg_msg(cur[0], cur[1], group, name))
+                out.append(_agg_msg(cur[0], cur[1] + base, group, name))
             group = []
         cur = key
         group.append(i)

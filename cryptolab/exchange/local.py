@@ -56,6 +56,13 @@ def _book_args(k: dict[str, Any]) -> list[str]:
     return cmd
 
 
+def _markets(markets: Sequence[str] | str) -> list[str]:
+    from ..markets import check_market
+
+    names = markets.split(",") if isinstance(markets, str) else list(markets)
+    return list(dict.fromkeys(check_market(m) for m in names if m.strip()))
+
+
 class LocalExchange:
     """A Binance-compatible exchange on 127.0.0.1 (see the module doc)."""
 
@@ -84,6 +91,7 @@ class LocalExchange:
         pace: Sequence[str] | str | None = None,
         pace_x: float = 1.0,
         book_history: int | None = None,
+        markets: Sequence[str] | str = ("spot",),
     ) -> None:
         self._kwargs: dict[str, Any] = dict(
             symbols=[s.lower() for s in symbols] if symbols else None,
@@ -107,11 +115,14 @@ class LocalExchange:
             pace=[pace.lower()] if isinstance(pace, str) else ([s.lower() for s in pace] if pace else None),
             pace_x=pace_x,
             **({"book_history": book_history} if book_history is not None else {}),
+            **({"markets": _markets(markets)} if markets not in (("spot",), "spot") else {}),
         )
         if isinstance(faults, str):
             parse_faults(faults)  # fail early on a bad schedule
         self.process = process
         self.port = 0
+        self.fport = 0
+        """The futures market's port (markets with "usdm"), else 0."""
         self._server: ExchangeServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -127,6 +138,33 @@ class LocalExchange:
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def fws_url(self) -> str:
+        """The futures streams' root (routed: `/market/stream?…`, `/public/stream?…`)."""
+        if not self.fport:
+            raise SourceError("this local exchange has no futures market: start it with markets=['spot', 'usdm']")
+        return f"ws://127.0.0.1:{self.fport}"
+
+    @property
+    def fhttp_url(self) -> str:
+        """The futures REST root (`/fapi/v1/…`)."""
+        return self.fws_url.replace("ws://", "http://", 1)
+
+    def usdm_log(self, what: str, symbol: str) -> list[Any]:
+        """What the futures market printed or sent: `agg`, `mark`, `liquidation`, `funding`,
+        `open_interest` or `depth` rows of a symbol (in-thread exchange only)."""
+        srv = self._srv()
+        if srv.usdm is None:
+            raise SourceError("this local exchange has no futures market: start it with markets=['spot', 'usdm']")
+        return self._call(srv.usdm.log_rows, what, symbol)
+
+    def usdm_delist(self, symbol: str, status: str = "SETTLING") -> None:
+        """The futures exchangeInfo says this contract no longer trades (in-thread exchange only)."""
+        srv = self._srv()
+        if srv.usdm is None:
+            raise SourceError("this local exchange has no futures market: start it with markets=['spot', 'usdm']")
+        self._call(srv.usdm.delist, symbol, status)
 
     @property
     def synthetic(self) -> bool:
@@ -162,6 +200,7 @@ class LocalExchange:
                 asyncio.set_event_loop(loop)
                 server = self._server = ExchangeServer(**kwargs)
                 self.port = loop.run_until_complete(server.start())
+                self.fport = server.usdm.port if server.usdm is not None else 0
             except BaseException as exc:  # reported to start()
                 self._error = exc
                 ready.set()
@@ -218,6 +257,8 @@ class LocalExchange:
         if k["first_ids"]:
             raise SourceError("first_ids works with the in-thread exchange only (process=False)")
         cmd += _book_args(k)
+        if k.get("markets"):
+            cmd += ["--markets", ",".join(k["markets"])]
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -230,6 +271,8 @@ class LocalExchange:
             self._proc = None
             raise SourceError(f"local exchange process did not start: {(line + err).strip()[-500:]}")
         self.port = int(line.split()[0].rsplit(":", 1)[1])
+        fws = [w for w in line.split() if w.startswith("fws=")]
+        self.fport = int(fws[0].rsplit(":", 1)[1]) if fws else 0
 
     def stop(self) -> None:
         """Stop serving (connections get a going-away close) and wait for the server to end."""
@@ -302,9 +345,12 @@ class LocalExchange:
         """Mean total trades/s from now on (synthetic market)."""
         self._control("set_rate", rate=rate) if self._proc else self._call(self._srv().set_rate, rate)
 
-    def inject(self, kind: str, **params: Any) -> int:
+    def inject(self, kind: str, **params: Any) -> int:  # market="usdm": on the futures market
         """Fire one fault on the current connections / next REST calls; see `faults`."""
+        market = params.pop("market", "spot")
         check_fault(kind, params)
+        if market != "spot":
+            params["market"] = market
         if self._proc:
             return int(self._control("inject", kind=kind, params=params)["affected"])
         return self._call(self._srv().inject, kind, **params)

@@ -100,6 +100,7 @@ class ExchangeServer:
         pace: Sequence[str] | None = None,
         pace_x: float = 1.0,
         book_history: int = DEFAULT_HISTORY,
+        markets: Sequence[str] = ("spot",),
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the local exchange binds to the loopback interface only")
@@ -176,9 +177,17 @@ class ExchangeServer:
             for sym in self.logs:
                 self.feed.activate(sym)
         self.control = ControlApi(self)
+        self.usdm = self._usdm(markets, notice, ping_interval, ping_timeout, max_connection_age)
+        """The futures market (`markets` has "usdm"): its own port, see `exchange.usdm`."""
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing = False
+
+    def _usdm(self, markets: Sequence[str], notice: float, ping_interval: float, ping_timeout: float,
+              max_age: float) -> Any:
+        from .usdm import usdm_market
+
+        return usdm_market(self, markets, StreamSettings(ping_interval, ping_timeout, max_age, notice))
 
     def _book_feed(self, history: int) -> BookFeed | None:
         if not isinstance(self.source, SyntheticMarket):
@@ -224,6 +233,8 @@ class ExchangeServer:
         server = site._server
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        if self.usdm is not None:
+            await self.usdm.start()
         if not isinstance(self.source, (ReplaySource, RecordingReplay)):
             self.source.start(now_us())  # a replay starts with its first subscriber
         self._tasks.append(asyncio.create_task(self._market_loop(), name="exchange-market"))
@@ -244,6 +255,8 @@ class ExchangeServer:
             except (asyncio.CancelledError, Exception):
                 pass
         self.streams.close_all(1001, "server stopping")
+        if self.usdm is not None:
+            await self.usdm.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         if self.recorder is not None:
@@ -275,7 +288,12 @@ class ExchangeServer:
         return len(self.logs[symbol.upper()].makers)
 
     def inject(self, kind: str, **params: Any) -> int:
-        """Fire one fault now; return how many connections/calls/symbols it affects."""
+        """Fire one fault now; return how many connections/calls/symbols it affects
+        (`market="usdm"`: on the futures market)."""
+        if params.pop("market", "spot") == "usdm":
+            if self.usdm is None:
+                raise ConfigError("this exchange has no futures market: start it with markets=('spot', 'usdm')")
+            return int(self.usdm.inject(kind, **params))
         return self.faults.inject(self.streams, kind, **params)
 
     # ------------------------------------------------------------------ market → streams
@@ -314,6 +332,8 @@ class ExchangeServer:
             elif self.streams.wanted and batch:  # a replay of trades: aggTrade only
                 named = agg_messages(batch, self.streams.wanted)
             runs = ([("named", named)] if named else []) + ([("trades", batch)] if batch else [])
+            if self.usdm is not None:
+                self.usdm.publish(now, batch, not (self.paused or self.stopped))
         for kind, items in runs:
             if kind == "trades":
                 self.streams.dispatch(items)
@@ -401,4 +421,5 @@ class ExchangeServer:
             "pending": self.source.pending_count(),
             "books": {s: b.update_id for s, b in self.feed.books.items()} if self.feed is not None else {},
             "rate": self.source.rate if isinstance(self.source, SyntheticMarket) else None,
+            **({"fport": self.usdm.port} if self.usdm is not None else {}),
         }

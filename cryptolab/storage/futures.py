@@ -19,7 +19,7 @@ the caller's transaction, and returns how many rows were new. Keys (schema.sql, 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
@@ -27,7 +27,7 @@ from ..markets import AggTrade, FundingRate, Liquidation, MarkPrice, OpenInteres
 from ..model import us_to_datetime
 
 __all__ = ["write_agg_trades", "write_mark_prices", "write_funding_rates", "write_liquidations",
-           "write_open_interest", "ensure_day_partitions"]
+           "write_open_interest", "ensure_day_partitions", "FuturesRow", "FuturesResult", "write_futures"]
 
 
 def _ts(us: int | None) -> Any:
@@ -153,3 +153,37 @@ def write_open_interest(conn: psycopg.Connection, rows: Sequence[OpenInterest]) 
             for r in rows]
     out = conn.execute(_OI, _columns(data, 6)).fetchall()
     return sum(1 for (inserted,) in out if inserted)
+
+
+FuturesRow = AggTrade | MarkPrice | Liquidation | OpenInterest
+"""A live futures row a capture queues for the sink (stored by `write_futures`)."""
+
+
+class FuturesResult(NamedTuple):
+    """What one `write_futures` stored: new rows of each kind (offered twice: stored once)."""
+
+    agg_trades: int = 0
+    mark_prices: int = 0
+    liquidations: int = 0
+    open_interest: int = 0
+    agg_offered: int = 0
+
+
+def write_futures(conn: psycopg.Connection, rows: Sequence[FuturesRow]) -> FuturesResult:
+    """A capture's batch of futures rows, each kind to its table, in the caller's transaction."""
+    aggs: list[AggTrade] = []
+    marks: list[MarkPrice] = []
+    liqs: list[Liquidation] = []
+    ois: list[OpenInterest] = []
+    for r in rows:
+        t = type(r)
+        if t is AggTrade:
+            aggs.append(r)  # type: ignore[arg-type]
+        elif t is MarkPrice:
+            marks.append(r)  # type: ignore[arg-type]
+        elif t is Liquidation:
+            liqs.append(r)  # type: ignore[arg-type]
+        else:
+            ois.append(r)  # type: ignore[arg-type]
+    return FuturesResult(write_agg_trades(conn, aggs), write_mark_prices(conn, marks), write_liquidations(conn, liqs),
+                         write_open_interest(conn, ois), len(aggs))

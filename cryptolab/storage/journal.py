@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -292,13 +292,17 @@ class Journal:
             self._path = None
 
     def append(self, trades: Sequence[Trade], dead_letters: Iterable[DeadLetter] = (),
-               book: Sequence[BookRow] = ()) -> int:
+               book: Sequence[BookRow] = (), futures: Sequence[Any] = ()) -> int:
         """Append one batch (trades, dead letters, book rows) durably (fsync); return the rows written.
 
         All or nothing: if the batch would pass `max_bytes`, or the disk is full,
         `JournalFullError` is raised and no byte of the batch stays in the journal.
         """
         lines = [_trade_line(t) for t in trades] + [_book_line(r) for r in book] + [_dead_line(d) for d in dead_letters]
+        if futures:
+            from .futures_journal import futures_line
+
+            lines += [futures_line(r) for r in futures]
         if not lines:
             return 0
         data = b"\n".join(lines) + b"\n"

@@ -3,7 +3,8 @@ trade, dead letter or book row (`J2 <crc32> <json>`), exact decimals as plain st
 field checked on read; a line that fails a check is a `BadRecord`, never a wrong row.
 
 Record kinds: `T` trade, `D` dead letter, `B` depth diff, `S` book snapshot, `Q` quote,
-`G` book gap.
+`G` book gap; USD-M futures (`futures_journal`): `A` aggregate trade, `M` mark price, `L`
+liquidation, `O` open interest.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ import orjson
 
 from ..book.model import GAP_REASONS, BookGap, BookRow, BookSnapshot, DepthDiff, Level, Quote
 from ..errors import CryptolabError
+from ..markets import AggTrade, Liquidation, MarkPrice, OpenInterest
 from ..model import SOURCES, DeadLetter, Trade
+from .futures import FuturesRow
+from .futures_journal import futures_record
 
 __all__ = ["Segment", "BadRecord", "JournalError", "FORMAT_VERSION"]
 
@@ -78,11 +82,13 @@ class Segment:
     bad: list[BadRecord] = field(default_factory=list)
     book: list[BookRow] = field(default_factory=list)
     """Depth diffs, snapshots, quotes and book gaps, in the order they were journaled."""
+    futures: list[Any] = field(default_factory=list)
+    """USD-M futures rows (aggregate trades, mark prices, liquidations, open interest)."""
 
     @property
     def rows(self) -> int:
         """Valid rows of every kind."""
-        return len(self.trades) + len(self.dead_letters) + len(self.book)
+        return len(self.trades) + len(self.dead_letters) + len(self.book) + len(self.futures)
 
     @property
     def bad_count(self) -> int:
@@ -244,12 +250,17 @@ def _book_record(row: list[Any], limit: int) -> BookRow:
                    _time(healed, "healed_at_us", limit, True))
 
 
-def _record(row: Any, v1: bool, limit: int) -> Trade | DeadLetter | BookRow:
+def _record(row: Any, v1: bool, limit: int) -> Trade | DeadLetter | BookRow | FuturesRow:
     if type(row) is not list or not row:
         raise _Bad("not a journal record (expected a JSON array)")
     kind = row[0]
     if kind in _BOOK_FIELDS and not v1:
         return _book_record(row, limit)
+    if kind in FUTURES_KINDS and not v1:
+        try:
+            return futures_record(row, limit)
+        except ValueError as exc:
+            raise _Bad(str(exc)) from None
     if kind == "T":
         if len(row) != 11:
             raise _Bad(f"trade record has {len(row)} fields, expected 11")
@@ -278,7 +289,11 @@ def _record(row: Any, v1: bool, limit: int) -> Trade | DeadLetter | BookRow:
     raise _Bad(f"unknown record kind {str(kind)[:20]!r}")
 
 
-def _check(line: bytes, limit: int) -> Trade | DeadLetter | BookRow:
+FUTURES_KINDS = ("A", "M", "L", "O")
+_FUTURES_TYPES = (AggTrade, MarkPrice, Liquidation, OpenInterest)
+
+
+def _check(line: bytes, limit: int) -> Trade | DeadLetter | BookRow | FuturesRow:
     """One line (without its newline) → a row, or _Bad with the reason."""
     if line.startswith(_PREFIX):
         if len(line) < _PREFIX_LEN or line[_PREFIX_LEN - 1 : _PREFIX_LEN] != b" ":
@@ -325,6 +340,8 @@ def read_segment(path: Path) -> Segment:
             seg.trades.append(row)  # type: ignore[arg-type]
         elif kind is DeadLetter:
             seg.dead_letters.append(row)  # type: ignore[arg-type]
+        elif kind in _FUTURES_TYPES:
+            seg.futures.append(row)
         else:
             seg.book.append(row)  # type: ignore[arg-type]
     if tail:

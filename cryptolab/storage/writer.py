@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 import psycopg
 
@@ -236,6 +237,8 @@ class WriteResult:
     """Trades left out because their ids live in the archive (a day archived and dropped)."""
     book: BookResult | None = None
     """What the batch's book rows (diffs, quotes, snapshots, gaps) stored, when it had any."""
+    futures: Any = None
+    """What the batch's USD-M futures rows stored (`storage.futures.FuturesResult`), when it had any."""
 
     @property
     def duplicates(self) -> int:
@@ -292,7 +295,7 @@ class TradeWriter:
         self._days |= days
 
     def write(self, trades: Sequence[Trade], dead_letters: Iterable[DeadLetter] = (),
-              book: Sequence[BookRow] = ()) -> WriteResult:
+              book: Sequence[BookRow] = (), futures: Sequence[Any] = ()) -> WriteResult:
         """Store a batch (trades, dead letters, book rows) in one transaction; return what was new.
 
         Raises `DataError` when the database rejects the rows themselves (split the batch
@@ -305,13 +308,17 @@ class TradeWriter:
                 self._ensure_days(trades)
             if book:
                 self.book.prepare(book)
-            booked = None
+            booked = fut = None
             with self.conn.transaction():
                 inserted = bars = archived = 0
                 if trades:
                     inserted, bars, archived = self._store(trades)
                 if book:
                     booked = self.book.store(book)
+                if futures:
+                    from .futures import write_futures
+
+                    fut = write_futures(self.conn, futures)
                 if dead:
                     self._write_dead(dead)
         except TradeConflict as exc:
@@ -326,7 +333,7 @@ class TradeWriter:
             self.book.forget()
             self._ready = self._ready and not self.conn.closed
             raise DatabaseError(f"could not store {len(trades)} trades: {str(exc).strip().splitlines()[0]}") from exc
-        return WriteResult(len(trades), inserted, bars, len(dead), archived, booked)
+        return WriteResult(len(trades), inserted, bars, len(dead), archived, booked, fut)
 
     def _store(self, trades: Sequence[Trade]) -> tuple[int, int, int]:
         """Stage the batch, then append it or merge it; (inserted, bars touched, archived)."""
