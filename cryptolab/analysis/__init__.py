@@ -23,11 +23,13 @@ which kind was read is said (a warning on the fallback, a log line otherwise) an
 | latency  | latest_trades, latency_stats, clock_offset, clock_skew |
 | reader   | load_trades, load_agg_trades |
 | scope    | data_kind |
+| book     | book_at, book_top, quotes, book_gaps, book_markets (the stored order book: docs/book_analysis.md) |
 """
 
 from __future__ import annotations
 
 from .args import INTERVALS
+from .book import book_at, book_gaps, book_markets, book_top, quotes
 from .latency import clock_offset, clock_skew, latency_stats, latest_trades
 from .price import ema, live_bars, moving_averages, ohlcv, pivots, sma, support_resistance, volume_profile, vwap
 from .quality import (
@@ -58,4 +60,5 @@ __all__ = [
     "stored_symbols", "daily_totals", "cvd", "fetch_klines", "reconcile_klines", "reconcile_or_skip",
     "latest_trades", "latency_stats", "clock_offset", "clock_skew",
     "load_trades", "load_agg_trades",
+    "book_at", "book_top", "quotes", "book_gaps", "book_markets",
 ]
