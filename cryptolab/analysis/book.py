@@ -31,7 +31,7 @@ from .execute import run
 from .scope import connection
 
 __all__ = ["book_at", "book_top", "quotes", "book_gaps", "book_markets", "BookBreakError", "TOP_COLUMNS",
-           "BookSpan", "resolve_book"]
+           "BookSpan", "resolve_book", "load_book", "Rebuilt"]
 
 _MODULE = "book"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -150,6 +150,30 @@ def _copy(conn: psycopg.Connection, query: sql.Composable) -> bytes:
     return buf.getvalue()
 
 
+def _fetch_adbc(conn: psycopg.Connection, query: sql.Composable, names: list[str]) -> Any:
+    """The rows of `query` over ADBC (binary COPY decoded in C++: much faster than psycopg's COPY
+    for ~1M rows), on its own connection to the same database; None when the driver is missing."""
+    import polars as pl
+
+    try:
+        import adbc_driver_postgresql.dbapi as adbc
+    except ImportError:  # pragma: no cover - install problem
+        return None
+    from .reader import _conninfo
+
+    text = query.as_string(conn)
+    try:
+        with adbc.connect(_conninfo(conn)) as ac, ac.cursor() as cur:
+            cur.execute(text)
+            table = cur.fetch_arrow_table()
+    except Exception as exc:  # adbc_driver_manager.Error and its subclasses
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseError(f"could not read the stored book over ADBC: {first}") from None
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame.rename(dict(zip(frame.columns, names)))
+
+
 def _explode(frame: Any, side: str) -> Any:
     import polars as pl
 
@@ -160,8 +184,9 @@ def _explode(frame: Any, side: str) -> Any:
 
 
 def _read_diffs(conn: psycopg.Connection, exch: str, sym: str, after_id: int | None, upto_id: int | None,
-                t_end: datetime | None, *, inclusive: bool = False) -> _Diffs:
-    """Diffs with last id > after_id (≥ with `inclusive`) and ≤ upto_id / event_time < t_end, in id order."""
+                t_end: datetime | None, *, inclusive: bool = False, bulk: bool = False) -> _Diffs:
+    """Diffs with last id > after_id (≥ with `inclusive`) and ≤ upto_id / event_time < t_end, in id
+    order; `bulk` (many rows) reads over ADBC, else psycopg's COPY on `conn`."""
     import polars as pl
 
     where = [sql.SQL("exchange = {}").format(sql.Literal(exch)), sql.SQL("symbol = {}").format(sql.Literal(sym))]
@@ -175,15 +200,16 @@ def _read_diffs(conn: psycopg.Connection, exch: str, sym: str, after_id: int | N
                 " (extract(epoch FROM event_time) * 1000000)::bigint, bid_price::text, bid_qty::text,"
                 " ask_price::text, ask_qty::text FROM book_diffs WHERE {} ORDER BY last_update_id").format(
         sql.SQL(" AND ").join(where))
-    data = _copy(conn, q)
     names = ["first_id", "last_id", "prev_id", "event_us", "bid_price", "bid_qty", "ask_price", "ask_qty"]
     schema = {"first_id": pl.Int64, "last_id": pl.Int64, "prev_id": pl.Int64, "event_us": pl.Int64,
               "bid_price": pl.String, "bid_qty": pl.String, "ask_price": pl.String, "ask_qty": pl.String}
-    if not data:
-        frame = pl.DataFrame(schema=schema)
-    else:
-        frame = pl.read_csv(io.BytesIO(data), separator="\t", has_header=False, new_columns=names,
-                            schema_overrides=schema, quote_char=None, null_values="\\N")
+    frame = _fetch_adbc(conn, q, names) if bulk else None
+    if frame is None:  # no ADBC driver: psycopg's COPY, parsed by polars
+        data = _copy(conn, q)
+        frame = pl.DataFrame(schema=schema) if not data else pl.read_csv(
+            io.BytesIO(data), separator="\t", has_header=False, new_columns=names, schema_overrides=schema,
+            quote_char=None, null_values="\\N")
+    frame = frame.cast(schema)  # type: ignore[arg-type]
     sides = {s: _explode(frame, s) for s in ("bid", "ask")}
     return _Diffs(frame.select(names[:4]), sides)
 
@@ -374,26 +400,35 @@ def book_top(
     import polars as pl
 
     with connection(conn) as c:
-        span = _span(c, symbol, start, end, None if exchange is None else exchange)
-        exch, sym = span.exchange, span.symbol
-        ids = c.execute("SELECT min(last_update_id), max(last_update_id) FROM book_diffs WHERE exchange = %s AND "
-                        "symbol = %s AND event_time >= %s AND event_time < %s",
-                        (exch, sym, span.start, span.end)).fetchone()
-        if ids is None or ids[0] is None:
-            return _empty_top(as_)
-        lo, hi = int(ids[0]), int(ids[1])
-        s0 = _one(c, "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s AND "
-                     "last_update_id < %s", (exch, sym, lo))
-        snaps = _read_snapshots(c, exch, sym, s0, hi)
-        if not snaps:
-            return _empty_top(as_)
-        s_first = snaps[0].update_id
-        diffs = _read_diffs(c, exch, sym, s_first, hi, span.end, inclusive=True)
-        crossed = _crossed(c, exch, sym, s_first, hi)
-    frame = top_of(diffs, snaps, crossed)
+        span = _span(c, symbol, start, end, exchange)
+        rb = load_book(c, span)
+    if rb is None:
+        return _empty_top(as_)
+    frame = rb.top().drop("run")
     t0 = int((span.start - _EPOCH) / timedelta(microseconds=1))
     frame = frame.filter(pl.col("ts") >= pl.lit(t0).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
     return frame.to_pandas() if as_ == "pandas" else frame
+
+
+def load_book(c: psycopg.Connection, span: BookSpan) -> Rebuilt | None:
+    """The rows that rebuild the book through `span`: the latest snapshot before its first diff,
+    the snapshots and diffs up to its last one, the crossed books recorded; None when the span
+    holds no diff or no snapshot precedes any of them."""
+    exch, sym = span.exchange, span.symbol
+    ids = c.execute("SELECT min(last_update_id), max(last_update_id) FROM book_diffs WHERE exchange = %s AND "
+                    "symbol = %s AND event_time >= %s AND event_time < %s",
+                    (exch, sym, span.start, span.end)).fetchone()
+    if ids is None or ids[0] is None:
+        return None
+    lo, hi = int(ids[0]), int(ids[1])
+    s0 = _one(c, "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s AND "
+                 "last_update_id < %s", (exch, sym, lo))
+    snaps = _read_snapshots(c, exch, sym, s0, hi)
+    if not snaps:
+        return None
+    s_first = snaps[0].update_id
+    diffs = _read_diffs(c, exch, sym, s_first, hi, span.end, inclusive=True, bulk=hi - s_first > 200_000)
+    return Rebuilt(diffs, snaps, _crossed(c, exch, sym, s_first, hi))
 
 
 def _empty_top(as_: AsType) -> Frame:
@@ -405,54 +440,76 @@ def _empty_top(as_: AsType) -> Frame:
     return frame.to_pandas() if as_ == "pandas" else frame
 
 
-def top_of(diffs: _Diffs, snaps: list[_Snap], crossed: list[int]) -> Any:
-    """The top after every diff the runs rebuild (pure given the rows): the book_top frame."""
-    import polars as pl
+class Rebuilt:
+    """Stored rows that rebuild a book (pure from here on): its runs, exact ticks, tops, levels."""
 
-    f = diffs.frame
-    futures = diffs.futures
-    last = f["last_id"].to_numpy()
-    runs = [r for r in plan_runs(f["first_id"].to_numpy(), last, f["prev_id"].to_numpy() if futures else None,
-                                 [s.update_id for s in snaps], crossed, futures) if r.diffs]
-    price_cols = [diffs.sides[s]["price"] for s in ("bid", "ask")] + [s.bids[0] for s in snaps] + \
-        [s.asks[0] for s in snaps]
-    qty_cols = [diffs.sides[s]["qty"] for s in ("bid", "ask")] + [s.bids[1] for s in snaps] + [s.asks[1] for s in snaps]
-    ps, qs = scale_of(*price_cols), scale_of(*qty_cols)
-    try:
-        ticks = {side: (diffs.sides[side]["d"].to_numpy(), to_ticks(diffs.sides[side]["price"], ps),
-                        to_ticks(diffs.sides[side]["qty"], qs)) for side in ("bid", "ask")}
-    except ValueError:  # more than 18 digits: the exact Decimal replay (slow, rare)
-        return _top_decimal(diffs, snaps, runs)
-    rows: list[np.ndarray] = []
-    best: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"bid": [], "ask": []}
-    for r in runs:
-        snap = snaps[r.snapshot]
-        n = r.diffs
-        for side, levels in (("bid", snap.bids), ("ask", snap.asks)):
-            d, p, q = ticks[side]
-            a, b = np.searchsorted(d, r.first), np.searchsorted(d, r.last, side="right")
-            sp, sq = to_ticks(levels[0], ps), to_ticks(levels[1], qs)
-            k = np.concatenate([np.zeros(len(sp), dtype=np.int64), d[a:b] - r.first])
-            best[side].append(best_levels(k, np.concatenate([sp, p[a:b]]), np.concatenate([sq, q[a:b]]), n,
-                                          highest=side == "bid"))
-        rows.append(np.arange(r.first, r.last + 1))
-    if not rows:
-        return _empty_top("polars")
-    idx = np.concatenate(rows)
-    bp = np.concatenate([x[0] for x in best["bid"]])
-    bq = np.concatenate([x[1] for x in best["bid"]])
-    ap = np.concatenate([x[0] for x in best["ask"]])
-    aq = np.concatenate([x[1] for x in best["ask"]])
-    hb, ha = bp != NONE, ap != NONE
-    both = hb & ha
-    return pl.DataFrame([
-        pl.Series("update_id", last[idx], dtype=pl.Int64),
-        pl.Series("ts", f["event_us"].to_numpy()[idx], dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
-        ticks_to_decimal("bid_price", np.where(hb, bp, 0), ps, hb), ticks_to_decimal("bid_qty", bq, qs, hb),
-        ticks_to_decimal("ask_price", np.where(ha, ap, 0), ps, ha), ticks_to_decimal("ask_qty", aq, qs, ha),
-        ticks_to_decimal("spread", np.where(both, ap - bp, 0), ps, both),
-        ticks_to_decimal("mid", np.where(both, (ap + bp) * 5, 0), ps + 1, both),
-    ])
+    def __init__(self, diffs: _Diffs, snaps: list[_Snap], crossed: list[int]) -> None:
+        self.diffs, self.snaps, self.crossed = diffs, snaps, crossed
+        f = diffs.frame
+        self.futures = diffs.futures
+        self.last = f["last_id"].to_numpy()
+        self.runs = [r for r in plan_runs(f["first_id"].to_numpy(), self.last,
+                                          f["prev_id"].to_numpy() if self.futures else None,
+                                          [s.update_id for s in snaps], crossed, self.futures) if r.diffs]
+        sides = ("bid", "ask")
+        self.price_scale = scale_of(*[diffs.sides[s]["price"] for s in sides], *[x.bids[0] for x in snaps],
+                                    *[x.asks[0] for x in snaps])
+        self.qty_scale = scale_of(*[diffs.sides[s]["qty"] for s in sides], *[x.bids[1] for x in snaps],
+                                  *[x.asks[1] for x in snaps])
+        try:
+            self.ticks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = {
+                s: (diffs.sides[s]["d"].to_numpy(), to_ticks(diffs.sides[s]["price"], self.price_scale),
+                    to_ticks(diffs.sides[s]["qty"], self.qty_scale)) for s in sides}
+        except ValueError:  # more than 18 digits: the exact Decimal replay (slow, rare)
+            self.ticks = None
+
+    def updates(self, r: Run, side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every level update of run `r` on `side` in order: (k, price, qty) ticks, the
+        snapshot's levels first with k = 0, then diff r.first + k's."""
+        assert self.ticks is not None
+        snap = self.snaps[r.snapshot]
+        levels = snap.bids if side == "bid" else snap.asks
+        d, p, q = self.ticks[side]
+        a, b = np.searchsorted(d, r.first), np.searchsorted(d, r.last, side="right")
+        sp, sq = to_ticks(levels[0], self.price_scale), to_ticks(levels[1], self.qty_scale)
+        k = np.concatenate([np.zeros(len(sp), dtype=np.int64), d[a:b] - r.first])
+        return k, np.concatenate([sp, p[a:b]]), np.concatenate([sq, q[a:b]])
+
+    def top(self) -> Any:
+        """The top after every diff the runs rebuild: the book_top frame plus `run` (its index)."""
+        import polars as pl
+
+        if self.ticks is None:
+            return _top_decimal(self.diffs, self.snaps, self.runs)
+        ps, qs = self.price_scale, self.qty_scale
+        rows: list[np.ndarray] = []
+        run_no: list[np.ndarray] = []
+        best: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"bid": [], "ask": []}
+        for i, r in enumerate(self.runs):
+            for side in ("bid", "ask"):
+                k, p, q = self.updates(r, side)
+                best[side].append(best_levels(k, p, q, r.diffs, highest=side == "bid"))
+            rows.append(np.arange(r.first, r.last + 1))
+            run_no.append(np.full(r.diffs, i, dtype=np.int64))
+        if not rows:
+            return _empty_top("polars").with_columns(pl.lit(0, dtype=pl.Int64).alias("run"))
+        idx = np.concatenate(rows)
+        bp = np.concatenate([x[0] for x in best["bid"]])
+        bq = np.concatenate([x[1] for x in best["bid"]])
+        ap = np.concatenate([x[0] for x in best["ask"]])
+        aq = np.concatenate([x[1] for x in best["ask"]])
+        hb, ha = bp != NONE, ap != NONE
+        both = hb & ha
+        event_us = self.diffs.frame["event_us"].to_numpy()[idx]
+        return pl.DataFrame([
+            pl.Series("update_id", self.last[idx], dtype=pl.Int64),
+            pl.Series("ts", event_us, dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+            ticks_to_decimal("bid_price", np.where(hb, bp, 0), ps, hb), ticks_to_decimal("bid_qty", bq, qs, hb),
+            ticks_to_decimal("ask_price", np.where(ha, ap, 0), ps, ha), ticks_to_decimal("ask_qty", aq, qs, ha),
+            ticks_to_decimal("spread", np.where(both, ap - bp, 0), ps, both),
+            ticks_to_decimal("mid", np.where(both, (ap + bp) * 5, 0), ps + 1, both),
+            pl.Series("run", np.concatenate(run_no), dtype=pl.Int64),
+        ])
 
 
 def _top_decimal(diffs: _Diffs, snaps: list[_Snap], runs: list[Run]) -> Any:
@@ -465,7 +522,8 @@ def _top_decimal(diffs: _Diffs, snaps: list[_Snap], runs: list[Run]) -> Any:
     per = {s: diffs.sides[s].group_by("d", maintain_order=True).agg("price", "qty") for s in ("bid", "ask")}
     lv = {s: {int(d): list(zip(p, q)) for d, p, q in per[s].iter_rows()} for s in per}
     out: list[tuple[Any, ...]] = []
-    for r in runs:
+    run_no: list[int] = []
+    for no, r in enumerate(runs):
         snap = snaps[r.snapshot]
         book = OrderBook()
         book.load(zip(snap.bids[0], snap.bids[1]), zip(snap.asks[0], snap.asks[1]), snap.update_id)
@@ -477,6 +535,7 @@ def _top_decimal(diffs: _Diffs, snaps: list[_Snap], runs: list[Run]) -> Any:
                 spread, mid = a[0] - b[0], (a[0] + b[0]) / 2
             out.append((int(f["last_id"][i]), int(f["event_us"][i]), b and b[0], b and b[1], a and a[0], a and a[1],
                         spread, mid))
+            run_no.append(no)
     cols = list(zip(*out)) if out else [()] * 8
 
     def dec(name: str, vals: Any) -> Any:
@@ -485,7 +544,8 @@ def _top_decimal(diffs: _Diffs, snaps: list[_Snap], runs: list[Run]) -> Any:
     return pl.DataFrame([
         pl.Series("update_id", cols[0], dtype=pl.Int64),
         pl.Series("ts", cols[1], dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
-        *(dec(n, cols[i]) for i, n in enumerate(TOP_COLUMNS[2:], start=2))])
+        *(dec(n, cols[i]) for i, n in enumerate(TOP_COLUMNS[2:], start=2)),
+        pl.Series("run", run_no, dtype=pl.Int64)])
 
 
 # ---------------------------------------------------------------- quotes and gaps
