@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from decimal import Decimal
+
+import psycopg
 
 from ..book.model import BookRow, BookSnapshot, DepthDiff, Level, Quote
 
-__all__ = ["synthetic_book"]
+__all__ = ["synthetic_book", "seed_book_from_trades"]
 
 _QTY_UNIT = 100_000_000
 
@@ -151,3 +154,29 @@ def synthetic_book(
             yield Quote(exchange, symbol, uid, _price_text(b, price_decimals), _qty_text(bq),
                         _price_text(a, price_decimals), _qty_text(aq), t + 2_000, None, source)
         t += every_us
+
+
+def seed_book_from_trades(conn: psycopg.Connection, exchange: str, symbol: str, start: datetime, end: datetime, *,
+                          seed: int = 1, snapshot_levels: int = 200) -> int:
+    """Store a synthetic book (source 'simulator') following the stored trades of [start, end),
+    unless the symbol has book data already; returns the diffs written (0: none needed or no
+    trades). For the report's demo path while the capture stores no books."""
+    from ..storage.book import BookWriter
+
+    sym = symbol.upper()
+    if conn.execute("SELECT 1 FROM book_snapshots WHERE exchange = %s AND symbol = %s LIMIT 1",
+                    (exchange, sym)).fetchone() is not None:
+        return 0
+    rows = conn.execute("SELECT (extract(epoch FROM trade_time) * 1000000)::bigint, price, is_buyer_maker FROM trades "
+                        "WHERE exchange = %s AND symbol = %s AND trade_time >= %s AND trade_time < %s "
+                        "ORDER BY trade_id", (exchange, sym, start, end)).fetchall()
+    if not rows:
+        return 0
+    trades = [(int(t), Decimal(p), bool(m)) for t, p, m in rows]
+    decimals = max(max(0, -int(p.normalize().as_tuple().exponent)) for _, p, _ in trades)
+    first, last = min(t for t, _, _ in trades), max(t for t, _, _ in trades)
+    book = list(synthetic_book(exchange, sym, first - 1_000_000, last + 1_000_000, trades=sorted(trades),
+                               price_decimals=min(decimals, 8), snapshot_levels=snapshot_levels, seed=seed))
+    BookWriter(conn).store(book)
+    conn.commit()
+    return sum(1 for r in book if type(r) is DepthDiff)
