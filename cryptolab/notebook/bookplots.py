@@ -126,10 +126,12 @@ def trade_costs_panel(fig: Figure, data: Mapping[str, Any]) -> None:
     time_axis(ax)
 
 
-def book_panel(ax_depth: Axes, ax_spread: Axes, book: Any, top: Any, *, xlim: tuple[float, float] | None = None) -> None:
-    """The dashboard's book panel: the latest book's depth chart, and spread (bps) with the mid
-    over time (`top`: ts, mid, spread columns) on the candles' time axis (`xlim`)."""
-    depth_chart(ax_depth, book)
+def book_panel(ax_depth: Axes | None, ax_spread: Axes, book: Any, top: Any, *,
+               xlim: tuple[float, float] | None = None) -> None:
+    """The dashboard's book panel: the latest book's depth chart (when `ax_depth`), and spread
+    (bps) with the mid over time (`top`: ts, mid, spread columns) on the candles' time axis."""
+    if ax_depth is not None:
+        depth_chart(ax_depth, book)
     if top is None or top.height == 0:
         empty(ax_spread, "no book data: capture with --streams trade,depth,bookTicker")
         return
