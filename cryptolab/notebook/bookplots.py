@@ -35,6 +35,8 @@ def depth_chart(ax: Axes, book: Any) -> None:
             ax.step(prices, cum, where="post", color=colour, linewidth=1.2, label=f"{side}s")
             ax.fill_between(prices, cum, step="post", color=colour, alpha=0.15)
     ax.set_ylabel("cumulative qty")
+    ax.ticklabel_format(axis="x", useOffset=False, style="plain")
+    ax.tick_params(axis="x", labelsize=7)
     ax.legend(fontsize=8, frameon=False, loc="upper center")
     ax.grid(True, color="#e5e7eb", linewidth=0.6)
 
@@ -46,7 +48,13 @@ def spread_mid(ax: Axes, ts: Sequence[Any], mid: Sequence[Any], bid: Sequence[An
     ax.plot(t, to_float(ask), color=DOWN, linewidth=0.8, label="best ask")
     ax.plot(t, to_float(mid), color="#111827", linewidth=1.0, label="mid")
     ax.legend(fontsize=8, frameon=False, ncols=3, loc="upper left")
+    _plain(ax)
     time_axis(ax)
+
+
+def _plain(ax: Axes) -> None:
+    """Prices and spreads as they are on the y axis (no '+6.5e4' offset)."""
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
 
 
 def book_overview(fig: Figure, data: Mapping[str, Any]) -> None:
@@ -61,6 +69,7 @@ def book_overview(fig: Figure, data: Mapping[str, Any]) -> None:
     spread_mid(axes[0], t, _col(st, "mid"), _col(st, "bid_price"), _col(st, "ask_price"))
     axes[1].plot(_dates(t), to_float(_col(st, "spread_bps")), color=MUTED, linewidth=0.9)
     axes[1].set_ylabel("spread bps")
+    _plain(axes[1])
     depth = [c for c in st.columns if c.startswith("bid_depth_")]
     if depth:
         name = depth[-1][len("bid_depth_"):]
@@ -128,8 +137,8 @@ def trade_costs_panel(fig: Figure, data: Mapping[str, Any]) -> None:
 
 def book_panel(ax_depth: Axes | None, ax_spread: Axes, book: Any, top: Any, *,
                xlim: tuple[float, float] | None = None) -> None:
-    """The dashboard's book panel: the latest book's depth chart (when `ax_depth`), and spread
-    (bps) with the mid over time (`top`: ts, mid, spread columns) on the candles' time axis."""
+    """The dashboard's book panel: the latest book's depth chart (when `ax_depth`), and the
+    spread (price units, grey) with the mid (black, right axis) over time (`top`: ts, mid, spread columns) on the candles' time axis."""
     if ax_depth is not None:
         depth_chart(ax_depth, book)
     if top is None or top.height == 0:
@@ -138,12 +147,13 @@ def book_panel(ax_depth: Axes | None, ax_spread: Axes, book: Any, top: Any, *,
     t = _dates(_col(top, "ts"))
     mid = to_float(_col(top, "mid"))
     spread = to_float(_col(top, "spread"))
-    bps = [s / m * 1e4 if m else math.nan for s, m in zip(spread, mid)]
-    ax_spread.plot(t, bps, color=MUTED, linewidth=0.9, label="spread (bps)")
-    ax_spread.set_ylabel("spread bps")
+    ax_spread.plot(t, spread, color=MUTED, linewidth=0.9, label="spread")
+    ax_spread.set_ylabel("spread", fontsize=8)
     twin = ax_spread.twinx()
     twin.plot(t, mid, color="#111827", linewidth=0.9, label="mid")
-    twin.set_ylabel("mid")
+    twin.set_ylabel("mid", fontsize=8)
+    _plain(ax_spread)
+    _plain(twin)
     if xlim is not None:
         ax_spread.set_xlim(*xlim)
     time_axis(ax_spread)
