@@ -129,10 +129,20 @@ class _Snap:
     asks: tuple[Any, Any]
 
 
-@dataclass
 class _Diffs:
-    frame: Any  # first_id, last_id, prev_id, event_us (one row per diff, last-id order)
-    sides: dict[str, Any]  # "bid"/"ask": d (diff row), price, qty (String), in order
+    """Stored diffs in last-id order: `frame` (first_id, last_id, prev_id, event_us), `raw` (the
+    level arrays as text), and `sides` (made when first asked: per side d = diff row, price,
+    qty as strings, every level in order)."""
+
+    def __init__(self, frame: Any, raw: Any, sides: dict[str, Any] | None = None) -> None:
+        self.frame, self.raw = frame, raw
+        self._sides = sides
+
+    @property
+    def sides(self) -> dict[str, Any]:
+        if self._sides is None:
+            self._sides = {s: _explode(self.raw, s) for s in ("bid", "ask")}
+        return self._sides
 
     @property
     def futures(self) -> bool:
@@ -174,6 +184,43 @@ def _fetch_adbc(conn: psycopg.Connection, query: sql.Composable, names: list[str
     return frame.rename(dict(zip(frame.columns, names)))
 
 
+def _fixed_scale_ticks(raw: Any) -> tuple[tuple[int, int], dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] | None:
+    """Exact int64 ticks of every diff level straight from the arrays' text, when all prices
+    have one number of decimals and all quantities another (as Binance writes them): drop the
+    points, split, cast. Returns ((price scale, qty scale), per side (d, price, qty)) or None
+    (mixed decimals, or more than 18 digits: the general path)."""
+    import polars as pl
+
+    if raw.height == 0:
+        return None
+    scales = []
+    for kind in ("price", "qty"):
+        probe = pl.concat([raw[f"{s}_{kind}"].str.extract(r"^\{[0-9]+\.([0-9]+)[,}]", 1) for s in ("bid", "ask")])
+        first = probe.drop_nulls()
+        if not len(first) or len(first[0]) > 17:
+            return None
+        scales.append(len(first[0]))
+    checks = raw.select(  # every element has exactly that many decimals (one pass per column, in parallel)
+        (pl.when(pl.col(c) == "{}").then(0).otherwise(pl.col(c).str.count_matches(",", literal=True) + 1)
+         == pl.col(c).str.count_matches(r"\.[0-9]{" + str(scales[i % 2]) + r"}[,}]")).all().alias(c)
+        for i, c in enumerate(("bid_price", "bid_qty", "ask_price", "ask_qty"))).row(0)
+    if not all(checks):
+        return None
+    out = {}
+    for side in ("bid", "ask"):
+        lists = raw.select(
+            pl.int_range(pl.len(), dtype=pl.Int64).alias("d"),
+            *(pl.col(f"{side}_{k}").str.replace_all(".", "", literal=True).str.strip_chars("{}").str.split(",")
+              .alias(k) for k in ("price", "qty"))).explode(["price", "qty"]).filter(pl.col("price") != "")
+        try:
+            p = lists["price"].cast(pl.Int64, strict=True).to_numpy()
+            q = lists["qty"].cast(pl.Int64, strict=True).to_numpy()
+        except pl.exceptions.InvalidOperationError:
+            return None  # a value beyond int64
+        out[side] = (lists["d"].to_numpy(), p.astype(np.int64, copy=False), q.astype(np.int64, copy=False))
+    return (scales[0], scales[1]), out
+
+
 def _explode(frame: Any, side: str) -> Any:
     import polars as pl
 
@@ -183,35 +230,53 @@ def _explode(frame: Any, side: str) -> Any:
             .explode(["price", "qty"]).filter(pl.col("price").is_not_null() & (pl.col("price") != "")))
 
 
+_PARTS = 2
+"""Bulk reads split the id range in this many parts read at once (each its own server backend:
+turning NUMERIC into text is most of a read's cost)."""
+
+
 def _read_diffs(conn: psycopg.Connection, exch: str, sym: str, after_id: int | None, upto_id: int | None,
                 t_end: datetime | None, *, inclusive: bool = False, bulk: bool = False) -> _Diffs:
     """Diffs with last id > after_id (≥ with `inclusive`) and ≤ upto_id / event_time < t_end, in id
-    order; `bulk` (many rows) reads over ADBC, else psycopg's COPY on `conn`."""
+    order; `bulk` (many rows) reads over ADBC in parallel parts, else psycopg's COPY on `conn`."""
     import polars as pl
 
-    where = [sql.SQL("exchange = {}").format(sql.Literal(exch)), sql.SQL("symbol = {}").format(sql.Literal(sym))]
-    if after_id is not None:
-        where.append(sql.SQL("last_update_id {} {}").format(sql.SQL(">=" if inclusive else ">"), sql.Literal(after_id)))
-    if upto_id is not None:
-        where.append(sql.SQL("last_update_id <= {}").format(sql.Literal(upto_id)))
-    if t_end is not None:
-        where.append(sql.SQL("event_time < {}").format(sql.Literal(t_end)))
-    q = sql.SQL("SELECT first_update_id, last_update_id, prev_update_id,"
-                " (extract(epoch FROM event_time) * 1000000)::bigint, bid_price::text, bid_qty::text,"
-                " ask_price::text, ask_qty::text FROM book_diffs WHERE {} ORDER BY last_update_id").format(
-        sql.SQL(" AND ").join(where))
     names = ["first_id", "last_id", "prev_id", "event_us", "bid_price", "bid_qty", "ask_price", "ask_qty"]
     schema = {"first_id": pl.Int64, "last_id": pl.Int64, "prev_id": pl.Int64, "event_us": pl.Int64,
               "bid_price": pl.String, "bid_qty": pl.String, "ask_price": pl.String, "ask_qty": pl.String}
-    frame = _fetch_adbc(conn, q, names) if bulk else None
+
+    def query(lo: int | None, lo_inclusive: bool, hi: int | None) -> sql.Composable:
+        where = [sql.SQL("exchange = {}").format(sql.Literal(exch)), sql.SQL("symbol = {}").format(sql.Literal(sym))]
+        if lo is not None:
+            where.append(sql.SQL("last_update_id {} {}").format(sql.SQL(">=" if lo_inclusive else ">"), sql.Literal(lo)))
+        if hi is not None:
+            where.append(sql.SQL("last_update_id <= {}").format(sql.Literal(hi)))
+        if t_end is not None:
+            where.append(sql.SQL("event_time < {}").format(sql.Literal(t_end)))
+        return sql.SQL("SELECT first_update_id, last_update_id, prev_update_id,"
+                       " (extract(epoch FROM event_time) * 1000000)::bigint, bid_price::text, bid_qty::text,"
+                       " ask_price::text, ask_qty::text FROM book_diffs WHERE {} ORDER BY last_update_id").format(
+            sql.SQL(" AND ").join(where))
+
+    frame = None
+    if bulk and after_id is not None and upto_id is not None and upto_id - after_id > _PARTS:
+        from concurrent.futures import ThreadPoolExecutor
+
+        cuts = [after_id + (upto_id - after_id) * i // _PARTS for i in range(_PARTS + 1)]
+        parts = [query(cuts[i], inclusive and i == 0, cuts[i + 1]) for i in range(_PARTS)]
+        with ThreadPoolExecutor(_PARTS) as pool:
+            got = list(pool.map(lambda q: _fetch_adbc(conn, q, names), parts))
+        if all(g is not None for g in got):
+            frame = pl.concat([g.cast(schema) for g in got])
+    elif bulk:
+        frame = _fetch_adbc(conn, query(after_id, inclusive, upto_id), names)
     if frame is None:  # no ADBC driver: psycopg's COPY, parsed by polars
-        data = _copy(conn, q)
+        data = _copy(conn, query(after_id, inclusive, upto_id))
         frame = pl.DataFrame(schema=schema) if not data else pl.read_csv(
             io.BytesIO(data), separator="\t", has_header=False, new_columns=names, schema_overrides=schema,
             quote_char=None, null_values="\\N")
     frame = frame.cast(schema)  # type: ignore[arg-type]
-    sides = {s: _explode(frame, s) for s in ("bid", "ask")}
-    return _Diffs(frame.select(names[:4]), sides)
+    return _Diffs(frame.select(names[:4]), frame.select(names[4:]))
 
 
 def _read_snapshots(conn: psycopg.Connection, exch: str, sym: str, lo: int | None, hi: int | None) -> list[_Snap]:
@@ -312,7 +377,7 @@ def _drop_first(diffs: _Diffs) -> _Diffs:
     import polars as pl
 
     sides = {s: v.filter(pl.col("d") > 0).with_columns(pl.col("d") - 1) for s, v in diffs.sides.items()}
-    return _Diffs(diffs.frame.slice(1), sides)
+    return _Diffs(diffs.frame.slice(1), diffs.raw.slice(1), sides)
 
 
 def _target_id(conn: psycopg.Connection, exch: str, sym: str, at: Any) -> int:
@@ -451,13 +516,22 @@ class Rebuilt:
         self.runs = [r for r in plan_runs(f["first_id"].to_numpy(), self.last,
                                           f["prev_id"].to_numpy() if self.futures else None,
                                           [s.update_id for s in snaps], crossed, self.futures) if r.diffs]
+        self.ticks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        fast = _fixed_scale_ticks(diffs.raw)
+        snap_ps = scale_of(*[x.bids[0] for x in snaps], *[x.asks[0] for x in snaps])
+        snap_qs = scale_of(*[x.bids[1] for x in snaps], *[x.asks[1] for x in snaps])
+        if fast is not None:  # every diff level has the same number of decimals (Binance: 8)
+            (ps, qs), ticks = fast
+            self.price_scale, self.qty_scale = max(ps, snap_ps), max(qs, snap_qs)
+            up_p, up_q = 10 ** (self.price_scale - ps), 10 ** (self.qty_scale - qs)
+            self.ticks = {s: (d, p * up_p if up_p > 1 else p, q * up_q if up_q > 1 else q)
+                          for s, (d, p, q) in ticks.items()}
+            return
         sides = ("bid", "ask")
-        self.price_scale = scale_of(*[diffs.sides[s]["price"] for s in sides], *[x.bids[0] for x in snaps],
-                                    *[x.asks[0] for x in snaps])
-        self.qty_scale = scale_of(*[diffs.sides[s]["qty"] for s in sides], *[x.bids[1] for x in snaps],
-                                  *[x.asks[1] for x in snaps])
+        self.price_scale = max(snap_ps, scale_of(*[diffs.sides[s]["price"] for s in sides]))
+        self.qty_scale = max(snap_qs, scale_of(*[diffs.sides[s]["qty"] for s in sides]))
         try:
-            self.ticks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = {
+            self.ticks = {
                 s: (diffs.sides[s]["d"].to_numpy(), to_ticks(diffs.sides[s]["price"], self.price_scale),
                     to_ticks(diffs.sides[s]["qty"], self.qty_scale)) for s in sides}
         except ValueError:  # more than 18 digits: the exact Decimal replay (slow, rare)
