@@ -356,6 +356,17 @@ def book_at(
             prices = pl.concat([s_levels[0], lv["price"]])
             qtys = pl.concat([s_levels[1], lv["qty"]])
             out.append((side, prices, qtys))
+    try:
+        frame = _levels_frame(out, depth, book_id)
+    except ValueError:  # more than 18 digits: the exact Decimal book
+        frame = _levels_frame_decimal(out, depth, book_id)
+    return frame.to_pandas() if as_ == "pandas" else frame
+
+
+def _levels_frame(out: list[tuple[str, Any, Any]], depth: int, book_id: int) -> Any:
+    """book_at's frame from every update per side (in order), on exact int64 ticks."""
+    import polars as pl
+
     ps = scale_of(*(o[1] for o in out))
     qs = scale_of(*(o[2] for o in out))
     parts = []
@@ -369,8 +380,26 @@ def book_at(
             pl.Series("level", np.arange(1, len(p) + 1), dtype=pl.Int64),
             ticks_to_decimal("price", p, ps), ticks_to_decimal("qty", q, qs),
             pl.Series("update_id", [book_id] * len(p), dtype=pl.Int64)]))
-    frame = pl.concat(parts)
-    return frame.to_pandas() if as_ == "pandas" else frame
+    return pl.concat(parts)
+
+
+def _levels_frame_decimal(out: list[tuple[str, Any, Any]], depth: int, book_id: int) -> Any:
+    """book_at's frame by applying the updates to an exact Decimal book (values beyond int64)."""
+    import polars as pl
+
+    from .frames import decimal_series
+
+    book = OrderBook()
+    sides = {side: list(zip(prices.to_list(), qtys.to_list())) for side, prices, qtys in out}
+    book.load([], [], book_id)
+    book.apply(sides["bid"], sides["ask"], book_id)
+    rows = [(side, i + 1, p, q) for side in ("bid", "ask") for i, (p, q) in enumerate(book.levels(side, depth))]
+    return pl.DataFrame([
+        pl.Series("side", [r[0] for r in rows], dtype=pl.String),
+        pl.Series("level", [r[1] for r in rows], dtype=pl.Int64),
+        decimal_series("price", [format(r[2], "f") for r in rows]),
+        decimal_series("qty", [format(r[3], "f") for r in rows]),
+        pl.Series("update_id", [book_id] * len(rows), dtype=pl.Int64)])
 
 
 def _drop_first(diffs: _Diffs) -> _Diffs:

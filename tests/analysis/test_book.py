@@ -228,3 +228,32 @@ def test_a_futures_book_follows_the_previous_update_id_chain(conn: psycopg.Conne
                                                                          Decimal("10.15"), Decimal("10.2")]
     with pytest.raises(BookBreakError, match="break after update id 107.*starts at 110.*no snapshot"):
         an.book_at("BTCUSDT", 112, conn=conn)
+
+
+def test_values_beyond_eighteen_digits_take_the_exact_decimal_path(conn: psycopg.Connection) -> None:
+    big = "123456789012.123456789"  # 21 digits: no int64 tick holds it
+    snap = BookSnapshot(EX, SYM, 10, [("100.5", big), ("100.4", "1")], [("100.7", "2")], T0)
+    rows: list[Any] = [snap,
+                       DepthDiff(EX, SYM, 11, 11, T0 + 10, [("100.6", "0.000000000000000001")], [], T0 + 10),
+                       DepthDiff(EX, SYM, 12, 13, T0 + 20, [("100.6", "0")], [("100.7", big)], T0 + 20)]
+    BookWriter(conn).store(rows)
+    conn.commit()
+    top = an.book_top(SYM, _ts(T0), _ts(T0 + 100), conn=conn)
+    assert top["bid_price"].to_list() == [Decimal("100.6"), Decimal("100.5")]
+    assert top["bid_qty"].to_list() == [Decimal("0.000000000000000001"), Decimal(big)]
+    assert top["ask_qty"][1] == Decimal(big) and top["mid"].to_list() == [Decimal("100.65"), Decimal("100.6")]
+    got = an.book_at(SYM, 13, conn=conn)
+    assert [(r["side"], r["price"], r["qty"]) for r in got.iter_rows(named=True)] == \
+        [("bid", Decimal("100.5"), Decimal(big)), ("bid", Decimal("100.4"), 1), ("ask", Decimal("100.7"), Decimal(big))]
+
+
+def test_bad_book_arguments_are_refused(stored: Stored, conn: psycopg.Connection) -> None:
+    for at, why in ((True, "update id"), (-5, "negative"), ("yesterday", "not a time")):
+        with pytest.raises(DataError, match=why):
+            an.book_at(SYM, at, conn=conn)
+    with pytest.raises(DataError, match="depth"):
+        an.book_at(SYM, None, 0, conn=conn)
+    with pytest.raises(DataError, match="after end"):
+        an.book_top(SYM, _ts(T0 + 10**9), _ts(T0), conn=conn)
+    with pytest.raises(BookBreakError, match="first stored snapshot is at update id"):
+        an.book_at(SYM, 5, conn=conn)
