@@ -178,11 +178,25 @@ def range_max(a: np.ndarray, b: np.ndarray, v: np.ndarray, n: int) -> np.ndarray
     out = np.full(n, NONE, dtype=np.int64)
     if n == 0 or len(a) == 0:
         return out
-    for c0 in range(0, n, _CHUNK):
-        c1 = min(n, c0 + _CHUNK)
-        sel = (a < c1) & (b > c0)
-        if not sel.any():
+    # each segment cut into its pieces per chunk (most lie in one), grouped by chunk
+    first, last = a // _CHUNK, (b - 1) // _CHUNK
+    multi = np.flatnonzero(last > first)
+    count = (last - first + 1)[multi]
+    extra = np.repeat(multi, count)  # the segments over several chunks, once per chunk
+    extra_chunk = np.repeat(first[multi], count) + (np.arange(len(extra)) - np.repeat(np.cumsum(count) - count, count))
+    single = np.flatnonzero(last == first)
+    seg = np.concatenate([single, extra])
+    chunk = np.concatenate([first[single], extra_chunk])
+    order = np.argsort(chunk.astype(np.int16 if n <= _CHUNK * 32_000 else np.int32), kind="stable")  # radix
+    seg, chunk = seg[order], chunk[order]
+    bounds = np.searchsorted(chunk, np.arange(0, (n - 1) // _CHUNK + 2))
+    for ci in range(len(bounds) - 1):
+        lo_i, hi_i = bounds[ci], bounds[ci + 1]
+        if lo_i == hi_i:
             continue
+        c0 = ci * _CHUNK
+        c1 = min(n, c0 + _CHUNK)
+        sel = seg[lo_i:hi_i]
         aa = np.maximum(a[sel], c0) - c0
         bb = np.minimum(b[sel], c1) - c0
         vv = v[sel]

@@ -27,7 +27,7 @@ import psycopg
 from ..errors import DataError
 from .args import MAX_ROWS, AsType, Frame, parse_decimal, parse_duration, parse_interval
 from .book import BookSpan, Rebuilt, _empty_top, _span, load_book
-from .book_replay import NONE, _ranks, ticks_to_decimal
+from .book_replay import NONE, _ranks, _sorted_updates, ticks_to_decimal
 from .execute import run
 from .reader import load_trades
 from .scope import connection
@@ -118,10 +118,12 @@ def _band_sums(k: np.ndarray, rank: np.ndarray, qty: np.ndarray, width: int, k_s
     grid = np.zeros(width, dtype=np.int64)
     # the last write per rank between two samples (within a batch) is the one that counts
     batch = np.searchsorted(k_s, k, side="left")
-    order = np.lexsort((np.arange(len(k)), rank, batch))
-    rb, bb = rank[order], batch[order]
+    # sorted by (rank, time): within a rank the batches follow in order, so the last of each
+    # (rank, batch) is the one whose successor has another rank or batch
+    rs, _, order = _sorted_updates(rank, k, int(k.max()) + 1 if len(k) else 1)
+    bb = batch[order]
     last = np.ones(len(order), dtype=bool)
-    last[:-1] = (rb[1:] != rb[:-1]) | (bb[1:] != bb[:-1])
+    last[:-1] = (rs[1:] != rs[:-1]) | (bb[1:] != bb[:-1])
     keep = np.zeros(len(k), dtype=bool)
     keep[order[last]] = True
     ends = np.searchsorted(k, k_s, side="right")

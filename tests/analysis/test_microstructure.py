@@ -131,3 +131,41 @@ def test_bad_statistics_arguments_are_refused_before_any_query(small: None, conn
         an.book_stats("BTCUSDT", interval="7s", conn=conn)
     with pytest.raises(DataError, match="reference"):
         an.effective_spread("BTCUSDT", reference="tape", conn=conn)
+
+
+def test_depth_and_ofi_per_second_equal_an_independent_replay(conn: psycopg.Connection) -> None:
+    from cryptolab.analysis.book_synth import synthetic_book
+    from cryptolab.book import OrderBook
+
+    rows = list(synthetic_book("binance", "BTCUSDT", T0, T0 + 30 * S, snapshot_levels=80, seed=3, quotes=False))
+    BookWriter(conn).store(rows)
+    conn.commit()
+    got = an.book_stats("BTCUSDT", _ts(T0), _ts(T0 + 31 * S), "1s", depth_bps=(1, "2.5"), conn=conn)
+    book = OrderBook()
+    snap = rows[0]
+    assert isinstance(snap, BookSnapshot)
+    book.load(snap.bids, snap.asks, snap.last_update_id)
+    want: dict[datetime, tuple[D, ...]] = {}
+    prev: tuple[D, D, D, D] | None = None
+    ofi = D(0)
+    for d in rows[1:]:
+        assert isinstance(d, DepthDiff)
+        book.apply(d.bids, d.asks, d.last_id)
+        (b, bq), (a, aq) = book.best_bid(), book.best_ask()  # type: ignore[misc]
+        if prev is not None:
+            pb, pbq, pa, paq = prev
+            ofi += (bq if b >= pb else 0) - (pbq if b <= pb else 0) - (aq if a <= pa else 0) + (paq if a >= pa else 0)
+        prev = (b, bq, a, aq)
+        second = _ts(d.event_time_us - d.event_time_us % S)
+        mid = (b + a) / 2
+        depth = []
+        for x in (D(1), D("2.5")):
+            depth.append(sum((q for p, q in book.levels("bid") if p >= mid * (1 - x / 10_000)), D(0)))
+            depth.append(sum((q for p, q in book.levels("ask") if p <= mid * (1 + x / 10_000)), D(0)))
+        want[second] = (*depth, ofi)
+    assert got.height == len(want) >= 29
+    running = D(0)
+    for r in got.iter_rows(named=True):
+        running += r["ofi"]
+        assert (r["bid_depth_1bps"], r["ask_depth_1bps"], r["bid_depth_2_5bps"], r["ask_depth_2_5bps"], running) == \
+            want[r["open_time"]], r["open_time"]
