@@ -200,16 +200,41 @@ def _fixed_scale_ticks(raw: Any) -> tuple[tuple[int, int], dict[str, tuple[np.nd
         if not len(first) or len(first[0]) > 17:
             return None
         scales.append(len(first[0]))
-    checks = raw.select(  # every element has exactly that many decimals (one pass per column, in parallel)
-        (pl.when(pl.col(c) == "{}").then(0).otherwise(pl.col(c).str.count_matches(",", literal=True) + 1)
-         == pl.col(c).str.count_matches(r"\.[0-9]{" + str(scales[i % 2]) + r"}[,}]")).all().alias(c)
-        for i, c in enumerate(("bid_price", "bid_qty", "ask_price", "ask_qty"))).row(0)
-    if not all(checks):
+    from concurrent.futures import ThreadPoolExecutor
+
+    # in slices: polars' string splitting slows down on ~1 GB of text at once; two at a time
+    with ThreadPoolExecutor(2) as pool:
+        parts = list(pool.map(lambda i: _ticks_slice(raw.slice(i, _SLICE), i, scales[0], scales[1]),
+                              range(0, raw.height, _SLICE)))
+    if any(x is None for x in parts):
         return None
     out = {}
     for side in ("bid", "ask"):
+        got = [x[side] for x in parts if x is not None]
+        out[side] = (np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got]),
+                     np.concatenate([g[2] for g in got]))
+    return (scales[0], scales[1]), out
+
+
+_SLICE = 65_536
+
+
+def _ticks_slice(raw: Any, offset: int, price_scale: int, qty_scale: int
+                 ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+    """`_fixed_scale_ticks` of rows offset … offset + len(raw): None when a level has other decimals."""
+    import polars as pl
+
+    checks = raw.select(  # every element has exactly that many decimals
+        (pl.when(pl.col(c) == "{}").then(0).otherwise(pl.col(c).str.count_matches(",", literal=True) + 1)
+         == pl.col(c).str.count_matches(r"\.[0-9]{" + str(price_scale if i % 2 == 0 else qty_scale) + r"}[,}]"))
+        .all().alias(c)
+        for i, c in enumerate(("bid_price", "bid_qty", "ask_price", "ask_qty"))).row(0)
+    if not all(checks):
+        return None
+    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for side in ("bid", "ask"):
         lists = raw.select(
-            pl.int_range(pl.len(), dtype=pl.Int64).alias("d"),
+            (pl.int_range(pl.len(), dtype=pl.Int64) + offset).alias("d"),
             *(pl.col(f"{side}_{k}").str.replace_all(".", "", literal=True).str.strip_chars("{}").str.split(",")
               .alias(k) for k in ("price", "qty"))).explode(["price", "qty"]).filter(pl.col("price") != "")
         try:
@@ -218,7 +243,7 @@ def _fixed_scale_ticks(raw: Any) -> tuple[tuple[int, int], dict[str, tuple[np.nd
         except pl.exceptions.InvalidOperationError:
             return None  # a value beyond int64
         out[side] = (lists["d"].to_numpy(), p.astype(np.int64, copy=False), q.astype(np.int64, copy=False))
-    return (scales[0], scales[1]), out
+    return out
 
 
 def _explode(frame: Any, side: str) -> Any:
@@ -588,12 +613,19 @@ class Rebuilt:
         rows: list[np.ndarray] = []
         run_no: list[np.ndarray] = []
         best: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"bid": [], "ask": []}
-        for i, r in enumerate(self.runs):
-            for side in ("bid", "ask"):
-                k, p, q = self.updates(r, side)
-                best[side].append(best_levels(k, p, q, r.diffs, highest=side == "bid"))
-            rows.append(np.arange(r.first, r.last + 1))
-            run_no.append(np.full(r.diffs, i, dtype=np.int64))
+        from concurrent.futures import ThreadPoolExecutor
+
+        def side_best(r: Run, side: str) -> tuple[np.ndarray, np.ndarray]:
+            k, p, q = self.updates(r, side)
+            return best_levels(k, p, q, r.diffs, highest=side == "bid")
+
+        with ThreadPoolExecutor(2) as pool:  # numpy's sorts and ufuncs release the GIL: both sides at once
+            for i, r in enumerate(self.runs):
+                bid, ask = pool.submit(side_best, r, "bid"), pool.submit(side_best, r, "ask")
+                best["bid"].append(bid.result())
+                best["ask"].append(ask.result())
+                rows.append(np.arange(r.first, r.last + 1))
+                run_no.append(np.full(r.diffs, i, dtype=np.int64))
         if not rows:
             return _empty_top("polars").with_columns(pl.lit(0, dtype=pl.Int64).alias("run"))
         idx = np.concatenate(rows)
