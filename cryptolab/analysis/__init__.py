@@ -24,13 +24,17 @@ which kind was read is said (a warning on the fallback, a log line otherwise) an
 | reader   | load_trades, load_agg_trades |
 | futures  | funding, basis, liquidations, open_interest (USD-M perpetuals: `market="usdm"`, exchange binance-usdm) |
 | scope    | data_kind |
+| book     | book_at, book_top, quotes, book_gaps, book_markets (the stored order book: docs/book_analysis.md) |
+| microstructure | book_stats, trade_costs, effective_spread, quote_stats |
 """
 
 from __future__ import annotations
 
 from .args import INTERVALS
+from .book import book_at, book_gaps, book_markets, book_top, quotes
 from .futures import basis, funding, liquidations, open_interest
 from .latency import clock_offset, clock_skew, latency_stats, latest_trades
+from .microstructure import book_stats, effective_spread, quote_stats, trade_costs
 from .price import ema, live_bars, moving_averages, ohlcv, pivots, sma, support_resistance, volume_profile, vwap
 from .quality import (
     bars_consistency,
@@ -61,4 +65,6 @@ __all__ = [
     "latest_trades", "latency_stats", "clock_offset", "clock_skew",
     "load_trades", "load_agg_trades",
     "funding", "basis", "liquidations", "open_interest",
+    "book_at", "book_top", "quotes", "book_gaps", "book_markets",
+    "book_stats", "trade_costs", "effective_spread", "quote_stats",
 ]

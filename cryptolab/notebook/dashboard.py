@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 
 from ..errors import ConfigError, CryptolabError
 from ..model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE
-from . import plots
+from . import bookplots, plots
+from .bookpanel import BookPanel, BookView
 from .charts import LiveChart
 from .snapshot import WINDOWS, Snapshot, SnapshotCache, _step_name, read_snapshot
 from .tape import Tape
@@ -84,7 +85,12 @@ class Dashboard:
         self.chart = LiveChart(self._draw, width=9.6, height=5.2, dpi=88,
                                layout={"flex": "1 1 0%", "min_width": "0", "height": "auto", "object_fit": "contain"})
         self.tape = Tape(rows=tape_rows)
-        self.view = LiveView(self._update, [self.kpis, self.chart, self.tape], interval=interval,
+        self.book_panel = BookPanel()
+        self.book: BookView | None = None
+        """The order book panel's last read (None until read, or when the read failed)."""
+        self.depth = LiveChart(self._draw_depth, width=3.6, height=3.0, dpi=88,
+                               layout={"flex": "0 0 auto", "width": "320px", "height": "auto"})
+        self.view = LiveView(self._update, [self.kpis, self.chart, self.depth, self.tape], interval=interval,
                              key="cryptolab-dashboard", title="cryptolab")
         self._widget: Any = None
         self._capture_status: Any = None
@@ -141,16 +147,34 @@ class Dashboard:
         """One tick: read, update tiles and tape, re-render the chart (when the data
         changed). Returns the snapshot."""
         self._update()
-        if self.chart.needs_render or not self.chart.rendered:
-            self.chart.render()
+        for chart in (self.chart, self.depth):
+            if chart.needs_render or not chart.rendered:
+                chart.render()
         assert self.snapshot is not None
         return self.snapshot
 
     def _update(self) -> None:
         snap = self.read()
         old, self.snapshot = self.snapshot, snap
-        self.chart.needs_render = old is None or _drawn(old) != _drawn(snap)
+        old_book, self.book = self.book, self._read_book(snap)
+        book_changed = _book_drawn(old_book) != _book_drawn(self.book)
+        self.chart.needs_render = old is None or _drawn(old) != _drawn(snap) or book_changed
+        self.depth.needs_render = book_changed
         self.apply(snap)
+
+    def _read_book(self, snap: Snapshot) -> BookView | None:
+        """The book panel's data for the candles' window (throttled by `BookPanel`); None
+        when nothing can be read (a failure is shown in the panel, never stops the tick)."""
+        if not snap.candles or snap.as_of is None:
+            return None
+        from datetime import timedelta
+
+        try:
+            with self._lock:
+                return self.book_panel.read(self._connection(), self.exchange, self.symbol, snap.candles[0]["ts"],
+                                            snap.as_of + timedelta(seconds=1))
+        except CryptolabError as exc:
+            return BookView(self.symbol, note=str(exc))
 
     def apply(self, snap: Snapshot) -> None:
         """Push a snapshot into the tiles, the tape and the capture status line."""
@@ -196,9 +220,24 @@ class Dashboard:
         return "–", f"newest trade {_age(age)} ago"
 
     # ------------------------------------------------------------------ chart
+    def _draw_depth(self, fig: Figure) -> None:
+        book = self.book
+        ax = fig.subplots()
+        fig.subplots_adjust(left=0.2, right=0.96, top=0.88, bottom=0.14)
+        if book is None or book.book is None:
+            plots.empty(ax, "no order book" if book is None or not book.note else book.note[:60] + "…")
+            return
+        bookplots.depth_chart(ax, book.book)
+        ax.set_title(f"{book.symbol} book @ {book.update_id}", fontsize=9, loc="left")
+
     def _draw(self, fig: Figure) -> None:
         snap = self.snapshot
-        ax_p, ax_c = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
+        book = self.book
+        if book is not None and book.top is not None and book.top.height and snap is not None and snap.candles:
+            ax_p, ax_s, ax_c = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1, 1.3]})
+            bookplots.book_panel(None, ax_s, None, book.top)
+        else:
+            ax_p, ax_c = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
         fig.subplots_adjust(left=0.085, right=0.975, top=0.94, bottom=0.1, hspace=0.06)
         if snap is None or not snap.candles:
             plots.empty(ax_p, f"waiting for {self.symbol} trades…")
@@ -288,7 +327,7 @@ class Dashboard:
         controls = w.HBox([sym, win, *self.view.controls()], layout=w.Layout(align_items="center"))
         capture = w.HBox([start, stop, self._capture_status], layout=w.Layout(align_items="center"))
         # the tape beside the chart when the output area is wide enough, under it otherwise: never cut off
-        body = w.HBox([self.chart.widget, self.tape.widget],
+        body = w.HBox([self.chart.widget, w.VBox([self.depth.widget, self.tape.widget])],
                       layout=w.Layout(align_items="flex-start", width="100%", flex_flow="row wrap"))
         self._widget = w.VBox([controls, capture, self.kpis.widget, body])
         return self._widget
@@ -349,6 +388,14 @@ def _drawn(s: Snapshot) -> tuple[Any, ...]:
     last = s.candles[-1] if s.candles else None
     return (s.symbol, s.window, s.as_of, len(s.candles), last and (last["close"], last["volume"], last["high"],
                                                                    last["low"]))
+
+
+def _book_drawn(b: BookView | None) -> tuple[Any, ...]:
+    """What the book panel shows: same tuple, same picture."""
+    if b is None:
+        return ()
+    return (b.symbol, b.update_id, b.note, None if b.top is None else (b.top.height, b.top["ts"][-1] if b.top.height
+                                                                        else None))
 
 
 def _age(seconds: float) -> str:

@@ -41,7 +41,7 @@ def test_notebooks_are_committed_clean_with_parameters_first(tmp_path: Path) -> 
 
     names = [p.stem for p in NOTEBOOKS]
     assert names == ["00_live_dashboard", "01_price_analysis", "02_traffic_analysis", "03_quality_check",
-                     "04_volume", "05_latency", "07_futures"]
+                     "04_volume", "05_latency", "06_book", "07_futures"]
     for path in NOTEBOOKS:
         text = committed(path)
         nb = json.loads(text)
@@ -111,13 +111,18 @@ def test_every_notebook_runs_and_records_match_the_api(captured: Any, dsn: str, 
     end = last.replace(microsecond=0) + timedelta(seconds=1)
     params = {"symbol": "BTCUSDT", "symbols": ["BTCUSDT"], "start": start.isoformat(), "end": end.isoformat(),
               "interval": "5s", "klines_url": ex.http_url, "window": "1h", "dsn": dsn}
+    # no capture of books yet on this path: a synthetic book following the captured trades (as `cryptolab demo` does)
+    from cryptolab.analysis.book_synth import seed_book_from_trades
+
+    (exch,) = conn.execute("SELECT DISTINCT exchange FROM trades").fetchone()
+    assert seed_book_from_trades(conn, exch, "BTCUSDT", start, end) > 10
     lines: list[str] = []
     index = run_reports(tmp_path / "report", params, [p.stem for p in NOTEBOOKS], progress=lines.append)
-    assert sum(" ok in " in s for s in lines) == 7, lines
+    assert sum(" ok in " in s for s in lines) == len(NOTEBOOKS), lines
     rec = {p.stem: read_records(tmp_path / "report" / p.name) for p in NOTEBOOKS}
     for p in NOTEBOOKS:
         assert (tmp_path / "report" / f"{p.stem}.html").stat().st_size > 10_000
-    assert "7/7 notebooks ok" in index.read_text()
+    assert f"{len(NOTEBOOKS)}/{len(NOTEBOOKS)} notebooks ok" in index.read_text()
 
     kw: dict[str, Any] = {"conn": conn}
     span = ("BTCUSDT", start, end)
@@ -179,6 +184,14 @@ def test_every_notebook_runs_and_records_match_the_api(captured: Any, dsn: str, 
     ls = an.latency_stats(*span, "5s", **kw)
     assert lat["trades"] == int(ls["trades"].sum()) == len(trades)
     assert lat["worst_total_p99_ms"] == round(ls["total_p99"].max().total_seconds() * 1000, 3)
+
+    # 06: the order book — its figures are those of the analysis API over the same range
+    b = rec["06_book"]
+    bs = an.book_stats(*span, "5s", depth_bps=[10, 25], **kw)
+    assert b["intervals"] == bs.height > 0 and b["book_updates"] == int(bs["updates"].sum())
+    assert b["last_update_id"] == bs["update_id"][-1] and Decimal(b["last_mid"]) == bs["mid"][-1]
+    es = an.effective_spread(*span, "5s", **kw)
+    assert b["trades_costed"] == int(es["trades"].sum()) > 0
 
 
 def test_the_lab_works_on_a_copy_so_tracked_notebooks_stay_clean(tmp_path: Path) -> None:
