@@ -43,20 +43,6 @@ SET TIME ZONE 'UTC';
 \endif
 
 
--- name: book_markets
--- Every (exchange, symbol) with a stored book snapshot (a book can be rebuilt from there on).
-SELECT exchange, symbol, count(*) AS snapshots, min(received_at) AS first_snapshot,
-       max(received_at) AS last_snapshot
-FROM book_snapshots
-GROUP BY exchange, symbol
-ORDER BY exchange, symbol;
-
-
--- name: quote_markets
--- Every (exchange, symbol) with stored quotes.
-SELECT DISTINCT exchange, symbol FROM quotes ORDER BY exchange, symbol;
-
-
 -- name: quotes
 -- The stored bookTicker rows received in [start, end), in update-id order.
 SELECT update_id, received_at, bid_price, bid_qty, ask_price, ask_qty

@@ -53,10 +53,17 @@ class BookBreakError(DataError):
 
 
 def book_markets(*, what: str = "depth", conn: psycopg.Connection | None = None, as_: AsType = "polars") -> Frame:
-    """Every (exchange, symbol) with stored book data: columns exchange, symbol, snapshots,
-    first_snapshot, last_snapshot (what="depth"), or exchange, symbol (what="quotes")."""
+    """Every (exchange, symbol) with stored book data: columns exchange, symbol, last (the newest
+    snapshot's receive time with what="depth", the newest quote's with what="quotes")."""
+    import polars as pl
+
+    if what not in ("depth", "quotes"):
+        raise DataError(f"what must be 'depth' or 'quotes', not {what!r}")
     with connection(conn) as c:
-        return run(c, _MODULE, "book_markets" if what == "depth" else "quote_markets", {}, as_, keep_scales=False)
+        rows = sorted(_markets(c, what))
+    frame = pl.DataFrame({"exchange": [r[0] for r in rows], "symbol": [r[1] for r in rows],
+                          "last": pl.Series([r[2] for r in rows], dtype=pl.Datetime("us", "UTC"))})
+    return frame.to_pandas() if as_ == "pandas" else frame
 
 
 def _markets(conn: psycopg.Connection, what: str) -> list[tuple[str, str, Any]]:

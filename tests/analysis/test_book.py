@@ -257,3 +257,8 @@ def test_bad_book_arguments_are_refused(stored: Stored, conn: psycopg.Connection
         an.book_top(SYM, _ts(T0 + 10**9), _ts(T0), conn=conn)
     with pytest.raises(BookBreakError, match="first stored snapshot is at update id"):
         an.book_at(SYM, 5, conn=conn)
+
+
+def test_book_markets_lists_what_is_stored(stored: Stored, conn: psycopg.Connection) -> None:
+    assert an.book_markets(conn=conn).select("exchange", "symbol").rows() == [(EX, SYM)]
+    assert an.book_markets(what="quotes", conn=conn)["last"][0] == _ts(stored.quotes[-1].received_at_us)
