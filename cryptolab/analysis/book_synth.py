@@ -1,7 +1,7 @@
 """A synthetic order book, pure and deterministic: a snapshot, depth diffs and quotes shaped like
 Binance's BTCUSDT `@depth@100ms` and `@bookTicker`, optionally following stored trades.
 
-For tests, the benchmark and the report's demo path until a capture stores real books: the rows
+For tests and the benchmarks (the demo and the reports read books the capture stored): the rows
 go into PostgreSQL through `storage.book.BookWriter` like captured ones. The book is never
 crossed; each diff changes ~`levels` price levels (most near the top, a few far out, ~35 % of
 them removals), the snapshot holds `snapshot_levels` per side. Prices are on a grid of
@@ -160,7 +160,7 @@ def seed_book_from_trades(conn: psycopg.Connection, exchange: str, symbol: str, 
                           seed: int = 1, snapshot_levels: int = 200) -> int:
     """Store a synthetic book (source 'simulator') following the stored trades of [start, end),
     unless the symbol has book data already; returns the diffs written (0: none needed or no
-    trades). For the report's demo path while the capture stores no books."""
+    trades). For tests that need a book beside stored trades without capturing one."""
     from ..storage.book import BookWriter
 
     sym = symbol.upper()

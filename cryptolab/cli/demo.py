@@ -51,19 +51,6 @@ def stored_summary(exchange: str, symbols: list[str], since: datetime) -> list[t
         ).fetchall()
 
 
-def _seed_books(exchange: str, symbols: list[str], since: datetime) -> None:
-    """A synthetic order book following each symbol's captured trades, for the book notebook,
-    where the capture stored none (it takes trades only unless asked for depth)."""
-    from ..analysis.book_synth import seed_book_from_trades
-
-    with db.connect() as conn:
-        for s in symbols:
-            n = seed_book_from_trades(conn, exchange, s, since, datetime.now(timezone.utc))
-            if n:
-                print(f"  {s.upper()}: no order book captured; stored a synthetic one ({n} diffs, source 'simulator') "
-                      "following its trades for the book notebook", flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
     symbols = [s for s in args.symbols.split(",") if s]
     t0 = time.perf_counter()
@@ -71,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         version = db.apply_schema(conn)
     print(f"database ready (schema version {version}, {time.perf_counter() - t0:.1f} s)", flush=True)
     since = datetime.now(timezone.utc)
-    cap = Capture(symbols, source=args.source, simulator_rate=args.rate)
+    # the order book too (the local exchange keeps one per symbol): notebook 06 reads what was captured
+    cap = Capture(symbols, source=args.source, simulator_rate=args.rate, streams=("trade", "depth", "bookTicker"))
     cap.start()
     where = cap.local_exchange.ws_url if cap.local_exchange is not None else args.source
     print(f"capturing {', '.join(s.upper() for s in symbols)} from {where} for {args.seconds:.0f} s …", flush=True)
@@ -90,7 +78,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {'symbol':10} {'trades':>8} {'first id':>10} {'last id':>10} {'volume':>18} {'VWAP':>18} {'CVD':>18}")
     for sym, n, lo, hi, vol, vwap, cvd in stored_summary(cap.exchange, symbols, since):
         print(f"  {sym:10} {n:>8} {lo:>10} {hi:>10} {vol:>18} {vwap:>18} {cvd:>18}")
-    _seed_books(cap.exchange, symbols, since)
     if args.no_report:
         return 0
     try:

@@ -59,13 +59,13 @@ def test_notebooks_are_committed_clean_with_parameters_first(tmp_path: Path) -> 
 
 @pytest.fixture
 def captured(dsn: str, conn: psycopg.Connection) -> Any:
-    """~6 s of BTCUSDT captured from the local exchange over real sockets; one trade then
+    """~6 s of BTCUSDT (trades and the book) captured from the local exchange over real sockets; one trade then
     deleted (a gap). Yields (exchange, trades, deleted id) with the exchange still up."""
     from cryptolab import Capture
     from cryptolab.exchange.local import LocalExchange
 
     with LocalExchange(symbols=["btcusdt"], rate=250, seed=11) as ex:
-        cap = Capture(["btcusdt"], source=ex.ws_url, dsn=dsn)
+        cap = Capture(["btcusdt"], source=ex.ws_url, dsn=dsn, streams=("trade", "depth", "bookTicker"))
         cap.start()
         try:
             time.sleep(6)
@@ -111,11 +111,8 @@ def test_every_notebook_runs_and_records_match_the_api(captured: Any, dsn: str, 
     end = last.replace(microsecond=0) + timedelta(seconds=1)
     params = {"symbol": "BTCUSDT", "symbols": ["BTCUSDT"], "start": start.isoformat(), "end": end.isoformat(),
               "interval": "5s", "klines_url": ex.http_url, "window": "1h", "dsn": dsn}
-    # no capture of books yet on this path: a synthetic book following the captured trades (as `cryptolab demo` does)
-    from cryptolab.analysis.book_synth import seed_book_from_trades
-
-    (exch,) = conn.execute("SELECT DISTINCT exchange FROM trades").fetchone()
-    assert seed_book_from_trades(conn, exch, "BTCUSDT", start, end) > 10
+    # the book notebook reads the book captured beside the trades
+    assert conn.execute("SELECT count(*) FROM book_diffs WHERE symbol = 'BTCUSDT'").fetchone()[0] > 10
     lines: list[str] = []
     index = run_reports(tmp_path / "report", params, [p.stem for p in NOTEBOOKS], progress=lines.append)
     assert sum(" ok in " in s for s in lines) == len(NOTEBOOKS), lines
