@@ -126,12 +126,17 @@ class Cluster:
         plan = plan_ownership(self.member_id, self.requested, members, leases, self._free_since, now,
                               grace=self.grace, settle=self.settle, live_within=max(3.0, self.lease_seconds))
         self._free_since = {s: self._free_since.get(s, now) for s in plan.free}
-        if plan.release:
-            await conn.execute("DELETE FROM capture_leases WHERE exchange = %s AND owner = %s AND symbol = ANY(%s)",
-                               (self.exchange, self.member_id, list(plan.release)))
-            self.owned -= set(plan.release)
-            out.lost += list(plan.release)
-            log.info("handing %s over to its preferred capturer", ", ".join(plan.release))
+        for sym in plan.release:
+            # make-before-break: the lease goes straight to the preferred capturer, which starts at
+            # its next tick (its renewal returns the symbol); this one streams on until its own next
+            # tick, whose renewal no longer returns it (then it stops: `lost`). Never a moment without
+            # an owner; at most duplicates meanwhile, which the primary key drops.
+            await conn.execute(
+                "UPDATE capture_leases SET owner = %s, epoch = epoch + 1, acquired_at = clock_timestamp(), "
+                "expires_at = clock_timestamp() + make_interval(secs => %s) "
+                "WHERE exchange = %s AND symbol = %s AND owner = %s",
+                (plan.hand_to[sym], self.lease_seconds, self.exchange, sym, self.member_id))
+            log.info("handing %s over to its preferred capturer", sym)
         for sym in plan.claim:
             cur = await conn.execute(
                 "INSERT INTO capture_leases (exchange, symbol, owner, expires_at) "
