@@ -16,9 +16,9 @@ capture runs in a child process against a local exchange in its own process, and
 In the same run, alongside the first window of each rate and from the same exchange process
 (so the same trades), a peer client receives the stream in memory: cryptofeed's Binance feed
 with a callback that only counts (`peer_cryptofeed.py`), every URL pointed at 127.0.0.1. It
-runs with the Python of its own venv (`$CRYPTOLAB_BENCH_PEERS/cryptofeed`, default
-`~/.cache/cryptolab/bench-peers/cryptofeed`), created with `python -m venv` and
-`pip install cryptofeed` when missing. Its CPU is measured the same way (the process's user +
+runs with the Python of its own venv (`$CRYPTOLAB_BENCH_PEERS/cryptofeed-pyX.Y`, default under
+`~/.cache/cryptolab/bench-peers/`), created with `python -m venv` and `pip install cryptofeed`
+when missing (with python3.13+ when there is one: cryptofeed 3 needs it). Its CPU is measured the same way (the process's user +
 system time over the same length of run after the same warm-up), and the line
 `cryptolab ÷ cryptofeed` is the capture's total (process + PostgreSQL backends) over it.
 """
@@ -28,8 +28,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,17 +45,30 @@ WARMUP = 3.0
 
 
 def peer_python() -> Path:
-    """cryptofeed's own venv's Python; the venv is created and cryptofeed installed when missing."""
+    """cryptofeed's own venv's Python; the venv is created and cryptofeed installed when missing.
+
+    cryptofeed 3 needs Python >= 3.13: the venv is made with `$CRYPTOLAB_BENCH_PEER_PYTHON`, else
+    the newest of python3.14 / python3.13 on PATH, else this Python (which gets cryptofeed 2)."""
+    base = os.environ.get("CRYPTOLAB_BENCH_PEER_PYTHON") or next(
+        (w for w in (shutil.which(n) for n in ("python3.14", "python3.13")) if w and _runs(w)), sys.executable)
+    if base == sys.executable:
+        print("no python3.13+ found (set CRYPTOLAB_BENCH_PEER_PYTHON): the peer is cryptofeed 2, not 3", flush=True)
+    tag = subprocess.run([base, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
     home = Path(os.environ.get("CRYPTOLAB_BENCH_PEERS", Path.home() / ".cache" / "cryptolab" / "bench-peers"))
-    venv = home / "cryptofeed"
+    venv = home / f"cryptofeed-py{tag}"
     py = venv / "bin" / "python"
     if not (venv / ".installed").exists():
         print(f"installing cryptofeed into {venv} (once)", flush=True)
         home.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([base, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(py), "-m", "pip", "install", "-q", "cryptofeed"], check=True)
         (venv / ".installed").touch()
     return py
+
+
+def _runs(python: str) -> bool:
+    return subprocess.run([python, "-c", "pass"], capture_output=True).returncode == 0
 
 
 def peer_version(py: Path) -> str:
@@ -104,14 +119,20 @@ def run(dsn: str, rate: float, seconds: float, window: float,
     try:
         side = None
         if peer is not None:
+            # cryptofeed 3 caches the exchange's symbols under XDG_CACHE_HOME: the local exchange's
+            # must not land in the user's cache as Binance's
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="cryptolab-bench-peer-")
             side = subprocess.Popen([str(peer), str(HERE / "peer_cryptofeed.py"), ws, rest, "btcusdt", str(seconds),
                                      str(WARMUP)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, cwd=HERE)
+                                    env=env, cwd=HERE)
         out = subprocess.run([sys.executable, __file__, "--child", json.dumps([dsn, ws, seconds, window])],
                              cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
         peer_out = side.communicate(timeout=seconds + 60) if side is not None else None
     finally:
         stop_exchange(proc)
+        if peer is not None:
+            shutil.rmtree(env["XDG_CACHE_HOME"], ignore_errors=True)
     if out.returncode:
         raise SystemExit(f"the capture run failed:\n{out.stderr}")
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])

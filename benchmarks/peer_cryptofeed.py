@@ -49,12 +49,13 @@ socket.getaddrinfo = _local_only  # before cryptofeed (and requests, websockets)
 def main() -> None:
     ws, rest, symbol, seconds, warmup = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
 
+    import dataclasses
+
+    import cryptofeed.exchanges.binance as cfb
     import cryptofeed.feed
     from cryptofeed import FeedHandler
-    from cryptofeed.connection import RestEndpoint, Routes, WebsocketEndpoint, WSAsyncConn
+    from cryptofeed.connection import WSAsyncConn
     from cryptofeed.defines import TRADES
-    from cryptofeed.exchanges import Binance
-    from yapic import json as yjson
 
     class PlainWS(WSAsyncConn):  # type: ignore[misc]
         """cryptofeed refuses ws:// (only wss://); the local exchange, like the capture's run, is plain."""
@@ -65,15 +66,14 @@ def main() -> None:
 
     cryptofeed.feed.WSAsyncConn = PlainWS
 
-    class LocalBinance(Binance):  # type: ignore[misc]
-        websocket_endpoints = [WebsocketEndpoint(ws, sandbox=ws)]
-        rest_endpoints = [RestEndpoint(rest, routes=Routes("/api/v3/exchangeInfo",
-                                                           l2book="/api/v3/depth?symbol={}&limit={}",
-                                                           authentication="/api/v3/userDataStream"), sandbox=rest)]
-        websocket_channels = {**Binance.websocket_channels, TRADES: "trade"}
+    class LocalBinance(cfb.Binance):  # type: ignore[misc]
+        # every endpoint (and its sandbox) on the local exchange; routes (exchangeInfo, depth, …) kept
+        websocket_endpoints = [dataclasses.replace(e, address=ws, sandbox=ws) for e in cfb.Binance.websocket_endpoints]
+        rest_endpoints = [dataclasses.replace(e, address=rest, sandbox=rest) for e in cfb.Binance.rest_endpoints]
+        websocket_channels = {**cfb.Binance.websocket_channels, TRADES: "trade"}
 
         async def message_handler(self, msg: str, conn: Any, timestamp: float) -> None:
-            m = yjson.loads(msg, parse_float=Decimal)
+            m = cfb.json.loads(msg, parse_float=Decimal)  # cryptofeed's own JSON parser
             d = m["data"]
             if d.get("e") == "trade":
                 d["a"] = d["t"]
@@ -101,11 +101,21 @@ def main() -> None:
         print(json.dumps({"trades_per_s": (n1 - n0) / wall, "cpu_h": (c1 - c0) * 3600 / wall, "trades": n1}), flush=True)
         os._exit(0 if n1 > n0 else 1)
 
-    loop = asyncio.new_event_loop()  # uvloop's, the policy FeedHandler set
-    asyncio.set_event_loop(loop)
-    fh.run(start_loop=False, install_signal_handlers=False)
-    loop.create_task(measure())
-    loop.run_forever()
+    if hasattr(fh, "run_async"):  # cryptofeed 3: asyncio.Runner on uvloop, feeds in a TaskGroup
+        import uvloop
+
+        async def both() -> None:
+            asyncio.get_running_loop().create_task(measure())
+            await fh.run_async(install_signal_handlers=False)
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(both())
+    else:  # cryptofeed 2: feeds started on the loop, which we run
+        loop = asyncio.new_event_loop()  # uvloop's, the policy FeedHandler set
+        asyncio.set_event_loop(loop)
+        fh.run(start_loop=False, install_signal_handlers=False)
+        loop.create_task(measure())
+        loop.run_forever()
 
 
 if __name__ == "__main__":
