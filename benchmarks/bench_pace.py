@@ -1,6 +1,6 @@
 """A real market's pace: CPU per market-hour of a capture, commits/s, receive→commit latency.
 
-    python benchmarks/bench_pace.py [--seconds 300] [--rates 31,310] [--windows 0.2,0]
+    python benchmarks/bench_pace.py [--seconds 300 | --quick] [--rates 31,310] [--windows 0.2,0] [--peer cryptofeed|none]
 
 BTCUSDT's spot trade rate in the team's recording is ~31 trades/s; the run is at that pace and
 at 10× it, each for --seconds. For each commit window (0.2 s, the default; 0 = commit as soon
@@ -13,7 +13,14 @@ capture runs in a child process against a local exchange in its own process, and
   leases, heartbeats) and the capture's own data commits per second;
 * receive → commit p50 / p99.
 
-Not measured here: a peer client (cryptofeed) receiving the same stream in memory.
+In the same run, alongside the first window of each rate and from the same exchange process
+(so the same trades), a peer client receives the stream in memory: cryptofeed's Binance feed
+with a callback that only counts (`peer_cryptofeed.py`), every URL pointed at 127.0.0.1. It
+runs with the Python of its own venv (`$CRYPTOLAB_BENCH_PEERS/cryptofeed-pyX.Y`, default under
+`~/.cache/cryptolab/bench-peers/`), created with `python -m venv` and `pip install cryptofeed`
+when missing (with python3.13+ when there is one: cryptofeed 3 needs it). Its CPU is measured the same way (the process's user +
+system time over the same length of run after the same warm-up), and the line
+`cryptolab ÷ cryptofeed` is the capture's total (process + PostgreSQL backends) over it.
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +40,41 @@ from _common import scratch_database
 from bench_capture import _cpu_backends, _cpu_self, start_exchange, stop_exchange
 
 ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+WARMUP = 3.0
+
+
+def peer_python() -> Path:
+    """cryptofeed's own venv's Python; the venv is created and cryptofeed installed when missing.
+
+    cryptofeed 3 needs Python >= 3.13: the venv is made with `$CRYPTOLAB_BENCH_PEER_PYTHON`, else
+    the newest of python3.14 / python3.13 on PATH, else this Python (which gets cryptofeed 2)."""
+    base = os.environ.get("CRYPTOLAB_BENCH_PEER_PYTHON") or next(
+        (w for w in (shutil.which(n) for n in ("python3.14", "python3.13")) if w and _runs(w)), sys.executable)
+    if base == sys.executable:
+        print("no python3.13+ found (set CRYPTOLAB_BENCH_PEER_PYTHON): the peer is cryptofeed 2, not 3", flush=True)
+    tag = subprocess.run([base, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    home = Path(os.environ.get("CRYPTOLAB_BENCH_PEERS", Path.home() / ".cache" / "cryptolab" / "bench-peers"))
+    venv = home / f"cryptofeed-py{tag}"
+    py = venv / "bin" / "python"
+    if not (venv / ".installed").exists():
+        print(f"installing cryptofeed into {venv} (once)", flush=True)
+        home.mkdir(parents=True, exist_ok=True)
+        subprocess.run([base, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "cryptofeed"], check=True)
+        (venv / ".installed").touch()
+    return py
+
+
+def _runs(python: str) -> bool:
+    return subprocess.run([python, "-c", "pass"], capture_output=True).returncode == 0
+
+
+def peer_version(py: Path) -> str:
+    out = subprocess.run([str(py), "-c", "import importlib.metadata as m; print(m.version('cryptofeed'))"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
 
 
 def _xact(dsn: str) -> int:
@@ -45,7 +89,7 @@ def _child(args: str) -> None:
     dsn, ws, seconds, window = json.loads(args)
     dbname = str(psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
     cap = Capture(["btcusdt"], source=ws, dsn=dsn, commit_window=window).start()
-    time.sleep(3.0)
+    time.sleep(WARMUP)
     st0, t0, c0, pg0, x0 = cap.status(), time.monotonic(), _cpu_self(), _cpu_backends(dbname), _xact(dsn)
     cap.reset_latencies()
     time.sleep(seconds)
@@ -65,24 +109,46 @@ def _child(args: str) -> None:
                       "p50": q(0.5), "p99": q(0.99)}))
 
 
-def run(dsn: str, rate: float, seconds: float, window: float) -> dict[str, float]:
+def run(dsn: str, rate: float, seconds: float, window: float,
+        peer: Path | None = None) -> tuple[dict[str, float], dict[str, float] | None]:
+    """One capture (and, given `peer`, cryptofeed at the same time) on one exchange's stream."""
     with psycopg.connect(dsn) as conn:
         conn.execute("TRUNCATE trades, bars_1s, capture_gaps")
     proc, ws = start_exchange(rate)
+    rest = "http://" + ws.removeprefix("ws://")
     try:
+        side = None
+        if peer is not None:
+            # cryptofeed 3 caches the exchange's symbols under XDG_CACHE_HOME: the local exchange's
+            # must not land in the user's cache as Binance's
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="cryptolab-bench-peer-")
+            side = subprocess.Popen([str(peer), str(HERE / "peer_cryptofeed.py"), ws, rest, "btcusdt", str(seconds),
+                                     str(WARMUP)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=env, cwd=HERE)
         out = subprocess.run([sys.executable, __file__, "--child", json.dumps([dsn, ws, seconds, window])],
                              cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
+        peer_out = side.communicate(timeout=seconds + 60) if side is not None else None
     finally:
         stop_exchange(proc)
+        if peer is not None:
+            shutil.rmtree(env["XDG_CACHE_HOME"], ignore_errors=True)
     if out.returncode:
         raise SystemExit(f"the capture run failed:\n{out.stderr}")
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    if side is None or peer_out is None:
+        return result, None
+    if side.returncode:
+        raise SystemExit(f"cryptofeed's run failed:\n{peer_out[1]}")
+    peer_result: dict[str, float] = json.loads(peer_out[0].strip().splitlines()[-1])
+    return result, peer_result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seconds", type=float, default=300.0)
+    ap.add_argument("--seconds", type=float, default=300.0, help="length of each measured cell (the issue: 5 min)")
+    ap.add_argument("--quick", action="store_true", help="20 s cells, for a quick look")
+    ap.add_argument("--peer", choices=("cryptofeed", "none"), default="cryptofeed")
     ap.add_argument("--rates", default="31,310", help="trades/s (BTCUSDT's pace and 10x)")
     ap.add_argument("--windows", default="0.2,0", help="commit windows to compare (0 = the pre-group-commit way)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -90,18 +156,32 @@ def main() -> None:
     if a.child:
         _child(a.child)
         return
+    seconds = 20.0 if a.quick else a.seconds
+    peer = peer_python() if a.peer == "cryptofeed" else None
+    if peer is not None:
+        print(f"peer: cryptofeed {peer_version(peer)} ({peer})")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     with scratch_database("pace") as dsn:
         print(f"{'rate':>6} {'window':>7} {'stored/s':>9} {'cpu cap s/h':>12} {'cpu pg s/h':>11} {'total s/h':>10} "
               f"{'xact/s':>7} {'data commits/s':>15} {'p50 ms':>7} {'p99 ms':>7}")
         for rate in (float(x) for x in a.rates.split(",")):
             rows = []
-            for window in (float(x) for x in a.windows.split(",")):
-                r = run(dsn, rate, a.seconds, window)
+            peer_result = None
+            for i, window in enumerate(float(x) for x in a.windows.split(",")):
+                r, p = run(dsn, rate, seconds, window, peer if i == 0 else None)
                 rows.append((window, r))
                 total = r["cpu_capture_h"] + r["cpu_pg_h"]
                 print(f"{rate:>6.0f} {window:>7.2f} {r['trades_per_s']:>9.1f} {r['cpu_capture_h']:>12.1f} "
                       f"{r['cpu_pg_h']:>11.1f} {total:>10.1f} {r['xact_per_s']:>7.1f} {r['data_commits_per_s']:>15.1f} "
                       f"{r['p50']:>7.1f} {r['p99']:>7.1f}", flush=True)
+                if p is not None:
+                    peer_result = (window, total, p)
+            if peer_result is not None:
+                window, total, p = peer_result
+                ratio = total / p["cpu_h"] if p["cpu_h"] > 0 else float("inf")
+                print(f"{rate:>6.0f} {'peer':>7} {p['trades_per_s']:>9.1f} {p['cpu_h']:>12.1f} {'':>11} {p['cpu_h']:>10.1f}"
+                      f"   cryptofeed, same stream, same time; cryptolab (window {window:g} s) ÷ cryptofeed = "
+                      f"{ratio:.2f}x", flush=True)
             if len(rows) == 2:
                 (w0, r0), (w1, r1) = rows
                 t0, t1 = r0["cpu_capture_h"] + r0["cpu_pg_h"], r1["cpu_capture_h"] + r1["cpu_pg_h"]

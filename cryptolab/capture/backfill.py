@@ -32,6 +32,10 @@ __all__ = ["Backfiller", "missing_parts", "stored_runs"]
 
 PAGE = 1000
 """Trades per historicalTrades request (Binance's maximum)."""
+LOOK = 0.1
+"""Seconds between two looks while something is due or journals are being replayed."""
+IDLE_LOOK = 1.0
+"""Longest sleep when nothing is missing (a new missing range wakes the backfiller at once)."""
 
 
 def stored_runs(dsn: str, exchange: str, symbol: str, lo: int, hi: int) -> list[tuple[int, int]]:
@@ -72,16 +76,37 @@ class Backfiller:
         self.policy = policy
         self.exchange = exchange
         self.report_error = report_error
+        self._wake = asyncio.Event()
 
     async def run(self) -> None:
-        """Check for due ranges ten times a second, until cancelled."""
+        """Fill ranges as they fall due, until cancelled.
+
+        Between two looks it sleeps until the first missing range is due, or until a sequencer
+        opens a new one (`Sequencer.on_open`), at most `IDLE_LOOK` seconds: a quiet capture's event
+        loop is not woken ten times a second for nothing. While journals left behind are being
+        replayed (nothing is fetched until then) and between retries it looks every `LOOK` seconds."""
         while True:
-            await asyncio.sleep(0.1)
+            await self._sleep()
             try:
                 await self.fill_due()
             except CryptolabError as exc:
                 self.report_error(str(exc))
                 await asyncio.sleep(1.0)
+
+    async def _sleep(self) -> None:
+        for seq in self.seqs.values():  # sequencers adopted later are hooked on the next look
+            if seq.on_open is None:
+                seq.on_open = self._wake.set
+        due = self.policy.due_in(list(self.seqs.values()), time.monotonic())
+        wait = LOOK if not self.sink.replayed.is_set() else min(IDLE_LOOK, max(LOOK, due if due is not None else IDLE_LOOK))
+        if wait <= LOOK:
+            await asyncio.sleep(wait)
+        else:
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+        self._wake.clear()
 
     async def fill_due(self, *, final: bool = False) -> None:
         """Backfill every range the policy says is due (all of them when `final`)."""

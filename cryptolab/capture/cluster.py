@@ -18,7 +18,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -81,48 +81,62 @@ class Cluster:
              list(self.requested), self.exchange),
         )
 
-    async def tick(self, *, rows_stored: int = 0, lag_ms: float | None = None) -> TickResult:
-        """Renew, look, claim, hand back. Raises psycopg.Error when the database cannot be used."""
+    async def tick(self, *, rows_stored: int = 0, lag_ms: float | None = None,
+                   also: Sequence[tuple[str, Sequence[object]]] = ()) -> TickResult:
+        """Renew, look, claim, hand back. Raises psycopg.Error when the database cannot be used.
+
+        `also`: statements (SQL, parameters) to run in the renewal's transaction (the run's heartbeat)."""
         started = time.monotonic()
         conn = await self._connect()
         out = TickResult()
+        # one transaction a tick when nothing changes hands: heartbeat, renewal and the look at the
+        # others (an idle capture's whole cost to the database); claims and hand-backs below commit
+        # each on its own, as before (holding a claimed row while renewing could deadlock two capturers)
         async with conn.transaction():
             await conn.execute(
                 "UPDATE capture_members SET heartbeat_at = clock_timestamp(), rows_stored = %s, lag_ms = %s, "
                 "state = 'running' WHERE member_id = %s", (rows_stored, lag_ms, self.member_id))
+            for sql, params in also:
+                await conn.execute(sql, params)
             cur = await conn.execute(
                 "UPDATE capture_leases SET expires_at = clock_timestamp() + make_interval(secs => %s) "
                 "WHERE exchange = %s AND owner = %s RETURNING symbol",
                 (self.lease_seconds, self.exchange, self.member_id))
             still = {str(r[0]) for r in await cur.fetchall()}
+            cur = await conn.execute(
+                "SELECT member_id, requested, standby, extract(epoch FROM clock_timestamp() - started_at)::float8, "
+                "extract(epoch FROM clock_timestamp() - heartbeat_at)::float8, host, pid "
+                "FROM capture_members WHERE exchange = %s AND state = 'running'", (self.exchange,))
+            rows = await cur.fetchall()
+            cur = await conn.execute(
+                "SELECT symbol, owner, extract(epoch FROM expires_at - clock_timestamp())::float8 "
+                "FROM capture_leases WHERE exchange = %s", (self.exchange,))
+            lease_rows = await cur.fetchall()
         out.lost = sorted(self.owned - still)
         # Leases still ours on the server but not captured here: our local lease ran out while
         # the database was away and no one took the symbol over. The renewal above made them
         # valid again, so capture them again (never hold a lease without capturing its symbol).
         out.gained = sorted(still - self.owned)
         self.owned = set(still)
-        cur = await conn.execute(
-            "SELECT member_id, requested, standby, extract(epoch FROM clock_timestamp() - started_at)::float8, "
-            "extract(epoch FROM clock_timestamp() - heartbeat_at)::float8, host, pid "
-            "FROM capture_members WHERE exchange = %s AND state = 'running'", (self.exchange,))
-        rows = await cur.fetchall()
         members = [Member(str(r[0]), frozenset(r[1]), bool(r[2]), float(r[3]), float(r[4])) for r in rows]
         who = {str(r[0]): f"{r[5]} pid {r[6]}" for r in rows}
-        cur = await conn.execute(
-            "SELECT symbol, owner, extract(epoch FROM expires_at - clock_timestamp())::float8 "
-            "FROM capture_leases WHERE exchange = %s", (self.exchange,))
-        leases = [Lease(str(r[0]), str(r[1]), float(r[2])) for r in await cur.fetchall()]
+        leases = [Lease(str(r[0]), str(r[1]), float(r[2])) for r in lease_rows]
         now = time.monotonic()
         members, self._live_since = steady(members, self._live_since, now, max(3.0, self.lease_seconds))
         plan = plan_ownership(self.member_id, self.requested, members, leases, self._free_since, now,
                               grace=self.grace, settle=self.settle, live_within=max(3.0, self.lease_seconds))
         self._free_since = {s: self._free_since.get(s, now) for s in plan.free}
-        if plan.release:
-            await conn.execute("DELETE FROM capture_leases WHERE exchange = %s AND owner = %s AND symbol = ANY(%s)",
-                               (self.exchange, self.member_id, list(plan.release)))
-            self.owned -= set(plan.release)
-            out.lost += list(plan.release)
-            log.info("handing %s over to its preferred capturer", ", ".join(plan.release))
+        for sym in plan.release:
+            # make-before-break: the lease goes straight to the preferred capturer, which starts at
+            # its next tick (its renewal returns the symbol); this one streams on until its own next
+            # tick, whose renewal no longer returns it (then it stops: `lost`). Never a moment without
+            # an owner; at most duplicates meanwhile, which the primary key drops.
+            await conn.execute(
+                "UPDATE capture_leases SET owner = %s, epoch = epoch + 1, acquired_at = clock_timestamp(), "
+                "expires_at = clock_timestamp() + make_interval(secs => %s) "
+                "WHERE exchange = %s AND symbol = %s AND owner = %s",
+                (plan.hand_to[sym], self.lease_seconds, self.exchange, sym, self.member_id))
+            log.info("handing %s over to its preferred capturer", sym)
         for sym in plan.claim:
             cur = await conn.execute(
                 "INSERT INTO capture_leases (exchange, symbol, owner, expires_at) "

@@ -10,7 +10,8 @@ tick each member:
 * claims any symbol it asked for that has been free for `grace` seconds, whoever
   prefers it (a takeover: the preferred member is gone, or every asker is a standby);
 * hands back a symbol it owns when another live member, up for `settle` seconds,
-  is now preferred (so a capturer that (re)joins gets its share back). "Up" counts
+  is now preferred (so a capturer that (re)joins gets its share back): the lease goes
+  straight to that member (make-before-break, never a moment without an owner). "Up" counts
   from when this member last saw the other come (back) to life (`steady`): a capturer
   that was frozen (SIGSTOP, a VM paused) and whose symbols were taken over gets them
   back only after it has heartbeated steadily for `settle`, not the moment it thaws.
@@ -53,6 +54,8 @@ class OwnershipPlan:
     release: tuple[str, ...] = ()
     free: frozenset[str] = field(default_factory=frozenset)
     """Symbols this member asked for that no one holds now (to time the grace)."""
+    hand_to: Mapping[str, str] = field(default_factory=dict)
+    """For each symbol of `release`, the member it goes to (the lease is handed over, not dropped)."""
 
 
 def steady(members: Iterable[Member], live_since: Mapping[str, float], now: float,
@@ -111,6 +114,7 @@ def plan_ownership(
     held = {ls.symbol: ls for ls in leases if ls.expires_in > 0}
     claim: list[str] = []
     release: list[str] = []
+    hand_to: dict[str, str] = {}
     free: set[str] = set()
     for sym in sorted(set(requested)):
         lease = held.get(sym)
@@ -124,4 +128,5 @@ def plan_ownership(
             other = by_id.get(pref)
             if other is not None and other.up_for >= settle and other.heartbeat_age <= live_within:
                 release.append(sym)
-    return OwnershipPlan(tuple(claim), tuple(release), frozenset(free))
+                hand_to[sym] = pref
+    return OwnershipPlan(tuple(claim), tuple(release), frozenset(free), hand_to)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import date
 
@@ -186,12 +187,23 @@ class Roster:
 
     async def follow(self, cluster: Cluster, on_tick: Callable[[TickResult], None]) -> None:
         """Renew leases every `lease_renew_seconds`; take over orphans, hand back, stop when cut off."""
+        self.sink.run_beats = False
+        try:
+            await self._follow(cluster, on_tick)
+        finally:
+            self.sink.run_beats = True
+
+    async def _follow(self, cluster: Cluster, on_tick: Callable[[TickResult], None]) -> None:
         opts = self.options
+        last_beat = 0.0
         while True:
             await asyncio.sleep(opts.lease_renew_seconds)
+            # the run's heartbeat rides in the renewal's transaction (the sink beats only while this is not running)
+            beat = time.monotonic() - last_beat >= opts.heartbeat_seconds
+            also = [self.sink.runs.heartbeat_statement(self.counters)] if beat else []
             try:
-                res = await asyncio.wait_for(cluster.tick(rows_stored=self.counters.stored, lag_ms=self.sink.lag_ms),
-                                             max(1.0, opts.lease_seconds / 2))
+                res = await asyncio.wait_for(cluster.tick(rows_stored=self.counters.stored, lag_ms=self.sink.lag_ms,
+                                                          also=also), max(1.0, opts.lease_seconds / 2))
             except (psycopg.Error, asyncio.TimeoutError, OSError) as exc:
                 lost = cluster.expired_locally()
                 if lost:
@@ -199,6 +211,8 @@ class Roster:
                                           f"{' '.join(str(exc).split())[:120]}); resumed from what is stored "
                                           "when the database returns")
                 continue
+            if beat:
+                last_beat = time.monotonic()
             if res.lost:
                 await self.drop(res.lost, "lease given to another capturer")
             if res.gained:

@@ -169,13 +169,19 @@ class RunLog:
                 )
 
     def heartbeat(self, conn: psycopg.Connection, c: Counters, *, final: bool, failed: bool = False) -> None:
-        status = ("failed" if failed else "stopped") if final else "running"
         with conn.transaction():
-            conn.execute(
-                "UPDATE capture_runs SET heartbeat_at = clock_timestamp(), messages = %s, trades_stored = %s, "
-                "duplicates = %s, dead_letters = %s, reconnects = %s, gaps_found = %s, gaps_filled = %s, "
-                "backfilled = %s, stopped_at = CASE WHEN %s THEN clock_timestamp() END, status = %s "
-                "WHERE run_id = %s",
-                (c.messages, c.stored, c.duplicates, c.dead_letters, c.reconnects, c.gaps_found,
-                 c.gaps_filled, c.backfilled, final, status, self.run_id),
-            )
+            conn.execute(*self.heartbeat_statement(c, final=final, failed=failed))
+
+    def heartbeat_statement(self, c: Counters, *, final: bool = False,
+                            failed: bool = False) -> tuple[str, tuple[object, ...]]:
+        """The run's heartbeat as (SQL, parameters): the cluster's tick runs it in its own
+        transaction while the capture runs (one commit a renewal, not two)."""
+        status = ("failed" if failed else "stopped") if final else "running"
+        return (
+            "UPDATE capture_runs SET heartbeat_at = clock_timestamp(), messages = %s, trades_stored = %s, "
+            "duplicates = %s, dead_letters = %s, reconnects = %s, gaps_found = %s, gaps_filled = %s, "
+            "backfilled = %s, stopped_at = CASE WHEN %s THEN clock_timestamp() END, status = %s "
+            "WHERE run_id = %s",
+            (c.messages, c.stored, c.duplicates, c.dead_letters, c.reconnects, c.gaps_found,
+             c.gaps_filled, c.backfilled, final, status, self.run_id),
+        )

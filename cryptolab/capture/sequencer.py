@@ -11,7 +11,7 @@ protocol by feeding bytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -53,7 +53,7 @@ class GapEvent:
 class Sequencer:
     """Last id seen and the ranges still missing, for one symbol (one thread only)."""
 
-    __slots__ = ("symbol", "last_id", "_missing", "last_trade_us", "_streamed")
+    __slots__ = ("symbol", "last_id", "_missing", "last_trade_us", "_streamed", "on_open")
 
     def __init__(self, symbol: str, last_id: int | None, missing: Iterable[tuple[int, int]] = ()) -> None:
         self.symbol = symbol
@@ -61,6 +61,8 @@ class Sequencer:
         self._missing: list[MissingRange] = [MissingRange(lo, hi, 0.0) for lo, hi in missing if lo <= hi]
         self.last_trade_us: int | None = None
         self._streamed = False  # a trade was seen on the stream (a later hole is a gap, not the catch-up)
+        self.on_open: Callable[[], None] | None = None
+        """Called when a new missing range opens (the backfiller sleeps until then or until one is due)."""
 
     @property
     def missing(self) -> tuple[MissingRange, ...]:
@@ -81,6 +83,8 @@ class Sequencer:
             self._missing.append(MissingRange(last + 1, tid - 1, now, catch_up=not self._streamed))
             self.last_id = tid
             self._streamed = True
+            if self.on_open is not None:
+                self.on_open()
             return True
         return self.carve(tid)
 
@@ -90,6 +94,8 @@ class Sequencer:
             return False
         self._missing.append(MissingRange(self.last_id + 1, latest, now, catch_up=not self._streamed))
         self.last_id = latest
+        if self.on_open is not None:
+            self.on_open()
         return True
 
     def carve(self, tid: int) -> bool:
@@ -153,6 +159,11 @@ class GapPolicy:
     """Seconds a missing id may take to arrive out of order before REST is asked."""
     max_backfill: int = 2_000_000
     """Largest range backfilled; beyond it the oldest ids are recorded as lost."""
+
+    def due_in(self, seqs: Iterable[Sequencer], now: float) -> float | None:
+        """Seconds until the first missing range of any of `seqs` is due (0: now); None when none is missing."""
+        waits = [max(0.0, r.seen_at + self.grace - now) for r in (s.first_missing() for s in seqs) if r is not None]
+        return min(waits, default=None)
 
     def plan(self, seq: Sequencer, now: float, *, final: bool = False) -> GapPlan:
         """Decide for `seq`'s first missing range; a 'backfill' plan updates the range (attempts, cut)."""

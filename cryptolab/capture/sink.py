@@ -141,6 +141,8 @@ class Sink:
         """Set once the journals earlier captures left (`leftovers`) are stored: until then the
         backfiller waits, so their rows are replayed rather than fetched again from REST."""
         self._thread: threading.Thread | None = None
+        self.run_beats = True
+        """Whether this thread writes the run's periodic heartbeat (not while the cluster's tick carries it)."""
 
     # ---- producers (event-loop thread)
 
@@ -332,7 +334,7 @@ class Sink:
         link = self.link
         if self.gaps and link.ensure():
             self._db_step(lambda c: self.runs.write_gaps(c, drain(self.gaps, len(self.gaps))))
-        if time.monotonic() - last_beat > self.options.heartbeat_seconds and link.ensure():
+        if self.run_beats and time.monotonic() - last_beat > self.options.heartbeat_seconds and link.ensure():
             last_beat = time.monotonic()
             self._db_step(lambda c: self.runs.heartbeat(c, self.counters, final=False))
         return last_beat

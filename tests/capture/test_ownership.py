@@ -62,6 +62,7 @@ def test_a_symbol_is_handed_back_to_its_preferred_member_once_it_has_settled() -
     assert sym not in young.release
     settled = plan_ownership("a", SYMS, [m("a"), m("b", up_for=6.0)], leases, {}, 0.0, settle=5.0)
     assert sym in settled.release
+    assert settled.hand_to[sym] == "b"  # handed straight to b (make-before-break), not dropped
 
 
 def test_shards_are_round_robin_and_never_empty() -> None:
