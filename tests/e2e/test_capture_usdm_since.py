@@ -140,6 +140,7 @@ def test_cli_usdm_since_is_offered(dsn: str, exchange: Any) -> None:
                         "--source", ex.fws_url, "--since", since, "--seconds", "8"],
                        capture_output=True, text=True, timeout=180, env=env)
     assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.returncode == 0 and "history joined" in r.stdout + r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
     with psycopg.connect(dsn) as c:
         n = c.execute("SELECT count(*) FROM history_files WHERE exchange = %s AND period = 'daily'", (USDM,)).fetchone()
     assert n is not None and n[0] == 1, r.stdout[-2000:] + r.stderr[-2000:]
