@@ -102,9 +102,6 @@ class Capture:
             from .usdm import usdm_kinds
 
             usdm_kinds(self.options.streams)  # one line for a stream futures do not have
-            if since is not None:
-                raise ConfigError("--since joins spot history; for futures take the past with `cryptolab history "
-                                  "--market usdm`, then capture with --market usdm (it resumes after what is stored)")
         else:
             from .usdm import spot_kinds_problem
 
@@ -400,11 +397,14 @@ class Capture:
     def _sequencers(self, conn: psycopg.Connection, symbols: list[str]) -> dict[str, Sequencer]:
         """Sequencers that resume after what is stored (and re-open the holes found in it)."""
         if self.market == "usdm":
-            from .usdm import agg_resume_points
+            from .usdm import agg_open_ranges, agg_resume_points
 
             last = agg_resume_points(conn, self.exchange, symbols, self.options.lookback_seconds)
+            opened = agg_open_ranges(conn, self.exchange, symbols)  # a stopped history join's holes
+            for s, rs in opened.items():
+                last[s] = max([last.get(s, -1), *(b for _, b in rs)])
             return {s: Sequencer(s, max(last.get(s, -1), self.from_ids.get(s, 0) - 1) if s in last or s in self.from_ids
-                                 else None) for s in symbols}
+                                 else None, opened.get(s, ())) for s in symbols}
         resume = resume_points(conn, self.exchange, symbols, self.options.lookback_seconds, self.from_ids)
         out = {}
         for sym in symbols:

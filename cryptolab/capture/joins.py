@@ -37,14 +37,17 @@ class Join:
     since: date
     first_id: int | None
     edge: int
+    market: str = "spot"
+    """"usdm": the ids are aggregate ids (`agg_trades`), as futures are sequenced."""
 
 
-async def first_id_of_day(rest: RestClient, symbol: str, day: date) -> int | None:
-    """The id of the first trade at or after UTC midnight of `day` (None when there is none or REST fails)."""
+async def first_id_of_day(rest: RestClient, symbol: str, day: date, key: str = "f") -> int | None:
+    """The id of the first trade at or after UTC midnight of `day` (None when there is none or REST fails);
+    `key="a"`: of the first aggregate."""
     start_ms = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * 1000
     try:
         rows = await rest.agg_trades(symbol, start_ms=start_ms, limit=1)
-        return int(rows[0]["f"]) if rows else None
+        return (int(rows[0]["a"]) if key == "a" else int(rows[0]["f"])) if rows else None
     except Exception:  # only a better report at stop depends on it: the join itself goes on without it
         return None
 
@@ -54,11 +57,12 @@ def _ids(parts: list[tuple[int, int]], shown: int = 3) -> str:
     return text + (f" and {len(parts) - shown} more ranges" if len(parts) > shown else "")
 
 
-def _lowest_stored(dsn: str, exchange: str, symbol: str, day: date) -> int | None:
+def _lowest_stored(dsn: str, exchange: str, symbol: str, day: date, market: str = "spot") -> int | None:
     from ..storage import db
 
+    sql = ("SELECT min(agg_id) FROM agg_trades" if market == "usdm" else "SELECT min(trade_id) FROM trades")
     with db.connect(dsn, autocommit=True, ensure_schema=False) as conn:
-        row = conn.execute("SELECT min(trade_id) FROM trades WHERE exchange = %s AND symbol = %s "
+        row = conn.execute(sql + " WHERE exchange = %s AND symbol = %s "
                            "AND trade_time >= %s::date::timestamptz", (exchange, symbol, day)).fetchone()
     return int(row[0]) if row and row[0] is not None else None
 
@@ -66,17 +70,25 @@ def _lowest_stored(dsn: str, exchange: str, symbol: str, day: date) -> int | Non
 def unfinished(join: Join, dsn: str, exchange: str) -> tuple[str, list[GapEvent]]:
     """What the stopped `join` left missing: the status line and the open gaps to record
     (I/O: reads the stored ids of the span)."""
-    lo = join.first_id if join.first_id is not None else _lowest_stored(dsn, exchange, join.symbol, join.since)
+    lo = (join.first_id if join.first_id is not None
+          else _lowest_stored(dsn, exchange, join.symbol, join.since, join.market))
     if lo is None or lo > join.edge:
         return (f"{UNFINISHED} at stop: nothing of {join.since} … id {join.edge} is stored yet; "
                 f"run the capture again with --since {join.since}"), []
-    parts = missing_parts(lo, join.edge, stored_runs(dsn, exchange, join.symbol, lo, join.edge))
+    if join.market == "usdm":
+        from .usdm import stored_agg_runs
+
+        runs = stored_agg_runs(dsn, exchange, join.symbol, lo, join.edge)
+    else:
+        runs = stored_runs(dsn, exchange, join.symbol, lo, join.edge)
+    parts = missing_parts(lo, join.edge, runs)
     missing = sum(b - a + 1 for a, b in parts)
     if not parts:
         return f"history joined from {join.since}: every id up to {join.edge} is stored", []
     reason = f"history join from {join.since} stopped before it finished"
     events = [GapEvent(join.symbol, a, b, "open", reason) for a, b in parts]
-    return (f"{UNFINISHED} at stop: {missing:,} trades of {join.since} … id {join.edge} missing (ids {_ids(parts)}); "
+    what = "aggregates" if join.market == "usdm" else "trades"
+    return (f"{UNFINISHED} at stop: {missing:,} {what} of {join.since} … id {join.edge} missing (ids {_ids(parts)}); "
             f"recorded in capture_gaps as open: the next capture of {join.symbol} fetches them"), events
 
 

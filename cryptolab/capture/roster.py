@@ -126,26 +126,35 @@ class Roster:
             return
         from ..history import backfill_until
 
-        ep, since = self.endpoint, self.since
+        ep, since, usdm = self.endpoint, self.since, self.market == "usdm"
+        what = "aggregates" if usdm else "trades"  # futures are sequenced by aggregate id
         for sym in symbols:
             if sym in self.history:
                 continue
-            items = await self.rest.recent_trades(sym, limit=1)
-            if not items:
+            if usdm:
+                from .usdm import latest_agg_id
+
+                top = await latest_agg_id(self.rest, sym)  # type: ignore[arg-type]
+            else:
+                items = await self.rest.recent_trades(sym, limit=1)
+                top = int(items[-1]["id"]) if items else None
+            if top is None:
                 continue
-            edge = int(items[-1]["id"])
+            edge = top
             seq = self.seqs.get(sym)
             if seq is not None and (seq.last_id is None or seq.last_id < edge):
                 seq.last_id = edge
             self.history[sym] = f"joining history from {since} up to id {edge}"
-            self.joins[sym] = Join(sym, since, await first_id_of_day(self.rest, sym, since), edge)
+            self.joins[sym] = Join(sym, since, await first_id_of_day(self.rest, sym, since, "a" if usdm else "f"), edge,
+                                   self.market)
 
             async def run(sym: str = sym, edge: int = edge) -> None:
                 try:
                     res = await backfill_until(sym, edge + 1, since, exchange=self.exchange, rest=ep.rest,
-                                               dumps=self.dumps or (ep.rest if ep.local else None), dsn=self.dsn)
+                                               dumps=self.dumps or (ep.rest if ep.local else None), dsn=self.dsn,
+                                               market=self.market)
                     self.joins.pop(sym, None)
-                    self.history[sym] = f"history joined: {res.stored + res.rest_stored:,} trades stored up to id {edge}"
+                    self.history[sym] = f"history joined: {res.stored + res.rest_stored:,} {what} stored up to id {edge}"
                     log.info("%s: %s", sym, self.history[sym])
                 except (CryptolabError, psycopg.Error, OSError) as exc:  # said in status(), never lost in a task
                     self.history[sym] = f"history failed: {exc}"

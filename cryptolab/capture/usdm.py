@@ -132,6 +132,19 @@ def agg_resume_points(conn: psycopg.Connection, exchange: str, symbols: Sequence
     return out
 
 
+def agg_open_ranges(conn: psycopg.Connection, exchange: str, symbols: Sequence[str]) -> dict[str, list[tuple[int, int]]]:
+    """Aggregate id ranges a previous run recorded as `open` (a history join stopped early), taken
+    out of `capture_gaps` to be fetched again (as spot's `runs.resume_points` does)."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    with conn.transaction():
+        for sym in symbols:
+            rows = conn.execute("DELETE FROM capture_gaps WHERE exchange = %s AND symbol = %s AND status = 'open' "
+                                "RETURNING first_missing_id, last_missing_id", (exchange, sym)).fetchall()
+            if rows:
+                out[sym] = sorted((int(a), int(b)) for a, b in rows)
+    return out
+
+
 # ---------------------------------------------------------------------- the hot path
 def usdm_receiver(worker: Any, conn: Any) -> Callable[[wsclient.Message], None]:
     """`on_message` of a futures connection: book frames to the books, aggregates sequenced by

@@ -144,6 +144,10 @@ class DumpTree:
         self.requests = 0
         self._cache: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
         self._perps: dict[str, Perp] = {}
+        self.usdm_logs: dict[str, SymbolLog] | None = None
+        """The live futures market's perp logs when it runs with a past (their past is `Perp`'s, with
+        the aggregate ids it streams: `usdm_agg_base` + index); else each `Perp` is derived here."""
+        self.usdm_agg_base = 0
 
     # ------------------------------------------------------------------ what exists
     def today(self) -> date:
@@ -212,7 +216,10 @@ class DumpTree:
         return max(first, self.first_day), last
 
     def _csv_um(self, sym: str, kind: str, interval: str, first: date, last: date) -> bytes:
-        perp = self._perps.setdefault(sym, Perp(self.logs[sym])).synced()
+        if self.usdm_logs is not None and sym in self.usdm_logs:
+            perp, base = self.usdm_logs[sym], self.usdm_agg_base
+        else:
+            perp, base = self._perps.setdefault(sym, Perp(self.logs[sym])).synced(), 0
         lo, hi = day_start_us(first), day_start_us(last + timedelta(days=1))
         head = _FUT_HEADERS["klines" if kind == "markPriceKlines" else kind]
         out = io.StringIO()
@@ -226,7 +233,7 @@ class DumpTree:
         elif kind == "aggTrades":
             for n in range(perp.agg_index_of_time(lo), perp.agg_index_of_time(hi)):
                 g = perp.rest_agg(n, False)
-                w(f"{g['a']},{g['p']},{g['q']},{g['f']},{g['l']},{g['T']},{'true' if g['m'] else 'false'}\n")
+                w(f"{g['a'] + base},{g['p']},{g['q']},{g['f']},{g['l']},{g['T']},{'true' if g['m'] else 'false'}\n")
         elif kind in ("klines", "markPriceKlines"):
             for kl in perp.klines(KLINE_INTERVALS_MS[interval], lo // 1000, hi // 1000 - 1, 10**9, False):
                 if kind == "markPriceKlines":

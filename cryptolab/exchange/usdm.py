@@ -292,6 +292,7 @@ class UsdmMarket:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._made_past(now_us())
+        self._seed_past(dumps)
         for p in self.perps.values():
             p.ois.append(OpenInterest("simulator-usdm", p.spec.symbol, now_us() // 1000 * 1000, Decimal(fmt8(p.oi)),
                                       None, "live"))
@@ -303,6 +304,8 @@ class UsdmMarket:
                      "/{route:public|market}/ws/{streams:.*}"):
             app.router.add_get(path, self.hub.routed)
         app.router.add_route("*", "/fapi/{path:.*}", self.rest.handle)
+        if self.faults.dumps is not None:  # the futures/um dump tree on the futures port too
+            app.router.add_get("/data/{path:.*}", self.faults.dumps.handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -346,6 +349,27 @@ class UsdmMarket:
                 rate = funding_rate_of(0.0003 + rng.gauss(0, 0.0004))
                 p.fundings.append(FundingRate("simulator-usdm", p.spec.symbol, t * 1000, rate,
                                               Decimal(fmt8(p.spec.price)), FUNDING_HOURS, "backfill"))
+
+    def _seed_past(self, dumps: Any) -> None:
+        """A spot past printed before start (`history_days`) is the perps' past too: each spot trade
+        at `perp_units` of its price, as the `futures/um` dump tree derives it, so the dumps, `/fapi`
+        aggregates and the live stream share one aggregate id sequence (history joins live with no
+        gap). The dump tree then serves its futures files from these logs."""
+        from .dumptree import perp_units
+
+        seeded = False
+        for sym, p in self.perps.items():
+            spot = self.spot[sym]
+            if not len(spot):
+                continue
+            seeded = True
+            for i in range(len(spot)):
+                t = spot.times[i]
+                p.log.append(spot.ids[i], perp_units(spot.prices[i], t), spot.qtys[i], t, spot.events[i],
+                             bool(spot.makers[i]))
+            p.next_id = spot.ids[len(spot) - 1] + 1
+        if seeded and dumps is not None:
+            dumps.usdm_logs, dumps.usdm_agg_base = self.logs, self.agg_base
 
     # ------------------------------------------------------------------ one tick
     def publish(self, now: int, batch: list[tuple[SymbolLog, int]], flow: bool) -> None:

@@ -315,7 +315,7 @@ class _History:
                     if nxt is not None and nxt.first_id is not None:
                         prev = Loaded(1, 0, None, nxt.first_id - 1, "rest")  # the run reaches the next file
             k = j
-        if until is not None and kind == "trades":
+        if until is not None and kind in ("trades", "aggTrades"):
             self.result.last_ids[sym] = until - 1
 
     async def _first_id_at(self, rest: RestClient, sym: str, start_us: int, end_us: int | None, day: date,
@@ -501,8 +501,12 @@ async def backfill_until(
     cache: str | Path | None = None,
     workers: int = 4,
     progress: bool = False,
+    market: str = "spot",
 ) -> HistoryResult:
     """The capture's join: every trade of `symbol` from UTC day `since` up to id `first_live_id - 1`.
+
+    `market="usdm"`: every aggregate (futures are sequenced by aggregate id) from the futures
+    dumps (`futures/um` aggTrades) and `/fapi/v1/aggTrades` by id; `rest` is the `/fapi` root.
 
     Dumps for the whole days before today, REST by id for the rest, all stored on the
     idempotent path (rows the capture already stored are not stored twice). On return,
@@ -512,8 +516,9 @@ async def backfill_until(
     if first_live_id < 1:
         raise DataError(f"first_live_id must be >= 1 (got {first_live_id})")
     try:
-        return await fetch_history_async([symbol], since, None, kind="trades", dumps=dumps, rest=rest,
-                                         workers=workers, cache=cache, dsn=dsn, exchange=exchange,
-                                         progress=progress, until_ids={symbol.upper(): first_live_id})
+        return await fetch_history_async([symbol], since, None, kind="aggTrades" if market == "usdm" else "trades",
+                                         dumps=dumps, rest=rest, workers=workers, cache=cache, dsn=dsn,
+                                         exchange=exchange, progress=progress,
+                                         until_ids={symbol.upper(): first_live_id}, market=market)
     except CryptolabError:
         raise

@@ -19,6 +19,7 @@ from ..model import DEFAULT_EXCHANGE, SIMULATOR_EXCHANGE
 from . import bookplots, plots
 from .bookpanel import BookPanel, BookView
 from .charts import LiveChart
+from .perppanel import PerpPanel, PerpView
 from .snapshot import WINDOWS, Snapshot, SnapshotCache, _step_name, read_snapshot
 from .tape import Tape
 from .tiles import KpiRow
@@ -59,6 +60,7 @@ class Dashboard:
         interval: float = 1.0,
         tape_rows: int = 18,
         capture_options: Mapping[str, Any] | None = None,
+        perp: bool = False,
     ) -> None:
         if symbols is not None and not symbols:
             raise ConfigError("the dashboard needs at least one symbol, e.g. symbols=['BTCUSDT'] (or None: what is stored)")
@@ -87,6 +89,11 @@ class Dashboard:
         self.tape = Tape(rows=tape_rows)
         self.book_panel = BookPanel()
         self.book: BookView | None = None
+        self.perp = perp
+        """Draw the symbol's USD-M perp beside its spot candles, and the basis in bps."""
+        self.perp_panel = PerpPanel()
+        self.perp_view: PerpView | None = None
+        """The perp panel's last read (None when `perp` is off or the read failed)."""
         """The order book panel's last read (None until read, or when the read failed)."""
         self.depth = LiveChart(self._draw_depth, width=3.6, height=3.0, dpi=88,
                                layout={"flex": "0 0 auto", "width": "320px", "height": "auto"})
@@ -158,6 +165,9 @@ class Dashboard:
         old, self.snapshot = self.snapshot, snap
         old_book, self.book = self.book, self._read_book(snap)
         book_changed = _book_drawn(old_book) != _book_drawn(self.book)
+        if self.perp:
+            old_perp, self.perp_view = self.perp_view, self._read_perp(snap)
+            book_changed = book_changed or _perp_drawn(old_perp) != _perp_drawn(self.perp_view)
         self.chart.needs_render = old is None or _drawn(old) != _drawn(snap) or book_changed
         self.depth.needs_render = book_changed
         self.apply(snap)
@@ -175,6 +185,14 @@ class Dashboard:
                                             snap.as_of + timedelta(seconds=1))
         except CryptolabError as exc:
             return BookView(self.symbol, note=str(exc))
+
+    def _read_perp(self, snap: Snapshot) -> PerpView | None:
+        """The perp beside the candles (a failure is said in its panel, never stops the tick)."""
+        try:
+            with self._lock:
+                return self.perp_panel.read(self._connection(), self.exchange, self.symbol, snap.candles, snap.step)
+        except (CryptolabError, psycopg.Error) as exc:
+            return PerpView(self.symbol, "", note=f"perp: {' '.join(str(exc).split())[:160]}")
 
     def apply(self, snap: Snapshot) -> None:
         """Push a snapshot into the tiles, the tape and the capture status line."""
@@ -233,15 +251,20 @@ class Dashboard:
     def _draw(self, fig: Figure) -> None:
         snap = self.snapshot
         book = self.book
-        if book is not None and book.top is not None and book.top.height and snap is not None and snap.candles:
-            ax_p, ax_s, ax_c = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1, 1.3]})
-            bookplots.book_panel(None, ax_s, None, book.top)
-        else:
-            ax_p, ax_c = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
+        spread = book is not None and book.top is not None and book.top.height and snap is not None and snap.candles
+        ratios = [3, *([1] if spread else []), 1.3, *([1.1] if self.perp else [])]
+        axes = list(fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios}))
+        ax_p, ax_c = axes[0], axes[2 if spread else 1]
+        if spread:
+            assert book is not None and book.top is not None
+            bookplots.book_panel(None, axes[1], None, book.top)
+        ax_b = axes[-1] if self.perp else None
         fig.subplots_adjust(left=0.085, right=0.975, top=0.94, bottom=0.1, hspace=0.06)
         if snap is None or not snap.candles:
             plots.empty(ax_p, f"waiting for {self.symbol} trades…")
             plots.empty(ax_c, "")
+            if ax_b is not None:
+                plots.empty(ax_b, "")
             return
         c = snap.candles
         ts = [x["ts"] + snap.step / 2 for x in c]
@@ -253,10 +276,22 @@ class Dashboard:
         highs = plots.to_float(candles["high"])
         vw = plots.to_float([x["vwap"] for x in c])
         bands = [v + k * (x["sigma"] or 0.0) for v, x in zip(vw, c) for k in (-2, 2)]
+        perp = self.perp_view if ax_b is not None else None
+        if perp is not None and perp.ts:
+            pts = [t + snap.step / 2 for t in perp.ts]
+            ax_p.plot(pts, plots.to_float(perp.perp), color="#7c3aed", linewidth=1.2, marker=".", markersize=3,
+                      label=f"perp {perp.exchange}")
+            if any(m is not None for m in perp.mark):
+                ax_p.plot(pts, plots.to_float(perp.mark), color="#7c3aed", linewidth=0.8, linestyle="--",
+                          label="mark price")
+            bands += plots.to_float([*perp.perp, *perp.mark])
+            ax_p.legend(loc="upper left", fontsize=7, frameon=False)
         ax_p.set_ylim(*plots.y_range(lows, highs, bands, pad=0.08))
         ax_p.set_title(f"{snap.symbol} · {snap.window} · {_step_name(snap.step)} candles · "
                        f"{snap.as_of:%Y-%m-%d %H:%M:%S} UTC", fontsize=10, loc="left")
         plots.cvd_line(ax_c, ts, [x["cvd"] for x in c], label="session CVD")
+        if ax_b is not None:
+            _basis_axis(ax_b, snap.step, self.perp_view)
 
     # ------------------------------------------------------------------ capture
     def capture_status(self) -> Any:
@@ -396,6 +431,27 @@ def _book_drawn(b: BookView | None) -> tuple[Any, ...]:
         return ()
     return (b.symbol, b.update_id, b.note, None if b.top is None else (b.top.height, b.top["ts"][-1] if b.top.height
                                                                         else None))
+
+
+def _perp_drawn(p: PerpView | None) -> tuple[Any, ...]:
+    return () if p is None else p.drawn()
+
+
+def _basis_axis(ax: Any, step: Any, perp: PerpView | None) -> None:
+    """The basis of the perp over the spot candles' closes, in bps (or what to capture)."""
+    if perp is None or not perp.ts:
+        # text only: the x axis is shared with the candles (emptying its ticks would empty theirs)
+        ax.text(0.5, 0.5, "no perp" if perp is None or not perp.note else perp.note, ha="center", va="center",
+                transform=ax.transAxes, color=plots.MUTED, fontsize=7, wrap=True)
+        ax.set_yticks([])
+        return
+    pts = [t + step / 2 for t in perp.ts]
+    y = plots.to_float(perp.basis_bps)
+    ax.bar(pts, y, width=step * 0.8, color=["#7c3aed" if v >= 0 else plots.DOWN for v in y], alpha=0.6)
+    ax.axhline(0, color="#9ca3af", linewidth=0.6)
+    last = perp.last_basis_bps
+    ax.set_ylabel("basis (bps)" + ("" if last is None else f"\nlast {last}"), fontsize=8)
+    plots.time_axis(ax)
 
 
 def _age(seconds: float) -> str:
