@@ -27,7 +27,16 @@ from ..errors import DatabaseError, DataError
 from ..model import DEFAULT_EXCHANGE
 from ..storage.parquet.book_session import book_attached
 from .args import AsType, Frame, _normalize_exchange, normalize_symbol, parse_time
-from .book_archive import archived_book, archived_markets, cover_edge_time, cover_first, cover_ids, cover_last, cover_time
+from .book_archive import (
+    archived_book,
+    archived_markets,
+    cover_edge_time,
+    cover_first,
+    cover_ids,
+    cover_last,
+    cover_time,
+    first_archived_before,
+)
 from .book_replay import NONE, Run, best_levels, final_levels, plan_runs, scale_of, ticks_to_decimal, to_ticks
 from .execute import run
 from .scope import connection
@@ -114,18 +123,20 @@ def _span(conn: psycopg.Connection, symbol: Any, start: Any, end: Any, exchange:
     if t0 is None or t1 is None:
         table, col, key = (("book_diffs", "event_time", "last_update_id") if what == "depth"
                            else ("quotes", "received_at", "update_id"))
-        cover_first(conn, table, exch, sym)
-        cover_last(conn, table, exch, sym)
-        q = (f"SELECT (SELECT {col} FROM {table} WHERE exchange = %(e)s AND symbol = %(s)s ORDER BY {key} LIMIT 1),"
-             f" (SELECT {col} FROM {table} WHERE exchange = %(e)s AND symbol = %(s)s ORDER BY {key} DESC LIMIT 1)")
-        first, last = conn.execute(q, {"e": exch, "s": sym}).fetchone() or (None, None)
+        q = f"SELECT {col} FROM {table} WHERE exchange = %s AND symbol = %s ORDER BY {key} {{}} LIMIT 1"
         if t1 is None:
+            cover_last(conn, table, exch, sym)
+            last = _one(conn, q.format("DESC"), (exch, sym))
             t1 = (last + timedelta(microseconds=1)) if last is not None else (t0 + _DEFAULT if t0 else
                                                                                datetime.now(timezone.utc))
         if t0 is None:
             t0 = t1 - _DEFAULT
-            if first is not None and t0 < first < t1:
-                t0 = first
+            # the first row only clips a start after it: when it lies in an archived day wholly
+            # before t0 it cannot, and that day is not loaded to find it
+            if not first_archived_before(conn, table, exch, sym, t0):
+                first = _one(conn, q.format("ASC"), (exch, sym))
+                if first is not None and t0 < first < t1:
+                    t0 = first
     if t0 > t1:
         raise DataError(f"start {t0.isoformat()} is after end {t1.isoformat()}: swap them or widen the range")
     return BookSpan(exch, sym, t0, t1)

@@ -29,7 +29,7 @@ from ..storage.parquet.book_read import dropped_book_days
 from ..storage.parquet.book_session import attach_book_days, book_attached, book_base_table, detach_book, newest_archived_time
 
 __all__ = ["archived_book", "DayPick", "cover_time", "cover_ids", "cover_last", "cover_first", "cover_edge_time",
-           "archived_markets"]
+           "first_archived_before", "archived_markets"]
 
 
 def _day_start(rec: BookRecord) -> datetime:
@@ -157,6 +157,21 @@ def cover_first(c: psycopg.Connection, kind: str, exch: str, sym: str, *, above:
     known = _db(c, kind, f"SELECT min({k.id_column}) FROM {{t}} WHERE exchange = %s AND symbol = %s "
                          f"AND {k.id_column} > %s", (exch, sym, -(2**63) if above is None else above))
     attach_book_days(c, pick.first_above(above, known))
+
+
+def first_archived_before(c: psycopg.Connection, kind: str, exch: str, sym: str, t: datetime) -> bool:
+    """True when the row with the smallest id lies in a dropped day that ends by `t` (so its time
+    is before t); else the days that may hold it are loaded (as `cover_first`) and False."""
+    pick = _days(c, kind, exch, sym)
+    if not pick.days:
+        return False
+    k = KINDS[kind]
+    known = _db(c, kind, f"SELECT min({k.id_column}) FROM {{t}} WHERE exchange = %s AND symbol = %s", (exch, sym))
+    days = pick.first_above(None, known)
+    if days and all(_day_start(d) + timedelta(days=1) <= t for d in days):
+        return True
+    attach_book_days(c, days)
+    return False
 
 
 def cover_edge_time(c: psycopg.Connection, kind: str, exch: str, sym: str, *, newest: bool) -> None:

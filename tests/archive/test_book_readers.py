@@ -13,10 +13,12 @@ import pytest
 
 from cryptolab import analysis as an
 from cryptolab.analysis.book import BookBreakError
+from cryptolab.analysis.book_archive import first_archived_before
 from cryptolab.analysis.book_synth import synthetic_book
 from cryptolab.archive import archive
 from cryptolab.book import BookGap, BookSnapshot, DepthDiff
 from cryptolab.storage.book import BookWriter
+from cryptolab.storage.parquet.book_session import detach_book
 
 EX, SYM = "binance", "BTCUSDT"
 DAY1, DAY2, TODAY = date(2024, 8, 8), date(2024, 8, 9), date(2024, 8, 11)
@@ -35,7 +37,8 @@ MIDNIGHT = utc(2024, 8, 9)
 
 def store_two_days(conn: psycopg.Connection) -> dict[str, Any]:
     """A book from 23:40 on day 1 to 00:20 on day 2 (one snapshot, on day 1; diffs lost at 00:05),
-    then a second book healed by a snapshot on day 2 (00:30–00:40); quotes with every diff."""
+    then a second book healed by a snapshot on day 2 (00:30–00:40) and a third (02:00–02:05); quotes
+    with every diff."""
     a = list(synthetic_book(EX, SYM, us(utc(2024, 8, 8, 23, 40)), us(utc(2024, 8, 9, 0, 20)), every_us=1_000_000,
                             levels=12, snapshot_levels=60, seed=11, source="live"))
     a_diffs = [r for r in a if type(r) is DepthDiff]
@@ -43,13 +46,19 @@ def store_two_days(conn: psycopg.Connection) -> dict[str, Any]:
                             levels=12, snapshot_levels=60, seed=12, first_id=a_diffs[-1].last_id + 5_000, source="live"))
     b_snap = next(r for r in b if type(r) is BookSnapshot)
     b_diffs = [r for r in b if type(r) is DepthDiff]
+    c = list(synthetic_book(EX, SYM, us(utc(2024, 8, 9, 2)), us(utc(2024, 8, 9, 2, 5)), every_us=1_000_000,
+                            levels=12, snapshot_levels=60, seed=13, first_id=b_diffs[-1].last_id + 5_000, source="live"))
+    c_snap = next(r for r in c if type(r) is BookSnapshot)
+    c_diffs = [r for r in c if type(r) is DepthDiff]
     w = BookWriter(conn)
     lost = a_diffs[1500:1505]  # 00:05 on day 2: the book breaks until the snapshot of the second book
-    w.store([r for r in a + b if r not in lost])
+    w.store([r for r in a + b + c if r not in lost])
     w.store([BookGap(EX, SYM, "gap", a_diffs[1499].last_id, a_diffs[1505].first_id, a_diffs[1505].event_time_us,
                      b_snap.last_update_id, b_snap.received_at_us),
              BookGap(EX, SYM, "restart", a_diffs[-1].last_id, b_diffs[0].first_id, b_diffs[0].event_time_us,
-                     b_snap.last_update_id, b_snap.received_at_us)])
+                     b_snap.last_update_id, b_snap.received_at_us),
+             BookGap(EX, SYM, "restart", b_diffs[-1].last_id, c_diffs[0].first_id, c_diffs[0].event_time_us,
+                     c_snap.last_update_id, c_snap.received_at_us)])
     conn.commit()
     a_snap = next(r for r in a if type(r) is BookSnapshot)
     return {"a_snap": a_snap, "a_diffs": a_diffs, "b_snap": b_snap, "b_diffs": b_diffs}
@@ -76,8 +85,10 @@ def answers(book: dict[str, Any], conn: psycopg.Connection | None = None) -> dic
         calls[f"quotes {t0}"] = lambda t0=t0, t1=t1: an.quotes(SYM, t0, t1, conn=conn)
         calls[f"book_stats {t0}"] = lambda t0=t0, t1=t1: an.book_stats(SYM, t0, t1, "1m", depth_bps=(1, 5), conn=conn)
         calls[f"quote_stats {t0}"] = lambda t0=t0, t1=t1: an.quote_stats(SYM, t0, t1, "5m", conn=conn)
-    calls["book_top default"] = lambda: an.book_top(conn=conn)
+    calls["book_top default"] = lambda: an.book_top(conn=conn)  # the last hour: 01:05–02:05 on day 2
     calls["quotes default"] = lambda: an.quotes(conn=conn)
+    calls["book_top from 00:30"] = lambda: an.book_top(SYM, utc(2024, 8, 9, 0, 30), conn=conn)
+    calls["quote_stats until 00:10"] = lambda: an.quote_stats(SYM, end=utc(2024, 8, 9, 0, 10), interval="1m", conn=conn)
     calls["book_gaps"] = lambda: an.book_gaps(SYM, conn=conn)
     calls["book_markets"] = lambda: an.book_markets(conn=conn)
     calls["book_markets quotes"] = lambda: an.book_markets(what="quotes", conn=conn)
@@ -119,13 +130,17 @@ def test_the_book_readers_answer_the_same_after_each_book_day_is_archived_and_dr
     before = answers(book)
     assert before["book_top " + str(MIDNIGHT)].height >= 300  # a diff a second from the snapshot on day 1 to the break
     assert before["book_at in the gap"].startswith("BookBreakError")
-    assert before["book_gaps"].height == 2 and before["book_at newest"].height == 40
+    assert before["book_gaps"].height == 3 and before["book_at newest"].height == 40
     n_diffs = rows(dsn, "book_diffs")
     root = str(tmp_path / "archive")
     # day 1 goes: the snapshot the day-2 book starts from lives only in the archive now
     archive(to=root, today=TODAY, before=DAY2, drop=True)
-    assert 0 < rows(dsn, "book_diffs") < n_diffs and rows(dsn, "book_snapshots") == 1
+    assert 0 < rows(dsn, "book_diffs") < n_diffs and rows(dsn, "book_snapshots") == 2
     assert_same(answers(book), before)
+    # the default range (the last hour) starts after day 1: its first diff is known to lie before, unread
+    assert first_archived_before(conn, "book_diffs", EX, SYM, utc(2024, 8, 9, 1, 5))
+    assert not first_archived_before(conn, "book_diffs", EX, SYM, utc(2024, 8, 8, 23, 59))
+    detach_book(conn)
     # the same on one connection used throughout: and it is left as found (no views, no archived rows)
     found = temp_relations(conn)
     assert_same(answers(book, conn), before)
@@ -135,7 +150,7 @@ def test_the_book_readers_answer_the_same_after_each_book_day_is_archived_and_dr
     # day 2 goes too: nothing of the book is left in PostgreSQL but the gap
     archive(to=root, today=TODAY, drop=True)
     assert rows(dsn, "book_diffs") == rows(dsn, "quotes") == rows(dsn, "book_snapshots") == 0
-    assert rows(dsn, "book_gaps") == 2
+    assert rows(dsn, "book_gaps") == 3
     assert_same(answers(book), before)
     assert_same(answers(book, conn), before)
     assert temp_relations(conn) == found
