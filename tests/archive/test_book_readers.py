@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ from cryptolab.analysis.book_archive import first_archived_before
 from cryptolab.analysis.book_synth import synthetic_book
 from cryptolab.archive import archive
 from cryptolab.book import BookGap, BookSnapshot, DepthDiff
+from cryptolab.model import Trade
 from cryptolab.storage.book import BookWriter
 from cryptolab.storage.parquet.book_session import detach_book
+from cryptolab.storage.writer import TradeWriter
 
 EX, SYM = "binance", "BTCUSDT"
 DAY1, DAY2, TODAY = date(2024, 8, 8), date(2024, 8, 9), date(2024, 8, 11)
@@ -59,6 +62,11 @@ def store_two_days(conn: psycopg.Connection) -> dict[str, Any]:
                      b_snap.last_update_id, b_snap.received_at_us),
              BookGap(EX, SYM, "restart", b_diffs[-1].last_id, c_diffs[0].first_id, c_diffs[0].event_time_us,
                      c_snap.last_update_id, c_snap.received_at_us)])
+    # trades every 3 s through the first book (they are archived and dropped with their days too)
+    t_start = us(utc(2024, 8, 8, 23, 40, 1))
+    TradeWriter(conn).write([Trade(EX, SYM, n, Decimal("61800.00") + Decimal(n % 7) / 100, Decimal("0.0015") * (n % 5 + 1),
+                                   n % 2 == 0, t_start + 3_000_000 * n, None, t_start + 3_000_000 * n + 4_000)
+                             for n in range(1, 790)])
     conn.commit()
     a_snap = next(r for r in a if type(r) is BookSnapshot)
     return {"a_snap": a_snap, "a_diffs": a_diffs, "b_snap": b_snap, "b_diffs": b_diffs}
@@ -85,6 +93,11 @@ def answers(book: dict[str, Any], conn: psycopg.Connection | None = None) -> dic
         calls[f"quotes {t0}"] = lambda t0=t0, t1=t1: an.quotes(SYM, t0, t1, conn=conn)
         calls[f"book_stats {t0}"] = lambda t0=t0, t1=t1: an.book_stats(SYM, t0, t1, "1m", depth_bps=(1, 5), conn=conn)
         calls[f"quote_stats {t0}"] = lambda t0=t0, t1=t1: an.quote_stats(SYM, t0, t1, "5m", conn=conn)
+    for t0, t1 in ranges[:3]:
+        calls[f"trade_costs {t0}"] = lambda t0=t0, t1=t1: an.trade_costs(SYM, t0, t1, horizon="5s", conn=conn)
+        calls[f"effective_spread {t0}"] = lambda t0=t0, t1=t1: an.effective_spread(SYM, t0, t1, "5m", conn=conn)
+        calls[f"effective_spread quotes {t0}"] = lambda t0=t0, t1=t1: an.effective_spread(
+            SYM, t0, t1, "5m", reference="quotes", conn=conn)
     calls["book_top default"] = lambda: an.book_top(conn=conn)  # the last hour: 01:05–02:05 on day 2
     calls["quotes default"] = lambda: an.quotes(conn=conn)
     calls["book_top from 00:30"] = lambda: an.book_top(SYM, utc(2024, 8, 9, 0, 30), conn=conn)
@@ -131,11 +144,14 @@ def test_the_book_readers_answer_the_same_after_each_book_day_is_archived_and_dr
     assert before["book_top " + str(MIDNIGHT)].height >= 300  # a diff a second from the snapshot on day 1 to the break
     assert before["book_at in the gap"].startswith("BookBreakError")
     assert before["book_gaps"].height == 3 and before["book_at newest"].height == 40
+    assert before["trade_costs " + str(MIDNIGHT)]["mid"].null_count() == 0
+    assert before["effective_spread quotes " + str(MIDNIGHT)].height == 2
     n_diffs = rows(dsn, "book_diffs")
     root = str(tmp_path / "archive")
     # day 1 goes: the snapshot the day-2 book starts from lives only in the archive now
     archive(to=root, today=TODAY, before=DAY2, drop=True)
     assert 0 < rows(dsn, "book_diffs") < n_diffs and rows(dsn, "book_snapshots") == 2
+    assert 0 < rows(dsn, "trades") < 789
     assert_same(answers(book), before)
     # the default range (the last hour) starts after day 1: its first diff is known to lie before, unread
     assert first_archived_before(conn, "book_diffs", EX, SYM, utc(2024, 8, 9, 1, 5))
@@ -150,7 +166,7 @@ def test_the_book_readers_answer_the_same_after_each_book_day_is_archived_and_dr
     # day 2 goes too: nothing of the book is left in PostgreSQL but the gap
     archive(to=root, today=TODAY, drop=True)
     assert rows(dsn, "book_diffs") == rows(dsn, "quotes") == rows(dsn, "book_snapshots") == 0
-    assert rows(dsn, "book_gaps") == 3
+    assert rows(dsn, "book_gaps") == 3 and rows(dsn, "trades") == 0
     assert_same(answers(book), before)
     assert_same(answers(book, conn), before)
     assert temp_relations(conn) == found
