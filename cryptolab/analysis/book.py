@@ -25,7 +25,18 @@ from psycopg import sql
 from ..book.state import OrderBook
 from ..errors import DatabaseError, DataError
 from ..model import DEFAULT_EXCHANGE
+from ..storage.parquet.book_session import book_attached
 from .args import AsType, Frame, _normalize_exchange, normalize_symbol, parse_time
+from .book_archive import (
+    archived_book,
+    archived_markets,
+    cover_edge_time,
+    cover_first,
+    cover_ids,
+    cover_last,
+    cover_time,
+    first_archived_before,
+)
 from .book_replay import NONE, Run, best_levels, final_levels, plan_runs, scale_of, ticks_to_decimal, to_ticks
 from .execute import run
 from .scope import connection
@@ -59,7 +70,7 @@ def book_markets(*, what: str = "depth", conn: psycopg.Connection | None = None,
 
     if what not in ("depth", "quotes"):
         raise DataError(f"what must be 'depth' or 'quotes', not {what!r}")
-    with connection(conn) as c:
+    with connection(conn) as c, archived_book(c):
         rows = sorted(_markets(c, what))
     frame = pl.DataFrame({"exchange": [r[0] for r in rows], "symbol": [r[1] for r in rows],
                           "last": pl.Series([r[2] for r in rows], dtype=pl.Datetime("us", "UTC"))})
@@ -70,9 +81,11 @@ def _markets(conn: psycopg.Connection, what: str) -> list[tuple[str, str, Any]]:
     q = ("SELECT exchange, symbol, max(received_at) FROM book_snapshots GROUP BY 1, 2" if what == "depth" else
          "SELECT exchange, symbol, max(received_at) FROM quotes GROUP BY 1, 2")
     try:
-        return [(r[0], r[1], r[2]) for r in conn.execute(q).fetchall()]
+        stored = [(r[0], r[1], r[2]) for r in conn.execute(q).fetchall()]
     except psycopg.Error as exc:
         raise DatabaseError(f"could not read the stored book markets: {str(exc).strip().splitlines()[0]}") from None
+    # markets whose days were archived and dropped stay listed, with their newest time
+    return archived_markets(conn, "book_snapshots" if what == "depth" else "quotes", stored)
 
 
 def resolve_book(conn: psycopg.Connection, symbol: Any, exchange: Any, what: str = "depth") -> tuple[str, str]:
@@ -110,16 +123,20 @@ def _span(conn: psycopg.Connection, symbol: Any, start: Any, end: Any, exchange:
     if t0 is None or t1 is None:
         table, col, key = (("book_diffs", "event_time", "last_update_id") if what == "depth"
                            else ("quotes", "received_at", "update_id"))
-        q = (f"SELECT (SELECT {col} FROM {table} WHERE exchange = %(e)s AND symbol = %(s)s ORDER BY {key} LIMIT 1),"
-             f" (SELECT {col} FROM {table} WHERE exchange = %(e)s AND symbol = %(s)s ORDER BY {key} DESC LIMIT 1)")
-        first, last = conn.execute(q, {"e": exch, "s": sym}).fetchone() or (None, None)
+        q = f"SELECT {col} FROM {table} WHERE exchange = %s AND symbol = %s ORDER BY {key} {{}} LIMIT 1"
         if t1 is None:
+            cover_last(conn, table, exch, sym)
+            last = _one(conn, q.format("DESC"), (exch, sym))
             t1 = (last + timedelta(microseconds=1)) if last is not None else (t0 + _DEFAULT if t0 else
                                                                                datetime.now(timezone.utc))
         if t0 is None:
             t0 = t1 - _DEFAULT
-            if first is not None and t0 < first < t1:
-                t0 = first
+            # the first row only clips a start after it: when it lies in an archived day wholly
+            # before t0 it cannot, and that day is not loaded to find it
+            if not first_archived_before(conn, table, exch, sym, t0):
+                first = _one(conn, q.format("ASC"), (exch, sym))
+                if first is not None and t0 < first < t1:
+                    t0 = first
     if t0 > t1:
         raise DataError(f"start {t0.isoformat()} is after end {t1.isoformat()}: swap them or widen the range")
     return BookSpan(exch, sym, t0, t1)
@@ -357,17 +374,21 @@ def book_at(
 
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise DataError(f"depth must be a whole number of levels ≥ 1, not {depth!r}")
-    with connection(conn) as c:
+    with connection(conn) as c, archived_book(c):
         exch, sym = resolve_book(c, symbol, exchange)
         target = _target_id(c, exch, sym, at)
+        cover_last(c, "book_snapshots", exch, sym, below=target + 1)
         snap_id = _one(c, "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s "
                           "AND last_update_id <= %s", (exch, sym, target))
         if snap_id is None:
+            cover_first(c, "book_snapshots", exch, sym)
             first = _one(c, "SELECT min(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s",
                          (exch, sym))
             raise BookBreakError(f"{sym}'s book on {exch} is not known at update id {target}: the first stored "
                                  f"snapshot is at update id {first}; ask for an id ≥ {first}",
                                  after_id=None, snapshot_id=first)
+        cover_ids(c, "book_snapshots", exch, sym, snap_id, snap_id)
+        cover_ids(c, "book_diffs", exch, sym, snap_id, target)
         snaps = _read_snapshots(c, exch, sym, snap_id, snap_id)
         diffs = _read_diffs(c, exch, sym, snap_id, target, None, inclusive=True)
         futures = diffs.futures
@@ -451,17 +472,22 @@ def _target_id(conn: psycopg.Connection, exch: str, sym: str, at: Any) -> int:
         return at
     t = parse_time(at, "at")
     if t is None:
+        cover_last(conn, "book_diffs", exch, sym)
+        cover_last(conn, "book_snapshots", exch, sym)
         got = _one(conn, "SELECT last_update_id FROM book_diffs WHERE exchange = %s AND symbol = %s "
                          "ORDER BY last_update_id DESC LIMIT 1", (exch, sym))
         snap = _one(conn, "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s",
                     (exch, sym))
         return int(max(x for x in (got, snap) if x is not None))
+    cover_last(conn, "book_diffs", exch, sym, at_or_before=t)
     got = _one(conn, "SELECT max(last_update_id) FROM book_diffs WHERE exchange = %s AND symbol = %s "
                      "AND event_time <= %s", (exch, sym, t))
     if got is None:
+        cover_last(conn, "book_snapshots", exch, sym, at_or_before=t)
         got = _one(conn, "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s "
                          "AND received_at <= %s", (exch, sym, t))
     if got is None:
+        cover_edge_time(conn, "book_snapshots", exch, sym, newest=False)
         first = _one(conn, "SELECT min(received_at) FROM book_snapshots WHERE exchange = %s AND symbol = %s",
                      (exch, sym))
         raise DataError(f"{sym}'s book on {exch} is not known at {t.isoformat()}: the first snapshot was received "
@@ -491,6 +517,7 @@ def _break_error(conn: psycopg.Connection, exch: str, sym: str, target: int, r: 
         head = (f"{sym}'s book on {exch} cannot be rebuilt at update id {target}: the stored diffs break after update "
                 f"id {reached}{'' if nxt is None else f' (the next stored diff starts at {nxt})'}")
         healer = None
+    cover_first(conn, "book_snapshots", exch, sym, above=target if healer is None else healer - 1)
     heal = conn.execute(
         "SELECT last_update_id, received_at FROM book_snapshots WHERE exchange = %s AND symbol = %s "
         "AND last_update_id > %s ORDER BY last_update_id LIMIT 1",
@@ -525,7 +552,7 @@ def book_top(
     before it plus the diffs since."""
     import polars as pl
 
-    with connection(conn) as c:
+    with connection(conn) as c, archived_book(c):
         span = _span(c, symbol, start, end, exchange)
         rb = load_book(c, span)
     if rb is None:
@@ -541,19 +568,25 @@ def load_book(c: psycopg.Connection, span: BookSpan) -> Rebuilt | None:
     the snapshots and diffs up to its last one, the crossed books recorded; None when the span
     holds no diff or no snapshot precedes any of them."""
     exch, sym = span.exchange, span.symbol
+    cover_time(c, "book_diffs", exch, sym, span.start, span.end)
     ids = c.execute("SELECT min(last_update_id), max(last_update_id) FROM book_diffs WHERE exchange = %s AND "
                     "symbol = %s AND event_time >= %s AND event_time < %s",
                     (exch, sym, span.start, span.end)).fetchone()
     if ids is None or ids[0] is None:
         return None
     lo, hi = int(ids[0]), int(ids[1])
+    cover_last(c, "book_snapshots", exch, sym, below=lo)
     s0 = _one(c, "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s AND "
                  "last_update_id < %s", (exch, sym, lo))
+    cover_ids(c, "book_snapshots", exch, sym, s0, hi)
     snaps = _read_snapshots(c, exch, sym, s0, hi)
     if not snaps:
         return None
     s_first = snaps[0].update_id
-    diffs = _read_diffs(c, exch, sym, s_first, hi, span.end, inclusive=True, bulk=hi - s_first > 200_000)
+    cover_ids(c, "book_diffs", exch, sym, s_first, hi)
+    # archived days live in this session only: no reads on other connections (ADBC) then
+    bulk = hi - s_first > 200_000 and not book_attached(c)
+    diffs = _read_diffs(c, exch, sym, s_first, hi, span.end, inclusive=True, bulk=bulk)
     return Rebuilt(diffs, snaps, _crossed(c, exch, sym, s_first, hi))
 
 
@@ -705,8 +738,9 @@ def quotes(
     """The stored bookTicker rows with received time in [start, end) (default: the last hour of
     stored quotes), in update-id order: update_id, received_at, bid_price, bid_qty, ask_price,
     ask_qty (exact Decimal)."""
-    with connection(conn) as c:
+    with connection(conn) as c, archived_book(c):
         span = _span(c, symbol, start, end, exchange, what="quotes")
+        cover_time(c, "quotes", span.exchange, span.symbol, span.start, span.end)
         return run(c, _MODULE, "quotes", span.values(), as_, keep_scales=False)
 
 
@@ -724,7 +758,7 @@ def book_gaps(
     'crossed' the diff that crossed it), before_update_id, missing (ids never seen), detected_at,
     snapshot_update_id and healed_at (the snapshot that re-synced the book; null: not yet)."""
     t0, t1 = parse_time(start, "start"), parse_time(end, "end")
-    with connection(conn) as c:
+    with connection(conn) as c, archived_book(c):
         exch, sym = resolve_book(c, symbol, exchange)
         values = {"exchange": exch, "symbol": sym,
                   "start": t0 or datetime(1970, 1, 1, tzinfo=timezone.utc),

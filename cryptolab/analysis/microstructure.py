@@ -27,6 +27,7 @@ import psycopg
 from ..errors import DataError
 from .args import MAX_ROWS, AsType, Frame, parse_decimal, parse_duration, parse_interval
 from .book import BookSpan, Rebuilt, _empty_top, _span, load_book
+from .book_archive import archived_book, cover_time
 from .book_replay import NONE, _ranks, _sorted_updates, ticks_to_decimal
 from .execute import run
 from .reader import load_trades
@@ -162,7 +163,7 @@ def book_stats(
 
     iv, step = parse_interval(interval)
     bps = _bps_list(depth_bps)
-    with connection(conn) as c:
+    with connection(conn) as c, archived_book(c):
         span = _span(c, symbol, start, end, exchange)
         if (span.end - span.start) / step > MAX_ROWS:
             raise DataError(f"{span.start.isoformat()} … {span.end.isoformat()} at interval {iv} is too many rows: "
@@ -252,7 +253,7 @@ def trade_costs(
     import polars as pl
 
     _, h = parse_duration(horizon, name="horizon")
-    with connection(conn) as c:
+    with connection(conn) as c, archived_book(c):
         span = _span(c, symbol, start, end, exchange)
         wide = BookSpan(span.exchange, span.symbol, span.start, span.end + h)
         rb = load_book(c, wide)
@@ -304,8 +305,10 @@ def effective_spread(
     if reference not in ("book", "quotes"):
         raise DataError(f"reference must be 'book' or 'quotes', not {reference!r}")
     if reference == "quotes":
-        with connection(conn) as c:
+        with connection(conn) as c, archived_book(c):
             span = _span(c, symbol, start, end, exchange, what="quotes")
+            cover_time(c, "quotes", span.exchange, span.symbol, span.start - timedelta(minutes=1),
+                       span.end + parse_duration(horizon, name="horizon")[1])
             return run(c, _MODULE, "effective_spread", span.values(interval=iv, horizon=horizon), as_,
                        keep_scales=False)
     costs = trade_costs(symbol, start, end, horizon=horizon, exchange=exchange, conn=conn)
@@ -336,6 +339,7 @@ def quote_stats(
     last quote (update_id, bid/ask price and qty, mid, spread, spread_bps, microprice to 12
     decimals), min/max/avg spread (exact), avg_spread_bps and avg_imbalance."""
     iv, _ = parse_interval(interval)
-    with connection(conn) as c:
+    with connection(conn) as c, archived_book(c):
         span = _span(c, symbol, start, end, exchange, what="quotes")
+        cover_time(c, "quotes", span.exchange, span.symbol, span.start, span.end)
         return run(c, _MODULE, "quote_stats", span.values(interval=iv), as_, keep_scales=False)

@@ -283,7 +283,7 @@ def test_no_space_left_is_one_clear_message(dsn: str, tmp_path: Path) -> None:
 def _snapshot(dsn: str) -> dict[str, Any]:
     """Every public analysis function on ranges inside and across the two days, both symbols."""
     skip = {"INTERVALS", "fetch_klines", "clock_skew", "reconcile_or_skip", "stored_symbols", "load_trades",
-            # the order book's readers: no book data here (archived book days are another test's)
+            # the order book's readers: no book data here (archived book days: tests/archive/test_book_readers.py)
             "book_at", "book_top", "quotes", "book_gaps", "book_markets", "book_stats", "trade_costs",
             "effective_spread", "quote_stats"}
     ranges = [(START, END), (START + timedelta(minutes=2), START + timedelta(minutes=9)),
