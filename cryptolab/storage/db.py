@@ -108,9 +108,11 @@ def apply_schema(conn: psycopg.Connection) -> int:
             conn.execute("SELECT pg_advisory_lock(hashtext('cryptolab_schema'))")
             try:
                 conn.execute(text)  # a multi-statement script, no parameters
+                # under the same lock: a partition made while another session's script runs
+                # `CREATE INDEX … ON trades` deadlocks the two (each waits for the other)
+                ensure_partitions(conn)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtext('cryptolab_schema'))")
-            ensure_partitions(conn)
             version = schema_version(conn)
         finally:
             conn.autocommit = prev
