@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 import psycopg
@@ -23,7 +24,7 @@ import psycopg
 from ..binance.rest import RestClient
 from ..binance.wire import trade_from_rest
 from ..errors import CryptolabError
-from ..model import DeadLetter, Trade, now_us
+from ..model import DeadLetter, now_us
 from .options import Counters
 from .sequencer import GapEvent, GapPolicy, Sequencer
 from .sink import Sink
@@ -133,10 +134,30 @@ class Backfiller:
                 else:
                     await self.backfill_range(seq, plan.lo, plan.hi, catch_up=catch_up)
 
+    # ---- what a kind of id is (a subclass fills other ids the same way: capture/usdm.py, aggregates)
+
+    stored_runs = staticmethod(stored_runs)
+    """Runs of consecutive ids of [lo, hi] the database holds for a symbol."""
+    source = "REST historicalTrades"
+
+    async def fetch_page(self, symbol: str, from_id: int, limit: int) -> list[Any]:
+        """One REST page of items from `from_id`."""
+        return list(await self.rest.historical_trades(symbol, from_id=from_id, limit=limit))
+
+    def parse(self, item: Any, symbol: str, received: int) -> tuple[int, Any]:
+        """(id, row) of one REST item; ValueError when it is bad."""
+        t = trade_from_rest(item, symbol, exchange=self.exchange, received_at_us=received)
+        return t.trade_id, t
+
+    def queue(self, row: Any) -> None:
+        self.sink.trades.append(row)
+
+    # ----
+
     async def _not_stored(self, seq: Sequencer, lo: int, hi: int) -> list[tuple[int, int]]:
         """The parts of [lo, hi] the database does not hold (all of it when it cannot be asked)."""
         try:
-            stored = await asyncio.to_thread(stored_runs, self.sink.link.dsn, self.exchange, seq.symbol, lo, hi)
+            stored = await asyncio.to_thread(self.stored_runs, self.sink.link.dsn, self.exchange, seq.symbol, lo, hi)
         except (psycopg.Error, CryptolabError):
             return [(lo, hi)]
         for a, b in stored:
@@ -150,23 +171,23 @@ class Backfiller:
         backfilled, not as a gap found and filled (only a loss among them makes it a gap)."""
         frm, lost = lo, False
         while frm <= hi:
-            items = await self.rest.historical_trades(seq.symbol, from_id=frm, limit=min(PAGE, hi - frm + 1))
+            items = await self.fetch_page(seq.symbol, frm, min(PAGE, hi - frm + 1))
             received = now_us()
-            got: list[Trade] = []
+            got: list[tuple[int, Any]] = []
             for it in items:
                 try:
-                    t = trade_from_rest(it, seq.symbol, exchange=self.exchange, received_at_us=received)
+                    i, row = self.parse(it, seq.symbol, received)
                 except ValueError as exc:
                     self.sink.put_dead(DeadLetter(f"backfill: {exc}", orjson.dumps(it), "backfill", self.exchange,
                                                   seq.symbol, received))
                     continue
-                if frm <= t.trade_id <= hi:
-                    got.append(t)
-            ids = sorted(t.trade_id for t in got)
+                if frm <= i <= hi:
+                    got.append((i, row))
+            ids = sorted(i for i, _ in got)
             if not ids or ids[0] != frm:
                 last_missing = (ids[0] - 1) if ids else hi
                 self.sink.put_gap(GapEvent(seq.symbol, frm, last_missing, "unrecoverable",
-                                           "REST historicalTrades did not return these ids"))
+                                           f"{self.source} did not return these ids"))
                 if catch_up and not lost:
                     self.counters.gaps_found += 1
                 self.counters.gaps_lost += 1
@@ -174,12 +195,12 @@ class Backfiller:
                 seq.carve_range(frm, last_missing)
                 if not ids:
                     return
-            for t in got:
-                if seq.carve(t.trade_id):
-                    self.sink.trades.append(t)
+            for i, row in got:
+                if seq.carve(i):
+                    self.queue(row)
                     self.counters.backfilled += 1
             self.sink.wake.set()
             frm = ids[-1] + 1
         if not lost and not catch_up:
             self.counters.gaps_filled += 1
-            self.sink.put_gap(GapEvent(seq.symbol, lo, hi, "filled", "backfilled from REST"))
+            self.sink.put_gap(GapEvent(seq.symbol, lo, hi, "filled", f"backfilled from {self.source}"))

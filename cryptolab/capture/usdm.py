@@ -33,10 +33,9 @@ from ..book.model import DepthDiff, Quote
 from ..errors import ConfigError, CryptolabError, SourceError
 from ..markets import AggTrade, Liquidation, MarkPrice
 from ..model import DeadLetter, now_us
-from .backfill import Backfiller, missing_parts
+from .backfill import Backfiller
 from .endpoints import KNOWN_SOURCES, Endpoint, resolve_source
 from .options import Counters
-from .sequencer import GapEvent, Sequencer
 from .sink import Sink
 
 __all__ = ["USDM_KINDS", "usdm_kinds", "route_streams", "usdm_endpoint", "contract_problems", "agg_resume_points",
@@ -217,53 +216,20 @@ def stored_agg_runs(dsn: str, exchange: str, symbol: str, lo: int, hi: int) -> l
 
 
 class UsdmBackfiller(Backfiller):
-    """Fills missing aggregate ids from `/fapi/v1/aggTrades?fromId=` (the spot policy and records)."""
+    """Fills missing aggregate ids from `/fapi/v1/aggTrades?fromId=` (the spot policy, paging and records)."""
 
-    async def _not_stored(self, seq: Sequencer, lo: int, hi: int) -> list[tuple[int, int]]:
-        try:
-            stored = await asyncio.to_thread(stored_agg_runs, self.sink.link.dsn, self.exchange, seq.symbol, lo, hi)
-        except (psycopg.Error, CryptolabError):
-            return [(lo, hi)]
-        for a, b in stored:
-            seq.carve_range(a, b)
-        return missing_parts(lo, hi, stored)
+    stored_runs = staticmethod(stored_agg_runs)
+    source = "REST /fapi/v1/aggTrades"
 
-    async def backfill_range(self, seq: Sequencer, lo: int, hi: int, *, catch_up: bool = False) -> None:
-        """Aggregates lo..hi by `fromId`, page by page; ids REST does not return are recorded as lost."""
-        frm, lost = lo, False
-        while frm <= hi:
-            items = await self.rest.agg_trades(seq.symbol, from_id=frm, limit=min(PAGE, hi - frm + 1))
-            got: list[AggTrade] = []
-            for it in items:
-                try:
-                    a = agg_trade_from_rest(it, seq.symbol, exchange=self.exchange)
-                except ValueError as exc:
-                    self.sink.put_dead(DeadLetter(f"backfill: {exc}", orjson.dumps(it), "backfill", self.exchange,
-                                                  seq.symbol, now_us()))
-                    continue
-                if frm <= a.agg_id <= hi:
-                    got.append(a)
-            ids = sorted(a.agg_id for a in got)
-            if not ids or ids[0] != frm:
-                last_missing = (ids[0] - 1) if ids else hi
-                self.sink.put_gap(GapEvent(seq.symbol, frm, last_missing, "unrecoverable",
-                                           "REST /fapi/v1/aggTrades did not return these aggregate ids"))
-                if catch_up and not lost:
-                    self.counters.gaps_found += 1
-                self.counters.gaps_lost += 1
-                lost = True
-                seq.carve_range(frm, last_missing)
-                if not ids:
-                    return
-            for a in got:
-                if seq.carve(a.agg_id):
-                    self.sink.futures.append(a)
-                    self.counters.backfilled += 1
-            self.sink.wake.set()
-            frm = ids[-1] + 1
-        if not lost and not catch_up:
-            self.counters.gaps_filled += 1
-            self.sink.put_gap(GapEvent(seq.symbol, lo, hi, "filled", "backfilled from REST /fapi/v1/aggTrades"))
+    async def fetch_page(self, symbol: str, from_id: int, limit: int) -> list[Any]:
+        return list(await self.rest.agg_trades(symbol, from_id=from_id, limit=limit))
+
+    def parse(self, item: Any, symbol: str, received: int) -> tuple[int, Any]:
+        a = agg_trade_from_rest(item, symbol, exchange=self.exchange)
+        return a.agg_id, a
+
+    def queue(self, row: Any) -> None:
+        self.sink.futures.append(row)
 
 
 async def latest_agg_id(rest: UsdmRestClient, symbol: str) -> int | None:
