@@ -28,6 +28,7 @@ import psycopg
 from psycopg import sql
 
 from ..errors import DatabaseError
+from ..storage.db import partitions_of
 from ..storage.parquet.book import (
     BOOK_FORMAT,
     KINDS,
@@ -90,17 +91,6 @@ def _first(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _loose(conn: psycopg.Connection, schema: str, name: str) -> list[tuple[str, str]]:
-    """The (exchange, symbol) pairs one partition holds (a loose index scan on its primary key)."""
-    part = sql.Identifier(schema, name)
-    rows = conn.execute(sql.SQL(
-        "WITH RECURSIVE s AS ((SELECT exchange, symbol FROM {p} ORDER BY exchange, symbol LIMIT 1) "
-        "UNION ALL SELECT n.exchange, n.symbol FROM s CROSS JOIN LATERAL (SELECT t.exchange, t.symbol FROM {p} t "
-        "WHERE (t.exchange, t.symbol) > (s.exchange, s.symbol) ORDER BY t.exchange, t.symbol LIMIT 1) AS n) "
-        "SELECT exchange, symbol FROM s").format(p=part)).fetchall()
-    return [(str(e), str(s)) for e, s in rows]
-
-
 def _days(conn: psycopg.Connection, kind: str, today: date) -> dict[date, tuple[str | None, list[tuple[str, str]]]]:
     """{closed day: (its partition or None, [(exchange, symbol) with rows that day])} of a book table."""
     table = KINDS[kind].table
@@ -119,7 +109,7 @@ def _days(conn: psycopg.Connection, kind: str, today: date) -> dict[date, tuple[
             except ValueError:
                 continue
             if day < today:
-                groups = _loose(conn, schema, name)
+                groups = partitions_of(conn, schema, name)
                 if groups:
                     out[day] = (f"{schema}.{name}", groups)
         return out
@@ -298,7 +288,7 @@ def _drop_locked(c: psycopg.Connection, store: Store, kind: str, day: date, part
     if partition is not None:
         schema, name = partition.split(".", 1)
         c.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(schema, name)))
-        extra = sorted(set(_loose(c, schema, name)) - set(archived))
+        extra = sorted(set(partitions_of(c, schema, name)) - set(archived))
         if extra:
             raise ArchiveError(f"{partition} now also holds {', '.join(' '.join(g) for g in extra)}: not dropped; "
                                "re-run to archive them first")

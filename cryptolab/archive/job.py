@@ -26,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from ..errors import DatabaseError
+from ..storage.db import partitions_of
 from ..storage.parquet.errors import ArchiveError
 from ..storage.parquet.layout import FORMAT_VERSION, day_path, parse_day_path
 from ..storage.parquet.store import DATASET, Store, open_store
@@ -233,17 +234,6 @@ def _verify_and_drop(conn: psycopg.Connection, store: Store, day: date, partitio
             raise ArchiveError(f"{exchange} {symbol} {day} is not recorded as archived at {store.uri()}: "
                                "not dropped; re-run to archive it there first")
     conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, name)))
-
-
-def partitions_of(conn: psycopg.Connection, schema: str, name: str) -> list[tuple[str, str]]:
-    """The (exchange, symbol) pairs one partition holds: a loose index scan, one probe per pair."""
-    part = sql.Identifier(schema, name)
-    rows = conn.execute(sql.SQL(
-        "WITH RECURSIVE s AS ((SELECT exchange, symbol FROM {p} ORDER BY exchange, symbol LIMIT 1) "
-        "UNION ALL SELECT n.exchange, n.symbol FROM s CROSS JOIN LATERAL (SELECT t.exchange, t.symbol FROM {p} t "
-        "WHERE (t.exchange, t.symbol) > (s.exchange, s.symbol) ORDER BY t.exchange, t.symbol LIMIT 1) AS n) "
-        "SELECT exchange, symbol FROM s").format(p=part)).fetchall()
-    return [(str(e), str(s)) for e, s in rows]
 
 
 def archive(

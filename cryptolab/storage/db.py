@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
+from psycopg import sql
 
 from ..config import mask_dsn, settings
 from ..errors import DatabaseError
@@ -23,6 +24,7 @@ __all__ = [
     "apply_schema",
     "schema_version",
     "ensure_partitions",
+    "partitions_of",
     "read_frame",
     "SCHEMA_PATH",
     "SQL_DIR",
@@ -171,3 +173,14 @@ def read_frame(
         return pd.DataFrame.from_records(rows, columns=cols)
     data = {name: [r[i] for r in rows] for i, name in enumerate(cols)}
     return pl.DataFrame(data, strict=False) if rows else pl.DataFrame({c: [] for c in cols})
+
+
+def partitions_of(conn: psycopg.Connection, schema: str, name: str) -> list[tuple[str, str]]:
+    """The (exchange, symbol) pairs one partition holds: a loose index scan, one probe per pair."""
+    part = sql.Identifier(schema, name)
+    rows = conn.execute(sql.SQL(
+        "WITH RECURSIVE s AS ((SELECT exchange, symbol FROM {p} ORDER BY exchange, symbol LIMIT 1) "
+        "UNION ALL SELECT n.exchange, n.symbol FROM s CROSS JOIN LATERAL (SELECT t.exchange, t.symbol FROM {p} t "
+        "WHERE (t.exchange, t.symbol) > (s.exchange, s.symbol) ORDER BY t.exchange, t.symbol LIMIT 1) AS n) "
+        "SELECT exchange, symbol FROM s").format(p=part)).fetchall()
+    return [(str(e), str(s)) for e, s in rows]
