@@ -42,8 +42,9 @@ def scratch_database(name: str) -> Iterator[str]:
             embedded.stop()
 
 
-def synthetic_trades(n: int, symbol: str = "BTCUSDT", start_us: int = 1_735_689_600_000_000, first_id: int = 1,
-                     seed: int = 1) -> list[Trade]:
+def synthetic_trades(
+    n: int, symbol: str = "BTCUSDT", start_us: int = 1_735_689_600_000_000, first_id: int = 1, seed: int = 1
+) -> list[Trade]:
     """n trades with 8-decimal prices/quantities, ~2 ms apart, ids consecutive."""
     rng = random.Random(seed)
     out = []
@@ -53,13 +54,38 @@ def synthetic_trades(n: int, symbol: str = "BTCUSDT", start_us: int = 1_735_689_
         t += rng.randint(0, 4000)
         price += rng.randint(-300, 300) * 1_000_000
         qty = rng.randint(1, 5_000_000)
-        out.append(Trade("binance", symbol, i, Decimal(price).scaleb(-8), Decimal(qty).scaleb(-8),
-                         rng.random() < 0.5, t, t + 3000, t + 9000, "simulator"))
+        out.append(
+            Trade(
+                "binance",
+                symbol,
+                i,
+                Decimal(price).scaleb(-8),
+                Decimal(qty).scaleb(-8),
+                rng.random() < 0.5,
+                t,
+                t + 3000,
+                t + 9000,
+                "simulator",
+            )
+        )
     return out
 
 
-TRADE_COLUMNS = "exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, event_time, received_at, source"
-_COPY_TYPES = ["text", "text", "int8", "numeric", "numeric", "bool", "timestamptz", "timestamptz", "timestamptz", "text"]
+TRADE_COLUMNS = (
+    "exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, event_time, received_at, source"
+)
+_COPY_TYPES = [
+    "text",
+    "text",
+    "int8",
+    "numeric",
+    "numeric",
+    "bool",
+    "timestamptz",
+    "timestamptz",
+    "timestamptz",
+    "text",
+]
 
 
 def plain_copy(conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]]) -> float:
@@ -103,8 +129,14 @@ def build_bars(conn: psycopg.Connection[Any]) -> None:
     print(f"  bars_1s built, vacuumed in {time.perf_counter() - t0:.1f} s", flush=True)
 
 
-def synthetic_diffs(n: int, symbol: str = "BTCUSDT", start_us: int = 1_735_689_600_000_000, first_id: int = 1,
-                    levels: int = 46, seed: int = 1) -> list[Any]:
+def synthetic_diffs(
+    n: int,
+    symbol: str = "BTCUSDT",
+    start_us: int = 1_735_689_600_000_000,
+    first_id: int = 1,
+    levels: int = 46,
+    seed: int = 1,
+) -> list[Any]:
     """n depth diffs shaped like BTCUSDT's @depth@100ms (~46 levels each, 8-decimal strings, most
     levels within 1 % of mid, a quarter removals), 100 ms apart, update ids contiguous."""
     from cryptolab.book import DepthDiff
@@ -122,7 +154,9 @@ def synthetic_diffs(n: int, symbol: str = "BTCUSDT", start_us: int = 1_735_689_6
             p = mid - off if j < nb else mid + off
             q = 0 if rng.random() < 0.25 else rng.randint(1, 300_000_000)
             side[0 if j < nb else 1].append((f"{p / 1e8:.8f}", f"{q / 1e8:.8f}"))
-        out.append(DepthDiff("binance", symbol, uid, uid + k - 1, t, side[0], side[1], t + 2000, None, "simulator"))
+        out.append(
+            DepthDiff("binance", symbol, uid, uid + k - 1, t, side[0], side[1], t + 2000, None, "simulator")
+        )
         uid += k
         t += 100_000
     return out

@@ -93,7 +93,10 @@ def pct(values: list[float], p: float) -> float:
 
 def line(name: str, times: list[float], extra: str = "") -> None:
     ms = [t * 1000 for t in times]
-    print(f"  {name:<46} p50 {pct(ms, 0.5):9.1f} ms   p95 {pct(ms, 0.95):9.1f} ms   (n={len(ms)}) {extra}", flush=True)
+    print(
+        f"  {name:<46} p50 {pct(ms, 0.5):9.1f} ms   p95 {pct(ms, 0.95):9.1f} ms   (n={len(ms)}) {extra}",
+        flush=True,
+    )
 
 
 def seed_way(dsn: str, symbol: str) -> Callable[[], Any]:
@@ -105,8 +108,10 @@ def seed_way(dsn: str, symbol: str) -> Callable[[], Any]:
     def refresh() -> Any:
         df = pd.read_sql(
             "SELECT trade_id, trade_time, price, qty, is_buyer_maker FROM trades "
-            "WHERE exchange = 'binance' AND symbol = %(s)s ORDER BY trade_id DESC LIMIT 3000", conn,
-            params={"s": symbol})
+            "WHERE exchange = 'binance' AND symbol = %(s)s ORDER BY trade_id DESC LIMIT 3000",
+            conn,
+            params={"s": symbol},
+        )
         conn.rollback()
         df = df.sort_values("trade_id")
         price = df["price"].astype(float)
@@ -121,12 +126,20 @@ def seed_way(dsn: str, symbol: str) -> Callable[[], Any]:
 def dashboard(dsn: str, repeat: int) -> None:
     from cryptolab import analysis as an
 
-    print("\n1. dashboard refresh (last stored hour of 1 s bars + VWAP + CVD, BTCUSDT, one reused connection)")
+    print(
+        "\n1. dashboard refresh (last stored hour of 1 s bars + VWAP + CVD, BTCUSDT, one reused connection)"
+    )
     with db.connect(dsn) as c:
         live, frame = timed(lambda: an.live_bars(SYMBOL, conn=c), repeat)
         line("cryptolab live_bars (1 query)", live, f"rows={frame.height}")
-        sep, _ = timed(lambda: (an.ohlcv(SYMBOL, interval="1s", conn=c), an.cvd(SYMBOL, interval="1s", conn=c),
-                                an.vwap(SYMBOL, interval="1m", mode="anchored", conn=c)), max(repeat // 3, 3))
+        sep, _ = timed(
+            lambda: (
+                an.ohlcv(SYMBOL, interval="1s", conn=c),
+                an.cvd(SYMBOL, interval="1s", conn=c),
+                an.vwap(SYMBOL, interval="1m", mode="anchored", conn=c),
+            ),
+            max(repeat // 3, 3),
+        )
         line("ohlcv 1s + cvd 1s + anchored vwap 1m (3 calls)", sep, "(dense series)")
         span = scope.resolve_span(c, SYMBOL, None, None)
         from cryptolab.storage import queries
@@ -139,26 +152,38 @@ def dashboard(dsn: str, repeat: int) -> None:
         c.rollback()
         line("  of which server execution (EXPLAIN ANALYZE)", server)
     seed_times, df = timed(seed_way(dsn, SYMBOL), repeat)
-    line("seed's way (3000 raw trades -> pandas)", seed_times, f"rows={len(df)} (covers only the last 3000 trades)")
+    line(
+        "seed's way (3000 raw trades -> pandas)",
+        seed_times,
+        f"rows={len(df)} (covers only the last 3000 trades)",
+    )
     ratio = pct(seed_times, 0.5) / pct(live, 0.5)
     verdict = "meets" if pct(live, 0.5) <= 0.020 else "MISSES"
-    print(f"  -> live_bars p50 {pct(live, 0.5) * 1000:.1f} ms {verdict} the 20 ms target; "
-          f"seed/cryptolab p50 ratio {ratio:.2f}x", flush=True)
+    print(
+        f"  -> live_bars p50 {pct(live, 0.5) * 1000:.1f} ms {verdict} the 20 ms target; "
+        f"seed/cryptolab p50 ratio {ratio:.2f}x",
+        flush=True,
+    )
 
 
 def modules(dsn: str) -> None:
     from cryptolab import analysis as an
 
-    print("\n2. each module's main query (p50 of 3 runs; 'hour' = last stored hour, 'day' = the whole stored day)")
+    print(
+        "\n2. each module's main query (p50 of 3 runs; 'hour' = last stored hour, 'day' = the whole stored day)"
+    )
     with db.connect(dsn) as c:
-        first, last = c.execute("SELECT min(ts), max(ts) + interval '1 second' FROM bars_1s WHERE symbol = %s",
-                                (SYMBOL,)).fetchone()  # type: ignore[misc]
+        first, last = c.execute(
+            "SELECT min(ts), max(ts) + interval '1 second' FROM bars_1s WHERE symbol = %s", (SYMBOL,)
+        ).fetchone()  # type: ignore[misc]
         c.rollback()
         cases = [
             ("price    ohlcv 1m, day", lambda: an.ohlcv(SYMBOL, first, last, "1m", conn=c)),
             ("price    vwap session 1m, hour", lambda: an.vwap(SYMBOL, interval="1m", conn=c)),
-            ("price    vwap anchored 1m + sigma bands, hour",
-             lambda: an.vwap(SYMBOL, interval="1m", mode="anchored", bands=True, conn=c)),
+            (
+                "price    vwap anchored 1m + sigma bands, hour",
+                lambda: an.vwap(SYMBOL, interval="1m", mode="anchored", bands=True, conn=c),
+            ),
             ("price    volume_profile, hour", lambda: an.volume_profile(SYMBOL, conn=c)),
             ("traffic  tps_stats, day", lambda: an.tps_stats(SYMBOL, first, last, conn=c)),
             ("traffic  bursts, hour", lambda: an.bursts(SYMBOL, conn=c)),
@@ -166,7 +191,10 @@ def modules(dsn: str) -> None:
             ("quality  quality_report (11 checks), hour", lambda: an.quality_report(SYMBOL, conn=c)),
             ("volume   cvd 1m, day", lambda: an.cvd(SYMBOL, first, last, "1m", conn=c)),
             ("volume   daily_totals, day", lambda: an.daily_totals(SYMBOL, conn=c)),
-            ("volume   cvd 1m with tick rule, hour", lambda: an.cvd(SYMBOL, interval="1m", tick_rule=True, conn=c)),
+            (
+                "volume   cvd 1m with tick rule, hour",
+                lambda: an.cvd(SYMBOL, interval="1m", tick_rule=True, conn=c),
+            ),
             ("latency  latency_stats 1m, hour", lambda: an.latency_stats(SYMBOL, conn=c)),
             ("latency  latest_trades 50", lambda: an.latest_trades(SYMBOL, limit=50, conn=c)),
         ]
@@ -187,8 +215,11 @@ def loaders(dsn: str, n: int) -> None:
         for engine in ("adbc", "copy"):
             t, frame = timed(functools.partial(an.load_trades, SYMBOL, conn=c, engine=engine), 1)
             results[engine] = t[0]
-            print(f"  load_trades engine={engine:<5} {t[0]:8.2f} s  rows={frame.height:,}  "
-                  f"{t[0] / frame.height * 1e6:.2f} us/row  {dict(frame.schema)}", flush=True)
+            print(
+                f"  load_trades engine={engine:<5} {t[0]:8.2f} s  rows={frame.height:,}  "
+                f"{t[0] / frame.height * 1e6:.2f} us/row  {dict(frame.schema)}",
+                flush=True,
+            )
             del frame
         base = psycopg.conninfo.conninfo_to_dict(dsn)
         sub_end = DAY + timedelta(seconds=86_400 * 1_000_000 // n)  # about 1M rows
@@ -204,38 +235,58 @@ def loaders(dsn: str, n: int) -> None:
             q = psycopg.sql.SQL(
                 "COPY (SELECT trade_id, trade_time, price, qty, is_buyer_maker FROM trades WHERE "
                 "exchange = 'binance' AND symbol = {} AND trade_time >= {} AND trade_time < {} ORDER BY trade_id) "
-                "TO STDOUT (FORMAT BINARY)").format(psycopg.sql.Literal(SYMBOL), psycopg.sql.Literal(DAY),
-                                                    psycopg.sql.Literal(sub_end))
+                "TO STDOUT (FORMAT BINARY)"
+            ).format(psycopg.sql.Literal(SYMBOL), psycopg.sql.Literal(DAY), psycopg.sql.Literal(sub_end))
             with c.cursor() as cur, cur.copy(q) as cp:
                 cp.set_types(["int8", "timestamptz", "numeric", "numeric", "bool"])
                 rows = list(cp.rows())
             return pl.DataFrame(rows, schema=list(ref.columns), orient="row")
 
         t, bc = timed(binary_copy, 1)
-        print(f"  psycopg binary COPY (rows)      {t[0]:8.2f} s  -> {t[0] * n / m:7.1f} s   exact: "
-              f"{bc['price'].cast(pl.String).to_list() == ref['price'].cast(pl.String).to_list()}", flush=True)
+        print(
+            f"  psycopg binary COPY (rows)      {t[0]:8.2f} s  -> {t[0] * n / m:7.1f} s   exact: "
+            f"{bc['price'].cast(pl.String).to_list() == ref['price'].cast(pl.String).to_list()}",
+            flush=True,
+        )
         del bc
 
         def read_sql() -> Any:
-            return pd.read_sql(f"SELECT trade_id, trade_time, price, qty, is_buyer_maker FROM trades WHERE {where} "
-                               "ORDER BY trade_id", c, params=args)
+            return pd.read_sql(
+                f"SELECT trade_id, trade_time, price, qty, is_buyer_maker FROM trades WHERE {where} "
+                "ORDER BY trade_id",
+                c,
+                params=args,
+            )
 
         t, pdf = timed(read_sql, 1)
         c.rollback()
         results["pandas"] = t[0] * n / m
-        print(f"  pandas.read_sql (psycopg)       {t[0]:8.2f} s  -> {t[0] * n / m:7.1f} s   exact: "
-              f"{[str(x) for x in pdf['price']] == ref['price'].cast(pl.String).to_list()} "
-              f"(price dtype {pdf['price'].dtype}: coerce_float turns Decimal into float)", flush=True)
+        print(
+            f"  pandas.read_sql (psycopg)       {t[0]:8.2f} s  -> {t[0] * n / m:7.1f} s   exact: "
+            f"{[str(x) for x in pdf['price']] == ref['price'].cast(pl.String).to_list()} "
+            f"(price dtype {pdf['price'].dtype}: coerce_float turns Decimal into float)",
+            flush=True,
+        )
         del pdf
         try:
             import connectorx
 
-            uri = "postgresql://{user}@localhost/{dbname}?host={host}".format(**base) if base.get("host", "").startswith("/") else dsn
-            q = ("SELECT trade_id, trade_time, price::text AS price, qty::text AS qty, is_buyer_maker FROM trades "
-                 f"WHERE exchange = 'binance' AND symbol = '{SYMBOL}' AND trade_time >= '{DAY.isoformat()}' "
-                 f"AND trade_time < '{sub_end.isoformat()}'")
-            t, _ = timed(lambda: connectorx.read_sql(uri, q, return_type="arrow", partition_on="trade_id",
-                                                     partition_num=2), 1)
+            uri = (
+                "postgresql://{user}@localhost/{dbname}?host={host}".format(**base)
+                if base.get("host", "").startswith("/")
+                else dsn
+            )
+            q = (
+                "SELECT trade_id, trade_time, price::text AS price, qty::text AS qty, is_buyer_maker FROM trades "
+                f"WHERE exchange = 'binance' AND symbol = '{SYMBOL}' AND trade_time >= '{DAY.isoformat()}' "
+                f"AND trade_time < '{sub_end.isoformat()}'"
+            )
+            t, _ = timed(
+                lambda: connectorx.read_sql(
+                    uri, q, return_type="arrow", partition_on="trade_id", partition_num=2
+                ),
+                1,
+            )
             print(f"  connectorx (2 partitions, text) {t[0]:8.2f} s  -> {t[0] * n / m:7.1f} s", flush=True)
         except ImportError:
             print("  connectorx not installed: skipped")
@@ -243,16 +294,23 @@ def loaders(dsn: str, n: int) -> None:
             print(f"  connectorx failed: {str(exc)[:120]}")
     best = min(results["adbc"], results["copy"])
     verdict = "meets" if best <= 3 else "MISSES"
-    print(f"  -> load_trades {best:.2f} s for {n:,} rows {verdict} the 3 s target; "
-          f"pandas.read_sql/load_trades ratio {results['pandas'] / best:.1f}x", flush=True)
+    print(
+        f"  -> load_trades {best:.2f} s for {n:,} rows {verdict} the 3 s target; "
+        f"pandas.read_sql/load_trades ratio {results['pandas'] / best:.1f}x",
+        flush=True,
+    )
     with db.connect(dsn) as c:
-        q = ("COPY (SELECT trade_id, trade_time, price, qty, is_buyer_maker FROM trades WHERE exchange = 'binance' "
-             f"AND symbol = '{SYMBOL}') TO STDOUT (FORMAT BINARY)")
+        q = (
+            "COPY (SELECT trade_id, trade_time, price, qty, is_buyer_maker FROM trades WHERE exchange = 'binance' "
+            f"AND symbol = '{SYMBOL}') TO STDOUT (FORMAT BINARY)"
+        )
         t0 = time.perf_counter()
         with c.cursor() as cur, cur.copy(q) as cp:
             while cp.read():
                 pass
-        print(f"  (the server alone, binary COPY of those rows read and dropped: {time.perf_counter() - t0:.2f} s)")
+        print(
+            f"  (the server alone, binary COPY of those rows read and dropped: {time.perf_counter() - t0:.2f} s)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
 
     dsn = bench_dsn()
     with db.connect(dsn) as c:
-        have = c.execute("SELECT coalesce(sum(trade_count), 0) FROM bars_1s WHERE symbol = %s", (SYMBOL,)).fetchone()[0]  # type: ignore[index]
+        have = c.execute(
+            "SELECT coalesce(sum(trade_count), 0) FROM bars_1s WHERE symbol = %s", (SYMBOL,)
+        ).fetchone()[0]  # type: ignore[index]
     if args.regenerate or have != args.trades:
         print(f"generating {args.trades:,} trades into database {BENCH_DB} …", flush=True)
         generate(dsn, args.trades)

@@ -45,7 +45,9 @@ def generate(dsn: str, n: int, days: int) -> None:
     per_day = n // days
     with db.connect(dsn, autocommit=True) as c:
         for d in range(days):
-            day = datetime(FIRST_DAY.year, FIRST_DAY.month, FIRST_DAY.day, tzinfo=timezone.utc) + timedelta(days=d)
+            day = datetime(FIRST_DAY.year, FIRST_DAY.month, FIRST_DAY.day, tzinfo=timezone.utc) + timedelta(
+                days=d
+            )
             c.execute("SELECT cryptolab_ensure_partitions(%s, %s)", (day, day))
             t0 = time.perf_counter()
             c.execute(
@@ -62,8 +64,13 @@ def generate(dsn: str, n: int, days: int) -> None:
                        'live'
                 FROM generate_series(0::bigint, %(count)s::bigint - 1) AS i
                 """,
-                {"sym": SYMBOL, "first": 1 + d * per_day, "day": day, "step": 86_400_000_000 // per_day,
-                 "count": per_day},
+                {
+                    "sym": SYMBOL,
+                    "first": 1 + d * per_day,
+                    "day": day,
+                    "step": 86_400_000_000 // per_day,
+                    "count": per_day,
+                },
             )
             print(f"  {day.date()}: {per_day:,} trades in {time.perf_counter() - t0:.1f} s", flush=True)
         build_bars(c)
@@ -71,8 +78,10 @@ def generate(dsn: str, n: int, days: int) -> None:
 
 def pg_bytes(dsn: str) -> int:
     with psycopg.connect(dsn) as c:
-        row = c.execute("SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0) FROM pg_inherits i "
-                        "WHERE i.inhparent = 'trades'::regclass").fetchone()
+        row = c.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0) FROM pg_inherits i "
+            "WHERE i.inhparent = 'trades'::regclass"
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -122,10 +131,17 @@ def main(argv: list[str] | None = None) -> int:
             rep = archive(to=str(root), today=today)
             t_export = time.perf_counter() - t0
             parquet = sum(f.stat().st_size for f in root.rglob("*.parquet"))
-            print(f"  PostgreSQL partitions (table+index) {pg / mib:9.1f} MiB  = {pg / n * 1e6 / mib:7.1f} MiB per 1M trades")
-            print(f"  Parquet archive                     {parquet / mib:9.1f} MiB  = {parquet / n * 1e6 / mib:7.1f} MiB "
-                  f"per 1M trades   ({pg / parquet:.1f}x smaller)")
-            print(f"  archive (export+verify+publish)     {t_export:9.2f} s    = {rep.rows / t_export:,.0f} rows/s", flush=True)
+            print(
+                f"  PostgreSQL partitions (table+index) {pg / mib:9.1f} MiB  = {pg / n * 1e6 / mib:7.1f} MiB per 1M trades"
+            )
+            print(
+                f"  Parquet archive                     {parquet / mib:9.1f} MiB  = {parquet / n * 1e6 / mib:7.1f} MiB "
+                f"per 1M trades   ({pg / parquet:.1f}x smaller)"
+            )
+            print(
+                f"  archive (export+verify+publish)     {t_export:9.2f} s    = {rep.rows / t_export:,.0f} rows/s",
+                flush=True,
+            )
             t0 = time.perf_counter()
             rep2 = archive(to=str(root), today=today, drop=True)
             t_drop = time.perf_counter() - t0
@@ -134,22 +150,33 @@ def main(argv: list[str] | None = None) -> int:
 
             t_read, frame_read = best(lambda: read_trades("binance", SYMBOL, columns=cols), args.repeat)
             assert_frame_equal(frame_read, frame_db, check_exact=True)
-            t_scan, frame_scan = best(lambda: pl.scan_parquet(f"{root}/trades/**/*.parquet").select(cols).collect(),
-                                      args.repeat)
+            t_scan, frame_scan = best(
+                lambda: pl.scan_parquet(f"{root}/trades/**/*.parquet").select(cols).collect(), args.repeat
+            )
             assert frame_scan.height == n
             print(f"  load_trades all, from PostgreSQL    {t_db:9.3f} s")
             print(f"  archive.read_trades (polars)        {t_read:9.3f} s    ({t_db / t_read:.1f}x faster)")
-            print(f"  pl.scan_parquet(...).collect()      {t_scan:9.3f} s    ({t_db / t_scan:.1f}x faster)", flush=True)
+            print(
+                f"  pl.scan_parquet(...).collect()      {t_scan:9.3f} s    ({t_db / t_scan:.1f}x faster)",
+                flush=True,
+            )
             t_arch, frame_arch = best(lambda: an.load_trades(SYMBOL, columns=cols), args.repeat)
             assert_frame_equal(frame_arch, frame_db, check_exact=True)
-            print(f"  load_trades all, from the archive   {t_arch:9.3f} s    ({t_db / t_arch:.1f}x faster)", flush=True)
+            print(
+                f"  load_trades all, from the archive   {t_arch:9.3f} s    ({t_db / t_arch:.1f}x faster)",
+                flush=True,
+            )
             t_ohlcv_ar, ohlcv_ar = best(lambda: an.ohlcv(SYMBOL, *day, "1m"), args.repeat)
             t_vp_ar, vp_ar = best(lambda: an.volume_profile(SYMBOL, *day), args.repeat)
             assert_frame_equal(ohlcv_ar, ohlcv_db, check_exact=True)
             assert_frame_equal(vp_ar, vp_db, check_exact=True)
-            print(f"  one day's ohlcv 1m   DB {t_ohlcv_db * 1000:8.1f} ms   after drop {t_ohlcv_ar * 1000:8.1f} ms "
-                  "(bars stay in PostgreSQL)")
-            print(f"  one day's volume_profile DB {t_vp_db:7.2f} s   after drop {t_vp_ar:7.2f} s (archive -> TEMP trades)")
+            print(
+                f"  one day's ohlcv 1m   DB {t_ohlcv_db * 1000:8.1f} ms   after drop {t_ohlcv_ar * 1000:8.1f} ms "
+                "(bars stay in PostgreSQL)"
+            )
+            print(
+                f"  one day's volume_profile DB {t_vp_db:7.2f} s   after drop {t_vp_ar:7.2f} s (archive -> TEMP trades)"
+            )
             print("  exact: every frame read back equals the one read from PostgreSQL")
     finally:
         shutil.rmtree(root, ignore_errors=True)

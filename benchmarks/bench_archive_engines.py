@@ -60,32 +60,48 @@ def make_day(n: int, day: int, first_id: int, seed: int) -> pa.Table:
     qty = _dec(qty_u, pa.decimal128(19, 8))
     quote = pc.multiply(price, qty)  # decimal128(38, 16), exact
     n_ = len(times)
-    return pa.table({
-        "trade_id": pa.array(np.arange(first_id, first_id + n_, dtype=np.int64)),
-        "trade_time": pa.array(times, pa.timestamp("us", tz="UTC")),
-        "price": price, "qty": qty, "quote_qty": quote,
-        "is_buyer_maker": pa.array(rng.random(n_) < 0.5),
-        "event_time": pa.array(times + 900, pa.timestamp("us", tz="UTC")),
-        "received_at": pa.array(times + 7000, pa.timestamp("us", tz="UTC")),
-        "ingested_at": pa.array(times + 9000, pa.timestamp("us", tz="UTC")),
-        "source": pa.array(["backfill"] * n_),
-        "price_scale": pa.array(np.full(n_, 2, dtype=np.int8)),
-        "qty_scale": pa.array(np.full(n_, 5, dtype=np.int8)),
-    })
+    return pa.table(
+        {
+            "trade_id": pa.array(np.arange(first_id, first_id + n_, dtype=np.int64)),
+            "trade_time": pa.array(times, pa.timestamp("us", tz="UTC")),
+            "price": price,
+            "qty": qty,
+            "quote_qty": quote,
+            "is_buyer_maker": pa.array(rng.random(n_) < 0.5),
+            "event_time": pa.array(times + 900, pa.timestamp("us", tz="UTC")),
+            "received_at": pa.array(times + 7000, pa.timestamp("us", tz="UTC")),
+            "ingested_at": pa.array(times + 9000, pa.timestamp("us", tz="UTC")),
+            "source": pa.array(["backfill"] * n_),
+            "price_scale": pa.array(np.full(n_, 2, dtype=np.int8)),
+            "qty_scale": pa.array(np.full(n_, 5, dtype=np.int8)),
+        }
+    )
 
 
 def v1(table: pa.Table) -> pa.Table:
     """The same rows as the archive wrote them before the contract."""
-    fields = [pa.field(f.name, pa.decimal128(38, 16 if f.name == "quote_qty" else 8)) if pa.types.is_decimal(f.type)
-              else f for f in table.schema]
+    fields = [
+        pa.field(f.name, pa.decimal128(38, 16 if f.name == "quote_qty" else 8))
+        if pa.types.is_decimal(f.type)
+        else f
+        for f in table.schema
+    ]
     return table.cast(pa.schema(fields))
 
 
 def encode_v1(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", compression_level=1, row_group_size=1_048_576,
-                   use_dictionary=["source", "price", "is_buyer_maker", "price_scale", "qty_scale"],
-                   write_statistics=True, coerce_timestamps="us", store_schema=True)
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        compression_level=1,
+        row_group_size=1_048_576,
+        use_dictionary=["source", "price", "is_buyer_maker", "price_scale", "qty_scale"],
+        write_statistics=True,
+        coerce_timestamps="us",
+        store_schema=True,
+    )
     return bytes(sink.getvalue().to_pybytes())
 
 
@@ -93,7 +109,15 @@ def write_dataset(root: Path, days: list[pa.Table], layout: str) -> int:
     total = 0
     for i, t in enumerate(days):
         d = f"2025-01-{i + 1:02d}"
-        path = root / layout / "trades" / "exchange=binance" / "symbol=BTCUSDT" / f"date={d}" / f"trades-{d}.parquet"
+        path = (
+            root
+            / layout
+            / "trades"
+            / "exchange=binance"
+            / "symbol=BTCUSDT"
+            / f"date={d}"
+            / f"trades-{d}.parquet"
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         data = encode(t.cast(contract_schema())) if layout == "v2" else encode_v1(v1(t))
         path.write_bytes(data)
@@ -112,10 +136,17 @@ def oracle(days: list[pa.Table]) -> dict[int, tuple[int, Decimal, Decimal]]:
     out: dict[int, tuple[int, Decimal, Decimal]] = {}
     for t in days:
         minute = pc.divide(pc.cast(t.column("trade_time"), pa.int64()), 60_000_000)
-        g = pa.table({"m": minute, "qty": t.column("qty"), "q": t.column("quote_qty")}).group_by("m").aggregate(
-            [("m", "count"), ("qty", "sum"), ("q", "sum")])
-        for m, c, sq, sv in zip(g.column("m").to_pylist(), g.column("m_count").to_pylist(),
-                                g.column("qty_sum").to_pylist(), g.column("q_sum").to_pylist()):
+        g = (
+            pa.table({"m": minute, "qty": t.column("qty"), "q": t.column("quote_qty")})
+            .group_by("m")
+            .aggregate([("m", "count"), ("qty", "sum"), ("q", "sum")])
+        )
+        for m, c, sq, sv in zip(
+            g.column("m").to_pylist(),
+            g.column("m_count").to_pylist(),
+            g.column("qty_sum").to_pylist(),
+            g.column("q_sum").to_pylist(),
+        ):
             out[int(m) * 60] = (int(c), sq, sv)
     return out
 
@@ -138,9 +169,11 @@ def check(rows: list[tuple[Any, ...]], want: dict[int, tuple[int, Decimal, Decim
         if Decimal(vw).quantize(Decimal("1e-8"), ROUND_HALF_UP) != vwap8(wq, wv):
             bad_vwap += 1
     n = len(rows)
-    parts = ["sums exact" if not bad_sum else f"sums differ in {bad_sum}/{n}",
-             "Σ(price·qty) exact" if not bad_prod else f"Σ(price·qty) differs in {bad_prod}/{n}",
-             (f"vwap exact ({vwap_kind})" if not bad_vwap else f"vwap ({vwap_kind}) differs in {bad_vwap}/{n}")]
+    parts = [
+        "sums exact" if not bad_sum else f"sums differ in {bad_sum}/{n}",
+        "Σ(price·qty) exact" if not bad_prod else f"Σ(price·qty) differs in {bad_prod}/{n}",
+        (f"vwap exact ({vwap_kind})" if not bad_vwap else f"vwap ({vwap_kind}) differs in {bad_vwap}/{n}"),
+    ]
     return ", ".join(parts)
 
 
@@ -154,25 +187,39 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return best, out
 
 
-SQL = ("SELECT {minute} AS minute, count(*) AS n, sum(qty) AS sv, sum(quote_qty) AS sq, sum(price * qty) AS sp, "
-       "sum(quote_qty) / sum(qty) AS vwap FROM {src} GROUP BY date, minute ORDER BY minute")
+SQL = (
+    "SELECT {minute} AS minute, count(*) AS n, sum(qty) AS sv, sum(quote_qty) AS sq, sum(price * qty) AS sp, "
+    "sum(quote_qty) / sum(qty) AS vwap FROM {src} GROUP BY date, minute ORDER BY minute"
+)
 
 
 def run_duckdb(dset: Path) -> list[tuple[Any, ...]]:
     import duckdb
 
-    return duckdb.sql(SQL.format(minute="epoch(date_trunc('minute', trade_time))::bigint",
-                                 src=f"read_parquet('{dset}/**/*.parquet', hive_partitioning = true)")).fetchall()
+    return duckdb.sql(
+        SQL.format(
+            minute="epoch(date_trunc('minute', trade_time))::bigint",
+            src=f"read_parquet('{dset}/**/*.parquet', hive_partitioning = true)",
+        )
+    ).fetchall()
 
 
 def run_polars(dset: Path) -> list[tuple[Any, ...]]:
     import polars as pl
 
     lf = pl.scan_parquet(f"{dset}/**/*.parquet", hive_partitioning=True)
-    out = (lf.group_by("date", minute=pl.col("trade_time").dt.truncate("1m").dt.epoch("s"))
-           .agg(n=pl.len(), sv=pl.col("qty").sum(), sq=pl.col("quote_qty").sum(),
-                sp=(pl.col("price") * pl.col("qty")).sum())
-           .with_columns(vwap=pl.col("sq") / pl.col("sv")).sort("minute").collect())
+    out = (
+        lf.group_by("date", minute=pl.col("trade_time").dt.truncate("1m").dt.epoch("s"))
+        .agg(
+            n=pl.len(),
+            sv=pl.col("qty").sum(),
+            sq=pl.col("quote_qty").sum(),
+            sp=(pl.col("price") * pl.col("qty")).sum(),
+        )
+        .with_columns(vwap=pl.col("sq") / pl.col("sv"))
+        .sort("minute")
+        .collect()
+    )
     return list(out.select("minute", "n", "sv", "sq", "sp", "vwap").iter_rows())
 
 
@@ -180,11 +227,16 @@ def run_pyarrow(dset: Path) -> list[tuple[Any, ...]]:
     import pyarrow.dataset as pads
 
     t = pads.dataset(dset, format="parquet", partitioning="hive").to_table(
-        columns=["trade_time", "price", "qty", "quote_qty"])
+        columns=["trade_time", "price", "qty", "quote_qty"]
+    )
     minute = pc.multiply(pc.divide(pc.cast(t.column("trade_time"), pa.int64()), 60_000_000), 60)
     prod = pc.multiply(t.column("price"), t.column("qty"))  # v1: decimal(38,8)·(38,8) does not fit 38 digits
-    g = pa.table({"m": minute, "qty": t.column("qty"), "q": t.column("quote_qty"), "p": prod}).group_by("m").aggregate(
-        [("m", "count"), ("qty", "sum"), ("q", "sum"), ("p", "sum")]).sort_by("m")
+    g = (
+        pa.table({"m": minute, "qty": t.column("qty"), "q": t.column("quote_qty"), "p": prod})
+        .group_by("m")
+        .aggregate([("m", "count"), ("qty", "sum"), ("q", "sum"), ("p", "sum")])
+        .sort_by("m")
+    )
     cols = [g.column(c).to_pylist() for c in ("m", "m_count", "qty_sum", "q_sum", "p_sum")]
     with localcontext() as ctx:  # pyarrow cannot divide these decimals (precision > 38): the ratio in Python
         ctx.prec = 80
@@ -196,11 +248,17 @@ def spark_session() -> tuple[float, Any]:
     from pyspark.sql import SparkSession
 
     t0 = time.perf_counter()
-    s = (SparkSession.builder.master("local[2]").config("spark.driver.host", "127.0.0.1")
-         .config("spark.driver.bindAddress", "127.0.0.1").config("spark.ui.enabled", "false")
-         .config("spark.sql.shuffle.partitions", "2").config("spark.driver.memory", "3g")
-         .config("spark.ui.showConsoleProgress", "false")
-         .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+    s = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.driver.memory", "3g")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
     s.sparkContext.setLogLevel("ERROR")
     s.range(1).count()
     return time.perf_counter() - t0, s
@@ -231,10 +289,16 @@ def main(argv: list[str] | None = None) -> int:
             want = oracle(days)
             mib = 1024 * 1024
             print(f"\n{rows:,} trades over {ndays} day(s), {len(want):,} minutes", flush=True)
-            print(f"  bytes per 1M trades: v1 {size['v1'] / rows * 1e6 / mib:.2f} MiB, v2 {size['v2'] / rows * 1e6 / mib:.2f}"
-                  f" MiB (v2/v1 = {size['v2'] / size['v1']:.3f})", flush=True)
+            print(
+                f"  bytes per 1M trades: v1 {size['v1'] / rows * 1e6 / mib:.2f} MiB, v2 {size['v2'] / rows * 1e6 / mib:.2f}"
+                f" MiB (v2/v1 = {size['v2'] / size['v1']:.3f})",
+                flush=True,
+            )
             engines: list[tuple[str, Callable[[Path], list[tuple[Any, ...]]]]] = [
-                ("duckdb", run_duckdb), ("polars", run_polars), ("pyarrow", run_pyarrow)]
+                ("duckdb", run_duckdb),
+                ("polars", run_polars),
+                ("pyarrow", run_pyarrow),
+            ]
             if spark is not None:
                 engines.insert(0, ("spark", lambda d: run_spark(spark, d)))
             for name, fn in engines:
@@ -246,7 +310,11 @@ def main(argv: list[str] | None = None) -> int:
                         res[layout] = (secs, check(got, want))
                     except Exception as exc:  # an engine refusing a layout is a result too
                         res[layout] = (float("nan"), "fails: " + " ".join(str(exc).split())[:100])
-                ratio = res["v2"][0] / res["v1"][0] if res["v1"][0] == res["v1"][0] and res["v1"][0] > 0 else float("nan")
+                ratio = (
+                    res["v2"][0] / res["v1"][0]
+                    if res["v1"][0] == res["v1"][0] and res["v1"][0] > 0
+                    else float("nan")
+                )
                 for layout in ("v1", "v2"):
                     secs, verdict = res[layout]
                     print(f"  {name:8s} {layout}  {secs:7.3f} s   {verdict}", flush=True)

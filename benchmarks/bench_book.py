@@ -38,7 +38,8 @@ def _size(conn: psycopg.Connection, table: str) -> int:
     row = conn.execute(
         "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
         "WHERE c.oid = %s::regclass OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = %s::regclass)",
-        (table, table)).fetchone()
+        (table, table),
+    ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -48,8 +49,10 @@ def main() -> None:
     args = ap.parse_args()
     diffs = synthetic_diffs(args.diffs)
     levels = sum(len(d.bids) + len(d.asks) for d in diffs)
-    print(f"{len(diffs):,} diffs, {levels:,} level updates ({levels / len(diffs):.1f} a diff); "
-          f"load {os.getloadavg()[0]:.2f}")
+    print(
+        f"{len(diffs):,} diffs, {levels:,} level updates ({levels / len(diffs):.1f} a diff); "
+        f"load {os.getloadavg()[0]:.2f}"
+    )
     with scratch_database("cryptolab_bench_book") as dsn, psycopg.connect(dsn, autocommit=True) as conn:
         w = BookWriter(conn)
         t0, c0 = time.perf_counter(), time.process_time()
@@ -58,9 +61,11 @@ def main() -> None:
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         conn.execute("VACUUM ANALYZE book_diffs")
         arrays = _size(conn, "book_diffs")
-        print(f"book_diffs (row per diff, numeric[]): {arrays / levels * 1e6 / 2**20:,.1f} MiB per million level "
-              f"updates ({arrays / levels:.1f} B each); writer {levels / wall:,.0f} level updates/s, "
-              f"{cpu / levels * 1e6:.2f} µs CPU each in this process")
+        print(
+            f"book_diffs (row per diff, numeric[]): {arrays / levels * 1e6 / 2**20:,.1f} MiB per million level "
+            f"updates ({arrays / levels:.1f} B each); writer {levels / wall:,.0f} level updates/s, "
+            f"{cpu / levels * 1e6:.2f} µs CPU each in this process"
+        )
         conn.execute(_PER_LEVEL_DDL)
         t0 = time.perf_counter()
         with conn.cursor() as cur, cur.copy("COPY book_levels FROM STDIN") as copy:
@@ -75,8 +80,10 @@ def main() -> None:
         wall = time.perf_counter() - t0
         conn.execute("VACUUM ANALYZE book_levels")
         per_level = _size(conn, "book_levels")
-        print(f"book_levels (row per level):          {per_level / levels * 1e6 / 2**20:,.1f} MiB per million level "
-              f"updates ({per_level / levels:.1f} B each); plain COPY {levels / wall:,.0f} level updates/s")
+        print(
+            f"book_levels (row per level):          {per_level / levels * 1e6 / 2**20:,.1f} MiB per million level "
+            f"updates ({per_level / levels:.1f} B each); plain COPY {levels / wall:,.0f} level updates/s"
+        )
         print(f"row per diff takes {per_level / arrays:.1f}× fewer bytes than row per level")
 
 

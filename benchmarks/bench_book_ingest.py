@@ -44,7 +44,9 @@ def _exchange(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
 
 
 def record(path: Path, seconds: float, pace_x: float, symbols: list[str]) -> dict[str, int]:
-    proc, _ = _exchange("--seed", "1", "--pace", ",".join(symbols), "--pace-x", str(pace_x), "--record", str(path))
+    proc, _ = _exchange(
+        "--seed", "1", "--pace", ",".join(symbols), "--pace-x", str(pace_x), "--record", str(path)
+    )
     time.sleep(seconds)
     proc.send_signal(signal.SIGINT)
     proc.wait(30)
@@ -72,24 +74,40 @@ def write_ceiling_recording(path: Path, diffs: int, levels: int) -> dict[str, in
     n = lv = 0
     snapshot: bytes | None = None
     with open(path, "wb") as fh:
-        for r in synthetic_book("binance", "BTCUSDT", t0, t0 + diffs * 100_000, levels=levels, quotes=False,
-                                snapshot_levels=1000):
-            if type(r) is BookSnapshot:  # written after the first diff (a bare snapshot line follows its symbol's diff)
+        for r in synthetic_book(
+            "binance", "BTCUSDT", t0, t0 + diffs * 100_000, levels=levels, quotes=False, snapshot_levels=1000
+        ):
+            if (
+                type(r) is BookSnapshot
+            ):  # written after the first diff (a bare snapshot line follows its symbol's diff)
                 snapshot = orjson.dumps({"lastUpdateId": r.last_update_id, "bids": r.bids, "asks": r.asks})
                 continue
             if type(r) is DepthDiff:
                 ns = r.event_time_us * 1000
                 n += 1
                 lv += len(r.bids) + len(r.asks)
-                body = orjson.dumps({"stream": "btcusdt@depth@100ms", "data": {
-                    "e": "depthUpdate", "E": r.event_time_us // 1000, "s": "BTCUSDT", "U": r.first_id, "u": r.last_id,
-                    "b": r.bids, "a": r.asks}})
+                body = orjson.dumps(
+                    {
+                        "stream": "btcusdt@depth@100ms",
+                        "data": {
+                            "e": "depthUpdate",
+                            "E": r.event_time_us // 1000,
+                            "s": "BTCUSDT",
+                            "U": r.first_id,
+                            "u": r.last_id,
+                            "b": r.bids,
+                            "a": r.asks,
+                        },
+                    }
+                )
             else:
                 continue
             fh.write(b"%d %s\n" % (ns, body))
             # one trade beside each diff: the replay is driven by a recording's trades (not subscribed here)
-            fh.write(b'%d {"stream":"btcusdt@trade","data":{"e":"trade","E":%d,"s":"BTCUSDT","t":%d,"p":"61800.00000000",'
-                     b'"q":"0.00100000","T":%d,"m":true,"M":true}}\n' % (ns, ns // 1_000_000, n, ns // 1_000_000))
+            fh.write(
+                b'%d {"stream":"btcusdt@trade","data":{"e":"trade","E":%d,"s":"BTCUSDT","t":%d,"p":"61800.00000000",'
+                b'"q":"0.00100000","T":%d,"m":true,"M":true}}\n' % (ns, ns // 1_000_000, n, ns // 1_000_000)
+            )
             if snapshot is not None:
                 fh.write(b"%d %s\n" % (ns, snapshot))
                 snapshot = None
@@ -148,17 +166,32 @@ def _child(args: str) -> None:
     c1, pg1 = _cpu_self(), _cpu_backends(dbname)
     st = cap.stop()
     pg = sum(pg1[p] - pg0.get(p, 0.0) for p in pg1)
-    print(json.dumps({"levels": st.level_updates, "quotes": st.quotes, "diffs": st.book_diffs,
-                      "wall": (t_last or 0) - (t_first or 0), "cpu": c1 - c0, "pg": pg, "gaps": len(st.book_gaps),
-                      "synced": all(b.get("synced") for b in st.book.values()) and len(st.book) == len(symbols),
-                      "dead": st.dead_letters}))
+    print(
+        json.dumps(
+            {
+                "levels": st.level_updates,
+                "quotes": st.quotes,
+                "diffs": st.book_diffs,
+                "wall": (t_last or 0) - (t_first or 0),
+                "cpu": c1 - c0,
+                "pg": pg,
+                "gaps": len(st.book_gaps),
+                "synced": all(b.get("synced") for b in st.book.values()) and len(st.book) == len(symbols),
+                "dead": st.dead_letters,
+            }
+        )
+    )
 
 
 def capture(path: Path, dsn: str, levels: int, quotes: int, symbols: list[str]) -> dict[str, float]:
     proc, urls = _exchange("--replay", str(path), "--speed", "0")
     try:
-        out = subprocess.run([sys.executable, __file__, "--child", json.dumps([dsn, urls["ws"], levels, quotes, symbols])],
-                             capture_output=True, text=True, cwd=ROOT)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps([dsn, urls["ws"], levels, quotes, symbols])],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
     finally:
         stop_exchange(proc)
     if out.returncode:
@@ -171,9 +204,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--record-seconds", type=float, default=20.0)
     ap.add_argument("--pace-x", type=float, default=100.0)
-    ap.add_argument("--symbols", default="btcusdt,ethusdt,solusdt,bnbusdt,xrpusdt,adausdt,dogeusdt,ltcusdt",
-                    help="symbols at the real mix each (the exchange caps one book's flow at 10k changes/s)")
-    ap.add_argument("--ceiling-diffs", type=int, default=60_000, help="diffs in the ceiling's synthetic recording")
+    ap.add_argument(
+        "--symbols",
+        default="btcusdt,ethusdt,solusdt,bnbusdt,xrpusdt,adausdt,dogeusdt,ltcusdt",
+        help="symbols at the real mix each (the exchange caps one book's flow at 10k changes/s)",
+    )
+    ap.add_argument(
+        "--ceiling-diffs", type=int, default=60_000, help="diffs in the ceiling's synthetic recording"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -185,39 +223,53 @@ def main() -> None:
         rec = record(path, args.record_seconds, args.pace_x, symbols)
         both = "/".join(f"{s}@depth@100ms/{s}@bookTicker" for s in symbols)
         depth = "/".join(f"{s}@depth@100ms" for s in symbols)
-        print(f"recording: {rec['diffs']:,} diffs carrying {rec['levels']:,} level updates, {rec['quotes']:,} quotes "
-              f"({len(symbols)} symbols, {args.record_seconds:g} s at {args.pace_x:g}× BTCUSDT's pace each); "
-              f"load {os.getloadavg()[0]:.2f}")
+        print(
+            f"recording: {rec['diffs']:,} diffs carrying {rec['levels']:,} level updates, {rec['quotes']:,} quotes "
+            f"({len(symbols)} symbols, {args.record_seconds:g} s at {args.pace_x:g}× BTCUSDT's pace each); "
+            f"load {os.getloadavg()[0]:.2f}"
+        )
         b = bare(path, rec["diffs"] + rec["quotes"], both)
-        print(f"bare client:  {rec['levels'] / b['wall']:>10,.0f} level updates/s, {rec['quotes'] / b['wall']:>9,.0f} "
-              f"quotes/s  ({b['messages']:,} messages in {b['wall']:.2f} s, {b['cpu']:.2f} s CPU)")
+        print(
+            f"bare client:  {rec['levels'] / b['wall']:>10,.0f} level updates/s, {rec['quotes'] / b['wall']:>9,.0f} "
+            f"quotes/s  ({b['messages']:,} messages in {b['wall']:.2f} s, {b['cpu']:.2f} s CPU)"
+        )
         with scratch_database("cryptolab_bench_book_ingest") as dsn:
             c = capture(path, dsn, rec["levels"], rec["quotes"], symbols)
         cpu = c["cpu"] + c["pg"]
-        print(f"capture:      {c['levels'] / c['wall']:>10,.0f} level updates/s, {c['quotes'] / c['wall']:>9,.0f} "
-              f"quotes/s  ({c['diffs']:,} diffs, {c['levels']:,} level updates, {c['quotes']:,} quotes stored in "
-              f"{c['wall']:.2f} s; book synced {c['synced']}, gaps {c['gaps']}, dead letters {c['dead']})")
-        print(f"capture CPU:  {c['cpu']:.2f} s process + {c['pg']:.2f} s PostgreSQL = "
-              f"{cpu / max(c['levels'] + c['quotes'], 1) * 1e6:.2f} µs per level update or quote stored")
-        print(f"ratio:        capture {b['wall'] / c['wall']:.2f}× the bare client's speed on the same replay")
+        print(
+            f"capture:      {c['levels'] / c['wall']:>10,.0f} level updates/s, {c['quotes'] / c['wall']:>9,.0f} "
+            f"quotes/s  ({c['diffs']:,} diffs, {c['levels']:,} level updates, {c['quotes']:,} quotes stored in "
+            f"{c['wall']:.2f} s; book synced {c['synced']}, gaps {c['gaps']}, dead letters {c['dead']})"
+        )
+        print(
+            f"capture CPU:  {c['cpu']:.2f} s process + {c['pg']:.2f} s PostgreSQL = "
+            f"{cpu / max(c['levels'] + c['quotes'], 1) * 1e6:.2f} µs per level update or quote stored"
+        )
+        print(
+            f"ratio:        capture {b['wall'] / c['wall']:.2f}× the bare client's speed on the same replay"
+        )
         # the diffs alone (no quotes): what the book path itself does per level update
         b = bare(path, rec["diffs"], depth)
         with scratch_database("cryptolab_bench_book_ingest") as dsn:
             c = capture(path, dsn, rec["levels"], 0, symbols)
-        print(f"depth only:   bare client {rec['levels'] / b['wall']:,.0f} level updates/s; capture "
-              f"{c['levels'] / c['wall']:,.0f} level updates/s ({c['cpu']:.2f} s process + {c['pg']:.2f} s PostgreSQL "
-              f"= {(c['cpu'] + c['pg']) / max(c['levels'], 1) * 1e6:.2f} µs per level update; book synced {c['synced']}, "
-              f"gaps {c['gaps']})")
+        print(
+            f"depth only:   bare client {rec['levels'] / b['wall']:,.0f} level updates/s; capture "
+            f"{c['levels'] / c['wall']:,.0f} level updates/s ({c['cpu']:.2f} s process + {c['pg']:.2f} s PostgreSQL "
+            f"= {(c['cpu'] + c['pg']) / max(c['levels'], 1) * 1e6:.2f} µs per level update; book synced {c['synced']}, "
+            f"gaps {c['gaps']})"
+        )
         # the capture's own ceiling: a depth-only recording of real-sized diffs, sent faster than it can take them
         ceiling = Path(tmp) / "ceiling.txt"
         rec = write_ceiling_recording(ceiling, args.ceiling_diffs, 46)
         b = bare(ceiling, rec["diffs"], "btcusdt@depth@100ms")
         with scratch_database("cryptolab_bench_book_ingest") as dsn:
             c = capture(ceiling, dsn, rec["levels"], 0, ["btcusdt"])
-        print(f"ceiling:      {rec['diffs']:,} synthetic diffs of ~46 levels ({rec['levels']:,} level updates): bare client "
-              f"{rec['levels'] / b['wall']:,.0f} level updates/s, capture {c['levels'] / c['wall']:,.0f} level updates/s "
-              f"({(c['cpu'] + c['pg']) / max(c['levels'], 1) * 1e6:.2f} µs CPU per level update with PostgreSQL; "
-              f"book synced {c['synced']}, gaps {c['gaps']}; stored {c['levels']:,})")
+        print(
+            f"ceiling:      {rec['diffs']:,} synthetic diffs of ~46 levels ({rec['levels']:,} level updates): bare client "
+            f"{rec['levels'] / b['wall']:,.0f} level updates/s, capture {c['levels'] / c['wall']:,.0f} level updates/s "
+            f"({(c['cpu'] + c['pg']) / max(c['levels'], 1) * 1e6:.2f} µs CPU per level update with PostgreSQL; "
+            f"book synced {c['synced']}, gaps {c['gaps']}; stored {c['levels']:,})"
+        )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,9 @@ def build(conn: object, hours: float) -> tuple[int, int]:
     end = START_US + int(hours * 3600e6)
     batch: list[object] = []
     diffs = levels = 0
-    for row in synthetic_book("binance", "BTCUSDT", START_US, end, quotes=False, snapshot_levels=1000, seed=1):
+    for row in synthetic_book(
+        "binance", "BTCUSDT", START_US, end, quotes=False, snapshot_levels=1000, seed=1
+    ):
         batch.append(row)
         if hasattr(row, "bids") and hasattr(row, "first_id"):
             diffs += 1
@@ -55,8 +57,10 @@ def build(conn: object, hours: float) -> tuple[int, int]:
     return diffs, levels
 
 
-_DIFFS = ("SELECT last_update_id, bid_price, bid_qty, ask_price, ask_qty FROM book_diffs "
-          "WHERE last_update_id > %s ORDER BY last_update_id")
+_DIFFS = (
+    "SELECT last_update_id, bid_price, bid_qty, ask_price, ask_qty FROM book_diffs "
+    "WHERE last_update_id > %s ORDER BY last_update_id"
+)
 
 
 def plain_read(dsn: str) -> int:
@@ -74,8 +78,10 @@ def plain_replay(dsn: str) -> list[tuple[int, Decimal, Decimal, Decimal, Decimal
     """What a user would write: read the rows, apply each diff to dicts, max/min for the top."""
     out = []
     with db.connect(dsn) as conn:
-        snap = conn.execute("SELECT last_update_id, bid_price, bid_qty, ask_price, ask_qty FROM book_snapshots "
-                            "ORDER BY last_update_id LIMIT 1").fetchone()
+        snap = conn.execute(
+            "SELECT last_update_id, bid_price, bid_qty, ask_price, ask_qty FROM book_snapshots "
+            "ORDER BY last_update_id LIMIT 1"
+        ).fetchone()
         assert snap is not None
         sid = snap[0]
         bids = {p: q for p, q in zip(snap[1], snap[2]) if q}
@@ -105,14 +111,20 @@ def main() -> None:
         t0 = time.perf_counter()
         diffs, levels = build(conn, hours)
         t_build = time.perf_counter() - t0
-        print(f"book: {hours:g} h, {diffs:,} diffs, {levels:,} level updates ({levels / diffs:.1f} per diff), "
-              f"built and stored in {t_build:.0f} s", flush=True)
+        print(
+            f"book: {hours:g} h, {diffs:,} diffs, {levels:,} level updates ({levels / diffs:.1f} per diff), "
+            f"built and stored in {t_build:.0f} s",
+            flush=True,
+        )
 
         t0 = time.perf_counter()
         top = book_top("BTCUSDT", _ts(START_US), _ts(START_US + int(hours * 3600e6) + 1), conn=conn)
         t_top = time.perf_counter() - t0
-        print(f"book_top:     {t_top:8.2f} s  ({top.height / t_top:,.0f} updates/s, "
-              f"{levels / t_top / 1e6:.1f} M level updates/s)", flush=True)
+        print(
+            f"book_top:     {t_top:8.2f} s  ({top.height / t_top:,.0f} updates/s, "
+            f"{levels / t_top / 1e6:.1f} M level updates/s)",
+            flush=True,
+        )
 
         t0 = time.perf_counter()
         plain = plain_replay(dsn)
@@ -126,9 +138,12 @@ def main() -> None:
         t0 = time.perf_counter()
         diffs_read = _read_diffs(conn, "binance", "BTCUSDT", 0, None, None, bulk=True)
         t_top_read = time.perf_counter() - t0
-        print(f"  of which reading: book_top {t_top_read:.2f} s (ADBC), plain {t_plain_read:.2f} s (psycopg); "
-              f"the rebuild alone: book_top {t_top - t_top_read:.2f} s, plain {t_plain - t_plain_read:.2f} s "
-              f"({(t_plain - t_plain_read) / max(t_top - t_top_read, 1e-9):.1f}x)", flush=True)
+        print(
+            f"  of which reading: book_top {t_top_read:.2f} s (ADBC), plain {t_plain_read:.2f} s (psycopg); "
+            f"the rebuild alone: book_top {t_top - t_top_read:.2f} s, plain {t_plain - t_plain_read:.2f} s "
+            f"({(t_plain - t_plain_read) / max(t_top - t_top_read, 1e-9):.1f}x)",
+            flush=True,
+        )
         del diffs_read
 
     assert top.height == len(plain), (top.height, len(plain))

@@ -41,9 +41,25 @@ from cryptolab.storage import db
 def start_exchange(rate: float, symbols: str = "btcusdt") -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # always this tree's exchange
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cryptolab.cli.main", "exchange", "--symbols", symbols, "--rate", str(rate), "--seed", "1",
-         "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "cryptolab.cli.main",
+            "exchange",
+            "--symbols",
+            symbols,
+            "--rate",
+            str(rate),
+            "--seed",
+            "1",
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
     assert proc.stdout is not None
     first = proc.stdout.readline().split()
@@ -76,7 +92,9 @@ def exchange_ceiling(seconds: float, client: str = "websockets") -> float:
     proc, ws = start_exchange(1_000_000)
     url = f"{ws}/stream?streams=btcusdt@trade"
     try:
-        return asyncio.run(_bare_websockets(url, seconds) if client == "websockets" else _bare_picows(url, seconds))
+        return asyncio.run(
+            _bare_websockets(url, seconds) if client == "websockets" else _bare_picows(url, seconds)
+        )
     finally:
         stop_exchange(proc)
 
@@ -117,7 +135,9 @@ async def _bare_picows(url: str, seconds: float) -> float:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def capture_run(dsn: str, rate: float, seconds: float, code: str | None = None, loop: str = "asyncio") -> dict[str, float]:
+def capture_run(
+    dsn: str, rate: float, seconds: float, code: str | None = None, loop: str = "asyncio"
+) -> dict[str, float]:
     """One capture against a fresh exchange at `rate`: rows/s stored, receive→commit p50/p99 (ms).
 
     The capture runs in a child process importing `cryptolab` from `code` (a tree extracted
@@ -131,8 +151,13 @@ def capture_run(dsn: str, rate: float, seconds: float, code: str | None = None, 
         env = dict(os.environ)
         if code is not None:
             env["PYTHONPATH"] = code
-        out = subprocess.run([sys.executable, __file__, "--child", json.dumps([dsn, ws, seconds, loop])],
-                             env=env, cwd=code or ROOT, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps([dsn, ws, seconds, loop])],
+            env=env,
+            cwd=code or ROOT,
+            capture_output=True,
+            text=True,
+        )
     finally:
         stop_exchange(proc)
     if out.returncode:
@@ -164,8 +189,18 @@ def _child(args: str) -> None:
 
     rows = max(s1 - s0, 1)
     pg = sum(pg1[pid] - pg0[pid] for pid in pg1 if pid in pg0)
-    print(json.dumps({"rate": (s1 - s0) / (t1 - t0), "p50": q(0.50), "p99": q(0.99), "n": len(lat),
-                      "cpu_us": (c1 - c0) / rows * 1e6, "pg_us": pg / rows * 1e6}))
+    print(
+        json.dumps(
+            {
+                "rate": (s1 - s0) / (t1 - t0),
+                "p50": q(0.50),
+                "p99": q(0.99),
+                "n": len(lat),
+                "cpu_us": (c1 - c0) / rows * 1e6,
+                "pg_us": pg / rows * 1e6,
+            }
+        )
+    )
 
 
 def _cpu_self() -> float:
@@ -243,7 +278,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--rss-seconds", type=float, default=600.0)
     ap.add_argument("--rates", default="1000,5000,20000")
-    ap.add_argument("--baseline", metavar="REV", help="also run the capture code of this git revision, interleaved")
+    ap.add_argument(
+        "--baseline", metavar="REV", help="also run the capture code of this git revision, interleaved"
+    )
     ap.add_argument("--loop", default="asyncio", help="event loops for this tree's capture: asyncio,uvloop")
     ap.add_argument("--repeat", type=int, default=1, help="full-speed runs per variant (interleaved)")
     ap.add_argument("--rss-only", action="store_true", help="only part 3, in this fresh process")
@@ -261,14 +298,23 @@ def main() -> None:
         if args.rss_only:
             rss_report(dsn, args.rss_seconds)
             return
-        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)", flush=True)
+        print(
+            f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)",
+            flush=True,
+        )
         ceiling = exchange_ceiling(min(args.seconds, 10))
-        print(f"local exchange ceiling (bare websockets client, combined stream): {ceiling:,.0f} frames/s", flush=True)
+        print(
+            f"local exchange ceiling (bare websockets client, combined stream): {ceiling:,.0f} frames/s",
+            flush=True,
+        )
         try:
             import picows  # noqa: F401
 
             fast_bare = exchange_ceiling(min(args.seconds, 10), "picows")
-            print(f"  the same exchange to a bare picows (Cython) client:            {fast_bare:,.0f} frames/s", flush=True)
+            print(
+                f"  the same exchange to a bare picows (Cython) client:            {fast_bare:,.0f} frames/s",
+                flush=True,
+            )
         except ImportError:
             pass
         tops: dict[str, list[float]] = {name: [] for name, _, _ in variants}
@@ -278,36 +324,55 @@ def main() -> None:
                 r = capture_run(dsn, 200_000, args.seconds, code, loop)
                 tops[name].append(r["rate"])
                 cpu[name].append((r["cpu_us"], r["pg_us"]))
-                print(f"capture at full speed, {name}: {r['rate']:,.0f} rows/s; CPU per row: capture process "
-                      f"{r['cpu_us']:.1f} µs, its PostgreSQL backends {r['pg_us']:.1f} µs", flush=True)
+                print(
+                    f"capture at full speed, {name}: {r['rate']:,.0f} rows/s; CPU per row: capture process "
+                    f"{r['cpu_us']:.1f} µs, its PostgreSQL backends {r['pg_us']:.1f} µs",
+                    flush=True,
+                )
         copy_rate, row_rate = copy_baseline(dsn, 200_000)
-        print("\n1) sustained throughput, exchange socket → committed rows (offered: as fast as the exchange can)")
+        print(
+            "\n1) sustained throughput, exchange socket → committed rows (offered: as fast as the exchange can)"
+        )
         print(f"   {'path':58} {'rows/s':>10} {'vs COPY':>8} {'vs bare':>8}")
         rows = [(f"capture, {name} (socket → parse → COPY+dedupe+bars)", max(r)) for name, r in tops.items()]
-        rows += [("plain COPY of the same rows, same table", copy_rate), ("INSERT+commit per row (seed, 5k sample)", row_rate)]
+        rows += [
+            ("plain COPY of the same rows, same table", copy_rate),
+            ("INSERT+commit per row (seed, 5k sample)", row_rate),
+        ]
         for name, rate in rows:
             print(f"   {name:58} {rate:10,.0f} {rate / copy_rate:8.2f} {rate / ceiling:8.2f}")
         if args.repeat > 1:
-            print("   (capture: best of", args.repeat, "runs; all runs:",
-                  "; ".join(f"{n}: " + ", ".join(f"{x:,.0f}" for x in r) for n, r in tops.items()) + ")")
+            print(
+                "   (capture: best of",
+                args.repeat,
+                "runs; all runs:",
+                "; ".join(f"{n}: " + ", ".join(f"{x:,.0f}" for x in r) for n, r in tops.items()) + ")",
+            )
         print("   CPU per stored row at full speed (median of runs; machine load does not change it much):")
         for name, pairs in cpu.items():
-            own, pg = sorted(p[0] for p in pairs)[len(pairs) // 2], sorted(p[1] for p in pairs)[len(pairs) // 2]
+            own, pg = (
+                sorted(p[0] for p in pairs)[len(pairs) // 2],
+                sorted(p[1] for p in pairs)[len(pairs) // 2],
+            )
             print(f"     {name:40} capture process {own:6.1f} µs   PostgreSQL backends {pg:6.1f} µs")
         print("\n2) receive → commit latency (ms)")
         print(f"   {'code':22} {'offered/s':>10} {'achieved/s':>11} {'p50':>8} {'p99':>8} {'samples':>9}")
         for rate in [float(x) for x in args.rates.split(",")]:
             for name, code, loop in variants:
                 r = capture_run(dsn, rate, args.seconds, code, loop)
-                print(f"   {name:22} {rate:10,.0f} {r['rate']:11,.0f} {r['p50']:8.1f} {r['p99']:8.1f} {r['n']:9,.0f}",
-                      flush=True)
+                print(
+                    f"   {name:22} {rate:10,.0f} {r['rate']:11,.0f} {r['p50']:8.1f} {r['p99']:8.1f} {r['n']:9,.0f}",
+                    flush=True,
+                )
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         if args.rss_seconds > 0:
             rss_report(dsn, args.rss_seconds)
 
 
 def rss_report(dsn: str, seconds: float) -> None:
-    print(f"\n3) capture RSS at 5,000 trades/s over {seconds:.0f} s (process RSS before the capture: {rss_mb():.1f} MiB)")
+    print(
+        f"\n3) capture RSS at 5,000 trades/s over {seconds:.0f} s (process RSS before the capture: {rss_mb():.1f} MiB)"
+    )
     series = rss_run(dsn, 5000, seconds)
     for t, mb in series:
         print(f"   t={t:6.0f} s  RSS {mb:7.1f} MiB")

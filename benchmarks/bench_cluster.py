@@ -66,8 +66,10 @@ def takeover(kills: int) -> list[float]:
                     victim = next(i for i, p in procs.items() if p.pid == pid)
                     procs[victim].wait()
                     while True:
-                        row = c.execute("SELECT min(ingested_at) FROM trades WHERE symbol = 'BTCUSDT' AND ingested_at > %s",
-                                        (t0,)).fetchone()
+                        row = c.execute(
+                            "SELECT min(ingested_at) FROM trades WHERE symbol = 'BTCUSDT' AND ingested_at > %s",
+                            (t0,),
+                        ).fetchone()
                         if row and row[0] is not None:
                             out.append((row[0] - t0).total_seconds())
                             break
@@ -84,8 +86,10 @@ def takeover(kills: int) -> list[float]:
 
 def throughput(label: str, rate: float, seconds: float, extra: list[str]) -> float:
     syms = ["btcusdt", "ethusdt", "solusdt", "bnbusdt"]
-    with scratch_database(f"bench_cluster_{label}") as dsn, \
-            LocalExchange(symbols=syms, rate=rate, process=True) as ex:
+    with (
+        scratch_database(f"bench_cluster_{label}") as dsn,
+        LocalExchange(symbols=syms, rate=rate, process=True) as ex,
+    ):
         tmp = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
         p = capturer(dsn, tmp, ex.ws_url, syms, "--seconds", str(seconds + 5), *extra)
         time.sleep(5)  # warm-up: connections, first batches
@@ -109,7 +113,9 @@ def main() -> None:
         print("takeover after kill -9 (2 capturer processes, default 5 s leases):")
         times = takeover(args.kills)
         if times:
-            print(f"takeover: p50 {statistics.median(times):.2f} s, max {max(times):.2f} s over {len(times)} kills")
+            print(
+                f"takeover: p50 {statistics.median(times):.2f} s, max {max(times):.2f} s over {len(times)} kills"
+            )
     print(f"throughput at an offered {args.rate:,.0f} trades/s (4 symbols), {args.seconds:g} s each:")
     base = throughput("plain", args.rate, args.seconds, [])
     print(f"  one process              {base:10,.0f} trades/s  1.00x")

@@ -18,14 +18,23 @@ CODE = "import time; t=time.perf_counter(); from cryptolab.storage import embedd
 
 
 def timed(home: str) -> float:
-    out = subprocess.run([sys.executable, "-c", CODE], env={**os.environ, "CRYPTOLAB_HOME": home},
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CODE],
+        env={**os.environ, "CRYPTOLAB_HOME": home},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
 def stop(home: str) -> None:
-    subprocess.run([sys.executable, "-c", "from cryptolab.storage import embedded; embedded.stop()"],
-                   env={**os.environ, "CRYPTOLAB_HOME": home}, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", "from cryptolab.storage import embedded; embedded.stop()"],
+        env={**os.environ, "CRYPTOLAB_HOME": home},
+        check=True,
+        capture_output=True,
+    )
 
 
 def main() -> None:
@@ -33,10 +42,10 @@ def main() -> None:
     cold, restart, reuse = [], [], []
     for _ in range(rounds):
         home = tempfile.mkdtemp(prefix="cryptolab-bench-embedded-")
-        cold.append(timed(home))      # initdb + start + CREATE DATABASE
-        reuse.append(timed(home))     # already running: reuse
+        cold.append(timed(home))  # initdb + start + CREATE DATABASE
+        reuse.append(timed(home))  # already running: reuse
         stop(home)
-        restart.append(timed(home))   # data exists, server stopped
+        restart.append(timed(home))  # data exists, server stopped
         stop(home)
     med = statistics.median
     print(f"{'embedded start':34} {'median s':>9}")

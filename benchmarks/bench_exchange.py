@@ -39,7 +39,18 @@ SYMBOL = "btcusdt"
 # ---------------------------------------------------------------------------- servers
 def start_server(kind: str, rate: float) -> tuple[subprocess.Popen[str], str]:
     if kind == "cryptolab":
-        cmd = [sys.executable, "-m", "cryptolab.cli.main", "exchange", "--symbols", SYMBOL, "--rate", str(rate), "--port", "0"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "cryptolab.cli.main",
+            "exchange",
+            "--symbols",
+            SYMBOL,
+            "--rate",
+            str(rate),
+            "--port",
+            "0",
+        ]
     else:
         cmd = [sys.executable, os.path.abspath(__file__), "--serve-naive", kind, "--rate-naive", str(rate)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -75,10 +86,22 @@ def serve_naive(kind: str, rate: float) -> None:
     clients: set[Any] = set()
 
     def message(lg: Any, i: int) -> str:
-        return json.dumps({"stream": f"{SYMBOL}@trade", "data": {
-            "e": "trade", "E": lg.events[i] // 1000, "s": lg.spec.symbol, "t": lg.ids[i],
-            "p": fmt8(lg.prices[i]), "q": fmt8(lg.qtys[i]), "T": lg.times[i] // 1000,
-            "m": bool(lg.makers[i]), "M": True}})
+        return json.dumps(
+            {
+                "stream": f"{SYMBOL}@trade",
+                "data": {
+                    "e": "trade",
+                    "E": lg.events[i] // 1000,
+                    "s": lg.spec.symbol,
+                    "t": lg.ids[i],
+                    "p": fmt8(lg.prices[i]),
+                    "q": fmt8(lg.qtys[i]),
+                    "T": lg.times[i] // 1000,
+                    "m": bool(lg.makers[i]),
+                    "M": True,
+                },
+            }
+        )
 
     if kind == "naive-websockets":
         from http import HTTPStatus
@@ -98,7 +121,9 @@ def serve_naive(kind: str, rate: float) -> None:
             return None
 
         async def main_ws() -> None:
-            async with serve(handler, "127.0.0.1", 0, process_request=process_request, compression=None) as server:
+            async with serve(
+                handler, "127.0.0.1", 0, process_request=process_request, compression=None
+            ) as server:
                 port = list(server.sockets)[0].getsockname()[1]
                 print(f"ws=ws://127.0.0.1:{port} http=http://127.0.0.1:{port}", flush=True)
                 while True:
@@ -244,6 +269,7 @@ def measure(kind: str, rate: float, seconds: float, client: str = "raw") -> dict
         warm = 1.0
         c0, w0 = cpu_seconds(proc.pid), time.monotonic()
         if client == "raw":
+
             async def go() -> tuple[int, float, int, int]:
                 task = asyncio.create_task(raw_count(http, seconds, warm))
                 await asyncio.sleep(warm)
@@ -274,9 +300,14 @@ def calibrate(paths: list[str]) -> None:
 
     real = [t for p in sorted(paths) for t in read_trades(p)]
     rs = shape_stats(real)
-    sims = [shape_stats(simulate("btcusdt", rate=rs["trades_per_s_mean"], seconds=3 * 650, seed=s)) for s in (1, 2, 3)]
+    sims = [
+        shape_stats(simulate("btcusdt", rate=rs["trades_per_s_mean"], seconds=3 * 650, seed=s))
+        for s in (1, 2, 3)
+    ]
     ss = {k: sum(s[k] for s in sims) / len(sims) for k in sims[0]}
-    print(f"\n## synthetic market vs the real recording ({len(real):,} BTCUSDT trades; synthetic: mean of 3 seeds × 1950 s)\n")
+    print(
+        f"\n## synthetic market vs the real recording ({len(real):,} BTCUSDT trades; synthetic: mean of 3 seeds × 1950 s)\n"
+    )
     print(comparison_table(rs, ss))
 
 
@@ -296,17 +327,23 @@ def bench_load(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "BTCUSDT-trades-2025-01-01.zip")
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("BTCUSDT-trades-2025-01-01.csv", "".join(
-                f"{t.trade_id},{t.price:f},{t.qty:f},{t.price * t.qty:f},{t.trade_time_us},{t.is_buyer_maker},True\n"
-                for t in trades))
+            zf.writestr(
+                "BTCUSDT-trades-2025-01-01.csv",
+                "".join(
+                    f"{t.trade_id},{t.price:f},{t.qty:f},{t.price * t.qty:f},{t.trade_time_us},{t.is_buyer_maker},True\n"
+                    for t in trades
+                ),
+            )
         t0 = time.perf_counter()
         parsed = sum(1 for _ in read_trades(path))
         t_read = time.perf_counter() - t0
         with scratch_database("cl_bench_load") as dsn:
             res = load_files([path], dsn=dsn, progress=False)
     print(f"\n## cryptolab load, {len(trades):,}-trade zip dump ({os.cpu_count()} cores)\n")
-    print(f"reader alone: {parsed / t_read:,.0f} rows/s; cryptolab load (parse + COPY + dedupe + bars_1s): "
-          f"{res.rows / res.seconds:,.0f} rows/s ({res.seconds:.1f} s, {res.inserted:,} stored)")
+    print(
+        f"reader alone: {parsed / t_read:,.0f} rows/s; cryptolab load (parse + COPY + dedupe + bars_1s): "
+        f"{res.rows / res.seconds:,.0f} rows/s ({res.seconds:.1f} s, {res.inserted:,} stored)"
+    )
 
 
 def main() -> None:
@@ -314,7 +351,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--rates", default="10000,25000,50000,100000,200000")
     ap.add_argument("--calibrate", nargs="*", default=None, metavar="RECORDING")
-    ap.add_argument("--load", type=int, default=0, metavar="N", help="also time `cryptolab load` on an N-trade dump")
+    ap.add_argument(
+        "--load", type=int, default=0, metavar="N", help="also time `cryptolab load` on an N-trade dump"
+    )
     ap.add_argument("--serve-naive", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--rate-naive", type=float, default=0.0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -328,7 +367,9 @@ def main() -> None:
             bench_load(args.load)
         return
     rates = [float(r) for r in args.rates.split(",")]
-    print(f"one client, combined stream {SYMBOL}@trade, {args.seconds:g} s per point, exchange in its own process\n")
+    print(
+        f"one client, combined stream {SYMBOL}@trade, {args.seconds:g} s per point, exchange in its own process\n"
+    )
     print("| server | offered/s | printed/s | received/s | exchange CPU | sustained |")
     print("|---|---:|---:|---:|---:|:---:|")
     best: dict[str, float] = {}
@@ -340,15 +381,22 @@ def main() -> None:
             if ok:
                 best[kind] = max(best.get(kind, 0.0), r["received"])
             ceiling[kind] = max(ceiling.get(kind, 0.0), r["received"])
-            print(f"| {kind} | {rate:,.0f} | {r['printed']:,.0f} | {r['received']:,.0f} | {r['cpu']:.0%} | "
-                  f"{'yes' if ok else 'no'} |", flush=True)
+            print(
+                f"| {kind} | {rate:,.0f} | {r['printed']:,.0f} | {r['received']:,.0f} | {r['cpu']:.0%} | "
+                f"{'yes' if ok else 'no'} |",
+                flush=True,
+            )
     c, top_c = best.get("cryptolab", 0.0), ceiling.get("cryptolab", 0.0)
-    print(f"\nmax sustained (received >= 97 % of printed, printed >= 90 % of offered): cryptolab exchange "
-          f"{c:,.0f} trades/s; most received at any offered rate: {top_c:,.0f} trades/s")
+    print(
+        f"\nmax sustained (received >= 97 % of printed, printed >= 90 % of offered): cryptolab exchange "
+        f"{c:,.0f} trades/s; most received at any offered rate: {top_c:,.0f} trades/s"
+    )
     for kind in ("naive-aiohttp", "naive-websockets"):
         n = ceiling.get(kind, 0.0)
-        print(f"  {kind} baseline: most received {n:,.0f} trades/s, max sustained {best.get(kind, 0.0):,.0f}"
-              + (f" (cryptolab/baseline ceiling: {top_c / n:.1f}x)" if n else ""))
+        print(
+            f"  {kind} baseline: most received {n:,.0f} trades/s, max sustained {best.get(kind, 0.0):,.0f}"
+            + (f" (cryptolab/baseline ceiling: {top_c / n:.1f}x)" if n else "")
+        )
     top = max(rates)
     print(f"\nreal client libraries at {top:,.0f} offered (frames/s they read):")
     for lib in ("aiohttp", "websockets"):

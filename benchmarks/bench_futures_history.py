@@ -52,23 +52,41 @@ def main() -> int:
             scratch_database("cryptolab_bench_futures") as dsn, \
             LocalExchange(symbols=["btcusdt"], rate=1, seed=1, history_days=days, history_rate=args.rate,
                           weight_budget=10**7, process=True) as ex:
-        print(f"local exchange up with its past: {ex.printed('BTCUSDT'):,} trades ({time.perf_counter() - t0:.1f} s)")
-        kw = dict(dsn=dsn, dumps=ex.http_url, rest=ex.http_url, cache=Path(tmp) / "cache", workers=args.workers)
+        print(
+            f"local exchange up with its past: {ex.printed('BTCUSDT'):,} trades ({time.perf_counter() - t0:.1f} s)"
+        )
+        kw = dict(
+            dsn=dsn, dumps=ex.http_url, rest=ex.http_url, cache=Path(tmp) / "cache", workers=args.workers
+        )
         runs: list[tuple[str, HistoryResult]] = [
             ("spot aggTrades (baseline)", fetch_history("BTCUSDT", first, last, kind="aggTrades", **kw)),
-            ("futures aggTrades", fetch_history("BTCUSDT", first, last, kind="aggTrades", market="usdm", **kw)),
-            ("futures fundingRate", fetch_history("BTCUSDT", first, last, kind="fundingRate", market="usdm", **kw)),
+            (
+                "futures aggTrades",
+                fetch_history("BTCUSDT", first, last, kind="aggTrades", market="usdm", **kw),
+            ),
+            (
+                "futures fundingRate",
+                fetch_history("BTCUSDT", first, last, kind="fundingRate", market="usdm", **kw),
+            ),
             ("futures metrics", fetch_history("BTCUSDT", first, last, kind="metrics", market="usdm", **kw)),
-            ("futures markPriceKlines 1m", fetch_history("BTCUSDT", first, last, kind="markPriceKlines",
-                                                         interval="1m", market="usdm", **kw)),
+            (
+                "futures markPriceKlines 1m",
+                fetch_history(
+                    "BTCUSDT", first, last, kind="markPriceKlines", interval="1m", market="usdm", **kw
+                ),
+            ),
         ]
     for name, r in runs:
-        print(f"{name:28s} {r.seconds:7.2f} s  {r.rows:>10,} rows  {r.rows / r.seconds:>10,.0f} rows/s  "
-              f"{r.files_loaded:3d} file(s)  {r.bytes / 1e6:7.1f} MB")
+        print(
+            f"{name:28s} {r.seconds:7.2f} s  {r.rows:>10,} rows  {r.rows / r.seconds:>10,.0f} rows/s  "
+            f"{r.files_loaded:3d} file(s)  {r.bytes / 1e6:7.1f} MB"
+        )
     spot, fut = runs[0][1], runs[1][1]
     total = sum(r.seconds for _, r in runs[1:])
-    print(f"futures aggTrades / spot aggTrades: {fut.seconds / spot.seconds:.2f}× the time for "
-          f"{fut.rows / max(1, spot.rows):.2f}× the rows; a whole futures month (4 kinds): {total:.1f} s")
+    print(
+        f"futures aggTrades / spot aggTrades: {fut.seconds / spot.seconds:.2f}× the time for "
+        f"{fut.rows / max(1, spot.rows):.2f}× the rows; a whole futures month (4 kinds): {total:.1f} s"
+    )
     print(f"\n(cores: {os.cpu_count()}; python {sys.version.split()[0]})")
     return 0
 

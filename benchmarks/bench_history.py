@@ -55,8 +55,10 @@ def make_dump(n: int, folder: Path) -> tuple[Path, Path]:
             price += rng.randint(-300, 300) * 1_000_000
             q = rng.randint(1, 5_000_000)
             p = price
-            buf.write(f"{i},{p // 10**8}.{p % 10**8:08d},{q // 10**8}.{q % 10**8:08d},"
-                      f"{(p * q) // 10**16}.{((p * q) // 10**8) % 10**8:08d},{t},{'True' if rng.random() < 0.5 else 'False'},True\n")
+            buf.write(
+                f"{i},{p // 10**8}.{p % 10**8:08d},{q // 10**8}.{q % 10**8:08d},"
+                f"{(p * q) // 10**16}.{((p * q) // 10**8) % 10**8:08d},{t},{'True' if rng.random() < 0.5 else 'False'},True\n"
+            )
             if i % 100_000 == 0:
                 out.write(buf.getvalue())
                 buf = io.StringIO()
@@ -75,16 +77,20 @@ def db_bulk(conn: psycopg.Connection, csv_path: Path) -> float:
     """The database's own bulk path into the same table: COPY into a scratch table + INSERT … SELECT."""
     t0 = time.perf_counter()
     conn.execute(f"SET work_mem = '{WORK_MEM}'")  # the same session settings as cryptolab's loader
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _ref (id bigint, price numeric, qty numeric, quote_qty numeric, "
-                 "t bigint, m boolean, best boolean)")
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS _ref (id bigint, price numeric, qty numeric, quote_qty numeric, "
+        "t bigint, m boolean, best boolean)"
+    )
     conn.execute("TRUNCATE _ref")
     with conn.cursor().copy("COPY _ref FROM STDIN (FORMAT csv)") as cp, csv_path.open("rb") as fh:
         while chunk := fh.read(1 << 20):
             cp.write(chunk)
     with conn.transaction():
-        conn.execute("INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, source) "
-                     "SELECT 'binance', 'BTCUSDT', id, price, qty, m, timestamptz 'epoch' + t * interval '1 microsecond', "
-                     "'backfill' FROM _ref")
+        conn.execute(
+            "INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, source) "
+            "SELECT 'binance', 'BTCUSDT', id, price, qty, m, timestamptz 'epoch' + t * interval '1 microsecond', "
+            "'backfill' FROM _ref"
+        )
     conn.execute("TRUNCATE _ref")
     return time.perf_counter() - t0
 
@@ -125,11 +131,15 @@ def part_1(dsn: str, n: int, folder: Path, with_load: bool) -> None:
     print(f"\n== one-day dump of {n:,} trades ==", flush=True)
     t0 = time.perf_counter()
     zip_path, csv_path = make_dump(n, folder)
-    print(f"made {zip_path.name}: {zip_path.stat().st_size / 1e6:.1f} MB zipped, {csv_path.stat().st_size / 1e6:.1f} MB CSV "
-          f"({time.perf_counter() - t0:.1f} s)")
+    print(
+        f"made {zip_path.name}: {zip_path.stat().st_size / 1e6:.1f} MB zipped, {csv_path.stat().st_size / 1e6:.1f} MB CSV "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
     with db.connect(dsn, autocommit=True) as conn, db.connect(dsn, autocommit=True) as ref:
         ref.execute(f"SET temp_buffers = '{WORK_MEM}'")
-        conn.execute("SELECT cryptolab_ensure_partitions(%s::date::timestamptz, %s::date::timestamptz)", (DAY, DAY))
+        conn.execute(
+            "SELECT cryptolab_ensure_partitions(%s::date::timestamptz, %s::date::timestamptz)", (DAY, DAY)
+        )
         rows: list[tuple[str, float]] = []
         for _ in range(2):  # alternate, keep the better of two of each (warm cache, same table)
             reset(conn)
@@ -148,11 +158,17 @@ def part_1(dsn: str, n: int, folder: Path, with_load: bool) -> None:
         assert bars is not None and bars[1] == n
         reset(conn)
     print(f"{'path':58} {'seconds':>8} {'trades/s':>11} {'vs db':>6}")
-    print(f"{'database bulk: COPY csv → scratch + INSERT…SELECT (no bars)':58} {t_db:8.2f} {n / t_db:11,.0f} {1.0:6.2f}")
-    print(f"{'cryptolab history bulk: unzip+COPY+INSERT…SELECT ‖ bars_1s':58} {t_ours:8.2f} {n / t_ours:11,.0f} "
-          f"{t_db / t_ours:6.2f}")
-    print(f"{'  the same on one connection (bars_1s after the insert)':58} {t_one:8.2f} {n / t_one:11,.0f} "
-          f"{t_db / t_one:6.2f}")
+    print(
+        f"{'database bulk: COPY csv → scratch + INSERT…SELECT (no bars)':58} {t_db:8.2f} {n / t_db:11,.0f} {1.0:6.2f}"
+    )
+    print(
+        f"{'cryptolab history bulk: unzip+COPY+INSERT…SELECT ‖ bars_1s':58} {t_ours:8.2f} {n / t_ours:11,.0f} "
+        f"{t_db / t_ours:6.2f}"
+    )
+    print(
+        f"{'  the same on one connection (bars_1s after the insert)':58} {t_one:8.2f} {n / t_one:11,.0f} "
+        f"{t_db / t_one:6.2f}"
+    )
     if with_load:
         from cryptolab.history.load import load_files
 
@@ -160,13 +176,17 @@ def part_1(dsn: str, n: int, folder: Path, with_load: bool) -> None:
         res = load_files([zip_path], dsn=dsn, progress=False)
         t_load = time.perf_counter() - t0
         assert res.inserted == n
-        print(f"{'cryptolab load (now this bulk path, end to end)':58} {t_load:8.2f} {n / t_load:11,.0f} "
-              f"{t_db / t_load:6.2f}")
+        print(
+            f"{'cryptolab load (now this bulk path, end to end)':58} {t_load:8.2f} {n / t_load:11,.0f} "
+            f"{t_db / t_load:6.2f}"
+        )
         with db.connect(dsn, autocommit=True) as conn:
             reset(conn)
         t_old = old_load(dsn, zip_path)
-        print(f"{'before: parse in Python + trade writer (COPY, dedupe, bars)':58} {t_old:8.2f} {n / t_old:11,.0f} "
-              f"{t_db / t_old:6.2f}")
+        print(
+            f"{'before: parse in Python + trade writer (COPY, dedupe, bars)':58} {t_old:8.2f} {n / t_old:11,.0f} "
+            f"{t_db / t_old:6.2f}"
+        )
         with db.connect(dsn, autocommit=True) as conn:
             reset(conn)
     zip_path.unlink()
@@ -177,24 +197,46 @@ def part_2(dsn: str, days: int, rate: float, folder: Path, workers: int) -> None
     from cryptolab.exchange import LocalExchange
     from cryptolab.history import fetch_history
 
-    print(f"\n== synthetic history end to end: {days} whole day(s) + today so far at {rate:g} trades/s ==", flush=True)
+    print(
+        f"\n== synthetic history end to end: {days} whole day(s) + today so far at {rate:g} trades/s ==",
+        flush=True,
+    )
     t0 = time.perf_counter()
-    with LocalExchange(symbols=["btcusdt"], rate=5, seed=1, history_days=days, history_rate=rate,
-                       weight_budget=10**7, process=True) as ex:
-        print(f"local exchange up with its past: {ex.printed('BTCUSDT'):,} trades ({time.perf_counter() - t0:.1f} s)")
+    with LocalExchange(
+        symbols=["btcusdt"],
+        rate=5,
+        seed=1,
+        history_days=days,
+        history_rate=rate,
+        weight_budget=10**7,
+        process=True,
+    ) as ex:
+        print(
+            f"local exchange up with its past: {ex.printed('BTCUSDT'):,} trades ({time.perf_counter() - t0:.1f} s)"
+        )
         today = datetime.now(timezone.utc).date()
-        res = fetch_history("BTCUSDT", today - timedelta(days=days), dsn=dsn, dumps=ex.http_url, rest=ex.http_url,
-                            cache=folder / "cache", workers=workers)
+        res = fetch_history(
+            "BTCUSDT",
+            today - timedelta(days=days),
+            dsn=dsn,
+            dumps=ex.http_url,
+            rest=ex.http_url,
+            cache=folder / "cache",
+            workers=workers,
+        )
     with db.connect(dsn) as conn:
         n, size = conn.execute(
             "SELECT (SELECT count(*) FROM trades), (SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
             "JOIN pg_inherits i ON i.inhrelid = c.oid WHERE i.inhparent = 'trades'::regclass) "
-            "+ pg_total_relation_size('bars_1s')").fetchone() or (0, 0)
+            "+ pg_total_relation_size('bars_1s')"
+        ).fetchone() or (0, 0)
     total = res.rows + res.rest_rows
     print(res.summary())
-    print(f"end to end: {res.seconds:.1f} s for {total:,} trades = {total / res.seconds:,.0f} trades/s "
-          f"({res.rows:,} from {res.files_loaded} dump(s), {res.rest_rows:,} from REST); "
-          f"disk: {float(size) / 1e6:,.1f} MB = {float(size) / max(1, int(n)):,.1f} MB per million trades (trades + bars_1s)")
+    print(
+        f"end to end: {res.seconds:.1f} s for {total:,} trades = {total / res.seconds:,.0f} trades/s "
+        f"({res.rows:,} from {res.files_loaded} dump(s), {res.rest_rows:,} from REST); "
+        f"disk: {float(size) / 1e6:,.1f} MB = {float(size) / max(1, int(n)):,.1f} MB per million trades (trades + bars_1s)"
+    )
 
 
 def main() -> int:
@@ -202,12 +244,21 @@ def main() -> int:
     ap.add_argument("--trades", type=int, default=1_000_000)
     ap.add_argument("--big", action="store_true", help="also a 10M-trade dump")
     ap.add_argument("--no-load", action="store_true", help="skip the `cryptolab load` reference")
-    ap.add_argument("--days", type=int, default=2, help="whole days of synthetic history (a month: --days 30)")
-    ap.add_argument("--rate", type=float, default=10.0,
-                    help="synthetic history trades/s (a busy symbol: ~29 = 2.5M trades a day)")
+    ap.add_argument(
+        "--days", type=int, default=2, help="whole days of synthetic history (a month: --days 30)"
+    )
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=10.0,
+        help="synthetic history trades/s (a busy symbol: ~29 = 2.5M trades a day)",
+    )
     ap.add_argument("--workers", type=int, default=4)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp, scratch_database("cryptolab_bench_history") as dsn:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-history-") as tmp,
+        scratch_database("cryptolab_bench_history") as dsn,
+    ):
         folder = Path(tmp)
         part_1(dsn, args.trades, folder, not args.no_load)
         if args.big:

@@ -50,11 +50,19 @@ def peer_python() -> Path:
     cryptofeed 3 needs Python >= 3.13: the venv is made with `$CRYPTOLAB_BENCH_PEER_PYTHON`, else
     the newest of python3.14 / python3.13 on PATH, else this Python (which gets cryptofeed 2)."""
     base = os.environ.get("CRYPTOLAB_BENCH_PEER_PYTHON") or next(
-        (w for w in (shutil.which(n) for n in ("python3.14", "python3.13")) if w and _runs(w)), sys.executable)
+        (w for w in (shutil.which(n) for n in ("python3.14", "python3.13")) if w and _runs(w)), sys.executable
+    )
     if base == sys.executable:
-        print("no python3.13+ found (set CRYPTOLAB_BENCH_PEER_PYTHON): the peer is cryptofeed 2, not 3", flush=True)
-    tag = subprocess.run([base, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                         capture_output=True, text=True, check=True).stdout.strip()
+        print(
+            "no python3.13+ found (set CRYPTOLAB_BENCH_PEER_PYTHON): the peer is cryptofeed 2, not 3",
+            flush=True,
+        )
+    tag = subprocess.run(
+        [base, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     home = Path(os.environ.get("CRYPTOLAB_BENCH_PEERS", Path.home() / ".cache" / "cryptolab" / "bench-peers"))
     venv = home / f"cryptofeed-py{tag}"
     py = venv / "bin" / "python"
@@ -72,14 +80,20 @@ def _runs(python: str) -> bool:
 
 
 def peer_version(py: Path) -> str:
-    out = subprocess.run([str(py), "-c", "import importlib.metadata as m; print(m.version('cryptofeed'))"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(py), "-c", "import importlib.metadata as m; print(m.version('cryptofeed'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
 def _xact(dsn: str) -> int:
     with psycopg.connect(dsn, autocommit=True) as c:
-        row = c.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()
+        row = c.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -103,14 +117,24 @@ def _child(args: str) -> None:
 
     pg = sum(pg1[pid] - pg0.get(pid, 0.0) for pid in pg1)
     hour = 3600 / wall
-    print(json.dumps({"trades_per_s": (st1.rows_stored - st0.rows_stored) / wall,
-                      "cpu_capture_h": (c1 - c0 - 0.0) * hour, "cpu_pg_h": pg * hour,
-                      "xact_per_s": (x1 - x0) / wall, "data_commits_per_s": (st1.commits - st0.commits) / wall,
-                      "p50": q(0.5), "p99": q(0.99)}))
+    print(
+        json.dumps(
+            {
+                "trades_per_s": (st1.rows_stored - st0.rows_stored) / wall,
+                "cpu_capture_h": (c1 - c0 - 0.0) * hour,
+                "cpu_pg_h": pg * hour,
+                "xact_per_s": (x1 - x0) / wall,
+                "data_commits_per_s": (st1.commits - st0.commits) / wall,
+                "p50": q(0.5),
+                "p99": q(0.99),
+            }
+        )
+    )
 
 
-def run(dsn: str, rate: float, seconds: float, window: float,
-        peer: Path | None = None) -> tuple[dict[str, float], dict[str, float] | None]:
+def run(
+    dsn: str, rate: float, seconds: float, window: float, peer: Path | None = None
+) -> tuple[dict[str, float], dict[str, float] | None]:
     """One capture (and, given `peer`, cryptofeed at the same time) on one exchange's stream."""
     with psycopg.connect(dsn) as conn:
         conn.execute("TRUNCATE trades, bars_1s, capture_gaps")
@@ -123,11 +147,21 @@ def run(dsn: str, rate: float, seconds: float, window: float,
             # must not land in the user's cache as Binance's
             env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
             env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="cryptolab-bench-peer-")
-            side = subprocess.Popen([str(peer), str(HERE / "peer_cryptofeed.py"), ws, rest, "btcusdt", str(seconds),
-                                     str(WARMUP)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    env=env, cwd=HERE)
-        out = subprocess.run([sys.executable, __file__, "--child", json.dumps([dsn, ws, seconds, window])],
-                             cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
+            side = subprocess.Popen(
+                [str(peer), str(HERE / "peer_cryptofeed.py"), ws, rest, "btcusdt", str(seconds), str(WARMUP)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                cwd=HERE,
+            )
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps([dsn, ws, seconds, window])],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=dict(os.environ),
+        )
         peer_out = side.communicate(timeout=seconds + 60) if side is not None else None
     finally:
         stop_exchange(proc)
@@ -146,11 +180,15 @@ def run(dsn: str, rate: float, seconds: float, window: float,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seconds", type=float, default=300.0, help="length of each measured cell (the issue: 5 min)")
+    ap.add_argument(
+        "--seconds", type=float, default=300.0, help="length of each measured cell (the issue: 5 min)"
+    )
     ap.add_argument("--quick", action="store_true", help="20 s cells, for a quick look")
     ap.add_argument("--peer", choices=("cryptofeed", "none"), default="cryptofeed")
     ap.add_argument("--rates", default="31,310", help="trades/s (BTCUSDT's pace and 10x)")
-    ap.add_argument("--windows", default="0.2,0", help="commit windows to compare (0 = the pre-group-commit way)")
+    ap.add_argument(
+        "--windows", default="0.2,0", help="commit windows to compare (0 = the pre-group-commit way)"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -162,8 +200,10 @@ def main() -> None:
         print(f"peer: cryptofeed {peer_version(peer)} ({peer})")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     with scratch_database("pace") as dsn:
-        print(f"{'rate':>6} {'window':>7} {'stored/s':>9} {'cpu cap s/h':>12} {'cpu pg s/h':>11} {'total s/h':>10} "
-              f"{'xact/s':>7} {'data commits/s':>15} {'p50 ms':>7} {'p99 ms':>7}")
+        print(
+            f"{'rate':>6} {'window':>7} {'stored/s':>9} {'cpu cap s/h':>12} {'cpu pg s/h':>11} {'total s/h':>10} "
+            f"{'xact/s':>7} {'data commits/s':>15} {'p50 ms':>7} {'p99 ms':>7}"
+        )
         for rate in (float(x) for x in a.rates.split(",")):
             rows = []
             peer_result = None
@@ -171,21 +211,29 @@ def main() -> None:
                 r, p = run(dsn, rate, seconds, window, peer if i == 0 else None)
                 rows.append((window, r))
                 total = r["cpu_capture_h"] + r["cpu_pg_h"]
-                print(f"{rate:>6.0f} {window:>7.2f} {r['trades_per_s']:>9.1f} {r['cpu_capture_h']:>12.1f} "
-                      f"{r['cpu_pg_h']:>11.1f} {total:>10.1f} {r['xact_per_s']:>7.1f} {r['data_commits_per_s']:>15.1f} "
-                      f"{r['p50']:>7.1f} {r['p99']:>7.1f}", flush=True)
+                print(
+                    f"{rate:>6.0f} {window:>7.2f} {r['trades_per_s']:>9.1f} {r['cpu_capture_h']:>12.1f} "
+                    f"{r['cpu_pg_h']:>11.1f} {total:>10.1f} {r['xact_per_s']:>7.1f} {r['data_commits_per_s']:>15.1f} "
+                    f"{r['p50']:>7.1f} {r['p99']:>7.1f}",
+                    flush=True,
+                )
                 if p is not None:
                     peer_result = (window, total, p)
             if peer_result is not None:
                 window, total, p = peer_result
                 ratio = total / p["cpu_h"] if p["cpu_h"] > 0 else float("inf")
-                print(f"{rate:>6.0f} {'peer':>7} {p['trades_per_s']:>9.1f} {p['cpu_h']:>12.1f} {'':>11} {p['cpu_h']:>10.1f}"
-                      f"   cryptofeed, same stream, same time; cryptolab (window {window:g} s) ÷ cryptofeed = "
-                      f"{ratio:.2f}x", flush=True)
+                print(
+                    f"{rate:>6.0f} {'peer':>7} {p['trades_per_s']:>9.1f} {p['cpu_h']:>12.1f} {'':>11} {p['cpu_h']:>10.1f}"
+                    f"   cryptofeed, same stream, same time; cryptolab (window {window:g} s) ÷ cryptofeed = "
+                    f"{ratio:.2f}x",
+                    flush=True,
+                )
             if len(rows) == 2:
                 (w0, r0), (w1, r1) = rows
                 t0, t1 = r0["cpu_capture_h"] + r0["cpu_pg_h"], r1["cpu_capture_h"] + r1["cpu_pg_h"]
-                print(f"       at {rate:.0f}/s: window {w0:g} s costs {t0 / t1:.2f}x the CPU of window {w1:g} s")
+                print(
+                    f"       at {rate:.0f}/s: window {w0:g} s costs {t0 / t1:.2f}x the CPU of window {w1:g} s"
+                )
 
 
 if __name__ == "__main__":

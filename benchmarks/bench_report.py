@@ -111,7 +111,12 @@ def bench_size(n: int, server_uri: str, out_root: Path, only: list[str], keep: b
         floor_nb.parent.mkdir(parents=True, exist_ok=True)
         cell = new_code_cell("live = False")
         cell.metadata["tags"] = ["parameters"]
-        nb = new_notebook(cells=[cell, new_code_cell("import cryptolab.analysis, cryptolab.notebook.plots, cryptolab.notebook")])
+        nb = new_notebook(
+            cells=[
+                cell,
+                new_code_cell("import cryptolab.analysis, cryptolab.notebook.plots, cryptolab.notebook"),
+            ]
+        )
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, str(floor_nb))
     t0 = time.perf_counter()
@@ -142,10 +147,12 @@ def bench_size(n: int, server_uri: str, out_root: Path, only: list[str], keep: b
                 dash.chart.render()  # as if a new trade had arrived every tick (refresh skips unchanged charts)
                 ticks.append(1000 * (time.perf_counter() - t0))
                 reads.append(snap.took_ms)
-            print(f"dashboard tick, window {window:>3}: read cached p50 {statistics.median(reads):5.1f} ms "
-                  f"p95 {pct(reads, .95):5.1f} ms (uncached p50 {statistics.median(cold):6.1f} ms, once a minute)"
-                  f" | read+chart p50 {statistics.median(ticks):6.1f} ms p95 {pct(ticks, .95):6.1f} ms"
-                  f" = {statistics.median(ticks) / 10:.0f}% of the 1 s refresh budget")
+            print(
+                f"dashboard tick, window {window:>3}: read cached p50 {statistics.median(reads):5.1f} ms "
+                f"p95 {pct(reads, 0.95):5.1f} ms (uncached p50 {statistics.median(cold):6.1f} ms, once a minute)"
+                f" | read+chart p50 {statistics.median(ticks):6.1f} ms p95 {pct(ticks, 0.95):6.1f} ms"
+                f" = {statistics.median(ticks) / 10:.0f}% of the 1 s refresh budget"
+            )
     dash.close()
     if not keep:
         with psycopg.connect(server_uri, autocommit=True) as c:
@@ -154,12 +161,22 @@ def bench_size(n: int, server_uri: str, out_root: Path, only: list[str], keep: b
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trades", type=int, nargs="+", default=[1_000_000], help="database sizes (default 1000000)")
-    ap.add_argument("--ranges", nargs="+", default=["default", "day"], choices=["default", "day"],
-                    help="report ranges to time (default: both)")
-    ap.add_argument("--home", default=None,
-                    help="keep the embedded server and the generated databases in this CRYPTOLAB_HOME and reuse them "
-                         "on the next run (default: a temporary one, removed at the end)")
+    ap.add_argument(
+        "--trades", type=int, nargs="+", default=[1_000_000], help="database sizes (default 1000000)"
+    )
+    ap.add_argument(
+        "--ranges",
+        nargs="+",
+        default=["default", "day"],
+        choices=["default", "day"],
+        help="report ranges to time (default: both)",
+    )
+    ap.add_argument(
+        "--home",
+        default=None,
+        help="keep the embedded server and the generated databases in this CRYPTOLAB_HOME and reuse them "
+        "on the next run (default: a temporary one, removed at the end)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="cryptolab-bench-report-") as tmp:
         home = args.home or tmp

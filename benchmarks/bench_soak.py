@@ -169,10 +169,13 @@ class Soak:
         a = self.args
         self.dsn = embedded.start()
         log(f"embedded PostgreSQL up ({self.dsn}); CRYPTOLAB_HOME={self.home}")
-        self.ex = LocalExchange(symbols=self.symbols, rate=a.rate, seed=a.seed, max_trades=self.per_symbol,
-                                process=True).start()
-        log(f"local exchange {self.ex.ws_url}: {len(self.symbols)} symbols × {self.per_symbol:,} trades "
-            f"at {a.rate:g}/s")
+        self.ex = LocalExchange(
+            symbols=self.symbols, rate=a.rate, seed=a.seed, max_trades=self.per_symbol, process=True
+        ).start()
+        log(
+            f"local exchange {self.ex.ws_url}: {len(self.symbols)} symbols × {self.per_symbol:,} trades "
+            f"at {a.rate:g}/s"
+        )
         t0 = time.monotonic()
         try:
             self.start_capture(self.symbols)
@@ -216,7 +219,9 @@ class Soak:
                 next_fault = now + a.fault_every
             if not restarted and progress >= 0.3:
                 restarted = True
-                self.event(f"database outage of {a.outage_seconds:g} s (longer than the lease) at {progress:.0%}")
+                self.event(
+                    f"database outage of {a.outage_seconds:g} s (longer than the lease) at {progress:.0%}"
+                )
                 self.db_stop()
                 time.sleep(a.outage_seconds)
                 self.db_start()
@@ -234,8 +239,10 @@ class Soak:
                 self.db_start()
                 self.start_capture(list(reversed(self.symbols)))
             if now >= next_note:
-                log(f"{printed:,} / {total:,} printed ({progress:.0%}), {self.stored():,} stored, "
-                    f"{sum(self.injected.values())} faults injected")
+                log(
+                    f"{printed:,} / {total:,} printed ({progress:.0%}), {self.stored():,} stored, "
+                    f"{sum(self.injected.values())} faults injected"
+                )
                 next_note = now + 10
             time.sleep(0.25)
 
@@ -258,7 +265,9 @@ class Soak:
             if n != last:
                 last, last_change = n, time.monotonic()
             elif time.monotonic() - last_change > a.settle_seconds:
-                self.event(f"no progress for {a.settle_seconds:g} s at {n:,} stored of {total:,}: stopping anyway")
+                self.event(
+                    f"no progress for {a.settle_seconds:g} s at {n:,} stored of {total:,}: stopping anyway"
+                )
                 break
             time.sleep(1.0)
         assert self.capture is not None
@@ -296,25 +305,33 @@ class Soak:
         with psycopg.connect(self.dsn) as c, localcontext() as ctx:
             ctx.prec = 80
             c.execute("SET TIME ZONE 'UTC'")
-            exchanges = c.execute("SELECT exchange, source, count(*) FROM trades GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+            exchanges = c.execute(
+                "SELECT exchange, source, count(*) FROM trades GROUP BY 1, 2 ORDER BY 1, 2"
+            ).fetchall()
             print("stored as: " + ", ".join(f"exchange={e} source={s}: {n:,}" for e, s, n in exchanges))
             tot = Counter[str]()
             for sym in self.symbols:
                 r = compare_symbol(c, ex, sym.upper())
                 tot.update(r)
-                print(f"{sym.upper()}: printed {r['printed']:,}, stored {r['stored']:,} (distinct ids "
-                      f"{r['stored_ids']:,}); missing {r['missing']}, extra {r['extra']}, duplicated {r['duplicated']}, "
-                      f"wrong {r['wrong']} (price {r['wrong_price']}, qty {r['wrong_qty']}, side {r['wrong_side']}, "
-                      f"time {r['wrong_time']}); times stored in ms {r['time_ms']:,}, µs {r['time_us']:,}")
-                print(f"  bars_1s: expected {r['bars_expected']:,}, stored {r['bars_stored']:,}; missing "
-                      f"{r['bars_missing']}, extra {r['bars_extra']}, wrong {r['bars_wrong']}")
+                print(
+                    f"{sym.upper()}: printed {r['printed']:,}, stored {r['stored']:,} (distinct ids "
+                    f"{r['stored_ids']:,}); missing {r['missing']}, extra {r['extra']}, duplicated {r['duplicated']}, "
+                    f"wrong {r['wrong']} (price {r['wrong_price']}, qty {r['wrong_qty']}, side {r['wrong_side']}, "
+                    f"time {r['wrong_time']}); times stored in ms {r['time_ms']:,}, µs {r['time_us']:,}"
+                )
+                print(
+                    f"  bars_1s: expected {r['bars_expected']:,}, stored {r['bars_stored']:,}; missing "
+                    f"{r['bars_missing']}, extra {r['bars_extra']}, wrong {r['bars_wrong']}"
+                )
                 for ex_line in r.examples:
                     print(f"    e.g. {ex_line}")
             bad += tot["missing"] + tot["extra"] + tot["duplicated"] + tot["wrong"]
             bad += tot["bars_missing"] + tot["bars_extra"] + tot["bars_wrong"]
-            print(f"TOTAL: printed {tot['printed']:,}, stored {tot['stored']:,}; missing {tot['missing']}, "
-                  f"extra {tot['extra']}, duplicated {tot['duplicated']}, wrong {tot['wrong']}; bars_1s missing "
-                  f"{tot['bars_missing']}, extra {tot['bars_extra']}, wrong {tot['bars_wrong']}")
+            print(
+                f"TOTAL: printed {tot['printed']:,}, stored {tot['stored']:,}; missing {tot['missing']}, "
+                f"extra {tot['extra']}, duplicated {tot['duplicated']}, wrong {tot['wrong']}; bars_1s missing "
+                f"{tot['bars_missing']}, extra {tot['bars_extra']}, wrong {tot['bars_wrong']}"
+            )
             # dead letters vs malformed frames sent
             reasons = [r[0] for r in c.execute("SELECT reason FROM dead_letters ORDER BY id")]
             got: Counter[str] = Counter()
@@ -338,17 +355,32 @@ class Soak:
                 print(f"  other reason: {n:5d}  {reason}")
             if dl_short:
                 bad += dl_short
-            gaps = c.execute("SELECT symbol, status, count(*), coalesce(sum(missing), 0) FROM capture_gaps "
-                             "GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
-            print("capture_gaps: " + (", ".join(f"{s} {st}: {n} ({m} ids)" for s, st, n, m in gaps) or "none"))
-            runs = c.execute("SELECT run_id, status, trades_stored FROM capture_runs ORDER BY run_id").fetchall()
-            print("capture_runs: " + ", ".join(f"#{i} {st} ({n:,} stored)" for i, st, n in runs)
-                  + "  (the first was killed with -9)")
-        print(f"left behind: {journal_rows(self.home):,} journal rows, {quarantine_rows(self.home):,} quarantined "
-              f"records; last capture exit status {self.final_rc}")
+            gaps = c.execute(
+                "SELECT symbol, status, count(*), coalesce(sum(missing), 0) FROM capture_gaps "
+                "GROUP BY 1, 2 ORDER BY 1, 2"
+            ).fetchall()
+            print(
+                "capture_gaps: " + (", ".join(f"{s} {st}: {n} ({m} ids)" for s, st, n, m in gaps) or "none")
+            )
+            runs = c.execute(
+                "SELECT run_id, status, trades_stored FROM capture_runs ORDER BY run_id"
+            ).fetchall()
+            print(
+                "capture_runs: "
+                + ", ".join(f"#{i} {st} ({n:,} stored)" for i, st, n in runs)
+                + "  (the first was killed with -9)"
+            )
+        print(
+            f"left behind: {journal_rows(self.home):,} journal rows, {quarantine_rows(self.home):,} quarantined "
+            f"records; last capture exit status {self.final_rc}"
+        )
         for u in self.unexpected:
             print(f"UNEXPECTED: {u}")
-        verdict = "OK: every trade exactly once, bars and dead letters exact" if not bad else f"FAILED: {bad} differences"
+        verdict = (
+            "OK: every trade exactly once, bars and dead letters exact"
+            if not bad
+            else f"FAILED: {bad} differences"
+        )
         print(verdict)
         return 0 if not bad else 1
 
@@ -368,8 +400,11 @@ def compare_symbol(c: psycopg.Connection, ex: Any, sym: str) -> Result:
     seen: Counter[int] = Counter()
     with c.cursor(name=f"soak_{sym}") as cur:
         cur.itersize = 50_000
-        cur.execute("SELECT trade_id, price, qty, is_buyer_maker, (extract(epoch FROM trade_time) * 1000000)::bigint "
-                    "FROM trades WHERE symbol = %s ORDER BY trade_id", (sym,))
+        cur.execute(
+            "SELECT trade_id, price, qty, is_buyer_maker, (extract(epoch FROM trade_time) * 1000000)::bigint "
+            "FROM trades WHERE symbol = %s ORDER BY trade_id",
+            (sym,),
+        )
         for tid, price, qty, maker, t_us in cur:
             r["stored"] += 1
             seen[tid] += 1
@@ -383,16 +418,22 @@ def compare_symbol(c: psycopg.Connection, ex: Any, sym: str) -> Result:
                 continue
             t, us = w
             wrong = False
-            for field, ok in (("price", price == t.price), ("qty", qty == t.qty), ("side", maker == t.is_buyer_maker),
-                              ("time", t_us in (t.trade_time_us, us))):
+            for field, ok in (
+                ("price", price == t.price),
+                ("qty", qty == t.qty),
+                ("side", maker == t.is_buyer_maker),
+                ("time", t_us in (t.trade_time_us, us)),
+            ):
                 if not ok:
                     r[f"wrong_{field}"] += 1
                     wrong = True
             if wrong:
                 r["wrong"] += 1
                 if len(r.examples) < 5:
-                    r.examples.append(f"id {tid}: stored {price} {qty} {maker} {t_us}, printed {t.price} {t.qty} "
-                                      f"{t.is_buyer_maker} {t.trade_time_us}/{us}")
+                    r.examples.append(
+                        f"id {tid}: stored {price} {qty} {maker} {t_us}, printed {t.price} {t.qty} "
+                        f"{t.is_buyer_maker} {t.trade_time_us}/{us}"
+                    )
             r["time_ms" if t_us == t.trade_time_us else "time_us"] += 1
     r["stored_ids"] = len(seen)
     r["duplicated"] = sum(1 for n in seen.values() if n > 1)
@@ -406,13 +447,26 @@ def compare_symbol(c: psycopg.Connection, ex: Any, sym: str) -> Result:
         bars[t.trade_time_us // 1_000_000].append(t)
     expect = {}
     for sec, ts in bars.items():
-        expect[sec] = (ts[0].price, max(t.price for t in ts), min(t.price for t in ts), ts[-1].price,
-                       sum(t.qty for t in ts), sum(t.price * t.qty for t in ts),
-                       sum((t.qty for t in ts if not t.is_buyer_maker), Decimal(0)), len(ts),
-                       ts[0].trade_id, ts[-1].trade_id)
-    got = {int(row[0]): tuple(row[1:]) for row in c.execute(
-        "SELECT extract(epoch FROM ts)::bigint, open, high, low, close, volume, quote_volume, taker_buy_volume, "
-        "trade_count, first_trade_id, last_trade_id FROM bars_1s WHERE symbol = %s", (sym,))}
+        expect[sec] = (
+            ts[0].price,
+            max(t.price for t in ts),
+            min(t.price for t in ts),
+            ts[-1].price,
+            sum(t.qty for t in ts),
+            sum(t.price * t.qty for t in ts),
+            sum((t.qty for t in ts if not t.is_buyer_maker), Decimal(0)),
+            len(ts),
+            ts[0].trade_id,
+            ts[-1].trade_id,
+        )
+    got = {
+        int(row[0]): tuple(row[1:])
+        for row in c.execute(
+            "SELECT extract(epoch FROM ts)::bigint, open, high, low, close, volume, quote_volume, taker_buy_volume, "
+            "trade_count, first_trade_id, last_trade_id FROM bars_1s WHERE symbol = %s",
+            (sym,),
+        )
+    }
     r["bars_expected"], r["bars_stored"] = len(expect), len(got)
     r["bars_missing"] = sum(1 for s in expect if s not in got)
     r["bars_extra"] = sum(1 for s in got if s not in expect)
@@ -472,27 +526,55 @@ def private_home(keep: bool) -> Iterator[Path]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trades", type=int, default=1_000_000, help="trades the market prints in all (default 1,000,000)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--trades", type=int, default=1_000_000, help="trades the market prints in all (default 1,000,000)"
+    )
     ap.add_argument("--quick", action="store_true", help="a smoke run: 50,000 trades at 2,500/s")
-    ap.add_argument("--rate", type=float, default=None, help="trades/s of the market (default 5000; --quick 2500)")
+    ap.add_argument(
+        "--rate", type=float, default=None, help="trades/s of the market (default 5000; --quick 2500)"
+    )
     ap.add_argument("--symbols", default="btcusdt,ethusdt,solusdt")
     ap.add_argument("--seed", type=int, default=13)
-    ap.add_argument("--fault-every", type=float, default=None,
-                    help="seconds between faults (default: every kind about twice before 90 %%, at most 2 s apart)")
-    ap.add_argument("--db-down-seconds", type=float, default=3.0, help="the database's down time before the kill -9")
-    ap.add_argument("--outage-seconds", type=float, default=12.0,
-                    help="the database outage at 30 %%: longer than the capture's 5 s lease (default 12)")
-    ap.add_argument("--settle-seconds", type=float, default=90.0,
-                    help="give up waiting for the capture to catch up after this long without progress")
-    ap.add_argument("--max-seconds", type=float, default=None,
-                    help="hard bound on the whole run (default 3600; --quick 600)")
-    ap.add_argument("--keep", action="store_true", help="keep the private CRYPTOLAB_HOME (logs, journal, data)")
+    ap.add_argument(
+        "--fault-every",
+        type=float,
+        default=None,
+        help="seconds between faults (default: every kind about twice before 90 %%, at most 2 s apart)",
+    )
+    ap.add_argument(
+        "--db-down-seconds", type=float, default=3.0, help="the database's down time before the kill -9"
+    )
+    ap.add_argument(
+        "--outage-seconds",
+        type=float,
+        default=12.0,
+        help="the database outage at 30 %%: longer than the capture's 5 s lease (default 12)",
+    )
+    ap.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=90.0,
+        help="give up waiting for the capture to catch up after this long without progress",
+    )
+    ap.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="hard bound on the whole run (default 3600; --quick 600)",
+    )
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the private CRYPTOLAB_HOME (logs, journal, data)"
+    )
     args = ap.parse_args()
     if args.quick and args.trades == 1_000_000:
         args.trades = 50_000
     args.rate = args.rate or (2500.0 if args.quick else 5000.0)
-    args.fault_every = args.fault_every or min(2.0, max(0.25, args.trades / args.rate * 0.6 / (2 * len(FAULTS))))
+    args.fault_every = args.fault_every or min(
+        2.0, max(0.25, args.trades / args.rate * 0.6 / (2 * len(FAULTS)))
+    )
     args.max_seconds = args.max_seconds or (600.0 if args.quick else 3600.0)
     if args.trades < 1000 or not args.rate > 0 or not args.max_seconds > 0:
         ap.error("--trades must be >= 1000, --rate and --max-seconds > 0")

@@ -37,9 +37,28 @@ def start_exchange(symbols: list[str], rate: float) -> tuple[subprocess.Popen[st
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cryptolab.cli.main", "exchange", "--symbols", ",".join(symbols), "--rate", str(rate),
-         "--seed", "1", "--port", "0", "--markets", "spot,usdm"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
+        [
+            sys.executable,
+            "-m",
+            "cryptolab.cli.main",
+            "exchange",
+            "--symbols",
+            ",".join(symbols),
+            "--rate",
+            str(rate),
+            "--seed",
+            "1",
+            "--port",
+            "0",
+            "--markets",
+            "spot,usdm",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     assert proc.stdout is not None
     urls = dict(p.split("=", 1) for p in proc.stdout.readline().split())
     return proc, urls["fws"]
@@ -89,21 +108,31 @@ def capture(dsn: str, fws: str, symbols: list[str], seconds: float) -> dict[str,
     def q(p: float) -> float:
         return lat[min(len(lat) - 1, int(p * len(lat)))] / 1000 if lat else float("nan")
 
-    return {"frames": (s1.messages - s0.messages) / dt,
-            "aggs": (f1["agg_trades"] - f0["agg_trades"]) / dt,
-            "marks": (f1["mark_prices"] - f0["mark_prices"]) / dt,
-            "liqs": (f1["liquidations"] - f0["liquidations"]) / dt,
-            "p50": q(0.5), "p99": q(0.99), "mean": statistics.fmean(lat) / 1000 if lat else float("nan"),
-            "queue": float(s1.queue_depth), "gaps_lost": float(final.gaps_lost), "dead": float(final.dead_letters)}
+    return {
+        "frames": (s1.messages - s0.messages) / dt,
+        "aggs": (f1["agg_trades"] - f0["agg_trades"]) / dt,
+        "marks": (f1["mark_prices"] - f0["mark_prices"]) / dt,
+        "liqs": (f1["liquidations"] - f0["liquidations"]) / dt,
+        "p50": q(0.5),
+        "p99": q(0.99),
+        "mean": statistics.fmean(lat) / 1000 if lat else float("nan"),
+        "queue": float(s1.queue_depth),
+        "gaps_lost": float(final.gaps_lost),
+        "dead": float(final.dead_letters),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--symbols", type=int, default=50)
-    ap.add_argument("--rate", type=float, default=20000.0, help="trades/s the exchange prints, all symbols together")
+    ap.add_argument(
+        "--rate", type=float, default=20000.0, help="trades/s the exchange prints, all symbols together"
+    )
     ap.add_argument("--seconds", type=float, default=10.0)
     args = ap.parse_args()
-    symbols = ["btcusdt", "ethusdt", "solusdt", "bnbusdt", "xrpusdt"] + [f"c{i:02d}usdt" for i in range(args.symbols)]
+    symbols = ["btcusdt", "ethusdt", "solusdt", "bnbusdt", "xrpusdt"] + [
+        f"c{i:02d}usdt" for i in range(args.symbols)
+    ]
     symbols = symbols[: args.symbols]
     proc, fws = start_exchange(symbols, args.rate)
     try:
@@ -113,15 +142,23 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
-    print(f"futures capture, {len(symbols)} symbols x (aggTrade, markPrice@1s, forceOrder) on /market, "
-          f"exchange printing {args.rate:,.0f} trades/s, {args.seconds:g} s each:")
+    print(
+        f"futures capture, {len(symbols)} symbols x (aggTrade, markPrice@1s, forceOrder) on /market, "
+        f"exchange printing {args.rate:,.0f} trades/s, {args.seconds:g} s each:"
+    )
     print(f"  bare client (frames counted, nothing decoded):   {ceiling:>10,.0f} frames/s")
-    print(f"  Capture(market='usdm') received:                 {got['frames']:>10,.0f} frames/s "
-          f"({got['frames'] / ceiling:.0%} of bare)")
-    print(f"    stored: {got['aggs']:,.0f} aggregates/s, {got['marks']:,.1f} mark prices/s, "
-          f"{got['liqs']:,.2f} liquidations/s")
-    print(f"    receive->commit latency p50 {got['p50']:.1f} ms, p99 {got['p99']:.1f} ms (mean {got['mean']:.1f} ms); "
-          f"queue at the end {got['queue']:.0f}; gaps lost {got['gaps_lost']:.0f}; dead letters {got['dead']:.0f}")
+    print(
+        f"  Capture(market='usdm') received:                 {got['frames']:>10,.0f} frames/s "
+        f"({got['frames'] / ceiling:.0%} of bare)"
+    )
+    print(
+        f"    stored: {got['aggs']:,.0f} aggregates/s, {got['marks']:,.1f} mark prices/s, "
+        f"{got['liqs']:,.2f} liquidations/s"
+    )
+    print(
+        f"    receive->commit latency p50 {got['p50']:.1f} ms, p99 {got['p99']:.1f} ms (mean {got['mean']:.1f} ms); "
+        f"queue at the end {got['queue']:.0f}; gaps lost {got['gaps_lost']:.0f}; dead letters {got['dead']:.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,21 @@ def main() -> None:
         conn.commit()
 
         t0 = time.perf_counter()  # the client-side conversion is part of plain COPY's cost
-        rows = [(t.exchange, t.symbol, t.trade_id, t.price, t.qty, t.is_buyer_maker, us_to_datetime(t.trade_time_us),
-                 us_to_datetime(t.event_time_us), us_to_datetime(t.received_at_us), t.source) for t in trades]
+        rows = [
+            (
+                t.exchange,
+                t.symbol,
+                t.trade_id,
+                t.price,
+                t.qty,
+                t.is_buyer_maker,
+                us_to_datetime(t.trade_time_us),
+                us_to_datetime(t.event_time_us),
+                us_to_datetime(t.received_at_us),
+                t.source,
+            )
+            for t in trades
+        ]
         t_copy = time.perf_counter() - t0 + plain_copy(conn, rows)
         conn.execute("TRUNCATE trades, bars_1s")
         conn.commit()
@@ -53,8 +66,11 @@ def main() -> None:
     r_writer, r_copy, r_row = n / t_writer, n / t_copy, len(sample) / t_row
     print(f"trades: {n:,} (per-row INSERT measured on {len(sample):,})")
     print(f"{'method':38} {'rows/s':>12} {'vs COPY':>9} {'vs per-row':>11}")
-    for name, r in (("TradeWriter (COPY+dedupe+bars_1s)", r_writer), ("plain COPY (no dedupe, no bars)", r_copy),
-                    ("INSERT+commit per row (seed)", r_row)):
+    for name, r in (
+        ("TradeWriter (COPY+dedupe+bars_1s)", r_writer),
+        ("plain COPY (no dedupe, no bars)", r_copy),
+        ("INSERT+commit per row (seed)", r_row),
+    ):
         print(f"{name:38} {r:12,.0f} {r / r_copy:9.2f} {r / r_row:11.1f}")
 
 

@@ -35,8 +35,11 @@ def read(paths: list[str], symbol: str) -> list[Any]:
                 ns, _, raw = line.rstrip(b"\n").partition(b" ")
                 at = int(ns) // 1000
                 if raw.startswith(b'{"lastUpdateId"'):
-                    rows.append(snapshot_from_rest(orjson.loads(raw), symbol, exchange="binance", received_at_us=at,
-                                                   source="replay"))
+                    rows.append(
+                        snapshot_from_rest(
+                            orjson.loads(raw), symbol, exchange="binance", received_at_us=at, source="replay"
+                        )
+                    )
                 elif b"@depth" in raw[:40]:
                     rows.append(decode_diff(raw, exchange="binance", source="replay", received_at_us=at))
                 elif b"@bookTicker" in raw[:40]:
@@ -52,8 +55,10 @@ def main() -> None:
     snaps = [r for r in rows if isinstance(r, BookSnapshot)]
     diffs = sorted((r for r in rows if isinstance(r, DepthDiff)), key=lambda d: d.last_id)
     quotes = sorted((r for r in rows if isinstance(r, Quote)), key=lambda q: q.update_id)
-    print(f"{len(snaps)} snapshot(s), {len(diffs):,} diffs, {len(quotes):,} quotes, "
-          f"{len(rows) - len(snaps) - len(diffs) - len(quotes)} dead letters")
+    print(
+        f"{len(snaps)} snapshot(s), {len(diffs):,} diffs, {len(quotes):,} quotes, "
+        f"{len(rows) - len(snaps) - len(diffs) - len(quotes)} dead letters"
+    )
     first = min(d.event_time_us for d in diffs) - 3_600_000_000
     last = max(max(d.event_time_us for d in diffs), max(q.received_at_us for q in quotes)) + 3_600_000_000
     with scratch_database("cryptolab_check_book_recording") as dsn, db.connect(dsn) as conn:
@@ -69,10 +74,15 @@ def main() -> None:
         q = an.quotes("BTCUSDT", t0, t1, conn=conn).unique(subset="update_id", keep="first")
     joined = top.join(q, on="update_id", suffix="_q")
     same = joined.filter(
-        (joined["bid_price"] == joined["bid_price_q"]) & (joined["bid_qty"] == joined["bid_qty_q"])
-        & (joined["ask_price"] == joined["ask_price_q"]) & (joined["ask_qty"] == joined["ask_qty_q"]))
-    print(f"book_top: {top.height:,} updates in {took:.2f} s; shared update ids with the bookTicker: "
-          f"{joined.height:,}, equal: {same.height:,}")
+        (joined["bid_price"] == joined["bid_price_q"])
+        & (joined["bid_qty"] == joined["bid_qty_q"])
+        & (joined["ask_price"] == joined["ask_price_q"])
+        & (joined["ask_qty"] == joined["ask_qty_q"])
+    )
+    print(
+        f"book_top: {top.height:,} updates in {took:.2f} s; shared update ids with the bookTicker: "
+        f"{joined.height:,}, equal: {same.height:,}"
+    )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,13 @@ socket.getaddrinfo = _local_only  # before cryptofeed (and requests, websockets)
 
 
 def main() -> None:
-    ws, rest, symbol, seconds, warmup = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+    ws, rest, symbol, seconds, warmup = (
+        sys.argv[1],
+        sys.argv[2],
+        sys.argv[3],
+        float(sys.argv[4]),
+        float(sys.argv[5]),
+    )
 
     import dataclasses
 
@@ -68,8 +74,12 @@ def main() -> None:
 
     class LocalBinance(cfb.Binance):  # type: ignore[misc]
         # every endpoint (and its sandbox) on the local exchange; routes (exchangeInfo, depth, …) kept
-        websocket_endpoints = [dataclasses.replace(e, address=ws, sandbox=ws) for e in cfb.Binance.websocket_endpoints]
-        rest_endpoints = [dataclasses.replace(e, address=rest, sandbox=rest) for e in cfb.Binance.rest_endpoints]
+        websocket_endpoints = [
+            dataclasses.replace(e, address=ws, sandbox=ws) for e in cfb.Binance.websocket_endpoints
+        ]
+        rest_endpoints = [
+            dataclasses.replace(e, address=rest, sandbox=rest) for e in cfb.Binance.rest_endpoints
+        ]
         websocket_channels = {**cfb.Binance.websocket_channels, TRADES: "trade"}
 
         async def message_handler(self, msg: str, conn: Any, timestamp: float) -> None:
@@ -98,7 +108,10 @@ def main() -> None:
         t = os.times()
         c1, n1, w1 = t.user + t.system, count[0], time.monotonic()
         wall = w1 - w0
-        print(json.dumps({"trades_per_s": (n1 - n0) / wall, "cpu_h": (c1 - c0) * 3600 / wall, "trades": n1}), flush=True)
+        print(
+            json.dumps({"trades_per_s": (n1 - n0) / wall, "cpu_h": (c1 - c0) * 3600 / wall, "trades": n1}),
+            flush=True,
+        )
         os._exit(0 if n1 > n0 else 1)
 
     if hasattr(fh, "run_async"):  # cryptofeed 3: asyncio.Runner on uvloop, feeds in a TaskGroup

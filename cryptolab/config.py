@@ -66,7 +66,9 @@ class Settings:
             probe.touch()
             probe.unlink()
         except (FileExistsError, NotADirectoryError):
-            raise ConfigError(f"CRYPTOLAB_HOME={home} is not a directory: point CRYPTOLAB_HOME at a directory") from None
+            raise ConfigError(
+                f"CRYPTOLAB_HOME={home} is not a directory: point CRYPTOLAB_HOME at a directory"
+            ) from None
         except OSError as exc:
             raise ConfigError(
                 f"CRYPTOLAB_HOME={home} is not writable ({exc.strerror or exc}): "
@@ -96,9 +98,17 @@ def settings() -> Settings:
     home_raw = os.environ.get("CRYPTOLAB_HOME", "").strip() or default_home()
     home = Path(home_raw).expanduser()
     if (home.exists() or home.is_symlink()) and not home.is_dir():
-        raise ConfigError(f"CRYPTOLAB_HOME={home_raw} is a file, not a directory: point CRYPTOLAB_HOME at a directory")
-    urls = {k: v for k, v in (("fapi_url", os.environ.get("CRYPTOLAB_FAPI_URL", "").strip()),
-                              ("fstream_url", os.environ.get("CRYPTOLAB_FSTREAM_URL", "").strip())) if v}
+        raise ConfigError(
+            f"CRYPTOLAB_HOME={home_raw} is a file, not a directory: point CRYPTOLAB_HOME at a directory"
+        )
+    urls = {
+        k: v
+        for k, v in (
+            ("fapi_url", os.environ.get("CRYPTOLAB_FAPI_URL", "").strip()),
+            ("fstream_url", os.environ.get("CRYPTOLAB_FSTREAM_URL", "").strip()),
+        )
+        if v
+    }
     return Settings(dsn=dsn, home=home.resolve(), **urls)
 
 
@@ -124,6 +134,7 @@ def mask_url(url: str) -> str:
             netloc = f"{userinfo.split(':', 1)[0]}:{MASK}@{hostport}"
     tail = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}={MASK}", tail)
     return f"{scheme}://{netloc}{tail}"
+
 
 _SECRET_QUERY = re.compile(r"(?i)(?<=[?&])(password|passwd|token|secret|api_?key|key)=([^&]*)")
 # libpq keyword/value form: a bare value, a single-quoted one (spaces inside), escaped quotes

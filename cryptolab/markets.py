@@ -26,8 +26,22 @@ from typing import Literal, NamedTuple
 from .errors import DataError
 from .model import DEFAULT_EXCHANGE
 
-__all__ = ["AggTrade", "MarkPrice", "Liquidation", "FundingRate", "OpenInterest", "MARKETS", "Market", "SUFFIX", "check_market", "exchange_for", "market_of", "base_of", "spot_of",
-           "usdm_of"]
+__all__ = [
+    "AggTrade",
+    "MarkPrice",
+    "Liquidation",
+    "FundingRate",
+    "OpenInterest",
+    "MARKETS",
+    "Market",
+    "SUFFIX",
+    "check_market",
+    "exchange_for",
+    "market_of",
+    "base_of",
+    "spot_of",
+    "usdm_of",
+]
 
 Market = Literal["spot", "usdm"]
 MARKETS: tuple[Market, ...] = ("spot", "usdm")
@@ -43,8 +57,10 @@ def check_market(market: object) -> Market:
         return "spot"
     if text == "usdm":
         return "usdm"
-    raise DataError(f"unknown market {market!r}: use one of {', '.join(MARKETS)} "
-                    "(spot, or usdm for Binance USD-M futures)")
+    raise DataError(
+        f"unknown market {market!r}: use one of {', '.join(MARKETS)} "
+        "(spot, or usdm for Binance USD-M futures)"
+    )
 
 
 def base_of(exchange: str) -> str:

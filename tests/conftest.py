@@ -80,7 +80,9 @@ def template_db(server_dsn: str) -> str:
 
 
 @pytest.fixture
-def dsn(server_dsn: str, template_db: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[str]:
+def dsn(
+    server_dsn: str, template_db: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[str]:
     """A fresh database holding the schema; also exported as CRYPTOLAB_DSN for the test."""
     slug = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:30]
     name = f"cl_t{next(_counter)}_{os.getpid()}_{slug}"
@@ -167,8 +169,20 @@ def make_dumps(tmp_path: Path) -> Any:
             for _ in range(rng.choice([1, 1, 1, 2, 4])):
                 price += rng.choice([0, 0, 1, -1, 5]) * (-1 if m else 1)
                 q = rng.choice([9, 136, 212, 1000, 52_000, 700_000])
-                trades.append(Trade("binance", symbol, tid, Decimal(price).scaleb(-2).quantize(Decimal("1E-8")),
-                                    Decimal(q).scaleb(-8).quantize(Decimal("1E-8")), m, t, t + 1500, None, "replay"))
+                trades.append(
+                    Trade(
+                        "binance",
+                        symbol,
+                        tid,
+                        Decimal(price).scaleb(-2).quantize(Decimal("1E-8")),
+                        Decimal(q).scaleb(-8).quantize(Decimal("1E-8")),
+                        m,
+                        t,
+                        t + 1500,
+                        None,
+                        "replay",
+                    )
+                )
                 tid += 1
         trades = trades[:n]
         d = tmp_path / f"dumps_{symbol}_{seed}"
@@ -178,8 +192,10 @@ def make_dumps(tmp_path: Path) -> Any:
             out = []
             for x in trades:
                 tt = x.trade_time_us // 1000 if ms else x.trade_time_us
-                out.append(f"{x.trade_id},{x.price:f},{x.qty:f},{(x.price * x.qty).quantize(Decimal('1E-8')):f},{tt},"
-                           f"{x.is_buyer_maker},True")
+                out.append(
+                    f"{x.trade_id},{x.price:f},{x.qty:f},{(x.price * x.qty).quantize(Decimal('1E-8')):f},{tt},"
+                    f"{x.is_buyer_maker},True"
+                )
             return "\n".join(out) + "\n"
 
         files: dict[str, Path] = {}
@@ -193,33 +209,66 @@ def make_dumps(tmp_path: Path) -> Any:
             files[f"trades_{unit}_zip"] = d / f"{name}.zip"
         aggs: list[list[Any]] = []
         for x in trades:
-            if aggs and aggs[-1][5] == x.trade_time_us // 1000 and aggs[-1][1] == x.price and aggs[-1][6] == x.is_buyer_maker:
+            if (
+                aggs
+                and aggs[-1][5] == x.trade_time_us // 1000
+                and aggs[-1][1] == x.price
+                and aggs[-1][6] == x.is_buyer_maker
+            ):
                 aggs[-1][2] += x.qty
                 aggs[-1][4] = x.trade_id
             else:
-                aggs.append([len(aggs) + 100, x.price, x.qty, x.trade_id, x.trade_id, x.trade_time_us // 1000, x.is_buyer_maker])
+                aggs.append(
+                    [
+                        len(aggs) + 100,
+                        x.price,
+                        x.qty,
+                        x.trade_id,
+                        x.trade_id,
+                        x.trade_time_us // 1000,
+                        x.is_buyer_maker,
+                    ]
+                )
         agg = d / f"{symbol}-aggTrades-2024-12-31.csv"
         agg.write_text("".join(f"{a[0]},{a[1]:f},{a[2]:f},{a[3]},{a[4]},{a[5]},{a[6]},True\n" for a in aggs))
         files["agg_ms_csv"] = agg
 
         def event(x: Any, us: bool) -> dict[str, Any]:
             k = 1 if us else 1000
-            return {"e": "trade", "E": x.event_time_us // k, "s": symbol, "t": x.trade_id, "p": f"{x.price:f}",
-                    "q": f"{x.qty:f}", "T": x.trade_time_us // k, "m": x.is_buyer_maker, "M": True}
+            return {
+                "e": "trade",
+                "E": x.event_time_us // k,
+                "s": symbol,
+                "t": x.trade_id,
+                "p": f"{x.price:f}",
+                "q": f"{x.qty:f}",
+                "T": x.trade_time_us // k,
+                "m": x.is_buyer_maker,
+                "M": True,
+            }
 
         lines = ['1735689600000000000 {"lastUpdateId":1,"bids":[],"asks":[]}']
         for i, x in enumerate(trades):
             ns = x.event_time_us * 1000 + 250_000
             if i % 7 == 0:
-                lines.append(f'{ns} {{"stream":"{symbol.lower()}@bookTicker","data":{{"u":1,"s":"{symbol}","b":"1.0"}}}}')
-            lines.append(f"{ns} " + _json.dumps({"stream": f"{symbol.lower()}@trade", "data": event(x, True)}, separators=(",", ":")))
+                lines.append(
+                    f'{ns} {{"stream":"{symbol.lower()}@bookTicker","data":{{"u":1,"s":"{symbol}","b":"1.0"}}}}'
+                )
+            lines.append(
+                f"{ns} "
+                + _json.dumps(
+                    {"stream": f"{symbol.lower()}@trade", "data": event(x, True)}, separators=(",", ":")
+                )
+            )
             if i == 3:
                 lines.append(lines[-1])  # a recorder wrote the same message twice
         lines.append(lines[-1][: len(lines[-1]) // 2])  # cut short when the recorder died
         with gzip.open(d / "recording.gz", "wt") as fh:
             fh.write("\n".join(lines) + "\n")
         files["stream_gz"] = d / "recording.gz"
-        raw = [f"{x.event_time_us * 1000} " + _json.dumps(event(x, False), separators=(",", ":")) for x in trades]
+        raw = [
+            f"{x.event_time_us * 1000} " + _json.dumps(event(x, False), separators=(",", ":")) for x in trades
+        ]
         (d / "recording_ms.txt").write_text("\n".join(raw) + "\n")
         files["stream_ms_txt"] = d / "recording_ms.txt"
         return files, trades

@@ -21,7 +21,10 @@ SECRET = "s3cret-Pw"
     ("raw", "shown"),
     [
         (f"postgresql://u:{SECRET}@h:5432/db", "postgresql://u:***@h:5432/db"),
-        (f"postgres://u:{SECRET}@h/db?sslmode=require&password={SECRET}", "postgres://u:***@h/db?sslmode=require&password=***"),
+        (
+            f"postgres://u:{SECRET}@h/db?sslmode=require&password={SECRET}",
+            "postgres://u:***@h/db?sslmode=require&password=***",
+        ),
         (f"host=h user=u password={SECRET} dbname=d", "host=h user=u password=*** dbname=d"),
         (f"host=h password = '{SECRET} x\\'y' user=u", "host=h password = *** user=u"),
         ("postgresql://u@h/db", "postgresql://u@h/db"),
@@ -42,8 +45,14 @@ def test_mask_url() -> None:
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cryptolab.cli.main", *args], env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "cryptolab.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _env(dsn: str, cryptolab_home: Path) -> dict[str, str]:
@@ -63,9 +72,11 @@ def test_db_url_masks_unless_asked(cryptolab_home: Path) -> None:
 
 
 def test_connection_errors_never_show_the_password(cryptolab_home: Path) -> None:
-    for dsn in (f"postgresql://u:{SECRET}@127.0.0.1:1/x?connect_timeout=2",
-                f"host=127.0.0.1 port=1 password={SECRET} connect_timeout=2",
-                f"host=h password={SECRET} junk"):  # malformed: libpq would quote a token
+    for dsn in (
+        f"postgresql://u:{SECRET}@127.0.0.1:1/x?connect_timeout=2",
+        f"host=127.0.0.1 port=1 password={SECRET} connect_timeout=2",
+        f"host=h password={SECRET} junk",
+    ):  # malformed: libpq would quote a token
         with pytest.raises(DatabaseError) as ei:
             db.connect(dsn)
         assert SECRET not in str(ei.value) and "\n" not in str(ei.value)
@@ -73,7 +84,9 @@ def test_connection_errors_never_show_the_password(cryptolab_home: Path) -> None
         assert r.returncode != 0 and SECRET not in r.stderr + r.stdout and "Traceback" not in r.stderr
 
 
-def test_db_psql_passes_the_password_in_the_environment_not_argv(server_dsn: str, cryptolab_home: Path) -> None:
+def test_db_psql_passes_the_password_in_the_environment_not_argv(
+    server_dsn: str, cryptolab_home: Path
+) -> None:
     # the embedded server authenticates by peer and ignores the password; what matters is how psql got it
     params = psycopg.conninfo.conninfo_to_dict(server_dsn)
     params.update(password=SECRET, dbname="postgres")

@@ -14,7 +14,14 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "cryptolab"
 
 LAYERS: list[set[str]] = [
-    {"errors", "config", "model", "aio", "book", "markets"},  # the kernel: no I/O of the product's own (book: the pure order book)
+    {
+        "errors",
+        "config",
+        "model",
+        "aio",
+        "book",
+        "markets",
+    },  # the kernel: no I/O of the product's own (book: the pure order book)
     {"binance", "storage"},  # the edges: Binance's wire and REST; PostgreSQL, journal, Parquet files
     {"exchange", "history"},  # the local exchange; the past from dumps + REST into storage
     {"capture"},  # live capture (joins history)
@@ -45,8 +52,13 @@ def _imports(path: Path) -> set[str]:
                 root = node.module or ""
             if root == "cryptolab" or root.startswith("cryptolab."):
                 names = [f"{root}.{a.name}" for a in node.names]
-                out.update(n if (PKG.parent / n.replace(".", "/")).with_suffix(".py").exists()
-                           or (PKG.parent / n.replace(".", "/")).is_dir() else root for n in names)
+                out.update(
+                    n
+                    if (PKG.parent / n.replace(".", "/")).with_suffix(".py").exists()
+                    or (PKG.parent / n.replace(".", "/")).is_dir()
+                    else root
+                    for n in names
+                )
         elif isinstance(node, ast.Import):
             out.update(a.name for a in node.names if a.name.startswith("cryptolab."))
     return out
@@ -96,7 +108,7 @@ def test_no_import_cycle_between_modules() -> None:
         state[m] = 1
         for n in sorted(edges[m]):
             if state[n] == 1:
-                cycles.append(" -> ".join([*path[path.index(n):], n]))
+                cycles.append(" -> ".join([*path[path.index(n) :], n]))
             elif state[n] == 0:
                 visit(n, [*path, n])
         state[m] = 2
@@ -105,6 +117,12 @@ def test_no_import_cycle_between_modules() -> None:
         if state[m] == 0:
             visit(m, [m])
     # a package importing its own submodules (re-exports) is not a cycle worth naming
-    real = [c for c in cycles if not any(c.split(" -> ")[i + 1].startswith(c.split(" -> ")[i] + ".")
-                                          for i in range(len(c.split(" -> ")) - 1))]
+    real = [
+        c
+        for c in cycles
+        if not any(
+            c.split(" -> ")[i + 1].startswith(c.split(" -> ")[i] + ".")
+            for i in range(len(c.split(" -> ")) - 1)
+        )
+    ]
     assert not real, "import cycles:\n" + "\n".join(real)

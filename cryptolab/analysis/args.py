@@ -14,7 +14,22 @@ from typing import Any, Literal
 from ..errors import DataError
 from ..model import DEFAULT_EXCHANGE
 
-__all__ = ["AsType", "Frame", "Kind", "KINDS", "check_kind", "INTERVALS", "INTERVAL_UNITS", "MAX_ROWS", "parse_interval", "parse_duration", "auto_interval", "parse_time", "parse_decimal", "normalize_symbol"]
+__all__ = [
+    "AsType",
+    "Frame",
+    "Kind",
+    "KINDS",
+    "check_kind",
+    "INTERVALS",
+    "INTERVAL_UNITS",
+    "MAX_ROWS",
+    "parse_interval",
+    "parse_duration",
+    "auto_interval",
+    "parse_time",
+    "parse_decimal",
+    "normalize_symbol",
+]
 
 
 Frame = Any
@@ -33,8 +48,26 @@ AGG_MODULE = "agg_trades"
 """The SQL module (sql/agg_trades.sql) computing the analyses from aggregate trades."""
 
 
-INTERVALS = ("1s", "5s", "10s", "15s", "30s", "1m", "3m", "5m", "15m", "30m",
-             "1h", "2h", "4h", "6h", "8h", "12h", "1d", "1w")
+INTERVALS = (
+    "1s",
+    "5s",
+    "10s",
+    "15s",
+    "30s",
+    "1m",
+    "3m",
+    "5m",
+    "15m",
+    "30m",
+    "1h",
+    "2h",
+    "4h",
+    "6h",
+    "8h",
+    "12h",
+    "1d",
+    "1w",
+)
 """The bar sizes every function with an `interval` takes (all but 1w divide a day)."""
 
 
@@ -56,7 +89,9 @@ def parse_duration(value: Any, *, name: str = "window") -> tuple[str, timedelta]
     text = str(value).strip() if value is not None else ""
     m = _INTERVAL.fullmatch(text)
     if not m:
-        raise DataError(f"{name} {value!r} is not a duration: use a positive count and a unit s, m, h, d or w ('30s', '5m')")
+        raise DataError(
+            f"{name} {value!r} is not a duration: use a positive count and a unit s, m, h, d or w ('30s', '5m')"
+        )
     return text, timedelta(seconds=int(m.group(1)) * INTERVAL_UNITS[m.group(2)])
 
 
@@ -94,7 +129,9 @@ def parse_time(value: Any, name: str) -> datetime | None:
                 f"{name} {value!r} is not a time: use an ISO-8601 string like '2024-08-08T23:00:00Z' or a datetime"
             ) from None
     else:
-        raise DataError(f"{name} must be a datetime, a date or an ISO-8601 string, not {type(value).__name__}")
+        raise DataError(
+            f"{name} must be a datetime, a date or an ISO-8601 string, not {type(value).__name__}"
+        )
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.astimezone(timezone.utc)
@@ -103,7 +140,9 @@ def parse_time(value: Any, name: str) -> datetime | None:
 def parse_decimal(value: Any, name: str, *, positive: bool = True) -> Decimal:
     """An exact Decimal from a Decimal, int or decimal string (floats refused: not exact)."""
     if isinstance(value, float):
-        raise DataError(f"{name} must be exact: pass a Decimal or a string like '0.01', not the float {value!r}")
+        raise DataError(
+            f"{name} must be exact: pass a Decimal or a string like '0.01', not the float {value!r}"
+        )
     try:
         d = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
@@ -122,8 +161,10 @@ def normalize_symbol(symbol: Any) -> str:
 
 def _normalize_exchange(exchange: Any) -> str:
     if not isinstance(exchange, str) or not exchange.strip():
-        raise DataError(f"exchange {exchange!r} is not an exchange name: use e.g. {DEFAULT_EXCHANGE!r}, or None "
-                        "for the one holding the data")
+        raise DataError(
+            f"exchange {exchange!r} is not an exchange name: use e.g. {DEFAULT_EXCHANGE!r}, or None "
+            "for the one holding the data"
+        )
     return exchange.strip().lower()
 
 

@@ -63,7 +63,9 @@ class BookBreakError(DataError):
 # ---------------------------------------------------------------- which market, which range
 
 
-def book_markets(*, what: str = "depth", conn: psycopg.Connection | None = None, as_: AsType = "polars") -> Frame:
+def book_markets(
+    *, what: str = "depth", conn: psycopg.Connection | None = None, as_: AsType = "polars"
+) -> Frame:
     """Every (exchange, symbol) with stored book data: columns exchange, symbol, last (the newest
     snapshot's receive time with what="depth", the newest quote's with what="quotes")."""
     import polars as pl
@@ -72,23 +74,35 @@ def book_markets(*, what: str = "depth", conn: psycopg.Connection | None = None,
         raise DataError(f"what must be 'depth' or 'quotes', not {what!r}")
     with connection(conn) as c, archived_book(c):
         rows = sorted(_markets(c, what))
-    frame = pl.DataFrame({"exchange": [r[0] for r in rows], "symbol": [r[1] for r in rows],
-                          "last": pl.Series([r[2] for r in rows], dtype=pl.Datetime("us", "UTC"))})
+    frame = pl.DataFrame(
+        {
+            "exchange": [r[0] for r in rows],
+            "symbol": [r[1] for r in rows],
+            "last": pl.Series([r[2] for r in rows], dtype=pl.Datetime("us", "UTC")),
+        }
+    )
     return frame.to_pandas() if as_ == "pandas" else frame
 
 
 def _markets(conn: psycopg.Connection, what: str) -> list[tuple[str, str, Any]]:
-    q = ("SELECT exchange, symbol, max(received_at) FROM book_snapshots GROUP BY 1, 2" if what == "depth" else
-         "SELECT exchange, symbol, max(received_at) FROM quotes GROUP BY 1, 2")
+    q = (
+        "SELECT exchange, symbol, max(received_at) FROM book_snapshots GROUP BY 1, 2"
+        if what == "depth"
+        else "SELECT exchange, symbol, max(received_at) FROM quotes GROUP BY 1, 2"
+    )
     try:
         stored = [(r[0], r[1], r[2]) for r in conn.execute(q).fetchall()]
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not read the stored book markets: {str(exc).strip().splitlines()[0]}") from None
+        raise DatabaseError(
+            f"could not read the stored book markets: {str(exc).strip().splitlines()[0]}"
+        ) from None
     # markets whose days were archived and dropped stay listed, with their newest time
     return archived_markets(conn, "book_snapshots" if what == "depth" else "quotes", stored)
 
 
-def resolve_book(conn: psycopg.Connection, symbol: Any, exchange: Any, what: str = "depth") -> tuple[str, str]:
+def resolve_book(
+    conn: psycopg.Connection, symbol: Any, exchange: Any, what: str = "depth"
+) -> tuple[str, str]:
     """The (exchange, symbol) a book call means, checked against the stored book data
     (`what`: "depth" = snapshots and diffs, "quotes" = bookTicker rows)."""
     sym = None if symbol is None else normalize_symbol(symbol)
@@ -99,9 +113,11 @@ def resolve_book(conn: psycopg.Connection, symbol: Any, exchange: Any, what: str
         kind = "depth data (book snapshots and diffs)" if what == "depth" else "quotes (bookTicker)"
         stored = ", ".join(f"{s} on {e}" for e, s, _ in sorted(markets)) or "none"
         who = f"{sym or 'any symbol'}{'' if exch is None else ' on ' + exch}"
-        raise DataError(f"no {kind} stored for {who} (stored: {stored}): capture them with "
-                        "`cryptolab capture --streams trade,depth,bookTicker` or load a recording that holds them "
-                        "(`cryptolab load`), then ask again")
+        raise DataError(
+            f"no {kind} stored for {who} (stored: {stored}): capture them with "
+            "`cryptolab capture --streams trade,depth,bookTicker` or load a recording that holds them "
+            "(`cryptolab load`), then ask again"
+        )
     best = max(mine, key=lambda m: (m[0] == DEFAULT_EXCHANGE, m[2]))
     return best[0], best[1]
 
@@ -114,21 +130,35 @@ class BookSpan:
     end: datetime
 
     def values(self, **extra: Any) -> dict[str, Any]:
-        return {"exchange": self.exchange, "symbol": self.symbol, "start": self.start, "end": self.end, **extra}
+        return {
+            "exchange": self.exchange,
+            "symbol": self.symbol,
+            "start": self.start,
+            "end": self.end,
+            **extra,
+        }
 
 
-def _span(conn: psycopg.Connection, symbol: Any, start: Any, end: Any, exchange: Any, what: str = "depth") -> BookSpan:
+def _span(
+    conn: psycopg.Connection, symbol: Any, start: Any, end: Any, exchange: Any, what: str = "depth"
+) -> BookSpan:
     t0, t1 = parse_time(start, "start"), parse_time(end, "end")
     exch, sym = resolve_book(conn, symbol, exchange, what)
     if t0 is None or t1 is None:
-        table, col, key = (("book_diffs", "event_time", "last_update_id") if what == "depth"
-                           else ("quotes", "received_at", "update_id"))
+        table, col, key = (
+            ("book_diffs", "event_time", "last_update_id")
+            if what == "depth"
+            else ("quotes", "received_at", "update_id")
+        )
         q = f"SELECT {col} FROM {table} WHERE exchange = %s AND symbol = %s ORDER BY {key} {{}} LIMIT 1"
         if t1 is None:
             cover_last(conn, table, exch, sym)
             last = _one(conn, q.format("DESC"), (exch, sym))
-            t1 = (last + timedelta(microseconds=1)) if last is not None else (t0 + _DEFAULT if t0 else
-                                                                               datetime.now(timezone.utc))
+            t1 = (
+                (last + timedelta(microseconds=1))
+                if last is not None
+                else (t0 + _DEFAULT if t0 else datetime.now(timezone.utc))
+            )
         if t0 is None:
             t0 = t1 - _DEFAULT
             # the first row only clips a start after it: when it lies in an archived day wholly
@@ -208,7 +238,9 @@ def _fetch_adbc(conn: psycopg.Connection, query: sql.Composable, names: list[str
     return frame.rename(dict(zip(frame.columns, names)))
 
 
-def _fixed_scale_ticks(raw: Any) -> tuple[tuple[int, int], dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] | None:
+def _fixed_scale_ticks(
+    raw: Any,
+) -> tuple[tuple[int, int], dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] | None:
     """Exact int64 ticks of every diff level straight from the arrays' text, when all prices
     have one number of decimals and all quantities another (as Binance writes them): drop the
     points, split, cast. Returns ((price scale, qty scale), per side (d, price, qty)) or None
@@ -219,7 +251,9 @@ def _fixed_scale_ticks(raw: Any) -> tuple[tuple[int, int], dict[str, tuple[np.nd
         return None
     scales = []
     for kind in ("price", "qty"):
-        probe = pl.concat([raw[f"{s}_{kind}"].str.extract(r"^\{[0-9]+\.([0-9]+)[,}]", 1) for s in ("bid", "ask")])
+        probe = pl.concat(
+            [raw[f"{s}_{kind}"].str.extract(r"^\{[0-9]+\.([0-9]+)[,}]", 1) for s in ("bid", "ask")]
+        )
         first = probe.drop_nulls()
         if not len(first) or len(first[0]) > 17:
             return None
@@ -228,39 +262,64 @@ def _fixed_scale_ticks(raw: Any) -> tuple[tuple[int, int], dict[str, tuple[np.nd
 
     # in slices: polars' string splitting slows down on ~1 GB of text at once; two at a time
     with ThreadPoolExecutor(2) as pool:
-        parts = list(pool.map(lambda i: _ticks_slice(raw.slice(i, _SLICE), i, scales[0], scales[1]),
-                              range(0, raw.height, _SLICE)))
+        parts = list(
+            pool.map(
+                lambda i: _ticks_slice(raw.slice(i, _SLICE), i, scales[0], scales[1]),
+                range(0, raw.height, _SLICE),
+            )
+        )
     if any(x is None for x in parts):
         return None
     out = {}
     for side in ("bid", "ask"):
         got = [x[side] for x in parts if x is not None]
-        out[side] = (np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got]),
-                     np.concatenate([g[2] for g in got]))
+        out[side] = (
+            np.concatenate([g[0] for g in got]),
+            np.concatenate([g[1] for g in got]),
+            np.concatenate([g[2] for g in got]),
+        )
     return (scales[0], scales[1]), out
 
 
 _SLICE = 65_536
 
 
-def _ticks_slice(raw: Any, offset: int, price_scale: int, qty_scale: int
-                 ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+def _ticks_slice(
+    raw: Any, offset: int, price_scale: int, qty_scale: int
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
     """`_fixed_scale_ticks` of rows offset … offset + len(raw): None when a level has other decimals."""
     import polars as pl
 
     checks = raw.select(  # every element has exactly that many decimals
-        (pl.when(pl.col(c) == "{}").then(0).otherwise(pl.col(c).str.count_matches(",", literal=True) + 1)
-         == pl.col(c).str.count_matches(r"\.[0-9]{" + str(price_scale if i % 2 == 0 else qty_scale) + r"}[,}]"))
-        .all().alias(c)
-        for i, c in enumerate(("bid_price", "bid_qty", "ask_price", "ask_qty"))).row(0)
+        (
+            pl.when(pl.col(c) == "{}").then(0).otherwise(pl.col(c).str.count_matches(",", literal=True) + 1)
+            == pl.col(c).str.count_matches(
+                r"\.[0-9]{" + str(price_scale if i % 2 == 0 else qty_scale) + r"}[,}]"
+            )
+        )
+        .all()
+        .alias(c)
+        for i, c in enumerate(("bid_price", "bid_qty", "ask_price", "ask_qty"))
+    ).row(0)
     if not all(checks):
         return None
     out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for side in ("bid", "ask"):
-        lists = raw.select(
-            (pl.int_range(pl.len(), dtype=pl.Int64) + offset).alias("d"),
-            *(pl.col(f"{side}_{k}").str.replace_all(".", "", literal=True).str.strip_chars("{}").str.split(",")
-              .alias(k) for k in ("price", "qty"))).explode(["price", "qty"]).filter(pl.col("price") != "")
+        lists = (
+            raw.select(
+                (pl.int_range(pl.len(), dtype=pl.Int64) + offset).alias("d"),
+                *(
+                    pl.col(f"{side}_{k}")
+                    .str.replace_all(".", "", literal=True)
+                    .str.strip_chars("{}")
+                    .str.split(",")
+                    .alias(k)
+                    for k in ("price", "qty")
+                ),
+            )
+            .explode(["price", "qty"])
+            .filter(pl.col("price") != "")
+        )
         try:
             p = lists["price"].cast(pl.Int64, strict=True).to_numpy()
             q = lists["qty"].cast(pl.Int64, strict=True).to_numpy()
@@ -273,10 +332,15 @@ def _ticks_slice(raw: Any, offset: int, price_scale: int, qty_scale: int
 def _explode(frame: Any, side: str) -> Any:
     import polars as pl
 
-    return (frame.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("d"),
-                         pl.col(f"{side}_price").str.strip_chars("{}").str.split(",").alias("price"),
-                         pl.col(f"{side}_qty").str.strip_chars("{}").str.split(",").alias("qty"))
-            .explode(["price", "qty"]).filter(pl.col("price").is_not_null() & (pl.col("price") != "")))
+    return (
+        frame.select(
+            pl.int_range(pl.len(), dtype=pl.Int64).alias("d"),
+            pl.col(f"{side}_price").str.strip_chars("{}").str.split(",").alias("price"),
+            pl.col(f"{side}_qty").str.strip_chars("{}").str.split(",").alias("qty"),
+        )
+        .explode(["price", "qty"])
+        .filter(pl.col("price").is_not_null() & (pl.col("price") != ""))
+    )
 
 
 _PARTS = 2
@@ -284,28 +348,53 @@ _PARTS = 2
 turning NUMERIC into text is most of a read's cost)."""
 
 
-def _read_diffs(conn: psycopg.Connection, exch: str, sym: str, after_id: int | None, upto_id: int | None,
-                t_end: datetime | None, *, inclusive: bool = False, bulk: bool = False) -> _Diffs:
+def _read_diffs(
+    conn: psycopg.Connection,
+    exch: str,
+    sym: str,
+    after_id: int | None,
+    upto_id: int | None,
+    t_end: datetime | None,
+    *,
+    inclusive: bool = False,
+    bulk: bool = False,
+) -> _Diffs:
     """Diffs with last id > after_id (≥ with `inclusive`) and ≤ upto_id / event_time < t_end, in id
     order; `bulk` (many rows) reads over ADBC in parallel parts, else psycopg's COPY on `conn`."""
     import polars as pl
 
     names = ["first_id", "last_id", "prev_id", "event_us", "bid_price", "bid_qty", "ask_price", "ask_qty"]
-    schema = {"first_id": pl.Int64, "last_id": pl.Int64, "prev_id": pl.Int64, "event_us": pl.Int64,
-              "bid_price": pl.String, "bid_qty": pl.String, "ask_price": pl.String, "ask_qty": pl.String}
+    schema = {
+        "first_id": pl.Int64,
+        "last_id": pl.Int64,
+        "prev_id": pl.Int64,
+        "event_us": pl.Int64,
+        "bid_price": pl.String,
+        "bid_qty": pl.String,
+        "ask_price": pl.String,
+        "ask_qty": pl.String,
+    }
 
     def query(lo: int | None, lo_inclusive: bool, hi: int | None) -> sql.Composable:
-        where = [sql.SQL("exchange = {}").format(sql.Literal(exch)), sql.SQL("symbol = {}").format(sql.Literal(sym))]
+        where = [
+            sql.SQL("exchange = {}").format(sql.Literal(exch)),
+            sql.SQL("symbol = {}").format(sql.Literal(sym)),
+        ]
         if lo is not None:
-            where.append(sql.SQL("last_update_id {} {}").format(sql.SQL(">=" if lo_inclusive else ">"), sql.Literal(lo)))
+            where.append(
+                sql.SQL("last_update_id {} {}").format(
+                    sql.SQL(">=" if lo_inclusive else ">"), sql.Literal(lo)
+                )
+            )
         if hi is not None:
             where.append(sql.SQL("last_update_id <= {}").format(sql.Literal(hi)))
         if t_end is not None:
             where.append(sql.SQL("event_time < {}").format(sql.Literal(t_end)))
-        return sql.SQL("SELECT first_update_id, last_update_id, prev_update_id,"
-                       " (extract(epoch FROM event_time) * 1000000)::bigint, bid_price::text, bid_qty::text,"
-                       " ask_price::text, ask_qty::text FROM book_diffs WHERE {} ORDER BY last_update_id").format(
-            sql.SQL(" AND ").join(where))
+        return sql.SQL(
+            "SELECT first_update_id, last_update_id, prev_update_id,"
+            " (extract(epoch FROM event_time) * 1000000)::bigint, bid_price::text, bid_qty::text,"
+            " ask_price::text, ask_qty::text FROM book_diffs WHERE {} ORDER BY last_update_id"
+        ).format(sql.SQL(" AND ").join(where))
 
     frame = None
     if bulk and after_id is not None and upto_id is not None and upto_id - after_id > _PARTS:
@@ -321,27 +410,51 @@ def _read_diffs(conn: psycopg.Connection, exch: str, sym: str, after_id: int | N
         frame = _fetch_adbc(conn, query(after_id, inclusive, upto_id), names)
     if frame is None:  # no ADBC driver: psycopg's COPY, parsed by polars
         data = _copy(conn, query(after_id, inclusive, upto_id))
-        frame = pl.DataFrame(schema=schema) if not data else pl.read_csv(
-            io.BytesIO(data), separator="\t", has_header=False, new_columns=names, schema_overrides=schema,
-            quote_char=None, null_values="\\N")
+        frame = (
+            pl.DataFrame(schema=schema)
+            if not data
+            else pl.read_csv(
+                io.BytesIO(data),
+                separator="\t",
+                has_header=False,
+                new_columns=names,
+                schema_overrides=schema,
+                quote_char=None,
+                null_values="\\N",
+            )
+        )
     frame = frame.cast(schema)  # type: ignore[arg-type]
     return _Diffs(frame.select(names[:4]), frame.select(names[4:]))
 
 
-def _read_snapshots(conn: psycopg.Connection, exch: str, sym: str, lo: int | None, hi: int | None) -> list[_Snap]:
+def _read_snapshots(
+    conn: psycopg.Connection, exch: str, sym: str, lo: int | None, hi: int | None
+) -> list[_Snap]:
     import polars as pl
 
-    q = ("SELECT last_update_id, received_at, bid_price::text[], bid_qty::text[], ask_price::text[], ask_qty::text[]"
-         " FROM book_snapshots WHERE exchange = %s AND symbol = %s AND last_update_id >= %s AND last_update_id <= %s"
-         " ORDER BY last_update_id")
+    q = (
+        "SELECT last_update_id, received_at, bid_price::text[], bid_qty::text[], ask_price::text[], ask_qty::text[]"
+        " FROM book_snapshots WHERE exchange = %s AND symbol = %s AND last_update_id >= %s AND last_update_id <= %s"
+        " ORDER BY last_update_id"
+    )
     rows = conn.execute(q, (exch, sym, -1 if lo is None else lo, 2**62 if hi is None else hi)).fetchall()
-    return [_Snap(r[0], r[1], (pl.Series(r[2], dtype=pl.String), pl.Series(r[3], dtype=pl.String)),
-                  (pl.Series(r[4], dtype=pl.String), pl.Series(r[5], dtype=pl.String))) for r in rows]
+    return [
+        _Snap(
+            r[0],
+            r[1],
+            (pl.Series(r[2], dtype=pl.String), pl.Series(r[3], dtype=pl.String)),
+            (pl.Series(r[4], dtype=pl.String), pl.Series(r[5], dtype=pl.String)),
+        )
+        for r in rows
+    ]
 
 
 def _crossed(conn: psycopg.Connection, exch: str, sym: str, lo: int, hi: int) -> list[int]:
-    rows = conn.execute("SELECT after_update_id FROM book_gaps WHERE exchange = %s AND symbol = %s AND reason = "
-                        "'crossed' AND after_update_id BETWEEN %s AND %s", (exch, sym, lo, hi)).fetchall()
+    rows = conn.execute(
+        "SELECT after_update_id FROM book_gaps WHERE exchange = %s AND symbol = %s AND reason = "
+        "'crossed' AND after_update_id BETWEEN %s AND %s",
+        (exch, sym, lo, hi),
+    ).fetchall()
     return [int(r[0]) for r in rows]
 
 
@@ -378,15 +491,25 @@ def book_at(
         exch, sym = resolve_book(c, symbol, exchange)
         target = _target_id(c, exch, sym, at)
         cover_last(c, "book_snapshots", exch, sym, below=target + 1)
-        snap_id = _one(c, "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s "
-                          "AND last_update_id <= %s", (exch, sym, target))
+        snap_id = _one(
+            c,
+            "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s "
+            "AND last_update_id <= %s",
+            (exch, sym, target),
+        )
         if snap_id is None:
             cover_first(c, "book_snapshots", exch, sym)
-            first = _one(c, "SELECT min(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s",
-                         (exch, sym))
-            raise BookBreakError(f"{sym}'s book on {exch} is not known at update id {target}: the first stored "
-                                 f"snapshot is at update id {first}; ask for an id ≥ {first}",
-                                 after_id=None, snapshot_id=first)
+            first = _one(
+                c,
+                "SELECT min(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s",
+                (exch, sym),
+            )
+            raise BookBreakError(
+                f"{sym}'s book on {exch} is not known at update id {target}: the first stored "
+                f"snapshot is at update id {first}; ask for an id ≥ {first}",
+                after_id=None,
+                snapshot_id=first,
+            )
         cover_ids(c, "book_snapshots", exch, sym, snap_id, snap_id)
         cover_ids(c, "book_diffs", exch, sym, snap_id, target)
         snaps = _read_snapshots(c, exch, sym, snap_id, snap_id)
@@ -396,8 +519,14 @@ def book_at(
             diffs = _drop_first(diffs)  # spot: a diff ending at the snapshot's id is in it already
         crossed = _crossed(c, exch, sym, snap_id, target)
         f = diffs.frame
-        runs = plan_runs(f["first_id"].to_numpy(), f["last_id"].to_numpy(),
-                         f["prev_id"].to_numpy() if futures else None, [snap_id], crossed, futures)
+        runs = plan_runs(
+            f["first_id"].to_numpy(),
+            f["last_id"].to_numpy(),
+            f["prev_id"].to_numpy() if futures else None,
+            [snap_id],
+            crossed,
+            futures,
+        )
         n = f.height
         if not runs or runs[0].last < n - 1:
             raise _break_error(c, exch, sym, target, runs[0] if runs else None, f)
@@ -428,11 +557,17 @@ def _levels_frame(out: list[tuple[str, Any, Any]], depth: int, book_id: int) -> 
         if side == "bid":
             p, q = p[::-1], q[::-1]
         p, q = p[:depth], q[:depth]
-        parts.append(pl.DataFrame([
-            pl.Series("side", [side] * len(p), dtype=pl.String),
-            pl.Series("level", np.arange(1, len(p) + 1), dtype=pl.Int64),
-            ticks_to_decimal("price", p, ps), ticks_to_decimal("qty", q, qs),
-            pl.Series("update_id", [book_id] * len(p), dtype=pl.Int64)]))
+        parts.append(
+            pl.DataFrame(
+                [
+                    pl.Series("side", [side] * len(p), dtype=pl.String),
+                    pl.Series("level", np.arange(1, len(p) + 1), dtype=pl.Int64),
+                    ticks_to_decimal("price", p, ps),
+                    ticks_to_decimal("qty", q, qs),
+                    pl.Series("update_id", [book_id] * len(p), dtype=pl.Int64),
+                ]
+            )
+        )
     return pl.concat(parts)
 
 
@@ -446,13 +581,18 @@ def _levels_frame_decimal(out: list[tuple[str, Any, Any]], depth: int, book_id: 
     sides = {side: list(zip(prices.to_list(), qtys.to_list())) for side, prices, qtys in out}
     book.load([], [], book_id)
     book.apply(sides["bid"], sides["ask"], book_id)
-    rows = [(side, i + 1, p, q) for side in ("bid", "ask") for i, (p, q) in enumerate(book.levels(side, depth))]
-    return pl.DataFrame([
-        pl.Series("side", [r[0] for r in rows], dtype=pl.String),
-        pl.Series("level", [r[1] for r in rows], dtype=pl.Int64),
-        decimal_series("price", [format(r[2], "f") for r in rows]),
-        decimal_series("qty", [format(r[3], "f") for r in rows]),
-        pl.Series("update_id", [book_id] * len(rows), dtype=pl.Int64)])
+    rows = [
+        (side, i + 1, p, q) for side in ("bid", "ask") for i, (p, q) in enumerate(book.levels(side, depth))
+    ]
+    return pl.DataFrame(
+        [
+            pl.Series("side", [r[0] for r in rows], dtype=pl.String),
+            pl.Series("level", [r[1] for r in rows], dtype=pl.Int64),
+            decimal_series("price", [format(r[2], "f") for r in rows]),
+            decimal_series("qty", [format(r[3], "f") for r in rows]),
+            pl.Series("update_id", [book_id] * len(rows), dtype=pl.Int64),
+        ]
+    )
 
 
 def _drop_first(diffs: _Diffs) -> _Diffs:
@@ -474,60 +614,94 @@ def _target_id(conn: psycopg.Connection, exch: str, sym: str, at: Any) -> int:
     if t is None:
         cover_last(conn, "book_diffs", exch, sym)
         cover_last(conn, "book_snapshots", exch, sym)
-        got = _one(conn, "SELECT last_update_id FROM book_diffs WHERE exchange = %s AND symbol = %s "
-                         "ORDER BY last_update_id DESC LIMIT 1", (exch, sym))
-        snap = _one(conn, "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s",
-                    (exch, sym))
+        got = _one(
+            conn,
+            "SELECT last_update_id FROM book_diffs WHERE exchange = %s AND symbol = %s "
+            "ORDER BY last_update_id DESC LIMIT 1",
+            (exch, sym),
+        )
+        snap = _one(
+            conn,
+            "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s",
+            (exch, sym),
+        )
         return int(max(x for x in (got, snap) if x is not None))
     cover_last(conn, "book_diffs", exch, sym, at_or_before=t)
-    got = _one(conn, "SELECT max(last_update_id) FROM book_diffs WHERE exchange = %s AND symbol = %s "
-                     "AND event_time <= %s", (exch, sym, t))
+    got = _one(
+        conn,
+        "SELECT max(last_update_id) FROM book_diffs WHERE exchange = %s AND symbol = %s AND event_time <= %s",
+        (exch, sym, t),
+    )
     if got is None:
         cover_last(conn, "book_snapshots", exch, sym, at_or_before=t)
-        got = _one(conn, "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s "
-                         "AND received_at <= %s", (exch, sym, t))
+        got = _one(
+            conn,
+            "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s "
+            "AND received_at <= %s",
+            (exch, sym, t),
+        )
     if got is None:
         cover_edge_time(conn, "book_snapshots", exch, sym, newest=False)
-        first = _one(conn, "SELECT min(received_at) FROM book_snapshots WHERE exchange = %s AND symbol = %s",
-                     (exch, sym))
-        raise DataError(f"{sym}'s book on {exch} is not known at {t.isoformat()}: the first snapshot was received "
-                        f"at {first.isoformat() if first else '?'}; ask for a later time")
+        first = _one(
+            conn,
+            "SELECT min(received_at) FROM book_snapshots WHERE exchange = %s AND symbol = %s",
+            (exch, sym),
+        )
+        raise DataError(
+            f"{sym}'s book on {exch} is not known at {t.isoformat()}: the first snapshot was received "
+            f"at {first.isoformat() if first else '?'}; ask for a later time"
+        )
     return int(got)
 
 
-def _break_error(conn: psycopg.Connection, exch: str, sym: str, target: int, r: Run | None, f: Any) -> BookBreakError:
+def _break_error(
+    conn: psycopg.Connection, exch: str, sym: str, target: int, r: Run | None, f: Any
+) -> BookBreakError:
     """Say which break `target` lies in and which snapshot heals it."""
     reached = int(f["last_id"][r.last]) if r is not None and r.last >= r.first else None
     gap = conn.execute(
         "SELECT reason, after_update_id, before_update_id, missing, detected_at, snapshot_update_id FROM book_gaps "
         "WHERE exchange = %s AND symbol = %s AND after_update_id <= %s "
         "AND (snapshot_update_id IS NULL OR snapshot_update_id > %s) ORDER BY after_update_id DESC LIMIT 1",
-        (exch, sym, target, target)).fetchone()
+        (exch, sym, target, target),
+    ).fetchone()
     if gap is not None:
         reason, after, before, missing, detected, healer = gap
-        what = {"gap": "a gap (diffs missed on the stream)", "crossed": "a crossed book (not stored as truth)",
-                "restart": "a restart (diffs published while no capture ran)"}.get(reason, reason)
+        what = {
+            "gap": "a gap (diffs missed on the stream)",
+            "crossed": "a crossed book (not stored as truth)",
+            "restart": "a restart (diffs published while no capture ran)",
+        }.get(reason, reason)
         lost = f", {missing} update ids missing" if missing else ""
-        head = (f"{sym}'s book on {exch} cannot be rebuilt at update id {target}: it lies in {what} after update id "
-                f"{after}{'' if before is None else f' (next seen {before}'}{lost}{'' if before is None else ')'}, "
-                f"detected {detected.isoformat()}")
+        head = (
+            f"{sym}'s book on {exch} cannot be rebuilt at update id {target}: it lies in {what} after update id "
+            f"{after}{'' if before is None else f' (next seen {before}'}{lost}{'' if before is None else ')'}, "
+            f"detected {detected.isoformat()}"
+        )
     else:
         after = reached
         nxt = int(f["first_id"][r.last + 1]) if r is not None and r.last + 1 < f.height else None
-        head = (f"{sym}'s book on {exch} cannot be rebuilt at update id {target}: the stored diffs break after update "
-                f"id {reached}{'' if nxt is None else f' (the next stored diff starts at {nxt})'}")
+        head = (
+            f"{sym}'s book on {exch} cannot be rebuilt at update id {target}: the stored diffs break after update "
+            f"id {reached}{'' if nxt is None else f' (the next stored diff starts at {nxt})'}"
+        )
         healer = None
     cover_first(conn, "book_snapshots", exch, sym, above=target if healer is None else healer - 1)
     heal = conn.execute(
         "SELECT last_update_id, received_at FROM book_snapshots WHERE exchange = %s AND symbol = %s "
         "AND last_update_id > %s ORDER BY last_update_id LIMIT 1",
-        (exch, sym, target if healer is None else healer - 1)).fetchone()
+        (exch, sym, target if healer is None else healer - 1),
+    ).fetchone()
     if heal is not None:
-        tail = (f"; the snapshot at update id {heal[0]} (received {heal[1].isoformat()}) heals it: ask for an update "
-                f"id ≥ {heal[0]} or a later time")
+        tail = (
+            f"; the snapshot at update id {heal[0]} (received {heal[1].isoformat()}) heals it: ask for an update "
+            f"id ≥ {heal[0]} or a later time"
+        )
         healer = heal[0]
     else:
-        tail = "; no snapshot after it is stored yet: the book is unknown from there until the capture re-syncs"
+        tail = (
+            "; no snapshot after it is stored yet: the book is unknown from there until the capture re-syncs"
+        )
         healer = None
     return BookBreakError(head + tail, after_id=after, snapshot_id=healer)
 
@@ -569,15 +743,21 @@ def load_book(c: psycopg.Connection, span: BookSpan) -> Rebuilt | None:
     holds no diff or no snapshot precedes any of them."""
     exch, sym = span.exchange, span.symbol
     cover_time(c, "book_diffs", exch, sym, span.start, span.end)
-    ids = c.execute("SELECT min(last_update_id), max(last_update_id) FROM book_diffs WHERE exchange = %s AND "
-                    "symbol = %s AND event_time >= %s AND event_time < %s",
-                    (exch, sym, span.start, span.end)).fetchone()
+    ids = c.execute(
+        "SELECT min(last_update_id), max(last_update_id) FROM book_diffs WHERE exchange = %s AND "
+        "symbol = %s AND event_time >= %s AND event_time < %s",
+        (exch, sym, span.start, span.end),
+    ).fetchone()
     if ids is None or ids[0] is None:
         return None
     lo, hi = int(ids[0]), int(ids[1])
     cover_last(c, "book_snapshots", exch, sym, below=lo)
-    s0 = _one(c, "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s AND "
-                 "last_update_id < %s", (exch, sym, lo))
+    s0 = _one(
+        c,
+        "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s AND "
+        "last_update_id < %s",
+        (exch, sym, lo),
+    )
     cover_ids(c, "book_snapshots", exch, sym, s0, hi)
     snaps = _read_snapshots(c, exch, sym, s0, hi)
     if not snaps:
@@ -594,8 +774,18 @@ def _empty_top(as_: AsType) -> Frame:
     import polars as pl
 
     d = pl.Decimal(38, 8)
-    frame = pl.DataFrame(schema={"update_id": pl.Int64, "ts": pl.Datetime("us", "UTC"), "bid_price": d,
-                                 "bid_qty": d, "ask_price": d, "ask_qty": d, "spread": d, "mid": pl.Decimal(38, 9)})
+    frame = pl.DataFrame(
+        schema={
+            "update_id": pl.Int64,
+            "ts": pl.Datetime("us", "UTC"),
+            "bid_price": d,
+            "bid_qty": d,
+            "ask_price": d,
+            "ask_qty": d,
+            "spread": d,
+            "mid": pl.Decimal(38, 9),
+        }
+    )
     return frame.to_pandas() if as_ == "pandas" else frame
 
 
@@ -607,9 +797,18 @@ class Rebuilt:
         f = diffs.frame
         self.futures = diffs.futures
         self.last = f["last_id"].to_numpy()
-        self.runs = [r for r in plan_runs(f["first_id"].to_numpy(), self.last,
-                                          f["prev_id"].to_numpy() if self.futures else None,
-                                          [s.update_id for s in snaps], crossed, self.futures) if r.diffs]
+        self.runs = [
+            r
+            for r in plan_runs(
+                f["first_id"].to_numpy(),
+                self.last,
+                f["prev_id"].to_numpy() if self.futures else None,
+                [s.update_id for s in snaps],
+                crossed,
+                self.futures,
+            )
+            if r.diffs
+        ]
         self.ticks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         fast = _fixed_scale_ticks(diffs.raw)
         snap_ps = scale_of(*[x.bids[0] for x in snaps], *[x.asks[0] for x in snaps])
@@ -618,16 +817,23 @@ class Rebuilt:
             (ps, qs), ticks = fast
             self.price_scale, self.qty_scale = max(ps, snap_ps), max(qs, snap_qs)
             up_p, up_q = 10 ** (self.price_scale - ps), 10 ** (self.qty_scale - qs)
-            self.ticks = {s: (d, p * up_p if up_p > 1 else p, q * up_q if up_q > 1 else q)
-                          for s, (d, p, q) in ticks.items()}
+            self.ticks = {
+                s: (d, p * up_p if up_p > 1 else p, q * up_q if up_q > 1 else q)
+                for s, (d, p, q) in ticks.items()
+            }
             return
         sides = ("bid", "ask")
         self.price_scale = max(snap_ps, scale_of(*[diffs.sides[s]["price"] for s in sides]))
         self.qty_scale = max(snap_qs, scale_of(*[diffs.sides[s]["qty"] for s in sides]))
         try:
             self.ticks = {
-                s: (diffs.sides[s]["d"].to_numpy(), to_ticks(diffs.sides[s]["price"], self.price_scale),
-                    to_ticks(diffs.sides[s]["qty"], self.qty_scale)) for s in sides}
+                s: (
+                    diffs.sides[s]["d"].to_numpy(),
+                    to_ticks(diffs.sides[s]["price"], self.price_scale),
+                    to_ticks(diffs.sides[s]["qty"], self.qty_scale),
+                )
+                for s in sides
+            }
         except ValueError:  # more than 18 digits: the exact Decimal replay (slow, rare)
             self.ticks = None
 
@@ -676,15 +882,19 @@ class Rebuilt:
         hb, ha = bp != NONE, ap != NONE
         both = hb & ha
         event_us = self.diffs.frame["event_us"].to_numpy()[idx]
-        return pl.DataFrame([
-            pl.Series("update_id", self.last[idx], dtype=pl.Int64),
-            pl.Series("ts", event_us, dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
-            ticks_to_decimal("bid_price", np.where(hb, bp, 0), ps, hb), ticks_to_decimal("bid_qty", bq, qs, hb),
-            ticks_to_decimal("ask_price", np.where(ha, ap, 0), ps, ha), ticks_to_decimal("ask_qty", aq, qs, ha),
-            ticks_to_decimal("spread", np.where(both, ap - bp, 0), ps, both),
-            ticks_to_decimal("mid", np.where(both, (ap + bp) * 5, 0), ps + 1, both),
-            pl.Series("run", np.concatenate(run_no), dtype=pl.Int64),
-        ])
+        return pl.DataFrame(
+            [
+                pl.Series("update_id", self.last[idx], dtype=pl.Int64),
+                pl.Series("ts", event_us, dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+                ticks_to_decimal("bid_price", np.where(hb, bp, 0), ps, hb),
+                ticks_to_decimal("bid_qty", bq, qs, hb),
+                ticks_to_decimal("ask_price", np.where(ha, ap, 0), ps, ha),
+                ticks_to_decimal("ask_qty", aq, qs, ha),
+                ticks_to_decimal("spread", np.where(both, ap - bp, 0), ps, both),
+                ticks_to_decimal("mid", np.where(both, (ap + bp) * 5, 0), ps + 1, both),
+                pl.Series("run", np.concatenate(run_no), dtype=pl.Int64),
+            ]
+        )
 
 
 def _top_decimal(diffs: _Diffs, snaps: list[_Snap], runs: list[Run]) -> Any:
@@ -708,19 +918,32 @@ def _top_decimal(diffs: _Diffs, snaps: list[_Snap], runs: list[Run]) -> Any:
             spread = mid = None
             if b and a:
                 spread, mid = a[0] - b[0], (a[0] + b[0]) / 2
-            out.append((int(f["last_id"][i]), int(f["event_us"][i]), b and b[0], b and b[1], a and a[0], a and a[1],
-                        spread, mid))
+            out.append(
+                (
+                    int(f["last_id"][i]),
+                    int(f["event_us"][i]),
+                    b and b[0],
+                    b and b[1],
+                    a and a[0],
+                    a and a[1],
+                    spread,
+                    mid,
+                )
+            )
             run_no.append(no)
     cols = list(zip(*out)) if out else [()] * 8
 
     def dec(name: str, vals: Any) -> Any:
         return decimal_series(name, [None if v is None else format(v, "f") for v in vals])
 
-    return pl.DataFrame([
-        pl.Series("update_id", cols[0], dtype=pl.Int64),
-        pl.Series("ts", cols[1], dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
-        *(dec(n, cols[i]) for i, n in enumerate(TOP_COLUMNS[2:], start=2)),
-        pl.Series("run", run_no, dtype=pl.Int64)])
+    return pl.DataFrame(
+        [
+            pl.Series("update_id", cols[0], dtype=pl.Int64),
+            pl.Series("ts", cols[1], dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+            *(dec(n, cols[i]) for i, n in enumerate(TOP_COLUMNS[2:], start=2)),
+            pl.Series("run", run_no, dtype=pl.Int64),
+        ]
+    )
 
 
 # ---------------------------------------------------------------- quotes and gaps
@@ -760,8 +983,10 @@ def book_gaps(
     t0, t1 = parse_time(start, "start"), parse_time(end, "end")
     with connection(conn) as c, archived_book(c):
         exch, sym = resolve_book(c, symbol, exchange)
-        values = {"exchange": exch, "symbol": sym,
-                  "start": t0 or datetime(1970, 1, 1, tzinfo=timezone.utc),
-                  "end": t1 or datetime(9999, 1, 1, tzinfo=timezone.utc)}
+        values = {
+            "exchange": exch,
+            "symbol": sym,
+            "start": t0 or datetime(1970, 1, 1, tzinfo=timezone.utc),
+            "end": t1 or datetime(9999, 1, 1, tzinfo=timezone.utc),
+        }
         return run(c, _MODULE, "book_gaps", values, as_, keep_scales=False)
-

@@ -26,10 +26,25 @@ import psycopg
 from ..errors import DatabaseError
 from ..storage.parquet.book import KINDS, BookRecord
 from ..storage.parquet.book_read import dropped_book_days
-from ..storage.parquet.book_session import attach_book_days, book_attached, book_base_table, detach_book, newest_archived_time
+from ..storage.parquet.book_session import (
+    attach_book_days,
+    book_attached,
+    book_base_table,
+    detach_book,
+    newest_archived_time,
+)
 
-__all__ = ["archived_book", "DayPick", "cover_time", "cover_ids", "cover_last", "cover_first", "cover_edge_time",
-           "first_archived_before", "archived_markets"]
+__all__ = [
+    "archived_book",
+    "DayPick",
+    "cover_time",
+    "cover_ids",
+    "cover_last",
+    "cover_first",
+    "cover_edge_time",
+    "first_archived_before",
+    "archived_markets",
+]
 
 
 def _day_start(rec: BookRecord) -> datetime:
@@ -57,18 +72,30 @@ class DayPick:
 
     def time(self, t0: datetime | None, t1: datetime | None) -> list[BookRecord]:
         """Days overlapping [t0, t1) on the table's day column (None: unbounded)."""
-        return [d for d in self._full() if (t1 is None or _day_start(d) < t1)
-                and (t0 is None or _day_start(d) + timedelta(days=1) > t0)]
+        return [
+            d
+            for d in self._full()
+            if (t1 is None or _day_start(d) < t1) and (t0 is None or _day_start(d) + timedelta(days=1) > t0)
+        ]
 
     def ids(self, lo: int | None, hi: int | None) -> list[BookRecord]:
         """Days whose ids meet [lo, hi] (None: unbounded)."""
-        return [d for d in self._full() if (hi is None or d.first_id <= hi) and (lo is None or d.last_id >= lo)]  # type: ignore[operator]
+        return [
+            d
+            for d in self._full()
+            if (hi is None or d.first_id <= hi) and (lo is None or d.last_id >= lo)  # type: ignore[operator]
+        ]
 
     def last_below(self, below: int | None, known: int | None) -> list[BookRecord]:
         """Days that may hold max(id) over ids < below, `known` being the database's answer."""
         cand = [d for d in self._full() if below is None or d.first_id < below]  # type: ignore[operator]
-        floor = _max(known, *(d.last_id if below is None or d.last_id < below else d.first_id  # type: ignore[operator]
-                              for d in cand))
+        floor = _max(
+            known,
+            *(
+                d.last_id if below is None or d.last_id < below else d.first_id  # type: ignore[operator]
+                for d in cand
+            ),
+        )
         return [d for d in cand if floor is None or d.last_id >= floor]
 
     def last_at_or_before(self, t: datetime, known: int | None) -> list[BookRecord]:
@@ -80,8 +107,13 @@ class DayPick:
     def first_above(self, above: int | None, known: int | None) -> list[BookRecord]:
         """Days that may hold min(id) over ids > above."""
         cand = [d for d in self._full() if above is None or d.last_id > above]  # type: ignore[operator]
-        ceil = _min(known, *(d.first_id if above is None or d.first_id > above else d.last_id  # type: ignore[operator]
-                             for d in cand))
+        ceil = _min(
+            known,
+            *(
+                d.first_id if above is None or d.first_id > above else d.last_id  # type: ignore[operator]
+                for d in cand
+            ),
+        )
         return [d for d in cand if ceil is None or d.first_id <= ceil]
 
     def edge_time(self, newest: bool, known: datetime | None) -> list[BookRecord]:
@@ -120,8 +152,9 @@ def _db(c: psycopg.Connection, kind: str, q: str, args: tuple[Any, ...]) -> Any:
     return None if row is None else row[0]
 
 
-def cover_time(c: psycopg.Connection, kind: str, exch: str, sym: str, t0: datetime | None,
-               t1: datetime | None) -> None:
+def cover_time(
+    c: psycopg.Connection, kind: str, exch: str, sym: str, t0: datetime | None, t1: datetime | None
+) -> None:
     """Rows of [t0, t1) on the day column."""
     attach_book_days(c, _days(c, kind, exch, sym).time(t0, t1))
 
@@ -131,20 +164,36 @@ def cover_ids(c: psycopg.Connection, kind: str, exch: str, sym: str, lo: int | N
     attach_book_days(c, _days(c, kind, exch, sym).ids(lo, hi))
 
 
-def cover_last(c: psycopg.Connection, kind: str, exch: str, sym: str, *, below: int | None = None,
-               at_or_before: datetime | None = None) -> None:
+def cover_last(
+    c: psycopg.Connection,
+    kind: str,
+    exch: str,
+    sym: str,
+    *,
+    below: int | None = None,
+    at_or_before: datetime | None = None,
+) -> None:
     """max(id) over ids < below (or rows with day-column time ≤ at_or_before; neither: all rows)."""
     pick = _days(c, kind, exch, sym)
     if not pick.days:
         return
     k = KINDS[kind]
     if at_or_before is not None:
-        known = _db(c, kind, f"SELECT max({k.id_column}) FROM {{t}} WHERE exchange = %s AND symbol = %s "
-                              f"AND {k.day_column} <= %s", (exch, sym, at_or_before))
+        known = _db(
+            c,
+            kind,
+            f"SELECT max({k.id_column}) FROM {{t}} WHERE exchange = %s AND symbol = %s "
+            f"AND {k.day_column} <= %s",
+            (exch, sym, at_or_before),
+        )
         attach_book_days(c, pick.last_at_or_before(at_or_before, known))
         return
-    known = _db(c, kind, f"SELECT max({k.id_column}) FROM {{t}} WHERE exchange = %s AND symbol = %s "
-                          f"AND {k.id_column} < %s", (exch, sym, 2**63 - 1 if below is None else below))
+    known = _db(
+        c,
+        kind,
+        f"SELECT max({k.id_column}) FROM {{t}} WHERE exchange = %s AND symbol = %s AND {k.id_column} < %s",
+        (exch, sym, 2**63 - 1 if below is None else below),
+    )
     attach_book_days(c, pick.last_below(below, known))
 
 
@@ -154,8 +203,12 @@ def cover_first(c: psycopg.Connection, kind: str, exch: str, sym: str, *, above:
     if not pick.days:
         return
     k = KINDS[kind]
-    known = _db(c, kind, f"SELECT min({k.id_column}) FROM {{t}} WHERE exchange = %s AND symbol = %s "
-                         f"AND {k.id_column} > %s", (exch, sym, -(2**63) if above is None else above))
+    known = _db(
+        c,
+        kind,
+        f"SELECT min({k.id_column}) FROM {{t}} WHERE exchange = %s AND symbol = %s AND {k.id_column} > %s",
+        (exch, sym, -(2**63) if above is None else above),
+    )
     attach_book_days(c, pick.first_above(above, known))
 
 
@@ -166,7 +219,9 @@ def first_archived_before(c: psycopg.Connection, kind: str, exch: str, sym: str,
     if not pick.days:
         return False
     k = KINDS[kind]
-    known = _db(c, kind, f"SELECT min({k.id_column}) FROM {{t}} WHERE exchange = %s AND symbol = %s", (exch, sym))
+    known = _db(
+        c, kind, f"SELECT min({k.id_column}) FROM {{t}} WHERE exchange = %s AND symbol = %s", (exch, sym)
+    )
     days = pick.first_above(None, known)
     if days and all(_day_start(d) + timedelta(days=1) <= t for d in days):
         return True
@@ -180,20 +235,29 @@ def cover_edge_time(c: psycopg.Connection, kind: str, exch: str, sym: str, *, ne
     if not pick.days:
         return
     col = KINDS[kind].day_column
-    known = _db(c, kind, f"SELECT {'max' if newest else 'min'}({col}) FROM {{t}} WHERE exchange = %s AND symbol = %s",
-                (exch, sym))
+    known = _db(
+        c,
+        kind,
+        f"SELECT {'max' if newest else 'min'}({col}) FROM {{t}} WHERE exchange = %s AND symbol = %s",
+        (exch, sym),
+    )
     attach_book_days(c, pick.edge_time(newest, known))
 
 
-def archived_markets(c: psycopg.Connection, kind: str, stored: list[tuple[str, str, Any]]) -> list[tuple[str, str, Any]]:
+def archived_markets(
+    c: psycopg.Connection, kind: str, stored: list[tuple[str, str, Any]]
+) -> list[tuple[str, str, Any]]:
     """`stored` (exchange, symbol, newest day-column time in the database) with the markets that have
     dropped days of `kind`, the newest time taken from the newest dropped day's file when it is later."""
     try:
         row = c.execute("SELECT to_regclass('archive_book_days') IS NOT NULL").fetchone()
         if not row or not row[0]:
             return stored
-        markets = c.execute("SELECT DISTINCT exchange, symbol FROM archive_book_days WHERE kind = %s "
-                            "AND dropped_at IS NOT NULL AND rows > 0", (kind,)).fetchall()
+        markets = c.execute(
+            "SELECT DISTINCT exchange, symbol FROM archive_book_days WHERE kind = %s "
+            "AND dropped_at IS NOT NULL AND rows > 0",
+            (kind,),
+        ).fetchall()
     except psycopg.Error as exc:
         raise DatabaseError(f"could not read archive_book_days: {str(exc).strip().splitlines()[0]}") from None
     out = {(e, s): t for e, s, t in stored}

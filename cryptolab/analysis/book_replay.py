@@ -51,7 +51,9 @@ class Run:
         return max(0, self.last - self.first + 1)
 
 
-def continuous(first_ids: np.ndarray, last_ids: np.ndarray, prev_ids: np.ndarray | None, futures: bool) -> np.ndarray:
+def continuous(
+    first_ids: np.ndarray, last_ids: np.ndarray, prev_ids: np.ndarray | None, futures: bool
+) -> np.ndarray:
     """cont[i]: diff i continues diff i−1 (spot: U ≤ previous u + 1; futures: pu = previous u);
     cont[0] is False. The diffs are in last-update-id order."""
     n = len(last_ids)
@@ -65,15 +67,25 @@ def continuous(first_ids: np.ndarray, last_ids: np.ndarray, prev_ids: np.ndarray
     return cont
 
 
-def plan_runs(first_ids: np.ndarray, last_ids: np.ndarray, prev_ids: np.ndarray | None,
-              snapshot_ids: Sequence[int], crossed_after: Sequence[int], futures: bool) -> list[Run]:
+def plan_runs(
+    first_ids: np.ndarray,
+    last_ids: np.ndarray,
+    prev_ids: np.ndarray | None,
+    snapshot_ids: Sequence[int],
+    crossed_after: Sequence[int],
+    futures: bool,
+) -> list[Run]:
     """The runs the diffs (in last-id order) rebuild from the snapshots (ascending ids), not
     overlapping: a snapshot met while an earlier run still goes on is not needed and skipped.
     A diff whose last id is a crossed gap's `after_update_id` ends its run before it (and a
     snapshot with that id starts none)."""
     n = len(last_ids)
     cont = continuous(first_ids, last_ids, prev_ids, futures)
-    bad = np.isin(last_ids, np.asarray(list(crossed_after), dtype=np.int64)) if crossed_after else np.zeros(n, bool)
+    bad = (
+        np.isin(last_ids, np.asarray(list(crossed_after), dtype=np.int64))
+        if crossed_after
+        else np.zeros(n, bool)
+    )
     # a diff ends its chain when the next one does not continue it or is bad (or it is the last)
     ends_here = np.ones(n, dtype=bool)
     if n > 1:
@@ -128,10 +140,20 @@ def to_ticks(s: Any, scale: int) -> np.ndarray:
     if len(s) == 0:
         return np.zeros(0, dtype=np.int64)
     if scale:  # the usual case (Binance pads to 8 decimals): every value has `scale` of them
-        probe = pl.select(
-            (s.str.len_bytes().cast(pl.Int64) - s.str.find(".", literal=True).cast(pl.Int64) - 1).alias("f"),
-            s.str.len_bytes().alias("n")).select(pl.col("f").min().alias("a"), pl.col("f").null_count().alias("b"),
-                                         pl.col("n").max().alias("c")).row(0)
+        probe = (
+            pl.select(
+                (s.str.len_bytes().cast(pl.Int64) - s.str.find(".", literal=True).cast(pl.Int64) - 1).alias(
+                    "f"
+                ),
+                s.str.len_bytes().alias("n"),
+            )
+            .select(
+                pl.col("f").min().alias("a"),
+                pl.col("f").null_count().alias("b"),
+                pl.col("n").max().alias("c"),
+            )
+            .row(0)
+        )
         if probe[0] == scale and probe[1] == 0 and probe[2] <= _MAX_DIGITS + 1:
             fast: np.ndarray = s.str.replace(".", "", literal=True).cast(pl.Int64, strict=True).to_numpy()
             return fast.astype(np.int64, copy=False)
@@ -148,7 +170,7 @@ def to_ticks(s: Any, scale: int) -> np.ndarray:
     if scale == 0:
         return w
     f: np.ndarray = frame["f"].cast(pl.Int64, strict=True).to_numpy().astype(np.int64)
-    out: np.ndarray = w * (10 ** scale) + f
+    out: np.ndarray = w * (10**scale) + f
     return out
 
 
@@ -165,7 +187,9 @@ def ticks_to_decimal(name: str, ticks: np.ndarray, scale: int, valid: np.ndarray
     digits = t.abs().cast(pl.String).str.pad_start(scale + 1, "0")
     text = pl.select(
         pl.when(neg).then(pl.lit("-")).otherwise(pl.lit(""))
-        + digits.str.slice(0, digits.str.len_bytes() - scale) + pl.lit(".") + digits.str.slice(-scale)
+        + digits.str.slice(0, digits.str.len_bytes() - scale)
+        + pl.lit(".")
+        + digits.str.slice(-scale)
     ).to_series()
     return text.str.to_decimal(scale=scale).rename(name)
 
@@ -183,7 +207,9 @@ def range_max(a: np.ndarray, b: np.ndarray, v: np.ndarray, n: int) -> np.ndarray
     multi = np.flatnonzero(last > first)
     count = (last - first + 1)[multi]
     extra = np.repeat(multi, count)  # the segments over several chunks, once per chunk
-    extra_chunk = np.repeat(first[multi], count) + (np.arange(len(extra)) - np.repeat(np.cumsum(count) - count, count))
+    extra_chunk = np.repeat(first[multi], count) + (
+        np.arange(len(extra)) - np.repeat(np.cumsum(count) - count, count)
+    )
     single = np.flatnonzero(last == first)
     seg = np.concatenate([single, extra])
     chunk = np.concatenate([first[single], extra_chunk])
@@ -214,13 +240,14 @@ def range_max(a: np.ndarray, b: np.ndarray, v: np.ndarray, n: int) -> np.ndarray
                 continue
             row = table[lvl, :width]
             np.maximum(table[lvl - 1, :width], row, out=table[lvl - 1, :width])
-            np.maximum(table[lvl - 1, half:half + width], row, out=table[lvl - 1, half:half + width])
+            np.maximum(table[lvl - 1, half : half + width], row, out=table[lvl - 1, half : half + width])
         out[c0:c1] = table[0]
     return out
 
 
-def best_levels(k: np.ndarray, price: np.ndarray, qty: np.ndarray, n: int, *, highest: bool
-                ) -> tuple[np.ndarray, np.ndarray]:
+def best_levels(
+    k: np.ndarray, price: np.ndarray, qty: np.ndarray, n: int, *, highest: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """The best (price, qty) ticks after each of n diffs of a run (NONE where the side is empty).
 
     `k`, `price`, `qty`: every level update of the run in order — the snapshot's levels first
@@ -284,6 +311,7 @@ def _sorted_updates(rank: np.ndarray, k: np.ndarray, n: int) -> tuple[np.ndarray
         return key >> np.int64(kbits + ibits), ks, idx
     order = np.argsort(rank, kind="stable")
     return rank[order], k[order], order.astype(np.int64)
+
 
 def final_levels(price: np.ndarray, qty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The levels (price, qty ticks, ascending price) left after applying the updates in order."""

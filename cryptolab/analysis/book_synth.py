@@ -122,8 +122,9 @@ def synthetic_book(
 
     snap_bids = sorted(book.bids.items(), reverse=True)
     snap_asks = sorted(book.asks.items())
-    yield BookSnapshot(exchange, symbol, uid, levels_of(dict(snap_bids)), levels_of(dict(snap_asks)), start_us,
-                       None, source)
+    yield BookSnapshot(
+        exchange, symbol, uid, levels_of(dict(snap_bids)), levels_of(dict(snap_asks)), start_us, None, source
+    )
     ti = 0
     t = start_us + every_us
     while t < end_us:
@@ -140,7 +141,9 @@ def synthetic_book(
             c += rng.choice((-2, -1, 0, 0, 0, 0, 1, 2)) if rng.random() < 0.3 else 0
         if c != book.center:
             book.recenter(c, out_b, out_a)
-        book.touch(out_b, out_a, max(1, (levels * 4) // 3 - len(out_b) - len(out_a) + rng.randint(-10, 10)), far)
+        book.touch(
+            out_b, out_a, max(1, (levels * 4) // 3 - len(out_b) - len(out_a) + rng.randint(-10, 10)), far
+        )
         if trades:  # the traded prices stay the top
             for side, out, lvl in ((book.bids, out_b, book.center), (book.asks, out_a, book.center + 1)):
                 if lvl not in side:
@@ -148,35 +151,72 @@ def synthetic_book(
                     out[lvl] = side[lvl]
         first = uid + 1
         uid += len(out_b) + len(out_a) + rng.randint(0, 5)
-        yield DepthDiff(exchange, symbol, first, uid, t, levels_of(out_b), levels_of(out_a), t + 1_500, None, source)
+        yield DepthDiff(
+            exchange, symbol, first, uid, t, levels_of(out_b), levels_of(out_a), t + 1_500, None, source
+        )
         if quotes:
             b, bq, a, aq = book.top()
-            yield Quote(exchange, symbol, uid, _price_text(b, price_decimals), _qty_text(bq),
-                        _price_text(a, price_decimals), _qty_text(aq), t + 2_000, None, source)
+            yield Quote(
+                exchange,
+                symbol,
+                uid,
+                _price_text(b, price_decimals),
+                _qty_text(bq),
+                _price_text(a, price_decimals),
+                _qty_text(aq),
+                t + 2_000,
+                None,
+                source,
+            )
         t += every_us
 
 
-def seed_book_from_trades(conn: psycopg.Connection, exchange: str, symbol: str, start: datetime, end: datetime, *,
-                          seed: int = 1, snapshot_levels: int = 200) -> int:
+def seed_book_from_trades(
+    conn: psycopg.Connection,
+    exchange: str,
+    symbol: str,
+    start: datetime,
+    end: datetime,
+    *,
+    seed: int = 1,
+    snapshot_levels: int = 200,
+) -> int:
     """Store a synthetic book (source 'simulator') following the stored trades of [start, end),
     unless the symbol has book data already; returns the diffs written (0: none needed or no
     trades). For tests that need a book beside stored trades without capturing one."""
     from ..storage.book import BookWriter
 
     sym = symbol.upper()
-    if conn.execute("SELECT 1 FROM book_snapshots WHERE exchange = %s AND symbol = %s LIMIT 1",
-                    (exchange, sym)).fetchone() is not None:
+    if (
+        conn.execute(
+            "SELECT 1 FROM book_snapshots WHERE exchange = %s AND symbol = %s LIMIT 1", (exchange, sym)
+        ).fetchone()
+        is not None
+    ):
         return 0
-    rows = conn.execute("SELECT (extract(epoch FROM trade_time) * 1000000)::bigint, price, is_buyer_maker FROM trades "
-                        "WHERE exchange = %s AND symbol = %s AND trade_time >= %s AND trade_time < %s "
-                        "ORDER BY trade_id", (exchange, sym, start, end)).fetchall()
+    rows = conn.execute(
+        "SELECT (extract(epoch FROM trade_time) * 1000000)::bigint, price, is_buyer_maker FROM trades "
+        "WHERE exchange = %s AND symbol = %s AND trade_time >= %s AND trade_time < %s "
+        "ORDER BY trade_id",
+        (exchange, sym, start, end),
+    ).fetchall()
     if not rows:
         return 0
     trades = [(int(t), Decimal(p), bool(m)) for t, p, m in rows]
     decimals = max(max(0, -int(p.normalize().as_tuple().exponent)) for _, p, _ in trades)
     first, last = min(t for t, _, _ in trades), max(t for t, _, _ in trades)
-    book = list(synthetic_book(exchange, sym, first - 1_000_000, last + 1_000_000, trades=sorted(trades),
-                               price_decimals=min(decimals, 8), snapshot_levels=snapshot_levels, seed=seed))
+    book = list(
+        synthetic_book(
+            exchange,
+            sym,
+            first - 1_000_000,
+            last + 1_000_000,
+            trades=sorted(trades),
+            price_decimals=min(decimals, 8),
+            snapshot_levels=snapshot_levels,
+            seed=seed,
+        )
+    )
     BookWriter(conn).store(book)
     conn.commit()
     return sum(1 for r in book if type(r) is DepthDiff)

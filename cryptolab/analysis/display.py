@@ -25,7 +25,15 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["format_value", "column_decimals", "format_number", "duration_unit", "frame_html", "format_time", "figures_html"]
+__all__ = [
+    "format_value",
+    "column_decimals",
+    "format_number",
+    "duration_unit",
+    "frame_html",
+    "format_time",
+    "figures_html",
+]
 
 NULL = "–"
 _MAX_DECIMALS = 8
@@ -34,8 +42,11 @@ _MAX_DECIMALS = 8
 def column_decimals(values: Sequence[Any]) -> int:
     """Decimals that show a column readably: about 6 significant digits of its largest value,
     at most 8, and no more than the values carry (integers stay integers)."""
-    nums = [abs(Decimal(str(v))) if not isinstance(v, Decimal) else abs(v) for v in values
-            if v is not None and not isinstance(v, bool) and (not isinstance(v, float) or math.isfinite(v))]
+    nums = [
+        abs(Decimal(str(v))) if not isinstance(v, Decimal) else abs(v)
+        for v in values
+        if v is not None and not isinstance(v, bool) and (not isinstance(v, float) or math.isfinite(v))
+    ]
     if not nums:
         return 0
     top = max(nums)
@@ -116,7 +127,11 @@ def format_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         if not value:
             return "none"  # an empty list (e.g. no failed checks), never a blank cell
-        return " – ".join(format_value(v) for v in value) if len(value) == 2 else ", ".join(format_value(v) for v in value)
+        return (
+            " – ".join(format_value(v) for v in value)
+            if len(value) == 2
+            else ", ".join(format_value(v) for v in value)
+        )
     return str(value)
 
 
@@ -155,27 +170,39 @@ def frame_html(frame: Any, *, max_rows: int = 20, caption: str | None = None) ->
             millis = any(v.microsecond for v in present)
             texts = [NULL if values[i] is None else format_time(values[i], millis=millis) for i in keep]
             right = False
-        elif present and all(isinstance(v, (int, Decimal, float)) and not isinstance(v, bool) for v in present):
+        elif present and all(
+            isinstance(v, (int, Decimal, float)) and not isinstance(v, bool) for v in present
+        ):
             dec = column_decimals(present) if not all(isinstance(v, int) for v in present) else 0
             texts = [format_number(values[i], dec) for i in keep]
             right = True
         else:
             texts = [NULL if values[i] is None else format_value(values[i]) for i in keep]
             right = False
-        heads.append(f'<th style="text-align:{"right" if right else "left"};white-space:nowrap">{html.escape(label)}</th>')
+        heads.append(
+            f'<th style="text-align:{"right" if right else "left"};white-space:nowrap">{html.escape(label)}</th>'
+        )
         for row, text in zip(cells, texts):
             row.append((text, right))
     body = []
     for j, row in enumerate(cells):
         if n > max_rows and j == max_rows // 2:
-            body.append(f'<tr><td colspan="{len(cols)}" style="text-align:center">… {n - max_rows:,} more rows …</td></tr>')
-        tds = "".join(f'<td style="text-align:{"right" if r else "left"};white-space:nowrap">{html.escape(t)}</td>'
-                      for t, r in row)
+            body.append(
+                f'<tr><td colspan="{len(cols)}" style="text-align:center">… {n - max_rows:,} more rows …</td></tr>'
+            )
+        tds = "".join(
+            f'<td style="text-align:{"right" if r else "left"};white-space:nowrap">{html.escape(t)}</td>'
+            for t, r in row
+        )
         body.append(f"<tr>{tds}</tr>")
     if not body:
         body.append(f'<tr><td colspan="{max(1, len(cols))}" style="opacity:.7">no rows</td></tr>')
     cap = f'<caption style="text-align:left;opacity:.75">{html.escape(caption)}</caption>' if caption else ""
-    shape = f'<div style="font-size:11px;opacity:.65">{n:,} rows × {len(cols)} columns</div>' if n > max_rows else ""
+    shape = (
+        f'<div style="font-size:11px;opacity:.65">{n:,} rows × {len(cols)} columns</div>'
+        if n > max_rows
+        else ""
+    )
     return (
         '<div class="cryptolab-table" style="overflow-x:auto;max-width:100%">'
         '<table style="border-collapse:collapse;font-size:12px;font-variant-numeric:tabular-nums;white-space:nowrap">'

@@ -31,7 +31,9 @@ def _attach(conn: psycopg.Connection, values: Mapping[str, Any], query: queries.
     attach_for(conn, values, query.source)
 
 
-def execute(conn: psycopg.Connection, module: str, name: str, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+def execute(
+    conn: psycopg.Connection, module: str, name: str, values: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
     """Run a named query and return its rows as Python values (Decimal for NUMERIC)."""
     query = queries.get(module, name)
     sql_, params = query.bind(values)
@@ -76,8 +78,13 @@ def run(
     if keep_scales:
         key = {k: values[k] for k in ("exchange", "symbol") if k in values}
         frame = scales.keep_scales(
-            frame, [d.name for d in desc if d.type_code == _NUMERIC], values,
-            lambda: execute(conn, AGG_MODULE if module == AGG_MODULE else "volume_stored", "stored_span", key)[0][1],
+            frame,
+            [d.name for d in desc if d.type_code == _NUMERIC],
+            values,
+            lambda: execute(
+                conn, AGG_MODULE if module == AGG_MODULE else "volume_stored", "stored_span", key
+            )[0][1],
             lambda v: run(conn, module, name, v, keep_scales=False),
-            f"{conn.info.host}:{conn.info.port}/{conn.info.dbname} {module}.{name}")
+            f"{conn.info.host}:{conn.info.port}/{conn.info.dbname} {module}.{name}",
+        )
     return frame.to_pandas() if as_ == "pandas" else frame

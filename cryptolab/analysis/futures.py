@@ -31,12 +31,22 @@ from .args import MAX_ROWS, AsType, Frame, normalize_symbol, parse_interval, par
 from .execute import execute, run
 from .scope import connection
 
-__all__ = ["funding", "basis", "liquidations", "open_interest", "LIQUIDATION_NOTE", "futures_scope", "FuturesSpan"]
+__all__ = [
+    "funding",
+    "basis",
+    "liquidations",
+    "open_interest",
+    "LIQUIDATION_NOTE",
+    "futures_scope",
+    "FuturesSpan",
+]
 
 _MODULE = "futures"
 DEFAULT_RANGE = timedelta(days=1)
-LIQUIDATION_NOTE = ("Binance sends at most one liquidation per symbol per second (the latest of that second): "
-                    "counts, quantities and notionals are lower bounds in busy seconds")
+LIQUIDATION_NOTE = (
+    "Binance sends at most one liquidation per symbol per second (the latest of that second): "
+    "counts, quantities and notionals are lower bounds in busy seconds"
+)
 
 
 @dataclass(frozen=True)
@@ -50,24 +60,37 @@ class FuturesSpan:
     end: datetime
 
     def values(self, **extra: Any) -> dict[str, Any]:
-        return {"exchange": self.exchange, "spot_exchange": self.spot_exchange, "symbol": self.symbol,
-                "start": self.start, "end": self.end, **extra}
+        return {
+            "exchange": self.exchange,
+            "spot_exchange": self.spot_exchange,
+            "symbol": self.symbol,
+            "start": self.start,
+            "end": self.end,
+            **extra,
+        }
 
 
 def _market(what: str, exchange: Any, market: Any) -> str | None:
     """The futures exchange asked (None: to be found); a spot market is refused with one line."""
     if exchange is not None and (not isinstance(exchange, str) or not exchange.strip()):
         raise DataError(f"exchange {exchange!r} is not an exchange name: use e.g. 'binance-usdm', or None")
-    m = check_market(market) if market is not None else (market_of(exchange) if exchange is not None else "usdm")
+    m = (
+        check_market(market)
+        if market is not None
+        else (market_of(exchange) if exchange is not None else "usdm")
+    )
     if m == "spot":
         base = exchange or DEFAULT_EXCHANGE
-        raise DataError(f"{what} is a USD-M futures analysis: spot has no {what.replace('_', ' ')} — "
-                        f"pass market='usdm' (exchange {usdm_of(base)!r})")
+        raise DataError(
+            f"{what} is a USD-M futures analysis: spot has no {what.replace('_', ' ')} — "
+            f"pass market='usdm' (exchange {usdm_of(base)!r})"
+        )
     return None if exchange is None else usdm_of(exchange)
 
 
-def futures_scope(conn: psycopg.Connection, what: str, symbol: Any, start: Any, end: Any, exchange: Any,
-                  market: Any) -> FuturesSpan:
+def futures_scope(
+    conn: psycopg.Connection, what: str, symbol: Any, start: Any, end: Any, exchange: Any, market: Any
+) -> FuturesSpan:
     """Check the arguments and fill the defaults from the stored futures rows (see the module doc)."""
     t0, t1 = parse_time(start, "start"), parse_time(end, "end")
     sym = None if symbol is None else normalize_symbol(symbol)
@@ -84,7 +107,11 @@ def futures_scope(conn: psycopg.Connection, what: str, symbol: Any, start: Any, 
         sym = max(mine, key=lambda r: r[3])[1]
     last = max(r[3] for r in mine if r[1] == sym)
     if t1 is None:
-        t1 = (last.replace(microsecond=0) + timedelta(seconds=1)) if t0 is None or t0 < last else t0 + DEFAULT_RANGE
+        t1 = (
+            (last.replace(microsecond=0) + timedelta(seconds=1))
+            if t0 is None or t0 < last
+            else t0 + DEFAULT_RANGE
+        )
     if t0 is None:
         t0 = t1 - DEFAULT_RANGE
     if t0 > t1:
@@ -95,23 +122,36 @@ def futures_scope(conn: psycopg.Connection, what: str, symbol: Any, start: Any, 
 def check_buckets_count(start: datetime, end: datetime, step: timedelta) -> None:
     """Refuse an absurdly long series (say what to change)."""
     if (end - start) / step > MAX_ROWS:
-        raise DataError(f"{start.isoformat()} … {end.isoformat()} at interval {step} is more than {MAX_ROWS:,} "
-                        "buckets: use a larger interval or a shorter range")
+        raise DataError(
+            f"{start.isoformat()} … {end.isoformat()} at interval {step} is more than {MAX_ROWS:,} "
+            "buckets: use a larger interval or a shorter range"
+        )
 
 
 def _nothing(conn: psycopg.Connection, sym: str | None, exch: str | None, rows: list[tuple[Any, ...]]) -> str:
     where = f" on {exch}" if exch else ""
     if sym is None:
-        return (f"no USD-M futures rows are stored{where}: load some with `cryptolab history --market usdm SYMBOL "
-                "--from DATE --kind aggTrades` (and --kind fundingRate / metrics)")
-    spot = [r[0] for r in execute(conn, _MODULE, "spot_holders", {"symbol": sym, "exchange": exch or usdm_of(DEFAULT_EXCHANGE)})]
+        return (
+            f"no USD-M futures rows are stored{where}: load some with `cryptolab history --market usdm SYMBOL "
+            "--from DATE --kind aggTrades` (and --kind fundingRate / metrics)"
+        )
+    spot = [
+        r[0]
+        for r in execute(
+            conn, _MODULE, "spot_holders", {"symbol": sym, "exchange": exch or usdm_of(DEFAULT_EXCHANGE)}
+        )
+    ]
     if spot and not any(r[1] == sym for r in rows):
-        return (f"{sym} has spot data only ({', '.join(spot)}): no USD-M futures rows are stored for it — it trades "
-                f"on spot only, or load its futures with `cryptolab history --market usdm {sym} --from DATE`")
+        return (
+            f"{sym} has spot data only ({', '.join(spot)}): no USD-M futures rows are stored for it — it trades "
+            f"on spot only, or load its futures with `cryptolab history --market usdm {sym} --from DATE`"
+        )
     others = sorted({r[0] for r in rows if r[1] == sym})
     hint = f"; {sym} is stored for {', '.join(others)} (pass exchange=… or leave it None)" if others else ""
-    return (f"no USD-M futures rows of {sym}{where}{hint}: load them with "
-            f"`cryptolab history --market usdm {sym} --from DATE`")
+    return (
+        f"no USD-M futures rows of {sym}{where}{hint}: load them with "
+        f"`cryptolab history --market usdm {sym} --from DATE`"
+    )
 
 
 def funding(

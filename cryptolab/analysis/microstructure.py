@@ -47,7 +47,9 @@ def _bps_list(depth_bps: Any) -> list[Decimal]:
     values = [depth_bps] if isinstance(depth_bps, (int, str, Decimal)) else list(depth_bps)
     out = [parse_decimal(v, "depth_bps") for v in values]
     if not out or len(set(out)) != len(out) or any(v >= 10_000 for v in out):
-        raise DataError(f"depth_bps must be distinct basis points below 10000 (e.g. (5, 10, 25)), not {depth_bps!r}")
+        raise DataError(
+            f"depth_bps must be distinct basis points below 10000 (e.g. (5, 10, 25)), not {depth_bps!r}"
+        )
     return out
 
 
@@ -65,8 +67,12 @@ def ofi(top: Any) -> Any:
     b, bq, a, aq = pl.col("bid_price"), pl.col("bid_qty"), pl.col("ask_price"), pl.col("ask_qty")
     pb, pbq, pa, paq = (c.shift(1).over("run") for c in (b, bq, a, aq))
     zero = pl.lit(0).cast(top.schema["bid_qty"])
-    e = (pl.when(b >= pb).then(bq).otherwise(zero) - pl.when(b <= pb).then(pbq).otherwise(zero)
-         - pl.when(a <= pa).then(aq).otherwise(zero) + pl.when(a >= pa).then(paq).otherwise(zero))
+    e = (
+        pl.when(b >= pb).then(bq).otherwise(zero)
+        - pl.when(b <= pb).then(pbq).otherwise(zero)
+        - pl.when(a <= pa).then(aq).otherwise(zero)
+        + pl.when(a >= pa).then(paq).otherwise(zero)
+    )
     return top.with_columns(pl.when(pb.is_null() | pa.is_null()).then(zero).otherwise(e).alias("ofi"))
 
 
@@ -112,8 +118,15 @@ def _ticks_of(series: Any, scale: int) -> np.ndarray:
     return vals
 
 
-def _band_sums(k: np.ndarray, rank: np.ndarray, qty: np.ndarray, width: int, k_s: np.ndarray, lo: np.ndarray,
-               hi: np.ndarray) -> np.ndarray:
+def _band_sums(
+    k: np.ndarray,
+    rank: np.ndarray,
+    qty: np.ndarray,
+    width: int,
+    k_s: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> np.ndarray:
     """Σ qty of the live levels with rank in [lo, hi) at each state k_s (ascending): the updates
     applied in order to a dense grid of ranks, the band summed at each sample."""
     grid = np.zeros(width, dtype=np.int64)
@@ -135,7 +148,7 @@ def _band_sums(k: np.ndarray, rank: np.ndarray, qty: np.ndarray, width: int, k_s
             sel = keep[start:end]
             grid[rank[start:end][sel]] = qty[start:end][sel]
             start = end
-        out[i] = grid[lo[i]:hi[i]].sum()
+        out[i] = grid[lo[i] : hi[i]].sum()
     return out
 
 
@@ -166,12 +179,15 @@ def book_stats(
     with connection(conn) as c, archived_book(c):
         span = _span(c, symbol, start, end, exchange)
         if (span.end - span.start) / step > MAX_ROWS:
-            raise DataError(f"{span.start.isoformat()} … {span.end.isoformat()} at interval {iv} is too many rows: "
-                            "use a larger interval or a shorter range")
+            raise DataError(
+                f"{span.start.isoformat()} … {span.end.isoformat()} at interval {iv} is too many rows: "
+                "use a larger interval or a shorter range"
+            )
         rb = load_book(c, span)
     if rb is None:
-        frame = _stats_frame(_empty_top("polars").with_columns(pl.lit(0, dtype=pl.Int64).alias("run")), None, bps,
-                             iv, span)
+        frame = _stats_frame(
+            _empty_top("polars").with_columns(pl.lit(0, dtype=pl.Int64).alias("run")), None, bps, iv, span
+        )
     else:
         frame = _stats_frame(rb.top(), rb, bps, iv, span)
     return frame.to_pandas() if as_ == "pandas" else frame
@@ -185,11 +201,21 @@ def _stats_frame(top: Any, rb: Rebuilt | None, bps: list[Decimal], iv: str, span
     t0 = pl.lit(span.start).cast(pl.Datetime("us", "UTC"))
     top = top.with_row_index("row").filter(pl.col("ts") >= t0)
     last = top.group_by("open_time", maintain_order=True).agg(
-        pl.len().cast(pl.Int64).alias("updates"), pl.col("row").last(), pl.col("update_id").last(),
-        pl.col("bid_price").last(), pl.col("bid_qty").last(), pl.col("ask_price").last(), pl.col("ask_qty").last(),
-        pl.col("mid").last(), pl.col("spread").last(), pl.col("ofi").sum())
-    micro = [_microprice(b, bq, a, aq) for b, bq, a, aq in
-             last.select("bid_price", "bid_qty", "ask_price", "ask_qty").iter_rows()]
+        pl.len().cast(pl.Int64).alias("updates"),
+        pl.col("row").last(),
+        pl.col("update_id").last(),
+        pl.col("bid_price").last(),
+        pl.col("bid_qty").last(),
+        pl.col("ask_price").last(),
+        pl.col("ask_qty").last(),
+        pl.col("mid").last(),
+        pl.col("spread").last(),
+        pl.col("ofi").sum(),
+    )
+    micro = [
+        _microprice(b, bq, a, aq)
+        for b, bq, a, aq in last.select("bid_price", "bid_qty", "ask_price", "ask_qty").iter_rows()
+    ]
     depth_cols = []
     if rb is not None and last.height:
         sums = depth_within(rb, full, last["row"].to_numpy().astype(np.int64), bps)
@@ -197,34 +223,64 @@ def _stats_frame(top: Any, rb: Rebuilt | None, bps: list[Decimal], iv: str, span
         for x in bps:
             b, a = sums[f"bid_{_name(x)}"], sums[f"ask_{_name(x)}"]
             tot = (b + a).astype(np.float64)
-            depth_cols += [ticks_to_decimal(f"bid_depth_{_name(x)}", b, qs), ticks_to_decimal(f"ask_depth_{_name(x)}", a, qs),
-                           pl.Series(f"depth_imbalance_{_name(x)}",
-                                     np.where(tot > 0, (b - a) / np.where(tot > 0, tot, 1), np.nan))]
+            depth_cols += [
+                ticks_to_decimal(f"bid_depth_{_name(x)}", b, qs),
+                ticks_to_decimal(f"ask_depth_{_name(x)}", a, qs),
+                pl.Series(
+                    f"depth_imbalance_{_name(x)}",
+                    np.where(tot > 0, (b - a) / np.where(tot > 0, tot, 1), np.nan),
+                ),
+            ]
     else:
         for x in bps:
-            depth_cols += [pl.Series(f"bid_depth_{_name(x)}", [], dtype=pl.Decimal(38, 8)),
-                           pl.Series(f"ask_depth_{_name(x)}", [], dtype=pl.Decimal(38, 8)),
-                           pl.Series(f"depth_imbalance_{_name(x)}", [], dtype=pl.Float64)]
+            depth_cols += [
+                pl.Series(f"bid_depth_{_name(x)}", [], dtype=pl.Decimal(38, 8)),
+                pl.Series(f"ask_depth_{_name(x)}", [], dtype=pl.Decimal(38, 8)),
+                pl.Series(f"depth_imbalance_{_name(x)}", [], dtype=pl.Float64),
+            ]
     f64 = pl.Float64
     out = last.with_columns(
         pl.Series("microprice", [None if m is None else format(m, "f") for m in micro], dtype=pl.String)
-        .str.to_decimal(scale=12).alias("microprice") if last.height else pl.lit(None, dtype=pl.Decimal(38, 12))
-        .alias("microprice"),
+        .str.to_decimal(scale=12)
+        .alias("microprice")
+        if last.height
+        else pl.lit(None, dtype=pl.Decimal(38, 12)).alias("microprice"),
         (pl.col("spread").cast(f64) / pl.col("mid").cast(f64) * 10_000).alias("spread_bps"),
-        ((pl.col("bid_qty").cast(f64) - pl.col("ask_qty").cast(f64))
-         / (pl.col("bid_qty").cast(f64) + pl.col("ask_qty").cast(f64))).alias("imbalance"),
+        (
+            (pl.col("bid_qty").cast(f64) - pl.col("ask_qty").cast(f64))
+            / (pl.col("bid_qty").cast(f64) + pl.col("ask_qty").cast(f64))
+        ).alias("imbalance"),
         (pl.col("mid") - pl.col("mid").shift(1)).alias("mid_change"),
-    ).with_columns((pl.col("mid_change").cast(f64) / pl.col("mid").shift(1).cast(f64) * 10_000).alias("return_bps"))
-    out = out.with_columns(depth_cols) if depth_cols and out.height else out.with_columns(
-        [pl.lit(None, dtype=col.dtype).alias(col.name) for col in depth_cols])
-    cols = ["open_time", "updates", "update_id", "bid_price", "bid_qty", "ask_price", "ask_qty", "mid", "spread",
-            "spread_bps", "microprice", "imbalance"]
+    ).with_columns(
+        (pl.col("mid_change").cast(f64) / pl.col("mid").shift(1).cast(f64) * 10_000).alias("return_bps")
+    )
+    out = (
+        out.with_columns(depth_cols)
+        if depth_cols and out.height
+        else out.with_columns([pl.lit(None, dtype=col.dtype).alias(col.name) for col in depth_cols])
+    )
+    cols = [
+        "open_time",
+        "updates",
+        "update_id",
+        "bid_price",
+        "bid_qty",
+        "ask_price",
+        "ask_qty",
+        "mid",
+        "spread",
+        "spread_bps",
+        "microprice",
+        "imbalance",
+    ]
     for x in bps:
         cols += [f"bid_depth_{_name(x)}", f"ask_depth_{_name(x)}", f"depth_imbalance_{_name(x)}"]
     return out.select(cols + ["ofi", "mid_change", "return_bps"])
 
 
-def _microprice(b: Decimal | None, bq: Decimal | None, a: Decimal | None, aq: Decimal | None) -> Decimal | None:
+def _microprice(
+    b: Decimal | None, bq: Decimal | None, a: Decimal | None, aq: Decimal | None
+) -> Decimal | None:
     if b is None or a is None or bq is None or aq is None or not bq + aq:
         return None
     with localcontext() as ctx:
@@ -260,24 +316,51 @@ def trade_costs(
         trades = load_trades(span.symbol, span.start, span.end, exchange=span.exchange, engine="copy", conn=c)
     top = (rb.top() if rb is not None else _empty_top("polars")).select("ts", "mid", "spread").sort("ts")
     f64 = pl.Float64
-    t = trades.with_columns(pl.when(pl.col("is_buyer_maker")).then(-1).otherwise(1).cast(pl.Int64).alias("side"),
-                            (pl.col("trade_time") + pl.duration(microseconds=int(h / timedelta(microseconds=1))))
-                            .alias("after")).sort("trade_time")
+    t = trades.with_columns(
+        pl.when(pl.col("is_buyer_maker")).then(-1).otherwise(1).cast(pl.Int64).alias("side"),
+        (pl.col("trade_time") + pl.duration(microseconds=int(h / timedelta(microseconds=1)))).alias("after"),
+    ).sort("trade_time")
     t = t.join_asof(top, left_on="trade_time", right_on="ts", strategy="backward", allow_exact_matches=False)
-    t = t.join_asof(top.select(pl.col("ts").alias("ts_after"), pl.col("mid").alias("mid_after")),
-                    left_on="after", right_on="ts_after", strategy="backward")
+    t = t.join_asof(
+        top.select(pl.col("ts").alias("ts_after"), pl.col("mid").alias("mid_after")),
+        left_on="after",
+        right_on="ts_after",
+        strategy="backward",
+    )
     m = pl.col("mid").cast(f64)
-    out = t.with_columns(
-        (pl.col("price") - pl.col("mid")).alias("_dev"),
-    ).with_columns(
-        pl.when(pl.col("side") > 0).then(pl.col("_dev") * 2).otherwise(pl.col("_dev") * -2).alias("effective_spread"),
-    ).with_columns(
-        (pl.col("effective_spread").cast(f64) / m * 10_000).alias("effective_spread_bps"),
-        (pl.col("side") * (pl.col("mid_after").cast(f64) - m) / m * 10_000).alias("impact_bps"),
-        (2 * pl.col("side") * (pl.col("price").cast(f64) - pl.col("mid_after").cast(f64)) / m * 10_000)
-        .alias("realized_spread_bps"),
-    ).select("trade_id", "trade_time", "price", "qty", "side", "mid", "spread", "effective_spread",
-             "effective_spread_bps", "mid_after", "impact_bps", "realized_spread_bps").sort("trade_id")
+    out = (
+        t.with_columns(
+            (pl.col("price") - pl.col("mid")).alias("_dev"),
+        )
+        .with_columns(
+            pl.when(pl.col("side") > 0)
+            .then(pl.col("_dev") * 2)
+            .otherwise(pl.col("_dev") * -2)
+            .alias("effective_spread"),
+        )
+        .with_columns(
+            (pl.col("effective_spread").cast(f64) / m * 10_000).alias("effective_spread_bps"),
+            (pl.col("side") * (pl.col("mid_after").cast(f64) - m) / m * 10_000).alias("impact_bps"),
+            (
+                2 * pl.col("side") * (pl.col("price").cast(f64) - pl.col("mid_after").cast(f64)) / m * 10_000
+            ).alias("realized_spread_bps"),
+        )
+        .select(
+            "trade_id",
+            "trade_time",
+            "price",
+            "qty",
+            "side",
+            "mid",
+            "spread",
+            "effective_spread",
+            "effective_spread_bps",
+            "mid_after",
+            "impact_bps",
+            "realized_spread_bps",
+        )
+        .sort("trade_id")
+    )
     return out.to_pandas() if as_ == "pandas" else out
 
 
@@ -307,21 +390,41 @@ def effective_spread(
     if reference == "quotes":
         with connection(conn) as c, archived_book(c):
             span = _span(c, symbol, start, end, exchange, what="quotes")
-            cover_time(c, "quotes", span.exchange, span.symbol, span.start - timedelta(minutes=1),
-                       span.end + parse_duration(horizon, name="horizon")[1])
-            return run(c, _MODULE, "effective_spread", span.values(interval=iv, horizon=horizon), as_,
-                       keep_scales=False)
+            cover_time(
+                c,
+                "quotes",
+                span.exchange,
+                span.symbol,
+                span.start - timedelta(minutes=1),
+                span.end + parse_duration(horizon, name="horizon")[1],
+            )
+            return run(
+                c,
+                _MODULE,
+                "effective_spread",
+                span.values(interval=iv, horizon=horizon),
+                as_,
+                keep_scales=False,
+            )
     costs = trade_costs(symbol, start, end, horizon=horizon, exchange=exchange, conn=conn)
     f64 = pl.Float64
-    out = (costs.filter(pl.col("mid").is_not_null())
-           .with_columns(pl.col("trade_time").dt.truncate(_polars_every(iv)).alias("open_time"))
-           .group_by("open_time", maintain_order=True)
-           .agg(pl.len().cast(pl.Int64).alias("trades"), pl.col("qty").sum().alias("volume"),
-                pl.col("effective_spread_bps").mean(),
-                ((pl.col("effective_spread_bps") * pl.col("qty").cast(f64)).sum() / pl.col("qty").cast(f64).sum())
-                .alias("vw_effective_spread_bps"),
-                pl.col("impact_bps").mean(), pl.col("realized_spread_bps").mean())
-           .sort("open_time"))
+    out = (
+        costs.filter(pl.col("mid").is_not_null())
+        .with_columns(pl.col("trade_time").dt.truncate(_polars_every(iv)).alias("open_time"))
+        .group_by("open_time", maintain_order=True)
+        .agg(
+            pl.len().cast(pl.Int64).alias("trades"),
+            pl.col("qty").sum().alias("volume"),
+            pl.col("effective_spread_bps").mean(),
+            (
+                (pl.col("effective_spread_bps") * pl.col("qty").cast(f64)).sum()
+                / pl.col("qty").cast(f64).sum()
+            ).alias("vw_effective_spread_bps"),
+            pl.col("impact_bps").mean(),
+            pl.col("realized_spread_bps").mean(),
+        )
+        .sort("open_time")
+    )
     return out.to_pandas() if as_ == "pandas" else out
 
 

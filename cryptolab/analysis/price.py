@@ -20,7 +20,17 @@ from .execute import execute, run
 from .frames import decimal_series
 from .scope import check_buckets, connection, interval_for, resolve_span
 
-__all__ = ["ohlcv", "live_bars", "moving_averages", "sma", "ema", "vwap", "volume_profile", "pivots", "support_resistance"]
+__all__ = [
+    "ohlcv",
+    "live_bars",
+    "moving_averages",
+    "sma",
+    "ema",
+    "vwap",
+    "volume_profile",
+    "pivots",
+    "support_resistance",
+]
 
 _MODULE = "price_analysis"
 _TIME_OF_DAY = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9]))?")
@@ -105,13 +115,29 @@ def moving_averages(
         return run(c, _MODULE, "moving_averages", rng.values(interval=iv, window=window, span=span), as_)
 
 
-def sma(symbol: str | None = None, start: Any = None, end: Any = None, interval: str | None = None, *, window: int = 20, **kw: Any) -> Frame:
+def sma(
+    symbol: str | None = None,
+    start: Any = None,
+    end: Any = None,
+    interval: str | None = None,
+    *,
+    window: int = 20,
+    **kw: Any,
+) -> Frame:
     """Simple moving average of the close over `window` intervals (see `moving_averages`)."""
     frame = moving_averages(symbol, start, end, interval, window=window, **kw)
     return frame[["open_time", "close", "price", "sma"]]
 
 
-def ema(symbol: str | None = None, start: Any = None, end: Any = None, interval: str | None = None, *, span: int = 20, **kw: Any) -> Frame:
+def ema(
+    symbol: str | None = None,
+    start: Any = None,
+    end: Any = None,
+    interval: str | None = None,
+    *,
+    span: int = 20,
+    **kw: Any,
+) -> Frame:
     """Exponential moving average of the close with `span` (see `moving_averages`)."""
     frame = moving_averages(symbol, start, end, interval, span=span, **kw)
     return frame[["open_time", "close", "price", "ema"]]
@@ -176,13 +202,17 @@ def vwap(
         elif mode == "rolling":
             win = step * window if isinstance(window, int) else parse_duration(window, name="window")[1]
             if win % step:
-                raise DataError(f"window {window} is not a whole number of {iv} intervals: use a multiple of {iv}")
+                raise DataError(
+                    f"window {window} is not a whole number of {iv} intervals: use a multiple of {iv}"
+                )
             extra["vwap_window"] = f"{int(win.total_seconds())}s"
         if mode == "anchored":
             a = parse_time(anchor, "anchor") if anchor is not None else rng.start
             assert a is not None
             if a > rng.end:
-                raise DataError(f"anchor {a.isoformat()} is after end {rng.end.isoformat()}: anchor inside or before the range")
+                raise DataError(
+                    f"anchor {a.isoformat()} is after end {rng.end.isoformat()}: anchor inside or before the range"
+                )
             extra["anchor"] = a
             check_buckets(rng, step)
             if a < rng.start and (rng.end - a) / step > 5_000_000:
@@ -218,13 +248,17 @@ def volume_profile(
     size = None if bin_size is None else parse_decimal(bin_size, "bin_size")
     share = parse_decimal(value_area, "value_area")
     if share > 1:
-        raise DataError(f"value_area is a share of the volume: between 0 and 1 (e.g. '0.70'), not {value_area}")
+        raise DataError(
+            f"value_area is a share of the volume: between 0 and 1 (e.g. '0.70'), not {value_area}"
+        )
     with connection(conn) as c:
         rng = resolve_span(c, symbol, start, end, exchange)
         if size is not None:
             lo, hi = execute(c, _MODULE, "price_range", rng.values())[0]
             if lo is not None and (hi - lo) / size > 1_000_000:
-                raise DataError(f"bin_size {size} makes over a million bins for this range: use a larger bin_size")
+                raise DataError(
+                    f"bin_size {size} makes over a million bins for this range: use a larger bin_size"
+                )
         values = rng.values(bin_size=None if size is None else str(size), bins=bins, value_area=share)
         return run(c, _MODULE, "volume_profile", values, as_)
 
@@ -280,9 +314,19 @@ def support_resistance(
 
     with connection(conn) as c:
         rng = resolve_span(c, symbol, start, end, exchange)
-        prof = volume_profile(rng.symbol, rng.start, rng.end, bin_size=bin_size, bins=bins, value_area=value_area,
-                              exchange=rng.exchange, conn=c)
-        piv = pivots(rng.symbol, rng.start, rng.end, interval, pivot_bars=pivot_bars, exchange=rng.exchange, conn=c)
+        prof = volume_profile(
+            rng.symbol,
+            rng.start,
+            rng.end,
+            bin_size=bin_size,
+            bins=bins,
+            value_area=value_area,
+            exchange=rng.exchange,
+            conn=c,
+        )
+        piv = pivots(
+            rng.symbol, rng.start, rng.end, interval, pivot_bars=pivot_bars, exchange=rng.exchange, conn=c
+        )
     levels: list[dict[str, Any]] = []
     if prof.height:
         rows = prof.to_dicts()
@@ -293,13 +337,44 @@ def support_resistance(
                 mid = (r["price_low"] + r["price_high"]) / Decimal(2)
                 for kind in ("poc" if r["is_poc"] else None, r["node"]):
                     if kind:
-                        levels.append({"price": mid, "kind": kind, "source": "volume_profile", "time": None,
-                                       "volume": r["volume"]})
+                        levels.append(
+                            {
+                                "price": mid,
+                                "kind": kind,
+                                "source": "volume_profile",
+                                "time": None,
+                                "volume": r["volume"],
+                            }
+                        )
         if area:
-            levels.append({"price": area[-1]["price_high"], "kind": "vah", "source": "volume_profile", "time": None, "volume": None})
-            levels.append({"price": area[0]["price_low"], "kind": "val", "source": "volume_profile", "time": None, "volume": None})
+            levels.append(
+                {
+                    "price": area[-1]["price_high"],
+                    "kind": "vah",
+                    "source": "volume_profile",
+                    "time": None,
+                    "volume": None,
+                }
+            )
+            levels.append(
+                {
+                    "price": area[0]["price_low"],
+                    "kind": "val",
+                    "source": "volume_profile",
+                    "time": None,
+                    "volume": None,
+                }
+            )
     for r in piv.to_dicts():
-        levels.append({"price": r["price"], "kind": f"swing_{r['kind']}", "source": "pivots", "time": r["open_time"], "volume": None})
+        levels.append(
+            {
+                "price": r["price"],
+                "kind": f"swing_{r['kind']}",
+                "source": "pivots",
+                "time": r["open_time"],
+                "volume": None,
+            }
+        )
     frame = pl.DataFrame(
         [
             decimal_series("price", [None if x["price"] is None else _plain(x["price"]) for x in levels]),
@@ -328,5 +403,6 @@ def _time_of_day(value: Any) -> timedelta:
             return value
     elif isinstance(value, str) and (m := _TIME_OF_DAY.fullmatch(value.strip())):
         return timedelta(hours=int(m.group(1)), minutes=int(m.group(2)), seconds=int(m.group(3) or 0))
-    raise DataError(f"session_start {value!r} is not a time of day: use 'HH:MM' in UTC, e.g. '00:00' or '13:30'")
-
+    raise DataError(
+        f"session_start {value!r} is not a time of day: use 'HH:MM' in UTC, e.g. '00:00' or '13:30'"
+    )

@@ -62,14 +62,18 @@ def load_trades(
     cols = list(columns)
     bad = [c for c in cols if c not in TRADE_COLUMNS]
     if bad or not cols or len(set(cols)) != len(cols):
-        raise DataError(f"columns {bad or cols} are not trade columns (once each): choose from {', '.join(TRADE_COLUMNS)}")
+        raise DataError(
+            f"columns {bad or cols} are not trade columns (once each): choose from {', '.join(TRADE_COLUMNS)}"
+        )
     if engine not in ("adbc", "copy"):
         raise DataError(f"engine must be 'adbc' or 'copy', not {engine!r}")
     t0, t1 = parse_time(start, "start"), parse_time(end, "end")
     if t0 and t1 and t0 > t1:
         raise DataError(f"start {t0.isoformat()} is after end {t1.isoformat()}: swap them")
     with connection(conn) as c:
-        span = resolve_span(c, symbol, t0, t1, exchange)  # checks the symbol, fills exchange/symbol from the data
+        span = resolve_span(
+            c, symbol, t0, t1, exchange
+        )  # checks the symbol, fills exchange/symbol from the data
         if engine == "adbc":
             frame = _read_adbc(_conninfo(c), cols, span.exchange, span.symbol, t0, t1)
         else:
@@ -147,8 +151,10 @@ def _read_adbc(conninfo: str, cols: list[str], exchange: str, symbol: str, t0: A
     try:
         import adbc_driver_postgresql.dbapi as adbc
     except ImportError:  # pragma: no cover - install problem
-        raise DataError("engine='adbc' needs adbc-driver-postgresql: pip install adbc-driver-postgresql, "
-                        "or pass engine='copy'") from None
+        raise DataError(
+            "engine='adbc' needs adbc-driver-postgresql: pip install adbc-driver-postgresql, "
+            "or pass engine='copy'"
+        ) from None
     where, args = _where(exchange, symbol, t0, t1, lambda i: f"${i}")
     query = f"SELECT {_select_list(cols)} FROM trades WHERE {where}"
     try:
@@ -163,7 +169,9 @@ def _read_adbc(conninfo: str, cols: list[str], exchange: str, symbol: str, t0: A
     return frame.with_columns([pl.col(c).dt.convert_time_zone("UTC") for c in cols if c in _TIMES])
 
 
-def _read_copy(conn: psycopg.Connection, cols: list[str], exchange: str, symbol: str, t0: Any, t1: Any) -> Any:
+def _read_copy(
+    conn: psycopg.Connection, cols: list[str], exchange: str, symbol: str, t0: Any, t1: Any
+) -> Any:
     import polars as pl
 
     where, args = _where(exchange, symbol, t0, t1, lambda i: "{}")
@@ -185,7 +193,9 @@ def _read_copy(conn: psycopg.Connection, cols: list[str], exchange: str, symbol:
                 buf.write(chunk)
     except psycopg.Error as exc:
         raise DatabaseError(f"could not read trades: {str(exc).strip().splitlines()[0]}") from None
-    schema = {c: (pl.Int64 if c in _TIMES or c in ("trade_id", "is_buyer_maker") else pl.String) for c in cols}
+    schema = {
+        c: (pl.Int64 if c in _TIMES or c in ("trade_id", "is_buyer_maker") else pl.String) for c in cols
+    }
     if buf.tell() == 0:
         frame = pl.DataFrame({c: pl.Series(c, [], dtype=schema[c]) for c in cols})
     else:

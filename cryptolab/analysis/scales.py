@@ -42,7 +42,11 @@ def uninformative(frame: Any, numeric: Sequence[str]) -> list[str]:
 def reference_values(values: Mapping[str, Any], last_second: datetime | None) -> dict[str, Any] | None:
     """The query's variables over the market's last stored minute (pure), or None when there is
     no such minute or the range is that minute already."""
-    if last_second is None or not isinstance(values.get("start"), datetime) or not isinstance(values.get("end"), datetime):
+    if (
+        last_second is None
+        or not isinstance(values.get("start"), datetime)
+        or not isinstance(values.get("end"), datetime)
+    ):
         return None
     start, end = last_second + timedelta(seconds=1) - _REFERENCE, last_second + timedelta(seconds=1)
     if (values["start"], values["end"]) == (start, end):
@@ -50,9 +54,14 @@ def reference_values(values: Mapping[str, Any], last_second: datetime | None) ->
     return {**values, "start": start, "end": end}
 
 
-def keep_scales(frame: Any, numeric: Sequence[str], values: Mapping[str, Any],
-                last_second: Callable[[], datetime | None], reference: Callable[[Mapping[str, Any]], Any],
-                query: str = "") -> Any:
+def keep_scales(
+    frame: Any,
+    numeric: Sequence[str],
+    values: Mapping[str, Any],
+    last_second: Callable[[], datetime | None],
+    reference: Callable[[Mapping[str, Any]], Any],
+    query: str = "",
+) -> Any:
     """`frame` with its uninformative NUMERIC columns cast to the scale `reference` (the same
     query, named `query`, over the last stored minute: a polars frame) gives them; unchanged
     when none is."""

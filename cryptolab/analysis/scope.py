@@ -36,12 +36,19 @@ from .args import (
 )
 from .execute import execute
 
-__all__ = ["Span", "Market", "data_kind", "interval_for", "stored_markets", "resolve_market", "connection", "resolve_span", "check_buckets"]
+__all__ = [
+    "Span",
+    "Market",
+    "data_kind",
+    "interval_for",
+    "stored_markets",
+    "resolve_market",
+    "connection",
+    "resolve_span",
+    "check_buckets",
+]
 
 log = logging.getLogger("cryptolab.analysis")
-
-
-
 
 
 @contextmanager
@@ -78,7 +85,13 @@ class Span:
 
     def values(self, **extra: Any) -> dict[str, Any]:
         """The variables the SQL modules take, plus `extra`."""
-        return {"exchange": self.exchange, "symbol": self.symbol, "start": self.start, "end": self.end, **extra}
+        return {
+            "exchange": self.exchange,
+            "symbol": self.symbol,
+            "start": self.start,
+            "end": self.end,
+            **extra,
+        }
 
 
 @dataclass(frozen=True)
@@ -107,8 +120,13 @@ def _merged(markets: Sequence[Market]) -> list[Market]:
     out: dict[tuple[str, str], Market] = {}
     for m in markets:
         o = out.get((m.exchange, m.symbol))
-        out[(m.exchange, m.symbol)] = m if o is None else Market(
-            m.exchange, m.symbol, min(o.first_second, m.first_second), max(o.last_second, m.last_second))
+        out[(m.exchange, m.symbol)] = (
+            m
+            if o is None
+            else Market(
+                m.exchange, m.symbol, min(o.first_second, m.first_second), max(o.last_second, m.last_second)
+            )
+        )
     return sorted(out.values(), key=lambda m: (m.exchange, m.symbol))
 
 
@@ -126,8 +144,9 @@ def _say(key: tuple[str | None, ...], text: str, choice: bool) -> None:
         log.info(text)
 
 
-def resolve_market(conn: psycopg.Connection, symbol: Any = None, exchange: Any = None, *,
-                   kind: str = "trades") -> tuple[str, str]:
+def resolve_market(
+    conn: psycopg.Connection, symbol: Any = None, exchange: Any = None, *, kind: str = "trades"
+) -> tuple[str, str]:
     """The (exchange, symbol) a call means. Named ones are checked and kept; a missing
     exchange is the one holding the symbol's data (real `binance` first when several do),
     a missing symbol the one with the newest stored trade. Which was used is said once
@@ -140,22 +159,28 @@ def resolve_market(conn: psycopg.Connection, symbol: Any = None, exchange: Any =
         return exch, sym
     k = check_kind(kind)
     markets = [] if k == "aggTrades" else stored_markets(conn)
-    if k != "trades" and not any((sym is None or m.symbol == sym) and (exch is None or m.exchange == exch)
-                                 for m in markets):
+    if k != "trades" and not any(
+        (sym is None or m.symbol == sym) and (exch is None or m.exchange == exch) for m in markets
+    ):
         markets = _merged([*markets, *_agg_markets(conn)])
     if exch is not None:
         mine = [m for m in markets if m.exchange == exch]
         if not mine:
             others = sorted({m.exchange for m in markets})
-            hint = f"; data is stored for {', '.join(others)}: pass exchange=… or leave it None" if others else \
-                "; nothing is stored yet: run `.venv/bin/cryptolab demo` or `cryptolab capture` first"
+            hint = (
+                f"; data is stored for {', '.join(others)}: pass exchange=… or leave it None"
+                if others
+                else "; nothing is stored yet: run `.venv/bin/cryptolab demo` or `cryptolab capture` first"
+            )
             raise DataError(f"nothing is stored for {exch}{hint}")
         return exch, max(mine, key=lambda m: m.last_second).symbol
     holders = [m for m in markets if sym is None or m.symbol == sym]
     if not holders:
         if sym is None:
-            raise DataError("no trades are stored yet: run `.venv/bin/cryptolab demo` (simulated) or "
-                            "`cryptolab capture` first, or point dsn / CRYPTOLAB_DSN at a database with trades")
+            raise DataError(
+                "no trades are stored yet: run `.venv/bin/cryptolab demo` (simulated) or "
+                "`cryptolab capture` first, or point dsn / CRYPTOLAB_DSN at a database with trades"
+            )
         return DEFAULT_EXCHANGE, sym  # resolve_span explains what is stored
     exchanges = sorted({m.exchange for m in holders})
     if DEFAULT_EXCHANGE in exchanges:
@@ -166,8 +191,10 @@ def resolve_market(conn: psycopg.Connection, symbol: Any = None, exchange: Any =
     chosen_sym = sym or max(on, key=lambda m: m.last_second).symbol
     what = f"{chosen_sym} on exchange {chosen_exch!r}"
     if len(exchanges) > 1:
-        text = (f"using {what}: {sym or 'data'} is stored for {', '.join(exchanges)} "
-                f"({DEFAULT_EXCHANGE!r}, real data, comes first); pass exchange=… to choose")
+        text = (
+            f"using {what}: {sym or 'data'} is stored for {', '.join(exchanges)} "
+            f"({DEFAULT_EXCHANGE!r}, real data, comes first); pass exchange=… to choose"
+        )
     else:
         text = f"using {what}, the {'only exchange holding it' if sym else 'newest stored symbol'}"
     _say((sym, None, chosen_exch, chosen_sym), text, choice=len(exchanges) > 1)
@@ -210,15 +237,22 @@ def resolve_span(
     first, last = (min(firsts) if firsts else None), (max(lasts) if lasts else None)
     if first is None and require_stored:
         what = "aggregate trades (aggTrades)" if k == "aggTrades" else "trades"
-        known = [m.symbol for m in (_agg_markets(conn) if k == "aggTrades" else stored_markets(conn))
-                 if m.exchange == exch]
+        known = [
+            m.symbol
+            for m in (_agg_markets(conn) if k == "aggTrades" else stored_markets(conn))
+            if m.exchange == exch
+        ]
         elsewhere = sorted({m.exchange for m in stored_markets(conn) if m.symbol == sym})
-        hint = f"stored symbols on {exch}: {', '.join(known)}" if known else f"nothing is stored for {exch} yet"
+        hint = (
+            f"stored symbols on {exch}: {', '.join(known)}" if known else f"nothing is stored for {exch} yet"
+        )
         if elsewhere:
             hint += f"; {sym} is stored for {', '.join(elsewhere)} (pass exchange=… or leave it None)"
         if k == "trades" and execute(conn, AGG_MODULE, "stored_span", key)[0][0] is not None:
-            hint += ("; only aggregate trades are stored for it: ohlcv, tps, tps_stats, cvd, gaps and "
-                     "load_agg_trades read them (kind='auto' or 'aggTrades')")
+            hint += (
+                "; only aggregate trades are stored for it: ohlcv, tps, tps_stats, cvd, gaps and "
+                "load_agg_trades read them (kind='auto' or 'aggTrades')"
+            )
         raise DataError(f"unknown symbol {sym!r}: no {what} stored for it ({hint}); capture or load it first")
     if t1 is None:
         if last is not None:
@@ -246,8 +280,10 @@ def _say_kind(exchange: str, symbol: str, asked: str, chosen: str, both: bool) -
     """Every analysis says which kind of data it read (once per market and kind): a warning
     when "auto" fell back to aggregate trades, a log line otherwise."""
     if chosen == "aggTrades":
-        text = (f"reading aggregate trades (agg_trades) of {symbol} on {exchange!r}: trade counts are "
-                "last_trade_id - first_trade_id + 1, volumes exact, ids inside an aggregate are not gaps")
+        text = (
+            f"reading aggregate trades (agg_trades) of {symbol} on {exchange!r}: trade counts are "
+            "last_trade_id - first_trade_id + 1, volumes exact, ids inside an aggregate are not gaps"
+        )
         if asked == "auto":
             text += "; no raw trades are stored for the range (pass kind='aggTrades' to choose)"
     else:

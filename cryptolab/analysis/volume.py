@@ -112,8 +112,10 @@ def cvd(
         check_buckets(span, step)
         if span.kind == "aggTrades":
             if tick_rule:
-                raise DataError("tick_rule=True needs raw trades; only aggregate trades are read for this range "
-                                "(pass kind='trades' for raw trades, or tick_rule=False)")
+                raise DataError(
+                    "tick_rule=True needs raw trades; only aggregate trades are read for this range "
+                    "(pass kind='trades' for raw trades, or tick_rule=False)"
+                )
             return run(c, AGG_MODULE, "cvd", span.values(interval=iv), as_)
         return run(c, _MODULE, "cvd_tick_rule" if tick_rule else "cvd", span.values(interval=iv), as_)
 
@@ -130,9 +132,19 @@ def _from_ms(ms: int) -> datetime:
 def _kline_row(exchange: str, symbol: str, k: list[Any]) -> tuple[Any, ...]:
     try:
         return (
-            exchange, symbol, _from_ms(k[0]), _from_ms(k[6]),
-            Decimal(k[1]), Decimal(k[2]), Decimal(k[3]), Decimal(k[4]), Decimal(k[5]), Decimal(k[7]),
-            int(k[8]), Decimal(k[9]), Decimal(k[10]),
+            exchange,
+            symbol,
+            _from_ms(k[0]),
+            _from_ms(k[6]),
+            Decimal(k[1]),
+            Decimal(k[2]),
+            Decimal(k[3]),
+            Decimal(k[4]),
+            Decimal(k[5]),
+            Decimal(k[7]),
+            int(k[8]),
+            Decimal(k[9]),
+            Decimal(k[10]),
         )
     except (IndexError, TypeError, ValueError, ArithmeticError) as exc:
         raise SourceError(f"unexpected kline from the exchange ({exc}): {k!r:.200}") from None
@@ -258,7 +270,9 @@ def reconcile_or_skip(
         unreachable = ""
         if base_url:
             try:
-                fetch_klines(span.symbol, span.start, span.end, base_url=base_url, exchange=span.exchange, conn=c)
+                fetch_klines(
+                    span.symbol, span.start, span.end, base_url=base_url, exchange=span.exchange, conn=c
+                )
             except SourceError as exc:
                 unreachable = f"{base_url} cannot be reached ({str(exc).splitlines()[0][:160]})"
         frame = reconcile_klines(span.symbol, span.start, span.end, exchange=span.exchange, conn=c)
@@ -266,8 +280,10 @@ def reconcile_or_skip(
     if have == 0:
         if unreachable:
             return None, f"reconciliation skipped: {unreachable}, and no klines are stored for this range"
-        return None, ("reconciliation skipped: no exchange klines are stored for this range and no exchange was "
-                      "asked (set klines_url, e.g. 'https://api.binance.com' or a local exchange's "
-                      "http://127.0.0.1:PORT, to fetch them)")
+        return None, (
+            "reconciliation skipped: no exchange klines are stored for this range and no exchange was "
+            "asked (set klines_url, e.g. 'https://api.binance.com' or a local exchange's "
+            "http://127.0.0.1:PORT, to fetch them)"
+        )
     note = f"klines: stored ones only ({unreachable})" if unreachable else ""
     return (frame.to_pandas() if as_ == "pandas" else frame), note

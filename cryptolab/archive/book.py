@@ -91,19 +91,23 @@ def _first(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _days(conn: psycopg.Connection, kind: str, today: date) -> dict[date, tuple[str | None, list[tuple[str, str]]]]:
+def _days(
+    conn: psycopg.Connection, kind: str, today: date
+) -> dict[date, tuple[str | None, list[tuple[str, str]]]]:
     """{closed day: (its partition or None, [(exchange, symbol) with rows that day])} of a book table."""
     table = KINDS[kind].table
     out: dict[date, tuple[str | None, list[tuple[str, str]]]] = {}
     if kind in ("book_diffs", "quotes"):  # day-partitioned
         rows = conn.execute(
             "SELECT n.nspname, c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = %s::regclass", (table,)).fetchall()
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = %s::regclass",
+            (table,),
+        ).fetchall()
         width = len(table) + 9
         for schema, name in rows:
-            if not (len(name) == width and name[len(table) + 1:].isdigit()):
+            if not (len(name) == width and name[len(table) + 1 :].isdigit()):
                 continue
-            digits = name[len(table) + 1:]
+            digits = name[len(table) + 1 :]
             try:
                 day = date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
             except ValueError:
@@ -114,9 +118,13 @@ def _days(conn: psycopg.Connection, kind: str, today: date) -> dict[date, tuple[
                     out[day] = (f"{schema}.{name}", groups)
         return out
     col = KINDS[kind].day_column
-    rows = conn.execute(sql.SQL("SELECT ({c} AT TIME ZONE 'UTC')::date AS day, exchange, symbol FROM {t} "
-                                "WHERE {c} < (%s::date)::timestamp AT TIME ZONE 'UTC' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3").format(
-                                    c=sql.Identifier(col), t=sql.Identifier(table)), (today,)).fetchall()
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT ({c} AT TIME ZONE 'UTC')::date AS day, exchange, symbol FROM {t} "
+            "WHERE {c} < (%s::date)::timestamp AT TIME ZONE 'UTC' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        ).format(c=sql.Identifier(col), t=sql.Identifier(table)),
+        (today,),
+    ).fetchall()
     for day, exchange, symbol in rows:
         out.setdefault(day, (None, []))[1].append((str(exchange), str(symbol)))
     return out
@@ -127,14 +135,36 @@ def book_records(conn: psycopg.Connection, location: str, kind: str | None = Non
     rows = conn.execute(
         "SELECT kind, exchange, symbol, day, location, path, rows, first_id, last_id, checksum, bytes, sha256, format, "
         "dropped_at IS NOT NULL FROM archive_book_days WHERE location = %s AND (%s::text IS NULL OR kind = %s) "
-        "ORDER BY kind, exchange, symbol, day", (location, kind, kind)).fetchall()
-    return [BookRecord(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), r[7], r[8], r[9], int(r[10]), r[11], int(r[12]),
-                       bool(r[13])) for r in rows]
+        "ORDER BY kind, exchange, symbol, day",
+        (location, kind, kind),
+    ).fetchall()
+    return [
+        BookRecord(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            int(r[6]),
+            r[7],
+            r[8],
+            r[9],
+            int(r[10]),
+            r[11],
+            int(r[12]),
+            bool(r[13]),
+        )
+        for r in rows
+    ]
 
 
 def _recorded(conn: psycopg.Connection, kind: str) -> dict[Group, Recorded]:
-    rows = conn.execute("SELECT exchange, symbol, day, location, dropped_at IS NOT NULL, format = %s "
-                        "FROM archive_book_days WHERE kind = %s", (BOOK_FORMAT, kind)).fetchall()
+    rows = conn.execute(
+        "SELECT exchange, symbol, day, location, dropped_at IS NOT NULL, format = %s "
+        "FROM archive_book_days WHERE kind = %s",
+        (BOOK_FORMAT, kind),
+    ).fetchall()
     return {Group(r[2], r[0], r[1]): Recorded(r[3], bool(r[4]), bool(r[5])) for r in rows}
 
 
@@ -158,20 +188,53 @@ SET location = excluded.location, path = excluded.path, rows = excluded.rows, fi
 """
 
 
-def _record(conn: psycopg.Connection, store: Store, kind: str, exchange: str, symbol: str, day: date,
-            stats: BookStats, size: int, digest: str) -> None:
+def _record(
+    conn: psycopg.Connection,
+    store: Store,
+    kind: str,
+    exchange: str,
+    symbol: str,
+    day: date,
+    stats: BookStats,
+    size: int,
+    digest: str,
+) -> None:
     try:
         with conn.transaction():
-            conn.execute(_RECORD, (kind, exchange, symbol, day, store.uri(), book_path(kind, exchange, symbol, day),
-                                   stats.rows, stats.first_id, stats.last_id, stats.checksum, size, digest,
-                                   BOOK_FORMAT))
+            conn.execute(
+                _RECORD,
+                (
+                    kind,
+                    exchange,
+                    symbol,
+                    day,
+                    store.uri(),
+                    book_path(kind, exchange, symbol, day),
+                    stats.rows,
+                    stats.first_id,
+                    stats.last_id,
+                    stats.checksum,
+                    size,
+                    digest,
+                    BOOK_FORMAT,
+                ),
+            )
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not record {kind} of {exchange} {symbol} {day} in archive_book_days: "
-                            f"{_first(exc)}") from None
+        raise DatabaseError(
+            f"could not record {kind} of {exchange} {symbol} {day} in archive_book_days: {_first(exc)}"
+        ) from None
 
 
-def export_book_day(conn: psycopg.Connection, store: Store, kind: str, exchange: str, symbol: str, day: date,
-                    *, replace: bool = False) -> BookExport:
+def export_book_day(
+    conn: psycopg.Connection,
+    store: Store,
+    kind: str,
+    exchange: str,
+    symbol: str,
+    day: date,
+    *,
+    replace: bool = False,
+) -> BookExport:
     """Archive one book day: staged, read back and matched against the database, then published whole."""
     final = book_path(kind, exchange, symbol, day)
     want = db_book_stats(conn, kind, exchange, symbol, day)
@@ -186,11 +249,16 @@ def export_book_day(conn: psycopg.Connection, store: Store, kind: str, exchange:
             _record(conn, store, kind, exchange, symbol, day, have, len(data), sha256(data))
             return BookExport(kind, exchange, symbol, day, final, have, len(data), "present")
         if not replace:
-            what = ("is unreadable" if have is None
-                    else "holds different content (" + "; ".join(book_differences(have, want)) + ")")
-            raise ArchiveError(f"{kind} of {exchange} {symbol} {day} is already archived at {store.uri(final)} but the "
-                               f"file {what}: nothing was deleted; pass --replace to rewrite it from the database, "
-                               "or move the file away")
+            what = (
+                "is unreadable"
+                if have is None
+                else "holds different content (" + "; ".join(book_differences(have, want)) + ")"
+            )
+            raise ArchiveError(
+                f"{kind} of {exchange} {symbol} {day} is already archived at {store.uri(final)} but the "
+                f"file {what}: nothing was deleted; pass --replace to rewrite it from the database, "
+                "or move the file away"
+            )
         status = "replaced"
     data, _written = write_book_day(conn, kind, exchange, symbol, day)
     staged = store.staging_name(final)
@@ -200,11 +268,15 @@ def export_book_day(conn: psycopg.Connection, store: Store, kind: str, exchange:
         got = file_book_stats(back, kind, store.uri(staged))
         diff = book_differences(got, want)
         if diff:
-            raise ArchiveError(f"{kind} of {exchange} {symbol} {day}: the written file does not match the database "
-                               f"({'; '.join(diff)}) — rows arriving for a closed day? Nothing was published; re-run")
+            raise ArchiveError(
+                f"{kind} of {exchange} {symbol} {day}: the written file does not match the database "
+                f"({'; '.join(diff)}) — rows arriving for a closed day? Nothing was published; re-run"
+            )
         if sha256(back) != sha256(data):
-            raise ArchiveError(f"{store.uri(staged)} was not stored as written (its SHA-256 differs): nothing was "
-                               "published; check the store and re-run")
+            raise ArchiveError(
+                f"{store.uri(staged)} was not stored as written (its SHA-256 differs): nothing was "
+                "published; check the store and re-run"
+            )
         store.publish(staged, final)
     finally:
         if store.exists(staged):
@@ -213,13 +285,27 @@ def export_book_day(conn: psycopg.Connection, store: Store, kind: str, exchange:
     return BookExport(kind, exchange, symbol, day, final, got, len(data), status)
 
 
-def book_exports(c: psycopg.Connection, store: Store, *, before: date | None, drop: bool, keep_days: int | None,
-                 symbols: Collection[str] | None, replace: bool, dry_run: bool, today: date,
-                 say: Callable[[str], None]) -> BookReport:
+def book_exports(
+    c: psycopg.Connection,
+    store: Store,
+    *,
+    before: date | None,
+    drop: bool,
+    keep_days: int | None,
+    symbols: Collection[str] | None,
+    replace: bool,
+    dry_run: bool,
+    today: date,
+    say: Callable[[str], None],
+) -> BookReport:
     """Plan every book table and export what is missing (the drops come after the manifest: `book_drops`)."""
     report = BookReport()
-    present_kinds = {str(r[0]) for r in c.execute(
-        "SELECT relname FROM pg_class WHERE relname = ANY(%s) AND relkind IN ('r', 'p')", (list(KINDS),)).fetchall()}
+    present_kinds = {
+        str(r[0])
+        for r in c.execute(
+            "SELECT relname FROM pg_class WHERE relname = ANY(%s) AND relkind IN ('r', 'p')", (list(KINDS),)
+        ).fetchall()
+    }
     for kind, spec in KINDS.items():
         if kind not in present_kinds:
             continue
@@ -229,9 +315,17 @@ def book_exports(c: psycopg.Connection, store: Store, *, before: date | None, dr
         except psycopg.Error as exc:
             raise DatabaseError(f"could not list the days of {kind}: {_first(exc)}") from None
         report.partitions[kind] = days
-        plan = make_plan({d: g for d, (_, g) in days.items()}, recorded, _present(store, kind), today=today,
-                         location=store.uri(), before=before, drop=drop and spec.droppable,
-                         keep_days=keep_days if spec.droppable else None, symbols=symbols)
+        plan = make_plan(
+            {d: g for d, (_, g) in days.items()},
+            recorded,
+            _present(store, kind),
+            today=today,
+            location=store.uri(),
+            before=before,
+            drop=drop and spec.droppable,
+            keep_days=keep_days if spec.droppable else None,
+            symbols=symbols,
+        )
         if replace:
             plan.export, plan.done = sorted(plan.export + plan.done), []
         report.plans[kind] = plan
@@ -250,22 +344,29 @@ def book_exports(c: psycopg.Connection, store: Store, *, before: date | None, dr
             res = export_book_day(c, store, kind, g.exchange, g.symbol, g.day, replace=replace)
             report.exported.append(res)
             rate = res.stats.rows / max(time.perf_counter() - t, 1e-9)
-            verb = {"present": "already archived (identical)", "replaced": "re-exported"}.get(res.status, "exported")
-            say(f"{verb} {kind} of {g.exchange} {g.symbol} {g.day}: {res.stats.rows:,} rows, {res.bytes / 1e6:.1f} MB"
-                f"{'' if res.status == 'present' else f', {rate:,.0f} rows/s'} -> {store.uri(res.path)}")
+            verb = {"present": "already archived (identical)", "replaced": "re-exported"}.get(
+                res.status, "exported"
+            )
+            say(
+                f"{verb} {kind} of {g.exchange} {g.symbol} {g.day}: {res.stats.rows:,} rows, {res.bytes / 1e6:.1f} MB"
+                f"{'' if res.status == 'present' else f', {rate:,.0f} rows/s'} -> {store.uri(res.path)}"
+            )
     return report
 
 
-def _archived_stats(c: psycopg.Connection, store: Store, kind: str, day: date,
-                    groups: list[tuple[str, str]]) -> dict[tuple[str, str], BookStats]:
+def _archived_stats(
+    c: psycopg.Connection, store: Store, kind: str, day: date, groups: list[tuple[str, str]]
+) -> dict[tuple[str, str], BookStats]:
     """Every archived file of the day read back and checked against its record (size, SHA-256, CRCs, content)."""
     records = {(r.exchange, r.symbol): r for r in book_records(c, store.uri(), kind) if r.day == day}
     out = {}
     for exchange, symbol in groups:
         rec = records.get((exchange, symbol))
         if rec is None:
-            raise ArchiveError(f"{kind} of {exchange} {symbol} {day} is not recorded as archived at {store.uri()}: "
-                               "nothing deleted; re-run to archive it there first")
+            raise ArchiveError(
+                f"{kind} of {exchange} {symbol} {day} is not recorded as archived at {store.uri()}: "
+                "nothing deleted; re-run to archive it there first"
+            )
         where = store.uri(rec.path)
         if not store.exists(rec.path):
             raise ArchiveError(f"{where} is missing: nothing deleted; re-run to archive the day again")
@@ -274,15 +375,23 @@ def _archived_stats(c: psycopg.Connection, store: Store, kind: str, day: date,
         except ArchiveError as exc:
             raise ArchiveError(f"nothing deleted of {kind} of {day}: {exc}") from None
         if book_differences(stats, rec.stats):
-            raise ArchiveError(f"{where} is damaged: it no longer holds what was recorded at publish "
-                               f"({'; '.join(book_differences(stats, rec.stats))}): nothing deleted; re-run with "
-                               "--replace to rewrite it from the database")
+            raise ArchiveError(
+                f"{where} is damaged: it no longer holds what was recorded at publish "
+                f"({'; '.join(book_differences(stats, rec.stats))}): nothing deleted; re-run with "
+                "--replace to rewrite it from the database"
+            )
         out[(exchange, symbol)] = stats
     return out
 
 
-def _drop_locked(c: psycopg.Connection, store: Store, kind: str, day: date, partition: str | None,
-                 archived: dict[tuple[str, str], BookStats]) -> None:
+def _drop_locked(
+    c: psycopg.Connection,
+    store: Store,
+    kind: str,
+    day: date,
+    partition: str | None,
+    archived: dict[tuple[str, str], BookStats],
+) -> None:
     spec = KINDS[kind]
     c.execute(f"SET LOCAL lock_timeout = '{_LOCK_WAIT}'")
     if partition is not None:
@@ -290,25 +399,35 @@ def _drop_locked(c: psycopg.Connection, store: Store, kind: str, day: date, part
         c.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(schema, name)))
         extra = sorted(set(partitions_of(c, schema, name)) - set(archived))
         if extra:
-            raise ArchiveError(f"{partition} now also holds {', '.join(' '.join(g) for g in extra)}: not dropped; "
-                               "re-run to archive them first")
+            raise ArchiveError(
+                f"{partition} now also holds {', '.join(' '.join(g) for g in extra)}: not dropped; "
+                "re-run to archive them first"
+            )
     else:
         c.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.Identifier(spec.table)))
     for (exchange, symbol), have in archived.items():
         diff = book_differences(have, db_book_stats(c, kind, exchange, symbol, day))
         if diff:
-            raise ArchiveError(f"{kind} of {exchange} {symbol} {day}: the archive at "
-                               f"{store.uri(book_path(kind, exchange, symbol, day))} does not match the database "
-                               f"({'; '.join(diff)}): nothing deleted; re-run with --replace to rewrite it")
-        c.execute("UPDATE archive_book_days SET verified_at = clock_timestamp(), dropped_at = clock_timestamp() "
-                  "WHERE kind = %s AND exchange = %s AND symbol = %s AND day = %s AND location = %s",
-                  (kind, exchange, symbol, day, store.uri()))
+            raise ArchiveError(
+                f"{kind} of {exchange} {symbol} {day}: the archive at "
+                f"{store.uri(book_path(kind, exchange, symbol, day))} does not match the database "
+                f"({'; '.join(diff)}): nothing deleted; re-run with --replace to rewrite it"
+            )
+        c.execute(
+            "UPDATE archive_book_days SET verified_at = clock_timestamp(), dropped_at = clock_timestamp() "
+            "WHERE kind = %s AND exchange = %s AND symbol = %s AND day = %s AND location = %s",
+            (kind, exchange, symbol, day, store.uri()),
+        )
         if partition is None:
             from ..storage.parquet.verify import day_bounds
 
             t0, t1 = day_bounds(day)
-            c.execute(sql.SQL("DELETE FROM {t} WHERE exchange = %s AND symbol = %s AND {c} >= %s AND {c} < %s").format(
-                t=sql.Identifier(spec.table), c=sql.Identifier(spec.day_column)), (exchange, symbol, t0, t1))
+            c.execute(
+                sql.SQL(
+                    "DELETE FROM {t} WHERE exchange = %s AND symbol = %s AND {c} >= %s AND {c} < %s"
+                ).format(t=sql.Identifier(spec.table), c=sql.Identifier(spec.day_column)),
+                (exchange, symbol, t0, t1),
+            )
     if partition is not None:
         schema, name = partition.split(".", 1)
         c.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, name)))
@@ -324,17 +443,22 @@ def book_drops(c: psycopg.Connection, store: Store, report: BookReport, say: Cal
                 with c.transaction():
                     _drop_locked(c, store, kind, day, partition, archived)
             except psycopg.errors.LockNotAvailable:
-                raise ArchiveError(f"{kind} of {day} is busy (writers held it for {_LOCK_WAIT}): nothing deleted; "
-                                   "re-run later") from None
+                raise ArchiveError(
+                    f"{kind} of {day} is busy (writers held it for {_LOCK_WAIT}): nothing deleted; "
+                    "re-run later"
+                ) from None
             except psycopg.Error as exc:
-                raise DatabaseError(f"could not drop {kind} of {day}: {_first(exc)}; nothing deleted") from None
+                raise DatabaseError(
+                    f"could not drop {kind} of {day}: {_first(exc)}; nothing deleted"
+                ) from None
             report.dropped.append((kind, day))
             what = f"partition {partition}" if partition else f"the rows of {day}"
             say(f"dropped {kind}: {what} ({len(groups)} symbol(s) verified against {store.uri()})")
 
 
-def book_manifest(conn: psycopg.Connection, store: Store, previous: dict[str, Any] | None) -> tuple[dict[str, Any],
-                                                                                                     list[dict[str, Any]]]:
+def book_manifest(
+    conn: psycopg.Connection, store: Store, previous: dict[str, Any] | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(the book tables' contracts, the book days) for the manifest: this database's days at this
     location, plus the days another writer listed that this database does not know."""
     days: dict[tuple[str, str, str, str], dict[str, Any]] = {}
@@ -367,12 +491,16 @@ def verify_book_files(conn: psycopg.Connection, store: Store) -> tuple[int, list
             problems.append(f"{where}: {'; '.join(diff)}")
             continue
         with conn.transaction():
-            conn.execute("UPDATE archive_book_days SET verified_at = clock_timestamp() WHERE kind = %s AND "
-                         "exchange = %s AND symbol = %s AND day = %s AND location = %s",
-                         (rec.kind, rec.exchange, rec.symbol, rec.day, store.uri()))
+            conn.execute(
+                "UPDATE archive_book_days SET verified_at = clock_timestamp() WHERE kind = %s AND "
+                "exchange = %s AND symbol = %s AND day = %s AND location = %s",
+                (rec.kind, rec.exchange, rec.symbol, rec.day, store.uri()),
+            )
     for kind in KINDS:
         for rel, _size in store.files(kind):
             if rel not in recorded_paths and rel.endswith(".parquet"):
-                problems.append(f"{store.uri(rel)}: not recorded anywhere: not part of the dataset, but a plain "
-                                f"scan of {kind}/ reads it; move it away or re-run `cryptolab archive`")
+                problems.append(
+                    f"{store.uri(rel)}: not recorded anywhere: not part of the dataset, but a plain "
+                    f"scan of {kind}/ reads it; move it away or re-run `cryptolab archive`"
+                )
     return checked, problems

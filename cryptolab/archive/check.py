@@ -48,12 +48,16 @@ def record_problems(rec: DayRecord, rows: int, first: int | None, last: int | No
         if got != want:
             out.append(f"{label} {got}, recorded {want}")
     if fmt != FORMAT_VERSION:
-        out.append(f"schema version {fmt}, the contract is {FORMAT_VERSION}: `cryptolab archive` rewrites it while "
-                   "the day is still in the database")
+        out.append(
+            f"schema version {fmt}, the contract is {FORMAT_VERSION}: `cryptolab archive` rewrites it while "
+            "the day is still in the database"
+        )
     return out
 
 
-def verify_archive(conn: psycopg.Connection, store: Store, say: Callable[[str], None] = lambda s: None) -> VerifyReport:
+def verify_archive(
+    conn: psycopg.Connection, store: Store, say: Callable[[str], None] = lambda s: None
+) -> VerifyReport:
 
     report = VerifyReport(store.uri())
     try:
@@ -85,25 +89,30 @@ def verify_archive(conn: psycopg.Connection, store: Store, say: Callable[[str], 
         except ArchiveError as exc:
             report.problems.append(str(exc) if where in str(exc) else f"{where}: {exc}")
             continue
-        bad = record_problems(rec, stats.rows, stats.first_id, stats.last_id, stats.sum_qty, stats.sum_quote,
-                              file_format(table))
+        bad = record_problems(
+            rec, stats.rows, stats.first_id, stats.last_id, stats.sum_qty, stats.sum_quote, file_format(table)
+        )
         if bad:
             report.problems.append(f"{where}: {'; '.join(bad)}")
             continue
         if key in mine:
             digest = None if rec.sha256 is not None else sha256(data)
             with conn.transaction():
-                conn.execute("UPDATE archive_days SET verified_at = clock_timestamp(), sha256 = coalesce(sha256, %s) "
-                             "WHERE exchange = %s AND symbol = %s AND day = %s AND location = %s",
-                             (digest, rec.exchange, rec.symbol, rec.day, store.uri()))
+                conn.execute(
+                    "UPDATE archive_days SET verified_at = clock_timestamp(), sha256 = coalesce(sha256, %s) "
+                    "WHERE exchange = %s AND symbol = %s AND day = %s AND location = %s",
+                    (digest, rec.exchange, rec.symbol, rec.day, store.uri()),
+                )
             if digest is not None:
                 report.checksums_recorded += 1
     for rel, _size in store.files(DATASET):
         if rel not in recorded_paths and rel.endswith(".parquet"):
             parsed = parse_day_path(rel)
             what = f"{parsed[0]} {parsed[1]} {parsed[2]}" if parsed else "not a day file"
-            report.problems.append(f"{store.uri(rel)}: not recorded anywhere ({what}): not part of the dataset, but a "
-                                   "plain scan of trades/ reads it; move it away or re-run `cryptolab archive`")
+            report.problems.append(
+                f"{store.uri(rel)}: not recorded anywhere ({what}): not part of the dataset, but a "
+                "plain scan of trades/ reads it; move it away or re-run `cryptolab archive`"
+            )
     from .book import verify_book_files
 
     checked, problems = verify_book_files(conn, store)  # book days: the same checks, their own record
@@ -117,8 +126,9 @@ def verify_archive(conn: psycopg.Connection, store: Store, say: Callable[[str], 
     return report
 
 
-def verify_location(to: str | None, conn: psycopg.Connection | None = None,
-                    say: Callable[[str], None] = lambda s: None) -> VerifyReport:
+def verify_location(
+    to: str | None, conn: psycopg.Connection | None = None, say: Callable[[str], None] = lambda s: None
+) -> VerifyReport:
     """`cryptolab archive --verify [--to URL]`."""
     from ..storage import db
     from ..storage.parquet.store import open_store

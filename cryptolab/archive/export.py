@@ -34,8 +34,19 @@ from ..storage.parquet.read import decode
 from ..storage.parquet.store import Store
 from ..storage.parquet.verify import DayStats, day_bounds, db_stats, differences, table_stats
 
-__all__ = ["ExportResult", "export_day", "read_day", "conform", "misfit", "encode", "decode", "inspect", "record_day",
-           "conninfo", "read_stats"]
+__all__ = [
+    "ExportResult",
+    "export_day",
+    "read_day",
+    "conform",
+    "misfit",
+    "encode",
+    "decode",
+    "inspect",
+    "record_day",
+    "conninfo",
+    "read_stats",
+]
 
 
 @dataclass(frozen=True)
@@ -46,7 +57,7 @@ class ExportResult:
     path: str
     stats: DayStats
     bytes: int
-    status: str  # "exported", "replaced", "upgraded" (older contract), "present" (already archived, identical)
+    status: str
 
 
 def conninfo(conn: psycopg.Connection) -> str:
@@ -104,13 +115,16 @@ def conform(table: Any, exchange: str, symbol: str, day: date) -> Any:
                 raise ArchiveError(
                     f"{exchange} {symbol} {day}: {f.name} {value} (trade {tid}) does not fit the archive's contract "
                     f"decimal({precision},{scale}) (at most {precision - scale} digits before the point and {scale} "
-                    f"after): refused, nothing was written; the day stays in the database (docs/archive.md, contract)")
+                    f"after): refused, nothing was written; the day stays in the database (docs/archive.md, contract)"
+                )
         try:
             col = col.cast(f.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:  # NaN, or a lost digit
-            raise ArchiveError(f"{exchange} {symbol} {day}: {f.name} holds a value that the contract's "
-                               f"{f.type} cannot hold exactly ({' '.join(str(exc).split())}); the day stays in "
-                               "the database") from None
+            raise ArchiveError(
+                f"{exchange} {symbol} {day}: {f.name} holds a value that the contract's "
+                f"{f.type} cannot hold exactly ({' '.join(str(exc).split())}); the day stays in "
+                "the database"
+            ) from None
         cols[f.name] = col
     return pa.Table.from_arrays(list(cols.values()), schema=schema)
 
@@ -120,9 +134,11 @@ def read_day(conn: psycopg.Connection, exchange: str, symbol: str, day: date) ->
     import pyarrow.compute as pc
 
     t0, t1 = day_bounds(day)
-    query = ("SELECT trade_id, trade_time, price::text AS price, qty::text AS qty, quote_qty::text AS quote_qty, "
-             "is_buyer_maker, event_time, received_at, ingested_at, source FROM trades "
-             "WHERE exchange = $1 AND symbol = $2 AND trade_time >= $3 AND trade_time < $4")
+    query = (
+        "SELECT trade_id, trade_time, price::text AS price, qty::text AS qty, quote_qty::text AS quote_qty, "
+        "is_buyer_maker, event_time, received_at, ingested_at, source FROM trades "
+        "WHERE exchange = $1 AND symbol = $2 AND trade_time >= $3 AND trade_time < $4"
+    )
     try:
         import adbc_driver_postgresql.dbapi as adbc
 
@@ -154,8 +170,10 @@ def encode(table: Any) -> bytes:
 
     sink = pa.BufferOutputStream()
     pq.write_table(
-        table, sink,
-        compression="zstd", compression_level=1,  # here as small as 3-6, and 2x faster
+        table,
+        sink,
+        compression="zstd",
+        compression_level=1,  # here as small as 3-6, and 2x faster
         row_group_size=ROW_GROUP_ROWS,
         use_dictionary=["source", "price", "is_buyer_maker", "price_scale", "qty_scale"],
         write_statistics=True,
@@ -199,21 +217,47 @@ SET location = excluded.location, path = excluded.path, rows = excluded.rows,
 """
 
 
-def record_day(conn: psycopg.Connection, store: Store, exchange: str, symbol: str, day: date,
-               stats: DayStats, size: int, digest: str | None = None, fmt: int = FORMAT_VERSION) -> None:
+def record_day(
+    conn: psycopg.Connection,
+    store: Store,
+    exchange: str,
+    symbol: str,
+    day: date,
+    stats: DayStats,
+    size: int,
+    digest: str | None = None,
+    fmt: int = FORMAT_VERSION,
+) -> None:
     """Record a published day in archive_days (committed)."""
     try:
         with conn.transaction():
-            conn.execute(_RECORD, (exchange, symbol, day, store.uri(), day_path(exchange, symbol, day),
-                                   stats.rows, stats.first_id, stats.last_id, stats.sum_qty, stats.sum_quote, size,
-                                   digest, fmt))
+            conn.execute(
+                _RECORD,
+                (
+                    exchange,
+                    symbol,
+                    day,
+                    store.uri(),
+                    day_path(exchange, symbol, day),
+                    stats.rows,
+                    stats.first_id,
+                    stats.last_id,
+                    stats.sum_qty,
+                    stats.sum_quote,
+                    size,
+                    digest,
+                    fmt,
+                ),
+            )
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not record {exchange} {symbol} {day} in archive_days: "
-                            f"{str(exc).strip().splitlines()[0]}") from None
+        raise DatabaseError(
+            f"could not record {exchange} {symbol} {day} in archive_days: {str(exc).strip().splitlines()[0]}"
+        ) from None
 
 
-def export_day(conn: psycopg.Connection, store: Store, exchange: str, symbol: str, day: date,
-               *, replace: bool = False) -> ExportResult:
+def export_day(
+    conn: psycopg.Connection, store: Store, exchange: str, symbol: str, day: date, *, replace: bool = False
+) -> ExportResult:
     """Archive one day (see the module docstring); idempotent: a re-run finds it published and identical.
 
     A published file of an older contract version is rewritten from the database (status "upgraded"):
@@ -232,11 +276,16 @@ def export_day(conn: psycopg.Connection, store: Store, exchange: str, symbol: st
                 return ExportResult(exchange, symbol, day, final, have[0], have[3], "present")
             status = "upgraded"  # same rows, older types: rewritten under the contract
         elif not replace:
-            what = ("is unreadable" if have is None
-                    else "holds different content (" + "; ".join(differences(have[0], want)) + ")")
-            raise ArchiveError(f"{exchange} {symbol} {day} is already archived at {store.uri(final)} but the file "
-                               f"{what}: nothing was deleted; pass --replace to rewrite it from the database, "
-                               "or move the file away")
+            what = (
+                "is unreadable"
+                if have is None
+                else "holds different content (" + "; ".join(differences(have[0], want)) + ")"
+            )
+            raise ArchiveError(
+                f"{exchange} {symbol} {day} is already archived at {store.uri(final)} but the file "
+                f"{what}: nothing was deleted; pass --replace to rewrite it from the database, "
+                "or move the file away"
+            )
         else:
             status = "replaced"
     table = read_day(conn, exchange, symbol, day)
@@ -247,11 +296,15 @@ def export_day(conn: psycopg.Connection, store: Store, exchange: str, symbol: st
         got, fmt, digest, size = inspect(store, staged)
         diff = differences(got, want)
         if diff:
-            raise ArchiveError(f"{exchange} {symbol} {day}: the written file does not match the database "
-                               f"({'; '.join(diff)}) — rows arriving for a closed day? Nothing was published; re-run")
+            raise ArchiveError(
+                f"{exchange} {symbol} {day}: the written file does not match the database "
+                f"({'; '.join(diff)}) — rows arriving for a closed day? Nothing was published; re-run"
+            )
         if digest != sha256(data):
-            raise ArchiveError(f"{store.uri(staged)} was not stored as written (its SHA-256 differs): nothing was "
-                               "published; check the store and re-run")
+            raise ArchiveError(
+                f"{store.uri(staged)} was not stored as written (its SHA-256 differs): nothing was "
+                "published; check the store and re-run"
+            )
         store.publish(staged, final)
     finally:
         if store.exists(staged):

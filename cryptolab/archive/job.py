@@ -73,19 +73,26 @@ def _first(exc: BaseException) -> str:
 
 
 def _base(conn: psycopg.Connection) -> tuple[str, int]:
-    row = conn.execute("SELECT n.nspname, c.oid::int FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                       "WHERE c.relname = 'trades' AND c.relkind = 'p' AND n.nspname = ANY (current_schemas(false)) "
-                       "ORDER BY array_position(current_schemas(false), n.nspname) LIMIT 1").fetchone()
+    row = conn.execute(
+        "SELECT n.nspname, c.oid::int FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relname = 'trades' AND c.relkind = 'p' AND n.nspname = ANY (current_schemas(false)) "
+        "ORDER BY array_position(current_schemas(false), n.nspname) LIMIT 1"
+    ).fetchone()
     if not row:
         raise DatabaseError("no partitioned table `trades`: apply the schema first (cryptolab db init)")
     return str(row[0]), int(row[1])
 
 
-def partitions(conn: psycopg.Connection, before: date | None = None) -> dict[date, tuple[str, list[tuple[str, str]]]]:
+def partitions(
+    conn: psycopg.Connection, before: date | None = None
+) -> dict[date, tuple[str, list[tuple[str, str]]]]:
     """{day: (partition name, [(exchange, symbol) it holds])} for the daily partitions before `before`."""
     _, oid = _base(conn)
-    rows = conn.execute("SELECT n.nspname, c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = %s", (oid,)).fetchall()
+    rows = conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = %s",
+        (oid,),
+    ).fetchall()
     out: dict[date, tuple[str, list[tuple[str, str]]]] = {}
     for schema, name in rows:
         if not (name.startswith("trades_") and len(name) == 15 and name[7:].isdigit()):
@@ -101,13 +108,21 @@ def partitions(conn: psycopg.Connection, before: date | None = None) -> dict[dat
 
 
 def _recorded(conn: psycopg.Connection) -> dict[Group, Recorded]:
-    rows = conn.execute("SELECT exchange, symbol, day, location, dropped_at IS NOT NULL, "
-                        "format = %s AND sha256 IS NOT NULL FROM archive_days", (FORMAT_VERSION,)).fetchall()
+    rows = conn.execute(
+        "SELECT exchange, symbol, day, location, dropped_at IS NOT NULL, "
+        "format = %s AND sha256 IS NOT NULL FROM archive_days",
+        (FORMAT_VERSION,),
+    ).fetchall()
     return {Group(r[2], r[0], r[1]): Recorded(r[3], bool(r[4]), bool(r[5])) for r in rows}
 
 
-def _upgrade_dropped(c: psycopg.Connection, store: Store, plan: Plan, symbols: Collection[str] | None,
-                     say: Callable[[str], None]) -> None:
+def _upgrade_dropped(
+    c: psycopg.Connection,
+    store: Store,
+    plan: Plan,
+    symbols: Collection[str] | None,
+    say: Callable[[str], None],
+) -> None:
     """Rewrite under the contract the dropped days whose file predates it (one schema per dataset)."""
     from .upgrade import old_dropped_days, upgrade_day
 
@@ -123,17 +138,22 @@ def _upgrade_dropped(c: psycopg.Connection, store: Store, plan: Plan, symbols: C
             plan.conflicts.append((Group(day, exchange, symbol), str(exc)))
             say(f"conflict: {exc}")
             continue
-        say(f"rewrote {exchange} {symbol} {day} under the contract from its file: {rec.rows:,} rows, "
-            f"{size / 1e6:.1f} MB -> {store.uri(rec.path)}")
+        say(
+            f"rewrote {exchange} {symbol} {day} under the contract from its file: {rec.rows:,} rows, "
+            f"{size / 1e6:.1f} MB -> {store.uri(rec.path)}"
+        )
 
 
 def _analyze_if_stale(conn: psycopg.Connection, partition: str) -> None:
     """ANALYZE a partition that has no statistics, or whose rows changed a lot since (a bulk load)."""
     schema, name = partition.split(".", 1)
     ident = sql.Identifier(schema, name)
-    row = conn.execute("SELECT coalesce(greatest(last_analyze, last_autoanalyze) IS NULL, true) "
-                       "OR n_mod_since_analyze > 0.2 * greatest(n_live_tup, 1) "
-                       "FROM pg_stat_user_tables WHERE relid = %s::regclass", (partition,)).fetchone()
+    row = conn.execute(
+        "SELECT coalesce(greatest(last_analyze, last_autoanalyze) IS NULL, true) "
+        "OR n_mod_since_analyze > 0.2 * greatest(n_live_tup, 1) "
+        "FROM pg_stat_user_tables WHERE relid = %s::regclass",
+        (partition,),
+    ).fetchone()
     if row is None or row[0]:
         conn.execute(sql.SQL("ANALYZE {}").format(ident))
 
@@ -156,8 +176,13 @@ def _wrong_sizes(conn: psycopg.Connection, store: Store, plan: Plan, present: di
     for g in plan.done:
         rec = recorded.get((g.exchange, g.symbol, g.day))
         if rec is not None and rec.sha256 is not None and present.get(g) != rec.bytes:
-            plan.conflicts.append((g, f"{store.uri(rec.path)} is damaged: {present.get(g, 0):,} bytes, {rec.bytes:,} "
-                                      "were published; `cryptolab archive --replace` rewrites it from the database"))
+            plan.conflicts.append(
+                (
+                    g,
+                    f"{store.uri(rec.path)} is damaged: {present.get(g, 0):,} bytes, {rec.bytes:,} "
+                    "were published; `cryptolab archive --replace` rewrites it from the database",
+                )
+            )
             if g.day in plan.drop:
                 plan.drop.remove(g.day)
                 plan.kept.append((g.day, "an archived file of it is damaged"))
@@ -172,17 +197,30 @@ def _keep_quality(conn: psycopg.Connection, exchange: str, symbol: str, day: dat
 
     t0, t1 = day_bounds(day)
     report = quality_report(symbol, t0, t1, exchange=exchange, conn=conn)
-    rows = [(exchange, symbol, day, r["check"], r["status"], r["count"], r["detail"]) for r in report.to_dicts()]
+    rows = [
+        (exchange, symbol, day, r["check"], r["status"], r["count"], r["detail"]) for r in report.to_dicts()
+    ]
     with conn.transaction():
-        conn.execute("DELETE FROM archive_quality WHERE exchange = %s AND symbol = %s AND day = %s",
-                     (exchange, symbol, day))
+        conn.execute(
+            "DELETE FROM archive_quality WHERE exchange = %s AND symbol = %s AND day = %s",
+            (exchange, symbol, day),
+        )
         with conn.cursor() as cur:
-            cur.executemany("INSERT INTO archive_quality (exchange, symbol, day, check_name, status, count, detail) "
-                            "VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
+            cur.executemany(
+                "INSERT INTO archive_quality (exchange, symbol, day, check_name, status, count, detail) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                rows,
+            )
 
 
-def _drop_day(conn: psycopg.Connection, store: Store, day: date, partition: str,
-              groups: list[tuple[str, str]], say: Callable[[str], None]) -> None:
+def _drop_day(
+    conn: psycopg.Connection,
+    store: Store,
+    day: date,
+    partition: str,
+    groups: list[tuple[str, str]],
+    say: Callable[[str], None],
+) -> None:
     # 1. read every archived file of the day back from the store
     archived = {}
     recorded = {r.key: r for r in day_records(conn, store.uri())}
@@ -191,8 +229,10 @@ def _drop_day(conn: psycopg.Connection, store: Store, day: date, partition: str,
         stats, _fmt, digest, _size = inspect(store, rel)
         rec = recorded.get((exchange, symbol, day))
         if rec is not None and rec.sha256 is not None and rec.sha256 != digest:
-            raise ArchiveError(f"{store.uri(rel)} is damaged: its SHA-256 differs from the one recorded at publish; "
-                               "nothing deleted; re-run with --replace to rewrite it from the database")
+            raise ArchiveError(
+                f"{store.uri(rel)} is damaged: its SHA-256 differs from the one recorded at publish; "
+                "nothing deleted; re-run with --replace to rewrite it from the database"
+            )
         archived[(exchange, symbol)] = stats
     # 2. keep the day's quality results (on fresh statistics: a bulk load may have left none)
     _analyze_if_stale(conn, partition)
@@ -203,36 +243,52 @@ def _drop_day(conn: psycopg.Connection, store: Store, day: date, partition: str,
         with conn.transaction():
             _verify_and_drop(conn, store, day, partition, groups, archived)
     except psycopg.errors.LockNotAvailable:
-        raise ArchiveError(f"{partition} is busy (long queries or writers on trades held it for {_LOCK_WAIT}): "
-                           "nothing deleted; re-run later") from None
+        raise ArchiveError(
+            f"{partition} is busy (long queries or writers on trades held it for {_LOCK_WAIT}): "
+            "nothing deleted; re-run later"
+        ) from None
     except psycopg.Error as exc:
         raise DatabaseError(f"could not drop {partition}: {_first(exc)}; nothing deleted") from None
     say(f"dropped partition {partition} ({len(groups)} symbol(s) verified against {store.uri()})")
 
 
-def _verify_and_drop(conn: psycopg.Connection, store: Store, day: date, partition: str,
-                     groups: list[tuple[str, str]], archived: dict[tuple[str, str], Any]) -> None:
+def _verify_and_drop(
+    conn: psycopg.Connection,
+    store: Store,
+    day: date,
+    partition: str,
+    groups: list[tuple[str, str]],
+    archived: dict[tuple[str, str], Any],
+) -> None:
     schema, name = partition.split(".", 1)
     conn.execute(f"SET LOCAL lock_timeout = '{_LOCK_WAIT}'")
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(schema, name)))
     still = partitions_of(conn, schema, name)
     extra = sorted(set(still) - set(groups))
     if extra:
-        raise ArchiveError(f"{partition} now also holds {', '.join(' '.join(g) for g in extra)}: "
-                           "not dropped; re-run to archive them first")
+        raise ArchiveError(
+            f"{partition} now also holds {', '.join(' '.join(g) for g in extra)}: "
+            "not dropped; re-run to archive them first"
+        )
     for (exchange, symbol), have in archived.items():
         diff = differences(have, db_stats(conn, exchange, symbol, day))
         if diff:
-            raise ArchiveError(f"{exchange} {symbol} {day}: the archive at {store.uri(day_path(exchange, symbol, day))} "
-                               f"does not match the database ({'; '.join(diff)}): nothing deleted; "
-                               "re-run with --replace to rewrite the file from the database")
+            raise ArchiveError(
+                f"{exchange} {symbol} {day}: the archive at {store.uri(day_path(exchange, symbol, day))} "
+                f"does not match the database ({'; '.join(diff)}): nothing deleted; "
+                "re-run with --replace to rewrite the file from the database"
+            )
     for exchange, symbol in groups:
-        cur = conn.execute("UPDATE archive_days SET verified_at = clock_timestamp(), dropped_at = clock_timestamp() "
-                           "WHERE exchange = %s AND symbol = %s AND day = %s AND location = %s",
-                           (exchange, symbol, day, store.uri()))
+        cur = conn.execute(
+            "UPDATE archive_days SET verified_at = clock_timestamp(), dropped_at = clock_timestamp() "
+            "WHERE exchange = %s AND symbol = %s AND day = %s AND location = %s",
+            (exchange, symbol, day, store.uri()),
+        )
         if cur.rowcount != 1:
-            raise ArchiveError(f"{exchange} {symbol} {day} is not recorded as archived at {store.uri()}: "
-                               "not dropped; re-run to archive it there first")
+            raise ArchiveError(
+                f"{exchange} {symbol} {day} is not recorded as archived at {store.uri()}: "
+                "not dropped; re-run to archive it there first"
+            )
     conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, name)))
 
 
@@ -267,18 +323,33 @@ def archive(
     was_autocommit = c.autocommit
     if not was_autocommit:
         if c.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            raise ArchiveError("archive() needs a connection with no open transaction: commit or roll back first")
+            raise ArchiveError(
+                "archive() needs a connection with no open transaction: commit or roll back first"
+            )
         c.autocommit = True  # every step commits on its own; the drop is one explicit transaction
     before_check: str | None = None
     try:
         before_check = _watch_client(c)
         got = c.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (_LOCK,)).fetchone()
         if not got or not got[0]:
-            raise ArchiveError(f"another `cryptolab archive` is running on this database ({_holder(c)}): "
-                               "wait for it to finish")
+            raise ArchiveError(
+                f"another `cryptolab archive` is running on this database ({_holder(c)}): "
+                "wait for it to finish"
+            )
         try:
-            return _run(c, store, before, drop, keep_days, symbols, replace, dry_run,
-                        today or datetime.now(timezone.utc).date(), say, started)
+            return _run(
+                c,
+                store,
+                before,
+                drop,
+                keep_days,
+                symbols,
+                replace,
+                dry_run,
+                today or datetime.now(timezone.utc).date(),
+                say,
+                started,
+            )
         finally:
             if not c.closed:
                 c.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_LOCK,))
@@ -295,8 +366,11 @@ def _watch_client(c: psycopg.Connection, value: str = _ALIVE_CHECK) -> str | Non
     """Have the server end this session's query within a second when the client is gone (PostgreSQL 14+);
     return the previous setting (None on an older server, where a killed run's query holds the lock until it ends)."""
     try:
-        row = c.execute("SELECT current_setting('client_connection_check_interval'), "
-                        "set_config('client_connection_check_interval', %s, false)", (value,)).fetchone()
+        row = c.execute(
+            "SELECT current_setting('client_connection_check_interval'), "
+            "set_config('client_connection_check_interval', %s, false)",
+            (value,),
+        ).fetchone()
     except psycopg.Error:
         return None
     return None if row is None else str(row[0])
@@ -304,21 +378,35 @@ def _watch_client(c: psycopg.Connection, value: str = _ALIVE_CHECK) -> str | Non
 
 def _holder(c: psycopg.Connection) -> str:
     """Who holds the archive lock: backend pid, client, since when, what it runs."""
-    row = c.execute("SELECT a.pid, coalesce(a.client_addr::text, 'local'), a.state, "
-                    "round(extract(epoch FROM clock_timestamp() - a.query_start))::int, left(a.query, 60) "
-                    "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                    "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = hashtext(%s)::oid "
-                    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1",
-                    (_LOCK,)).fetchone()
+    row = c.execute(
+        "SELECT a.pid, coalesce(a.client_addr::text, 'local'), a.state, "
+        "round(extract(epoch FROM clock_timestamp() - a.query_start))::int, left(a.query, 60) "
+        "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = hashtext(%s)::oid "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1",
+        (_LOCK,),
+    ).fetchone()
     if row is None:
         return "it just finished: re-run"
-    return (f"server pid {row[0]}, client {row[1]}, {row[2]} for {row[3]} s: {' '.join(str(row[4]).split())!r}; "
-            "if no archive runs, end it with SELECT pg_terminate_backend(" + str(row[0]) + ")")
+    return (
+        f"server pid {row[0]}, client {row[1]}, {row[2]} for {row[3]} s: {' '.join(str(row[4]).split())!r}; "
+        "if no archive runs, end it with SELECT pg_terminate_backend(" + str(row[0]) + ")"
+    )
 
 
-def _run(c: psycopg.Connection, store: Store, before: date | None, drop: bool, keep_days: int | None,
-         symbols: Collection[str] | None, replace: bool, dry_run: bool, today: date,
-         say: Callable[[str], None], started: float) -> Report:
+def _run(
+    c: psycopg.Connection,
+    store: Store,
+    before: date | None,
+    drop: bool,
+    keep_days: int | None,
+    symbols: Collection[str] | None,
+    replace: bool,
+    dry_run: bool,
+    today: date,
+    say: Callable[[str], None],
+    started: float,
+) -> Report:
     cleaned = 0
     if not dry_run:
         for rel in store.leftovers():  # files of an interrupted run: never visible, safe to remove
@@ -332,9 +420,17 @@ def _run(c: psycopg.Connection, store: Store, before: date | None, drop: bool, k
     except psycopg.Error as exc:
         raise DatabaseError(f"could not list the trades partitions: {_first(exc)}") from None
     present = _present(store)
-    plan = make_plan({d: groups for d, (_, groups) in parts.items()}, recorded, set(present),
-                     today=today, location=store.uri(), before=before, drop=drop, keep_days=keep_days,
-                     symbols=symbols)
+    plan = make_plan(
+        {d: groups for d, (_, groups) in parts.items()},
+        recorded,
+        set(present),
+        today=today,
+        location=store.uri(),
+        before=before,
+        drop=drop,
+        keep_days=keep_days,
+        symbols=symbols,
+    )
     if not replace:
         _wrong_sizes(c, store, plan, present)
     if replace:  # check the days already archived too: rewritten where they differ from the database
@@ -358,10 +454,15 @@ def _run(c: psycopg.Connection, store: Store, before: date | None, drop: bool, k
         res = export_day(c, store, g.exchange, g.symbol, g.day, replace=replace)
         report.exported.append(res)
         rate = res.stats.rows / max(time.perf_counter() - t, 1e-9)
-        verb = {"present": "already archived (identical)", "replaced": "re-exported",
-                "upgraded": "rewritten under the contract"}.get(res.status, "exported")
-        say(f"{verb} {g.exchange} {g.symbol} {g.day}: {res.stats.rows:,} rows, {res.bytes / 1e6:.1f} MB"
-            f"{'' if res.status == 'present' else f', {rate:,.0f} rows/s'} -> {store.uri(res.path)}")
+        verb = {
+            "present": "already archived (identical)",
+            "replaced": "re-exported",
+            "upgraded": "rewritten under the contract",
+        }.get(res.status, "exported")
+        say(
+            f"{verb} {g.exchange} {g.symbol} {g.day}: {res.stats.rows:,} rows, {res.bytes / 1e6:.1f} MB"
+            f"{'' if res.status == 'present' else f', {rate:,.0f} rows/s'} -> {store.uri(res.path)}"
+        )
     _upgrade_dropped(c, store, plan, symbols, say)
     report.book = _book(c, store, before, drop, keep_days, symbols, replace, dry_run, today, say)
     publish_manifest(c, store)  # written last: after the data, before any drop
@@ -376,11 +477,30 @@ def _run(c: psycopg.Connection, store: Store, before: date | None, drop: bool, k
     return report
 
 
-def _book(c: psycopg.Connection, store: Store, before: date | None, drop: bool, keep_days: int | None,
-          symbols: Collection[str] | None, replace: bool, dry_run: bool, today: date,
-          say: Callable[[str], None]) -> BookReport:
+def _book(
+    c: psycopg.Connection,
+    store: Store,
+    before: date | None,
+    drop: bool,
+    keep_days: int | None,
+    symbols: Collection[str] | None,
+    replace: bool,
+    dry_run: bool,
+    today: date,
+    say: Callable[[str], None],
+) -> BookReport:
     """The book days beside the trade days: same options, same rules (archive/book.py)."""
     from .book import book_exports
 
-    return book_exports(c, store, before=before, drop=drop, keep_days=keep_days, symbols=symbols, replace=replace,
-                        dry_run=dry_run, today=today, say=say)
+    return book_exports(
+        c,
+        store,
+        before=before,
+        drop=drop,
+        keep_days=keep_days,
+        symbols=symbols,
+        replace=replace,
+        dry_run=dry_run,
+        today=today,
+        say=say,
+    )

@@ -21,11 +21,30 @@ __all__ = ["day_records", "publish_manifest"]
 
 def day_records(conn: psycopg.Connection, location: str) -> list[DayRecord]:
     """What archive_days recorded for the days published at `location`."""
-    rows = conn.execute("SELECT exchange, symbol, day, path, rows, first_trade_id, last_trade_id, sum_qty, sum_quote, "
-                        "bytes, sha256, format, exported_at FROM archive_days WHERE location = %s "
-                        "ORDER BY exchange, symbol, day", (location,)).fetchall()
-    return [DayRecord(r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6], r[7], r[8], int(r[9]), r[10], int(r[11]),
-                      r[12].astimezone(timezone.utc).isoformat(timespec="seconds")) for r in rows]
+    rows = conn.execute(
+        "SELECT exchange, symbol, day, path, rows, first_trade_id, last_trade_id, sum_qty, sum_quote, "
+        "bytes, sha256, format, exported_at FROM archive_days WHERE location = %s "
+        "ORDER BY exchange, symbol, day",
+        (location,),
+    ).fetchall()
+    return [
+        DayRecord(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            int(r[4]),
+            r[5],
+            r[6],
+            r[7],
+            r[8],
+            int(r[9]),
+            r[10],
+            int(r[11]),
+            r[12].astimezone(timezone.utc).isoformat(timespec="seconds"),
+        )
+        for r in rows
+    ]
 
 
 def publish_manifest(conn: psycopg.Connection, store: Store) -> dict[str, Any]:
@@ -38,8 +57,14 @@ def publish_manifest(conn: psycopg.Connection, store: Store) -> dict[str, Any]:
     listed = [r for r in records if r.format == FORMAT_VERSION and r.sha256 is not None]
     previous = read_manifest(store)
     if previous is not None:  # days this database knows but whose file is not (yet) under the contract leave
-        previous = {**previous, "days": [d for d in previous["days"]
-                                         if (d["exchange"], d["symbol"], date.fromisoformat(d["date"])) not in known]}
+        previous = {
+            **previous,
+            "days": [
+                d
+                for d in previous["days"]
+                if (d["exchange"], d["symbol"], date.fromisoformat(d["date"])) not in known
+            ],
+        }
     doc = build_manifest(listed, previous)
     if conn.execute("SELECT to_regclass('archive_book_days') IS NOT NULL").fetchone() == (True,):
         from .book import book_manifest
@@ -48,7 +73,11 @@ def publish_manifest(conn: psycopg.Connection, store: Store) -> dict[str, Any]:
         doc["tables"].update(tables)
         doc["book_days"] = book_days
     old = read_manifest(store)
-    if (old is None or old.get("days") != doc["days"] or old.get("tables") != doc["tables"]
-            or old.get("book_days") != doc.get("book_days")):
+    if (
+        old is None
+        or old.get("days") != doc["days"]
+        or old.get("tables") != doc["tables"]
+        or old.get("book_days") != doc.get("book_days")
+    ):
         write_manifest(store, doc)
     return doc

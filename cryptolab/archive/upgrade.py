@@ -26,8 +26,11 @@ __all__ = ["old_dropped_days", "upgrade_day"]
 
 def old_dropped_days(conn: psycopg.Connection, location: str) -> list[tuple[str, str, Any]]:
     """(exchange, symbol, day) of the dropped days at `location` whose file predates the contract."""
-    rows = conn.execute("SELECT exchange, symbol, day FROM archive_days WHERE location = %s AND dropped_at IS NOT NULL "
-                        "AND format <> %s ORDER BY day, exchange, symbol", (location, FORMAT_VERSION)).fetchall()
+    rows = conn.execute(
+        "SELECT exchange, symbol, day FROM archive_days WHERE location = %s AND dropped_at IS NOT NULL "
+        "AND format <> %s ORDER BY day, exchange, symbol",
+        (location, FORMAT_VERSION),
+    ).fetchall()
     return [(str(r[0]), str(r[1]), r[2]) for r in rows]
 
 
@@ -38,18 +41,28 @@ def upgrade_day(conn: psycopg.Connection, store: Store, rec: DayRecord) -> int:
     where = store.uri(rec.path)
     table = check_file(store.get(rec.path), rec, where)
     have = table_stats(table)
-    bad = record_problems(rec, have.rows, have.first_id, have.last_id, have.sum_qty, have.sum_quote, FORMAT_VERSION)
+    bad = record_problems(
+        rec, have.rows, have.first_id, have.last_id, have.sum_qty, have.sum_quote, FORMAT_VERSION
+    )
     if bad:
-        raise ArchiveError(f"{where} does not hold what was recorded at publish ({'; '.join(bad)}): not rewritten; "
-                           "restore it from a copy")
+        raise ArchiveError(
+            f"{where} does not hold what was recorded at publish ({'; '.join(bad)}): not rewritten; "
+            "restore it from a copy"
+        )
     schema = contract_schema()
     try:
         new = table.select(schema.names).cast(schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise ArchiveError(f"{where} holds values the contract cannot hold ({' '.join(str(exc).split())[:120]}): it "
-                           f"stays in schema version {rec.format}, outside the manifest") from None
-    meta = {"cryptolab.format": str(FORMAT_VERSION), "cryptolab.exchange": rec.exchange,
-            "cryptolab.symbol": rec.symbol, "cryptolab.date": rec.day.isoformat()}
+        raise ArchiveError(
+            f"{where} holds values the contract cannot hold ({' '.join(str(exc).split())[:120]}): it "
+            f"stays in schema version {rec.format}, outside the manifest"
+        ) from None
+    meta = {
+        "cryptolab.format": str(FORMAT_VERSION),
+        "cryptolab.exchange": rec.exchange,
+        "cryptolab.symbol": rec.symbol,
+        "cryptolab.date": rec.day.isoformat(),
+    }
     data = encode(new.replace_schema_metadata(meta))
     staged = store.staging_name(rec.path)
     store.put(staged, data)
@@ -57,8 +70,10 @@ def upgrade_day(conn: psycopg.Connection, store: Store, rec: DayRecord) -> int:
         got, fmt, digest, size = inspect(store, staged)
         diff = differences(got, have)
         if diff or fmt != FORMAT_VERSION:
-            raise ArchiveError(f"{where}: the rewritten file does not match the old one ({'; '.join(diff)}): "
-                               "nothing was replaced")
+            raise ArchiveError(
+                f"{where}: the rewritten file does not match the old one ({'; '.join(diff)}): "
+                "nothing was replaced"
+            )
         store.publish(staged, rec.path)
     finally:
         if store.exists(staged):

@@ -79,7 +79,9 @@ _ticker_raw = msgspec.json.Decoder(_Ticker).decode
 def _levels(levels: list[tuple[str, str]], side: str) -> list[Level]:
     for p, q in levels:
         if not (_plain(p) and _plain(q)) or not p.strip("0."):
-            raise _Bad(f"bad {side} level {[p, q]!r:.60}: price must be a decimal > 0, quantity a decimal ≥ 0")
+            raise _Bad(
+                f"bad {side} level {[p, q]!r:.60}: price must be a decimal > 0, quantity a decimal ≥ 0"
+            )
     return levels
 
 
@@ -98,7 +100,9 @@ def _id(v: int, field: str) -> int:
     return v
 
 
-def decode_diff(raw: bytes | bytearray, *, exchange: str, source: str, received_at_us: int) -> DepthDiff | DeadLetter:
+def decode_diff(
+    raw: bytes | bytearray, *, exchange: str, source: str, received_at_us: int
+) -> DepthDiff | DeadLetter:
     """One `depthUpdate` message (combined-stream wrapper or bare) → `DepthDiff`, or a dead letter."""
     try:
         try:
@@ -114,13 +118,25 @@ def decode_diff(raw: bytes | bytearray, *, exchange: str, source: str, received_
             raise _Bad(f"first update id U={first} is above the last u={last}")
         event = _time(d.E, "E", received_at_us)
         assert event is not None
-        return DepthDiff(exchange, d.s, first, last, event, _levels(d.b, "bid"), _levels(d.a, "ask"),
-                         received_at_us, None if d.pu is None else _id(d.pu, "pu"), source)
+        return DepthDiff(
+            exchange,
+            d.s,
+            first,
+            last,
+            event,
+            _levels(d.b, "bid"),
+            _levels(d.a, "ask"),
+            received_at_us,
+            None if d.pu is None else _id(d.pu, "pu"),
+            source,
+        )
     except _Bad as exc:
         return DeadLetter(str(exc), bytes(raw), source, exchange, _symbol_of(raw), received_at_us)
 
 
-def decode_quote(raw: bytes | bytearray, *, exchange: str, source: str, received_at_us: int) -> Quote | DeadLetter:
+def decode_quote(
+    raw: bytes | bytearray, *, exchange: str, source: str, received_at_us: int
+) -> Quote | DeadLetter:
     """One `bookTicker` message (spot: no event type or time; futures: `e`, `E`, `T`) → `Quote`."""
     try:
         try:
@@ -132,14 +148,25 @@ def decode_quote(raw: bytes | bytearray, *, exchange: str, source: str, received
         if not _symbol(t.s):
             raise _Bad(f"bad symbol {t.s[:40]!r}")
         _levels([(t.b, t.B), (t.a, t.A)], "best")
-        return Quote(exchange, t.s, _id(t.u, "u"), t.b, t.B, t.a, t.A, received_at_us,
-                     _time(t.E, "E", received_at_us), source)
+        return Quote(
+            exchange,
+            t.s,
+            _id(t.u, "u"),
+            t.b,
+            t.B,
+            t.a,
+            t.A,
+            received_at_us,
+            _time(t.E, "E", received_at_us),
+            source,
+        )
     except _Bad as exc:
         return DeadLetter(str(exc), bytes(raw), source, exchange, _symbol_of(raw), received_at_us)
 
 
-def snapshot_from_rest(obj: Mapping[str, Any], symbol: str, *, exchange: str, received_at_us: int,
-                       source: str = "live") -> BookSnapshot:
+def snapshot_from_rest(
+    obj: Mapping[str, Any], symbol: str, *, exchange: str, received_at_us: int, source: str = "live"
+) -> BookSnapshot:
     """A REST depth answer (`lastUpdateId`, `bids`, `asks`; futures also `E`, `T`) → `BookSnapshot`.
 
     Raises `DataError` naming what is wrong (a missing field, a bad level, more levels than
@@ -148,7 +175,9 @@ def snapshot_from_rest(obj: Mapping[str, Any], symbol: str, *, exchange: str, re
         last = obj["lastUpdateId"]
         bids, asks = obj["bids"], obj["asks"]
     except (KeyError, TypeError):
-        raise DataError(f"{symbol} depth snapshot lacks lastUpdateId/bids/asks: {orjson.dumps(obj)[:120]!r}") from None
+        raise DataError(
+            f"{symbol} depth snapshot lacks lastUpdateId/bids/asks: {orjson.dumps(obj)[:120]!r}"
+        ) from None
     try:
         if isinstance(last, bool) or not isinstance(last, int):
             raise _Bad(f"lastUpdateId must be an integer, got {type(last).__name__}")
@@ -163,8 +192,14 @@ def snapshot_from_rest(obj: Mapping[str, Any], symbol: str, *, exchange: str, re
         b = _levels([(p, q) for p, q in bids], "bid")
         a = _levels([(p, q) for p, q in asks], "ask")
         event = obj.get("E")
-        ev = _time(event, "E", received_at_us) if isinstance(event, int) and not isinstance(event, bool) else None
-        return BookSnapshot(exchange, symbol.upper(), _id(last, "lastUpdateId"), b, a, received_at_us, ev, source)
+        ev = (
+            _time(event, "E", received_at_us)
+            if isinstance(event, int) and not isinstance(event, bool)
+            else None
+        )
+        return BookSnapshot(
+            exchange, symbol.upper(), _id(last, "lastUpdateId"), b, a, received_at_us, ev, source
+        )
     except _Bad as exc:
         raise DataError(f"{symbol} depth snapshot refused: {exc}") from None
 

@@ -38,7 +38,14 @@ from ..errors import DataError
 from ..model import US_CUTOFF, Trade
 
 __all__ = [
-    "DumpReader", "read_trades", "open_text", "detect_kind", "symbol_from_name", "time_to_us", "check_symbol", "Kind",
+    "DumpReader",
+    "read_trades",
+    "open_text",
+    "detect_kind",
+    "symbol_from_name",
+    "time_to_us",
+    "check_symbol",
+    "Kind",
 ]
 
 Kind = Literal["trades", "aggTrades", "stream"]
@@ -139,7 +146,9 @@ def _open_counted(path: Path) -> tuple[IO[str], _Counted]:
             zf = zipfile.ZipFile(raw)
         except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
             raw.close()
-            raise DataError(f"{path}: is a damaged or truncated zip archive ({' '.join(str(exc).split())[:120]})") from None
+            raise DataError(
+                f"{path}: is a damaged or truncated zip archive ({' '.join(str(exc).split())[:120]})"
+            ) from None
         members = [n for n in zf.namelist() if not n.endswith("/")]
         csvs = [n for n in members if n.lower().endswith(".csv")] or members
         if not csvs:
@@ -198,8 +207,7 @@ def detect_kind(path: str | Path) -> Kind:
             return "aggTrades"
         return "trades"
     raise DataError(
-        f"{p}: not a Binance trades/aggTrades dump nor a stream recording "
-        f"(first line: {line[:80]!r})"
+        f"{p}: not a Binance trades/aggTrades dump nor a stream recording (first line: {line[:80]!r})"
     )
 
 
@@ -237,7 +245,9 @@ class DumpReader:
     def __post_init__(self) -> None:
         self.path = Path(self.path)
         if not self.path.is_file():
-            raise DataError(f"{self.path}: no such file — give the path of a dump (.zip/.csv) or a recording (.gz)")
+            raise DataError(
+                f"{self.path}: no such file — give the path of a dump (.zip/.csv) or a recording (.gz)"
+            )
         if self.symbol:
             self.symbol = check_symbol(self.symbol)
         self.kind = detect_kind(self.path)

@@ -304,12 +304,18 @@ class RestClient:
 
     async def depth(self, symbol: str, limit: int = 1000) -> dict[str, Any]:
         """The book's `limit` best levels a side with its `lastUpdateId` (weight 5…250 by `limit`)."""
-        return await self._get_object("/api/v3/depth", {"symbol": symbol.upper(), "limit": int(limit)}, symbol=symbol,
-                                      weight=depth_weight(limit))
+        return await self._get_object(
+            "/api/v3/depth",
+            {"symbol": symbol.upper(), "limit": int(limit)},
+            symbol=symbol,
+            weight=depth_weight(limit),
+        )
 
     async def recent_trades(self, symbol: str, limit: int = 500) -> list[RestTrade]:
         """The latest `limit` (≤ 1000) trades, as Binance prints them."""
-        return await self._get_list("/api/v3/trades", {"symbol": symbol.upper(), "limit": int(limit)}, symbol=symbol)
+        return await self._get_list(
+            "/api/v3/trades", {"symbol": symbol.upper(), "limit": int(limit)}, symbol=symbol
+        )
 
     async def agg_trades(
         self,
@@ -381,16 +387,22 @@ class RestClient:
     def _backoff(self, attempt: int) -> float:
         return min(5.0, 0.2 * 2.0**attempt) * (0.5 + random.random())
 
-    async def _get_object(self, path: str, params: Params, *, symbol: str = "", weight: int | None = None) -> dict[str, Any]:
+    async def _get_object(
+        self, path: str, params: Params, *, symbol: str = "", weight: int | None = None
+    ) -> dict[str, Any]:
         body = await self._get(path, params, symbol=symbol, weight=weight)
         if not isinstance(body, dict):
-            raise SourceError(f"{self.base_url}{path} answered {type(body).__name__}, not a JSON object: {body!r:.200}")
+            raise SourceError(
+                f"{self.base_url}{path} answered {type(body).__name__}, not a JSON object: {body!r:.200}"
+            )
         return body
 
     async def _get_list(self, path: str, params: Params, *, symbol: str = "") -> list[Any]:
         body = await self._get(path, params, symbol=symbol)
         if not isinstance(body, list):
-            raise SourceError(f"{self.base_url}{path} answered {type(body).__name__}, not a JSON list: {body!r:.200}")
+            raise SourceError(
+                f"{self.base_url}{path} answered {type(body).__name__}, not a JSON list: {body!r:.200}"
+            )
         return body
 
     async def _read_capped(self, resp: aiohttp.ClientResponse, url: str) -> bytes:
@@ -446,10 +458,16 @@ class RestClient:
                     f"cannot reach {self.base_url}: {exc.os_error or exc} — no network? try the local exchange: "
                     "`cryptolab exchange` / --source simulator"
                 ) from None
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
+            except (
+                aiohttp.ServerDisconnectedError,
+                aiohttp.ClientPayloadError,
+                aiohttp.ClientOSError,
+            ) as exc:
                 self.stats.retries_5xx += 1
                 if attempt >= self.max_retries:
-                    raise SourceError(f"{url}: connection dropped {attempt + 1} times ({exc}) — retry later") from None
+                    raise SourceError(
+                        f"{url}: connection dropped {attempt + 1} times ({exc}) — retry later"
+                    ) from None
                 await asyncio.sleep(self._backoff(attempt))
                 attempt += 1
                 continue
@@ -457,10 +475,14 @@ class RestClient:
                 try:
                     return orjson.loads(body)
                 except orjson.JSONDecodeError as exc:
-                    raise SourceError(f"{url} answered HTTP 200 with invalid JSON ({exc}): {body[:200]!r}") from None
+                    raise SourceError(
+                        f"{url} answered HTTP 200 with invalid JSON ({exc}): {body[:200]!r}"
+                    ) from None
             if status in (429, 418):
                 self.stats.retries_429 += 1
-                wait = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else 1.0
+                wait = (
+                    float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else 1.0
+                )
                 if waited + wait > self.max_retry_after:
                     raise SourceError(
                         f"{url} answered HTTP {status} asking to wait {wait:g} s (Retry-After) — more than "
@@ -494,7 +516,7 @@ class RestClient:
         if status == 451:
             return SourceError(
                 f"HTTP 451 from {self._host()}: Binance refuses service from this location — "
-                "use source \"binance.us\" (or the local exchange: `cryptolab exchange`)"
+                'use source "binance.us" (or the local exchange: `cryptolab exchange`)'
             )
         code, msg = None, body[:200].decode("utf-8", "replace")
         try:
@@ -506,7 +528,14 @@ class RestClient:
             return SourceError(
                 f"unknown symbol {symbol.upper() or '?'} on {self._host()}: check the spelling "
                 "(exchangeInfo lists the symbols; binance.us lists fewer than binance.com)"
-                + ("; a spot-only symbol? capture it without --market usdm" if path.startswith("/fapi")
-                   else "; a USD-M futures contract? add --market usdm")
+                + (
+                    "; a spot-only symbol? capture it without --market usdm"
+                    if path.startswith("/fapi")
+                    else "; a USD-M futures contract? add --market usdm"
+                )
             )
-        return SourceError(f"{path} on {self._host()} answered HTTP {status}" + (f" {code}" if code is not None else "") + f": {msg}")
+        return SourceError(
+            f"{path} on {self._host()} answered HTTP {status}"
+            + (f" {code}" if code is not None else "")
+            + f": {msg}"
+        )

@@ -156,9 +156,20 @@ def _agg(d: Mapping[str, Any], exchange: str, source: str, received: int) -> Agg
     if last < first:
         raise _Bad(f"l {last} is below f {first}")
     e = d.get("E")
-    return AggTrade(exchange, sym, _int(d["a"], "a"), _decimal(d["p"], "p"), _decimal(d["q"], "q"), first, last,
-                    _check_time(to_us(d["T"], "T"), "T", received), m,
-                    None if e is None else _check_time(to_us(e, "E"), "E", received), received, source)
+    return AggTrade(
+        exchange,
+        sym,
+        _int(d["a"], "a"),
+        _decimal(d["p"], "p"),
+        _decimal(d["q"], "q"),
+        first,
+        last,
+        _check_time(to_us(d["T"], "T"), "T", received),
+        m,
+        None if e is None else _check_time(to_us(e, "E"), "E", received),
+        received,
+        source,
+    )
 
 
 def _mark(d: Mapping[str, Any], exchange: str, source: str, received: int) -> MarkPrice:
@@ -166,9 +177,18 @@ def _mark(d: Mapping[str, Any], exchange: str, source: str, received: int) -> Ma
     sym = _symbol(d)
     t_next = d.get("T")
     next_us = None if t_next in (None, 0) else to_us(t_next, "T")
-    return MarkPrice(exchange, sym, _check_time(to_us(d["E"], "E"), "E", received), _decimal(d["p"], "p"),
-                     _optional(d.get("i"), "i", _nonneg), _optional(d.get("P"), "P", _nonneg),
-                     _optional(d.get("r"), "r", _signed), next_us, received, source)
+    return MarkPrice(
+        exchange,
+        sym,
+        _check_time(to_us(d["E"], "E"), "E", received),
+        _decimal(d["p"], "p"),
+        _optional(d.get("i"), "i", _nonneg),
+        _optional(d.get("P"), "P", _nonneg),
+        _optional(d.get("r"), "r", _signed),
+        next_us,
+        received,
+        source,
+    )
 
 
 def _force(d: Mapping[str, Any], exchange: str, source: str, received: int) -> Liquidation:
@@ -187,10 +207,23 @@ def _force(d: Mapping[str, Any], exchange: str, source: str, received: int) -> L
     if tif is not None and (not isinstance(tif, str) or not _WORD.fullmatch(tif)):
         raise _Bad(f"f is not a time in force: {str(tif)[:20]!r}")
     e = d.get("E")
-    return Liquidation(exchange, sym, _check_time(to_us(o["T"], "T"), "T", received), side, kind, tif,
-                       _decimal(o["p"], "p"), _nonneg(o["ap"], "ap"), _decimal(o["q"], "q"), _nonneg(o["l"], "l"),
-                       _nonneg(o["z"], "z"), status, None if e is None else _check_time(to_us(e, "E"), "E", received),
-                       received, source)
+    return Liquidation(
+        exchange,
+        sym,
+        _check_time(to_us(o["T"], "T"), "T", received),
+        side,
+        kind,
+        tif,
+        _decimal(o["p"], "p"),
+        _nonneg(o["ap"], "ap"),
+        _decimal(o["q"], "q"),
+        _nonneg(o["l"], "l"),
+        _nonneg(o["z"], "z"),
+        status,
+        None if e is None else _check_time(to_us(e, "E"), "E", received),
+        received,
+        source,
+    )
 
 
 _Decoder = Callable[[Mapping[str, Any], str, str, int], "AggTrade | MarkPrice | Liquidation"]
@@ -212,7 +245,9 @@ def decode_usdm(
     except orjson.JSONDecodeError as exc:
         return DeadLetter(f"invalid JSON: {str(exc)[:120]}", raw, source, exchange, None, received)
     if type(msg) is not dict:
-        return DeadLetter(f"expected a JSON object, got {type(msg).__name__}", raw, source, exchange, None, received)
+        return DeadLetter(
+            f"expected a JSON object, got {type(msg).__name__}", raw, source, exchange, None, received
+        )
     if "id" in msg and ("result" in msg or "error" in msg):
         return Control("error" if "error" in msg else "reply", msg)
     data = msg.get("data", msg) if "stream" in msg else msg
@@ -251,8 +286,11 @@ def stream_name(symbol: str, kind: str) -> str:
     return name
 
 
-def stream_urls(symbols: Sequence[str], kinds: Iterable[str] = ("aggTrade", "markPrice@1s", "forceOrder"),
-                base: str | None = None) -> dict[str, str]:
+def stream_urls(
+    symbols: Sequence[str],
+    kinds: Iterable[str] = ("aggTrade", "markPrice@1s", "forceOrder"),
+    base: str | None = None,
+) -> dict[str, str]:
     """The combined-stream URL of each route the streams need: `{"market": "wss://…/market/stream?streams=…"}`
     (`base` None: the settings' `fstream_url`)."""
     if base is None:
@@ -265,7 +303,9 @@ def stream_urls(symbols: Sequence[str], kinds: Iterable[str] = ("aggTrade", "mar
             name = stream_name(sym, kind)
             by_route.setdefault(route_of(name), []).append(name)
     root = base.rstrip("/")
-    return {route: f"{root}/{route}/stream?streams={'/'.join(names)}" for route, names in sorted(by_route.items())}
+    return {
+        route: f"{root}/{route}/stream?streams={'/'.join(names)}" for route, names in sorted(by_route.items())
+    }
 
 
 # ---------------------------------------------------------------------- REST rows
@@ -316,39 +356,74 @@ def _rest(fn: Any, what: str) -> Any:
         raise ValueError(f"{what}: {exc}") from None
 
 
-def agg_trade_from_rest(item: Mapping[str, Any], symbol: str, *, exchange: str = USDM_EXCHANGE,
-                        source: str = "backfill") -> AggTrade:
+def agg_trade_from_rest(
+    item: Mapping[str, Any], symbol: str, *, exchange: str = USDM_EXCHANGE, source: str = "backfill"
+) -> AggTrade:
     """One /fapi/v1/aggTrades item → AggTrade (ValueError if bad)."""
-    return cast(AggTrade, _rest(lambda: _agg({**item, "s": symbol.upper()}, exchange, source, now_us()),
-                                "REST aggTrade"))
+    return cast(
+        AggTrade,
+        _rest(lambda: _agg({**item, "s": symbol.upper()}, exchange, source, now_us()), "REST aggTrade"),
+    )
 
 
-def funding_from_rest(item: Mapping[str, Any], *, exchange: str = USDM_EXCHANGE, source: str = "backfill") -> FundingRate:
+def funding_from_rest(
+    item: Mapping[str, Any], *, exchange: str = USDM_EXCHANGE, source: str = "backfill"
+) -> FundingRate:
     """One /fapi/v1/fundingRate item → FundingRate (ValueError if bad)."""
+
     def one() -> FundingRate:
         mark = item.get("markPrice")
-        return FundingRate(exchange, _symbol({"s": item["symbol"]}), to_us(item["fundingTime"], "fundingTime"),
-                           _signed(item["fundingRate"], "fundingRate"),
-                           None if mark in (None, "") or Decimal(str(mark)) == 0 else _decimal(mark, "markPrice"),
-                           None, source)
+        return FundingRate(
+            exchange,
+            _symbol({"s": item["symbol"]}),
+            to_us(item["fundingTime"], "fundingTime"),
+            _signed(item["fundingRate"], "fundingRate"),
+            None if mark in (None, "") or Decimal(str(mark)) == 0 else _decimal(mark, "markPrice"),
+            None,
+            source,
+        )
+
     return cast(FundingRate, _rest(one, "REST fundingRate"))
 
 
-def open_interest_from_rest(item: Mapping[str, Any], *, exchange: str = USDM_EXCHANGE,
-                            source: str = "live") -> OpenInterest:
+def open_interest_from_rest(
+    item: Mapping[str, Any], *, exchange: str = USDM_EXCHANGE, source: str = "live"
+) -> OpenInterest:
     """/fapi/v1/openInterest → OpenInterest (ValueError if bad)."""
-    return cast(OpenInterest, _rest(lambda: OpenInterest(
-        exchange, _symbol({"s": item["symbol"]}), to_us(item["time"], "time"),
-        _nonneg(item["openInterest"], "openInterest"), None, source), "REST openInterest"))
+    return cast(
+        OpenInterest,
+        _rest(
+            lambda: OpenInterest(
+                exchange,
+                _symbol({"s": item["symbol"]}),
+                to_us(item["time"], "time"),
+                _nonneg(item["openInterest"], "openInterest"),
+                None,
+                source,
+            ),
+            "REST openInterest",
+        ),
+    )
 
 
-def open_interest_hist_from_rest(item: Mapping[str, Any], *, exchange: str = USDM_EXCHANGE,
-                                 source: str = "backfill") -> OpenInterest:
+def open_interest_hist_from_rest(
+    item: Mapping[str, Any], *, exchange: str = USDM_EXCHANGE, source: str = "backfill"
+) -> OpenInterest:
     """One /futures/data/openInterestHist item → OpenInterest (ValueError if bad)."""
-    return cast(OpenInterest, _rest(lambda: OpenInterest(
-        exchange, _symbol({"s": item["symbol"]}), to_us(item["timestamp"], "timestamp"),
-        _nonneg(item["sumOpenInterest"], "sumOpenInterest"),
-        _nonneg(item["sumOpenInterestValue"], "sumOpenInterestValue"), source), "REST openInterestHist"))
+    return cast(
+        OpenInterest,
+        _rest(
+            lambda: OpenInterest(
+                exchange,
+                _symbol({"s": item["symbol"]}),
+                to_us(item["timestamp"], "timestamp"),
+                _nonneg(item["sumOpenInterest"], "sumOpenInterest"),
+                _nonneg(item["sumOpenInterestValue"], "sumOpenInterestValue"),
+                source,
+            ),
+            "REST openInterestHist",
+        ),
+    )
 
 
 def agg_windows(start_ms: int, end_ms: int) -> list[tuple[int, int]]:
@@ -377,7 +452,9 @@ class UsdmRestClient(RestClient):
         try:
             return int(body["serverTime"])
         except (KeyError, TypeError, ValueError):
-            raise SourceError(f"{self.base_url}/fapi/v1/time answered without a serverTime: {body!r:.200}") from None
+            raise SourceError(
+                f"{self.base_url}/fapi/v1/time answered without a serverTime: {body!r:.200}"
+            ) from None
 
     async def exchange_info(self, symbols: list[str] | None = None) -> Any:
         """The futures listing (all symbols: /fapi/v1/exchangeInfo takes no filter; `symbols` filters here)."""
@@ -394,12 +471,21 @@ class UsdmRestClient(RestClient):
         info = await self.market_info(symbols)
         return info, exchange_for("usdm", info.stored_as)
 
-    async def agg_trades(self, symbol: str, *, from_id: int | None = None, start_ms: int | None = None,
-                         end_ms: int | None = None, limit: int = 1000) -> list[Any]:
+    async def agg_trades(
+        self,
+        symbol: str,
+        *,
+        from_id: int | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[Any]:
         """Aggregate trades by `fromId`, or in a time window shorter than one hour (refused otherwise)."""
         if start_ms is not None and end_ms is not None and end_ms - start_ms >= MAX_AGG_WINDOW_MS:
-            raise DataError(f"aggTrades by time: {end_ms - start_ms} ms is not under one hour — Binance refuses "
-                            "longer windows; cut it with agg_windows() or page by fromId")
+            raise DataError(
+                f"aggTrades by time: {end_ms - start_ms} ms is not under one hour — Binance refuses "
+                "longer windows; cut it with agg_windows() or page by fromId"
+            )
         params: Params = {"symbol": symbol.upper(), "limit": int(limit)}
         if from_id is not None:
             params["fromId"] = int(from_id)
@@ -413,11 +499,16 @@ class UsdmRestClient(RestClient):
         """The futures book's `limit` best levels a side (5…1000) with `lastUpdateId`, `E`, `T`."""
         from .rest import depth_weight
 
-        return await self._get_object("/fapi/v1/depth", {"symbol": symbol.upper(), "limit": int(min(limit, 1000))},
-                                      symbol=symbol, weight=depth_weight(min(limit, 1000)))
+        return await self._get_object(
+            "/fapi/v1/depth",
+            {"symbol": symbol.upper(), "limit": int(min(limit, 1000))},
+            symbol=symbol,
+            weight=depth_weight(min(limit, 1000)),
+        )
 
-    async def funding_rate(self, symbol: str, *, start_ms: int | None = None, end_ms: int | None = None,
-                           limit: int = 1000) -> list[FundingRateRow]:
+    async def funding_rate(
+        self, symbol: str, *, start_ms: int | None = None, end_ms: int | None = None, limit: int = 1000
+    ) -> list[FundingRateRow]:
         """Settled funding rates (oldest first), as Binance prints them."""
         params: Params = {"symbol": symbol.upper(), "limit": int(limit)}
         if start_ms is not None:
@@ -431,14 +522,23 @@ class UsdmRestClient(RestClient):
         body = await self._get_object("/fapi/v1/openInterest", {"symbol": symbol.upper()}, symbol=symbol)
         return cast(OpenInterestNow, body)
 
-    async def open_interest_hist(self, symbol: str, period: str = "5m", *, start_ms: int | None = None,
-                                 end_ms: int | None = None, limit: int = 500) -> list[OpenInterestHistRow]:
+    async def open_interest_hist(
+        self,
+        symbol: str,
+        period: str = "5m",
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 500,
+    ) -> list[OpenInterestHistRow]:
         """Open interest history: Binance keeps only the last 30 days (an older start is refused here)."""
         oldest = now_us() // 1000 - OI_HIST_DAYS * 86_400_000
         if start_ms is not None and start_ms < oldest:
-            raise DataError(f"openInterestHist reaches back {OI_HIST_DAYS} days only: a start before that has no "
-                            "answer — take older open interest from the `metrics` dumps (cryptolab history "
-                            "--market usdm --kind metrics)")
+            raise DataError(
+                f"openInterestHist reaches back {OI_HIST_DAYS} days only: a start before that has no "
+                "answer — take older open interest from the `metrics` dumps (cryptolab history "
+                "--market usdm --kind metrics)"
+            )
         params: Params = {"symbol": symbol.upper(), "period": period, "limit": int(limit)}
         if start_ms is not None:
             params["startTime"] = int(start_ms)
@@ -446,16 +546,29 @@ class UsdmRestClient(RestClient):
             params["endTime"] = int(end_ms)
         return await self._get_list("/futures/data/openInterestHist", params, symbol=symbol)
 
-    async def klines(self, symbol: str, interval: str, start_ms: int | None = None, end_ms: int | None = None,
-                     limit: int = 1000) -> list[Kline]:
+    async def klines(
+        self,
+        symbol: str,
+        interval: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[Kline]:
         return await self._klines("/fapi/v1/klines", symbol, interval, start_ms, end_ms, limit)
 
-    async def mark_price_klines(self, symbol: str, interval: str, start_ms: int | None = None,
-                                end_ms: int | None = None, limit: int = 1000) -> list[Kline]:
+    async def mark_price_klines(
+        self,
+        symbol: str,
+        interval: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[Kline]:
         return await self._klines("/fapi/v1/markPriceKlines", symbol, interval, start_ms, end_ms, limit)
 
-    async def _klines(self, path: str, symbol: str, interval: str, start_ms: int | None, end_ms: int | None,
-                      limit: int) -> list[Kline]:
+    async def _klines(
+        self, path: str, symbol: str, interval: str, start_ms: int | None, end_ms: int | None, limit: int
+    ) -> list[Kline]:
         params: Params = {"symbol": symbol.upper(), "interval": interval, "limit": int(limit)}
         if start_ms is not None:
             params["startTime"] = int(start_ms)
@@ -503,19 +616,35 @@ def decode_usdm_fast(
     received = received_at_us if received_at_us is not None else now_us()
     if b"@aggTrade" in payload[:60] or payload.startswith(b'{"e":"aggTrade"'):
         try:
-            d = _decode_agg_combined(payload).data if payload.startswith(b'{"stream"') else _decode_agg_raw(payload)
+            d = (
+                _decode_agg_combined(payload).data
+                if payload.startswith(b'{"stream"')
+                else _decode_agg_raw(payload)
+            )
         except Exception:  # not the usual shape: the careful path judges it
             pass
         else:
             a, f, last, p, q, s = d.a, d.f, d.l, d.p, d.q, d.s
-            if (d.e == "aggTrade" and 0 <= a <= _MAX_INT8 and 0 <= f <= last <= _MAX_INT8
-                    and (s in _SEEN_SYMBOLS or _remember_symbol(s)) and _plain(p) and _plain(q)):
+            if (
+                d.e == "aggTrade"
+                and 0 <= a <= _MAX_INT8
+                and 0 <= f <= last <= _MAX_INT8
+                and (s in _SEEN_SYMBOLS or _remember_symbol(s))
+                and _plain(p)
+                and _plain(q)
+            ):
                 price, qty = Decimal(p), Decimal(q)
                 T, e = d.T, d.E
                 t_us = T if T >= US_CUTOFF else T * 1000
                 e_us = None if e is None else (e if e >= US_CUTOFF else e * 1000)
                 limit = received + _MAX_AHEAD_US
-                if price and qty and MIN_TIME_US <= t_us <= limit and (e_us is None or MIN_TIME_US <= e_us <= limit):
-                    return _new_tuple(AggTrade, (exchange, s, a, price, qty, f, last, t_us, d.m, e_us, received,
-                                                 source))
+                if (
+                    price
+                    and qty
+                    and MIN_TIME_US <= t_us <= limit
+                    and (e_us is None or MIN_TIME_US <= e_us <= limit)
+                ):
+                    return _new_tuple(
+                        AggTrade, (exchange, s, a, price, qty, f, last, t_us, d.m, e_us, received, source)
+                    )
     return decode_usdm(payload, exchange=exchange, source=source, received_at_us=received)

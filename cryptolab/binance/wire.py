@@ -172,8 +172,9 @@ def _careful(raw: bytes | bytearray, exchange: str, source: str, received: int) 
     except orjson.JSONDecodeError as exc:
         return DeadLetter(f"invalid JSON: {str(exc)[:120]}", bytes(raw), source, exchange, None, received)
     if type(msg) is not dict:
-        return DeadLetter(f"expected a JSON object, got {type(msg).__name__}", bytes(raw), source, exchange, None,
-                          received)
+        return DeadLetter(
+            f"expected a JSON object, got {type(msg).__name__}", bytes(raw), source, exchange, None, received
+        )
     data = msg.get("data", msg) if "stream" in msg else msg
     return _slow(msg, data, bytes(raw), exchange, source, received)
 
@@ -215,7 +216,9 @@ def _fast_trade(d: _TradeFields, exchange: str, source: str, received: int) -> T
     return None
 
 
-def _slow(msg: dict[str, Any], data: Any, raw: bytes, exchange: str, source: str, received: int) -> Trade | Control | DeadLetter:
+def _slow(
+    msg: dict[str, Any], data: Any, raw: bytes, exchange: str, source: str, received: int
+) -> Trade | Control | DeadLetter:
     if data is not msg and not isinstance(data, dict):
         return DeadLetter("combined stream 'data' is not an object", raw, source, exchange, None, received)
     if "id" in msg and ("result" in msg or "error" in msg):

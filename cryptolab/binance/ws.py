@@ -32,7 +32,15 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-__all__ = ["WSConnection", "connect", "HandshakeError", "OversizedMessage", "Message", "DEFAULT_MAX_SIZE", "OVERSIZED_HEAD"]
+__all__ = [
+    "WSConnection",
+    "connect",
+    "HandshakeError",
+    "OversizedMessage",
+    "Message",
+    "DEFAULT_MAX_SIZE",
+    "OVERSIZED_HEAD",
+]
 
 Message = bytes | bytearray
 """What `on_message` gets: the payload as the protocol parsed it (a bytearray for a
@@ -57,7 +65,9 @@ class OversizedMessage(ConnectionError):
     """A message larger than `max_size` arrived; the client closed the connection (1009)."""
 
     def __init__(self, size: int, max_size: int, head: bytes) -> None:
-        super().__init__(f"message of {size} bytes is larger than max_size={max_size}: connection closed (1009)")
+        super().__init__(
+            f"message of {size} bytes is larger than max_size={max_size}: connection closed (1009)"
+        )
         self.size = size
         self.max_size = max_size
         self.head = head
@@ -208,8 +218,14 @@ class WSConnection(asyncio.Protocol):
         if p.state is State.CLOSED or p.close_expected():
             self._finish(self._close_exc())
             return
-        self._fast = (self.fast_framing and p.state is State.OPEN and not p.reader.buffer and p.current_size is None
-                      and p.parser_exc is None and not p.extensions)
+        self._fast = (
+            self.fast_framing
+            and p.state is State.OPEN
+            and not p.reader.buffer
+            and p.current_size is None
+            and p.parser_exc is None
+            and not p.extensions
+        )
 
     def eof_received(self) -> bool | None:
         self.protocol.receive_eof()
@@ -328,7 +344,10 @@ async def connect(
 
     async def _open() -> WSConnection:
         _, proto = await loop.create_connection(
-            lambda: WSConnection(uri, on_message, max_size, on_oversized), host, port, ssl=ctx,
+            lambda: WSConnection(uri, on_message, max_size, on_oversized),
+            host,
+            port,
+            ssl=ctx,
             server_hostname=host if secure else None,
         )
         await proto.opened

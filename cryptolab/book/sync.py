@@ -177,5 +177,8 @@ class BookSync:
         if last is not None and (first.prev_id != last if self.futures else first.first_id > last + 1):
             # restarted (reconnect, or a capture started after stored diffs) and the stream since
             # does not reach back to the last good id: the ids between were never seen
-            self.gaps.append(BookGap(self.exchange, self.symbol, "restart", last, first.first_id, now_us,
-                                     snapshot_id, now_us))
+            self.gaps.append(
+                BookGap(
+                    self.exchange, self.symbol, "restart", last, first.first_id, now_us, snapshot_id, now_us
+                )
+            )

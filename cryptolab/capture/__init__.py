@@ -29,4 +29,12 @@ from .endpoints import KNOWN_SOURCES, Endpoint, resolve_source
 from .facade import Capture
 from .options import CaptureOptions, CaptureStatus, Counters
 
-__all__ = ["KNOWN_SOURCES", "Capture", "CaptureOptions", "CaptureStatus", "Counters", "Endpoint", "resolve_source"]
+__all__ = [
+    "KNOWN_SOURCES",
+    "Capture",
+    "CaptureOptions",
+    "CaptureStatus",
+    "Counters",
+    "Endpoint",
+    "resolve_source",
+]

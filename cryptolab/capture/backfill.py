@@ -99,7 +99,11 @@ class Backfiller:
             if seq.on_open is None:
                 seq.on_open = self._wake.set
         due = self.policy.due_in(list(self.seqs.values()), time.monotonic())
-        wait = LOOK if not self.sink.replayed.is_set() else min(IDLE_LOOK, max(LOOK, due if due is not None else IDLE_LOOK))
+        wait = (
+            LOOK
+            if not self.sink.replayed.is_set()
+            else min(IDLE_LOOK, max(LOOK, due if due is not None else IDLE_LOOK))
+        )
         if wait <= LOOK:
             await asyncio.sleep(wait)
         else:
@@ -128,7 +132,9 @@ class Backfiller:
                     parts = await self._not_stored(seq, plan.lo, plan.hi)
                     if not parts and not catch_up:
                         self.counters.gaps_filled += 1
-                        self.sink.put_gap(GapEvent(seq.symbol, plan.lo, plan.hi, "filled", "stored meanwhile"))
+                        self.sink.put_gap(
+                            GapEvent(seq.symbol, plan.lo, plan.hi, "filled", "stored meanwhile")
+                        )
                     for lo, hi in parts:
                         await self.backfill_range(seq, lo, hi, catch_up=catch_up)
                 else:
@@ -157,7 +163,9 @@ class Backfiller:
     async def _not_stored(self, seq: Sequencer, lo: int, hi: int) -> list[tuple[int, int]]:
         """The parts of [lo, hi] the database does not hold (all of it when it cannot be asked)."""
         try:
-            stored = await asyncio.to_thread(self.stored_runs, self.sink.link.dsn, self.exchange, seq.symbol, lo, hi)
+            stored = await asyncio.to_thread(
+                self.stored_runs, self.sink.link.dsn, self.exchange, seq.symbol, lo, hi
+            )
         except (psycopg.Error, CryptolabError):
             return [(lo, hi)]
         for a, b in stored:
@@ -178,16 +186,31 @@ class Backfiller:
                 try:
                     i, row = self.parse(it, seq.symbol, received)
                 except ValueError as exc:
-                    self.sink.put_dead(DeadLetter(f"backfill: {exc}", orjson.dumps(it), "backfill", self.exchange,
-                                                  seq.symbol, received))
+                    self.sink.put_dead(
+                        DeadLetter(
+                            f"backfill: {exc}",
+                            orjson.dumps(it),
+                            "backfill",
+                            self.exchange,
+                            seq.symbol,
+                            received,
+                        )
+                    )
                     continue
                 if frm <= i <= hi:
                     got.append((i, row))
             ids = sorted(i for i, _ in got)
             if not ids or ids[0] != frm:
                 last_missing = (ids[0] - 1) if ids else hi
-                self.sink.put_gap(GapEvent(seq.symbol, frm, last_missing, "unrecoverable",
-                                           f"{self.source} did not return these ids"))
+                self.sink.put_gap(
+                    GapEvent(
+                        seq.symbol,
+                        frm,
+                        last_missing,
+                        "unrecoverable",
+                        f"{self.source} did not return these ids",
+                    )
+                )
                 if catch_up and not lost:
                     self.counters.gaps_found += 1
                 self.counters.gaps_lost += 1

@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterator
 __all__ = ["ConnectBudget", "backoff"]
 
 
-def backoff(base: float = 0.25, cap: float = 30.0, *, rand: Callable[[], float] = random.random) -> Iterator[float]:
+def backoff(
+    base: float = 0.25, cap: float = 30.0, *, rand: Callable[[], float] = random.random
+) -> Iterator[float]:
     """Delays before each retry: uniform in [0, min(cap, base·2ⁿ)], never below base/4.
 
     Start a new generator after a success (that is the reset), as websockets does.
@@ -24,7 +26,9 @@ def backoff(base: float = 0.25, cap: float = 30.0, *, rand: Callable[[], float] 
 class ConnectBudget:
     """At most `limit` connects per `window` seconds (Binance: 300 per 5 min per IP)."""
 
-    def __init__(self, limit: int, window: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, limit: int, window: float = 300.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = limit
         self.window = window
         self.clock = clock

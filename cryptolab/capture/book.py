@@ -52,8 +52,16 @@ def stream_names(symbol: str, kinds: Iterable[str], depth_speed: str = "100ms") 
 class BookFeed:
     """Books of the symbols a capture follows (event-loop thread only)."""
 
-    def __init__(self, exchange: str, sink: Sink, counters: Counters, rest: RestClient, options: CaptureOptions,
-                 *, futures: bool = False) -> None:
+    def __init__(
+        self,
+        exchange: str,
+        sink: Sink,
+        counters: Counters,
+        rest: RestClient,
+        options: CaptureOptions,
+        *,
+        futures: bool = False,
+    ) -> None:
         self.exchange = exchange
         self.sink = sink
         self.counters = counters
@@ -86,8 +94,16 @@ class BookFeed:
     def on_diff(self, d: DepthDiff) -> None:
         sync = self.syncs.get(d.symbol)
         if sync is None:
-            self.sink.put_dead(DeadLetter(f"depth diff for a symbol not followed: {d.symbol}", b"", d.source,
-                                          d.exchange, d.symbol, d.received_at_us))
+            self.sink.put_dead(
+                DeadLetter(
+                    f"depth diff for a symbol not followed: {d.symbol}",
+                    b"",
+                    d.source,
+                    d.exchange,
+                    d.symbol,
+                    d.received_at_us,
+                )
+            )
             return
         self._queue(d)
         res = sync.on_diff(d, d.received_at_us or now_us())
@@ -128,9 +144,13 @@ class BookFeed:
         for g in sync.gaps:
             if g.snapshot_id is None:
                 self.counters.book_gaps += 1
-                log.warning("%s book: %s after update id %s%s; re-syncing from a new snapshot", g.symbol,
-                            "a crossed book" if g.reason == "crossed" else "diffs missed", g.after_id,
-                            f" (next seen: {g.before_id})" if g.before_id is not None else "")
+                log.warning(
+                    "%s book: %s after update id %s%s; re-syncing from a new snapshot",
+                    g.symbol,
+                    "a crossed book" if g.reason == "crossed" else "diffs missed",
+                    g.after_id,
+                    f" (next seen: {g.before_id})" if g.before_id is not None else "",
+                )
             elif g.reason == "restart":
                 self.counters.book_gaps += 1
             self.sink.put_book(g)
@@ -176,10 +196,12 @@ class BookFeed:
         out: dict[str, dict[str, object]] = {}
         for sym, s in self.syncs.items():
             bb, ba = (s.book.best_bid(), s.book.best_ask()) if s.synced else (None, None)
-            out[sym] = {"synced": s.synced, "update_id": s.book.update_id, "best_bid": bb, "best_ask": ba,
-                        "resyncs": s.resyncs, "snapshot_error": self.snapshot_errors.get(sym)}
+            out[sym] = {
+                "synced": s.synced,
+                "update_id": s.book.update_id,
+                "best_bid": bb,
+                "best_ask": ba,
+                "resyncs": s.resyncs,
+                "snapshot_error": self.snapshot_errors.get(sym),
+            }
         return out
-
-
-
-

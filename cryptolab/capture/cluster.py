@@ -64,7 +64,9 @@ class Cluster:
     async def _connect(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed or self._conn.broken:
             try:
-                self._conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, connect_timeout=3)
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self.dsn, autocommit=True, connect_timeout=3
+                )
             except psycopg.Error as exc:
                 raise psycopg.OperationalError(f"cannot reach {mask_dsn(self.dsn)}: {exc}") from None
             await self._conn.execute("SET statement_timeout = '3s'")
@@ -72,17 +74,31 @@ class Cluster:
         return self._conn
 
     async def _register(self, conn: psycopg.AsyncConnection) -> None:
-        await conn.execute("DELETE FROM capture_members WHERE heartbeat_at < clock_timestamp() - interval '1 day'")
+        await conn.execute(
+            "DELETE FROM capture_members WHERE heartbeat_at < clock_timestamp() - interval '1 day'"
+        )
         await conn.execute(
             "INSERT INTO capture_members (member_id, host, pid, home, standby, requested, exchange) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (member_id) DO UPDATE SET "
             "heartbeat_at = clock_timestamp(), state = 'running'",
-            (self.member_id, socket.gethostname(), os.getpid(), os.environ.get("CRYPTOLAB_HOME"), self.standby,
-             list(self.requested), self.exchange),
+            (
+                self.member_id,
+                socket.gethostname(),
+                os.getpid(),
+                os.environ.get("CRYPTOLAB_HOME"),
+                self.standby,
+                list(self.requested),
+                self.exchange,
+            ),
         )
 
-    async def tick(self, *, rows_stored: int = 0, lag_ms: float | None = None,
-                   also: Sequence[tuple[str, Sequence[object]]] = ()) -> TickResult:
+    async def tick(
+        self,
+        *,
+        rows_stored: int = 0,
+        lag_ms: float | None = None,
+        also: Sequence[tuple[str, Sequence[object]]] = (),
+    ) -> TickResult:
         """Renew, look, claim, hand back. Raises psycopg.Error when the database cannot be used.
 
         `also`: statements (SQL, parameters) to run in the renewal's transaction (the run's heartbeat)."""
@@ -95,22 +111,29 @@ class Cluster:
         async with conn.transaction():
             await conn.execute(
                 "UPDATE capture_members SET heartbeat_at = clock_timestamp(), rows_stored = %s, lag_ms = %s, "
-                "state = 'running' WHERE member_id = %s", (rows_stored, lag_ms, self.member_id))
+                "state = 'running' WHERE member_id = %s",
+                (rows_stored, lag_ms, self.member_id),
+            )
             for sql, params in also:
                 await conn.execute(sql, params)
             cur = await conn.execute(
                 "UPDATE capture_leases SET expires_at = clock_timestamp() + make_interval(secs => %s) "
                 "WHERE exchange = %s AND owner = %s RETURNING symbol",
-                (self.lease_seconds, self.exchange, self.member_id))
+                (self.lease_seconds, self.exchange, self.member_id),
+            )
             still = {str(r[0]) for r in await cur.fetchall()}
             cur = await conn.execute(
                 "SELECT member_id, requested, standby, extract(epoch FROM clock_timestamp() - started_at)::float8, "
                 "extract(epoch FROM clock_timestamp() - heartbeat_at)::float8, host, pid "
-                "FROM capture_members WHERE exchange = %s AND state = 'running'", (self.exchange,))
+                "FROM capture_members WHERE exchange = %s AND state = 'running'",
+                (self.exchange,),
+            )
             rows = await cur.fetchall()
             cur = await conn.execute(
                 "SELECT symbol, owner, extract(epoch FROM expires_at - clock_timestamp())::float8 "
-                "FROM capture_leases WHERE exchange = %s", (self.exchange,))
+                "FROM capture_leases WHERE exchange = %s",
+                (self.exchange,),
+            )
             lease_rows = await cur.fetchall()
         out.lost = sorted(self.owned - still)
         # Leases still ours on the server but not captured here: our local lease ran out while
@@ -123,8 +146,17 @@ class Cluster:
         leases = [Lease(str(r[0]), str(r[1]), float(r[2])) for r in lease_rows]
         now = time.monotonic()
         members, self._live_since = steady(members, self._live_since, now, max(3.0, self.lease_seconds))
-        plan = plan_ownership(self.member_id, self.requested, members, leases, self._free_since, now,
-                              grace=self.grace, settle=self.settle, live_within=max(3.0, self.lease_seconds))
+        plan = plan_ownership(
+            self.member_id,
+            self.requested,
+            members,
+            leases,
+            self._free_since,
+            now,
+            grace=self.grace,
+            settle=self.settle,
+            live_within=max(3.0, self.lease_seconds),
+        )
         self._free_since = {s: self._free_since.get(s, now) for s in plan.free}
         for sym in plan.release:
             # make-before-break: the lease goes straight to the preferred capturer, which starts at
@@ -135,7 +167,8 @@ class Cluster:
                 "UPDATE capture_leases SET owner = %s, epoch = epoch + 1, acquired_at = clock_timestamp(), "
                 "expires_at = clock_timestamp() + make_interval(secs => %s) "
                 "WHERE exchange = %s AND symbol = %s AND owner = %s",
-                (plan.hand_to[sym], self.lease_seconds, self.exchange, sym, self.member_id))
+                (plan.hand_to[sym], self.lease_seconds, self.exchange, sym, self.member_id),
+            )
             log.info("handing %s over to its preferred capturer", sym)
         for sym in plan.claim:
             cur = await conn.execute(
@@ -144,14 +177,18 @@ class Cluster:
                 "ON CONFLICT (exchange, symbol) DO UPDATE SET owner = EXCLUDED.owner, epoch = capture_leases.epoch + 1, "
                 "acquired_at = clock_timestamp(), expires_at = EXCLUDED.expires_at "
                 "WHERE capture_leases.expires_at <= clock_timestamp() OR capture_leases.owner = EXCLUDED.owner "
-                "RETURNING symbol", (self.exchange, sym, self.member_id, self.lease_seconds))
+                "RETURNING symbol",
+                (self.exchange, sym, self.member_id, self.lease_seconds),
+            )
             if await cur.fetchone() is not None and sym not in self.owned:
                 self.owned.add(sym)
                 out.gained.append(sym)
         if self.owned:
             self.valid_until = started + self.lease_seconds - MARGIN
         held = {ls.symbol: ls.owner for ls in leases if ls.expires_in > 0 and ls.owner != self.member_id}
-        out.holders = {s: who.get(o, o) for s, o in held.items() if s in self.requested and s not in self.owned}
+        out.holders = {
+            s: who.get(o, o) for s, o in held.items() if s in self.requested and s not in self.owned
+        }
         return out
 
     def expired_locally(self) -> list[str]:
@@ -166,12 +203,19 @@ class Cluster:
         """Hand every lease back and say this member stopped (best effort: leases expire anyway)."""
         try:
             conn = await self._connect()
-            await conn.execute("DELETE FROM capture_leases WHERE exchange = %s AND owner = %s",
-                               (self.exchange, self.member_id))
-            await conn.execute("UPDATE capture_members SET state = 'stopped', heartbeat_at = clock_timestamp() "
-                               "WHERE member_id = %s", (self.member_id,))
+            await conn.execute(
+                "DELETE FROM capture_leases WHERE exchange = %s AND owner = %s",
+                (self.exchange, self.member_id),
+            )
+            await conn.execute(
+                "UPDATE capture_members SET state = 'stopped', heartbeat_at = clock_timestamp() "
+                "WHERE member_id = %s",
+                (self.member_id,),
+            )
         except psycopg.Error as exc:
-            log.warning("could not hand the leases back (%s): they expire within %.0f s", exc, self.lease_seconds)
+            log.warning(
+                "could not hand the leases back (%s): they expire within %.0f s", exc, self.lease_seconds
+            )
         finally:
             self.owned.clear()
             if self._conn is not None:
@@ -184,6 +228,10 @@ def record_final_rows(dsn: str, member_id: str, rows_stored: int) -> None:
     `capture status` says what the run stored, not the count of its last heartbeat."""
     try:
         with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-            conn.execute("UPDATE capture_members SET rows_stored = %s WHERE member_id = %s", (rows_stored, member_id))
+            conn.execute(
+                "UPDATE capture_members SET rows_stored = %s WHERE member_id = %s", (rows_stored, member_id)
+            )
     except psycopg.Error as exc:
-        log.warning("could not record the final row count (%s): capture status shows the last heartbeat's", exc)
+        log.warning(
+            "could not record the final row count (%s): capture status shows the last heartbeat's", exc
+        )

@@ -37,8 +37,12 @@ class Endpoint:
 KNOWN_SOURCES = {
     "binance": Endpoint("binance", "wss://stream.binance.com:9443", "https://api.binance.com"),
     # Binance.US documents no µs option: its default ms times
-    "binance.us": Endpoint("binance.us", "wss://stream.binance.us:9443", "https://api.binance.us", micro=False),
-    "binance-data": Endpoint("binance-data", "wss://data-stream.binance.vision", "https://data-api.binance.vision"),
+    "binance.us": Endpoint(
+        "binance.us", "wss://stream.binance.us:9443", "https://api.binance.us", micro=False
+    ),
+    "binance-data": Endpoint(
+        "binance-data", "wss://data-stream.binance.vision", "https://data-api.binance.vision"
+    ),
 }
 
 
@@ -49,7 +53,11 @@ def resolve_source(source: str) -> Endpoint:
     parts = urlsplit(source)
     if parts.scheme in ("ws", "wss", "http", "https") and parts.netloc:
         secure = parts.scheme in ("wss", "https")
-        return Endpoint(source, f"{'wss' if secure else 'ws'}://{parts.netloc}", f"{'https' if secure else 'http'}://{parts.netloc}")
+        return Endpoint(
+            source,
+            f"{'wss' if secure else 'ws'}://{parts.netloc}",
+            f"{'https' if secure else 'http'}://{parts.netloc}",
+        )
     raise SourceError(
         f"unknown source {source!r}: use binance, binance.us, binance-data, simulator, "
         "or the URL of a local exchange (ws://127.0.0.1:PORT)"

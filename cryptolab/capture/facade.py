@@ -173,7 +173,8 @@ class Capture:
             why = self._error or "no answer"
             self._start_error = SourceError(
                 f"capture did not start within {self.options.start_timeout:g} s ({why}): is the exchange "
-                "reachable? raise start_timeout, or try --source simulator")
+                "reachable? raise start_timeout, or try --source simulator"
+            )
         if self._start_error is not None:
             err = self._start_error
             self._request_stop()
@@ -249,8 +250,14 @@ class Capture:
             level_updates=c.level_updates,
             quotes=c.quotes,
             snapshots=c.snapshots,
-            futures={"agg_trades": c.agg_trades, "mark_prices": c.mark_prices, "liquidations": c.liquidations,
-                     "open_interest": c.open_interest} if self.market == "usdm" else {},
+            futures={
+                "agg_trades": c.agg_trades,
+                "mark_prices": c.mark_prices,
+                "liquidations": c.liquidations,
+                "open_interest": c.open_interest,
+            }
+            if self.market == "usdm"
+            else {},
         )
 
     @property
@@ -354,11 +361,22 @@ class Capture:
                 self._endpoint = resolve_source(self.source)
             ep = self._endpoint
             assert ep is not None
-            client = UsdmRestClient(ep.rest) if self.market == "usdm" else RestClient(ep.rest, time_unit=ep.time_unit)
+            client = (
+                UsdmRestClient(ep.rest)
+                if self.market == "usdm"
+                else RestClient(ep.rest, time_unit=ep.time_unit)
+            )
             async with client as rest:
                 await self._check_exchange(rest, ep, deadline)
-                cluster = Cluster(dsn, self.exchange, self.symbols, standby=self.standby,
-                                  lease_seconds=opts.lease_seconds, grace=opts.takeover_grace, settle=opts.handoff_settle)
+                cluster = Cluster(
+                    dsn,
+                    self.exchange,
+                    self.symbols,
+                    standby=self.standby,
+                    lease_seconds=opts.lease_seconds,
+                    grace=opts.takeover_grace,
+                    settle=opts.handoff_settle,
+                )
                 self._cluster = cluster
                 try:
                     first = await asyncio.wait_for(cluster.tick(), max(0.5, deadline - time.monotonic()))
@@ -369,10 +387,17 @@ class Capture:
                 self._active = tuple(owned)
                 dbkey = db_key(dsn)
                 names = ",".join(sorted(self.symbols))
-                jdir = (cfg.journal_dir / dbkey /
-                        f"{self.exchange}-{hashlib.sha1(names.encode()).hexdigest()[:10]}-p{os.getpid()}")
+                jdir = (
+                    cfg.journal_dir
+                    / dbkey
+                    / f"{self.exchange}-{hashlib.sha1(names.encode()).hexdigest()[:10]}-p{os.getpid()}"
+                )
                 journal = Journal(jdir, max_bytes=opts.journal_max_bytes)
-                leftovers = [j for j in Journal.all_under(jdir.parent, max_bytes=opts.journal_max_bytes) if j.dir != jdir]
+                leftovers = [
+                    j
+                    for j in Journal.all_under(jdir.parent, max_bytes=opts.journal_max_bytes)
+                    if j.dir != jdir
+                ]
                 for sym, seq in self._sequencers(conn, owned).items():
                     self._seqs[sym] = seq
                 runs = RunLog(self.exchange)
@@ -403,8 +428,16 @@ class Capture:
             opened = agg_open_ranges(conn, self.exchange, symbols)  # a stopped history join's holes
             for s, rs in opened.items():
                 last[s] = max([last.get(s, -1), *(b for _, b in rs)])
-            return {s: Sequencer(s, max(last.get(s, -1), self.from_ids.get(s, 0) - 1) if s in last or s in self.from_ids
-                                 else None, opened.get(s, ())) for s in symbols}
+            return {
+                s: Sequencer(
+                    s,
+                    max(last.get(s, -1), self.from_ids.get(s, 0) - 1)
+                    if s in last or s in self.from_ids
+                    else None,
+                    opened.get(s, ()),
+                )
+                for s in symbols
+            }
         resume = resume_points(conn, self.exchange, symbols, self.options.lookback_seconds, self.from_ids)
         out = {}
         for sym in symbols:
@@ -426,9 +459,11 @@ class Capture:
             return self._sequencers(conn, symbols)
 
     def _note_holders(self, holders: dict[str, str]) -> None:
-        self._skipped = {s: ("standby: " if self.standby else "")
-                         + f"owned by the capture of {who} in this database; taken over if it stops"
-                         for s, who in holders.items()}
+        self._skipped = {
+            s: ("standby: " if self.standby else "")
+            + f"owned by the capture of {who} in this database; taken over if it stops"
+            for s, who in holders.items()
+        }
         if self.standby:
             for s in self.symbols:
                 if s not in holders and (self._cluster is None or s not in self._cluster.owned):
@@ -438,11 +473,17 @@ class Capture:
         from ..exchange import LocalExchange
 
         # our own market continues the simulated history already stored, kept whole from its first trade
-        first = {sym: 1 for sym in self.symbols} | {s: top + 1 for s, top in max_stored_ids(conn, self.exchange, self.symbols).items()}
+        first = {sym: 1 for sym in self.symbols} | {
+            s: top + 1 for s, top in max_stored_ids(conn, self.exchange, self.symbols).items()
+        }
         for sym, fid in first.items():
             self.from_ids.setdefault(sym, fid)
-        self._local_exchange = LocalExchange(symbols=[s.lower() for s in self.symbols], rate=self.options.simulator_rate,
-                                             seed=int(time.time()), first_ids=first).start()
+        self._local_exchange = LocalExchange(
+            symbols=[s.lower() for s in self.symbols],
+            rate=self.options.simulator_rate,
+            seed=int(time.time()),
+            first_ids=first,
+        ).start()
         self._endpoint = resolve_source(self._local_exchange.ws_url)
 
     async def _check_exchange(self, rest: RestClient, ep: Endpoint, deadline: float) -> None:
@@ -455,7 +496,8 @@ class Capture:
         except asyncio.TimeoutError:
             raise SourceError(
                 f"{mask_url(ep.rest)} did not answer exchangeInfo within {self.options.start_timeout:g} s: the exchange "
-                "is slow or unreachable — retry later, raise start_timeout, or try --source simulator") from None
+                "is slow or unreachable — retry later, raise start_timeout, or try --source simulator"
+            ) from None
         unknown = [s for s in self.symbols if s not in info.symbols]
         if unknown:
             raise SourceError(
@@ -474,8 +516,10 @@ class Capture:
         try:
             body = await asyncio.wait_for(rest.exchange_info(list(self.symbols)), remaining)
         except asyncio.TimeoutError:
-            raise SourceError(f"{mask_url(ep.rest)} did not answer /fapi/v1/exchangeInfo within "
-                              f"{self.options.start_timeout:g} s: retry later or raise start_timeout") from None
+            raise SourceError(
+                f"{mask_url(ep.rest)} did not answer /fapi/v1/exchangeInfo within "
+                f"{self.options.start_timeout:g} s: retry later or raise start_timeout"
+            ) from None
         why = contract_problems(body, self.symbols, mask_url(ep.rest))
         if why:
             raise SourceError(why)
@@ -484,12 +528,30 @@ class Capture:
         opts, stop, sink, dsn = self.options, self._stop_async, self._sink, self._dsn
         assert stop is not None and sink is not None and dsn is not None
         if {"depth", "bookTicker"} & set(opts.streams):
-            self._books = BookFeed(self.exchange, sink, self.counters, rest, opts, futures=self.market == "usdm")
-        roster = Roster(requested=self.symbols, active=self._active, endpoint=ep, exchange=self.exchange,
-                        stream_source=self._stream_source, seqs=self._seqs, sink=sink, counters=self.counters,
-                        options=opts, rest=rest, stop=stop, dsn=dsn, resume=self._sequencers_fresh,
-                        report_error=self._report_error, since=self.since, dumps=self.dumps, books=self._books,
-                        book_resume=self._book_resume, market=self.market)
+            self._books = BookFeed(
+                self.exchange, sink, self.counters, rest, opts, futures=self.market == "usdm"
+            )
+        roster = Roster(
+            requested=self.symbols,
+            active=self._active,
+            endpoint=ep,
+            exchange=self.exchange,
+            stream_source=self._stream_source,
+            seqs=self._seqs,
+            sink=sink,
+            counters=self.counters,
+            options=opts,
+            rest=rest,
+            stop=stop,
+            dsn=dsn,
+            resume=self._sequencers_fresh,
+            report_error=self._report_error,
+            since=self.since,
+            dumps=self.dumps,
+            books=self._books,
+            book_resume=self._book_resume,
+            market=self.market,
+        )
         if self._books is not None:
             roster.book_last.update(await asyncio.to_thread(self._book_resume, list(self._active)))
         self._roster = roster
@@ -498,17 +560,37 @@ class Capture:
             from .usdm import UsdmBackfiller
 
             filler = UsdmBackfiller
-        backfiller = filler(rest, self._seqs, sink, self.counters,
-                            GapPolicy(opts.gap_grace, opts.max_backfill_trades), self.exchange, self._report_error)
+        backfiller = filler(
+            rest,
+            self._seqs,
+            sink,
+            self.counters,
+            GapPolicy(opts.gap_grace, opts.max_backfill_trades),
+            self.exchange,
+            self._report_error,
+        )
         await roster.begin()
-        tasks = [asyncio.create_task(backfiller.run()), asyncio.create_task(self._ticker()),
-                 asyncio.create_task(roster.follow(cluster, lambda res: self._note_holders(res.holders)))]
+        tasks = [
+            asyncio.create_task(backfiller.run()),
+            asyncio.create_task(self._ticker()),
+            asyncio.create_task(roster.follow(cluster, lambda res: self._note_holders(res.holders))),
+        ]
         if self.market == "usdm":
             from .usdm import poll_open_interest
 
-            tasks.append(asyncio.create_task(poll_open_interest(
-                rest, lambda: roster.active, sink, self.counters, self.exchange,  # type: ignore[arg-type]
-                opts.open_interest_interval, self._report_error)))
+            tasks.append(
+                asyncio.create_task(
+                    poll_open_interest(
+                        rest,  # type: ignore[arg-type]
+                        lambda: roster.active,
+                        sink,
+                        self.counters,
+                        self.exchange,
+                        opts.open_interest_interval,
+                        self._report_error,
+                    )
+                )
+            )
         await stop.wait()
         for t in tasks:
             t.cancel()
@@ -536,9 +618,11 @@ class Capture:
         orphaned = [s for s in self.symbols if s not in roster.active and s not in self._skipped]
         if orphaned and not self._failed:
             self._failed = True
-            self._error = (f"stopped capturing {', '.join(orphaned)}: its lease ran out while the database was "
-                           "away and was not won back before the stop, and no other capturer holds it; trades "
-                           "since then are not stored — run the capture again, it resumes after what is stored")
+            self._error = (
+                f"stopped capturing {', '.join(orphaned)}: its lease ran out while the database was "
+                "away and was not won back before the stop, and no other capturer holds it; trades "
+                "since then are not stored — run the capture again, it resumes after what is stored"
+            )
             log.error("%s", self._error)
 
     async def _ticker(self) -> None:

@@ -88,12 +88,20 @@ def unfinished(join: Join, dsn: str, exchange: str) -> tuple[str, list[GapEvent]
     reason = f"history join from {join.since} stopped before it finished"
     events = [GapEvent(join.symbol, a, b, "open", reason) for a, b in parts]
     what = "aggregates" if join.market == "usdm" else "trades"
-    return (f"{UNFINISHED} at stop: {missing:,} {what} of {join.since} … id {join.edge} missing (ids {_ids(parts)}); "
-            f"recorded in capture_gaps as open: the next capture of {join.symbol} fetches them"), events
+    return (
+        f"{UNFINISHED} at stop: {missing:,} {what} of {join.since} … id {join.edge} missing (ids {_ids(parts)}); "
+        f"recorded in capture_gaps as open: the next capture of {join.symbol} fetches them"
+    ), events
 
 
-async def settle(joins: dict[str, Join], tasks: set[asyncio.Task[None]], history: dict[str, str],
-                 put_gap: Callable[[GapEvent], None], dsn: str, exchange: str) -> None:
+async def settle(
+    joins: dict[str, Join],
+    tasks: set[asyncio.Task[None]],
+    history: dict[str, str],
+    put_gap: Callable[[GapEvent], None],
+    dsn: str,
+    exchange: str,
+) -> None:
     """At stop: cancel the joins still running; say and record what each unfinished one left missing."""
     for t in list(tasks):
         t.cancel()
@@ -102,9 +110,14 @@ async def settle(joins: dict[str, Join], tasks: set[asyncio.Task[None]], history
         try:
             line, events = await asyncio.to_thread(unfinished, join, dsn, exchange)
         except (psycopg.Error, CryptolabError) as exc:
-            line, events = (f"{UNFINISHED} at stop: ids {join.first_id or '?'}…{join.edge} may be missing "
-                            f"(could not check: {' '.join(str(exc).split())[:120]}); run again with --since "
-                            f"{join.since}"), []
+            line, events = (
+                (
+                    f"{UNFINISHED} at stop: ids {join.first_id or '?'}…{join.edge} may be missing "
+                    f"(could not check: {' '.join(str(exc).split())[:120]}); run again with --since "
+                    f"{join.since}"
+                ),
+                [],
+            )
         history[sym] = line
         for ev in events:
             put_gap(ev)

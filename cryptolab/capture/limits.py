@@ -14,7 +14,14 @@ from typing import Any
 
 __all__ = ["option_problems", "since_problem"]
 
-_MAY_BE_ZERO = {"gap_grace", "takeover_grace", "handoff_settle", "lookback_seconds", "max_backfill_trades", "commit_window"}
+_MAY_BE_ZERO = {
+    "gap_grace",
+    "takeover_grace",
+    "handoff_settle",
+    "lookback_seconds",
+    "max_backfill_trades",
+    "commit_window",
+}
 """Options for which 0 means "none" (no grace, no look-back, no backfill, commit at once); the others must be > 0."""
 
 
@@ -38,8 +45,10 @@ def option_problems(options: Any) -> list[str]:
         elif f.name not in _MAY_BE_ZERO and value <= 0:
             out.append(f"{f.name}={value} must be more than 0")
     if not out and options.lease_renew_seconds >= options.lease_seconds:
-        out.append(f"lease_renew_seconds={options.lease_renew_seconds} must be less than "
-                   f"lease_seconds={options.lease_seconds}: a lease would expire before its renewal")
+        out.append(
+            f"lease_renew_seconds={options.lease_renew_seconds} must be less than "
+            f"lease_seconds={options.lease_seconds}: a lease would expire before its renewal"
+        )
     if not out and not 1 <= options.depth_snapshot <= 5000:
         out.append(f"depth_snapshot={options.depth_snapshot}: Binance serves 1 to 5000 levels a side")
     if not out and options.backoff_base > options.backoff_max:
@@ -58,6 +67,8 @@ def _stream_problems(streams: Any) -> list[str]:
 def since_problem(day: date, today: date) -> str | None:
     """Why `--since day` cannot be joined, or None."""
     if day > today:
-        return (f"--since {day} is in the future (today is {today}, UTC): give a past day, or leave --since out "
-                "to capture from now on")
+        return (
+            f"--since {day} is in the future (today is {today}, UTC): give a past day, or leave --since out "
+            "to capture from now on"
+        )
     return None

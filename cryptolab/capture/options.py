@@ -188,20 +188,29 @@ class CaptureStatus:
         ]
         if self.book or self.quotes:
             healed = sum(1 for g in self.book_gaps if g.snapshot_id is not None)
-            lines.append(f"  book: {self.book_diffs:,} diffs ({self.level_updates:,} level updates), {self.quotes:,} quotes, "
-                         f"{self.snapshots:,} snapshots; book gaps {len(self.book_gaps)} seen, {healed} healed")
+            lines.append(
+                f"  book: {self.book_diffs:,} diffs ({self.level_updates:,} level updates), {self.quotes:,} quotes, "
+                f"{self.snapshots:,} snapshots; book gaps {len(self.book_gaps)} seen, {healed} healed"
+            )
             for g in self.book_gaps:
-                what = {"gap": "diffs missed", "crossed": "crossed book",
-                        "restart": "diffs published while not capturing"}.get(g.reason, g.reason)
+                what = {
+                    "gap": "diffs missed",
+                    "crossed": "crossed book",
+                    "restart": "diffs published while not capturing",
+                }.get(g.reason, g.reason)
                 fix = f"healed by snapshot {g.snapshot_id}" if g.snapshot_id is not None else "not healed yet"
                 lines.append(f"    {g.symbol}: {what} after update id {g.after_id}, {fix}")
         if self.futures:
             f = self.futures
-            lines.append(f"  futures: {f.get('agg_trades', 0):,} aggregate trades, {f.get('mark_prices', 0):,} mark prices, "
-                         f"{f.get('liquidations', 0):,} liquidations (Binance sends at most one per symbol per second), "
-                         f"{f.get('open_interest', 0):,} open interest readings")
+            lines.append(
+                f"  futures: {f.get('agg_trades', 0):,} aggregate trades, {f.get('mark_prices', 0):,} mark prices, "
+                f"{f.get('liquidations', 0):,} liquidations (Binance sends at most one per symbol per second), "
+                f"{f.get('open_interest', 0):,} open interest readings"
+            )
         if self.journal_bad_records:
-            lines.append(f"  {self.journal_bad_records} journal records set aside as damaged (see the journal's quarantine)")
+            lines.append(
+                f"  {self.journal_bad_records} journal records set aside as damaged (see the journal's quarantine)"
+            )
         for sym, how in self.history.items():
             lines.append(f"  {sym}: {how}")
         for sym, why in self.skipped_symbols.items():

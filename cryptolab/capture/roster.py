@@ -37,12 +37,29 @@ log = logging.getLogger("cryptolab.capture")
 class Roster:
     """Sequencers, stream workers and history joins of the symbols being captured."""
 
-    def __init__(self, *, requested: tuple[str, ...], active: tuple[str, ...], endpoint: Endpoint, exchange: str,
-                 stream_source: str, seqs: dict[str, Sequencer], sink: Sink, counters: Counters,
-                 options: CaptureOptions, rest: RestClient, stop: asyncio.Event, dsn: str,
-                 resume: Callable[[list[str]], dict[str, Sequencer]], report_error: Callable[[str], None],
-                 since: date | None = None, dumps: str | None = None, books: BookFeed | None = None,
-                 book_resume: Callable[[list[str]], dict[str, int]] | None = None, market: str = "spot") -> None:
+    def __init__(
+        self,
+        *,
+        requested: tuple[str, ...],
+        active: tuple[str, ...],
+        endpoint: Endpoint,
+        exchange: str,
+        stream_source: str,
+        seqs: dict[str, Sequencer],
+        sink: Sink,
+        counters: Counters,
+        options: CaptureOptions,
+        rest: RestClient,
+        stop: asyncio.Event,
+        dsn: str,
+        resume: Callable[[list[str]], dict[str, Sequencer]],
+        report_error: Callable[[str], None],
+        since: date | None = None,
+        dumps: str | None = None,
+        books: BookFeed | None = None,
+        book_resume: Callable[[list[str]], dict[str, int]] | None = None,
+        market: str = "spot",
+    ) -> None:
         self.market = market
         """"usdm": futures streams, one connection per route (`usdm.route_streams`)."""
         self.requested = requested
@@ -87,13 +104,27 @@ class Roster:
             if self.market == "usdm":
                 self._workers[group] = asyncio.create_task(self._usdm_workers(group))
                 continue
-            names = [n for s in group for n in stream_names(s, self.options.streams, self.options.depth_speed)]
+            names = [
+                n for s in group for n in stream_names(s, self.options.streams, self.options.depth_speed)
+            ]
             if self.books is not None:
                 for s in group:
                     self.books.follow(s, self.book_last.get(s))
-            worker = StreamWorker(names, self.endpoint, self.exchange,
-                                  self.stream_source, self.seqs, self.sink, self.counters, self.options, self.budget,
-                                  self.rest, self.stop, self.report_error, self.books)
+            worker = StreamWorker(
+                names,
+                self.endpoint,
+                self.exchange,
+                self.stream_source,
+                self.seqs,
+                self.sink,
+                self.counters,
+                self.options,
+                self.budget,
+                self.rest,
+                self.stop,
+                self.report_error,
+                self.books,
+            )
             self._workers[group] = asyncio.create_task(worker.run())
 
     async def _usdm_workers(self, group: tuple[str, ...]) -> None:
@@ -106,11 +137,25 @@ class Roster:
         if self.books is not None and "public" in routes:
             for s in group:
                 self.books.follow(s, self.book_last.get(s))
-        workers = [StreamWorker(names, replace(self.endpoint, ws=f"{self.endpoint.ws}/{route}"), self.exchange,
-                                self.stream_source, self.seqs, self.sink, self.counters, self.options, self.budget,
-                                self.rest, self.stop, self.report_error, self.books if route == "public" else None,
-                                market="usdm")
-                   for route, names in routes.items()]
+        workers = [
+            StreamWorker(
+                names,
+                replace(self.endpoint, ws=f"{self.endpoint.ws}/{route}"),
+                self.exchange,
+                self.stream_source,
+                self.seqs,
+                self.sink,
+                self.counters,
+                self.options,
+                self.budget,
+                self.rest,
+                self.stop,
+                self.report_error,
+                self.books if route == "public" else None,
+                market="usdm",
+            )
+            for route, names in routes.items()
+        ]
         await asyncio.gather(*(w.run() for w in workers))
 
     async def join_history(self, symbols: list[str]) -> None:
@@ -145,20 +190,40 @@ class Roster:
             if seq is not None and (seq.last_id is None or seq.last_id < edge):
                 seq.last_id = edge
             self.history[sym] = f"joining history from {since} up to id {edge}"
-            self.joins[sym] = Join(sym, since, await first_id_of_day(self.rest, sym, since, "a" if usdm else "f"), edge,
-                                   self.market)
+            self.joins[sym] = Join(
+                sym,
+                since,
+                await first_id_of_day(self.rest, sym, since, "a" if usdm else "f"),
+                edge,
+                self.market,
+            )
 
             async def run(sym: str = sym, edge: int = edge) -> None:
                 try:
-                    res = await backfill_until(sym, edge + 1, since, exchange=self.exchange, rest=ep.rest,
-                                               dumps=self.dumps or (ep.rest if ep.local else None), dsn=self.dsn,
-                                               market=self.market)
+                    res = await backfill_until(
+                        sym,
+                        edge + 1,
+                        since,
+                        exchange=self.exchange,
+                        rest=ep.rest,
+                        dumps=self.dumps or (ep.rest if ep.local else None),
+                        dsn=self.dsn,
+                        market=self.market,
+                    )
                     self.joins.pop(sym, None)
-                    self.history[sym] = f"history joined: {res.stored + res.rest_stored:,} {what} stored up to id {edge}"
+                    self.history[sym] = (
+                        f"history joined: {res.stored + res.rest_stored:,} {what} stored up to id {edge}"
+                    )
                     log.info("%s: %s", sym, self.history[sym])
-                except (CryptolabError, psycopg.Error, OSError) as exc:  # said in status(), never lost in a task
+                except (
+                    CryptolabError,
+                    psycopg.Error,
+                    OSError,
+                ) as exc:  # said in status(), never lost in a task
                     self.history[sym] = f"history failed: {exc}"
-                    self.report_error(f"{sym}: history from {since} failed: {exc} (re-run with the same --since)")
+                    self.report_error(
+                        f"{sym}: history from {since} failed: {exc} (re-run with the same --since)"
+                    )
 
             task = asyncio.create_task(run())
             self._history_tasks.add(task)
@@ -211,14 +276,19 @@ class Roster:
             beat = time.monotonic() - last_beat >= opts.heartbeat_seconds
             also = [self.sink.runs.heartbeat_statement(self.counters)] if beat else []
             try:
-                res = await asyncio.wait_for(cluster.tick(rows_stored=self.counters.stored, lag_ms=self.sink.lag_ms,
-                                                          also=also), max(1.0, opts.lease_seconds / 2))
+                res = await asyncio.wait_for(
+                    cluster.tick(rows_stored=self.counters.stored, lag_ms=self.sink.lag_ms, also=also),
+                    max(1.0, opts.lease_seconds / 2),
+                )
             except (psycopg.Error, asyncio.TimeoutError, OSError) as exc:
                 lost = cluster.expired_locally()
                 if lost:
-                    await self.drop(lost, f"lease not renewed in time ({type(exc).__name__}: "
-                                          f"{' '.join(str(exc).split())[:120]}); resumed from what is stored "
-                                          "when the database returns")
+                    await self.drop(
+                        lost,
+                        f"lease not renewed in time ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:120]}); resumed from what is stored "
+                        "when the database returns",
+                    )
                 continue
             if beat:
                 last_beat = time.monotonic()
@@ -232,7 +302,9 @@ class Roster:
         """Wait (bounded) for history joins, then stop every stream."""
         if self._history_tasks:
             await asyncio.wait(self._history_tasks, timeout=history_timeout)
-        await settle(self.joins, self._history_tasks, self.history, self.sink.put_gap, self.dsn, self.exchange)
+        await settle(
+            self.joins, self._history_tasks, self.history, self.sink.put_gap, self.dsn, self.exchange
+        )
         workers = list(self._workers.values())
         for t in workers:
             t.cancel()

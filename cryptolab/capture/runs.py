@@ -55,7 +55,9 @@ def mark_dead_runs(conn: psycopg.Connection, stale_seconds: float) -> int:
         rows = conn.execute(
             "SELECT run_id, pid FROM capture_runs WHERE status = 'running' AND host = %s", (host,)
         ).fetchall()
-        gone = [int(r) for r, pid in rows if pid is not None and pid != os.getpid() and not _pid_alive(int(pid))]
+        gone = [
+            int(r) for r, pid in rows if pid is not None and pid != os.getpid() and not _pid_alive(int(pid))
+        ]
         cur = conn.execute(
             "UPDATE capture_runs SET status = 'dead', stopped_at = coalesce(heartbeat_at, started_at), "
             "note = concat_ws('; ', note, 'found dead at ' || clock_timestamp()::text) "
@@ -69,8 +71,9 @@ def mark_dead_runs(conn: psycopg.Connection, stale_seconds: float) -> int:
 def release_dead_members(conn: psycopg.Connection, host: str) -> list[str]:
     """Members of `host` still 'running' whose process is gone: marked 'dead', leases deleted."""
     with conn.transaction():
-        rows = conn.execute("SELECT member_id, pid FROM capture_members WHERE host = %s AND state = 'running'",
-                            (host,)).fetchall()
+        rows = conn.execute(
+            "SELECT member_id, pid FROM capture_members WHERE host = %s AND state = 'running'", (host,)
+        ).fetchall()
         gone = [str(m) for m, pid in rows if int(pid) != os.getpid() and not _pid_alive(int(pid))]
         if gone:
             conn.execute("DELETE FROM capture_leases WHERE owner = ANY(%s)", (gone,))
@@ -79,7 +82,10 @@ def release_dead_members(conn: psycopg.Connection, host: str) -> list[str]:
 
 
 def resume_points(
-    conn: psycopg.Connection, exchange: str, symbols: Iterable[str], lookback_seconds: float,
+    conn: psycopg.Connection,
+    exchange: str,
+    symbols: Iterable[str],
+    lookback_seconds: float,
     from_ids: dict[str, int],
 ) -> dict[str, ResumePoint]:
     """Per symbol: the last id stored within the look-back, and the holes to fill.
@@ -172,8 +178,9 @@ class RunLog:
         with conn.transaction():
             conn.execute(*self.heartbeat_statement(c, final=final, failed=failed))
 
-    def heartbeat_statement(self, c: Counters, *, final: bool = False,
-                            failed: bool = False) -> tuple[str, tuple[object, ...]]:
+    def heartbeat_statement(
+        self, c: Counters, *, final: bool = False, failed: bool = False
+    ) -> tuple[str, tuple[object, ...]]:
         """The run's heartbeat as (SQL, parameters): the cluster's tick runs it in its own
         transaction while the capture runs (one commit a renewal, not two)."""
         status = ("failed" if failed else "stopped") if final else "running"
@@ -182,6 +189,17 @@ class RunLog:
             "duplicates = %s, dead_letters = %s, reconnects = %s, gaps_found = %s, gaps_filled = %s, "
             "backfilled = %s, stopped_at = CASE WHEN %s THEN clock_timestamp() END, status = %s "
             "WHERE run_id = %s",
-            (c.messages, c.stored, c.duplicates, c.dead_letters, c.reconnects, c.gaps_found,
-             c.gaps_filled, c.backfilled, final, status, self.run_id),
+            (
+                c.messages,
+                c.stored,
+                c.duplicates,
+                c.dead_letters,
+                c.reconnects,
+                c.gaps_found,
+                c.gaps_filled,
+                c.backfilled,
+                final,
+                status,
+                self.run_id,
+            ),
         )

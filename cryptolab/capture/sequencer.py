@@ -162,7 +162,9 @@ class GapPolicy:
 
     def due_in(self, seqs: Iterable[Sequencer], now: float) -> float | None:
         """Seconds until the first missing range of any of `seqs` is due (0: now); None when none is missing."""
-        waits = [max(0.0, r.seen_at + self.grace - now) for r in (s.first_missing() for s in seqs) if r is not None]
+        waits = [
+            max(0.0, r.seen_at + self.grace - now) for r in (s.first_missing() for s in seqs) if r is not None
+        ]
         return min(waits, default=None)
 
     def plan(self, seq: Sequencer, now: float, *, final: bool = False) -> GapPlan:
@@ -175,6 +177,8 @@ class GapPolicy:
         lost = None
         if first and r.size > self.max_backfill:
             cut = r.hi - self.max_backfill
-            lost = GapEvent(seq.symbol, r.lo, cut, "unrecoverable", f"larger than max_backfill_trades={self.max_backfill}")
+            lost = GapEvent(
+                seq.symbol, r.lo, cut, "unrecoverable", f"larger than max_backfill_trades={self.max_backfill}"
+            )
             r.lo = cut + 1
         return GapPlan("backfill", r.lo, r.hi, first, lost, r.catch_up)

@@ -114,8 +114,15 @@ def _is_outage(exc: DatabaseError, link: DbLink) -> bool:
 class Sink:
     """Queues, writer thread, journal spill and replay for one capture."""
 
-    def __init__(self, options: CaptureOptions, counters: Counters, journal: Journal, link: DbLink, runs: RunLog,
-                 on_fatal: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        options: CaptureOptions,
+        counters: Counters,
+        journal: Journal,
+        link: DbLink,
+        runs: RunLog,
+        on_fatal: Callable[[str], None],
+    ) -> None:
         self.options = options
         self.counters = counters
         self.journal = journal
@@ -200,17 +207,23 @@ class Sink:
         if rows or dead or book or fut:
             try:  # keep what memory holds: the journal is replayed by the next capture
                 self.journal.append(rows, dead, book, fut)
-                why += (f"; {len(rows) + len(dead) + len(book) + len(fut)} queued rows kept in the journal {self.journal.dir} "
-                        "for the next capture")
+                why += (
+                    f"; {len(rows) + len(dead) + len(book) + len(fut)} queued rows kept in the journal {self.journal.dir} "
+                    "for the next capture"
+                )
             except Exception as exc:
                 self.trades.extendleft(reversed(rows))
                 self.dead.extendleft(reversed(dead))
                 self.book.extendleft(reversed(book))
                 self.futures.extendleft(reversed(fut))
                 # the journal's own error is usually `why` itself: say it once
-                cause = "" if isinstance(exc, JournalFullError) and "journal" in why else f" ({short_error(exc)})"
-                why += (f"; {len(rows)} queued trades could not be kept{cause}: the next capture fetches "
-                        "them again from REST by id")
+                cause = (
+                    "" if isinstance(exc, JournalFullError) and "journal" in why else f" ({short_error(exc)})"
+                )
+                why += (
+                    f"; {len(rows)} queued trades could not be kept{cause}: the next capture fetches "
+                    "them again from REST by id"
+                )
         self.error = why
         self.on_fatal(why)
 
@@ -246,8 +259,12 @@ class Sink:
             fut = drain(self.futures, opts.max_batch_rows) if self.futures else []
             dead = drain(self.dead, 10_000)
             up = self._replay_journals() if link.ensure() else False
-            turn = plan_turn(queued=len(self.trades) + len(self.book) + len(self.futures), journal_rows=len(journal),
-                             db_up=up, max_queue_rows=opts.max_queue_rows)
+            turn = plan_turn(
+                queued=len(self.trades) + len(self.book) + len(self.futures),
+                journal_rows=len(journal),
+                db_up=up,
+                max_queue_rows=opts.max_queue_rows,
+            )
             if batch or dead or book or fut:
                 self._write(batch, dead, book, to_database=turn.write_to == "database", futures=fut)
             if turn.spill:
@@ -258,7 +275,14 @@ class Sink:
                 spill_fut = drain(self.futures, max(0, turn.spill - len(spill_trades) - len(spill_book)))
                 self.counters.spilled += self._spill(spill_trades, [], spill_book, spill_fut)
             last_beat = self._bookkeeping(last_beat)
-            if stopping and not self.trades and not self.dead and not self.gaps and not self.book and not self.futures:
+            if (
+                stopping
+                and not self.trades
+                and not self.dead
+                and not self.gaps
+                and not self.book
+                and not self.futures
+            ):
                 # a database that is merely between two retries gets a few of them before we give up
                 stop_deadline = stop_deadline or time.monotonic() + 3 * opts.db_retry_seconds + 1.0
                 if (link.ensure() or time.monotonic() < stop_deadline) and (len(journal) or not link.up):
@@ -285,8 +309,12 @@ class Sink:
             oldest = (now_us() - (first or 0)) / 1e6 if trades or book or fut else 0.0
         except IndexError:  # drained meanwhile
             oldest = 0.0
-        return commit_wait(queued=len(trades) + len(book) + len(fut), oldest_age=oldest, window=self.options.commit_window,
-                           enough_rows=self.options.commit_rows)
+        return commit_wait(
+            queued=len(trades) + len(book) + len(fut),
+            oldest_age=oldest,
+            window=self.options.commit_window,
+            enough_rows=self.options.commit_rows,
+        )
 
     def _idle_turn(self, last_beat: float) -> float:
         """While rows wait for their group: replay a journal left behind, keep the run log up."""
@@ -315,8 +343,15 @@ class Sink:
             self.replayed.set()
         return True
 
-    def _write(self, batch: list[Trade], dead: list[DeadLetter], book: list[BookRow], *, to_database: bool,
-               futures: Sequence[FuturesRow] = ()) -> None:
+    def _write(
+        self,
+        batch: list[Trade],
+        dead: list[DeadLetter],
+        book: list[BookRow],
+        *,
+        to_database: bool,
+        futures: Sequence[FuturesRow] = (),
+    ) -> None:
         """One batch to the database, or to the journal when the database is away."""
         if not to_database:
             self._spill(batch, dead, book, futures)
@@ -345,8 +380,10 @@ class Sink:
             self._db_step(lambda c: self.runs.heartbeat(c, self.counters, final=True, failed=self.failed))
         left = len(self.journal)
         if left and not self.error:
-            self.error = (f"database unreachable at stop: {left} rows kept in the journal {self.journal.dir}; "
-                          "they are stored by the next capture on this database")
+            self.error = (
+                f"database unreachable at stop: {left} rows kept in the journal {self.journal.dir}; "
+                "they are stored by the next capture on this database"
+            )
 
     def _db_step(self, step: Callable[[psycopg.Connection], None]) -> None:
         conn = self.link.conn
@@ -358,8 +395,13 @@ class Sink:
             log.warning("run log write failed (%s): retried when the database answers", exc)
             self.link.failed(exc)
 
-    def _spill(self, rows: list[Trade], dead: list[DeadLetter], book: list[BookRow] | None = None,
-               futures: Sequence[FuturesRow] = ()) -> int:
+    def _spill(
+        self,
+        rows: list[Trade],
+        dead: list[DeadLetter],
+        book: list[BookRow] | None = None,
+        futures: Sequence[FuturesRow] = (),
+    ) -> int:
         """Rows to the journal; a full journal stops the capture (nothing is dropped silently)."""
         try:
             return self.journal.append(rows, dead, book or (), futures)
@@ -373,11 +415,20 @@ class Sink:
     def _store_segment(self, seg: Segment) -> None:
         step = self.options.max_batch_rows
         for i in range(0, max(len(seg.trades), len(seg.book), len(seg.futures), 1), step):
-            self._store(seg.trades[i : i + step], seg.dead_letters if i == 0 else [], seg.book[i : i + step],
-                        seg.futures[i : i + step])
+            self._store(
+                seg.trades[i : i + step],
+                seg.dead_letters if i == 0 else [],
+                seg.book[i : i + step],
+                seg.futures[i : i + step],
+            )
 
-    def _store(self, rows: Sequence[Trade], dead: Sequence[DeadLetter], book: Sequence[BookRow] = (),
-               futures: Sequence[FuturesRow] = ()) -> None:
+    def _store(
+        self,
+        rows: Sequence[Trade],
+        dead: Sequence[DeadLetter],
+        book: Sequence[BookRow] = (),
+        futures: Sequence[FuturesRow] = (),
+    ) -> None:
         """Store one batch; rows the database rejects as data become dead letters."""
         writer = self.link.writer
         assert writer is not None
@@ -409,20 +460,51 @@ class Sink:
             self.counters.appended += writer.appended - appended
         if res.archived:
             self.counters.archived += res.archived
-            log.warning("%d trades not stored: their ids live in the archive (days archived and dropped)",
-                        res.archived)
+            log.warning(
+                "%d trades not stored: their ids live in the archive (days archived and dropped)",
+                res.archived,
+            )
 
-    def _reject(self, rows: Sequence[Trade], dead: Sequence[DeadLetter], exc: DataError,
-                book: Sequence[BookRow] = (), futures: Sequence[FuturesRow] = ()) -> None:
+    def _reject(
+        self,
+        rows: Sequence[Trade],
+        dead: Sequence[DeadLetter],
+        exc: DataError,
+        book: Sequence[BookRow] = (),
+        futures: Sequence[FuturesRow] = (),
+    ) -> None:
         writer = self.link.writer
         assert writer is not None
-        why = f"conflicts with the stored trade: {exc}" if isinstance(exc, TradeConflict) else \
-            f"database rejected the row: {exc}"
-        letters = [DeadLetter(why, repr(t).encode(), t.source, t.exchange, t.symbol, t.received_at_us) for t in rows]
-        letters += [DeadLetter(f"database rejected the book row: {exc}", repr(r).encode(), "live", r.exchange, r.symbol,
-                               now_us()) for r in book]
-        letters += [DeadLetter(f"database rejected the futures row: {exc}", repr(r).encode(), r.source, r.exchange,
-                               r.symbol, getattr(r, "received_at_us", None) or now_us()) for r in futures]
+        why = (
+            f"conflicts with the stored trade: {exc}"
+            if isinstance(exc, TradeConflict)
+            else f"database rejected the row: {exc}"
+        )
+        letters = [
+            DeadLetter(why, repr(t).encode(), t.source, t.exchange, t.symbol, t.received_at_us) for t in rows
+        ]
+        letters += [
+            DeadLetter(
+                f"database rejected the book row: {exc}",
+                repr(r).encode(),
+                "live",
+                r.exchange,
+                r.symbol,
+                now_us(),
+            )
+            for r in book
+        ]
+        letters += [
+            DeadLetter(
+                f"database rejected the futures row: {exc}",
+                repr(r).encode(),
+                r.source,
+                r.exchange,
+                r.symbol,
+                getattr(r, "received_at_us", None) or now_us(),
+            )
+            for r in futures
+        ]
         letters += [d._replace(reason=f"{d.reason} (database rejected it: {exc})", payload=b"") for d in dead]
         writer.write([], letters)
         self.counters.rejected_rows += len(rows)

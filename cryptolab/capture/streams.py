@@ -73,10 +73,23 @@ class Connection:
 class StreamWorker:
     """Keeps `streams` flowing into `sink` until `stop` is set."""
 
-    def __init__(self, streams: list[str], endpoint: Endpoint, exchange: str, stream_source: str,
-                 seqs: dict[str, Sequencer], sink: Sink, counters: Counters, options: CaptureOptions,
-                 budget: ConnectBudget, rest: RestClient, stop: asyncio.Event,
-                 report_error: Callable[[str], None], books: BookFeed | None = None, market: str = "spot") -> None:
+    def __init__(
+        self,
+        streams: list[str],
+        endpoint: Endpoint,
+        exchange: str,
+        stream_source: str,
+        seqs: dict[str, Sequencer],
+        sink: Sink,
+        counters: Counters,
+        options: CaptureOptions,
+        budget: ConnectBudget,
+        rest: RestClient,
+        stop: asyncio.Event,
+        report_error: Callable[[str], None],
+        books: BookFeed | None = None,
+        market: str = "spot",
+    ) -> None:
         self.market = market
         """"usdm": futures frames (`usdm.usdm_receiver`), sequenced by aggregate id."""
         self.streams = streams
@@ -104,7 +117,13 @@ class StreamWorker:
             from .usdm import usdm_receiver
 
             return usdm_receiver(self, conn)
-        counters, seqs, sink, exchange, source = self.counters, self.seqs, self.sink, self.exchange, self.stream_source
+        counters, seqs, sink, exchange, source = (
+            self.counters,
+            self.seqs,
+            self.sink,
+            self.exchange,
+            self.stream_source,
+        )
         queue, wake, first = sink.trades, sink.wake, conn.first
         append, enough = queue.append, self.options.commit_rows
         books = self.books
@@ -146,13 +165,26 @@ class StreamWorker:
 
         return on_message
 
-    def _other(self, out: Trade | DepthDiff | Quote | Control | DeadLetter, raw: bytes | bytearray, received: int,
-               conn: Connection) -> None:
+    def _other(
+        self,
+        out: Trade | DepthDiff | Quote | Control | DeadLetter,
+        raw: bytes | bytearray,
+        received: int,
+        conn: Connection,
+    ) -> None:
         """The rare frames: a row of a symbol not subscribed, a dead letter, a control message."""
         if type(out) in (Trade, DepthDiff, Quote):
             what = "trade" if type(out) is Trade else "book update"
-            self.sink.put_dead(DeadLetter(f"{what} for a symbol not subscribed: {out.symbol}",  # type: ignore[union-attr]
-                                          bytes(raw), "live", self.exchange, out.symbol, received))  # type: ignore[union-attr]
+            self.sink.put_dead(
+                DeadLetter(
+                    f"{what} for a symbol not subscribed: {out.symbol}",  # type: ignore[union-attr]
+                    bytes(raw),
+                    "live",
+                    self.exchange,
+                    out.symbol,  # type: ignore[union-attr]
+                    received,
+                )
+            )
         elif type(out) is DeadLetter:
             self.sink.put_dead(out)
         elif isinstance(out, Control):
@@ -162,9 +194,17 @@ class StreamWorker:
                 log.warning("exchange answered an error: %s", out.data)
 
     def on_oversized(self, size: int, head: bytes) -> None:
-        self.sink.put_dead(DeadLetter(
-            f"message of {size} bytes is larger than the {self.options.max_frame_bytes} bytes allowed: "
-            "connection closed and reopened", head, "live", self.exchange, None, now_us()))
+        self.sink.put_dead(
+            DeadLetter(
+                f"message of {size} bytes is larger than the {self.options.max_frame_bytes} bytes allowed: "
+                "connection closed and reopened",
+                head,
+                "live",
+                self.exchange,
+                None,
+                now_us(),
+            )
+        )
 
     # ---- connections
 
@@ -176,17 +216,27 @@ class StreamWorker:
         on_message = self.receiver(conn)
         shown = mask_url(ep.ws)
         try:
-            conn.ws = await wsclient.connect(stream_url(ep.ws, self.streams, micro=ep.micro), on_message, open_timeout=10,
-                                             max_size=self.options.max_frame_bytes, on_oversized=self.on_oversized)
+            conn.ws = await wsclient.connect(
+                stream_url(ep.ws, self.streams, micro=ep.micro),
+                on_message,
+                open_timeout=10,
+                max_size=self.options.max_frame_bytes,
+                on_oversized=self.on_oversized,
+            )
         except wsclient.HandshakeError as exc:
             hint = " (binance.com refuses this region: try source='binance.us')" if exc.status == 451 else ""
             raise SourceError(f"{shown} answered {exc}{hint}") from exc
         except (OSError, asyncio.TimeoutError) as exc:
-            raise SourceError(f"cannot reach {shown}: {exc or type(exc).__name__} — no network? "
-                              "try --source simulator") from exc
+            raise SourceError(
+                f"cannot reach {shown}: {exc or type(exc).__name__} — no network? try --source simulator"
+            ) from exc
         if many:
             for i in range(0, len(self.streams), SUBSCRIBE_BATCH):
-                msg = {"method": "SUBSCRIBE", "params": self.streams[i : i + SUBSCRIBE_BATCH], "id": i // SUBSCRIBE_BATCH + 1}
+                msg = {
+                    "method": "SUBSCRIBE",
+                    "params": self.streams[i : i + SUBSCRIBE_BATCH],
+                    "id": i // SUBSCRIBE_BATCH + 1,
+                }
                 conn.ws.send_text(orjson.dumps(msg).decode())
                 await asyncio.sleep(0.25)
         return conn
@@ -215,13 +265,16 @@ class StreamWorker:
                 watchdog = max(0.05, current.last_msg + opts.stall_timeout - time.monotonic())
                 shutdown_task = asyncio.create_task(current.shutdown.wait())
                 waiting: set[asyncio.Future[Any]] = {ws.closed, shutdown_task, stop_task}
-                await asyncio.wait(waiting, timeout=min(rotate_in, watchdog, 1.0),
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    waiting, timeout=min(rotate_in, watchdog, 1.0), return_when=asyncio.FIRST_COMPLETED
+                )
                 shutdown_task.cancel()
                 if stop.is_set():
                     break
                 if ws.closed.done():
-                    log.info("connection lost (close code %s: %s); reconnecting", ws.close_code, ws.closed.result())
+                    log.info(
+                        "connection lost (close code %s: %s); reconnecting", ws.close_code, ws.closed.result()
+                    )
                     await current.close()
                     current = None
                     self.counters.reconnects += 1
@@ -270,15 +323,20 @@ class StreamWorker:
     async def probe_latest(self) -> None:
         """After a (re)connect, learn each symbol's latest id from REST, so a gap shows at once."""
         usdm = self.market == "usdm"
-        if "trade" not in self.options.streams and not (usdm and any(s.endswith("@aggTrade") for s in self.streams)):
+        if "trade" not in self.options.streams and not (
+            usdm and any(s.endswith("@aggTrade") for s in self.streams)
+        ):
             return
         for sym in self.symbols:
             seq = self.seqs.get(sym)
             if seq is None or seq.last_id is None:
                 continue
             try:
-                items: list[Any] = await (self.rest.agg_trades(seq.symbol, limit=1) if usdm
-                                          else self.rest.recent_trades(seq.symbol, limit=1))
+                items: list[Any] = await (
+                    self.rest.agg_trades(seq.symbol, limit=1)
+                    if usdm
+                    else self.rest.recent_trades(seq.symbol, limit=1)
+                )
             except (CryptolabError, asyncio.TimeoutError, OSError):
                 continue
             if items:

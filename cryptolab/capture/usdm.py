@@ -28,7 +28,13 @@ import psycopg
 
 from ..binance import ws as wsclient
 from ..binance.frames import decode_frame
-from ..binance.usdm import UsdmRestClient, agg_trade_from_rest, decode_usdm_fast, open_interest_from_rest, route_of
+from ..binance.usdm import (
+    UsdmRestClient,
+    agg_trade_from_rest,
+    decode_usdm_fast,
+    open_interest_from_rest,
+    route_of,
+)
 from ..book.model import DepthDiff, Quote
 from ..errors import ConfigError, CryptolabError, SourceError
 from ..markets import AggTrade, Liquidation, MarkPrice
@@ -38,8 +44,17 @@ from .endpoints import KNOWN_SOURCES, Endpoint, resolve_source
 from .options import Counters
 from .sink import Sink
 
-__all__ = ["USDM_KINDS", "usdm_kinds", "route_streams", "usdm_endpoint", "contract_problems", "agg_resume_points",
-           "usdm_receiver", "UsdmBackfiller", "poll_open_interest"]
+__all__ = [
+    "USDM_KINDS",
+    "usdm_kinds",
+    "route_streams",
+    "usdm_endpoint",
+    "contract_problems",
+    "agg_resume_points",
+    "usdm_receiver",
+    "UsdmBackfiller",
+    "poll_open_interest",
+]
 
 log = logging.getLogger("cryptolab.capture")
 
@@ -58,11 +73,15 @@ def usdm_kinds(streams: Sequence[str]) -> tuple[str, ...]:
     if kinds == ("trade",):
         return DEFAULT_KINDS
     if "trade" in kinds:
-        raise ConfigError("USD-M futures publish no raw trade stream: capture `aggTrade` (the aggregate trades) "
-                          "with --market usdm, e.g. --streams aggTrade,markPrice,forceOrder")
+        raise ConfigError(
+            "USD-M futures publish no raw trade stream: capture `aggTrade` (the aggregate trades) "
+            "with --market usdm, e.g. --streams aggTrade,markPrice,forceOrder"
+        )
     bad = [k for k in kinds if k not in USDM_KINDS]
     if bad:
-        raise ConfigError(f"streams {', '.join(bad)} are not USD-M futures streams: use {', '.join(USDM_KINDS)}")
+        raise ConfigError(
+            f"streams {', '.join(bad)} are not USD-M futures streams: use {', '.join(USDM_KINDS)}"
+        )
     return kinds
 
 
@@ -70,15 +89,24 @@ def spot_kinds_problem(streams: Sequence[str]) -> str | None:
     """A futures-only stream asked on spot: one line (pure)."""
     fut = [k for k in streams if k in ("aggTrade", "markPrice", "forceOrder")]
     if fut:
-        return (f"{', '.join(fut)} {'is a' if len(fut) == 1 else 'are'} USD-M futures stream"
-                f"{'' if len(fut) == 1 else 's'} here: add --market usdm (spot captures trade, depth, bookTicker)")
+        return (
+            f"{', '.join(fut)} {'is a' if len(fut) == 1 else 'are'} USD-M futures stream"
+            f"{'' if len(fut) == 1 else 's'} here: add --market usdm (spot captures trade, depth, bookTicker)"
+        )
     return None
 
 
-def route_streams(symbols: Iterable[str], kinds: Sequence[str], depth_speed: str = "100ms") -> dict[str, list[str]]:
+def route_streams(
+    symbols: Iterable[str], kinds: Sequence[str], depth_speed: str = "100ms"
+) -> dict[str, list[str]]:
     """Stream names by route: `{"market": ["btcusdt@aggTrade", …], "public": ["btcusdt@depth@100ms", …]}`."""
-    wire = {"aggTrade": "aggTrade", "markPrice": "markPrice@1s", "forceOrder": "forceOrder", "bookTicker": "bookTicker",
-            "depth": "depth@100ms" if depth_speed == "100ms" else "depth"}
+    wire = {
+        "aggTrade": "aggTrade",
+        "markPrice": "markPrice@1s",
+        "forceOrder": "forceOrder",
+        "bookTicker": "bookTicker",
+        "depth": "depth@100ms" if depth_speed == "100ms" else "depth",
+    }
     out: dict[str, list[str]] = {}
     for sym in symbols:
         for k in kinds:
@@ -96,8 +124,10 @@ def usdm_endpoint(source: str) -> Endpoint:
         cfg = settings()
         return Endpoint("binance-usdm", cfg.fstream_url.rstrip("/"), cfg.fapi_url.rstrip("/"), micro=False)
     if source in KNOWN_SOURCES or source == "simulator":
-        raise SourceError(f"--market usdm captures from binance (USD-M futures) or a local exchange's futures URL "
-                          f"(`cryptolab exchange --markets spot,usdm` prints it as fws=…), not {source!r}")
+        raise SourceError(
+            f"--market usdm captures from binance (USD-M futures) or a local exchange's futures URL "
+            f"(`cryptolab exchange --markets spot,usdm` prints it as fws=…), not {source!r}"
+        )
     ep = resolve_source(source)
     return Endpoint(ep.name, ep.ws, ep.rest, micro=False)
 
@@ -108,37 +138,51 @@ def contract_problems(info: Mapping[str, Any], symbols: Sequence[str], where: st
     listed = {str(s.get("symbol")): s for s in info.get("symbols", []) if isinstance(s, dict)}
     unknown = [s for s in symbols if s not in listed]
     if unknown:
-        return (f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a USD-M futures contract on {where}: "
-                "a spot-only symbol? capture it without --market usdm (or check the spelling, e.g. BTCUSDT)")
-    dead = [f"{s} ({listed[s].get('status')})" for s in symbols if listed[s].get("status", "TRADING") != "TRADING"]
+        return (
+            f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a USD-M futures contract on {where}: "
+            "a spot-only symbol? capture it without --market usdm (or check the spelling, e.g. BTCUSDT)"
+        )
+    dead = [
+        f"{s} ({listed[s].get('status')})" for s in symbols if listed[s].get("status", "TRADING") != "TRADING"
+    ]
     if dead:
-        return (f"{', '.join(dead)}: the contract is not trading (delisted or settling) on {where}: it has no live "
-                "streams — take its past with `cryptolab history --market usdm`")
+        return (
+            f"{', '.join(dead)}: the contract is not trading (delisted or settling) on {where}: it has no live "
+            "streams — take its past with `cryptolab history --market usdm`"
+        )
     return None
 
 
-def agg_resume_points(conn: psycopg.Connection, exchange: str, symbols: Sequence[str],
-                      lookback_seconds: float) -> dict[str, int]:
+def agg_resume_points(
+    conn: psycopg.Connection, exchange: str, symbols: Sequence[str], lookback_seconds: float
+) -> dict[str, int]:
     """The last aggregate id stored per symbol within the look-back window (resume after it)."""
     out: dict[str, int] = {}
     with conn.transaction():  # never leave the writer's connection inside a transaction
         for sym in symbols:
             row = conn.execute(
                 "SELECT max(agg_id) FROM agg_trades WHERE exchange = %s AND symbol = %s "
-                "AND trade_time > now() - make_interval(secs => %s)", (exchange, sym, float(lookback_seconds))).fetchone()
+                "AND trade_time > now() - make_interval(secs => %s)",
+                (exchange, sym, float(lookback_seconds)),
+            ).fetchone()
             if row and row[0] is not None:
                 out[sym] = int(row[0])
     return out
 
 
-def agg_open_ranges(conn: psycopg.Connection, exchange: str, symbols: Sequence[str]) -> dict[str, list[tuple[int, int]]]:
+def agg_open_ranges(
+    conn: psycopg.Connection, exchange: str, symbols: Sequence[str]
+) -> dict[str, list[tuple[int, int]]]:
     """Aggregate id ranges a previous run recorded as `open` (a history join stopped early), taken
     out of `capture_gaps` to be fetched again (as spot's `runs.resume_points` does)."""
     out: dict[str, list[tuple[int, int]]] = {}
     with conn.transaction():
         for sym in symbols:
-            rows = conn.execute("DELETE FROM capture_gaps WHERE exchange = %s AND symbol = %s AND status = 'open' "
-                                "RETURNING first_missing_id, last_missing_id", (exchange, sym)).fetchall()
+            rows = conn.execute(
+                "DELETE FROM capture_gaps WHERE exchange = %s AND symbol = %s AND status = 'open' "
+                "RETURNING first_missing_id, last_missing_id",
+                (exchange, sym),
+            ).fetchall()
             if rows:
                 out[sym] = sorted((int(a), int(b)) for a, b in rows)
     return out
@@ -174,8 +218,16 @@ def usdm_receiver(worker: Any, conn: Any) -> Callable[[wsclient.Message], None]:
             if t is AggTrade:
                 seq = seqs.get(out.symbol)
                 if seq is None:
-                    sink.put_dead(DeadLetter(f"aggTrade for a symbol not subscribed: {out.symbol}", bytes(raw), "live",
-                                             exchange, out.symbol, received))
+                    sink.put_dead(
+                        DeadLetter(
+                            f"aggTrade for a symbol not subscribed: {out.symbol}",
+                            bytes(raw),
+                            "live",
+                            exchange,
+                            out.symbol,
+                            received,
+                        )
+                    )
                 elif seq.see(out.agg_id, now):
                     append(out)
                     seq.last_trade_us = out.trade_time_us
@@ -191,9 +243,17 @@ def usdm_receiver(worker: Any, conn: Any) -> Callable[[wsclient.Message], None]:
                     if (n == 1 or n >= enough) and not wake.is_set():
                         wake.set()
                 else:
-                    sink.put_dead(DeadLetter(f"{'markPrice' if t is MarkPrice else 'forceOrder'} for a symbol not "
-                                             f"subscribed: {out.symbol}", bytes(raw), "live", exchange, out.symbol,
-                                             received))
+                    sink.put_dead(
+                        DeadLetter(
+                            f"{'markPrice' if t is MarkPrice else 'forceOrder'} for a symbol not "
+                            f"subscribed: {out.symbol}",
+                            bytes(raw),
+                            "live",
+                            exchange,
+                            out.symbol,
+                            received,
+                        )
+                    )
             else:
                 worker._other(out, raw, received, conn)
         if not first.is_set():
@@ -211,7 +271,8 @@ def stored_agg_runs(dsn: str, exchange: str, symbol: str, lo: int, hi: int) -> l
         rows = conn.execute(
             "SELECT min(agg_id), max(agg_id) FROM (SELECT agg_id, agg_id - row_number() OVER (ORDER BY agg_id) AS run "
             "FROM agg_trades WHERE exchange = %s AND symbol = %s AND agg_id BETWEEN %s AND %s) t GROUP BY run ORDER BY 1",
-            (exchange, symbol, lo, hi)).fetchall()
+            (exchange, symbol, lo, hi),
+        ).fetchall()
     return [(int(a), int(b)) for a, b in rows]
 
 
@@ -239,9 +300,15 @@ async def latest_agg_id(rest: UsdmRestClient, symbol: str) -> int | None:
 
 
 # ---------------------------------------------------------------------- open interest
-async def poll_open_interest(rest: UsdmRestClient, symbols: Callable[[], Sequence[str]], sink: Sink,
-                             counters: Counters, exchange: str, interval: float,
-                             report_error: Callable[[str], None]) -> None:
+async def poll_open_interest(
+    rest: UsdmRestClient,
+    symbols: Callable[[], Sequence[str]],
+    sink: Sink,
+    counters: Counters,
+    exchange: str,
+    interval: float,
+    report_error: Callable[[str], None],
+) -> None:
     """Every `interval` seconds, each symbol's open interest from REST into the sink (until cancelled)."""
     while True:
         for sym in symbols():
@@ -249,7 +316,9 @@ async def poll_open_interest(rest: UsdmRestClient, symbols: Callable[[], Sequenc
                 body = await rest.open_interest(sym)
                 row = open_interest_from_rest(body, exchange=exchange, source="live")
             except ValueError as exc:
-                sink.put_dead(DeadLetter(f"openInterest: {exc}", orjson.dumps(body), "live", exchange, sym, now_us()))
+                sink.put_dead(
+                    DeadLetter(f"openInterest: {exc}", orjson.dumps(body), "live", exchange, sym, now_us())
+                )
                 continue
             except (CryptolabError, asyncio.TimeoutError, OSError) as exc:
                 report_error(f"{sym}: open interest poll failed: {exc} (retried at the next interval)")

@@ -28,8 +28,19 @@ def shard(symbols: list[str], n: int) -> list[list[str]]:
 
 
 def _child_argv(args: argparse.Namespace, symbols: list[str], status_path: Path) -> list[str]:
-    argv = [sys.executable, "-m", "cryptolab", "capture", "--symbols", ",".join(symbols), "--source", args.source,
-            "--quiet", "--status-json", str(status_path)]
+    argv = [
+        sys.executable,
+        "-m",
+        "cryptolab",
+        "capture",
+        "--symbols",
+        ",".join(symbols),
+        "--source",
+        args.source,
+        "--quiet",
+        "--status-json",
+        str(status_path),
+    ]
     if args.dsn:
         argv += ["--dsn", args.dsn]
     if args.from_id is not None:
@@ -44,7 +55,14 @@ def _child_argv(args: argparse.Namespace, symbols: list[str], status_path: Path)
         argv += ["--dumps", args.dumps]
     for opt in args.option:
         argv += ["--option", opt]
-    argv += ["--streams", args.streams, "--depth-speed", args.depth_speed, "--depth-snapshot", str(args.depth_snapshot)]
+    argv += [
+        "--streams",
+        args.streams,
+        "--depth-speed",
+        args.depth_speed,
+        "--depth-snapshot",
+        str(args.depth_snapshot),
+    ]
     return argv
 
 
@@ -60,10 +78,15 @@ def run_workers(args: argparse.Namespace, symbols: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    procs = [subprocess.Popen(_child_argv(args, s, tmp / f"worker-{i}.json"), stdout=subprocess.DEVNULL)
-             for i, s in enumerate(shards)]
-    print(f"capturing {len(symbols)} symbols in {len(procs)} processes "
-          f"({', '.join(f'pid {p.pid}: {len(s)}' for p, s in zip(procs, shards))}); Ctrl-C to stop", flush=True)
+    procs = [
+        subprocess.Popen(_child_argv(args, s, tmp / f"worker-{i}.json"), stdout=subprocess.DEVNULL)
+        for i, s in enumerate(shards)
+    ]
+    print(
+        f"capturing {len(symbols)} symbols in {len(procs)} processes "
+        f"({', '.join(f'pid {p.pid}: {len(s)}' for p, s in zip(procs, shards))}); Ctrl-C to stop",
+        flush=True,
+    )
     deadline = time.monotonic() + args.seconds if args.seconds is not None else None
     while not stopping and any(p.poll() is None for p in procs):
         if deadline is not None and time.monotonic() >= deadline:
@@ -87,6 +110,7 @@ def run_workers(args: argparse.Namespace, symbols: list[str]) -> int:
 
 def summarize(statuses: list[dict[str, Any]], codes: list[int]) -> str:
     """One summary of the workers' final statuses."""
+
     def total(key: str) -> int:
         return sum(int(s.get(key) or 0) for s in statuses)
 

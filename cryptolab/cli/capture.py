@@ -67,33 +67,82 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=_seconds, default=None,
                    help="stop after this many seconds, > 0 (default: until Ctrl-C)")
     p.add_argument("--dsn", default=None, help="libpq DSN (default: CRYPTOLAB_DSN, else the embedded server)")
-    p.add_argument("--from-id", type=_trade_id, default=None,
-                   help="start at this trade id for every symbol; older ids than the stream's are fetched from REST")
-    p.add_argument("--exchange", default=None,
-                   help="store as this exchange name (default: binance; 'simulator' for synthetic markets)")
-    p.add_argument("--since", default=None, metavar="DATE",
-                   help="join history from this UTC day (dumps + REST) to the live stream, with no gap")
-    p.add_argument("--dumps", default=None, metavar="URL",
-                   help="dump site for --since (default: data.binance.vision; a local exchange serves its own)")
-    p.add_argument("--standby", action="store_true",
-                   help="warm standby: own nothing until a capturer of these symbols disappears, then take over")
-    p.add_argument("--workers", type=_workers, default=1,
-                   help="shard the symbols over N capture processes on this host (default 1)")
-    p.add_argument("--market", default="spot", choices=["spot", "usdm"],
-                   help="spot (default), or usdm: Binance USD-M futures (--source binance, or a local exchange's fws=… "
-                        "URL); stored under binance-usdm")
-    p.add_argument("--streams", default="trade", metavar="KINDS",
-                   help="what to capture, comma-separated: trade, depth (the book: diffs + REST snapshots), bookTicker "
-                        "(default trade); with --market usdm: aggTrade, markPrice, forceOrder, depth, bookTicker "
-                        "(default aggTrade,markPrice,forceOrder)")
-    p.add_argument("--open-interest-interval", type=float, default=60.0, metavar="SECONDS",
-                   help="--market usdm: seconds between REST polls of each symbol's open interest (default 60)")
-    p.add_argument("--depth-speed", default="100ms", choices=["100ms", "1000ms"],
-                   help="depth diff stream speed (default 100ms)")
-    p.add_argument("--depth-snapshot", type=int, default=1000, metavar="N",
-                   help="levels a side of each REST book snapshot, ≤ 5000 (default 1000, weight 50)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a CaptureOptions field, e.g. --option lease_seconds=3 (repeatable)")
+    p.add_argument(
+        "--from-id",
+        type=_trade_id,
+        default=None,
+        help="start at this trade id for every symbol; older ids than the stream's are fetched from REST",
+    )
+    p.add_argument(
+        "--exchange",
+        default=None,
+        help="store as this exchange name (default: binance; 'simulator' for synthetic markets)",
+    )
+    p.add_argument(
+        "--since",
+        default=None,
+        metavar="DATE",
+        help="join history from this UTC day (dumps + REST) to the live stream, with no gap",
+    )
+    p.add_argument(
+        "--dumps",
+        default=None,
+        metavar="URL",
+        help="dump site for --since (default: data.binance.vision; a local exchange serves its own)",
+    )
+    p.add_argument(
+        "--standby",
+        action="store_true",
+        help="warm standby: own nothing until a capturer of these symbols disappears, then take over",
+    )
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="shard the symbols over N capture processes on this host (default 1)",
+    )
+    p.add_argument(
+        "--market",
+        default="spot",
+        choices=["spot", "usdm"],
+        help="spot (default), or usdm: Binance USD-M futures (--source binance, or a local exchange's fws=… "
+        "URL); stored under binance-usdm",
+    )
+    p.add_argument(
+        "--streams",
+        default="trade",
+        metavar="KINDS",
+        help="what to capture, comma-separated: trade, depth (the book: diffs + REST snapshots), bookTicker "
+        "(default trade); with --market usdm: aggTrade, markPrice, forceOrder, depth, bookTicker "
+        "(default aggTrade,markPrice,forceOrder)",
+    )
+    p.add_argument(
+        "--open-interest-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="--market usdm: seconds between REST polls of each symbol's open interest (default 60)",
+    )
+    p.add_argument(
+        "--depth-speed",
+        default="100ms",
+        choices=["100ms", "1000ms"],
+        help="depth diff stream speed (default 100ms)",
+    )
+    p.add_argument(
+        "--depth-snapshot",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="levels a side of each REST book snapshot, ≤ 5000 (default 1000, weight 50)",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a CaptureOptions field, e.g. --option lease_seconds=3 (repeatable)",
+    )
     p.add_argument("--status-json", default=None, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
 
@@ -120,7 +169,9 @@ def stream_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
         usdm_kinds(kinds)
         if not args.open_interest_interval > 0:
-            raise ConfigError(f"--open-interest-interval {args.open_interest_interval:g}: use a number of seconds > 0")
+            raise ConfigError(
+                f"--open-interest-interval {args.open_interest_interval:g}: use a number of seconds > 0"
+            )
         out["open_interest_interval"] = args.open_interest_interval
     from dataclasses import replace
 
@@ -168,7 +219,9 @@ def run(args: argparse.Namespace) -> int:
     overrides.update(stream_overrides(args))
     _check_since(args.since)  # refused here, before any worker or connection starts
     if args.workers > 1 and args.market == "usdm":
-        raise ConfigError("--workers with --market usdm is not supported yet: run one futures capture per process")
+        raise ConfigError(
+            "--workers with --market usdm is not supported yet: run one futures capture per process"
+        )
     if args.workers > 1:
         from ..capture.workers import run_workers
 
@@ -183,8 +236,18 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     from_ids = {s: args.from_id for s in symbols} if args.from_id is not None else None
     source = mask_url(args.source)
-    cap = Capture(symbols, source=args.source, dsn=args.dsn, from_ids=from_ids, exchange=args.exchange,
-                  standby=args.standby, since=args.since, dumps=args.dumps, market=args.market, **overrides)
+    cap = Capture(
+        symbols,
+        source=args.source,
+        dsn=args.dsn,
+        from_ids=from_ids,
+        exchange=args.exchange,
+        standby=args.standby,
+        since=args.since,
+        dumps=args.dumps,
+        market=args.market,
+        **overrides,
+    )
     try:
         cap.start()
     except CryptolabError as exc:
@@ -204,8 +267,12 @@ def run(args: argparse.Namespace) -> int:
         if not st.running:  # stopped on its own (a fatal error): do not wait for the deadline
             break
         if not args.quiet and time.monotonic() >= next_print:
-            print(f"  {st.rows_stored} stored, {st.trades_per_s:.0f} trades/s, queue {st.queue_depth}, "
-                  f"journal {st.journal_rows}, reconnects {st.reconnects}, gaps {st.gaps_found}", file=sys.stderr, flush=True)
+            print(
+                f"  {st.rows_stored} stored, {st.trades_per_s:.0f} trades/s, queue {st.queue_depth}, "
+                f"journal {st.journal_rows}, reconnects {st.reconnects}, gaps {st.gaps_found}",
+                file=sys.stderr,
+                flush=True,
+            )
             next_print += 10
     final = cap.stop()
     print(final.summary(), flush=True)  # the status holds the source masked (no ws://user:token@ token)
@@ -231,14 +298,22 @@ def _check_since(since: str | None) -> None:
 def _exit_code(final: CaptureStatus) -> int:
     """1 when the capture failed or left a history join unfinished (said on stderr), else 0."""
     if final.failed:
-        print(f"cryptolab capture: {' '.join(str(final.error or 'failed').split())}", file=sys.stderr, flush=True)
+        print(
+            f"cryptolab capture: {' '.join(str(final.error or 'failed').split())}",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     from ..capture.joins import UNFINISHED
 
     unfinished = [s for s, how in final.history.items() if how.startswith(UNFINISHED)]
     if unfinished:
-        print(f"cryptolab capture: the history join of {', '.join(unfinished)} did not finish: what is missing is "
-              "said above and recorded; the next capture of these symbols fetches it", file=sys.stderr, flush=True)
+        print(
+            f"cryptolab capture: the history join of {', '.join(unfinished)} did not finish: what is missing is "
+            "said above and recorded; the next capture of these symbols fetches it",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     return 0
 
@@ -269,6 +344,8 @@ def _status(args: argparse.Namespace) -> int:
     for host, pid, standby, syms, age, lag, stored, state in rows:
         role = "standby" if standby else "owner"
         lag_s = f"{lag:.0f} ms" if lag is not None else "-"
-        print(f"{host[:20]:<20} {pid:>7} {role:<8} {float(age):>7.1f} s {lag_s:>9} {stored:>12,}  {state:<8} "
-              f"{', '.join(syms) or '-'}")
+        print(
+            f"{host[:20]:<20} {pid:>7} {role:<8} {float(age):>7.1f} s {lag_s:>9} {stored:>12,}  {state:<8} "
+            f"{', '.join(syms) or '-'}"
+        )
     return 0

@@ -15,10 +15,16 @@ from ..storage import db
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default="simulator",
                    help="simulator (default: the local exchange, no internet needed), binance, or a URL")
-    p.add_argument("--symbols", default="btcusdt,ethusdt", help="comma-separated symbols (default btcusdt,ethusdt)")
+    p.add_argument(
+        "--symbols", default="btcusdt,ethusdt", help="comma-separated symbols (default btcusdt,ethusdt)"
+    )
     p.add_argument("--seconds", type=_positive, default=30.0, help="how long to capture, > 0 (default 30)")
-    p.add_argument("--rate", type=_positive, default=200.0,
-                   help="simulator trades/s in total, split evenly between the symbols, > 0 (default 200)")
+    p.add_argument(
+        "--rate",
+        type=_positive,
+        default=200.0,
+        help="simulator trades/s in total, split evenly between the symbols, > 0 (default 200)",
+    )
     p.add_argument("--out", default=None, help="report directory (default reports/demo-<time>)")
     p.add_argument("--no-report", action="store_true", help="capture and summarize only")
 
@@ -59,23 +65,33 @@ def run(args: argparse.Namespace) -> int:
     print(f"database ready (schema version {version}, {time.perf_counter() - t0:.1f} s)", flush=True)
     since = datetime.now(timezone.utc)
     # the order book too (the local exchange keeps one per symbol): notebook 06 reads what was captured
-    cap = Capture(symbols, source=args.source, simulator_rate=args.rate, streams=("trade", "depth", "bookTicker"))
+    cap = Capture(
+        symbols, source=args.source, simulator_rate=args.rate, streams=("trade", "depth", "bookTicker")
+    )
     cap.start()
     where = cap.local_exchange.ws_url if cap.local_exchange is not None else args.source
-    print(f"capturing {', '.join(s.upper() for s in symbols)} from {where} for {args.seconds:.0f} s …", flush=True)
+    print(
+        f"capturing {', '.join(s.upper() for s in symbols)} from {where} for {args.seconds:.0f} s …",
+        flush=True,
+    )
     end = time.monotonic() + args.seconds
     try:
         while time.monotonic() < end:
             time.sleep(min(5.0, max(0.0, end - time.monotonic())))
             st = cap.status()
-            print(f"  {st.rows_stored:>8} stored  {st.trades_per_s:7.0f} trades/s  lag "
-                  + (f"{st.lag_ms:.0f} ms" if st.lag_ms is not None else "-"), flush=True)
+            print(
+                f"  {st.rows_stored:>8} stored  {st.trades_per_s:7.0f} trades/s  lag "
+                + (f"{st.lag_ms:.0f} ms" if st.lag_ms is not None else "-"),
+                flush=True,
+            )
     except KeyboardInterrupt:
         pass
     final = cap.stop()
     print(final.summary())
     print("\nstored in the database (exact):")
-    print(f"  {'symbol':10} {'trades':>8} {'first id':>10} {'last id':>10} {'volume':>18} {'VWAP':>18} {'CVD':>18}")
+    print(
+        f"  {'symbol':10} {'trades':>8} {'first id':>10} {'last id':>10} {'volume':>18} {'VWAP':>18} {'CVD':>18}"
+    )
     for sym, n, lo, hi, vol, vwap, cvd in stored_summary(cap.exchange, symbols, since):
         print(f"  {sym:10} {n:>8} {lo:>10} {hi:>10} {vol:>18} {vwap:>18} {cvd:>18}")
     if args.no_report:
@@ -88,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"reports/demo-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
     # no symbol: the report covers every symbol stored on the demo's exchange
     run_reports(out, parameters={"exchange": cap.exchange})  # prints the index's path as its last line
-    print("next: open that index.html in a browser; `.venv/bin/cryptolab report` (finds this data by itself), "
-          f"`make lab`, or in Python `import cryptolab.analysis as an; an.ohlcv()` — all default to exchange "
-          f"{cap.exchange!r} while it holds the only data")
+    print(
+        "next: open that index.html in a browser; `.venv/bin/cryptolab report` (finds this data by itself), "
+        f"`make lab`, or in Python `import cryptolab.analysis as an; an.ohlcv()` — all default to exchange "
+        f"{cap.exchange!r} while it holds the only data"
+    )
     return 0

@@ -58,10 +58,16 @@ def jupyter_command(nbdir: Path, port: int, open_browser: bool) -> list[str]:
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8888, help="JupyterLab port on 127.0.0.1 (default 8888)")
     p.add_argument("--no-browser", action="store_true", help="do not try to open a web browser")
-    p.add_argument("--refresh", action="store_true",
-                   help="replace the working copies under $CRYPTOLAB_HOME/notebooks with the tracked notebooks")
-    p.add_argument("--tracked", action="store_true",
-                   help="open the tracked notebooks/ of the checkout (outputs and edits will dirty git)")
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="replace the working copies under $CRYPTOLAB_HOME/notebooks with the tracked notebooks",
+    )
+    p.add_argument(
+        "--tracked",
+        action="store_true",
+        help="open the tracked notebooks/ of the checkout (outputs and edits will dirty git)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:  # execv: returns only by raising
@@ -79,10 +85,15 @@ def run(args: argparse.Namespace) -> int:  # execv: returns only by raising
         print(f"notebooks: {nbdir} (tracked: outputs and edits show in git)")
     else:
         nbdir = working_copy(tracked, cfg.home, refresh=getattr(args, "refresh", False))
-        print(f"notebooks: working copy in {nbdir} (the tracked ones in {tracked} stay clean; "
-              "`cryptolab lab --refresh` takes their newest version)")
+        print(
+            f"notebooks: working copy in {nbdir} (the tracked ones in {tracked} stay clean; "
+            "`cryptolab lab --refresh` takes their newest version)"
+        )
     cmd = jupyter_command(nbdir, args.port, not args.no_browser)
     print("starting:", " ".join(cmd))
-    print(f"the live dashboard: http://127.0.0.1:{args.port}{DASHBOARD_PATH} "
-          "(JupyterLab prints it with its token below; open that URL)", flush=True)
+    print(
+        f"the live dashboard: http://127.0.0.1:{args.port}{DASHBOARD_PATH} "
+        "(JupyterLab prints it with its token below; open that URL)",
+        flush=True,
+    )
     os.execv(cmd[0], cmd)

@@ -25,13 +25,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("cryptolab.cli.db", "embedded PostgreSQL and schema: status|start|stop|url|psql|init"),
     "exchange": ("cryptolab.cli.exchange", "run the local Binance-compatible exchange on 127.0.0.1"),
     "load": ("cryptolab.cli.load", "import data.binance.vision dumps / stream recordings into the database"),
-    "history": ("cryptolab.cli.history", "a symbol's past from Binance's dumps + REST, verified, into the database"),
+    "history": (
+        "cryptolab.cli.history",
+        "a symbol's past from Binance's dumps + REST, verified, into the database",
+    ),
     "capture": ("cryptolab.cli.capture", "capture live trades into PostgreSQL"),
     "replay": ("cryptolab.cli.replay", "serve recorded/dumped trades from the local exchange"),
     "report": ("cryptolab.cli.report", "run the analysis notebooks with papermill into HTML reports"),
     "demo": ("cryptolab.cli.demo", "headless demo: local exchange -> capture -> report"),
     "lab": ("cryptolab.cli.lab", "database up, schema applied, JupyterLab on the live dashboard"),
-    "archive": ("cryptolab.cli.archive", "closed days of raw trades to Parquet (disk or S3), verified; --drop/--keep-days"),
+    "archive": (
+        "cryptolab.cli.archive",
+        "closed days of raw trades to Parquet (disk or S3), verified; --drop/--keep-days",
+    ),
 }
 
 

@@ -21,10 +21,17 @@ __all__ = ["configure", "run"]
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="dumps (.zip/.csv) or recordings (.gz/.txt)")
-    p.add_argument("--speed", type=float, default=1.0, help="1 real time (default), N times faster, 0 as fast as possible")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="1 real time (default), N times faster, 0 as fast as possible",
+    )
     p.add_argument("--symbols", default=None, help="only these symbols of the files (comma-separated)")
     p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default 0: any free port)")
-    p.add_argument("--faults", default=None, metavar="SPEC", help="fault schedule (see `cryptolab exchange --help`)")
+    p.add_argument(
+        "--faults", default=None, metavar="SPEC", help="fault schedule (see `cryptolab exchange --help`)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,5 +43,10 @@ def run(args: argparse.Namespace) -> int:
     ns.symbols = args.symbols
     ns.port = args.port
     ns.faults = args.faults
-    asyncio.run(serve(server_kwargs(ns), banner=f"cryptolab replay: {len(args.files)} file(s) at speed {args.speed:g}; Ctrl-C to stop"))
+    asyncio.run(
+        serve(
+            server_kwargs(ns),
+            banner=f"cryptolab replay: {len(args.files)} file(s) at speed {args.speed:g}; Ctrl-C to stop",
+        )
+    )
     return 0

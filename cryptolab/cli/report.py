@@ -41,8 +41,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", default=None, help="report directory (default reports/<UTC time>)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
                    help="notebook parameter, e.g. -p symbol BTCUSDT -p start 2024-03-05T00:00Z (repeatable)")
-    p.add_argument("--notebooks", nargs="+", metavar="NB", default=None,
-                   help="which notebooks: names, number prefixes (01 03) or paths (default: all analysis notebooks)")
+    p.add_argument(
+        "--notebooks",
+        nargs="+",
+        metavar="NB",
+        default=None,
+        help="which notebooks: names, number prefixes (01 03) or paths (default: all analysis notebooks)",
+    )
     p.add_argument("--jobs", type=int, default=2, help="notebooks run at once (default 2)")
     p.add_argument("--cell-timeout", type=float, default=900, help="seconds one cell may run (default 900)")
     p.add_argument("--no-html", action="store_true", help="executed notebooks only, no HTML")
@@ -57,8 +62,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path.name}: " + ", ".join(f"{k}={v.get('default')}" for k, v in decl.items()))
         return 0
     try:
-        run_reports(args.out, params, args.notebooks, jobs=args.jobs, cell_timeout=args.cell_timeout,
-                    to_html=not args.no_html, progress=lambda s: print(s, flush=True))
+        run_reports(
+            args.out,
+            params,
+            args.notebooks,
+            jobs=args.jobs,
+            cell_timeout=args.cell_timeout,
+            to_html=not args.no_html,
+            progress=lambda s: print(s, flush=True),
+        )
     except ReportFailed as exc:
         for r in exc.runs:
             if not r.ok:

@@ -244,7 +244,12 @@ class SyntheticBook:
         if recent and r() < P_FLICKER:
             p = recent[int(r() * len(recent))]
             best = px[-1] if bid else px[0]
-            if p != best and p in (self.bids if bid else self.asks) and r() < C.BOOK_P_REMOVE and len(px) > MIN_LEVELS:
+            if (
+                p != best
+                and p in (self.bids if bid else self.asks)
+                and r() < C.BOOK_P_REMOVE
+                and len(px) > MIN_LEVELS
+            ):
                 self._set(bid, p, 0)
             elif (p < self.ask_px[0]) if bid else (p > self.bid_px[-1]):
                 self._set(bid, p, self._draw(self._qty))
@@ -285,7 +290,9 @@ class SyntheticBook:
         first = self._win_first
         if first is None:
             return None
-        d = BookDiff(first, self.update_id, event_us, sorted(self._wb.items(), reverse=True), sorted(self._wa.items()))
+        d = BookDiff(
+            first, self.update_id, event_us, sorted(self._wb.items(), reverse=True), sorted(self._wa.items())
+        )
         if self._sec_first is None:
             self._sec_first = first
         self._sb.update(self._wb)
@@ -298,7 +305,9 @@ class SyntheticBook:
         first = self._sec_first
         if first is None:
             return None
-        d = BookDiff(first, self.update_id, event_us, sorted(self._sb.items(), reverse=True), sorted(self._sa.items()))
+        d = BookDiff(
+            first, self.update_id, event_us, sorted(self._sb.items(), reverse=True), sorted(self._sa.items())
+        )
         self._sec_first, self._sb, self._sa = None, {}, {}
         return d
 
@@ -319,8 +328,10 @@ class SyntheticBook:
     def book_at(self, update_id: int) -> tuple[dict[int, int], dict[int, int]]:
         """(bids, asks) as they were right after update id `update_id` (LookupError when not kept)."""
         if not self._cp_ids[0] <= update_id <= self.update_id:
-            raise LookupError(f"update id {update_id} is not kept: {self.spec.symbol}'s book can say its levels "
-                              f"at ids {self._cp_ids[0]}…{self.update_id}")
+            raise LookupError(
+                f"update id {update_id} is not kept: {self.spec.symbol}'s book can say its levels "
+                f"at ids {self._cp_ids[0]}…{self.update_id}"
+            )
         k = bisect.bisect_right(self._cp_ids, update_id) - 1
         b, a = dict(self._cps[k][0]), dict(self._cps[k][1])
         sides, prices, qtys = self._sides, self._prices, self._qtys

@@ -24,7 +24,15 @@ from .book import DEFAULT_HISTORY, BookDiff, Levels, SyntheticBook, Top, poisson
 from .calibration import BOOK_IDS_PER_S, BOOK_TRADES_PER_S
 from .tradelog import SymbolLog, fmt8, fmt8b
 
-__all__ = ["BookFeed", "Named", "PublishedLog", "agg_messages", "book_stream_kind", "encode_levels", "PARTIAL_LEVELS"]
+__all__ = [
+    "BookFeed",
+    "Named",
+    "PublishedLog",
+    "agg_messages",
+    "book_stream_kind",
+    "encode_levels",
+    "PARTIAL_LEVELS",
+]
 
 PARTIAL_LEVELS = (5, 10, 20)
 WINDOW_US = 100_000
@@ -59,7 +67,12 @@ def book_stream_kind(kind: str) -> str | None:
     if kind == "aggTrade":
         return "agg"
     head, _, speed = kind.partition("@")
-    if head[:5] == "depth" and head[5:].isdigit() and int(head[5:]) in PARTIAL_LEVELS and speed in ("", "100ms"):
+    if (
+        head[:5] == "depth"
+        and head[5:].isdigit()
+        and int(head[5:]) in PARTIAL_LEVELS
+        and speed in ("", "100ms")
+    ):
         return "partial"
     return None
 
@@ -95,8 +108,15 @@ class BookFeed:
     agg_base = 0
     """Added to every aggregate's index (its `a`) in `@aggTrade` messages."""
 
-    def __init__(self, logs: dict[str, SymbolLog], *, seed: int, id_base: int, rate_of: Callable[[str], float],
-                 history: int = DEFAULT_HISTORY) -> None:
+    def __init__(
+        self,
+        logs: dict[str, SymbolLog],
+        *,
+        seed: int,
+        id_base: int,
+        rate_of: Callable[[str], float],
+        history: int = DEFAULT_HISTORY,
+    ) -> None:
         import random
 
         self.logs = logs
@@ -125,15 +145,17 @@ class BookFeed:
         if b is None:
             log = self.logs[sym]
             price = log.prices[-1] if len(log.makers) else log.spec.price
-            b = self.books[sym] = SyntheticBook(log.spec, seed=self.seed, first_id=self.id_base, price=price,
-                                                history=self.history)
+            b = self.books[sym] = SyntheticBook(
+                log.spec, seed=self.seed, first_id=self.id_base, price=price, history=self.history
+            )
             self.diffs[sym] = PublishedLog(DIFF_LOG)
             self.quotes[sym] = PublishedLog(QUOTE_LOG)
         return b
 
     # ------------------------------------------------------------------ one tick
-    def advance(self, now_us: int, batch: list[tuple[SymbolLog, int]], wanted: Mapping[str, int], *,
-                flow: bool = True) -> list[Named]:
+    def advance(
+        self, now_us: int, batch: list[tuple[SymbolLog, int]], wanted: Mapping[str, int], *, flow: bool = True
+    ) -> list[Named]:
         """Move every book to `now_us` with the tick's trades; the messages to send, in order.
 
         `flow=False` (the market paused or stopped): no background changes, windows still close."""
@@ -181,18 +203,32 @@ class BookFeed:
                     out.append(self._diff_msg(sym, name, "diff1000", d))
             if wanted:
                 for n in PARTIAL_LEVELS:
-                    for name in ((f"{s}@depth{n}@100ms", f"{s}@depth{n}") if second else (f"{s}@depth{n}@100ms",)):
+                    for name in (
+                        (f"{s}@depth{n}@100ms", f"{s}@depth{n}") if second else (f"{s}@depth{n}@100ms",)
+                    ):
                         if wanted.get(name):
                             bids, asks = b.top(n)
-                            pl = b'{"lastUpdateId":%d,"bids":%s,"asks":%s}' % (b.update_id, encode_levels(bids),
-                                                                              encode_levels(asks))
+                            pl = b'{"lastUpdateId":%d,"bids":%s,"asks":%s}' % (
+                                b.update_id,
+                                encode_levels(bids),
+                                encode_levels(asks),
+                            )
                             out.append(Named(name, "partial", pl, pl))
 
     def _diff_msg(self, sym: str, name: str, kind: str, d: BookDiff) -> Named:
-        body = b'"s":"%s","U":%d,"u":%d,"b":%s,"a":%s}' % (self._sym_b[sym], d.first_id, d.last_id,
-                                                          encode_levels(d.bids), encode_levels(d.asks))
-        return Named(name, kind, b'{"e":"depthUpdate","E":%d,' % (d.event_us // 1000) + body,
-                     b'{"e":"depthUpdate","E":%d,' % d.event_us + body)
+        body = b'"s":"%s","U":%d,"u":%d,"b":%s,"a":%s}' % (
+            self._sym_b[sym],
+            d.first_id,
+            d.last_id,
+            encode_levels(d.bids),
+            encode_levels(d.asks),
+        )
+        return Named(
+            name,
+            kind,
+            b'{"e":"depthUpdate","E":%d,' % (d.event_us // 1000) + body,
+            b'{"e":"depthUpdate","E":%d,' % d.event_us + body,
+        )
 
     def _quotes(self, sym: str, tops: list[Top], wanted: Mapping[str, int], out: list[Named]) -> None:
         log = self.quotes[sym]
@@ -203,7 +239,13 @@ class BookFeed:
             sb = self._sym_b[sym]
             for t in tops:
                 pl = b'{"u":%d,"s":"%s","b":"%s","B":"%s","a":"%s","A":"%s"}' % (
-                    t.update_id, sb, fmt8b(t.bid), fmt8b(t.bid_qty), fmt8b(t.ask), fmt8b(t.ask_qty))
+                    t.update_id,
+                    sb,
+                    fmt8b(t.bid),
+                    fmt8b(t.bid_qty),
+                    fmt8b(t.ask),
+                    fmt8b(t.ask_qty),
+                )
                 out.append(Named(name, "quote", pl, pl))
 
     # ------------------------------------------------------------------ what it says
@@ -224,37 +266,62 @@ class BookFeed:
             bd, ad = b.book_at(uid)
             bids = [(p, bd[p]) for p in sorted(bd, reverse=True)[:limit]]
             asks = [(p, ad[p]) for p in sorted(ad)[:limit]]
-        return {"lastUpdateId": uid, "bids": [[fmt8(p), fmt8(q)] for p, q in bids],
-                "asks": [[fmt8(p), fmt8(q)] for p, q in asks]}
+        return {
+            "lastUpdateId": uid,
+            "bids": [[fmt8(p), fmt8(q)] for p, q in bids],
+            "asks": [[fmt8(p), fmt8(q)] for p, q in asks],
+        }
 
     def book_json(self, symbol: str, update_id: int | None) -> dict[str, Any]:
         """The whole book (every level) at `update_id` (default: now), for the control API."""
         b = self.activate(symbol)
         uid = b.update_id if update_id is None else update_id
         bd, ad = b.book_at(uid)
-        return {"symbol": symbol.upper(), "lastUpdateId": uid, "oldest": b.oldest_id, "latest": b.update_id,
-                "bids": _strs(sorted(bd.items(), reverse=True)), "asks": _strs(sorted(ad.items()))}
+        return {
+            "symbol": symbol.upper(),
+            "lastUpdateId": uid,
+            "oldest": b.oldest_id,
+            "latest": b.update_id,
+            "bids": _strs(sorted(bd.items(), reverse=True)),
+            "asks": _strs(sorted(ad.items())),
+        }
 
     def books_json(self, symbol: str, update_ids: list[int]) -> dict[str, Any]:
         """The whole book at each of `update_ids` (one pass: cheaper than one `book_json` each)."""
         b = self.activate(symbol)
-        return {"symbol": symbol.upper(), "books": [
-            {"lastUpdateId": uid, "bids": _strs(sorted(bd.items(), reverse=True)), "asks": _strs(sorted(ad.items()))}
-            for uid, bd, ad in b.books_at(update_ids)]}
+        return {
+            "symbol": symbol.upper(),
+            "books": [
+                {
+                    "lastUpdateId": uid,
+                    "bids": _strs(sorted(bd.items(), reverse=True)),
+                    "asks": _strs(sorted(ad.items())),
+                }
+                for uid, bd, ad in b.books_at(update_ids)
+            ],
+        }
 
     def diff_log_json(self, symbol: str, start: int) -> dict[str, Any]:
         sym = symbol.upper()
         self.activate(sym)
         first, items = self.diffs[sym].since(start)
-        return {"symbol": sym, "start": first,
-                "diffs": [[d.first_id, d.last_id, d.event_us, _strs(d.bids), _strs(d.asks)] for d in items]}
+        return {
+            "symbol": sym,
+            "start": first,
+            "diffs": [[d.first_id, d.last_id, d.event_us, _strs(d.bids), _strs(d.asks)] for d in items],
+        }
 
     def quote_log_json(self, symbol: str, start: int) -> dict[str, Any]:
         sym = symbol.upper()
         self.activate(sym)
         first, items = self.quotes[sym].since(start)
-        return {"symbol": sym, "start": first,
-                "quotes": [[t.update_id, fmt8(t.bid), fmt8(t.bid_qty), fmt8(t.ask), fmt8(t.ask_qty)] for t in items]}
+        return {
+            "symbol": sym,
+            "start": first,
+            "quotes": [
+                [t.update_id, fmt8(t.bid), fmt8(t.bid_qty), fmt8(t.ask), fmt8(t.ask_qty)] for t in items
+            ],
+        }
 
 
 def agg_messages(batch: list[tuple[SymbolLog, int]], wanted: Mapping[str, int], base: int = 0) -> list[Named]:
@@ -286,8 +353,12 @@ def _agg_msg(log: SymbolLog, a: int, group: list[int], name: str) -> Named:
     fmt = b'{"e":"aggTrade","E":%d,"s":"%s","a":%d,"p":"%s","q":"%s","f":%d,"l":%d,"T":%d,"m":%s,"M":true}'
     sb = log.spec.symbol.encode()
     p, q = fmt8b(log.prices[f]), fmt8b(qty)
-    return Named(name, "agg", fmt % (e // 1000, sb, a, p, q, log.ids[f], log.ids[last], t // 1000, m),
-                 fmt % (e, sb, a, p, q, log.ids[f], log.ids[last], t, m))
+    return Named(
+        name,
+        "agg",
+        fmt % (e // 1000, sb, a, p, q, log.ids[f], log.ids[last], t // 1000, m),
+        fmt % (e, sb, a, p, q, log.ids[f], log.ids[last], t, m),
+    )
 
 
 def _strs(levels: Levels) -> list[list[str]]:

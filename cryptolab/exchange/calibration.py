@@ -88,7 +88,9 @@ def shape_stats(trades: Iterable[Trade]) -> dict[str, float]:
     return out
 
 
-def simulate(symbol: str = "btcusdt", *, rate: float = 30.6, seconds: float = 650.0, seed: int = 1) -> list[Trade]:
+def simulate(
+    symbol: str = "btcusdt", *, rate: float = 30.6, seconds: float = 650.0, seed: int = 1
+) -> list[Trade]:
     """Synthetic trades of one symbol over `seconds` of virtual time (nothing waits)."""
     log = SymbolLog(symbol_spec(symbol))
     market = SyntheticMarket([log], rate=rate, seed=seed)
@@ -136,7 +138,9 @@ _ROWS = [
 ]
 
 
-def comparison_table(real: dict[str, float], synth: dict[str, float], *, labels: tuple[str, str] = ("real", "synthetic")) -> str:
+def comparison_table(
+    real: dict[str, float], synth: dict[str, float], *, labels: tuple[str, str] = ("real", "synthetic")
+) -> str:
     """A markdown table of two `shape_stats` results side by side."""
     lines = [f"| figure | {labels[0]} | {labels[1]} |", "|---|---:|---:|"]
     for key, name, fmt in _ROWS:
@@ -166,32 +170,95 @@ def comparison_table(real: dict[str, float], synth: dict[str, float], *, labels:
 # Distance of an updated level from its side's best price, in BTC ticks (0.01 at 61,800); the
 # 7.3 % at the best or inside the spread are drawn apart (BOOK_P_AT_BEST, BOOK_P_INSIDE):
 BOOK_DIST_TICKS_Q = [
-    (0.0, 1), (0.05, 1), (0.1, 79), (0.15, 270), (0.2, 479), (0.25, 722), (0.3, 1020), (0.4, 1758),
-    (0.5, 2625), (0.6, 4205), (0.7, 6277), (0.75, 7898), (0.8, 9878), (0.85, 11600), (0.9, 14062),
-    (0.95, 38161), (0.97, 150702), (1.0, 300000),  # real p99 617,700 (10 %): capped at ~5 % of the price
+    (0.0, 1),
+    (0.05, 1),
+    (0.1, 79),
+    (0.15, 270),
+    (0.2, 479),
+    (0.25, 722),
+    (0.3, 1020),
+    (0.4, 1758),
+    (0.5, 2625),
+    (0.6, 4205),
+    (0.7, 6277),
+    (0.75, 7898),
+    (0.8, 9878),
+    (0.85, 11600),
+    (0.9, 14062),
+    (0.95, 38161),
+    (0.97, 150702),
+    (1.0, 300000),  # real p99 617,700 (10 %): capped at ~5 % of the price
 ]
 # Quantity of a level set by a diff (not removed), BTC:
 BOOK_QTY_Q = [
-    (0.0, 0.00001), (0.02, 0.00009), (0.05, 0.0002), (0.1, 0.00059), (0.2, 0.00647), (0.3, 0.03311),
-    (0.4, 0.04897), (0.5, 0.05396), (0.6, 0.0897), (0.7, 0.20217), (0.8, 0.37007), (0.9, 0.76304),
-    (0.95, 2.02988), (0.98, 4.55329), (0.99, 19.17279), (0.999, 133.845), (1.0, 554.63987),
+    (0.0, 0.00001),
+    (0.02, 0.00009),
+    (0.05, 0.0002),
+    (0.1, 0.00059),
+    (0.2, 0.00647),
+    (0.3, 0.03311),
+    (0.4, 0.04897),
+    (0.5, 0.05396),
+    (0.6, 0.0897),
+    (0.7, 0.20217),
+    (0.8, 0.37007),
+    (0.9, 0.76304),
+    (0.95, 2.02988),
+    (0.98, 4.55329),
+    (0.99, 19.17279),
+    (0.999, 133.845),
+    (1.0, 554.63987),
 ]
 # Quantity at the best level (bookTicker B and A), BTC:
 BOOK_TOP_QTY_Q = [
-    (0.0, 0.00001), (0.05, 0.00013), (0.1, 0.00797), (0.2, 0.08961), (0.3, 0.24424), (0.4, 0.51736),
-    (0.5, 1.14177), (0.6, 1.80716), (0.7, 2.52995), (0.8, 3.26693), (0.9, 4.24795), (0.95, 4.99667),
-    (0.99, 6.62513), (1.0, 11.56208),
+    (0.0, 0.00001),
+    (0.05, 0.00013),
+    (0.1, 0.00797),
+    (0.2, 0.08961),
+    (0.3, 0.24424),
+    (0.4, 0.51736),
+    (0.5, 1.14177),
+    (0.6, 1.80716),
+    (0.7, 2.52995),
+    (0.8, 3.26693),
+    (0.9, 4.24795),
+    (0.95, 4.99667),
+    (0.99, 6.62513),
+    (1.0, 11.56208),
 ]
 # Quantity of a level of the snapshot (1000 a side), BTC:
 BOOK_SNAPSHOT_QTY_Q = [
-    (0.0, 0.00009), (0.1, 0.0001), (0.2, 0.00014), (0.3, 0.00026), (0.4, 0.00044), (0.5, 0.00156),
-    (0.6, 0.00809), (0.7, 0.04528), (0.8, 0.05398), (0.9, 0.36573), (0.95, 0.66361), (0.98, 1.14566),
-    (0.99, 1.60578), (1.0, 5.8369),
+    (0.0, 0.00009),
+    (0.1, 0.0001),
+    (0.2, 0.00014),
+    (0.3, 0.00026),
+    (0.4, 0.00044),
+    (0.5, 0.00156),
+    (0.6, 0.00809),
+    (0.7, 0.04528),
+    (0.8, 0.05398),
+    (0.9, 0.36573),
+    (0.95, 0.66361),
+    (0.98, 1.14566),
+    (0.99, 1.60578),
+    (1.0, 5.8369),
 ]
 # Distance between two neighbouring levels of the snapshot, BTC ticks:
 BOOK_SPACING_TICKS_Q = [
-    (0.0, 1), (0.1, 1), (0.2, 3), (0.3, 5), (0.4, 8), (0.5, 11), (0.6, 14), (0.7, 20), (0.8, 29),
-    (0.9, 50), (0.95, 77), (0.98, 123), (0.99, 151), (1.0, 308),
+    (0.0, 1),
+    (0.1, 1),
+    (0.2, 3),
+    (0.3, 5),
+    (0.4, 8),
+    (0.5, 11),
+    (0.6, 14),
+    (0.7, 20),
+    (0.8, 29),
+    (0.9, 50),
+    (0.95, 77),
+    (0.98, 123),
+    (0.99, 151),
+    (1.0, 308),
 ]
 BOOK_IDS_PER_S = 702.6
 """Update ids (book changes) per second at BTCUSDT's real pace."""

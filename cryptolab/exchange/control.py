@@ -60,8 +60,11 @@ class ControlApi:
 
     async def books(self, request: web.Request) -> web.Response:
         body = await request.json()
-        return self._answer(lambda: self.server.books_json(str(body.get("symbol", "")),
-                                                           [int(i) for i in body.get("update_ids", [])]))
+        return self._answer(
+            lambda: self.server.books_json(
+                str(body.get("symbol", "")), [int(i) for i in body.get("update_ids", [])]
+            )
+        )
 
     async def depth_log(self, request: web.Request) -> web.Response:
         q = request.query
@@ -88,12 +91,19 @@ class ControlApi:
             return json_response({"error": f"unknown symbol {sym}"}, 404)
         start = int(request.query.get("start", "0"))
         n = len(log.makers)
-        return json_response({
-            "symbol": sym, "source": log.source, "start": start,
-            "ids": list(log.ids[start:n]), "prices": list(log.prices[start:n]), "qtys": list(log.qtys[start:n]),
-            "times": list(log.times[start:n]), "events": list(log.events[start:n]),
-            "makers": list(log.makers[start:n]),
-        })
+        return json_response(
+            {
+                "symbol": sym,
+                "source": log.source,
+                "start": start,
+                "ids": list(log.ids[start:n]),
+                "prices": list(log.prices[start:n]),
+                "qtys": list(log.qtys[start:n]),
+                "times": list(log.times[start:n]),
+                "events": list(log.events[start:n]),
+                "makers": list(log.makers[start:n]),
+            }
+        )
 
     async def control(self, request: web.Request) -> web.Response:
         body = await request.json()

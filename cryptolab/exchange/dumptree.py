@@ -77,10 +77,10 @@ _FUT_HEADERS = {
     "trades": "id,price,qty,quote_qty,time,is_buyer_maker",
     "aggTrades": "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker",
     "klines": "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
-              "taker_buy_quote_volume,ignore",
+    "taker_buy_quote_volume,ignore",
     "fundingRate": "calc_time,funding_interval_hours,last_funding_rate",
     "metrics": "create_time,symbol,sum_open_interest,sum_open_interest_value,count_toptrader_long_short_ratio,"
-               "sum_toptrader_long_short_ratio,count_long_short_ratio,sum_taker_long_short_vol_ratio",
+    "sum_toptrader_long_short_ratio,count_long_short_ratio,sum_taker_long_short_vol_ratio",
 }
 _FUT_PERIODS = {"fundingRate": ("monthly",), "metrics": ("daily",)}
 _HOUR_US = 3_600_000_000
@@ -121,7 +121,14 @@ class Perp:
         spot, log = self.spot, self.log
         for i in range(len(log), len(spot)):
             t = spot.times[i]
-            log.append(spot.ids[i], perp_units(spot.prices[i], t), spot.qtys[i], t, spot.events[i], bool(spot.makers[i]))
+            log.append(
+                spot.ids[i],
+                perp_units(spot.prices[i], t),
+                spot.qtys[i],
+                t,
+                spot.events[i],
+                bool(spot.makers[i]),
+            )
         return log
 
 
@@ -189,12 +196,16 @@ class DumpTree:
             for k in range(i, j):
                 p, q = prices[k], qtys[k]
                 t = times[k] if micro else times[k] // 1000
-                w(f"{ids[k]},{fmt8(p)},{fmt8(q)},{fmt_scaled(p * q, 16)},{t},{'True' if makers[k] else 'False'},True\n")
+                w(
+                    f"{ids[k]},{fmt8(p)},{fmt8(q)},{fmt_scaled(p * q, 16)},{t},{'True' if makers[k] else 'False'},True\n"
+                )
         elif kind == "aggTrades":
             a, b = log.agg_index_of_time(lo), log.agg_index_of_time(hi)
             for n in range(a, b):
                 g = log.rest_agg(n, micro)
-                w(f"{g['a']},{g['p']},{g['q']},{g['f']},{g['l']},{g['T']},{'True' if g['m'] else 'False'},True\n")
+                w(
+                    f"{g['a']},{g['p']},{g['q']},{g['f']},{g['l']},{g['T']},{'True' if g['m'] else 'False'},True\n"
+                )
         else:
             step = KLINE_INTERVALS_MS[interval]
             for kl in log.klines(step, lo // 1000, hi // 1000 - 1, 10**9, micro):
@@ -228,12 +239,16 @@ class DumpTree:
         if kind == "trades":
             for k in range(perp.index_of_time(lo), perp.index_of_time(hi)):
                 p, q = perp.prices[k], perp.qtys[k]
-                w(f"{perp.ids[k]},{fmt8(p)},{fmt8(q)},{fmt_scaled(p * q, 16)},{perp.times[k] // 1000},"
-                  f"{'true' if perp.makers[k] else 'false'}\n")
+                w(
+                    f"{perp.ids[k]},{fmt8(p)},{fmt8(q)},{fmt_scaled(p * q, 16)},{perp.times[k] // 1000},"
+                    f"{'true' if perp.makers[k] else 'false'}\n"
+                )
         elif kind == "aggTrades":
             for n in range(perp.agg_index_of_time(lo), perp.agg_index_of_time(hi)):
                 g = perp.rest_agg(n, False)
-                w(f"{g['a'] + base},{g['p']},{g['q']},{g['f']},{g['l']},{g['T']},{'true' if g['m'] else 'false'}\n")
+                w(
+                    f"{g['a'] + base},{g['p']},{g['q']},{g['f']},{g['l']},{g['T']},{'true' if g['m'] else 'false'}\n"
+                )
         elif kind in ("klines", "markPriceKlines"):
             for kl in perp.klines(KLINE_INTERVALS_MS[interval], lo // 1000, hi // 1000 - 1, 10**9, False):
                 if kind == "markPriceKlines":
@@ -256,25 +271,37 @@ class DumpTree:
             price = perp.prices[i - 1] if i > 0 else 0
             stamp = (datetime(1970, 1, 1) + timedelta(microseconds=t)).strftime("%Y-%m-%d %H:%M:%S")
             k = t // 300_000_000
-            w(f"{stamp},{sym},{fmt8(oi)},{fmt_scaled(oi * price, 16)},{fmt8(100_000_000 + k % 50 * 1_000_000)},"
-              f"{fmt8(110_000_000 + k % 30 * 1_000_000)},{fmt8(90_000_000 + k % 40 * 1_000_000)},"
-              f"{fmt8(95_000_000 + k % 20 * 1_000_000)}\n")
+            w(
+                f"{stamp},{sym},{fmt8(oi)},{fmt_scaled(oi * price, 16)},{fmt8(100_000_000 + k % 50 * 1_000_000)},"
+                f"{fmt8(110_000_000 + k % 30 * 1_000_000)},{fmt8(90_000_000 + k % 40 * 1_000_000)},"
+                f"{fmt8(95_000_000 + k % 20 * 1_000_000)}\n"
+            )
 
     def _file_um(self, m: re.Match[str]) -> tuple[bytes, str] | None:
         kind, period, sym = m.group("kind"), m.group("period"), m.group("symbol")
         interval = m.group("interval") or ""
         if kind in ("klines", "markPriceKlines"):
-            if not interval or m.group("iname") != interval or interval not in KLINE_INTERVALS_MS or interval == "1s":
+            if (
+                not interval
+                or m.group("iname") != interval
+                or interval not in KLINE_INTERVALS_MS
+                or interval == "1s"
+            ):
                 return None
         elif interval or m.group("kname") != kind:
             return None
-        if (period == "daily") != (len(m.group("date")) == 10) or period not in _FUT_PERIODS.get(kind, (period,)):
+        if (period == "daily") != (len(m.group("date")) == 10) or period not in _FUT_PERIODS.get(
+            kind, (period,)
+        ):
             return None
         span = self._span_um(period, m.group("date"))
         if sym not in self.logs or span is None:
             return None
-        return self._zip(f"um/{period}/{kind}/{interval}/{m.group('name')}", m.group("name"),
-                         lambda: self._csv_um(sym, kind, interval, *span))
+        return self._zip(
+            f"um/{period}/{kind}/{interval}/{m.group('name')}",
+            m.group("name"),
+            lambda: self._csv_um(sym, kind, interval, *span),
+        )
 
     def _zip(self, key: str, name: str, body: Any) -> tuple[bytes, str]:
         hit = self._cache.get(key)
@@ -404,19 +431,24 @@ class DumpTree:
         keys: list[tuple[str, int]] = []
         dirs: set[str] = set()
         for name in self._keys(prefix):
-            rest = name[len(prefix):]
+            rest = name[len(prefix) :]
             if request.query.get("delimiter") == "/" and "/" in rest:
                 dirs.add(prefix + rest.split("/", 1)[0] + "/")
             else:
                 keys.append((name, 0))
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        parts = ['<?xml version="1.0" encoding="UTF-8"?>',
-                 '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
-                 "<Name>data.binance.vision</Name>", f"<Prefix>{escape(prefix)}</Prefix>",
-                 "<Marker></Marker><MaxKeys>1000</MaxKeys><Delimiter>/</Delimiter><IsTruncated>false</IsTruncated>"]
+        parts = [
+            '<?xml version="1.0" encoding="UTF-8"?>',
+            '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
+            "<Name>data.binance.vision</Name>",
+            f"<Prefix>{escape(prefix)}</Prefix>",
+            "<Marker></Marker><MaxKeys>1000</MaxKeys><Delimiter>/</Delimiter><IsTruncated>false</IsTruncated>",
+        ]
         for k, size in sorted(keys):
-            parts.append(f"<Contents><Key>{escape(k)}</Key><LastModified>{stamp}</LastModified>"
-                         f"<Size>{size}</Size><StorageClass>STANDARD</StorageClass></Contents>")
+            parts.append(
+                f"<Contents><Key>{escape(k)}</Key><LastModified>{stamp}</LastModified>"
+                f"<Size>{size}</Size><StorageClass>STANDARD</StorageClass></Contents>"
+            )
         for d in sorted(dirs):
             parts.append(f"<CommonPrefixes><Prefix>{escape(d)}</Prefix></CommonPrefixes>")
         parts.append("</ListBucketResult>")
@@ -431,8 +463,10 @@ class DumpTree:
             for kind in ("trades", "aggTrades", "klines"):
                 ivs = ["1m", "1h", "1d"] if kind == "klines" else [""]
                 for iv in ivs:
-                    for period, stamps in (("daily", [d.isoformat() for d in days]),
-                                           ("monthly", [f"{y:04d}-{m:02d}" for y, m in whole])):
+                    for period, stamps in (
+                        ("daily", [d.isoformat() for d in days]),
+                        ("monthly", [f"{y:04d}-{m:02d}" for y, m in whole]),
+                    ):
                         base = f"data/spot/{period}/{kind}/{sym}/" + (f"{iv}/" if iv else "")
                         if not (base.startswith(prefix) or prefix.startswith(base)):
                             continue
@@ -446,11 +480,13 @@ class DumpTree:
     def _keys_um(self, prefix: str, days: list[date]) -> list[str]:
         """The futures/um tree's keys under `prefix` (monthly files of months the history overlaps)."""
         months = sorted({(d.year, d.month) for d in days})
-        monthly = [f"{y:04d}-{m:02d}" for y, m in months if self._span_um("monthly", f"{y:04d}-{m:02d}") is not None]
+        monthly = [
+            f"{y:04d}-{m:02d}" for y, m in months if self._span_um("monthly", f"{y:04d}-{m:02d}") is not None
+        ]
         out: list[str] = []
         for sym in self.logs:
             for kind in ("trades", "aggTrades", "klines", "markPriceKlines", "fundingRate", "metrics"):
-                for iv in (["1m", "1h", "1d"] if kind in ("klines", "markPriceKlines") else [""]):
+                for iv in ["1m", "1h", "1d"] if kind in ("klines", "markPriceKlines") else [""]:
                     for period, stamps in (("daily", [d.isoformat() for d in days]), ("monthly", monthly)):
                         if period not in _FUT_PERIODS.get(kind, (period,)):
                             continue

@@ -133,7 +133,9 @@ def check_fault(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     }
     extra = set(p) - set(allowed[kind])
     if extra:
-        raise ConfigError(f"fault {kind} takes {', '.join(allowed[kind]) or 'no parameters'}, not {', '.join(sorted(extra))}")
+        raise ConfigError(
+            f"fault {kind} takes {', '.join(allowed[kind]) or 'no parameters'}, not {', '.join(sorted(extra))}"
+        )
     if kind == "stall":
         p["seconds"] = float(p.get("seconds", 5.0))
     elif kind in ("rest_timeout", "dump_slow"):
@@ -142,14 +144,26 @@ def check_fault(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     elif kind == "malformed":
         p["variant"] = str(p.get("variant", "bad_json"))
         if p["variant"] not in MALFORMED_VARIANTS:
-            raise ConfigError(f"unknown malformed variant {p['variant']!r}: use one of {', '.join(MALFORMED_VARIANTS)}")
+            raise ConfigError(
+                f"unknown malformed variant {p['variant']!r}: use one of {', '.join(MALFORMED_VARIANTS)}"
+            )
         p["size"] = int(p.get("size", 300_000))
     elif kind == "gap":
         p["n"] = int(p.get("n", 10))
         if p.get("symbol") is not None:
             p["symbol"] = str(p["symbol"]).upper()
-    elif kind in ("duplicate", "rest_429", "rest_500", "dump_404", "dump_500", "dump_truncate", "dump_checksum",
-                  "depth_drop", "depth_duplicate", *SNAPSHOT_KINDS):
+    elif kind in (
+        "duplicate",
+        "rest_429",
+        "rest_500",
+        "dump_404",
+        "dump_500",
+        "dump_truncate",
+        "dump_checksum",
+        "depth_drop",
+        "depth_duplicate",
+        *SNAPSHOT_KINDS,
+    ):
         p["n"] = int(p.get("n", 1))
     elif kind in ("reorder", "depth_reorder"):
         p["n"] = int(p.get("n", 2))

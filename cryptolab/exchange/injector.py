@@ -41,7 +41,9 @@ class _NoHub:
 class FaultInjector:
     """Fault state of one exchange: counts, pending gaps and REST faults, the plan's draws."""
 
-    def __init__(self, plan: F.FaultPlan, rng: random.Random, logs: dict[str, SymbolLog], dumps: DumpTree) -> None:
+    def __init__(
+        self, plan: F.FaultPlan, rng: random.Random, logs: dict[str, SymbolLog], dumps: DumpTree
+    ) -> None:
         self.plan = plan
         self.rng = rng
         self.logs = logs
@@ -67,7 +69,9 @@ class FaultInjector:
             targets = [p["symbol"]] if p.get("symbol") else list(self.logs)
             unknown = [s for s in targets if s not in self.logs]
             if unknown:
-                raise ConfigError(f"gap: the exchange does not list {', '.join(unknown)} (it lists {', '.join(self.logs)})")
+                raise ConfigError(
+                    f"gap: the exchange does not list {', '.join(unknown)} (it lists {', '.join(self.logs)})"
+                )
             for s in targets:
                 self._gap_left[s] = self._gap_left.get(s, 0) + p["n"]
                 self.count("gap")
@@ -135,8 +139,12 @@ class FaultInjector:
     def apply_depth(self, msgs: list[Named]) -> list[Named]:
         """Depth diffs dropped, doubled or held back and reversed (armed, or drawn per diff)."""
         plan = self.plan
-        if not (self._depth_left or self._reorder_n or self._held
-                or any(i.p is not None and i.kind in F.DEPTH_KINDS for i in plan.items)):
+        if not (
+            self._depth_left
+            or self._reorder_n
+            or self._held
+            or any(i.p is not None and i.kind in F.DEPTH_KINDS for i in plan.items)
+        ):
             return msgs
         out: list[Named] = []
         for m in msgs:

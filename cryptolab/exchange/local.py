@@ -156,14 +156,18 @@ class LocalExchange:
         `open_interest` or `depth` rows of a symbol (in-thread exchange only)."""
         srv = self._srv()
         if srv.usdm is None:
-            raise SourceError("this local exchange has no futures market: start it with markets=['spot', 'usdm']")
+            raise SourceError(
+                "this local exchange has no futures market: start it with markets=['spot', 'usdm']"
+            )
         return self._call(srv.usdm.log_rows, what, symbol)
 
     def usdm_delist(self, symbol: str, status: str = "SETTLING") -> None:
         """The futures exchangeInfo says this contract no longer trades (in-thread exchange only)."""
         srv = self._srv()
         if srv.usdm is None:
-            raise SourceError("this local exchange has no futures market: start it with markets=['spot', 'usdm']")
+            raise SourceError(
+                "this local exchange has no futures market: start it with markets=['spot', 'usdm']"
+            )
         self._call(srv.usdm.delist, symbol, status)
 
     @property
@@ -239,7 +243,9 @@ class LocalExchange:
             cmd += ["--symbols", ",".join(k["symbols"] or ["btcusdt", "ethusdt"]), "--rate", str(k["rate"])]
         if k["faults"]:
             if not isinstance(k["faults"], str):
-                raise SourceError("process=True takes faults as a schedule string (see cryptolab.exchange.faults)")
+                raise SourceError(
+                    "process=True takes faults as a schedule string (see cryptolab.exchange.faults)"
+                )
             cmd += ["--faults", k["faults"]]
         for opt, key in (
             ("--ping-interval", "ping_interval"),
@@ -426,45 +432,70 @@ class LocalExchange:
         symbol's book."""
         d = self._book_call("book", "book_json", symbol, update_id)
         levels = [[(p, q) for p, q in d[k]] for k in ("bids", "asks")]
-        return BookSnapshot("binance", d["symbol"], d["lastUpdateId"], levels[0], levels[1], now_us(),
-                            source="simulator")
+        return BookSnapshot(
+            "binance", d["symbol"], d["lastUpdateId"], levels[0], levels[1], now_us(), source="simulator"
+        )
 
     def books(self, symbol: str, update_ids: Sequence[int]) -> list[BookSnapshot]:
         """The exchange's own book at each of `update_ids` (sorted ascending in the answer), in one
         pass: much cheaper than one `book()` per id when a test checks a book at every id."""
         ids = [int(i) for i in update_ids]
         if self._proc:
-            req = urllib.request.Request(f"{self.http_url}/_cryptolab/books",
-                                         data=json.dumps({"symbol": symbol.upper(), "update_ids": ids}).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
+            req = urllib.request.Request(
+                f"{self.http_url}/_cryptolab/books",
+                data=json.dumps({"symbol": symbol.upper(), "update_ids": ids}).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
             try:
                 with urllib.request.urlopen(req, timeout=120) as resp:
                     d: dict[str, Any] = json.loads(resp.read())
             except urllib.error.HTTPError as exc:
-                raise SourceError(f"local exchange: {json.loads(exc.read() or b'{}').get('error', exc)}") from None
+                raise SourceError(
+                    f"local exchange: {json.loads(exc.read() or b'{}').get('error', exc)}"
+                ) from None
         else:
             d = self._call(self._srv().books_json, symbol, ids)
         now = now_us()
-        return [BookSnapshot("binance", d["symbol"], b["lastUpdateId"], [(p, q) for p, q in b["bids"]],
-                             [(p, q) for p, q in b["asks"]], now, source="simulator") for b in d["books"]]
+        return [
+            BookSnapshot(
+                "binance",
+                d["symbol"],
+                b["lastUpdateId"],
+                [(p, q) for p, q in b["bids"]],
+                [(p, q) for p, q in b["asks"]],
+                now,
+                source="simulator",
+            )
+            for b in d["books"]
+        ]
 
     def depth_log(self, symbol: str) -> list[DepthDiff]:
         """Every 100 ms diff the exchange published for a symbol (the `@depth@100ms` stream before
         stream faults), oldest first (the last 200,000 are kept)."""
         d = self._book_call("depth_log", "diff_log_json", symbol, 0)
         sym = d["symbol"]
-        return [DepthDiff("binance", sym, u0, u1, e, [(p, q) for p, q in b], [(p, q) for p, q in a],
-                          source="simulator") for u0, u1, e, b, a in d["diffs"]]
+        return [
+            DepthDiff(
+                "binance", sym, u0, u1, e, [(p, q) for p, q in b], [(p, q) for p, q in a], source="simulator"
+            )
+            for u0, u1, e, b, a in d["diffs"]
+        ]
 
     def quote_log(self, symbol: str) -> list[Quote]:
         """Every bookTicker the exchange published for a symbol, oldest first (the last 1,000,000)."""
         d = self._book_call("quote_log", "quote_log_json", symbol, 0)
         sym = d["symbol"]
-        return [Quote("binance", sym, u, bp, bq, ap, aq, 0, source="simulator") for u, bp, bq, ap, aq in d["quotes"]]
+        return [
+            Quote("binance", sym, u, bp, bq, ap, aq, 0, source="simulator")
+            for u, bp, bq, ap, aq in d["quotes"]
+        ]
 
     def _remote_trade_log(self, sym: str, ms: bool) -> list[Trade]:
         cache = self._remote_logs.setdefault(
-            sym, {k: array("q") for k in ("ids", "prices", "qtys", "times", "events", "makers")} | {"source": "simulator"}
+            sym,
+            {k: array("q") for k in ("ids", "prices", "qtys", "times", "events", "makers")}
+            | {"source": "simulator"},
         )
         start = len(cache["ids"])
         data = self._get(f"/_cryptolab/trades?symbol={sym}&start={start}")

@@ -86,7 +86,9 @@ class Recorder:
                     sym = m.stream.partition("@")[0].upper()
                     last = self._snap_at.get(sym)
                     now = time.monotonic()
-                    if last is None or (self.snapshot_every is not None and now - last >= self.snapshot_every):
+                    if last is None or (
+                        self.snapshot_every is not None and now - last >= self.snapshot_every
+                    ):
                         self._snap_at[sym] = now
                         snap = json.dumps(snapshot(sym), separators=(",", ":")).encode()
                         out.append(b"%d %s\n" % (ns, snap))
@@ -122,8 +124,15 @@ def _lines(path: Path, order: int) -> Iterator[tuple[int, int, int, str]]:
 class RecordingReplay:
     """Replays recordings with the book (see the module doc); the server's market source."""
 
-    def __init__(self, paths: Sequence[str | Path], logs: dict[str, SymbolLog], *, speed: float = 1.0,
-                 max_trades: int | None = None, chunk: int = 20_000) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        logs: dict[str, SymbolLog],
+        *,
+        speed: float = 1.0,
+        max_trades: int | None = None,
+        chunk: int = 20_000,
+    ) -> None:
         if speed < 0:
             raise DataError("replay speed must be >= 0 (0 = as fast as possible)")
         self.paths = [Path(p) for p in paths]
@@ -233,7 +242,7 @@ class RecordingReplay:
         if bk in ("diff", "diff1000"):
             self._last_depth_sym = sym
         start = text.find('"data":', end) + 7
-        data = text[start: text.rfind("}")].encode()
+        data = text[start : text.rfind("}")].encode()
         self._add("named", Named(stream, bk, data, data))
         return 1
 
@@ -269,4 +278,8 @@ class RecordingReplay:
         snap = self.snapshots.get(sym) or self._first_snap.get(sym)
         if snap is None:
             raise LookupError(f"the replayed recording holds no depth snapshot of {sym}")
-        return {"lastUpdateId": snap["lastUpdateId"], "bids": snap["bids"][:limit], "asks": snap["asks"][:limit]}
+        return {
+            "lastUpdateId": snap["lastUpdateId"],
+            "bids": snap["bids"][:limit],
+            "asks": snap["asks"][:limit],
+        }

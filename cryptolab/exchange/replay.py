@@ -143,6 +143,8 @@ def replay_logs(paths: Sequence[str | Path], symbols: Sequence[str] | None) -> d
         want = [s.upper() for s in symbols]
         missing = [s for s in want if s not in found]
         if missing:
-            raise DataError(f"no trades of {', '.join(missing)} in the replay files (they hold {', '.join(found)})")
+            raise DataError(
+                f"no trades of {', '.join(missing)} in the replay files (they hold {', '.join(found)})"
+            )
         found = want
     return {s: SymbolLog(symbol_spec(s), source="replay") for s in found}

@@ -48,7 +48,9 @@ class ApiError(Exception):
 
 
 def _bad_int(name: str) -> ApiError:
-    return ApiError(400, -1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.")
+    return ApiError(
+        400, -1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."
+    )
 
 
 def _int_param(q: Query, name: str, default: int | None = None) -> int | None:
@@ -83,8 +85,14 @@ DepthSource = Callable[[str, int, bool], dict[str, Any]]
 class RestApi:
     """REST handlers over the exchange's trade logs; one request weight budget per client IP."""
 
-    def __init__(self, logs: dict[str, SymbolLog], faults: FaultInjector, stats: dict[str, int],
-                 describe: Callable[[], dict[str, Any]], weight_budget: int = 6000) -> None:
+    def __init__(
+        self,
+        logs: dict[str, SymbolLog],
+        faults: FaultInjector,
+        stats: dict[str, int],
+        describe: Callable[[], dict[str, Any]],
+        weight_budget: int = 6000,
+    ) -> None:
         self.logs = logs
         self.faults = faults
         self.stats = stats
@@ -125,7 +133,9 @@ class RestApi:
             "/api/v3/depth": self._api_depth,
         }.get(path)
         if handler is None:
-            return json_response({"code": -1000, "msg": f"Unknown endpoint {request.method} {request.path}."}, 404)
+            return json_response(
+                {"code": -1000, "msg": f"Unknown endpoint {request.method} {request.path}."}, 404
+            )
         if request.method != "GET":
             return json_response({"code": -1000, "msg": f"{request.method} is not supported on {path}."}, 405)
         fault = self.faults.next_rest_fault()
@@ -139,9 +149,17 @@ class RestApi:
                     {"Retry-After": "1"},
                 )
             if kind == "rest_500":
-                return json_response({"code": -1001, "msg": "Internal error; unable to process your request. Please try again."}, 500)
+                return json_response(
+                    {
+                        "code": -1001,
+                        "msg": "Internal error; unable to process your request. Please try again.",
+                    },
+                    500,
+                )
             await asyncio.sleep(p["seconds"])
-            return json_response({"code": -1007, "msg": "Timeout waiting for response from backend server."}, 504)
+            return json_response(
+                {"code": -1007, "msg": "Timeout waiting for response from backend server."}, 504
+            )
         q = request.query
         if path == "/api/v3/depth":
             early = self._depth_fault()
@@ -188,11 +206,16 @@ class RestApi:
             return None
         self.faults.count(kind)
         if kind == "snapshot_429":
-            return json_response({"code": -1003, "msg": "Too many requests; please use the websocket for live updates."},
-                                 429, {"Retry-After": "1"})
+            return json_response(
+                {"code": -1003, "msg": "Too many requests; please use the websocket for live updates."},
+                429,
+                {"Retry-After": "1"},
+            )
         if kind == "snapshot_500":
-            return json_response({"code": -1001, "msg": "Internal error; unable to process your request. Please try again."},
-                                 500)
+            return json_response(
+                {"code": -1001, "msg": "Internal error; unable to process your request. Please try again."},
+                500,
+            )
         self._stale = True
         return None
 
@@ -200,7 +223,9 @@ class RestApi:
         v = _int_param(q, "limit", 100)
         assert v is not None
         if v < 1:
-            raise ApiError(400, -1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'.")
+            raise ApiError(
+                400, -1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'."
+            )
         return min(v, MAX_DEPTH_LIMIT)  # Binance answers at most 5000 levels
 
     def _api_depth(self, q: Query, micro: bool) -> dict[str, Any]:
@@ -214,16 +239,22 @@ class RestApi:
         extra = [k for k in q if k not in allowed]
         if extra:
             raise ApiError(
-                400, -1104, f"Not all sent parameters were read; read '{len(q) - len(extra)}' parameter(s) but was sent '{len(q)}'."
+                400,
+                -1104,
+                f"Not all sent parameters were read; read '{len(q) - len(extra)}' parameter(s) but was sent '{len(q)}'.",
             )
 
     def _symbol(self, q: Query) -> SymbolLog:
         raw = q.get("symbol")
         if not raw:
-            raise ApiError(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+            raise ApiError(
+                400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
+            )
         if not all(ch.isupper() or ch.isdigit() or ch in "-_." for ch in raw) or len(raw) > 20:
             raise ApiError(
-                400, -1100, "Illegal characters found in parameter 'symbol'; legal range is '^[A-Z0-9-_.]{1,20}$'."
+                400,
+                -1100,
+                "Illegal characters found in parameter 'symbol'; legal range is '^[A-Z0-9-_.]{1,20}$'.",
             )
         log = self.logs.get(raw)
         if log is None:
@@ -238,7 +269,11 @@ class RestApi:
                 names = json.loads(q["symbols"])
                 assert isinstance(names, list) and names and all(isinstance(n, str) for n in names)
             except (ValueError, AssertionError):
-                raise ApiError(400, -1100, "Illegal characters found in parameter 'symbols'; legal range is '^\\[(\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}){0,1}\\]$'.") from None
+                raise ApiError(
+                    400,
+                    -1100,
+                    "Illegal characters found in parameter 'symbols'; legal range is '^\\[(\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}){0,1}\\]$'.",
+                ) from None
             for n in names:
                 if n not in self.logs:
                     raise ApiError(400, -1121, "Invalid symbol.")
@@ -249,7 +284,9 @@ class RestApi:
         v = _int_param(q, "limit", default)
         assert v is not None
         if v < 1:
-            raise ApiError(400, -1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'.")
+            raise ApiError(
+                400, -1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'."
+            )
         return min(v, most)
 
     def _api_time(self, q: Query, micro: bool) -> dict[str, int]:
@@ -265,7 +302,12 @@ class RestApi:
             "timezone": "UTC",
             "serverTime": t if micro else t // 1000,
             "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": self.weight_budget},
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": "MINUTE",
+                    "intervalNum": 1,
+                    "limit": self.weight_budget,
+                },
                 {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
                 {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
             ],
@@ -323,12 +365,16 @@ class RestApi:
         log = self._symbol(q)
         interval = q.get("interval")
         if not interval:
-            raise ApiError(400, -1102, "Mandatory parameter 'interval' was not sent, was empty/null, or malformed.")
+            raise ApiError(
+                400, -1102, "Mandatory parameter 'interval' was not sent, was empty/null, or malformed."
+            )
         step = KLINE_INTERVALS_MS.get(interval)
         if step is None:
             raise ApiError(400, -1120, "Invalid interval.")
         if q.get("timeZone", "0") not in ("0", "+0", "-0", "00:00", "+00:00", "-00:00"):
-            raise ApiError(400, -1100, "Illegal characters found in parameter 'timeZone': only UTC (0) is served here.")
+            raise ApiError(
+                400, -1100, "Illegal characters found in parameter 'timeZone': only UTC (0) is served here."
+            )
         limit = self._limit(q)
         start_us, end_us = _time_param(q, "startTime"), _time_param(q, "endTime")
         if start_us is not None and end_us is not None and start_us > end_us:
@@ -354,15 +400,34 @@ class RestApi:
         k = 1 if micro else 1000
         n = len(log.makers)
         i = log.index_of_time(now - 86_400_000_000)
-        base: Ticker = {"symbol": log.spec.symbol, "openTime": (now - 86_400_000_000) // k, "closeTime": now // k}
+        base: Ticker = {
+            "symbol": log.spec.symbol,
+            "openTime": (now - 86_400_000_000) // k,
+            "closeTime": now // k,
+        }
         if i >= n:
             zero = fmt8(0)
             last = fmt8(log.prices[n - 1]) if n else zero
             return {
-                **base, "priceChange": zero, "priceChangePercent": "0.000", "weightedAvgPrice": zero,
-                "prevClosePrice": last, "lastPrice": last, "lastQty": zero, "bidPrice": last, "bidQty": zero,
-                "askPrice": last, "askQty": zero, "openPrice": last, "highPrice": last, "lowPrice": last,
-                "volume": zero, "quoteVolume": zero, "firstId": -1, "lastId": -1, "count": 0,
+                **base,
+                "priceChange": zero,
+                "priceChangePercent": "0.000",
+                "weightedAvgPrice": zero,
+                "prevClosePrice": last,
+                "lastPrice": last,
+                "lastQty": zero,
+                "bidPrice": last,
+                "bidQty": zero,
+                "askPrice": last,
+                "askQty": zero,
+                "openPrice": last,
+                "highPrice": last,
+                "lowPrice": last,
+                "volume": zero,
+                "quoteVolume": zero,
+                "firstId": -1,
+                "lastId": -1,
+                "count": 0,
             }
         prices = log.prices[i:n]
         qtys = log.qtys[i:n]

@@ -124,15 +124,21 @@ class ExchangeServer:
             # recordings with the book replay every stream; mixed with trade dumps, trades only (merged by time)
             if any(has_book_lines(p) for p in replay) and all(detect_kind(p) == "stream" for p in replay):
                 self.source: SyntheticMarket | ReplaySource | RecordingReplay = RecordingReplay(
-                    replay, self.logs, speed=speed, max_trades=max_trades)
+                    replay, self.logs, speed=speed, max_trades=max_trades
+                )
             else:
                 self.source = ReplaySource(replay, self.logs, speed=speed, max_trades=max_trades)
         else:
             names = [s.upper() for s in (symbols or DEFAULT_SYMBOLS)]
             self.logs = {s: SymbolLog(symbol_spec(s)) for s in dict.fromkeys(names)}
             explicit = {k.upper(): int(v) for k, v in (first_ids or {}).items()}
-            self.source = SyntheticMarket(list(self.logs.values()), rate=rate, seed=self.seed, max_trades=max_trades,
-                                          first_ids={s: explicit.get(s, self.id_base) for s in self.logs})
+            self.source = SyntheticMarket(
+                list(self.logs.values()),
+                rate=rate,
+                seed=self.seed,
+                max_trades=max_trades,
+                first_ids={s: explicit.get(s, self.id_base) for s in self.logs},
+            )
         # A past of N whole UTC days before today (plus today so far), printed before the
         # server starts; its ids run on into the live stream. Served by REST and the dump tree.
         if history_days < 0 or history_days > 3660:
@@ -167,8 +173,13 @@ class ExchangeServer:
         notice = shutdown_notice if shutdown_notice is not None else min(600.0, max_connection_age / 10)
         self.feed = self._book_feed(book_history)
         """The synthetic books (lazy: see `bookfeed`); None for a replay."""
-        self.streams = StreamHub(self.logs, self.faults, StreamSettings(ping_interval, ping_timeout, max_connection_age,
-                                                                         notice), self.stats, self._books_wanted)
+        self.streams = StreamHub(
+            self.logs,
+            self.faults,
+            StreamSettings(ping_interval, ping_timeout, max_connection_age, notice),
+            self.stats,
+            self._books_wanted,
+        )
         self.rest = RestApi(self.logs, self.faults, self.stats, self.describe, weight_budget)
         if self.feed is not None or isinstance(self.source, RecordingReplay):
             self.rest.depth = self.depth_snapshot
@@ -183,8 +194,9 @@ class ExchangeServer:
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing = False
 
-    def _usdm(self, markets: Sequence[str], notice: float, ping_interval: float, ping_timeout: float,
-              max_age: float) -> Any:
+    def _usdm(
+        self, markets: Sequence[str], notice: float, ping_interval: float, ping_timeout: float, max_age: float
+    ) -> Any:
         from .usdm import usdm_market
 
         return usdm_market(self, markets, StreamSettings(ping_interval, ping_timeout, max_age, notice))
@@ -194,8 +206,13 @@ class ExchangeServer:
             return None
         n = max(1, len(self.logs))
         market = self.source
-        return BookFeed(self.logs, seed=self.seed, id_base=self.id_base, rate_of=lambda sym: market.rate / n,
-                        history=history)
+        return BookFeed(
+            self.logs,
+            seed=self.seed,
+            id_base=self.id_base,
+            rate_of=lambda sym: market.rate / n,
+            history=history,
+        )
 
     def _recorder(self, record: str | None) -> Recorder | None:
         if not record:
@@ -221,7 +238,12 @@ class ExchangeServer:
         app.router.add_get("/", self.dumps.listing)
         self.control.add_routes(app)
         self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=1.0, max_line_size=131072, max_field_size=131072
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            max_line_size=131072,
+            max_field_size=131072,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -239,7 +261,9 @@ class ExchangeServer:
             self.source.start(now_us())  # a replay starts with its first subscriber
         self._tasks.append(asyncio.create_task(self._market_loop(), name="exchange-market"))
         for item in self.plan.timed:
-            self._tasks.append(asyncio.create_task(self.faults.scheduled(item, self.inject), name=f"fault-{item.kind}"))
+            self._tasks.append(
+                asyncio.create_task(self.faults.scheduled(item, self.inject), name=f"fault-{item.kind}")
+            )
         if self.faults.has_per_second():
             self._tasks.append(asyncio.create_task(self.faults.per_second(self.inject), name="fault-p"))
         return self.port
@@ -292,7 +316,9 @@ class ExchangeServer:
         (`market="usdm"`: on the futures market)."""
         if params.pop("market", "spot") == "usdm":
             if self.usdm is None:
-                raise ConfigError("this exchange has no futures market: start it with markets=('spot', 'usdm')")
+                raise ConfigError(
+                    "this exchange has no futures market: start it with markets=('spot', 'usdm')"
+                )
             return int(self.usdm.inject(kind, **params))
         return self.faults.inject(self.streams, kind, **params)
 
@@ -361,9 +387,13 @@ class ExchangeServer:
 
     def _need_feed(self, symbol: str) -> BookFeed:
         if self.feed is None:
-            raise ConfigError("a replay relays its recording's book: the exchange keeps no book of its own to say")
+            raise ConfigError(
+                "a replay relays its recording's book: the exchange keeps no book of its own to say"
+            )
         if symbol.upper() not in self.logs:
-            raise ConfigError(f"the exchange does not list {symbol.upper()} (it lists {', '.join(self.logs)})")
+            raise ConfigError(
+                f"the exchange does not list {symbol.upper()} (it lists {', '.join(self.logs)})"
+            )
         return self.feed
 
     def book_json(self, symbol: str, update_id: int | None = None) -> dict[str, Any]:

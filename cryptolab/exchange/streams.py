@@ -65,7 +65,9 @@ def answer_method(c: Conn, text: str) -> tuple[dict[str, Any], bool]:
     if not isinstance(req, dict):
         return _error(3, "Invalid JSON: expected an object", None), False
     rid = req.get("id")
-    if rid is not None and not (isinstance(rid, str) or (isinstance(rid, int) and not isinstance(rid, bool) and rid >= 0)):
+    if rid is not None and not (
+        isinstance(rid, str) or (isinstance(rid, int) and not isinstance(rid, bool) and rid >= 0)
+    ):
         return _error(2, "Invalid request: request ID must be an unsigned integer", None), False
     method = req.get("method")
     params = req.get("params", [])
@@ -108,8 +110,14 @@ def _property(c: Conn, method: str, params: list[Any], rid: Any) -> dict[str, An
 class StreamHub:
     """Every WebSocket connection of the exchange: subscriptions, timers, fan-out of trades."""
 
-    def __init__(self, logs: dict[str, SymbolLog], faults: FaultInjector, settings: StreamSettings,
-                 stats: dict[str, int], on_named: Callable[[set[str]], None] | None = None) -> None:
+    def __init__(
+        self,
+        logs: dict[str, SymbolLog],
+        faults: FaultInjector,
+        settings: StreamSettings,
+        stats: dict[str, int],
+        on_named: Callable[[set[str]], None] | None = None,
+    ) -> None:
         self.logs = logs
         self.on_named = on_named
         """Told the symbols whose book streams a client just subscribed to (the books are lazy)."""
@@ -165,8 +173,18 @@ class StreamHub:
     # ------------------------------------------------------------------ market → streams
     def _payloads(self, batch: list[tuple[SymbolLog, int]], micro: bool) -> list[bytes]:
         k = 1 if micro else 1000
-        return [encode_trade(self._sym_bytes[log.spec.symbol], log.ids[i], log.prices[i], log.qtys[i],
-                             log.times[i] // k, log.events[i] // k, bool(log.makers[i])) for log, i in batch]
+        return [
+            encode_trade(
+                self._sym_bytes[log.spec.symbol],
+                log.ids[i],
+                log.prices[i],
+                log.qtys[i],
+                log.times[i] // k,
+                log.events[i] // k,
+                bool(log.makers[i]),
+            )
+            for log, i in batch
+        ]
 
     def dispatch(self, batch: list[tuple[SymbolLog, int]]) -> None:
         """Send the trades printed at one tick to every connection that subscribed to them."""
@@ -226,8 +244,13 @@ class StreamHub:
             fr = frames.get(key)
             if fr is None:
                 fr = frames[key] = [
-                    frame((b'{"stream":"%s","data":%s}' % (m.stream.encode(), m.us if c.micro else m.ms))
-                          if c.combined else (m.us if c.micro else m.ms)) for m in msgs]
+                    frame(
+                        (b'{"stream":"%s","data":%s}' % (m.stream.encode(), m.us if c.micro else m.ms))
+                        if c.combined
+                        else (m.us if c.micro else m.ms)
+                    )
+                    for m in msgs
+                ]
             sel = [f for f, m in zip(fr, msgs) if m.stream in c.named]
             if not sel:
                 continue
@@ -306,7 +329,12 @@ class StreamHub:
         sym = log.spec.symbol
         if i >= 0:
             tid, p, q, t, e, m = (
-                log.ids[i], log.prices[i], log.qtys[i], log.times[i] // k, log.events[i] // k, bool(log.makers[i])
+                log.ids[i],
+                log.prices[i],
+                log.qtys[i],
+                log.times[i] // k,
+                log.events[i] // k,
+                bool(log.makers[i]),
             )
         else:
             tid, p, q, t, e, m = 1, log.spec.price, log.spec.lot, now_us() // k, now_us() // k, False
@@ -315,20 +343,45 @@ class StreamHub:
         if variant == "bad_json":
             payload = b'{"e":"trade","E":%d,"s":"%s","t":%d,"p":"%s","q":' % (e, sb, tid, ps)
         elif variant == "missing_field":
-            payload = b'{"e":"trade","E":%d,"s":"%s","t":%d,"p":"%s","T":%d,"m":%s,"M":true}' % (e, sb, tid, ps, t, mb)
+            payload = b'{"e":"trade","E":%d,"s":"%s","t":%d,"p":"%s","T":%d,"m":%s,"M":true}' % (
+                e,
+                sb,
+                tid,
+                ps,
+                t,
+                mb,
+            )
         elif variant == "wrong_type":
             payload = b'{"e":"trade","E":%d,"s":"%s","t":%d,"p":%s,"q":"%s","T":%d,"m":%s,"M":true}' % (
-                e, sb, tid, ps, qs, t, mb
+                e,
+                sb,
+                tid,
+                ps,
+                qs,
+                t,
+                mb,
             )
         elif variant == "huge":
             payload = b'{"e":"trade","E":%d,"s":"%s","t":%d,"p":"%s","q":"%s","T":%d,"m":%s,"M":true}' % (
-                e, sb, tid, b"9" * max(16, size), qs, t, mb
+                e,
+                sb,
+                tid,
+                b"9" * max(16, size),
+                qs,
+                t,
+                mb,
             )
         elif variant == "unknown_event":
             payload = b'{"e":"mysteryEvent","E":%d,"s":"%s","x":"surprise"}' % (e, sb)
         else:  # absurd_value
             payload = b'{"e":"trade","E":%d,"s":"%s","t":%d,"p":"%s","q":"-%s","T":%d,"m":%s,"M":true}' % (
-                e, sb, tid, ps, qs, t, mb
+                e,
+                sb,
+                tid,
+                ps,
+                qs,
+                t,
+                mb,
             )
         if c.combined and variant != "bad_json":
             payload = self._stream_prefix[sym] + payload + b"}"
@@ -368,14 +421,20 @@ class StreamHub:
         """`/ws`, `/ws/<streams>` and `/stream?streams=…`: one client, until it or we close."""
         q = request.query
         combined = request.path.startswith("/stream")
-        names = q.get("streams", "").split("/") if combined else request.match_info.get("streams", "").split("/")
+        names = (
+            q.get("streams", "").split("/") if combined else request.match_info.get("streams", "").split("/")
+        )
         streams = [n for n in (x.strip() for x in names) if n]
         unit = q.get("timeUnit", "MILLISECOND").upper()
         if unit not in ("MILLISECOND", "MICROSECOND"):
             return json_response({"code": -1100, "msg": f"Invalid timeUnit '{q.get('timeUnit')}'."}, 400)
         if len(streams) > MAX_STREAMS:
             return json_response(
-                {"code": -1102, "msg": f"Too many streams: {len(streams)} (at most {MAX_STREAMS} per connection)."}, 400
+                {
+                    "code": -1102,
+                    "msg": f"Too many streams: {len(streams)} (at most {MAX_STREAMS} per connection).",
+                },
+                400,
             )
         transport = request.transport
         assert transport is not None
@@ -451,7 +510,9 @@ class StreamHub:
                     return
                 if now >= shutdown_at and not c.shutdown_sent and not stalled:
                     c.shutdown_sent = True
-                    self.send(c, frame(b'{"e":"serverShutdown","E":%d}' % (now_us() // (1 if c.micro else 1000))))
+                    self.send(
+                        c, frame(b'{"e":"serverShutdown","E":%d}' % (now_us() // (1 if c.micro else 1000)))
+                    )
                 if now >= next_ping and not stalled:
                     seq += 1
                     self._ping(c, seq, now)

@@ -63,7 +63,14 @@ from .rest_api import ApiError, Query, RestApi, _int_param, _time_param, json_re
 from .streams import StreamHub, StreamSettings
 from .tradelog import UNIT, SymbolLog, SymbolSpec, fmt8, fmt8b
 
-__all__ = ["UsdmMarket", "FUNDING_HOURS", "LIQ_MOVE_BPS", "P_TRADE_ID_SKIP", "funding_rate_of", "next_funding_ms"]
+__all__ = [
+    "UsdmMarket",
+    "FUNDING_HOURS",
+    "LIQ_MOVE_BPS",
+    "P_TRADE_ID_SKIP",
+    "funding_rate_of",
+    "next_funding_ms",
+]
 
 FUNDING_HOURS = 8
 FUNDING_PAST_DAYS = 30
@@ -122,7 +129,15 @@ class _FuturesFeed(BookFeed):
     def _diff_msg(self, sym: str, name: str, kind: str, d: BookDiff) -> Named:
         ms = d.event_us // 1000
         body = b'{"e":"depthUpdate","E":%d,"T":%d,"s":"%s","U":%d,"u":%d,"pu":%d,"b":%s,"a":%s}' % (
-            ms, ms, sym.encode(), d.first_id, d.last_id, d.first_id - 1, _levels(d.bids), _levels(d.asks))
+            ms,
+            ms,
+            sym.encode(),
+            d.first_id,
+            d.last_id,
+            d.first_id - 1,
+            _levels(d.bids),
+            _levels(d.asks),
+        )
         return Named(name, kind, body, body)
 
     def _quotes(self, sym: str, tops: list[Top], wanted: Mapping[str, int], out: list[Named]) -> None:
@@ -133,8 +148,19 @@ class _FuturesFeed(BookFeed):
         if wanted.get(name):
             ms = (self._last_us or now_us()) // 1000
             for t in tops:
-                pl = b'{"e":"bookTicker","u":%d,"s":"%s","b":"%s","B":"%s","a":"%s","A":"%s","T":%d,"E":%d}' % (
-                    t.update_id, sym.encode(), fmt8b(t.bid), fmt8b(t.bid_qty), fmt8b(t.ask), fmt8b(t.ask_qty), ms, ms)
+                pl = (
+                    b'{"e":"bookTicker","u":%d,"s":"%s","b":"%s","B":"%s","a":"%s","A":"%s","T":%d,"E":%d}'
+                    % (
+                        t.update_id,
+                        sym.encode(),
+                        fmt8b(t.bid),
+                        fmt8b(t.bid_qty),
+                        fmt8b(t.ask),
+                        fmt8b(t.ask_qty),
+                        ms,
+                        ms,
+                    )
+                )
                 out.append(Named(name, "quote", pl, pl))
 
 
@@ -163,7 +189,11 @@ class _RoutedHub(StreamHub):
             if sym.upper() in self.logs and sym == sym.lower() and STREAM_KINDS.get(kind) == route:
                 named.add(name)
         c.symbols = frozenset()
-        books = {n.partition("@")[0].upper() for n in named - c.named if STREAM_KINDS.get(n.partition("@")[2]) == "public"}
+        books = {
+            n.partition("@")[0].upper()
+            for n in named - c.named
+            if STREAM_KINDS.get(n.partition("@")[2]) == "public"
+        }
         self._set_named(c, frozenset(named))
         for sym in books:
             self.activate(sym)
@@ -172,8 +202,13 @@ class _RoutedHub(StreamHub):
 class _FapiApi(RestApi):
     """`/fapi/v1/…` over the perps (Binance's futures answers; ms times)."""
 
-    def __init__(self, market: UsdmMarket, faults: FaultInjector, stats: dict[str, int],
-                 describe: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        market: UsdmMarket,
+        faults: FaultInjector,
+        stats: dict[str, int],
+        describe: Callable[[], dict[str, Any]],
+    ) -> None:
         super().__init__(market.logs, faults, stats, describe)
         self.market = market
 
@@ -192,7 +227,9 @@ class _FapiApi(RestApi):
         }.get(path)
         self.stats["rest_requests"] += 1
         if handler is None:
-            return json_response({"code": -1000, "msg": f"Unknown endpoint {request.method} {request.path}."}, 404)
+            return json_response(
+                {"code": -1000, "msg": f"Unknown endpoint {request.method} {request.path}."}, 404
+            )
         fault = self.faults.next_rest_fault()
         if fault is not None:
             kind, p = fault
@@ -200,9 +237,13 @@ class _FapiApi(RestApi):
             if kind == "rest_429":
                 return json_response({"code": -1003, "msg": "Too many requests."}, 429, {"Retry-After": "1"})
             if kind == "rest_500":
-                return json_response({"code": -1001, "msg": "Internal error; unable to process your request."}, 500)
+                return json_response(
+                    {"code": -1001, "msg": "Internal error; unable to process your request."}, 500
+                )
             await asyncio.sleep(p["seconds"])
-            return json_response({"code": -1007, "msg": "Timeout waiting for response from backend server."}, 504)
+            return json_response(
+                {"code": -1007, "msg": "Timeout waiting for response from backend server."}, 504
+            )
         if path == "/fapi/v1/depth":
             early = self._depth_fault()
             if early is not None:
@@ -247,38 +288,77 @@ class _FapiApi(RestApi):
         limit = self._limit(q, 500, 1000)
         snap = self.market.feed.snapshot(log.spec.symbol, limit, stale=self._stale)
         t = now_us() // 1000
-        return {"lastUpdateId": snap["lastUpdateId"], "E": t, "T": t, "bids": snap["bids"], "asks": snap["asks"]}
+        return {
+            "lastUpdateId": snap["lastUpdateId"],
+            "E": t,
+            "T": t,
+            "bids": snap["bids"],
+            "asks": snap["asks"],
+        }
 
     def _funding(self, q: Query) -> list[dict[str, Any]]:
         self._check_params(q, ("symbol", "startTime", "endTime", "limit"))
         perp = self.market.perps[self._symbol(q).spec.symbol]
         limit = self._limit(q, 100, 1000)
         start_us, end_us = _time_param(q, "startTime"), _time_param(q, "endTime")
-        rows = [f for f in perp.fundings if (start_us is None or f.funding_time_us >= start_us)
-                and (end_us is None or f.funding_time_us <= end_us)]
+        rows = [
+            f
+            for f in perp.fundings
+            if (start_us is None or f.funding_time_us >= start_us)
+            and (end_us is None or f.funding_time_us <= end_us)
+        ]
         rows = rows[:limit] if start_us is not None else rows[-limit:]
-        return [{"symbol": f.symbol, "fundingTime": f.funding_time_us // 1000, "fundingRate": format(f.funding_rate, "f"),
-                 "markPrice": format(f.mark_price, "f") if f.mark_price is not None else ""} for f in rows]
+        return [
+            {
+                "symbol": f.symbol,
+                "fundingTime": f.funding_time_us // 1000,
+                "fundingRate": format(f.funding_rate, "f"),
+                "markPrice": format(f.mark_price, "f") if f.mark_price is not None else "",
+            }
+            for f in rows
+        ]
 
     def _oi(self, q: Query) -> dict[str, Any]:
         self._check_params(q, ("symbol",))
         perp = self.market.perps[self._symbol(q).spec.symbol]
         last = perp.ois[-1]
-        return {"symbol": perp.spec.symbol, "openInterest": format(last.open_interest, "f"), "time": last.time_us // 1000}
+        return {
+            "symbol": perp.spec.symbol,
+            "openInterest": format(last.open_interest, "f"),
+            "time": last.time_us // 1000,
+        }
 
 
 class UsdmMarket:
     """The perps of every spot symbol, their streams and REST (see the module doc)."""
 
-    def __init__(self, spot_logs: dict[str, SymbolLog], *, seed: int, id_base: int, plan: F.FaultPlan,
-                 settings: StreamSettings, dumps: Any, describe: Callable[[], dict[str, Any]],
-                 rate_of: Callable[[str], float], host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        spot_logs: dict[str, SymbolLog],
+        *,
+        seed: int,
+        id_base: int,
+        plan: F.FaultPlan,
+        settings: StreamSettings,
+        dumps: Any,
+        describe: Callable[[], dict[str, Any]],
+        rate_of: Callable[[str], float],
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         self.spot = spot_logs
         self.perps = {s: _Perp(log.spec, seed, id_base) for s, log in spot_logs.items()}
         self.logs = {s: p.log for s, p in self.perps.items()}
         self.host, self.port = host, port
-        self.stats: dict[str, int] = {"connections": 0, "stale_drops": 0, "rate_limit_drops": 0, "max_age_closes": 0,
-                                      "slow_client_drops": 0, "rest_requests": 0, "rest_429_budget": 0}
+        self.stats: dict[str, int] = {
+            "connections": 0,
+            "stale_drops": 0,
+            "rate_limit_drops": 0,
+            "max_age_closes": 0,
+            "slow_client_drops": 0,
+            "rest_requests": 0,
+            "rest_429_budget": 0,
+        }
         self.faults = FaultInjector(plan, random.Random(seed ^ 0xF07), self.logs, dumps)
         self.feed = _FuturesFeed(self.logs, seed=seed ^ 0xF, id_base=id_base, rate_of=rate_of)
         self.agg_base = self.feed.agg_base = id_base - 1
@@ -294,14 +374,28 @@ class UsdmMarket:
         self._made_past(now_us())
         self._seed_past(dumps)
         for p in self.perps.values():
-            p.ois.append(OpenInterest("simulator-usdm", p.spec.symbol, now_us() // 1000 * 1000, Decimal(fmt8(p.oi)),
-                                      None, "live"))
+            p.ois.append(
+                OpenInterest(
+                    "simulator-usdm",
+                    p.spec.symbol,
+                    now_us() // 1000 * 1000,
+                    Decimal(fmt8(p.oi)),
+                    None,
+                    "live",
+                )
+            )
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> int:
         app = web.Application()
-        for path in ("/ws", "/ws/{streams:.*}", "/stream", "/{route:public|market}/stream", "/{route:public|market}/ws",
-                     "/{route:public|market}/ws/{streams:.*}"):
+        for path in (
+            "/ws",
+            "/ws/{streams:.*}",
+            "/stream",
+            "/{route:public|market}/stream",
+            "/{route:public|market}/ws",
+            "/{route:public|market}/ws/{streams:.*}",
+        ):
             app.router.add_get(path, self.hub.routed)
         app.router.add_route("*", "/fapi/{path:.*}", self.rest.handle)
         if self.faults.dumps is not None:  # the futures/um dump tree on the futures port too
@@ -347,8 +441,17 @@ class UsdmMarket:
             while t + step <= now // 1000:
                 t += step
                 rate = funding_rate_of(0.0003 + rng.gauss(0, 0.0004))
-                p.fundings.append(FundingRate("simulator-usdm", p.spec.symbol, t * 1000, rate,
-                                              Decimal(fmt8(p.spec.price)), FUNDING_HOURS, "backfill"))
+                p.fundings.append(
+                    FundingRate(
+                        "simulator-usdm",
+                        p.spec.symbol,
+                        t * 1000,
+                        rate,
+                        Decimal(fmt8(p.spec.price)),
+                        FUNDING_HOURS,
+                        "backfill",
+                    )
+                )
 
     def _seed_past(self, dumps: Any) -> None:
         """A spot past printed before start (`history_days`) is the perps' past too: each spot trade
@@ -365,8 +468,14 @@ class UsdmMarket:
             seeded = True
             for i in range(len(spot)):
                 t = spot.times[i]
-                p.log.append(spot.ids[i], perp_units(spot.prices[i], t), spot.qtys[i], t, spot.events[i],
-                             bool(spot.makers[i]))
+                p.log.append(
+                    spot.ids[i],
+                    perp_units(spot.prices[i], t),
+                    spot.qtys[i],
+                    t,
+                    spot.events[i],
+                    bool(spot.makers[i]),
+                )
             p.next_id = spot.ids[len(spot) - 1] + 1
         if seeded and dumps is not None:
             dumps.usdm_logs, dumps.usdm_agg_base = self.logs, self.agg_base
@@ -449,16 +558,40 @@ class UsdmMarket:
             nxt = next_funding_ms(ms)
             if p.marks and next_funding_ms(p.marks[-1].event_time_us // 1000) != nxt:
                 prev = p.marks[-1]
-                p.fundings.append(FundingRate("simulator-usdm", sym, next_funding_ms(prev.event_time_us // 1000) * 1000,
-                                              p.rate, prev.mark_price, FUNDING_HOURS, "backfill"))
+                p.fundings.append(
+                    FundingRate(
+                        "simulator-usdm",
+                        sym,
+                        next_funding_ms(prev.event_time_us // 1000) * 1000,
+                        p.rate,
+                        prev.mark_price,
+                        FUNDING_HOURS,
+                        "backfill",
+                    )
+                )
             premium = (last - p.index) / max(1, p.index)
             p.rate = funding_rate_of(premium)
             mark, index = fmt8(last), fmt8(p.index)
-            mp = MarkPrice("simulator-usdm", sym, ms * 1000, Decimal(mark), Decimal(index), Decimal(index), p.rate,
-                           nxt * 1000)
+            mp = MarkPrice(
+                "simulator-usdm",
+                sym,
+                ms * 1000,
+                Decimal(mark),
+                Decimal(index),
+                Decimal(index),
+                p.rate,
+                nxt * 1000,
+            )
             p.marks.append(mp)
             body = b'{"e":"markPriceUpdate","E":%d,"s":"%s","p":"%s","P":"%s","i":"%s","r":"%s","T":%d}' % (
-                ms, sym.encode(), mark.encode(), index.encode(), index.encode(), format(p.rate, "f").encode(), nxt)
+                ms,
+                sym.encode(),
+                mark.encode(),
+                index.encode(),
+                index.encode(),
+                format(p.rate, "f").encode(),
+                nxt,
+            )
             if wanted.get(f"{s}@markPrice@1s"):
                 out.append(Named(f"{s}@markPrice@1s", "mark", body, body))
             if ms // 1000 % 3 == 0 and wanted.get(f"{s}@markPrice"):
@@ -466,7 +599,9 @@ class UsdmMarket:
             liq = self._liquidate(p, move, last, ms)
             if liq is not None and wanted.get(f"{s}@forceOrder"):
                 out.append(Named(f"{s}@forceOrder", "liq", liq, liq))
-            p.oi = max(p.spec.lot, round(p.oi * math.exp(p.rng.gauss(0.00002, 0.0008)) / p.spec.lot) * p.spec.lot)
+            p.oi = max(
+                p.spec.lot, round(p.oi * math.exp(p.rng.gauss(0.00002, 0.0008)) / p.spec.lot) * p.spec.lot
+            )
             p.ois.append(OpenInterest("simulator-usdm", sym, ms * 1000, Decimal(fmt8(p.oi)), None, "live"))
             if len(p.ois) > 100_000:
                 del p.ois[:50_000]
@@ -475,7 +610,11 @@ class UsdmMarket:
     def _liquidate(self, p: _Perp, move: float, price: int, ms: int) -> bytes | None:
         """This second's liquidations (a burst on a big move): the latest one is sent, as Binance does."""
         big = abs(move) > LIQ_MOVE_BPS
-        n = (1 + int(p.rng.expovariate(1.0) * abs(move) / LIQ_MOVE_BPS)) if big else int(p.rng.random() < P_LIQ_QUIET)
+        n = (
+            (1 + int(p.rng.expovariate(1.0) * abs(move) / LIQ_MOVE_BPS))
+            if big
+            else int(p.rng.random() < P_LIQ_QUIET)
+        )
         if not n:
             return None
         side = ("BUY" if move > 0 else "SELL") if big else p.rng.choice(("BUY", "SELL"))
@@ -489,13 +628,36 @@ class UsdmMarket:
         limit = price + (tick * 5 if side == "BUY" else -tick * 5)
         limit = max(tick, limit)
         t = ms - p.rng.randrange(0, 900)
-        liq = Liquidation("simulator-usdm", p.spec.symbol, t * 1000, side, "LIMIT", "IOC", Decimal(fmt8(limit)),
-                          Decimal(fmt8(price)), Decimal(fmt8(qty)), Decimal(fmt8(qty)), Decimal(fmt8(qty)), "FILLED",
-                          ms * 1000)
+        liq = Liquidation(
+            "simulator-usdm",
+            p.spec.symbol,
+            t * 1000,
+            side,
+            "LIMIT",
+            "IOC",
+            Decimal(fmt8(limit)),
+            Decimal(fmt8(price)),
+            Decimal(fmt8(qty)),
+            Decimal(fmt8(qty)),
+            Decimal(fmt8(qty)),
+            "FILLED",
+            ms * 1000,
+        )
         p.liqs.append(liq)
-        return (b'{"e":"forceOrder","E":%d,"o":{"s":"%s","S":"%s","o":"LIMIT","f":"IOC","q":"%s","p":"%s","ap":"%s",'
-                b'"X":"FILLED","l":"%s","z":"%s","T":%d}}') % (
-            ms, p.spec.symbol.encode(), side.encode(), fmt8b(qty), fmt8b(limit), fmt8b(price), fmt8b(qty), fmt8b(qty), t)
+        return (
+            b'{"e":"forceOrder","E":%d,"o":{"s":"%s","S":"%s","o":"LIMIT","f":"IOC","q":"%s","p":"%s","ap":"%s",'
+            b'"X":"FILLED","l":"%s","z":"%s","T":%d}}'
+        ) % (
+            ms,
+            p.spec.symbol.encode(),
+            side.encode(),
+            fmt8b(qty),
+            fmt8b(limit),
+            fmt8b(price),
+            fmt8b(qty),
+            fmt8b(qty),
+            t,
+        )
 
     # ------------------------------------------------------------------ what it says
     def exchange_info(self) -> dict[str, Any]:
@@ -503,13 +665,31 @@ class UsdmMarket:
         syms = []
         for sym, p in self.perps.items():
             spec = p.spec
-            syms.append({"symbol": sym, "pair": sym, "contractType": "PERPETUAL", "status": self.delisted.get(sym, "TRADING"),
-                         "baseAsset": spec.base, "quoteAsset": spec.quote, "marginAsset": spec.quote,
-                         "pricePrecision": 8, "quantityPrecision": 8, "underlyingType": "COIN",
-                         "filters": [{"filterType": "PRICE_FILTER", "tickSize": fmt8(spec.tick)},
-                                     {"filterType": "LOT_SIZE", "stepSize": fmt8(spec.lot)}]})
-        return {"timezone": "UTC", "serverTime": t, "rateLimits": [], "symbols": syms,
-                "cryptolab": {**self.rest.describe(), "market": "usdm"}}
+            syms.append(
+                {
+                    "symbol": sym,
+                    "pair": sym,
+                    "contractType": "PERPETUAL",
+                    "status": self.delisted.get(sym, "TRADING"),
+                    "baseAsset": spec.base,
+                    "quoteAsset": spec.quote,
+                    "marginAsset": spec.quote,
+                    "pricePrecision": 8,
+                    "quantityPrecision": 8,
+                    "underlyingType": "COIN",
+                    "filters": [
+                        {"filterType": "PRICE_FILTER", "tickSize": fmt8(spec.tick)},
+                        {"filterType": "LOT_SIZE", "stepSize": fmt8(spec.lot)},
+                    ],
+                }
+            )
+        return {
+            "timezone": "UTC",
+            "serverTime": t,
+            "rateLimits": [],
+            "symbols": syms,
+            "cryptolab": {**self.rest.describe(), "market": "usdm"},
+        }
 
     def delist(self, symbol: str, status: str = "SETTLING") -> None:
         """Say in exchangeInfo that a contract no longer trades (a delisting, for tests)."""
@@ -534,15 +714,24 @@ class UsdmMarket:
         if what == "depth":
             self.feed.activate(sym)
             return list(self.feed.diffs[sym].items)
-        raise ValueError(f"unknown futures log {what!r}: agg, mark, liquidation, funding, open_interest or depth")
+        raise ValueError(
+            f"unknown futures log {what!r}: agg, mark, liquidation, funding, open_interest or depth"
+        )
 
 
 def _agg_row(log: SymbolLog, a: int) -> AggTrade:
     first, last = log.agg_bounds(a)
-    return AggTrade("simulator-usdm", log.spec.symbol, a, Decimal(fmt8(log.prices[first])),
-                    Decimal(fmt8(sum(log.qtys[first : last + 1]))), log.ids[first], log.ids[last],
-                    log.times[first] // 1000 * 1000, bool(log.makers[first]))
-
+    return AggTrade(
+        "simulator-usdm",
+        log.spec.symbol,
+        a,
+        Decimal(fmt8(log.prices[first])),
+        Decimal(fmt8(sum(log.qtys[first : last + 1]))),
+        log.ids[first],
+        log.ids[last],
+        log.times[first] // 1000 * 1000,
+        bool(log.makers[first]),
+    )
 
 
 def usdm_market(server: Any, markets: Iterable[str], settings: StreamSettings) -> UsdmMarket | None:
@@ -556,7 +745,18 @@ def usdm_market(server: Any, markets: Iterable[str], settings: StreamSettings) -
         return None
     src = server.source
     if not isinstance(src, SyntheticMarket):
-        raise ConfigError("the futures market follows the synthetic spot market: it does not go with a replay")
+        raise ConfigError(
+            "the futures market follows the synthetic spot market: it does not go with a replay"
+        )
     n = max(1, len(server.logs))
-    return UsdmMarket(server.logs, seed=server.seed, id_base=server.id_base, plan=server.plan, settings=settings,
-                      dumps=server.dumps, describe=server.describe, rate_of=lambda sym: src.rate / n, host=server.host)
+    return UsdmMarket(
+        server.logs,
+        seed=server.seed,
+        id_base=server.id_base,
+        plan=server.plan,
+        settings=settings,
+        dumps=server.dumps,
+        describe=server.describe,
+        rate_of=lambda sym: src.rate / n,
+        host=server.host,
+    )

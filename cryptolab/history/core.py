@@ -112,7 +112,9 @@ class HistoryResult:
             parts.append(f"{len(self.holes)} missing dump(s) filled from REST: {', '.join(self.holes[:4])}"
                          + (" …" if len(self.holes) > 4 else ""))
         if self.archived:
-            parts.append(f"{self.archived:,} not stored again: their ids live in the archive (days archived and dropped)")
+            parts.append(
+                f"{self.archived:,} not stored again: their ids live in the archive (days archived and dropped)"
+            )
         rate = (self.rows + self.rest_rows) / self.seconds if self.seconds else 0.0
         parts.append(f"{self.bytes / 1e6:,.1f} MB downloaded, {self.seconds:.1f} s, {rate:,.0f} rows/s")
         return "; ".join(parts)
@@ -136,14 +138,28 @@ async def _exchange_name(rest: RestClient, symbols: Sequence[str], need_rest: bo
         return "binance"
     missing = [s for s in symbols if s not in info.symbols]
     if missing:
-        raise DataError(f"unknown symbol {', '.join(missing)} at {rest.base_url}: check the spelling "
-                        f"(exchangeInfo lists {len(info.symbols)} symbols)")
+        raise DataError(
+            f"unknown symbol {', '.join(missing)} at {rest.base_url}: check the spelling "
+            f"(exchangeInfo lists {len(info.symbols)} symbols)"
+        )
     return info.stored_as
 
 
 class _History:
-    def __init__(self, plan: Plan, *, dsn: str | None, rest_url: str, dumps_url: str, workers: int, cache: Path,
-                 exchange: str | None, progress: bool, until_ids: dict[str, int] | None, today: date) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        dsn: str | None,
+        rest_url: str,
+        dumps_url: str,
+        workers: int,
+        cache: Path,
+        exchange: str | None,
+        progress: bool,
+        until_ids: dict[str, int] | None,
+        today: date,
+    ) -> None:
         self.plan = plan
         self.dsn = dsn
         self.rest_url = rest_url
@@ -163,8 +179,11 @@ class _History:
         plan = self.plan
         # trades in µs (the dumps' unit since 2025); klines keep ms (their times are parsed as ms here)
         usdm = plan.market == "usdm"
-        rest = (UsdmRestClient(self.rest_url) if usdm
-                else RestClient(self.rest_url, time_unit=None if plan.kind == "klines" else "MICROSECOND"))
+        rest = (
+            UsdmRestClient(self.rest_url)
+            if usdm
+            else RestClient(self.rest_url, time_unit=None if plan.kind == "klines" else "MICROSECOND")
+        )
         try:
             need_rest = bool(plan.rest) or bool(self.until_ids)
             if self.exchange_arg:
@@ -258,8 +277,12 @@ class _History:
         self.result.archived += res.archived
         if res.mode == "bulk":
             self.result.bulk_files += 1
-        self.progress.file_done(f.name, res.rows, note=f"{res.stored:,} new ({res.mode})"
-                                + (f", {res.archived:,} in the archive" if res.archived else ""))
+        self.progress.file_done(
+            f.name,
+            res.rows,
+            note=f"{res.stored:,} new ({res.mode})"
+            + (f", {res.archived:,} in the archive" if res.archived else ""),
+        )
         return res
 
     # ------------------------------------------------------------------ REST
@@ -270,18 +293,28 @@ class _History:
         until = self.until_ids.get(sym)
         # the line of days: each planned file, then today's REST span when planned
         segs: list[tuple[date, date, Loaded | None, DumpFile | None]] = [
-            (c.file.first_day, c.file.last_day, c.loaded, c.file) for c in covers]
+            (c.file.first_day, c.file.last_day, c.loaded, c.file) for c in covers
+        ]
         segs.extend((s.first_day, s.last_day, None, None) for s in self.plan.rest if s.symbol == sym)
         prev: Loaded | None = None
         k = 0
         while k < len(segs):
             first, _, loaded, f = segs[k]
             if loaded is not None:
-                if (kind != "klines" and prev is not None and loaded.first_id is not None
-                        and prev.last_id is not None and loaded.first_id > prev.last_id + 1):
-                    self.progress.say(f"history: {sym}: ids {prev.last_id + 1}…{loaded.first_id - 1} are in no "
-                                      "dump: fetching them from REST")
-                    await self._fill(store, rest, sym, prev.last_id + 1, loaded.first_id - 1, None, first, first)
+                if (
+                    kind != "klines"
+                    and prev is not None
+                    and loaded.first_id is not None
+                    and prev.last_id is not None
+                    and loaded.first_id > prev.last_id + 1
+                ):
+                    self.progress.say(
+                        f"history: {sym}: ids {prev.last_id + 1}…{loaded.first_id - 1} are in no "
+                        "dump: fetching them from REST"
+                    )
+                    await self._fill(
+                        store, rest, sym, prev.last_id + 1, loaded.first_id - 1, None, first, first
+                    )
                 if loaded.rows:
                     prev = loaded
                 k += 1
@@ -294,8 +327,10 @@ class _History:
             holes = [s[3] for s in segs[k:j] if s[3] is not None and not s[3].optional]
             if holes and nxt is not None:
                 self.result.holes.extend(h.name for h in holes)
-                self.progress.say(f"history: {sym}: {len(holes)} dump(s) missing inside the range "
-                                  f"({holes[0].name}…): filling {run_first} … {run_last} from REST")
+                self.progress.say(
+                    f"history: {sym}: {len(holes)} dump(s) missing inside the range "
+                    f"({holes[0].name}…): filling {run_first} … {run_last} from REST"
+                )
             end_us = None if run_last >= self.today else _day_us(min(run_last, last_day) + timedelta(days=1))
             if kind == "klines":
                 await self._fill_klines(store, rest, sym, run_first, run_last, end_us)
@@ -305,8 +340,9 @@ class _History:
                 if prev is not None and prev.last_id is not None:
                     start_id: int | None = prev.last_id + 1
                 else:
-                    start_id = await self._first_id_at(rest, sym, _day_us(run_first), end_us, run_first,
-                                                       nxt, j < len(segs))
+                    start_id = await self._first_id_at(
+                        rest, sym, _day_us(run_first), end_us, run_first, nxt, j < len(segs)
+                    )
                 if start_id is not None:
                     hi = (nxt.first_id - 1) if (nxt is not None and nxt.first_id is not None) else None
                     if until is not None:
@@ -318,8 +354,16 @@ class _History:
         if until is not None and kind in ("trades", "aggTrades"):
             self.result.last_ids[sym] = until - 1
 
-    async def _first_id_at(self, rest: RestClient, sym: str, start_us: int, end_us: int | None, day: date,
-                           nxt: Loaded | None, more: bool) -> int | None:
+    async def _first_id_at(
+        self,
+        rest: RestClient,
+        sym: str,
+        start_us: int,
+        end_us: int | None,
+        day: date,
+        nxt: Loaded | None,
+        more: bool,
+    ) -> int | None:
         """Id (trade id, or aggregate id for aggTrades) of the first trade at or after start_us."""
         rows = await rest.agg_trades(sym, start_ms=start_us // 1000, limit=1)
         nxt_first = nxt.first_id if nxt is not None else None
@@ -332,24 +376,39 @@ class _History:
         if end_us is not None and t_us >= end_us:
             first_day = _day(t_us)
             if nxt is not None or more:
-                raise DataError(f"{sym} has no trades before {first_day} (it was not trading yet, or not listed): "
-                                f"start --from at {first_day} or later — the days from {first_day} on are stored")
-            raise DataError(f"{sym} has no trades from {day} to {_day(end_us - 1)}: its first trade after {day} "
-                            f"is on {first_day} — choose days it traded")
+                raise DataError(
+                    f"{sym} has no trades before {first_day} (it was not trading yet, or not listed): "
+                    f"start --from at {first_day} or later — the days from {first_day} on are stored"
+                )
+            raise DataError(
+                f"{sym} has no trades from {day} to {_day(end_us - 1)}: its first trade after {day} "
+                f"is on {first_day} — choose days it traded"
+            )
         first = int(rows[0]["a"]) if self.plan.kind == "aggTrades" else int(rows[0]["f"])
         if nxt_first is not None and first > nxt_first:
             return None
         return first
 
-    async def _fill(self, store: Store, rest: RestClient, sym: str, from_id: int, to_id: int | None,
-                    end_us: int | None, first_day: date, last_day: date) -> None:
+    async def _fill(
+        self,
+        store: Store,
+        rest: RestClient,
+        sym: str,
+        from_id: int,
+        to_id: int | None,
+        end_us: int | None,
+        first_day: date,
+        last_day: date,
+    ) -> None:
         """Page REST by id from `from_id` up to `to_id` / trades before `end_us` / the live edge."""
         kind = self.plan.kind
         if to_id is not None and to_id < from_id:
             return
         if kind == "trades" and self.plan.market == "usdm":
-            raise DataError(f"{sym}: USD-M futures trades of {first_day} … {last_day} are in no dump and futures have "
-                            "no keyless REST for trades: fetch those days with --kind aggTrades")
+            raise DataError(
+                f"{sym}: USD-M futures trades of {first_day} … {last_day} are in no dump and futures have "
+                "no keyless REST for trades: fetch those days with --kind aggTrades"
+            )
         if kind == "trades":
             from_id = await asyncio.to_thread(store.first_missing_id, sym, from_id, to_id)
             if to_id is not None and from_id > to_id:
@@ -390,20 +449,31 @@ class _History:
         if batch:
             await self._store_rest(store, sym, batch, batch_first, first_day, last_day)
 
-    async def _store_rest(self, store: Store, sym: str, rows: list[tuple[Any, ...]], first: int,
-                          first_day: date, last_day: date) -> None:
+    async def _store_rest(
+        self, store: Store, sym: str, rows: list[tuple[Any, ...]], first: int, first_day: date, last_day: date
+    ) -> None:
         kind = self.plan.kind
         ep = "historicalTrades" if kind == "trades" else "aggTrades"
         name = f"rest:{ep}:{first}-{rows[-1][0]}"
-        res = await asyncio.to_thread(store.store_rows, kind, sym, "", rows, name=name,
-                                      url=f"{self.rest_url}/{self._api}/{ep}", first_day=first_day, last_day=last_day)
+        res = await asyncio.to_thread(
+            store.store_rows,
+            kind,
+            sym,
+            "",
+            rows,
+            name=name,
+            url=f"{self.rest_url}/{self._api}/{ep}",
+            first_day=first_day,
+            last_day=last_day,
+        )
         self.result.rest_rows += res.rows
         self.result.rest_stored += res.stored
         self.result.archived += res.archived
         self.progress.add_rows(res.rows)
 
-    async def _fill_klines(self, store: Store, rest: RestClient, sym: str, first: date, last: date,
-                           end_us: int | None) -> None:
+    async def _fill_klines(
+        self, store: Store, rest: RestClient, sym: str, first: date, last: date, end_us: int | None
+    ) -> None:
         iv = self.plan.interval
         start_ms = _day_us(first) // 1000
         stop_ms = (end_us if end_us is not None else now_us()) // 1000
@@ -416,16 +486,40 @@ class _History:
             for k in page:
                 if int(k[6]) >= now_ms:  # still open: not history yet
                     continue
-                rows.append(tuple([int(k[0]), k[1], k[2], k[3], k[4], k[5], int(k[6]), k[7], int(k[8]),
-                                   k[9], k[10], str(k[11])]))
+                rows.append(
+                    tuple(
+                        [
+                            int(k[0]),
+                            k[1],
+                            k[2],
+                            k[3],
+                            k[4],
+                            k[5],
+                            int(k[6]),
+                            k[7],
+                            int(k[8]),
+                            k[9],
+                            k[10],
+                            str(k[11]),
+                        ]
+                    )
+                )
             nxt = int(page[-1][0]) + 1
             if nxt <= start_ms or len(page) < PAGE:
                 break
             start_ms = nxt
         if rows:
-            res = await asyncio.to_thread(store.store_rows, "klines", sym, iv, rows,
-                                          name=f"rest:klines:{rows[0][0]}-{rows[-1][0]}",
-                                          url=f"{self.rest_url}/{self._api}/klines", first_day=first, last_day=last)
+            res = await asyncio.to_thread(
+                store.store_rows,
+                "klines",
+                sym,
+                iv,
+                rows,
+                name=f"rest:klines:{rows[0][0]}-{rows[-1][0]}",
+                url=f"{self.rest_url}/{self._api}/klines",
+                first_day=first,
+                last_day=last,
+            )
             self.result.rest_rows += res.rows
             self.result.rest_stored += res.stored
 
@@ -433,17 +527,29 @@ class _History:
     def _api(self) -> str:
         return "fapi/v1" if self.plan.market == "usdm" else "api/v3"
 
-    async def _fill_by_time(self, store: Store, rest: RestClient, sym: str, first: date, last: date,
-                            end_us: int | None) -> None:
+    async def _fill_by_time(
+        self, store: Store, rest: RestClient, sym: str, first: date, last: date, end_us: int | None
+    ) -> None:
         """A futures-only kind (fundingRate, markPriceKlines, metrics) from REST by time."""
         kind, iv = self.plan.kind, self.plan.interval
         rows = await fut.rest_rows(rest, kind, sym, iv, first, end_us, self.progress.say)
         if rows:
-            ep = {"fundingRate": "fapi/v1/fundingRate", "markPriceKlines": "fapi/v1/markPriceKlines",
-                  "metrics": "futures/data/openInterestHist"}[kind]
-            res = await asyncio.to_thread(store.store_rows, kind, sym, iv, rows,
-                                          name=f"rest:{kind}:{rows[0][0]}-{rows[-1][0]}",
-                                          url=f"{self.rest_url}/{ep}", first_day=first, last_day=last)
+            ep = {
+                "fundingRate": "fapi/v1/fundingRate",
+                "markPriceKlines": "fapi/v1/markPriceKlines",
+                "metrics": "futures/data/openInterestHist",
+            }[kind]
+            res = await asyncio.to_thread(
+                store.store_rows,
+                kind,
+                sym,
+                iv,
+                rows,
+                name=f"rest:{kind}:{rows[0][0]}-{rows[-1][0]}",
+                url=f"{self.rest_url}/{ep}",
+                first_day=first,
+                last_day=last,
+            )
             self.result.rest_rows += res.rows
             self.result.rest_stored += res.stored
 
@@ -471,17 +577,29 @@ async def fetch_history_async(
     if isinstance(symbols, str):
         symbols = [s for s in symbols.replace(" ", "").split(",") if s]
     today = today or utc_today()
-    plan = plan_history(symbols, start, end, today=today, kind=kind, interval=interval, market=check_market(market))
+    plan = plan_history(
+        symbols, start, end, today=today, kind=kind, interval=interval, market=check_market(market)
+    )
     if workers < 1 or workers > 64:
         raise DataError(f"--workers must be 1-64 (got {workers})")
-    h = _History(plan, dsn=dsn, rest_url=rest or (_fapi_url() if plan.market == "usdm" else DEFAULT_REST_URL), dumps_url=dumps or DEFAULT_DUMPS_URL,
-                 workers=workers, cache=Path(cache) if cache else default_cache(), exchange=exchange,
-                 progress=progress, until_ids=until_ids, today=today)
+    h = _History(
+        plan,
+        dsn=dsn,
+        rest_url=rest or (_fapi_url() if plan.market == "usdm" else DEFAULT_REST_URL),
+        dumps_url=dumps or DEFAULT_DUMPS_URL,
+        workers=workers,
+        cache=Path(cache) if cache else default_cache(),
+        exchange=exchange,
+        progress=progress,
+        until_ids=until_ids,
+        today=today,
+    )
     return await h.run()
 
 
-def fetch_history(symbols: Sequence[str] | str, start: str | date, end: str | date | None = None,
-                  **kwargs: Any) -> HistoryResult:
+def fetch_history(
+    symbols: Sequence[str] | str, start: str | date, end: str | date | None = None, **kwargs: Any
+) -> HistoryResult:
     """`fetch_history_async` from sync code (also inside Jupyter's running loop)."""
     from ..aio import run_sync
 
@@ -516,9 +634,20 @@ async def backfill_until(
     if first_live_id < 1:
         raise DataError(f"first_live_id must be >= 1 (got {first_live_id})")
     try:
-        return await fetch_history_async([symbol], since, None, kind="aggTrades" if market == "usdm" else "trades",
-                                         dumps=dumps, rest=rest, workers=workers, cache=cache, dsn=dsn,
-                                         exchange=exchange, progress=progress,
-                                         until_ids={symbol.upper(): first_live_id}, market=market)
+        return await fetch_history_async(
+            [symbol],
+            since,
+            None,
+            kind="aggTrades" if market == "usdm" else "trades",
+            dumps=dumps,
+            rest=rest,
+            workers=workers,
+            cache=cache,
+            dsn=dsn,
+            exchange=exchange,
+            progress=progress,
+            until_ids={symbol.upper(): first_live_id},
+            market=market,
+        )
     except CryptolabError:
         raise

@@ -236,7 +236,9 @@ class Downloader:
                     if resp.status == 429 or resp.status >= 500:
                         raise _Retry(f"HTTP {resp.status}")
                     if resp.status != 200:
-                        raise SourceError(f"{url}: HTTP {resp.status} — is {self.base_url} a Binance dump site?")
+                        raise SourceError(
+                            f"{url}: HTTP {resp.status} — is {self.base_url} a Binance dump site?"
+                        )
                     body = await resp.content.read(MAX_CHECKSUM_BYTES + 1)
                     if len(body) > MAX_CHECKSUM_BYTES:
                         raise DataError(f"{url}: a .CHECKSUM longer than {MAX_CHECKSUM_BYTES} bytes")
@@ -273,13 +275,17 @@ class Downloader:
                         raise _Retry("a Range answer that does not start where the partial file ends")
                     total = have + (resp.content_length or 0)
                     if total > self.max_file_bytes:
-                        raise DataError(f"{url}: {total:,} bytes is more than the {self.max_file_bytes:,} a dump may have")
+                        raise DataError(
+                            f"{url}: {total:,} bytes is more than the {self.max_file_bytes:,} a dump may have"
+                        )
                     try:
                         with open(part, mode, opener=_private_file) as out:
                             async for chunk in resp.content.iter_chunked(_CHUNK):
                                 have += len(chunk)
                                 if have > self.max_file_bytes:
-                                    raise DataError(f"{url}: more than {self.max_file_bytes:,} bytes: not a dump")
+                                    raise DataError(
+                                        f"{url}: more than {self.max_file_bytes:,} bytes: not a dump"
+                                    )
                                 out.write(chunk)
                                 self.progress.add_bytes(len(chunk))
                     except OSError as exc:
@@ -289,8 +295,10 @@ class Downloader:
                     return True
             except (_Retry, aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 if attempt >= self.retries:
-                    raise SourceError(f"{url}: {exc or type(exc).__name__} ({attempt + 1} tries); "
-                                      "run again to resume the download") from None
+                    raise SourceError(
+                        f"{url}: {exc or type(exc).__name__} ({attempt + 1} tries); "
+                        "run again to resume the download"
+                    ) from None
                 self.retried += 1
                 await asyncio.sleep(min(8.0, 0.25 * 2**attempt))
         return False

@@ -34,14 +34,28 @@ _KLINE_COLS = ("open_time", "open", "high", "low", "close", "volume", "close_tim
                "taker_buy_volume", "taker_buy_quote_volume", "ignore")
 COLUMNS: dict[str, tuple[str, ...]] = {
     "trades": ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker"),
-    "aggTrades": ("agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time",
-                  "is_buyer_maker"),
+    "aggTrades": (
+        "agg_trade_id",
+        "price",
+        "quantity",
+        "first_trade_id",
+        "last_trade_id",
+        "transact_time",
+        "is_buyer_maker",
+    ),
     "klines": _KLINE_COLS,
     "markPriceKlines": _KLINE_COLS,
     "fundingRate": ("calc_time", "funding_interval_hours", "last_funding_rate"),
-    "metrics": ("create_time", "symbol", "sum_open_interest", "sum_open_interest_value",
-                "count_toptrader_long_short_ratio", "sum_toptrader_long_short_ratio", "count_long_short_ratio",
-                "sum_taker_long_short_vol_ratio"),
+    "metrics": (
+        "create_time",
+        "symbol",
+        "sum_open_interest",
+        "sum_open_interest_value",
+        "count_toptrader_long_short_ratio",
+        "sum_toptrader_long_short_ratio",
+        "count_long_short_ratio",
+        "sum_taker_long_short_vol_ratio",
+    ),
 }
 """The columns of each futures dump, in file order (the files carry them as a header line)."""
 
@@ -54,29 +68,34 @@ COPY_COLUMNS: dict[str, str] = {
 
 SCRATCH = {
     "markPriceKlines": "CREATE TEMP TABLE IF NOT EXISTS _hist_mark (open_t bigint, o numeric, h numeric, lo numeric, "
-                       "c numeric, v text, close_t bigint, qv text, n text, tbv text, tbq text, ign text)",
+    "c numeric, v text, close_t bigint, qv text, n text, tbv text, tbq text, ign text)",
     "fundingRate": "CREATE TEMP TABLE IF NOT EXISTS _hist_funding (t bigint, hours integer, rate numeric, mark numeric)",
     "metrics": "CREATE TEMP TABLE IF NOT EXISTS _hist_metrics (ct timestamp, sym text, oi numeric, oiv numeric, "
-               "ctt numeric, stt numeric, cls numeric, stk numeric)",
+    "ctt numeric, stt numeric, cls numeric, stk numeric)",
 }
 TABLE = {"markPriceKlines": "_hist_mark", "fundingRate": "_hist_funding", "metrics": "_hist_metrics"}
-STATS = {"markPriceKlines": ("NULL::bigint", "open_t"), "fundingRate": ("NULL::bigint", "t"),
-         "metrics": ("NULL::bigint", "(extract(epoch FROM ct) * 1000)::bigint")}
+STATS = {
+    "markPriceKlines": ("NULL::bigint", "open_t"),
+    "fundingRate": ("NULL::bigint", "t"),
+    "metrics": ("NULL::bigint", "(extract(epoch FROM ct) * 1000)::bigint"),
+}
 """(id, time) expressions of each scratch table for the file's stats (time in ms)."""
 TIME_KINDS = ("markPriceKlines", "fundingRate", "metrics")
 """Kinds fetched from REST by time (not by id)."""
 
 
 def _ts(col: str) -> str:
-    return (f"(timestamptz 'epoch' + (CASE WHEN {col} >= 100000000000000 THEN {col} ELSE {col} * 1000 END)"
-            " * interval '1 microsecond')")
+    return (
+        f"(timestamptz 'epoch' + (CASE WHEN {col} >= 100000000000000 THEN {col} ELSE {col} * 1000 END)"
+        " * interval '1 microsecond')"
+    )
 
 
 MERGE = {
     "markPriceKlines": f"""
 WITH ins AS (
     INSERT INTO mark_klines AS k (exchange, symbol, interval, open_time, close_time, open, high, low, close)
-    SELECT DISTINCT ON (open_t) %(ex)s, %(sym)s, %(iv)s, {_ts('open_t')}, {_ts('close_t')}, o, h, lo, c
+    SELECT DISTINCT ON (open_t) %(ex)s, %(sym)s, %(iv)s, {_ts("open_t")}, {_ts("close_t")}, o, h, lo, c
     FROM _hist_mark ORDER BY open_t
     ON CONFLICT (exchange, symbol, interval, open_time) DO UPDATE SET
         close_time = EXCLUDED.close_time, open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
@@ -90,7 +109,7 @@ SELECT count(*) FILTER (WHERE inserted) FROM ins
     "fundingRate": f"""
 WITH ins AS (
     INSERT INTO funding_rates AS f (exchange, symbol, funding_time, funding_rate, mark_price, interval_hours, source)
-    SELECT DISTINCT ON (1, 2, 3) %(ex)s, %(sym)s, date_trunc('second', {_ts('t')}), rate, mark, hours, %(src)s
+    SELECT DISTINCT ON (1, 2, 3) %(ex)s, %(sym)s, date_trunc('second', {_ts("t")}), rate, mark, hours, %(src)s
     FROM _hist_funding ORDER BY 1, 2, 3, mark NULLS LAST
     ON CONFLICT (exchange, symbol, funding_time) DO UPDATE SET
         mark_price = coalesce(f.mark_price, EXCLUDED.mark_price),
@@ -146,9 +165,11 @@ async def usdm_exchange(rest_url: str, symbols: list[str], need_rest: bool) -> s
         await rest.close()
     missing = [s for s in symbols if s not in info.symbols]
     if missing:
-        raise DataError(f"{', '.join(missing)} is not a USD-M futures symbol at {rest_url} (it trades on spot only, "
-                        f"or is not listed: /fapi/v1/exchangeInfo lists {len(info.symbols)} contracts) — "
-                        "drop --market usdm for spot")
+        raise DataError(
+            f"{', '.join(missing)} is not a USD-M futures symbol at {rest_url} (it trades on spot only, "
+            f"or is not listed: /fapi/v1/exchangeInfo lists {len(info.symbols)} contracts) — "
+            "drop --market usdm for spot"
+        )
     return stored
 
 
@@ -175,8 +196,9 @@ def _ms(d: date) -> int:
     return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp()) * 1000
 
 
-async def rest_rows(rest: Any, kind: str, sym: str, interval: str, first: date, end_us: int | None,
-                    say: Any) -> list[tuple[Any, ...]]:
+async def rest_rows(
+    rest: Any, kind: str, sym: str, interval: str, first: date, end_us: int | None, say: Any
+) -> list[tuple[Any, ...]]:
     """REST rows of a futures-only kind from `first` up to `end_us` (now when None), in the scratch
     table's column order."""
     start_ms = _ms(first)
@@ -184,9 +206,11 @@ async def rest_rows(rest: Any, kind: str, sym: str, interval: str, first: date, 
     if kind == "metrics":
         oldest = now_us() // 1000 - OI_HIST_DAYS * 86_400_000 + 60_000
         if start_ms < oldest:
-            say(f"history: {sym}: openInterestHist reaches back {OI_HIST_DAYS} days only: open interest before "
+            say(
+                f"history: {sym}: openInterestHist reaches back {OI_HIST_DAYS} days only: open interest before "
                 f"{datetime.fromtimestamp(oldest / 1000, timezone.utc):%Y-%m-%d %H:%M} UTC has no source but the "
-                "metrics dumps")
+                "metrics dumps"
+            )
             start_ms = oldest
     out: list[tuple[Any, ...]] = []
     while start_ms < stop_ms:
@@ -219,14 +243,30 @@ def _rows_of(kind: str, sym: str, page: list[Any]) -> tuple[list[tuple[Any, ...]
     if kind == "fundingRate":
         for r in page:
             mark = r.get("markPrice") or None
-            rows.append((int(r["fundingTime"]), None, r["fundingRate"], mark if mark and Decimal(mark) != 0 else None))
+            rows.append(
+                (int(r["fundingTime"]), None, r["fundingRate"], mark if mark and Decimal(mark) != 0 else None)
+            )
         return rows, int(page[-1]["fundingTime"])
     if kind == "markPriceKlines":
         now_ms = now_us() // 1000
         for k in page:
             if int(k[6]) < now_ms:  # a kline still open is not history yet
-                rows.append((int(k[0]), k[1], k[2], k[3], k[4], str(k[5]), int(k[6]), str(k[7]), str(k[8]),
-                             str(k[9]), str(k[10]), str(k[11])))
+                rows.append(
+                    (
+                        int(k[0]),
+                        k[1],
+                        k[2],
+                        k[3],
+                        k[4],
+                        str(k[5]),
+                        int(k[6]),
+                        str(k[7]),
+                        str(k[8]),
+                        str(k[9]),
+                        str(k[10]),
+                        str(k[11]),
+                    )
+                )
         return rows, int(page[-1][0])
     for r in page:
         t = _EPOCH + timedelta(milliseconds=int(r["timestamp"]))

@@ -165,8 +165,15 @@ def _refused(exc: CryptolabError, path: Path, result: LoadResult) -> CryptolabEr
     return cls(f"{msg} — nothing of this file was stored{before}")
 
 
-def _recording(conn: Any, readers: Sequence[DumpReader], symbol: str | None, market: str | None, batch_rows: int,
-               bar: Any, result: LoadResult) -> None:
+def _recording(
+    conn: Any,
+    readers: Sequence[DumpReader],
+    symbol: str | None,
+    market: str | None,
+    batch_rows: int,
+    bar: Any,
+    result: LoadResult,
+) -> None:
     """The stream recordings among the files, as one recording (trades and book)."""
     from .load_recording import load_recordings
 
@@ -181,8 +188,14 @@ def _recording(conn: Any, readers: Sequence[DumpReader], symbol: str | None, mar
 
     failing = readers[0].path
     try:
-        got = load_recordings(conn, [r.path for r in readers], symbol=symbol, market=market, batch_rows=batch_rows,
-                             progress=progress)
+        got = load_recordings(
+            conn,
+            [r.path for r in readers],
+            symbol=symbol,
+            market=market,
+            batch_rows=batch_rows,
+            progress=progress,
+        )
     except CryptolabError as exc:
         text = str(exc)
         failing = next((r.path for r in readers if str(r.path) in text or r.path.name in text), failing)

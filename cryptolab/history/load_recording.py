@@ -76,7 +76,9 @@ class _Lines:
         try:
             yield from self._fh
         except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
-            what = "is truncated (the compressed data ends early)" if isinstance(exc, EOFError) else "is damaged"
+            what = (
+                "is truncated (the compressed data ends early)" if isinstance(exc, EOFError) else "is damaged"
+            )
             raise DataError(f"{self.path}: {what} ({' '.join(str(exc).split())[:120]})") from None
 
     def close(self) -> None:
@@ -124,12 +126,18 @@ def _new_dead(conn: psycopg.Connection, dead: list[DeadLetter]) -> list[DeadLett
     if not dead:
         return dead
     times = [d.received_at_us or 0 for d in dead]
-    seen = {(r[0], r[1]) for r in conn.execute(_SEEN_DEAD, (dead[0].source, us_to_datetime(min(times)),
-                                                             us_to_datetime(max(times)))).fetchall()}
+    seen = {
+        (r[0], r[1])
+        for r in conn.execute(
+            _SEEN_DEAD, (dead[0].source, us_to_datetime(min(times)), us_to_datetime(max(times)))
+        ).fetchall()
+    }
     out, batch = [], set()
     for d in dead:
-        key = (us_to_datetime(d.received_at_us or 0),
-               hashlib.md5(dead_letter_text(d.payload).encode(), usedforsecurity=False).hexdigest())
+        key = (
+            us_to_datetime(d.received_at_us or 0),
+            hashlib.md5(dead_letter_text(d.payload).encode(), usedforsecurity=False).hexdigest(),
+        )
         if key not in seen and key not in batch:
             batch.add(key)
             out.append(d)
@@ -146,7 +154,9 @@ def _dropped_days(conn: psycopg.Connection, exchange: str) -> frozenset[tuple[st
     """(kind, symbol, epoch day) of the book days archived and dropped: their rows are not stored again."""
     if conn.execute("SELECT to_regclass('archive_book_days') IS NOT NULL").fetchone() != (True,):
         return frozenset()
-    return frozenset((str(r[0]), str(r[2]), int(r[3])) for r in conn.execute(_DROPPED, (exchange,)).fetchall())
+    return frozenset(
+        (str(r[0]), str(r[2]), int(r[3])) for r in conn.execute(_DROPPED, (exchange,)).fetchall()
+    )
 
 
 class _Batch:
@@ -228,10 +238,15 @@ def _book(rows: Sequence[BookRow | DeadLetter], b: _Batch) -> None:
             b.dead.append(r)
 
 
-def load_recordings(conn: psycopg.Connection, paths: Sequence[Path], *, symbol: str | None = None,
-                    market: str | None = None, batch_rows: int = 50_000,
-                    progress: Callable[[Path, int, RecordingResult], None] = lambda p, n, r: None
-                    ) -> list[RecordingResult]:
+def load_recordings(
+    conn: psycopg.Connection,
+    paths: Sequence[Path],
+    *,
+    symbol: str | None = None,
+    market: str | None = None,
+    batch_rows: int = 50_000,
+    progress: Callable[[Path, int, RecordingResult], None] = lambda p, n, r: None,
+) -> list[RecordingResult]:
     """Files of one market are one recording; files of spot and of futures given together are two."""
     groups: dict[str, list[Path]] = {}
     for p in paths:
@@ -239,16 +254,24 @@ def load_recordings(conn: psycopg.Connection, paths: Sequence[Path], *, symbol: 
     out: list[RecordingResult] = []
     for m, files in groups.items():
         try:
-            out.append(load_recording(conn, files, symbol=symbol, market=m, batch_rows=batch_rows, progress=progress))
+            out.append(
+                load_recording(conn, files, symbol=symbol, market=m, batch_rows=batch_rows, progress=progress)
+            )
         except CryptolabError as exc:
             exc.files_loaded = getattr(exc, "files_loaded", 0) + sum(r.files for r in out)  # type: ignore[attr-defined]
             raise
     return out
 
 
-def load_recording(conn: psycopg.Connection, paths: Sequence[Path], *, symbol: str | None = None,
-                   market: str | None = None, batch_rows: int = 50_000,
-                   progress: Callable[[Path, int, RecordingResult], None] = lambda p, n, r: None) -> RecordingResult:
+def load_recording(
+    conn: psycopg.Connection,
+    paths: Sequence[Path],
+    *,
+    symbol: str | None = None,
+    market: str | None = None,
+    batch_rows: int = 50_000,
+    progress: Callable[[Path, int, RecordingResult], None] = lambda p, n, r: None,
+) -> RecordingResult:
     """Store the recording held by `paths` (one continuous recording; see the module doc).
 
     `conn` in autocommit mode; each file commits on its own. `market`: `binance` or
@@ -267,8 +290,20 @@ def load_recording(conn: psycopg.Connection, paths: Sequence[Path], *, symbol: s
         writer = TradeWriter(conn)  # fresh per file: a rolled-back file takes its partitions along
         lines = _Lines(path)
         try:
-            _file(conn, writer, lines, path, follow, exchange, symbol, dropped, batch_rows, progress, part,
-                  last=path is files[-1])
+            _file(
+                conn,
+                writer,
+                lines,
+                path,
+                follow,
+                exchange,
+                symbol,
+                dropped,
+                batch_rows,
+                progress,
+                part,
+                last=path is files[-1],
+            )
         except CryptolabError as exc:
             exc.files_loaded = res.files  # type: ignore[attr-defined]  # committed before it: said in the message
             raise
@@ -282,9 +317,21 @@ def load_recording(conn: psycopg.Connection, paths: Sequence[Path], *, symbol: s
     return res
 
 
-def _file(conn: psycopg.Connection, writer: Any, lines: _Lines, path: Path, follow: RecordingBook, exchange: str,
-          symbol: str | None, dropped: frozenset[tuple[str, str, int]], batch_rows: int,
-          progress: Callable[[Path, int, RecordingResult], None], part: RecordingResult, *, last: bool) -> None:
+def _file(
+    conn: psycopg.Connection,
+    writer: Any,
+    lines: _Lines,
+    path: Path,
+    follow: RecordingBook,
+    exchange: str,
+    symbol: str | None,
+    dropped: frozenset[tuple[str, str, int]],
+    batch_rows: int,
+    progress: Callable[[Path, int, RecordingResult], None],
+    part: RecordingResult,
+    *,
+    last: bool,
+) -> None:
     """One file of the recording, in one transaction."""
     with conn.transaction():
         b = _Batch(dropped)
@@ -308,6 +355,20 @@ def _file(conn: psycopg.Connection, writer: Any, lines: _Lines, path: Path, foll
 
 def _add(total: RecordingResult, part: RecordingResult) -> None:
     total.files += 1
-    for name in ("trades", "trades_inserted", "archived", "diffs", "diffs_inserted", "level_updates", "quotes",
-                 "quotes_inserted", "snapshots", "gaps", "healed", "dead_letters", "skipped", "book_archived"):
+    for name in (
+        "trades",
+        "trades_inserted",
+        "archived",
+        "diffs",
+        "diffs_inserted",
+        "level_updates",
+        "quotes",
+        "quotes_inserted",
+        "snapshots",
+        "gaps",
+        "healed",
+        "dead_letters",
+        "skipped",
+        "book_archived",
+    ):
         setattr(total, name, getattr(total, name) + getattr(part, name))

@@ -26,7 +26,18 @@ from typing import Literal
 from ..binance.dumps import check_symbol
 from ..errors import DataError
 
-__all__ = ["Kind", "KINDS", "USDM_KINDS", "USDM_INTERVALS", "INTERVALS", "DumpFile", "RestSpan", "Plan", "plan_history", "parse_day"]
+__all__ = [
+    "Kind",
+    "KINDS",
+    "USDM_KINDS",
+    "USDM_INTERVALS",
+    "INTERVALS",
+    "DumpFile",
+    "RestSpan",
+    "Plan",
+    "plan_history",
+    "parse_day",
+]
 
 Kind = Literal["trades", "aggTrades", "klines", "markPriceKlines", "fundingRate", "metrics"]
 KINDS: tuple[Kind, ...] = ("trades", "aggTrades", "klines")
@@ -60,7 +71,9 @@ class DumpFile:
     @property
     def name(self) -> str:
         """`BTCUSDT-trades-2025-01-05.zip`, `BTCUSDT-1m-2025-01.zip`."""
-        return f"{self.symbol}-{self.interval if self.kind in _INTERVAL_KINDS else self.kind}-{self.stamp}.zip"
+        return (
+            f"{self.symbol}-{self.interval if self.kind in _INTERVAL_KINDS else self.kind}-{self.stamp}.zip"
+        )
 
     @property
     def path(self) -> str:
@@ -142,8 +155,11 @@ def plan_history(
     if market not in ("spot", "usdm"):
         raise DataError(f"--market {market!r}: use spot or usdm")
     if kind not in kinds:
-        extra = " (markPriceKlines, fundingRate and metrics are futures data: add --market usdm)" \
-            if kind in USDM_KINDS else ""
+        extra = (
+            " (markPriceKlines, fundingRate and metrics are futures data: add --market usdm)"
+            if kind in USDM_KINDS
+            else ""
+        )
         raise DataError(f"--kind {kind!r}: use one of {', '.join(kinds)}{extra}")
     if kind in _INTERVAL_KINDS and interval not in intervals:
         raise DataError(f"--interval {interval!r}: use one of {', '.join(intervals)}")

@@ -95,7 +95,11 @@ def decode_line(line: bytes, *, exchange: str, source: str = "replay", default_u
         got = decode_frame(raw, exchange=exchange, source=source, received_at_us=us)
         if isinstance(got, Control):
             return Skipped(f"{got.kind} message")
-        if isinstance(got, DeadLetter) and got.reason.startswith("stream ") and "is not captured" in got.reason:
+        if (
+            isinstance(got, DeadLetter)
+            and got.reason.startswith("stream ")
+            and "is not captured" in got.reason
+        ):
             return Skipped("a stream cryptolab does not keep")
         return got
     return _bare(raw, exchange, source, us)
@@ -239,8 +243,13 @@ class RecordingBook:
 
     def _place(self, raw: RawSnapshot, symbol: str) -> list[BookRow | DeadLetter]:
         try:
-            snap = snapshot_from_rest(raw.body, symbol, exchange=self.exchange, received_at_us=raw.received_at_us,
-                                      source=self.source)
+            snap = snapshot_from_rest(
+                raw.body,
+                symbol,
+                exchange=self.exchange,
+                received_at_us=raw.received_at_us,
+                source=self.source,
+            )
         except DataError as exc:
             return [DeadLetter(str(exc), raw.payload, self.source, self.exchange, symbol, raw.received_at_us)]
         sync = self._sync(symbol)

@@ -48,7 +48,15 @@ from psycopg import errors as pgerr
 
 from ..binance.dumps import time_to_us
 from ..errors import DataError, TradeConflict
-from ..storage.writer import BARS_FOLD, BARS_INSERT, BARS_ON_CONFLICT, SAME_TRADE, TRADE_TEXT, conflict_text, lock_symbols
+from ..storage.writer import (
+    BARS_FOLD,
+    BARS_INSERT,
+    BARS_ON_CONFLICT,
+    SAME_TRADE,
+    TRADE_TEXT,
+    conflict_text,
+    lock_symbols,
+)
 from . import futures as fut
 from .plan import DumpFile, Kind
 
@@ -60,21 +68,41 @@ _CHUNK = 1 << 20
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "trades": ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match"),
-    "aggTrades": ("agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time",
-                  "is_buyer_maker", "is_best_match"),
-    "klines": ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "count",
-               "taker_buy_volume", "taker_buy_quote_volume", "ignore"),
+    "aggTrades": (
+        "agg_trade_id",
+        "price",
+        "quantity",
+        "first_trade_id",
+        "last_trade_id",
+        "transact_time",
+        "is_buyer_maker",
+        "is_best_match",
+    ),
+    "klines": (
+        "open_time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "close_time",
+        "quote_volume",
+        "count",
+        "taker_buy_volume",
+        "taker_buy_quote_volume",
+        "ignore",
+    ),
 }
 """The columns of each kind of spot dump (no header in the files, in this order)."""
 
 _SCRATCH = {
     # quote_qty is not read (trades.quote_qty is price × qty, computed): kept as text, not parsed
     "trades": "CREATE TEMP TABLE IF NOT EXISTS _hist_trades (id bigint, price numeric, qty numeric, "
-              "quote_qty text, t bigint, m boolean, best text)",
+    "quote_qty text, t bigint, m boolean, best text)",
     "aggTrades": "CREATE TEMP TABLE IF NOT EXISTS _hist_agg (a bigint, price numeric, qty numeric, f bigint, "
-                 "l bigint, t bigint, m boolean, best boolean)",
+    "l bigint, t bigint, m boolean, best boolean)",
     "klines": "CREATE TEMP TABLE IF NOT EXISTS _hist_klines (open_t bigint, o numeric, h numeric, lo numeric, "
-              "c numeric, v numeric, close_t bigint, qv numeric, n bigint, tbv numeric, tbq numeric, ign text)",
+    "c numeric, v numeric, close_t bigint, qv numeric, n bigint, tbv numeric, tbq numeric, ign text)",
 }
 WORK_MEM = "256MB"
 _TABLE = {"trades": "_hist_trades", "aggTrades": "_hist_agg", "klines": "_hist_klines", **fut.TABLE}
@@ -82,8 +110,10 @@ _TABLE = {"trades": "_hist_trades", "aggTrades": "_hist_agg", "klines": "_hist_k
 
 def _us(col: str) -> str:
     """SQL: an epoch time in ms, µs or ns (detected per value, as cryptolab.binance.dumps does) → µs."""
-    return (f"(CASE WHEN {col} >= 100000000000000000 THEN {col} / 1000 "
-            f"WHEN {col} >= 100000000000000 THEN {col} ELSE {col} * 1000 END)")
+    return (
+        f"(CASE WHEN {col} >= 100000000000000000 THEN {col} / 1000 "
+        f"WHEN {col} >= 100000000000000 THEN {col} ELSE {col} * 1000 END)"
+    )
 
 
 def _us_py(v: int) -> int:
@@ -96,7 +126,8 @@ def _ts(col: str) -> str:
 
 # bars_1s from a set of rows `rows(trade_id, price, qty, is_buyer_maker, trade_time)`, merged
 # into what is stored with the writer's rule (open/close by trade id).
-_BARS = """
+_BARS = (
+    """
 , agg AS (
     SELECT %(ex)s AS exchange, %(sym)s AS symbol, date_trunc('second', trade_time) AS ts,
            (array_agg(price ORDER BY trade_id))[1]      AS open,
@@ -109,9 +140,12 @@ _BARS = """
            sum(qty * price * price) AS price_sq_volume
     FROM rows GROUP BY 3
 ), bars AS (
-""" + BARS_FOLD + """
+"""
+    + BARS_FOLD
+    + """
 )
 """
+)
 
 # The bulk path: two plain statements over the scratch table (no RETURNING to carry
 # along). {t} is the file's time expression (its unit decided once per file).
@@ -144,7 +178,11 @@ _BARS_UPSERT = _BARS_INSERT + "\n" + BARS_ON_CONFLICT
 
 def _time_expr(raw_lo: int, raw_hi: int) -> str:
     """The scratch table's time column as timestamptz: one unit for the file when it has one."""
-    for lo, hi, unit in ((10**17, 2**63, None), (10**14, 10**17, "1 microsecond"), (0, 10**14, "1 millisecond")):
+    for lo, hi, unit in (
+        (10**17, 2**63, None),
+        (10**14, 10**17, "1 microsecond"),
+        (0, 10**14, "1 millisecond"),
+    ):
         if lo <= raw_lo and raw_hi < hi:
             return f"(timestamptz 'epoch' + t * interval '{unit}')" if unit else _ts("t")
     return _ts("t")
@@ -160,7 +198,7 @@ def _sec_expr(raw_lo: int, raw_hi: int) -> str:
 
 _IDEMPOTENT_TRADES = f"""
 WITH src AS (
-    SELECT DISTINCT ON (id) id, price, qty, m, {_ts('t')} AS ts FROM _hist_trades ORDER BY id
+    SELECT DISTINCT ON (id) id, price, qty, m, {_ts("t")} AS ts FROM _hist_trades ORDER BY id
 ), rows AS (
     INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, source)
     SELECT %(ex)s, %(sym)s, id, price, qty, m, ts, %(src)s FROM src
@@ -179,7 +217,7 @@ SELECT (SELECT count(*) FROM rows), (SELECT count(*) FROM bars)
 # first as (id, stored, offered). Run before the idempotent insert; a hit refuses the file.
 _CONFLICTS = f"""
 SELECT count(*) OVER (), s.id, {TRADE_TEXT.format(t="t")}, {TRADE_TEXT.format(t="s")}
-FROM (SELECT DISTINCT ON (id) id, price, qty, m AS is_buyer_maker, {_ts('t')} AS trade_time
+FROM (SELECT DISTINCT ON (id) id, price, qty, m AS is_buyer_maker, {_ts("t")} AS trade_time
       FROM _hist_trades ORDER BY id) s
 JOIN trades t ON t.exchange = %(ex)s AND t.symbol = %(sym)s AND t.trade_id = s.id
 WHERE t.trade_id BETWEEN %(lo)s AND %(hi)s AND NOT {SAME_TRADE.format(o="t", s="s")}
@@ -203,7 +241,7 @@ _AGG = f"""
 WITH ins AS (
     INSERT INTO agg_trades (exchange, symbol, agg_id, price, qty, first_trade_id, last_trade_id,
                             trade_time, is_buyer_maker, is_best_match, source)
-    SELECT DISTINCT ON (a) %(ex)s, %(sym)s, a, price, qty, f, l, {_ts('t')}, m, best, %(src)s
+    SELECT DISTINCT ON (a) %(ex)s, %(sym)s, a, price, qty, f, l, {_ts("t")}, m, best, %(src)s
     FROM _hist_agg ORDER BY a
     ON CONFLICT DO NOTHING
     RETURNING 1
@@ -215,7 +253,7 @@ _KLINES = f"""
 WITH ins AS (
     INSERT INTO klines AS k (exchange, symbol, interval, open_time, close_time, open, high, low, close, volume,
                         quote_volume, trade_count, taker_buy_volume, taker_buy_quote)
-    SELECT DISTINCT ON (open_t) %(ex)s, %(sym)s, %(iv)s, {_ts('open_t')}, {_ts('close_t')}, o, h, lo, c, v, qv, n, tbv, tbq
+    SELECT DISTINCT ON (open_t) %(ex)s, %(sym)s, %(iv)s, {_ts("open_t")}, {_ts("close_t")}, o, h, lo, c, v, qv, n, tbv, tbq
     FROM _hist_klines ORDER BY open_t
     ON CONFLICT (exchange, symbol, interval, open_time) DO UPDATE SET
         close_time = EXCLUDED.close_time, open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
@@ -273,7 +311,9 @@ def open_member(path: Path) -> tuple[contextlib.ExitStack, IO[bytes]]:
         raise
     except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError) as exc:
         stack.close()
-        raise DataError(f"{path.name}: a damaged or truncated zip archive ({' '.join(str(exc).split())[:100]})") from None
+        raise DataError(
+            f"{path.name}: a damaged or truncated zip archive ({' '.join(str(exc).split())[:100]})"
+        ) from None
 
 
 def _day(us: int) -> date:
@@ -299,8 +339,9 @@ class _Beside(threading.Thread):
 class Store:
     """Loads history into one database connection (autocommit; each file its own transaction)."""
 
-    def __init__(self, conn: psycopg.Connection, exchange: str, *, source: str = "backfill",
-                 dsn: str | None = None) -> None:
+    def __init__(
+        self, conn: psycopg.Connection, exchange: str, *, source: str = "backfill", dsn: str | None = None
+    ) -> None:
         """`dsn` (the same database): the bulk path builds bars_1s on a second connection while
         the first inserts the trades (two cores at work); without it, one after the other."""
         if not conn.autocommit:
@@ -317,13 +358,18 @@ class Store:
             # those of loaders that died are dropped
             pid = conn.info.backend_pid
             for (name,) in conn.execute(
-                    "SELECT c.relname FROM pg_class c WHERE c.relname ~ '^cryptolab_hist_(scratch|bars)_[0-9]+$' "
-                    "AND c.relkind = 'r' AND substring(c.relname from '[0-9]+$')::int "
-                    "NOT IN (SELECT pid FROM pg_stat_activity)").fetchall():
+                "SELECT c.relname FROM pg_class c WHERE c.relname ~ '^cryptolab_hist_(scratch|bars)_[0-9]+$' "
+                "AND c.relkind = 'r' AND substring(c.relname from '[0-9]+$')::int "
+                "NOT IN (SELECT pid FROM pg_stat_activity)"
+            ).fetchall():
                 conn.execute(f'DROP TABLE IF EXISTS "{name}"')
             self.ts_table = f"cryptolab_hist_scratch_{pid}"
             self._bars_table = f"cryptolab_hist_bars_{pid}"
-            conn.execute(_SCRATCH["trades"].replace("TEMP TABLE", "UNLOGGED TABLE").replace("_hist_trades", self.ts_table))
+            conn.execute(
+                _SCRATCH["trades"]
+                .replace("TEMP TABLE", "UNLOGGED TABLE")
+                .replace("_hist_trades", self.ts_table)
+            )
         # the per-file aggregate (bars_1s of a day: ~86k groups) and joins stay in memory,
         # and the scratch table in local buffers (only settable before the session's first temp table)
         conn.execute(f"SET work_mem = '{WORK_MEM}'")
@@ -357,20 +403,51 @@ class Store:
             return None
         return Loaded(int(row[0]), int(row[1]), row[2], row[3], str(row[4]), skipped=True)
 
-    def _record(self, f: DumpFile | None, *, symbol: str, kind: str, interval: str, period: str,
-                first_day: date, last_day: date, name: str, url: str, sha256: str | None, size: int | None,
-                res: Loaded) -> None:
+    def _record(
+        self,
+        f: DumpFile | None,
+        *,
+        symbol: str,
+        kind: str,
+        interval: str,
+        period: str,
+        first_day: date,
+        last_day: date,
+        name: str,
+        url: str,
+        sha256: str | None,
+        size: int | None,
+        res: Loaded,
+    ) -> None:
         self.conn.execute(
             "INSERT INTO history_files (exchange, symbol, kind, interval, period, first_day, last_day, file_name, "
             "url, sha256, bytes, rows, stored, first_id, last_id, mode) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (exchange, symbol, kind, interval, file_name) DO NOTHING",
-            (self.exchange, symbol, kind, interval, period, first_day, last_day, name, url, sha256, size,
-             res.rows, res.stored, res.first_id, res.last_id, res.mode),
+            (
+                self.exchange,
+                symbol,
+                kind,
+                interval,
+                period,
+                first_day,
+                last_day,
+                name,
+                url,
+                sha256,
+                size,
+                res.rows,
+                res.stored,
+                res.first_id,
+                res.last_id,
+                res.mode,
+            ),
         )
 
     # ------------------------------------------------------------------ files
-    def load_file(self, f: DumpFile, path: Path, *, url: str, sha256: str | None, record: bool = True) -> Loaded:
+    def load_file(
+        self, f: DumpFile, path: Path, *, url: str, sha256: str | None, record: bool = True
+    ) -> Loaded:
         """Store one verified dump file (see the module doc); it is in or out as a whole.
 
         `record=False` (`cryptolab load`): no history_files row, and no check that the rows
@@ -381,9 +458,20 @@ class Store:
 
         def bookkeep(res: Loaded) -> None:
             if record:
-                self._record(f, symbol=f.symbol, kind=f.kind, interval=f.interval, period=f.period,
-                             first_day=f.first_day, last_day=f.last_day, name=f.name, url=url, sha256=sha256,
-                             size=path.stat().st_size, res=res)
+                self._record(
+                    f,
+                    symbol=f.symbol,
+                    kind=f.kind,
+                    interval=f.interval,
+                    period=f.period,
+                    first_day=f.first_day,
+                    last_day=f.last_day,
+                    name=f.name,
+                    url=url,
+                    sha256=sha256,
+                    size=path.stat().st_size,
+                    res=res,
+                )
 
         try:
             n = self._copy_zip(f, path, table)
@@ -398,11 +486,15 @@ class Store:
                 bookkeep(res)
             return res
         except pgerr.DiskFull:
-            raise DataError(f"{label}: the database's disk is full — nothing of this file was stored; "
-                            "free space and run again") from None
+            raise DataError(
+                f"{label}: the database's disk is full — nothing of this file was stored; "
+                "free space and run again"
+            ) from None
         except (psycopg.DataError, pgerr.IntegrityError) as exc:
-            raise DataError(f"{label}: not a valid {f.kind} dump — {' '.join(str(exc).split())[:160]}; "
-                            "nothing of this file was stored") from None
+            raise DataError(
+                f"{label}: not a valid {f.kind} dump — {' '.join(str(exc).split())[:160]}; "
+                "nothing of this file was stored"
+            ) from None
         finally:
             self.conn.execute(f"TRUNCATE {table}")
 
@@ -422,7 +514,9 @@ class Store:
                     sample.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     if exc.start < len(sample) - 4:  # not just a character cut at the sample's end
-                        raise DataError(f"{label}: is not text (binary data where CSV lines were expected)") from None
+                        raise DataError(
+                            f"{label}: is not text (binary data where CSV lines were expected)"
+                        ) from None
                 first = head.split(b"\n", 1)[0].strip()
                 if not first:
                     return 0
@@ -434,7 +528,8 @@ class Store:
                 if cols != want:
                     raise DataError(
                         f"{label}: {cols} columns where a {market} {f.kind} dump has {want} "
-                        f"({','.join(names)}) — wrong file or kind; nothing of it was stored")
+                        f"({','.join(names)}) — wrong file or kind; nothing of it was stored"
+                    )
                 opts = "FORMAT csv, HEADER true" if header else "FORMAT csv"
                 cols_sql = fut.COPY_COLUMNS.get(f.kind, "") if f.market == "usdm" else ""
                 with self.conn.cursor().copy(f"COPY {table} {cols_sql} FROM STDIN ({opts})") as cp:
@@ -443,38 +538,61 @@ class Store:
                         cp.write(chunk)
                         chunk = member.read(_CHUNK)
         except (zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            raise DataError(f"{label}: a damaged or truncated archive "
-                            f"({' '.join(str(exc).split())[:100]}); nothing of it was stored") from None
+            raise DataError(
+                f"{label}: a damaged or truncated archive "
+                f"({' '.join(str(exc).split())[:100]}); nothing of it was stored"
+            ) from None
         self.conn.execute(f"ANALYZE {table}")  # the planner's row counts for the merge
         row = self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()
         return int(row[0]) if row else 0
 
-    def _stats(self, kind: str, table: str, n: int) -> tuple[int, int | None, int | None, int | None, int | None]:
+    def _stats(
+        self, kind: str, table: str, n: int
+    ) -> tuple[int, int | None, int | None, int | None, int | None]:
         """(rows, first id, last id, first time µs, last time µs) of the scratch table."""
         if n == 0:
             return (0, None, None, None, None)
-        idc, tc = {"trades": ("id", "t"), "aggTrades": ("a", "t"), "klines": ("NULL::bigint", "open_t"),
-                   **fut.STATS}[kind]
-        row = self.conn.execute(f"SELECT min({idc}), max({idc}), min({tc}), max({tc}) FROM {table}").fetchone()
+        idc, tc = {
+            "trades": ("id", "t"),
+            "aggTrades": ("a", "t"),
+            "klines": ("NULL::bigint", "open_t"),
+            **fut.STATS,
+        }[kind]
+        row = self.conn.execute(
+            f"SELECT min({idc}), max({idc}), min({tc}), max({tc}) FROM {table}"
+        ).fetchone()
         assert row is not None
         self._raw_t = (int(row[2]), int(row[3]))
         return (n, row[0], row[1], _us_py(int(row[2])), _us_py(int(row[3])))
 
-    def _check_days(self, f: DumpFile, path: Path, stats: tuple[int, int | None, int | None, int | None, int | None]) -> None:
+    def _check_days(
+        self, f: DumpFile, path: Path, stats: tuple[int, int | None, int | None, int | None, int | None]
+    ) -> None:
         if stats[3] is None or stats[4] is None:
             return
         lo, hi = _day(stats[3]), _day(stats[4])
         if lo < f.first_day or hi > f.last_day:
-            raise DataError(f"{f.name}: holds rows of {lo} … {hi}, outside the file's days "
-                            f"{f.first_day} … {f.last_day} — not this symbol's dump? nothing of it was stored")
+            raise DataError(
+                f"{f.name}: holds rows of {lo} … {hi}, outside the file's days "
+                f"{f.first_day} … {f.last_day} — not this symbol's dump? nothing of it was stored"
+            )
 
     def _merge_other(self, kind: str, symbol: str, interval: str) -> int:
         sql = _AGG if kind == "aggTrades" else fut.MERGE.get(kind, _KLINES)
-        row = self.conn.execute(sql, {"ex": self.exchange, "sym": symbol, "src": self.source, "iv": interval}).fetchone()
+        row = self.conn.execute(
+            sql, {"ex": self.exchange, "sym": symbol, "src": self.source, "iv": interval}
+        ).fetchone()
         return int(row[0]) if row else 0
 
-    def _merge_trades(self, stats: tuple[int, int | None, int | None, int | None, int | None], *, bulk_ok: bool,
-                      record: Any, symbol: str, label: str) -> Loaded:
+    def _merge_trades(
+        self,
+        stats: tuple[int, int | None, int | None, int | None, int | None],
+        *,
+        bulk_ok: bool,
+        record: Any,
+        symbol: str,
+        label: str,
+    ) -> Loaded:
         n, first_id, last_id, t_lo, t_hi = stats
         if n == 0:
             with self.conn.transaction():
@@ -482,7 +600,13 @@ class Store:
                 record(res)
             return res
         assert first_id is not None and last_id is not None
-        params: dict[str, Any] = {"ex": self.exchange, "sym": symbol, "src": self.source, "lo": first_id, "hi": last_id}
+        params: dict[str, Any] = {
+            "ex": self.exchange,
+            "sym": symbol,
+            "src": self.source,
+            "lo": first_id,
+            "hi": last_id,
+        }
         archived, left = self._leave_out_archived(params)
         if archived:
             if not left:
@@ -492,13 +616,18 @@ class Store:
                 return res
             _, params["lo"], params["hi"], t_lo, t_hi = self._stats("trades", self.ts_table, left)
         assert t_lo is not None and t_hi is not None
-        self.conn.execute("SELECT cryptolab_ensure_partitions(timestamptz 'epoch' + %s * interval '1 microsecond', "
-                          "timestamptz 'epoch' + %s * interval '1 microsecond')", (t_lo, t_hi))
+        self.conn.execute(
+            "SELECT cryptolab_ensure_partitions(timestamptz 'epoch' + %s * interval '1 microsecond', "
+            "timestamptz 'epoch' + %s * interval '1 microsecond')",
+            (t_lo, t_hi),
+        )
         if bulk_ok:
             bulk: Loaded | None = None
             try:
                 with self.conn.transaction():
-                    lock_symbols(self.conn, [(self.exchange, symbol)])  # the trade writer's lock: one writer per symbol
+                    lock_symbols(
+                        self.conn, [(self.exchange, symbol)]
+                    )  # the trade writer's lock: one writer per symbol
                     d, last = _day(t_lo), _day(t_hi)
                     days = []
                     while d <= last:
@@ -511,7 +640,16 @@ class Store:
                         "SELECT EXISTS (SELECT 1 FROM trades WHERE exchange = %s AND symbol = %s "
                         "AND trade_id BETWEEN %s AND %s) OR EXISTS (SELECT 1 FROM trades WHERE exchange = %s "
                         "AND symbol = %s AND trade_time >= %s::date::timestamptz AND trade_time < (%s::date + 1)::timestamptz)",
-                        (self.exchange, symbol, params["lo"], params["hi"], self.exchange, symbol, days[0], days[-1]),
+                        (
+                            self.exchange,
+                            symbol,
+                            params["lo"],
+                            params["hi"],
+                            self.exchange,
+                            symbol,
+                            days[0],
+                            days[-1],
+                        ),
                     ).fetchone()
                     if row is not None and not row[0]:
                         t = _time_expr(*self._raw_t)
@@ -527,26 +665,37 @@ class Store:
                                 raise bars.error
                             # the days hold no trade of the symbol, so no bar either: a plain insert
                             # (a bar there after all fails it, and the file goes the idempotent way)
-                            self.conn.execute(_BARS_INSERT.format(
-                                select=f'SELECT * FROM "{self._bars_table}"'), params)
+                            self.conn.execute(
+                                _BARS_INSERT.format(select=f'SELECT * FROM "{self._bars_table}"'), params
+                            )
                         else:
-                            self.conn.execute(_BARS_UPSERT.format(
-                                select=_BARS_SELECT.format(sec=sec, s=self.ts_table)), params)
+                            self.conn.execute(
+                                _BARS_UPSERT.format(select=_BARS_SELECT.format(sec=sec, s=self.ts_table)),
+                                params,
+                            )
                         bulk = Loaded(n, cur.rowcount, first_id, last_id, "bulk", archived=archived)
                         record(bulk)
-                if bulk is not None:  # committed: give the planner the new rows (autovacuum may be minutes away)
+                if (
+                    bulk is not None
+                ):  # committed: give the planner the new rows (autovacuum may be minutes away)
                     for day in days:
                         self.conn.execute(f"ANALYZE trades_{day:%Y%m%d}")
                     return bulk
             except pgerr.UniqueViolation:
                 pass  # an id twice in the file (or a bar already there): redo it on the idempotent path
         with self.conn.transaction():
-            lock_symbols(self.conn, [(self.exchange, symbol)])  # the trade writer's lock: one writer per symbol
+            lock_symbols(
+                self.conn, [(self.exchange, symbol)]
+            )  # the trade writer's lock: one writer per symbol
             hit = self.conn.execute(_CONFLICTS.replace("_hist_trades", self.ts_table), params).fetchone()
             if hit is not None:
-                raise TradeConflict(f"{label}: {conflict_text(int(hit[0]), symbol, int(hit[1]), hit[2], hit[3])} — "
-                                    f"is it {symbol}'s, unedited? Nothing of this file was stored")
-            out = self.conn.execute(_IDEMPOTENT_TRADES.replace("_hist_trades", self.ts_table), params).fetchone()
+                raise TradeConflict(
+                    f"{label}: {conflict_text(int(hit[0]), symbol, int(hit[1]), hit[2], hit[3])} — "
+                    f"is it {symbol}'s, unedited? Nothing of this file was stored"
+                )
+            out = self.conn.execute(
+                _IDEMPOTENT_TRADES.replace("_hist_trades", self.ts_table), params
+            ).fetchone()
             assert out is not None
             res = Loaded(n, int(out[0]), first_id, last_id, "idempotent", archived=archived)
             record(res)
@@ -556,7 +705,9 @@ class Store:
         """Delete from the scratch table the ids that live in the archive: (how many, how many are left)."""
         row = self.conn.execute(
             "SELECT EXISTS (SELECT 1 FROM archive_days WHERE exchange = %(ex)s AND symbol = %(sym)s "
-            "AND dropped_at IS NOT NULL AND last_trade_id >= %(lo)s AND first_trade_id <= %(hi)s)", params).fetchone()
+            "AND dropped_at IS NOT NULL AND last_trade_id >= %(lo)s AND first_trade_id <= %(hi)s)",
+            params,
+        ).fetchone()
         if not row or not row[0]:
             return 0, 0
         out = self.conn.execute(_ARCHIVED.replace("_hist_trades", self.ts_table), params).fetchone()
@@ -572,13 +723,25 @@ class Store:
             self._conn2 = db.connect(self.dsn, autocommit=True, ensure_schema=False)
             self._conn2.execute(f"SET work_mem = '{WORK_MEM}'")
         conn2 = self._conn2
-        sql = (f'DROP TABLE IF EXISTS "{self._bars_table}"; CREATE UNLOGGED TABLE "{self._bars_table}" AS '
-               + _BARS_SELECT.format(sec=sec, s=self.ts_table))
+        sql = (
+            f'DROP TABLE IF EXISTS "{self._bars_table}"; CREATE UNLOGGED TABLE "{self._bars_table}" AS '
+            + _BARS_SELECT.format(sec=sec, s=self.ts_table)
+        )
         return _Beside(lambda: conn2.execute(sql))
 
     # ------------------------------------------------------------------ REST rows
-    def store_rows(self, kind: Kind, symbol: str, interval: str, rows: Sequence[Sequence[Any]], *,
-                   name: str, url: str, first_day: date, last_day: date) -> Loaded:
+    def store_rows(
+        self,
+        kind: Kind,
+        symbol: str,
+        interval: str,
+        rows: Sequence[Sequence[Any]],
+        *,
+        name: str,
+        url: str,
+        first_day: date,
+        last_day: date,
+    ) -> Loaded:
         """Store rows fetched from REST (in the dump's column order) on the idempotent path,
         in one transaction with their history_files record (`name` unique per run)."""
         table = self._table(kind)
@@ -592,22 +755,39 @@ class Store:
             stats = self._stats(kind, table, len(rows))
 
             def record(res: Loaded) -> None:
-                self._record(None, symbol=symbol, kind=kind, interval=interval, period="rest", first_day=first_day,
-                             last_day=last_day, name=name, url=url, sha256=None, size=None, res=res)
+                self._record(
+                    None,
+                    symbol=symbol,
+                    kind=kind,
+                    interval=interval,
+                    period="rest",
+                    first_day=first_day,
+                    last_day=last_day,
+                    name=name,
+                    url=url,
+                    sha256=None,
+                    size=None,
+                    res=res,
+                )
 
             if kind == "trades":
-                return self._merge_trades(stats, bulk_ok=False, record=record, symbol=symbol,
-                                          label=f"{symbol} REST rows {name}")
+                return self._merge_trades(
+                    stats, bulk_ok=False, record=record, symbol=symbol, label=f"{symbol} REST rows {name}"
+                )
             with self.conn.transaction():
                 stored = self._merge_other(kind, symbol, interval)
                 res = Loaded(len(rows), stored, stats[1], stats[2], "idempotent")
                 record(res)
                 return res
         except pgerr.DiskFull:
-            raise DataError("the database's disk is full — the REST rows of this run were not stored; "
-                            "free space and run again") from None
+            raise DataError(
+                "the database's disk is full — the REST rows of this run were not stored; "
+                "free space and run again"
+            ) from None
         except (psycopg.DataError, pgerr.IntegrityError) as exc:
-            raise DataError(f"{symbol}: REST rows rejected by the database — {' '.join(str(exc).split())[:160]}") from None
+            raise DataError(
+                f"{symbol}: REST rows rejected by the database — {' '.join(str(exc).split())[:160]}"
+            ) from None
         finally:
             self.conn.execute(f"TRUNCATE {table}")
 
@@ -629,4 +809,3 @@ class Store:
         if row and row[0] is not None:
             return int(row[0])
         return to_id + 1 if to_id is not None else from_id  # every id of [from_id, to_id] is stored
-

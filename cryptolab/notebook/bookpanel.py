@@ -51,9 +51,11 @@ def read_book_view(conn: psycopg.Connection, exchange: str, symbol: str, start: 
     try:
         q = quotes(symbol, start, end, exchange=exchange, conn=conn)
         if q.height:
-            view.top = q.select(pl.col("received_at").alias("ts"),
-                                ((pl.col("bid_price").cast(f64) + pl.col("ask_price").cast(f64)) / 2).alias("mid"),
-                                (pl.col("ask_price").cast(f64) - pl.col("bid_price").cast(f64)).alias("spread"))
+            view.top = q.select(
+                pl.col("received_at").alias("ts"),
+                ((pl.col("bid_price").cast(f64) + pl.col("ask_price").cast(f64)) / 2).alias("mid"),
+                (pl.col("ask_price").cast(f64) - pl.col("bid_price").cast(f64)).alias("spread"),
+            )
     except DataError:
         pass  # no quotes stored: the rebuilt top below
     if view.top is None:
@@ -71,8 +73,12 @@ class BookPanel:
         self.view: BookView | None = None
         self._at = 0.0
 
-    def read(self, conn: psycopg.Connection, exchange: str, symbol: str, start: datetime, end: datetime) -> BookView:
-        fresh = self.view is not None and self.view.symbol == symbol and time.monotonic() - self._at < self.every
+    def read(
+        self, conn: psycopg.Connection, exchange: str, symbol: str, start: datetime, end: datetime
+    ) -> BookView:
+        fresh = (
+            self.view is not None and self.view.symbol == symbol and time.monotonic() - self._at < self.every
+        )
         if fresh:
             assert self.view is not None
             return self.view

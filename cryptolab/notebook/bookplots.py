@@ -41,7 +41,9 @@ def depth_chart(ax: Axes, book: Any) -> None:
     ax.grid(True, color="#e5e7eb", linewidth=0.6)
 
 
-def spread_mid(ax: Axes, ts: Sequence[Any], mid: Sequence[Any], bid: Sequence[Any], ask: Sequence[Any]) -> None:
+def spread_mid(
+    ax: Axes, ts: Sequence[Any], mid: Sequence[Any], bid: Sequence[Any], ask: Sequence[Any]
+) -> None:
     """Mid with the best bid and ask around it over time."""
     t = _dates(ts)
     ax.plot(t, to_float(bid), color=UP, linewidth=0.8, label="best bid")
@@ -72,10 +74,15 @@ def book_overview(fig: Figure, data: Mapping[str, Any]) -> None:
     _plain(axes[1])
     depth = [c for c in st.columns if c.startswith("bid_depth_")]
     if depth:
-        name = depth[-1][len("bid_depth_"):]
+        name = depth[-1][len("bid_depth_") :]
         axes[2].plot(_dates(t), to_float(_col(st, f"bid_depth_{name}")), color=UP, linewidth=0.9, label="bid")
-        axes[2].plot(_dates(t), [-v for v in to_float(_col(st, f"ask_depth_{name}"))], color=DOWN, linewidth=0.9,
-                     label="ask (down)")
+        axes[2].plot(
+            _dates(t),
+            [-v for v in to_float(_col(st, f"ask_depth_{name}"))],
+            color=DOWN,
+            linewidth=0.9,
+            label="ask (down)",
+        )
         axes[2].axhline(0, color="#9ca3af", linewidth=0.6)
         axes[2].set_ylabel(f"depth ±{name}")
         axes[2].legend(fontsize=8, frameon=False, ncols=2, loc="upper left")
@@ -107,8 +114,13 @@ def ofi_returns(fig: Figure, data: Mapping[str, Any]) -> None:
     if sxx > 0:
         beta = sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx
         lo, hi = min(p[0] for p in pts), max(p[0] for p in pts)
-        ax.plot([lo, hi], [my + beta * (lo - mx), my + beta * (hi - mx)], color=MUTED, linewidth=1,
-                label=f"slope {beta:.3g} bps per unit OFI")
+        ax.plot(
+            [lo, hi],
+            [my + beta * (lo - mx), my + beta * (hi - mx)],
+            color=MUTED,
+            linewidth=1,
+            label=f"slope {beta:.3g} bps per unit OFI",
+        )
         ax.legend(fontsize=8, frameon=False)
     ax.axhline(0, color="#9ca3af", linewidth=0.6)
     ax.axvline(0, color="#9ca3af", linewidth=0.6)
@@ -125,18 +137,23 @@ def trade_costs_panel(fig: Figure, data: Mapping[str, Any]) -> None:
         empty(ax, "no trades with a prevailing book in this range")
         return
     t = _dates(_col(es, "open_time"))
-    for col, colour, label in (("effective_spread_bps", "#111827", "effective spread"),
-                               ("impact_bps", DOWN, "price impact"),
-                               ("realized_spread_bps", UP, "realized spread")):
-        ax.plot(t, to_float(_col(es, col)), color=colour, linewidth=1.0, label=label, marker=".", markersize=3)
+    for col, colour, label in (
+        ("effective_spread_bps", "#111827", "effective spread"),
+        ("impact_bps", DOWN, "price impact"),
+        ("realized_spread_bps", UP, "realized spread"),
+    ):
+        ax.plot(
+            t, to_float(_col(es, col)), color=colour, linewidth=1.0, label=label, marker=".", markersize=3
+        )
     ax.axhline(0, color="#9ca3af", linewidth=0.6)
     ax.set_ylabel("bps")
     ax.legend(fontsize=8, frameon=False, ncols=3, loc="upper left")
     time_axis(ax)
 
 
-def book_panel(ax_depth: Axes | None, ax_spread: Axes, book: Any, top: Any, *,
-               xlim: tuple[float, float] | None = None) -> None:
+def book_panel(
+    ax_depth: Axes | None, ax_spread: Axes, book: Any, top: Any, *, xlim: tuple[float, float] | None = None
+) -> None:
     """The dashboard's book panel: the latest book's depth chart (when `ax_depth`), and the
     spread (price units, grey) with the mid (black, right axis) over time (`top`: ts, mid, spread columns) on the candles' time axis."""
     if ax_depth is not None:

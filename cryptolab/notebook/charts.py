@@ -47,7 +47,9 @@ def clear_of_toolbar(fig: Figure) -> None:
         engine.set(rect=(TOOLBAR_PX / width, 0, 1 - TOOLBAR_PX / width, 1))
         return
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
-    boxes = [ax.yaxis.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]  # the labels at the left
+    boxes = [
+        ax.yaxis.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()
+    ]  # the labels at the left
     lefts = [b.x0 for b in boxes if b is not None]
     if not lefts or min(lefts) >= TOOLBAR_PX:
         return
@@ -135,6 +137,7 @@ class LiveChart:
 
                 setattr(canvas, name, locked)
             if canvas.toolbar is not None:  # Home: back to the live view (the data's own limits), at once
+
                 def home(*a: Any, **k: Any) -> None:
                     self.reset_view()
                     self.render()

@@ -37,7 +37,9 @@ class NotebookContext:
         return text + (f"\n{self.chosen}" if self.chosen else "")
 
 
-def notebook_context(dsn: str | None = None, exchange: str | None = None, symbol: str | None = None) -> NotebookContext:
+def notebook_context(
+    dsn: str | None = None, exchange: str | None = None, symbol: str | None = None
+) -> NotebookContext:
     """Connect (autocommit: a live refresh thread never holds a transaction open) and pick
     the exchange and symbol: the given ones, else those holding the data (real `binance`
     first when several exchanges hold it; the symbol with the newest stored trade)."""
@@ -53,13 +55,21 @@ def notebook_context(dsn: str | None = None, exchange: str | None = None, symbol
             holders = sorted({m.exchange for m in markets if m.symbol == sym})
             what = []
             if exchange is None:
-                what.append(f"exchange {exch!r}" + (f" (also stored: {', '.join(h for h in holders if h != exch)}; "
-                                                       "binance, real data, comes first)" if len(holders) > 1
-                                                       else " (the one holding the data)"))
+                what.append(
+                    f"exchange {exch!r}"
+                    + (
+                        f" (also stored: {', '.join(h for h in holders if h != exch)}; "
+                        "binance, real data, comes first)"
+                        if len(holders) > 1
+                        else " (the one holding the data)"
+                    )
+                )
             if symbol is None:
                 others = [m.symbol for m in markets if m.exchange == exch and m.symbol != sym]
-                what.append(f"symbol {sym} (newest stored trade" + (f"; also stored: {', '.join(others)})" if others
-                                                                    else ")"))
+                what.append(
+                    f"symbol {sym} (newest stored trade"
+                    + (f"; also stored: {', '.join(others)})" if others else ")")
+                )
             chosen = "chosen from the data: " + "; ".join(what) + " — set exchange / symbol to choose"
         from ..analysis.scope import data_kind
         from ..errors import DataError
@@ -69,8 +79,11 @@ def notebook_context(dsn: str | None = None, exchange: str | None = None, symbol
         except DataError:
             kind = ""
         if kind:
-            reads = ("raw trades" if kind == "trades" else
-                     "aggregate trades (aggTrades: counts are last − first + 1; functions without `kind` need raw trades)")
+            reads = (
+                "raw trades"
+                if kind == "trades"
+                else "aggregate trades (aggTrades: counts are last − first + 1; functions without `kind` need raw trades)"
+            )
             chosen = (chosen + "\n" if chosen else "") + f"reading {reads}"
     except Exception:
         conn.close()

@@ -63,7 +63,9 @@ class Dashboard:
         perp: bool = False,
     ) -> None:
         if symbols is not None and not symbols:
-            raise ConfigError("the dashboard needs at least one symbol, e.g. symbols=['BTCUSDT'] (or None: what is stored)")
+            raise ConfigError(
+                "the dashboard needs at least one symbol, e.g. symbols=['BTCUSDT'] (or None: what is stored)"
+            )
         if window not in WINDOWS:
             raise ConfigError(f"unknown window {window!r}: use one of {', '.join(WINDOWS)}")
         self.source = source
@@ -80,12 +82,23 @@ class Dashboard:
         """Extra keyword arguments for `Capture` (e.g. simulator_rate=200)."""
         self._conn: psycopg.Connection | None = None
         self._lock = threading.Lock()
-        self.kpis = KpiRow({
-            "last": "Last price", "vwap": "Session VWAP", "cvd": "Session CVD",
-            "vol": "Volatility (ann.)", "tps": "Trades / s", "lag": "Capture lag",
-        })
-        self.chart = LiveChart(self._draw, width=9.6, height=5.2, dpi=88,
-                               layout={"flex": "1 1 0%", "min_width": "0", "height": "auto", "object_fit": "contain"})
+        self.kpis = KpiRow(
+            {
+                "last": "Last price",
+                "vwap": "Session VWAP",
+                "cvd": "Session CVD",
+                "vol": "Volatility (ann.)",
+                "tps": "Trades / s",
+                "lag": "Capture lag",
+            }
+        )
+        self.chart = LiveChart(
+            self._draw,
+            width=9.6,
+            height=5.2,
+            dpi=88,
+            layout={"flex": "1 1 0%", "min_width": "0", "height": "auto", "object_fit": "contain"},
+        )
         self.tape = Tape(rows=tape_rows)
         self.book_panel = BookPanel()
         self.book: BookView | None = None
@@ -95,10 +108,20 @@ class Dashboard:
         self.perp_view: PerpView | None = None
         """The perp panel's last read (None when `perp` is off or the read failed)."""
         """The order book panel's last read (None until read, or when the read failed)."""
-        self.depth = LiveChart(self._draw_depth, width=3.6, height=3.0, dpi=88,
-                               layout={"flex": "0 0 auto", "width": "320px", "height": "auto"})
-        self.view = LiveView(self._update, [self.kpis, self.chart, self.depth, self.tape], interval=interval,
-                             key="cryptolab-dashboard", title="cryptolab")
+        self.depth = LiveChart(
+            self._draw_depth,
+            width=3.6,
+            height=3.0,
+            dpi=88,
+            layout={"flex": "0 0 auto", "width": "320px", "height": "auto"},
+        )
+        self.view = LiveView(
+            self._update,
+            [self.kpis, self.chart, self.depth, self.tape],
+            interval=interval,
+            key="cryptolab-dashboard",
+            title="cryptolab",
+        )
         self._widget: Any = None
         self._capture_status: Any = None
         self.error: str | None = None
@@ -127,8 +150,11 @@ class Dashboard:
         if not chosen:
             wanted = {s.upper() for s in symbols or []}
             holders = {m.exchange for m in markets if not wanted or m.symbol in wanted}
-            chosen = DEFAULT_EXCHANGE if DEFAULT_EXCHANGE in holders or not holders else \
-                max((m for m in markets if m.exchange in holders), key=lambda m: m.last_second).exchange
+            chosen = (
+                DEFAULT_EXCHANGE
+                if DEFAULT_EXCHANGE in holders or not holders
+                else max((m for m in markets if m.exchange in holders), key=lambda m: m.last_second).exchange
+            )
         mine = sorted((m for m in markets if m.exchange == chosen), key=lambda m: m.last_second, reverse=True)
         return chosen, [m.symbol for m in mine]
 
@@ -144,8 +170,14 @@ class Dashboard:
         with self._lock:
             conn = self._connection()
             try:
-                return read_snapshot(conn, self.symbol, self.window, exchange=self.exchange, tape_rows=self.tape_rows,
-                                     cache=self.cache)
+                return read_snapshot(
+                    conn,
+                    self.symbol,
+                    self.window,
+                    exchange=self.exchange,
+                    tape_rows=self.tape_rows,
+                    cache=self.cache,
+                )
             except psycopg.OperationalError:
                 conn.close()  # reconnect on the next tick (database restarted)
                 raise
@@ -181,8 +213,13 @@ class Dashboard:
 
         try:
             with self._lock:
-                return self.book_panel.read(self._connection(), self.exchange, self.symbol, snap.candles[0]["ts"],
-                                            snap.as_of + timedelta(seconds=1))
+                return self.book_panel.read(
+                    self._connection(),
+                    self.exchange,
+                    self.symbol,
+                    snap.candles[0]["ts"],
+                    snap.as_of + timedelta(seconds=1),
+                )
         except CryptolabError as exc:
             return BookView(self.symbol, note=str(exc))
 
@@ -190,7 +227,9 @@ class Dashboard:
         """The perp beside the candles (a failure is said in its panel, never stops the tick)."""
         try:
             with self._lock:
-                return self.perp_panel.read(self._connection(), self.exchange, self.symbol, snap.candles, snap.step)
+                return self.perp_panel.read(
+                    self._connection(), self.exchange, self.symbol, snap.candles, snap.step
+                )
         except (CryptolabError, psycopg.Error) as exc:
             return PerpView(self.symbol, "", note=f"perp: {' '.join(str(exc).split())[:160]}")
 
@@ -209,10 +248,15 @@ class Dashboard:
             k["last"].set(last["price"], (f"{_signed(ch)}{pct} today" if ch is not None else ""), tone)
         k["vwap"].set(_round_sig(snap.session_vwap, 4), "since 00:00 UTC" if snap.session_vwap else "")
         cvd = snap.session_cvd
-        k["cvd"].set(cvd, "taker buy − sell, today" if cvd is not None else "",
-                     None if not cvd else ("up" if cvd > 0 else "down"))
-        k["vol"].set(None if snap.volatility is None else f"{snap.volatility * 100:.1f}%",
-                     f"{_step_name(snap.step)} closes, last {snap.window}")
+        k["cvd"].set(
+            cvd,
+            "taker buy − sell, today" if cvd is not None else "",
+            None if not cvd else ("up" if cvd > 0 else "down"),
+        )
+        k["vol"].set(
+            None if snap.volatility is None else f"{snap.volatility * 100:.1f}%",
+            f"{_step_name(snap.step)} closes, last {snap.window}",
+        )
         age = None if last is None else (datetime.now(timezone.utc) - last["trade_time"]).total_seconds()
         if age is not None and age > _STALE_S:  # not a rate of now: the newest trade is old
             k["tps"].set("–", f"none stored in the last 10 s; newest {_age(age)} ago")
@@ -224,7 +268,11 @@ class Dashboard:
 
     def _lag(self, snap: Snapshot) -> tuple[str, str]:
         status = self.capture_status()
-        if status is not None and getattr(status, "running", False) and getattr(status, "lag_ms", None) is not None:
+        if (
+            status is not None
+            and getattr(status, "running", False)
+            and getattr(status, "lag_ms", None) is not None
+        ):
             return f"{status.lag_ms:.0f} ms", "receive → commit (capture)"
         last = snap.last
         if last is None:
@@ -251,7 +299,13 @@ class Dashboard:
     def _draw(self, fig: Figure) -> None:
         snap = self.snapshot
         book = self.book
-        spread = book is not None and book.top is not None and book.top.height and snap is not None and snap.candles
+        spread = (
+            book is not None
+            and book.top is not None
+            and book.top.height
+            and snap is not None
+            and snap.candles
+        )
         ratios = [3, *([1] if spread else []), 1.3, *([1.1] if self.perp else [])]
         axes = list(fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios}))
         ax_p, ax_c = axes[0], axes[2 if spread else 1]
@@ -279,16 +333,33 @@ class Dashboard:
         perp = self.perp_view if ax_b is not None else None
         if perp is not None and perp.ts:
             pts = [t + snap.step / 2 for t in perp.ts]
-            ax_p.plot(pts, plots.to_float(perp.perp), color="#7c3aed", linewidth=1.2, marker=".", markersize=3,
-                      label=f"perp {perp.exchange}")
+            ax_p.plot(
+                pts,
+                plots.to_float(perp.perp),
+                color="#7c3aed",
+                linewidth=1.2,
+                marker=".",
+                markersize=3,
+                label=f"perp {perp.exchange}",
+            )
             if any(m is not None for m in perp.mark):
-                ax_p.plot(pts, plots.to_float(perp.mark), color="#7c3aed", linewidth=0.8, linestyle="--",
-                          label="mark price")
+                ax_p.plot(
+                    pts,
+                    plots.to_float(perp.mark),
+                    color="#7c3aed",
+                    linewidth=0.8,
+                    linestyle="--",
+                    label="mark price",
+                )
             bands += plots.to_float([*perp.perp, *perp.mark])
             ax_p.legend(loc="upper left", fontsize=7, frameon=False)
         ax_p.set_ylim(*plots.y_range(lows, highs, bands, pad=0.08))
-        ax_p.set_title(f"{snap.symbol} · {snap.window} · {_step_name(snap.step)} candles · "
-                       f"{snap.as_of:%Y-%m-%d %H:%M:%S} UTC", fontsize=10, loc="left")
+        ax_p.set_title(
+            f"{snap.symbol} · {snap.window} · {_step_name(snap.step)} candles · "
+            f"{snap.as_of:%Y-%m-%d %H:%M:%S} UTC",
+            fontsize=10,
+            loc="left",
+        )
         plots.cvd_line(ax_c, ts, [x["cvd"] for x in c], label="session CVD")
         if ax_b is not None:
             _basis_axis(ax_b, snap.step, self.perp_view)
@@ -306,8 +377,9 @@ class Dashboard:
             from ..capture import Capture
         except ImportError as exc:
             raise CryptolabError(f"capture is not available in this build ({exc})") from exc
-        self.capture = Capture(self.symbols, source=self.source, dsn=self.dsn, exchange=self.exchange,
-                               **self.capture_options)
+        self.capture = Capture(
+            self.symbols, source=self.source, dsn=self.dsn, exchange=self.exchange, **self.capture_options
+        )
         self.capture.start()
         self._show_capture_status()
         return self.capture
@@ -329,13 +401,20 @@ class Dashboard:
         elif st is None:
             text, colour = f"capture: not started (source {self.source})", plots.MUTED
         elif st.running:
-            text, colour = (f"capturing {', '.join(st.symbols)} from {st.source} · {st.rows_stored:,} rows · "
-                            f"{st.trades_per_s:.1f} tr/s · reconnects {st.reconnects} · gaps {st.gaps_found}/"
-                            f"{st.gaps_filled} filled"), plots.UP
+            text, colour = (
+                (
+                    f"capturing {', '.join(st.symbols)} from {st.source} · {st.rows_stored:,} rows · "
+                    f"{st.trades_per_s:.1f} tr/s · reconnects {st.reconnects} · gaps {st.gaps_found}/"
+                    f"{st.gaps_filled} filled"
+                ),
+                plots.UP,
+            )
         else:
             text, colour = f"capture stopped · {st.rows_stored:,} rows stored", plots.MUTED
-        new = (f'<span class="cryptolab-capture-status" data-error="{"1" if self.error else ""}" '
-               f'style="font-size:12px;color:{colour}">{html.escape(text)}</span>')
+        new = (
+            f'<span class="cryptolab-capture-status" data-error="{"1" if self.error else ""}" '
+            f'style="font-size:12px;color:{colour}">{html.escape(text)}</span>'
+        )
         if self._capture_status.value != new:
             self._capture_status.value = new
 
@@ -347,23 +426,32 @@ class Dashboard:
             return self._widget
         import ipywidgets as w
 
-        sym = w.Dropdown(options=self.symbols, value=self.symbol, description="Symbol", layout=w.Layout(width="190px"))
+        sym = w.Dropdown(
+            options=self.symbols, value=self.symbol, description="Symbol", layout=w.Layout(width="190px")
+        )
         win = w.ToggleButtons(options=list(WINDOWS), value=self.window, style={"button_width": "54px"})
         sym.observe(lambda ch: self._set(symbol=ch["new"]), names="value")
         win.observe(lambda ch: self._set(window=ch["new"]), names="value")
-        start = w.Button(description="Start capture", icon="play", button_style="success", layout=w.Layout(width="130px"))
+        start = w.Button(
+            description="Start capture", icon="play", button_style="success", layout=w.Layout(width="130px")
+        )
         stop = w.Button(description="Stop capture", icon="stop", layout=w.Layout(width="130px"))
         self._capture_status = w.HTML()
         start.on_click(lambda _b: self._act(self.start_capture))
         # stop() flushes and may take seconds: keep the kernel free while it does
-        stop.on_click(lambda _b: threading.Thread(target=self._act, args=(self.stop_capture,), daemon=True,
-                                                  name="cryptolab-capture-stop").start())
+        stop.on_click(
+            lambda _b: threading.Thread(
+                target=self._act, args=(self.stop_capture,), daemon=True, name="cryptolab-capture-stop"
+            ).start()
+        )
         self._show_capture_status()
         controls = w.HBox([sym, win, *self.view.controls()], layout=w.Layout(align_items="center"))
         capture = w.HBox([start, stop, self._capture_status], layout=w.Layout(align_items="center"))
         # the tape beside the chart when the output area is wide enough, under it otherwise: never cut off
-        body = w.HBox([self.chart.widget, w.VBox([self.depth.widget, self.tape.widget])],
-                      layout=w.Layout(align_items="flex-start", width="100%", flex_flow="row wrap"))
+        body = w.HBox(
+            [self.chart.widget, w.VBox([self.depth.widget, self.tape.widget])],
+            layout=w.Layout(align_items="flex-start", width="100%", flex_flow="row wrap"),
+        )
         self._widget = w.VBox([controls, capture, self.kpis.widget, body])
         return self._widget
 
@@ -421,16 +509,25 @@ _SHOWN: Dashboard | None = None
 def _drawn(s: Snapshot) -> tuple[Any, ...]:
     """What the chart shows of a snapshot: same tuple, same picture."""
     last = s.candles[-1] if s.candles else None
-    return (s.symbol, s.window, s.as_of, len(s.candles), last and (last["close"], last["volume"], last["high"],
-                                                                   last["low"]))
+    return (
+        s.symbol,
+        s.window,
+        s.as_of,
+        len(s.candles),
+        last and (last["close"], last["volume"], last["high"], last["low"]),
+    )
 
 
 def _book_drawn(b: BookView | None) -> tuple[Any, ...]:
     """What the book panel shows: same tuple, same picture."""
     if b is None:
         return ()
-    return (b.symbol, b.update_id, b.note, None if b.top is None else (b.top.height, b.top["ts"][-1] if b.top.height
-                                                                        else None))
+    return (
+        b.symbol,
+        b.update_id,
+        b.note,
+        None if b.top is None else (b.top.height, b.top["ts"][-1] if b.top.height else None),
+    )
 
 
 def _perp_drawn(p: PerpView | None) -> tuple[Any, ...]:
@@ -441,8 +538,17 @@ def _basis_axis(ax: Any, step: Any, perp: PerpView | None) -> None:
     """The basis of the perp over the spot candles' closes, in bps (or what to capture)."""
     if perp is None or not perp.ts:
         # text only: the x axis is shared with the candles (emptying its ticks would empty theirs)
-        ax.text(0.5, 0.5, "no perp" if perp is None or not perp.note else perp.note, ha="center", va="center",
-                transform=ax.transAxes, color=plots.MUTED, fontsize=7, wrap=True)
+        ax.text(
+            0.5,
+            0.5,
+            "no perp" if perp is None or not perp.note else perp.note,
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            color=plots.MUTED,
+            fontsize=7,
+            wrap=True,
+        )
         ax.set_yticks([])
         return
     pts = [t + step / 2 for t in perp.ts]

@@ -89,11 +89,22 @@ def _price(ax: Any, data: Mapping[str, Any]) -> None:
         empty(ax, "no perp trades in this range")
         return
     if bars is not None and bars.height:
-        ax.plot(_dates(_col(bars, "open_time")), to_float(_col(bars, "close")), color="#111827", linewidth=1.1,
-                label="perp close")
+        ax.plot(
+            _dates(_col(bars, "open_time")),
+            to_float(_col(bars, "close")),
+            color="#111827",
+            linewidth=1.1,
+            label="perp close",
+        )
     if basis.height:
-        ax.plot(_dates(_col(basis, "open_time")), to_float(_col(basis, "spot_close")), color="#2563eb",
-                linewidth=1.0, linestyle="--", label="spot close")
+        ax.plot(
+            _dates(_col(basis, "open_time")),
+            to_float(_col(basis, "spot_close")),
+            color="#2563eb",
+            linewidth=1.0,
+            linestyle="--",
+            label="spot close",
+        )
     ax.legend(fontsize=8, frameon=False, loc="upper left")
     ax.set_ylabel("price", fontsize=8)
     time_axis(ax)
@@ -112,16 +123,27 @@ def _basis(ax: Any, basis: Any) -> None:
 
 def _cvd_liquidations(ax: Any, cvd: Any, liq: Any) -> None:
     if cvd is not None and cvd.height:
-        ax.plot(_dates(_col(cvd, "open_time")), to_float(_col(cvd, "cvd")), color="#111827", linewidth=1.1,
-                label="perp CVD")
+        ax.plot(
+            _dates(_col(cvd, "open_time")),
+            to_float(_col(cvd, "cvd")),
+            color="#111827",
+            linewidth=1.1,
+            label="perp CVD",
+        )
         ax.axhline(0, color="#9ca3af", linewidth=0.6)
         ax.set_ylabel("CVD", fontsize=8)
     twin = ax.twinx()
     for side, color, label in (("SELL", DOWN, "longs liquidated"), ("BUY", UP, "shorts liquidated")):
         rows = liq.filter(liq["side"] == side) if liq.height else liq
         if rows.height:
-            twin.bar(_dates(_col(rows, "open_time")), to_float(_col(rows, "notional")), width=0.002, color=color,
-                     alpha=0.6, label=label)
+            twin.bar(
+                _dates(_col(rows, "open_time")),
+                to_float(_col(rows, "notional")),
+                width=0.002,
+                color=color,
+                alpha=0.6,
+                label=label,
+            )
     twin.set_ylabel("liquidated notional", fontsize=8)
     if (cvd is None or cvd.height == 0) and liq.height == 0:
         empty(ax, "no perp trades nor liquidations in this range")
@@ -131,8 +153,13 @@ def _cvd_liquidations(ax: Any, cvd: Any, liq: Any) -> None:
 
 def _funding_oi(ax: Any, funding: Any, oi: Any) -> None:
     if funding.height:
-        ax.step(_dates(_col(funding, "funding_time")), [v * 100 for v in to_float(_col(funding, "funding_rate"))],
-                where="post", color="#7c3aed", label="funding rate (%)")
+        ax.step(
+            _dates(_col(funding, "funding_time")),
+            [v * 100 for v in to_float(_col(funding, "funding_rate"))],
+            where="post",
+            color="#7c3aed",
+            label="funding rate (%)",
+        )
         ax.set_ylabel("funding rate (%)", fontsize=8)
     if oi.height:
         twin = ax.twinx()

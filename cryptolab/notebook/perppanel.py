@@ -52,8 +52,10 @@ def basis_bps(perp: Decimal, spot: Decimal) -> Decimal:
 
 def no_futures_note(symbol: str, exchange: str) -> str:
     """What the panel says when the perp of `symbol` has no rows in the window."""
-    return (f"no USD-M perp data for {symbol} ({exchange}) in this window: capture the perp beside its spot — "
-            f"cryptolab capture --market usdm --symbols {symbol.lower()} (Capture([...], market='usdm'))")
+    return (
+        f"no USD-M perp data for {symbol} ({exchange}) in this window: capture the perp beside its spot — "
+        f"cryptolab capture --market usdm --symbols {symbol.lower()} (Capture([...], market='usdm'))"
+    )
 
 
 @dataclass
@@ -77,12 +79,24 @@ class PerpView:
 
     def drawn(self) -> tuple[Any, ...]:
         """Same tuple, same picture."""
-        return (self.symbol, self.exchange, self.note, len(self.ts), self.ts[-1] if self.ts else None,
-                self.perp[-1] if self.perp else None, self.mark[-1] if self.mark else None)
+        return (
+            self.symbol,
+            self.exchange,
+            self.note,
+            len(self.ts),
+            self.ts[-1] if self.ts else None,
+            self.perp[-1] if self.perp else None,
+            self.mark[-1] if self.mark else None,
+        )
 
 
-def perp_rows(symbol: str, exchange: str, candles: Sequence[Mapping[str, Any]], perp: Mapping[datetime, Decimal],
-              mark: Mapping[datetime, Decimal]) -> PerpView:
+def perp_rows(
+    symbol: str,
+    exchange: str,
+    candles: Sequence[Mapping[str, Any]],
+    perp: Mapping[datetime, Decimal],
+    mark: Mapping[datetime, Decimal],
+) -> PerpView:
     """The panel's rows for the spot `candles` (each with `ts` and `close`) and the perp's
     buckets (bin start → last price / last mark price). Pure."""
     view = PerpView(symbol, exchange)
@@ -110,8 +124,14 @@ class PerpPanel:
         self._at = 0.0
         self._last: PerpView | None = None
 
-    def read(self, conn: psycopg.Connection, spot_exchange: str, symbol: str, candles: Sequence[Mapping[str, Any]],
-             step: timedelta) -> PerpView:
+    def read(
+        self,
+        conn: psycopg.Connection,
+        spot_exchange: str,
+        symbol: str,
+        candles: Sequence[Mapping[str, Any]],
+        step: timedelta,
+    ) -> PerpView:
         ex = usdm_of(spot_exchange)
         if not candles:
             return PerpView(symbol, ex, note=f"waiting for {symbol} spot candles")
@@ -119,7 +139,13 @@ class PerpPanel:
         now = time.monotonic()
         if self._last is not None and key == self._key and now - self._at < self.every:
             return self._last
-        params = {"ex": ex, "sym": symbol, "step": step, "from": candles[0]["ts"], "to": candles[-1]["ts"] + step}
+        params = {
+            "ex": ex,
+            "sym": symbol,
+            "step": step,
+            "from": candles[0]["ts"],
+            "to": candles[-1]["ts"] + step,
+        }
         perp = {r[0]: r[1] for r in conn.execute(_PERP_SQL, params).fetchall()}
         mark = {r[0]: r[1] for r in conn.execute(_MARK_SQL, params).fetchall()}
         self._key, self._at = key, now

@@ -75,7 +75,9 @@ def dark_theme() -> bool:
     forced = os.environ.get("CRYPTOLAB_THEME", "").strip().lower()
     if forced in ("dark", "light"):
         return forced == "dark"
-    base = os.environ.get("JUPYTERLAB_SETTINGS_DIR") or str(Path.home() / ".jupyter" / "lab" / "user-settings")
+    base = os.environ.get("JUPYTERLAB_SETTINGS_DIR") or str(
+        Path.home() / ".jupyter" / "lab" / "user-settings"
+    )
     path = Path(base) / "@jupyterlab" / "apputils-extension" / "themes.jupyterlab-settings"
     try:
         text = re.sub(r"^\s*//.*$", "", path.read_text(), flags=re.MULTILINE)  # the file allows // comments
@@ -151,9 +153,11 @@ def time_axis(ax: Axes) -> None:
     the date where it changes, and a light grid."""
     loc = mdates.AutoDateLocator(minticks=3, maxticks=8)  # type: ignore[no-untyped-call]
     fmt = mdates.ConciseDateFormatter(  # type: ignore[no-untyped-call]
-        loc, formats=["%Y", "%b", "%d %b", "%H:%M", "%H:%M", "%H:%M:%S"],
+        loc,
+        formats=["%Y", "%b", "%d %b", "%H:%M", "%H:%M", "%H:%M:%S"],
         zero_formats=["", "%Y", "%d %b", "%d %b", "%H:%M", "%H:%M:%S"],
-        offset_formats=["", "%Y", "%Y-%m", "%Y-%m-%d UTC", "%Y-%m-%d UTC", "%Y-%m-%d %H:%M UTC"])
+        offset_formats=["", "%Y", "%Y-%m", "%Y-%m-%d UTC", "%Y-%m-%d UTC", "%Y-%m-%d %H:%M UTC"],
+    )
     ax.xaxis.set_major_locator(loc)
     ax.xaxis.set_major_formatter(fmt)
     ax.grid(True, **GRID)
@@ -182,7 +186,9 @@ def candles(ax: Axes, bars: Any, *, step: timedelta | None = None, time_col: str
     else:
         width = step.total_seconds() / 86400 * 0.7
     colours = [UP if cc >= oo else DOWN for oo, cc in zip(o, c)]
-    ax.add_collection(LineCollection([((x, lo), (x, hi)) for x, lo, hi in zip(t, lo_, h)], colors=colours, linewidths=0.8))
+    ax.add_collection(
+        LineCollection([((x, lo), (x, hi)) for x, lo, hi in zip(t, lo_, h)], colors=colours, linewidths=0.8)
+    )
     polys = []
     for x, oo, cc in zip(t, o, c):
         lo, hi = (oo, cc) if cc >= oo else (cc, oo)
@@ -199,8 +205,14 @@ def candles(ax: Axes, bars: Any, *, step: timedelta | None = None, time_col: str
     time_axis(ax)
 
 
-def vwap_bands(ax: Axes, ts: Sequence[datetime], vwap: Sequence[Any], sigma: Sequence[Any] | None = None,
-               ks: Sequence[float] = (1.0, 2.0), label: str = "VWAP") -> None:
+def vwap_bands(
+    ax: Axes,
+    ts: Sequence[datetime],
+    vwap: Sequence[Any],
+    sigma: Sequence[Any] | None = None,
+    ks: Sequence[float] = (1.0, 2.0),
+    label: str = "VWAP",
+) -> None:
     """A VWAP line with ±kσ bands shaded (σ volume-weighted)."""
     t = _dates(ts)
     v = to_float(vwap)
@@ -216,7 +228,9 @@ def vwap_bands(ax: Axes, ts: Sequence[datetime], vwap: Sequence[Any], sigma: Seq
     _legend_above(ax, ncols=4)
 
 
-def cvd_line(ax: Axes, ts: Sequence[datetime], cvd: Sequence[Any], *, label: str = "CVD (taker buy − taker sell)") -> None:
+def cvd_line(
+    ax: Axes, ts: Sequence[datetime], cvd: Sequence[Any], *, label: str = "CVD (taker buy − taker sell)"
+) -> None:
     """Cumulative volume delta as a line, filled green above zero and red below."""
     t = _dates(ts)
     y = to_float(cvd)
@@ -231,14 +245,24 @@ def cvd_line(ax: Axes, ts: Sequence[datetime], cvd: Sequence[Any], *, label: str
     time_axis(ax)
 
 
-def volume_bars(ax: Axes, ts: Sequence[datetime], buy: Sequence[Any], sell: Sequence[Any], *,
-                step: timedelta | None = None) -> None:
+def volume_bars(
+    ax: Axes,
+    ts: Sequence[datetime],
+    buy: Sequence[Any],
+    sell: Sequence[Any],
+    *,
+    step: timedelta | None = None,
+) -> None:
     """Taker-buy volume up (green) and taker-sell volume down (red) per interval."""
     t = _dates(ts)
     if not t:
         empty(ax)
         return
-    width = (step.total_seconds() / 86400 if step else (min((b - a for a, b in zip(t, t[1:]) if b > a), default=1 / 86400))) * 0.8
+    width = (
+        step.total_seconds() / 86400
+        if step
+        else (min((b - a for a, b in zip(t, t[1:]) if b > a), default=1 / 86400))
+    ) * 0.8
     ax.bar(t, to_float(buy), width=width, color=UP, label="taker buy")
     ax.bar(t, [-v for v in to_float(sell)], width=width, color=DOWN, label="taker sell")
     ax.axhline(0, color="#9ca3af", linewidth=0.6)
@@ -246,8 +270,16 @@ def volume_bars(ax: Axes, ts: Sequence[datetime], buy: Sequence[Any], sell: Sequ
     time_axis(ax)
 
 
-def volume_profile(ax: Axes, prices: Sequence[Any], volumes: Sequence[Any], *, poc: Any = None,
-                   vah: Any = None, val: Any = None, bin_size: Any = None) -> None:
+def volume_profile(
+    ax: Axes,
+    prices: Sequence[Any],
+    volumes: Sequence[Any],
+    *,
+    poc: Any = None,
+    vah: Any = None,
+    val: Any = None,
+    bin_size: Any = None,
+) -> None:
     """Horizontal volume-at-price bars with the point of control and the value area marked.
 
     `prices` are the bins' lower edges when `bin_size` is given (else bin centres); `poc`
@@ -260,35 +292,52 @@ def volume_profile(ax: Axes, prices: Sequence[Any], volumes: Sequence[Any], *, p
         empty(ax)
         return
     ordered = sorted(p)
-    height = float(bin_size) if bin_size is not None else min((b - a for a, b in zip(ordered, ordered[1:]) if b > a), default=1.0)
+    height = (
+        float(bin_size)
+        if bin_size is not None
+        else min((b - a for a, b in zip(ordered, ordered[1:]) if b > a), default=1.0)
+    )
     centre = [x + height / 2 for x in p] if bin_size is not None else p
     lo = float(val) if val is not None else -math.inf
     hi = float(vah) if vah is not None else math.inf
     poc_f = float(poc) if poc is not None else None
-    colours = ["#f59e0b" if poc_f is not None and x == poc_f else ("#60a5fa" if lo <= c <= hi else "#cbd5e1")
-               for x, c in zip(p, centre)]
+    colours = [
+        "#f59e0b" if poc_f is not None and x == poc_f else ("#60a5fa" if lo <= c <= hi else "#cbd5e1")
+        for x, c in zip(p, centre)
+    ]
     ax.barh(centre, v, height=height * 0.9, color=colours)
     if poc is not None:
         mid = (Decimal(str(poc)) + Decimal(str(bin_size)) / 2) if bin_size is not None else Decimal(str(poc))
         ax.axhline(float(mid), color="#f59e0b", linewidth=0.8, linestyle=":", label=f"POC {_price(mid)}")
     for level, name in ((vah, "VAH"), (val, "VAL")):
         if level is not None:
-            ax.axhline(float(level), color="#2563eb", linewidth=0.9, linestyle="--", label=f"{name} {_price(level)}")
+            ax.axhline(
+                float(level), color="#2563eb", linewidth=0.9, linestyle="--", label=f"{name} {_price(level)}"
+            )
     ax.set_xlabel("volume (base)")
     ax.set_ylabel("price")
     ax.grid(True, axis="x", **GRID)
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), fontsize=8, frameon=False, ncols=3, borderaxespad=0.2)
+    ax.legend(
+        loc="lower left", bbox_to_anchor=(0, 1.0), fontsize=8, frameon=False, ncols=3, borderaxespad=0.2
+    )
 
 
 def _legend_above(ax: Axes, ncols: int = 4) -> None:
     """The legend in a row above the axes: it never hides a bar or a candle."""
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False, ncols=ncols,
-                  borderaxespad=0.2)
+        ax.legend(
+            loc="lower right",
+            bbox_to_anchor=(1.0, 1.0),
+            fontsize=8,
+            frameon=False,
+            ncols=ncols,
+            borderaxespad=0.2,
+        )
 
 
-def y_range(lows: Sequence[float], highs: Sequence[float], *others: Sequence[float],
-            pad: float = 0.06) -> tuple[float, float]:
+def y_range(
+    lows: Sequence[float], highs: Sequence[float], *others: Sequence[float], pad: float = 0.06
+) -> tuple[float, float]:
     """Price limits holding every candle and every other series given (VWAP and its σ bands),
     padded; NaNs ignored."""
     values = [x for seq in (lows, highs, *others) for x in seq if not math.isnan(x)]
@@ -307,8 +356,14 @@ def _price(value: Any) -> str:
     return f"{d:,.{places}f}"
 
 
-def tps_series(ax: Axes, ts: Sequence[datetime], tps: Sequence[Any], *,
-               bursts: Iterable[tuple[datetime, datetime]] = (), ylabel: str = "trades / s") -> None:
+def tps_series(
+    ax: Axes,
+    ts: Sequence[datetime],
+    tps: Sequence[Any],
+    *,
+    bursts: Iterable[tuple[datetime, datetime]] = (),
+    ylabel: str = "trades / s",
+) -> None:
     """Trades per second over time, with burst periods shaded."""
     t = _dates(ts)
     if not t:
@@ -317,8 +372,14 @@ def tps_series(ax: Axes, ts: Sequence[datetime], tps: Sequence[Any], *,
     ax.plot(t, to_float(tps), color="#111827", linewidth=0.7)
     first = True
     for a, b in bursts:
-        ax.axvspan(_num(a), _num(b + timedelta(seconds=1)), color="#f59e0b", alpha=0.3,
-                   linewidth=0, label="burst" if first else None)
+        ax.axvspan(
+            _num(a),
+            _num(b + timedelta(seconds=1)),
+            color="#f59e0b",
+            alpha=0.3,
+            linewidth=0,
+            label="burst" if first else None,
+        )
         first = False
     ax.set_ylabel(ylabel)
     if not first:
@@ -335,7 +396,9 @@ def tps_distribution(ax: Axes, tps: Sequence[Any], percentiles: Mapping[str, Any
     top = max(v)
     bins = min(60, max(5, int(top) + 1))
     ax.hist(v, bins=bins, color="#93c5fd", edgecolor="#3b82f6", linewidth=0.4)
-    for (name, value), colour in zip((percentiles or {}).items(), ("#16a34a", "#f59e0b", "#dc2626", "#111827")):
+    for (name, value), colour in zip(
+        (percentiles or {}).items(), ("#16a34a", "#f59e0b", "#dc2626", "#111827")
+    ):
         if value is not None:
             ax.axvline(float(value), color=colour, linewidth=1.1, label=f"{name} {float(value):g}")
     ax.set_xlabel("trades / s")
@@ -346,8 +409,9 @@ def tps_distribution(ax: Axes, tps: Sequence[Any], percentiles: Mapping[str, Any
         ax.legend(fontsize=8, frameon=False)
 
 
-def latency_percentiles(ax: Axes, ts: Sequence[datetime], series: Mapping[str, Sequence[Any]], *,
-                        unit: str = "ms") -> None:
+def latency_percentiles(
+    ax: Axes, ts: Sequence[datetime], series: Mapping[str, Sequence[Any]], *, unit: str = "ms"
+) -> None:
     """Several latency percentile lines (e.g. p50/p95/p99) over time, log scale."""
     t = _dates(ts)
     if not t:
@@ -394,6 +458,7 @@ def reconciliation(ax: Axes, minutes: Sequence[datetime], status: Sequence[str])
 # Each takes (fig, data) with `data` a dict of analysis frames, as `cryptolab.notebook.panel`
 # passes them, and fills the figure.
 
+
 def _ms(values: Iterable[Any]) -> list[float]:
     """Durations (timedelta or None) in milliseconds."""
     return [math.nan if v is None else v.total_seconds() * 1000 for v in values]
@@ -426,8 +491,13 @@ def price_overview(fig: Figure, data: Mapping[str, Any]) -> None:
     if vw is not None and vw.height:
         vts = [x + half for x in _col(vw, "open_time")]
         sig = _col(vw, "sigma") if "sigma" in vw.columns else None
-        vwap_bands(ax_p, vts, _col(vw, "vwap"), sig if sig and any(v is not None for v in sig) else None,
-                   label="session VWAP")
+        vwap_bands(
+            ax_p,
+            vts,
+            _col(vw, "vwap"),
+            sig if sig and any(v is not None for v in sig) else None,
+            label="session VWAP",
+        )
     ma = data.get("ma")
     if ma is not None and ma.height:
         mts = [x + half for x in _col(ma, "open_time")]
@@ -439,13 +509,24 @@ def price_overview(fig: Figure, data: Mapping[str, Any]) -> None:
         for kind, marker, colour in (("high", "v", DOWN), ("low", "^", UP)):
             sel = pv.filter(pv.get_column("kind") == kind)
             if sel.height:
-                ax_p.scatter(_dates([x + half for x in _col(sel, "open_time")]), to_float(_col(sel, "price")),
-                             marker=marker, color=colour, s=28, zorder=5, label=f"swing {kind}")
+                ax_p.scatter(
+                    _dates([x + half for x in _col(sel, "open_time")]),
+                    to_float(_col(sel, "price")),
+                    marker=marker,
+                    color=colour,
+                    s=28,
+                    zorder=5,
+                    label=f"swing {kind}",
+                )
     ax_p.ticklabel_format(axis="y", useOffset=False, style="plain")
     bands: list[float] = []
     if vw is not None and vw.height:
         v = to_float(_col(vw, "vwap"))
-        sg = [0.0 if math.isnan(x) else x for x in to_float(_col(vw, "sigma"))] if "sigma" in vw.columns else [0.0] * len(v)
+        sg = (
+            [0.0 if math.isnan(x) else x for x in to_float(_col(vw, "sigma"))]
+            if "sigma" in vw.columns
+            else [0.0] * len(v)
+        )
         bands = [a + k * b for a, b in zip(v, sg) for k in (-2, 2)]
     ax_p.set_ylim(*y_range(to_float(_col(full, "low")), to_float(_col(full, "high")), bands))
     if pv is not None and pv.height:
@@ -467,7 +548,9 @@ def profile_panel(fig: Figure, data: Mapping[str, Any]) -> None:
     va = prof.filter(prof.get_column("in_value_area"))
     bin_size = prof.get_column("bin_size")[0]
     volume_profile(
-        ax, _col(prof, "price_low"), _col(prof, "volume"),
+        ax,
+        _col(prof, "price_low"),
+        _col(prof, "volume"),
         poc=poc.get_column("price_low")[0] if poc.height else None,
         vah=va.get_column("price_high").max() if va.height else None,
         val=va.get_column("price_low").min() if va.height else None,
@@ -485,7 +568,9 @@ def traffic_overview(fig: Figure, data: Mapping[str, Any]) -> None:
     tp = data["tps"]
     bu = data.get("bursts")
     spans = list(zip(_col(bu, "burst_start"), _col(bu, "burst_end"))) if bu is not None and bu.height else []
-    tps_series(ax_t, _col(tp, "ts"), _col(tp, "trades"), bursts=[(a, b - timedelta(seconds=1)) for a, b in spans])
+    tps_series(
+        ax_t, _col(tp, "ts"), _col(tp, "trades"), bursts=[(a, b - timedelta(seconds=1)) for a, b in spans]
+    )
     st = data.get("stats")
     pct = {}
     if st is not None and st.height:
@@ -496,7 +581,9 @@ def traffic_overview(fig: Figure, data: Mapping[str, Any]) -> None:
         empty(ax_i)
         return
     ax_i.bar(range(ia.height), _col(ia, "gaps"), color="#93c5fd", edgecolor="#3b82f6", linewidth=0.4)
-    ax_i.set_xticks(range(ia.height), [str(x) for x in _col(ia, "label")], rotation=60, fontsize=7, ha="right")
+    ax_i.set_xticks(
+        range(ia.height), [str(x) for x in _col(ia, "label")], rotation=60, fontsize=7, ha="right"
+    )
     ax_i.set_ylabel("gaps between trades")
     ax_i.set_title("inter-arrival time", fontsize=9)
     ax_i.grid(True, axis="y", **GRID)
@@ -507,19 +594,41 @@ def quality_timeline(fig: Figure, data: Mapping[str, Any]) -> None:
     ax = fig.subplots()
     tp = data.get("per_minute")
     if tp is not None and tp.height:
-        ax.step(_dates(_col(tp, "open_time")), _col(tp, "trades"), where="post", color="#111827", linewidth=0.8,
-                label="trades / interval")
+        ax.step(
+            _dates(_col(tp, "open_time")),
+            _col(tp, "trades"),
+            where="post",
+            color="#111827",
+            linewidth=0.8,
+            label="trades / interval",
+        )
     first = True
     gp = data.get("gaps")
-    for a, b, _n in (zip(_col(gp, "time_before"), _col(gp, "time_after"), _col(gp, "missing")) if gp is not None and gp.height else []):
-        ax.axvspan(_num(a), _num(b) + 1 / 86400, color=DOWN, alpha=0.35, linewidth=0,
-                   label="id gap (loss)" if first else None)
+    for a, b, _n in (
+        zip(_col(gp, "time_before"), _col(gp, "time_after"), _col(gp, "missing"))
+        if gp is not None and gp.height
+        else []
+    ):
+        ax.axvspan(
+            _num(a),
+            _num(b) + 1 / 86400,
+            color=DOWN,
+            alpha=0.35,
+            linewidth=0,
+            label="id gap (loss)" if first else None,
+        )
         first = False
     first = True
     hl = data.get("halts")
-    for a, b in (zip(_col(hl, "halt_start"), _col(hl, "halt_end")) if hl is not None and hl.height else []):
-        ax.axvspan(_num(a), _num(b), color="#9ca3af", alpha=0.35, linewidth=0,
-                   label="halt (no loss)" if first else None)
+    for a, b in zip(_col(hl, "halt_start"), _col(hl, "halt_end")) if hl is not None and hl.height else []:
+        ax.axvspan(
+            _num(a),
+            _num(b),
+            color="#9ca3af",
+            alpha=0.35,
+            linewidth=0,
+            label="halt (no loss)" if first else None,
+        )
         first = False
     ax.set_ylabel("trades")
     handles = ax.get_legend_handles_labels()[0]
@@ -543,8 +652,14 @@ def volume_overview(fig: Figure, data: Mapping[str, Any]) -> None:
     t = _dates(_col(cv, "open_time"))
     ax_c.plot(t, to_float(_col(cv, "cvd")), color="#111827", linewidth=1.2, label="CVD (aggressor side)")
     if "tick_cvd" in cv.columns:
-        ax_c.plot(t, to_float(_col(cv, "tick_cvd")), color="#f59e0b", linewidth=1.0, linestyle="--",
-                  label="CVD (tick rule)")
+        ax_c.plot(
+            t,
+            to_float(_col(cv, "tick_cvd")),
+            color="#f59e0b",
+            linewidth=1.0,
+            linestyle="--",
+            label="CVD (tick rule)",
+        )
     ax_c.axhline(0, color="#9ca3af", linewidth=0.6)
     ax_c.legend(fontsize=8, frameon=False)
     time_axis(ax_c)
@@ -565,8 +680,12 @@ def reconciliation_panel(fig: Figure, data: Mapping[str, Any]) -> None:
     reconciliation(ax_s, _col(rec, "open_time"), _col(rec, "status"))
     ax_s.set_title("green: exact match · red: mismatch · grey: incomplete", fontsize=9, loc="left")
     diff = to_float(_col(rec, "volume_diff"))
-    ax_d.bar(_dates(_col(rec, "open_time")), [0 if math.isnan(v) else v for v in diff], width=0.8 / 1440,
-             color=[DOWN if v and not math.isnan(v) else "#9ca3af" for v in diff])
+    ax_d.bar(
+        _dates(_col(rec, "open_time")),
+        [0 if math.isnan(v) else v for v in diff],
+        width=0.8 / 1440,
+        color=[DOWN if v and not math.isnan(v) else "#9ca3af" for v in diff],
+    )
     ax_d.axhline(0, color="#9ca3af", linewidth=0.6)
     ax_d.set_ylabel("volume: stored − exchange")
     time_axis(ax_d)
@@ -577,14 +696,27 @@ def latency_overview(fig: Figure, data: Mapping[str, Any]) -> None:
     st = data["stats"]
     ax_t, ax_s = fig.subplots(2, 1, sharex=True)
     if st.height == 0 or "streamed" in st.columns and int(st.get_column("streamed").sum()) == 0:
-        empty(ax_t, "no trades in this range" if st.height == 0 else
-              "latency does not apply: these trades are loaded or replayed history, not captured live")
+        empty(
+            ax_t,
+            "no trades in this range"
+            if st.height == 0
+            else "latency does not apply: these trades are loaded or replayed history, not captured live",
+        )
         empty(ax_s, "")
         return
     t = _col(st, "open_time")
     latency_percentiles(ax_t, t, {k: _ms(_col(st, f"total_{k}")) for k in ("p50", "p95", "p99")})
     ax_t.set_title("trade time → stored (T → ingested)", fontsize=9, loc="left")
-    latency_percentiles(ax_s, t, {name: _ms(_col(st, f"{col}_p50")) for name, col in
-                                  (("exchange push E−T", "push"), ("network+client received−E", "network"),
-                                   ("pipeline ingested−received", "pipeline"))})
+    latency_percentiles(
+        ax_s,
+        t,
+        {
+            name: _ms(_col(st, f"{col}_p50"))
+            for name, col in (
+                ("exchange push E−T", "push"),
+                ("network+client received−E", "network"),
+                ("pipeline ingested−received", "pipeline"),
+            )
+        },
+    )
     ax_s.set_title("p50 by stage", fontsize=9, loc="left")

@@ -105,7 +105,18 @@ _CHECKPOINT = timedelta(minutes=15)
 _GRACE = timedelta(seconds=5)
 
 
-_RAW = ("ts", "open", "high", "low", "close", "volume", "quote_volume", "taker_buy_volume", "trade_count", "q2v")
+_RAW = (
+    "ts",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "taker_buy_volume",
+    "trade_count",
+    "q2v",
+)
 
 
 @dataclass
@@ -180,8 +191,15 @@ def _parse_row(text: str) -> list[Decimal]:
     return [Decimal(x) for x in text.strip("()").split(",")]
 
 
-def read_snapshot(conn: psycopg.Connection, symbol: str, window: str = "15m", *, exchange: str = DEFAULT_EXCHANGE,
-                  tape_rows: int = 18, cache: SnapshotCache | None = None) -> Snapshot:
+def read_snapshot(
+    conn: psycopg.Connection,
+    symbol: str,
+    window: str = "15m",
+    *,
+    exchange: str = DEFAULT_EXCHANGE,
+    tape_rows: int = 18,
+    cache: SnapshotCache | None = None,
+) -> Snapshot:
     """Read everything one dashboard refresh shows (a handful of index-backed queries).
 
     With a `cache`, closed candles and the session prefix come from earlier ticks and
@@ -219,12 +237,26 @@ def read_snapshot(conn: psycopg.Connection, symbol: str, window: str = "15m", *,
     if cache is not None:
         checkpoint = max(day, epoch + (start - epoch) // _CHECKPOINT * _CHECKPOINT)
         if checkpoint not in cache.prefix:
-            cache.prefix = {checkpoint: _parse_row(conn.execute(_Q_PREFIX, {
-                "ex": exchange, "sym": symbol, "lo": day, "hi": checkpoint}).fetchone()[0])}  # type: ignore[index]
-    params = {"ex": exchange, "sym": symbol, "step": step, "from": start, "to": last_ts,
-              "cfrom": cached[-1]["ts"] + step if cached else start, "checkpoint": checkpoint,
-              "session": _day(last_ts), "tps_span": _TPS_SPAN,
-              "since": last_ts - timedelta(minutes=2), "n": tape_rows}
+            cache.prefix = {
+                checkpoint: _parse_row(
+                    conn.execute(
+                        _Q_PREFIX, {"ex": exchange, "sym": symbol, "lo": day, "hi": checkpoint}
+                    ).fetchone()[0]  # type: ignore[index]
+                )
+            }
+    params = {
+        "ex": exchange,
+        "sym": symbol,
+        "step": step,
+        "from": start,
+        "to": last_ts,
+        "cfrom": cached[-1]["ts"] + step if cached else start,
+        "checkpoint": checkpoint,
+        "session": _day(last_ts),
+        "tps_span": _TPS_SPAN,
+        "since": last_ts - timedelta(minutes=2),
+        "n": tape_rows,
+    }
     with conn.pipeline():
         cur_c = conn.execute(_Q_CANDLES, params)
         cur_s = conn.execute(_Q_SESSION, params)
@@ -277,8 +309,10 @@ def _step_name(step: timedelta) -> str:
 def _volatility(candles: Sequence[Mapping[str, Any]]) -> float | None:
     """Annualized σ of log returns between consecutive candle closes, each scaled by
     √(seconds apart) so quiet gaps do not inflate it; None with fewer than 3 candles."""
-    r = [math.log(float(b["close"]) / float(a["close"])) / math.sqrt((b["ts"] - a["ts"]).total_seconds())
-         for a, b in zip(candles, candles[1:])]
+    r = [
+        math.log(float(b["close"]) / float(a["close"])) / math.sqrt((b["ts"] - a["ts"]).total_seconds())
+        for a, b in zip(candles, candles[1:])
+    ]
     if len(r) < 2:
         return None
     return statistics.stdev(r) * math.sqrt(_SECONDS_PER_YEAR)

@@ -36,8 +36,16 @@ class Tape:
             import ipywidgets as w
 
             # as wide as its widest row (long quantities included): no column is ever cut off
-            self._widget = w.HTML(self.html(), layout=w.Layout(width="max-content", min_width="290px", flex="0 0 auto",
-                                                               height=self.height, overflow="hidden"))
+            self._widget = w.HTML(
+                self.html(),
+                layout=w.Layout(
+                    width="max-content",
+                    min_width="290px",
+                    flex="0 0 auto",
+                    height=self.height,
+                    overflow="hidden",
+                ),
+            )
         return self._widget
 
     def update(self, trades: Iterable[Mapping[str, Any]]) -> None:
@@ -73,9 +81,13 @@ class Tape:
                 (_fmt(t["qty"]), "right"),
                 ("sell" if sell else "buy", "left"),
             )
-            tds = "".join(f'<td style="text-align:{a};padding:1px 6px">{html.escape(v)}</td>' for v, a in cells)
-            body.append(f'<tr style="color:{colour}" data-side="{"sell" if sell else "buy"}" '
-                        f'data-id="{int(t["trade_id"])}" title="trade {int(t["trade_id"])}">{tds}</tr>')
+            tds = "".join(
+                f'<td style="text-align:{a};padding:1px 6px">{html.escape(v)}</td>' for v, a in cells
+            )
+            body.append(
+                f'<tr style="color:{colour}" data-side="{"sell" if sell else "buy"}" '
+                f'data-id="{int(t["trade_id"])}" title="trade {int(t["trade_id"])}">{tds}</tr>'
+            )
         if not body:
             body.append(f'<tr><td colspan="4" style="color:{MUTED};padding:6px">no trades yet</td></tr>')
         return (

@@ -119,12 +119,16 @@ class LiveView:
         try:
             self.data = self.update()
             for part in self.parts:
-                if isinstance(part, LiveHTML) or (isinstance(part, LiveChart) and (part.needs_render or not part.rendered)):
+                if isinstance(part, LiveHTML) or (
+                    isinstance(part, LiveChart) and (part.needs_render or not part.rendered)
+                ):
                     part.render()
         except Exception as exc:
             self._set_status(f"error: {type(exc).__name__}: {exc}", error=True)
             raise
-        self._set_status(f"updated {datetime.now().strftime('%H:%M:%S')} · {1000 * (time.perf_counter() - t0):.0f} ms")
+        self._set_status(
+            f"updated {datetime.now().strftime('%H:%M:%S')} · {1000 * (time.perf_counter() - t0):.0f} ms"
+        )
 
     def _set_status(self, text: str, error: bool = False) -> None:
         if self._status is not None:
@@ -136,7 +140,9 @@ class LiveView:
         import ipywidgets as w
 
         if self._pause is None:
-            self._pause = w.ToggleButton(value=False, description="Pause", icon="pause", layout=w.Layout(width="90px"))
+            self._pause = w.ToggleButton(
+                value=False, description="Pause", icon="pause", layout=w.Layout(width="90px")
+            )
             self._pause.observe(self._on_pause, names="value")
             self._refresh = w.Button(description="Refresh", icon="refresh", layout=w.Layout(width="95px"))
             self._refresh.on_click(lambda _b: self.refresh_now())
@@ -169,9 +175,16 @@ class LiveView:
 
             top = self.controls()
             if self.title:
-                top = [w.HTML(f"<b>{html.escape(self.title)}</b>", layout=w.Layout(margin="0 12px 0 0")), *top]
-            self._widget = w.VBox([w.HBox(top, layout=w.Layout(align_items="center")),
-                                   *[self._part_widget(p) for p in self.parts]])
+                top = [
+                    w.HTML(f"<b>{html.escape(self.title)}</b>", layout=w.Layout(margin="0 12px 0 0")),
+                    *top,
+                ]
+            self._widget = w.VBox(
+                [
+                    w.HBox(top, layout=w.Layout(align_items="center")),
+                    *[self._part_widget(p) for p in self.parts],
+                ]
+            )
         return self._widget
 
     def start(self) -> LiveView:
@@ -245,9 +258,16 @@ def panel(
 
     parts: list[Any] = []
     if draw is not None:
-        parts.append(LiveChart(lambda fig: draw(fig, holder.get("data")), width=width, height=height, constrained=True,
-                               layout={"width": "100%", "max_width": f"{int(width * 90)}px", "height": "auto"},
-                               interactive=(interactive if interactive is not None else None) if live else False))
+        parts.append(
+            LiveChart(
+                lambda fig: draw(fig, holder.get("data")),
+                width=width,
+                height=height,
+                constrained=True,
+                layout={"width": "100%", "max_width": f"{int(width * 90)}px", "height": "auto"},
+                interactive=(interactive if interactive is not None else None) if live else False,
+            )
+        )
     if table is not None:
         parts.append(LiveHTML(lambda: table(holder.get("data"))))
     view = LiveView(update, parts, interval=interval, key=key or title, title=title)

@@ -48,11 +48,19 @@ def _to_html(path: Path) -> Path:
 
 def _shown_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Parameters as they may be shown or stored: a DSN with its password masked."""
-    return {k: (mask_secrets(str(v)) if k == "dsn" and v is not None else _jsonable(v)) for k, v in parameters.items()}
+    return {
+        k: (mask_secrets(str(v)) if k == "dsn" and v is not None else _jsonable(v))
+        for k, v in parameters.items()
+    }
 
 
-def _index_html(runs: Sequence[NotebookRun], parameters: Mapping[str, Any], started: datetime, seconds: float,
-                note: str = "") -> str:
+def _index_html(
+    runs: Sequence[NotebookRun],
+    parameters: Mapping[str, Any],
+    started: datetime,
+    seconds: float,
+    note: str = "",
+) -> str:
     from ..analysis.display import format_value
     from ..notebook.plots import DOWN, UP
 
@@ -62,20 +70,34 @@ def _index_html(runs: Sequence[NotebookRun], parameters: Mapping[str, Any], star
 
     rows = []
     for r in runs:
-        status = ('<span class="ok">ok</span>' if r.ok
-                  else f'<span class="bad">failed</span><br><small>{html.escape(r.error or "")}</small>')
-        links = " · ".join(x for x in (
-            f'<a href="{html.escape(r.html.name)}">HTML</a>' if r.html else "",
-            f'<a href="{html.escape(r.output.name)}">notebook</a>' if r.output.exists() else "") if x)
+        status = (
+            '<span class="ok">ok</span>'
+            if r.ok
+            else f'<span class="bad">failed</span><br><small>{html.escape(r.error or "")}</small>'
+        )
+        links = " · ".join(
+            x
+            for x in (
+                f'<a href="{html.escape(r.html.name)}">HTML</a>' if r.html else "",
+                f'<a href="{html.escape(r.output.name)}">notebook</a>' if r.output.exists() else "",
+            )
+            if x
+        )
         thumb = ""
         if r.thumbnail is not None:
             target = html.escape(r.html.name if r.html else r.thumbnail.name)
             thumb = f'<a href="{target}"><img class="thumb" src="{html.escape(r.thumbnail.name)}" alt="{html.escape(r.name)}"></a>'
-        figs = "".join(f'<tr><td>{html.escape(k)}</td><td class="num">{fig(v)}</td></tr>' for k, v in r.records.items())
-        rows.append(f"<tr><td><b>{html.escape(r.name)}</b><br>{links}</td><td>{thumb}</td><td>{status}</td>"
-                    f'<td class="num">{r.seconds:.1f} s</td><td><table class="figs">{figs}</table></td></tr>')
+        figs = "".join(
+            f'<tr><td>{html.escape(k)}</td><td class="num">{fig(v)}</td></tr>' for k, v in r.records.items()
+        )
+        rows.append(
+            f"<tr><td><b>{html.escape(r.name)}</b><br>{links}</td><td>{thumb}</td><td>{status}</td>"
+            f'<td class="num">{r.seconds:.1f} s</td><td><table class="figs">{figs}</table></td></tr>'
+        )
     shown = _shown_parameters(parameters)
-    params = ", ".join(f"{html.escape(k)}={html.escape(json.dumps(v))}" for k, v in shown.items()) or "defaults"
+    params = (
+        ", ".join(f"{html.escape(k)}={html.escape(json.dumps(v))}" for k, v in shown.items()) or "defaults"
+    )
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>cryptolab report {started:%Y-%m-%d %H:%M} UTC</title>
 <style>
@@ -90,6 +112,6 @@ img.thumb{{width:260px;border:1px solid #8884;border-radius:4px;background:#fff}
 <p>Generated {started:%Y-%m-%d %H:%M:%S} UTC in {seconds:.1f} s · parameters: {params} ·
 {sum(r.ok for r in runs)}/{len(runs)} notebooks ok{(" · " + html.escape(note)) if note else ""}</p>
 <table><tr><th>notebook</th><th>chart</th><th>status</th><th>time</th><th>key figures</th></tr>
-{''.join(rows)}
+{"".join(rows)}
 </table></body></html>
 """

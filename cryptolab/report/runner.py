@@ -22,7 +22,15 @@ from ..notebook.records import read_records
 from .html import _index_html, _shown_parameters, _thumbnail, _to_html
 from .results import NotebookRun
 
-__all__ = ["KERNEL_NAME", "NotebookRun", "ReportFailed", "ensure_kernel", "find_notebooks", "run_notebook", "run_reports"]
+__all__ = [
+    "KERNEL_NAME",
+    "NotebookRun",
+    "ReportFailed",
+    "ensure_kernel",
+    "find_notebooks",
+    "run_notebook",
+    "run_reports",
+]
 
 
 KERNEL_NAME = "cryptolab"
@@ -63,8 +71,10 @@ def ensure_kernel(name: str = KERNEL_NAME) -> str:
         spec_file.write_text(json.dumps(data, indent=1))
         spec = KernelSpecManager().get_kernel_spec(name)
         if not ours(spec):
-            raise ConfigError(f"kernelspec {name!r} at {spec.resource_dir} runs {spec.argv[:1]}, not {sys.executable}: "
-                              f"remove it (jupyter kernelspec remove {name}) and run again")
+            raise ConfigError(
+                f"kernelspec {name!r} at {spec.resource_dir} runs {spec.argv[:1]}, not {sys.executable}: "
+                f"remove it (jupyter kernelspec remove {name}) and run again"
+            )
     return name
 
 
@@ -94,7 +104,9 @@ def find_notebooks(names: Sequence[str] | None = None, directory: Path | None = 
             hits = sorted(d.glob(f"{name}.ipynb")) or sorted(d.glob(f"{name}*.ipynb"))
             if len(hits) != 1:
                 have = ", ".join(x.stem for x in sorted(d.glob("[0-9]*.ipynb")))
-                raise ConfigError(f"notebook {name!r} {'is ambiguous' if hits else 'not found'} in {d}: choose from {have}")
+                raise ConfigError(
+                    f"notebook {name!r} {'is ambiguous' if hits else 'not found'} in {d}: choose from {have}"
+                )
             out.append(hits[0])
         return out
     d = directory or notebooks_dir()
@@ -182,9 +194,16 @@ def _kernel_manager(env: Mapping[str, str]) -> type:
     return EnvKernelManager
 
 
-def run_notebook(source: Path, out_dir: Path, parameters: Mapping[str, Any] | None = None, *,
-                 kernel_name: str | None = None, cell_timeout: float | None = 900, to_html: bool = True,
-                 output_name: str | None = None) -> NotebookRun:
+def run_notebook(
+    source: Path,
+    out_dir: Path,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    kernel_name: str | None = None,
+    cell_timeout: float | None = 900,
+    to_html: bool = True,
+    output_name: str | None = None,
+) -> NotebookRun:
     """Execute one notebook with papermill (non-live) into `out_dir`; never raises for a cell
     error — the result says which cell and line failed, and the executed notebook shows it.
 
@@ -198,15 +217,27 @@ def run_notebook(source: Path, out_dir: Path, parameters: Mapping[str, Any] | No
     params = {k: v for k, v in {"live": False, **given}.items() if k in declared}
     out_dir.mkdir(parents=True, exist_ok=True)
     name = output_name or source.stem
-    result = NotebookRun(name=name, source=source, output=out_dir / f"{name}.ipynb",
-                         parameters={**params, **({"dsn": mask_secrets(str(dsn))} if dsn else {})})
-    extra: dict[str, Any] = {"kernel_manager_class": _kernel_manager({"CRYPTOLAB_DSN": str(dsn)} if dsn else {})}
+    result = NotebookRun(
+        name=name,
+        source=source,
+        output=out_dir / f"{name}.ipynb",
+        parameters={**params, **({"dsn": mask_secrets(str(dsn))} if dsn else {})},
+    )
+    extra: dict[str, Any] = {
+        "kernel_manager_class": _kernel_manager({"CRYPTOLAB_DSN": str(dsn)} if dsn else {})
+    }
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(
-            str(source), str(result.output), parameters=params,
-            kernel_name=kernel_name or ensure_kernel(), progress_bar=False, log_output=False,
-            execution_timeout=cell_timeout, cwd=str(out_dir), **extra,
+            str(source),
+            str(result.output),
+            parameters=params,
+            kernel_name=kernel_name or ensure_kernel(),
+            progress_bar=False,
+            log_output=False,
+            execution_timeout=cell_timeout,
+            cwd=str(out_dir),
+            **extra,
         )
         result.ok = True
     except Exception as exc:
@@ -281,8 +312,11 @@ def run_reports(
             jobs_list.append((path, sym, name))
     out_dir.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda _s: None)
-    say(f"report → {out_dir} ({len(jobs_list)} notebook runs, kernel {kernel}, {max(1, jobs)} at a time"
-        + (f"; {note}" if note else "") + ")")
+    say(
+        f"report → {out_dir} ({len(jobs_list)} notebook runs, kernel {kernel}, {max(1, jobs)} at a time"
+        + (f"; {note}" if note else "")
+        + ")"
+    )
     t0 = time.perf_counter()
     total = len(jobs_list)
 
@@ -294,11 +328,14 @@ def run_reports(
         if exchange is not None:
             p["exchange"] = exchange
         say(f"[{i}/{total}] {name}.ipynb …")
-        r = run_notebook(path, out_dir, p, kernel_name=kernel, cell_timeout=cell_timeout, to_html=to_html,
-                         output_name=name)
+        r = run_notebook(
+            path, out_dir, p, kernel_name=kernel, cell_timeout=cell_timeout, to_html=to_html, output_name=name
+        )
         r.symbol = sym
-        say(f"[{i}/{total}] {name}.ipynb {'ok' if r.ok else 'FAILED'} in {r.seconds:.1f} s"
-            + ("" if r.ok else f" — {r.error}"))
+        say(
+            f"[{i}/{total}] {name}.ipynb {'ok' if r.ok else 'FAILED'} in {r.seconds:.1f} s"
+            + ("" if r.ok else f" — {r.error}")
+        )
         return r
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -306,13 +343,31 @@ def run_reports(
     seconds = time.perf_counter() - t0
     index = out_dir / "index.html"
     index.write_text(_index_html(runs, params, started, seconds, note), encoding="utf-8")
-    (out_dir / "summary.json").write_text(json.dumps({
-        "generated_at": started.isoformat(), "seconds": round(seconds, 3), "parameters": _shown_parameters(params),
-        "exchange": exchange, "symbols": [s for s in symbols if s is not None],
-        "notebooks": [{"name": r.name, "symbol": r.symbol, "ok": r.ok, "seconds": round(r.seconds, 3),
-                       "error": r.error, "records": r.records,
-                       "thumbnail": r.thumbnail.name if r.thumbnail else None} for r in runs],
-    }, indent=2), encoding="utf-8")
+    (out_dir / "summary.json").write_text(
+        json.dumps(
+            {
+                "generated_at": started.isoformat(),
+                "seconds": round(seconds, 3),
+                "parameters": _shown_parameters(params),
+                "exchange": exchange,
+                "symbols": [s for s in symbols if s is not None],
+                "notebooks": [
+                    {
+                        "name": r.name,
+                        "symbol": r.symbol,
+                        "ok": r.ok,
+                        "seconds": round(r.seconds, 3),
+                        "error": r.error,
+                        "records": r.records,
+                        "thumbnail": r.thumbnail.name if r.thumbnail else None,
+                    }
+                    for r in runs
+                ],
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
     say(f"index: {index} ({seconds:.1f} s)")
     if not all(r.ok for r in runs):
         raise ReportFailed(runs, index)

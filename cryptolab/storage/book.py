@@ -35,7 +35,9 @@ _EPOCH_DAY = date(1970, 1, 1)
 
 _DIFF_COLS = ("exchange, symbol, first_update_id, last_update_id, prev_update_id, event_time, received_at,"
               " bid_price, bid_qty, ask_price, ask_qty, source")
-_QUOTE_COLS = "exchange, symbol, update_id, received_at, event_time, bid_price, bid_qty, ask_price, ask_qty, source"
+_QUOTE_COLS = (
+    "exchange, symbol, update_id, received_at, event_time, bid_price, bid_qty, ask_price, ask_qty, source"
+)
 _STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS _cryptolab_book_stage (LIKE book_diffs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
     " CREATE TEMP TABLE IF NOT EXISTS _cryptolab_quote_stage (LIKE quotes INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -105,15 +107,18 @@ def _diff_text(rows: Sequence[DepthDiff]) -> bytes:
     w = out.write
     for d in rows:
         b, a = d.bids, d.asks
-        w(f"{d.exchange}\t{d.symbol}\t{d.first_id}\t{d.last_id}\t{_opt(d.prev_id)}\t{_ts(d.event_time_us)}\t"
-          f"{_ts(d.received_at_us)}\t{_array(b, 0)}\t{_array(b, 1)}\t{_array(a, 0)}\t{_array(a, 1)}\t{d.source}\n")
+        w(
+            f"{d.exchange}\t{d.symbol}\t{d.first_id}\t{d.last_id}\t{_opt(d.prev_id)}\t{_ts(d.event_time_us)}\t"
+            f"{_ts(d.received_at_us)}\t{_array(b, 0)}\t{_array(b, 1)}\t{_array(a, 0)}\t{_array(a, 1)}\t{d.source}\n"
+        )
     return out.getvalue().encode()
 
 
 def _quote_text(rows: Sequence[Quote]) -> bytes:
     return "".join(
         f"{q.exchange}\t{q.symbol}\t{q.update_id}\t{_ts(q.received_at_us)}\t{_ts(q.event_time_us)}\t"
-        f"{q.bid_price}\t{q.bid_qty}\t{q.ask_price}\t{q.ask_qty}\t{q.source}\n" for q in rows
+        f"{q.bid_price}\t{q.bid_qty}\t{q.ask_price}\t{q.ask_qty}\t{q.source}\n"
+        for q in rows
     ).encode()
 
 
@@ -145,7 +150,9 @@ class BookWriter:
         """Make the day partitions the rows need, each committed at once (call before the
         transaction that stores them: a rolled-back transaction must not take a partition along)."""
         if not self._ready:
-            with self.conn.transaction():  # (a connection not in autocommit must not be left in a transaction)
+            with (
+                self.conn.transaction()
+            ):  # (a connection not in autocommit must not be left in a transaction)
                 self.conn.execute(_STAGE_DDL)
             self._ready = True
         self._ensure_days("book_diffs", (r.event_time_us for r in rows if type(r) is DepthDiff))
@@ -161,32 +168,77 @@ class BookWriter:
         gaps = [r for r in rows if type(r) is BookGap]
         with self.conn.transaction():
             if diffs:
-                res.diffs = self._put("book_diffs", [(d.exchange, d.symbol, d.last_id) for d in diffs],
-                                      _diff_text(diffs), _DIFF_COLS, _MERGE_DIFFS, "_cryptolab_book_stage", res)
+                res.diffs = self._put(
+                    "book_diffs",
+                    [(d.exchange, d.symbol, d.last_id) for d in diffs],
+                    _diff_text(diffs),
+                    _DIFF_COLS,
+                    _MERGE_DIFFS,
+                    "_cryptolab_book_stage",
+                    res,
+                )
                 res.diffs_offered = len(diffs)
                 res.level_updates = sum(len(d.bids) + len(d.asks) for d in diffs)
             if quotes:
-                res.quotes = self._put("quotes", [(q.exchange, q.symbol, q.update_id) for q in quotes],
-                                       _quote_text(quotes), _QUOTE_COLS, _MERGE_QUOTES, "_cryptolab_quote_stage", res)
+                res.quotes = self._put(
+                    "quotes",
+                    [(q.exchange, q.symbol, q.update_id) for q in quotes],
+                    _quote_text(quotes),
+                    _QUOTE_COLS,
+                    _MERGE_QUOTES,
+                    "_cryptolab_quote_stage",
+                    res,
+                )
                 res.quotes_offered = len(quotes)
             for s in snaps:
-                cur = self.conn.execute(_SNAPSHOT, (
-                    s.exchange, s.symbol, s.last_update_id, us_to_datetime(s.received_at_us),
-                    None if s.event_time_us is None else us_to_datetime(s.event_time_us),
-                    _array(s.bids, 0), _array(s.bids, 1), _array(s.asks, 0), _array(s.asks, 1), s.source))
+                cur = self.conn.execute(
+                    _SNAPSHOT,
+                    (
+                        s.exchange,
+                        s.symbol,
+                        s.last_update_id,
+                        us_to_datetime(s.received_at_us),
+                        None if s.event_time_us is None else us_to_datetime(s.event_time_us),
+                        _array(s.bids, 0),
+                        _array(s.bids, 1),
+                        _array(s.asks, 0),
+                        _array(s.asks, 1),
+                        s.source,
+                    ),
+                )
                 res.snapshots += cur.rowcount
             for g in gaps:
-                self.conn.execute(_GAP, (
-                    g.exchange, g.symbol, g.reason, g.after_id, g.before_id, us_to_datetime(g.detected_at_us),
-                    g.snapshot_id, None if g.healed_at_us is None else us_to_datetime(g.healed_at_us)))
+                self.conn.execute(
+                    _GAP,
+                    (
+                        g.exchange,
+                        g.symbol,
+                        g.reason,
+                        g.after_id,
+                        g.before_id,
+                        us_to_datetime(g.detected_at_us),
+                        g.snapshot_id,
+                        None if g.healed_at_us is None else us_to_datetime(g.healed_at_us),
+                    ),
+                )
                 res.gaps += 1
         return res
 
-    def _put(self, table: str, ids: list[tuple[str, str, int]], text: bytes, cols: str, merge: str, stage: str,
-             res: BookResult) -> int:
+    def _put(
+        self,
+        table: str,
+        ids: list[tuple[str, str, int]],
+        text: bytes,
+        cols: str,
+        merge: str,
+        stage: str,
+        res: BookResult,
+    ) -> int:
         """Append when every symbol's ids lie above what is stored, else merge; rows inserted."""
         span = _increasing(ids)
-        if span is not None and all(lo > self._stored_max(table, ex, sym) for (ex, sym), (lo, _) in span.items()):
+        if span is not None and all(
+            lo > self._stored_max(table, ex, sym) for (ex, sym), (lo, _) in span.items()
+        ):
             try:
                 with self.conn.transaction(), self.conn.cursor() as cur:
                     with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
@@ -213,7 +265,9 @@ class BookWriter:
         key = (table, exchange, symbol)
         got = self._stored.get(key)
         if got is None:
-            row = self.conn.execute(_MAX_DIFF if table == "book_diffs" else _MAX_QUOTE, (exchange, symbol)).fetchone()
+            row = self.conn.execute(
+                _MAX_DIFF if table == "book_diffs" else _MAX_QUOTE, (exchange, symbol)
+            ).fetchone()
             got = -1 if row is None or row[0] is None else int(row[0])
             self._stored[key] = got
         return got
@@ -233,7 +287,9 @@ class BookWriter:
             return
         with self.conn.transaction():
             for _, d in sorted(days):
-                self.conn.execute("SELECT cryptolab_ensure_day_partition(%s, %s)", (table, _EPOCH_DAY + timedelta(days=d)))
+                self.conn.execute(
+                    "SELECT cryptolab_ensure_day_partition(%s, %s)", (table, _EPOCH_DAY + timedelta(days=d))
+                )
         self._days |= days
 
 

@@ -456,7 +456,9 @@ def _ensure_database(base_uri: str) -> None:
             break
         except psycopg.OperationalError as exc:
             if "starting up" not in str(exc) or time.monotonic() > deadline:
-                raise DatabaseError(f"cannot connect to the embedded server: {str(exc).strip().splitlines()[0]}") from None
+                raise DatabaseError(
+                    f"cannot connect to the embedded server: {str(exc).strip().splitlines()[0]}"
+                ) from None
             time.sleep(0.1)
     with conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is None:
@@ -486,8 +488,18 @@ def stop(cfg: Settings | None = None, timeout: float = 30.0) -> bool:
             name = str(owner)
         acct = _Account(name, owner, cfg.pgdata.stat().st_gid) if os.geteuid() == 0 else _account()
         try:
-            code, _ = _pg_ctl(acct, _bin_dir_for(_pg_version(cfg.pgdata)), cfg.pgdata,
-                              "-m", "fast", "-w", "-t", str(int(timeout)), "stop", timeout=timeout + 5)
+            code, _ = _pg_ctl(
+                acct,
+                _bin_dir_for(_pg_version(cfg.pgdata)),
+                cfg.pgdata,
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "stop",
+                timeout=timeout + 5,
+            )
         except subprocess.TimeoutExpired:
             code = 1
         if code != 0:
@@ -498,4 +510,3 @@ def stop(cfg: Settings | None = None, timeout: float = 30.0) -> bool:
             time.sleep(0.05)
         _remove_socket_dir(sock)
         return True
-

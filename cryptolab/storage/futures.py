@@ -83,8 +83,21 @@ def write_mark_prices(conn: psycopg.Connection, rows: Sequence[MarkPrice]) -> in
         return 0
     times = [r.event_time_us for r in rows]
     ensure_day_partitions(conn, "mark_prices", min(times), max(times))
-    data = [(r.exchange, r.symbol, us_to_datetime(r.event_time_us), r.mark_price, r.index_price, r.est_settle_price,
-             r.funding_rate, _ts(r.next_funding_time_us), _ts(r.received_at_us), r.source) for r in rows]
+    data = [
+        (
+            r.exchange,
+            r.symbol,
+            us_to_datetime(r.event_time_us),
+            r.mark_price,
+            r.index_price,
+            r.est_settle_price,
+            r.funding_rate,
+            _ts(r.next_funding_time_us),
+            _ts(r.received_at_us),
+            r.source,
+        )
+        for r in rows
+    ]
     return _insert(conn, _MARK, _columns(data, 10))
 
 
@@ -107,8 +120,18 @@ def write_funding_rates(conn: psycopg.Connection, rows: Sequence[FundingRate]) -
     or interval filled into a stored one is not counted)."""
     if not rows:
         return 0
-    data = [(r.exchange, r.symbol, us_to_datetime(r.funding_time_us), r.funding_rate, r.mark_price, r.interval_hours,
-             r.source) for r in rows]
+    data = [
+        (
+            r.exchange,
+            r.symbol,
+            us_to_datetime(r.funding_time_us),
+            r.funding_rate,
+            r.mark_price,
+            r.interval_hours,
+            r.source,
+        )
+        for r in rows
+    ]
     out = conn.execute(_FUNDING, _columns(data, 7)).fetchall()
     return sum(1 for (inserted,) in out if inserted)
 
@@ -127,9 +150,26 @@ def write_liquidations(conn: psycopg.Connection, rows: Sequence[Liquidation]) ->
     """Liquidations into `liquidations`; returns how many were new."""
     if not rows:
         return 0
-    data = [(r.exchange, r.symbol, us_to_datetime(r.trade_time_us), r.side, r.order_type, r.time_in_force, r.price,
-             r.avg_price, r.qty, r.last_filled_qty, r.filled_qty, r.status, _ts(r.event_time_us),
-             _ts(r.received_at_us), r.source) for r in rows]
+    data = [
+        (
+            r.exchange,
+            r.symbol,
+            us_to_datetime(r.trade_time_us),
+            r.side,
+            r.order_type,
+            r.time_in_force,
+            r.price,
+            r.avg_price,
+            r.qty,
+            r.last_filled_qty,
+            r.filled_qty,
+            r.status,
+            _ts(r.event_time_us),
+            _ts(r.received_at_us),
+            r.source,
+        )
+        for r in rows
+    ]
     return _insert(conn, _LIQ, _columns(data, 15))
 
 
@@ -149,8 +189,10 @@ def write_open_interest(conn: psycopg.Connection, rows: Sequence[OpenInterest]) 
     stored row is not counted)."""
     if not rows:
         return 0
-    data = [(r.exchange, r.symbol, us_to_datetime(r.time_us), r.open_interest, r.open_interest_value, r.source)
-            for r in rows]
+    data = [
+        (r.exchange, r.symbol, us_to_datetime(r.time_us), r.open_interest, r.open_interest_value, r.source)
+        for r in rows
+    ]
     out = conn.execute(_OI, _columns(data, 6)).fetchall()
     return sum(1 for (inserted,) in out if inserted)
 
@@ -185,5 +227,10 @@ def write_futures(conn: psycopg.Connection, rows: Sequence[FuturesRow]) -> Futur
             liqs.append(r)  # type: ignore[arg-type]
         else:
             ois.append(r)  # type: ignore[arg-type]
-    return FuturesResult(write_agg_trades(conn, aggs), write_mark_prices(conn, marks), write_liquidations(conn, liqs),
-                         write_open_interest(conn, ois), len(aggs))
+    return FuturesResult(
+        write_agg_trades(conn, aggs),
+        write_mark_prices(conn, marks),
+        write_liquidations(conn, liqs),
+        write_open_interest(conn, ois),
+        len(aggs),
+    )

@@ -66,17 +66,67 @@ def futures_line(r: Any) -> bytes:
     """One futures row → its sealed journal line."""
     t = type(r)
     if t is AggTrade:
-        row: list[Any] = ["A", r.exchange, r.symbol, r.agg_id, _p(r.price), _p(r.qty), r.first_trade_id,
-                          r.last_trade_id, r.trade_time_us, r.is_buyer_maker, r.event_time_us, r.received_at_us, r.source]
+        row: list[Any] = [
+            "A",
+            r.exchange,
+            r.symbol,
+            r.agg_id,
+            _p(r.price),
+            _p(r.qty),
+            r.first_trade_id,
+            r.last_trade_id,
+            r.trade_time_us,
+            r.is_buyer_maker,
+            r.event_time_us,
+            r.received_at_us,
+            r.source,
+        ]
     elif t is MarkPrice:
-        row = ["M", r.exchange, r.symbol, r.event_time_us, _p(r.mark_price), _p(r.index_price), _p(r.est_settle_price),
-               _p(r.funding_rate), r.next_funding_time_us, r.received_at_us, r.source, None]
+        row = [
+            "M",
+            r.exchange,
+            r.symbol,
+            r.event_time_us,
+            _p(r.mark_price),
+            _p(r.index_price),
+            _p(r.est_settle_price),
+            _p(r.funding_rate),
+            r.next_funding_time_us,
+            r.received_at_us,
+            r.source,
+            None,
+        ]
     elif t is Liquidation:
-        row = ["L", r.exchange, r.symbol, r.trade_time_us, r.side, r.order_type, r.time_in_force, _p(r.price),
-               _p(r.avg_price), _p(r.qty), _p(r.last_filled_qty), _p(r.filled_qty), r.status, r.event_time_us,
-               r.received_at_us, r.source, None]
+        row = [
+            "L",
+            r.exchange,
+            r.symbol,
+            r.trade_time_us,
+            r.side,
+            r.order_type,
+            r.time_in_force,
+            _p(r.price),
+            _p(r.avg_price),
+            _p(r.qty),
+            _p(r.last_filled_qty),
+            _p(r.filled_qty),
+            r.status,
+            r.event_time_us,
+            r.received_at_us,
+            r.source,
+            None,
+        ]
     elif t is OpenInterest:
-        row = ["O", r.exchange, r.symbol, r.time_us, _p(r.open_interest), _p(r.open_interest_value), r.source, None]
+        row = [
+            "O",
+            r.exchange,
+            r.symbol,
+            r.time_us,
+            _p(r.open_interest),
+            _p(r.open_interest_value),
+            r.source,
+            None,
+        ]
     else:
         raise TypeError(f"not a futures row: {t.__name__}")
     return _seal(orjson.dumps(row))
@@ -116,21 +166,56 @@ def futures_record(row: list[Any], limit: int) -> FuturesRow:
             raise ValueError("is_buyer_maker must be a boolean")
         if ident(f, "first trade id") > ident(last, "last trade id"):
             raise ValueError("first trade id above the last")
-        return AggTrade(ex, sym, ident(a, "agg id"), _dec(p, "price"), _dec(q, "qty"), f, last,
-                        time(tt, "trade_time_us"), m, time(et, "event_time_us", True), time(rt, "received_at_us", True),
-                        src)
+        return AggTrade(
+            ex,
+            sym,
+            ident(a, "agg id"),
+            _dec(p, "price"),
+            _dec(q, "qty"),
+            f,
+            last,
+            time(tt, "trade_time_us"),
+            m,
+            time(et, "event_time_us", True),
+            time(rt, "received_at_us", True),
+            src,
+        )
     if kind == "M":
         _, _, _, et, mp, ip, sp, fr, nf, rt, _, _ = row
-        return MarkPrice(ex, sym, time(et, "event_time_us"), _dec(mp, "mark price"), _dec(ip, "index price", optional=True),
-                         _dec(sp, "settle price", optional=True), _dec(fr, "funding rate", signed=True, optional=True),
-                         None if nf is None else ident(nf, "next funding time"), time(rt, "received_at_us", True), src)
+        return MarkPrice(
+            ex,
+            sym,
+            time(et, "event_time_us"),
+            _dec(mp, "mark price"),
+            _dec(ip, "index price", optional=True),
+            _dec(sp, "settle price", optional=True),
+            _dec(fr, "funding rate", signed=True, optional=True),
+            None if nf is None else ident(nf, "next funding time"),
+            time(rt, "received_at_us", True),
+            src,
+        )
     if kind == "L":
         _, _, _, tt, side, ot, tif, p, ap, q, lq, fq, status, et, rt, _, _ = row
         if side not in ("BUY", "SELL"):
             raise ValueError(f"bad side {str(side)[:10]!r}")
-        return Liquidation(ex, sym, time(tt, "trade_time_us"), side, _word(ot, "order type"),
-                           _word(tif, "time in force", True), _dec(p, "price"), _dec(ap, "avg price"), _dec(q, "qty"),
-                           _dec(lq, "last filled qty"), _dec(fq, "filled qty"), _word(status, "status"),
-                           time(et, "event_time_us", True), time(rt, "received_at_us", True), src)
+        return Liquidation(
+            ex,
+            sym,
+            time(tt, "trade_time_us"),
+            side,
+            _word(ot, "order type"),
+            _word(tif, "time in force", True),
+            _dec(p, "price"),
+            _dec(ap, "avg price"),
+            _dec(q, "qty"),
+            _dec(lq, "last filled qty"),
+            _dec(fq, "filled qty"),
+            _word(status, "status"),
+            time(et, "event_time_us", True),
+            time(rt, "received_at_us", True),
+            src,
+        )
     _, _, _, t, oi, v, _, _ = row
-    return OpenInterest(ex, sym, time(t, "time_us"), _dec(oi, "open interest"), _dec(v, "value", optional=True), src)
+    return OpenInterest(
+        ex, sym, time(t, "time_us"), _dec(oi, "open interest"), _dec(v, "value", optional=True), src
+    )

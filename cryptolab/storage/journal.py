@@ -38,10 +38,26 @@ import orjson
 from ..book.model import BookRow
 from ..errors import ConfigError
 from ..model import DeadLetter, Trade
-from .journal_format import BadRecord, JournalError, Segment, _book_line, _dead_line, _trade_line, read_segment
+from .journal_format import (
+    BadRecord,
+    JournalError,
+    Segment,
+    _book_line,
+    _dead_line,
+    _trade_line,
+    read_segment,
+)
 from .private import private_dirs
 
-__all__ = ["Journal", "Replayed", "JournalFullError", "JournalBusyError", "default_max_bytes", "SEGMENT_BYTES", "DEFAULT_MAX_MB"]
+__all__ = [
+    "Journal",
+    "Replayed",
+    "JournalFullError",
+    "JournalBusyError",
+    "default_max_bytes",
+    "SEGMENT_BYTES",
+    "DEFAULT_MAX_MB",
+]
 
 
 #: A new segment is started once the current one is larger than this.
@@ -56,8 +72,6 @@ MAX_MB_ENV = "CRYPTOLAB_JOURNAL_MAX_MB"
 
 
 _SEG_RE = re.compile(r"^seg-([0-9]{1,18})\.jsonl$")
-
-
 
 
 _QUARANTINE = "quarantine"
@@ -108,8 +122,9 @@ def _make_private_dir(d: Path) -> None:
     """Create `d` (and missing parents) 0700; existing parents keep their mode, `d` itself becomes 0700."""
     private_dirs(d)
     if not d.is_dir():
-        raise JournalError(f"journal path {d} exists and is not a directory; move it away or choose another "
-                           "CRYPTOLAB_HOME")
+        raise JournalError(
+            f"journal path {d} exists and is not a directory; move it away or choose another CRYPTOLAB_HOME"
+        )
     if d.stat().st_mode & 0o777 != 0o700:
         os.chmod(d, 0o700)
 
@@ -136,7 +151,9 @@ class _DirLock:
     """One flock per journal directory per process, shared by this process's Journal objects."""
 
     _held: dict[str, tuple[int, int]] = {}  # realpath -> (fd, users)
-    _mutex = threading.RLock()  # re-entrant: a Journal finalized by the GC inside acquire() releases its own directory
+    _mutex = (
+        threading.RLock()
+    )  # re-entrant: a Journal finalized by the GC inside acquire() releases its own directory
 
     @classmethod
     def acquire(cls, d: Path, *, shared_in_process: bool = True) -> bool:
@@ -226,7 +243,8 @@ class Journal:
         if not _DirLock.acquire(self.dir):
             raise JournalBusyError(
                 f"the journal {self.dir} is in use by {_DirLock.holder(self.dir)}; stop that capture first "
-                "(its rows are replayed by whichever capture next opens this journal)")
+                "(its rows are replayed by whichever capture next opens this journal)"
+            )
         self._locked = True
 
     def close(self) -> None:
@@ -291,14 +309,23 @@ class Journal:
             self._fd = None
             self._path = None
 
-    def append(self, trades: Sequence[Trade], dead_letters: Iterable[DeadLetter] = (),
-               book: Sequence[BookRow] = (), futures: Sequence[Any] = ()) -> int:
+    def append(
+        self,
+        trades: Sequence[Trade],
+        dead_letters: Iterable[DeadLetter] = (),
+        book: Sequence[BookRow] = (),
+        futures: Sequence[Any] = (),
+    ) -> int:
         """Append one batch (trades, dead letters, book rows) durably (fsync); return the rows written.
 
         All or nothing: if the batch would pass `max_bytes`, or the disk is full,
         `JournalFullError` is raised and no byte of the batch stays in the journal.
         """
-        lines = [_trade_line(t) for t in trades] + [_book_line(r) for r in book] + [_dead_line(d) for d in dead_letters]
+        lines = (
+            [_trade_line(t) for t in trades]
+            + [_book_line(r) for r in book]
+            + [_dead_line(d) for d in dead_letters]
+        )
         if futures:
             from .futures_journal import futures_line
 
@@ -344,7 +371,10 @@ class Journal:
             f"the capture journal {self.dir} {what}: {self.bytes:,} bytes held, cap {self.max_bytes:,} bytes "
             f"({mb:g} MiB), this batch needs {needed:,} more. Start the database (cryptolab db start, or check "
             f"CRYPTOLAB_DSN) so the journal drains, or raise {MAX_MB_ENV}.",
-            self.dir, self.max_bytes, needed)
+            self.dir,
+            self.max_bytes,
+            needed,
+        )
 
     # -- reading back
 
@@ -398,7 +428,9 @@ class Journal:
         lines = seg.path.read_bytes().split(b"\n")
         if lines and lines[-1] == b"":
             lines.pop()
-        records = [bad_at.get(i) or BadRecord(reason, seg.path.name, i, line) for i, line in enumerate(lines, 1)]
+        records = [
+            bad_at.get(i) or BadRecord(reason, seg.path.name, i, line) for i, line in enumerate(lines, 1)
+        ]
         self._quarantine(records)
         size = seg.path.stat().st_size
         seg.path.unlink()
@@ -412,8 +444,16 @@ class Journal:
         _make_private_dir(qdir)
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         out = b"".join(
-            orjson.dumps({"at": at, "reason": r.reason, "segment": r.segment, "line_no": r.line_no,
-                          "raw": r.raw.decode("utf-8", "replace"), "raw_b64": base64.b64encode(r.raw).decode()})
+            orjson.dumps(
+                {
+                    "at": at,
+                    "reason": r.reason,
+                    "segment": r.segment,
+                    "line_no": r.line_no,
+                    "raw": r.raw.decode("utf-8", "replace"),
+                    "raw_b64": base64.b64encode(r.raw).decode(),
+                }
+            )
             + b"\n"
             for r in records
         )
@@ -421,7 +461,7 @@ class Journal:
         try:
             view = memoryview(out)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -118,29 +118,79 @@ def _trade_line(t: Trade) -> bytes:
 
 def _dead_line(d: DeadLetter) -> bytes:
     payload = d.payload if isinstance(d.payload, (bytes, bytearray)) else str(d.payload).encode()
-    return _seal(orjson.dumps(
-        ["D", d.reason, base64.b64encode(bytes(payload)).decode(), d.source, d.exchange, d.symbol, d.received_at_us]
-    ))
+    return _seal(
+        orjson.dumps(
+            [
+                "D",
+                d.reason,
+                base64.b64encode(bytes(payload)).decode(),
+                d.source,
+                d.exchange,
+                d.symbol,
+                d.received_at_us,
+            ]
+        )
+    )
 
 
 def _book_line(r: BookRow) -> bytes:
     t = type(r)
     if t is DepthDiff:
         d: DepthDiff = r  # type: ignore[assignment]
-        row: list[Any] = ["B", d.exchange, d.symbol, d.first_id, d.last_id, d.prev_id, d.event_time_us,
-                          d.received_at_us, d.bids, d.asks, d.source]
+        row: list[Any] = [
+            "B",
+            d.exchange,
+            d.symbol,
+            d.first_id,
+            d.last_id,
+            d.prev_id,
+            d.event_time_us,
+            d.received_at_us,
+            d.bids,
+            d.asks,
+            d.source,
+        ]
     elif t is Quote:
         q: Quote = r  # type: ignore[assignment]
-        row = ["Q", q.exchange, q.symbol, q.update_id, q.bid_price, q.bid_qty, q.ask_price, q.ask_qty,
-               q.received_at_us, q.event_time_us, q.source]
+        row = [
+            "Q",
+            q.exchange,
+            q.symbol,
+            q.update_id,
+            q.bid_price,
+            q.bid_qty,
+            q.ask_price,
+            q.ask_qty,
+            q.received_at_us,
+            q.event_time_us,
+            q.source,
+        ]
     elif t is BookSnapshot:
         s: BookSnapshot = r  # type: ignore[assignment]
-        row = ["S", s.exchange, s.symbol, s.last_update_id, s.received_at_us, s.event_time_us, s.bids, s.asks,
-               s.source]
+        row = [
+            "S",
+            s.exchange,
+            s.symbol,
+            s.last_update_id,
+            s.received_at_us,
+            s.event_time_us,
+            s.bids,
+            s.asks,
+            s.source,
+        ]
     else:
         g: BookGap = r  # type: ignore[assignment]
-        row = ["G", g.exchange, g.symbol, g.reason, g.after_id, g.before_id, g.detected_at_us, g.snapshot_id,
-               g.healed_at_us]
+        row = [
+            "G",
+            g.exchange,
+            g.symbol,
+            g.reason,
+            g.after_id,
+            g.before_id,
+            g.detected_at_us,
+            g.snapshot_id,
+            g.healed_at_us,
+        ]
     return _seal(orjson.dumps(row))
 
 
@@ -230,24 +280,57 @@ def _book_record(row: list[Any], limit: int) -> BookRow:
         _, _, _, first, last, prev, et, rt, bids, asks, src = row
         if _ident(first, "first update id") > _ident(last, "last update id"):
             raise _Bad("first update id above the last")
-        return DepthDiff(ex, sym, first, last, _time(et, "event_time_us", limit), _levels(bids, "bids"),
-                         _levels(asks, "asks"), _time(rt, "received_at_us", limit, True),
-                         _ident(prev, "prev update id", True), _source(src))
+        return DepthDiff(
+            ex,
+            sym,
+            first,
+            last,
+            _time(et, "event_time_us", limit),
+            _levels(bids, "bids"),
+            _levels(asks, "asks"),
+            _time(rt, "received_at_us", limit, True),
+            _ident(prev, "prev update id", True),
+            _source(src),
+        )
     if kind == "Q":
         _, _, _, u, bp, bq, ap, aq, rt, et, src = row
-        return Quote(ex, sym, _ident(u, "update id"), _level_text(bp, "bid price", True), _level_text(bq, "bid qty", False),
-                     _level_text(ap, "ask price", True), _level_text(aq, "ask qty", False),
-                     _time(rt, "received_at_us", limit), _time(et, "event_time_us", limit, True), _source(src))
+        return Quote(
+            ex,
+            sym,
+            _ident(u, "update id"),
+            _level_text(bp, "bid price", True),
+            _level_text(bq, "bid qty", False),
+            _level_text(ap, "ask price", True),
+            _level_text(aq, "ask qty", False),
+            _time(rt, "received_at_us", limit),
+            _time(et, "event_time_us", limit, True),
+            _source(src),
+        )
     if kind == "S":
         _, _, _, last, rt, et, bids, asks, src = row
-        return BookSnapshot(ex, sym, _ident(last, "last update id"), _levels(bids, "bids"), _levels(asks, "asks"),
-                            _time(rt, "received_at_us", limit), _time(et, "event_time_us", limit, True), _source(src))
+        return BookSnapshot(
+            ex,
+            sym,
+            _ident(last, "last update id"),
+            _levels(bids, "bids"),
+            _levels(asks, "asks"),
+            _time(rt, "received_at_us", limit),
+            _time(et, "event_time_us", limit, True),
+            _source(src),
+        )
     _, _, _, reason, after, before, detected, snap, healed = row
     if reason not in GAP_REASONS:
         raise _Bad(f"unknown gap reason {str(reason)[:20]!r}")
-    return BookGap(ex, sym, reason, _ident(after, "after id"), _ident(before, "before id", True),
-                   _time(detected, "detected_at_us", limit), _ident(snap, "snapshot id", True),
-                   _time(healed, "healed_at_us", limit, True))
+    return BookGap(
+        ex,
+        sym,
+        reason,
+        _ident(after, "after id"),
+        _ident(before, "before id", True),
+        _time(detected, "detected_at_us", limit),
+        _ident(snap, "snapshot id", True),
+        _time(healed, "healed_at_us", limit, True),
+    )
 
 
 def _record(row: Any, v1: bool, limit: int) -> Trade | DeadLetter | BookRow | FuturesRow:
@@ -271,9 +354,18 @@ def _record(row: Any, v1: bool, limit: int) -> Trade | DeadLetter | BookRow | Fu
             raise _Bad(f"is_buyer_maker must be a boolean, got {str(m)[:40]!r}")
         if src not in SOURCES:
             raise _Bad(f"unknown source {str(src)[:40]!r} (one of {', '.join(SOURCES)})")
-        return Trade(_name(ex, "exchange"), _name(sym, "symbol"), tid, _dec(p, "price", v1), _dec(q, "qty", v1), m,
-                     _time(tt, "trade_time_us", limit), _time(et, "event_time_us", limit, True),
-                     _time(rt, "received_at_us", limit, True), src)
+        return Trade(
+            _name(ex, "exchange"),
+            _name(sym, "symbol"),
+            tid,
+            _dec(p, "price", v1),
+            _dec(q, "qty", v1),
+            m,
+            _time(tt, "trade_time_us", limit),
+            _time(et, "event_time_us", limit, True),
+            _time(rt, "received_at_us", limit, True),
+            src,
+        )
     if kind == "D":
         if len(row) != 7:
             raise _Bad(f"dead-letter record has {len(row)} fields, expected 7")
@@ -284,8 +376,14 @@ def _record(row: Any, v1: bool, limit: int) -> Trade | DeadLetter | BookRow | Fu
             payload = base64.b64decode(b64, validate=True)
         except (binascii.Error, ValueError):
             raise _Bad("dead-letter payload is not valid base64") from None
-        return DeadLetter(_text(reason, "reason"), payload, _name(src, "source"), _name(ex, "exchange", True),
-                          _text(sym, "symbol", True), _time(rt, "received_at_us", limit, True))
+        return DeadLetter(
+            _text(reason, "reason"),
+            payload,
+            _name(src, "source"),
+            _name(ex, "exchange", True),
+            _text(sym, "symbol", True),
+            _time(rt, "received_at_us", limit, True),
+        )
     raise _Bad(f"unknown record kind {str(kind)[:20]!r}")
 
 
@@ -345,6 +443,9 @@ def read_segment(path: Path) -> Segment:
         else:
             seg.book.append(row)  # type: ignore[arg-type]
     if tail:
-        seg.bad.append(BadRecord("torn last line (no newline: the writer stopped mid-record)", path.name,
-                                 len(lines) + 1, tail))
+        seg.bad.append(
+            BadRecord(
+                "torn last line (no newline: the writer stopped mid-record)", path.name, len(lines) + 1, tail
+            )
+        )
     return seg

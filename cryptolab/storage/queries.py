@@ -61,7 +61,9 @@ class Query:
         """
         missing = [n for n in (*self.params, *self.identifiers) if n not in values]
         if missing:
-            raise DataError(f"query {self.module}.{self.name} needs {', '.join(missing)}: pass them as arguments")
+            raise DataError(
+                f"query {self.module}.{self.name} needs {', '.join(missing)}: pass them as arguments"
+            )
         params = {n: values[n] for n in self.params}
         if not self.identifiers:
             return self.text, params
@@ -179,7 +181,9 @@ class _Scan:
             close = body.find(quote, i + 2)
             name = body[i + 2 : close] if close > 0 else ""
             if not _IDENT.fullmatch(name):
-                raise DataError(f"bad psql variable near {body[i:i + 20]!r}: use :'name', :\"name\" or :name")
+                raise DataError(
+                    f"bad psql variable near {body[i : i + 20]!r}: use :'name', :\"name\" or :name"
+                )
             self.param(name) if quote == "'" else self.ident(name)
             return close + 1
         m = _IDENT.match(body, i + 1)
@@ -274,7 +278,9 @@ def load(module: str) -> dict[str, Query]:
     try:
         mtime = path.stat().st_mtime_ns
     except FileNotFoundError:
-        raise DataError(f"no SQL module {module!r}: expected {path} (modules: {', '.join(modules())})") from None
+        raise DataError(
+            f"no SQL module {module!r}: expected {path} (modules: {', '.join(modules())})"
+        ) from None
     with _lock:
         hit = _cache.get(path)
         if hit and hit[0] == mtime:

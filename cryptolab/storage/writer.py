@@ -37,8 +37,18 @@ from ..model import DeadLetter, Trade
 from .append import AppendRange, append_ranges
 from .book import BookResult, BookWriter
 
-__all__ = ["BARS_FOLD", "BARS_INSERT", "BARS_ON_CONFLICT", "SAME_TRADE", "TRADE_TEXT", "TradeWriter", "WriteResult",
-           "conflict_text", "dead_letter_text", "lock_symbols"]
+__all__ = [
+    "BARS_FOLD",
+    "BARS_INSERT",
+    "BARS_ON_CONFLICT",
+    "SAME_TRADE",
+    "TRADE_TEXT",
+    "TradeWriter",
+    "WriteResult",
+    "conflict_text",
+    "dead_letter_text",
+    "lock_symbols",
+]
 
 MAX_PAYLOAD_CHARS = 65_536
 _US_PER_DAY = 86_400_000_000
@@ -90,20 +100,27 @@ RETURNING 1"""
 # offered one) of the same exchange, symbol and id are the same trade when price, qty and side
 # are equal and the times agree to the millisecond — Binance's ms times are its µs times cut,
 # so a live capture in ms and a 2025+ dump in µs hold the same trade. Anything else is a conflict.
-SAME_TRADE = ("({o}.price = {s}.price AND {o}.qty = {s}.qty AND {o}.is_buyer_maker = {s}.is_buyer_maker "
-              "AND date_trunc('milliseconds', {o}.trade_time) = date_trunc('milliseconds', {s}.trade_time))")
+SAME_TRADE = (
+    "({o}.price = {s}.price AND {o}.qty = {s}.qty AND {o}.is_buyer_maker = {s}.is_buyer_maker "
+    "AND date_trunc('milliseconds', {o}.trade_time) = date_trunc('milliseconds', {s}.trade_time))"
+)
 
 
 def conflict_text(count: int, symbol: str, trade_id: int, stored: str, offered: str) -> str:
     """The one line that names a conflict: how many ids, the first one, both versions of it."""
     more = f" (and {count - 1:,} more)" if count > 1 else ""
-    return (f"{symbol} trade id {trade_id}{more} is stored as {stored} but offered as {offered}: "
-            "a conflict (one trade id, two different trades)")
+    return (
+        f"{symbol} trade id {trade_id}{more} is stored as {stored} but offered as {offered}: "
+        "a conflict (one trade id, two different trades)"
+    )
 
 
 # What a stored row and an offered one look like in a conflict message (SQL over a row alias {t}).
-TRADE_TEXT = ("({t}.qty || ' at ' || {t}.price || CASE WHEN {t}.is_buyer_maker THEN ' (sell)' ELSE ' (buy)' END "
-              "|| ', ' || to_char({t}.trade_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'))")
+TRADE_TEXT = (
+    "({t}.qty || ' at ' || {t}.price || CASE WHEN {t}.is_buyer_maker THEN ' (sell)' ELSE ' (buy)' END "
+    "|| ', ' || to_char({t}.trade_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'))"
+)
+
 
 def _bar_agg(rows: str, trade_time: str) -> str:
     """The 1 s bars of `rows` (a CTE or table with price, qty, side and trade id; `trade_time` the
@@ -129,7 +146,8 @@ def _bar_agg(rows: str, trade_time: str) -> str:
 # Times arrive as exact integer microseconds; 'epoch' + n µs is exact in PostgreSQL.
 # `old`: the same id already stored, looked up a day either side of the row's time (a few
 # partitions, by primary key); `arch`: ids inside the id range of a day archived and dropped.
-_MERGE = """
+_MERGE = (
+    """
 WITH src AS (
     SELECT DISTINCT ON (exchange, symbol, trade_id)
            exchange, symbol, trade_id, price, qty, is_buyer_maker,
@@ -149,7 +167,9 @@ WITH src AS (
 ), old AS (
     SELECT s.exchange, s.symbol, s.trade_id, s.price, s.qty, s.is_buyer_maker, s.trade_time,
            o.price AS o_price, o.qty AS o_qty, o.is_buyer_maker AS o_m, o.trade_time AS o_time,
-           """ + SAME_TRADE.format(o="o", s="s") + """ AS same
+           """
+    + SAME_TRADE.format(o="o", s="s")
+    + """ AS same
     FROM src s CROSS JOIN LATERAL (
         SELECT t.price, t.qty, t.is_buyer_maker, t.trade_time FROM trades t
         WHERE t.exchange = s.exchange AND t.symbol = s.symbol AND t.trade_id = s.trade_id
@@ -165,21 +185,31 @@ WITH src AS (
       AND NOT EXISTS (SELECT 1 FROM arch a WHERE a.exchange = s.exchange AND a.symbol = s.symbol AND a.trade_id = s.trade_id)
     ON CONFLICT DO NOTHING
     RETURNING exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time
-), agg AS (""" + _bar_agg("ins", "trade_time") + """
+), agg AS ("""
+    + _bar_agg("ins", "trade_time")
+    + """
 ), bars AS (
-""" + BARS_FOLD + """
+"""
+    + BARS_FOLD
+    + """
 )
 SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM bars), (SELECT count(*) FROM arch),
        (SELECT count(*) FROM old WHERE NOT same),
-       (SELECT array[symbol, trade_id::text, """ + TRADE_TEXT.format(t="c") + """, """ + TRADE_TEXT.format(t="o") + """]
+       (SELECT array[symbol, trade_id::text, """
+    + TRADE_TEXT.format(t="c")
+    + """, """
+    + TRADE_TEXT.format(t="o")
+    + """]
         FROM (SELECT symbol, trade_id, price, qty, is_buyer_maker, trade_time,
                      o_price, o_qty, o_m, o_time FROM old WHERE NOT same ORDER BY symbol, trade_id LIMIT 1) o,
              LATERAL (SELECT o.o_price AS price, o.o_qty AS qty, o.o_m AS is_buyer_maker, o.o_time AS trade_time) c)
 """
+)
 
 # The append: staged rows go in as they are (ids checked above what is stored), bars are
 # folded from the staged rows. One statement: both data-modifying CTEs always run.
-_APPEND = """
+_APPEND = (
+    """
 WITH ins AS (
     INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker,
                         trade_time, event_time, received_at, source)
@@ -189,12 +219,17 @@ WITH ins AS (
            timestamptz 'epoch' + received_at_us * interval '1 microsecond',
            source
     FROM _cryptolab_stage
-), agg AS (""" + _bar_agg("_cryptolab_stage", "timestamptz 'epoch' + trade_time_us * interval '1 microsecond'") + """
+), agg AS ("""
+    + _bar_agg("_cryptolab_stage", "timestamptz 'epoch' + trade_time_us * interval '1 microsecond'")
+    + """
 ), bars AS (
-""" + BARS_FOLD + """
+"""
+    + BARS_FOLD
+    + """
 )
 SELECT count(*) FROM bars
 """
+)
 
 # Is any id of the batch's range already stored, or inside a day archived and dropped? Stored:
 # partitions from a day before the range's first trade on (ids grow with time; a day of margin
@@ -294,8 +329,13 @@ class TradeWriter:
                 self.conn.execute("SELECT cryptolab_ensure_partition(%s)", (day,))
         self._days |= days
 
-    def write(self, trades: Sequence[Trade], dead_letters: Iterable[DeadLetter] = (),
-              book: Sequence[BookRow] = (), futures: Sequence[Any] = ()) -> WriteResult:
+    def write(
+        self,
+        trades: Sequence[Trade],
+        dead_letters: Iterable[DeadLetter] = (),
+        book: Sequence[BookRow] = (),
+        futures: Sequence[Any] = (),
+    ) -> WriteResult:
         """Store a batch (trades, dead letters, book rows) in one transaction; return what was new.
 
         Raises `DataError` when the database rejects the rows themselves (split the batch
@@ -327,12 +367,16 @@ class TradeWriter:
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             # the rows themselves are wrong (a value out of range, a constraint): not an outage
             self.book.forget()
-            raise DataError(f"the database rejected a batch of {len(trades)} trades and {len(book)} book rows: "
-                            f"{str(exc).strip().splitlines()[0]}") from exc
+            raise DataError(
+                f"the database rejected a batch of {len(trades)} trades and {len(book)} book rows: "
+                f"{str(exc).strip().splitlines()[0]}"
+            ) from exc
         except psycopg.Error as exc:
             self.book.forget()
             self._ready = self._ready and not self.conn.closed
-            raise DatabaseError(f"could not store {len(trades)} trades: {str(exc).strip().splitlines()[0]}") from exc
+            raise DatabaseError(
+                f"could not store {len(trades)} trades: {str(exc).strip().splitlines()[0]}"
+            ) from exc
         return WriteResult(len(trades), inserted, bars, len(dead), archived, booked, fut)
 
     def _store(self, trades: Sequence[Trade]) -> tuple[int, int, int]:
@@ -365,8 +409,10 @@ class TradeWriter:
     def _stored_in(cur: psycopg.Cursor[tuple[object, ...]], ranges: Sequence[AppendRange]) -> bool:
         """Does the database hold (or has it archived and dropped) any id of these ranges?"""
         for r in ranges:
-            row = cur.execute(_STORED_IN_RANGE, (r.exchange, r.symbol, r.lo, r.hi, r.first_time_us,
-                                                 r.exchange, r.symbol, r.lo, r.hi)).fetchone()
+            row = cur.execute(
+                _STORED_IN_RANGE,
+                (r.exchange, r.symbol, r.lo, r.hi, r.first_time_us, r.exchange, r.symbol, r.lo, r.hi),
+            ).fetchone()
             if row is not None and row[0]:
                 return True
         return False

@@ -98,7 +98,10 @@ def test_the_book_rebuilt_at_every_update_id_equals_an_independent_replay(stored
         want = stored.truth[d.last_id]
         for side in ("bid", "ask"):
             rows = got.filter(got["side"] == side)
-            assert [(r["price"], r["qty"]) for r in rows.iter_rows(named=True)] == want.levels(side), (i, side)
+            assert [(r["price"], r["qty"]) for r in rows.iter_rows(named=True)] == want.levels(side), (
+                i,
+                side,
+            )
             assert rows["level"].to_list() == list(range(1, len(want.levels(side)) + 1))
         assert set(got["update_id"].to_list()) == {d.last_id}
         checked += 1
@@ -107,20 +110,25 @@ def test_the_book_rebuilt_at_every_update_id_equals_an_independent_replay(stored
     mid_id = stored.diffs[10].first_id
     got = an.book_at(SYM, mid_id, depth=3, conn=conn)
     assert got.height == 6 and got["update_id"][0] == stored.diffs[9].last_id
-    assert [r["price"] for r in got.filter(got["side"] == "bid").iter_rows(named=True)] == \
-        [p for p, _ in stored.truth[stored.diffs[9].last_id].levels("bid", 3)]
+    assert [r["price"] for r in got.filter(got["side"] == "bid").iter_rows(named=True)] == [
+        p for p, _ in stored.truth[stored.diffs[9].last_id].levels("bid", 3)
+    ]
 
 
-def test_book_at_a_time_is_the_book_after_the_last_diff_at_or_before_it(stored: Stored,
-                                                                        conn: psycopg.Connection) -> None:
+def test_book_at_a_time_is_the_book_after_the_last_diff_at_or_before_it(
+    stored: Stored, conn: psycopg.Connection
+) -> None:
     d = stored.diffs[40]
     got = an.book_at(SYM, _ts(d.event_time_us + 99_000).isoformat(), depth=5, conn=conn)
     assert got["update_id"][0] == d.last_id
-    assert [r["qty"] for r in got.filter(got["side"] == "ask").iter_rows(named=True)] == \
-        [q for _, q in stored.truth[d.last_id].levels("ask", 5)]
+    assert [r["qty"] for r in got.filter(got["side"] == "ask").iter_rows(named=True)] == [
+        q for _, q in stored.truth[d.last_id].levels("ask", 5)
+    ]
 
 
-def test_book_at_inside_a_gap_names_the_gap_and_the_healing_snapshot(stored: Stored, conn: psycopg.Connection) -> None:
+def test_book_at_inside_a_gap_names_the_gap_and_the_healing_snapshot(
+    stored: Stored, conn: psycopg.Connection
+) -> None:
     inside = stored.diffs[90].last_id
     with pytest.raises(BookBreakError) as err:
         an.book_at(SYM, inside, conn=conn)
@@ -132,11 +140,14 @@ def test_book_at_inside_a_gap_names_the_gap_and_the_healing_snapshot(stored: Sto
     # at the healing snapshot and after it, the book is back
     for i in (100, 101, 120):
         got = an.book_at(SYM, stored.diffs[i].last_id, depth=1000, conn=conn)
-        assert [(r["price"], r["qty"]) for r in got.filter(got["side"] == "bid").iter_rows(named=True)] == \
-            stored.truth[stored.diffs[i].last_id].levels("bid")
+        assert [
+            (r["price"], r["qty"]) for r in got.filter(got["side"] == "bid").iter_rows(named=True)
+        ] == stored.truth[stored.diffs[i].last_id].levels("bid")
 
 
-def test_a_crossed_book_is_not_truth_until_the_next_snapshot(stored: Stored, conn: psycopg.Connection) -> None:
+def test_a_crossed_book_is_not_truth_until_the_next_snapshot(
+    stored: Stored, conn: psycopg.Connection
+) -> None:
     for i in (150, 155, 159):
         with pytest.raises(BookBreakError, match="crossed book") as err:
             an.book_at(SYM, stored.diffs[i].last_id, conn=conn)
@@ -147,8 +158,19 @@ def test_a_crossed_book_is_not_truth_until_the_next_snapshot(stored: Stored, con
 
 def test_book_top_matches_the_replay_at_every_update(stored: Stored, conn: psycopg.Connection) -> None:
     top = an.book_top(SYM, _ts(T0), _ts(T0 + 10**9), conn=conn)
-    assert list(top.columns) == ["update_id", "ts", "bid_price", "bid_qty", "ask_price", "ask_qty", "spread", "mid"]
-    want_ids = [d.last_id for i, d in enumerate(stored.diffs) if _rebuildable(stored, i) and i not in (100, 160)]
+    assert list(top.columns) == [
+        "update_id",
+        "ts",
+        "bid_price",
+        "bid_qty",
+        "ask_price",
+        "ask_qty",
+        "spread",
+        "mid",
+    ]
+    want_ids = [
+        d.last_id for i, d in enumerate(stored.diffs) if _rebuildable(stored, i) and i not in (100, 160)
+    ]
     assert top["update_id"].to_list() == want_ids  # no row inside a break
     by_id = {d.last_id: d for d in stored.diffs}
     for r in top.iter_rows(named=True):
@@ -159,12 +181,16 @@ def test_book_top_matches_the_replay_at_every_update(stored: Stored, conn: psyco
         assert r["spread"] == ba[0] - bb[0] and r["mid"] == (ba[0] + bb[0]) / 2
         assert r["ts"] == _ts(by_id[r["update_id"]].event_time_us)
     # a range starting mid-way: the book at its start is rebuilt from the snapshot before it
-    part = an.book_top(SYM, _ts(stored.diffs[30].event_time_us), _ts(stored.diffs[40].event_time_us), conn=conn)
+    part = an.book_top(
+        SYM, _ts(stored.diffs[30].event_time_us), _ts(stored.diffs[40].event_time_us), conn=conn
+    )
     assert part["update_id"].to_list() == [d.last_id for d in stored.diffs[30:40]]
     assert part.equals(top.filter(top["update_id"].is_in(part["update_id"].to_list())))
 
 
-def test_book_top_agrees_with_the_quotes_at_every_shared_update_id(stored: Stored, conn: psycopg.Connection) -> None:
+def test_book_top_agrees_with_the_quotes_at_every_shared_update_id(
+    stored: Stored, conn: psycopg.Connection
+) -> None:
     top = an.book_top(SYM, _ts(T0), _ts(T0 + 10**9), conn=conn)
     q = an.quotes(SYM, _ts(T0), _ts(T0 + 10**9), conn=conn)
     joined = top.join(q, on="update_id", suffix="_q")
@@ -179,8 +205,12 @@ def test_quotes_round_trip_exactly(stored: Stored, conn: psycopg.Connection) -> 
     assert got.height == len(stored.quotes)
     for r, q in zip(got.iter_rows(named=True), stored.quotes):
         assert r["update_id"] == q.update_id and r["received_at"] == _ts(q.received_at_us)
-        assert [format(r[c], "f") for c in ("bid_price", "bid_qty", "ask_price", "ask_qty")] == \
-            [q.bid_price, q.bid_qty, q.ask_price, q.ask_qty]
+        assert [format(r[c], "f") for c in ("bid_price", "bid_qty", "ask_price", "ask_qty")] == [
+            q.bid_price,
+            q.bid_qty,
+            q.ask_price,
+            q.ask_qty,
+        ]
     # defaults follow the data: the last hour of stored quotes, here all of them
     assert an.quotes(conn=conn).height == len(stored.quotes)
 
@@ -190,13 +220,22 @@ def test_book_gaps_lists_the_recorded_breaks(stored: Stored, conn: psycopg.Conne
     assert g["reason"].to_list() == ["gap", "crossed"]
     assert g["after_update_id"].to_list() == [stored.diffs[79].last_id, stored.diffs[150].last_id]
     assert g["missing"][0] == stored.diffs[85].first_id - stored.diffs[79].last_id - 1
-    assert g["snapshot_update_id"].to_list() == [stored.healer.last_update_id, stored.crossed_healer.last_update_id]
+    assert g["snapshot_update_id"].to_list() == [
+        stored.healer.last_update_id,
+        stored.crossed_healer.last_update_id,
+    ]
 
 
 def test_a_symbol_without_depth_data_is_a_clear_error(stored: Stored, conn: psycopg.Connection) -> None:
-    for call in (lambda: an.book_at("ETHUSDT", conn=conn), lambda: an.book_top("ETHUSDT", conn=conn),
-                 lambda: an.quotes("ETHUSDT", conn=conn), lambda: an.book_gaps("ETHUSDT", conn=conn)):
-        with pytest.raises(DataError, match="no (depth data|quotes).*stored for ETHUSDT.*BTCUSDT on binance.*capture"):
+    for call in (
+        lambda: an.book_at("ETHUSDT", conn=conn),
+        lambda: an.book_top("ETHUSDT", conn=conn),
+        lambda: an.quotes("ETHUSDT", conn=conn),
+        lambda: an.book_gaps("ETHUSDT", conn=conn),
+    ):
+        with pytest.raises(
+            DataError, match="no (depth data|quotes).*stored for ETHUSDT.*BTCUSDT on binance.*capture"
+        ):
             call()
 
 
@@ -206,8 +245,9 @@ def test_an_empty_database_says_nothing_is_stored(conn: psycopg.Connection) -> N
 
 
 def test_a_futures_book_follows_the_previous_update_id_chain(conn: psycopg.Connection) -> None:
-    def diff(first: int, last: int, prev: int, bids: list[tuple[str, str]], asks: list[tuple[str, str]],
-             t: int) -> DepthDiff:
+    def diff(
+        first: int, last: int, prev: int, bids: list[tuple[str, str]], asks: list[tuple[str, str]], t: int
+    ) -> DepthDiff:
         return DepthDiff("binance", "BTCUSDT", first, last, T0 + t, bids, asks, T0 + t, prev)
 
     snap = BookSnapshot("binance", "BTCUSDT", 100, [("10.0", "1"), ("9.9", "2")], [("10.2", "3")], T0)
@@ -224,8 +264,12 @@ def test_a_futures_book_follows_the_previous_update_id_chain(conn: psycopg.Conne
     assert top["update_id"].to_list() == [102, 107]
     assert top["bid_price"].to_list() == [Decimal("10.1"), Decimal("10.0")]
     assert top["ask_price"].to_list() == [Decimal("10.2"), Decimal("10.15")]
-    assert an.book_at("BTCUSDT", 107, conn=conn)["price"].to_list() == [Decimal("10.0"), Decimal("9.9"),
-                                                                         Decimal("10.15"), Decimal("10.2")]
+    assert an.book_at("BTCUSDT", 107, conn=conn)["price"].to_list() == [
+        Decimal("10.0"),
+        Decimal("9.9"),
+        Decimal("10.15"),
+        Decimal("10.2"),
+    ]
     with pytest.raises(BookBreakError, match="break after update id 107.*starts at 110.*no snapshot"):
         an.book_at("BTCUSDT", 112, conn=conn)
 
@@ -233,9 +277,11 @@ def test_a_futures_book_follows_the_previous_update_id_chain(conn: psycopg.Conne
 def test_values_beyond_eighteen_digits_take_the_exact_decimal_path(conn: psycopg.Connection) -> None:
     big = "123456789012.123456789"  # 21 digits: no int64 tick holds it
     snap = BookSnapshot(EX, SYM, 10, [("100.5", big), ("100.4", "1")], [("100.7", "2")], T0)
-    rows: list[Any] = [snap,
-                       DepthDiff(EX, SYM, 11, 11, T0 + 10, [("100.6", "0.000000000000000001")], [], T0 + 10),
-                       DepthDiff(EX, SYM, 12, 13, T0 + 20, [("100.6", "0")], [("100.7", big)], T0 + 20)]
+    rows: list[Any] = [
+        snap,
+        DepthDiff(EX, SYM, 11, 11, T0 + 10, [("100.6", "0.000000000000000001")], [], T0 + 10),
+        DepthDiff(EX, SYM, 12, 13, T0 + 20, [("100.6", "0")], [("100.7", big)], T0 + 20),
+    ]
     BookWriter(conn).store(rows)
     conn.commit()
     top = an.book_top(SYM, _ts(T0), _ts(T0 + 100), conn=conn)
@@ -243,8 +289,11 @@ def test_values_beyond_eighteen_digits_take_the_exact_decimal_path(conn: psycopg
     assert top["bid_qty"].to_list() == [Decimal("0.000000000000000001"), Decimal(big)]
     assert top["ask_qty"][1] == Decimal(big) and top["mid"].to_list() == [Decimal("100.65"), Decimal("100.6")]
     got = an.book_at(SYM, 13, conn=conn)
-    assert [(r["side"], r["price"], r["qty"]) for r in got.iter_rows(named=True)] == \
-        [("bid", Decimal("100.5"), Decimal(big)), ("bid", Decimal("100.4"), 1), ("ask", Decimal("100.7"), Decimal(big))]
+    assert [(r["side"], r["price"], r["qty"]) for r in got.iter_rows(named=True)] == [
+        ("bid", Decimal("100.5"), Decimal(big)),
+        ("bid", Decimal("100.4"), 1),
+        ("ask", Decimal("100.7"), Decimal(big)),
+    ]
 
 
 def test_bad_book_arguments_are_refused(stored: Stored, conn: psycopg.Connection) -> None:

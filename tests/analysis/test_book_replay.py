@@ -45,14 +45,21 @@ def test_the_best_level_after_every_diff_equals_a_plain_replay() -> None:
         step = rng.choice([1, 10**6])  # prices on a grid (0.01 at scale 8) or not
         snap = {rng.randint(0, 30) * step + 7: rng.randint(1, 5) for _ in range(rng.randint(0, 8))}
         n = rng.randint(1, 40)
-        diffs = [[(rng.randint(0, 30) * step + 7, rng.choice([0, 0, 1, 2, 3])) for _ in range(rng.randint(0, 5))]
-                 for _ in range(n)]
+        diffs = [
+            [(rng.randint(0, 30) * step + 7, rng.choice([0, 0, 1, 2, 3])) for _ in range(rng.randint(0, 5))]
+            for _ in range(n)
+        ]
         k = [0] * len(snap) + [i for i, lv in enumerate(diffs) for _ in lv]
         p = list(snap) + [x for lv in diffs for x, _ in lv]
         q = list(snap.values()) + [y for lv in diffs for _, y in lv]
         for highest in (True, False):
-            bp, bq = best_levels(np.array(k, dtype=np.int64), np.array(p, dtype=np.int64),
-                                 np.array(q, dtype=np.int64), n, highest=highest)
+            bp, bq = best_levels(
+                np.array(k, dtype=np.int64),
+                np.array(p, dtype=np.int64),
+                np.array(q, dtype=np.int64),
+                n,
+                highest=highest,
+            )
             assert list(zip(bp.tolist(), bq.tolist())) == _naive(snap, diffs, highest)
 
 

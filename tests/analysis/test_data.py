@@ -118,8 +118,17 @@ def build_market(seed: int = 7) -> Market:
     batches[0] = batches[0] + batches[0][:5]  # and twice inside one batch
     dead = [
         DeadLetter("bad_json", b"{not json", "live", "binance", None, START_US + 5 * SECOND),
-        DeadLetter("missing_field", b'{"e":"trade","s":"TESTUSDT"}', "live", "binance", SYMBOL, START_US + 6 * SECOND),
-        DeadLetter("missing_field", b'{"e":"trade","s":"TESTUSDT","p":"1"}', "live", "binance", SYMBOL, START_US + 7 * SECOND),
+        DeadLetter(
+            "missing_field", b'{"e":"trade","s":"TESTUSDT"}', "live", "binance", SYMBOL, START_US + 6 * SECOND
+        ),
+        DeadLetter(
+            "missing_field",
+            b'{"e":"trade","s":"TESTUSDT","p":"1"}',
+            "live",
+            "binance",
+            SYMBOL,
+            START_US + 7 * SECOND,
+        ),
         DeadLetter("bad_json", b"{", "live", "binance", OTHER, START_US + 8 * SECOND),
     ]
     m = Market(stored, batches, dead)
@@ -208,20 +217,41 @@ def ref_ohlcv(trades: list[Trade], start_us: int, end_us: int, iv_us: int) -> li
         for b in grid(start_us, end_us, iv_us):
             ts = sorted(per.get(b, []), key=lambda x: x.trade_id)
             if ts:
-                rows.append({
-                    "open_time": us_to_datetime(b), "open": ts[0].price, "close": ts[-1].price,
-                    "high": max(x.price for x in ts), "low": min(x.price for x in ts),
-                    "volume": sum(x.qty for x in ts), "quote_volume": sum(x.price * x.qty for x in ts),
-                    "taker_buy_volume": sum((x.qty for x in ts if not x.is_buyer_maker), Decimal(0)),
-                    "taker_buy_quote": sum((x.price * x.qty for x in ts if not x.is_buyer_maker), Decimal(0)),
-                    "trades": len(ts), "first_trade_id": ts[0].trade_id, "last_trade_id": ts[-1].trade_id,
-                })
+                rows.append(
+                    {
+                        "open_time": us_to_datetime(b),
+                        "open": ts[0].price,
+                        "close": ts[-1].price,
+                        "high": max(x.price for x in ts),
+                        "low": min(x.price for x in ts),
+                        "volume": sum(x.qty for x in ts),
+                        "quote_volume": sum(x.price * x.qty for x in ts),
+                        "taker_buy_volume": sum((x.qty for x in ts if not x.is_buyer_maker), Decimal(0)),
+                        "taker_buy_quote": sum(
+                            (x.price * x.qty for x in ts if not x.is_buyer_maker), Decimal(0)
+                        ),
+                        "trades": len(ts),
+                        "first_trade_id": ts[0].trade_id,
+                        "last_trade_id": ts[-1].trade_id,
+                    }
+                )
             else:
-                rows.append({
-                    "open_time": us_to_datetime(b), "open": None, "close": None, "high": None, "low": None,
-                    "volume": Decimal(0), "quote_volume": Decimal(0), "taker_buy_volume": Decimal(0),
-                    "taker_buy_quote": Decimal(0), "trades": 0, "first_trade_id": None, "last_trade_id": None,
-                })
+                rows.append(
+                    {
+                        "open_time": us_to_datetime(b),
+                        "open": None,
+                        "close": None,
+                        "high": None,
+                        "low": None,
+                        "volume": Decimal(0),
+                        "quote_volume": Decimal(0),
+                        "taker_buy_volume": Decimal(0),
+                        "taker_buy_quote": Decimal(0),
+                        "trades": 0,
+                        "first_trade_id": None,
+                        "last_trade_id": None,
+                    }
+                )
     return rows
 
 
@@ -241,11 +271,21 @@ def ref_vwap(trades: list[Trade], buckets: list[int], iv_us: int, window_of: Any
                 sigma = (v * s - qv * qv).sqrt() / v
             else:
                 vw = sigma = None
-            out.append({"open_time": us_to_datetime(b), "cum_volume": v, "cum_quote_volume": qv, "vwap": vw, "sigma": sigma})
+            out.append(
+                {
+                    "open_time": us_to_datetime(b),
+                    "cum_volume": v,
+                    "cum_quote_volume": qv,
+                    "vwap": vw,
+                    "sigma": sigma,
+                }
+            )
     return out
 
 
-def ref_moving_averages(trades: list[Trade], start_us: int, end_us: int, iv_us: int, window: int, span: int) -> list[dict[str, Any]]:
+def ref_moving_averages(
+    trades: list[Trade], start_us: int, end_us: int, iv_us: int, window: int, span: int
+) -> list[dict[str, Any]]:
     bars = ref_ohlcv(trades, start_us, end_us, iv_us)
     out = []
     last = None
@@ -261,7 +301,9 @@ def ref_moving_averages(trades: list[Trade], start_us: int, end_us: int, iv_us: 
             sma = q(sum(win) / window, 12) if len(win) == window and all(p is not None for p in win) else None  # type: ignore[arg-type]
             if last is not None:
                 ema = last if ema is None else q(ema + (last - ema) * 2 / (span + 1), 12)
-            out.append({"open_time": b["open_time"], "close": b["close"], "price": last, "sma": sma, "ema": ema})
+            out.append(
+                {"open_time": b["open_time"], "close": b["close"], "price": last, "sma": sma, "ema": ema}
+            )
     return out
 
 
@@ -270,7 +312,9 @@ def min_scale(d: Decimal) -> int:
     return max(0, -n.as_tuple().exponent)  # type: ignore[operator]
 
 
-def ref_volume_profile(trades: list[Trade], bins: int = 100, bin_size: Decimal | None = None, va: Decimal = Decimal("0.70")) -> dict[str, Any]:
+def ref_volume_profile(
+    trades: list[Trade], bins: int = 100, bin_size: Decimal | None = None, va: Decimal = Decimal("0.70")
+) -> dict[str, Any]:
     with localcontext() as c:
         c.prec = 80
         lo = min(t.price for t in trades)
@@ -310,19 +354,41 @@ def ref_volume_profile(trades: list[Trade], bins: int = 100, bin_size: Decimal |
             prev = vol[keys[j - 1]] if j > 0 else None
             nxt = vol[keys[j + 1]] if j + 1 < n_bins else None
             v = vol[i]
-            if v > (prev if prev is not None else -1) and v >= (nxt if nxt is not None else -1) and v * n_bins >= Decimal("1.5") * total:
+            if (
+                v > (prev if prev is not None else -1)
+                and v >= (nxt if nxt is not None else -1)
+                and v * n_bins >= Decimal("1.5") * total
+            ):
                 nodes[i] = "hvn"
-            elif prev is not None and nxt is not None and v < prev and v <= nxt and v * n_bins <= Decimal("0.5") * total:
+            elif (
+                prev is not None
+                and nxt is not None
+                and v < prev
+                and v <= nxt
+                and v * n_bins <= Decimal("0.5") * total
+            ):
                 nodes[i] = "lvn"
-        rows = [{
-            "price_low": i * bs, "price_high": (i + 1) * bs, "volume": vol[i], "buy_volume": buy[i],
-            "sell_volume": vol[i] - buy[i], "trades": cnt[i], "volume_share": q(vol[i] / total, 12),
-            "is_poc": i == poc, "in_value_area": a <= i <= b, "node": nodes.get(i),
-        } for i in keys]
+        rows = [
+            {
+                "price_low": i * bs,
+                "price_high": (i + 1) * bs,
+                "volume": vol[i],
+                "buy_volume": buy[i],
+                "sell_volume": vol[i] - buy[i],
+                "trades": cnt[i],
+                "volume_share": q(vol[i] / total, 12),
+                "is_poc": i == poc,
+                "in_value_area": a <= i <= b,
+                "node": nodes.get(i),
+            }
+            for i in keys
+        ]
     return {"rows": rows, "tick": tick, "bin_size": bs}
 
 
-def ref_cvd(trades: list[Trade], all_trades: list[Trade], start_us: int, end_us: int, iv_us: int) -> list[dict[str, Any]]:
+def ref_cvd(
+    trades: list[Trade], all_trades: list[Trade], start_us: int, end_us: int, iv_us: int
+) -> list[dict[str, Any]]:
     sel = sorted((t for t in trades if start_us <= t.trade_time_us < end_us), key=lambda t: t.trade_id)
     by_id = {t.trade_id: t for t in all_trades}
     side_tick = []
@@ -336,8 +402,10 @@ def ref_cvd(trades: list[Trade], all_trades: list[Trade], start_us: int, end_us:
         side_tick.append(last_side)
     per: dict[int, dict[str, Any]] = {}
     for t, ts in zip(sel, side_tick):
-        d = per.setdefault(bucket(t.trade_time_us, iv_us), {"buy": Decimal(0), "sell": Decimal(0), "tick": Decimal(0),
-                                                             "n": 0, "classified": 0, "agree": 0})
+        d = per.setdefault(
+            bucket(t.trade_time_us, iv_us),
+            {"buy": Decimal(0), "sell": Decimal(0), "tick": Decimal(0), "n": 0, "classified": 0, "agree": 0},
+        )
         agg = -1 if t.is_buyer_maker else 1
         d["buy" if agg > 0 else "sell"] += t.qty
         d["tick"] += ts * t.qty
@@ -347,13 +415,27 @@ def ref_cvd(trades: list[Trade], all_trades: list[Trade], start_us: int, end_us:
     out = []
     cvd = tick_cvd = Decimal(0)
     for b in grid(start_us, end_us, iv_us):
-        d = per.get(b, {"buy": Decimal(0), "sell": Decimal(0), "tick": Decimal(0), "n": 0, "classified": 0, "agree": 0})
+        d = per.get(
+            b,
+            {"buy": Decimal(0), "sell": Decimal(0), "tick": Decimal(0), "n": 0, "classified": 0, "agree": 0},
+        )
         delta = d["buy"] - d["sell"]
         cvd += delta
         tick_cvd += d["tick"]
-        out.append({"open_time": us_to_datetime(b), "trades": d["n"], "buy_volume": d["buy"], "sell_volume": d["sell"],
-                    "delta": delta, "cvd": cvd, "tick_delta": d["tick"], "tick_cvd": tick_cvd,
-                    "classified": d["classified"], "agree": d["agree"]})
+        out.append(
+            {
+                "open_time": us_to_datetime(b),
+                "trades": d["n"],
+                "buy_volume": d["buy"],
+                "sell_volume": d["sell"],
+                "delta": delta,
+                "cvd": cvd,
+                "tick_delta": d["tick"],
+                "tick_cvd": tick_cvd,
+                "classified": d["classified"],
+                "agree": d["agree"],
+            }
+        )
     return out
 
 

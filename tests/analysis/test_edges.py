@@ -109,17 +109,25 @@ def test_latency_does_not_apply_to_a_loaded_stream_recording(dsn: str, make_dump
     load_files([files["stream_gz"]], progress=False)  # recorded 2025-01-01, ingested today
     stats = an.latency_stats("ETHUSDT", interval="1d")
     assert stats["trades"].sum() == 100 and stats["streamed"].sum() == 0 and stats["history"].sum() == 100
-    assert stats["pipeline_p50"].null_count() == stats.height and stats["total_p99"].null_count() == stats.height
+    assert (
+        stats["pipeline_p50"].null_count() == stats.height and stats["total_p99"].null_count() == stats.height
+    )
     latest = an.latest_trades("ETHUSDT", limit=10)
-    assert latest.height == 10 and latest["pipeline"].null_count() == 10 and latest["network"].null_count() == 10
-    assert an.clock_offset("ETHUSDT")["streamed"][0] == 100  # the recorded E and receive times still tell the clock
+    assert (
+        latest.height == 10 and latest["pipeline"].null_count() == 10 and latest["network"].null_count() == 10
+    )
+    assert (
+        an.clock_offset("ETHUSDT")["streamed"][0] == 100
+    )  # the recorded E and receive times still tell the clock
 
 
 def _two_days() -> list[Trade]:
     """BTCUSDT every 0.5 s from 2024-05-06 23:50 to 2024-05-07 00:10, ids consecutive, prices moving."""
     t0 = datetime(2024, 5, 6, 23, 50, tzinfo=UTC)
-    return [_at(t0, i, 7000 + i, f"{60000 + (i * 7919) % 97}.{i % 100:02d}000000", maker=i % 3 == 0)
-            for i in range(20 * 60 * 2)]
+    return [
+        _at(t0, i, 7000 + i, f"{60000 + (i * 7919) % 97}.{i % 100:02d}000000", maker=i % 3 == 0)
+        for i in range(20 * 60 * 2)
+    ]
 
 
 _KLINES_FROM_TRADES = """
@@ -134,7 +142,9 @@ FROM (SELECT date_trunc('minute', trade_time) AS m, * FROM trades) t GROUP BY m
 """
 
 
-def _psql_rows(dsn: str, module: str, name_header: str, *variables: str, until: str = "") -> list[dict[str, str]]:
+def _psql_rows(
+    dsn: str, module: str, name_header: str, *variables: str, until: str = ""
+) -> list[dict[str, str]]:
     """The rows of the query whose CSV header starts with `name_header`, from psql (up to the next
     query's header: a line starting with `until`, or else one whose first cell is not a number)."""
     r = psql(dsn, SQL_DIR / module, *variables, csv=True)
@@ -143,7 +153,7 @@ def _psql_rows(dsn: str, module: str, name_header: str, *variables: str, until: 
     i = next(k for k, line in enumerate(lines) if line.startswith(name_header))
     head = lines[i].split(",")
     out = []
-    for line in lines[i + 1:]:
+    for line in lines[i + 1 :]:
         cells = line.split(",")
         if len(cells) != len(head) or (line.startswith(until) if until else not cells[0][:1].isdigit()):
             break
@@ -151,7 +161,9 @@ def _psql_rows(dsn: str, module: str, name_header: str, *variables: str, until: 
     return out
 
 
-def test_psql_modules_say_archived_days_are_archived_instead_of_false_alarms(dsn: str, tmp_path: Path) -> None:
+def test_psql_modules_say_archived_days_are_archived_instead_of_false_alarms(
+    dsn: str, tmp_path: Path
+) -> None:
     from cryptolab.archive import archive
 
     _write(dsn, _two_days())
@@ -173,26 +185,50 @@ def test_psql_modules_say_archived_days_are_archived_instead_of_false_alarms(dsn
     assert len(bars) == 1 and bars[0]["problem"].startswith("archived: ") and "was ok" in bars[0]["problem"]
     assert int(bars[0]["bar_trades"]) == 10 * 60 * 2
     r = psql(dsn, SQL_DIR / "latency.sql", *rng)  # any module: says up front which days it cannot see
-    assert r.returncode == 0 and "note: raw trades of BTCUSDT on 2024-05-06 are archived" in r.stdout, r.stdout[:500]
-    r = psql(dsn, SQL_DIR / "latency.sql", "symbol=BTCUSDT", "start=2024-05-07T00:00Z", "end=2024-05-07T00:10Z")
+    assert r.returncode == 0 and "note: raw trades of BTCUSDT on 2024-05-06 are archived" in r.stdout, (
+        r.stdout[:500]
+    )
+    r = psql(
+        dsn, SQL_DIR / "latency.sql", "symbol=BTCUSDT", "start=2024-05-07T00:00Z", "end=2024-05-07T00:10Z"
+    )
     assert r.returncode == 0 and "are archived" not in r.stdout  # a range of kept days: no note
     # the API reads the archived day back: everything matches, nothing to report
-    assert set(an.reconcile_klines("BTCUSDT", "2024-05-06T23:50Z", "2024-05-07T00:10Z")["status"]) == {"match"}
+    assert set(an.reconcile_klines("BTCUSDT", "2024-05-06T23:50Z", "2024-05-07T00:10Z")["status"]) == {
+        "match"
+    }
     assert an.bars_consistency("BTCUSDT", "2024-05-06T23:50Z", "2024-05-07T00:10Z").height == 0
 
 
-@pytest.mark.parametrize("module", ["price_analysis.sql", "traffic_analysis.sql", "volume_stored.sql",
-                                    "quality_check.sql", "latency.sql"])
+@pytest.mark.parametrize(
+    "module",
+    ["price_analysis.sql", "traffic_analysis.sql", "volume_stored.sql", "quality_check.sql", "latency.sql"],
+)
 def test_psql_defaults_follow_the_data_like_the_api(dsn: str, module: str) -> None:
     # what the demo stores: exchange 'simulator', 90 s of ETHUSDT, nothing for binance / BTCUSDT
     t0 = datetime(2024, 5, 6, 12, 0, 10, tzinfo=UTC)
-    _write(dsn, [Trade("simulator", "ETHUSDT", 1 + i, Decimal("3000.10"), Decimal("0.5"), i % 2 == 0,
-                       datetime_to_us(t0) + i * 300_000, source="simulator") for i in range(300)])
-    head = {"price_analysis.sql": "open_time,open,high,low,close,volume",
-            "traffic_analysis.sql": "seconds,active_seconds,trades",
-            "volume_stored.sql": "open_time,trades,buy_volume",
-            "quality_check.sql": "source,trades,first_trade_id",
-            "latency.sql": "open_time,trades,streamed"}[module]
+    _write(
+        dsn,
+        [
+            Trade(
+                "simulator",
+                "ETHUSDT",
+                1 + i,
+                Decimal("3000.10"),
+                Decimal("0.5"),
+                i % 2 == 0,
+                datetime_to_us(t0) + i * 300_000,
+                source="simulator",
+            )
+            for i in range(300)
+        ],
+    )
+    head = {
+        "price_analysis.sql": "open_time,open,high,low,close,volume",
+        "traffic_analysis.sql": "seconds,active_seconds,trades",
+        "volume_stored.sql": "open_time,trades,buy_volume",
+        "quality_check.sql": "source,trades,first_trade_id",
+        "latency.sql": "open_time,trades,streamed",
+    }[module]
     rows = _psql_rows(dsn, module, head, until="trade_id,copies" if module == "quality_check.sql" else "")
     trades = sum(int(r["trades"]) for r in rows)
     if module == "traffic_analysis.sql":  # tps_stats: one row over the range the API chose too

@@ -67,27 +67,49 @@ def test_basis_funding_and_open_interest_equal_an_independent_recomputation(
     for k in range(6):
         at = lo + k * 8 * HOUR
         rate = Decimal(funding_units(at)) / UNIT
-        in_minute = [t for t in ex.trade_log("BTCUSDT", "MICROSECOND") if at <= t.trade_time_us < at + 60_000_000]
+        in_minute = [
+            t for t in ex.trade_log("BTCUSDT", "MICROSECOND") if at <= t.trade_time_us < at + 60_000_000
+        ]
         before = [t for t in ex.trade_log("BTCUSDT", "MICROSECOND") if t.trade_time_us < at]
         t = in_minute[0] if in_minute else before[-1]
         mark = _perp(t.price, t.trade_time_us)
         total += rate * mark
-        rows.append({"funding_time": _dt(at), "source": "fundingRate", "settled": True, "funding_rate": rate,
-                     "mark_price": mark, "mark_source": "markPriceKlines", "interval_hours": 8,
-                     "funding_per_unit": rate * mark, "cumulative_per_unit": total,
-                     "rate_annualised": rate * 365 * 3})
+        rows.append(
+            {
+                "funding_time": _dt(at),
+                "source": "fundingRate",
+                "settled": True,
+                "funding_rate": rate,
+                "mark_price": mark,
+                "mark_source": "markPriceKlines",
+                "interval_hours": 8,
+                "funding_per_unit": rate * mark,
+                "cumulative_per_unit": total,
+                "rate_annualised": rate * 365 * 3,
+            }
+        )
     assert fund.to_dicts() == rows
     # psql runs the same module to the same digits
     from cryptolab.storage.db import SQL_DIR
     from tests.storage.test_sql_psql import psql
-    r = psql(dsn, Path(SQL_DIR) / "futures.sql", "symbol=btcusdt", "exchange=simulator-usdm",
-             f"start={start.isoformat()}", f"end={end.isoformat()}", "interval=1h", csv=True)
+
+    r = psql(
+        dsn,
+        Path(SQL_DIR) / "futures.sql",
+        "symbol=btcusdt",
+        "exchange=simulator-usdm",
+        f"start={start.isoformat()}",
+        f"end={end.isoformat()}",
+        "interval=1h",
+        csv=True,
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     at = lines.index("open_time,perp_close,spot_close,basis,basis_bps,basis_annualised")
-    csv_rows = [ln.split(",") for ln in lines[at + 1: at + 1 + len(want)]]
+    csv_rows = [ln.split(",") for ln in lines[at + 1 : at + 1 + len(want)]]
     assert [[Decimal(x) for x in row[1:]] for row in csv_rows] == [
-        [w["perp_close"], w["spot_close"], w["basis"], w["basis_bps"], w["basis_annualised"]] for w in want]
+        [w["perp_close"], w["spot_close"], w["basis"], w["basis_bps"], w["basis_annualised"]] for w in want
+    ]
     # open interest every 5 minutes, its change exact
     assert oi.height == 2 * 288
     first = oi.row(0, named=True)
@@ -97,14 +119,18 @@ def test_basis_funding_and_open_interest_equal_an_independent_recomputation(
 
 
 def _liq(t_us: int, side: str, qty: str, ap: str) -> bytes:
-    return (f'{{"e":"forceOrder","E":{t_us // 1000 + 3},"o":{{"s":"BTCUSDT","S":"{side}","o":"LIMIT","f":"IOC",'
-            f'"q":"{qty}","p":"60000.1","ap":"{ap}","X":"FILLED","l":"{qty}","z":"{qty}","T":{t_us // 1000}}}}}'
-            ).encode()
+    return (
+        f'{{"e":"forceOrder","E":{t_us // 1000 + 3},"o":{{"s":"BTCUSDT","S":"{side}","o":"LIMIT","f":"IOC",'
+        f'"q":"{qty}","p":"60000.1","ap":"{ap}","X":"FILLED","l":"{qty}","z":"{qty}","T":{t_us // 1000}}}}}'
+    ).encode()
 
 
 def test_liquidations_and_live_funding_from_stream_rows(conn: psycopg.Connection) -> None:
     t0 = 1_721_347_200_000_000  # 2024-07-19 00:00 UTC
-    msgs = [_liq(t0 + k * 1_000_000, "SELL" if k % 3 else "BUY", f"0.{k + 1:03d}", f"6000{k}.5") for k in range(10)]
+    msgs = [
+        _liq(t0 + k * 1_000_000, "SELL" if k % 3 else "BUY", f"0.{k + 1:03d}", f"6000{k}.5")
+        for k in range(10)
+    ]
     rows = [decode_usdm(m, received_at_us=t0 + 86_400_000_000) for m in msgs]
     assert all(isinstance(r, Liquidation) for r in rows)
     with conn.transaction():
@@ -122,32 +148,75 @@ def test_liquidations_and_live_funding_from_stream_rows(conn: psycopg.Connection
     assert liq["note"][0].startswith("Binance sends at most one liquidation per symbol per second")
     # live funding: the last rate the markPrice stream announced for each settlement, the mark at it
     settle = t0 + 8 * HOUR
-    marks = [MarkPrice("binance-usdm", "BTCUSDT", settle - 2_000_000 + k * 1_000_000, Decimal("60000.5") + k,
-                       None, None, Decimal("0.0001") + Decimal(k) / 10**8, settle) for k in range(3)]
+    marks = [
+        MarkPrice(
+            "binance-usdm",
+            "BTCUSDT",
+            settle - 2_000_000 + k * 1_000_000,
+            Decimal("60000.5") + k,
+            None,
+            None,
+            Decimal("0.0001") + Decimal(k) / 10**8,
+            settle,
+        )
+        for k in range(3)
+    ]
     with conn.transaction():
         write_mark_prices(conn, marks)
     fund = an.funding("BTCUSDT", _dt(t0), _dt(t0 + 9 * HOUR), market="usdm", conn=conn)
-    assert fund.to_dicts() == [{
-        "funding_time": _dt(settle), "source": "markPrice", "settled": True, "funding_rate": Decimal("0.00010002"),
-        "mark_price": Decimal("60002.5"), "mark_source": "markPrice", "interval_hours": 8,
-        "funding_per_unit": Decimal("0.00010002") * Decimal("60002.5"),
-        "cumulative_per_unit": Decimal("0.00010002") * Decimal("60002.5"),
-        "rate_annualised": Decimal("0.00010002") * 1095}]
+    assert fund.to_dicts() == [
+        {
+            "funding_time": _dt(settle),
+            "source": "markPrice",
+            "settled": True,
+            "funding_rate": Decimal("0.00010002"),
+            "mark_price": Decimal("60002.5"),
+            "mark_source": "markPrice",
+            "interval_hours": 8,
+            "funding_per_unit": Decimal("0.00010002") * Decimal("60002.5"),
+            "cumulative_per_unit": Decimal("0.00010002") * Decimal("60002.5"),
+            "rate_annualised": Decimal("0.00010002") * 1095,
+        }
+    ]
 
 
 def test_bad_input_is_one_clear_line(conn: psycopg.Connection) -> None:
     with conn.transaction():
-        write_agg_trades(conn, [AggTrade("binance", "ETHUSDT", 1, Decimal("3000"), Decimal("1"), 1, 1,
-                                         1_721_347_200_000_000, False)])
-        write_agg_trades(conn, [AggTrade("binance-usdm", "BTCUSDT", 1, Decimal("60000"), Decimal("1"), 1, 1,
-                                         1_721_347_200_000_000, False)])
+        write_agg_trades(
+            conn,
+            [
+                AggTrade(
+                    "binance", "ETHUSDT", 1, Decimal("3000"), Decimal("1"), 1, 1, 1_721_347_200_000_000, False
+                )
+            ],
+        )
+        write_agg_trades(
+            conn,
+            [
+                AggTrade(
+                    "binance-usdm",
+                    "BTCUSDT",
+                    1,
+                    Decimal("60000"),
+                    Decimal("1"),
+                    1,
+                    1,
+                    1_721_347_200_000_000,
+                    False,
+                )
+            ],
+        )
     cases = [
-        (lambda: an.funding("BTCUSDT", exchange="binance", conn=conn),
-         "funding is a USD-M futures analysis: spot has no funding — pass market='usdm' (exchange 'binance-usdm')"),
+        (
+            lambda: an.funding("BTCUSDT", exchange="binance", conn=conn),
+            "funding is a USD-M futures analysis: spot has no funding — pass market='usdm' (exchange 'binance-usdm')",
+        ),
         (lambda: an.funding("BTCUSDT", market="spot", conn=conn), "spot has no funding"),
         (lambda: an.open_interest("BTCUSDT", market="spot", conn=conn), "spot has no open interest"),
-        (lambda: an.basis("ETHUSDT", conn=conn),
-         "ETHUSDT has spot data only (binance): no USD-M futures rows are stored for it"),
+        (
+            lambda: an.basis("ETHUSDT", conn=conn),
+            "ETHUSDT has spot data only (binance): no USD-M futures rows are stored for it",
+        ),
         (lambda: an.liquidations("BTCUSDT", market="coinm", conn=conn), "unknown market 'coinm'"),
         (lambda: an.basis("BTCUSDT", interval="7m", conn=conn), "interval '7m' is not an interval"),
         (lambda: an.funding("XRPUSDT", conn=conn), "no USD-M futures rows of XRPUSDT"),
@@ -163,16 +232,42 @@ def test_basis_reads_spot_from_its_1s_bars_when_spot_was_captured(conn: psycopg.
     from cryptolab.storage.writer import TradeWriter
 
     t0 = 1_721_347_200_000_000
-    spot = [Trade("binance", "BTCUSDT", 100 + k, Decimal("60000.01") + k, Decimal("0.5"), k % 2 == 0,
-                  t0 + k * 20_000_000) for k in range(9)]  # one every 20 s: 3 a minute
+    spot = [
+        Trade(
+            "binance",
+            "BTCUSDT",
+            100 + k,
+            Decimal("60000.01") + k,
+            Decimal("0.5"),
+            k % 2 == 0,
+            t0 + k * 20_000_000,
+        )
+        for k in range(9)
+    ]  # one every 20 s: 3 a minute
     TradeWriter(conn).write(spot)
     conn.commit()
     with conn.transaction():
-        write_agg_trades(conn, [AggTrade("binance-usdm", "BTCUSDT", k, Decimal("60010.1") + k * 2, Decimal("1"),
-                                         k, k, t0 + k * 20_000_000 + 5_000_000, False) for k in range(9)])
+        write_agg_trades(
+            conn,
+            [
+                AggTrade(
+                    "binance-usdm",
+                    "BTCUSDT",
+                    k,
+                    Decimal("60010.1") + k * 2,
+                    Decimal("1"),
+                    k,
+                    k,
+                    t0 + k * 20_000_000 + 5_000_000,
+                    False,
+                )
+                for k in range(9)
+            ],
+        )
     got = an.basis("BTCUSDT", _dt(t0), _dt(t0 + 180_000_000), "1m", market="usdm", conn=conn)
     assert got["spot_close"].to_list() == [Decimal("60002.01"), Decimal("60005.01"), Decimal("60008.01")]
     assert got["perp_close"].to_list() == [Decimal("60014.1"), Decimal("60020.1"), Decimal("60026.1")]
     assert got["basis"].to_list() == [Decimal("12.09"), Decimal("15.09"), Decimal("18.09")]
     assert got["basis_bps"][0] == (Decimal("12.09") * 10000 / Decimal("60002.01")).quantize(
-        Decimal("1e-6"), ROUND_HALF_UP)
+        Decimal("1e-6"), ROUND_HALF_UP
+    )

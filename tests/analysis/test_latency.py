@@ -37,7 +37,9 @@ def test_latest_trades_breakdown(mconn) -> None:
     assert [r["trade_id"] for r in got] == [t.trade_id for t in ts]
     raw = {r[0]: r for r in _raw(mconn)}
     for g, t in zip(got, ts):
-        assert g["trade_time"] == us_to_datetime(t.trade_time_us) and g["price"] == t.price and g["qty"] == t.qty
+        assert (
+            g["trade_time"] == us_to_datetime(t.trade_time_us) and g["price"] == t.price and g["qty"] == t.qty
+        )
         assert g["exchange_push"] == timedelta(microseconds=t.event_time_us - t.trade_time_us)
         assert g["network"] == timedelta(microseconds=t.received_at_us - t.event_time_us)
         assert g["pipeline"] == raw[t.trade_id][4] - us_to_datetime(t.received_at_us)
@@ -47,7 +49,10 @@ def test_latest_trades_breakdown(mconn) -> None:
 def test_latest_trades_before_end(mconn) -> None:
     end = START + timedelta(minutes=3)
     got = an.latest_trades(SYMBOL, end=end, limit=5, conn=mconn)
-    want = sorted((t for t in MARKET.by_symbol[SYMBOL] if us_to_datetime(t.trade_time_us) < end), key=lambda t: -t.trade_id)[:5]
+    want = sorted(
+        (t for t in MARKET.by_symbol[SYMBOL] if us_to_datetime(t.trade_time_us) < end),
+        key=lambda t: -t.trade_id,
+    )[:5]
     assert got["trade_id"].to_list() == [t.trade_id for t in want]
 
 

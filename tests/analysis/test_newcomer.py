@@ -29,9 +29,13 @@ def _write(conn: psycopg.Connection, trades: list[Trade]) -> None:
     conn.commit()
 
 
-def _trades(exchange: str, symbol: str, times: list[datetime], first_id: int = 1, **kw: object) -> list[Trade]:
-    return [Trade(exchange, symbol, first_id + i, Decimal("100.5") + i, Decimal("0.25"), i % 3 == 0, _us(t), **kw)  # type: ignore[arg-type]
-            for i, t in enumerate(times)]
+def _trades(
+    exchange: str, symbol: str, times: list[datetime], first_id: int = 1, **kw: object
+) -> list[Trade]:
+    return [
+        Trade(exchange, symbol, first_id + i, Decimal("100.5") + i, Decimal("0.25"), i % 3 == 0, _us(t), **kw)  # type: ignore[arg-type]
+        for i, t in enumerate(times)
+    ]
 
 
 def test_without_exchange_the_one_holding_the_data_binance_first(conn: psycopg.Connection) -> None:
@@ -54,7 +58,9 @@ def test_without_exchange_the_one_holding_the_data_binance_first(conn: psycopg.C
 
 def test_range_and_interval_follow_the_data(conn: psycopg.Connection) -> None:
     _write(conn, _trades(DEFAULT_EXCHANGE, "SHORTUSDT", [T0 + timedelta(seconds=i) for i in range(30)]))
-    bars = an.ohlcv("SHORTUSDT", conn=conn)  # 30 s of data: 1 s bars from the first trade, not 60 empty minutes
+    bars = an.ohlcv(
+        "SHORTUSDT", conn=conn
+    )  # 30 s of data: 1 s bars from the first trade, not 60 empty minutes
     assert bars.height == 30 and bars["trades"].to_list() == [1] * 30
     assert an.tps_stats("SHORTUSDT", conn=conn)["p50"][0] == 1
     assert an.bursts("SHORTUSDT", conn=conn).height == 0
@@ -73,8 +79,17 @@ def test_halts_and_gaps_that_began_before_start_are_reported(conn: psycopg.Conne
     after = T0 + timedelta(hours=2, minutes=30)
     times += [after, after + timedelta(seconds=1), after + timedelta(seconds=2)]
     trades = _trades(DEFAULT_EXCHANGE, "HALTUSDT", times)
-    trades.append(Trade(DEFAULT_EXCHANGE, "HALTUSDT", 8, Decimal("99"), Decimal("1"), False,
-                        _us(after + timedelta(minutes=5))))
+    trades.append(
+        Trade(
+            DEFAULT_EXCHANGE,
+            "HALTUSDT",
+            8,
+            Decimal("99"),
+            Decimal("1"),
+            False,
+            _us(after + timedelta(minutes=5)),
+        )
+    )
     _write(conn, trades)
     start = T0 + timedelta(hours=2)  # inside the halt
     halts = an.halts("HALTUSDT", start, after + timedelta(hours=1), conn=conn)
@@ -90,12 +105,50 @@ def test_halts_and_gaps_that_began_before_start_are_reported(conn: psycopg.Conne
 def test_latency_of_history_does_not_apply(conn: psycopg.Connection) -> None:
     now = datetime.now(timezone.utc).replace(microsecond=0)
     old = now - timedelta(days=841)
-    live = [Trade(DEFAULT_EXCHANGE, "LATUSDT", i, Decimal("10"), Decimal("1"), False, _us(now) + i * 1000,
-                  _us(now) + i * 1000 + 500, _us(now) + i * 1000 + 2500) for i in range(1, 4)]
-    history = [Trade(DEFAULT_EXCHANGE, "OLDUSDT", i, Decimal("10"), Decimal("1"), False, _us(old) + i * 1000,
-                     _us(now), _us(now), "replay") for i in range(1, 4)]  # replayed through a stream
-    loaded = [Trade(DEFAULT_EXCHANGE, "OLDUSDT", i, Decimal("10"), Decimal("1"), False, _us(old) + i * 1000,
-                    None, None, "backfill") for i in range(4, 6)]
+    live = [
+        Trade(
+            DEFAULT_EXCHANGE,
+            "LATUSDT",
+            i,
+            Decimal("10"),
+            Decimal("1"),
+            False,
+            _us(now) + i * 1000,
+            _us(now) + i * 1000 + 500,
+            _us(now) + i * 1000 + 2500,
+        )
+        for i in range(1, 4)
+    ]
+    history = [
+        Trade(
+            DEFAULT_EXCHANGE,
+            "OLDUSDT",
+            i,
+            Decimal("10"),
+            Decimal("1"),
+            False,
+            _us(old) + i * 1000,
+            _us(now),
+            _us(now),
+            "replay",
+        )
+        for i in range(1, 4)
+    ]  # replayed through a stream
+    loaded = [
+        Trade(
+            DEFAULT_EXCHANGE,
+            "OLDUSDT",
+            i,
+            Decimal("10"),
+            Decimal("1"),
+            False,
+            _us(old) + i * 1000,
+            None,
+            None,
+            "backfill",
+        )
+        for i in range(4, 6)
+    ]
     _write(conn, live + history + loaded)
     st = an.latency_stats("OLDUSDT", conn=conn)
     assert int(st["history"].sum()) == 5 and int(st["streamed"].sum()) == 0

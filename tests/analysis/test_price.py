@@ -36,7 +36,9 @@ OHLCV_KEYS = ["open_time", "open", "high", "low", "close", "volume", "quote_volu
               "taker_buy_quote", "trades", "first_trade_id", "last_trade_id"]
 
 
-@pytest.mark.parametrize("interval,iv_s", [("1s", 1), ("5s", 5), ("1m", 60), ("15m", 900), ("1h", 3600), ("1d", 86400)])
+@pytest.mark.parametrize(
+    "interval,iv_s", [("1s", 1), ("5s", 5), ("1m", 60), ("15m", 900), ("1h", 3600), ("1d", 86400)]
+)
 def test_ohlcv_matches_reference_at_every_interval(mconn, interval: str, iv_s: int) -> None:
     got = an.ohlcv(SYMBOL, START, END, interval, conn=mconn)
     want = ref_ohlcv(MARKET.by_symbol[SYMBOL], START_US, END_US, iv_s * SECOND)
@@ -55,7 +57,9 @@ def test_ohlcv_shows_empty_minutes_and_keeps_symbols_apart(mconn) -> None:
 
 
 def test_ohlcv_accepts_iso_strings_and_pandas(mconn) -> None:
-    got = an.ohlcv(SYMBOL, "2024-08-08T23:55:00Z", "2024-08-09T00:10:00+00:00", "5m", conn=mconn, as_="pandas")
+    got = an.ohlcv(
+        SYMBOL, "2024-08-08T23:55:00Z", "2024-08-09T00:10:00+00:00", "5m", conn=mconn, as_="pandas"
+    )
     want = ref_ohlcv(MARKET.by_symbol[SYMBOL], START_US, END_US, 300 * SECOND)
     assert list(got["trades"]) == [w["trades"] for w in want]
     assert isinstance(got["close"].iloc[0], Decimal)
@@ -74,7 +78,12 @@ def test_moving_averages_match_reference(mconn) -> None:
     want = ref_moving_averages(MARKET.by_symbol[SYMBOL], START_US, END_US, 15 * SECOND, 5, 7)
     assert_rows(got.to_dicts(), want, ["open_time", "close", "price", "sma", "ema"])
     assert got["sma"].null_count() >= 4  # warm-up
-    assert set(an.sma(SYMBOL, START, END, "15s", window=5, conn=mconn).columns) == {"open_time", "close", "price", "sma"}
+    assert set(an.sma(SYMBOL, START, END, "15s", window=5, conn=mconn).columns) == {
+        "open_time",
+        "close",
+        "price",
+        "sma",
+    }
     assert an.ema(SYMBOL, START, END, "15s", span=7, conn=mconn)["ema"].to_list() == [w["ema"] for w in want]
 
 
@@ -109,7 +118,11 @@ def test_session_vwap_resets_at_midnight(mconn, bands: bool) -> None:
     _check_vwap(got, want, bands)
     midnight = datetime(2024, 8, 9, tzinfo=UTC)
     first_after = got.filter(pl.col("open_time") == midnight).to_dicts()[0]
-    sel = [t for t in trades if datetime_to_us(midnight) <= t.trade_time_us < datetime_to_us(midnight) + 60 * SECOND]
+    sel = [
+        t
+        for t in trades
+        if datetime_to_us(midnight) <= t.trade_time_us < datetime_to_us(midnight) + 60 * SECOND
+    ]
     assert first_after["cum_volume"] == sum(t.qty for t in sel)  # reset: only the new session's trades
 
 
@@ -144,12 +157,16 @@ def test_anchored_vwap(mconn, bands: bool) -> None:
 
 @pytest.mark.parametrize("window", ["3m", 3])
 def test_rolling_vwap(mconn, window) -> None:
-    got = an.vwap(SYMBOL, START + timedelta(minutes=1), END, "1m", mode="rolling", window=window, bands=True, conn=mconn)
+    got = an.vwap(
+        SYMBOL, START + timedelta(minutes=1), END, "1m", mode="rolling", window=window, bands=True, conn=mconn
+    )
 
     def win(b: int) -> tuple[int, int]:
         return b + 60 * SECOND - 180 * SECOND, b + 60 * SECOND
 
-    want = ref_vwap(MARKET.by_symbol[SYMBOL], grid(START_US + 60 * SECOND, END_US, 60 * SECOND), 60 * SECOND, win)
+    want = ref_vwap(
+        MARKET.by_symbol[SYMBOL], grid(START_US + 60 * SECOND, END_US, 60 * SECOND), 60 * SECOND, win
+    )
     _check_vwap(got, want, True)
 
 
@@ -159,8 +176,22 @@ def test_volume_profile_matches_reference(mconn) -> None:
     ref = ref_volume_profile(trades, bins=40)
     assert got["tick"][0] == ref["tick"] == Decimal("0.01")
     assert got["bin_size"][0] == ref["bin_size"]
-    assert_rows(got.to_dicts(), ref["rows"], ["price_low", "price_high", "volume", "buy_volume", "sell_volume",
-                                               "trades", "volume_share", "is_poc", "in_value_area", "node"])
+    assert_rows(
+        got.to_dicts(),
+        ref["rows"],
+        [
+            "price_low",
+            "price_high",
+            "volume",
+            "buy_volume",
+            "sell_volume",
+            "trades",
+            "volume_share",
+            "is_poc",
+            "in_value_area",
+            "node",
+        ],
+    )
     assert got["is_poc"].sum() == 1
     va = got.filter(pl.col("in_value_area"))
     with localcontext() as c:
@@ -173,7 +204,9 @@ def test_volume_profile_with_a_bin_size(mconn) -> None:
     trades = MARKET.trades()
     got = an.volume_profile(SYMBOL, START, END, bin_size="0.25", value_area="0.5", conn=mconn)
     ref = ref_volume_profile(trades, bin_size=Decimal("0.25"), va=Decimal("0.5"))
-    assert_rows(got.to_dicts(), ref["rows"], ["price_low", "price_high", "volume", "is_poc", "in_value_area", "node"])
+    assert_rows(
+        got.to_dicts(), ref["rows"], ["price_low", "price_high", "volume", "is_poc", "in_value_area", "node"]
+    )
 
 
 def test_pivots_match_reference(mconn) -> None:
@@ -183,11 +216,15 @@ def test_pivots_match_reference(mconn) -> None:
     want = []
     for i in range(k, len(bars) - k):
         before, after = bars[i - k : i], bars[i + 1 : i + 1 + k]
-        if bars[i]["high"] > max(b["high"] for b in before) and bars[i]["high"] >= max(b["high"] for b in after):
+        if bars[i]["high"] > max(b["high"] for b in before) and bars[i]["high"] >= max(
+            b["high"] for b in after
+        ):
             want.append((bars[i]["open_time"], "high", bars[i]["high"]))
         if bars[i]["low"] < min(b["low"] for b in before) and bars[i]["low"] <= min(b["low"] for b in after):
             want.append((bars[i]["open_time"], "low", bars[i]["low"]))
-    assert [(r["open_time"], r["kind"], r["price"]) for r in got.to_dicts()] == sorted(want, key=lambda x: (x[0], x[1]))
+    assert [(r["open_time"], r["kind"], r["price"]) for r in got.to_dicts()] == sorted(
+        want, key=lambda x: (x[0], x[1])
+    )
     assert len(want) >= 4
 
 
@@ -240,8 +277,13 @@ def test_empty_range_gives_empty_frames_with_columns(mconn) -> None:
     assert prof.height == 0 and "price_low" in prof.columns
     v = an.vwap(SYMBOL, START, START, conn=mconn)
     assert v.height == 0 and "vwap" in v.columns
-    quiet = an.ohlcv(SYMBOL, datetime(2024, 8, 8, 12, tzinfo=UTC), datetime(2024, 8, 8, 12, 5, tzinfo=UTC), "1m",
-                     conn=mconn)
+    quiet = an.ohlcv(
+        SYMBOL,
+        datetime(2024, 8, 8, 12, tzinfo=UTC),
+        datetime(2024, 8, 8, 12, 5, tzinfo=UTC),
+        "1m",
+        conn=mconn,
+    )
     assert quiet.height == 5 and int(quiet["trades"].sum()) == 0
 
 
@@ -267,7 +309,9 @@ def test_live_bars_carry_delta_cvd_and_anchored_vwap(mconn) -> None:
         c.prec = 80
         cvd = vol = quote = Decimal(0)
         for g, sec in zip(got, secs):
-            ts = sorted((t for t in trades if t.trade_time_us // SECOND * SECOND == sec), key=lambda t: t.trade_id)
+            ts = sorted(
+                (t for t in trades if t.trade_time_us // SECOND * SECOND == sec), key=lambda t: t.trade_id
+            )
             delta = sum((t.qty if not t.is_buyer_maker else -t.qty for t in ts), Decimal(0))
             cvd += delta
             vol += sum(t.qty for t in ts)

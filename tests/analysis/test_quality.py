@@ -40,7 +40,11 @@ def test_gaps_are_reported_as_missing_ranges(mconn) -> None:
     by_id = {t.trade_id: t for t in MARKET.trades()}
     assert len(got) == 1
     g = got[0]
-    assert (g["first_missing_id"], g["last_missing_id"], g["missing"]) == (min(GAP_IDS), max(GAP_IDS), len(GAP_IDS))
+    assert (g["first_missing_id"], g["last_missing_id"], g["missing"]) == (
+        min(GAP_IDS),
+        max(GAP_IDS),
+        len(GAP_IDS),
+    )
     assert g["time_before"] == us_to_datetime(by_id[min(GAP_IDS) - 1].trade_time_us)
     assert g["time_after"] == us_to_datetime(by_id[max(GAP_IDS) + 1].trade_time_us)
     assert g["recorded_status"] is None  # no capture recorded it
@@ -50,11 +54,16 @@ def test_halts_are_not_gaps(mconn) -> None:
     got = an.halts(SYMBOL, START, END, min_halt="60s", conn=mconn).to_dicts()
     by_id = {t.trade_id: t for t in MARKET.trades()}
     assert [(h["last_id_before"], h["first_id_after"]) for h in got] == [(HALT_AFTER_ID, HALT_AFTER_ID + 1)]
-    assert got[0]["duration"] == timedelta(microseconds=by_id[HALT_AFTER_ID + 1].trade_time_us - by_id[HALT_AFTER_ID].trade_time_us)
+    assert got[0]["duration"] == timedelta(
+        microseconds=by_id[HALT_AFTER_ID + 1].trade_time_us - by_id[HALT_AFTER_ID].trade_time_us
+    )
     # a lower threshold finds every silence between consecutive ids, as the reference does
     ts = MARKET.trades()
-    want = [(a.trade_id, b.trade_id) for a, b in zip(ts, ts[1:])
-            if b.trade_id == a.trade_id + 1 and b.trade_time_us - a.trade_time_us >= 1_500_000]
+    want = [
+        (a.trade_id, b.trade_id)
+        for a, b in zip(ts, ts[1:])
+        if b.trade_id == a.trade_id + 1 and b.trade_time_us - a.trade_time_us >= 1_500_000
+    ]
     got2 = an.halts(SYMBOL, START, END, min_halt=Decimal("1.5"), conn=mconn)
     assert [(h["last_id_before"], h["first_id_after"]) for h in got2.to_dicts()] == want
 
@@ -68,16 +77,25 @@ def test_time_backwards(mconn) -> None:
 
 
 def test_timestamp_checks(mconn) -> None:
-    got = {r["rule"]: r for r in an.timestamp_checks(SYMBOL, START, END, max_skew="1s", conn=mconn).to_dicts()}
+    got = {
+        r["rule"]: r for r in an.timestamp_checks(SYMBOL, START, END, max_skew="1s", conn=mconn).to_dicts()
+    }
     n = len(MARKET.trades())
     push = got["trade_time <= event_time"]
     assert (push["checked"], push["violations"], push["example_trade_id"]) == (n, 1, BAD_PUSH_ID)
     assert push["worst"] == timedelta(milliseconds=1)
     net = got["event_time <= received_at"]
-    assert (net["violations"], net["example_trade_id"], net["worst"]) == (1, BAD_NETWORK_ID, timedelta(seconds=2.5))
+    assert (net["violations"], net["example_trade_id"], net["worst"]) == (
+        1,
+        BAD_NETWORK_ID,
+        timedelta(seconds=2.5),
+    )
     assert got["received_at <= ingested_at"]["violations"] == 0
     # with 3 s of allowed skew the network one is tolerated
-    loose = {r["rule"]: r for r in an.timestamp_checks(SYMBOL, START, END, max_skew=timedelta(seconds=3), conn=mconn).to_dicts()}
+    loose = {
+        r["rule"]: r
+        for r in an.timestamp_checks(SYMBOL, START, END, max_skew=timedelta(seconds=3), conn=mconn).to_dicts()
+    }
     assert loose["event_time <= received_at"]["violations"] == 0
 
 
@@ -111,7 +129,10 @@ def test_price_outliers_match_reference(mconn) -> None:
 
 
 def test_dead_letters_by_reason(mconn) -> None:
-    got = {(r["reason"], r["symbol"]): r["messages"] for r in an.dead_letter_counts(SYMBOL, START, END, conn=mconn).to_dicts()}
+    got = {
+        (r["reason"], r["symbol"]): r["messages"]
+        for r in an.dead_letter_counts(SYMBOL, START, END, conn=mconn).to_dicts()
+    }
     assert got == {("missing_field", SYMBOL): 2, ("bad_json", None): 1}  # the other symbol's is not ours
 
 
@@ -132,21 +153,40 @@ def test_duplicates_across_sources(dsn: str) -> None:
     with psycopg.connect(dsn) as c:
         w = TradeWriter(c)
         base = START_US + 10 * SECOND
-        live = [Trade("binance", SYMBOL, i, Decimal("100.5"), Decimal("1"), False, base + i * 1000, None, None, "live")
-                for i in range(1, 6)]
+        live = [
+            Trade(
+                "binance",
+                SYMBOL,
+                i,
+                Decimal("100.5"),
+                Decimal("1"),
+                False,
+                base + i * 1000,
+                None,
+                None,
+                "live",
+            )
+            for i in range(1, 6)
+        ]
         w.write(live)
         # the writer stores an id once (a conflicting copy is refused): copies stored by other means
         # (an older version, a plain INSERT in psql) — id 2 with a different T, id 3 that disagrees
-        for t in (live[1]._replace(trade_time_us=live[1].trade_time_us + 5000),
-                  live[2]._replace(trade_time_us=live[2].trade_time_us + 5, price=Decimal("100.6"))):
-            c.execute("INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, source) "
-                      "VALUES (%s, %s, %s, %s, %s, %s, timestamptz 'epoch' + %s * interval '1 microsecond', 'backfill')",
-                      (t.exchange, t.symbol, t.trade_id, t.price, t.qty, t.is_buyer_maker, t.trade_time_us))
+        for t in (
+            live[1]._replace(trade_time_us=live[1].trade_time_us + 5000),
+            live[2]._replace(trade_time_us=live[2].trade_time_us + 5, price=Decimal("100.6")),
+        ):
+            c.execute(
+                "INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, source) "
+                "VALUES (%s, %s, %s, %s, %s, %s, timestamptz 'epoch' + %s * interval '1 microsecond', 'backfill')",
+                (t.exchange, t.symbol, t.trade_id, t.price, t.qty, t.is_buyer_maker, t.trade_time_us),
+            )
         w.write([live[3]._replace(source="backfill")])  # same trade: not stored twice
         got = an.duplicates(SYMBOL, START, END, conn=c).to_dicts()
         rep = {r["check"]: r for r in an.quality_report(SYMBOL, START, END, conn=c).to_dicts()}
     assert [(r["trade_id"], r["copies"], r["sources"], r["same_content"]) for r in got] == [
-        (2, 2, "live,backfill", True), (3, 2, "live,backfill", False)]
+        (2, 2, "live,backfill", True),
+        (3, 2, "live,backfill", False),
+    ]
     assert rep["duplicates"]["status"] == "fail" and rep["duplicates"]["count"] == 2
     assert rep["nulls"]["status"] == "info"  # event/received times are null for these rows
 
@@ -178,12 +218,16 @@ def test_capture_runs_with_their_gaps(dsn: str) -> None:
         ).fetchone()[0]
         c.execute(
             "INSERT INTO capture_gaps (run_id, exchange, symbol, first_missing_id, last_missing_id, status) "
-            "VALUES (%s, 'binance', %s, %s, %s, 'unrecoverable')", (run_id, SYMBOL, min(GAP_IDS), max(GAP_IDS)))
+            "VALUES (%s, 'binance', %s, %s, %s, 'unrecoverable')",
+            (run_id, SYMBOL, min(GAP_IDS), max(GAP_IDS)),
+        )
         c.commit()
         runs = an.capture_runs(SYMBOL, START, END, conn=c).to_dicts()
         gaps = an.gaps(SYMBOL, START, END, conn=c).to_dicts()
-    assert [(r["run_id"], r["reconnects"], r["gaps_recorded"], r["gaps_unrecoverable"], r["ids_not_recovered"])
-            for r in runs] == [(run_id, 2, 1, 1, len(GAP_IDS))]
+    assert [
+        (r["run_id"], r["reconnects"], r["gaps_recorded"], r["gaps_unrecoverable"], r["ids_not_recovered"])
+        for r in runs
+    ] == [(run_id, 2, 1, 1, len(GAP_IDS))]
     assert gaps[0]["recorded_status"] == "unrecoverable"
 
 

@@ -131,7 +131,11 @@ def test_minutes_without_klines_are_incomplete(dsn: str) -> None:
 
 def test_fetch_klines_errors(dsn: str) -> None:
     with pytest.raises(SourceError):
-        an.fetch_klines("BTCUSDT", datetime(2024, 8, 8, tzinfo=UTC), datetime(2024, 8, 8, 0, 5, tzinfo=UTC),
-                        base_url="http://127.0.0.1:9")
+        an.fetch_klines(
+            "BTCUSDT",
+            datetime(2024, 8, 8, tzinfo=UTC),
+            datetime(2024, 8, 8, 0, 5, tzinfo=UTC),
+            base_url="http://127.0.0.1:9",
+        )
     with pytest.raises(DataError, match="unknown symbol"):
         an.reconcile_klines("NOPE", datetime(2024, 8, 8, tzinfo=UTC), datetime(2024, 8, 8, 0, 5, tzinfo=UTC))

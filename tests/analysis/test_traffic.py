@@ -77,7 +77,9 @@ def test_bursts_match_reference(mconn, window: int, factor) -> None:
     assert [(b["burst_start"], b["burst_end"], b["seconds"], b["trades"], b["peak_tps"], b["median_before"])
             for b in got.to_dicts()] == want
     # the burst we planted is found
-    assert any(b["burst_start"] <= us_to_datetime(BURST_FROM_US + SECOND) < b["burst_end"] for b in got.to_dicts())
+    assert any(
+        b["burst_start"] <= us_to_datetime(BURST_FROM_US + SECOND) < b["burst_end"] for b in got.to_dicts()
+    )
 
 
 def _gaps() -> list[int]:
@@ -88,8 +90,26 @@ def _gaps() -> list[int]:
 def test_inter_arrival_histogram(mconn) -> None:
     got = an.inter_arrival(SYMBOL, START, END, conn=mconn).to_dicts()
     gaps = _gaps()
-    edges = [None, 0, 1, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 500000, 1000000, 2000000,
-             5000000, 10000000, 60000000, None]
+    edges = [
+        None,
+        0,
+        1,
+        1000,
+        2000,
+        5000,
+        10000,
+        20000,
+        50000,
+        100000,
+        200000,
+        500000,
+        1000000,
+        2000000,
+        5000000,
+        10000000,
+        60000000,
+        None,
+    ]
     assert len(got) == 17
     total = len(gaps)
     cum = 0
@@ -118,7 +138,9 @@ def test_inter_arrival_stats(mconn) -> None:
 
 
 def test_ingest_throughput_counts_every_row_once(mconn) -> None:
-    row = mconn.execute("SELECT min(ingested_at), max(ingested_at) FROM trades WHERE symbol = %s", (SYMBOL,)).fetchone()
+    row = mconn.execute(
+        "SELECT min(ingested_at), max(ingested_at) FROM trades WHERE symbol = %s", (SYMBOL,)
+    ).fetchone()
     mconn.rollback()
     lo, hi = row[0].replace(microsecond=0), row[1].replace(microsecond=0) + timedelta(seconds=1)
     got = an.ingest_throughput(SYMBOL, lo, hi, conn=mconn)

@@ -71,7 +71,11 @@ def test_cvd_with_tick_rule_from_trades(mconn) -> None:
     got = an.cvd(SYMBOL, s, END, "1m", tick_rule=True, conn=mconn)
     trades = MARKET.by_symbol[SYMBOL]
     want = ref_cvd(trades, trades, datetime_to_us(s), END_US, 60 * SECOND)
-    assert_rows(got.to_dicts(), want, ["open_time", "trades", "delta", "cvd", "tick_delta", "tick_cvd", "classified", "agree"])
+    assert_rows(
+        got.to_dicts(),
+        want,
+        ["open_time", "trades", "delta", "cvd", "tick_delta", "tick_cvd", "classified", "agree"],
+    )
     # both measures of the same flow: the aggressor CVD equals the bar-based one
     bars = an.cvd(SYMBOL, s.replace(second=0), END, "1m", conn=mconn)
     assert got["cvd"][-1] == bars["cvd"][-1]
@@ -86,14 +90,41 @@ def test_cvd_sign_convention(dsn: str) -> None:
 
     base = datetime_to_us(datetime(2024, 8, 8, 12, tzinfo=UTC))
     with psycopg.connect(dsn) as c:
-        TradeWriter(c).write([
-            Trade("binance", "SIGNUSDT", 1, Decimal("10"), Decimal("2"), False, base, None, None, "live"),
-            Trade("binance", "SIGNUSDT", 2, Decimal("11"), Decimal("0.5"), True, base + 10, None, None, "live"),
-            Trade("binance", "SIGNUSDT", 3, Decimal("12"), Decimal("0.25"), True, base + 20, None, None, "live"),
-        ])
-        got = an.cvd("SIGNUSDT", us_to_datetime(base), us_to_datetime(base + 60 * SECOND), "1m", conn=c).to_dicts()
-        tick = an.cvd("SIGNUSDT", us_to_datetime(base), us_to_datetime(base + 60 * SECOND), "1m", tick_rule=True,
-                      conn=c).to_dicts()
+        TradeWriter(c).write(
+            [
+                Trade("binance", "SIGNUSDT", 1, Decimal("10"), Decimal("2"), False, base, None, None, "live"),
+                Trade(
+                    "binance",
+                    "SIGNUSDT",
+                    2,
+                    Decimal("11"),
+                    Decimal("0.5"),
+                    True,
+                    base + 10,
+                    None,
+                    None,
+                    "live",
+                ),
+                Trade(
+                    "binance",
+                    "SIGNUSDT",
+                    3,
+                    Decimal("12"),
+                    Decimal("0.25"),
+                    True,
+                    base + 20,
+                    None,
+                    None,
+                    "live",
+                ),
+            ]
+        )
+        got = an.cvd(
+            "SIGNUSDT", us_to_datetime(base), us_to_datetime(base + 60 * SECOND), "1m", conn=c
+        ).to_dicts()
+        tick = an.cvd(
+            "SIGNUSDT", us_to_datetime(base), us_to_datetime(base + 60 * SECOND), "1m", tick_rule=True, conn=c
+        ).to_dicts()
     assert got[0]["buy_volume"] == Decimal("2") and got[0]["sell_volume"] == Decimal("0.75")
     assert got[0]["cvd"] == Decimal("1.25")
     assert tick[0]["cvd"] == Decimal("1.25")

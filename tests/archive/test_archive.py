@@ -35,20 +35,30 @@ ALL_COLUMNS = ("exchange", "symbol", "trade_id", "trade_time", "price", "qty", "
 
 def _partitions(dsn: str) -> set[str]:
     with psycopg.connect(dsn) as c:
-        return {r[0] for r in c.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                                        "WHERE i.inhparent = 'trades'::regclass")}
+        return {
+            r[0]
+            for r in c.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'trades'::regclass"
+            )
+        }
 
 
 # ------------------------------------------------------------------ the plan (pure)
 def test_plan_exports_closed_days_and_drops_only_whole_selected_partitions() -> None:
-    parts = {date(2024, 1, 1): [("binance", "BTCUSDT"), ("binance", "ETHUSDT")],
-             date(2024, 1, 2): [("binance", "BTCUSDT")],
-             date(2024, 1, 3): [("binance", "BTCUSDT")],  # today: open, never touched
-             date(2023, 12, 31): []}
+    parts = {
+        date(2024, 1, 1): [("binance", "BTCUSDT"), ("binance", "ETHUSDT")],
+        date(2024, 1, 2): [("binance", "BTCUSDT")],
+        date(2024, 1, 3): [("binance", "BTCUSDT")],  # today: open, never touched
+        date(2023, 12, 31): [],
+    }
     today = date(2024, 1, 3)
     p = make_plan(parts, {}, set(), today=today, location="/a")
-    assert p.export == [Group(date(2024, 1, 1), "binance", "BTCUSDT"), Group(date(2024, 1, 1), "binance", "ETHUSDT"),
-                        Group(date(2024, 1, 2), "binance", "BTCUSDT")]
+    assert p.export == [
+        Group(date(2024, 1, 1), "binance", "BTCUSDT"),
+        Group(date(2024, 1, 1), "binance", "ETHUSDT"),
+        Group(date(2024, 1, 2), "binance", "BTCUSDT"),
+    ]
     assert p.drop == []
     p = make_plan(parts, {}, set(), today=today, location="/a", drop=True, symbols=["btcusdt"])
     assert [g.day for g in p.export] == [date(2024, 1, 1), date(2024, 1, 2)]
@@ -56,7 +66,9 @@ def test_plan_exports_closed_days_and_drops_only_whole_selected_partitions() -> 
     p = make_plan(parts, {}, set(), today=today, location="/a", keep_days=1)
     assert p.drop == [date(2024, 1, 1)]
     done = Group(date(2024, 1, 2), "binance", "BTCUSDT")
-    p = make_plan(parts, {done: Recorded("/a", False)}, {done}, today=today, location="/a", before=date(2024, 1, 2))
+    p = make_plan(
+        parts, {done: Recorded("/a", False)}, {done}, today=today, location="/a", before=date(2024, 1, 2)
+    )
     assert done not in p.export and [g.day for g in p.export] == [date(2024, 1, 1)] * 2
     p = make_plan(parts, {done: Recorded("/a", False)}, {done}, today=today, location="/a")
     assert p.done == [done]
@@ -79,11 +91,13 @@ def test_exact_sums_over_decimal128_match_python_decimal() -> None:
     with localcontext() as ctx:
         ctx.prec = 120
         for scale in (0, 8, 16, 30):
-            vals = [Decimal(rnd.randint(-10**37, 10**37)).scaleb(-scale) for _ in range(3000)]
+            vals = [Decimal(rnd.randint(-(10**37), 10**37)).scaleb(-scale) for _ in range(3000)]
             arr = pa.array([format(v, "f") for v in vals]).cast(pa.decimal128(38, scale))
             assert _decimal_sum(arr) == sum(vals)
             assert _decimal_sum(arr.slice(7, 100)) == sum(vals[7:107])
-        p = [Decimal(rnd.randint(1, 10**18)).scaleb(-8) for _ in range(3000)] + [Decimal("1e20")]  # last: > 2^64
+        p = [Decimal(rnd.randint(1, 10**18)).scaleb(-8) for _ in range(3000)] + [
+            Decimal("1e20")
+        ]  # last: > 2^64
         q = [Decimal(rnd.randint(1, 10**18)).scaleb(-8) for _ in range(3001)]
         pa_, qa = (pa.array([format(v, "f") for v in x]).cast(pa.decimal128(38, 8)) for x in (p, q))
         assert _decimal_sum(pa_, qa) == sum(a * b for a, b in zip(p, q))
@@ -107,8 +121,20 @@ def _odd_trades(day: date, n: int = 400, symbol: str = "ODDUSDT") -> list[Trade]
     for i in range(n):
         p, q = ODD[i % len(ODD)]
         t = base + i * 200_000_003 % 86_400_000_000  # spread over the day, µs precision
-        out.append(Trade("binance", symbol, first_id + i, p + i, q, i % 3 == 0, t, t + 7 if i % 4 else None,
-                         t + 11 if i % 5 else None, "backfill" if i % 2 else "live"))
+        out.append(
+            Trade(
+                "binance",
+                symbol,
+                first_id + i,
+                p + i,
+                q,
+                i % 3 == 0,
+                t,
+                t + 7 if i % 4 else None,
+                t + 11 if i % 5 else None,
+                "backfill" if i % 2 else "live",
+            )
+        )
     return out
 
 
@@ -131,10 +157,28 @@ def test_round_trip_is_exact_to_the_digit_and_microsecond(dsn: str, tmp_path: Pa
     assert table.column("trade_id").to_pylist() == sorted(table.column("trade_id").to_pylist())
     assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
     with psycopg.connect(dsn) as c:
-        rows = c.execute("SELECT trade_id, price, qty, quote_qty, trade_time, event_time, received_at, "
-                         "is_buyer_maker, source FROM trades ORDER BY trade_id").fetchall()
-    got = list(zip(*(table.column(n).to_pylist() for n in ("trade_id", "price", "qty", "quote_qty", "trade_time",
-                                                           "event_time", "received_at", "is_buyer_maker", "source"))))
+        rows = c.execute(
+            "SELECT trade_id, price, qty, quote_qty, trade_time, event_time, received_at, "
+            "is_buyer_maker, source FROM trades ORDER BY trade_id"
+        ).fetchall()
+    got = list(
+        zip(
+            *(
+                table.column(n).to_pylist()
+                for n in (
+                    "trade_id",
+                    "price",
+                    "qty",
+                    "quote_qty",
+                    "trade_time",
+                    "event_time",
+                    "received_at",
+                    "is_buyer_maker",
+                    "source",
+                )
+            )
+        )
+    )
     assert len(got) == len(rows) == 400
     for g, r in zip(got, rows):
         assert g == r  # Decimal equality (value-exact), datetimes to the µs, nulls kept
@@ -151,11 +195,16 @@ def test_duckdb_reads_the_archive_with_exact_counts_and_sums(dsn: str, tmp_path:
     got = duckdb.sql(
         f"SELECT symbol, date, count(*), min(trade_id), max(trade_id), sum(qty), sum(quote_qty) "
         f"FROM read_parquet('{root}/trades/**/*.parquet', hive_partitioning = true) "
-        "GROUP BY ALL ORDER BY date").fetchall()
+        "GROUP BY ALL ORDER BY date"
+    ).fetchall()
     with psycopg.connect(dsn) as c:
-        want = c.execute("SELECT symbol, (trade_time AT TIME ZONE 'UTC')::date, count(*), min(trade_id), "
-                         "max(trade_id), sum(qty), sum(price * qty) FROM trades GROUP BY 1, 2 ORDER BY 2").fetchall()
-    assert [(s, d, n, a, b) for s, d, n, a, b, _, _ in got] == [(s, d, n, a, b) for s, d, n, a, b, _, _ in want]
+        want = c.execute(
+            "SELECT symbol, (trade_time AT TIME ZONE 'UTC')::date, count(*), min(trade_id), "
+            "max(trade_id), sum(qty), sum(price * qty) FROM trades GROUP BY 1, 2 ORDER BY 2"
+        ).fetchall()
+    assert [(s, d, n, a, b) for s, d, n, a, b, _, _ in got] == [
+        (s, d, n, a, b) for s, d, n, a, b, _, _ in want
+    ]
     for g, w in zip(got, want):
         assert Decimal(str(g[5])) == w[5] and Decimal(str(g[6])) == w[6]
     # polars and pyarrow, as docs/archive.md shows
@@ -194,8 +243,13 @@ def test_a_killed_export_is_finished_by_the_next_run(dsn: str, tmp_path: Path) -
     _write(dsn, [t for d in range(8) for t in _odd_trades(DAY1 - timedelta(days=d), 3000)])
     root = tmp_path / "a"
     env = {**os.environ, "CRYPTOLAB_DSN": dsn}
-    proc = subprocess.Popen([sys.executable, "-m", "cryptolab", "archive", "--to", str(root), "--before", "2024-08-09"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cryptolab", "archive", "--to", str(root), "--before", "2024-08-09"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert proc.stdout is not None
     first = proc.stdout.readline()  # one day published
     time.sleep(0.05)
@@ -247,7 +301,8 @@ def test_a_damaged_file_stops_the_drop(dsn: str, tmp_path: Path) -> None:
     rep = archive(to=str(root), today=TODAY, drop=True)
     assert rep.dropped == [] and [why for _g, why in rep.plan.conflicts] == [
         f"{f} is damaged: {size // 2:,} bytes, {size:,} were published; "
-        "`cryptolab archive --replace` rewrites it from the database"]
+        "`cryptolab archive --replace` rewrites it from the database"
+    ]
     assert "trades_20240808" in _partitions(dsn)
 
 
@@ -256,10 +311,19 @@ def test_bad_locations_give_one_clear_line_and_delete_nothing(dsn: str, tmp_path
     env = {**os.environ, "CRYPTOLAB_DSN": dsn}
     afile = tmp_path / "file"
     afile.write_text("x")
-    for to, words in (("s4://bucket/x", "unknown scheme"), ("s3:///nobucket", "no valid bucket"),
-                      (str(afile), "is a file"), ("/proc/no/such/place", "failed")):
-        r = subprocess.run([sys.executable, "-m", "cryptolab", "archive", "--to", to, "--drop"], env=env,
-                           capture_output=True, text=True, timeout=60)
+    for to, words in (
+        ("s4://bucket/x", "unknown scheme"),
+        ("s3:///nobucket", "no valid bucket"),
+        (str(afile), "is a file"),
+        ("/proc/no/such/place", "failed"),
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "cryptolab", "archive", "--to", to, "--drop"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 2, (to, r.stdout, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and words in r.stderr, (to, r.stderr)
         assert "Traceback" not in r.stderr
@@ -282,13 +346,30 @@ def test_no_space_left_is_one_clear_message(dsn: str, tmp_path: Path) -> None:
 # ------------------------------------------------------------------ one history
 def _snapshot(dsn: str) -> dict[str, Any]:
     """Every public analysis function on ranges inside and across the two days, both symbols."""
-    skip = {"INTERVALS", "fetch_klines", "clock_skew", "reconcile_or_skip", "stored_symbols", "load_trades",
-            # the order book's readers: no book data here (archived book days: tests/archive/test_book_readers.py)
-            "book_at", "book_top", "quotes", "book_gaps", "book_markets", "book_stats", "trade_costs",
-            "effective_spread", "quote_stats"}
-    ranges = [(START, END), (START + timedelta(minutes=2), START + timedelta(minutes=9)),
-              (datetime(2024, 8, 9, 0, 1, tzinfo=UTC), END),
-              (datetime(2024, 8, 9, tzinfo=UTC), END)]  # day 2 only, its previous trade on day 1
+    skip = {
+        "INTERVALS",
+        "fetch_klines",
+        "clock_skew",
+        "reconcile_or_skip",
+        "stored_symbols",
+        "load_trades",
+        # the order book's readers: no book data here (archived book days: tests/archive/test_book_readers.py)
+        "book_at",
+        "book_top",
+        "quotes",
+        "book_gaps",
+        "book_markets",
+        "book_stats",
+        "trade_costs",
+        "effective_spread",
+        "quote_stats",
+    }
+    ranges = [
+        (START, END),
+        (START + timedelta(minutes=2), START + timedelta(minutes=9)),
+        (datetime(2024, 8, 9, 0, 1, tzinfo=UTC), END),
+        (datetime(2024, 8, 9, tzinfo=UTC), END),
+    ]  # day 2 only, its previous trade on day 1
     out: dict[str, Any] = {}
     c = db.connect(dsn, autocommit=True)  # a reused connection: left as found after each call
     try:
@@ -315,9 +396,13 @@ def _snapshot(dsn: str) -> dict[str, Any]:
         out["stored_symbols"] = an.stored_symbols()
         for sym in (SYMBOL, OTHER):
             for engine in ("adbc", "copy"):
-                out[f"load/{sym}/{engine}"] = an.load_trades(sym, START, END, columns=ALL_COLUMNS, engine=engine)
+                out[f"load/{sym}/{engine}"] = an.load_trades(
+                    sym, START, END, columns=ALL_COLUMNS, engine=engine
+                )
                 out[f"load_all/{sym}/{engine}"] = an.load_trades(sym, engine=engine)
-                out[f"load_part/{sym}/{engine}"] = an.load_trades(sym, ranges[1][0], ranges[2][0], engine=engine)
+                out[f"load_part/{sym}/{engine}"] = an.load_trades(
+                    sym, ranges[1][0], ranges[2][0], engine=engine
+                )
     finally:
         c.close()
     return out
@@ -336,7 +421,9 @@ def _same(before: dict[str, Any], after: dict[str, Any]) -> None:
             assert a == b, k
 
 
-def test_every_analysis_gives_the_same_answer_before_and_after_archive_and_drop(dsn: str, tmp_path: Path) -> None:
+def test_every_analysis_gives_the_same_answer_before_and_after_archive_and_drop(
+    dsn: str, tmp_path: Path
+) -> None:
     write_market(dsn, MARKET)
     before = _snapshot(dsn)
     assert before[f"load/{SYMBOL}/adbc"].height == len(MARKET.trades(SYMBOL))
@@ -344,10 +431,15 @@ def test_every_analysis_gives_the_same_answer_before_and_after_archive_and_drop(
     rep = archive(to=str(root), before=DAY2, drop=True, today=TODAY)  # day 1 leaves PostgreSQL
     assert rep.dropped == [DAY1] and "trades_20240808" not in _partitions(dsn)
     with psycopg.connect(dsn) as c:
-        kept = c.execute("SELECT symbol, check_name, status FROM archive_quality WHERE day = %s ORDER BY 1, 2",
-                         (DAY1,)).fetchall()
-        assert {s for s, _, _ in kept} == {SYMBOL, OTHER} and ("TESTUSDT", "id gaps") in [(s, n) for s, n, _ in kept]
-        assert c.execute("SELECT count(*) FROM bars_1s WHERE ts < '2024-08-09'").fetchone()[0] > 0  # bars stay
+        kept = c.execute(
+            "SELECT symbol, check_name, status FROM archive_quality WHERE day = %s ORDER BY 1, 2", (DAY1,)
+        ).fetchall()
+        assert {s for s, _, _ in kept} == {SYMBOL, OTHER} and ("TESTUSDT", "id gaps") in [
+            (s, n) for s, n, _ in kept
+        ]
+        assert (
+            c.execute("SELECT count(*) FROM bars_1s WHERE ts < '2024-08-09'").fetchone()[0] > 0
+        )  # bars stay
     _same(before, _snapshot(dsn))  # half from the archive, half from the database
     rep = archive(to=str(root), drop=True, today=TODAY)  # day 2 too
     assert rep.dropped == [DAY2]
@@ -374,21 +466,34 @@ def test_attach_shadows_trades_for_one_session_only(dsn: str, tmp_path: Path) ->
 def test_cli_dry_run_then_retention(dsn: str, tmp_path: Path) -> None:
     _write(dsn, _odd_trades(DAY1, 30) + _odd_trades(DAY2, 30))
     env = {**os.environ, "CRYPTOLAB_DSN": dsn, "CRYPTOLAB_ARCHIVE": str(tmp_path / "env-archive")}
-    r = subprocess.run([sys.executable, "-m", "cryptolab", "archive", "--keep-days", "30", "--dry-run"],
-                       env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "cryptolab", "archive", "--keep-days", "30", "--dry-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert "would export binance ODDUSDT 2024-08-08" in r.stdout and "would drop" in r.stdout
-    assert {"trades_20240808", "trades_20240809"} <= _partitions(dsn) and not (tmp_path / "env-archive").exists()
-    r = subprocess.run([sys.executable, "-m", "cryptolab", "archive", "--keep-days", "30"],
-                       env=env, capture_output=True, text=True, timeout=60)
+    assert {"trades_20240808", "trades_20240809"} <= _partitions(dsn) and not (
+        tmp_path / "env-archive"
+    ).exists()
+    r = subprocess.run(
+        [sys.executable, "-m", "cryptolab", "archive", "--keep-days", "30"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert "2 day(s) written (60 rows" in r.stdout and "2 partition(s) dropped" in r.stdout, r.stdout
     assert not {"trades_20240808", "trades_20240809"} & _partitions(dsn)
     assert len(list((tmp_path / "env-archive").glob("trades/**/*.parquet"))) == 2
 
 
-def test_a_busy_partition_is_not_dropped_and_the_rerun_drops_it(dsn: str, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_busy_partition_is_not_dropped_and_the_rerun_drops_it(
+    dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import cryptolab.archive.job as job
 
     monkeypatch.setattr(job, "_LOCK_WAIT", "300ms")
@@ -400,7 +505,9 @@ def test_a_busy_partition_is_not_dropped_and_the_rerun_drops_it(dsn: str, tmp_pa
             archive(to=str(root), today=TODAY, drop=True)
         assert "trades_20240808" in _partitions(dsn)
         with psycopg.connect(dsn) as c:
-            assert c.execute("SELECT count(*) FROM archive_days WHERE dropped_at IS NOT NULL").fetchone() == (0,)
+            assert c.execute("SELECT count(*) FROM archive_days WHERE dropped_at IS NOT NULL").fetchone() == (
+                0,
+            )
         reader.rollback()
     assert archive(to=str(root), today=TODAY, drop=True).dropped == [DAY1]
 

@@ -39,41 +39,67 @@ def stored(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
         return {
             "book_diffs": c.execute(
                 "SELECT exchange, symbol, first_update_id, last_update_id, prev_update_id, event_time, received_at, "
-                "bid_price, bid_qty, ask_price, ask_qty, source FROM book_diffs ORDER BY last_update_id").fetchall(),
-            "quotes": c.execute("SELECT exchange, symbol, update_id, received_at, event_time, bid_price, bid_qty, "
-                                "ask_price, ask_qty, source FROM quotes ORDER BY update_id").fetchall(),
+                "bid_price, bid_qty, ask_price, ask_qty, source FROM book_diffs ORDER BY last_update_id"
+            ).fetchall(),
+            "quotes": c.execute(
+                "SELECT exchange, symbol, update_id, received_at, event_time, bid_price, bid_qty, "
+                "ask_price, ask_qty, source FROM quotes ORDER BY update_id"
+            ).fetchall(),
             "book_snapshots": c.execute(
                 "SELECT exchange, symbol, last_update_id, received_at, event_time, bid_price, bid_qty, ask_price, "
-                "ask_qty, source FROM book_snapshots ORDER BY last_update_id").fetchall(),
-            "book_gaps": c.execute("SELECT exchange, symbol, reason, after_update_id FROM book_gaps").fetchall(),
+                "ask_qty, source FROM book_snapshots ORDER BY last_update_id"
+            ).fetchall(),
+            "book_gaps": c.execute(
+                "SELECT exchange, symbol, reason, after_update_id FROM book_gaps"
+            ).fetchall(),
         }
 
 
 def text_rows(dsn: str) -> tuple[list[DepthDiff], list[Quote], list[BookSnapshot]]:
     """The stored diffs, quotes and snapshots as the book's own rows, with PostgreSQL's exact text."""
+
     def us(col: str) -> str:
         return f"(extract(epoch FROM {col}) * 1000000)::bigint"
 
     with psycopg.connect(dsn) as c:
-        diffs = [DepthDiff(r[0], r[1], r[2], r[3], r[5], list(zip(r[7], r[8])), list(zip(r[9], r[10])), r[6], r[4], r[11])
-                 for r in c.execute(f"SELECT exchange, symbol, first_update_id, last_update_id, prev_update_id, "
-                                    f"{us('event_time')}, {us('received_at')}, bid_price::text[], bid_qty::text[], "
-                                    "ask_price::text[], ask_qty::text[], source FROM book_diffs "
-                                    "ORDER BY last_update_id")]
-        quotes = [Quote(*r) for r in c.execute(
-            f"SELECT exchange, symbol, update_id, bid_price::text, bid_qty::text, ask_price::text, ask_qty::text, "
-            f"{us('received_at')}, {us('event_time')}, source FROM quotes ORDER BY update_id")]
-        snaps = [BookSnapshot(r[0], r[1], r[2], list(zip(r[3], r[4])), list(zip(r[5], r[6])), r[7], r[8], r[9])
-                 for r in c.execute(f"SELECT exchange, symbol, last_update_id, bid_price::text[], bid_qty::text[], "
-                                    f"ask_price::text[], ask_qty::text[], {us('received_at')}, {us('event_time')}, "
-                                    "source FROM book_snapshots ORDER BY last_update_id")]
+        diffs = [
+            DepthDiff(
+                r[0], r[1], r[2], r[3], r[5], list(zip(r[7], r[8])), list(zip(r[9], r[10])), r[6], r[4], r[11]
+            )
+            for r in c.execute(
+                f"SELECT exchange, symbol, first_update_id, last_update_id, prev_update_id, "
+                f"{us('event_time')}, {us('received_at')}, bid_price::text[], bid_qty::text[], "
+                "ask_price::text[], ask_qty::text[], source FROM book_diffs "
+                "ORDER BY last_update_id"
+            )
+        ]
+        quotes = [
+            Quote(*r)
+            for r in c.execute(
+                f"SELECT exchange, symbol, update_id, bid_price::text, bid_qty::text, ask_price::text, ask_qty::text, "
+                f"{us('received_at')}, {us('event_time')}, source FROM quotes ORDER BY update_id"
+            )
+        ]
+        snaps = [
+            BookSnapshot(r[0], r[1], r[2], list(zip(r[3], r[4])), list(zip(r[5], r[6])), r[7], r[8], r[9])
+            for r in c.execute(
+                f"SELECT exchange, symbol, last_update_id, bid_price::text[], bid_qty::text[], "
+                f"ask_price::text[], ask_qty::text[], {us('received_at')}, {us('event_time')}, "
+                "source FROM book_snapshots ORDER BY last_update_id"
+            )
+        ]
     return diffs, quotes, snaps
 
 
 def book_partitions(dsn: str) -> set[str]:
     with psycopg.connect(dsn) as c:
-        return {r[0] for r in c.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                                        "WHERE i.inhparent IN ('book_diffs'::regclass, 'quotes'::regclass)")}
+        return {
+            r[0]
+            for r in c.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent IN ('book_diffs'::regclass, 'quotes'::regclass)"
+            )
+        }
 
 
 def frame_rows(frame: pl.DataFrame) -> list[tuple[Any, ...]]:
@@ -81,7 +107,8 @@ def frame_rows(frame: pl.DataFrame) -> list[tuple[Any, ...]]:
 
 
 def test_book_days_are_archived_verified_dropped_and_read_back_exactly(
-        dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     load(dsn, tmp_path)
     before = stored(dsn)
     diffs, quotes, snaps = text_rows(dsn)
@@ -91,7 +118,8 @@ def test_book_days_are_archived_verified_dropped_and_read_back_exactly(
     # 1. archive without dropping: every book table's closed days are files, recorded, in the manifest
     rep = archive(to=str(root), today=TODAY)
     assert rep.book is not None and {(e.kind, e.status) for e in rep.book.exported} == {
-        (k, "exported") for k in TABLES}
+        (k, "exported") for k in TABLES
+    }
     with psycopg.connect(dsn) as c:
         recorded = c.execute("SELECT kind, day, rows FROM archive_book_days ORDER BY kind, day").fetchall()
     by_kind_day = {(k, d): n for k, d, n in recorded}
@@ -108,12 +136,20 @@ def test_book_days_are_archived_verified_dropped_and_read_back_exactly(
     # 2. again with --drop: nothing re-written, the partitions and the snapshot rows go, the gaps stay
     rep = archive(to=str(root), today=TODAY, drop=True)
     assert rep.book is not None and not [e for e in rep.book.exported if e.status != "present"]
-    assert sorted(rep.book.dropped) == sorted([(k, d) for k in ("book_diffs", "quotes", "book_snapshots")
-                                               for d in (DAY1, DAY2) if (k, d) in by_kind_day])
+    assert sorted(rep.book.dropped) == sorted(
+        [
+            (k, d)
+            for k in ("book_diffs", "quotes", "book_snapshots")
+            for d in (DAY1, DAY2)
+            if (k, d) in by_kind_day
+        ]
+    )
     assert book_partitions(dsn) == set()
     after = stored(dsn)
-    assert after["book_diffs"] == after["quotes"] == after["book_snapshots"] == [] and after["book_gaps"] == before[
-        "book_gaps"]
+    assert (
+        after["book_diffs"] == after["quotes"] == after["book_snapshots"] == []
+        and after["book_gaps"] == before["book_gaps"]
+    )
     # 3. read back: the same rows, to the digit (frames) and to the character (rows)
     frame = read_book_diffs("binance", SYMBOL, T0, T1)
     assert frame is not None and frame.columns == ["exchange", "symbol", *KINDS["book_diffs"].names]
@@ -127,7 +163,9 @@ def test_book_days_are_archived_verified_dropped_and_read_back_exactly(
     # a range inside one day reads only its rows
     noon = datetime(2024, 8, 9, 0, 0, 30, tzinfo=timezone.utc)
     part = read_book_diffs("binance", SYMBOL, noon, T1, rows=True)
-    assert part == [d for d in diffs if d.event_time_us >= int(noon.timestamp() * 1e6)] and 0 < len(part) < len(diffs)
+    assert part == [d for d in diffs if d.event_time_us >= int(noon.timestamp() * 1e6)] and 0 < len(
+        part
+    ) < len(diffs)
     price = next(d.bids[0][0] for d in part if d.bids)
     assert isinstance(price, str) and Decimal(price).as_tuple().exponent == -8
     # loading the recording again stores nothing of the archived days (they live in the archive)
@@ -138,7 +176,8 @@ def test_book_days_are_archived_verified_dropped_and_read_back_exactly(
 
 
 def test_a_damaged_book_file_is_caught_before_the_drop_and_on_every_read(
-        dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     load(dsn, tmp_path)
     before = stored(dsn)
     root = tmp_path / "archive"
@@ -167,8 +206,9 @@ def test_a_damaged_book_file_is_caught_before_the_drop_and_on_every_read(
     assert read_quotes("binance", SYMBOL, T0, T1) is not None  # the other tables' files are fine
 
 
-def test_book_days_go_to_s3_and_come_back(dsn: str, tmp_path: Path, s3: Any,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_book_days_go_to_s3_and_come_back(
+    dsn: str, tmp_path: Path, s3: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     load(dsn, tmp_path)
     before = stored(dsn)
     url = f"s3://{s3.bucket}/lab"

@@ -80,13 +80,20 @@ def spark(aws_env: str) -> Iterator[Any]:
     except ImportError:
         _need("the Spark test needs pyspark (the dev extra: pip install -e '.[dev]')")
     saved = {k: os.environ.get(k) for k in ("SPARK_LOCAL_IP", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
-    os.environ.update(SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    session = (SparkSession.builder.master("local[2]").appName("cryptolab-archive-test")
-               .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-               .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
-               .config("spark.ui.showConsoleProgress", "false")
-               .config("spark.driver.extraJavaOptions", f"-Duser.timezone={ZONE}")
-               .getOrCreate())
+    os.environ.update(
+        SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable
+    )
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("cryptolab-archive-test")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", f"-Duser.timezone={ZONE}")
+        .getOrCreate()
+    )
     session.sparkContext.setLogLevel("ERROR")
     try:
         yield session
@@ -99,8 +106,17 @@ def spark(aws_env: str) -> Iterator[Any]:
                 os.environ[k] = v
 
 
-def _day_trades(symbol: str, day: date, n: int, first_id: int, price0: str, price_dp: int, qty_dp: int,
-                ms: bool, seed: int) -> list[Trade]:
+def _day_trades(
+    symbol: str,
+    day: date,
+    n: int,
+    first_id: int,
+    price0: str,
+    price_dp: int,
+    qty_dp: int,
+    ms: bool,
+    seed: int,
+) -> list[Trade]:
     """n trades spread over the UTC day, a random walk; price with price_dp decimals, qty with qty_dp."""
     import random
 
@@ -115,12 +131,16 @@ def _day_trades(symbol: str, day: date, n: int, first_id: int, price0: str, pric
             t -= t % 1000
         price = max(tick, price + tick * rnd.randint(-30, 30))
         qty = lot * rnd.randint(1, 10 ** min(qty_dp + 1, 12))
-        out.append(Trade("binance", symbol, first_id + i, price, qty, rnd.random() < 0.5, t, None, None, "backfill"))
+        out.append(
+            Trade("binance", symbol, first_id + i, price, qty, rnd.random() < 0.5, t, None, None, "backfill")
+        )
     return out
 
 
 @pytest.fixture(scope="module")
-def archived(tmp_path_factory: pytest.TempPathFactory, server_dsn: str, template_db: str) -> Iterator[tuple[Path, Any]]:
+def archived(
+    tmp_path_factory: pytest.TempPathFactory, server_dsn: str, template_db: str
+) -> Iterator[tuple[Path, Any]]:
     """BTCUSDT on two days (µs times, 2-decimal prices, 5-decimal quantities: 7-decimal products),
     ETHUSDT on one (ms times), PEPEUSDT with the contract's extremes (8-decimal prices, 11-digit
     quantities) — archived, and PostgreSQL's own answers computed before the drop."""
@@ -129,20 +149,26 @@ def archived(tmp_path_factory: pytest.TempPathFactory, server_dsn: str, template
         c.execute(f'DROP DATABASE IF EXISTS "{name}"')
         c.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     dsn = psycopg.conninfo.make_conninfo(server_dsn, dbname=name)
-    trades = (_day_trades("BTCUSDT", date(2024, 8, 8), 6000, 1_000_000, "60000.00", 2, 5, False, 1)
-              + _day_trades("BTCUSDT", date(2024, 8, 9), 6000, 1_006_000, "61000.00", 2, 5, False, 2)
-              + _day_trades("ETHUSDT", date(2024, 8, 7), 4000, 500_000, "2500.00", 2, 4, True, 3)
-              + _day_trades("PEPEUSDT", date(2024, 8, 9), 2000, 70_000, "0.00001234", 8, 0, False, 4))
+    trades = (
+        _day_trades("BTCUSDT", date(2024, 8, 8), 6000, 1_000_000, "60000.00", 2, 5, False, 1)
+        + _day_trades("BTCUSDT", date(2024, 8, 9), 6000, 1_006_000, "61000.00", 2, 5, False, 2)
+        + _day_trades("ETHUSDT", date(2024, 8, 7), 4000, 500_000, "2500.00", 2, 4, True, 3)
+        + _day_trades("PEPEUSDT", date(2024, 8, 9), 2000, 70_000, "0.00001234", 8, 0, False, 4)
+    )
     for t in trades[-5:]:  # the widest quantity the contract holds
         trades.append(t._replace(trade_id=t.trade_id + 10_000, qty=Decimal("99999999999.99999999")))
     _write(dsn, trades)
     with psycopg.connect(dsn) as c:
         want: dict[str, Any] = {
-            "days": c.execute("SELECT symbol, (trade_time AT TIME ZONE 'UTC')::date, count(*), sum(qty), "
-                              "sum(quote_qty), sum(price * qty) FROM trades GROUP BY 1, 2 ORDER BY 1, 2").fetchall(),
-            "vwap": c.execute("SELECT symbol, (extract(epoch FROM date_trunc('minute', trade_time)))::bigint, count(*), "
-                              "sum(qty), sum(quote_qty), round(sum(quote_qty) / sum(qty), 8) FROM trades "
-                              "GROUP BY 1, 2 ORDER BY 1, 2").fetchall(),
+            "days": c.execute(
+                "SELECT symbol, (trade_time AT TIME ZONE 'UTC')::date, count(*), sum(qty), "
+                "sum(quote_qty), sum(price * qty) FROM trades GROUP BY 1, 2 ORDER BY 1, 2"
+            ).fetchall(),
+            "vwap": c.execute(
+                "SELECT symbol, (extract(epoch FROM date_trunc('minute', trade_time)))::bigint, count(*), "
+                "sum(qty), sum(quote_qty), round(sum(quote_qty) / sum(qty), 8) FROM trades "
+                "GROUP BY 1, 2 ORDER BY 1, 2"
+            ).fetchall(),
         }
     root = tmp_path_factory.mktemp("spark") / "archive"
     os.environ["CRYPTOLAB_DSN"] = dsn
@@ -166,20 +192,26 @@ def _read(spark: Any, root: Path) -> Any:
 def test_spark_day_totals_equal_postgresql_exactly(spark: Any, archived: tuple[Path, Any]) -> None:
     root, want = archived
     _read(spark, root).createOrReplaceTempView("trades")
-    got = spark.sql("SELECT symbol, date, count(*), sum(qty), sum(quote_qty), sum(price * qty) FROM trades "
-                    "GROUP BY symbol, date ORDER BY symbol, date").collect()
+    got = spark.sql(
+        "SELECT symbol, date, count(*), sum(qty), sum(quote_qty), sum(price * qty) FROM trades "
+        "GROUP BY symbol, date ORDER BY symbol, date"
+    ).collect()
     assert [tuple(r) for r in got] == want["days"]  # Decimal == Decimal: every digit
-    types = spark.sql("SELECT price * qty AS notional FROM trades").dtypes + spark.sql(
-        "SELECT sum(quote_qty) / sum(qty) AS vwap FROM trades").dtypes
+    types = (
+        spark.sql("SELECT price * qty AS notional FROM trades").dtypes
+        + spark.sql("SELECT sum(quote_qty) / sum(qty) AS vwap FROM trades").dtypes
+    )
     assert types == [("notional", "decimal(38,16)"), ("vwap", "decimal(38,8)")]  # no rounding of the product
 
 
 def test_spark_per_minute_vwap_equals_postgresql_exactly(spark: Any, archived: tuple[Path, Any]) -> None:
     root, want = archived
     _read(spark, root).createOrReplaceTempView("trades")
-    got = spark.sql("SELECT symbol, unix_seconds(date_trunc('MINUTE', trade_time)) AS minute, count(*), sum(qty), "
-                    "sum(quote_qty), sum(quote_qty) / sum(qty) AS vwap FROM trades "
-                    "GROUP BY symbol, date, minute ORDER BY symbol, minute").collect()
+    got = spark.sql(
+        "SELECT symbol, unix_seconds(date_trunc('MINUTE', trade_time)) AS minute, count(*), sum(qty), "
+        "sum(quote_qty), sum(quote_qty) / sum(qty) AS vwap FROM trades "
+        "GROUP BY symbol, date, minute ORDER BY symbol, minute"
+    ).collect()
     assert len(got) == len(want["vwap"]) > 4000
     assert [tuple(r) for r in got] == want["vwap"]
 
@@ -189,7 +221,9 @@ def test_group_by_the_date_partition_in_any_session_time_zone(spark: Any, archiv
     root, want = archived
     assert spark.conf.get("spark.sql.session.timeZone") == ZONE
     _read(spark, root).createOrReplaceTempView("trades")
-    by_partition = spark.sql("SELECT symbol, date, count(*) FROM trades GROUP BY 1, 2 ORDER BY 1, 2").collect()
+    by_partition = spark.sql(
+        "SELECT symbol, date, count(*) FROM trades GROUP BY 1, 2 ORDER BY 1, 2"
+    ).collect()
     assert [tuple(r) for r in by_partition] == [w[:3] for w in want["days"]]
     moved = spark.sql("SELECT count(*) FROM trades WHERE to_date(trade_time) <> date").collect()[0][0]
     assert moved > 0  # the trades before 04:00 UTC: the previous day in New York — why the recipe uses `date`
@@ -200,8 +234,9 @@ def test_group_by_the_date_partition_in_any_session_time_zone(spark: Any, archiv
         spark.conf.set("spark.sql.session.timeZone", ZONE)
 
 
-def test_a_file_outside_the_manifest_is_not_read_by_the_recipe(spark: Any, archived: tuple[Path, Any],
-                                                              tmp_path: Path) -> None:
+def test_a_file_outside_the_manifest_is_not_read_by_the_recipe(
+    spark: Any, archived: tuple[Path, Any], tmp_path: Path
+) -> None:
     """A half-written or stray day under trades/ (not listed): the recipe reads only what the manifest lists."""
     root, want = archived
     stray = root / "trades/exchange=binance/symbol=BTCUSDT/date=2024-08-10/trades-BTCUSDT-2024-08-10.parquet"
@@ -233,7 +268,8 @@ def test_duckdb_per_minute_sums_and_vwap_equal_postgresql_exactly(archived: tupl
     got = duckdb.sql(
         "SELECT symbol, epoch(date_trunc('minute', trade_time))::bigint AS minute, count(*), sum(qty), sum(quote_qty) "
         "FROM read_parquet($files, hive_partitioning = true) GROUP BY symbol, date, minute ORDER BY symbol, minute",
-        params={"files": files}).fetchall()
+        params={"files": files},
+    ).fetchall()
     assert [g[:5] for g in got] == [w[:5] for w in want["vwap"]]
     assert [_vwap8(g[4], g[3]) for g in got] == [w[5] for w in want["vwap"]]
 
@@ -245,12 +281,23 @@ def test_polars_day_totals_equal_postgresql_exactly(archived: tuple[Path, Any]) 
 
     root, want = archived
     files = [f"{root}/{d['path']}" for d in json.loads((root / "manifest.json").read_text())["days"]]
-    got = (pl.scan_parquet(files, hive_partitioning=True).group_by("symbol", "date")
-           .agg(pl.len(), pl.col("qty").sum(), pl.col("quote_qty").sum(), (pl.col("price") * pl.col("qty")).sum())
-           .sort("symbol", "date").collect())
+    got = (
+        pl.scan_parquet(files, hive_partitioning=True)
+        .group_by("symbol", "date")
+        .agg(
+            pl.len(), pl.col("qty").sum(), pl.col("quote_qty").sum(), (pl.col("price") * pl.col("qty")).sum()
+        )
+        .sort("symbol", "date")
+        .collect()
+    )
     rows = list(got.iter_rows())
     assert [r[:5] for r in rows] == [w[:5] for w in want["days"]]
-    assert [r[5] == w[5] for r, w in zip(rows, want["days"])] == [True, True, True, False]  # PEPE: 10+ decimals
+    assert [r[5] == w[5] for r, w in zip(rows, want["days"])] == [
+        True,
+        True,
+        True,
+        False,
+    ]  # PEPE: 10+ decimals
 
 
 def test_spark_and_duckdb_read_the_archive_on_s3_exactly(spark: Any, aws_env: str, dsn: str) -> None:
@@ -262,25 +309,39 @@ def test_spark_and_duckdb_read_the_archive_on_s3_exactly(spark: Any, aws_env: st
     from cryptolab.storage.parquet.spark import register
 
     boto3.client("s3", endpoint_url=aws_env, region_name="us-east-1").create_bucket(Bucket="lab")
-    _write(dsn, _day_trades("BTCUSDT", date(2024, 8, 8), 3000, 1, "60000.00", 2, 5, False, 9)
-           + _day_trades("BTCUSDT", date(2024, 8, 9), 2000, 3001, "60100.00", 2, 5, False, 10))
+    _write(
+        dsn,
+        _day_trades("BTCUSDT", date(2024, 8, 8), 3000, 1, "60000.00", 2, 5, False, 9)
+        + _day_trades("BTCUSDT", date(2024, 8, 9), 2000, 3001, "60100.00", 2, 5, False, 10),
+    )
     with psycopg.connect(dsn) as c:
-        want = c.execute("SELECT (trade_time AT TIME ZONE 'UTC')::date, count(*), sum(qty), sum(quote_qty), "
-                         "round(sum(quote_qty) / sum(qty), 8) FROM trades GROUP BY 1 ORDER BY 1").fetchall()
+        want = c.execute(
+            "SELECT (trade_time AT TIME ZONE 'UTC')::date, count(*), sum(qty), sum(quote_qty), "
+            "round(sum(quote_qty) / sum(qty), 8) FROM trades GROUP BY 1 ORDER BY 1"
+        ).fetchall()
     archive(to="s3://lab/cryptolab", today=TODAY, drop=True)
     # Spark: cryptolab's data source (no jars), checked against the manifest file by file
     register(spark)
     spark.read.format("cryptolab_archive").load("s3://lab/cryptolab").createOrReplaceTempView("s3_trades")
-    got = spark.sql("SELECT date, count(*), sum(qty), sum(quote_qty), sum(quote_qty) / sum(qty) FROM s3_trades "
-                    "GROUP BY date ORDER BY date").collect()
+    got = spark.sql(
+        "SELECT date, count(*), sum(qty), sum(quote_qty), sum(quote_qty) / sum(qty) FROM s3_trades "
+        "GROUP BY date ORDER BY date"
+    ).collect()
     assert [tuple(r) for r in got] == want
     # DuckDB: a pyarrow dataset over the listed files, scanned by DuckDB (filters and columns pushed down)
     s3 = pafs.S3FileSystem(endpoint_override=aws_env, region="us-east-1")
     with s3.open_input_file("lab/cryptolab/manifest.json") as f:
         manifest = json.loads(f.read())
-    trades = pads.dataset([f"lab/cryptolab/{d['path']}" for d in manifest["days"]], filesystem=s3, format="parquet",
-                          partitioning="hive", partition_base_dir="lab/cryptolab/trades")
+    trades = pads.dataset(
+        [f"lab/cryptolab/{d['path']}" for d in manifest["days"]],
+        filesystem=s3,
+        format="parquet",
+        partitioning="hive",
+        partition_base_dir="lab/cryptolab/trades",
+    )
     con = duckdb.connect()
     con.register("trades", trades)
-    got2 = con.sql("SELECT date::date, count(*), sum(qty), sum(quote_qty) FROM trades GROUP BY 1 ORDER BY 1").fetchall()
+    got2 = con.sql(
+        "SELECT date::date, count(*), sum(qty), sum(quote_qty) FROM trades GROUP BY 1 ORDER BY 1"
+    ).fetchall()
     assert [(*g, _vwap8(g[3], g[2])) for g in got2] == want

@@ -36,8 +36,13 @@ SYM = "ODDUSDT"
 
 
 def _cli(dsn: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cryptolab", "archive", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "CRYPTOLAB_DSN": dsn})
+    return subprocess.run(
+        [sys.executable, "-m", "cryptolab", "archive", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "CRYPTOLAB_DSN": dsn},
+    )
 
 
 # ------------------------------------------------------------------ the contract
@@ -50,33 +55,64 @@ def test_misfit_names_the_first_value_the_contract_cannot_hold() -> None:
 
 
 def test_conform_gives_exactly_the_contract_schema_or_refuses_naming_day_and_value() -> None:
-    raw = pa.table({"trade_id": pa.array([7, 8], pa.int64()),
-                    "trade_time": pa.array([1, 2], pa.timestamp("us", tz="UTC")),
-                    "price": ["60000.1", "60000.10000000"], "qty": ["0.001", "2"], "quote_qty": ["60.0001", "120000.2"],
-                    "is_buyer_maker": [True, False], "event_time": pa.array([None, 3], pa.timestamp("us", tz="UTC")),
-                    "received_at": pa.array([None, None], pa.timestamp("us", tz="UTC")),
-                    "ingested_at": pa.array([4, 5], pa.timestamp("us", tz="UTC")), "source": ["live", "backfill"],
-                    "price_scale": pa.array([1, 8], pa.int8()), "qty_scale": pa.array([3, 0], pa.int8())})
+    raw = pa.table(
+        {
+            "trade_id": pa.array([7, 8], pa.int64()),
+            "trade_time": pa.array([1, 2], pa.timestamp("us", tz="UTC")),
+            "price": ["60000.1", "60000.10000000"],
+            "qty": ["0.001", "2"],
+            "quote_qty": ["60.0001", "120000.2"],
+            "is_buyer_maker": [True, False],
+            "event_time": pa.array([None, 3], pa.timestamp("us", tz="UTC")),
+            "received_at": pa.array([None, None], pa.timestamp("us", tz="UTC")),
+            "ingested_at": pa.array([4, 5], pa.timestamp("us", tz="UTC")),
+            "source": ["live", "backfill"],
+            "price_scale": pa.array([1, 8], pa.int8()),
+            "qty_scale": pa.array([3, 0], pa.int8()),
+        }
+    )
     assert conform(raw, "binance", "X", DAY1).schema == contract_schema()
     bad = raw.set_column(2, "price", pa.array(["60000.1", "0.123456789"]))
-    with pytest.raises(ArchiveError, match=r"binance X 2024-08-08: price 0\.123456789 \(trade 8\) does not fit.*"
-                                           r"decimal\(18,8\).*stays in the database"):
+    with pytest.raises(
+        ArchiveError,
+        match=r"binance X 2024-08-08: price 0\.123456789 \(trade 8\) does not fit.*"
+        r"decimal\(18,8\).*stays in the database",
+    ):
         conform(bad, "binance", "X", DAY1)
 
 
 def _trades(day: date, prices: list[str], first_id: int, symbol: str = "MIXUSDT") -> list[Trade]:
     base = int(datetime(day.year, day.month, day.day, 1, tzinfo=timezone.utc).timestamp()) * 1_000_000
-    return [Trade("binance", symbol, first_id + i, Decimal(p), Decimal("0.001"), i % 2 == 0, base + i * 1000, None,
-                  None, "backfill") for i, p in enumerate(prices)]
+    return [
+        Trade(
+            "binance",
+            symbol,
+            first_id + i,
+            Decimal(p),
+            Decimal("0.001"),
+            i % 2 == 0,
+            base + i * 1000,
+            None,
+            None,
+            "backfill",
+        )
+        for i, p in enumerate(prices)
+    ]
 
 
-def test_days_with_more_decimals_are_refused_and_every_reader_sees_one_exact_schema(dsn: str, tmp_path: Path) -> None:
+def test_days_with_more_decimals_are_refused_and_every_reader_sees_one_exact_schema(
+    dsn: str, tmp_path: Path
+) -> None:
     """The issue's case: a day with 8-decimal prices next to one with more. Before the contract each
     got its own scale; Spark, polars and pyarrow refused the pair and DuckDB rounded silently."""
-    _write(dsn, _trades(DAY1, ["0.01542234", "0.01542000", "0.2"], 100)
-           + _trades(DAY2, ["0.015422345", "0.01"], 200))  # DAY2: 9 decimals
+    _write(
+        dsn,
+        _trades(DAY1, ["0.01542234", "0.01542000", "0.2"], 100) + _trades(DAY2, ["0.015422345", "0.01"], 200),
+    )  # DAY2: 9 decimals
     root = tmp_path / "a"
-    with pytest.raises(ArchiveError, match=r"MIXUSDT 2024-08-09: price 0\.015422345 \(trade 200\) does not fit"):
+    with pytest.raises(
+        ArchiveError, match=r"MIXUSDT 2024-08-09: price 0\.015422345 \(trade 200\) does not fit"
+    ):
         archive(to=str(root), today=TODAY, drop=True)
     assert "trades_20240809" in _partitions(dsn)
     files = sorted(root.glob("trades/**/*.parquet"))
@@ -89,19 +125,33 @@ def test_days_with_more_decimals_are_refused_and_every_reader_sees_one_exact_sch
     schemas = {pq.read_schema(f).remove_metadata() for f in root.glob("trades/**/*.parquet")}
     assert schemas == {contract_schema()}
     want = Decimal("0.01542234") * 2 + Decimal("0.01542000") + Decimal("0.2") + Decimal("123456.5")
-    got = duckdb.sql(f"SELECT sum(price) FROM read_parquet('{root}/trades/**/*.parquet', hive_partitioning = true)"
-                     ).fetchall()
+    got = duckdb.sql(
+        f"SELECT sum(price) FROM read_parquet('{root}/trades/**/*.parquet', hive_partitioning = true)"
+    ).fetchall()
     assert got == [(want,)]
-    assert pl.scan_parquet(f"{root}/trades/**/*.parquet", hive_partitioning=True).select(pl.col("price").sum()
-                                                                                           ).collect().item() == want
+    assert (
+        pl.scan_parquet(f"{root}/trades/**/*.parquet", hive_partitioning=True)
+        .select(pl.col("price").sum())
+        .collect()
+        .item()
+        == want
+    )
     table = pads.dataset(root / "trades", format="parquet", partitioning="hive").to_table()
     assert sum(table.column("price").to_pylist()) == want
 
 
 def _v1_file(path: Path, table: pa.Table) -> None:
     """What the archive wrote before the contract: decimal128(38, 8|16), format 1."""
-    old = table.cast(pa.schema([pa.field(f.name, pa.decimal128(38, 16 if f.name == "quote_qty" else 8))
-                                if pa.types.is_decimal(f.type) else f for f in table.schema]))
+    old = table.cast(
+        pa.schema(
+            [
+                pa.field(f.name, pa.decimal128(38, 16 if f.name == "quote_qty" else 8))
+                if pa.types.is_decimal(f.type)
+                else f
+                for f in table.schema
+            ]
+        )
+    )
     pq.write_table(old.replace_schema_metadata({"cryptolab.format": "1"}), path, compression="zstd")
 
 
@@ -130,7 +180,10 @@ def test_a_dropped_day_of_an_older_schema_is_rewritten_from_its_own_file(dsn: st
     assert pq.read_schema(f).remove_metadata() == contract_schema()
     assert read_trades("binance", SYM).equals(want)
     with psycopg.connect(dsn) as c:
-        assert c.execute("SELECT format, sha256 IS NOT NULL FROM archive_days").fetchone() == (FORMAT_VERSION, True)
+        assert c.execute("SELECT format, sha256 IS NOT NULL FROM archive_days").fetchone() == (
+            FORMAT_VERSION,
+            True,
+        )
     assert [d["date"] for d in json.loads((root / MANIFEST).read_text())["days"]] == ["2024-08-08"]
     # a file that no longer holds what was recorded is not rewritten: a conflict, named
     _v1_file(f, pq.read_table(f).slice(0, 100))
@@ -158,13 +211,17 @@ def test_the_manifest_lists_every_published_day_with_its_checksum(dsn: str, tmp_
         assert d["rows"] == pq.read_metadata(root / d["path"]).num_rows
     assert days["2024-08-08"]["rows"] == 300 and days["2024-08-09"]["rows"] == 200
     with psycopg.connect(dsn) as c:
-        sums = c.execute("SELECT sum(qty), sum(price * qty) FROM trades WHERE trade_time < '2024-08-09'").fetchone()
+        sums = c.execute(
+            "SELECT sum(qty), sum(price * qty) FROM trades WHERE trade_time < '2024-08-09'"
+        ).fetchone()
     assert sums is not None
     assert (Decimal(days["2024-08-08"]["sum_qty"]), Decimal(days["2024-08-08"]["sum_quote_qty"])) == sums
     assert not list((root / ".staging").glob("*"))  # written whole, moved into place
 
 
-def test_a_day_published_but_not_yet_in_the_manifest_is_added_by_the_next_run(dsn: str, tmp_path: Path) -> None:
+def test_a_day_published_but_not_yet_in_the_manifest_is_added_by_the_next_run(
+    dsn: str, tmp_path: Path
+) -> None:
     _write(dsn, _odd_trades(DAY1, 100) + _odd_trades(DAY2, 100))
     root = tmp_path / "a"
     archive(to=str(root), today=TODAY)
@@ -176,7 +233,10 @@ def test_a_day_published_but_not_yet_in_the_manifest_is_added_by_the_next_run(ds
     archive(to=str(root), today=TODAY)
     again = json.loads(m.read_text())
     assert [(d["exchange"], d["date"]) for d in again["days"]] == [
-        ("binance", "2024-08-08"), ("binance", "2024-08-09"), ("elsewhere", "2024-08-08")]
+        ("binance", "2024-08-08"),
+        ("binance", "2024-08-09"),
+        ("elsewhere", "2024-08-08"),
+    ]
 
 
 # ------------------------------------------------------------------ damage is named, never read
@@ -264,7 +324,9 @@ def test_verify_records_the_checksum_of_a_day_archived_before_checksums(dsn: str
         c.execute("UPDATE archive_days SET sha256 = NULL")
     (root / MANIFEST).unlink()
     r = _cli(dsn, "--verify", "--to", str(root))
-    assert r.returncode == 0 and "1 checksum(s) recorded" in r.stdout and "manifest rewritten" in r.stdout, r.stdout
+    assert r.returncode == 0 and "1 checksum(s) recorded" in r.stdout and "manifest rewritten" in r.stdout, (
+        r.stdout
+    )
     with psycopg.connect(dsn) as c:
         assert c.execute("SELECT sha256 FROM archive_days").fetchone() == digest
     assert json.loads((root / MANIFEST).read_text())["days"][0]["sha256"] == digest[0]
@@ -285,8 +347,13 @@ def test_an_archive_on_disk_is_private_to_its_owner(dsn: str, tmp_path: Path) ->
 
 def _advisory_holders(dsn: str) -> list[int]:
     with psycopg.connect(dsn) as c:
-        return [r[0] for r in c.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                                        "AND objid = hashtext('cryptolab_archive')::oid")]
+        return [
+            r[0]
+            for r in c.execute(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND objid = hashtext('cryptolab_archive')::oid"
+            )
+        ]
 
 
 def test_a_killed_archive_never_leaves_its_query_holding_the_lock(dsn: str, tmp_path: Path) -> None:
@@ -295,17 +362,25 @@ def test_a_killed_archive_never_leaves_its_query_holding_the_lock(dsn: str, tmp_
     root = tmp_path / "a"
     with psycopg.connect(dsn) as blocker:
         blocker.execute("LOCK TABLE archive_quality IN ACCESS EXCLUSIVE MODE")  # the quality step will wait
-        proc = subprocess.Popen([sys.executable, "-m", "cryptolab", "archive", "--to", str(root), "--drop"],
-                                env={**os.environ, "CRYPTOLAB_DSN": dsn}, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cryptolab", "archive", "--to", str(root), "--drop"],
+            env={**os.environ, "CRYPTOLAB_DSN": dsn},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             end = time.monotonic() + 60
             waiting: list[int] = []
             while time.monotonic() < end and not waiting:
                 with psycopg.connect(dsn) as c:
                     # the session waiting for archive_quality (pg_locks: the query text may be cut before the name)
-                    waiting = [r[0] for r in c.execute("SELECT pid FROM pg_locks WHERE NOT granted "
-                                                        "AND relation = 'archive_quality'::regclass")]
+                    waiting = [
+                        r[0]
+                        for r in c.execute(
+                            "SELECT pid FROM pg_locks WHERE NOT granted "
+                            "AND relation = 'archive_quality'::regclass"
+                        )
+                    ]
                 time.sleep(0.1)
             assert waiting and _advisory_holders(dsn) == waiting
         finally:
@@ -330,7 +405,13 @@ def test_the_quality_report_runs_on_an_analysed_partition(dsn: str, tmp_path: Pa
         _analyze_if_stale(c, "public.trades_20240809")
         assert c.execute(query).fetchone() == (True,)
         c.execute("SELECT pg_stat_force_next_flush()")
-        first = c.execute("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'trades_20240809'").fetchone()
+        first = c.execute(
+            "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'trades_20240809'"
+        ).fetchone()
         _analyze_if_stale(c, "public.trades_20240809")  # fresh statistics: not analysed again
-        assert c.execute("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'trades_20240809'"
-                         ).fetchone() == first
+        assert (
+            c.execute(
+                "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'trades_20240809'"
+            ).fetchone()
+            == first
+        )

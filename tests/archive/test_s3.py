@@ -67,19 +67,26 @@ def _keys(client: Any, prefix: str = "") -> list[str]:
 def test_archive_to_s3_then_drop_and_read_back_as_one_history(dsn: str, s3: Any) -> None:
     write_market(dsn, MARKET)
     url = f"s3://{s3.bucket}/lab/archive"
-    before_frame = an.load_trades(SYMBOL, START, END, columns=("trade_id", "trade_time", "price", "qty", "quote_qty"))
+    before_frame = an.load_trades(
+        SYMBOL, START, END, columns=("trade_id", "trade_time", "price", "qty", "quote_qty")
+    )
     before_ohlcv = an.ohlcv(SYMBOL, START, END, "1m")
     before_gaps = an.gaps(SYMBOL, START, END)
     rep = archive(to=url, drop=True, today=TODAY)
     assert sorted(rep.dropped) == [date(2024, 8, 8), date(2024, 8, 9)]
     keys = _keys(s3)
-    assert "lab/archive/trades/exchange=binance/symbol=TESTUSDT/date=2024-08-08/trades-TESTUSDT-2024-08-08.parquet" in keys
+    assert (
+        "lab/archive/trades/exchange=binance/symbol=TESTUSDT/date=2024-08-08/trades-TESTUSDT-2024-08-08.parquet"
+        in keys
+    )
     assert not [k for k in keys if "/.staging/" in k and not k.endswith("/")]  # nothing half-written left
     with psycopg.connect(dsn) as c:
         assert c.execute("SELECT count(*) FROM trades").fetchone() == (0,)
         assert c.execute("SELECT DISTINCT location FROM archive_days").fetchall() == [(url,)]
     # the archive alone, through cryptolab
-    got = read_trades("binance", SYMBOL, START, END, columns=("trade_id", "trade_time", "price", "qty", "quote_qty"))
+    got = read_trades(
+        "binance", SYMBOL, START, END, columns=("trade_id", "trade_time", "price", "qty", "quote_qty")
+    )
     assert_frame_equal(got, before_frame, check_exact=True)
     # the SQL modules through the session's TEMP trades
     with db.connect(dsn, autocommit=True) as c:
@@ -91,16 +98,28 @@ def test_archive_to_s3_then_drop_and_read_back_as_one_history(dsn: str, s3: Any)
     # and without cryptolab: polars straight from the bucket (object_store), pyarrow's dataset
     import os
 
-    opts = {"aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"], "aws_allow_http": "true",
-            "aws_access_key_id": "testing", "aws_secret_access_key": "testing", "aws_region": "us-east-1"}
-    n = (pl.scan_parquet(f"{url}/trades/**/*.parquet", hive_partitioning=True, storage_options=opts)
-         .filter(pl.col("symbol") == SYMBOL).select(pl.len()).collect().item())
+    opts = {
+        "aws_endpoint_url": os.environ["AWS_ENDPOINT_URL"],
+        "aws_allow_http": "true",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        "aws_region": "us-east-1",
+    }
+    n = (
+        pl.scan_parquet(f"{url}/trades/**/*.parquet", hive_partitioning=True, storage_options=opts)
+        .filter(pl.col("symbol") == SYMBOL)
+        .select(pl.len())
+        .collect()
+        .item()
+    )
     assert n == before_frame.height
     import pyarrow.dataset as pads
     import pyarrow.fs as pafs
 
     fs = pafs.S3FileSystem(endpoint_override=os.environ["AWS_ENDPOINT_URL"], region="us-east-1")
-    dset = pads.dataset(f"{s3.bucket}/lab/archive/trades", filesystem=fs, format="parquet", partitioning="hive")
+    dset = pads.dataset(
+        f"{s3.bucket}/lab/archive/trades", filesystem=fs, format="parquet", partitioning="hive"
+    )
     assert dset.count_rows() == len(MARKET.stored)
 
 
@@ -115,16 +134,31 @@ def test_rerun_against_s3_is_idempotent_and_cleans_staging(dsn: str, s3: Any) ->
     assert not [k for k in _keys(s3, "a/.staging/") if not k.endswith("/")]
 
 
-def test_store_faults_give_one_clear_message_and_delete_nothing(dsn: str, s3: Any, monkeypatch: pytest.MonkeyPatch,
-                                                                tmp_path: Path) -> None:
+def test_store_faults_give_one_clear_message_and_delete_nothing(
+    dsn: str, s3: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     _write(dsn, _odd_trades(DAY1, 50))
     with pytest.raises(ArchiveError, match="bucket does not exist"):
         archive(to=f"s3://no-such-bucket-{s3.bucket}/x", today=TODAY, drop=True)
     # a store that refuses writes (a bucket policy denying PutObject, enforced by the server)
     import json
 
-    s3.put_bucket_policy(Bucket=s3.bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{s3.bucket}/*"}]}))
+    s3.put_bucket_policy(
+        Bucket=s3.bucket,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:PutObject",
+                        "Resource": f"arn:aws:s3:::{s3.bucket}/*",
+                    }
+                ],
+            }
+        ),
+    )
     with pytest.raises(ArchiveError, match="refused the request.*[Nn]othing was deleted"):
         archive(to=f"s3://{s3.bucket}/x", today=TODAY, drop=True)
     s3.delete_bucket_policy(Bucket=s3.bucket)
@@ -136,9 +170,13 @@ def test_store_faults_give_one_clear_message_and_delete_nothing(dsn: str, s3: An
         archive(to=f"s3://{s3.bucket}/x", today=TODAY, drop=True)
     assert "\n" not in str(err.value) and "nothing was deleted" in str(err.value).lower()
     # the same through the CLI: one line on stderr, exit 2
-    r = subprocess.run([sys.executable, "-m", "cryptolab", "archive", "--to", f"s3://{s3.bucket}/x", "--drop"],
-                       capture_output=True, text=True, timeout=120,
-                       env={**__import__("os").environ, "CRYPTOLAB_DSN": dsn})
+    r = subprocess.run(
+        [sys.executable, "-m", "cryptolab", "archive", "--to", f"s3://{s3.bucket}/x", "--drop"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "CRYPTOLAB_DSN": dsn},
+    )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "trades_20240808" in _partitions(dsn)
     with psycopg.connect(dsn) as c:

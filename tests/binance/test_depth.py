@@ -63,21 +63,39 @@ def test_malformed_ticker_becomes_a_dead_letter() -> None:
 
 
 def test_snapshot_from_rest_checks_every_level_and_the_size() -> None:
-    obj = {"lastUpdateId": 50093239218, "bids": [["61837.63000000", "3.78826000"]], "asks": [["61837.64000000", "1"]]}
+    obj = {
+        "lastUpdateId": 50093239218,
+        "bids": [["61837.63000000", "3.78826000"]],
+        "asks": [["61837.64000000", "1"]],
+    }
     s = snapshot_from_rest(obj, "btcusdt", exchange="binance", received_at_us=NOW)
-    assert s == BookSnapshot("binance", "BTCUSDT", 50093239218, [("61837.63000000", "3.78826000")],
-                             [("61837.64000000", "1")], NOW, None, "live")
+    assert s == BookSnapshot(
+        "binance",
+        "BTCUSDT",
+        50093239218,
+        [("61837.63000000", "3.78826000")],
+        [("61837.64000000", "1")],
+        NOW,
+        None,
+        "live",
+    )
     with pytest.raises(DataError, match="more than the 5000 levels"):
-        snapshot_from_rest({**obj, "bids": [["1", "1"]] * 5001}, "BTCUSDT", exchange="binance", received_at_us=NOW)
+        snapshot_from_rest(
+            {**obj, "bids": [["1", "1"]] * 5001}, "BTCUSDT", exchange="binance", received_at_us=NOW
+        )
     with pytest.raises(DataError, match="lacks lastUpdateId"):
         snapshot_from_rest({"bids": []}, "BTCUSDT", exchange="binance", received_at_us=NOW)
     with pytest.raises(DataError, match="not \\[price, qty\\] strings"):
-        snapshot_from_rest({**obj, "asks": [[61837.64, 1]]}, "BTCUSDT", exchange="binance", received_at_us=NOW)
+        snapshot_from_rest(
+            {**obj, "asks": [[61837.64, 1]]}, "BTCUSDT", exchange="binance", received_at_us=NOW
+        )
 
 
 def test_frames_are_routed_by_stream_name() -> None:
-    trade = (b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,'
-             b'"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}')
+    trade = (
+        b'{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,'
+        b'"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}'
+    )
     kw = {"exchange": "binance", "source": "live", "received_at_us": NOW}
     assert type(decode_frame(trade, **kw)) is Trade  # type: ignore[arg-type]
     assert type(decode_frame(SPOT_DIFF, **kw)) is DepthDiff  # type: ignore[arg-type]
@@ -85,5 +103,7 @@ def test_frames_are_routed_by_stream_name() -> None:
     partial = b'{"stream":"btcusdt@depth5@100ms","data":{"lastUpdateId":1,"bids":[],"asks":[]}}'
     out = decode_frame(partial, **kw)  # type: ignore[arg-type]
     assert isinstance(out, DeadLetter) and "partial depth" in out.reason
-    assert [stream_kind(s) for s in ("btcusdt@depth", "btcusdt@depth@100ms", "btcusdt@depth20", "x@bookTicker",
-                                     "x@trade")] == ["depth", "depth", "partial", "quote", "other"]
+    assert [
+        stream_kind(s)
+        for s in ("btcusdt@depth", "btcusdt@depth@100ms", "btcusdt@depth20", "x@bookTicker", "x@trade")
+    ] == ["depth", "depth", "partial", "quote", "other"]

@@ -72,7 +72,11 @@ def test_agg_trades_dump(make_dumps: Any) -> None:
     by_id = {t.trade_id: t for t in trades}
     for g in got:
         first = by_id[g.trade_id]  # an aggregate carries its first trade's id
-        assert (g.price, g.is_buyer_maker, g.trade_time_us) == (first.price, first.is_buyer_maker, first.trade_time_us // 1000 * 1000)
+        assert (g.price, g.is_buyer_maker, g.trade_time_us) == (
+            first.price,
+            first.is_buyer_maker,
+            first.trade_time_us // 1000 * 1000,
+        )
 
 
 def test_stream_recordings(make_dumps: Any) -> None:
@@ -87,7 +91,12 @@ def test_stream_recordings(make_dumps: Any) -> None:
     for g in got:
         w = exact[g.trade_id]
         assert (g.price, g.qty, g.is_buyer_maker, g.trade_time_us, g.event_time_us) == (
-            w.price, w.qty, w.is_buyer_maker, w.trade_time_us, w.event_time_us)
+            w.price,
+            w.qty,
+            w.is_buyer_maker,
+            w.trade_time_us,
+            w.event_time_us,
+        )
         assert g.received_at_us == w.event_time_us + 250  # the recorder's ns stamp, as µs
     ms = list(read_trades(files["stream_ms_txt"]))
     assert [key(t) for t in ms] == [key(t, ms=True) for t in trades]
@@ -111,7 +120,13 @@ def test_bad_rows_name_file_and_line(tmp_path: Path) -> None:
     # a header line (futures-style dumps) is skipped
     p.write_text("id,price,qty,quote_qty,time,is_buyer_maker\n5,1.25,2,2.5,1735776000000,false\n")
     (t,) = list(read_trades(p))
-    assert (t.trade_id, t.price, t.qty, t.is_buyer_maker, t.trade_time_us) == (5, Decimal("1.25"), Decimal("2"), False, 1735776000000000)
+    assert (t.trade_id, t.price, t.qty, t.is_buyer_maker, t.trade_time_us) == (
+        5,
+        Decimal("1.25"),
+        Decimal("2"),
+        False,
+        1735776000000000,
+    )
     z = tmp_path / "BTCUSDT-trades-2025-01-03.zip"
     with zipfile.ZipFile(z, "w") as zf:
         zf.writestr("BTCUSDT-trades-2025-01-03.csv", "9,1.5,1,1.5,1735862400000000,True,True\n")

@@ -67,7 +67,9 @@ def test_rest_stops_reading_an_endless_answer_at_the_cap() -> None:
         try:
             async with RestClient(f"http://{host}", max_response_bytes=4 * MB, timeout=30) as r:
                 t0 = time.monotonic()
-                with pytest.raises(SourceError, match=r"/api/v3/historicalTrades sent more than max_response_bytes=4,194,304"):
+                with pytest.raises(
+                    SourceError, match=r"/api/v3/historicalTrades sent more than max_response_bytes=4,194,304"
+                ):
                     await r.historical_trades("BTCUSDT", from_id=1)
                 assert r.stats.requests == 1  # not retried: the same call would send as much again
                 return time.monotonic() - t0
@@ -81,7 +83,9 @@ def test_rest_stops_reading_an_endless_answer_at_the_cap() -> None:
 
 def test_rest_refuses_an_announced_oversized_answer_without_reading_it() -> None:
     async def big(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": str(100 * MB)})
+        resp = web.StreamResponse(
+            headers={"Content-Type": "application/json", "Content-Length": str(100 * MB)}
+        )
         await resp.prepare(request)
         try:
             await resp.write(b"[")
@@ -95,7 +99,9 @@ def test_rest_refuses_an_announced_oversized_answer_without_reading_it() -> None
         try:
             async with RestClient(f"http://{host}") as r:  # default cap: 64 MiB
                 t0 = time.monotonic()
-                with pytest.raises(SourceError, match=r"/api/v3/time announced an answer of 104,857,600 bytes"):
+                with pytest.raises(
+                    SourceError, match=r"/api/v3/time announced an answer of 104,857,600 bytes"
+                ):
                     await r.server_time()
                 assert time.monotonic() - t0 < 3
         finally:
@@ -105,8 +111,18 @@ def test_rest_refuses_an_announced_oversized_answer_without_reading_it() -> None
 
 
 def test_rest_answer_under_the_cap_is_read_whole() -> None:
-    rows = [{"id": i, "price": "1.00000000", "qty": "2.00000000", "quoteQty": "2.00000000", "time": 1_700_000_000_000,
-             "isBuyerMaker": False, "isBestMatch": True} for i in range(1000)]
+    rows = [
+        {
+            "id": i,
+            "price": "1.00000000",
+            "qty": "2.00000000",
+            "quoteQty": "2.00000000",
+            "time": 1_700_000_000_000,
+            "isBuyerMaker": False,
+            "isBestMatch": True,
+        }
+        for i in range(1000)
+    ]
 
     async def page(request: web.Request) -> web.StreamResponse:
         return web.json_response(rows)
@@ -131,16 +147,22 @@ def test_rest_refuses_a_retry_after_beyond_the_bound_at_once() -> None:
 
     async def banned(request: web.Request) -> web.StreamResponse:
         calls["n"] += 1
-        return web.json_response({"code": -1003, "msg": "Way too many requests; IP banned."}, status=418,
-                                 headers={"Retry-After": "86400"})
+        return web.json_response(
+            {"code": -1003, "msg": "Way too many requests; IP banned."},
+            status=418,
+            headers={"Retry-After": "86400"},
+        )
 
     async def main() -> None:
         runner, host = await serve(banned)
         try:
             async with RestClient(f"http://{host}") as r:
                 t0 = time.monotonic()
-                with pytest.raises(SourceError, match=r"/api/v3/klines answered HTTP 418 asking to wait 86400 s "
-                                                      r"\(Retry-After\) — more than max_retry_after=120 s"):
+                with pytest.raises(
+                    SourceError,
+                    match=r"/api/v3/klines answered HTTP 418 asking to wait 86400 s "
+                    r"\(Retry-After\) — more than max_retry_after=120 s",
+                ):
                     await r.klines("BTCUSDT", "1m")
                 assert time.monotonic() - t0 < 2  # did not sleep a day, nor 120 s
         finally:
@@ -155,15 +177,20 @@ def test_rest_retry_after_counts_against_one_total_bound() -> None:
 
     async def busy(request: web.Request) -> web.StreamResponse:
         calls["n"] += 1
-        return web.json_response({"code": -1003, "msg": "Too many requests."}, status=429, headers={"Retry-After": "0.4"})
+        return web.json_response(
+            {"code": -1003, "msg": "Too many requests."}, status=429, headers={"Retry-After": "0.4"}
+        )
 
     async def main() -> float:
         runner, host = await serve(busy)
         try:
             async with RestClient(f"http://{host}", max_retries=50, max_retry_after=1.0) as r:
                 t0 = time.monotonic()
-                with pytest.raises(SourceError, match=r"asking to wait 0.4 s .* max_retry_after=1 s in all for one call "
-                                                      r"\(already waited 0.8 s\)"):
+                with pytest.raises(
+                    SourceError,
+                    match=r"asking to wait 0.4 s .* max_retry_after=1 s in all for one call "
+                    r"\(already waited 0.8 s\)",
+                ):
                     await r.server_time()
                 return time.monotonic() - t0
         finally:
@@ -203,8 +230,12 @@ def test_ws_oversized_frame_is_reported_then_the_connection_closes() -> None:
             got: list[bytes] = []
             oversized: list[tuple[int, bytes]] = []
             t0 = time.monotonic()
-            conn = await wsclient.connect(f"ws://{host}/ws", lambda m: got.append(bytes(m)), max_size=1 * MB,
-                                          on_oversized=lambda size, head: oversized.append((size, head)))
+            conn = await wsclient.connect(
+                f"ws://{host}/ws",
+                lambda m: got.append(bytes(m)),
+                max_size=1 * MB,
+                on_oversized=lambda size, head: oversized.append((size, head)),
+            )
             reason = await asyncio.wait_for(conn.closed, 15)
             assert time.monotonic() - t0 < 10
             assert got == [b'{"n":1}']
@@ -212,11 +243,17 @@ def test_ws_oversized_frame_is_reported_then_the_connection_closes() -> None:
             size, head = oversized[0]
             assert size == len(b'{"e":"trade","pad":"') + 50 * MB + 2
             assert head.startswith(b'{"e":"trade","pad":"xxx') and len(head) == wsclient.OVERSIZED_HEAD
-            assert isinstance(reason, wsclient.OversizedMessage) and reason.size == size and reason.max_size == MB
+            assert (
+                isinstance(reason, wsclient.OversizedMessage)
+                and reason.size == size
+                and reason.max_size == MB
+            )
             assert conn.close_code == 1009 and conn.oversized is reason
             # a fresh connection (what the capture does next) works
             got2: list[bytes] = []
-            conn2 = await wsclient.connect(f"ws://{host}/ws", lambda m: got2.append(bytes(m)), max_size=1 * MB)
+            conn2 = await wsclient.connect(
+                f"ws://{host}/ws", lambda m: got2.append(bytes(m)), max_size=1 * MB
+            )
             for _ in range(100):
                 if len(got2) == 2:
                     break
@@ -253,8 +290,12 @@ def test_ws_oversized_fragmented_message_counts_all_fragments() -> None:
         runner, host = await serve(ws_handler)
         try:
             oversized: list[tuple[int, bytes]] = []
-            conn = await wsclient.connect(f"ws://{host}/ws", lambda m: None, max_size=1 * MB,
-                                          on_oversized=lambda size, head: oversized.append((size, head)))
+            conn = await wsclient.connect(
+                f"ws://{host}/ws",
+                lambda m: None,
+                max_size=1 * MB,
+                on_oversized=lambda size, head: oversized.append((size, head)),
+            )
             await asyncio.wait_for(conn.closed, 10)
             assert conn.close_code == 1009
             assert len(oversized) == 1
@@ -303,8 +344,9 @@ def _frame(op: int, payload: bytes, fin: bool = True) -> bytes:
     return head + payload
 
 
-async def _raw_ws_server(script: Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]],
-                         ) -> tuple[asyncio.Server, str]:
+async def _raw_ws_server(
+    script: Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]],
+) -> tuple[asyncio.Server, str]:
     """A WebSocket server that answers the handshake, then runs `script(reader, writer, response)`:
     the script writes the 101 response and every frame itself, in whatever pieces it likes."""
     import base64
@@ -316,8 +358,10 @@ async def _raw_ws_server(script: Callable[[asyncio.StreamReader, asyncio.StreamW
         m = re.search(rb"(?i)sec-websocket-key: *(\S+)", request)
         assert m is not None
         accept = base64.b64encode(hashlib.sha1(m.group(1) + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-        response = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        response = (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
         try:
             await script(reader, writer, response)
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -339,9 +383,17 @@ def test_ws_frames_cut_anywhere_arrive_whole_in_order_and_pings_are_answered(pie
     small = [b'{"n":%d,"pad":"%s"}' % (i, b"x" * (i * 7 % 300)) for i in range(120)]
     big = b"B" * 70_000
     expected = [*small[:60], b"abcd", big, *small[60:], b"", b"y" * 65_535]
-    stream = b"".join(_frame(0x1, m) for m in small[:30]) + _frame(0x9, b"hi") + b"".join(
-        _frame(0x1, m) for m in small[30:60]) + _frame(0x1, b"ab", fin=False) + _frame(0x0, b"cd") + _frame(
-        0x2, big) + b"".join(_frame(0x1, m) for m in small[60:]) + _frame(0x1, b"") + _frame(0x2, b"y" * 65_535)
+    stream = (
+        b"".join(_frame(0x1, m) for m in small[:30])
+        + _frame(0x9, b"hi")
+        + b"".join(_frame(0x1, m) for m in small[30:60])
+        + _frame(0x1, b"ab", fin=False)
+        + _frame(0x0, b"cd")
+        + _frame(0x2, big)
+        + b"".join(_frame(0x1, m) for m in small[60:])
+        + _frame(0x1, b"")
+        + _frame(0x2, b"y" * 65_535)
+    )
     pongs: list[bytes] = []
 
     async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, response: bytes) -> None:
@@ -393,8 +445,12 @@ def test_ws_oversized_16_bit_frame_after_small_ones(piece: int | None) -> None:
         try:
             got: list[bytes] = []
             oversized: list[tuple[int, bytes]] = []
-            conn = await wsclient.connect(url, lambda m: got.append(bytes(m)), max_size=1000,
-                                          on_oversized=lambda size, head: oversized.append((size, head)))
+            conn = await wsclient.connect(
+                url,
+                lambda m: got.append(bytes(m)),
+                max_size=1000,
+                on_oversized=lambda size, head: oversized.append((size, head)),
+            )
             reason = await asyncio.wait_for(conn.closed, 10)
             assert got == small
             assert isinstance(reason, wsclient.OversizedMessage) and conn.close_code == 1009
@@ -414,9 +470,17 @@ def test_market_info_tells_synthetic_from_replayed_and_real(exchange: Any, make_
     path = files["trades_ms_csv"]
 
     async def binance_like(request: web.Request) -> web.StreamResponse:
-        return web.json_response({"timezone": "UTC", "serverTime": 1, "rateLimits": [], "exchangeFilters": [],
-                                  "symbols": [{"symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC",
-                                               "quoteAsset": "USDT"}]})
+        return web.json_response(
+            {
+                "timezone": "UTC",
+                "serverTime": 1,
+                "rateLimits": [],
+                "exchangeFilters": [],
+                "symbols": [
+                    {"symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC", "quoteAsset": "USDT"}
+                ],
+            }
+        )
 
     async def main() -> tuple[MarketInfo, MarketInfo, MarketInfo]:
         async with RestClient(ex.http_url) as r:
@@ -435,7 +499,9 @@ def test_market_info_tells_synthetic_from_replayed_and_real(exchange: Any, make_
         return synthetic, replayed, real
 
     synthetic, replayed, real = run(main())
-    assert synthetic == MarketInfo(symbols=("BTCUSDT",), synthetic=True, local=True, source="simulator", seed=9)
+    assert synthetic == MarketInfo(
+        symbols=("BTCUSDT",), synthetic=True, local=True, source="simulator", seed=9
+    )
     assert ex.synthetic
     assert replayed == MarketInfo(symbols=("BTCUSDT",), synthetic=False, local=True, source="replay")
     assert real == MarketInfo(symbols=("BTCUSDT",), synthetic=False, local=False, source="exchange")

@@ -12,7 +12,9 @@ def diff(U: int, u: int, bids: list[tuple[str, str]] | None = None, asks: list[t
     return DepthDiff("binance", "BTCUSDT", U, u, 1_700_000_000_000_000 + u, bids or [], asks or [], None, pu)
 
 
-def snap(last: int, bids: list[tuple[str, str]] | None = None, asks: list[tuple[str, str]] | None = None) -> BookSnapshot:
+def snap(
+    last: int, bids: list[tuple[str, str]] | None = None, asks: list[tuple[str, str]] | None = None
+) -> BookSnapshot:
     return BookSnapshot("binance", "BTCUSDT", last, bids or [("100", "1")], asks or [("101", "1")], 0)
 
 
@@ -56,7 +58,13 @@ def test_a_missed_diff_is_a_gap_recorded_then_healed_by_the_next_snapshot() -> N
     assert s.on_diff(diff(9, 12), 5) is DiffResult.GAP  # 7..8 never came
     assert not s.synced and s.resyncs == 1
     [seen] = s.gaps
-    assert (seen.reason, seen.after_id, seen.before_id, seen.missing, seen.snapshot_id) == ("gap", 6, 9, 2, None)
+    assert (seen.reason, seen.after_id, seen.before_id, seen.missing, seen.snapshot_id) == (
+        "gap",
+        6,
+        9,
+        2,
+        None,
+    )
     s.on_diff(diff(13, 14), 6)
     assert s.on_snapshot(snap(12), 7) is SnapshotResult.SYNCED
     healed = s.gaps[-1]
@@ -85,7 +93,13 @@ def test_a_restart_records_a_loss_only_when_ids_were_missed() -> None:
     s.on_diff(diff(10, 11), 2)  # 5..9 published while reconnecting
     s.on_snapshot(snap(10), 3)
     [gap] = s.gaps
-    assert (gap.reason, gap.after_id, gap.before_id, gap.missing, gap.snapshot_id) == ("restart", 4, 10, 5, 10)
+    assert (gap.reason, gap.after_id, gap.before_id, gap.missing, gap.snapshot_id) == (
+        "restart",
+        4,
+        10,
+        5,
+        10,
+    )
 
 
 def test_futures_continuity_follows_pu() -> None:

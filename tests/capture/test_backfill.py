@@ -75,7 +75,9 @@ def test_a_hole_is_asked_from_rest_once_its_grace_has_passed(dsn: str, tmp_path:
     bf = _backfiller(dsn, tmp_path, {"BTCUSDT": seq}, grace=0.3)
     asked: list[tuple[float, int, int]] = []
 
-    async def fetched(s: Sequencer, lo: int, hi: int, *, catch_up: bool = False) -> None:  # REST answers at once
+    async def fetched(
+        s: Sequencer, lo: int, hi: int, *, catch_up: bool = False
+    ) -> None:  # REST answers at once
         asked.append((time.monotonic(), lo, hi))
         s.carve_range(lo, hi)
 

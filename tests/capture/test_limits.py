@@ -24,19 +24,39 @@ from cryptolab.history import fetch_history
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cryptolab", *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "cryptolab", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_option_problems_name_each_senseless_value() -> None:
     assert option_problems(CaptureOptions()) == []
-    fast = dict(gap_grace=0.3, stall_timeout=2.0, backoff_base=0.05, backoff_max=0.5, db_retry_seconds=0.3,
-                heartbeat_seconds=0.5, lease_seconds=3.0, takeover_grace=0.0, lookback_seconds=0)
+    fast = dict(
+        gap_grace=0.3,
+        stall_timeout=2.0,
+        backoff_base=0.05,
+        backoff_max=0.5,
+        db_retry_seconds=0.3,
+        heartbeat_seconds=0.5,
+        lease_seconds=3.0,
+        takeover_grace=0.0,
+        lookback_seconds=0,
+    )
     assert option_problems(replace(CaptureOptions(), **fast)) == []
-    assert option_problems(replace(CaptureOptions(), lease_seconds=-5)) == ["lease_seconds=-5 must be more than 0"]
+    assert option_problems(replace(CaptureOptions(), lease_seconds=-5)) == [
+        "lease_seconds=-5 must be more than 0"
+    ]
     assert option_problems(replace(CaptureOptions(), max_batch_rows=0, gap_grace=-1.0)) == [
-        "max_batch_rows=0 must be more than 0", "gap_grace=-1.0 is negative: use 0 or more"]
-    assert option_problems(replace(CaptureOptions(), stall_timeout=float("nan")))[0].endswith("not a finite number")
+        "max_batch_rows=0 must be more than 0",
+        "gap_grace=-1.0 is negative: use 0 or more",
+    ]
+    assert option_problems(replace(CaptureOptions(), stall_timeout=float("nan")))[0].endswith(
+        "not a finite number"
+    )
     assert "expire before its renewal" in option_problems(replace(CaptureOptions(), lease_seconds=1.0))[0]
 
 
@@ -46,13 +66,21 @@ def test_since_problem_refuses_a_day_not_yet_begun() -> None:
     assert "in the future" in (since_problem(date(2099, 1, 1), today) or "")
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (("capture", "--symbols", "btcusdt", "--since", "2099-01-01"), "--since 2099-01-01 is in the future"),
-    (("capture", "--symbols", "btcusdt", "--option", "lease_seconds=-5"), "lease_seconds=-5.0 must be more than 0"),
-    (("demo", "--seconds", "-1"), "'-1': give a number more than 0"),
-    (("demo", "--rate", "0"), "'0': give a number more than 0"),
-])
-def test_senseless_inputs_are_refused_with_one_line(args: tuple[str, ...], words: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("capture", "--symbols", "btcusdt", "--since", "2099-01-01"), "--since 2099-01-01 is in the future"),
+        (
+            ("capture", "--symbols", "btcusdt", "--option", "lease_seconds=-5"),
+            "lease_seconds=-5.0 must be more than 0",
+        ),
+        (("demo", "--seconds", "-1"), "'-1': give a number more than 0"),
+        (("demo", "--rate", "0"), "'0': give a number more than 0"),
+    ],
+)
+def test_senseless_inputs_are_refused_with_one_line(
+    args: tuple[str, ...], words: str, tmp_path: Path
+) -> None:
     r = _run(*args, env={"CRYPTOLAB_HOME": str(tmp_path), "CRYPTOLAB_DSN": "host=/nonexistent dbname=none"})
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert words in r.stderr and "Traceback" not in r.stderr, r.stderr
@@ -74,8 +102,16 @@ def test_the_history_cache_is_private_to_its_owner(dsn: str, exchange: Any, tmp_
     today = datetime.now(timezone.utc).date()
     cache = tmp_path / "new" / "cache"
     os.umask(0o022)
-    res = fetch_history("BTCUSDT", today - timedelta(days=1), today - timedelta(days=1), dsn=dsn,
-                        dumps=ex.http_url, rest=ex.http_url, cache=cache, workers=1)
+    res = fetch_history(
+        "BTCUSDT",
+        today - timedelta(days=1),
+        today - timedelta(days=1),
+        dsn=dsn,
+        dumps=ex.http_url,
+        rest=ex.http_url,
+        cache=cache,
+        workers=1,
+    )
     assert res.files_loaded == 1 and res.bulk_files == 1
     paths = [p for p in (tmp_path / "new").rglob("*")]
     assert any(p.suffix == ".zip" for p in paths) and any(p.name.endswith(".CHECKSUM") for p in paths)
@@ -84,5 +120,6 @@ def test_the_history_cache_is_private_to_its_owner(dsn: str, exchange: Any, tmp_
         assert mode == (0o700 if p.is_dir() else 0o600), (p, oct(mode))
     with psycopg.connect(dsn) as c:  # the bulk load left the day's partition analysed for the planner
         part = f"trades_{today - timedelta(days=1):%Y%m%d}"
-        assert c.execute("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = %s",
-                         (part,)).fetchone() == (True,)
+        assert c.execute(
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = %s", (part,)
+        ).fetchone() == (True,)

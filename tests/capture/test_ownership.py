@@ -8,7 +8,9 @@ from cryptolab.capture.workers import shard
 SYMS = frozenset({"AAA", "BBB", "CCC", "DDD", "EEE", "FFF"})
 
 
-def m(mid: str, standby: bool = False, up_for: float = 60.0, age: float = 0.2, syms: frozenset[str] = SYMS) -> Member:
+def m(
+    mid: str, standby: bool = False, up_for: float = 60.0, age: float = 0.2, syms: frozenset[str] = SYMS
+) -> Member:
     return Member(mid, syms, standby, up_for, age)
 
 

@@ -139,8 +139,12 @@ def test_dir_of_the_package_lists_the_public_api() -> None:
 def test_group_commit_waits_for_the_window_or_a_full_group() -> None:
     from cryptolab.capture.batching import commit_wait
 
-    assert commit_wait(queued=0, oldest_age=0.0, window=0.2, enough_rows=250) is None  # nothing: wait for a row
+    assert (
+        commit_wait(queued=0, oldest_age=0.0, window=0.2, enough_rows=250) is None
+    )  # nothing: wait for a row
     assert commit_wait(queued=3, oldest_age=0.05, window=0.2, enough_rows=250) == pytest.approx(0.15)
     assert commit_wait(queued=3, oldest_age=0.2, window=0.2, enough_rows=250) == 0.0  # the oldest is due
-    assert commit_wait(queued=250, oldest_age=0.0, window=0.2, enough_rows=250) == 0.0  # a full group goes now
+    assert (
+        commit_wait(queued=250, oldest_age=0.0, window=0.2, enough_rows=250) == 0.0
+    )  # a full group goes now
     assert commit_wait(queued=1, oldest_age=0.0, window=0.0, enough_rows=250) == 0.0  # window 0: at once

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from cryptolab.capture.usdm import contract_problems, route_streams, spot_kinds_problem, usdm_endpoint, usdm_kinds
+from cryptolab.capture.usdm import (
+    contract_problems,
+    route_streams,
+    spot_kinds_problem,
+    usdm_endpoint,
+    usdm_kinds,
+)
 from cryptolab.errors import ConfigError, SourceError
 
 
@@ -21,9 +27,20 @@ def test_futures_stream_kinds_default_to_aggregates_marks_and_liquidations() -> 
 
 def test_streams_split_by_binance_route() -> None:
     r = route_streams(["BTCUSDT", "ETHUSDT"], ("aggTrade", "markPrice", "forceOrder", "depth", "bookTicker"))
-    assert r["market"] == ["btcusdt@aggTrade", "btcusdt@markPrice@1s", "btcusdt@forceOrder",
-                           "ethusdt@aggTrade", "ethusdt@markPrice@1s", "ethusdt@forceOrder"]
-    assert r["public"] == ["btcusdt@depth@100ms", "btcusdt@bookTicker", "ethusdt@depth@100ms", "ethusdt@bookTicker"]
+    assert r["market"] == [
+        "btcusdt@aggTrade",
+        "btcusdt@markPrice@1s",
+        "btcusdt@forceOrder",
+        "ethusdt@aggTrade",
+        "ethusdt@markPrice@1s",
+        "ethusdt@forceOrder",
+    ]
+    assert r["public"] == [
+        "btcusdt@depth@100ms",
+        "btcusdt@bookTicker",
+        "ethusdt@depth@100ms",
+        "ethusdt@bookTicker",
+    ]
     assert route_streams(["X"], ("depth",), "1000ms") == {"public": ["x@depth"]}
 
 
@@ -39,10 +56,16 @@ def test_futures_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_spot_only_symbol_and_a_delisted_contract_are_one_line_each() -> None:
-    info = {"symbols": [{"symbol": "BTCUSDT", "status": "TRADING"}, {"symbol": "LUNAUSDT", "status": "SETTLING"}]}
+    info = {
+        "symbols": [{"symbol": "BTCUSDT", "status": "TRADING"}, {"symbol": "LUNAUSDT", "status": "SETTLING"}]
+    }
     assert contract_problems(info, ["BTCUSDT"], "fapi") is None
     spot_only = contract_problems(info, ["BTCUSDT", "BNBBTC"], "fapi")
-    assert spot_only is not None and "BNBBTC is not a USD-M futures contract" in spot_only and "\n" not in spot_only
+    assert (
+        spot_only is not None
+        and "BNBBTC is not a USD-M futures contract" in spot_only
+        and "\n" not in spot_only
+    )
     assert "without --market usdm" in spot_only
     dead = contract_problems(info, ["LUNAUSDT"], "fapi")
     assert dead is not None and "LUNAUSDT (SETTLING)" in dead and "delisted" in dead

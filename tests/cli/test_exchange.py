@@ -20,7 +20,10 @@ from cryptolab.exchange import LocalExchange
 
 def start(*args: str) -> tuple[subprocess.Popen[str], str, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cryptolab.cli.main", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "cryptolab.cli.main", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     first = proc.stdout.readline().strip()
@@ -40,7 +43,9 @@ async def first_trades(url: str, n: int) -> list[dict]:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_exchange_command_serves_and_stops_cleanly(sig: signal.Signals) -> None:
-    proc, ws, http = start("exchange", "--symbols", "btcusdt,solusdt", "--rate", "300", "--seed", "4", "--port", "0")
+    proc, ws, http = start(
+        "exchange", "--symbols", "btcusdt,solusdt", "--rate", "300", "--seed", "4", "--port", "0"
+    )
     try:
         trades = asyncio.run(first_trades(f"{ws}/stream?streams=solusdt@trade", 5))
         assert all(t["data"]["s"] == "SOLUSDT" for t in trades)
@@ -58,13 +63,17 @@ def test_exchange_command_serves_and_stops_cleanly(sig: signal.Signals) -> None:
 def test_bad_options_fail_with_one_line() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "cryptolab.cli.main", "exchange", "--faults", "explode@every=1s"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.strip().startswith("cryptolab exchange: unknown fault 'explode'")
     out = subprocess.run(
         [sys.executable, "-m", "cryptolab.cli.main", "replay", "/nonexistent/BTCUSDT-trades-2025-01-01.zip"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert out.returncode == 2 and "no such file" in out.stderr
 
@@ -105,7 +114,12 @@ def test_local_exchange_in_a_process() -> None:
         by_id = {t.trade_id: t for t in log}
         for d in seen:
             t = by_id[d["t"]]
-            assert (str(t.price), str(t.qty), t.is_buyer_maker, t.trade_time_us) == (d["p"], d["q"], d["m"], d["T"] * 1000)
+            assert (str(t.price), str(t.qty), t.is_buyer_maker, t.trade_time_us) == (
+                d["p"],
+                d["q"],
+                d["m"],
+                d["T"] * 1000,
+            )
         assert ex.fault_counts == {"reset": 1}
         assert len(ex.trade_log("btcusdt", "MICROSECOND")) == n
         with pytest.raises(Exception, match="unknown fault"):
@@ -115,7 +129,10 @@ def test_local_exchange_in_a_process() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["exchange", "--port", "99999"], "--port 99999 is not a TCP port: use 1-65535, or 0 for any free port"),
+        (
+            ["exchange", "--port", "99999"],
+            "--port 99999 is not a TCP port: use 1-65535, or 0 for any free port",
+        ),
         (["exchange", "--port", "-1"], "--port -1 is not a TCP port"),
         (["exchange", "--rate", "nan"], "--rate must be a number > 0 trades/s (got nan)"),
         (["exchange", "--first-id", "0"], "--first-id must be >= 1 (got 0)"),
@@ -123,7 +140,9 @@ def test_local_exchange_in_a_process() -> None:
     ],
 )
 def test_bad_arguments_give_one_line_and_a_nonzero_exit(args: list[str], message: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "cryptolab.cli.main", *args], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cryptolab.cli.main", *args], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
@@ -132,8 +151,12 @@ def test_bad_arguments_give_one_line_and_a_nonzero_exit(args: list[str], message
 
 def test_port_in_use_gives_one_line() -> None:
     with LocalExchange(symbols=["btcusdt"], rate=10, seed=1) as ex:
-        proc = subprocess.run([sys.executable, "-m", "cryptolab.cli.main", "exchange", "--port", str(ex.port)],
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "cryptolab.cli.main", "exchange", "--port", str(ex.port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{ex.port}" in lines[0], proc.stderr

@@ -61,8 +61,12 @@ def test_pace_and_record_from_the_command_line(tmp_path: Path) -> None:
     ],
 )
 def test_bad_book_options_give_one_line(args: list[str], message: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "cryptolab.cli.main", "exchange", *args], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cryptolab.cli.main", "exchange", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr

@@ -121,8 +121,14 @@ def test_load_symbol_with_characters_no_exchange_uses(dsn: str, make_dumps: Any,
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cryptolab.cli.main", *args], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "cryptolab.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_home_that_is_a_file_or_read_only(tmp_path: Path) -> None:
@@ -137,7 +143,9 @@ def test_home_that_is_a_file_or_read_only(tmp_path: Path) -> None:
     ro.mkdir()
     mounted = False
     if os.geteuid() == 0:  # root writes through any mode bits: a read-only file system it is
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True, check=False)
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True, check=False
+        )
         if r.returncode != 0:
             pytest.skip("as root a read-only CRYPTOLAB_HOME needs a read-only mount, and mount failed")
         mounted = True
@@ -147,8 +155,18 @@ def test_home_that_is_a_file_or_read_only(tmp_path: Path) -> None:
         for home in (ro, ro / "sub"):
             r = _cli("db", "start", env={**env, "CRYPTOLAB_HOME": str(home)})
             assert r.returncode == 2 and "not writable" in _one_line(r.stderr), r.stderr
-            r = _cli("capture", "--symbols", "btcusdt", "--source", "simulator", "--seconds", "1",
-                     "--dsn", "postgresql://nobody@127.0.0.1:1/x", env={**env, "CRYPTOLAB_HOME": str(home)})
+            r = _cli(
+                "capture",
+                "--symbols",
+                "btcusdt",
+                "--source",
+                "simulator",
+                "--seconds",
+                "1",
+                "--dsn",
+                "postgresql://nobody@127.0.0.1:1/x",
+                env={**env, "CRYPTOLAB_HOME": str(home)},
+            )
             assert r.returncode == 2 and "not writable" in _one_line(r.stderr), r.stderr
     finally:
         if mounted:
@@ -174,8 +192,15 @@ def test_home_that_is_a_file_or_read_only(tmp_path: Path) -> None:
         (["--symbols", ","], "--symbols is empty"),
     ],
 )
-def test_capture_rejects_bad_arguments_at_once(args: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:
-    base = {"--symbols": "btcusdt", "--source": "simulator", "--seconds": "1", "--dsn": "postgresql://x@127.0.0.1:1/x"}
+def test_capture_rejects_bad_arguments_at_once(
+    args: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = {
+        "--symbols": "btcusdt",
+        "--source": "simulator",
+        "--seconds": "1",
+        "--dsn": "postgresql://x@127.0.0.1:1/x",
+    }
     for k, v in zip(args[::2], args[1::2]):
         base[k] = v
     argv = ["capture"] + [x for kv in base.items() for x in kv]
@@ -192,7 +217,9 @@ def test_capture_that_cannot_start_exits_1_with_the_cause(cryptolab_home: Path) 
     assert r.returncode == 1 and "unknown source" in _one_line(r.stderr), r.stderr
 
 
-def test_capture_prints_a_ws_source_without_its_token(dsn: str, exchange: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_capture_prints_a_ws_source_without_its_token(
+    dsn: str, exchange: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     ex = exchange()
     url = ex.ws_url.replace("ws://", "ws://user:s3cret-token@") if hasattr(ex, "ws_url") else None
     if url is None:

@@ -114,20 +114,42 @@ def lab(dsn: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
     root = tmp_path / "lab"
     root.mkdir()
     nb = load_notebook_node(str(ROOT / "notebooks" / "00_live_dashboard.ipynb"))
-    nb = parameterize_notebook(nb, {"dsn": dsn, "symbols": ["BTCUSDT"], "source": "simulator", "capture": True,
-                                    "window": "1m", "refresh": 1.0})
+    nb = parameterize_notebook(
+        nb,
+        {
+            "dsn": dsn,
+            "symbols": ["BTCUSDT"],
+            "source": "simulator",
+            "capture": True,
+            "window": "1m",
+            "refresh": 1.0,
+        },
+    )
     nbformat.write(nb, str(root / "00_live_dashboard.ipynb"))
     port = free_port()
     token = secrets.token_hex(16)
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={token}",
-           "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=False",
-           "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--ServerApp.root_dir={root}",
+        f"--IdentityProvider.token={token}",
+        "--LabApp.expose_app_in_browser=True",
+        "--ServerApp.disable_check_xsrf=False",
+        "--LabApp.news_url=",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter_config"),
-           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab_settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab_workspaces")}
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter_config"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab_settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab_workspaces"),
+    }
     news = tmp_path / "lab_settings" / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True)
     (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
@@ -147,9 +169,18 @@ def lab(dsn: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[CDP]:
     profile = Path(tempfile.mkdtemp(prefix="cl-chromium-", dir=tmp_path))
-    proc = subprocess.Popen([chromium_path(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                             "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "about:blank"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            chromium_path(),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         port_file = profile / "DevToolsActivePort"
         end = time.monotonic() + 30
@@ -176,19 +207,30 @@ def test_dashboard_updates_in_jupyterlab(lab: tuple[str, str], browser: CDP, tmp
     base, token = lab
     t0 = time.monotonic()
     browser.call("Page.navigate", url=f"{base}/lab/tree/00_live_dashboard.ipynb?token={token}&reset")
-    browser.wait("!!(window.jupyterapp && document.querySelector('.jp-Notebook .jp-Cell'))", 90, "JupyterLab and the notebook")
+    browser.wait(
+        "!!(window.jupyterapp && document.querySelector('.jp-Notebook .jp-Cell'))",
+        90,
+        "JupyterLab and the notebook",
+    )
     panel = "[...window.jupyterapp.shell.widgets('main')].find(w => w.sessionContext)"
     browser.wait(f"!!({panel})", 60, "the notebook panel")
-    browser.js(f"(() => {{ const p = {panel}; window.jupyterapp.shell.activateById(p.id);"
-               f" return p.sessionContext.ready.then(() => true); }})()")
+    browser.js(
+        f"(() => {{ const p = {panel}; window.jupyterapp.shell.activateById(p.id);"
+        f" return p.sessionContext.ready.then(() => true); }})()"
+    )
     browser.js("window.jupyterapp.commands.execute('notebook:run-all-cells').then(() => true)")
     # the dashboard is up when its chart (an interactive ipympl canvas, or the PNG image
     # without ipympl) and a tape with trades are on the page
-    chart = ("(document.querySelector('.jupyter-matplotlib-canvas-div canvas') || "
-             "document.querySelector('img.widget-image'))")
-    pixels = (f"(() => {{ const c = {chart}; return c.tagName === 'CANVAS' ? c.toDataURL() : c.src; }})()")
-    browser.wait(f"!!{chart} && document.querySelectorAll('tr[data-side]').length >= 5", 120,
-                 "the dashboard with captured trades")
+    chart = (
+        "(document.querySelector('.jupyter-matplotlib-canvas-div canvas') || "
+        "document.querySelector('img.widget-image'))"
+    )
+    pixels = f"(() => {{ const c = {chart}; return c.tagName === 'CANVAS' ? c.toDataURL() : c.src; }})()"
+    browser.wait(
+        f"!!{chart} && document.querySelectorAll('tr[data-side]').length >= 5",
+        120,
+        "the dashboard with captured trades",
+    )
     browser.js(f"{chart}.scrollIntoView({{block: 'center'}}); true")
     time.sleep(1.5 + float(os.environ.get("CRYPTOLAB_BROWSER_WARMUP", "0")))  # warm-up: fuller README picture
     src1 = browser.js(pixels)
@@ -210,43 +252,64 @@ def test_dashboard_updates_in_jupyterlab(lab: tuple[str, str], browser: CDP, tmp
     assert src1 != src2, "the chart image did not change"
     assert tape1 != tape2, "the tape's newest trade did not change"
     # no tape column is cut off: the table fits in its widget, and the widget in the output area
-    edges = browser.js("(() => { const t = document.querySelector('tr[data-side]').closest('table');"
-                       " const box = t.closest('.widget-html'); const out = t.closest('.jp-OutputArea-output');"
-                       " return [t.scrollWidth, box.clientWidth, t.getBoundingClientRect().right,"
-                       " out.getBoundingClientRect().right]; })()")
+    edges = browser.js(
+        "(() => { const t = document.querySelector('tr[data-side]').closest('table');"
+        " const box = t.closest('.widget-html'); const out = t.closest('.jp-OutputArea-output');"
+        " return [t.scrollWidth, box.clientWidth, t.getBoundingClientRect().right,"
+        " out.getBoundingClientRect().right]; })()"
+    )
     assert edges[0] <= edges[1] and edges[2] <= edges[3] + 1, f"the tape is cut: {edges}"
     # the kernel stays free while the dashboard updates: code sent to it now runs at once
     t1 = time.monotonic()
-    status = browser.js(f"(async () => {{ const p = {panel}; const f = p.sessionContext.session.kernel"
-                        ".requestExecute({code: 'answer = 6 * 7'}); return (await f.done).content.status; })()")
+    status = browser.js(
+        f"(async () => {{ const p = {panel}; const f = p.sessionContext.session.kernel"
+        ".requestExecute({code: 'answer = 6 * 7'}); return (await f.done).content.status; })()"
+    )
     assert status == "ok" and time.monotonic() - t1 < 5
-    errors = browser.js("Array.from(document.querySelectorAll('.jp-OutputArea-output[data-mime-type=\"application/vnd.jupyter.stderr\"]'))"
-                        ".map(e => e.innerText).join('\\n')")
+    errors = browser.js(
+        "Array.from(document.querySelectorAll('.jp-OutputArea-output[data-mime-type=\"application/vnd.jupyter.stderr\"]'))"
+        ".map(e => e.innerText).join('\\n')"
+    )
     assert "Error" not in (errors or ""), errors
 
     # the live chart is interactive: hovering shows the data coordinates under the cursor
     interactive = browser.js("!!document.querySelector('.jupyter-matplotlib-canvas-div canvas')")
     if interactive:
-        box = browser.js(f"(() => {{ const r = {chart}.getBoundingClientRect(); "
-                         "return [r.left + r.width * 0.5, r.top + r.height * 0.35]; })()")
+        box = browser.js(
+            f"(() => {{ const r = {chart}.getBoundingClientRect(); "
+            "return [r.left + r.width * 0.5, r.top + r.height * 0.35]; })()"
+        )
         for dx in (0, 3, 6):
             browser.call("Input.dispatchMouseEvent", type="mouseMoved", x=box[0] + dx, y=box[1])
             time.sleep(0.3)
-        hover = browser.wait("(() => { const f = document.querySelector('.jupyter-matplotlib-footer');"
-                             " return f && /\\(x, y\\)|x=/.test(f.textContent) ? f.textContent : ''; })()", 20,
-                             "the cursor's coordinates under the chart")
+        hover = browser.wait(
+            "(() => { const f = document.querySelector('.jupyter-matplotlib-footer');"
+            " return f && /\\(x, y\\)|x=/.test(f.textContent) ? f.textContent : ''; })()",
+            20,
+            "the cursor's coordinates under the chart",
+        )
         assert "(x, y) = (" in hover or "y=" in hover, hover
 
     # a capture error stays on screen until the user acts (no refresh replaces it)
-    code = ("dash.stop_capture(); import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); "
-            "port = s.getsockname()[1]; s.close(); dash.source = f'ws://127.0.0.1:{port}'; "
-            "dash._act(dash.start_capture)")
-    status = browser.js(f"(async () => {{ const p = {panel}; const f = p.sessionContext.session.kernel"
-                        f".requestExecute({{code: {json.dumps(code)}}}); return (await f.done).content.status; }})()")
+    code = (
+        "dash.stop_capture(); import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); "
+        "port = s.getsockname()[1]; s.close(); dash.source = f'ws://127.0.0.1:{port}'; "
+        "dash._act(dash.start_capture)"
+    )
+    status = browser.js(
+        f"(async () => {{ const p = {panel}; const f = p.sessionContext.session.kernel"
+        f".requestExecute({{code: {json.dumps(code)}}}); return (await f.done).content.status; }})()"
+    )
     assert status == "ok"
-    shown = browser.wait("(() => { const e = document.querySelector('.cryptolab-capture-status[data-error=\"1\"]');"
-                         " return e ? e.textContent : ''; })()", 60, "the capture error in the status line")
+    shown = browser.wait(
+        "(() => { const e = document.querySelector('.cryptolab-capture-status[data-error=\"1\"]');"
+        " return e ? e.textContent : ''; })()",
+        60,
+        "the capture error in the status line",
+    )
     time.sleep(5)  # five refreshes later
-    still = browser.js("(() => { const e = document.querySelector('.cryptolab-capture-status');"
-                       " return e.dataset.error + '|' + e.textContent; })()")
+    still = browser.js(
+        "(() => { const e = document.querySelector('.cryptolab-capture-status');"
+        " return e.dataset.error + '|' + e.textContent; })()"
+    )
     assert still == f"1|{shown}", (shown, still)

@@ -45,7 +45,9 @@ def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
 def stored_count(dsn: str, symbols: list[str]) -> int:
     try:
         with psycopg.connect(dsn) as c:
-            row = c.execute("SELECT count(*) FROM trades WHERE symbol = ANY(%s)", ([s.upper() for s in symbols],)).fetchone()
+            row = c.execute(
+                "SELECT count(*) FROM trades WHERE symbol = ANY(%s)", ([s.upper() for s in symbols],)
+            ).fetchone()
             return int(row[0]) if row else 0
     except psycopg.OperationalError:
         return -1
@@ -83,10 +85,21 @@ def assert_exact(dsn: str, ex: LocalExchange, symbols: list[str]) -> None:
             expect = []
             for sec in sorted(bars):
                 ts = bars[sec]
-                expect.append((sec, ts[0].price, max(t.price for t in ts), min(t.price for t in ts), ts[-1].price,
-                               sum(t.qty for t in ts), sum(t.price * t.qty for t in ts),
-                               sum((t.qty for t in ts if not t.is_buyer_maker), Decimal(0)), len(ts),
-                               ts[0].trade_id, ts[-1].trade_id))
+                expect.append(
+                    (
+                        sec,
+                        ts[0].price,
+                        max(t.price for t in ts),
+                        min(t.price for t in ts),
+                        ts[-1].price,
+                        sum(t.qty for t in ts),
+                        sum(t.price * t.qty for t in ts),
+                        sum((t.qty for t in ts if not t.is_buyer_maker), Decimal(0)),
+                        len(ts),
+                        ts[0].trade_id,
+                        ts[-1].trade_id,
+                    )
+                )
             assert got == expect, f"{s}: bars_1s differ from an independent aggregation"
 
 
@@ -259,7 +272,8 @@ def _restart_embedded() -> None:
 
 
 needs_embedded = pytest.mark.skipif(
-    bool(os.environ.get("CRYPTOLAB_TEST_DSN")), reason="restarts the server: only with the embedded test server"
+    bool(os.environ.get("CRYPTOLAB_TEST_DSN")),
+    reason="restarts the server: only with the embedded test server",
 )
 
 
@@ -304,9 +318,22 @@ def test_kill_9_and_restart(dsn: str, exchange) -> None:
     ex = exchange(rate=400)
     syms = ["btcusdt", "ethusdt"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cryptolab.cli.main", "capture", "--symbols", ",".join(syms), "--source", ex.ws_url, "--quiet",
-         "--from-id", "1"],
-        env={**os.environ, "CRYPTOLAB_DSN": dsn}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "cryptolab.cli.main",
+            "capture",
+            "--symbols",
+            ",".join(syms),
+            "--source",
+            ex.ws_url,
+            "--quiet",
+            "--from-id",
+            "1",
+        ],
+        env={**os.environ, "CRYPTOLAB_DSN": dsn},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_until(lambda: stored_count(dsn, syms) > 200, 30, "the subprocess capture to store trades")
@@ -333,7 +360,10 @@ def test_start_returns_fast_inside_a_running_loop(dsn: str, exchange) -> None:
     try:
         assert took < 1.0
         assert cap.status().running
-        assert any(t.name.startswith("cryptolab-capture[BTCUSDT]") and t.daemon for t in __import__("threading").enumerate())
+        assert any(
+            t.name.startswith("cryptolab-capture[BTCUSDT]") and t.daemon
+            for t in __import__("threading").enumerate()
+        )
     finally:
         cap.stop()
 
@@ -373,8 +403,22 @@ def test_unknown_symbol_and_unreachable_endpoint(dsn: str, exchange) -> None:
 def test_cli_capture_runs_for_n_seconds_and_summarizes(dsn: str, exchange) -> None:
     ex = exchange()
     r = subprocess.run(
-        [sys.executable, "-m", "cryptolab.cli.main", "capture", "--symbols", "btcusdt", "--source", ex.ws_url, "--seconds", "2"],
-        env={**os.environ, "CRYPTOLAB_DSN": dsn}, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "cryptolab.cli.main",
+            "capture",
+            "--symbols",
+            "btcusdt",
+            "--source",
+            ex.ws_url,
+            "--seconds",
+            "2",
+        ],
+        env={**os.environ, "CRYPTOLAB_DSN": dsn},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 0, r.stderr
     assert "stored" in r.stdout and "capture stopped" in r.stdout
@@ -389,8 +433,10 @@ def test_unrecoverable_range_is_recorded_not_silent(dsn: str, exchange) -> None:
     st = finish(ex, cap, dsn, ["btcusdt"])
     assert st.gaps_lost >= 1
     with psycopg.connect(dsn) as c:
-        lost = c.execute("SELECT first_missing_id, last_missing_id, missing, status FROM capture_gaps "
-                         "WHERE status = 'unrecoverable'").fetchall()
+        lost = c.execute(
+            "SELECT first_missing_id, last_missing_id, missing, status FROM capture_gaps "
+            "WHERE status = 'unrecoverable'"
+        ).fetchall()
         assert lost == [(1, 999, 999, "unrecoverable")]
         assert c.execute("SELECT min(trade_id) FROM trades").fetchone() == (1000,)
 

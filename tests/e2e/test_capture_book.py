@@ -19,15 +19,23 @@ STREAMS = ("trade", "depth", "bookTicker")
 def stored_diffs(conn: psycopg.Connection, symbol: str) -> list[DepthDiff]:
     rows = conn.execute(
         "SELECT first_update_id, last_update_id, bid_price::text[], bid_qty::text[], ask_price::text[], ask_qty::text[]"
-        " FROM book_diffs WHERE symbol = %s ORDER BY last_update_id", (symbol,)).fetchall()
-    return [DepthDiff("x", symbol, U, u, 0, list(zip(bp, bq)), list(zip(ap, aq))) for U, u, bp, bq, ap, aq in rows]
+        " FROM book_diffs WHERE symbol = %s ORDER BY last_update_id",
+        (symbol,),
+    ).fetchall()
+    return [
+        DepthDiff("x", symbol, U, u, 0, list(zip(bp, bq)), list(zip(ap, aq))) for U, u, bp, bq, ap, aq in rows
+    ]
 
 
 def stored_snapshots(conn: psycopg.Connection, symbol: str) -> list[BookSnapshot]:
     rows = conn.execute(
         "SELECT last_update_id, bid_price::text[], bid_qty::text[], ask_price::text[], ask_qty::text[]"
-        " FROM book_snapshots WHERE symbol = %s ORDER BY last_update_id", (symbol,)).fetchall()
-    return [BookSnapshot("x", symbol, s, list(zip(bp, bq)), list(zip(ap, aq)), 0) for s, bp, bq, ap, aq in rows]
+        " FROM book_snapshots WHERE symbol = %s ORDER BY last_update_id",
+        (symbol,),
+    ).fetchall()
+    return [
+        BookSnapshot("x", symbol, s, list(zip(bp, bq)), list(zip(ap, aq)), 0) for s, bp, bq, ap, aq in rows
+    ]
 
 
 def rebuild(snaps: list[BookSnapshot], diffs: list[DepthDiff]) -> dict[int, OrderBook]:
@@ -57,14 +65,25 @@ def test_book_capture_through_every_book_fault_is_exact_and_heals(exchange: Any,
     ex = exchange(symbols=["btcusdt"], rate=100.0)
     # snapshots of 5000 levels hold the synthetic book whole (~1000 a side), so the stored book must
     # equal the exchange's at every level; with fewer, it is exact within the snapshot's price band
-    cap = Capture(["btcusdt"], source=ex.ws_url, dsn=dsn, streams=STREAMS, depth_snapshot=5000, **FAST).start()
+    cap = Capture(
+        ["btcusdt"], source=ex.ws_url, dsn=dsn, streams=STREAMS, depth_snapshot=5000, **FAST
+    ).start()
     try:
         wait_until(lambda: cap.status().book.get("BTCUSDT", {}).get("synced") is True, 20, "the book to sync")
-        for kind, params in [("depth_drop", {}), ("depth_duplicate", {}), ("depth_reorder", {"n": 2}),
-                             ("snapshot_stale", {}), ("snapshot_429", {}), ("snapshot_500", {}), ("burst_reset", {})]:
+        for kind, params in [
+            ("depth_drop", {}),
+            ("depth_duplicate", {}),
+            ("depth_reorder", {"n": 2}),
+            ("snapshot_stale", {}),
+            ("snapshot_429", {}),
+            ("snapshot_500", {}),
+            ("burst_reset", {}),
+        ]:
             ex.inject(kind, **params)
             time.sleep(1.2)
-        wait_until(lambda: cap.status().book.get("BTCUSDT", {}).get("synced") is True, 20, "the book to sync again")
+        wait_until(
+            lambda: cap.status().book.get("BTCUSDT", {}).get("synced") is True, 20, "the book to sync again"
+        )
         time.sleep(1.0)
     finally:
         st = cap.stop()
@@ -74,10 +93,14 @@ def test_book_capture_through_every_book_fault_is_exact_and_heals(exchange: Any,
     with psycopg.connect(dsn) as conn:
         diffs = stored_diffs(conn, "BTCUSDT")
         snaps = stored_snapshots(conn, "BTCUSDT")
-        gaps = conn.execute("SELECT reason, after_update_id, before_update_id, snapshot_update_id FROM book_gaps "
-                            "WHERE symbol = 'BTCUSDT' ORDER BY after_update_id").fetchall()
-        quotes = conn.execute("SELECT update_id, bid_price::text, bid_qty::text, ask_price::text, ask_qty::text "
-                              "FROM quotes WHERE symbol = 'BTCUSDT' ORDER BY update_id").fetchall()
+        gaps = conn.execute(
+            "SELECT reason, after_update_id, before_update_id, snapshot_update_id FROM book_gaps "
+            "WHERE symbol = 'BTCUSDT' ORDER BY after_update_id"
+        ).fetchall()
+        quotes = conn.execute(
+            "SELECT update_id, bid_price::text, bid_qty::text, ask_price::text, ask_qty::text "
+            "FROM quotes WHERE symbol = 'BTCUSDT' ORDER BY update_id"
+        ).fetchall()
         dup = conn.execute("SELECT count(*) - count(DISTINCT last_update_id) FROM book_diffs").fetchone()
     assert dup == (0,)  # the duplicated diff is stored once
     assert len(diffs) > 50 and len(snaps) >= 2
@@ -103,14 +126,18 @@ def test_book_capture_through_every_book_fault_is_exact_and_heals(exchange: Any,
     for theirs in ex.books("btcusdt", sorted(books)):  # at every update id the stored diffs reach
         mine = OrderBook()
         mine.load(theirs.bids, theirs.asks, theirs.last_update_id)
-        assert levels(books[theirs.last_update_id]) == levels(mine), f"book differs at {theirs.last_update_id}"
+        assert levels(books[theirs.last_update_id]) == levels(mine), (
+            f"book differs at {theirs.last_update_id}"
+        )
     # quotes: stored exactly as published, once; the book's top equals the quote at shared ids
     assert quotes and all(quotes_published[u][3:7] == (bp, bq, ap, aq) for u, bp, bq, ap, aq in quotes)
     shared = [q for q in quotes if q[0] in books]
     for u, bp, bq, ap, aq in shared:
         b = books[u]
         best_bid, best_ask = max(b.bids), min(b.asks)
-        assert (best_bid, b.bids[best_bid], best_ask, b.asks[best_ask]) == tuple(map(Decimal, (bp, bq, ap, aq)))
+        assert (best_bid, b.bids[best_bid], best_ask, b.asks[best_ask]) == tuple(
+            map(Decimal, (bp, bq, ap, aq))
+        )
     assert len(shared) >= 5  # a quote whose update id ends a diff: the book and the quote at the same id
     assert st.book_diffs == len(diffs) and st.quotes == len(quotes)
     assert st.book_gaps and st.snapshots == len(snaps)

@@ -20,9 +20,27 @@ from tests.e2e.test_capture_book import levels, rebuild, stored_diffs, stored_sn
 def _capture(ex: Any, dsn: str) -> subprocess.Popen[str]:
     opts = [f"--option={k}={v}" for k, v in FAST.items()]
     return subprocess.Popen(
-        [sys.executable, "-m", "cryptolab", "capture", "--symbols", "btcusdt", "--source", ex.ws_url, "--quiet",
-         "--streams", "trade,depth,bookTicker", "--depth-snapshot", "5000", *opts],
-        env={**os.environ, "CRYPTOLAB_DSN": dsn}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "cryptolab",
+            "capture",
+            "--symbols",
+            "btcusdt",
+            "--source",
+            ex.ws_url,
+            "--quiet",
+            "--streams",
+            "trade,depth,bookTicker",
+            "--depth-snapshot",
+            "5000",
+            *opts,
+        ],
+        env={**os.environ, "CRYPTOLAB_DSN": dsn},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _count(dsn: str) -> int:
@@ -61,17 +79,24 @@ def test_a_killed_book_capture_restarts_from_storage_and_a_new_snapshot(exchange
     with psycopg.connect(dsn) as conn:
         diffs = stored_diffs(conn, "BTCUSDT")
         snaps = stored_snapshots(conn, "BTCUSDT")
-        gaps = conn.execute("SELECT reason, after_update_id, before_update_id, snapshot_update_id FROM book_gaps "
-                            "WHERE symbol = 'BTCUSDT'").fetchall()
+        gaps = conn.execute(
+            "SELECT reason, after_update_id, before_update_id, snapshot_update_id FROM book_gaps "
+            "WHERE symbol = 'BTCUSDT'"
+        ).fetchall()
     # everything stored is what the exchange published, once
     assert len({d.last_id for d in diffs}) == len(diffs)
     for d in diffs:
-        assert (d.first_id, d.bids, d.asks) == (published[d.last_id].first_id, published[d.last_id].bids,
-                                                published[d.last_id].asks)
+        assert (d.first_id, d.bids, d.asks) == (
+            published[d.last_id].first_id,
+            published[d.last_id].bids,
+            published[d.last_id].asks,
+        )
     # the hole the dead capture left: recorded from the last diff stored before the kill, healed
     restart = [g for g in gaps if g[0] == "restart"]
     assert len(restart) == 1 and restart[0][1] == last_before and restart[0][3] is not None, gaps
-    lost = [u for u in published if last_before < u < diffs[-1].last_id and u not in {d.last_id for d in diffs}]
+    lost = [
+        u for u in published if last_before < u < diffs[-1].last_id and u not in {d.last_id for d in diffs}
+    ]
     assert lost and all(restart[0][1] < u and restart[0][2] > published[u].first_id for u in lost)
     # after the restart's snapshot the book rebuilt from storage is the exchange's own, id for id
     books = rebuild([s for s in snaps if s.last_update_id >= restart[0][3]], diffs)

@@ -26,27 +26,58 @@ QUICK = ["--option", "lease_seconds=3", "--option", "takeover_grace=1", "--optio
 
 def owners(dsn: str) -> dict[str, str]:
     with psycopg.connect(dsn) as c:
-        rows = c.execute("SELECT symbol, owner FROM capture_leases WHERE expires_at > clock_timestamp()").fetchall()
+        rows = c.execute(
+            "SELECT symbol, owner FROM capture_leases WHERE expires_at > clock_timestamp()"
+        ).fetchall()
     return {s: o for s, o in rows}
 
 
-def start_capturer(dsn: str, home: Path, source: str, symbols: list[str], *extra: str) -> subprocess.Popen[bytes]:
+def start_capturer(
+    dsn: str, home: Path, source: str, symbols: list[str], *extra: str
+) -> subprocess.Popen[bytes]:
     home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "CRYPTOLAB_DSN": dsn, "CRYPTOLAB_HOME": str(home), "CRYPTOLAB_ENV_FILE": str(home / "no.env")}
-    return subprocess.Popen([sys.executable, "-m", "cryptolab", "capture", "--symbols", ",".join(symbols),
-                             "--source", source, "--from-id", "1", "--quiet", *QUICK, *extra],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "CRYPTOLAB_DSN": dsn,
+        "CRYPTOLAB_HOME": str(home),
+        "CRYPTOLAB_ENV_FILE": str(home / "no.env"),
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cryptolab",
+            "capture",
+            "--symbols",
+            ",".join(symbols),
+            "--source",
+            source,
+            "--from-id",
+            "1",
+            "--quiet",
+            *QUICK,
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def test_three_capturers_share_six_symbols_and_survive_a_kill_9(dsn: str, exchange, tmp_path: Path) -> None:
     ex = exchange(symbols=SIX, rate=240, seed=11)
     procs = [start_capturer(dsn, tmp_path / f"host{i}", ex.ws_url, SIX) for i in range(3)]
     try:
+
         def running() -> list[tuple[str, int]]:
             with psycopg.connect(dsn) as c:
-                return c.execute("SELECT member_id, pid FROM capture_members WHERE state = 'running'").fetchall()
+                return c.execute(
+                    "SELECT member_id, pid FROM capture_members WHERE state = 'running'"
+                ).fetchall()
 
-        wait_until(lambda: len(running()) == 3 and len(owners(dsn)) == 6, 60, "three capturers, every symbol owned")
+        wait_until(
+            lambda: len(running()) == 3 and len(owners(dsn)) == 6, 60, "three capturers, every symbol owned"
+        )
         members = running()
         time.sleep(7)  # hand-backs settle: each symbol with its preferred capturer
         own = owners(dsn)
@@ -62,8 +93,11 @@ def test_three_capturers_share_six_symbols_and_survive_a_kill_9(dsn: str, exchan
         ex.inject("gap", n=40)
         killed_at = time.monotonic()
         os.kill(pid_of[victim], signal.SIGKILL)
-        wait_until(lambda: victim_syms <= {s for s, o in owners(dsn).items() if o != victim}, 15,
-                   "the killed capturer's symbols to be taken over")
+        wait_until(
+            lambda: victim_syms <= {s for s, o in owners(dsn).items() if o != victim},
+            15,
+            "the killed capturer's symbols to be taken over",
+        )
         takeover = time.monotonic() - killed_at
         assert takeover <= 10.0, f"takeover took {takeover:.1f} s"
         time.sleep(2)
@@ -96,7 +130,9 @@ class Cutter:
         else:
             self.server = socket.socket()
             self.server.bind(("127.0.0.1", 0))
-            self.dsn = psycopg.conninfo.make_conninfo(dsn, host="127.0.0.1", port=str(self.server.getsockname()[1]))
+            self.dsn = psycopg.conninfo.make_conninfo(
+                dsn, host="127.0.0.1", port=str(self.server.getsockname()[1])
+            )
         self.server.listen(64)
         self.cut = False
         self.closed = False
@@ -156,7 +192,9 @@ class Cutter:
 CLUSTER = dict(FAST, lease_seconds=3.0, takeover_grace=1.0, handoff_settle=3.0)
 
 
-def test_a_capturer_cut_off_for_30_s_stops_claiming_and_rejoins_without_loss(dsn: str, exchange, tmp_path: Path) -> None:
+def test_a_capturer_cut_off_for_30_s_stops_claiming_and_rejoins_without_loss(
+    dsn: str, exchange, tmp_path: Path
+) -> None:
     syms = ["btcusdt", "ethusdt", "solusdt"]
     ex = exchange(symbols=syms, rate=150, seed=5)
     pipe = Cutter(dsn, tmp_path / "pipe")
@@ -185,7 +223,11 @@ def test_a_capturer_cut_off_for_30_s_stops_claiming_and_rejoins_without_loss(dsn
         assert not overlap_seen
         assert a_member not in owners(dsn).values()
         pipe.restore()
-        wait_until(lambda: a.status().database_up and a.status().journal_rows == 0, 30, "the cut-off capturer to rejoin")
+        wait_until(
+            lambda: a.status().database_up and a.status().journal_rows == 0,
+            30,
+            "the cut-off capturer to rejoin",
+        )
         time.sleep(5)  # hand-backs, if any
         assert not (set(a.status().symbols) & set(b.status().symbols))
         ex.stop_market()
@@ -211,7 +253,9 @@ def test_a_standby_owns_nothing_then_takes_over_when_the_last_owner_stops(dsn: s
         assert standby.status().symbols == ()
         stopped_at = time.monotonic()
         owner.stop()
-        wait_until(lambda: set(standby.status().symbols) == {"BTCUSDT", "ETHUSDT"}, 10, "the standby to take over")
+        wait_until(
+            lambda: set(standby.status().symbols) == {"BTCUSDT", "ETHUSDT"}, 10, "the standby to take over"
+        )
         assert time.monotonic() - stopped_at < 10
         with psycopg.connect(dsn) as c:
             rows = c.execute("SELECT standby, symbols FROM capture_status WHERE state = 'running'").fetchall()
@@ -230,13 +274,36 @@ def test_cli_workers_and_status(dsn: str, exchange, tmp_path: Path) -> None:
     syms = ["btcusdt", "ethusdt", "solusdt"]
     ex = exchange(symbols=syms, rate=150, seed=4)
     env = {**os.environ, "CRYPTOLAB_DSN": dsn}
-    parent = subprocess.Popen([sys.executable, "-m", "cryptolab", "capture", "--symbols", ",".join(syms),
-                               "--source", ex.ws_url, "--from-id", "1", "--workers", "2", *QUICK],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cryptolab",
+            "capture",
+            "--symbols",
+            ",".join(syms),
+            "--source",
+            ex.ws_url,
+            "--from-id",
+            "1",
+            "--workers",
+            "2",
+            *QUICK,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_until(lambda: len(owners(dsn)) == 3, 30, "every symbol owned")
-        st = subprocess.run([sys.executable, "-m", "cryptolab", "capture", "status"], env=env, capture_output=True,
-                            text=True, timeout=60)
+        st = subprocess.run(
+            [sys.executable, "-m", "cryptolab", "capture", "status"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert st.returncode == 0
         lines = [ln for ln in st.stdout.splitlines()[1:] if "running" in ln]
         assert len(lines) == 2  # two worker processes, each listed with its symbols
@@ -256,19 +323,26 @@ def test_cli_workers_and_status(dsn: str, exchange, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["0", "x", "999"])
 def test_cli_workers_refuses_nonsense(bad: str) -> None:
-    r = subprocess.run([sys.executable, "-m", "cryptolab", "capture", "--symbols", "btcusdt", "--workers", bad],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "cryptolab", "capture", "--symbols", "btcusdt", "--workers", bad],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "--workers" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_a_database_outage_longer_than_the_lease_loses_nothing_and_capture_goes_on(dsn: str, exchange,
-                                                                                   tmp_path: Path) -> None:
+def test_a_database_outage_longer_than_the_lease_loses_nothing_and_capture_goes_on(
+    dsn: str, exchange, tmp_path: Path
+) -> None:
     """One capture, default cluster rules: the lease runs out during the outage, the symbols are
     won back when the database returns, the hole is filled by id, and capture goes on after it."""
     syms = ["btcusdt", "ethusdt"]
     ex = exchange(symbols=syms, rate=200, seed=11)
     pipe = Cutter(dsn, tmp_path / "pipe")
-    cap = Capture(syms, source=ex.ws_url, dsn=pipe.dsn, from_ids={s.upper(): 1 for s in syms}, **CLUSTER).start()
+    cap = Capture(
+        syms, source=ex.ws_url, dsn=pipe.dsn, from_ids={s.upper(): 1 for s in syms}, **CLUSTER
+    ).start()
     try:
         wait_until(lambda: stored_count(dsn, syms) > 100, 20, "the first trades stored")
         pipe.sever()
@@ -288,8 +362,9 @@ def test_a_database_outage_longer_than_the_lease_loses_nothing_and_capture_goes_
     assert_exact(dsn, ex, syms)
 
 
-def test_two_capturers_through_one_outage_both_capture_again_no_zombie_leases(dsn: str, exchange,
-                                                                              tmp_path: Path) -> None:
+def test_two_capturers_through_one_outage_both_capture_again_no_zombie_leases(
+    dsn: str, exchange, tmp_path: Path
+) -> None:
     """After an outage longer than the lease for both, every valid lease belongs to a capturer
     that captures its symbol (no fresh heartbeat over nothing stored)."""
     syms = ["btcusdt", "ethusdt", "solusdt"]
@@ -300,16 +375,25 @@ def test_two_capturers_through_one_outage_both_capture_again_no_zombie_leases(ds
     b = Capture(syms, source=ex.ws_url, dsn=pipe.dsn, from_ids=ids, **CLUSTER).start()
     try:
         everything = {s.upper() for s in syms}
-        wait_until(lambda: set(a.status().symbols) | set(b.status().symbols) == everything, 20, "every symbol owned")
+        wait_until(
+            lambda: set(a.status().symbols) | set(b.status().symbols) == everything, 20, "every symbol owned"
+        )
         pipe.sever()
-        wait_until(lambda: a.status().symbols == () and b.status().symbols == (), 10, "both leases to run out")
+        wait_until(
+            lambda: a.status().symbols == () and b.status().symbols == (), 10, "both leases to run out"
+        )
         time.sleep(4)
         pipe.restore()
 
         def captured_by_lease_holder() -> bool:
             held = owners(dsn)
-            by_member = {a.status().member_id: set(a.status().symbols), b.status().member_id: set(b.status().symbols)}
-            return set(held) == everything and all(s.upper() in by_member.get(o, set()) for s, o in held.items())
+            by_member = {
+                a.status().member_id: set(a.status().symbols),
+                b.status().member_id: set(b.status().symbols),
+            }
+            return set(held) == everything and all(
+                s.upper() in by_member.get(o, set()) for s, o in held.items()
+            )
 
         wait_until(captured_by_lease_holder, 20, "every lease held by a capturer that captures its symbol")
         ex.stop_market()
@@ -322,7 +406,9 @@ def test_two_capturers_through_one_outage_both_capture_again_no_zombie_leases(ds
     assert_exact(dsn, ex, syms)
 
 
-def test_a_capture_stopped_while_its_symbols_are_lost_fails_loudly(dsn: str, exchange, tmp_path: Path) -> None:
+def test_a_capture_stopped_while_its_symbols_are_lost_fails_loudly(
+    dsn: str, exchange, tmp_path: Path
+) -> None:
     syms = ["btcusdt"]
     ex = exchange(symbols=syms, rate=100, seed=13)
     pipe = Cutter(dsn, tmp_path / "pipe")

@@ -39,7 +39,11 @@ def test_a_fault_free_capture_counts_no_gap_and_status_shows_every_row(dsn: str,
     with psycopg.connect(dsn) as c:
         stored = c.execute("SELECT count(*) FROM trades").fetchone()[0]
         assert c.execute("SELECT count(*) FROM capture_gaps").fetchone() == (0,)
-        assert c.execute("SELECT trades_stored, gaps_found, gaps_filled FROM capture_runs").fetchone() == (stored, 0, 0)
+        assert c.execute("SELECT trades_stored, gaps_found, gaps_filled FROM capture_runs").fetchone() == (
+            stored,
+            0,
+            0,
+        )
         assert c.execute("SELECT rows_stored FROM capture_members").fetchone() == (stored,)
     assert st.rows_stored == stored
     assert cli.main(["capture", "status"]) == 0

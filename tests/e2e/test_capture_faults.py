@@ -80,10 +80,15 @@ def test_a_run_killed_minus_9_is_marked_dead_when_found(dsn: str, exchange) -> N
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     with psycopg.connect(dsn) as c:
-        c.execute("INSERT INTO capture_runs (exchange, symbols, endpoint, host, pid, heartbeat_at) "
-                  "VALUES ('simulator', '{BTCUSDT}', 'ws://x', %s, %s, clock_timestamp())", (socket.gethostname(), gone.pid))
-        c.execute("INSERT INTO capture_runs (exchange, symbols, endpoint, host, pid, heartbeat_at) "
-                  "VALUES ('simulator', '{BTCUSDT}', 'ws://x', 'elsewhere', 1, now() - interval '1 hour')")
+        c.execute(
+            "INSERT INTO capture_runs (exchange, symbols, endpoint, host, pid, heartbeat_at) "
+            "VALUES ('simulator', '{BTCUSDT}', 'ws://x', %s, %s, clock_timestamp())",
+            (socket.gethostname(), gone.pid),
+        )
+        c.execute(
+            "INSERT INTO capture_runs (exchange, symbols, endpoint, host, pid, heartbeat_at) "
+            "VALUES ('simulator', '{BTCUSDT}', 'ws://x', 'elsewhere', 1, now() - interval '1 hour')"
+        )
     ex = exchange()
     cap = Capture(["btcusdt"], source=ex.ws_url, **FAST).start()
     cap.stop()
@@ -107,7 +112,12 @@ def test_a_synthetic_local_market_is_never_stored_as_binance(dsn: str, exchange)
     wait_until(lambda: cap.status().rows_stored > 5, 20, "some trades")
     cap.stop()
     with psycopg.connect(dsn) as c:
-        assert c.execute("SELECT count(*) FROM trades WHERE exchange = 'binance' AND symbol = 'ETHUSDT'").fetchone()[0] > 5
+        assert (
+            c.execute(
+                "SELECT count(*) FROM trades WHERE exchange = 'binance' AND symbol = 'ETHUSDT'"
+            ).fetchone()[0]
+            > 5
+        )
 
 
 def test_credentials_in_the_source_url_are_not_stored(dsn: str, exchange) -> None:
@@ -161,8 +171,14 @@ def test_a_full_journal_stops_the_capture_loudly(tmp_path: Path) -> None:
     counters, fatal = Counters(), []
     dead_dsn = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1"
     journal = Journal(tmp_path / "j", max_bytes=4096)
-    sink = Sink(CaptureOptions(), counters, journal, DbLink(dead_dsn, retry_seconds=60.0, state="down"),
-                RunLog("simulator"), fatal.append)
+    sink = Sink(
+        CaptureOptions(),
+        counters,
+        journal,
+        DbLink(dead_dsn, retry_seconds=60.0, state="down"),
+        RunLog("simulator"),
+        fatal.append,
+    )
     sink.start("test-writer")
     sink.trades.extend(trade(i) for i in range(1, 200))
     sink.wake.set()
@@ -188,13 +204,18 @@ def test_an_unexpected_writer_error_stops_the_capture_and_keeps_the_rows(dsn: st
             c.execute("ALTER TABLE bars_1s_away RENAME TO bars_1s")
         cap.stop()
     with psycopg.connect(dsn) as c:
-        assert c.execute("SELECT status FROM capture_runs ORDER BY run_id DESC LIMIT 1").fetchone()[0] == "failed"
+        assert (
+            c.execute("SELECT status FROM capture_runs ORDER BY run_id DESC LIMIT 1").fetchone()[0]
+            == "failed"
+        )
     # the next capture replays what the failed one kept, and continues without a gap
     cap2 = Capture(["btcusdt"], source=ex.ws_url, **FAST).start()
     ex.stop_market()
     total = len(ex.trade_log("btcusdt", "MILLISECOND"))
     with psycopg.connect(dsn) as c:
-        wait_until(lambda: c.execute("SELECT count(*) FROM trades").fetchone()[0] >= total, 30, "every trade stored")
+        wait_until(
+            lambda: c.execute("SELECT count(*) FROM trades").fetchone()[0] >= total, 30, "every trade stored"
+        )
         ids = [i for (i,) in c.execute("SELECT trade_id FROM trades ORDER BY trade_id").fetchall()]
     cap2.stop()
     assert ids == list(range(1, total + 1))
@@ -211,8 +232,11 @@ def test_a_damaged_journal_left_behind_is_replayed_and_its_bad_record_set_aside(
     ex = exchange()
     cap = Capture(["btcusdt"], source=ex.ws_url, **FAST).start()
     with psycopg.connect(dsn) as c:
-        wait_until(lambda: c.execute("SELECT count(*) FROM trades WHERE symbol = 'XRPUSDT'").fetchone()[0] == 9, 20,
-                   "the good records of the old journal")
+        wait_until(
+            lambda: c.execute("SELECT count(*) FROM trades WHERE symbol = 'XRPUSDT'").fetchone()[0] == 9,
+            20,
+            "the good records of the old journal",
+        )
         assert c.execute("SELECT count(*) FROM trades WHERE price = 100.35").fetchone()[0] == 0
     st = cap.stop()
     assert st.journal_bad_records == 1 and not st.failed

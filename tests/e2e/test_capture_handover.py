@@ -27,7 +27,9 @@ def test_a_hand_back_never_leaves_a_symbol_without_an_owner(dsn: str, exchange) 
     second = None
     unowned: list[tuple[float, set[str]]] = []
     try:
-        wait_until(lambda: set(first.status().symbols) == {s.upper() for s in SIX}, 20, "the first to own all six")
+        wait_until(
+            lambda: set(first.status().symbols) == {s.upper() for s in SIX}, 20, "the first to own all six"
+        )
         second = Capture(SIX, source=ex.ws_url, dsn=dsn, from_ids=ids, **CLUSTER).start()
         me = second.status().member_id
         everything = {s.upper() for s in SIX}
@@ -35,8 +37,9 @@ def test_a_hand_back_never_leaves_a_symbol_without_an_owner(dsn: str, exchange) 
             end = time.monotonic() + 25
             handed = None
             while time.monotonic() < end:
-                rows = c.execute("SELECT symbol, owner FROM capture_leases "
-                                 "WHERE expires_at > clock_timestamp()").fetchall()
+                rows = c.execute(
+                    "SELECT symbol, owner FROM capture_leases WHERE expires_at > clock_timestamp()"
+                ).fetchall()
                 held = {str(s) for s, _ in rows}
                 if held != everything:
                     unowned.append((time.monotonic(), everything - held))
@@ -47,8 +50,11 @@ def test_a_hand_back_never_leaves_a_symbol_without_an_owner(dsn: str, exchange) 
                 time.sleep(0.02)
         assert handed is not None, "the second capturer never got a symbol back"
         assert unowned == [], f"symbols without an owner during the hand-back: {unowned[:5]}"
-        wait_until(lambda: not (set(first.status().symbols) & set(second.status().symbols)), 10,
-                   "each symbol captured by one capturer once the hand-back is done")
+        wait_until(
+            lambda: not (set(first.status().symbols) & set(second.status().symbols)),
+            10,
+            "each symbol captured by one capturer once the hand-back is done",
+        )
         ex.stop_market()
         total = printed_total(ex, SIX)
         wait_until(lambda: stored_count(dsn, SIX) >= total, 60, f"{total} trades stored")

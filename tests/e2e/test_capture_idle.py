@@ -20,7 +20,9 @@ def committed(dsn: str) -> int:
     """Transactions committed in the database so far (the read itself counts one, on its close)."""
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("SELECT pg_stat_force_next_flush()")
-        row = c.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()
+        row = c.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -28,7 +30,9 @@ def committed(dsn: str) -> int:
 def test_an_idle_capture_commits_about_once_per_lease_renewal(dsn: str, exchange) -> None:
     ex = exchange(symbols=["btcusdt"], rate=50)
     ex.pause_market()
-    cap = Capture(["btcusdt"], source=ex.ws_url, dsn=dsn, heartbeat_seconds=5.0, lease_renew_seconds=1.0).start()
+    cap = Capture(
+        ["btcusdt"], source=ex.ws_url, dsn=dsn, heartbeat_seconds=5.0, lease_renew_seconds=1.0
+    ).start()
     try:
         wait_until(lambda: cap.status().symbols != (), 20, "the capture to own its symbol")
         # start-up done (resume points, the run's row, first ticks) and counted: a backend that goes

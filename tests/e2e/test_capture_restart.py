@@ -21,7 +21,8 @@ from cryptolab.storage.journal import Journal
 from tests.e2e.test_capture import FAST, assert_exact, printed_total, stored_count, wait_until
 
 needs_embedded = pytest.mark.skipif(
-    bool(os.environ.get("CRYPTOLAB_TEST_DSN")), reason="restarts the server: only with the embedded test server"
+    bool(os.environ.get("CRYPTOLAB_TEST_DSN")),
+    reason="restarts the server: only with the embedded test server",
 )
 
 
@@ -48,11 +49,29 @@ def test_missing_parts_are_a_range_minus_the_stored_runs() -> None:
 def test_a_capture_that_died_on_a_full_journal_restarts_at_once_and_replays_it(dsn: str, exchange) -> None:
     ex = exchange(rate=300)
     syms = ["btcusdt", "ethusdt"]
-    opts = [f"--option={k}={v}" for k, v in {**FAST, "journal_max_bytes": 24 * 1024, "lease_seconds": 30}.items()]
+    opts = [
+        f"--option={k}={v}" for k, v in {**FAST, "journal_max_bytes": 24 * 1024, "lease_seconds": 30}.items()
+    ]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cryptolab", "capture", "--symbols", ",".join(syms), "--source", ex.ws_url,
-         "--quiet", "--from-id", "1", *opts],
-        env={**os.environ, "CRYPTOLAB_DSN": dsn}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "cryptolab",
+            "capture",
+            "--symbols",
+            ",".join(syms),
+            "--source",
+            ex.ws_url,
+            "--quiet",
+            "--from-id",
+            "1",
+            *opts,
+        ],
+        env={**os.environ, "CRYPTOLAB_DSN": dsn},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_until(lambda: stored_count(dsn, syms) > 100, 30, "the subprocess capture to store trades")
         embedded.stop()
@@ -72,7 +91,12 @@ def test_a_capture_that_died_on_a_full_journal_restarts_at_once_and_replays_it(d
     journaled = _journaled(dsn)
     assert len(journaled) > 50
     with psycopg.connect(dsn) as c:  # it could not hand its 30 s leases back: the database was away
-        assert c.execute("SELECT count(*) FROM capture_leases WHERE expires_at > clock_timestamp()").fetchone()[0] == 2
+        assert (
+            c.execute("SELECT count(*) FROM capture_leases WHERE expires_at > clock_timestamp()").fetchone()[
+                0
+            ]
+            == 2
+        )
     # the restart owns its symbols at once (the dead capture's leases do not hold it back) ...
     cap2 = Capture(syms, source=ex.ws_url, **FAST).start()
     try:
@@ -85,9 +109,13 @@ def test_a_capture_that_died_on_a_full_journal_restarts_at_once_and_replays_it(d
     assert_exact(dsn, ex, syms)
     # ... and stores what the journal kept from the journal, not from REST a second time
     with psycopg.connect(dsn) as c:
-        sources = dict(((s, i), src) for s, i, src in c.execute(
-            "SELECT symbol, trade_id, source FROM trades WHERE symbol || ':' || trade_id = ANY(%s)",
-            ([f"{s}:{i}" for s, i in journaled],)).fetchall())
+        sources = dict(
+            ((s, i), src)
+            for s, i, src in c.execute(
+                "SELECT symbol, trade_id, source FROM trades WHERE symbol || ':' || trade_id = ANY(%s)",
+                ([f"{s}:{i}" for s, i in journaled],),
+            ).fetchall()
+        )
     assert len(sources) == len(journaled) and set(sources.values()) == {"live"}
     assert st2.duplicates < len(journaled) // 10
 
@@ -119,8 +147,15 @@ def test_a_frozen_capturer_does_not_take_its_symbols_straight_back(dsn: str, exc
     procs = [start_capturer(dsn, tmp_path / f"host{i}", ex.ws_url, SIX) for i in range(2)]
     try:
         with psycopg.connect(dsn) as c:
-            wait_until(lambda: c.execute("SELECT count(*) FROM capture_members WHERE state = 'running'").fetchone()[0]
-                       == 2 and len(owners(dsn)) == 6, 60, "two capturers, every symbol owned")
+            wait_until(
+                lambda: (
+                    c.execute("SELECT count(*) FROM capture_members WHERE state = 'running'").fetchone()[0]
+                    == 2
+                    and len(owners(dsn)) == 6
+                ),
+                60,
+                "two capturers, every symbol owned",
+            )
             pid_of = dict(c.execute("SELECT member_id, pid FROM capture_members").fetchall())
         time.sleep(7)  # hand-backs settle: each symbol with its preferred capturer
         own = owners(dsn)
@@ -128,8 +163,11 @@ def test_a_frozen_capturer_does_not_take_its_symbols_straight_back(dsn: str, exc
         mine = {s for s, o in own.items() if o == victim}
         os.kill(pid_of[victim], signal.SIGSTOP)
         try:
-            wait_until(lambda: all(owners(dsn).get(s) not in (None, victim) for s in mine), 20,
-                       "the frozen capturer's symbols to be taken over")
+            wait_until(
+                lambda: all(owners(dsn).get(s) not in (None, victim) for s in mine),
+                20,
+                "the frozen capturer's symbols to be taken over",
+            )
         finally:
             os.kill(pid_of[victim], signal.SIGCONT)
         end = time.monotonic() + 3.0  # less than handoff_settle (5 s): the taker keeps them meanwhile
@@ -138,7 +176,9 @@ def test_a_frozen_capturer_does_not_take_its_symbols_straight_back(dsn: str, exc
             assert all(now.get(s) not in (None, victim) for s in mine), now
             time.sleep(0.1)
         # then, once the thawed one has heartbeated steadily for the settle time, it gets its share back
-        wait_until(lambda: all(owners(dsn).get(s) == victim for s in mine), 20, "the hand-back after the settle")
+        wait_until(
+            lambda: all(owners(dsn).get(s) == victim for s in mine), 20, "the hand-back after the settle"
+        )
         ex.stop_market()
         total = printed_total(ex, SIX)
         wait_until(lambda: stored_count(dsn, SIX) >= total, 60, f"{total} trades stored")

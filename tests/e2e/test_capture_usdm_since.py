@@ -41,10 +41,15 @@ def test_usdm_since_joins_dumps_rest_and_live_with_the_aggregate_ids_whole(dsn: 
     today = datetime.now(timezone.utc).date()
     since = today - timedelta(days=2)
     t0 = time.perf_counter()
-    cap = Capture(["btcusdt"], source=ex.fws_url, dsn=dsn, market="usdm", since=since.isoformat(), **FAST).start()
+    cap = Capture(
+        ["btcusdt"], source=ex.fws_url, dsn=dsn, market="usdm", since=since.isoformat(), **FAST
+    ).start()
     try:
-        wait_until(lambda: cap.status().history.get("BTCUSDT", "").startswith("history joined"), 120,
-                   "the futures history to be joined")
+        wait_until(
+            lambda: cap.status().history.get("BTCUSDT", "").startswith("history joined"),
+            120,
+            "the futures history to be joined",
+        )
         joined_s = time.perf_counter() - t0
         time.sleep(1.5)  # live aggregates after the join
         ex.stop_market()
@@ -56,18 +61,28 @@ def test_usdm_since_joins_dumps_rest_and_live_with_the_aggregate_ids_whole(dsn: 
     log = want_aggs(ex, "BTCUSDT")
     got = stored_aggs(dsn, "BTCUSDT")
     # from the first aggregate of `since` to the live end: the exchange's own log, each once, ids whole
-    assert log[0][5] >= int(datetime(since.year, since.month, since.day, tzinfo=timezone.utc).timestamp()) * 10**6
+    assert (
+        log[0][5]
+        >= int(datetime(since.year, since.month, since.day, tzinfo=timezone.utc).timestamp()) * 10**6
+    )
     assert got == log
     ids = [r[0] for r in got]
     assert ids == list(range(log[0][0], log[-1][0] + 1))
     edge = int(st.history["BTCUSDT"].rsplit(" ", 1)[-1])  # "history joined: … up to id N"
     assert got[-1][0] > edge  # live aggregates after the edge
     # the two whole days came from the futures dumps, the rest (today up to the edge) from /fapi REST
-    files = q(dsn, "SELECT period, first_day, last_day, file_name, first_id, last_id, stored FROM history_files "
-                   "WHERE exchange = %s AND symbol = 'BTCUSDT' AND kind = 'aggTrades' ORDER BY first_id", USDM)
+    files = q(
+        dsn,
+        "SELECT period, first_day, last_day, file_name, first_id, last_id, stored FROM history_files "
+        "WHERE exchange = %s AND symbol = 'BTCUSDT' AND kind = 'aggTrades' ORDER BY first_id",
+        USDM,
+    )
     dumps = [f for f in files if f[0] == "daily"]
     rest = [f for f in files if f[0] == "rest"]
-    assert [(f[1], f[2]) for f in dumps] == [(since, since), (since + timedelta(days=1), since + timedelta(days=1))]
+    assert [(f[1], f[2]) for f in dumps] == [
+        (since, since),
+        (since + timedelta(days=1), since + timedelta(days=1)),
+    ]
     assert all(f[3].endswith(".zip") for f in dumps)
     day_end_us = int(datetime(today.year, today.month, today.day, tzinfo=timezone.utc).timestamp()) * 10**6
     in_dumps = [r for r in log if r[5] < day_end_us]
@@ -75,12 +90,18 @@ def test_usdm_since_joins_dumps_rest_and_live_with_the_aggregate_ids_whole(dsn: 
     assert sum(f[6] for f in dumps) == len(in_dumps)
     assert rest and rest[0][4] == dumps[-1][5] + 1 and max(f[5] for f in rest) == edge
     assert all(f[3].startswith("rest:aggTrades:") for f in rest)
-    lost = q(dsn, "SELECT first_missing_id, last_missing_id, reason FROM capture_gaps WHERE exchange = %s "
-                  "AND status <> 'filled'", USDM)
+    lost = q(
+        dsn,
+        "SELECT first_missing_id, last_missing_id, reason FROM capture_gaps WHERE exchange = %s "
+        "AND status <> 'filled'",
+        USDM,
+    )
     assert not lost
-    print(f"\nusdm join: {len(in_dumps):,} aggregates from {len(dumps)} dump files, "
-          f"{sum(f[6] for f in rest):,} from REST up to id {edge}, {len(got) - (edge - log[0][0] + 1):,} live after; "
-          f"joined in {joined_s:.1f} s")
+    print(
+        f"\nusdm join: {len(in_dumps):,} aggregates from {len(dumps)} dump files, "
+        f"{sum(f[6] for f in rest):,} from REST up to id {edge}, {len(got) - (edge - log[0][0] + 1):,} live after; "
+        f"joined in {joined_s:.1f} s"
+    )
 
 
 def test_usdm_join_run_twice_stores_nothing_twice(dsn: str, exchange: Any) -> None:
@@ -89,8 +110,11 @@ def test_usdm_join_run_twice_stores_nothing_twice(dsn: str, exchange: Any) -> No
     for _ in range(2):
         cap = Capture(["btcusdt"], source=ex.fws_url, dsn=dsn, market="usdm", since=since, **FAST).start()
         try:
-            wait_until(lambda cap=cap: cap.status().history.get("BTCUSDT", "").startswith("history joined"), 120,
-                       "the futures history to be joined")
+            wait_until(
+                lambda cap=cap: cap.status().history.get("BTCUSDT", "").startswith("history joined"),
+                120,
+                "the futures history to be joined",
+            )
         finally:
             st = cap.stop()
         assert not st.failed
@@ -108,21 +132,29 @@ def test_usdm_join_stopped_early_is_said_recorded_and_fetched_next_time(dsn: str
     ex = exchange(symbols=["btcusdt"], rate=20.0, history_days=1, history_rate=0.5, markets=["spot", "usdm"])
     since = (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
     ex.inject("dump_slow", n=2, seconds=120)  # the futures dumps crawl: the stop comes first
-    cap = Capture(["btcusdt"], source=ex.fws_url, dsn=dsn, market="usdm", since=since,
-                  **{**FAST, "start_timeout": 4.0}).start()
+    cap = Capture(
+        ["btcusdt"], source=ex.fws_url, dsn=dsn, market="usdm", since=since, **{**FAST, "start_timeout": 4.0}
+    ).start()
     wait_until(lambda: cap.status().history.get("BTCUSDT", "").startswith("joining"), 30, "the join to begin")
     time.sleep(0.5)
     st = cap.stop()
     line = st.history["BTCUSDT"]
     assert line.startswith("history join unfinished at stop") and "aggregates" in line, line
-    opened = q(dsn, "SELECT first_missing_id, last_missing_id FROM capture_gaps WHERE exchange = %s AND status = 'open'",
-               USDM)
+    opened = q(
+        dsn,
+        "SELECT first_missing_id, last_missing_id FROM capture_gaps WHERE exchange = %s AND status = 'open'",
+        USDM,
+    )
     assert opened, "the unfinished join was not recorded"
     # the next capture (no --since) fetches what was recorded from /fapi by id
     cap = Capture(["btcusdt"], source=ex.fws_url, dsn=dsn, market="usdm", **FAST).start()
     try:
         want = {a for lo, hi in opened for a in range(lo, hi + 1)}
-        wait_until(lambda: want <= {r[0] for r in stored_aggs(dsn, "BTCUSDT")}, 120, "the recorded aggregates fetched")
+        wait_until(
+            lambda: want <= {r[0] for r in stored_aggs(dsn, "BTCUSDT")},
+            120,
+            "the recorded aggregates fetched",
+        )
     finally:
         cap.stop()
     assert not q(dsn, "SELECT 1 FROM capture_gaps WHERE exchange = %s AND status = 'open'", USDM)
@@ -136,11 +168,32 @@ def test_cli_usdm_since_is_offered(dsn: str, exchange: Any) -> None:
     ex = exchange(symbols=["btcusdt"], rate=20.0, history_days=1, history_rate=0.5, markets=["spot", "usdm"])
     since = (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
     env = {**os.environ, "CRYPTOLAB_DSN": dsn}
-    r = subprocess.run([sys.executable, "-m", "cryptolab", "capture", "--market", "usdm", "--symbols", "btcusdt",
-                        "--source", ex.fws_url, "--since", since, "--seconds", "8"],
-                       capture_output=True, text=True, timeout=180, env=env)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cryptolab",
+            "capture",
+            "--market",
+            "usdm",
+            "--symbols",
+            "btcusdt",
+            "--source",
+            ex.fws_url,
+            "--since",
+            since,
+            "--seconds",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert "Traceback" not in r.stderr, r.stderr[-2000:]
     assert r.returncode == 0 and "history joined" in r.stdout + r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
     with psycopg.connect(dsn) as c:
-        n = c.execute("SELECT count(*) FROM history_files WHERE exchange = %s AND period = 'daily'", (USDM,)).fetchone()
+        n = c.execute(
+            "SELECT count(*) FROM history_files WHERE exchange = %s AND period = 'daily'", (USDM,)
+        ).fetchone()
     assert n is not None and n[0] == 1, r.stdout[-2000:] + r.stderr[-2000:]

@@ -25,8 +25,14 @@ def test_futures_notebook_runs_on_loaded_history_and_records_match_the_api(
     load_futures_days(ex, dsn, tmp_path / "cache", days)
     start = datetime(days[0].year, days[0].month, days[0].day, tzinfo=timezone.utc)
     end = start + timedelta(days=2)
-    params = {"symbol": "BTCUSDT", "exchange": "simulator", "start": start.isoformat(), "end": end.isoformat(),
-              "interval": "1h", "dsn": dsn}
+    params = {
+        "symbol": "BTCUSDT",
+        "exchange": "simulator",
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "interval": "1h",
+        "dsn": dsn,
+    }
     lines: list[str] = []
     index = run_reports(tmp_path / "report", params, ["07"], progress=lines.append)
     assert "1/1 notebooks ok" in index.read_text(), lines
@@ -44,9 +50,12 @@ def test_futures_notebook_runs_on_loaded_history_and_records_match_the_api(
     assert rec["liquidations"] == 0
 
 
-def test_futures_notebook_on_spot_only_data_says_why(dsn: str, conn: psycopg.Connection, tmp_path: Path) -> None:
-    index = run_reports(tmp_path / "report", {"symbol": "BTCUSDT", "exchange": "binance", "dsn": dsn}, ["07"],
-                        progress=None)
+def test_futures_notebook_on_spot_only_data_says_why(
+    dsn: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
+    index = run_reports(
+        tmp_path / "report", {"symbol": "BTCUSDT", "exchange": "binance", "dsn": dsn}, ["07"], progress=None
+    )
     assert "1/1 notebooks ok" in index.read_text()
     rec = read_records(tmp_path / "report" / "07_futures.ipynb")
     assert rec["futures"].startswith("nothing to show: no USD-M futures rows of BTCUSDT on binance-usdm")

@@ -26,7 +26,9 @@ pytestmark = pytest.mark.slow
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], cwd=cwd, env=os.environ.copy(), capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [*CLI, *args], cwd=cwd, env=os.environ.copy(), capture_output=True, text=True, timeout=600
+    )
 
 
 def test_demo_then_everything_without_parameters_finds_the_data(dsn: str, tmp_path: Path) -> None:
@@ -34,15 +36,21 @@ def test_demo_then_everything_without_parameters_finds_the_data(dsn: str, tmp_pa
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["exchange"] == "simulator" and summary["symbols"] == ["BTCUSDT", "ETHUSDT"]
-    reports = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "notebooks").glob("0[1-9]_*.ipynb"))
+    reports = sorted(
+        p.stem for p in (Path(__file__).resolve().parents[2] / "notebooks").glob("0[1-9]_*.ipynb")
+    )
     assert all(n["ok"] for n in summary["notebooks"])
-    assert sorted(n["name"] for n in summary["notebooks"]) == sorted(f"{r}-{s}" for r in reports for s in ("BTCUSDT", "ETHUSDT"))
+    assert sorted(n["name"] for n in summary["notebooks"]) == sorted(
+        f"{r}-{s}" for r in reports for s in ("BTCUSDT", "ETHUSDT")
+    )
 
     # `cryptolab report` with no parameters at all: finds simulator, reports both symbols
     rep = _cli("report", "--out", str(tmp_path / "report"), cwd=tmp_path)
     assert rep.returncode == 0, rep.stdout[-2000:] + rep.stderr[-2000:]
     s = json.loads((tmp_path / "report" / "summary.json").read_text())
-    assert s["exchange"] == "simulator" and sorted(n["symbol"] for n in s["notebooks"]).count("ETHUSDT") == len(reports)
+    assert s["exchange"] == "simulator" and sorted(n["symbol"] for n in s["notebooks"]).count(
+        "ETHUSDT"
+    ) == len(reports)
     by = {n["name"]: n for n in s["notebooks"]}
     price = by["01_price_analysis-BTCUSDT"]["records"]
     assert price["symbol"] == "BTCUSDT" and 5 <= price["bars"] <= 120  # range and interval from the data
@@ -71,12 +79,26 @@ def test_demo_then_everything_without_parameters_finds_the_data(dsn: str, tmp_pa
         assert set(an.stored_symbols()["exchange"].to_list()) == {"simulator"}
 
 
-def test_a_dsn_password_is_written_into_no_report_file(dsn: str, conn: psycopg.Connection, tmp_path: Path) -> None:
+def test_a_dsn_password_is_written_into_no_report_file(
+    dsn: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
     from cryptolab.model import Trade
     from cryptolab.storage.writer import TradeWriter
 
-    TradeWriter(conn).write([Trade("binance", "PWUSDT", i, Decimal("1.5"), Decimal("2"), i % 2 == 0,
-                                   1_735_689_600_000_000 + i * 1000) for i in range(1, 50)])
+    TradeWriter(conn).write(
+        [
+            Trade(
+                "binance",
+                "PWUSDT",
+                i,
+                Decimal("1.5"),
+                Decimal("2"),
+                i % 2 == 0,
+                1_735_689_600_000_000 + i * 1000,
+            )
+            for i in range(1, 50)
+        ]
+    )
     conn.commit()
     secret = "s3cret-Pw-4711"
     role = "cl_pw_user"

@@ -30,7 +30,9 @@ def committed(path: Path) -> str:
 
     rel = path.relative_to(ROOT).as_posix()
     try:
-        proc = subprocess.run(["git", "-C", str(ROOT), "show", f":{rel}"], capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            ["git", "-C", str(ROOT), "show", f":{rel}"], capture_output=True, text=True, timeout=30
+        )
     except OSError:
         return path.read_text()
     return proc.stdout if proc.returncode == 0 else path.read_text()
@@ -40,19 +42,31 @@ def test_notebooks_are_committed_clean_with_parameters_first(tmp_path: Path) -> 
     import papermill as pm
 
     names = [p.stem for p in NOTEBOOKS]
-    assert names == ["00_live_dashboard", "01_price_analysis", "02_traffic_analysis", "03_quality_check",
-                     "04_volume", "05_latency", "06_book", "07_futures"]
+    assert names == [
+        "00_live_dashboard",
+        "01_price_analysis",
+        "02_traffic_analysis",
+        "03_quality_check",
+        "04_volume",
+        "05_latency",
+        "06_book",
+        "07_futures",
+    ]
     for path in NOTEBOOKS:
         text = committed(path)
         nb = json.loads(text)
         path = tmp_path / path.name
         path.write_text(text)
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), f"{path.name} has outputs"
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), (
+            f"{path.name} has outputs"
+        )
         assert "parameters" in code[0]["metadata"].get("tags", []), f"{path.name}: first code cell not tagged"
         declared = dict(pm.inspect_notebook(str(path)))  # every line parses (no '=' in comments…)
         source = "".join(code[0]["source"])
-        assert len(declared) == sum(1 for ln in source.splitlines() if ln and not ln.startswith("#")), path.name
+        assert len(declared) == sum(1 for ln in source.splitlines() if ln and not ln.startswith("#")), (
+            path.name
+        )
         assert set(declared) >= COMMON, path.name
         assert len(code) <= 12, f"{path.name}: notebooks stay thin"
 
@@ -84,9 +98,13 @@ def captured(dsn: str, conn: psycopg.Connection) -> Any:
         ids = sorted(t.trade_id for t in log)
         gone = ids[len(ids) // 2]
         # as if the trade had never arrived: gone from trades, and its 1 s bar rebuilt without it
-        (sec,) = conn.execute("DELETE FROM trades WHERE symbol = 'BTCUSDT' AND trade_id = %s "
-                              "RETURNING date_trunc('second', trade_time)", (gone,)).fetchone()
-        conn.execute("""
+        (sec,) = conn.execute(
+            "DELETE FROM trades WHERE symbol = 'BTCUSDT' AND trade_id = %s "
+            "RETURNING date_trunc('second', trade_time)",
+            (gone,),
+        ).fetchone()
+        conn.execute(
+            """
             UPDATE bars_1s b SET open = a.open, high = a.high, low = a.low, close = a.close, volume = a.volume,
                    quote_volume = a.quote_volume, taker_buy_volume = a.tbv, taker_buy_quote = a.tbq,
                    trade_count = a.n, first_trade_id = a.lo, last_trade_id = a.hi, price_sq_volume = a.pq2
@@ -98,19 +116,30 @@ def captured(dsn: str, conn: psycopg.Connection) -> Any:
                          count(*) AS n, min(trade_id) AS lo, max(trade_id) AS hi,
                          sum(qty * price * price) AS pq2
                   FROM trades WHERE symbol = 'BTCUSDT' AND date_trunc('second', trade_time) = %(s)s) a
-            WHERE b.symbol = 'BTCUSDT' AND b.ts = %(s)s""", {"s": sec})
+            WHERE b.symbol = 'BTCUSDT' AND b.ts = %(s)s""",
+            {"s": sec},
+        )
         conn.commit()
         yield ex, [t for t in log if t.trade_id != gone], gone
 
 
-def test_every_notebook_runs_and_records_match_the_api(captured: Any, dsn: str, conn: psycopg.Connection,
-                                                       tmp_path: Path) -> None:
+def test_every_notebook_runs_and_records_match_the_api(
+    captured: Any, dsn: str, conn: psycopg.Connection, tmp_path: Path
+) -> None:
     ex, trades, gone = captured
     first, last = conn.execute("SELECT min(trade_time), max(trade_time) FROM trades").fetchone()
     start = first.replace(microsecond=0)
     end = last.replace(microsecond=0) + timedelta(seconds=1)
-    params = {"symbol": "BTCUSDT", "symbols": ["BTCUSDT"], "start": start.isoformat(), "end": end.isoformat(),
-              "interval": "5s", "klines_url": ex.http_url, "window": "1h", "dsn": dsn}
+    params = {
+        "symbol": "BTCUSDT",
+        "symbols": ["BTCUSDT"],
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "interval": "5s",
+        "klines_url": ex.http_url,
+        "window": "1h",
+        "dsn": dsn,
+    }
     # the book notebook reads the book captured beside the trades
     assert conn.execute("SELECT count(*) FROM book_diffs WHERE symbol = 'BTCUSDT'").fetchone()[0] > 10
     lines: list[str] = []
@@ -163,7 +192,9 @@ def test_every_notebook_runs_and_records_match_the_api(captured: Any, dsn: str, 
     assert gaps["first_missing_id"][0] == gone
     assert q["halts"] == an.halts(*span, **kw).height == 0
     report = an.quality_report(*span, **kw)
-    assert q["status_counts"] == {s: int((report["status"] == s).sum()) for s in ("ok", "warn", "fail", "info")}
+    assert q["status_counts"] == {
+        s: int((report["status"] == s).sum()) for s in ("ok", "warn", "fail", "info")
+    }
     assert q["failed_checks"] == ["id gaps"] or "gap" in " ".join(q["failed_checks"]), q["failed_checks"]
 
     # 04: volume — stored totals, aggressor CVD, and klines reconciliation against the exchange
@@ -171,7 +202,9 @@ def test_every_notebook_runs_and_records_match_the_api(captured: Any, dsn: str, 
     assert Decimal(v["volume_all_days"]) == vol and v["days"] >= 1
     assert Decimal(v["cvd"]) == cvd
     recon = an.reconcile_klines(*span, **kw)
-    assert v["reconciliation"] == {s: int((recon["status"] == s).sum()) for s in ("match", "mismatch", "incomplete")}
+    assert v["reconciliation"] == {
+        s: int((recon["status"] == s).sum()) for s in ("match", "mismatch", "incomplete")
+    }
     # the minute that lost a trade is a mismatch, or incomplete while that minute is still open
     assert v["reconciliation"]["mismatch"] + v["reconciliation"]["incomplete"] >= 1
     assert sum(v["reconciliation"].values()) == recon.height >= 1
@@ -196,9 +229,13 @@ def test_the_lab_works_on_a_copy_so_tracked_notebooks_stay_clean(tmp_path: Path)
 
     home = tmp_path / "home"
     copy = working_copy(ROOT / "notebooks", home)
-    assert copy == home / "notebooks" and sorted(p.name for p in copy.glob("*.ipynb")) == [p.name for p in NOTEBOOKS]
+    assert copy == home / "notebooks" and sorted(p.name for p in copy.glob("*.ipynb")) == [
+        p.name for p in NOTEBOOKS
+    ]
     edited = copy / "01_price_analysis.ipynb"
-    edited.write_text(edited.read_text().replace("# Price analysis", "# My price analysis"))  # the user's edit
+    edited.write_text(
+        edited.read_text().replace("# Price analysis", "# My price analysis")
+    )  # the user's edit
     working_copy(ROOT / "notebooks", home)
     assert "# My price analysis" in edited.read_text()  # kept: never overwritten behind the user's back
     working_copy(ROOT / "notebooks", home, refresh=True)  # --refresh: the tracked version again

@@ -183,9 +183,20 @@ def test_partial_depth_and_stream_names() -> None:
         assert d["bids"] == [list(x) for x in levels(eb, True)[:n]]
         assert d["asks"] == [list(x) for x in levels(ea, False)[:n]]
     assert {len(d["bids"]) for d in fast} == {5} and {len(d["asks"]) for d in slow} == {20}
-    assert [book_stream_kind(k) for k in ("depth", "depth@100ms", "bookTicker", "aggTrade", "depth10",
-                                          "depth10@100ms", "depth7", "depth@1000ms", "trade")] == [
-        "diff1000", "diff", "quote", "agg", "partial", "partial", None, None, None]
+    assert [
+        book_stream_kind(k)
+        for k in (
+            "depth",
+            "depth@100ms",
+            "bookTicker",
+            "aggTrade",
+            "depth10",
+            "depth10@100ms",
+            "depth7",
+            "depth@1000ms",
+            "trade",
+        )
+    ] == ["diff1000", "diff", "quote", "agg", "partial", "partial", None, None, None]
 
 
 def test_other_symbols_scale_to_their_price_and_lot() -> None:

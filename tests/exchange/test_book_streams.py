@@ -77,7 +77,11 @@ def follow(msgs: list[tuple[str, bytes]], snap: dict, symbol: str = "BTCUSDT"
             sync.on_snapshot(s, now)
         if sync.synced and r is DiffResult.APPLIED:
             copy = OrderBook()
-            copy.bids, copy.asks, copy.update_id = dict(sync.book.bids), dict(sync.book.asks), sync.book.update_id
+            copy.bids, copy.asks, copy.update_id = (
+                dict(sync.book.bids),
+                dict(sync.book.asks),
+                sync.book.update_id,
+            )
             books.append((d.last_id, copy))
     return sync, books, results
 
@@ -98,7 +102,9 @@ def test_an_exchange_nobody_asks_for_a_book_keeps_none(exchange: Any) -> None:
     assert ex.state()["books"] == {}
 
 
-def test_a_client_following_diffs_and_snapshot_has_the_exchange_book_at_every_update_id(exchange: Any) -> None:
+def test_a_client_following_diffs_and_snapshot_has_the_exchange_book_at_every_update_id(
+    exchange: Any,
+) -> None:
     ex: LocalExchange = exchange(symbols=["btcusdt"], rate=150)
     url = f"{ex.ws_url}/stream?streams=btcusdt@depth@100ms/btcusdt@bookTicker/btcusdt@trade"
     msgs, snaps = run(collect(url, 2.5, snapshot="BTCUSDT"))
@@ -115,8 +121,11 @@ def test_a_client_following_diffs_and_snapshot_has_the_exchange_book_at_every_up
         assert not ob.crossed()
     assert as_book(ex.book("btcusdt", books[-1][0])) == as_book(own_books[-1])
     # every bookTicker is the exchange book's top at its update id, and no quote is left out
-    quotes = [decode_quote(raw, exchange="binance", source="t", received_at_us=now_us())
-              for s, raw in msgs if s.endswith("@bookTicker")]
+    quotes = [
+        decode_quote(raw, exchange="binance", source="t", received_at_us=now_us())
+        for s, raw in msgs
+        if s.endswith("@bookTicker")
+    ]
     assert len(quotes) >= 50
     for q in quotes[::3]:
         own = ex.book("btcusdt", q.update_id)
@@ -141,7 +150,10 @@ def test_1000ms_diffs_on_a_raw_stream_and_subscribe_method(exchange: Any) -> Non
     ex: LocalExchange = exchange(symbols=["btcusdt"], rate=150)
 
     async def main() -> tuple[list[tuple[str, bytes]], dict]:
-        async with websockets.connect(f"{ex.ws_url}/ws", max_queue=None) as ws, aiohttp.ClientSession() as http:
+        async with (
+            websockets.connect(f"{ex.ws_url}/ws", max_queue=None) as ws,
+            aiohttp.ClientSession() as http,
+        ):
             await ws.send(json.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@depth"], "id": 1}))
             out: list[tuple[str, bytes]] = []
             snap: dict = {}
@@ -174,14 +186,18 @@ def test_partial_depth_is_the_top_of_the_book(exchange: Any) -> None:
     ex: LocalExchange = exchange(symbols=["btcusdt"], rate=150)
     url = f"{ex.ws_url}/stream?streams=btcusdt@depth5@100ms/btcusdt@depth10/btcusdt@depth20@100ms"
     msgs, _ = run(collect(url, 2.2))
-    by = {s: [json.loads(raw)["data"] for st, raw in msgs if st == s] for s in
-          ("btcusdt@depth5@100ms", "btcusdt@depth10", "btcusdt@depth20@100ms")}
+    by = {
+        s: [json.loads(raw)["data"] for st, raw in msgs if st == s]
+        for s in ("btcusdt@depth5@100ms", "btcusdt@depth10", "btcusdt@depth20@100ms")
+    }
     assert len(by["btcusdt@depth5@100ms"]) >= 15 and 1 <= len(by["btcusdt@depth10"]) <= 3
     for name, n in (("btcusdt@depth5@100ms", 5), ("btcusdt@depth10", 10), ("btcusdt@depth20@100ms", 20)):
         for d in by[name][::4]:
             assert set(d) == {"lastUpdateId", "bids", "asks"}
             own = ex.book("btcusdt", d["lastUpdateId"])
-            assert [tuple(x) for x in d["bids"]] == own.bids[:n] and [tuple(x) for x in d["asks"]] == own.asks[:n]
+            assert [tuple(x) for x in d["bids"]] == own.bids[:n] and [
+                tuple(x) for x in d["asks"]
+            ] == own.asks[:n]
 
 
 def test_agg_trades_cover_the_trade_ids(exchange: Any) -> None:
@@ -189,14 +205,17 @@ def test_agg_trades_cover_the_trade_ids(exchange: Any) -> None:
     msgs, _ = run(collect(f"{ex.ws_url}/stream?streams=btcusdt@aggTrade", 1.5))
     aggs = [json.loads(raw)["data"] for _, raw in msgs]
     assert len(aggs) >= 50
-    assert set(aggs[0]) == {"e", "E", "s", "a", "p", "q", "f", "l", "T", "m", "M"} and aggs[0]["e"] == "aggTrade"
+    assert (
+        set(aggs[0]) == {"e", "E", "s", "a", "p", "q", "f", "l", "T", "m", "M"} and aggs[0]["e"] == "aggTrade"
+    )
     log = {t.trade_id: t for t in ex.trade_log("btcusdt")}
     assert [a["a"] for a in aggs] == list(range(aggs[0]["a"], aggs[0]["a"] + len(aggs)))
     assert [a["f"] for a in aggs[1:]] == [a["l"] + 1 for a in aggs[:-1]]  # every trade id, once
     for a in aggs:
         fills = [log[i] for i in range(a["f"], a["l"] + 1)]
         assert {(f.price, f.is_buyer_maker, f.trade_time_us) for f in fills} == {
-            (Decimal(a["p"]), a["m"], a["T"] * 1000)}
+            (Decimal(a["p"]), a["m"], a["T"] * 1000)
+        }
         assert sum(f.qty for f in fills) == Decimal(a["q"])
         assert a["E"] >= a["T"]
 
@@ -207,8 +226,17 @@ def test_depth_rest_weights_limits_and_errors(exchange: Any) -> None:
     async def main() -> list[tuple[int, Any, str | None]]:
         out = []
         async with aiohttp.ClientSession() as http:
-            for q in ("limit=5", "", "limit=101", "limit=500", "limit=1000", "limit=1001", "limit=9000",
-                      "limit=0", "limit=x"):
+            for q in (
+                "limit=5",
+                "",
+                "limit=101",
+                "limit=500",
+                "limit=1000",
+                "limit=1001",
+                "limit=9000",
+                "limit=0",
+                "limit=x",
+            ):
                 async with http.get(f"{ex.http_url}/api/v3/depth?symbol=BTCUSDT&{q}") as r:
                     out.append((r.status, await r.json(), r.headers.get("X-MBX-USED-WEIGHT-1M")))
             async with http.get(f"{ex.http_url}/api/v3/depth?symbol=NOPE") as r:
@@ -231,8 +259,9 @@ def test_a_dropped_diff_is_a_gap_the_client_sees(exchange: Any) -> None:
     ex.book("btcusdt")  # start the book now, so the fault finds diffs to drop
 
     async def main() -> tuple[list[tuple[str, bytes]], list[dict]]:
-        task = asyncio.create_task(collect(f"{ex.ws_url}/stream?streams=btcusdt@depth@100ms", 2.0,
-                                           snapshot="BTCUSDT"))
+        task = asyncio.create_task(
+            collect(f"{ex.ws_url}/stream?streams=btcusdt@depth@100ms", 2.0, snapshot="BTCUSDT")
+        )
         await asyncio.sleep(0.8)
         await asyncio.to_thread(ex.inject, "depth_drop")
         return await task
@@ -246,7 +275,9 @@ def test_a_dropped_diff_is_a_gap_the_client_sees(exchange: Any) -> None:
 
 
 def test_duplicated_and_reordered_diffs(exchange: Any) -> None:
-    ex: LocalExchange = exchange(symbols=["btcusdt"], rate=150, faults="depth_duplicate=2@at=0.6s,depth_reorder=3@at=1.2s")
+    ex: LocalExchange = exchange(
+        symbols=["btcusdt"], rate=150, faults="depth_duplicate=2@at=0.6s,depth_reorder=3@at=1.2s"
+    )
     ex.book("btcusdt")
     msgs, snaps = run(collect(f"{ex.ws_url}/stream?streams=btcusdt@depth@100ms", 2.5, snapshot="BTCUSDT"))
     ds = [json.loads(raw)["data"] for _, raw in msgs]
@@ -281,11 +312,14 @@ def test_snapshot_faults_stale_429_500(exchange: Any) -> None:
     d0 = decode_diff(msgs[0][1], exchange="binance", source="t", received_at_us=now)
     assert isinstance(d0, DepthDiff)
     sync.on_diff(d0, now)
-    assert sync.on_snapshot(snapshot_from_rest(stale, "BTCUSDT", exchange="binance", received_at_us=now),
-                            now) is SnapshotResult.STALE
+    assert (
+        sync.on_snapshot(snapshot_from_rest(stale, "BTCUSDT", exchange="binance", received_at_us=now), now)
+        is SnapshotResult.STALE
+    )
     # the stale answer is the exchange's real book of that older id
     assert as_book(snapshot_from_rest(stale, "BTCUSDT", exchange="binance", received_at_us=now)) == as_book(
-        ex.book("btcusdt", stale["lastUpdateId"]))
+        ex.book("btcusdt", stale["lastUpdateId"])
+    )
     counts = ex.fault_counts
     assert (counts.get("snapshot_429"), counts.get("snapshot_500"), counts.get("snapshot_stale")) == (1, 1, 1)
 
@@ -294,8 +328,9 @@ def test_a_reset_in_the_middle_of_a_burst(exchange: Any) -> None:
     ex: LocalExchange = exchange(symbols=["btcusdt"], rate=300)
 
     async def main() -> tuple[int, Any]:
-        async with websockets.connect(f"{ex.ws_url}/stream?streams=btcusdt@depth@100ms/btcusdt@bookTicker",
-                                      max_queue=None) as ws:
+        async with websockets.connect(
+            f"{ex.ws_url}/stream?streams=btcusdt@depth@100ms/btcusdt@bookTicker", max_queue=None
+        ) as ws:
             for _ in range(5):
                 await asyncio.wait_for(ws.recv(), 10)
             await asyncio.to_thread(ex.inject, "burst_reset")
@@ -316,11 +351,17 @@ def test_a_reset_in_the_middle_of_a_burst(exchange: Any) -> None:
 def test_fault_schedule_takes_the_book_kinds() -> None:
     from cryptolab.exchange import parse_faults
 
-    plan = parse_faults("depth_drop@p=0.1,depth_reorder=3@every=5s,snapshot_stale=2@at=1s,snapshot_429@p=0.5,"
-                        "burst_reset@every=10s")
+    plan = parse_faults(
+        "depth_drop@p=0.1,depth_reorder=3@every=5s,snapshot_stale=2@at=1s,snapshot_429@p=0.5,"
+        "burst_reset@every=10s"
+    )
     assert [(i.kind, i.params) for i in plan.items] == [
-        ("depth_drop", {"n": 1}), ("depth_reorder", {"n": 3}), ("snapshot_stale", {"n": 2}),
-        ("snapshot_429", {"n": 1}), ("burst_reset", {})]
+        ("depth_drop", {"n": 1}),
+        ("depth_reorder", {"n": 3}),
+        ("snapshot_stale", {"n": 2}),
+        ("snapshot_429", {"n": 1}),
+        ("burst_reset", {}),
+    ]
     with pytest.raises(ConfigError, match="n must be >= 2"):
         parse_faults("depth_reorder=1@at=1s")
     with pytest.raises(ConfigError, match="takes no value"):

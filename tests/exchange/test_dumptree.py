@@ -38,7 +38,10 @@ def test_history_runs_on_into_the_live_stream_and_is_deterministic(exchange: Any
     a = exchange(symbols=["btcusdt"], rate=50.0, history_days=1, history_rate=2.0)
     b = exchange(symbols=["btcusdt"], rate=50.0, history_days=1, history_rate=2.0)
     la, lb = a.trade_log("BTCUSDT", "MICROSECOND"), b.trade_log("BTCUSDT", "MICROSECOND")
-    start = int(datetime.combine(_today() - timedelta(days=1), datetime.min.time(), timezone.utc).timestamp()) * 10**6
+    start = (
+        int(datetime.combine(_today() - timedelta(days=1), datetime.min.time(), timezone.utc).timestamp())
+        * 10**6
+    )
     cut = start + 86_400 * 10**6
     pa, pb = [t for t in la if t.trade_time_us < cut], [t for t in lb if t.trade_time_us < cut]
     assert len(pa) > 100_000  # a whole day at 2 trades/s
@@ -61,13 +64,20 @@ def test_dump_tree_files_checksums_ranges_listing(exchange: Any) -> None:
     log = [t for t in ex.trade_log("BTCUSDT", "MICROSECOND") if lo <= t.trade_time_us < lo + 86_400 * 10**6]
     assert [int(r[0]) for r in rows] == [t.trade_id for t in log]
     assert [(r[1], r[2], int(r[4]), r[5]) for r in rows[:50]] == [
-        (f"{t.price:.8f}", f"{t.qty:.8f}", t.trade_time_us, "True" if t.is_buyer_maker else "False") for t in log[:50]]
+        (f"{t.price:.8f}", f"{t.qty:.8f}", t.trade_time_us, "True" if t.is_buyer_maker else "False")
+        for t in log[:50]
+    ]
     # Range: the rest of the file, 206
     st, tail, hdr = _get(base, {"Range": "bytes=100-"})
-    assert st == 206 and tail == body[100:] and hdr["Content-Range"] == f"bytes 100-{len(body) - 1}/{len(body)}"
+    assert (
+        st == 206 and tail == body[100:] and hdr["Content-Range"] == f"bytes 100-{len(body) - 1}/{len(body)}"
+    )
     # today is never published; an unknown symbol or day is 404
-    for url in (base.replace(str(day), str(_today())), base.replace(str(day), str(day - timedelta(days=1))),
-                base.replace("BTCUSDT", "ETHUSDT")):
+    for url in (
+        base.replace(str(day), str(_today())),
+        base.replace(str(day), str(day - timedelta(days=1))),
+        base.replace("BTCUSDT", "ETHUSDT"),
+    ):
         assert _get(url)[0] == 404
     # aggTrades and klines beside
     st, agg, _ = _get(f"{ex.http_url}/data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-{day}.zip")
@@ -114,11 +124,17 @@ def test_dump_faults(exchange: Any) -> None:
     ex.inject("dump_checksum")
     assert _get(url + ".CHECKSUM")[1].split()[0].decode() != hashlib.sha256(good).hexdigest()
     ex.inject("dump_truncate")
-    with pytest.raises(http.client.IncompleteRead):  # Content-Length of the whole file, half the body, then the connection drops
+    with pytest.raises(
+        http.client.IncompleteRead
+    ):  # Content-Length of the whole file, half the body, then the connection drops
         _get(url)
     assert _get(url)[1] == good
     assert {k: ex.fault_counts[k] for k in ("dump_404", "dump_500", "dump_checksum", "dump_truncate")} == {
-        "dump_404": 1, "dump_500": 1, "dump_checksum": 1, "dump_truncate": 1}
+        "dump_404": 1,
+        "dump_500": 1,
+        "dump_checksum": 1,
+        "dump_truncate": 1,
+    }
 
 
 def test_history_options_checked(exchange: Any) -> None:
@@ -140,9 +156,18 @@ def test_futures_um_tree_files_periods_and_listing(exchange: Any) -> None:
     status, body, _ = _get(f"{base}/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-{day}.zip")
     assert status == 200
     rows = _rows(body)
-    assert rows[0] == ["agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time",
-                       "is_buyer_maker"]
-    assert all(len(r[5]) == 13 and r[6] in ("true", "false") for r in rows[1:])  # ms times, as Binance's futures
+    assert rows[0] == [
+        "agg_trade_id",
+        "price",
+        "quantity",
+        "first_trade_id",
+        "last_trade_id",
+        "transact_time",
+        "is_buyer_maker",
+    ]
+    assert all(
+        len(r[5]) == 13 and r[6] in ("true", "false") for r in rows[1:]
+    )  # ms times, as Binance's futures
     status, sums, _ = _get(f"{base}/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-{day}.zip.CHECKSUM")
     assert status == 200 and sums.decode().split()[0] == hashlib.sha256(body).hexdigest()
     # fundingRate is monthly only, metrics daily only (as on data.binance.vision)

@@ -50,7 +50,13 @@ def trade_ids(msgs: list[tuple[float, str]]) -> list[int]:
         except ValueError:
             continue
         d = d.get("data", d)
-        if d.get("e") == "trade" and isinstance(d.get("q"), str) and not d["q"].startswith("-") and isinstance(d.get("p"), str) and len(d["p"]) < 40:
+        if (
+            d.get("e") == "trade"
+            and isinstance(d.get("q"), str)
+            and not d["q"].startswith("-")
+            and isinstance(d.get("p"), str)
+            and len(d["p"]) < 40
+        ):
             ids.append(d["t"])
     return ids
 
@@ -59,7 +65,10 @@ def test_reset_and_close(exchange: Any) -> None:
     ex: LocalExchange = exchange(rate=200)
 
     async def main() -> None:
-        async with connect(f"{ex.ws_url}/ws/btcusdt@trade") as a, connect(f"{ex.ws_url}/ws/ethusdt@trade") as b:
+        async with (
+            connect(f"{ex.ws_url}/ws/btcusdt@trade") as a,
+            connect(f"{ex.ws_url}/ws/ethusdt@trade") as b,
+        ):
             await a.recv()
             await b.recv()
             assert ex.inject("reset") == 2
@@ -181,7 +190,10 @@ def test_gap_on_stream_but_in_rest(exchange: Any) -> None:
 
     async def rest() -> list[dict]:
         async with aiohttp.ClientSession() as s:
-            async with s.get(f"{ex.http_url}/api/v3/historicalTrades", params={"symbol": "BTCUSDT", "fromId": missing[0], "limit": 5}) as r:
+            async with s.get(
+                f"{ex.http_url}/api/v3/historicalTrades",
+                params={"symbol": "BTCUSDT", "fromId": missing[0], "limit": 5},
+            ) as r:
                 return await r.json()
 
     rows = run(rest())
@@ -215,7 +227,9 @@ def test_rest_faults(exchange: Any) -> None:
 
 def test_schedule_fires_and_counts(exchange: Any) -> None:
     ex: LocalExchange = exchange(
-        symbols=["btcusdt"], rate=400, faults="reset@every=0.4s,duplicate@p=0.05,gap=2@at=0.2s,rest_500=1@at=0.1s,rest_429@p=0.5"
+        symbols=["btcusdt"],
+        rate=400,
+        faults="reset@every=0.4s,duplicate@p=0.05,gap=2@at=0.2s,rest_500=1@at=0.1s,rest_429@p=0.5",
     )
 
     async def main() -> int:
@@ -246,7 +260,9 @@ def test_schedule_fires_and_counts(exchange: Any) -> None:
 
 
 def test_fault_syntax() -> None:
-    plan = parse_faults("reset@every=10s, stall=3s@at=20s,duplicate@p=0.01,malformed=huge@every=500ms,rest_429=2@every=1m,gap@at=5")
+    plan = parse_faults(
+        "reset@every=10s, stall=3s@at=20s,duplicate@p=0.01,malformed=huge@every=500ms,rest_429=2@every=1m,gap@at=5"
+    )
     kinds = [(i.kind, i.params, i.every, i.at, i.p) for i in plan.items]
     assert kinds == [
         ("reset", {}, 10.0, None, None),
@@ -259,8 +275,17 @@ def test_fault_syntax() -> None:
     assert plan.probability("duplicate") == 0.01 and plan.frame_faults
     assert parse_duration("1.5m") == 90.0
     assert parse_faults("").items == [] and parse_faults(None).items == []
-    for bad in ("explode@every=1s", "reset", "reset=3@every=1s", "stall=3s@every=fast", "duplicate@p=2",
-                "malformed=garbled@at=1s", "reorder=1@at=1s", "gap=x@at=1s", "reset@sometimes=1"):
+    for bad in (
+        "explode@every=1s",
+        "reset",
+        "reset=3@every=1s",
+        "stall=3s@every=fast",
+        "duplicate@p=2",
+        "malformed=garbled@at=1s",
+        "reorder=1@at=1s",
+        "gap=x@at=1s",
+        "reset@sometimes=1",
+    ):
         with pytest.raises(ConfigError):
             parse_faults(bad)
     with pytest.raises(ConfigError):

@@ -21,7 +21,10 @@ def test_listing_filters_hold_for_every_trade() -> None:
         assert trades and all(t.symbol == sym.upper() for t in trades)
         assert all(t.price % tick == 0 and t.qty % lot == 0 and t.price > 0 and t.qty > 0 for t in trades)
         assert [t.trade_id for t in trades] == list(range(1, len(trades) + 1))
-        assert all(a.trade_time_us <= b.trade_time_us and a.event_time_us <= b.event_time_us for a, b in zip(trades, trades[1:]))
+        assert all(
+            a.trade_time_us <= b.trade_time_us and a.event_time_us <= b.event_time_us
+            for a, b in zip(trades, trades[1:])
+        )
         assert all(t.event_time_us >= t.trade_time_us for t in trades)
     assert symbol_spec("pepeusdt") == symbol_spec("PEPEUSDT") and "BTCUSDT" in KNOWN_SPECS
     with pytest.raises(ValueError):
@@ -43,8 +46,11 @@ def test_bursts_sweeps_heavy_tails_and_impact() -> None:
     i = 0
     while i < len(trades):
         j = i
-        while j + 1 < len(trades) and trades[j + 1].trade_time_us == trades[i].trade_time_us and \
-                trades[j + 1].is_buyer_maker == trades[i].is_buyer_maker:
+        while (
+            j + 1 < len(trades)
+            and trades[j + 1].trade_time_us == trades[i].trade_time_us
+            and trades[j + 1].is_buyer_maker == trades[i].is_buyer_maker
+        ):
             j += 1
         prices = [t.price for t in trades[i : j + 1]]
         if len(set(prices)) > 1:

@@ -67,8 +67,12 @@ def test_a_recording_the_exchange_writes_replays_to_the_same_messages(tmp_path: 
             assert sync.on_snapshot(snapshot_from_rest(o, "BTCUSDT", exchange="binance", received_at_us=now),
                                     now) in (SnapshotResult.SYNCED, SnapshotResult.WAIT)
         elif kinds[i] == "depth@100ms":
-            d = decode_diff(json.dumps(o, separators=(",", ":")).encode(), exchange="binance", source="replay",
-                            received_at_us=now)
+            d = decode_diff(
+                json.dumps(o, separators=(",", ":")).encode(),
+                exchange="binance",
+                source="replay",
+                received_at_us=now,
+            )
             assert isinstance(d, DepthDiff)
             sync.on_diff(d, now)
     assert sync.synced and not sync.gaps

@@ -51,7 +51,13 @@ def test_us_dump_and_ms_dump_replay_the_same_trades(make_dumps: Any, exchange: A
     assert logs["trades_us_zip"] == logs["trades_ms_csv"]
     for f, t in zip(streams["trades_us_zip"], trades):
         d = json.loads(f)
-        assert (d["t"], d["p"], d["q"], d["m"], d["T"]) == (t.trade_id, f"{t.price:f}", f"{t.qty:f}", t.is_buyer_maker, t.trade_time_us // 1000)
+        assert (d["t"], d["p"], d["q"], d["m"], d["T"]) == (
+            t.trade_id,
+            f"{t.price:f}",
+            f"{t.qty:f}",
+            t.is_buyer_maker,
+            t.trade_time_us // 1000,
+        )
     rec = [json.loads(f) for f in streams["stream_gz"]]
     assert [d["E"] for d in rec] == [t.event_time_us // 1000 for t in trades]  # the recording's own E
 

@@ -16,7 +16,15 @@ import pytest
 from cryptolab.exchange import LocalExchange
 
 # Keys → types of real Binance responses (the samples of /trades, /historicalTrades, /aggTrades).
-TRADE_ROW = {"id": int, "price": str, "qty": str, "quoteQty": str, "time": int, "isBuyerMaker": bool, "isBestMatch": bool}
+TRADE_ROW = {
+    "id": int,
+    "price": str,
+    "qty": str,
+    "quoteQty": str,
+    "time": int,
+    "isBuyerMaker": bool,
+    "isBestMatch": bool,
+}
 AGG_ROW = {"a": int, "p": str, "q": str, "f": int, "l": int, "T": int, "m": bool, "M": bool}
 KLINE_TYPES = [int, str, str, str, str, str, int, str, int, str, str, str]
 
@@ -35,7 +43,9 @@ def all_trades(ex: LocalExchange, symbol: str, headers: dict[str, str] | None = 
     out: list[dict] = []
     frm = 1
     while True:
-        _, _, page = get(f"{ex.http_url}/api/v3/historicalTrades?symbol={symbol}&fromId={frm}&limit=1000", headers)
+        _, _, page = get(
+            f"{ex.http_url}/api/v3/historicalTrades?symbol={symbol}&fromId={frm}&limit=1000", headers
+        )
         out += page
         if len(page) < 1000:
             return out
@@ -67,7 +77,12 @@ def test_time_and_exchange_info(exchange: Any) -> None:
     assert filters["LOT_SIZE"]["stepSize"] == "0.00001000"
     _, _, both = get(f"{ex.http_url}/api/v3/exchangeInfo?symbols=%5B%22BTCUSDT%22,%22ETHUSDT%22%5D")
     assert [s["symbol"] for s in both["symbols"]] == ["BTCUSDT", "ETHUSDT"]
-    assert both["rateLimits"][0] == {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000}
+    assert both["rateLimits"][0] == {
+        "rateLimitType": "REQUEST_WEIGHT",
+        "interval": "MINUTE",
+        "intervalNum": 1,
+        "limit": 6000,
+    }
 
 
 @pytest.mark.parametrize(
@@ -107,7 +122,9 @@ def test_trades_shapes_and_log(stopped: LocalExchange) -> None:
         assert len(hist) == len(log) > 1000
         for row, t in zip(hist, log):
             assert {k: type(v) for k, v in row.items()} == TRADE_ROW
-            assert row["id"] == t.trade_id and Decimal(row["price"]) == t.price and Decimal(row["qty"]) == t.qty
+            assert (
+                row["id"] == t.trade_id and Decimal(row["price"]) == t.price and Decimal(row["qty"]) == t.qty
+            )
             assert row["isBuyerMaker"] == t.is_buyer_maker and row["time"] * 1000 == t.trade_time_us
             with localcontext() as ctx:
                 ctx.prec = 60
@@ -116,7 +133,10 @@ def test_trades_shapes_and_log(stopped: LocalExchange) -> None:
         assert recent == hist[-5:]
         _, _, capped = get(f"{ex.http_url}/api/v3/trades?symbol={sym}&limit=5000")
         assert len(capped) == 1000
-    _, _, us = get(f"{ex.http_url}/api/v3/historicalTrades?symbol=BTCUSDT&fromId=1&limit=3", {"X-MBX-TIME-UNIT": "MICROSECOND"})
+    _, _, us = get(
+        f"{ex.http_url}/api/v3/historicalTrades?symbol=BTCUSDT&fromId=1&limit=3",
+        {"X-MBX-TIME-UNIT": "MICROSECOND"},
+    )
     exact = ex.trade_log("BTCUSDT", "MICROSECOND")[:3]
     assert [r["time"] for r in us] == [t.trade_time_us for t in exact]
 
@@ -147,7 +167,9 @@ def test_klines_equal_independent_aggregation(stopped: LocalExchange, interval: 
     ex = stopped
     trades = all_trades(ex, "BTCUSDT")
     first, last = trades[0]["time"] // step * step, trades[-1]["time"]
-    st, h, kl = get(f"{ex.http_url}/api/v3/klines?symbol=BTCUSDT&interval={interval}&startTime={first}&endTime={last}&limit=1000")
+    st, h, kl = get(
+        f"{ex.http_url}/api/v3/klines?symbol=BTCUSDT&interval={interval}&startTime={first}&endTime={last}&limit=1000"
+    )
     assert st == 200 and h["X-MBX-USED-WEIGHT-1M"]
     want = independent_klines(trades, step)
     assert kl, "no klines"
@@ -159,7 +181,12 @@ def test_klines_equal_independent_aggregation(stopped: LocalExchange, interval: 
         if o is None:  # a second without trades: flat at the previous close, zero volume
             assert row[1] == row[2] == row[3] == row[4] == prev_close and row[8] == 0 and Decimal(row[5]) == 0
         else:
-            got = [Decimal(x) for x in row[1:6]] + [Decimal(row[7]), row[8], Decimal(row[9]), Decimal(row[10])]
+            got = [Decimal(x) for x in row[1:6]] + [
+                Decimal(row[7]),
+                row[8],
+                Decimal(row[9]),
+                Decimal(row[10]),
+            ]
             assert got == [o, h_, l_, c, v, qv, n, tb, tq], row
         prev_close = row[4]
     assert {r[0] for r in kl} >= set(want)
@@ -175,15 +202,32 @@ def test_agg_trades_equal_independent_aggregation(stopped: LocalExchange) -> Non
     trades = all_trades(ex, "ETHUSDT", {"X-MBX-TIME-UNIT": "MICROSECOND"})
     want = []
     for r in trades:
-        if want and want[-1]["T"] == r["time"] and want[-1]["p"] == r["price"] and want[-1]["m"] == r["isBuyerMaker"]:
+        if (
+            want
+            and want[-1]["T"] == r["time"]
+            and want[-1]["p"] == r["price"]
+            and want[-1]["m"] == r["isBuyerMaker"]
+        ):
             want[-1]["q"] += Decimal(r["qty"])
             want[-1]["l"] = r["id"]
         else:
-            want.append({"p": r["price"], "q": Decimal(r["qty"]), "f": r["id"], "l": r["id"], "T": r["time"], "m": r["isBuyerMaker"]})
+            want.append(
+                {
+                    "p": r["price"],
+                    "q": Decimal(r["qty"]),
+                    "f": r["id"],
+                    "l": r["id"],
+                    "T": r["time"],
+                    "m": r["isBuyerMaker"],
+                }
+            )
     got: list[dict] = []
     frm = 0
     while True:
-        _, _, page = get(f"{ex.http_url}/api/v3/aggTrades?symbol=ETHUSDT&fromId={frm}&limit=1000", {"X-MBX-TIME-UNIT": "MICROSECOND"})
+        _, _, page = get(
+            f"{ex.http_url}/api/v3/aggTrades?symbol=ETHUSDT&fromId={frm}&limit=1000",
+            {"X-MBX-TIME-UNIT": "MICROSECOND"},
+        )
         got += page
         if len(page) < 1000:
             break
@@ -192,9 +236,19 @@ def test_agg_trades_equal_independent_aggregation(stopped: LocalExchange) -> Non
     for i, (g, w) in enumerate(zip(got, want)):
         assert {k: type(v) for k, v in g.items()} == AGG_ROW
         assert g["a"] == i and g["M"] is True
-        assert (g["p"], Decimal(g["q"]), g["f"], g["l"], g["T"], g["m"]) == (w["p"], w["q"], w["f"], w["l"], w["T"], w["m"])
+        assert (g["p"], Decimal(g["q"]), g["f"], g["l"], g["T"], g["m"]) == (
+            w["p"],
+            w["q"],
+            w["f"],
+            w["l"],
+            w["T"],
+            w["m"],
+        )
     t_mid = want[len(want) // 2]["T"]
-    _, _, by_time = get(f"{ex.http_url}/api/v3/aggTrades?symbol=ETHUSDT&startTime={t_mid}&endTime={t_mid}", {"X-MBX-TIME-UNIT": "MICROSECOND"})
+    _, _, by_time = get(
+        f"{ex.http_url}/api/v3/aggTrades?symbol=ETHUSDT&startTime={t_mid}&endTime={t_mid}",
+        {"X-MBX-TIME-UNIT": "MICROSECOND"},
+    )
     assert by_time and all(r["T"] == t_mid for r in by_time)
 
 

@@ -98,7 +98,9 @@ def test_combined_stream_and_microseconds(exchange: Any) -> None:
             last[d["s"]] = d["t"]
             seen.add(d["s"])
     assert seen == {"BTCUSDT", "ETHUSDT"}
-    exact = {(t.symbol, t.trade_id): t for s in ("btcusdt", "ethusdt") for t in ex.trade_log(s, "MICROSECOND")}
+    exact = {
+        (t.symbol, t.trade_id): t for s in ("btcusdt", "ethusdt") for t in ex.trade_log(s, "MICROSECOND")
+    }
     for w in us:
         d = w["data"]
         t = exact[(d["s"], d["t"])]
@@ -205,7 +207,11 @@ def test_ping_pong_and_stale_client_dropped(exchange: Any) -> None:
             async def ignore() -> float:
                 while True:
                     msg = await bad.receive(timeout=3)
-                    if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                    if msg.type in (
+                        aiohttp.WSMsgType.CLOSE,
+                        aiohttp.WSMsgType.CLOSED,
+                        aiohttp.WSMsgType.CLOSING,
+                    ):
                         return time.monotonic() - t0
 
             _, dropped_after = await asyncio.gather(answer(), ignore())
@@ -267,7 +273,10 @@ def test_same_seed_same_trades_and_controls(exchange: Any) -> None:
     b = exchange(symbols=["btcusdt", "solusdt"], rate=2000, seed=42, max_trades=300)
     c = exchange(symbols=["btcusdt", "solusdt"], rate=2000, seed=43, max_trades=300)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and min(x.printed(s) for x in (a, b, c) for s in ("btcusdt", "solusdt")) < 300:
+    while (
+        time.monotonic() < deadline
+        and min(x.printed(s) for x in (a, b, c) for s in ("btcusdt", "solusdt")) < 300
+    ):
         time.sleep(0.05)
 
     def shape(ex: LocalExchange, s: str) -> list[tuple]:

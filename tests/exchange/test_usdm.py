@@ -41,7 +41,9 @@ def test_funding_settles_every_eight_hours_and_follows_the_premium() -> None:
 
 def test_routed_streams_carry_their_own_kinds_and_unrouted_only_the_public_ones(exchange: Any) -> None:
     ex = exchange(symbols=["btcusdt"], rate=200.0, markets=["spot", "usdm"])
-    streams = "btcusdt@aggTrade/btcusdt@markPrice@1s/btcusdt@forceOrder/btcusdt@depth@100ms/btcusdt@bookTicker"
+    streams = (
+        "btcusdt@aggTrade/btcusdt@markPrice@1s/btcusdt@forceOrder/btcusdt@depth@100ms/btcusdt@bookTicker"
+    )
     market = _collect(f"{ex.fws_url}/market/stream?streams={streams}", 3.2)
     kinds = {m["stream"] for m in market}
     assert {"btcusdt@aggTrade", "btcusdt@markPrice@1s"} <= kinds
@@ -50,7 +52,11 @@ def test_routed_streams_carry_their_own_kinds_and_unrouted_only_the_public_ones(
     assert {m["stream"] for m in public} == {"btcusdt@depth@100ms", "btcusdt@bookTicker"}
     diffs = [m["data"] for m in public if m["stream"] == "btcusdt@depth@100ms"]
     assert all(b["pu"] == a["u"] for a, b in zip(diffs, diffs[1:]))
-    assert all(m["data"]["e"] == "bookTicker" and "T" in m["data"] for m in public if m["stream"] == "btcusdt@bookTicker")
+    assert all(
+        m["data"]["e"] == "bookTicker" and "T" in m["data"]
+        for m in public
+        if m["stream"] == "btcusdt@bookTicker"
+    )
     rows = [decode_usdm(json.dumps(m).encode(), exchange="simulator-usdm") for m in market]
     aggs = [r for r in rows if isinstance(r, AggTrade)]
     assert [a.agg_id for a in aggs] == list(range(aggs[0].agg_id, aggs[0].agg_id + len(aggs)))
@@ -75,8 +81,9 @@ def test_trade_ids_skip_between_aggregates_and_fapi_pages_them_by_from_id(exchan
     assert all(b.first_trade_id > a.last_trade_id for a, b in zip(log, log[1:]))
     page = _get(f"{ex.fhttp_url}/fapi/v1/aggTrades?symbol=BTCUSDT&fromId=5&limit=20")
     assert [r["a"] for r in page] == list(range(5, 25))
-    assert [(r["f"], r["l"], r["p"]) for r in page] == [(a.first_trade_id, a.last_trade_id, f"{a.price:.8f}")
-                                                         for a in log[5:25]]
+    assert [(r["f"], r["l"], r["p"]) for r in page] == [
+        (a.first_trade_id, a.last_trade_id, f"{a.price:.8f}") for a in log[5:25]
+    ]
     snap = _get(f"{ex.fhttp_url}/fapi/v1/depth?symbol=BTCUSDT&limit=5")
     assert {"lastUpdateId", "E", "T", "bids", "asks"} <= set(snap)
     assert _get(f"{ex.fhttp_url}/fapi/v1/openInterest?symbol=BTCUSDT")["openInterest"]
@@ -92,7 +99,9 @@ def test_the_cli_announces_the_futures_ports_on_its_first_line() -> None:
     try:
         assert ex.fport and ex.fport != ex.port
         info = _get(f"{ex.fhttp_url}/fapi/v1/exchangeInfo")
-        assert [s["symbol"] for s in info["symbols"]] == ["BTCUSDT"] and info["symbols"][0]["contractType"] == "PERPETUAL"
+        assert [s["symbol"] for s in info["symbols"]] == ["BTCUSDT"] and info["symbols"][0][
+            "contractType"
+        ] == "PERPETUAL"
         assert info["cryptolab"]["synthetic"] is True
         assert ex.inject("gap", market="usdm", n=2) == 1
     finally:

@@ -83,8 +83,14 @@ def make_recording(n_diffs: int = 400, *, futures: bool = False, seed: int = 7, 
         t += rng.randint(step_us // 2, step_us * 3 // 2)
         width = rng.randint(1, 6)
         first, last = uid + 1, uid + width
-        b = [(_p(rng.randint(9_960, 9_999)), _q(rng.choice([0, 0, rng.randint(1, 900_000)]))) for _ in range(rng.randint(0, 4))]
-        a = [(_p(rng.randint(10_001, 10_040)), _q(rng.choice([0, 0, rng.randint(1, 900_000)]))) for _ in range(rng.randint(0, 4))]
+        b = [
+            (_p(rng.randint(9_960, 9_999)), _q(rng.choice([0, 0, rng.randint(1, 900_000)])))
+            for _ in range(rng.randint(0, 4))
+        ]
+        a = [
+            (_p(rng.randint(10_001, 10_040)), _q(rng.choice([0, 0, rng.randint(1, 900_000)])))
+            for _ in range(rng.randint(0, 4))
+        ]
         if not b and not a:
             a = [(_p(10_041), _q(7))]
         b = list(dict(b).items())  # one entry per price, like Binance's diffs
@@ -109,16 +115,30 @@ def make_recording(n_diffs: int = 400, *, futures: bool = False, seed: int = 7, 
             rec.diffs += 1
             rec.level_updates += len(b) + len(a)
             right_at = last
-        q: dict[str, object] = {"u": last, "s": SYMBOL, "b": f"{bb[0]:f}", "B": f"{bb[1]:f}", "a": f"{ba[0]:f}",
-                                "A": f"{ba[1]:f}"}
+        q: dict[str, object] = {
+            "u": last,
+            "s": SYMBOL,
+            "b": f"{bb[0]:f}",
+            "B": f"{bb[1]:f}",
+            "a": f"{ba[0]:f}",
+            "A": f"{ba[1]:f}",
+        }
         if futures:
             q = {"e": "bookTicker", **q, "T": t // 1000, "E": t // 1000 + 1}
         line(t + 950, {"stream": "btcusdt@bookTicker", "data": q})
         rec.quotes += 1
         if rng.random() < 0.3:
             tid += 1
-            trade: dict[str, object] = {"e": "trade", "E": t // 1000, "s": SYMBOL, "t": tid, "p": f"{ba[0]:f}",
-                                        "q": "0.00100000", "T": t // 1000, "m": False}
+            trade: dict[str, object] = {
+                "e": "trade",
+                "E": t // 1000,
+                "s": SYMBOL,
+                "t": tid,
+                "p": f"{ba[0]:f}",
+                "q": "0.00100000",
+                "T": t // 1000,
+                "m": False,
+            }
             if futures:
                 trade["X"] = "MARKET"
             else:
@@ -128,8 +148,10 @@ def make_recording(n_diffs: int = 400, *, futures: bool = False, seed: int = 7, 
         if i in snaps:
             snapshot(t + 980)
         if bad_lines and i == n_diffs // 2:
-            rec.lines.append(f"{t * 1000 + 990_000} " + _dump({"stream": stream, "data": {**data, "U": last + 1,
-                                                                                          "u": last + 1, "b": [["x", "1"]]}}))
-            rec.lines.append(f"{t * 1000 + 991_000} {{\"stream\":\"btcusdt@bookTicker\",\"data\":{{\"u\":1")
+            rec.lines.append(
+                f"{t * 1000 + 990_000} "
+                + _dump({"stream": stream, "data": {**data, "U": last + 1, "u": last + 1, "b": [["x", "1"]]}})
+            )
+            rec.lines.append(f'{t * 1000 + 991_000} {{"stream":"btcusdt@bookTicker","data":{{"u":1')
     rec.final = book
     return rec

@@ -91,12 +91,14 @@ def test_two_days_two_symbols_dumps_and_rest_with_faults(dsn: str, exchange: Any
             "min(trade_id) f FROM trades GROUP BY 1, 2, 3) t FULL JOIN bars_1s b USING (exchange, symbol, ts) "
             "WHERE (b.trade_count, b.volume, b.open, b.close, b.high, b.low, b.price_sq_volume, b.first_trade_id) "
             "IS DISTINCT FROM (t.n, t.v, t.o, t.c, t.h, t.l, t.pq2, t.f) "
-            "OR b.taker_buy_quote IS DISTINCT FROM coalesce(t.tbq, 0)").fetchone()
+            "OR b.taker_buy_quote IS DISTINCT FROM coalesce(t.tbq, 0)"
+        ).fetchone()
         assert bad == (0,)
         before = c.execute("SELECT count(*) FROM trades").fetchone()
     # a re-run stores nothing new (files skipped, REST overlap deduplicated)
-    again = fetch_history(["BTCUSDT", "ETHUSDT"], start, dsn=dsn, dumps=ex.http_url, rest=ex.http_url,
-                          cache=tmp_path / "cache")
+    again = fetch_history(
+        ["BTCUSDT", "ETHUSDT"], start, dsn=dsn, dumps=ex.http_url, rest=ex.http_url, cache=tmp_path / "cache"
+    )
     assert again.files_skipped == 4 and again.stored == 0
     with psycopg.connect(dsn) as c:
         after = c.execute("SELECT count(*) FROM trades").fetchone()
@@ -108,12 +110,22 @@ def test_404_inside_the_range_is_filled_by_rest(dsn: str, exchange: Any, tmp_pat
     ex = exchange(symbols=["btcusdt"], rate=5.0, history_days=3, history_rate=0.5)
     ex.inject("dump_404", n=1)  # the first zip asked for (workers=1: the first day) is missing
     today = _today()
-    res = fetch_history("BTCUSDT", today - timedelta(days=3), today - timedelta(days=1), dsn=dsn,
-                        dumps=ex.http_url, rest=ex.http_url, cache=tmp_path / "c", workers=1)
+    res = fetch_history(
+        "BTCUSDT",
+        today - timedelta(days=3),
+        today - timedelta(days=1),
+        dsn=dsn,
+        dumps=ex.http_url,
+        rest=ex.http_url,
+        cache=tmp_path / "c",
+        workers=1,
+    )
     assert len(res.files_missing) == 1 and res.rest_stored > 0
     end = _midnight_us(today)
     stored = _stored(dsn, "BTCUSDT")
-    _same(stored, _expected(ex, "BTCUSDT", end), 0 if not res.holes else _midnight_us(today - timedelta(days=3)))
+    _same(
+        stored, _expected(ex, "BTCUSDT", end), 0 if not res.holes else _midnight_us(today - timedelta(days=3))
+    )
     # nothing of today: --to was yesterday
     assert stored[-1][4] < end
 
@@ -145,9 +157,27 @@ def test_cli_kill_during_download_then_rerun_ends_equal(dsn: str, exchange: Any,
     today = _today()
     start = today - timedelta(days=2)
     cache = tmp_path / "cache"
-    cmd = [sys.executable, "-m", "cryptolab", "history", "BTCUSDT", "--from", str(start), "--to",
-           str(today - timedelta(days=1)), "--dumps", ex.http_url, "--rest", ex.http_url, "--cache", str(cache),
-           "--dsn", dsn, "--workers", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cryptolab",
+        "history",
+        "BTCUSDT",
+        "--from",
+        str(start),
+        "--to",
+        str(today - timedelta(days=1)),
+        "--dumps",
+        ex.http_url,
+        "--rest",
+        ex.http_url,
+        "--cache",
+        str(cache),
+        "--dsn",
+        dsn,
+        "--workers",
+        "2",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
@@ -164,14 +194,28 @@ def test_cli_kill_during_download_then_rerun_ends_equal(dsn: str, exchange: Any,
     end = _midnight_us(today)
     _same(_stored(dsn, "BTCUSDT"), _expected(ex, "BTCUSDT", end), end)
     # and the CLI's bad input: one line, exit 1
-    bad = subprocess.run([*cmd[:5], "--from", str(today), "--to", str(start), "--dsn", dsn], env=env,
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [*cmd[:5], "--from", str(today), "--to", str(start), "--dsn", dsn],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
 def test_a_range_before_the_symbol_traded_says_so(dsn: str, exchange: Any, tmp_path: Path) -> None:
     ex = exchange(symbols=["btcusdt"], rate=5.0, history_days=1, history_rate=0.5)
     today = _today()
-    with pytest.raises(DataError, match=f"no trades from {today - timedelta(days=5)} to {today - timedelta(days=3)}"):
-        fetch_history("BTCUSDT", today - timedelta(days=5), today - timedelta(days=3), dsn=dsn, dumps=ex.http_url,
-                      rest=ex.http_url, cache=tmp_path)
+    with pytest.raises(
+        DataError, match=f"no trades from {today - timedelta(days=5)} to {today - timedelta(days=3)}"
+    ):
+        fetch_history(
+            "BTCUSDT",
+            today - timedelta(days=5),
+            today - timedelta(days=3),
+            dsn=dsn,
+            dumps=ex.http_url,
+            rest=ex.http_url,
+            cache=tmp_path,
+        )

@@ -37,8 +37,9 @@ def load_futures_days(ex: Any, dsn: str, cache: Path, days: tuple[date, date]) -
                      ("fundingRate", ""), ("metrics", "")):
         out[kind] = fetch_history("BTCUSDT", *days, kind=kind, interval=iv or "1m", market="usdm", dsn=dsn,
                                   dumps=ex.http_url, rest=ex.http_url, cache=cache)
-    out["spot"] = fetch_history("BTCUSDT", *days, kind="aggTrades", dsn=dsn, dumps=ex.http_url, rest=ex.http_url,
-                                cache=cache)
+    out["spot"] = fetch_history(
+        "BTCUSDT", *days, kind="aggTrades", dsn=dsn, dumps=ex.http_url, rest=ex.http_url, cache=cache
+    )
     return out
 
 
@@ -55,17 +56,23 @@ def test_two_days_of_futures_history_stored_exactly_once(dsn: str, exchange: Any
     trades = [t for t in ex.trade_log("BTCUSDT", "MICROSECOND") if lo <= t.trade_time_us < hi]
     with psycopg.connect(dsn) as c:
         c.execute("SET TIME ZONE 'UTC'")
-        perp = c.execute("SELECT price, qty, first_trade_id, last_trade_id, trade_time FROM agg_trades "
-                         "WHERE exchange = 'simulator-usdm' ORDER BY agg_id").fetchall()
+        perp = c.execute(
+            "SELECT price, qty, first_trade_id, last_trade_id, trade_time FROM agg_trades "
+            "WHERE exchange = 'simulator-usdm' ORDER BY agg_id"
+        ).fetchall()
         spot_n = c.execute("SELECT sum(trade_count) FROM agg_trades WHERE exchange = 'simulator'").fetchone()
-        perp_trades = c.execute("SELECT trade_id, price FROM trades WHERE exchange = 'simulator-usdm' "
-                                "ORDER BY trade_id").fetchall()
-        funding = c.execute("SELECT funding_time, funding_rate, interval_hours FROM funding_rates "
-                            "ORDER BY funding_time").fetchall()
+        perp_trades = c.execute(
+            "SELECT trade_id, price FROM trades WHERE exchange = 'simulator-usdm' ORDER BY trade_id"
+        ).fetchall()
+        funding = c.execute(
+            "SELECT funding_time, funding_rate, interval_hours FROM funding_rates ORDER BY funding_time"
+        ).fetchall()
         oi = c.execute("SELECT count(*), min(ts), max(ts) FROM open_interest").fetchone()
         marks = c.execute("SELECT count(*) FROM mark_klines WHERE exchange = 'simulator-usdm'").fetchone()
-        counts = {t: c.execute(f"SELECT count(*) FROM {t}").fetchone() for t in
-                  ("agg_trades", "trades", "klines", "mark_klines", "funding_rates", "open_interest")}
+        counts = {
+            t: c.execute(f"SELECT count(*) FROM {t}").fetchone()
+            for t in ("agg_trades", "trades", "klines", "mark_klines", "funding_rates", "open_interest")
+        }
     # the perp's aggregates cover the spot's trades one for one, at spot × (1 + basis), ms times
     assert sum(r[3] - r[2] + 1 for r in perp) == len(trades) == spot_n[0]
     by_id = {t.trade_id: t for t in trades}
@@ -94,27 +101,50 @@ def test_futures_only_kinds_and_spot_only_symbols_are_one_clear_line() -> None:
     today = date(2026, 12, 5)
     with pytest.raises(DataError, match="futures data: add --market usdm"):
         plan_history(["BTCUSDT"], "2026-11-01", "2026-11-02", today=today, kind="fundingRate")
-    plan = plan_history(["BTCUSDT"], "2026-10-15", "2026-12-04", today=today, kind="fundingRate", market="usdm")
+    plan = plan_history(
+        ["BTCUSDT"], "2026-10-15", "2026-12-04", today=today, kind="fundingRate", market="usdm"
+    )
     assert [f.path for f in plan.files] == [
         "data/futures/um/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2026-10.zip",
-        "data/futures/um/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2026-11.zip"]
+        "data/futures/um/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2026-11.zip",
+    ]
     assert [(s.first_day, s.last_day) for s in plan.rest] == [(date(2026, 12, 1), date(2026, 12, 4))]
-    metrics = plan_history(["BTCUSDT"], "2026-10-01", "2026-10-31", today=today, kind="metrics", market="usdm")
+    metrics = plan_history(
+        ["BTCUSDT"], "2026-10-01", "2026-10-31", today=today, kind="metrics", market="usdm"
+    )
     assert len(metrics.files) == 31 and {f.period for f in metrics.files} == {"daily"}
-    marks = plan_history(["BTCUSDT"], "2026-10-01", "2026-10-31", today=today, kind="markPriceKlines",
-                         interval="1h", market="usdm")
+    marks = plan_history(
+        ["BTCUSDT"],
+        "2026-10-01",
+        "2026-10-31",
+        today=today,
+        kind="markPriceKlines",
+        interval="1h",
+        market="usdm",
+    )
     assert marks.files[0].path == "data/futures/um/monthly/markPriceKlines/BTCUSDT/1h/BTCUSDT-1h-2026-10.zip"
     with pytest.raises(DataError, match="interval '1s'"):
-        plan_history(["BTCUSDT"], "2026-10-01", "2026-10-31", today=today, kind="klines", interval="1s",
-                     market="usdm")
+        plan_history(
+            ["BTCUSDT"], "2026-10-01", "2026-10-31", today=today, kind="klines", interval="1s", market="usdm"
+        )
 
 
-def test_a_symbol_the_local_exchange_does_not_list_is_refused_on_futures(dsn: str, exchange: Any,
-                                                                           tmp_path: Path) -> None:
+def test_a_symbol_the_local_exchange_does_not_list_is_refused_on_futures(
+    dsn: str, exchange: Any, tmp_path: Path
+) -> None:
     ex = exchange(symbols=["btcusdt"], rate=5.0, history_days=2, history_rate=0.01)
     day = datetime.now(timezone.utc).date() - timedelta(days=1)
     with pytest.raises(DataError, match="unknown symbol XRPUSDT"):
-        fetch_history("XRPUSDT", day, day, kind="aggTrades", market="usdm", dsn=dsn, dumps=ex.http_url,
-                      rest=ex.http_url, cache=tmp_path)
+        fetch_history(
+            "XRPUSDT",
+            day,
+            day,
+            kind="aggTrades",
+            market="usdm",
+            dsn=dsn,
+            dumps=ex.http_url,
+            rest=ex.http_url,
+            cache=tmp_path,
+        )
     with psycopg.connect(dsn) as c:
         assert c.execute("SELECT count(*) FROM history_files").fetchone() == (0,)

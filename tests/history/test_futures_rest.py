@@ -63,8 +63,14 @@ class Fapi:
             out = []
             while t <= hi and len(out) < limit:
                 i = self.perp.index_of_time(t * 1000 + 1)
-                out.append({"symbol": "BTCUSDT", "fundingTime": t, "fundingRate": fmt8(funding_units(t * 1000)),
-                            "markPrice": fmt8(self.perp.prices[i - 1])})
+                out.append(
+                    {
+                        "symbol": "BTCUSDT",
+                        "fundingTime": t,
+                        "fundingRate": fmt8(funding_units(t * 1000)),
+                        "markPrice": fmt8(self.perp.prices[i - 1]),
+                    }
+                )
                 t += FUNDING_MS
             return web.json_response(out)
         if path == "/futures/data/openInterestHist":
@@ -72,8 +78,14 @@ class Fapi:
             while t <= hi and len(out) < limit:
                 oi = open_interest_units(t * 1000)
                 i = self.perp.index_of_time(t * 1000 + 1)
-                out.append({"symbol": "BTCUSDT", "sumOpenInterest": fmt8(oi),
-                            "sumOpenInterestValue": fmt_scaled(oi * self.perp.prices[i - 1], 16), "timestamp": t})
+                out.append(
+                    {
+                        "symbol": "BTCUSDT",
+                        "sumOpenInterest": fmt8(oi),
+                        "sumOpenInterestValue": fmt_scaled(oi * self.perp.prices[i - 1], 16),
+                        "timestamp": t,
+                    }
+                )
                 t += 300_000
             return web.json_response(out)
         return web.json_response({"code": -1, "msg": "not here"}, status=404)
@@ -117,8 +129,9 @@ def fapi() -> Iterator[Any]:
 
 
 @pytest.mark.usefixtures("not_at_midnight")
-def test_days_no_dump_holds_come_from_fapi_rest_without_a_gap(dsn: str, exchange: Any, fapi: Any,
-                                                                tmp_path: Path) -> None:
+def test_days_no_dump_holds_come_from_fapi_rest_without_a_gap(
+    dsn: str, exchange: Any, fapi: Any, tmp_path: Path
+) -> None:
     ex = exchange(symbols=["btcusdt"], rate=5.0, history_days=3, history_rate=0.01)
     ex.stop_market()
     trades = ex.trade_log("BTCUSDT", "MICROSECOND")
@@ -136,11 +149,17 @@ def test_days_no_dump_holds_come_from_fapi_rest_without_a_gap(dsn: str, exchange
     lo_us = int(datetime(first.year, first.month, first.day, tzinfo=timezone.utc).timestamp()) * 1_000_000
     want = [t for t in trades if t.trade_time_us >= lo_us]
     with psycopg.connect(dsn) as c:
-        rows = c.execute("SELECT agg_id, first_trade_id, last_trade_id, price FROM agg_trades "
-                         "WHERE exchange = 'simulator-usdm' ORDER BY agg_id").fetchall()
-        marks = c.execute("SELECT funding_time, funding_rate, mark_price FROM funding_rates ORDER BY 1").fetchall()
-        oi_today = c.execute("SELECT count(*), count(open_interest_value) FROM open_interest WHERE ts >= %s",
-                             (datetime(today.year, today.month, today.day, tzinfo=timezone.utc),)).fetchone()
+        rows = c.execute(
+            "SELECT agg_id, first_trade_id, last_trade_id, price FROM agg_trades "
+            "WHERE exchange = 'simulator-usdm' ORDER BY agg_id"
+        ).fetchall()
+        marks = c.execute(
+            "SELECT funding_time, funding_rate, mark_price FROM funding_rates ORDER BY 1"
+        ).fetchall()
+        oi_today = c.execute(
+            "SELECT count(*), count(open_interest_value) FROM open_interest WHERE ts >= %s",
+            (datetime(today.year, today.month, today.day, tzinfo=timezone.utc),),
+        ).fetchone()
     # dumps then REST: every aggregate once, ids tiling the trades up to the last one printed
     assert [r[0] for r in rows] == list(range(rows[0][0], rows[0][0] + len(rows)))
     assert all(b[1] == a[2] + 1 for a, b in zip(rows, rows[1:]))
@@ -151,7 +170,9 @@ def test_days_no_dump_holds_come_from_fapi_rest_without_a_gap(dsn: str, exchange
         assert rate == Decimal(funding_units(int(when.timestamp()) * 1_000_000)) / UNIT
     assert oi_today is not None and oi_today[0] == oi_today[1] > 0
     # again: nothing stored twice
-    again = [fetch_history("BTCUSDT", first, None, kind=k, **kw) for k in ("aggTrades", "fundingRate", "metrics")]
+    again = [
+        fetch_history("BTCUSDT", first, None, kind=k, **kw) for k in ("aggTrades", "fundingRate", "metrics")
+    ]
     assert [r.total_stored for r in again] == [0, 0, 0]
     # a symbol the futures market does not list (spot only) is one line
     with pytest.raises(DataError, match="ETHUSDT is not a USD-M futures symbol .* trades on spot only"):

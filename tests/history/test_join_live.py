@@ -29,7 +29,9 @@ def _us(d: date) -> int:
 
 def _ids(dsn: str, sym: str) -> list[int]:
     with psycopg.connect(dsn) as c:
-        return [r[0] for r in c.execute("SELECT trade_id FROM trades WHERE symbol = %s ORDER BY trade_id", (sym,))]
+        return [
+            r[0] for r in c.execute("SELECT trade_id FROM trades WHERE symbol = %s ORDER BY trade_id", (sym,))
+        ]
 
 
 def test_history_then_live_capture_one_gap_free_sequence(dsn: str, exchange: Any, tmp_path: Path) -> None:
@@ -39,14 +41,22 @@ def test_history_then_live_capture_one_gap_free_sequence(dsn: str, exchange: Any
     ex.inject("dump_truncate", n=1)
     ex.inject("dump_500", n=1)
     start = _today() - timedelta(days=2)
-    res = fetch_history(["BTCUSDT", "ETHUSDT"], start, dsn=dsn, dumps=ex.http_url, rest=ex.http_url,
-                        cache=tmp_path / "c", workers=2)
+    res = fetch_history(
+        ["BTCUSDT", "ETHUSDT"],
+        start,
+        dsn=dsn,
+        dumps=ex.http_url,
+        rest=ex.http_url,
+        cache=tmp_path / "c",
+        workers=2,
+    )
     assert res.files_loaded == 4
     with Capture(["btcusdt", "ethusdt"], source=ex.ws_url, dsn=dsn) as cap:
         time.sleep(3.0)
         # history again while the capture runs: overlaps it (REST of today), stores nothing twice
-        fetch_history(["BTCUSDT", "ETHUSDT"], start, dsn=dsn, dumps=ex.http_url, rest=ex.http_url,
-                      cache=tmp_path / "c")
+        fetch_history(
+            ["BTCUSDT", "ETHUSDT"], start, dsn=dsn, dumps=ex.http_url, rest=ex.http_url, cache=tmp_path / "c"
+        )
         time.sleep(1.0)
     assert cap.exchange == "simulator"
     for sym in ("BTCUSDT", "ETHUSDT"):
@@ -83,17 +93,38 @@ def test_kill_during_a_load_then_rerun_ends_equal(dsn: str, exchange: Any, tmp_p
     ex = exchange(symbols=["btcusdt"], rate=5.0, history_days=2, history_rate=2.0)
     today = _today()
     first, last = today - timedelta(days=2), today - timedelta(days=1)
-    cmd = [sys.executable, "-m", "cryptolab", "history", "BTCUSDT", "--from", str(first), "--to", str(last),
-           "--dumps", ex.http_url, "--rest", ex.http_url, "--cache", str(tmp_path), "--dsn", dsn, "--workers", "1",
-           "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cryptolab",
+        "history",
+        "BTCUSDT",
+        "--from",
+        str(first),
+        "--to",
+        str(last),
+        "--dumps",
+        ex.http_url,
+        "--rest",
+        ex.http_url,
+        "--cache",
+        str(tmp_path),
+        "--dsn",
+        dsn,
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed_in_insert = False
     with psycopg.connect(dsn, autocommit=True) as c:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            row = c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                            "AND state = 'active' AND pid <> pg_backend_pid() AND query LIKE '%%INSERT INTO trades%%'").fetchone()
+            row = c.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state = 'active' AND pid <> pg_backend_pid() AND query LIKE '%%INSERT INTO trades%%'"
+            ).fetchone()
             if row and row[0]:
                 proc.kill()
                 killed_in_insert = True
@@ -103,7 +134,11 @@ def test_kill_during_a_load_then_rerun_ends_equal(dsn: str, exchange: Any, tmp_p
         if killed_in_insert:
             time.sleep(0.5)  # the server notices the dead client and rolls its transaction back
             loaded = c.execute("SELECT count(*) FROM history_files").fetchone()
-            per_day = dict(c.execute("SELECT (trade_time AT TIME ZONE 'UTC')::date, count(*) FROM trades GROUP BY 1").fetchall())
+            per_day = dict(
+                c.execute(
+                    "SELECT (trade_time AT TIME ZONE 'UTC')::date, count(*) FROM trades GROUP BY 1"
+                ).fetchall()
+            )
             days_in = {r[0] for r in c.execute("SELECT first_day FROM history_files").fetchall()}
             assert loaded is not None and set(per_day) == days_in  # a day is in or out
     assert killed_in_insert, "the load finished before it could be killed"
@@ -125,8 +160,20 @@ def test_backfill_until_the_first_live_id(dsn: str, exchange: Any, tmp_path: Pat
     log = ex.trade_log("BTCUSDT")
     first_live = log[-50].trade_id  # as if the stream's first trade were this one
     since = _today() - timedelta(days=1)
-    res = asyncio.run(backfill_until("BTCUSDT", first_live, since, exchange="simulator", rest=ex.http_url,
-                                     dumps=ex.http_url, dsn=dsn, cache=tmp_path))
+    res = asyncio.run(
+        backfill_until(
+            "BTCUSDT",
+            first_live,
+            since,
+            exchange="simulator",
+            rest=ex.http_url,
+            dumps=ex.http_url,
+            dsn=dsn,
+            cache=tmp_path,
+        )
+    )
     assert res.last_ids == {"BTCUSDT": first_live - 1}
     lo = _us(since)
-    assert _ids(dsn, "BTCUSDT") == [t.trade_id for t in log if t.trade_time_us >= lo and t.trade_id < first_live]
+    assert _ids(dsn, "BTCUSDT") == [
+        t.trade_id for t in log if t.trade_time_us >= lo and t.trade_id < first_live
+    ]

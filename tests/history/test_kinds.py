@@ -22,17 +22,23 @@ def _us(d: date) -> int:
 def test_aggtrades_exact_counts_and_no_false_gaps(dsn: str, exchange: Any, tmp_path: Path) -> None:
     ex = exchange(symbols=["btcusdt"], rate=5.0, history_days=1, history_rate=1.0)
     day = _yesterday()
-    res = fetch_history("BTCUSDT", day, day, kind="aggTrades", dsn=dsn, dumps=ex.http_url, rest=ex.http_url,
-                        cache=tmp_path)
+    res = fetch_history(
+        "BTCUSDT", day, day, kind="aggTrades", dsn=dsn, dumps=ex.http_url, rest=ex.http_url, cache=tmp_path
+    )
     assert res.files_loaded == 1 and res.stored > 0
     lo, hi = _us(day), _us(day + timedelta(days=1))
     trades = [t for t in ex.trade_log("BTCUSDT", "MICROSECOND") if lo <= t.trade_time_us < hi]
     with psycopg.connect(dsn) as c:
-        rows = c.execute("SELECT agg_id, first_trade_id, last_trade_id, trade_count, qty, price FROM agg_trades "
-                         "WHERE symbol = 'BTCUSDT' ORDER BY agg_id").fetchall()
+        rows = c.execute(
+            "SELECT agg_id, first_trade_id, last_trade_id, trade_count, qty, price FROM agg_trades "
+            "WHERE symbol = 'BTCUSDT' ORDER BY agg_id"
+        ).fetchall()
         # per-minute trade counts from aggregates are the exchange's own
-        per_min = dict(c.execute(
-            "SELECT date_trunc('minute', trade_time), sum(trade_count) FROM agg_trades GROUP BY 1").fetchall())
+        per_min = dict(
+            c.execute(
+                "SELECT date_trunc('minute', trade_time), sum(trade_count) FROM agg_trades GROUP BY 1"
+            ).fetchall()
+        )
         assert c.execute("SELECT count(*) FROM trades").fetchone() == (0,)  # aggregates are not trades
     assert sum(r[3] for r in rows) == len(trades)
     assert rows[0][1] == trades[0].trade_id and rows[-1][2] == trades[-1].trade_id
@@ -47,8 +53,9 @@ def test_aggtrades_exact_counts_and_no_false_gaps(dsn: str, exchange: Any, tmp_p
     got = {int(k.timestamp()) // 60: int(v) for k, v in per_min.items()}
     assert got == want
     # a re-run stores nothing new
-    again = fetch_history("BTCUSDT", day, day, kind="aggTrades", dsn=dsn, dumps=ex.http_url, rest=ex.http_url,
-                          cache=tmp_path)
+    again = fetch_history(
+        "BTCUSDT", day, day, kind="aggTrades", dsn=dsn, dumps=ex.http_url, rest=ex.http_url, cache=tmp_path
+    )
     assert again.total_stored == 0 and again.files_skipped == 1
 
 
@@ -68,7 +75,9 @@ def test_klines_from_dumps_reconcile_exactly_offline(dsn: str, exchange: Any, tm
         frame = reconcile_klines("ETHUSDT", start, start + timedelta(days=1), exchange="simulator", conn=c)
     with_kline = frame.filter(frame["kline_trades"].is_not_null())
     assert with_kline.height == k.stored
-    assert set(with_kline["status"].to_list()) == {"match"}, with_kline.filter(with_kline["status"] != "match").head(3)
+    assert set(with_kline["status"].to_list()) == {"match"}, with_kline.filter(
+        with_kline["status"] != "match"
+    ).head(3)
     assert with_kline["kline_trades"].sum() > 1000
 
 
@@ -98,7 +107,9 @@ def test_aggtrades_and_klines_of_today_come_from_rest(dsn: str, exchange: Any, t
     assert agg.files_loaded == 1 and agg.rest_stored > 0 and kl.files_loaded == 1 and kl.rest_stored > 0
     log = ex.trade_log("BTCUSDT", "MICROSECOND")
     with psycopg.connect(dsn) as c:
-        rows = c.execute("SELECT agg_id, first_trade_id, last_trade_id FROM agg_trades ORDER BY agg_id").fetchall()
+        rows = c.execute(
+            "SELECT agg_id, first_trade_id, last_trade_id FROM agg_trades ORDER BY agg_id"
+        ).fetchall()
         closed = c.execute("SELECT max(close_time), sum(trade_count) FROM klines").fetchone()
     assert rows[0][1] == log[0].trade_id
     assert all(b[0] == a[0] + 1 and b[1] == a[2] + 1 for a, b in zip(rows, rows[1:]))  # dump → REST, no seam

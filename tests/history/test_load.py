@@ -22,13 +22,17 @@ def stored(dsn: str, symbol: str) -> list[tuple]:
         ).fetchall()
 
 
-def test_load_dump_exactly_and_idempotently(dsn: str, make_dumps: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_load_dump_exactly_and_idempotently(
+    dsn: str, make_dumps: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     files, trades = make_dumps(n=400)
     assert cli.main(["load", str(files["trades_us_zip"]), "--batch", "150", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "loaded 400 trades from 1 file(s): 400 new, 0 already stored" in out
     rows = stored(dsn, "BTCUSDT")
-    assert rows == [(t.trade_id, t.price, t.qty, t.is_buyer_maker, t.trade_time_us, "replay", None) for t in trades]
+    assert rows == [
+        (t.trade_id, t.price, t.qty, t.is_buyer_maker, t.trade_time_us, "replay", None) for t in trades
+    ]
     assert [str(r[1]) for r in rows] == [f"{t.price:f}" for t in trades]  # the dump's exact text
     # bars_1s folded in the same transactions equal an independent aggregation
     with psycopg.connect(dsn) as c, localcontext() as ctx:
@@ -41,15 +45,26 @@ def test_load_dump_exactly_and_idempotently(dsn: str, make_dumps: Any, capsys: p
         for t in trades:
             by_s[t.trade_time_us // 1_000_000].append(t)
         want = [
-            (s, g[0].price, max(x.price for x in g), min(x.price for x in g), g[-1].price, sum(x.qty for x in g),
-             sum(x.price * x.qty for x in g), sum((x.qty for x in g if not x.is_buyer_maker), Decimal(0)), len(g))
+            (
+                s,
+                g[0].price,
+                max(x.price for x in g),
+                min(x.price for x in g),
+                g[-1].price,
+                sum(x.qty for x in g),
+                sum(x.price * x.qty for x in g),
+                sum((x.qty for x in g if not x.is_buyer_maker), Decimal(0)),
+                len(g),
+            )
             for s, g in sorted(by_s.items())
         ]
         assert bars == want
     # again, plus the ms dump of the same trades (other times: new rows) and the recording (same µs times)
     assert cli.main(["load", str(files["trades_us_csv"]), str(files["stream_gz"]), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "loaded 801 trades from 2 file(s): 0 new, 801 already stored" in out  # 400 + 400 + 1 duplicated line
+    assert (
+        "loaded 801 trades from 2 file(s): 0 new, 801 already stored" in out
+    )  # 400 + 400 + 1 duplicated line
     assert "lines skipped (nothing to store)" in out
     assert len(stored(dsn, "BTCUSDT")) == 400
 
@@ -63,11 +78,15 @@ def test_load_recording_keeps_event_and_receive_times(dsn: str, make_dumps: Any)
         (t.trade_id, t.price, t.qty, t.is_buyer_maker, t.trade_time_us, t.event_time_us) for t in trades
     ]
     with psycopg.connect(dsn) as c:
-        (lag,) = c.execute("SELECT DISTINCT received_at - event_time FROM trades WHERE symbol = 'ETHUSDT'").fetchone()
+        (lag,) = c.execute(
+            "SELECT DISTINCT received_at - event_time FROM trades WHERE symbol = 'ETHUSDT'"
+        ).fetchone()
     assert lag.total_seconds() == 0.00025
 
 
-def test_load_errors_are_one_clear_line(dsn: str, make_dumps: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_load_errors_are_one_clear_line(
+    dsn: str, make_dumps: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     files, _ = make_dumps(n=10)
     unnamed = tmp_path / "day1.csv"
     unnamed.write_bytes(files["trades_us_csv"].read_bytes())
@@ -80,26 +99,33 @@ def test_load_errors_are_one_clear_line(dsn: str, make_dumps: Any, tmp_path: Any
     assert "no such file" in capsys.readouterr().err
 
 
-def test_load_aggtrades_dump_into_agg_trades(dsn: str, make_dumps: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_load_aggtrades_dump_into_agg_trades(
+    dsn: str, make_dumps: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     files, trades = make_dumps(n=300, symbol="ETHUSDT", seed=5)
     assert cli.main(["load", str(files["agg_ms_csv"]), "--no-progress"]) == 0
     assert "aggregate trades into agg_trades" in capsys.readouterr().out
     with psycopg.connect(dsn) as c:
         assert c.execute("SELECT count(*) FROM trades").fetchone() == (0,)  # an aggregate is not a trade
         total, first, last, qty = c.execute(
-            "SELECT sum(trade_count), min(first_trade_id), max(last_trade_id), sum(qty) FROM agg_trades").fetchone()
+            "SELECT sum(trade_count), min(first_trade_id), max(last_trade_id), sum(qty) FROM agg_trades"
+        ).fetchone()
     assert (total, first, last) == (len(trades), trades[0].trade_id, trades[-1].trade_id)
     assert qty == sum(t.qty for t in trades)
     assert cli.main(["load", str(files["agg_ms_csv"]), "--no-progress"]) == 0
     assert ": 0 new" in capsys.readouterr().out
 
 
-def test_load_bad_dumps_store_nothing(dsn: str, make_dumps: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_load_bad_dumps_store_nothing(
+    dsn: str, make_dumps: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     import zipfile
 
     files, _ = make_dumps(n=50)
     wrong = tmp_path / "BTCUSDT-trades-2025-01-02.csv"
-    wrong.write_text("".join(line.rsplit(",", 1)[0] + ",x,y\n" for line in files["trades_us_csv"].read_text().splitlines()))
+    wrong.write_text(
+        "".join(line.rsplit(",", 1)[0] + ",x,y\n" for line in files["trades_us_csv"].read_text().splitlines())
+    )
     assert cli.main(["load", str(wrong), "--no-progress"]) != 0
     err = capsys.readouterr().err.strip()
     assert "8 columns where a spot trades dump has 7" in err and len(err.splitlines()) == 1

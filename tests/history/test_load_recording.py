@@ -27,19 +27,46 @@ def write(rec: Recording, tmp_path: Path, split: int) -> tuple[Path, Path]:
 def replay_from_storage(dsn: str, exchange: str, rec: Recording) -> tuple[int, BookSync]:
     """Rebuild the book from the stored snapshots and diffs alone, checking its top at every update id."""
     with psycopg.connect(dsn) as c:
-        snaps = c.execute("SELECT last_update_id, bid_price::text[], bid_qty::text[], ask_price::text[], ask_qty::text[], "
-                          "(extract(epoch FROM received_at) * 1e6)::bigint FROM book_snapshots "
-                          "WHERE exchange = %s AND symbol = %s", (exchange, SYMBOL)).fetchall()
-        diffs = c.execute("SELECT first_update_id, last_update_id, prev_update_id, bid_price::text[], bid_qty::text[], "
-                          "ask_price::text[], ask_qty::text[], (extract(epoch FROM received_at) * 1e6)::bigint, "
-                          "(extract(epoch FROM event_time) * 1e6)::bigint FROM book_diffs "
-                          "WHERE exchange = %s AND symbol = %s", (exchange, SYMBOL)).fetchall()
+        snaps = c.execute(
+            "SELECT last_update_id, bid_price::text[], bid_qty::text[], ask_price::text[], ask_qty::text[], "
+            "(extract(epoch FROM received_at) * 1e6)::bigint FROM book_snapshots "
+            "WHERE exchange = %s AND symbol = %s",
+            (exchange, SYMBOL),
+        ).fetchall()
+        diffs = c.execute(
+            "SELECT first_update_id, last_update_id, prev_update_id, bid_price::text[], bid_qty::text[], "
+            "ask_price::text[], ask_qty::text[], (extract(epoch FROM received_at) * 1e6)::bigint, "
+            "(extract(epoch FROM event_time) * 1e6)::bigint FROM book_diffs "
+            "WHERE exchange = %s AND symbol = %s",
+            (exchange, SYMBOL),
+        ).fetchall()
     rows: list[tuple[int, int, Any]] = []
     for s in snaps:
-        rows.append((s[5], 1, BookSnapshot(exchange, SYMBOL, s[0], list(zip(s[1], s[2])), list(zip(s[3], s[4])), s[5])))
+        rows.append(
+            (
+                s[5],
+                1,
+                BookSnapshot(exchange, SYMBOL, s[0], list(zip(s[1], s[2])), list(zip(s[3], s[4])), s[5]),
+            )
+        )
     for d in diffs:
-        rows.append((d[7], 0, DepthDiff(exchange, SYMBOL, d[0], d[1], d[8], list(zip(d[3], d[4])),
-                                        list(zip(d[5], d[6])), d[7], d[2])))
+        rows.append(
+            (
+                d[7],
+                0,
+                DepthDiff(
+                    exchange,
+                    SYMBOL,
+                    d[0],
+                    d[1],
+                    d[8],
+                    list(zip(d[3], d[4])),
+                    list(zip(d[5], d[6])),
+                    d[7],
+                    d[2],
+                ),
+            )
+        )
     sync = BookSync(exchange, SYMBOL, futures=exchange == "binance-usdm")
     checked = 0
     for t, _, row in sorted(rows, key=lambda r: (r[0], r[1])):
@@ -53,27 +80,34 @@ def replay_from_storage(dsn: str, exchange: str, rec: Recording) -> tuple[int, B
 
 def counts(dsn: str) -> tuple[int, ...]:
     with psycopg.connect(dsn) as c:
-        row = c.execute("SELECT (SELECT count(*) FROM trades), (SELECT count(*) FROM book_diffs), "
-                        "(SELECT count(*) FROM quotes), (SELECT count(*) FROM book_snapshots), "
-                        "(SELECT count(*) FROM book_gaps), (SELECT count(*) FROM dead_letters)").fetchone()
+        row = c.execute(
+            "SELECT (SELECT count(*) FROM trades), (SELECT count(*) FROM book_diffs), "
+            "(SELECT count(*) FROM quotes), (SELECT count(*) FROM book_snapshots), "
+            "(SELECT count(*) FROM book_gaps), (SELECT count(*) FROM dead_letters)"
+        ).fetchone()
     assert row is not None
     return tuple(int(x) for x in row)
 
 
 def test_a_spot_recording_in_two_files_loads_to_the_book_it_recorded_once(
-        dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rec = make_recording(300, seed=11)
     a, b = write(rec, tmp_path, len(rec.lines) // 2)
     assert cli.main(["load", str(b), str(a), "--no-progress"]) == 0  # any order: one recording
     out = capsys.readouterr().out
     assert f"loaded {rec.trades:,} trades from 2 file(s): {rec.trades:,} new" in out
-    assert (f"recording (binance, 2 file(s)): {rec.diffs:,} depth diffs ({rec.diffs:,} new) carrying "
-            f"{rec.level_updates:,} level updates, {rec.quotes:,} quotes ({rec.quotes:,} new), 1 snapshots, "
-            "0 book gaps (0 healed), 0 dead letters") in out
+    assert (
+        f"recording (binance, 2 file(s)): {rec.diffs:,} depth diffs ({rec.diffs:,} new) carrying "
+        f"{rec.level_updates:,} level updates, {rec.quotes:,} quotes ({rec.quotes:,} new), 1 snapshots, "
+        "0 book gaps (0 healed), 0 dead letters"
+    ) in out
     # the diffs buffered before the snapshot are the normal start, not a gap
     assert counts(dsn) == (rec.trades, rec.diffs, rec.quotes, 1, 0, 0)
     with psycopg.connect(dsn) as c:
-        assert c.execute("SELECT DISTINCT source, exchange FROM book_diffs").fetchall() == [("replay", "binance")]
+        assert c.execute("SELECT DISTINCT source, exchange FROM book_diffs").fetchall() == [
+            ("replay", "binance")
+        ]
         assert c.execute("SELECT DISTINCT source FROM trades").fetchall() == [("replay",)]
         days = c.execute("SELECT count(DISTINCT event_time::date) FROM book_diffs").fetchone()
     assert days == (2,)  # across midnight: two day partitions
@@ -89,7 +123,8 @@ def test_a_spot_recording_in_two_files_loads_to_the_book_it_recorded_once(
 
 
 def test_a_futures_recording_records_its_gap_healed_and_its_bad_lines_as_dead_letters(
-        dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rec = make_recording(200, futures=True, seed=5, drop_at=80, heal_after=15, bad_lines=True)
     a, b = write(rec, tmp_path, len(rec.lines) // 3)
     assert cli.main(["load", str(a), str(b), "--no-progress"]) == 0
@@ -99,8 +134,10 @@ def test_a_futures_recording_records_its_gap_healed_and_its_bad_lines_as_dead_le
     assert counts(dsn) == (rec.trades, rec.diffs, rec.quotes, 2, 1, 2)
     [(after, before)] = rec.dropped
     with psycopg.connect(dsn) as c:
-        gap = c.execute("SELECT exchange, reason, after_update_id, before_update_id, snapshot_update_id IS NOT NULL, "
-                        "healed_at >= detected_at FROM book_gaps").fetchone()
+        gap = c.execute(
+            "SELECT exchange, reason, after_update_id, before_update_id, snapshot_update_id IS NOT NULL, "
+            "healed_at >= detected_at FROM book_gaps"
+        ).fetchone()
         dead = c.execute("SELECT exchange, source, reason FROM dead_letters ORDER BY id").fetchall()
     assert gap is not None and gap[:4] == ("binance-usdm", "gap", after, before) and gap[4] and gap[5]
     assert [d[:2] for d in dead] == [("binance-usdm", "replay")] * 2
@@ -114,19 +151,23 @@ def test_a_futures_recording_records_its_gap_healed_and_its_bad_lines_as_dead_le
     assert counts(dsn) == (rec.trades, rec.diffs, rec.quotes, 2, 1, 2)
 
 
-def test_the_market_flag_names_the_exchange_of_a_recording(dsn: str, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_market_flag_names_the_exchange_of_a_recording(
+    dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rec = make_recording(40, futures=True, seed=3)
     path = tmp_path / "rec.txt"
     path.write_text("\n".join(rec.lines) + "\n")
-    assert cli.main(["load", str(path), "--market", "spot", "--no-progress"]) == 0  # what the frames say is overruled
+    assert (
+        cli.main(["load", str(path), "--market", "spot", "--no-progress"]) == 0
+    )  # what the frames say is overruled
     assert "recording (binance, 1 file(s))" in capsys.readouterr().out
     with psycopg.connect(dsn) as c:
         assert c.execute("SELECT DISTINCT exchange FROM quotes").fetchall() == [("binance",)]
 
 
 def test_a_damaged_file_of_a_recording_stores_nothing_of_it_and_keeps_the_files_before(
-        dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rec = make_recording(200, seed=4)
     a, b = write(rec, tmp_path, len(rec.lines) // 2)
     whole = gzip.compress(b.read_bytes())

@@ -46,7 +46,12 @@ def test_the_market_is_told_by_the_frames() -> None:
     assert market_of(x.encode() for x in spot_rec) == SPOT
     assert market_of(x.encode() for x in fut_rec) == FUTURES
     assert market_hint(frame("btcusdt@depth@0ms", diff("BTCUSDT", 1, 2, pu=0))) == FUTURES
-    assert market_hint(frame("btcusdt@bookTicker", {"u": 1, "s": "BTCUSDT", "b": "1", "B": "1", "a": "2", "A": "1"})) == SPOT
+    assert (
+        market_hint(
+            frame("btcusdt@bookTicker", {"u": 1, "s": "BTCUSDT", "b": "1", "B": "1", "a": "2", "A": "1"})
+        )
+        == SPOT
+    )
     assert market_hint(b'1 {"lastUpdateId":1,"E":1,"T":1,"bids":[],"asks":[]}') == FUTURES
     assert market_hint(b"not json") is None
     assert market_of([]) == SPOT  # nothing tells: spot
@@ -56,24 +61,51 @@ def test_the_market_is_told_by_the_frames() -> None:
 
 
 def test_each_line_becomes_its_row() -> None:
-    assert isinstance(decode_line(frame("btcusdt@depth@100ms", diff("BTCUSDT", 1, 2)), exchange=SPOT), DepthDiff)
-    q = decode_line(frame("btcusdt@bookTicker", {"u": 3, "s": "BTCUSDT", "b": "1.5", "B": "1", "a": "2", "A": "1"}),
-                    exchange=SPOT)
+    assert isinstance(
+        decode_line(frame("btcusdt@depth@100ms", diff("BTCUSDT", 1, 2)), exchange=SPOT), DepthDiff
+    )
+    q = decode_line(
+        frame("btcusdt@bookTicker", {"u": 3, "s": "BTCUSDT", "b": "1.5", "B": "1", "a": "2", "A": "1"}),
+        exchange=SPOT,
+    )
     assert isinstance(q, Quote) and q.received_at_us == NS // 1000 and q.source == "replay"
-    t = decode_line(frame("btcusdt@trade", {"e": "trade", "E": 1723161255208, "s": "BTCUSDT", "t": 9, "p": "1.5",
-                                            "q": "0.1", "T": 1723161255207, "m": True, "M": True}), exchange=SPOT)
+    t = decode_line(
+        frame(
+            "btcusdt@trade",
+            {
+                "e": "trade",
+                "E": 1723161255208,
+                "s": "BTCUSDT",
+                "t": 9,
+                "p": "1.5",
+                "q": "0.1",
+                "T": 1723161255207,
+                "m": True,
+                "M": True,
+            },
+        ),
+        exchange=SPOT,
+    )
     assert isinstance(t, Trade) and t.trade_id == 9
     snap = decode_line(SNAP, exchange=SPOT)
     assert isinstance(snap, RawSnapshot) and snap.body["lastUpdateId"] == 120
     assert isinstance(decode_line(b"   \n", exchange=SPOT), Skipped)
     assert isinstance(decode_line(b'1 {"result":null,"id":1}', exchange=SPOT), Skipped)
-    assert isinstance(decode_line(frame("btcusdt@depth20@100ms", {"lastUpdateId": 1, "bids": [], "asks": []}),
-                                  exchange=SPOT), Skipped)
+    assert isinstance(
+        decode_line(
+            frame("btcusdt@depth20@100ms", {"lastUpdateId": 1, "bids": [], "asks": []}), exchange=SPOT
+        ),
+        Skipped,
+    )
     bare = decode_line(json.dumps(diff("BTCUSDT", 1, 2)).encode(), exchange=SPOT, default_us=NS // 1000 + 7)
-    assert isinstance(bare, DepthDiff) and bare.received_at_us == NS // 1000 + 7  # no stamp: the previous line's
+    assert (
+        isinstance(bare, DepthDiff) and bare.received_at_us == NS // 1000 + 7
+    )  # no stamp: the previous line's
     cut = decode_line(frame("btcusdt@depth@100ms", diff("BTCUSDT", 1, 2))[:-30], exchange=SPOT)
     assert isinstance(cut, DeadLetter) and cut.reason.startswith("invalid JSON")
-    bad = decode_line(frame("btcusdt@depth@100ms", {**diff("BTCUSDT", 1, 2), "b": [["-1", "1"]]}), exchange=SPOT)
+    bad = decode_line(
+        frame("btcusdt@depth@100ms", {**diff("BTCUSDT", 1, 2), "b": [["-1", "1"]]}), exchange=SPOT
+    )
     assert isinstance(bad, DeadLetter) and "bad bid level" in bad.reason
 
 

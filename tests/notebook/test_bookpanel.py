@@ -28,10 +28,16 @@ def test_the_book_panel_shows_the_latest_book_and_the_spread_over_the_candles(co
     assert view.book is not None and view.book.equals(want)  # the newest book, by the reader
     snap = dash.snapshot
     assert snap is not None and snap.as_of is not None
-    q = an.quotes("BTCUSDT", snap.candles[0]["ts"], snap.as_of + timedelta(seconds=1), exchange="binance", conn=conn)
-    assert view.top is not None and view.top.height == q.height > 2000  # the stored quotes of the candles' window
+    q = an.quotes(
+        "BTCUSDT", snap.candles[0]["ts"], snap.as_of + timedelta(seconds=1), exchange="binance", conn=conn
+    )
+    assert (
+        view.top is not None and view.top.height == q.height > 2000
+    )  # the stored quotes of the candles' window
     assert len(dash.chart.figure.axes) == 4  # price, spread/mid (+ its mid axis), CVD
-    assert dash.depth.png.startswith(b"\x89PNG") and dash.depth.figure.axes[0].get_title(loc="left").startswith("BTCUSDT book @")
+    assert dash.depth.png.startswith(b"\x89PNG") and dash.depth.figure.axes[0].get_title(
+        loc="left"
+    ).startswith("BTCUSDT book @")
     # a tick inside the panel's period re-uses the read; after it, the book is read again
     assert dash.book_panel.read(dash._connection(), "binance", "BTCUSDT", T0, T0) is view
     dash.book_panel.every = 0.0

@@ -34,8 +34,20 @@ def make_trades(n: int, start: datetime, *, symbol: str = "BTCUSDT", first_id: i
         p = max(Decimal("0.01"), p + Decimal(rnd.randint(-30, 30)) / 100)
         qty = Decimal(rnd.randint(1, 200_000)) / 100_000
         t_us = base + int(i * span_s * 1e6 / n)
-        out.append(Trade("binance", symbol, first_id + i, p, qty, rnd.random() < 0.5, t_us, t_us + 5, t_us + 900,
-                         "simulator"))
+        out.append(
+            Trade(
+                "binance",
+                symbol,
+                first_id + i,
+                p,
+                qty,
+                rnd.random() < 0.5,
+                t_us,
+                t_us + 5,
+                t_us + 900,
+                "simulator",
+            )
+        )
     return out
 
 
@@ -50,7 +62,10 @@ def expected_session(trades: list[Trade], day: datetime) -> tuple[Decimal, Decim
         ctx.prec = 60
         vol = sum((t.qty for t in trades if lo <= t.trade_time_us < hi), Decimal(0))
         quote = sum((t.price * t.qty for t in trades if lo <= t.trade_time_us < hi), Decimal(0))
-        cvd = sum(((-t.qty if t.is_buyer_maker else t.qty) for t in trades if lo <= t.trade_time_us < hi), Decimal(0))
+        cvd = sum(
+            ((-t.qty if t.is_buyer_maker else t.qty) for t in trades if lo <= t.trade_time_us < hi),
+            Decimal(0),
+        )
     return vol, quote, cvd
 
 
@@ -171,15 +186,20 @@ def test_cached_ticks_equal_a_fresh_read(conn: psycopg.Connection, dsn: str) -> 
     assert dash.cache.candles and dash.cache.prefix  # warm
     next_id = 4001
     for k in range(3):  # new seconds, a new candle, then past the next 15-minute checkpoint
-        more = make_trades(300, T0 + timedelta(seconds=1801 + 400 * k), first_id=next_id, seed=10 + k, span_s=300)
+        more = make_trades(
+            300, T0 + timedelta(seconds=1801 + 400 * k), first_id=next_id, seed=10 + k, span_s=300
+        )
         write(conn, more)
         next_id += 300
         cached = dash.refresh()
         with psycopg.connect(dsn) as fresh_conn:
             fresh = read_snapshot(fresh_conn, "BTCUSDT", "15m")
         assert cached.candles == fresh.candles
-        assert (cached.session_vwap, cached.session_cvd, cached.session_volume) == \
-            (fresh.session_vwap, fresh.session_cvd, fresh.session_volume)
+        assert (cached.session_vwap, cached.session_cvd, cached.session_volume) == (
+            fresh.session_vwap,
+            fresh.session_cvd,
+            fresh.session_volume,
+        )
         assert cached.last == fresh.last and cached.volatility == fresh.volatility
     dash.close()
 
@@ -265,7 +285,9 @@ def test_a_capture_error_stays_until_the_user_acts(dsn: str) -> None:
     dash.close()
 
 
-def test_little_data_gets_finer_candles_and_the_price_axis_holds_the_bands(conn: psycopg.Connection, dsn: str) -> None:
+def test_little_data_gets_finer_candles_and_the_price_axis_holds_the_bands(
+    conn: psycopg.Connection, dsn: str
+) -> None:
     """30 s of data in a 15 min window: 1 s candles from the first trade on, not three
     10 s candles squeezed to the right; VWAP and its ±2σ band inside the price axis."""
     trades = make_trades(600, T0, span_s=30.0)
@@ -292,7 +314,9 @@ def test_tiles_do_not_describe_a_capture_that_is_not_running(conn: psycopg.Conne
     assert tps.value == "–" and "newest 6 min ago" in tps.sub  # ... the tiles do not call it a rate of now
     assert lag.value == "–" and "no capture running" in lag.sub and "6 min ago" in lag.sub
     fresh = datetime.now(timezone.utc) - timedelta(seconds=3)
-    write(conn, make_trades(20, fresh, first_id=10_000, span_s=2.0))  # trades stored just now (a capture elsewhere)
+    write(
+        conn, make_trades(20, fresh, first_id=10_000, span_s=2.0)
+    )  # trades stored just now (a capture elsewhere)
     dash.refresh()
     assert dash.kpis["tps"].value != "–" and dash.kpis["lag"].value.endswith("ms")
 
@@ -306,7 +330,10 @@ def test_another_symbol_or_window_lets_go_of_the_zoom(conn: psycopg.Connection, 
     ax = dash.chart.figure.axes[0]
     ax.set_ylim(65000.0, 65001.0)  # the user zooms into BTCUSDT's prices
     dash.refresh()
-    assert tuple(dash.chart.figure.axes[0].get_ylim()) == (65000.0, 65001.0)  # kept while nothing else changes
+    assert tuple(dash.chart.figure.axes[0].get_ylim()) == (
+        65000.0,
+        65001.0,
+    )  # kept while nothing else changes
     dash._set(symbol="ETHUSDT")  # the symbol picker
     lo, hi = dash.chart.figure.axes[0].get_ylim()
     assert lo < 3000 < hi  # ETHUSDT's own prices, not BTCUSDT's axis

@@ -28,15 +28,38 @@ def perp_aggs(n: int, start: datetime, *, first_id: int = 0, span_s: float = 600
     for i in range(n):
         p += Decimal((i * 7919) % 61 - 30) / 100
         t = base + int(i * span_s * 1e6 / n)
-        out.append(AggTrade("binance-usdm", "BTCUSDT", first_id + i, p, Decimal("0.01"), 10 * i, 10 * i + 2, t,
-                            i % 3 == 0, source="live"))
+        out.append(
+            AggTrade(
+                "binance-usdm",
+                "BTCUSDT",
+                first_id + i,
+                p,
+                Decimal("0.01"),
+                10 * i,
+                10 * i + 2,
+                t,
+                i % 3 == 0,
+                source="live",
+            )
+        )
     return out
 
 
 def marks(start: datetime, seconds: int) -> list[MarkPrice]:
     base = datetime_to_us(start)
-    return [MarkPrice("binance-usdm", "BTCUSDT", base + s * 1_000_000, Decimal("65010.5") + Decimal(s) / 100,
-                      Decimal("65000.1"), None, Decimal("0.0001"), None) for s in range(seconds)]
+    return [
+        MarkPrice(
+            "binance-usdm",
+            "BTCUSDT",
+            base + s * 1_000_000,
+            Decimal("65010.5") + Decimal(s) / 100,
+            Decimal("65000.1"),
+            None,
+            Decimal("0.0001"),
+            None,
+        )
+        for s in range(seconds)
+    ]
 
 
 def write_perp(conn: psycopg.Connection, aggs: list[AggTrade], mps: list[MarkPrice]) -> None:
@@ -64,7 +87,9 @@ def test_perp_is_drawn_beside_spot_with_the_exact_basis(conn: psycopg.Connection
     assert view.ts == [c["ts"] for c in snap.candles] and len(view.ts) >= 10
     for ts, perp, mark, sp, bps in zip(view.ts, view.perp, view.mark, view.spot, view.basis_bps):
         assert sp == last_spot[ts] and perp == last_perp[ts] and mark == last_mark[ts]
-        want = ((perp - sp) * 10000 / sp).quantize(Decimal("0.01"))  # default 28 digits: ample for 2 places here
+        want = ((perp - sp) * 10000 / sp).quantize(
+            Decimal("0.01")
+        )  # default 28 digits: ample for 2 places here
         assert bps == want
     assert view.last_basis_bps == view.basis_bps[-1]
     # drawn: the perp and its mark on the price axes, the basis on its own axes
@@ -72,7 +97,10 @@ def test_perp_is_drawn_beside_spot_with_the_exact_basis(conn: psycopg.Connection
     assert len(fig.axes) == 3
     labels = [ln.get_label() for ln in fig.axes[0].get_lines()]
     assert "perp binance-usdm" in labels and "mark price" in labels
-    assert fig.axes[-1].get_ylabel().startswith("basis (bps)") and str(view.last_basis_bps) in fig.axes[-1].get_ylabel()
+    assert (
+        fig.axes[-1].get_ylabel().startswith("basis (bps)")
+        and str(view.last_basis_bps) in fig.axes[-1].get_ylabel()
+    )
     dash.close()
     # off by default: the dashboard reads no perp and draws no basis
     plain = Dashboard(["btcusdt"], dsn=dsn, window="1h")
@@ -136,7 +164,9 @@ def test_perp_beside_spot_from_a_capture_of_the_local_exchange(dsn: str, exchang
     assert view is not None and view.exchange == "simulator-usdm" and view.note is None
     aggs = ex.usdm_log("agg", "btcusdt")
     with psycopg.connect(dsn) as c:
-        stored = c.execute("SELECT agg_id FROM agg_trades WHERE exchange = 'simulator-usdm' ORDER BY agg_id").fetchall()
+        stored = c.execute(
+            "SELECT agg_id FROM agg_trades WHERE exchange = 'simulator-usdm' ORDER BY agg_id"
+        ).fetchall()
     seen = {r[0] for r in stored}
     last = {}
     for a in aggs:

@@ -113,11 +113,31 @@ def test_tiles_and_tape_html() -> None:
     assert row["b"].value == "–" and len(row.widget.children) == 2
     tape = Tape(rows=2)
     t = datetime(2024, 3, 5, 10, 0, 1, 234000, tzinfo=timezone.utc)
-    tape.update([
-        {"trade_id": 9, "price": Decimal("1.10"), "qty": Decimal("0.5"), "is_buyer_maker": True, "trade_time": t},
-        {"trade_id": 8, "price": Decimal("1.20"), "qty": Decimal("2"), "is_buyer_maker": False, "trade_time": t},
-        {"trade_id": 7, "price": Decimal("1.30"), "qty": Decimal("1"), "is_buyer_maker": False, "trade_time": t},
-    ])
+    tape.update(
+        [
+            {
+                "trade_id": 9,
+                "price": Decimal("1.10"),
+                "qty": Decimal("0.5"),
+                "is_buyer_maker": True,
+                "trade_time": t,
+            },
+            {
+                "trade_id": 8,
+                "price": Decimal("1.20"),
+                "qty": Decimal("2"),
+                "is_buyer_maker": False,
+                "trade_time": t,
+            },
+            {
+                "trade_id": 7,
+                "price": Decimal("1.30"),
+                "qty": Decimal("1"),
+                "is_buyer_maker": False,
+                "trade_time": t,
+            },
+        ]
+    )
     html = tape.html()
     assert tape.newest_id == 9 and ">1.1<" in html and "10:00:01.234" in html
     assert html.index('data-side="sell"') < html.index('data-side="buy"')  # newest (a taker sell) on top
@@ -154,14 +174,19 @@ def execute(kc: Any, code: str, timeout: float = 60) -> list[dict[str, Any]]:
     while time.monotonic() < end:
         m = kc.get_iopub_msg(timeout=timeout)
         msgs.append(m)
-        if (m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
-                and m["parent_header"].get("msg_id") == msg_id):
+        if (
+            m["msg_type"] == "status"
+            and m["content"]["execution_state"] == "idle"
+            and m["parent_header"].get("msg_id") == msg_id
+        ):
             return msgs
     raise TimeoutError(code)
 
 
 def test_background_updates_reach_frontend_while_a_cell_runs(kernel: Any) -> None:
-    msgs = execute(kernel, """
+    msgs = execute(
+        kernel,
+        """
 from cryptolab.notebook import LiveChart, LiveView, KpiTile
 import itertools
 n = itertools.count()
@@ -170,21 +195,34 @@ chart = LiveChart(lambda fig: fig.add_subplot().plot([0, 1], [0, next(n)]), widt
 view = LiveView(lambda: tile.set(next(n)), [tile, chart], interval=0.2, key='kernel-test')
 view.show(live=True)
 print('shown', chart.widget.model_id)
-""")
+""",
+    )
     errors = [m for m in msgs if m["msg_type"] == "error"]
     assert not errors, errors
     out = "".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream")
     image_id = out.split()[-1]
     assert any(m["msg_type"] == "display_data" for m in msgs)
+
     # a long cell (waiting, as on I/O): the view keeps updating meanwhile — the kernel is
     # not blocked by it and the updates reach the frontend as comm messages for the widget
     def image_updates(msgs: list[dict[str, Any]]) -> int:
         # a PNG image widget: an "update" of its value; an ipympl canvas: a binary diff image
-        return sum(1 for m in msgs if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == image_id
-                   and ((m["content"]["data"].get("method") == "update"
-                         and ["value"] in m["content"]["data"].get("buffer_paths", []))
-                        or (m["content"]["data"].get("method") == "custom"
-                            and "binary" in str(m["content"]["data"].get("content", {}).get("data", "")))))
+        return sum(
+            1
+            for m in msgs
+            if m["msg_type"] == "comm_msg"
+            and m["content"]["comm_id"] == image_id
+            and (
+                (
+                    m["content"]["data"].get("method") == "update"
+                    and ["value"] in m["content"]["data"].get("buffer_paths", [])
+                )
+                or (
+                    m["content"]["data"].get("method") == "custom"
+                    and "binary" in str(m["content"]["data"].get("content", {}).get("data", ""))
+                )
+            )
+        )
 
     busy = execute(kernel, "import time\ntime.sleep(2)\nprint('busy done')")
     assert image_updates(busy) >= 4, [m["msg_type"] for m in busy]
@@ -195,14 +233,20 @@ print('shown', chart.widget.model_id)
     cpu = execute(kernel, "t0 = time.time()\nwhile time.time() - t0 < 2: pass")
     assert image_updates(cpu) >= 1
     # pause stops updates; the same cell re-run replaces the timer instead of stacking
-    msgs = execute(kernel, "view.ticker.pause(); import time; time.sleep(0.5); "
-                           "k = view.ticker.ticks; time.sleep(0.6); print(view.ticker.ticks - k, view.ticker.errors)")
+    msgs = execute(
+        kernel,
+        "view.ticker.pause(); import time; time.sleep(0.5); "
+        "k = view.ticker.ticks; time.sleep(0.6); print(view.ticker.ticks - k, view.ticker.errors)",
+    )
     out = "".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream")
     assert out.split() == ["0", "0"]
-    msgs = execute(kernel, "import threading; print(sum(t.name.startswith('cryptolab-live') for t in threading.enumerate()))\n"
-                           "view2 = LiveView(lambda: None, [], interval=0.2, key='kernel-test').start()\n"
-                           "import time; time.sleep(0.3)\n"
-                           "print(sum(t.name.startswith('cryptolab-live') for t in threading.enumerate()), view.ticker.running)")
+    msgs = execute(
+        kernel,
+        "import threading; print(sum(t.name.startswith('cryptolab-live') for t in threading.enumerate()))\n"
+        "view2 = LiveView(lambda: None, [], interval=0.2, key='kernel-test').start()\n"
+        "import time; time.sleep(0.3)\n"
+        "print(sum(t.name.startswith('cryptolab-live') for t in threading.enumerate()), view.ticker.running)",
+    )
     out = "".join(m["content"].get("text", "") for m in msgs if m["msg_type"] == "stream")
     assert out.split() == ["1", "1", "False"]
 
@@ -217,7 +261,9 @@ def test_charts_follow_jupyterlabs_dark_theme(tmp_path: Path, monkeypatch: pytes
     f.parent.mkdir(parents=True)
     f.write_text('{\n  // the Lab writes comments too\n  "theme": "JupyterLab Dark"\n}')
     assert plots.dark_theme()
-    chart = LiveChart(lambda fig: fig.add_subplot().plot([0, 1], [0, 1]), width=3, height=2, interactive=False)
+    chart = LiveChart(
+        lambda fig: fig.add_subplot().plot([0, 1], [0, 1]), width=3, height=2, interactive=False
+    )
     assert chart.dark
     chart.render()
     assert chart.figure.get_facecolor()[:3] < (0.2, 0.2, 0.2)  # a dark page gets a dark chart
@@ -239,7 +285,9 @@ def test_home_and_reset_view_let_go_of_a_zoom() -> None:
     chart.figure.axes[0].set_xlim(1.5, 2.0)  # the user zooms in
     chart.render()
     assert tuple(chart.figure.axes[0].get_xlim()) == (1.5, 2.0)  # kept across a refresh
-    canvas.handle_event({"type": "toolbar_button", "name": "home"})  # the toolbar's Home, as the frontend sends it
+    canvas.handle_event(
+        {"type": "toolbar_button", "name": "home"}
+    )  # the toolbar's Home, as the frontend sends it
     live = tuple(chart.figure.axes[0].get_xlim())
     assert live != (1.5, 2.0) and live[0] < n["i"] < live[1]  # the live view, drawn at once
     chart.render()
@@ -262,7 +310,9 @@ def test_price_labels_are_clear_of_the_floating_toolbar() -> None:
     chart.widget  # the ipympl canvas: its toolbar floats over the left edge
     chart.render()
     renderer = chart.figure.canvas.get_renderer()
-    labels = [t.get_window_extent(renderer).x0 for t in chart.figure.axes[0].get_yticklabels() if t.get_text()]
+    labels = [
+        t.get_window_extent(renderer).x0 for t in chart.figure.axes[0].get_yticklabels() if t.get_text()
+    ]
     assert labels and min(labels) >= TOOLBAR_PX  # every price label starts right of the toolbar
 
 

@@ -50,7 +50,9 @@ def nbdir(tmp_path: Path) -> Path:
 def test_runs_into_notebooks_html_and_index(nbdir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     lines: list[str] = []
-    index = report.run_reports(out, {"symbol": "ETHUSDT", "n": 4}, [str(nbdir / "01_ok.ipynb")], progress=lines.append)
+    index = report.run_reports(
+        out, {"symbol": "ETHUSDT", "n": 4}, [str(nbdir / "01_ok.ipynb")], progress=lines.append
+    )
     assert index == (out / "index.html").resolve()
     executed = out / "01_ok.ipynb"
     recs = read_records(executed)
@@ -70,7 +72,9 @@ def test_runs_into_notebooks_html_and_index(nbdir: Path, tmp_path: Path) -> None
 def test_failure_names_notebook_and_cell_but_writes_everything(nbdir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(report.ReportFailed) as info:
-        report.run_reports(out, None, [str(nbdir / "01_ok.ipynb"), str(nbdir / "02_boom.ipynb")], progress=None)
+        report.run_reports(
+            out, None, [str(nbdir / "01_ok.ipynb"), str(nbdir / "02_boom.ipynb")], progress=None
+        )
     msg = str(info.value)
     assert "02_boom.ipynb" in msg and "ZeroDivisionError" in msg and "y = 1 / 0" in msg
     assert "01_ok" not in msg.split("—")[1]
@@ -80,9 +84,22 @@ def test_failure_names_notebook_and_cell_but_writes_everything(nbdir: Path, tmp_
 
 def test_cli_exit_code_and_message(nbdir: Path, tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "cryptolab.cli.main", "report", "--out", str(tmp_path / "r"),
-         "--notebooks", str(nbdir / "02_boom.ipynb"), "-p", "symbol", "SOLUSDT"],
-        capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "cryptolab.cli.main",
+            "report",
+            "--out",
+            str(tmp_path / "r"),
+            "--notebooks",
+            str(nbdir / "02_boom.ipynb"),
+            "-p",
+            "symbol",
+            "SOLUSDT",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode == 1, proc.stderr
     assert "02_boom.ipynb failed at cell 3 (In [4]) `line 1: y = 1 / 0" in proc.stderr
@@ -96,7 +113,11 @@ def test_unknown_parameter_and_notebook_are_config_errors(nbdir: Path, tmp_path:
     with pytest.raises(ConfigError, match="not found"):
         report.find_notebooks(["99"], nbdir)
     assert [p.name for p in report.find_notebooks(["01"], nbdir)] == ["01_ok.ipynb"]
-    assert [p.name for p in report.find_notebooks(None, nbdir)] == ["01_ok.ipynb", "02_boom.ipynb", "03_deep.ipynb"]
+    assert [p.name for p in report.find_notebooks(None, nbdir)] == [
+        "01_ok.ipynb",
+        "02_boom.ipynb",
+        "03_deep.ipynb",
+    ]
 
 
 def test_coerce_like_papermill() -> None:
@@ -133,9 +154,12 @@ def test_notebook_context_says_which_kind_of_data_it_reads(dsn: str) -> None:
 
     t = us_to_datetime(now_us() - 60_000_000)
     with psycopg.connect(dsn) as c:
-        c.execute("INSERT INTO agg_trades (exchange, symbol, agg_id, price, qty, first_trade_id, last_trade_id, "
-                  "trade_time, is_buyer_maker, source) VALUES ('binance', 'AGGUSDT', 1, 10.5, 2, 1, 3, %s, true, "
-                  "'backfill')", (t,))
+        c.execute(
+            "INSERT INTO agg_trades (exchange, symbol, agg_id, price, qty, first_trade_id, last_trade_id, "
+            "trade_time, is_buyer_maker, source) VALUES ('binance', 'AGGUSDT', 1, 10.5, 2, 1, 3, %s, true, "
+            "'backfill')",
+            (t,),
+        )
     ctx = notebook_context(dsn, symbol="AGGUSDT", exchange="binance")
     try:
         assert "reading aggregate trades" in ctx.chosen
@@ -148,21 +172,31 @@ def test_a_finished_notebook_kernel_is_stopped_without_an_interrupt(tmp_path: Pa
     # with a late message then printed "KeyboardInterrupt caught in kernel." into the demo's
     # output. The notebook's kernel records any SIGINT it gets in a file.
     marker = tmp_path / "interrupted"
-    nb = make_nb(tmp_path / "01_sig.ipynb", f"marker = {str(marker)!r}\nlive = True",
-                 "import signal\n"
-                 "def mark(*a):\n    open(marker, 'w').write('SIGINT')\n"
-                 "get_ipython().kernel.post_handler_hook = lambda: signal.signal(signal.SIGINT, mark)",
-                 "print('done')")
+    nb = make_nb(
+        tmp_path / "01_sig.ipynb",
+        f"marker = {str(marker)!r}\nlive = True",
+        "import signal\n"
+        "def mark(*a):\n    open(marker, 'w').write('SIGINT')\n"
+        "get_ipython().kernel.post_handler_hook = lambda: signal.signal(signal.SIGINT, mark)",
+        "print('done')",
+    )
     r = report.run_notebook(nb, tmp_path / "out", {}, to_html=False)
     assert r.ok, r.error
     assert not marker.exists()  # shut down by request, never interrupted
 
 
-def test_the_index_shows_an_empty_list_as_none_and_points_at_nothing_that_is_not_there(tmp_path: Path) -> None:
+def test_the_index_shows_an_empty_list_as_none_and_points_at_nothing_that_is_not_there(
+    tmp_path: Path,
+) -> None:
     from datetime import datetime, timezone
 
-    run = report.NotebookRun(name="03_quality_check", source=tmp_path / "a.ipynb", output=tmp_path / "a.ipynb", ok=True,
-                             records={"failed_checks": [], "sources": ["live", "backfill"]})
+    run = report.NotebookRun(
+        name="03_quality_check",
+        source=tmp_path / "a.ipynb",
+        output=tmp_path / "a.ipynb",
+        ok=True,
+        records={"failed_checks": [], "sources": ["live", "backfill"]},
+    )
     page = report._index_html([run], {}, datetime.now(timezone.utc), 1.0)
     assert 'failed_checks</td><td class="num">none</td>' in page  # not an empty cell
     volume = (Path(__file__).resolve().parents[2] / "notebooks" / "04_volume.ipynb").read_text()

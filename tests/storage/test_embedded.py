@@ -42,7 +42,13 @@ def test_malformed_dsn_is_clear(monkeypatch: pytest.MonkeyPatch, cryptolab_home:
 
 def test_cli_bad_dsn_no_traceback(cryptolab_home: Path) -> None:
     env = {**os.environ, "CRYPTOLAB_DSN": "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"}
-    r = subprocess.run([sys.executable, "-m", "cryptolab.cli.main", "db", "init"], env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "cryptolab.cli.main", "db", "init"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and "CRYPTOLAB_DSN" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
@@ -55,12 +61,16 @@ def test_embedded_server_is_reused_not_doubled(server_dsn: str, cryptolab_home: 
     assert st.running and st.pid
     # a second process (as a notebook or the CLI would be) asks for the server
     code = "from cryptolab.storage import embedded; print(embedded.start()); print(embedded.status().pid)"
-    r = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     uri, pid = r.stdout.split()
     assert int(pid) == st.pid
     assert uri.endswith(f"/cryptolab?host={st.socket_dir}")
-    postmasters = subprocess.run(["pgrep", "-f", f"postgres -D {st.pgdata}"], capture_output=True, text=True).stdout.split()
+    postmasters = subprocess.run(
+        ["pgrep", "-f", f"postgres -D {st.pgdata}"], capture_output=True, text=True
+    ).stdout.split()
     assert len(postmasters) == 1
 
 
@@ -95,29 +105,52 @@ def test_db_stop_leaves_no_orphan_after_a_killed_starter(tmp_path: Path) -> None
     env.pop("CRYPTOLAB_DSN", None)
     try:
         starter = subprocess.Popen(
-            [sys.executable, "-c", "from cryptolab.storage import embedded; embedded.start(); print('up', flush=True); "
-             "import time; time.sleep(60)"],
-            env=env, stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-c",
+                "from cryptolab.storage import embedded; embedded.start(); print('up', flush=True); "
+                "import time; time.sleep(60)",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert starter.stdout is not None and starter.stdout.readline().strip() == "up"
         starter.send_signal(signal.SIGKILL)
         starter.wait(10)
 
         def postmasters() -> list[str]:
-            out = subprocess.run(["pgrep", "-f", f"postgres -D {home / 'pgdata'}"], capture_output=True, text=True)
+            out = subprocess.run(
+                ["pgrep", "-f", f"postgres -D {home / 'pgdata'}"], capture_output=True, text=True
+            )
             return out.stdout.split()
 
         assert len(postmasters()) == 1  # the server outlived its starter, as designed
-        status = subprocess.run([sys.executable, "-m", "cryptolab.cli.main", "db", "status"], env=env,
-                                capture_output=True, text=True, timeout=60)
+        status = subprocess.run(
+            [sys.executable, "-m", "cryptolab.cli.main", "db", "status"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert "running" in status.stdout and str(home / "pgdata" / "log") in status.stdout
-        stop = subprocess.run([sys.executable, "-m", "cryptolab.cli.main", "db", "stop"], env=env,
-                              capture_output=True, text=True, timeout=60)
+        stop = subprocess.run(
+            [sys.executable, "-m", "cryptolab.cli.main", "db", "stop"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert stop.returncode == 0 and "stopped" in stop.stdout, stop.stderr
         deadline = time.monotonic() + 10
         while postmasters() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert postmasters() == []
     finally:
-        subprocess.run([sys.executable, "-m", "cryptolab.cli.main", "db", "stop"], env=env, capture_output=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-m", "cryptolab.cli.main", "db", "stop"],
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(home, ignore_errors=True)

@@ -50,10 +50,28 @@ def _as(user: pwd.struct_passwd, socket_dir: Path) -> subprocess.CompletedProces
     """psql as `user` against the server's socket, as superuser postgres (what an attacker tries)."""
     psql = embedded.bin_dir() / "psql"
     return subprocess.run(
-        [str(psql), "-X", "-At", "-h", str(socket_dir), "-U", "postgres", "-d", "postgres", "-c", "SELECT 'IN'"],
-        user=user.pw_uid, group=user.pw_gid, extra_groups=[], cwd="/",
+        [
+            str(psql),
+            "-X",
+            "-At",
+            "-h",
+            str(socket_dir),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            "SELECT 'IN'",
+        ],
+        user=user.pw_uid,
+        group=user.pw_gid,
+        extra_groups=[],
+        cwd="/",
         env={"PATH": "/usr/bin:/bin", "HOME": "/", "LC_ALL": "C"},
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
 
 
@@ -107,7 +125,10 @@ def test_long_path_socket_dir_is_private_and_peer_still_refuses(
         assert len(str(cfg.pgdata / ".s.PGSQL.5432")) > 107
         st = sock.stat()
         assert _mode(sock) == 0o700, oct(_mode(sock))
-        assert pwd.getpwuid(st.st_uid).pw_name in (embedded.SERVER_ACCOUNT, pwd.getpwuid(os.geteuid()).pw_name)
+        assert pwd.getpwuid(st.st_uid).pw_name in (
+            embedded.SERVER_ACCOUNT,
+            pwd.getpwuid(os.geteuid()).pw_name,
+        )
         with psycopg.connect(uri) as c:  # the starter gets in
             assert c.execute("SELECT 1").fetchone() == (1,)
         r = _as(intruder, sock)

@@ -11,11 +11,36 @@ from cryptolab.storage.journal_format import Segment
 
 T = 1_750_000_000_000_000
 ROWS = [
-    AggTrade("binance-usdm", "BTCUSDT", 5, Decimal("63943.90"), Decimal("0.003"), 100, 105, T, True, T + 1, T + 2),
-    MarkPrice("binance-usdm", "BTCUSDT", T, Decimal("63950.1"), Decimal("63960.2"), None, Decimal("-0.00012500"),
-              T + 3_600_000_000, T + 5),
-    Liquidation("binance-usdm", "BTCUSDT", T, "SELL", "LIMIT", "IOC", Decimal("9910"), Decimal("9910.5"),
-                Decimal("0.014"), Decimal("0.014"), Decimal("0.014"), "FILLED", T + 1, T + 2),
+    AggTrade(
+        "binance-usdm", "BTCUSDT", 5, Decimal("63943.90"), Decimal("0.003"), 100, 105, T, True, T + 1, T + 2
+    ),
+    MarkPrice(
+        "binance-usdm",
+        "BTCUSDT",
+        T,
+        Decimal("63950.1"),
+        Decimal("63960.2"),
+        None,
+        Decimal("-0.00012500"),
+        T + 3_600_000_000,
+        T + 5,
+    ),
+    Liquidation(
+        "binance-usdm",
+        "BTCUSDT",
+        T,
+        "SELL",
+        "LIMIT",
+        "IOC",
+        Decimal("9910"),
+        Decimal("9910.5"),
+        Decimal("0.014"),
+        Decimal("0.014"),
+        Decimal("0.014"),
+        "FILLED",
+        T + 1,
+        T + 2,
+    ),
     OpenInterest("binance-usdm", "BTCUSDT", T, Decimal("12345.678"), None, "live"),
 ]
 

@@ -24,8 +24,21 @@ T0 = 1_735_689_600_000_000
 
 
 def trades(a: int, b: int) -> list[Trade]:
-    return [Trade("binance", "BTCUSDT", i, Decimal("95000.12345678"), Decimal("0.00000001") * i, i % 2 == 0,
-                  T0 + i * 1000, T0 + i * 1000 + 1, T0 + i * 1000 + 2, "live") for i in range(a, b)]
+    return [
+        Trade(
+            "binance",
+            "BTCUSDT",
+            i,
+            Decimal("95000.12345678"),
+            Decimal("0.00000001") * i,
+            i % 2 == 0,
+            T0 + i * 1000,
+            T0 + i * 1000 + 1,
+            T0 + i * 1000 + 2,
+            "live",
+        )
+        for i in range(a, b)
+    ]
 
 
 def lines_of(path: Path) -> list[bytes]:
@@ -109,7 +122,10 @@ def test_replay_twice_into_database_stores_once(tmp_path: Path, conn: psycopg.Co
     j.close()
     seg_path.write_bytes(saved)
     Journal(tmp_path).replay(lambda s: w.write(s.trades, s.dead_letters))
-    assert conn.execute("SELECT count(*), sum(qty) FROM trades").fetchone() == (100, Decimal("0.00000001") * 5050)
+    assert conn.execute("SELECT count(*), sum(qty) FROM trades").fetchone() == (
+        100,
+        Decimal("0.00000001") * 5050,
+    )
 
 
 # ---------------------------------------------------------------- corruption
@@ -173,7 +189,9 @@ def test_letter_in_price_is_quarantined(tmp_path: Path) -> None:
         (2, "", "bad symbol"),
     ],
 )
-def test_invalid_fields_are_quarantined_with_reason(tmp_path: Path, index: int, value: object, reason: str) -> None:
+def test_invalid_fields_are_quarantined_with_reason(
+    tmp_path: Path, index: int, value: object, reason: str
+) -> None:
     j = Journal(tmp_path)
     j.append(trades(1, 3))
     seg = j.segments()[0]
@@ -355,8 +373,10 @@ def test_a_journal_in_use_by_another_process_is_left_alone(tmp_path: Path) -> No
     j = Journal(d)
     j.append(trades(1, 2))
     j.close()
-    code = ("import sys, time; from cryptolab.storage.journal import Journal; j = Journal(sys.argv[1]); "
-            "print('ready', flush=True); time.sleep(30)")
+    code = (
+        "import sys, time; from cryptolab.storage.journal import Journal; j = Journal(sys.argv[1]); "
+        "print('ready', flush=True); time.sleep(30)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code, str(d)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
@@ -377,7 +397,17 @@ def test_book_rows_round_trip_exactly_and_bad_ones_are_set_aside(tmp_path: Path)
 
     t = 1_723_161_255_208_000
     rows = [
-        DepthDiff("binance", "BTCUSDT", 5, 9, t, [("61737.63000000", "0.00000000")], [("61837.64", "1.5")], t + 3, None),
+        DepthDiff(
+            "binance",
+            "BTCUSDT",
+            5,
+            9,
+            t,
+            [("61737.63000000", "0.00000000")],
+            [("61837.64", "1.5")],
+            t + 3,
+            None,
+        ),
         DepthDiff("binance-usdm", "BTCUSDT", 12, 15, t, [], [("1.0", "2")], t + 3, 9, "replay"),
         Quote("binance", "BTCUSDT", 9, "61837.63", "3.78826000", "61837.64", "0.1", t + 4, None),
         BookSnapshot("binance", "BTCUSDT", 7, [("1.5", "2")], [("1.6", "3")], t + 1),
@@ -396,5 +426,7 @@ def test_book_rows_round_trip_exactly_and_bad_ones_are_set_aside(tmp_path: Path)
         path.write_bytes(good + extra)
         seg = read_segment(path)
         assert seg.book == rows
-        assert [b.reason for b in seg.bad] == ["bids price is not a plain decimal string > 0: '1e5'",
-                                               "unknown gap reason 'oops'"]
+        assert [b.reason for b in seg.bad] == [
+            "bids price is not a plain decimal string > 0: '1e5'",
+            "unknown gap reason 'oops'",
+        ]

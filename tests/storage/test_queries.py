@@ -49,7 +49,9 @@ def test_parse_named_queries_and_descriptions() -> None:
 def test_bind_uses_real_parameters(conn: psycopg.Connection) -> None:
     q = queries.parse(SCRIPT, "demo")["first"]
     evil = "x'); DROP TABLE trades; --"
-    sql_, params = q.bind({"symbol": evil, "start": datetime(2024, 1, 1, tzinfo=timezone.utc), "limit": 3, "extra": 1})
+    sql_, params = q.bind(
+        {"symbol": evil, "start": datetime(2024, 1, 1, tzinfo=timezone.utc), "limit": 3, "extra": 1}
+    )
     assert params == {"symbol": evil, "start": datetime(2024, 1, 1, tzinfo=timezone.utc), "limit": 3}
     with conn.cursor() as cur:
         cur.execute(sql_, params)

@@ -26,13 +26,24 @@ def psql(dsn: str, path: Path, *variables: str, csv: bool = False) -> subprocess
 
 
 def test_all_five_modules_are_there() -> None:
-    assert {"price_analysis.sql", "traffic_analysis.sql", "quality_check.sql", "volume_stored.sql", "latency.sql"} <= set(MODULES)
+    assert {
+        "price_analysis.sql",
+        "traffic_analysis.sql",
+        "quality_check.sql",
+        "volume_stored.sql",
+        "latency.sql",
+    } <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_module_runs_in_psql_with_variables(market_dsn: str, module: str) -> None:
-    r = psql(market_dsn, SQL_DIR / module, f"symbol={SYMBOL.lower()}", f"start={START.isoformat()}",
-             f"end={END.isoformat()}")
+    r = psql(
+        market_dsn,
+        SQL_DIR / module,
+        f"symbol={SYMBOL.lower()}",
+        f"start={START.isoformat()}",
+        f"end={END.isoformat()}",
+    )
     assert r.returncode == 0, r.stderr
     assert "ERROR" not in r.stderr
     assert r.stdout.count("row") >= 2  # every query printed a result
@@ -45,15 +56,26 @@ def test_module_runs_in_psql_with_its_defaults(dsn: str, module: str) -> None:
 
 
 def test_psql_and_python_give_the_same_numbers(market_dsn: str) -> None:
-    r = psql(market_dsn, SQL_DIR / "price_analysis.sql", f"symbol={SYMBOL}", f"start={START.isoformat()}",
-             f"end={END.isoformat()}", "interval=5m", csv=True)
+    r = psql(
+        market_dsn,
+        SQL_DIR / "price_analysis.sql",
+        f"symbol={SYMBOL}",
+        f"start={START.isoformat()}",
+        f"end={END.isoformat()}",
+        "interval=5m",
+        csv=True,
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    header = lines.index("open_time,open,high,low,close,volume,quote_volume,taker_buy_volume,taker_buy_quote,"
-                         "trades,first_trade_id,last_trade_id")
+    header = lines.index(
+        "open_time,open,high,low,close,volume,quote_volume,taker_buy_volume,taker_buy_quote,"
+        "trades,first_trade_id,last_trade_id"
+    )
     block = lines[header + 1 : header + 4]
     py = an.ohlcv(SYMBOL, START, END, "5m").to_dicts()
     for line, row in zip(block, py):
         cells = line.split(",")
-        assert cells[1] == str(row["open"]) and cells[5] == str(row["volume"]) and int(cells[9]) == row["trades"]
+        assert (
+            cells[1] == str(row["open"]) and cells[5] == str(row["volume"]) and int(cells[9]) == row["trades"]
+        )
     assert len(block) == 3 and MARKET.stored

@@ -88,8 +88,10 @@ def test_a_capture_asks_for_microseconds_and_stores_the_exchanges_times(dsn: str
         time.sleep(2.0)
     us = {t.trade_id: t.trade_time_us for t in ex.trade_log("BTCUSDT", "MICROSECOND")}
     with psycopg.connect(dsn) as c:
-        rows = c.execute("SELECT trade_id, (extract(epoch FROM trade_time) * 1000000)::bigint, "
-                         "(extract(epoch FROM event_time) * 1000000)::bigint FROM trades ORDER BY trade_id").fetchall()
+        rows = c.execute(
+            "SELECT trade_id, (extract(epoch FROM trade_time) * 1000000)::bigint, "
+            "(extract(epoch FROM event_time) * 1000000)::bigint FROM trades ORDER BY trade_id"
+        ).fetchall()
     assert len(rows) > 50
     assert [(r[0], r[1]) for r in rows] == [(r[0], us[r[0]]) for r in rows]
     assert any(r[1] % 1000 for r in rows)  # not cut to the millisecond
@@ -99,31 +101,44 @@ def test_a_capture_asks_for_microseconds_and_stores_the_exchanges_times(dsn: str
 
 
 def test_another_symbols_trades_under_this_name_are_a_conflict_and_store_nothing(
-        dsn: str, make_dumps: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dsn: str, make_dumps: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     files, btc = make_dumps(n=400)
     assert cli.main(["load", str(files["trades_us_zip"]), "--no-progress"]) == 0
     before = _counts(dsn)
     # ETH's trades (overlapping ids, other prices and times) in a file named as BTCUSDT's
-    eth = [t._replace(trade_id=t.trade_id + 150, price=(t.price / 27).quantize(Decimal("0.01")),
-                      trade_time_us=t.trade_time_us + 3_600_000_000) for t in btc]
+    eth = [
+        t._replace(
+            trade_id=t.trade_id + 150,
+            price=(t.price / 27).quantize(Decimal("0.01")),
+            trade_time_us=t.trade_time_us + 3_600_000_000,
+        )
+        for t in btc
+    ]
     lying = _csv(tmp_path / "BTCUSDT-trades-2025-01-01.csv", eth)
     capsys.readouterr()
     assert cli.main(["load", str(lying), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "BTCUSDT-trades-2025-01-01.csv" in err and f"BTCUSDT trade id {eth[0].trade_id} (and 249 more)" in err
+    assert (
+        "BTCUSDT-trades-2025-01-01.csv" in err and f"BTCUSDT trade id {eth[0].trade_id} (and 249 more)" in err
+    )
     assert "conflict" in err and "nothing of this file was stored" in err
     assert _counts(dsn) == before
 
 
 def test_the_same_ids_with_changed_prices_are_a_conflict_not_already_stored(
-        dsn: str, make_dumps: Any, tmp_path: Path) -> None:
+    dsn: str, make_dumps: Any, tmp_path: Path
+) -> None:
     files, btc = make_dumps(n=200)
     load_files([files["trades_us_zip"]], progress=False)
     before = _counts(dsn)
     edited = list(btc)
     edited[57] = edited[57]._replace(price=edited[57].price + Decimal("0.01"))
-    with pytest.raises(TradeConflict, match=rf"trade id {btc[57].trade_id} is stored as .*{btc[57].price}.* but "
-                                            rf"offered as .*{edited[57].price}"):
+    with pytest.raises(
+        TradeConflict,
+        match=rf"trade id {btc[57].trade_id} is stored as .*{btc[57].price}.* but "
+        rf"offered as .*{edited[57].price}",
+    ):
         load_files([_csv(tmp_path / "BTCUSDT-trades-2025-01-01.csv", edited)], progress=False)
     # the same through a recording (the trade writer's path), and as a capture's batch
     with db.connect(dsn) as conn, pytest.raises(TradeConflict, match="nothing of this batch"):
@@ -132,23 +147,30 @@ def test_the_same_ids_with_changed_prices_are_a_conflict_not_already_stored(
 
 
 def test_a_file_whose_ids_are_stored_on_other_days_is_refused_not_bulk_loaded(
-        dsn: str, make_dumps: Any, tmp_path: Path) -> None:
+    dsn: str, make_dumps: Any, tmp_path: Path
+) -> None:
     files, btc = make_dumps(n=200)
     load_files([files["trades_us_zip"]], progress=False)
     before = _counts(dsn)
-    moved = [t._replace(trade_time_us=t.trade_time_us + 3 * 86_400_000_000) for t in btc]  # days with no trade yet
+    moved = [
+        t._replace(trade_time_us=t.trade_time_us + 3 * 86_400_000_000) for t in btc
+    ]  # days with no trade yet
     with pytest.raises(TradeConflict, match="BTCUSDT-trades-2025-01-04.csv"):
         load_files([_csv(tmp_path / "BTCUSDT-trades-2025-01-04.csv", moved)], progress=False)
     assert _counts(dsn) == before
 
 
-def test_a_conflicting_live_row_becomes_a_dead_letter_and_the_rest_is_stored(dsn: str, make_dumps: Any) -> None:
+def test_a_conflicting_live_row_becomes_a_dead_letter_and_the_rest_is_stored(
+    dsn: str, make_dumps: Any
+) -> None:
     from cryptolab.capture.options import CaptureOptions, Counters
     from cryptolab.capture.sink import DbLink, Sink
 
     files, btc = make_dumps(n=100)
     load_files([files["trades_us_zip"]], progress=False)
-    new = [t._replace(trade_id=t.trade_id + 100, trade_time_us=t.trade_time_us + 60_000_000) for t in btc[:20]]
+    new = [
+        t._replace(trade_id=t.trade_id + 100, trade_time_us=t.trade_time_us + 60_000_000) for t in btc[:20]
+    ]
     bad = _ms(btc[5])._replace(qty=btc[5].qty * 2)
     link = DbLink(dsn, retry_seconds=0.1)
     link.attach(db.connect(dsn, ensure_schema=False))
@@ -175,7 +197,8 @@ def _archive_and_drop(dsn: str, root: Path) -> None:
 
 
 def test_reloading_a_day_after_its_archive_drop_stores_nothing_and_says_so(
-        dsn: str, make_dumps: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dsn: str, make_dumps: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     files, trades = make_dumps(n=400)
     assert cli.main(["load", str(files["trades_us_zip"]), "--no-progress"]) == 0
     with psycopg.connect(dsn) as c:
@@ -199,11 +222,14 @@ def test_reloading_a_day_after_its_archive_drop_stores_nothing_and_says_so(
 
 
 def test_a_capture_or_backfill_batch_of_archived_ids_stores_nothing_new(
-        dsn: str, make_dumps: Any, tmp_path: Path) -> None:
+    dsn: str, make_dumps: Any, tmp_path: Path
+) -> None:
     files, trades = make_dumps(n=200)
     load_files([files["trades_us_zip"]], progress=False)
     _archive_and_drop(dsn, tmp_path / "archive")
-    later = trades[-1]._replace(trade_id=trades[-1].trade_id + 1, trade_time_us=trades[-1].trade_time_us + 86_400_000_000)
+    later = trades[-1]._replace(
+        trade_id=trades[-1].trade_id + 1, trade_time_us=trades[-1].trade_time_us + 86_400_000_000
+    )
     with db.connect(dsn) as conn:
         res = TradeWriter(conn).write([_ms(t)._replace(source="backfill") for t in trades[:50]] + [later])
         conn.commit()
@@ -214,7 +240,8 @@ def test_a_capture_or_backfill_batch_of_archived_ids_stores_nothing_new(
 
 @pytest.mark.usefixtures("not_at_midnight")
 def test_history_over_a_captured_day_archived_and_dropped_stores_nothing_again(
-        dsn: str, exchange: Any, tmp_path: Path) -> None:
+    dsn: str, exchange: Any, tmp_path: Path
+) -> None:
     from datetime import datetime, timedelta, timezone
 
     from cryptolab.archive import archive
@@ -223,14 +250,19 @@ def test_history_over_a_captured_day_archived_and_dropped_stores_nothing_again(
     ex = exchange(symbols=["btcusdt"], rate=5.0, history_days=1, history_rate=0.5)
     day = datetime.now(timezone.utc).date() - timedelta(days=1)
     lo = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * 1_000_000
-    captured = [_ms(t)._replace(exchange="simulator") for t in ex.trade_log("BTCUSDT", "MICROSECOND")
-                if lo <= t.trade_time_us < lo + 86_400_000_000]
+    captured = [
+        _ms(t)._replace(exchange="simulator")
+        for t in ex.trade_log("BTCUSDT", "MICROSECOND")
+        if lo <= t.trade_time_us < lo + 86_400_000_000
+    ]
     with db.connect(dsn) as conn:
         TradeWriter(conn).write(captured)  # as a live capture stored the day (ms times)
         conn.commit()
     with db.connect(dsn, autocommit=True) as c:
         assert archive(c, to=str(tmp_path / "archive"), drop=True).dropped == [day]
-    res = fetch_history("BTCUSDT", day, day, dsn=dsn, dumps=ex.http_url, rest=ex.http_url, cache=tmp_path / "c")
+    res = fetch_history(
+        "BTCUSDT", day, day, dsn=dsn, dumps=ex.http_url, rest=ex.http_url, cache=tmp_path / "c"
+    )
     assert (res.files_loaded, res.stored, res.archived) == (1, 0, len(captured))
     assert "not stored again: their ids live in the archive" in res.summary()
     with psycopg.connect(dsn) as c:

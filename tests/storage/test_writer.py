@@ -15,8 +15,12 @@ from cryptolab.storage.writer import TradeWriter
 T0 = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z in µs
 
 
-def trade(i: int, price: str, qty: str, maker: bool, t_us: int, symbol: str = "BTCUSDT", source: str = "live") -> Trade:
-    return Trade("binance", symbol, i, Decimal(price), Decimal(qty), maker, t_us, t_us + 5_000, t_us + 9_000, source)
+def trade(
+    i: int, price: str, qty: str, maker: bool, t_us: int, symbol: str = "BTCUSDT", source: str = "live"
+) -> Trade:
+    return Trade(
+        "binance", symbol, i, Decimal(price), Decimal(qty), maker, t_us, t_us + 5_000, t_us + 9_000, source
+    )
 
 
 def test_schema_applies_twice(conn: psycopg.Connection) -> None:
@@ -97,11 +101,16 @@ def test_microsecond_times_are_exact(conn: psycopg.Connection) -> None:
 def test_partitions_appear_for_new_days(conn: psycopg.Connection) -> None:
     days = [T0 + d * 86_400_000_000 for d in (0, 1, 40)]
     TradeWriter(conn).write([trade(i, "1", "1", False, t) for i, t in enumerate(days)])
-    parts = {r[0] for r in conn.execute(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'trades'::regclass"
-    )}
+    parts = {
+        r[0]
+        for r in conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'trades'::regclass"
+        )
+    }
     assert {"trades_20250101", "trades_20250102", "trades_20250210"} <= parts
-    per_part = dict(conn.execute("SELECT tableoid::regclass::text, count(*) FROM trades GROUP BY 1").fetchall())
+    per_part = dict(
+        conn.execute("SELECT tableoid::regclass::text, count(*) FROM trades GROUP BY 1").fetchall()
+    )
     assert per_part["trades_20250210"] == 1
     # the schema also makes partitions ahead of time around today
     assert db.ensure_partitions(conn) == 0
@@ -124,7 +133,16 @@ def test_many_symbols_bars_match_independent_aggregation(conn: psycopg.Connectio
         t = T0
         for i in range(1, 2001):
             t += rng.randint(0, 400_000)
-            trades.append(trade(i, f"{rng.randint(9000, 11000)}.{rng.randint(0, 99):02d}", f"0.{rng.randint(1, 99999):05d}", rng.random() < 0.5, t, sym))
+            trades.append(
+                trade(
+                    i,
+                    f"{rng.randint(9000, 11000)}.{rng.randint(0, 99):02d}",
+                    f"0.{rng.randint(1, 99999):05d}",
+                    rng.random() < 0.5,
+                    t,
+                    sym,
+                )
+            )
     w = TradeWriter(conn)
     shuffled = trades[:]
     rng.shuffle(shuffled)
@@ -148,8 +166,13 @@ def test_many_symbols_bars_match_independent_aggregation(conn: psycopg.Connectio
 
 def test_schema_v1_database_migrates_to_v2_without_loss(conn: psycopg.Connection) -> None:
     """A database made by schema version 1 (no bars_1s.price_sq_volume) gets the column, filled exactly."""
-    TradeWriter(conn).write([trade(1, "100.5", "0.1", False, T0 + 100), trade(2, "101.25", "0.3", True, T0 + 400_000),
-                             trade(3, "99", "2", False, T0 + 1_500_000)])
+    TradeWriter(conn).write(
+        [
+            trade(1, "100.5", "0.1", False, T0 + 100),
+            trade(2, "101.25", "0.3", True, T0 + 400_000),
+            trade(3, "99", "2", False, T0 + 1_500_000),
+        ]
+    )
     # put the database back to what version 1 left: no column, no version-2 row
     conn.execute("ALTER TABLE bars_1s DROP COLUMN price_sq_volume")
     conn.execute("DELETE FROM schema_version WHERE version >= 2")
@@ -158,11 +181,14 @@ def test_schema_v1_database_migrates_to_v2_without_loss(conn: psycopg.Connection
     conn.commit()
     assert db.apply_schema(conn) >= 2
     rows = conn.execute("SELECT price_sq_volume FROM bars_1s ORDER BY ts").fetchall()
-    assert rows == [(Decimal("100.5") ** 2 * Decimal("0.1") + Decimal("101.25") ** 2 * Decimal("0.3"),),
-                    (Decimal("99") ** 2 * Decimal("2"),)]
+    assert rows == [
+        (Decimal("100.5") ** 2 * Decimal("0.1") + Decimal("101.25") ** 2 * Decimal("0.3"),),
+        (Decimal("99") ** 2 * Decimal("2"),),
+    ]
     assert conn.execute("SELECT count(*), sum(volume) FROM bars_1s").fetchone() == before
     assert conn.execute("SELECT count(*) FROM trades").fetchone() == (3,)
     # the writer keeps maintaining it from then on
     TradeWriter(conn).write([trade(4, "2", "3", False, T0 + 1_600_000)])
     assert conn.execute("SELECT price_sq_volume FROM bars_1s ORDER BY ts DESC LIMIT 1").fetchone() == (
-        Decimal("99") ** 2 * Decimal("2") + Decimal("12"),)
+        Decimal("99") ** 2 * Decimal("2") + Decimal("12"),
+    )

@@ -38,9 +38,24 @@ from ...errors import DatabaseError
 from .errors import ArchiveError
 from .verify import day_bounds
 
-__all__ = ["BookKind", "KINDS", "BOOK_FORMAT", "BookStats", "BookRecord", "book_path", "parse_book_path",
-           "book_schema", "table_book_stats", "file_book_stats", "db_book_stats", "book_differences", "check_book_file",
-           "checked_book_stats", "write_book_day", "book_contract_json"]
+__all__ = [
+    "BookKind",
+    "KINDS",
+    "BOOK_FORMAT",
+    "BookStats",
+    "BookRecord",
+    "book_path",
+    "parse_book_path",
+    "book_schema",
+    "table_book_stats",
+    "file_book_stats",
+    "db_book_stats",
+    "book_differences",
+    "check_book_file",
+    "checked_book_stats",
+    "write_book_day",
+    "book_contract_json",
+]
 
 BOOK_FORMAT = 1
 """The book files' contract version."""
@@ -74,8 +89,10 @@ class BookKind:
                 cols.append(f"{name}::text{'[]' if arrow == _LIST else ''} AS {name}")
             else:
                 cols.append(name)
-        return (f"SELECT {', '.join(cols)} FROM {self.table} WHERE exchange = {{}} AND symbol = {{}} "
-                f"AND {self.day_column} >= {{}} AND {self.day_column} < {{}} ORDER BY {', '.join(self.order)}")
+        return (
+            f"SELECT {', '.join(cols)} FROM {self.table} WHERE exchange = {{}} AND symbol = {{}} "
+            f"AND {self.day_column} >= {{}} AND {self.day_column} < {{}} ORDER BY {', '.join(self.order)}"
+        )
 
     def row_text_sql(self) -> str:
         """The row's canonical text in SQL (see the module doc)."""
@@ -96,29 +113,72 @@ _NUMERIC = {
     "book_gaps": set(),
 }
 
-_LEVELS = (("bid_price", _LIST, "array<string>", False), ("bid_qty", _LIST, "array<string>", False),
-           ("ask_price", _LIST, "array<string>", False), ("ask_qty", _LIST, "array<string>", False))
+_LEVELS = (
+    ("bid_price", _LIST, "array<string>", False),
+    ("bid_qty", _LIST, "array<string>", False),
+    ("ask_price", _LIST, "array<string>", False),
+    ("ask_qty", _LIST, "array<string>", False),
+)
 KINDS: dict[str, BookKind] = {
-    "book_diffs": BookKind("book_diffs", "event_time", "last_update_id", (
-        ("first_update_id", "int64", "bigint", False), ("last_update_id", "int64", "bigint", False),
-        ("prev_update_id", "int64", "bigint", True), ("event_time", _TS, "timestamp", False),
-        ("received_at", _TS, "timestamp", True), *_LEVELS, ("source", "string", "string", False)),
-        ("last_update_id", "event_time")),
-    "quotes": BookKind("quotes", "received_at", "update_id", (
-        ("update_id", "int64", "bigint", False), ("received_at", _TS, "timestamp", False),
-        ("event_time", _TS, "timestamp", True), ("bid_price", "string", "string", False),
-        ("bid_qty", "string", "string", False), ("ask_price", "string", "string", False),
-        ("ask_qty", "string", "string", False), ("source", "string", "string", False)),
-        ("update_id", "received_at")),
-    "book_snapshots": BookKind("book_snapshots", "received_at", "last_update_id", (
-        ("last_update_id", "int64", "bigint", False), ("received_at", _TS, "timestamp", False),
-        ("event_time", _TS, "timestamp", True), *_LEVELS, ("source", "string", "string", False)),
-        ("last_update_id",)),
-    "book_gaps": BookKind("book_gaps", "detected_at", "after_update_id", (
-        ("reason", "string", "string", False), ("after_update_id", "int64", "bigint", False),
-        ("before_update_id", "int64", "bigint", True), ("detected_at", _TS, "timestamp", False),
-        ("snapshot_update_id", "int64", "bigint", True), ("healed_at", _TS, "timestamp", True)),
-        ("after_update_id", "reason"), droppable=False),
+    "book_diffs": BookKind(
+        "book_diffs",
+        "event_time",
+        "last_update_id",
+        (
+            ("first_update_id", "int64", "bigint", False),
+            ("last_update_id", "int64", "bigint", False),
+            ("prev_update_id", "int64", "bigint", True),
+            ("event_time", _TS, "timestamp", False),
+            ("received_at", _TS, "timestamp", True),
+            *_LEVELS,
+            ("source", "string", "string", False),
+        ),
+        ("last_update_id", "event_time"),
+    ),
+    "quotes": BookKind(
+        "quotes",
+        "received_at",
+        "update_id",
+        (
+            ("update_id", "int64", "bigint", False),
+            ("received_at", _TS, "timestamp", False),
+            ("event_time", _TS, "timestamp", True),
+            ("bid_price", "string", "string", False),
+            ("bid_qty", "string", "string", False),
+            ("ask_price", "string", "string", False),
+            ("ask_qty", "string", "string", False),
+            ("source", "string", "string", False),
+        ),
+        ("update_id", "received_at"),
+    ),
+    "book_snapshots": BookKind(
+        "book_snapshots",
+        "received_at",
+        "last_update_id",
+        (
+            ("last_update_id", "int64", "bigint", False),
+            ("received_at", _TS, "timestamp", False),
+            ("event_time", _TS, "timestamp", True),
+            *_LEVELS,
+            ("source", "string", "string", False),
+        ),
+        ("last_update_id",),
+    ),
+    "book_gaps": BookKind(
+        "book_gaps",
+        "detected_at",
+        "after_update_id",
+        (
+            ("reason", "string", "string", False),
+            ("after_update_id", "int64", "bigint", False),
+            ("before_update_id", "int64", "bigint", True),
+            ("detected_at", _TS, "timestamp", False),
+            ("snapshot_update_id", "int64", "bigint", True),
+            ("healed_at", _TS, "timestamp", True),
+        ),
+        ("after_update_id", "reason"),
+        droppable=False,
+    ),
 }
 """The archived book tables. Gaps are copied to the archive but never dropped: they are small, and
 `book_gaps` is where a loss stays visible (like `capture_gaps`)."""
@@ -126,9 +186,14 @@ KINDS: dict[str, BookKind] = {
 
 def book_contract_json(kind: str) -> dict[str, Any]:
     k = KINDS[kind]
-    return {"schema_version": BOOK_FORMAT, "path": kind, "partitioning": ["exchange", "symbol", "date"],
-            "format": "parquet", "day_column": k.day_column,
-            "columns": [{"name": n, "arrow": a, "spark": s, "nullable": nl} for n, a, s, nl in k.columns]}
+    return {
+        "schema_version": BOOK_FORMAT,
+        "path": kind,
+        "partitioning": ["exchange", "symbol", "date"],
+        "format": "parquet",
+        "day_column": k.day_column,
+        "columns": [{"name": n, "arrow": a, "spark": s, "nullable": nl} for n, a, s, nl in k.columns],
+    }
 
 
 def book_path(kind: str, exchange: str, symbol: str, day: date) -> str:
@@ -153,7 +218,12 @@ def parse_book_path(rel: str) -> tuple[str, str, str, date] | None:
 def book_schema(kind: str) -> Any:
     import pyarrow as pa
 
-    types = {"int64": pa.int64(), _TS: pa.timestamp("us", tz="UTC"), "string": pa.string(), _LIST: pa.list_(pa.string())}
+    types = {
+        "int64": pa.int64(),
+        _TS: pa.timestamp("us", tz="UTC"),
+        "string": pa.string(),
+        _LIST: pa.list_(pa.string()),
+    }
     return pa.schema([pa.field(n, types[a], nullable=nl) for n, a, _s, nl in KINDS[kind].columns])
 
 
@@ -191,10 +261,20 @@ class BookRecord:
         return BookStats(self.rows, self.first_id, self.last_id, self.checksum)
 
     def as_json(self) -> dict[str, Any]:
-        return {"table": self.kind, "exchange": self.exchange, "symbol": self.symbol, "date": self.day.isoformat(),
-                "path": self.path, "rows": self.rows, "first_update_id": self.first_id,
-                "last_update_id": self.last_id, "checksum": str(self.checksum), "bytes": self.bytes,
-                "sha256": self.sha256, "schema_version": self.format}
+        return {
+            "table": self.kind,
+            "exchange": self.exchange,
+            "symbol": self.symbol,
+            "date": self.day.isoformat(),
+            "path": self.path,
+            "rows": self.rows,
+            "first_update_id": self.first_id,
+            "last_update_id": self.last_id,
+            "checksum": str(self.checksum),
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "schema_version": self.format,
+        }
 
 
 def _row_texts(table: Any, kind: str) -> list[str]:
@@ -239,8 +319,12 @@ def _plus(a: BookStats, b: BookStats) -> BookStats:
         return a
     if not a.rows:
         return b
-    assert a.first_id is not None and a.last_id is not None and b.first_id is not None and b.last_id is not None
-    return BookStats(a.rows + b.rows, min(a.first_id, b.first_id), max(a.last_id, b.last_id), a.checksum + b.checksum)
+    assert (
+        a.first_id is not None and a.last_id is not None and b.first_id is not None and b.last_id is not None
+    )
+    return BookStats(
+        a.rows + b.rows, min(a.first_id, b.first_id), max(a.last_id, b.last_id), a.checksum + b.checksum
+    )
 
 
 _EMPTY = BookStats(0, None, None, Decimal(0))
@@ -260,8 +344,9 @@ def file_book_stats(data: bytes, kind: str, where: str) -> BookStats:
         for batch in pf.iter_batches(batch_size=_BATCH_ROWS, columns=KINDS[kind].names):
             stats = _plus(stats, table_book_stats(batch, kind))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, KeyError) as exc:
-        raise ArchiveError(f"{where} cannot be read as Parquet ({' '.join(str(exc).split())}): "
-                           "it is damaged or partial") from None
+        raise ArchiveError(
+            f"{where} cannot be read as Parquet ({' '.join(str(exc).split())}): it is damaged or partial"
+        ) from None
     return stats
 
 
@@ -269,14 +354,18 @@ def db_book_stats(conn: psycopg.Connection, kind: str, exchange: str, symbol: st
     """BookStats of the day's rows in the database (one aggregate)."""
     k = KINDS[kind]
     t0, t1 = day_bounds(day)
-    query = (f"SELECT count(*), min({k.id_column}), max({k.id_column}), "
-             f"coalesce(sum(('x' || substr(md5({k.row_text_sql()}), 1, 15))::bit(60)::bigint), 0) "
-             f"FROM {k.table} WHERE exchange = %s AND symbol = %s AND {k.day_column} >= %s AND {k.day_column} < %s")
+    query = (
+        f"SELECT count(*), min({k.id_column}), max({k.id_column}), "
+        f"coalesce(sum(('x' || substr(md5({k.row_text_sql()}), 1, 15))::bit(60)::bigint), 0) "
+        f"FROM {k.table} WHERE exchange = %s AND symbol = %s AND {k.day_column} >= %s AND {k.day_column} < %s"
+    )
     try:
         row = conn.execute(query, (exchange, symbol, t0, t1)).fetchone()
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not read {kind} of {exchange} {symbol} {day} from the database: "
-                            f"{str(exc).strip().splitlines()[0]}") from None
+        raise DatabaseError(
+            f"could not read {kind} of {exchange} {symbol} {day} from the database: "
+            f"{str(exc).strip().splitlines()[0]}"
+        ) from None
     assert row is not None
     return BookStats(int(row[0]), row[1], row[2], Decimal(row[3]))
 
@@ -284,16 +373,22 @@ def db_book_stats(conn: psycopg.Connection, kind: str, exchange: str, symbol: st
 def book_differences(archive: BookStats, database: BookStats) -> list[str]:
     """What differs between the archive's and the database's view of a book day (empty: identical)."""
     out = []
-    for name, label in (("rows", "row count"), ("first_id", "first update id"), ("last_id", "last update id"),
-                        ("checksum", "content checksum")):
+    for name, label in (
+        ("rows", "row count"),
+        ("first_id", "first update id"),
+        ("last_id", "last update id"),
+        ("checksum", "content checksum"),
+    ):
         a, d = getattr(archive, name), getattr(database, name)
         if a != d:
             out.append(f"{label}: archive {a}, database {d}")
     return out
 
 
-_FIX = ("restore the file from a copy, or rewrite it with `cryptolab archive --replace` while the day is "
-        "still in the database; `cryptolab archive --verify` checks every file")
+_FIX = (
+    "restore the file from a copy, or rewrite it with `cryptolab archive --replace` while the day is "
+    "still in the database; `cryptolab archive --verify` checks every file"
+)
 
 
 def _check_bytes(data: bytes, rec: BookRecord, where: str) -> None:
@@ -308,21 +403,28 @@ def _check_bytes(data: bytes, rec: BookRecord, where: str) -> None:
         raise ArchiveError(f"{where} is damaged: {len(data):,} bytes, {rec.bytes:,} were published; {_FIX}")
     got = sha256(data)
     if got != rec.sha256:
-        raise ArchiveError(f"{where} is damaged: its SHA-256 is {got[:16]}…, {rec.sha256[:16]}… was recorded at "
-                           f"publish; {_FIX}")
+        raise ArchiveError(
+            f"{where} is damaged: its SHA-256 is {got[:16]}…, {rec.sha256[:16]}… was recorded at "
+            f"publish; {_FIX}"
+        )
     try:
         pf = pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True)
         if pf.metadata.num_rows != rec.rows:
-            raise ArchiveError(f"{where} is damaged: it holds {pf.metadata.num_rows:,} rows, {rec.rows:,} were "
-                               f"published; {_FIX}")
+            raise ArchiveError(
+                f"{where} is damaged: it holds {pf.metadata.num_rows:,} rows, {rec.rows:,} were "
+                f"published; {_FIX}"
+            )
         if rec.rows:
             mm = pc.min_max(pf.read(columns=[KINDS[rec.kind].id_column]).column(0))
             if (mm["min"].as_py(), mm["max"].as_py()) != (rec.first_id, rec.last_id):
-                raise ArchiveError(f"{where} is damaged: update ids {mm['min']}…{mm['max']}, {rec.first_id}…"
-                                   f"{rec.last_id} were published; {_FIX}")
+                raise ArchiveError(
+                    f"{where} is damaged: update ids {mm['min']}…{mm['max']}, {rec.first_id}…"
+                    f"{rec.last_id} were published; {_FIX}"
+                )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-        raise ArchiveError(f"{where} is damaged: it cannot be read as Parquet ({' '.join(str(exc).split())}); "
-                           f"{_FIX}") from None
+        raise ArchiveError(
+            f"{where} is damaged: it cannot be read as Parquet ({' '.join(str(exc).split())}); {_FIX}"
+        ) from None
 
 
 def check_book_file(data: bytes, rec: BookRecord, where: str, filters: Any = None) -> Any:
@@ -335,8 +437,9 @@ def check_book_file(data: bytes, rec: BookRecord, where: str, filters: Any = Non
     try:
         return pq.read_table(pa.BufferReader(data), filters=filters, page_checksum_verification=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-        raise ArchiveError(f"{where} is damaged: it cannot be read as Parquet ({' '.join(str(exc).split())}); "
-                           f"{_FIX}") from None
+        raise ArchiveError(
+            f"{where} is damaged: it cannot be read as Parquet ({' '.join(str(exc).split())}); {_FIX}"
+        ) from None
 
 
 def checked_book_stats(data: bytes, rec: BookRecord, where: str) -> BookStats:
@@ -348,16 +451,24 @@ def checked_book_stats(data: bytes, rec: BookRecord, where: str) -> BookStats:
         raise ArchiveError(f"{where} is damaged: {str(exc).replace(where, 'it')}; {_FIX}") from None
 
 
-def write_book_day(conn: psycopg.Connection, kind: str, exchange: str, symbol: str, day: date) -> tuple[bytes, BookStats]:
+def write_book_day(
+    conn: psycopg.Connection, kind: str, exchange: str, symbol: str, day: date
+) -> tuple[bytes, BookStats]:
     """The day's rows of a book table as a Parquet file (zstd, statistics, a CRC per page; in id order),
     streamed from the database batch by batch, and the BookStats of what was written."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     t0, t1 = day_bounds(day)
-    schema = book_schema(kind).with_metadata({
-        "cryptolab.book_format": str(BOOK_FORMAT), "cryptolab.table": kind, "cryptolab.exchange": exchange,
-        "cryptolab.symbol": symbol, "cryptolab.date": day.isoformat()})
+    schema = book_schema(kind).with_metadata(
+        {
+            "cryptolab.book_format": str(BOOK_FORMAT),
+            "cryptolab.table": kind,
+            "cryptolab.exchange": exchange,
+            "cryptolab.symbol": symbol,
+            "cryptolab.date": day.isoformat(),
+        }
+    )
     sink = pa.BufferOutputStream()
     stats = _EMPTY
     try:
@@ -367,12 +478,25 @@ def write_book_day(conn: psycopg.Connection, kind: str, exchange: str, symbol: s
         params = conn.info.get_parameters()
         if conn.info.password:
             params["password"] = conn.info.password
-        with adbc.connect(make_conninfo("", **params)) as ac, ac.cursor() as cur, pq.ParquetWriter(
-                sink, schema, compression="zstd", compression_level=3, write_statistics=True,
+        with (
+            adbc.connect(make_conninfo("", **params)) as ac,
+            ac.cursor() as cur,
+            pq.ParquetWriter(
+                sink,
+                schema,
+                compression="zstd",
+                compression_level=3,
+                write_statistics=True,
                 use_dictionary=["source", "reason"] if kind == "book_gaps" else ["source"],
-                coerce_timestamps="us", store_schema=True, write_page_checksum=True) as writer:
+                coerce_timestamps="us",
+                store_schema=True,
+                write_page_checksum=True,
+            ) as writer,
+        ):
             cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(16 << 20)})
-            query = sql.SQL(KINDS[kind].select()).format(*(sql.Literal(v) for v in (exchange, symbol, t0, t1)))
+            query = sql.SQL(KINDS[kind].select()).format(
+                *(sql.Literal(v) for v in (exchange, symbol, t0, t1))
+            )
             cur.execute(query.as_string(conn))
             pending: list[Any] = []
             rows = 0
@@ -385,13 +509,16 @@ def write_book_day(conn: psycopg.Connection, kind: str, exchange: str, symbol: s
                     writer.write_table(pa.concat_tables(pending), row_group_size=_ROW_GROUP)
                     pending, rows = [], 0
             if pending or stats.rows == 0:
-                writer.write_table(pa.concat_tables(pending) if pending else schema.empty_table(),
-                                   row_group_size=_ROW_GROUP)
+                writer.write_table(
+                    pa.concat_tables(pending) if pending else schema.empty_table(), row_group_size=_ROW_GROUP
+                )
     except (ArchiveError, DatabaseError):
         raise
     except Exception as exc:  # adbc errors
         first = " ".join(str(exc).split()) or type(exc).__name__
-        raise DatabaseError(f"could not read {kind} of {exchange} {symbol} {day} for the archive: {first}") from None
+        raise DatabaseError(
+            f"could not read {kind} of {exchange} {symbol} {day} for the archive: {first}"
+        ) from None
     return bytes(sink.getvalue().to_pybytes()), stats
 
 

@@ -55,7 +55,9 @@ def dropped_book_days(conn: psycopg.Connection, kind: str, exchange: str, symbol
         rows = conn.execute(
             "SELECT kind, exchange, symbol, day, location, path, rows, first_id, last_id, checksum, bytes, sha256, "
             "format FROM archive_book_days WHERE kind = %s AND exchange = %s AND symbol = %s "
-            "AND dropped_at IS NOT NULL ORDER BY day", (kind, exchange, symbol)).fetchall()
+            "AND dropped_at IS NOT NULL ORDER BY day",
+            (kind, exchange, symbol),
+        ).fetchall()
     except psycopg.Error as exc:
         raise DatabaseError(f"could not read archive_book_days: {str(exc).strip().splitlines()[0]}") from None
     t0, t1 = _utc(start), _utc(end)
@@ -64,21 +66,46 @@ def dropped_book_days(conn: psycopg.Connection, kind: str, exchange: str, symbol
         d0 = datetime(r[3].year, r[3].month, r[3].day, tzinfo=timezone.utc)
         if (t1 is not None and d0 >= t1) or (t0 is not None and d0 + timedelta(days=1) <= t0):
             continue
-        out.append(BookRecord(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), r[7], r[8], r[9], int(r[10]), r[11],
-                              int(r[12]), True))
+        out.append(
+            BookRecord(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                int(r[6]),
+                r[7],
+                r[8],
+                r[9],
+                int(r[10]),
+                r[11],
+                int(r[12]),
+                True,
+            )
+        )
     return out
 
 
-def read_book(kind: str, exchange: str, symbol: str, start: Any = None, end: Any = None, *,
-              conn: psycopg.Connection | None = None) -> Any | None:
+def read_book(
+    kind: str,
+    exchange: str,
+    symbol: str,
+    start: Any = None,
+    end: Any = None,
+    *,
+    conn: psycopg.Connection | None = None,
+) -> Any | None:
     """The archived-and-dropped rows of a book table in [start, end) as one Arrow table (None: no such day)."""
     import pyarrow as pa
 
     from .. import db
 
     if kind not in KINDS or not KINDS[kind].droppable:
-        raise ArchiveError(f"{kind!r} is not an archived book table that is dropped: use one of book_diffs, quotes, "
-                           "book_snapshots")
+        raise ArchiveError(
+            f"{kind!r} is not an archived book table that is dropped: use one of book_diffs, quotes, "
+            "book_snapshots"
+        )
     own = conn is None
     c = conn or db.connect()
     try:
@@ -102,9 +129,11 @@ def read_book(kind: str, exchange: str, symbol: str, start: Any = None, end: Any
         if store is None:
             store = stores[rec.location] = open_store(rec.location, check=False)
         if not store.exists(rec.path):
-            raise ArchiveError(f"{kind} of {exchange} {symbol} {rec.day} is recorded as archived at "
-                               f"{store.uri(rec.path)} (and dropped from the database) but the file is missing: "
-                               "restore it there")
+            raise ArchiveError(
+                f"{kind} of {exchange} {symbol} {rec.day} is recorded as archived at "
+                f"{store.uri(rec.path)} (and dropped from the database) but the file is missing: "
+                "restore it there"
+            )
         table = check_book_file(store.get(rec.path), rec, store.uri(rec.path), filters or None)
         tables.append(table.select(KINDS[kind].names).replace_schema_metadata(None))
     return pa.concat_tables(tables)
@@ -129,8 +158,9 @@ def _frame(table: Any, kind: str, exchange: str, symbol: str) -> Any:
             exprs.append(pl.col(name).cast(pl.Decimal(38, s)))
         elif arrow.startswith("timestamp"):
             exprs.append(pl.col(name).cast(pl.Datetime("us", "UTC")))
-    frame = frame.with_columns(exprs).with_columns(pl.lit(exchange, pl.String).alias("exchange"),
-                                                   pl.lit(symbol, pl.String).alias("symbol"))
+    frame = frame.with_columns(exprs).with_columns(
+        pl.lit(exchange, pl.String).alias("exchange"), pl.lit(symbol, pl.String).alias("symbol")
+    )
     return frame.select(["exchange", "symbol", *KINDS[kind].names])
 
 
@@ -140,8 +170,9 @@ def _us(t: datetime | None) -> int | None:
     return (t - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
 
 
-def _read(kind: str, exchange: str, symbol: str, start: Any, end: Any, conn: psycopg.Connection | None,
-          rows: bool) -> Any:
+def _read(
+    kind: str, exchange: str, symbol: str, start: Any, end: Any, conn: psycopg.Connection | None, rows: bool
+) -> Any:
     table = read_book(kind, exchange, symbol, start, end, conn=conn)
     if not rows:
         return None if table is None else _frame(table, kind, exchange, symbol)
@@ -150,32 +181,85 @@ def _read(kind: str, exchange: str, symbol: str, start: Any, end: Any, conn: psy
     out: list[Any] = []
     for r in table.to_pylist():
         if kind == "book_diffs":
-            out.append(DepthDiff(exchange, symbol, r["first_update_id"], r["last_update_id"], _us(r["event_time"]) or 0,
-                                 list(zip(r["bid_price"], r["bid_qty"])), list(zip(r["ask_price"], r["ask_qty"])),
-                                 _us(r["received_at"]), r["prev_update_id"], r["source"]))
+            out.append(
+                DepthDiff(
+                    exchange,
+                    symbol,
+                    r["first_update_id"],
+                    r["last_update_id"],
+                    _us(r["event_time"]) or 0,
+                    list(zip(r["bid_price"], r["bid_qty"])),
+                    list(zip(r["ask_price"], r["ask_qty"])),
+                    _us(r["received_at"]),
+                    r["prev_update_id"],
+                    r["source"],
+                )
+            )
         elif kind == "quotes":
-            out.append(Quote(exchange, symbol, r["update_id"], r["bid_price"], r["bid_qty"], r["ask_price"],
-                             r["ask_qty"], _us(r["received_at"]) or 0, _us(r["event_time"]), r["source"]))
+            out.append(
+                Quote(
+                    exchange,
+                    symbol,
+                    r["update_id"],
+                    r["bid_price"],
+                    r["bid_qty"],
+                    r["ask_price"],
+                    r["ask_qty"],
+                    _us(r["received_at"]) or 0,
+                    _us(r["event_time"]),
+                    r["source"],
+                )
+            )
         else:
-            out.append(BookSnapshot(exchange, symbol, r["last_update_id"], list(zip(r["bid_price"], r["bid_qty"])),
-                                    list(zip(r["ask_price"], r["ask_qty"])), _us(r["received_at"]) or 0,
-                                    _us(r["event_time"]), r["source"]))
+            out.append(
+                BookSnapshot(
+                    exchange,
+                    symbol,
+                    r["last_update_id"],
+                    list(zip(r["bid_price"], r["bid_qty"])),
+                    list(zip(r["ask_price"], r["ask_qty"])),
+                    _us(r["received_at"]) or 0,
+                    _us(r["event_time"]),
+                    r["source"],
+                )
+            )
     return out
 
 
-def read_book_diffs(exchange: str, symbol: str, start: Any = None, end: Any = None, *,
-                    conn: psycopg.Connection | None = None, rows: bool = False) -> Any:
+def read_book_diffs(
+    exchange: str,
+    symbol: str,
+    start: Any = None,
+    end: Any = None,
+    *,
+    conn: psycopg.Connection | None = None,
+    rows: bool = False,
+) -> Any:
     """Archived-and-dropped `book_diffs` of [start, end) on event_time (see the module doc)."""
     return _read("book_diffs", exchange, symbol, start, end, conn, rows)
 
 
-def read_quotes(exchange: str, symbol: str, start: Any = None, end: Any = None, *,
-                conn: psycopg.Connection | None = None, rows: bool = False) -> Any:
+def read_quotes(
+    exchange: str,
+    symbol: str,
+    start: Any = None,
+    end: Any = None,
+    *,
+    conn: psycopg.Connection | None = None,
+    rows: bool = False,
+) -> Any:
     """Archived-and-dropped `quotes` of [start, end) on received_at (see the module doc)."""
     return _read("quotes", exchange, symbol, start, end, conn, rows)
 
 
-def read_book_snapshots(exchange: str, symbol: str, start: Any = None, end: Any = None, *,
-                        conn: psycopg.Connection | None = None, rows: bool = False) -> Any:
+def read_book_snapshots(
+    exchange: str,
+    symbol: str,
+    start: Any = None,
+    end: Any = None,
+    *,
+    conn: psycopg.Connection | None = None,
+    rows: bool = False,
+) -> Any:
     """Archived-and-dropped `book_snapshots` of [start, end) on received_at (see the module doc)."""
     return _read("book_snapshots", exchange, symbol, start, end, conn, rows)

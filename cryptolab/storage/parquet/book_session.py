@@ -65,7 +65,9 @@ def detach_book(conn: psycopg.Connection) -> None:
             return
         names = [f"pg_temp.{k}" for k in _KEYS]
         conn.execute(f"DROP VIEW IF EXISTS {', '.join(names)}")
-        conn.execute(f"DROP TABLE IF EXISTS {', '.join(f'pg_temp.{_stage(k)}' for k in _KEYS)}, pg_temp.{_MARK}")
+        conn.execute(
+            f"DROP TABLE IF EXISTS {', '.join(f'pg_temp.{_stage(k)}' for k in _KEYS)}, pg_temp.{_MARK}"
+        )
         conn.execute("DISCARD PLANS")  # statements planned against the views look the tables up again
     except psycopg.Error:
         pass
@@ -76,7 +78,9 @@ def book_base_table(conn: psycopg.Connection, kind: str) -> str:
     row = conn.execute(
         "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE c.relname = %s AND c.relkind IN ('p', 'r') AND n.nspname = ANY (current_schemas(false)) "
-        "ORDER BY array_position(current_schemas(false), n.nspname) LIMIT 1", (kind,)).fetchone()
+        "ORDER BY array_position(current_schemas(false), n.nspname) LIMIT 1",
+        (kind,),
+    ).fetchone()
     if not row:
         raise DatabaseError(f"no table `{kind}` on the search path: apply the schema (cryptolab db init)")
     return str(row[0])
@@ -87,9 +91,11 @@ def _file(stores: dict[str, Store], rec: BookRecord, columns: list[str] | None =
     if store is None:
         store = stores[rec.location] = open_store(rec.location, check=False)
     if not store.exists(rec.path):
-        raise ArchiveError(f"{rec.kind} of {rec.exchange} {rec.symbol} {rec.day} is recorded as archived at "
-                           f"{store.uri(rec.path)} (and dropped from the database) but the file is missing: "
-                           "restore it there")
+        raise ArchiveError(
+            f"{rec.kind} of {rec.exchange} {rec.symbol} {rec.day} is recorded as archived at "
+            f"{store.uri(rec.path)} (and dropped from the database) but the file is missing: "
+            "restore it there"
+        )
     table = check_book_file(store.get(rec.path), rec, store.uri(rec.path))
     return table if columns is None else table.select(columns)
 
@@ -120,8 +126,10 @@ def _csv(table: object, kind: str, exchange: str, symbol: str) -> bytes:
         cols.append(col)
         names.append(name)
     n = table.num_rows  # type: ignore[attr-defined]
-    out = pa.table([pa.array([exchange] * n, pa.string()), pa.array([symbol] * n, pa.string()), *cols],
-                   names=["exchange", "symbol", *names])
+    out = pa.table(
+        [pa.array([exchange] * n, pa.string()), pa.array([symbol] * n, pa.string()), *cols],
+        names=["exchange", "symbol", *names],
+    )
     buf = io.BytesIO()
     pcsv.write_csv(out, buf, pcsv.WriteOptions(include_header=False))
     return buf.getvalue()
@@ -134,8 +142,10 @@ def _ensure_view(conn: psycopg.Connection, kind: str) -> None:
     cols = ", ".join(["exchange", "symbol", *KINDS[kind].names])
     conn.execute(f"CREATE TEMP TABLE {_stage(kind)} (LIKE {base} INCLUDING DEFAULTS)")
     conn.execute(f"CREATE INDEX ON pg_temp.{_stage(kind)} (exchange, symbol, {KINDS[kind].id_column})")
-    conn.execute(f"CREATE TEMP VIEW {kind} AS SELECT {cols} FROM {base} "
-                 f"UNION ALL SELECT {cols} FROM pg_temp.{_stage(kind)}")
+    conn.execute(
+        f"CREATE TEMP VIEW {kind} AS SELECT {cols} FROM {base} "
+        f"UNION ALL SELECT {cols} FROM pg_temp.{_stage(kind)}"
+    )
 
 
 def attach_book_days(conn: psycopg.Connection, records: list[BookRecord]) -> int:
@@ -156,16 +166,23 @@ def attach_book_days(conn: psycopg.Connection, records: list[BookRecord]) -> int
             _ensure_view(conn, rec.kind)
             data = _csv(_file(stores, rec), rec.kind, rec.exchange, rec.symbol)
             cols = ", ".join(["exchange", "symbol", *KINDS[rec.kind].names])
-            with conn.cursor() as cur, cur.copy(f"COPY pg_temp.{_stage(rec.kind)} ({cols}) FROM STDIN (FORMAT csv)") as cp:
+            with (
+                conn.cursor() as cur,
+                cur.copy(f"COPY pg_temp.{_stage(rec.kind)} ({cols}) FROM STDIN (FORMAT csv)") as cp,
+            ):
                 cp.write(data)
             keys = " AND ".join(f"d.{k} = a.{k}" for k in _KEYS[rec.kind])
             base = book_base_table(conn, rec.kind)
             # a row stored in the database again for a dropped day: one copy (the database's)
-            conn.execute(f"DELETE FROM pg_temp.{_stage(rec.kind)} a USING {base} d WHERE d.exchange = a.exchange "
-                         f"AND d.symbol = a.symbol AND {keys} AND a.exchange = %s AND a.symbol = %s",
-                         (rec.exchange, rec.symbol))
-            conn.execute(sql.SQL("INSERT INTO pg_temp.{} VALUES (%s, %s, %s, %s)").format(sql.Identifier(_MARK)),
-                         (rec.kind, rec.exchange, rec.symbol, rec.day))
+            conn.execute(
+                f"DELETE FROM pg_temp.{_stage(rec.kind)} a USING {base} d WHERE d.exchange = a.exchange "
+                f"AND d.symbol = a.symbol AND {keys} AND a.exchange = %s AND a.symbol = %s",
+                (rec.exchange, rec.symbol),
+            )
+            conn.execute(
+                sql.SQL("INSERT INTO pg_temp.{} VALUES (%s, %s, %s, %s)").format(sql.Identifier(_MARK)),
+                (rec.kind, rec.exchange, rec.symbol, rec.day),
+            )
         if todo:
             for kind in {r.kind for r in todo}:
                 conn.execute(f"ANALYZE pg_temp.{_stage(kind)}")

@@ -21,15 +21,38 @@ from typing import Any
 
 from .store import DATASET
 
-__all__ = ["day_path", "parse_day_path", "FILE_COLUMNS", "DECIMALS", "SCALE_COLUMNS", "DECIMAL_TYPES", "TIMES",
-           "FORMAT_VERSION", "CONTRACT", "contract_schema", "MANIFEST"]
+__all__ = [
+    "day_path",
+    "parse_day_path",
+    "FILE_COLUMNS",
+    "DECIMALS",
+    "SCALE_COLUMNS",
+    "DECIMAL_TYPES",
+    "TIMES",
+    "FORMAT_VERSION",
+    "CONTRACT",
+    "contract_schema",
+    "MANIFEST",
+]
 
 FORMAT_VERSION = 2
 """The contract's version (1: decimal128(38, 8|16) with a per-file scale, before the contract)."""
 MANIFEST = "manifest.json"
 """The dataset's manifest, at the archive root (beside `trades/`; no reader scans it as data)."""
-FILE_COLUMNS = ("trade_id", "trade_time", "price", "qty", "quote_qty", "is_buyer_maker",
-                "event_time", "received_at", "ingested_at", "source", "price_scale", "qty_scale")
+FILE_COLUMNS = (
+    "trade_id",
+    "trade_time",
+    "price",
+    "qty",
+    "quote_qty",
+    "is_buyer_maker",
+    "event_time",
+    "received_at",
+    "ingested_at",
+    "source",
+    "price_scale",
+    "qty_scale",
+)
 DECIMALS = ("price", "qty", "quote_qty")
 SCALE_COLUMNS = {"price": "price_scale", "qty": "qty_scale"}
 """The per-row display scale columns of the decimals that PostgreSQL stores as given."""
@@ -60,8 +83,13 @@ def contract_schema() -> Any:
     """The contract as a pyarrow schema (every file of the dataset has exactly this schema)."""
     import pyarrow as pa
 
-    types = {"int64": pa.int64(), "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"), "bool": pa.bool_(),
-             "string": pa.string(), "int8": pa.int8()}
+    types = {
+        "int64": pa.int64(),
+        "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"),
+        "bool": pa.bool_(),
+        "string": pa.string(),
+        "int8": pa.int8(),
+    }
     fields = []
     for name, arrow, _spark, nullable in CONTRACT:
         typ = pa.decimal128(*DECIMAL_TYPES[name]) if name in DECIMAL_TYPES else types[arrow]

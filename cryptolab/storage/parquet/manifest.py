@@ -56,19 +56,40 @@ class DayRecord:
         return (self.exchange, self.symbol, self.day)
 
     def as_json(self) -> dict[str, Any]:
-        return {"table": DATASET, "exchange": self.exchange, "symbol": self.symbol, "date": self.day.isoformat(),
-                "path": self.path, "rows": self.rows, "first_trade_id": self.first_id, "last_trade_id": self.last_id,
-                "sum_qty": str(self.sum_qty), "sum_quote_qty": str(self.sum_quote), "bytes": self.bytes,
-                "sha256": self.sha256, "schema_version": self.format, "verified_at": self.verified_at}
+        return {
+            "table": DATASET,
+            "exchange": self.exchange,
+            "symbol": self.symbol,
+            "date": self.day.isoformat(),
+            "path": self.path,
+            "rows": self.rows,
+            "first_trade_id": self.first_id,
+            "last_trade_id": self.last_id,
+            "sum_qty": str(self.sum_qty),
+            "sum_quote_qty": str(self.sum_quote),
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "schema_version": self.format,
+            "verified_at": self.verified_at,
+        }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> DayRecord:
-        return cls(str(d["exchange"]), str(d["symbol"]), date.fromisoformat(str(d["date"])), str(d["path"]),
-                   int(d["rows"]), None if d.get("first_trade_id") is None else int(d["first_trade_id"]),
-                   None if d.get("last_trade_id") is None else int(d["last_trade_id"]),
-                   Decimal(str(d["sum_qty"])), Decimal(str(d["sum_quote_qty"])), int(d["bytes"]),
-                   None if d.get("sha256") is None else str(d["sha256"]), int(d["schema_version"]),
-                   None if d.get("verified_at") is None else str(d["verified_at"]))
+        return cls(
+            str(d["exchange"]),
+            str(d["symbol"]),
+            date.fromisoformat(str(d["date"])),
+            str(d["path"]),
+            int(d["rows"]),
+            None if d.get("first_trade_id") is None else int(d["first_trade_id"]),
+            None if d.get("last_trade_id") is None else int(d["last_trade_id"]),
+            Decimal(str(d["sum_qty"])),
+            Decimal(str(d["sum_quote_qty"])),
+            int(d["bytes"]),
+            None if d.get("sha256") is None else str(d["sha256"]),
+            int(d["schema_version"]),
+            None if d.get("verified_at") is None else str(d["verified_at"]),
+        )
 
 
 def sha256(data: bytes) -> str:
@@ -86,8 +107,9 @@ def file_format(table_or_schema: Any) -> int:
         return 1
 
 
-def check_file(data: bytes, rec: DayRecord, where: str, columns: list[str] | None = None,
-               filters: Any = None) -> Any:
+def check_file(
+    data: bytes, rec: DayRecord, where: str, columns: list[str] | None = None, filters: Any = None
+) -> Any:
     """Decode a day's file after checking it against its record; ArchiveError naming `where` on any mismatch.
 
     Checks, in order: size and SHA-256 (when recorded), Parquet's page CRCs while decoding, the
@@ -97,40 +119,53 @@ def check_file(data: bytes, rec: DayRecord, where: str, columns: list[str] | Non
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    fix = ("restore the file from a copy, or rewrite it with `cryptolab archive --replace` while the day is "
-           "still in the database; `cryptolab archive --verify` checks every file")
+    fix = (
+        "restore the file from a copy, or rewrite it with `cryptolab archive --replace` while the day is "
+        "still in the database; `cryptolab archive --verify` checks every file"
+    )
     if rec.sha256 is not None:
         if len(data) != rec.bytes:
-            raise ArchiveError(f"{where} is damaged: {len(data):,} bytes, {rec.bytes:,} were published; {fix}")
+            raise ArchiveError(
+                f"{where} is damaged: {len(data):,} bytes, {rec.bytes:,} were published; {fix}"
+            )
         got = sha256(data)
         if got != rec.sha256:
-            raise ArchiveError(f"{where} is damaged: its SHA-256 is {got[:16]}…, {rec.sha256[:16]}… was recorded "
-                               f"at publish; {fix}")
+            raise ArchiveError(
+                f"{where} is damaged: its SHA-256 is {got[:16]}…, {rec.sha256[:16]}… was recorded "
+                f"at publish; {fix}"
+            )
     try:
         pf = pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True)
         if pf.metadata.num_rows != rec.rows:
-            raise ArchiveError(f"{where} is damaged: it holds {pf.metadata.num_rows:,} rows, {rec.rows:,} were "
-                               f"published; {fix}")
+            raise ArchiveError(
+                f"{where} is damaged: it holds {pf.metadata.num_rows:,} rows, {rec.rows:,} were "
+                f"published; {fix}"
+            )
         ids = pf.read(columns=["trade_id"]).column("trade_id")
         if rec.rows:
             mm = pc.min_max(ids)
             lo, hi = mm["min"].as_py(), mm["max"].as_py()
             if (lo, hi) != (rec.first_id, rec.last_id):
-                raise ArchiveError(f"{where} is damaged: trade ids {lo}…{hi}, {rec.first_id}…{rec.last_id} were "
-                                   f"published; {fix}")
-        return pq.read_table(pa.BufferReader(data), columns=columns, filters=filters,
-                             page_checksum_verification=True)
+                raise ArchiveError(
+                    f"{where} is damaged: trade ids {lo}…{hi}, {rec.first_id}…{rec.last_id} were "
+                    f"published; {fix}"
+                )
+        return pq.read_table(
+            pa.BufferReader(data), columns=columns, filters=filters, page_checksum_verification=True
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-        raise ArchiveError(f"{where} is damaged: it cannot be read as Parquet ({' '.join(str(exc).split())}); "
-                           f"{fix}") from None
+        raise ArchiveError(
+            f"{where} is damaged: it cannot be read as Parquet ({' '.join(str(exc).split())}); {fix}"
+        ) from None
 
 
 def contract_json() -> list[dict[str, Any]]:
     return [{"name": n, "arrow": a, "spark": s, "nullable": nullable} for n, a, s, nullable in CONTRACT]
 
 
-def build_manifest(records: Iterable[DayRecord], previous: Mapping[str, Any] | None = None,
-                   now: datetime | None = None) -> dict[str, Any]:
+def build_manifest(
+    records: Iterable[DayRecord], previous: Mapping[str, Any] | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     """The manifest for `records` (this database's days at this location) plus the days of
     `previous` that they do not mention (another writer's), sorted by table, exchange, symbol, date."""
     days: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -143,9 +178,15 @@ def build_manifest(records: Iterable[DayRecord], previous: Mapping[str, Any] | N
     return {
         "kind": MANIFEST_KIND,
         "written_at": stamp,
-        "tables": {DATASET: {"schema_version": FORMAT_VERSION, "path": DATASET,
-                             "partitioning": ["exchange", "symbol", "date"], "format": "parquet",
-                             "columns": contract_json()}},
+        "tables": {
+            DATASET: {
+                "schema_version": FORMAT_VERSION,
+                "path": DATASET,
+                "partitioning": ["exchange", "symbol", "date"],
+                "format": "parquet",
+                "columns": contract_json(),
+            }
+        },
         "days": [days[k] for k in sorted(days)],
     }
 
@@ -154,10 +195,14 @@ def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
     except ValueError as exc:
-        raise ArchiveError(f"{where} is not valid JSON ({exc}): rewrite it with `cryptolab archive --verify`") from None
+        raise ArchiveError(
+            f"{where} is not valid JSON ({exc}): rewrite it with `cryptolab archive --verify`"
+        ) from None
     if not isinstance(doc, dict) or doc.get("kind") != MANIFEST_KIND or not isinstance(doc.get("days"), list):
-        raise ArchiveError(f"{where} is not a cryptolab archive manifest: move it away or rewrite it with "
-                           "`cryptolab archive --verify`")
+        raise ArchiveError(
+            f"{where} is not a cryptolab archive manifest: move it away or rewrite it with "
+            "`cryptolab archive --verify`"
+        )
     return doc
 
 

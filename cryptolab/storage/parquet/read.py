@@ -51,7 +51,9 @@ def dropped_days(conn: psycopg.Connection, exchange: str, symbol: str,
         rows = conn.execute(
             "SELECT day, location, path, rows, first_trade_id, last_trade_id, sum_qty, sum_quote, bytes, sha256, "
             "format FROM archive_days WHERE exchange = %s AND symbol = %s "
-            "AND dropped_at IS NOT NULL ORDER BY day", (exchange, symbol)).fetchall()
+            "AND dropped_at IS NOT NULL ORDER BY day",
+            (exchange, symbol),
+        ).fetchall()
     except psycopg.Error as exc:
         raise DatabaseError(f"could not read archive_days: {str(exc).strip().splitlines()[0]}") from None
     t0, t1 = _utc(start), _utc(end)
@@ -65,8 +67,9 @@ def dropped_days(conn: psycopg.Connection, exchange: str, symbol: str,
     return out
 
 
-def read_archived(days: Sequence[ArchivedDay], start: datetime | None, end: datetime | None,
-                  columns: Sequence[str]) -> Any | None:
+def read_archived(
+    days: Sequence[ArchivedDay], start: datetime | None, end: datetime | None, columns: Sequence[str]
+) -> Any | None:
     """Arrow table of `columns` ⊂ FILE_COLUMNS over [start, end) from `days` (plus the per-row
     display scales when a decimal is asked for), or None when there are no days."""
     import pyarrow as pa
@@ -92,8 +95,10 @@ def read_archived(days: Sequence[ArchivedDay], start: datetime | None, end: date
             filters.append(("trade_time", "<", pa.scalar(t1, pa.timestamp("us", tz="UTC"))))
         read_cols = list(dict.fromkeys(cols + (["trade_time"] if filters else [])))
         if not store.exists(d.path):
-            raise ArchiveError(f"{d.day} is recorded as archived at {store.uri(d.path)} (and dropped from the "
-                               "database) but the file is missing: restore it there")
+            raise ArchiveError(
+                f"{d.day} is recorded as archived at {store.uri(d.path)} (and dropped from the "
+                "database) but the file is missing: restore it there"
+            )
         data = store.get(d.path)
         if d.record is not None:  # size, SHA-256, page CRCs, rows and ids as recorded at publish
             table = check_file(data, d.record, store.uri(d.path), read_cols, filters or None)
@@ -106,8 +111,12 @@ def read_archived(days: Sequence[ArchivedDay], start: datetime | None, end: date
             continue
         scale = max(t.schema.field(name).type.scale for t in tables)  # one contract; older files may differ
         typ = pa.decimal128(38, scale)
-        tables = [t.set_column(t.schema.get_field_index(name), name, pc.cast(t.column(name), typ))
-                  if t.schema.field(name).type != typ else t for t in tables]
+        tables = [
+            t.set_column(t.schema.get_field_index(name), name, pc.cast(t.column(name), typ))
+            if t.schema.field(name).type != typ
+            else t
+            for t in tables
+        ]
     return pa.concat_tables(tables)
 
 
@@ -116,8 +125,11 @@ def _stored_scales(frame: Any) -> dict[str, int]:
     out: dict[str, int] = {}
     if frame.height == 0 or "price_scale" not in frame.columns:
         return out
-    row = frame.select(p=frame["price_scale"].max(), q=frame["qty_scale"].max(),
-                       pq=(frame["price_scale"].cast(int) + frame["qty_scale"].cast(int)).max()).row(0)
+    row = frame.select(
+        p=frame["price_scale"].max(),
+        q=frame["qty_scale"].max(),
+        pq=(frame["price_scale"].cast(int) + frame["qty_scale"].cast(int)).max(),
+    ).row(0)
     return {"price": int(row[0]), "qty": int(row[1]), "quote_qty": int(row[2])}
 
 
@@ -153,21 +165,33 @@ def as_stored_text(table: Any, exchange: str, symbol: str, columns: Sequence[str
 
     frame = pl.from_arrow(table, rechunk=False)
     assert isinstance(frame, pl.DataFrame)
-    row_scale = {"price": pl.col("price_scale").cast(pl.Int64), "qty": pl.col("qty_scale").cast(pl.Int64),
-                 "quote_qty": pl.col("price_scale").cast(pl.Int64) + pl.col("qty_scale").cast(pl.Int64)}
+    row_scale = {
+        "price": pl.col("price_scale").cast(pl.Int64),
+        "qty": pl.col("qty_scale").cast(pl.Int64),
+        "quote_qty": pl.col("price_scale").cast(pl.Int64) + pl.col("qty_scale").cast(pl.Int64),
+    }
     exprs = []
     for name in DECIMALS:
         text = pl.col(name).cast(pl.String)
         cut = frame.schema[name].scale - row_scale[name]  # type: ignore[attr-defined]
-        exprs.append(text.str.head(text.str.len_chars() - cut - (row_scale[name] == 0).cast(pl.Int64)).alias(name))
-    frame = frame.with_columns(exprs).with_columns(pl.lit(exchange, pl.String).alias("exchange"),
-                                                   pl.lit(symbol, pl.String).alias("symbol"))
+        exprs.append(
+            text.str.head(text.str.len_chars() - cut - (row_scale[name] == 0).cast(pl.Int64)).alias(name)
+        )
+    frame = frame.with_columns(exprs).with_columns(
+        pl.lit(exchange, pl.String).alias("exchange"), pl.lit(symbol, pl.String).alias("symbol")
+    )
     return frame.select(list(columns))
 
 
-def read_trades(exchange: str, symbol: str, start: Any = None, end: Any = None, *,
-                columns: Sequence[str] = ("trade_id", "trade_time", "price", "qty", "is_buyer_maker"),
-                conn: psycopg.Connection | None = None) -> Any:
+def read_trades(
+    exchange: str,
+    symbol: str,
+    start: Any = None,
+    end: Any = None,
+    *,
+    columns: Sequence[str] = ("trade_id", "trade_time", "price", "qty", "is_buyer_maker"),
+    conn: psycopg.Connection | None = None,
+) -> Any:
     """The archived-and-dropped trades of (exchange, symbol) in [start, end) as a polars DataFrame
     (None when no dropped day overlaps the range). Prices and quantities exact `pl.Decimal(38, s)`."""
     from .. import db
@@ -244,5 +268,6 @@ def decode(data: bytes, columns: list[str] | None = None, where: str = "the arch
     try:
         return pq.read_table(pa.BufferReader(data), columns=columns, page_checksum_verification=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-        raise ArchiveError(f"{where} cannot be read as Parquet ({' '.join(str(exc).split())}): "
-                           "it is damaged or partial") from None
+        raise ArchiveError(
+            f"{where} cannot be read as Parquet ({' '.join(str(exc).split())}): it is damaged or partial"
+        ) from None

@@ -66,9 +66,12 @@ def _base_table(conn: psycopg.Connection) -> str:
     row = conn.execute(
         "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE c.relname = 'trades' AND c.relkind = 'p' AND n.nspname = ANY (current_schemas(false)) "
-        "ORDER BY array_position(current_schemas(false), n.nspname) LIMIT 1").fetchone()
+        "ORDER BY array_position(current_schemas(false), n.nspname) LIMIT 1"
+    ).fetchone()
     if not row:
-        raise DatabaseError("no partitioned table `trades` on the search path: apply the schema (cryptolab db init)")
+        raise DatabaseError(
+            "no partitioned table `trades` on the search path: apply the schema (cryptolab db init)"
+        )
     return str(row[0])
 
 
@@ -81,8 +84,9 @@ def attach(conn: psycopg.Connection, exchange: str, symbol: str, start: datetime
     t0, t1 = _utc(start), _utc(end)
     assert t0 is not None and t1 is not None
     try:
-        row = conn.execute(f"SELECT to_regclass('archive_days') IS NOT NULL, "
-                           f"to_regclass('pg_temp.{_MARK}') IS NOT NULL").fetchone()
+        row = conn.execute(
+            f"SELECT to_regclass('archive_days') IS NOT NULL, to_regclass('pg_temp.{_MARK}') IS NOT NULL"
+        ).fetchone()
         assert row is not None
         has_archive, is_attached = bool(row[0]), bool(row[1])
         if not has_archive:
@@ -92,11 +96,16 @@ def attach(conn: psycopg.Connection, exchange: str, symbol: str, start: datetime
         days = dropped_days(conn, exchange, symbol, None, None) if has_archive else []
         lo, hi = t0, t1
         if days:  # the last trade before start and the first at or after end are looked at too (halts, gaps, tick rule)
-            prior = conn.execute("SELECT max(ts) FROM bars_1s WHERE exchange = %s AND symbol = %s AND ts < %s",
-                                 (exchange, symbol, t0)).fetchone()
+            prior = conn.execute(
+                "SELECT max(ts) FROM bars_1s WHERE exchange = %s AND symbol = %s AND ts < %s",
+                (exchange, symbol, t0),
+            ).fetchone()
             lo = min(t0, prior[0]) if prior and prior[0] is not None else t0
-            after = conn.execute("SELECT min(ts) + interval '1 second' FROM bars_1s "
-                                 "WHERE exchange = %s AND symbol = %s AND ts >= %s", (exchange, symbol, t1)).fetchone()
+            after = conn.execute(
+                "SELECT min(ts) + interval '1 second' FROM bars_1s "
+                "WHERE exchange = %s AND symbol = %s AND ts >= %s",
+                (exchange, symbol, t1),
+            ).fetchone()
             hi = max(t1, after[0]) if after and after[0] is not None else t1
             days = dropped_days(conn, exchange, symbol, lo, hi)
         if not days:
@@ -110,15 +119,23 @@ def attach(conn: psycopg.Connection, exchange: str, symbol: str, start: datetime
         got = read_archived(days, lo, hi, FILE_COLUMNS)
         base = _base_table(conn)
         conn.execute(f"CREATE TEMP TABLE trades (LIKE {base} INCLUDING DEFAULTS)")  # indexes after the load
-        conn.execute(f"INSERT INTO pg_temp.trades ({', '.join(_COLUMNS)}) "
-                     f"SELECT {', '.join(_COLUMNS)} FROM {base} "
-                     "WHERE exchange = %s AND symbol = %s AND trade_time >= %s AND trade_time < %s",
-                     (exchange, symbol, lo, hi))
+        conn.execute(
+            f"INSERT INTO pg_temp.trades ({', '.join(_COLUMNS)}) "
+            f"SELECT {', '.join(_COLUMNS)} FROM {base} "
+            "WHERE exchange = %s AND symbol = %s AND trade_time >= %s AND trade_time < %s",
+            (exchange, symbol, lo, hi),
+        )
         if got is not None and got.num_rows:
             # rows stored again for a dropped day (late rows) may repeat archived ones: keep one of each
-            late = any(conn.execute(f"SELECT EXISTS (SELECT 1 FROM {base} WHERE exchange = %s AND symbol = %s "
-                                    "AND trade_time >= %s AND trade_time < %s)",
-                                    (exchange, symbol, *day_bounds(d.day))).fetchone() == (True,) for d in days)
+            late = any(
+                conn.execute(
+                    f"SELECT EXISTS (SELECT 1 FROM {base} WHERE exchange = %s AND symbol = %s "
+                    "AND trade_time >= %s AND trade_time < %s)",
+                    (exchange, symbol, *day_bounds(d.day)),
+                ).fetchone()
+                == (True,)
+                for d in days
+            )
             target = _STAGE if late else "trades"
             if late:
                 conn.execute(f"CREATE TEMP TABLE {_STAGE} (LIKE pg_temp.trades)")
@@ -130,20 +147,27 @@ def attach(conn: psycopg.Connection, exchange: str, symbol: str, start: datetime
                         part.write_csv(buf, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f%z")
                         cp.write(buf.getbuffer())
             if late:
-                conn.execute(f"INSERT INTO pg_temp.trades SELECT s.* FROM pg_temp.{_STAGE} s WHERE NOT EXISTS "
-                             "(SELECT 1 FROM pg_temp.trades t WHERE t.trade_id = s.trade_id "
-                             "AND t.trade_time = s.trade_time)")
+                conn.execute(
+                    f"INSERT INTO pg_temp.trades SELECT s.* FROM pg_temp.{_STAGE} s WHERE NOT EXISTS "
+                    "(SELECT 1 FROM pg_temp.trades t WHERE t.trade_id = s.trade_id "
+                    "AND t.trade_time = s.trade_time)"
+                )
                 conn.execute(f"DROP TABLE pg_temp.{_STAGE}")
         conn.execute("CREATE INDEX ON pg_temp.trades (exchange, symbol, trade_id)")
         conn.execute("ANALYZE pg_temp.trades")
         # statements psycopg prepared earlier on this connection were resolved to the database's
         # table: make PostgreSQL re-plan them (and so look `trades` up again) before their next use
         conn.execute("DISCARD PLANS")
-        conn.execute(f"CREATE TEMP TABLE {_MARK} AS SELECT %s::text AS exchange, %s::text AS symbol, "
-                     "%s::timestamptz AS lo, %s::timestamptz AS hi", (exchange, symbol, lo, hi))
+        conn.execute(
+            f"CREATE TEMP TABLE {_MARK} AS SELECT %s::text AS exchange, %s::text AS symbol, "
+            "%s::timestamptz AS lo, %s::timestamptz AS hi",
+            (exchange, symbol, lo, hi),
+        )
         return True
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not join the archive to the database for {exchange} {symbol}: {_first(exc)}") from None
+        raise DatabaseError(
+            f"could not join the archive to the database for {exchange} {symbol}: {_first(exc)}"
+        ) from None
 
 
 _READS_TRADES = re.compile(r"\b(from|join)\s+trades\b", re.IGNORECASE)

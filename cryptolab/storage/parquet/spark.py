@@ -59,9 +59,15 @@ class _Reader(DataSourceReader):
         store = open_store(self.url, check=False)
         doc = read_manifest(store)
         if doc is None:
-            raise ArchiveError(f"{store.uri()} has no manifest.json: not a cryptolab archive, or nothing archived yet")
-        days = [d for d in doc["days"] if d.get("table", "trades") == "trades"
-                and (not self.symbols or str(d["symbol"]).upper() in self.symbols)]
+            raise ArchiveError(
+                f"{store.uri()} has no manifest.json: not a cryptolab archive, or nothing archived yet"
+            )
+        days = [
+            d
+            for d in doc["days"]
+            if d.get("table", "trades") == "trades"
+            and (not self.symbols or str(d["symbol"]).upper() in self.symbols)
+        ]
         return [InputPartition(json.dumps(d)) for d in days]
 
     def read(self, partition: InputPartition) -> Iterator[Any]:
@@ -74,10 +80,15 @@ class _Reader(DataSourceReader):
         store = open_store(self.url, check=False)
         table = check_file(store.get(rec.path), rec, store.uri(rec.path))
         n = table.num_rows
-        table = table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))  # Spark's schema: nullable
-        table = (table.replace_schema_metadata(None).append_column("exchange", pa.array([rec.exchange] * n, pa.string()))
-                 .append_column("symbol", pa.array([rec.symbol] * n, pa.string()))
-                 .append_column("date", pa.array([rec.day] * n, pa.date32())))
+        table = table.cast(
+            pa.schema([f.with_nullable(True) for f in table.schema])
+        )  # Spark's schema: nullable
+        table = (
+            table.replace_schema_metadata(None)
+            .append_column("exchange", pa.array([rec.exchange] * n, pa.string()))
+            .append_column("symbol", pa.array([rec.symbol] * n, pa.string()))
+            .append_column("date", pa.array([rec.day] * n, pa.date32()))
+        )
         yield from table.to_batches(max_chunksize=131_072)
 
 

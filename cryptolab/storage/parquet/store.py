@@ -241,25 +241,35 @@ def open_store(url: str | None = None, *, check: bool = True) -> Store:
         if scheme == "file":
             root = parts.path
             if not root.startswith("/"):
-                raise ConfigError(f"archive URL {raw!r}: a file:// URL needs an absolute path (file:///data/archive)")
+                raise ConfigError(
+                    f"archive URL {raw!r}: a file:// URL needs an absolute path (file:///data/archive)"
+                )
             store = Store(raw, pafs.LocalFileSystem(), os.path.normpath(root), "dir")
         elif scheme in ("s3", "s3a"):
             bucket = parts.netloc
             if not bucket or "@" in bucket or ":" in bucket:
-                raise ConfigError(f"archive URL {raw!r} has no valid bucket: use s3://bucket/prefix "
-                                  "(endpoint and credentials come from AWS_ENDPOINT_URL / AWS_ACCESS_KEY_ID …)")
+                raise ConfigError(
+                    f"archive URL {raw!r} has no valid bucket: use s3://bucket/prefix "
+                    "(endpoint and credentials come from AWS_ENDPOINT_URL / AWS_ACCESS_KEY_ID …)"
+                )
             if parts.query or parts.fragment:
-                raise ConfigError(f"archive URL {raw!r}: no query or fragment allowed; endpoint and credentials "
-                                  "come from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID …)")
+                raise ConfigError(
+                    f"archive URL {raw!r}: no query or fragment allowed; endpoint and credentials "
+                    "come from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID …)"
+                )
             prefix = parts.path.strip("/")
             root = f"{bucket}/{prefix}" if prefix else bucket
             store = Store(f"s3://{root}", _s3_filesystem(), root, "s3")
         else:
-            raise ConfigError(f"archive URL {raw!r}: unknown scheme {parts.scheme!r}: use a directory or s3://bucket/prefix")
+            raise ConfigError(
+                f"archive URL {raw!r}: unknown scheme {parts.scheme!r}: use a directory or s3://bucket/prefix"
+            )
     else:
         path = Path(raw).expanduser()
         if path.exists() and not path.is_dir():
-            raise ConfigError(f"archive {raw!r} is a file, not a directory: point --to / CRYPTOLAB_ARCHIVE at a directory")
+            raise ConfigError(
+                f"archive {raw!r} is a file, not a directory: point --to / CRYPTOLAB_ARCHIVE at a directory"
+            )
         resolved = str(path.resolve())
         store = Store(resolved, pafs.LocalFileSystem(), resolved, "dir")
     if check:

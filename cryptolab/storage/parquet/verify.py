@@ -109,7 +109,10 @@ def _decimal_sum(col: Any, other: Any = None) -> Decimal:
         return Decimal(_sum_products(ua, ub)).scaleb(-(sa + b.type.scale))
     with localcontext() as ctx:
         ctx.prec = 200
-        return sum((x * y for x, y in zip(a.to_pylist(), b.to_pylist()) if x is not None and y is not None), Decimal(0))
+        return sum(
+            (x * y for x, y in zip(a.to_pylist(), b.to_pylist()) if x is not None and y is not None),
+            Decimal(0),
+        )
 
 
 def table_stats(table: Any) -> DayStats:
@@ -130,7 +133,9 @@ def table_stats(table: Any) -> DayStats:
     sum_qty = _decimal_sum(table.column("qty"))
     sum_quote = _decimal_sum(table.column("price"), table.column("qty"))
     if "quote_qty" in table.column_names and _decimal_sum(table.column("quote_qty")) != sum_quote:
-        raise ArchiveError("the archived quote_qty column does not add up to Σ(price·qty): the file is damaged")
+        raise ArchiveError(
+            "the archived quote_qty column does not add up to Σ(price·qty): the file is damaged"
+        )
     times = table.column("trade_time").combine_chunks().cast(pa.int64())
     import numpy as np
 
@@ -158,8 +163,9 @@ def db_stats(conn: psycopg.Connection, exchange: str, symbol: str, day: date) ->
     try:
         row = conn.execute(_DB_STATS, (exchange, symbol, t0, t1)).fetchone()
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not read {exchange} {symbol} {day} from the database: "
-                            f"{str(exc).strip().splitlines()[0]}") from None
+        raise DatabaseError(
+            f"could not read {exchange} {symbol} {day} from the database: {str(exc).strip().splitlines()[0]}"
+        ) from None
     assert row is not None
     return DayStats(int(row[0]), row[1], row[2], Decimal(row[3]), Decimal(row[4]), int(row[5]), int(row[6]))
 
@@ -167,9 +173,15 @@ def db_stats(conn: psycopg.Connection, exchange: str, symbol: str, day: date) ->
 def differences(archive: DayStats, database: DayStats) -> list[str]:
     """What differs between the archive's and the database's view of a day (empty: identical)."""
     out = []
-    for name, label in (("rows", "row count"), ("first_id", "first id"), ("last_id", "last id"),
-                        ("sum_qty", "Σqty"), ("sum_quote", "Σ(price·qty)"),
-                        ("sum_time_us", "Σtrade_time"), ("buyer_maker", "buyer-maker rows")):
+    for name, label in (
+        ("rows", "row count"),
+        ("first_id", "first id"),
+        ("last_id", "last id"),
+        ("sum_qty", "Σqty"),
+        ("sum_quote", "Σ(price·qty)"),
+        ("sum_time_us", "Σtrade_time"),
+        ("buyer_maker", "buyer-maker rows"),
+    ):
         a, d = getattr(archive, name), getattr(database, name)
         if a != d:
             out.append(f"{label}: archive {a}, database {d}")
