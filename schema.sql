@@ -610,6 +610,32 @@ INSERT INTO schema_version (version, description)
 VALUES (9, 'archive_book_days: closed days of the order book in the archive, verified, dropped')
 ON CONFLICT (version) DO NOTHING;
 
--- ---------------------------------------------------------------- version 10+
+-- ---------------------------------------------------------------- version 10
+-- The top of the book after every diff a synced book applied (docs/book.md, "Tops"): derived,
+-- not published, so that book_top reads one row per update instead of rebuilding the book from
+-- ~45 level updates per diff (benchmarks/bench_book_read.py). Written by the capture and the
+-- recording loader beside the diffs, in the same transaction; a side is null when empty.
+-- book_top uses them only where they cover every diff of a run it rebuilds, and rebuilds the
+-- rest (tops are never the only copy of anything: dropping them loses nothing). Partitioned by
+-- UTC day like book_diffs; the archive drops a day's tops with the day's diffs.
+CREATE TABLE IF NOT EXISTS book_tops (
+    exchange    text        NOT NULL,
+    symbol      text        NOT NULL,
+    update_id   bigint      NOT NULL,
+    event_time  timestamptz NOT NULL,
+    bid_price   numeric     CHECK (bid_price > 0),
+    bid_qty     numeric     CHECK (bid_qty > 0),
+    ask_price   numeric     CHECK (ask_price > 0),
+    ask_qty     numeric     CHECK (ask_qty > 0),
+    source      text        NOT NULL CHECK (source IN ('live', 'backfill', 'replay', 'simulator')),
+    PRIMARY KEY (exchange, symbol, update_id, event_time),
+    CHECK ((bid_price IS NULL) = (bid_qty IS NULL) AND (ask_price IS NULL) = (ask_qty IS NULL))
+) PARTITION BY RANGE (event_time);
+
+INSERT INTO schema_version (version, description)
+VALUES (10, 'book_tops: the best bid and ask after every applied diff, read by book_top')
+ON CONFLICT (version) DO NOTHING;
+
+-- ---------------------------------------------------------------- version 11+
 -- Append later changes here as idempotent steps, each closed by its own
 -- INSERT INTO schema_version.

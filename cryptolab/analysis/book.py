@@ -1,8 +1,9 @@
 """Reading the stored order book: the book at an update id or a time, the top after every
 update, the stored quotes and the recorded gaps (docs/book_analysis.md).
 
-The book is rebuilt from `book_snapshots` and `book_diffs` alone (the decisions and the
-vectorised arithmetic are in `book_replay`, pure). Arguments follow `cryptolab.analysis`:
+The book is rebuilt from `book_snapshots` and `book_diffs` alone (`book_rebuild`; the decisions
+and the vectorised arithmetic are in `book_replay`, pure; the row reads in `book_rows`), or its
+top read from `book_tops` where the capture stored it. Arguments follow `cryptolab.analysis`:
 `symbol`/`exchange` None take them from the stored book data (the symbol with the newest
 snapshot; real `binance` first), times are datetimes or ISO strings (UTC), `[start, end)`
 defaults to the last hour of stored diffs, `conn` reuses a connection, `as_` picks polars or
@@ -13,19 +14,15 @@ naming the gap and the snapshot that heals it.
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg import sql
 
 from ..book.state import OrderBook
 from ..errors import DatabaseError, DataError
 from ..model import DEFAULT_EXCHANGE
-from ..storage.parquet.book_session import book_attached
 from .args import AsType, Frame, _normalize_exchange, normalize_symbol, parse_time
 from .book_archive import (
     archived_book,
@@ -37,17 +34,29 @@ from .book_archive import (
     cover_time,
     first_archived_before,
 )
-from .book_replay import NONE, Run, best_levels, final_levels, plan_runs, scale_of, ticks_to_decimal, to_ticks
+from .book_rebuild import empty_top, plan_book, rebuild
+from .book_replay import Run, final_levels, plan_runs, scale_of, ticks_to_decimal, to_ticks
+from .book_rows import BookSpan, StoredDiffs, crossed_after, read_diffs, read_snapshots, scalar
+from .book_tops import stored_top
 from .execute import run
 from .scope import connection
 
-__all__ = ["book_at", "book_top", "quotes", "book_gaps", "book_markets", "BookBreakError", "TOP_COLUMNS",
-           "BookSpan", "resolve_book", "load_book", "Rebuilt"]
+__all__ = [
+    "book_at",
+    "book_top",
+    "quotes",
+    "book_gaps",
+    "book_markets",
+    "BookBreakError",
+    "BookSpan",
+    "resolve_book",
+]
+
 
 _MODULE = "book"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 _DEFAULT = timedelta(hours=1)
-TOP_COLUMNS = ("update_id", "ts", "bid_price", "bid_qty", "ask_price", "ask_qty", "spread", "mid")
 
 
 class BookBreakError(DataError):
@@ -58,9 +67,6 @@ class BookBreakError(DataError):
         self.after_id = after_id
         self.snapshot_id = snapshot_id
         """The update id of the snapshot that heals the break (None: none stored yet)."""
-
-
-# ---------------------------------------------------------------- which market, which range
 
 
 def book_markets(
@@ -122,23 +128,6 @@ def resolve_book(
     return best[0], best[1]
 
 
-@dataclass(frozen=True)
-class BookSpan:
-    exchange: str
-    symbol: str
-    start: datetime
-    end: datetime
-
-    def values(self, **extra: Any) -> dict[str, Any]:
-        return {
-            "exchange": self.exchange,
-            "symbol": self.symbol,
-            "start": self.start,
-            "end": self.end,
-            **extra,
-        }
-
-
 def _span(
     conn: psycopg.Connection, symbol: Any, start: Any, end: Any, exchange: Any, what: str = "depth"
 ) -> BookSpan:
@@ -153,7 +142,7 @@ def _span(
         q = f"SELECT {col} FROM {table} WHERE exchange = %s AND symbol = %s ORDER BY {key} {{}} LIMIT 1"
         if t1 is None:
             cover_last(conn, table, exch, sym)
-            last = _one(conn, q.format("DESC"), (exch, sym))
+            last = scalar(conn, q.format("DESC"), (exch, sym))
             t1 = (
                 (last + timedelta(microseconds=1))
                 if last is not None
@@ -164,306 +153,12 @@ def _span(
             # the first row only clips a start after it: when it lies in an archived day wholly
             # before t0 it cannot, and that day is not loaded to find it
             if not first_archived_before(conn, table, exch, sym, t0):
-                first = _one(conn, q.format("ASC"), (exch, sym))
+                first = scalar(conn, q.format("ASC"), (exch, sym))
                 if first is not None and t0 < first < t1:
                     t0 = first
     if t0 > t1:
         raise DataError(f"start {t0.isoformat()} is after end {t1.isoformat()}: swap them or widen the range")
     return BookSpan(exch, sym, t0, t1)
-
-
-# ---------------------------------------------------------------- reading rows
-
-
-@dataclass
-class _Snap:
-    update_id: int
-    received_at: datetime
-    bids: tuple[Any, Any]  # (price strings, qty strings) as polars String series
-    asks: tuple[Any, Any]
-
-
-class _Diffs:
-    """Stored diffs in last-id order: `frame` (first_id, last_id, prev_id, event_us), `raw` (the
-    level arrays as text), and `sides` (made when first asked: per side d = diff row, price,
-    qty as strings, every level in order)."""
-
-    def __init__(self, frame: Any, raw: Any, sides: dict[str, Any] | None = None) -> None:
-        self.frame, self.raw = frame, raw
-        self._sides = sides
-
-    @property
-    def sides(self) -> dict[str, Any]:
-        if self._sides is None:
-            self._sides = {s: _explode(self.raw, s) for s in ("bid", "ask")}
-        return self._sides
-
-    @property
-    def futures(self) -> bool:
-        return bool(self.frame.height) and self.frame["prev_id"].null_count() < self.frame.height
-
-
-def _copy(conn: psycopg.Connection, query: sql.Composable) -> bytes:
-    buf = io.BytesIO()
-    try:
-        with conn.cursor() as cur, cur.copy(sql.SQL("COPY ({}) TO STDOUT").format(query)) as copy:
-            for chunk in copy:
-                buf.write(chunk)
-    except psycopg.Error as exc:
-        raise DatabaseError(f"could not read the stored book: {str(exc).strip().splitlines()[0]}") from None
-    return buf.getvalue()
-
-
-def _fetch_adbc(conn: psycopg.Connection, query: sql.Composable, names: list[str]) -> Any:
-    """The rows of `query` over ADBC (binary COPY decoded in C++: much faster than psycopg's COPY
-    for ~1M rows), on its own connection to the same database; None when the driver is missing."""
-    import polars as pl
-
-    try:
-        import adbc_driver_postgresql.dbapi as adbc
-    except ImportError:  # pragma: no cover - install problem
-        return None
-    from .reader import _conninfo
-
-    text = query.as_string(conn)
-    try:
-        with adbc.connect(_conninfo(conn)) as ac, ac.cursor() as cur:
-            cur.execute(text)
-            table = cur.fetch_arrow_table()
-    except Exception as exc:  # adbc_driver_manager.Error and its subclasses
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseError(f"could not read the stored book over ADBC: {first}") from None
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    return frame.rename(dict(zip(frame.columns, names)))
-
-
-def _fixed_scale_ticks(
-    raw: Any,
-) -> tuple[tuple[int, int], dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] | None:
-    """Exact int64 ticks of every diff level straight from the arrays' text, when all prices
-    have one number of decimals and all quantities another (as Binance writes them): drop the
-    points, split, cast. Returns ((price scale, qty scale), per side (d, price, qty)) or None
-    (mixed decimals, or more than 18 digits: the general path)."""
-    import polars as pl
-
-    if raw.height == 0:
-        return None
-    scales = []
-    for kind in ("price", "qty"):
-        probe = pl.concat(
-            [raw[f"{s}_{kind}"].str.extract(r"^\{[0-9]+\.([0-9]+)[,}]", 1) for s in ("bid", "ask")]
-        )
-        first = probe.drop_nulls()
-        if not len(first) or len(first[0]) > 17:
-            return None
-        scales.append(len(first[0]))
-    from concurrent.futures import ThreadPoolExecutor
-
-    # in slices: polars' string splitting slows down on ~1 GB of text at once; two at a time
-    with ThreadPoolExecutor(2) as pool:
-        parts = list(
-            pool.map(
-                lambda i: _ticks_slice(raw.slice(i, _SLICE), i, scales[0], scales[1]),
-                range(0, raw.height, _SLICE),
-            )
-        )
-    if any(x is None for x in parts):
-        return None
-    out = {}
-    for side in ("bid", "ask"):
-        got = [x[side] for x in parts if x is not None]
-        out[side] = (
-            np.concatenate([g[0] for g in got]),
-            np.concatenate([g[1] for g in got]),
-            np.concatenate([g[2] for g in got]),
-        )
-    return (scales[0], scales[1]), out
-
-
-_SLICE = 65_536
-
-
-def _ticks_slice(
-    raw: Any, offset: int, price_scale: int, qty_scale: int
-) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
-    """`_fixed_scale_ticks` of rows offset … offset + len(raw): None when a level has other decimals."""
-    import polars as pl
-
-    checks = raw.select(  # every element has exactly that many decimals
-        (
-            pl.when(pl.col(c) == "{}").then(0).otherwise(pl.col(c).str.count_matches(",", literal=True) + 1)
-            == pl.col(c).str.count_matches(
-                r"\.[0-9]{" + str(price_scale if i % 2 == 0 else qty_scale) + r"}[,}]"
-            )
-        )
-        .all()
-        .alias(c)
-        for i, c in enumerate(("bid_price", "bid_qty", "ask_price", "ask_qty"))
-    ).row(0)
-    if not all(checks):
-        return None
-    out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    for side in ("bid", "ask"):
-        lists = (
-            raw.select(
-                (pl.int_range(pl.len(), dtype=pl.Int64) + offset).alias("d"),
-                *(
-                    pl.col(f"{side}_{k}")
-                    .str.replace_all(".", "", literal=True)
-                    .str.strip_chars("{}")
-                    .str.split(",")
-                    .alias(k)
-                    for k in ("price", "qty")
-                ),
-            )
-            .explode(["price", "qty"])
-            .filter(pl.col("price") != "")
-        )
-        try:
-            p = lists["price"].cast(pl.Int64, strict=True).to_numpy()
-            q = lists["qty"].cast(pl.Int64, strict=True).to_numpy()
-        except pl.exceptions.InvalidOperationError:
-            return None  # a value beyond int64
-        out[side] = (lists["d"].to_numpy(), p.astype(np.int64, copy=False), q.astype(np.int64, copy=False))
-    return out
-
-
-def _explode(frame: Any, side: str) -> Any:
-    import polars as pl
-
-    return (
-        frame.select(
-            pl.int_range(pl.len(), dtype=pl.Int64).alias("d"),
-            pl.col(f"{side}_price").str.strip_chars("{}").str.split(",").alias("price"),
-            pl.col(f"{side}_qty").str.strip_chars("{}").str.split(",").alias("qty"),
-        )
-        .explode(["price", "qty"])
-        .filter(pl.col("price").is_not_null() & (pl.col("price") != ""))
-    )
-
-
-_PARTS = 2
-"""Bulk reads split the id range in this many parts read at once (each its own server backend:
-turning NUMERIC into text is most of a read's cost)."""
-
-
-def _read_diffs(
-    conn: psycopg.Connection,
-    exch: str,
-    sym: str,
-    after_id: int | None,
-    upto_id: int | None,
-    t_end: datetime | None,
-    *,
-    inclusive: bool = False,
-    bulk: bool = False,
-) -> _Diffs:
-    """Diffs with last id > after_id (≥ with `inclusive`) and ≤ upto_id / event_time < t_end, in id
-    order; `bulk` (many rows) reads over ADBC in parallel parts, else psycopg's COPY on `conn`."""
-    import polars as pl
-
-    names = ["first_id", "last_id", "prev_id", "event_us", "bid_price", "bid_qty", "ask_price", "ask_qty"]
-    schema = {
-        "first_id": pl.Int64,
-        "last_id": pl.Int64,
-        "prev_id": pl.Int64,
-        "event_us": pl.Int64,
-        "bid_price": pl.String,
-        "bid_qty": pl.String,
-        "ask_price": pl.String,
-        "ask_qty": pl.String,
-    }
-
-    def query(lo: int | None, lo_inclusive: bool, hi: int | None) -> sql.Composable:
-        where = [
-            sql.SQL("exchange = {}").format(sql.Literal(exch)),
-            sql.SQL("symbol = {}").format(sql.Literal(sym)),
-        ]
-        if lo is not None:
-            where.append(
-                sql.SQL("last_update_id {} {}").format(
-                    sql.SQL(">=" if lo_inclusive else ">"), sql.Literal(lo)
-                )
-            )
-        if hi is not None:
-            where.append(sql.SQL("last_update_id <= {}").format(sql.Literal(hi)))
-        if t_end is not None:
-            where.append(sql.SQL("event_time < {}").format(sql.Literal(t_end)))
-        return sql.SQL(
-            "SELECT first_update_id, last_update_id, prev_update_id,"
-            " (extract(epoch FROM event_time) * 1000000)::bigint, bid_price::text, bid_qty::text,"
-            " ask_price::text, ask_qty::text FROM book_diffs WHERE {} ORDER BY last_update_id"
-        ).format(sql.SQL(" AND ").join(where))
-
-    frame = None
-    if bulk and after_id is not None and upto_id is not None and upto_id - after_id > _PARTS:
-        from concurrent.futures import ThreadPoolExecutor
-
-        cuts = [after_id + (upto_id - after_id) * i // _PARTS for i in range(_PARTS + 1)]
-        parts = [query(cuts[i], inclusive and i == 0, cuts[i + 1]) for i in range(_PARTS)]
-        with ThreadPoolExecutor(_PARTS) as pool:
-            got = list(pool.map(lambda q: _fetch_adbc(conn, q, names), parts))
-        if all(g is not None for g in got):
-            frame = pl.concat([g.cast(schema) for g in got])
-    elif bulk:
-        frame = _fetch_adbc(conn, query(after_id, inclusive, upto_id), names)
-    if frame is None:  # no ADBC driver: psycopg's COPY, parsed by polars
-        data = _copy(conn, query(after_id, inclusive, upto_id))
-        frame = (
-            pl.DataFrame(schema=schema)
-            if not data
-            else pl.read_csv(
-                io.BytesIO(data),
-                separator="\t",
-                has_header=False,
-                new_columns=names,
-                schema_overrides=schema,
-                quote_char=None,
-                null_values="\\N",
-            )
-        )
-    frame = frame.cast(schema)  # type: ignore[arg-type]
-    return _Diffs(frame.select(names[:4]), frame.select(names[4:]))
-
-
-def _read_snapshots(
-    conn: psycopg.Connection, exch: str, sym: str, lo: int | None, hi: int | None
-) -> list[_Snap]:
-    import polars as pl
-
-    q = (
-        "SELECT last_update_id, received_at, bid_price::text[], bid_qty::text[], ask_price::text[], ask_qty::text[]"
-        " FROM book_snapshots WHERE exchange = %s AND symbol = %s AND last_update_id >= %s AND last_update_id <= %s"
-        " ORDER BY last_update_id"
-    )
-    rows = conn.execute(q, (exch, sym, -1 if lo is None else lo, 2**62 if hi is None else hi)).fetchall()
-    return [
-        _Snap(
-            r[0],
-            r[1],
-            (pl.Series(r[2], dtype=pl.String), pl.Series(r[3], dtype=pl.String)),
-            (pl.Series(r[4], dtype=pl.String), pl.Series(r[5], dtype=pl.String)),
-        )
-        for r in rows
-    ]
-
-
-def _crossed(conn: psycopg.Connection, exch: str, sym: str, lo: int, hi: int) -> list[int]:
-    rows = conn.execute(
-        "SELECT after_update_id FROM book_gaps WHERE exchange = %s AND symbol = %s AND reason = "
-        "'crossed' AND after_update_id BETWEEN %s AND %s",
-        (exch, sym, lo, hi),
-    ).fetchall()
-    return [int(r[0]) for r in rows]
-
-
-def _one(conn: psycopg.Connection, q: str, args: tuple[Any, ...]) -> Any:
-    row = conn.execute(q, args).fetchone()
-    return None if row is None else row[0]
-
-
-# ---------------------------------------------------------------- book_at
 
 
 def book_at(
@@ -491,7 +186,7 @@ def book_at(
         exch, sym = resolve_book(c, symbol, exchange)
         target = _target_id(c, exch, sym, at)
         cover_last(c, "book_snapshots", exch, sym, below=target + 1)
-        snap_id = _one(
+        snap_id = scalar(
             c,
             "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s "
             "AND last_update_id <= %s",
@@ -499,7 +194,7 @@ def book_at(
         )
         if snap_id is None:
             cover_first(c, "book_snapshots", exch, sym)
-            first = _one(
+            first = scalar(
                 c,
                 "SELECT min(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s",
                 (exch, sym),
@@ -512,12 +207,12 @@ def book_at(
             )
         cover_ids(c, "book_snapshots", exch, sym, snap_id, snap_id)
         cover_ids(c, "book_diffs", exch, sym, snap_id, target)
-        snaps = _read_snapshots(c, exch, sym, snap_id, snap_id)
-        diffs = _read_diffs(c, exch, sym, snap_id, target, None, inclusive=True)
+        snaps = read_snapshots(c, exch, sym, snap_id, snap_id)
+        diffs = read_diffs(c, exch, sym, snap_id, target, None, inclusive=True)
         futures = diffs.futures
         if not futures and diffs.frame.height and diffs.frame["last_id"][0] == snap_id:
             diffs = _drop_first(diffs)  # spot: a diff ending at the snapshot's id is in it already
-        crossed = _crossed(c, exch, sym, snap_id, target)
+        crossed = crossed_after(c, exch, sym, snap_id, target)
         f = diffs.frame
         runs = plan_runs(
             f["first_id"].to_numpy(),
@@ -595,11 +290,11 @@ def _levels_frame_decimal(out: list[tuple[str, Any, Any]], depth: int, book_id: 
     )
 
 
-def _drop_first(diffs: _Diffs) -> _Diffs:
+def _drop_first(diffs: StoredDiffs) -> StoredDiffs:
     import polars as pl
 
     sides = {s: v.filter(pl.col("d") > 0).with_columns(pl.col("d") - 1) for s, v in diffs.sides.items()}
-    return _Diffs(diffs.frame.slice(1), diffs.raw.slice(1), sides)
+    return StoredDiffs(diffs.frame.slice(1), diffs.raw.slice(1), sides)
 
 
 def _target_id(conn: psycopg.Connection, exch: str, sym: str, at: Any) -> int:
@@ -614,27 +309,27 @@ def _target_id(conn: psycopg.Connection, exch: str, sym: str, at: Any) -> int:
     if t is None:
         cover_last(conn, "book_diffs", exch, sym)
         cover_last(conn, "book_snapshots", exch, sym)
-        got = _one(
+        got = scalar(
             conn,
             "SELECT last_update_id FROM book_diffs WHERE exchange = %s AND symbol = %s "
             "ORDER BY last_update_id DESC LIMIT 1",
             (exch, sym),
         )
-        snap = _one(
+        snap = scalar(
             conn,
             "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s",
             (exch, sym),
         )
         return int(max(x for x in (got, snap) if x is not None))
     cover_last(conn, "book_diffs", exch, sym, at_or_before=t)
-    got = _one(
+    got = scalar(
         conn,
         "SELECT max(last_update_id) FROM book_diffs WHERE exchange = %s AND symbol = %s AND event_time <= %s",
         (exch, sym, t),
     )
     if got is None:
         cover_last(conn, "book_snapshots", exch, sym, at_or_before=t)
-        got = _one(
+        got = scalar(
             conn,
             "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s "
             "AND received_at <= %s",
@@ -642,7 +337,7 @@ def _target_id(conn: psycopg.Connection, exch: str, sym: str, at: Any) -> int:
         )
     if got is None:
         cover_edge_time(conn, "book_snapshots", exch, sym, newest=False)
-        first = _one(
+        first = scalar(
             conn,
             "SELECT min(received_at) FROM book_snapshots WHERE exchange = %s AND symbol = %s",
             (exch, sym),
@@ -706,9 +401,6 @@ def _break_error(
     return BookBreakError(head + tail, after_id=after, snapshot_id=healer)
 
 
-# ---------------------------------------------------------------- book_top
-
-
 def book_top(
     symbol: str | None = None,
     start: Any = None,
@@ -723,230 +415,22 @@ def book_top(
     (ask − bid) and mid ((bid + ask) / 2, one more decimal) — exact Decimal; null on an empty
     side. Diffs the stored book cannot be rebuilt through (a break until its healing snapshot)
     have no row: `book_gaps` says where. The book at `start` comes from the latest snapshot
-    before it plus the diffs since."""
+    before it plus the diffs since. Read from the tops the capture stored (`book_tops`) where
+    they cover the whole rebuild, else rebuilt from the levels: the same rows either way."""
     import polars as pl
 
     with connection(conn) as c, archived_book(c):
         span = _span(c, symbol, start, end, exchange)
-        rb = load_book(c, span)
-    if rb is None:
-        return _empty_top(as_)
-    frame = rb.top().drop("run")
-    t0 = int((span.start - _EPOCH) / timedelta(microseconds=1))
+        plan = plan_book(c, span)
+        if plan is None:
+            return empty_top(as_)
+        frame = stored_top(c, plan)
+        if frame is None:
+            frame = rebuild(c, plan).top()
+    frame = frame.drop("run")
+    t0 = int((span.start - datetime(1970, 1, 1, tzinfo=timezone.utc)) / timedelta(microseconds=1))
     frame = frame.filter(pl.col("ts") >= pl.lit(t0).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
     return frame.to_pandas() if as_ == "pandas" else frame
-
-
-def load_book(c: psycopg.Connection, span: BookSpan) -> Rebuilt | None:
-    """The rows that rebuild the book through `span`: the latest snapshot before its first diff,
-    the snapshots and diffs up to its last one, the crossed books recorded; None when the span
-    holds no diff or no snapshot precedes any of them."""
-    exch, sym = span.exchange, span.symbol
-    cover_time(c, "book_diffs", exch, sym, span.start, span.end)
-    ids = c.execute(
-        "SELECT min(last_update_id), max(last_update_id) FROM book_diffs WHERE exchange = %s AND "
-        "symbol = %s AND event_time >= %s AND event_time < %s",
-        (exch, sym, span.start, span.end),
-    ).fetchone()
-    if ids is None or ids[0] is None:
-        return None
-    lo, hi = int(ids[0]), int(ids[1])
-    cover_last(c, "book_snapshots", exch, sym, below=lo)
-    s0 = _one(
-        c,
-        "SELECT max(last_update_id) FROM book_snapshots WHERE exchange = %s AND symbol = %s AND "
-        "last_update_id < %s",
-        (exch, sym, lo),
-    )
-    cover_ids(c, "book_snapshots", exch, sym, s0, hi)
-    snaps = _read_snapshots(c, exch, sym, s0, hi)
-    if not snaps:
-        return None
-    s_first = snaps[0].update_id
-    cover_ids(c, "book_diffs", exch, sym, s_first, hi)
-    # archived days live in this session only: no reads on other connections (ADBC) then
-    bulk = hi - s_first > 200_000 and not book_attached(c)
-    diffs = _read_diffs(c, exch, sym, s_first, hi, span.end, inclusive=True, bulk=bulk)
-    return Rebuilt(diffs, snaps, _crossed(c, exch, sym, s_first, hi))
-
-
-def _empty_top(as_: AsType) -> Frame:
-    import polars as pl
-
-    d = pl.Decimal(38, 8)
-    frame = pl.DataFrame(
-        schema={
-            "update_id": pl.Int64,
-            "ts": pl.Datetime("us", "UTC"),
-            "bid_price": d,
-            "bid_qty": d,
-            "ask_price": d,
-            "ask_qty": d,
-            "spread": d,
-            "mid": pl.Decimal(38, 9),
-        }
-    )
-    return frame.to_pandas() if as_ == "pandas" else frame
-
-
-class Rebuilt:
-    """Stored rows that rebuild a book (pure from here on): its runs, exact ticks, tops, levels."""
-
-    def __init__(self, diffs: _Diffs, snaps: list[_Snap], crossed: list[int]) -> None:
-        self.diffs, self.snaps, self.crossed = diffs, snaps, crossed
-        f = diffs.frame
-        self.futures = diffs.futures
-        self.last = f["last_id"].to_numpy()
-        self.runs = [
-            r
-            for r in plan_runs(
-                f["first_id"].to_numpy(),
-                self.last,
-                f["prev_id"].to_numpy() if self.futures else None,
-                [s.update_id for s in snaps],
-                crossed,
-                self.futures,
-            )
-            if r.diffs
-        ]
-        self.ticks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
-        fast = _fixed_scale_ticks(diffs.raw)
-        snap_ps = scale_of(*[x.bids[0] for x in snaps], *[x.asks[0] for x in snaps])
-        snap_qs = scale_of(*[x.bids[1] for x in snaps], *[x.asks[1] for x in snaps])
-        if fast is not None:  # every diff level has the same number of decimals (Binance: 8)
-            (ps, qs), ticks = fast
-            self.price_scale, self.qty_scale = max(ps, snap_ps), max(qs, snap_qs)
-            up_p, up_q = 10 ** (self.price_scale - ps), 10 ** (self.qty_scale - qs)
-            self.ticks = {
-                s: (d, p * up_p if up_p > 1 else p, q * up_q if up_q > 1 else q)
-                for s, (d, p, q) in ticks.items()
-            }
-            return
-        sides = ("bid", "ask")
-        self.price_scale = max(snap_ps, scale_of(*[diffs.sides[s]["price"] for s in sides]))
-        self.qty_scale = max(snap_qs, scale_of(*[diffs.sides[s]["qty"] for s in sides]))
-        try:
-            self.ticks = {
-                s: (
-                    diffs.sides[s]["d"].to_numpy(),
-                    to_ticks(diffs.sides[s]["price"], self.price_scale),
-                    to_ticks(diffs.sides[s]["qty"], self.qty_scale),
-                )
-                for s in sides
-            }
-        except ValueError:  # more than 18 digits: the exact Decimal replay (slow, rare)
-            self.ticks = None
-
-    def updates(self, r: Run, side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every level update of run `r` on `side` in order: (k, price, qty) ticks, the
-        snapshot's levels first with k = 0, then diff r.first + k's."""
-        assert self.ticks is not None
-        snap = self.snaps[r.snapshot]
-        levels = snap.bids if side == "bid" else snap.asks
-        d, p, q = self.ticks[side]
-        a, b = np.searchsorted(d, r.first), np.searchsorted(d, r.last, side="right")
-        sp, sq = to_ticks(levels[0], self.price_scale), to_ticks(levels[1], self.qty_scale)
-        k = np.concatenate([np.zeros(len(sp), dtype=np.int64), d[a:b] - r.first])
-        return k, np.concatenate([sp, p[a:b]]), np.concatenate([sq, q[a:b]])
-
-    def top(self) -> Any:
-        """The top after every diff the runs rebuild: the book_top frame plus `run` (its index)."""
-        import polars as pl
-
-        if self.ticks is None:
-            return _top_decimal(self.diffs, self.snaps, self.runs)
-        ps, qs = self.price_scale, self.qty_scale
-        rows: list[np.ndarray] = []
-        run_no: list[np.ndarray] = []
-        best: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"bid": [], "ask": []}
-        from concurrent.futures import ThreadPoolExecutor
-
-        def side_best(r: Run, side: str) -> tuple[np.ndarray, np.ndarray]:
-            k, p, q = self.updates(r, side)
-            return best_levels(k, p, q, r.diffs, highest=side == "bid")
-
-        with ThreadPoolExecutor(2) as pool:  # numpy's sorts and ufuncs release the GIL: both sides at once
-            for i, r in enumerate(self.runs):
-                bid, ask = pool.submit(side_best, r, "bid"), pool.submit(side_best, r, "ask")
-                best["bid"].append(bid.result())
-                best["ask"].append(ask.result())
-                rows.append(np.arange(r.first, r.last + 1))
-                run_no.append(np.full(r.diffs, i, dtype=np.int64))
-        if not rows:
-            return _empty_top("polars").with_columns(pl.lit(0, dtype=pl.Int64).alias("run"))
-        idx = np.concatenate(rows)
-        bp = np.concatenate([x[0] for x in best["bid"]])
-        bq = np.concatenate([x[1] for x in best["bid"]])
-        ap = np.concatenate([x[0] for x in best["ask"]])
-        aq = np.concatenate([x[1] for x in best["ask"]])
-        hb, ha = bp != NONE, ap != NONE
-        both = hb & ha
-        event_us = self.diffs.frame["event_us"].to_numpy()[idx]
-        return pl.DataFrame(
-            [
-                pl.Series("update_id", self.last[idx], dtype=pl.Int64),
-                pl.Series("ts", event_us, dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
-                ticks_to_decimal("bid_price", np.where(hb, bp, 0), ps, hb),
-                ticks_to_decimal("bid_qty", bq, qs, hb),
-                ticks_to_decimal("ask_price", np.where(ha, ap, 0), ps, ha),
-                ticks_to_decimal("ask_qty", aq, qs, ha),
-                ticks_to_decimal("spread", np.where(both, ap - bp, 0), ps, both),
-                ticks_to_decimal("mid", np.where(both, (ap + bp) * 5, 0), ps + 1, both),
-                pl.Series("run", np.concatenate(run_no), dtype=pl.Int64),
-            ]
-        )
-
-
-def _top_decimal(diffs: _Diffs, snaps: list[_Snap], runs: list[Run]) -> Any:
-    """book_top's frame by applying each diff to an exact Decimal book (values beyond int64)."""
-    import polars as pl
-
-    from .frames import decimal_series
-
-    f = diffs.frame
-    per = {s: diffs.sides[s].group_by("d", maintain_order=True).agg("price", "qty") for s in ("bid", "ask")}
-    lv = {s: {int(d): list(zip(p, q)) for d, p, q in per[s].iter_rows()} for s in per}
-    out: list[tuple[Any, ...]] = []
-    run_no: list[int] = []
-    for no, r in enumerate(runs):
-        snap = snaps[r.snapshot]
-        book = OrderBook()
-        book.load(zip(snap.bids[0], snap.bids[1]), zip(snap.asks[0], snap.asks[1]), snap.update_id)
-        for i in range(r.first, r.last + 1):
-            book.apply(lv["bid"].get(i, []), lv["ask"].get(i, []), int(f["last_id"][i]))
-            b, a = book.best_bid(), book.best_ask()
-            spread = mid = None
-            if b and a:
-                spread, mid = a[0] - b[0], (a[0] + b[0]) / 2
-            out.append(
-                (
-                    int(f["last_id"][i]),
-                    int(f["event_us"][i]),
-                    b and b[0],
-                    b and b[1],
-                    a and a[0],
-                    a and a[1],
-                    spread,
-                    mid,
-                )
-            )
-            run_no.append(no)
-    cols = list(zip(*out)) if out else [()] * 8
-
-    def dec(name: str, vals: Any) -> Any:
-        return decimal_series(name, [None if v is None else format(v, "f") for v in vals])
-
-    return pl.DataFrame(
-        [
-            pl.Series("update_id", cols[0], dtype=pl.Int64),
-            pl.Series("ts", cols[1], dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
-            *(dec(n, cols[i]) for i, n in enumerate(TOP_COLUMNS[2:], start=2)),
-            pl.Series("run", run_no, dtype=pl.Int64),
-        ]
-    )
-
-
-# ---------------------------------------------------------------- quotes and gaps
 
 
 def quotes(

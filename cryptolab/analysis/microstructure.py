@@ -26,8 +26,9 @@ import psycopg
 
 from ..errors import DataError
 from .args import MAX_ROWS, AsType, Frame, parse_decimal, parse_duration, parse_interval
-from .book import BookSpan, Rebuilt, _empty_top, _span, load_book
+from .book import BookSpan, _span
 from .book_archive import archived_book, cover_time
+from .book_rebuild import Rebuilt, empty_top, load_book
 from .book_replay import NONE, _ranks, _sorted_updates, ticks_to_decimal
 from .execute import run
 from .reader import load_trades
@@ -186,7 +187,7 @@ def book_stats(
         rb = load_book(c, span)
     if rb is None:
         frame = _stats_frame(
-            _empty_top("polars").with_columns(pl.lit(0, dtype=pl.Int64).alias("run")), None, bps, iv, span
+            empty_top("polars").with_columns(pl.lit(0, dtype=pl.Int64).alias("run")), None, bps, iv, span
         )
     else:
         frame = _stats_frame(rb.top(), rb, bps, iv, span)
@@ -314,7 +315,7 @@ def trade_costs(
         wide = BookSpan(span.exchange, span.symbol, span.start, span.end + h)
         rb = load_book(c, wide)
         trades = load_trades(span.symbol, span.start, span.end, exchange=span.exchange, engine="copy", conn=c)
-    top = (rb.top() if rb is not None else _empty_top("polars")).select("ts", "mid", "spread").sort("ts")
+    top = (rb.top() if rb is not None else empty_top("polars")).select("ts", "mid", "spread").sort("ts")
     f64 = pl.Float64
     t = trades.with_columns(
         pl.when(pl.col("is_buyer_maker")).then(-1).otherwise(1).cast(pl.Int64).alias("side"),

@@ -7,7 +7,8 @@ whole and recorded in `archive_book_days`); with `--drop` / `--keep-days` a day 
 PostgreSQL only after every archived file of it is read back, checked against its record (size,
 SHA-256, page CRCs, rows, ids, checksum) and matched against the database under a lock:
 
-* `book_diffs` and `quotes`: the day's partition is dropped (one transaction, partition locked);
+* `book_diffs` and `quotes`: the day's partition is dropped (one transaction, partition locked;
+  the day's `book_tops`, derived from the diffs, go with them);
 * `book_snapshots`: the day's rows of the archived symbols are deleted (table locked for writes);
 * `book_gaps`: copied, never dropped (a loss stays visible in PostgreSQL, like `capture_gaps`).
 
@@ -431,6 +432,9 @@ def _drop_locked(
     if partition is not None:
         schema, name = partition.split(".", 1)
         c.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, name)))
+        if kind == "book_diffs":  # the day's stored tops go with its diffs (derived: book_top rebuilds)
+            tops = f"book_tops_{day:%Y%m%d}"
+            c.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, tops)))
 
 
 def book_drops(c: psycopg.Connection, store: Store, report: BookReport, say: Callable[[str], None]) -> None:

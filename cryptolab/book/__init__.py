@@ -6,9 +6,9 @@ see a loss), the local exchange (its own book), storage (the rows it writes) and
 (a book rebuilt from storage).
 """
 
-from .model import BookGap, BookRow, BookSnapshot, DepthDiff, Level, Quote
+from .model import BookGap, BookRow, BookSnapshot, BookTop, DepthDiff, Level, Quote
 from .state import OrderBook
 from .sync import BookSync, DiffResult, SnapshotResult
 
-__all__ = ["BookGap", "BookRow", "BookSnapshot", "BookSync", "DepthDiff", "DiffResult", "Level", "OrderBook",
+__all__ = ["BookGap", "BookRow", "BookSnapshot", "BookSync", "BookTop", "DepthDiff", "DiffResult", "Level", "OrderBook",
            "Quote", "SnapshotResult"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["BookGap", "BookRow", "BookSnapshot", "DepthDiff", "Level", "Quote", "GAP_REASONS"]
+__all__ = ["BookGap", "BookRow", "BookSnapshot", "BookTop", "DepthDiff", "Level", "Quote", "GAP_REASONS"]
 
 Level = tuple[str, str]
 """One price level: (price, quantity) as decimal strings; quantity "0…" removes the level."""
@@ -60,6 +60,22 @@ class Quote(NamedTuple):
     source: str = "live"
 
 
+class BookTop(NamedTuple):
+    """The best bid and ask of a synced book right after diff `update_id` was applied (None: that
+    side is empty). Derived, not published: kept so `book_top` reads the tops instead of
+    rebuilding the book; any valid rebuild of the same ids gives the same top."""
+
+    exchange: str
+    symbol: str
+    update_id: int
+    event_time_us: int
+    bid_price: str | None
+    bid_qty: str | None
+    ask_price: str | None
+    ask_qty: str | None
+    source: str = "live"
+
+
 GAP_REASONS = ("gap", "crossed", "restart")
 """Why a book lost continuity: diffs missed on the stream (`gap`), a book that came out crossed
 after an update (`crossed`), or diffs published while no capture ran (`restart`)."""
@@ -91,5 +107,5 @@ class BookGap(NamedTuple):
         return max(0, self.before_id - self.after_id - 1)
 
 
-BookRow = DepthDiff | BookSnapshot | Quote | BookGap
+BookRow = DepthDiff | BookSnapshot | Quote | BookGap | BookTop
 """Any row of the book's storage (what the sink queues beside trades)."""

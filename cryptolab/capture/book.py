@@ -78,7 +78,7 @@ class BookFeed:
     def follow(self, symbol: str, last_stored_id: int | None) -> None:
         """Keep `symbol`'s book; `last_stored_id` (the last diff stored before) lets a restart's hole show."""
         prev = self.syncs.get(symbol)
-        sync = BookSync(self.exchange, symbol, futures=self.futures)
+        sync = BookSync(self.exchange, symbol, futures=self.futures, keep_tops=True)
         sync.last_id = prev.last_id if prev is not None and prev.last_id is not None else last_stored_id
         self.syncs[symbol] = sync
 
@@ -107,6 +107,9 @@ class BookFeed:
             return
         self._queue(d)
         res = sync.on_diff(d, d.received_at_us or now_us())
+        if sync.tops:
+            self.sink.book.extend(sync.tops)
+            sync.tops.clear()
         if res is DiffResult.GAP:
             self.counters.book_resyncs += 1
         if sync.gaps:
@@ -184,6 +187,9 @@ class BookFeed:
             self.snapshot_errors.pop(sync.symbol, None)
             self.sink.put_book(snap)
             res = sync.on_snapshot(snap, now_us())
+            if sync.tops:
+                self.sink.book.extend(sync.tops)
+                sync.tops.clear()
             if sync.gaps:
                 self._record_gaps(sync)
             if res is SnapshotResult.STALE:

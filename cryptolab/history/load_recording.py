@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import psycopg
 
-from ..book.model import BookGap, BookRow, BookSnapshot, DepthDiff, Quote
+from ..book.model import BookGap, BookRow, BookSnapshot, BookTop, DepthDiff, Quote
 from ..errors import CryptolabError, DataError
 from ..model import DeadLetter, Trade
 from .recording import RawSnapshot, RecordingBook, Skipped, decode_line, market_of, split_line
@@ -171,7 +171,7 @@ class _Batch:
         """A book row, unless its day lives in the archive only (archived and dropped)."""
         if self.dropped:
             key: tuple[str, str, int] | None = None
-            if isinstance(r, DepthDiff):
+            if isinstance(r, (DepthDiff, BookTop)):  # a top goes with its diff
                 key = ("book_diffs", r.symbol, r.event_time_us // _US_PER_DAY)
             elif isinstance(r, Quote):
                 key = ("quotes", r.symbol, r.received_at_us // _US_PER_DAY)
@@ -232,7 +232,7 @@ def _take(row: object, follow: RecordingBook, b: _Batch, res: RecordingResult, w
 
 def _book(rows: Sequence[BookRow | DeadLetter], b: _Batch) -> None:
     for r in rows:
-        if isinstance(r, (BookSnapshot, BookGap, DepthDiff, Quote)):
+        if isinstance(r, (BookSnapshot, BookGap, BookTop, DepthDiff, Quote)):
             b.add(r)
         else:
             b.dead.append(r)

@@ -188,10 +188,13 @@ class RecordingBook:
     def _sync(self, symbol: str) -> BookSync:
         sync = self.books.get(symbol)
         if sync is None:
-            sync = self.books[symbol] = BookSync(self.exchange, symbol, futures=self.futures)
+            sync = self.books[symbol] = BookSync(self.exchange, symbol, futures=self.futures, keep_tops=True)
         return sync
 
     def _drain(self, sync: BookSync, out: list[BookRow | DeadLetter]) -> None:
+        if sync.tops:  # the top after each diff applied: book_top reads them
+            out.extend(sync.tops)
+            sync.tops.clear()
         if sync.gaps:
             out.extend(sync.gaps)  # a gap is recorded when seen, and again when healed (one row in storage)
             for g in sync.gaps:

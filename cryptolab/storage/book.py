@@ -13,7 +13,8 @@ and book rows in one), and for each kind of row decides per batch, like the trad
 
 Levels are written as the exchange's decimal strings in array literals (`{61837.63,0.5}`):
 exact, and no conversion in this process. Snapshots and gaps are few: plain inserts (a gap is
-upserted: seen, then healed).
+upserted: seen, then healed). Tops (`BookTop`, the best bid/ask after each diff a synced book
+applied) go to `book_tops` the way diffs go to `book_diffs`: appended, or merged once.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from datetime import date, timedelta
 
 import psycopg
 
-from ..book.model import BookGap, BookRow, BookSnapshot, DepthDiff, Level, Quote
+from ..book.model import BookGap, BookRow, BookSnapshot, BookTop, DepthDiff, Level, Quote
 from ..model import us_to_datetime
 
 __all__ = ["BookWriter", "BookResult", "last_diff_ids"]
@@ -38,10 +39,19 @@ _DIFF_COLS = ("exchange, symbol, first_update_id, last_update_id, prev_update_id
 _QUOTE_COLS = (
     "exchange, symbol, update_id, received_at, event_time, bid_price, bid_qty, ask_price, ask_qty, source"
 )
+_TOP_COLS = "exchange, symbol, update_id, event_time, bid_price, bid_qty, ask_price, ask_qty, source"
 _STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS _cryptolab_book_stage (LIKE book_diffs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
-    " CREATE TEMP TABLE IF NOT EXISTS _cryptolab_quote_stage (LIKE quotes INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    " CREATE TEMP TABLE IF NOT EXISTS _cryptolab_quote_stage (LIKE quotes INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
+    " CREATE TEMP TABLE IF NOT EXISTS _cryptolab_top_stage (LIKE book_tops INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
 )
+_MERGE_TOPS = f"""
+INSERT INTO book_tops ({_TOP_COLS})
+SELECT DISTINCT ON (exchange, symbol, update_id) {_TOP_COLS} FROM _cryptolab_top_stage s
+WHERE NOT EXISTS (SELECT 1 FROM book_tops t WHERE t.exchange = s.exchange AND t.symbol = s.symbol
+                  AND t.update_id = s.update_id)
+ORDER BY exchange, symbol, update_id
+ON CONFLICT DO NOTHING"""
 _MERGE_DIFFS = f"""
 INSERT INTO book_diffs ({_DIFF_COLS})
 SELECT DISTINCT ON (exchange, symbol, last_update_id) {_DIFF_COLS} FROM _cryptolab_book_stage s
@@ -59,6 +69,8 @@ ORDER BY exchange, symbol, update_id, received_at
 ON CONFLICT DO NOTHING"""
 _MAX_DIFF = "SELECT max(last_update_id) FROM book_diffs WHERE exchange = %s AND symbol = %s"
 _MAX_QUOTE = "SELECT max(update_id) FROM quotes WHERE exchange = %s AND symbol = %s"
+_MAX_TOP = "SELECT max(update_id) FROM book_tops WHERE exchange = %s AND symbol = %s"
+_MAX = {"book_diffs": _MAX_DIFF, "quotes": _MAX_QUOTE, "book_tops": _MAX_TOP}
 _SNAPSHOT = """
 INSERT INTO book_snapshots (exchange, symbol, last_update_id, received_at, event_time, bid_price, bid_qty,
                             ask_price, ask_qty, source)
@@ -85,6 +97,7 @@ class BookResult:
     quotes_offered: int = 0
     snapshots: int = 0
     gaps: int = 0
+    tops: int = 0
     level_updates: int = 0
     appended: int = 0
     merged: int = 0
@@ -119,6 +132,15 @@ def _quote_text(rows: Sequence[Quote]) -> bytes:
         f"{q.exchange}\t{q.symbol}\t{q.update_id}\t{_ts(q.received_at_us)}\t{_ts(q.event_time_us)}\t"
         f"{q.bid_price}\t{q.bid_qty}\t{q.ask_price}\t{q.ask_qty}\t{q.source}\n"
         for q in rows
+    ).encode()
+
+
+def _top_text(rows: Sequence[BookTop]) -> bytes:
+    n = "\\N"
+    return "".join(
+        f"{t.exchange}\t{t.symbol}\t{t.update_id}\t{_ts(t.event_time_us)}\t{t.bid_price or n}\t"
+        f"{t.bid_qty or n}\t{t.ask_price or n}\t{t.ask_qty or n}\t{t.source}\n"
+        for t in rows
     ).encode()
 
 
@@ -157,6 +179,7 @@ class BookWriter:
             self._ready = True
         self._ensure_days("book_diffs", (r.event_time_us for r in rows if type(r) is DepthDiff))
         self._ensure_days("quotes", (r.received_at_us for r in rows if type(r) is Quote))
+        self._ensure_days("book_tops", (r.event_time_us for r in rows if type(r) is BookTop))
 
     def store(self, rows: Sequence[BookRow]) -> BookResult:
         """Store a batch of book rows inside the caller's transaction (or its own)."""
@@ -166,6 +189,7 @@ class BookWriter:
         quotes = [r for r in rows if type(r) is Quote]
         snaps = [r for r in rows if type(r) is BookSnapshot]
         gaps = [r for r in rows if type(r) is BookGap]
+        tops = [r for r in rows if type(r) is BookTop]
         with self.conn.transaction():
             if diffs:
                 res.diffs = self._put(
@@ -190,6 +214,16 @@ class BookWriter:
                     res,
                 )
                 res.quotes_offered = len(quotes)
+            if tops:
+                res.tops = self._put(
+                    "book_tops",
+                    [(t.exchange, t.symbol, t.update_id) for t in tops],
+                    _top_text(tops),
+                    _TOP_COLS,
+                    _MERGE_TOPS,
+                    "_cryptolab_top_stage",
+                    res,
+                )
             for s in snaps:
                 cur = self.conn.execute(
                     _SNAPSHOT,
@@ -265,9 +299,7 @@ class BookWriter:
         key = (table, exchange, symbol)
         got = self._stored.get(key)
         if got is None:
-            row = self.conn.execute(
-                _MAX_DIFF if table == "book_diffs" else _MAX_QUOTE, (exchange, symbol)
-            ).fetchone()
+            row = self.conn.execute(_MAX[table], (exchange, symbol)).fetchone()
             got = -1 if row is None or row[0] is None else int(row[0])
             self._stored[key] = got
         return got

@@ -3,7 +3,7 @@ trade, dead letter or book row (`J2 <crc32> <json>`), exact decimals as plain st
 field checked on read; a line that fails a check is a `BadRecord`, never a wrong row.
 
 Record kinds: `T` trade, `D` dead letter, `B` depth diff, `S` book snapshot, `Q` quote,
-`G` book gap; USD-M futures (`futures_journal`): `A` aggregate trade, `M` mark price, `L`
+`G` book gap, `P` the top of the book after a diff; USD-M futures (`futures_journal`): `A` aggregate trade, `M` mark price, `L`
 liquidation, `O` open interest.
 """
 
@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from ..book.model import GAP_REASONS, BookGap, BookRow, BookSnapshot, DepthDiff, Level, Quote
+from ..book.model import GAP_REASONS, BookGap, BookRow, BookSnapshot, BookTop, DepthDiff, Level, Quote
 from ..errors import CryptolabError
 from ..markets import AggTrade, Liquidation, MarkPrice, OpenInterest
 from ..model import SOURCES, DeadLetter, Trade
@@ -110,10 +110,23 @@ def _seal(payload: bytes) -> bytes:
 
 
 def _trade_line(t: Trade) -> bytes:
-    return _seal(orjson.dumps(
-        ["T", t.exchange, t.symbol, t.trade_id, _plain(t.price), _plain(t.qty), t.is_buyer_maker,
-         t.trade_time_us, t.event_time_us, t.received_at_us, t.source]
-    ))
+    return _seal(
+        orjson.dumps(
+            [
+                "T",
+                t.exchange,
+                t.symbol,
+                t.trade_id,
+                _plain(t.price),
+                _plain(t.qty),
+                t.is_buyer_maker,
+                t.trade_time_us,
+                t.event_time_us,
+                t.received_at_us,
+                t.source,
+            ]
+        )
+    )
 
 
 def _dead_line(d: DeadLetter) -> bytes:
@@ -177,6 +190,20 @@ def _book_line(r: BookRow) -> bytes:
             s.bids,
             s.asks,
             s.source,
+        ]
+    elif t is BookTop:
+        k: BookTop = r  # type: ignore[assignment]
+        row = [
+            "P",
+            k.exchange,
+            k.symbol,
+            k.update_id,
+            k.event_time_us,
+            k.bid_price,
+            k.bid_qty,
+            k.ask_price,
+            k.ask_qty,
+            k.source,
         ]
     else:
         g: BookGap = r  # type: ignore[assignment]
@@ -268,7 +295,14 @@ def _source(v: Any) -> str:
     return str(v)
 
 
-_BOOK_FIELDS = {"B": 11, "Q": 11, "S": 9, "G": 9}
+_BOOK_FIELDS = {"B": 11, "Q": 11, "S": 9, "G": 9, "P": 10}
+
+
+def _side_text(price: Any, qty: Any, what: str) -> tuple[str | None, str | None]:
+    """A top's side: both null (an empty side) or a positive price and a quantity."""
+    if price is None and qty is None:
+        return None, None
+    return _level_text(price, f"{what} price", True), _level_text(qty, f"{what} qty", False)
 
 
 def _book_record(row: list[Any], limit: int) -> BookRow:
@@ -305,6 +339,12 @@ def _book_record(row: list[Any], limit: int) -> BookRow:
             _time(rt, "received_at_us", limit),
             _time(et, "event_time_us", limit, True),
             _source(src),
+        )
+    if kind == "P":
+        _, _, _, u, et, bp, bq, ap, aq, src = row
+        bid, ask = _side_text(bp, bq, "bid"), _side_text(ap, aq, "ask")
+        return BookTop(
+            ex, sym, _ident(u, "update id"), _time(et, "event_time_us", limit), *bid, *ask, _source(src)
         )
     if kind == "S":
         _, _, _, last, rt, et, bids, asks, src = row

@@ -123,3 +123,71 @@ def test_a_snapshot_right_before_the_first_diff_starts_the_book() -> None:
     f.on_diff(diff(20, 25, pu=18), 0)
     assert f.on_snapshot(snap(19), 0) is SnapshotResult.STALE  # futures: pu says 19 is not its predecessor
     assert f.on_snapshot(snap(18), 0) is SnapshotResult.SYNCED
+
+
+def test_with_keep_tops_the_top_after_each_applied_diff_is_kept_and_none_for_a_crossed_one() -> None:
+    s = BookSync("binance", "BTCUSDT", keep_tops=True)
+    s.on_diff(diff(1, 5, [("99", "3")]), 0)
+    s.on_diff(diff(6, 9, [("100", "2")]), 0)
+    s.on_diff(diff(10, 12, [], [("101", "0"), ("102", "4.50")]), 0)
+    assert s.tops == []  # buffered: no book yet
+    s.on_snapshot(snap(8), 0)
+    # the straddling diff and the next one, each with the book's top right after it
+    assert [(t.update_id, t.bid_price, t.bid_qty, t.ask_price, t.ask_qty) for t in s.tops] == [
+        (9, "100", "2", "101", "1"),
+        (12, "100", "2", "102", "4.50"),
+    ]
+    s.tops.clear()
+    assert s.on_diff(diff(13, 13, [("103", "1")]), 0) is DiffResult.GAP  # crossed: not truth
+    assert s.tops == [] and s.gaps[0].reason == "crossed"
+
+
+def test_without_keep_tops_no_top_is_kept() -> None:
+    s = BookSync("binance", "BTCUSDT")
+    s.on_snapshot(snap(10), 0)
+    s.on_diff(diff(9, 11, [("100.5", "1")]), 0)
+    assert s.synced and s.tops == []
+
+
+def test_with_tops_follows_rows_as_the_capture_does() -> None:
+    from cryptolab.book import BookTop
+    from cryptolab.book.sync import with_tops
+
+    rows = [snap(10), diff(9, 11, [("100.5", "1")]), diff(12, 12, [], [("101", "0")]), diff(20, 21)]
+    out = list(with_tops(rows))
+    tops = [r for r in out if isinstance(r, BookTop)]
+    assert [(t.update_id, t.bid_price, t.ask_price) for t in tops] == [(11, "100.5", "101"), (12, "100.5", None)]
+    assert out[:3] == [rows[0], rows[1], tops[0]]  # each row, then what it produced
+    assert [type(r).__name__ for r in out[-2:]] == ["DepthDiff", "BookGap"]  # 13..19 never came
+
+
+def test_across_a_reconnect_the_diffs_that_continue_the_old_book_keep_their_tops() -> None:
+    s = BookSync("binance", "BTCUSDT", keep_tops=True)
+    s.on_snapshot(snap(10), 0)
+    s.on_diff(diff(11, 12, [("100.5", "1")]), 0)
+    s.restart(0)  # reconnect: a new snapshot is awaited, as Binance asks
+    assert not s.synced and s.wants_snapshot is False
+    s.on_diff(diff(13, 14, [("100.6", "2")]), 0)  # the new stream continues the old book id for id
+    s.on_diff(diff(15, 16, [], [("101", "0"), ("101.5", "3")]), 0)
+    assert s.wants_snapshot
+    assert s.on_snapshot(snap(14, [("100.6", "2"), ("100.5", "1"), ("100", "1")]), 0) is SnapshotResult.SYNCED
+    s.on_diff(diff(17, 17, [("100.7", "1")]), 0)
+    # one top per diff, none twice (diff 15..16 was topped from the old book, then re-applied)
+    assert [(t.update_id, t.bid_price, t.ask_price) for t in s.tops] == [
+        (12, "100.5", "101"),
+        (14, "100.6", "101"),
+        (16, "100.6", "101.5"),
+        (17, "100.7", "101.5"),
+    ]
+
+
+def test_across_a_reconnect_that_missed_ids_the_old_book_gives_no_top() -> None:
+    s = BookSync("binance", "BTCUSDT", keep_tops=True)
+    s.on_snapshot(snap(10), 0)
+    s.on_diff(diff(11, 12), 0)
+    s.restart(0)
+    s.on_diff(diff(20, 21, [("100.5", "1")]), 0)  # 13..19 were published while disconnected
+    s.on_diff(diff(22, 22), 0)
+    assert [t.update_id for t in s.tops] == [12]
+    s.on_snapshot(snap(21), 0)
+    assert [t.update_id for t in s.tops] == [12, 22]

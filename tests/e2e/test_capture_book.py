@@ -102,6 +102,10 @@ def test_book_capture_through_every_book_fault_is_exact_and_heals(exchange: Any,
             "FROM quotes WHERE symbol = 'BTCUSDT' ORDER BY update_id"
         ).fetchall()
         dup = conn.execute("SELECT count(*) - count(DISTINCT last_update_id) FROM book_diffs").fetchone()
+        tops = conn.execute(
+            "SELECT update_id, bid_price, bid_qty, ask_price, ask_qty FROM book_tops "
+            "WHERE symbol = 'BTCUSDT' ORDER BY update_id"
+        ).fetchall()
     assert dup == (0,)  # the duplicated diff is stored once
     assert len(diffs) > 50 and len(snaps) >= 2
     # every stored diff is exactly what the exchange published under its id
@@ -139,5 +143,14 @@ def test_book_capture_through_every_book_fault_is_exact_and_heals(exchange: Any,
             map(Decimal, (bp, bq, ap, aq))
         )
     assert len(shared) >= 5  # a quote whose update id ends a diff: the book and the quote at the same id
+    # the top the capture stored after every diff it applied (book_top reads them) is the
+    # exchange's own top at that id, and there is one for most diffs (none while re-syncing)
+    assert len(tops) > 0.7 * len(diffs) and len({t[0] for t in tops}) == len(tops)
+    assert {t[0] for t in tops} <= stored_ids
+    for (u, bp, bq, ap, aq), theirs in zip(tops, ex.books("btcusdt", [t[0] for t in tops])):
+        assert theirs.last_update_id == u
+        best_bid = max(theirs.bids, key=lambda lv: Decimal(lv[0]))
+        best_ask = min(theirs.asks, key=lambda lv: Decimal(lv[0]))
+        assert (bp, bq, ap, aq) == tuple(map(Decimal, (*best_bid, *best_ask))), f"top differs at {u}"
     assert st.book_diffs == len(diffs) and st.quotes == len(quotes)
     assert st.book_gaps and st.snapshots == len(snaps)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cryptolab.book import BookGap, BookSnapshot, DepthDiff, Quote
+from cryptolab.book import BookGap, BookSnapshot, BookTop, DepthDiff, Quote
 from cryptolab.errors import DataError
 from cryptolab.history.recording import (
     FUTURES,
@@ -121,7 +121,12 @@ def test_a_snapshot_before_any_diff_waits_for_its_symbol_then_starts_the_book() 
     assert isinstance(raw, RawSnapshot)
     assert follow.snapshot(raw) == []  # whose? not known yet
     rows = follow.diff(_diff("BTCUSDT", 100, 125))
-    assert [type(r) for r in rows] == [BookSnapshot, DepthDiff]
+    # the snapshot, the diff, and the book's top after it (stored for book_top)
+    assert [type(r) for r in rows] == [BookSnapshot, DepthDiff, BookTop]
+    top = rows[2]
+    assert isinstance(top, BookTop) and top.update_id == 125
+    book = follow.books["BTCUSDT"].book
+    assert (top.bid_price, top.ask_price) == tuple(format(x[0], "f") for x in (book.best_bid(), book.best_ask()))
     assert follow.books["BTCUSDT"].synced and follow.gaps == 0
     rows = follow.diff(_diff("BTCUSDT", 130, 131))  # 126..129 never came: a gap
     assert [type(r) for r in rows] == [DepthDiff, BookGap]

@@ -393,7 +393,7 @@ def test_a_journal_in_use_by_another_process_is_left_alone(tmp_path: Path) -> No
 
 
 def test_book_rows_round_trip_exactly_and_bad_ones_are_set_aside(tmp_path: Path) -> None:
-    from cryptolab.book import BookGap, BookSnapshot, DepthDiff, Quote
+    from cryptolab.book import BookGap, BookSnapshot, BookTop, DepthDiff, Quote
 
     t = 1_723_161_255_208_000
     rows = [
@@ -412,21 +412,25 @@ def test_book_rows_round_trip_exactly_and_bad_ones_are_set_aside(tmp_path: Path)
         Quote("binance", "BTCUSDT", 9, "61837.63", "3.78826000", "61837.64", "0.1", t + 4, None),
         BookSnapshot("binance", "BTCUSDT", 7, [("1.5", "2")], [("1.6", "3")], t + 1),
         BookGap("binance", "BTCUSDT", "gap", 9, 12, t + 5, 20, t + 6),
+        BookTop("binance", "BTCUSDT", 9, t, "61837.63", "3.78826000", "61837.64", "0.1"),
+        BookTop("binance-usdm", "BTCUSDT", 15, t, None, None, "1.0", "2", "replay"),  # an empty side
     ]
     with Journal(tmp_path / "j") as j:
-        assert j.append([], [], rows) == 5
+        assert j.append([], [], rows) == 7
         [path] = j.segments()
         seg = read_segment(path)
-        assert seg.book == rows and seg.rows == 5 and not seg.bad
+        assert seg.book == rows and seg.rows == 7 and not seg.bad
         good = path.read_bytes()
         # a level that is not a plain decimal, and a gap with an unknown reason: each a bad record
         bad_level = orjson.dumps(["B", "binance", "BTCUSDT", 1, 2, None, t, t, [["1e5", "1"]], [], "live"])
         bad_gap = orjson.dumps(["G", "binance", "BTCUSDT", "oops", 1, 2, t, None, None])
-        extra = b"".join(b"J2 %08x %s\n" % (zlib.crc32(p), p) for p in (bad_level, bad_gap))
+        half_top = orjson.dumps(["P", "binance", "BTCUSDT", 9, t, "1.0", None, None, None, "live"])
+        extra = b"".join(b"J2 %08x %s\n" % (zlib.crc32(p), p) for p in (bad_level, bad_gap, half_top))
         path.write_bytes(good + extra)
         seg = read_segment(path)
         assert seg.book == rows
         assert [b.reason for b in seg.bad] == [
             "bids price is not a plain decimal string > 0: '1e5'",
             "unknown gap reason 'oops'",
+            "bid qty is not a plain decimal string: 'None'",
         ]
