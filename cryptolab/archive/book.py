@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ..errors import DatabaseError
+from ..errors import DatabaseError, first_line
 from ..storage.db import partitions_of
 from ..storage.parquet.book import (
     BOOK_FORMAT,
@@ -84,11 +84,6 @@ class BookReport:
     @property
     def conflicts(self) -> list[tuple[Group, str]]:
         return [c for p in self.plans.values() for c in p.conflicts]
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _days(
@@ -221,7 +216,7 @@ def _record(
             )
     except psycopg.Error as exc:
         raise DatabaseError(
-            f"could not record {kind} of {exchange} {symbol} {day} in archive_book_days: {_first(exc)}"
+            f"could not record {kind} of {exchange} {symbol} {day} in archive_book_days: {first_line(exc)}"
         ) from None
 
 
@@ -313,7 +308,7 @@ def book_exports(
             days = _days(c, kind, today)
             recorded = _recorded(c, kind)
         except psycopg.Error as exc:
-            raise DatabaseError(f"could not list the days of {kind}: {_first(exc)}") from None
+            raise DatabaseError(f"could not list the days of {kind}: {first_line(exc)}") from None
         report.partitions[kind] = days
         plan = make_plan(
             {d: g for d, (_, g) in days.items()},
@@ -449,7 +444,7 @@ def book_drops(c: psycopg.Connection, store: Store, report: BookReport, say: Cal
                 ) from None
             except psycopg.Error as exc:
                 raise DatabaseError(
-                    f"could not drop {kind} of {day}: {_first(exc)}; nothing deleted"
+                    f"could not drop {kind} of {day}: {first_line(exc)}; nothing deleted"
                 ) from None
             report.dropped.append((kind, day))
             what = f"partition {partition}" if partition else f"the rows of {day}"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from ..errors import DatabaseError
+from ..errors import DatabaseError, first_line
 from ..storage.parquet.errors import ArchiveError
 from ..storage.parquet.layout import FORMAT_VERSION, parse_day_path
 from ..storage.parquet.manifest import DayRecord, check_file, file_format, read_manifest, sha256
@@ -63,7 +63,7 @@ def verify_archive(
     try:
         records = {r.key: r for r in day_records(conn, store.uri())}
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not read archive_days: {str(exc).strip().splitlines()[0]}") from None
+        raise DatabaseError(f"could not read archive_days: {first_line(exc)}") from None
     mine = set(records)
     try:
         manifest = read_manifest(store)

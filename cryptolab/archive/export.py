@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from ..errors import DatabaseError
+from ..errors import DatabaseError, first_line
 from ..storage.parquet.errors import ArchiveError
 from ..storage.parquet.layout import (
     DECIMAL_TYPES,
@@ -251,7 +251,7 @@ def record_day(
             )
     except psycopg.Error as exc:
         raise DatabaseError(
-            f"could not record {exchange} {symbol} {day} in archive_days: {str(exc).strip().splitlines()[0]}"
+            f"could not record {exchange} {symbol} {day} in archive_days: {first_line(exc)}"
         ) from None
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from ..errors import DatabaseError
+from ..errors import DatabaseError, first_line
 from ..storage.db import partitions_of
 from ..storage.parquet.errors import ArchiveError
 from ..storage.parquet.layout import FORMAT_VERSION, day_path, parse_day_path
@@ -65,11 +65,6 @@ class Report:
     @property
     def bytes(self) -> int:
         return sum(r.bytes for r in self.exported if r.status != "present")
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _base(conn: psycopg.Connection) -> tuple[str, int]:
@@ -248,7 +243,7 @@ def _drop_day(
             "nothing deleted; re-run later"
         ) from None
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not drop {partition}: {_first(exc)}; nothing deleted") from None
+        raise DatabaseError(f"could not drop {partition}: {first_line(exc)}; nothing deleted") from None
     say(f"dropped partition {partition} ({len(groups)} symbol(s) verified against {store.uri()})")
 
 
@@ -418,7 +413,7 @@ def _run(
         parts = partitions(c, today)
         recorded = _recorded(c)
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not list the trades partitions: {_first(exc)}") from None
+        raise DatabaseError(f"could not list the trades partitions: {first_line(exc)}") from None
     present = _present(store)
     plan = make_plan(
         {d: groups for d, (_, groups) in parts.items()},

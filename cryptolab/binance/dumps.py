@@ -172,7 +172,7 @@ def open_text(path: str | Path) -> IO[str]:
     return fh
 
 
-def _first_line(path: Path) -> str:
+def _head_line(path: Path) -> str:
     with _readable(path), open_text(path) as fh:
         for line in fh:
             if "\x00" in line:
@@ -188,7 +188,7 @@ def detect_kind(path: str | Path) -> Kind:
     m = _NAME_RE.match(p.name)
     if m:
         return "aggTrades" if m.group("kind").lower() == "aggtrades" else "trades"
-    line = _first_line(p)
+    line = _head_line(p)
     if not line:
         raise DataError(f"{p}: empty file")
     head, _, rest = line.partition(" ")

@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 
 from ...book.model import BookSnapshot, DepthDiff, Quote
-from ...errors import DatabaseError
+from ...errors import DatabaseError, first_line
 from .book import KINDS, BookRecord, check_book_file
 from .errors import ArchiveError
 from .store import Store, open_store
@@ -59,7 +59,7 @@ def dropped_book_days(conn: psycopg.Connection, kind: str, exchange: str, symbol
             (kind, exchange, symbol),
         ).fetchall()
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not read archive_book_days: {str(exc).strip().splitlines()[0]}") from None
+        raise DatabaseError(f"could not read archive_book_days: {first_line(exc)}") from None
     t0, t1 = _utc(start), _utc(end)
     out = []
     for r in rows:

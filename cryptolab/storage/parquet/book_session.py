@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from ...errors import DatabaseError
+from ...errors import DatabaseError, first_line
 from .book import KINDS, BookRecord, check_book_file
 from .errors import ArchiveError
 from .store import Store, open_store
@@ -32,11 +32,6 @@ __all__ = ["attach_book_days", "detach_book", "book_attached", "book_base_table"
 _MARK = "cryptolab_book_attached"
 _KEYS = {"book_diffs": ("last_update_id", "event_time"), "quotes": ("update_id", "received_at"),
          "book_snapshots": ("last_update_id",)}
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _stage(kind: str) -> str:
@@ -191,4 +186,4 @@ def attach_book_days(conn: psycopg.Connection, records: list[BookRecord]) -> int
             conn.execute("DISCARD PLANS")
         return len(todo)
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not join the archived book days to the database: {_first(exc)}") from None
+        raise DatabaseError(f"could not join the archived book days to the database: {first_line(exc)}") from None

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from ...errors import DatabaseError
+from ...errors import DatabaseError, first_line
 from .errors import ArchiveError
 from .layout import DECIMALS, FILE_COLUMNS, SCALE_COLUMNS, TIMES
 from .manifest import DayRecord, check_file
@@ -55,7 +55,7 @@ def dropped_days(conn: psycopg.Connection, exchange: str, symbol: str,
             (exchange, symbol),
         ).fetchall()
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not read archive_days: {str(exc).strip().splitlines()[0]}") from None
+        raise DatabaseError(f"could not read archive_days: {first_line(exc)}") from None
     t0, t1 = _utc(start), _utc(end)
     out = []
     for day, location, path, n, lo, hi, sq, squote, size, digest, fmt in rows:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ...errors import ConfigError
+from ...errors import ConfigError, one_line
 from ..private import private_dirs
 from .errors import ArchiveError
 
@@ -46,11 +46,6 @@ def archive_url() -> str:
     if raw:
         return raw
     return str(settings().home / "archive")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 @dataclass
@@ -77,7 +72,7 @@ class Store:
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             return ArchiveError(f"no space left while {action} {where}: free space or archive elsewhere "
                                 "(--to / CRYPTOLAB_ARCHIVE); nothing was deleted from the database")
-        text = _first_line(exc)
+        text = one_line(exc)
         if self.kind == "s3":
             hint = "check the bucket name, AWS_ENDPOINT_URL and the AWS credentials"
             if "NO_SUCH_BUCKET" in text or "does not exist" in text.lower():
