@@ -25,12 +25,12 @@ from ..storage.parquet.errors import ArchiveError
 from ..storage.parquet.layout import day_path
 from ..storage.parquet.read import dropped_days, merge, read_trades
 from ..storage.parquet.session import attach, attach_for, detach
-from ..storage.parquet.store import Store, archive_url, open_store
+from ..storage.parquet.store import ArchiveStore, archive_url, open_store
 from ..storage.parquet.verify import DayStats
 from .job import Report, archive
 
 __all__ = [
-    "archive", "Report", "ArchiveError", "open_store", "archive_url", "Store", "day_path",
+    "archive", "Report", "ArchiveError", "open_store", "archive_url", "ArchiveStore", "day_path",
     "read_trades", "merge", "dropped_days", "attach", "attach_for", "detach", "DayStats",
     "read_book_diffs", "read_quotes", "read_book_snapshots",
 ]

@@ -45,7 +45,7 @@ from ..storage.parquet.book import (
 )
 from ..storage.parquet.errors import ArchiveError
 from ..storage.parquet.manifest import sha256
-from ..storage.parquet.store import Store
+from ..storage.parquet.store import ArchiveStore
 from .plan import Group, Plan, Recorded, make_plan
 
 __all__ = ["BookExport", "BookReport", "book_exports", "book_drops", "book_records", "book_manifest",
@@ -163,7 +163,7 @@ def _recorded(conn: psycopg.Connection, kind: str) -> dict[Group, Recorded]:
     return {Group(r[2], r[0], r[1]): Recorded(r[3], bool(r[4]), bool(r[5])) for r in rows}
 
 
-def _present(store: Store, kind: str) -> set[Group]:
+def _present(store: ArchiveStore, kind: str) -> set[Group]:
     out = set()
     for rel, _size in store.files(kind):
         parsed = parse_book_path(rel)
@@ -185,7 +185,7 @@ SET location = excluded.location, path = excluded.path, rows = excluded.rows, fi
 
 def _record(
     conn: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     kind: str,
     exchange: str,
     symbol: str,
@@ -222,7 +222,7 @@ def _record(
 
 def export_book_day(
     conn: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     kind: str,
     exchange: str,
     symbol: str,
@@ -282,7 +282,7 @@ def export_book_day(
 
 def book_exports(
     c: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     *,
     before: date | None,
     drop: bool,
@@ -350,7 +350,7 @@ def book_exports(
 
 
 def _archived_stats(
-    c: psycopg.Connection, store: Store, kind: str, day: date, groups: list[tuple[str, str]]
+    c: psycopg.Connection, store: ArchiveStore, kind: str, day: date, groups: list[tuple[str, str]]
 ) -> dict[tuple[str, str], BookStats]:
     """Every archived file of the day read back and checked against its record (size, SHA-256, CRCs, content)."""
     records = {(r.exchange, r.symbol): r for r in book_records(c, store.uri(), kind) if r.day == day}
@@ -381,7 +381,7 @@ def _archived_stats(
 
 def _drop_locked(
     c: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     kind: str,
     day: date,
     partition: str | None,
@@ -428,7 +428,9 @@ def _drop_locked(
         c.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, name)))
 
 
-def book_drops(c: psycopg.Connection, store: Store, report: BookReport, say: Callable[[str], None]) -> None:
+def book_drops(
+    c: psycopg.Connection, store: ArchiveStore, report: BookReport, say: Callable[[str], None]
+) -> None:
     """Drop the planned book days, each only after its files are read back and match the database."""
     for kind, plan in report.plans.items():
         for day in plan.drop:
@@ -452,7 +454,7 @@ def book_drops(c: psycopg.Connection, store: Store, report: BookReport, say: Cal
 
 
 def book_manifest(
-    conn: psycopg.Connection, store: Store, previous: dict[str, Any] | None
+    conn: psycopg.Connection, store: ArchiveStore, previous: dict[str, Any] | None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(the book tables' contracts, the book days) for the manifest: this database's days at this
     location, plus the days another writer listed that this database does not know."""
@@ -464,7 +466,7 @@ def book_manifest(
     return {k: book_contract_json(k) for k in KINDS}, [days[k] for k in sorted(days)]
 
 
-def verify_book_files(conn: psycopg.Connection, store: Store) -> tuple[int, list[str]]:
+def verify_book_files(conn: psycopg.Connection, store: ArchiveStore) -> tuple[int, list[str]]:
     """`--verify` for book days: (files checked, problems), stamping `verified_at` on the good ones."""
     problems: list[str] = []
     checked = 0

@@ -21,7 +21,7 @@ from ..errors import DatabaseError, first_line
 from ..storage.parquet.errors import ArchiveError
 from ..storage.parquet.layout import FORMAT_VERSION, parse_day_path
 from ..storage.parquet.manifest import DayRecord, check_file, file_format, read_manifest, sha256
-from ..storage.parquet.store import DATASET, Store
+from ..storage.parquet.store import DATASET, ArchiveStore
 from ..storage.parquet.verify import table_stats
 from .export import STAT_COLUMNS
 from .records import day_records, publish_manifest
@@ -56,7 +56,7 @@ def record_problems(rec: DayRecord, rows: int, first: int | None, last: int | No
 
 
 def verify_archive(
-    conn: psycopg.Connection, store: Store, say: Callable[[str], None] = lambda s: None
+    conn: psycopg.Connection, store: ArchiveStore, say: Callable[[str], None] = lambda s: None
 ) -> VerifyReport:
 
     report = VerifyReport(store.uri())

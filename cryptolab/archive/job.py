@@ -29,7 +29,7 @@ from ..errors import DatabaseError, first_line
 from ..storage.db import partitions_of
 from ..storage.parquet.errors import ArchiveError
 from ..storage.parquet.layout import FORMAT_VERSION, day_path, parse_day_path
-from ..storage.parquet.store import DATASET, Store, open_store
+from ..storage.parquet.store import DATASET, ArchiveStore, open_store
 from ..storage.parquet.verify import day_bounds, db_stats, differences
 from .export import ExportResult, export_day, inspect
 from .plan import Group, Plan, Recorded, make_plan
@@ -113,7 +113,7 @@ def _recorded(conn: psycopg.Connection) -> dict[Group, Recorded]:
 
 def _upgrade_dropped(
     c: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     plan: Plan,
     symbols: Collection[str] | None,
     say: Callable[[str], None],
@@ -153,7 +153,7 @@ def _analyze_if_stale(conn: psycopg.Connection, partition: str) -> None:
         conn.execute(sql.SQL("ANALYZE {}").format(ident))
 
 
-def _present(store: Store) -> dict[Group, int]:
+def _present(store: ArchiveStore) -> dict[Group, int]:
     """{group: file size} of the day files in the store."""
     out = {}
     for rel, size in store.files(DATASET):
@@ -163,7 +163,9 @@ def _present(store: Store) -> dict[Group, int]:
     return out
 
 
-def _wrong_sizes(conn: psycopg.Connection, store: Store, plan: Plan, present: dict[Group, int]) -> None:
+def _wrong_sizes(
+    conn: psycopg.Connection, store: ArchiveStore, plan: Plan, present: dict[Group, int]
+) -> None:
     """Days already archived whose file no longer has the published size: conflicts (reported, not dropped).
     A cheap check on every run (one listing); `--verify` reads every byte."""
     recorded = {r.key: r for r in day_records(conn, store.uri())}
@@ -210,7 +212,7 @@ def _keep_quality(conn: psycopg.Connection, exchange: str, symbol: str, day: dat
 
 def _drop_day(
     conn: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     day: date,
     partition: str,
     groups: list[tuple[str, str]],
@@ -249,7 +251,7 @@ def _drop_day(
 
 def _verify_and_drop(
     conn: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     day: date,
     partition: str,
     groups: list[tuple[str, str]],
@@ -391,7 +393,7 @@ def _holder(c: psycopg.Connection) -> str:
 
 def _run(
     c: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     before: date | None,
     drop: bool,
     keep_days: int | None,
@@ -474,7 +476,7 @@ def _run(
 
 def _book(
     c: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     before: date | None,
     drop: bool,
     keep_days: int | None,

@@ -333,12 +333,12 @@ def test_bad_locations_give_one_clear_line_and_delete_nothing(dsn: str, tmp_path
 def test_no_space_left_is_one_clear_message(dsn: str, tmp_path: Path) -> None:
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full")
-    from cryptolab.storage.parquet.store import Store
+    from cryptolab.storage.parquet.store import ArchiveStore
 
     store = open_store(str(tmp_path / "a"))
     os.makedirs(tmp_path / "a" / ".staging", exist_ok=True)
     os.symlink("/dev/full", tmp_path / "a" / ".staging" / "full.parquet")
-    assert isinstance(store, Store)
+    assert isinstance(store, ArchiveStore)
     with pytest.raises(ArchiveError, match="no space left.*nothing was deleted"):
         store.put(".staging/full.parquet", b"x" * 10_000)
 

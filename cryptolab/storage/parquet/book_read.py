@@ -29,7 +29,7 @@ from ...book.model import BookSnapshot, DepthDiff, Quote
 from ...errors import DatabaseError, first_line
 from .book import KINDS, BookRecord, check_book_file
 from .errors import ArchiveError
-from .store import Store, open_store
+from .store import ArchiveStore, open_store
 
 __all__ = ["dropped_book_days", "read_book", "read_book_diffs", "read_quotes", "read_book_snapshots"]
 
@@ -122,7 +122,7 @@ def read_book(
         filters.append((col, ">=", pa.scalar(t0, pa.timestamp("us", tz="UTC"))))
     if t1 is not None:
         filters.append((col, "<", pa.scalar(t1, pa.timestamp("us", tz="UTC"))))
-    stores: dict[str, Store] = {}
+    stores: dict[str, ArchiveStore] = {}
     tables = []
     for rec in days:
         store = stores.get(rec.location)

@@ -22,7 +22,7 @@ from ...errors import DatabaseError, first_line
 from .errors import ArchiveError
 from .layout import DECIMALS, FILE_COLUMNS, SCALE_COLUMNS, TIMES
 from .manifest import DayRecord, check_file
-from .store import Store, open_store
+from .store import ArchiveStore, open_store
 
 __all__ = ["ArchivedDay", "dropped_days", "read_archived", "read_trades", "merge"]
 
@@ -82,7 +82,7 @@ def read_archived(
         wanted |= set(SCALE_COLUMNS.values())
     cols = [c for c in FILE_COLUMNS if c in wanted]
     t0, t1 = _utc(start), _utc(end)
-    stores: dict[str, Store] = {}
+    stores: dict[str, ArchiveStore] = {}
     tables = []
     for d in days:
         store = stores.get(d.location)

@@ -30,7 +30,7 @@ from ...errors import ConfigError, one_line
 from ..private import private_dirs
 from .errors import ArchiveError
 
-__all__ = ["Store", "open_store", "archive_url", "STAGING", "DATASET"]
+__all__ = ["ArchiveStore", "open_store", "archive_url", "STAGING", "DATASET"]
 
 STAGING = ".staging"
 """Folder (under the archive root) where files are written before they are published."""
@@ -49,7 +49,7 @@ def archive_url() -> str:
 
 
 @dataclass
-class Store:
+class ArchiveStore:
     """One archive root: `url` as the user wrote it, `fs` a pyarrow filesystem, `root` its path there."""
 
     url: str
@@ -223,7 +223,7 @@ def _s3_filesystem() -> Any:
     return pafs.S3FileSystem(**kw)
 
 
-def open_store(url: str | None = None, *, check: bool = True) -> Store:
+def open_store(url: str | None = None, *, check: bool = True) -> ArchiveStore:
     """The archive at `url` (default `archive_url()`), checked to be reachable unless `check=False`."""
     import pyarrow.fs as pafs
 
@@ -239,7 +239,7 @@ def open_store(url: str | None = None, *, check: bool = True) -> Store:
                 raise ConfigError(
                     f"archive URL {raw!r}: a file:// URL needs an absolute path (file:///data/archive)"
                 )
-            store = Store(raw, pafs.LocalFileSystem(), os.path.normpath(root), "dir")
+            store = ArchiveStore(raw, pafs.LocalFileSystem(), os.path.normpath(root), "dir")
         elif scheme in ("s3", "s3a"):
             bucket = parts.netloc
             if not bucket or "@" in bucket or ":" in bucket:
@@ -254,7 +254,7 @@ def open_store(url: str | None = None, *, check: bool = True) -> Store:
                 )
             prefix = parts.path.strip("/")
             root = f"{bucket}/{prefix}" if prefix else bucket
-            store = Store(f"s3://{root}", _s3_filesystem(), root, "s3")
+            store = ArchiveStore(f"s3://{root}", _s3_filesystem(), root, "s3")
         else:
             raise ConfigError(
                 f"archive URL {raw!r}: unknown scheme {parts.scheme!r}: use a directory or s3://bucket/prefix"
@@ -266,7 +266,7 @@ def open_store(url: str | None = None, *, check: bool = True) -> Store:
                 f"archive {raw!r} is a file, not a directory: point --to / CRYPTOLAB_ARCHIVE at a directory"
             )
         resolved = str(path.resolve())
-        store = Store(resolved, pafs.LocalFileSystem(), resolved, "dir")
+        store = ArchiveStore(resolved, pafs.LocalFileSystem(), resolved, "dir")
     if check:
         store.check()
     return store
