@@ -46,7 +46,7 @@ from ..storage.parquet.book import (
 from ..storage.parquet.errors import ArchiveError
 from ..storage.parquet.manifest import sha256
 from ..storage.parquet.store import ArchiveStore
-from .plan import Group, Plan, Recorded, make_plan
+from .plan import ArchivePlan, Group, Recorded, make_plan
 
 __all__ = ["BookExport", "BookReport", "book_exports", "book_drops", "book_records", "book_manifest",
            "verify_book_files"]
@@ -68,7 +68,7 @@ class BookExport:
 
 @dataclass
 class BookReport:
-    plans: dict[str, Plan] = field(default_factory=dict)
+    plans: dict[str, ArchivePlan] = field(default_factory=dict)
     exported: list[BookExport] = field(default_factory=list)
     dropped: list[tuple[str, date]] = field(default_factory=list)
     partitions: dict[str, dict[date, tuple[str | None, list[tuple[str, str]]]]] = field(default_factory=dict)

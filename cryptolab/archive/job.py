@@ -32,7 +32,7 @@ from ..storage.parquet.layout import FORMAT_VERSION, day_path, parse_day_path
 from ..storage.parquet.store import DATASET, ArchiveStore, open_store
 from ..storage.parquet.verify import day_bounds, db_stats, differences
 from .export import ExportResult, export_day, inspect
-from .plan import Group, Plan, Recorded, make_plan
+from .plan import ArchivePlan, Group, Recorded, make_plan
 from .records import day_records, publish_manifest
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class Report:
     """What a run did."""
 
     location: str
-    plan: Plan
+    plan: ArchivePlan
     exported: list[ExportResult] = field(default_factory=list)
     dropped: list[date] = field(default_factory=list)
     cleaned: int = 0
@@ -114,7 +114,7 @@ def _recorded(conn: psycopg.Connection) -> dict[Group, Recorded]:
 def _upgrade_dropped(
     c: psycopg.Connection,
     store: ArchiveStore,
-    plan: Plan,
+    plan: ArchivePlan,
     symbols: Collection[str] | None,
     say: Callable[[str], None],
 ) -> None:
@@ -164,7 +164,7 @@ def _present(store: ArchiveStore) -> dict[Group, int]:
 
 
 def _wrong_sizes(
-    conn: psycopg.Connection, store: ArchiveStore, plan: Plan, present: dict[Group, int]
+    conn: psycopg.Connection, store: ArchiveStore, plan: ArchivePlan, present: dict[Group, int]
 ) -> None:
     """Days already archived whose file no longer has the published size: conflicts (reported, not dropped).
     A cheap check on every run (one listing); `--verify` reads every byte."""

@@ -35,7 +35,7 @@ from ..markets import check_market
 from ..model import now_us
 from . import futures as fut
 from .download import DEFAULT_DUMPS_URL, Downloader, Fetched, Progress
-from .plan import DumpFile, Plan, plan_history
+from .plan import DumpFile, HistoryPlan, plan_history
 from .store import HistoryStore, Loaded
 
 __all__ = ["fetch_history", "fetch_history_async", "backfill_until", "HistoryResult", "DEFAULT_REST_URL",
@@ -148,7 +148,7 @@ async def _exchange_name(rest: RestClient, symbols: Sequence[str], need_rest: bo
 class _History:
     def __init__(
         self,
-        plan: Plan,
+        plan: HistoryPlan,
         *,
         dsn: str | None,
         rest_url: str,
