@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from ..errors import DatabaseError, DataError, first_line
-from ..storage.parquet.read import merge, read_trades
+from ..storage.parquet.read import merge, read_archived_trades
 from .args import AGG_MODULE, AsType, Frame, parse_time
 from .execute import run
 from .frames import decimal_exprs, decimal_series
@@ -78,7 +78,8 @@ def load_trades(
             frame = _read_adbc(_conninfo(c), cols, span.exchange, span.symbol, t0, t1)
         else:
             frame = _read_copy(c, cols, span.exchange, span.symbol, t0, t1)
-        archived = read_trades(span.exchange, span.symbol, t0, t1, columns=cols, conn=c)  # dropped days
+        # the dropped days
+        archived = read_archived_trades(span.exchange, span.symbol, t0, t1, columns=cols, conn=c)
     numeric = [c for c in cols if c in _NUMERIC]
     if frame.height:
         try:

@@ -39,7 +39,7 @@ from ..model import US_CUTOFF, Trade
 
 __all__ = [
     "DumpReader",
-    "read_trades",
+    "read_dump_trades",
     "open_text",
     "detect_kind",
     "symbol_from_name",
@@ -357,6 +357,8 @@ class DumpReader:
                 yield Trade(exch, sym, tid, price, qty, m, t, e, received, src)
 
 
-def read_trades(path: str | Path, *, symbol: str | None = None, source: str = "replay") -> Iterator[Trade]:
+def read_dump_trades(
+    path: str | Path, *, symbol: str | None = None, source: str = "replay"
+) -> Iterator[Trade]:
     """All trades of one dump or recording, in file order (see the module doc)."""
     return iter(DumpReader(Path(path), symbol=symbol, source=source))

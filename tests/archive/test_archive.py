@@ -19,7 +19,15 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from cryptolab import analysis as an
-from cryptolab.archive import ArchiveError, archive, attach, day_path, detach, open_store, read_trades
+from cryptolab.archive import (
+    ArchiveError,
+    archive,
+    attach,
+    day_path,
+    detach,
+    open_store,
+    read_archived_trades,
+)
 from cryptolab.archive.plan import Group, Recorded, make_plan
 from cryptolab.model import Trade
 from cryptolab.storage import db
@@ -458,7 +466,7 @@ def test_attach_shadows_trades_for_one_session_only(dsn: str, tmp_path: Path) ->
         assert other.execute("SELECT count(*) FROM trades").fetchone() == (0,)
         detach(c)
         assert c.execute("SELECT count(*) FROM trades").fetchone() == (0,)
-    frame = read_trades("binance", SYMBOL, START, END)
+    frame = read_archived_trades("binance", SYMBOL, START, END)
     assert frame.height == len(MARKET.trades(SYMBOL))
     assert frame["price"].to_list() == [t.price for t in MARKET.trades(SYMBOL)]
 
@@ -544,3 +552,9 @@ def test_late_rows_for_a_dropped_day_are_seen_once_and_reported(dsn: str, tmp_pa
     assert an.source_counts("ODDUSDT", t0, t1)["trades"].sum() == 51
     rep = archive(to=str(root), today=TODAY, drop=True)
     assert rep.plan.conflicts and rep.dropped == [] and "trades_20240808" in _partitions(dsn)
+
+
+def test_the_documented_first_name_of_read_archived_trades_still_imports() -> None:
+    from cryptolab.archive import read_trades
+
+    assert read_trades is read_archived_trades

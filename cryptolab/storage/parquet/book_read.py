@@ -1,6 +1,6 @@
 """Archived book days back: the days whose rows were dropped from PostgreSQL, read from Parquet.
 
-Like `read_trades`, these return only what the database no longer holds (days recorded as
+Like `read_archived_trades`, these return only what the database no longer holds (days recorded as
 dropped in `archive_book_days`, read from where they were archived, each file checked against
 its record — size, SHA-256, page CRCs, rows, ids — and named when it differs), filtered to
 [start, end) on the table's day column (`event_time` for diffs, `received_at` for quotes and

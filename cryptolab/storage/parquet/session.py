@@ -24,7 +24,7 @@ from psycopg.pq import TransactionStatus
 
 from ...errors import DatabaseError, first_line
 from .layout import FILE_COLUMNS
-from .read import _utc, as_stored_text, dropped_days, read_archived
+from .read import _utc, as_stored_text, dropped_days, read_day_files
 from .verify import day_bounds
 
 __all__ = ["attach", "detach", "attach_for", "attached"]
@@ -111,7 +111,7 @@ def attach(conn: psycopg.Connection, exchange: str, symbol: str, start: datetime
             if attached(conn) == (exchange, symbol, lo, hi):
                 return True
             detach(conn)
-        got = read_archived(days, lo, hi, FILE_COLUMNS)
+        got = read_day_files(days, lo, hi, FILE_COLUMNS)
         base = _base_table(conn)
         conn.execute(f"CREATE TEMP TABLE trades (LIKE {base} INCLUDING DEFAULTS)")  # indexes after the load
         conn.execute(
