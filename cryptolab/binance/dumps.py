@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from ..errors import DataError
-from ..model import US_CUTOFF, Trade
+from ..model import Trade, to_us
 
 __all__ = [
     "DumpReader",
@@ -59,11 +59,7 @@ _FALSE = {"false", "False", "FALSE", "0"}
 
 def time_to_us(value: int) -> int:
     """An epoch time in ms, µs or ns (detected from its size) → µs."""
-    if value >= 10**17:
-        return value // 1000
-    if value >= US_CUTOFF:
-        return value
-    return value * 1000
+    return value // 1000 if value >= 10**17 else to_us(value)
 
 
 def check_symbol(symbol: str) -> str:
