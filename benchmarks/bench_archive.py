@@ -11,7 +11,7 @@ embedded one) and a scratch archive directory:
    archive's Parquet bytes per million;
 3. `cryptolab archive` speed (rows/s: read over ADBC, encode, stage, read back, verify, publish);
 4. `load_trades` of all N trades from PostgreSQL, then the same call after
-   `cryptolab archive --drop` (from the archive), and `archive.read_trades` / a bare
+   `cryptolab archive --drop` (from the archive), and `archive.read_archived_trades` / a bare
    `pl.scan_parquet` of the files (ratio to PostgreSQL);
 5. one day's 1 m OHLCV (from bars: stays in PostgreSQL) and volume profile (raw trades: from
    the archive through the session's TEMP table) before vs after the drop.
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     from polars.testing import assert_frame_equal
 
     from cryptolab import analysis as an
-    from cryptolab.archive import archive, read_trades
+    from cryptolab.archive import archive, read_archived_trades
 
     today = FIRST_DAY + timedelta(days=args.days + 1)
     root = Path(tempfile.mkdtemp(prefix="cryptolab-bench-archive-"))
@@ -148,14 +148,16 @@ def main(argv: list[str] | None = None) -> int:
             assert len(rep2.dropped) == args.days, rep2.dropped
             print(f"  verify + quality report + drop      {t_drop:9.2f} s", flush=True)
 
-            t_read, frame_read = best(lambda: read_trades("binance", SYMBOL, columns=cols), args.repeat)
+            t_read, frame_read = best(
+                lambda: read_archived_trades("binance", SYMBOL, columns=cols), args.repeat
+            )
             assert_frame_equal(frame_read, frame_db, check_exact=True)
             t_scan, frame_scan = best(
                 lambda: pl.scan_parquet(f"{root}/trades/**/*.parquet").select(cols).collect(), args.repeat
             )
             assert frame_scan.height == n
             print(f"  load_trades all, from PostgreSQL    {t_db:9.3f} s")
-            print(f"  archive.read_trades (polars)        {t_read:9.3f} s    ({t_db / t_read:.1f}x faster)")
+            print(f"  archive.read_archived_trades (polars) {t_read:9.3f} s    ({t_db / t_read:.1f}x faster)")
             print(
                 f"  pl.scan_parquet(...).collect()      {t_scan:9.3f} s    ({t_db / t_scan:.1f}x faster)",
                 flush=True,

@@ -295,10 +295,10 @@ def measure(kind: str, rate: float, seconds: float, client: str = "raw") -> dict
 
 
 def calibrate(paths: list[str]) -> None:
-    from cryptolab.binance.dumps import read_trades
+    from cryptolab.binance.dumps import read_dump_trades
     from cryptolab.exchange.calibration import comparison_table, shape_stats, simulate
 
-    real = [t for p in sorted(paths) for t in read_trades(p)]
+    real = [t for p in sorted(paths) for t in read_dump_trades(p)]
     rs = shape_stats(real)
     sims = [
         shape_stats(simulate("btcusdt", rate=rs["trades_per_s_mean"], seconds=3 * 650, seed=s))
@@ -319,7 +319,7 @@ def bench_load(n: int) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _common import scratch_database
 
-    from cryptolab.binance.dumps import read_trades
+    from cryptolab.binance.dumps import read_dump_trades
     from cryptolab.exchange.calibration import simulate
     from cryptolab.history.load import load_files
 
@@ -335,7 +335,7 @@ def bench_load(n: int) -> None:
                 ),
             )
         t0 = time.perf_counter()
-        parsed = sum(1 for _ in read_trades(path))
+        parsed = sum(1 for _ in read_dump_trades(path))
         t_read = time.perf_counter() - t0
         with scratch_database("cl_bench_load") as dsn:
             res = load_files([path], dsn=dsn, progress=False)

@@ -6,7 +6,7 @@
    same run by
    * the database's own bulk path: `COPY` of the (unzipped) CSV into a scratch table, then
      one `INSERT … SELECT` into `trades` (no bars_1s, no bookkeeping) — the ceiling;
-   * cryptolab history's bulk path (`Store.load_file`: unzip → COPY → INSERT … SELECT,
+   * cryptolab history's bulk path (`HistoryStore.load_file`: unzip → COPY → INSERT … SELECT,
      bars_1s by one aggregate, history_files row, one transaction);
    * `cryptolab load` (the trade writer, for reference; skip with --no-load).
    `--big` adds a 10M-trade dump.
@@ -32,7 +32,7 @@ import psycopg
 from _common import scratch_database
 
 from cryptolab.history.plan import DumpFile
-from cryptolab.history.store import WORK_MEM, Store
+from cryptolab.history.store import WORK_MEM, HistoryStore
 from cryptolab.storage import db
 
 DAY = date(2025, 1, 15)
@@ -97,7 +97,7 @@ def db_bulk(conn: psycopg.Connection, csv_path: Path) -> float:
 
 def ours(conn: psycopg.Connection, zip_path: Path, dsn: str | None) -> tuple[float, str]:
     t0 = time.perf_counter()
-    store = Store(conn, "binance", dsn=dsn)
+    store = HistoryStore(conn, "binance", dsn=dsn)
     f = DumpFile("BTCUSDT", "trades", "", "daily", DAY, DAY)
     try:
         res = store.load_file(f, zip_path, url=str(zip_path), sha256=None)

@@ -154,10 +154,9 @@ def mask_dsn(dsn: str) -> str:
 
 
 _URI_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
-_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
 def mask_secrets(text: str) -> str:
     """`text` (an error message, a parameter) with the password of any DSN or URL inside it
     replaced by `***`; `mask_dsn` is for a text that is one DSN."""
-    return _KV_PASSWORD.sub(r"\1***", _URI_PASSWORD.sub(r"\1***\3", text))
+    return _SECRET_KV.sub(r"\1***", _URI_PASSWORD.sub(r"\1***\3", text))

@@ -13,6 +13,8 @@ __all__ = [
     "SourceError",
     "DataError",
     "TradeConflict",
+    "first_line",
+    "one_line",
 ]
 
 
@@ -38,3 +40,16 @@ class DataError(CryptolabError):
 
 class TradeConflict(DataError):
     """Offered trades contradict what is stored under the same trade ids: refused, nothing stored."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of `exc`'s message (what an error line quotes of a driver's or library's
+    error), or the exception's class name when the message is empty."""
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip() if text else type(exc).__name__
+
+
+def one_line(exc: BaseException) -> str:
+    """All of `exc`'s message on one line (whitespace folded), or its class name when empty: for
+    errors whose detail is on a later line (an object store's error code)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

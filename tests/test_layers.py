@@ -17,6 +17,7 @@ LAYERS: list[set[str]] = [
     {
         "errors",
         "config",
+        "durations",
         "model",
         "aio",
         "book",

@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from ..durations import parse_duration
 from ..errors import DataError
 from ..model import DEFAULT_EXCHANGE
 
@@ -21,10 +22,9 @@ __all__ = [
     "KINDS",
     "check_kind",
     "INTERVALS",
-    "INTERVAL_UNITS",
     "MAX_ROWS",
     "parse_interval",
-    "parse_duration",
+    "parse_window",
     "auto_interval",
     "parse_time",
     "parse_decimal",
@@ -71,12 +71,6 @@ INTERVALS = (
 """The bar sizes every function with an `interval` takes (all but 1w divide a day)."""
 
 
-INTERVAL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-
-
-_INTERVAL = re.compile(r"([1-9][0-9]{0,5})([smhdw])")
-
-
 _SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9_.-]{0,31}")
 
 
@@ -84,15 +78,10 @@ MAX_ROWS = 5_000_000
 """Largest dense series (buckets) one call may ask for."""
 
 
-def parse_duration(value: Any, *, name: str = "window") -> tuple[str, timedelta]:
-    """A free duration like '90s', '5m', '2h' (a positive count of s/m/h/d/w); returns (text, timedelta)."""
-    text = str(value).strip() if value is not None else ""
-    m = _INTERVAL.fullmatch(text)
-    if not m:
-        raise DataError(
-            f"{name} {value!r} is not a duration: use a positive count and a unit s, m, h, d or w ('30s', '5m')"
-        )
-    return text, timedelta(seconds=int(m.group(1)) * INTERVAL_UNITS[m.group(2)])
+def parse_window(value: Any, *, name: str = "window") -> timedelta:
+    """A positive duration argument ('500ms', '90s', '5m', '2h', or a timedelta): the grammar of
+    `cryptolab.durations`, with its unit (a plain number is not seconds here)."""
+    return parse_duration(value, name=name, bare_seconds=False, error=DataError)
 
 
 def parse_interval(value: Any, *, name: str = "interval") -> tuple[str, timedelta]:
@@ -100,13 +89,13 @@ def parse_interval(value: Any, *, name: str = "interval") -> tuple[str, timedelt
     text = str(value).strip() if value is not None else ""
     if text not in INTERVALS:
         raise DataError(f"{name} {value!r} is not an interval: use one of {', '.join(INTERVALS)}")
-    return parse_duration(text, name=name)
+    return text, parse_window(text, name=name)
 
 
 def auto_interval(length: timedelta, *, most: int = 120) -> tuple[str, timedelta]:
     """The finest interval of INTERVALS (up to 1d) giving at most `most` bars over `length`."""
     for iv in INTERVALS[:-1]:
-        step = parse_duration(iv)[1]
+        step = parse_window(iv)
         if length / step <= most:
             return iv, step
     return "1d", timedelta(days=1)

@@ -21,7 +21,7 @@ import numpy as np
 import psycopg
 
 from ..book.state import OrderBook
-from ..errors import DatabaseError, DataError
+from ..errors import DatabaseError, DataError, first_line
 from ..model import DEFAULT_EXCHANGE
 from .args import AsType, Frame, _normalize_exchange, normalize_symbol, parse_time
 from .book_archive import (
@@ -100,7 +100,7 @@ def _markets(conn: psycopg.Connection, what: str) -> list[tuple[str, str, Any]]:
         stored = [(r[0], r[1], r[2]) for r in conn.execute(q).fetchall()]
     except psycopg.Error as exc:
         raise DatabaseError(
-            f"could not read the stored book markets: {str(exc).strip().splitlines()[0]}"
+            f"could not read the stored book markets: {first_line(exc)}"
         ) from None
     # markets whose days were archived and dropped stay listed, with their newest time
     return archived_markets(conn, "book_snapshots" if what == "depth" else "quotes", stored)

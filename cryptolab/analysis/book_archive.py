@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 
-from ..errors import DatabaseError
+from ..errors import DatabaseError, first_line
 from ..storage.parquet.book import KINDS, BookRecord
 from ..storage.parquet.book_read import dropped_book_days
 from ..storage.parquet.book_session import (
@@ -148,7 +148,7 @@ def _db(c: psycopg.Connection, kind: str, q: str, args: tuple[Any, ...]) -> Any:
     try:
         row = c.execute(q.format(t=book_base_table(c, kind)), args).fetchone()
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not read {kind}: {str(exc).strip().splitlines()[0]}") from None
+        raise DatabaseError(f"could not read {kind}: {first_line(exc)}") from None
     return None if row is None else row[0]
 
 
@@ -259,7 +259,7 @@ def archived_markets(
             (kind,),
         ).fetchall()
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not read archive_book_days: {str(exc).strip().splitlines()[0]}") from None
+        raise DatabaseError(f"could not read archive_book_days: {first_line(exc)}") from None
     out = {(e, s): t for e, s, t in stored}
     for exch, sym in markets:
         known = out.get((exch, sym))

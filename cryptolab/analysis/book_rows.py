@@ -15,7 +15,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from ..errors import DatabaseError
+from ..errors import DatabaseError, first_line
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def _copy(conn: psycopg.Connection, query: sql.Composable) -> bytes:
             for chunk in copy:
                 buf.write(chunk)
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not read the stored book: {str(exc).strip().splitlines()[0]}") from None
+        raise DatabaseError(f"could not read the stored book: {first_line(exc)}") from None
     return buf.getvalue()
 
 
@@ -91,8 +91,7 @@ def _fetch_adbc(conn: psycopg.Connection, query: sql.Composable, names: list[str
             cur.execute(text)
             table = cur.fetch_arrow_table()
     except Exception as exc:  # adbc_driver_manager.Error and its subclasses
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseError(f"could not read the stored book over ADBC: {first}") from None
+        raise DatabaseError(f"could not read the stored book over ADBC: {first_line(exc)}") from None
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame.rename(dict(zip(frame.columns, names)))

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg.types.string import TextLoader
 
-from ..errors import DatabaseError, DataError
+from ..errors import DatabaseError, DataError, first_line
 from ..storage import queries
 from ..storage.parquet.session import attach_for
 from . import scales
@@ -18,11 +18,6 @@ from .args import AGG_MODULE, AsType, Frame
 from .frames import _NUMERIC, to_frame
 
 __all__ = ["execute", "run"]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _attach(conn: psycopg.Connection, values: Mapping[str, Any], query: queries.Query) -> None:
@@ -43,7 +38,7 @@ def execute(
             cur.execute(sql_, params)
             return cur.fetchall()
     except psycopg.Error as exc:
-        raise DatabaseError(f"analysis query {module}.{name} failed: {_first_line(exc)}") from None
+        raise DatabaseError(f"analysis query {module}.{name} failed: {first_line(exc)}") from None
 
 
 def run(
@@ -73,7 +68,7 @@ def run(
             desc = cur.description or []
             rows = cur.fetchall()
     except psycopg.Error as exc:
-        raise DatabaseError(f"analysis query {module}.{name} failed: {_first_line(exc)}") from None
+        raise DatabaseError(f"analysis query {module}.{name} failed: {first_line(exc)}") from None
     frame = to_frame([(d.name, d.type_code) for d in desc], rows, text=iso)
     if keep_scales:
         key = {k: values[k] for k in ("exchange", "symbol") if k in values}

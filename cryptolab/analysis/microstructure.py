@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from ..durations import duration_text
 from ..errors import DataError
-from .args import MAX_ROWS, AsType, Frame, parse_decimal, parse_duration, parse_interval
+from .args import MAX_ROWS, AsType, Frame, parse_decimal, parse_interval, parse_window
 from .book import BookSpan, _span
 from .book_archive import archived_book, cover_time
 from .book_rebuild import Rebuilt, empty_top, load_book
@@ -309,7 +310,7 @@ def trade_costs(
     first rebuilt book have null quotes."""
     import polars as pl
 
-    _, h = parse_duration(horizon, name="horizon")
+    h = parse_window(horizon, name="horizon")
     with connection(conn) as c, archived_book(c):
         span = _span(c, symbol, start, end, exchange)
         wide = BookSpan(span.exchange, span.symbol, span.start, span.end + h)
@@ -385,7 +386,7 @@ def effective_spread(
     import polars as pl
 
     iv, _ = parse_interval(interval)
-    parse_duration(horizon, name="horizon")
+    h = parse_window(horizon, name="horizon")
     if reference not in ("book", "quotes"):
         raise DataError(f"reference must be 'book' or 'quotes', not {reference!r}")
     if reference == "quotes":
@@ -397,13 +398,13 @@ def effective_spread(
                 span.exchange,
                 span.symbol,
                 span.start - timedelta(minutes=1),
-                span.end + parse_duration(horizon, name="horizon")[1],
+                span.end + h,
             )
             return run(
                 c,
                 _MODULE,
                 "effective_spread",
-                span.values(interval=iv, horizon=horizon),
+                span.values(interval=iv, horizon=duration_text(h)),
                 as_,
                 keep_scales=False,
             )

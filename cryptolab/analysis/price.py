@@ -15,7 +15,7 @@ from typing import Any, Literal
 import psycopg
 
 from ..errors import DataError
-from .args import AGG_MODULE, AsType, Frame, Kind, parse_decimal, parse_duration, parse_interval, parse_time
+from .args import AGG_MODULE, AsType, Frame, Kind, parse_decimal, parse_interval, parse_time, parse_window
 from .execute import execute, run
 from .frames import decimal_series
 from .scope import check_buckets, connection, interval_for, resolve_span
@@ -186,7 +186,7 @@ def vwap(
         if isinstance(window, int):
             _positive_int(window, "window")
         else:
-            parse_duration(window, name="window")
+            parse_window(window, name="window")
     with connection(conn) as c:
         rng = resolve_span(c, symbol, start, end, exchange)
         iv, step = interval_for(rng, interval)
@@ -200,7 +200,7 @@ def vwap(
                 )
             extra["session_start"] = offset
         elif mode == "rolling":
-            win = step * window if isinstance(window, int) else parse_duration(window, name="window")[1]
+            win = step * window if isinstance(window, int) else parse_window(window, name="window")
             if win % step:
                 raise DataError(
                     f"window {window} is not a whole number of {iv} intervals: use a multiple of {iv}"

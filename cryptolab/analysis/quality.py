@@ -14,8 +14,9 @@ from typing import Any
 
 import psycopg
 
+from ..durations import parse_duration
 from ..errors import DataError
-from .args import AGG_MODULE, AsType, Frame, Kind, parse_decimal, parse_duration
+from .args import AGG_MODULE, AsType, Frame, Kind, parse_decimal
 from .execute import run
 from .scope import connection, resolve_span
 
@@ -38,16 +39,8 @@ _MODULE = "quality_check"
 
 
 def _duration(value: Any, name: str) -> timedelta:
-    """A timedelta, a number of seconds (int, Decimal, '0.5') or an interval string ('30s', '1m')."""
-    if isinstance(value, timedelta):
-        d = value
-    elif isinstance(value, str) and value.strip()[-1:].isalpha():
-        d = parse_duration(value, name=name)[1]
-    else:
-        d = timedelta(microseconds=int(parse_decimal(value, name, positive=False) * 1_000_000))
-    if d < timedelta(0):
-        raise DataError(f"{name} must not be negative, not {value!r}")
-    return d
+    """A timedelta, a number of seconds (int, Decimal, '0.5') or a duration ('500ms', '30s', '1m')."""
+    return parse_duration(value, name=name, zero=True, error=DataError)
 
 
 def _check(

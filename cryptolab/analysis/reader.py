@@ -18,8 +18,8 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
-from ..errors import DatabaseError, DataError
-from ..storage.parquet.read import merge, read_trades
+from ..errors import DatabaseError, DataError, first_line
+from ..storage.parquet.read import merge, read_archived_trades
 from .args import AGG_MODULE, AsType, Frame, parse_time
 from .execute import run
 from .frames import decimal_exprs, decimal_series
@@ -78,7 +78,8 @@ def load_trades(
             frame = _read_adbc(_conninfo(c), cols, span.exchange, span.symbol, t0, t1)
         else:
             frame = _read_copy(c, cols, span.exchange, span.symbol, t0, t1)
-        archived = read_trades(span.exchange, span.symbol, t0, t1, columns=cols, conn=c)  # dropped days
+        # the dropped days
+        archived = read_archived_trades(span.exchange, span.symbol, t0, t1, columns=cols, conn=c)
     numeric = [c for c in cols if c in _NUMERIC]
     if frame.height:
         try:
@@ -162,7 +163,7 @@ def _read_adbc(conninfo: str, cols: list[str], exchange: str, symbol: str, t0: A
             cur.execute(query, args)
             table = cur.fetch_arrow_table()
     except Exception as exc:  # adbc_driver_manager.Error and its subclasses
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise DatabaseError(f"could not read trades over ADBC: {first}") from None
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
@@ -192,7 +193,7 @@ def _read_copy(
             for chunk in copy:
                 buf.write(chunk)
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not read trades: {str(exc).strip().splitlines()[0]}") from None
+        raise DatabaseError(f"could not read trades: {first_line(exc)}") from None
     schema = {
         c: (pl.Int64 if c in _TIMES or c in ("trade_id", "is_buyer_maker") else pl.String) for c in cols
     }

@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from ..errors import CryptolabError, DatabaseError, DataError, SourceError
+from ..errors import CryptolabError, DatabaseError, DataError, SourceError, first_line
 from .args import AGG_MODULE, AsType, Frame, Kind, normalize_symbol, parse_interval
 from .execute import run
 from .scope import check_buckets, connection, interval_for, resolve_span
@@ -208,7 +208,7 @@ def fetch_klines(
                 with c.cursor() as cur:
                     cur.executemany(_UPSERT_KLINE, rows)
         except psycopg.Error as exc:
-            raise DatabaseError(f"could not store klines: {str(exc).strip().splitlines()[0]}") from None
+            raise DatabaseError(f"could not store klines: {first_line(exc)}") from None
         if not c.autocommit and c.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             c.commit()
         return len(rows)
@@ -274,7 +274,7 @@ def reconcile_or_skip(
                     span.symbol, span.start, span.end, base_url=base_url, exchange=span.exchange, conn=c
                 )
             except SourceError as exc:
-                unreachable = f"{base_url} cannot be reached ({str(exc).splitlines()[0][:160]})"
+                unreachable = f"{base_url} cannot be reached ({first_line(exc)[:160]})"
         frame = reconcile_klines(span.symbol, span.start, span.end, exchange=span.exchange, conn=c)
     have = frame.filter(pl.col("kline_trades").is_not_null()).height if frame.height else 0
     if have == 0:

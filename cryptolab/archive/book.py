@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ..errors import DatabaseError
+from ..errors import DatabaseError, first_line
 from ..storage.db import partitions_of
 from ..storage.parquet.book import (
     BOOK_FORMAT,
@@ -46,8 +46,8 @@ from ..storage.parquet.book import (
 )
 from ..storage.parquet.errors import ArchiveError
 from ..storage.parquet.manifest import sha256
-from ..storage.parquet.store import Store
-from .plan import Group, Plan, Recorded, make_plan
+from ..storage.parquet.store import ArchiveStore
+from .plan import ArchivePlan, Group, Recorded, make_plan
 
 __all__ = ["BookExport", "BookReport", "book_exports", "book_drops", "book_records", "book_manifest",
            "verify_book_files"]
@@ -69,7 +69,7 @@ class BookExport:
 
 @dataclass
 class BookReport:
-    plans: dict[str, Plan] = field(default_factory=dict)
+    plans: dict[str, ArchivePlan] = field(default_factory=dict)
     exported: list[BookExport] = field(default_factory=list)
     dropped: list[tuple[str, date]] = field(default_factory=list)
     partitions: dict[str, dict[date, tuple[str | None, list[tuple[str, str]]]]] = field(default_factory=dict)
@@ -85,11 +85,6 @@ class BookReport:
     @property
     def conflicts(self) -> list[tuple[Group, str]]:
         return [c for p in self.plans.values() for c in p.conflicts]
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _days(
@@ -169,7 +164,7 @@ def _recorded(conn: psycopg.Connection, kind: str) -> dict[Group, Recorded]:
     return {Group(r[2], r[0], r[1]): Recorded(r[3], bool(r[4]), bool(r[5])) for r in rows}
 
 
-def _present(store: Store, kind: str) -> set[Group]:
+def _present(store: ArchiveStore, kind: str) -> set[Group]:
     out = set()
     for rel, _size in store.files(kind):
         parsed = parse_book_path(rel)
@@ -191,7 +186,7 @@ SET location = excluded.location, path = excluded.path, rows = excluded.rows, fi
 
 def _record(
     conn: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     kind: str,
     exchange: str,
     symbol: str,
@@ -222,13 +217,13 @@ def _record(
             )
     except psycopg.Error as exc:
         raise DatabaseError(
-            f"could not record {kind} of {exchange} {symbol} {day} in archive_book_days: {_first(exc)}"
+            f"could not record {kind} of {exchange} {symbol} {day} in archive_book_days: {first_line(exc)}"
         ) from None
 
 
 def export_book_day(
     conn: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     kind: str,
     exchange: str,
     symbol: str,
@@ -288,7 +283,7 @@ def export_book_day(
 
 def book_exports(
     c: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     *,
     before: date | None,
     drop: bool,
@@ -314,7 +309,7 @@ def book_exports(
             days = _days(c, kind, today)
             recorded = _recorded(c, kind)
         except psycopg.Error as exc:
-            raise DatabaseError(f"could not list the days of {kind}: {_first(exc)}") from None
+            raise DatabaseError(f"could not list the days of {kind}: {first_line(exc)}") from None
         report.partitions[kind] = days
         plan = make_plan(
             {d: g for d, (_, g) in days.items()},
@@ -356,7 +351,7 @@ def book_exports(
 
 
 def _archived_stats(
-    c: psycopg.Connection, store: Store, kind: str, day: date, groups: list[tuple[str, str]]
+    c: psycopg.Connection, store: ArchiveStore, kind: str, day: date, groups: list[tuple[str, str]]
 ) -> dict[tuple[str, str], BookStats]:
     """Every archived file of the day read back and checked against its record (size, SHA-256, CRCs, content)."""
     records = {(r.exchange, r.symbol): r for r in book_records(c, store.uri(), kind) if r.day == day}
@@ -387,7 +382,7 @@ def _archived_stats(
 
 def _drop_locked(
     c: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     kind: str,
     day: date,
     partition: str | None,
@@ -437,7 +432,9 @@ def _drop_locked(
             c.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(schema, tops)))
 
 
-def book_drops(c: psycopg.Connection, store: Store, report: BookReport, say: Callable[[str], None]) -> None:
+def book_drops(
+    c: psycopg.Connection, store: ArchiveStore, report: BookReport, say: Callable[[str], None]
+) -> None:
     """Drop the planned book days, each only after its files are read back and match the database."""
     for kind, plan in report.plans.items():
         for day in plan.drop:
@@ -453,7 +450,7 @@ def book_drops(c: psycopg.Connection, store: Store, report: BookReport, say: Cal
                 ) from None
             except psycopg.Error as exc:
                 raise DatabaseError(
-                    f"could not drop {kind} of {day}: {_first(exc)}; nothing deleted"
+                    f"could not drop {kind} of {day}: {first_line(exc)}; nothing deleted"
                 ) from None
             report.dropped.append((kind, day))
             what = f"partition {partition}" if partition else f"the rows of {day}"
@@ -461,7 +458,7 @@ def book_drops(c: psycopg.Connection, store: Store, report: BookReport, say: Cal
 
 
 def book_manifest(
-    conn: psycopg.Connection, store: Store, previous: dict[str, Any] | None
+    conn: psycopg.Connection, store: ArchiveStore, previous: dict[str, Any] | None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(the book tables' contracts, the book days) for the manifest: this database's days at this
     location, plus the days another writer listed that this database does not know."""
@@ -473,7 +470,7 @@ def book_manifest(
     return {k: book_contract_json(k) for k in KINDS}, [days[k] for k in sorted(days)]
 
 
-def verify_book_files(conn: psycopg.Connection, store: Store) -> tuple[int, list[str]]:
+def verify_book_files(conn: psycopg.Connection, store: ArchiveStore) -> tuple[int, list[str]]:
     """`--verify` for book days: (files checked, problems), stamping `verified_at` on the good ones."""
     problems: list[str] = []
     checked = 0

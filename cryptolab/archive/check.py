@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from ..errors import DatabaseError
+from ..errors import DatabaseError, first_line
 from ..storage.parquet.errors import ArchiveError
 from ..storage.parquet.layout import FORMAT_VERSION, parse_day_path
 from ..storage.parquet.manifest import DayRecord, check_file, file_format, read_manifest, sha256
-from ..storage.parquet.store import DATASET, Store
+from ..storage.parquet.store import DATASET, ArchiveStore
 from ..storage.parquet.verify import table_stats
 from .export import STAT_COLUMNS
 from .records import day_records, publish_manifest
@@ -56,14 +56,14 @@ def record_problems(rec: DayRecord, rows: int, first: int | None, last: int | No
 
 
 def verify_archive(
-    conn: psycopg.Connection, store: Store, say: Callable[[str], None] = lambda s: None
+    conn: psycopg.Connection, store: ArchiveStore, say: Callable[[str], None] = lambda s: None
 ) -> VerifyReport:
 
     report = VerifyReport(store.uri())
     try:
         records = {r.key: r for r in day_records(conn, store.uri())}
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not read archive_days: {str(exc).strip().splitlines()[0]}") from None
+        raise DatabaseError(f"could not read archive_days: {first_line(exc)}") from None
     mine = set(records)
     try:
         manifest = read_manifest(store)

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from ..errors import DatabaseError
+from ..errors import DatabaseError, first_line
 from ..storage.parquet.errors import ArchiveError
 from ..storage.parquet.layout import (
     DECIMAL_TYPES,
@@ -31,7 +31,7 @@ from ..storage.parquet.layout import (
 )
 from ..storage.parquet.manifest import file_format, sha256
 from ..storage.parquet.read import decode
-from ..storage.parquet.store import Store
+from ..storage.parquet.store import ArchiveStore
 from ..storage.parquet.verify import DayStats, day_bounds, db_stats, differences, table_stats
 
 __all__ = [
@@ -188,7 +188,7 @@ def encode(table: Any) -> bytes:
 STAT_COLUMNS = ["trade_id", "trade_time", "price", "qty", "quote_qty", "is_buyer_maker"]
 
 
-def inspect(store: Store, rel: str) -> tuple[DayStats, int, str, int]:
+def inspect(store: ArchiveStore, rel: str) -> tuple[DayStats, int, str, int]:
     """Read a published or staged file back: (its DayStats, its contract version, its SHA-256, its size)."""
     data = store.get(rel)
     table = decode(data, STAT_COLUMNS, store.uri(rel))
@@ -199,7 +199,7 @@ def inspect(store: Store, rel: str) -> tuple[DayStats, int, str, int]:
     return stats, file_format(table), sha256(data), len(data)
 
 
-def read_stats(store: Store, rel: str) -> DayStats:
+def read_stats(store: ArchiveStore, rel: str) -> DayStats:
     """Read a published or staged file back and compute its DayStats."""
     return inspect(store, rel)[0]
 
@@ -219,7 +219,7 @@ SET location = excluded.location, path = excluded.path, rows = excluded.rows,
 
 def record_day(
     conn: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     exchange: str,
     symbol: str,
     day: date,
@@ -251,12 +251,18 @@ def record_day(
             )
     except psycopg.Error as exc:
         raise DatabaseError(
-            f"could not record {exchange} {symbol} {day} in archive_days: {str(exc).strip().splitlines()[0]}"
+            f"could not record {exchange} {symbol} {day} in archive_days: {first_line(exc)}"
         ) from None
 
 
 def export_day(
-    conn: psycopg.Connection, store: Store, exchange: str, symbol: str, day: date, *, replace: bool = False
+    conn: psycopg.Connection,
+    store: ArchiveStore,
+    exchange: str,
+    symbol: str,
+    day: date,
+    *,
+    replace: bool = False,
 ) -> ExportResult:
     """Archive one day (see the module docstring); idempotent: a re-run finds it published and identical.
 

@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from ..errors import DatabaseError
+from ..errors import DatabaseError, first_line
 from ..storage.db import partitions_of
 from ..storage.parquet.errors import ArchiveError
 from ..storage.parquet.layout import FORMAT_VERSION, day_path, parse_day_path
-from ..storage.parquet.store import DATASET, Store, open_store
+from ..storage.parquet.store import DATASET, ArchiveStore, open_store
 from ..storage.parquet.verify import day_bounds, db_stats, differences
 from .export import ExportResult, export_day, inspect
-from .plan import Group, Plan, Recorded, make_plan
+from .plan import ArchivePlan, Group, Recorded, make_plan
 from .records import day_records, publish_manifest
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class Report:
     """What a run did."""
 
     location: str
-    plan: Plan
+    plan: ArchivePlan
     exported: list[ExportResult] = field(default_factory=list)
     dropped: list[date] = field(default_factory=list)
     cleaned: int = 0
@@ -65,11 +65,6 @@ class Report:
     @property
     def bytes(self) -> int:
         return sum(r.bytes for r in self.exported if r.status != "present")
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _base(conn: psycopg.Connection) -> tuple[str, int]:
@@ -118,8 +113,8 @@ def _recorded(conn: psycopg.Connection) -> dict[Group, Recorded]:
 
 def _upgrade_dropped(
     c: psycopg.Connection,
-    store: Store,
-    plan: Plan,
+    store: ArchiveStore,
+    plan: ArchivePlan,
     symbols: Collection[str] | None,
     say: Callable[[str], None],
 ) -> None:
@@ -158,7 +153,7 @@ def _analyze_if_stale(conn: psycopg.Connection, partition: str) -> None:
         conn.execute(sql.SQL("ANALYZE {}").format(ident))
 
 
-def _present(store: Store) -> dict[Group, int]:
+def _present(store: ArchiveStore) -> dict[Group, int]:
     """{group: file size} of the day files in the store."""
     out = {}
     for rel, size in store.files(DATASET):
@@ -168,7 +163,9 @@ def _present(store: Store) -> dict[Group, int]:
     return out
 
 
-def _wrong_sizes(conn: psycopg.Connection, store: Store, plan: Plan, present: dict[Group, int]) -> None:
+def _wrong_sizes(
+    conn: psycopg.Connection, store: ArchiveStore, plan: ArchivePlan, present: dict[Group, int]
+) -> None:
     """Days already archived whose file no longer has the published size: conflicts (reported, not dropped).
     A cheap check on every run (one listing); `--verify` reads every byte."""
     recorded = {r.key: r for r in day_records(conn, store.uri())}
@@ -215,7 +212,7 @@ def _keep_quality(conn: psycopg.Connection, exchange: str, symbol: str, day: dat
 
 def _drop_day(
     conn: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     day: date,
     partition: str,
     groups: list[tuple[str, str]],
@@ -248,13 +245,13 @@ def _drop_day(
             "nothing deleted; re-run later"
         ) from None
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not drop {partition}: {_first(exc)}; nothing deleted") from None
+        raise DatabaseError(f"could not drop {partition}: {first_line(exc)}; nothing deleted") from None
     say(f"dropped partition {partition} ({len(groups)} symbol(s) verified against {store.uri()})")
 
 
 def _verify_and_drop(
     conn: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     day: date,
     partition: str,
     groups: list[tuple[str, str]],
@@ -396,7 +393,7 @@ def _holder(c: psycopg.Connection) -> str:
 
 def _run(
     c: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     before: date | None,
     drop: bool,
     keep_days: int | None,
@@ -418,7 +415,7 @@ def _run(
         parts = partitions(c, today)
         recorded = _recorded(c)
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not list the trades partitions: {_first(exc)}") from None
+        raise DatabaseError(f"could not list the trades partitions: {first_line(exc)}") from None
     present = _present(store)
     plan = make_plan(
         {d: groups for d, (_, groups) in parts.items()},
@@ -479,7 +476,7 @@ def _run(
 
 def _book(
     c: psycopg.Connection,
-    store: Store,
+    store: ArchiveStore,
     before: date | None,
     drop: bool,
     keep_days: int | None,

@@ -19,7 +19,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-__all__ = ["Group", "Recorded", "Plan", "make_plan"]
+__all__ = ["Group", "Recorded", "ArchivePlan", "make_plan"]
 
 
 @dataclass(frozen=True, order=True)
@@ -41,7 +41,10 @@ class Recorded:
 
 
 @dataclass
-class Plan:
+class ArchivePlan:
+    """What one archive run does: the (day, exchange, symbol) groups to export, the partitions to
+    drop, those kept (and why), conflicts with what is recorded, and groups archived already."""
+
     export: list[Group] = field(default_factory=list)
     drop: list[date] = field(default_factory=list)
     kept: list[tuple[date, str]] = field(default_factory=list)  # partitions not dropped, and why
@@ -60,9 +63,9 @@ def make_plan(
     drop: bool = False,
     keep_days: int | None = None,
     symbols: Collection[str] | None = None,
-) -> Plan:
+) -> ArchivePlan:
     """The plan for one run (see the module docstring)."""
-    plan = Plan()
+    plan = ArchivePlan()
     cutoff = today if before is None else min(before, today)
     drop_before: date | None = None
     if drop:

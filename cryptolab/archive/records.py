@@ -14,7 +14,7 @@ import psycopg
 
 from ..storage.parquet.layout import FORMAT_VERSION
 from ..storage.parquet.manifest import DayRecord, build_manifest, read_manifest, write_manifest
-from ..storage.parquet.store import Store
+from ..storage.parquet.store import ArchiveStore
 
 __all__ = ["day_records", "publish_manifest"]
 
@@ -47,7 +47,7 @@ def day_records(conn: psycopg.Connection, location: str) -> list[DayRecord]:
     ]
 
 
-def publish_manifest(conn: psycopg.Connection, store: Store) -> dict[str, Any]:
+def publish_manifest(conn: psycopg.Connection, store: ArchiveStore) -> dict[str, Any]:
     """Write the manifest (atomically) when what it should list differs from what it lists; return it.
 
     It lists this database's days at this location that follow the current contract with a

@@ -16,7 +16,7 @@ import psycopg
 from ..storage.parquet.errors import ArchiveError
 from ..storage.parquet.layout import FORMAT_VERSION, contract_schema
 from ..storage.parquet.manifest import DayRecord, check_file
-from ..storage.parquet.store import Store
+from ..storage.parquet.store import ArchiveStore
 from ..storage.parquet.verify import differences, table_stats
 from .check import record_problems
 from .export import encode, inspect, record_day
@@ -34,7 +34,7 @@ def old_dropped_days(conn: psycopg.Connection, location: str) -> list[tuple[str,
     return [(str(r[0]), str(r[1]), r[2]) for r in rows]
 
 
-def upgrade_day(conn: psycopg.Connection, store: Store, rec: DayRecord) -> int:
+def upgrade_day(conn: psycopg.Connection, store: ArchiveStore, rec: DayRecord) -> int:
     """Rewrite one dropped day's file under the contract; return its new size."""
     import pyarrow as pa
 

@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from ..errors import DataError
-from ..model import US_CUTOFF, Trade
+from ..model import Trade, to_us
 
 __all__ = [
     "DumpReader",
-    "read_trades",
+    "read_dump_trades",
     "open_text",
     "detect_kind",
     "symbol_from_name",
@@ -59,11 +59,7 @@ _FALSE = {"false", "False", "FALSE", "0"}
 
 def time_to_us(value: int) -> int:
     """An epoch time in ms, µs or ns (detected from its size) → µs."""
-    if value >= 10**17:
-        return value // 1000
-    if value >= US_CUTOFF:
-        return value
-    return value * 1000
+    return value // 1000 if value >= 10**17 else to_us(value)
 
 
 def check_symbol(symbol: str) -> str:
@@ -172,7 +168,7 @@ def open_text(path: str | Path) -> IO[str]:
     return fh
 
 
-def _first_line(path: Path) -> str:
+def _head_line(path: Path) -> str:
     with _readable(path), open_text(path) as fh:
         for line in fh:
             if "\x00" in line:
@@ -188,7 +184,7 @@ def detect_kind(path: str | Path) -> Kind:
     m = _NAME_RE.match(p.name)
     if m:
         return "aggTrades" if m.group("kind").lower() == "aggtrades" else "trades"
-    line = _first_line(p)
+    line = _head_line(p)
     if not line:
         raise DataError(f"{p}: empty file")
     head, _, rest = line.partition(" ")
@@ -357,6 +353,8 @@ class DumpReader:
                 yield Trade(exch, sym, tid, price, qty, m, t, e, received, src)
 
 
-def read_trades(path: str | Path, *, symbol: str | None = None, source: str = "replay") -> Iterator[Trade]:
+def read_dump_trades(
+    path: str | Path, *, symbol: str | None = None, source: str = "replay"
+) -> Iterator[Trade]:
     """All trades of one dump or recording, in file order (see the module doc)."""
     return iter(DumpReader(Path(path), symbol=symbol, source=source))

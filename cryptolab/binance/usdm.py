@@ -61,7 +61,7 @@ from .wire import (
     _int,
     _plain,
     _remember_symbol,
-    to_us,
+    _time_us,
 )
 
 __all__ = [
@@ -164,9 +164,9 @@ def _agg(d: Mapping[str, Any], exchange: str, source: str, received: int) -> Agg
         _decimal(d["q"], "q"),
         first,
         last,
-        _check_time(to_us(d["T"], "T"), "T", received),
+        _check_time(_time_us(d["T"], "T"), "T", received),
         m,
-        None if e is None else _check_time(to_us(e, "E"), "E", received),
+        None if e is None else _check_time(_time_us(e, "E"), "E", received),
         received,
         source,
     )
@@ -176,11 +176,11 @@ def _mark(d: Mapping[str, Any], exchange: str, source: str, received: int) -> Ma
     _need(d, "s E p")
     sym = _symbol(d)
     t_next = d.get("T")
-    next_us = None if t_next in (None, 0) else to_us(t_next, "T")
+    next_us = None if t_next in (None, 0) else _time_us(t_next, "T")
     return MarkPrice(
         exchange,
         sym,
-        _check_time(to_us(d["E"], "E"), "E", received),
+        _check_time(_time_us(d["E"], "E"), "E", received),
         _decimal(d["p"], "p"),
         _optional(d.get("i"), "i", _nonneg),
         _optional(d.get("P"), "P", _nonneg),
@@ -210,7 +210,7 @@ def _force(d: Mapping[str, Any], exchange: str, source: str, received: int) -> L
     return Liquidation(
         exchange,
         sym,
-        _check_time(to_us(o["T"], "T"), "T", received),
+        _check_time(_time_us(o["T"], "T"), "T", received),
         side,
         kind,
         tif,
@@ -220,7 +220,7 @@ def _force(d: Mapping[str, Any], exchange: str, source: str, received: int) -> L
         _nonneg(o["l"], "l"),
         _nonneg(o["z"], "z"),
         status,
-        None if e is None else _check_time(to_us(e, "E"), "E", received),
+        None if e is None else _check_time(_time_us(e, "E"), "E", received),
         received,
         source,
     )
@@ -376,7 +376,7 @@ def funding_from_rest(
         return FundingRate(
             exchange,
             _symbol({"s": item["symbol"]}),
-            to_us(item["fundingTime"], "fundingTime"),
+            _time_us(item["fundingTime"], "fundingTime"),
             _signed(item["fundingRate"], "fundingRate"),
             None if mark in (None, "") or Decimal(str(mark)) == 0 else _decimal(mark, "markPrice"),
             None,
@@ -396,7 +396,7 @@ def open_interest_from_rest(
             lambda: OpenInterest(
                 exchange,
                 _symbol({"s": item["symbol"]}),
-                to_us(item["time"], "time"),
+                _time_us(item["time"], "time"),
                 _nonneg(item["openInterest"], "openInterest"),
                 None,
                 source,
@@ -416,7 +416,7 @@ def open_interest_hist_from_rest(
             lambda: OpenInterest(
                 exchange,
                 _symbol({"s": item["symbol"]}),
-                to_us(item["timestamp"], "timestamp"),
+                _time_us(item["timestamp"], "timestamp"),
                 _nonneg(item["sumOpenInterest"], "sumOpenInterest"),
                 _nonneg(item["sumOpenInterestValue"], "sumOpenInterestValue"),
                 source,
@@ -634,7 +634,7 @@ def decode_usdm_fast(
                 and _plain(q)
             ):
                 price, qty = Decimal(p), Decimal(q)
-                T, e = d.T, d.E
+                T, e = d.T, d.E  # model.to_us inlined: the hot path
                 t_us = T if T >= US_CUTOFF else T * 1000
                 e_us = None if e is None else (e if e >= US_CUTOFF else e * 1000)
                 limit = received + _MAX_AHEAD_US

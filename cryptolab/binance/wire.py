@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 
-from ..model import DEFAULT_EXCHANGE, US_CUTOFF, DeadLetter, Trade, now_us
+from ..model import DEFAULT_EXCHANGE, US_CUTOFF, DeadLetter, Trade, now_us, to_us
 
-__all__ = ["Control", "decode", "trade_from_rest", "to_us", "MIN_TIME_US"]
+__all__ = ["Control", "decode", "trade_from_rest", "MIN_TIME_US"]
 
 MIN_TIME_US = 1_483_228_800_000_000  # 2017-01-01: Binance did not trade before
 _MAX_AHEAD_US = 86_400_000_000  # a trade time more than a day ahead is absurd
@@ -45,11 +45,11 @@ class _Bad(Exception):
     pass
 
 
-def to_us(value: Any, field: str) -> int:
-    """A Binance time (ms, or µs under timeUnit=MICROSECOND) as integer microseconds."""
+def _time_us(value: Any, field: str) -> int:
+    """Payload field `field`, a Binance time (ms, or µs under timeUnit=MICROSECOND), as integer µs."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Bad(f"{field} must be an integer time, got {type(value).__name__}")
-    return value if value >= US_CUTOFF else value * 1000
+    return to_us(value)
 
 
 def _decimal(value: Any, field: str) -> Decimal:
@@ -94,9 +94,9 @@ def _trade(d: Mapping[str, Any], exchange: str, source: str, received_us: int) -
     m = d["m"]
     if not isinstance(m, bool):
         raise _Bad(f"m must be a boolean, got {type(m).__name__}")
-    t_us = _check_time(to_us(d["T"], "T"), "T", received_us)
+    t_us = _check_time(_time_us(d["T"], "T"), "T", received_us)
     e_raw = d.get("E")
-    e_us = _check_time(to_us(e_raw, "E"), "E", received_us) if e_raw is not None else None
+    e_us = _check_time(_time_us(e_raw, "E"), "E", received_us) if e_raw is not None else None
     return Trade(
         exchange,
         sym,
@@ -206,7 +206,7 @@ def _fast_trade(d: _TradeFields, exchange: str, source: str, received: int) -> T
     if not (_plain(p) and _plain(q)):
         return None
     price, qty = Decimal(p), Decimal(q)
-    T, e = d.T, d.E
+    T, e = d.T, d.E  # model.to_us inlined: this is the per-trade hot path
     t_us = T if T >= US_CUTOFF else T * 1000
     e_us = None if e is None else (e if e >= US_CUTOFF else e * 1000)
     limit = received + _MAX_AHEAD_US
@@ -255,7 +255,7 @@ def trade_from_rest(
             _decimal(item["price"], "price"),
             _decimal(item["qty"], "qty"),
             bool(item["isBuyerMaker"]),
-            _check_time(to_us(item["time"], "time"), "time", received),
+            _check_time(_time_us(item["time"], "time"), "time", received),
             None,
             received,
             source,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["CaptureOptions", "CaptureStatus", "Counters"]
+__all__ = ["CaptureOptions", "CaptureStatus", "Counters", "DURATION_FIELDS"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,30 @@ class CaptureOptions:
     """USD-M futures: seconds between two REST polls of each symbol's open interest."""
     simulator_rate: float = 50.0
     """Trades/s of the in-process simulator (source='simulator'), in total: split evenly between the symbols."""
+
+
+DURATION_FIELDS = frozenset(
+    {
+        "commit_window",
+        "stall_timeout",
+        "rotate_after",
+        "gap_grace",
+        "backoff_base",
+        "backoff_max",
+        "lookback_seconds",
+        "heartbeat_seconds",
+        "dead_run_seconds",
+        "db_retry_seconds",
+        "start_timeout",
+        "lease_seconds",
+        "lease_renew_seconds",
+        "takeover_grace",
+        "handoff_settle",
+        "open_interest_interval",
+    }
+)
+"""The CaptureOptions fields that are a time in seconds: `--option` takes them as durations too
+(`cryptolab.durations`: `lease_seconds=500ms`, `rotate_after=12h`; a plain number is seconds)."""
 
 
 @dataclass

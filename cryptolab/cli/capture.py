@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import signal
 import sys
 import threading
 import time
+from functools import partial
 from typing import Any
 
 from ..capture.options import CaptureStatus
 from ..config import mask_url, settings
+from ..durations import parse_seconds
 from ..errors import ConfigError, CryptolabError
 
 MAX_TRADE_ID = 2**63 - 1
 """Trade ids are PostgreSQL bigints."""
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a positive number of seconds (leave --seconds out to run until Ctrl-C)"
-        )
-    return value
 
 
 def _trade_id(text: str) -> int:
@@ -64,8 +53,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         default="binance",
         help="binance (default), binance.us, binance-data, simulator, or a local exchange URL ws://127.0.0.1:PORT",
     )
-    p.add_argument("--seconds", type=_seconds, default=None,
-                   help="stop after this many seconds, > 0 (default: until Ctrl-C)")
+    p.add_argument("--seconds", type=partial(parse_seconds, name="--seconds"), default=None,
+                   help="stop after this long, > 0: seconds or a duration like 5m (default: until Ctrl-C)")
     p.add_argument("--dsn", default=None, help="libpq DSN (default: CRYPTOLAB_DSN, else the embedded server)")
     p.add_argument(
         "--from-id",
@@ -118,10 +107,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--open-interest-interval",
-        type=float,
+        type=partial(parse_seconds, name="--open-interest-interval"),
         default=60.0,
-        metavar="SECONDS",
-        help="--market usdm: seconds between REST polls of each symbol's open interest (default 60)",
+        metavar="DURATION",
+        help="--market usdm: time between REST polls of each symbol's open interest (default 60 s; 5m, 1h)",
     )
     p.add_argument(
         "--depth-speed",
@@ -141,7 +130,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a CaptureOptions field, e.g. --option lease_seconds=3 (repeatable)",
+        help="a CaptureOptions field, e.g. --option lease_seconds=3 or rotate_after=12h (repeatable)",
     )
     p.add_argument("--status-json", default=None, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
@@ -186,6 +175,7 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     from dataclasses import fields
 
     from ..capture import CaptureOptions
+    from ..capture.options import DURATION_FIELDS
 
     kinds = {f.name: f.type for f in fields(CaptureOptions)}
     out: dict[str, Any] = {}
@@ -195,6 +185,9 @@ def parse_options(items: list[str]) -> dict[str, Any]:
         if not sep or key not in kinds:
             raise ConfigError(f"--option {item!r}: use KEY=VALUE with KEY one of {', '.join(sorted(kinds))}")
         kind = str(kinds[key])
+        if key in DURATION_FIELDS:  # seconds, or a duration: lease_seconds=500ms, rotate_after=12h
+            out[key] = parse_seconds(value, name=f"--option {key}", zero=True)
+            continue
         try:
             out[key] = int(value) if kind.startswith("int") else float(value)
         except ValueError:

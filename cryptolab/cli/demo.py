@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..capture import Capture
+from ..durations import parse_seconds
 from ..storage import db
 
 
@@ -18,7 +20,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--symbols", default="btcusdt,ethusdt", help="comma-separated symbols (default btcusdt,ethusdt)"
     )
-    p.add_argument("--seconds", type=_positive, default=30.0, help="how long to capture, > 0 (default 30)")
+    p.add_argument(
+        "--seconds",
+        type=partial(parse_seconds, name="--seconds"),
+        default=30.0,
+        help="how long to capture, > 0: seconds or a duration like 2m (default 30)",
+    )
     p.add_argument(
         "--rate",
         type=_positive,

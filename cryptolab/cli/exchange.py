@@ -11,8 +11,10 @@ import asyncio
 import math
 import signal
 import sys
+from functools import partial
 from typing import Any
 
+from ..durations import parse_seconds
 from ..errors import ConfigError
 from ..exchange.faults import parse_faults
 
@@ -65,20 +67,26 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default 0: any free port)")
     p.add_argument(
-        "--ping-interval", type=float, default=20.0, help="seconds between server pings (Binance: 20)"
+        "--ping-interval",
+        type=partial(parse_seconds, name="--ping-interval"),
+        default=20.0,
+        help="time between server pings, seconds or a duration like 500ms (Binance: 20)",
     )
     p.add_argument(
-        "--ping-timeout", type=float, default=20.0, help="drop a client whose pong is this late (s)"
+        "--ping-timeout",
+        type=partial(parse_seconds, name="--ping-timeout"),
+        default=20.0,
+        help="drop a client whose pong is this late (seconds or a duration; default 20)",
     )
     p.add_argument(
         "--max-connection-age",
-        type=float,
+        type=partial(parse_seconds, name="--max-connection-age"),
         default=86400.0,
-        help="close connections this old (s; Binance: 24 h)",
+        help="close connections this old (seconds or a duration like 1h; Binance: 24h)",
     )
     p.add_argument(
         "--shutdown-notice",
-        type=float,
+        type=partial(parse_seconds, name="--shutdown-notice", zero=True),
         default=None,
         help="send serverShutdown this long before the max-age close (default: age/10, at most 600 s)",
     )

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import NoReturn
 
-from ..errors import CryptolabError
+from ..errors import CryptolabError, one_line
 
 __all__ = ["main", "COMMANDS"]
 
@@ -48,11 +48,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {' '.join(message.split())} (see `{self.prog} --help`)\n")
 
 
-def one_line(exc: BaseException) -> str:
-    """The message of `exc` on one line (whitespace and newlines collapsed)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def _parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     parser = _Parser(prog="cryptolab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -73,6 +68,13 @@ def _parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str,
     return parser, modules
 
 
+def _parse(parser: argparse.ArgumentParser, args: list[str]) -> argparse.Namespace:
+    try:
+        return parser.parse_args(args)
+    except CryptolabError as exc:  # an option's own parser (a duration) refused its value: a usage error
+        parser.error(one_line(exc))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `cryptolab` console script."""
     args_in = list(sys.argv[1:] if argv is None else argv)
@@ -81,10 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if first == "db" and "psql" in args_in:
         # everything after `psql` belongs to psql (-v, -f, -c …), not to us
         cut = args_in.index("psql") + 1
-        args = parser.parse_args(args_in[:cut])
+        args = _parse(parser, args_in[:cut])
         args.psql_args = args_in[cut:]
     else:
-        args = parser.parse_args(args_in)
+        args = _parse(parser, args_in)
     if not args.command:
         parser.print_help()
         return 1

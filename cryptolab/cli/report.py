@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from typing import Any
 
+from cryptolab.durations import parse_seconds
 from cryptolab.report.runner import ReportFailed, declared_parameters, find_notebooks, run_reports
 
 __all__ = ["configure", "run"]
@@ -49,7 +51,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="which notebooks: names, number prefixes (01 03) or paths (default: all analysis notebooks)",
     )
     p.add_argument("--jobs", type=int, default=2, help="notebooks run at once (default 2)")
-    p.add_argument("--cell-timeout", type=float, default=900, help="seconds one cell may run (default 900)")
+    p.add_argument(
+        "--cell-timeout",
+        type=partial(parse_seconds, name="--cell-timeout"),
+        default=900,
+        help="how long one cell may run: seconds or a duration like 15m (default 900)",
+    )
     p.add_argument("--no-html", action="store_true", help="executed notebooks only, no HTML")
     p.add_argument("--list", action="store_true", help="list the notebooks and their parameters, run nothing")
 

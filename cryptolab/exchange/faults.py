@@ -35,17 +35,17 @@ others: n). TRIGGER is `every=DURATION` (repeat), `at=DURATION` (once, after sta
 or `p=PROBABILITY` (per trade frame and connection for duplicate/reorder/malformed,
 per trade for gap, per REST call for rest_*, per dump request for dump_*, per depth diff for
 depth_*, per depth snapshot for snapshot_*, per second for reset/close/stall/burst_reset).
-Durations: `500ms`, `3s`, `2m` (a bare number is seconds). Example::
+Durations follow `cryptolab.durations` (`500ms`, `3s`, `2m`, `1h`; a bare number is seconds). Example::
 
     reset@every=30s,stall=3s@at=20s,duplicate@p=0.01,malformed=huge@every=10s,rest_429=2@every=60s
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..durations import parse_seconds
 from ..errors import ConfigError
 
 __all__ = [
@@ -54,7 +54,6 @@ __all__ = [
     "FaultItem",
     "FaultPlan",
     "parse_faults",
-    "parse_duration",
     "check_fault",
 ]
 
@@ -89,18 +88,6 @@ REST_KINDS = ("rest_429", "rest_500", "rest_timeout")
 DUMP_KINDS = ("dump_404", "dump_500", "dump_truncate", "dump_checksum", "dump_slow")
 DEPTH_KINDS = ("depth_drop", "depth_duplicate", "depth_reorder")
 SNAPSHOT_KINDS = ("snapshot_stale", "snapshot_429", "snapshot_500")
-
-_DUR = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
-
-
-def parse_duration(text: str) -> float:
-    """`500ms` / `3s` / `2m` / `1h` / `4` (seconds) → seconds."""
-    m = _DUR.match(text)
-    if not m:
-        raise ConfigError(f"bad duration {text!r}: write it like 500ms, 3s, 2m or 1h")
-    value = float(m.group(1))
-    return value * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}[m.group(2)]
-
 
 def check_fault(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     """Validate one fault and fill its defaults; raise ConfigError saying what is allowed."""
@@ -210,7 +197,7 @@ class FaultPlan:
 
 def _main_param(kind: str, value: str) -> dict[str, Any]:
     if kind == "stall" or (kind in ("rest_timeout", "dump_slow") and not value.isdigit()):
-        return {"seconds": parse_duration(value)}
+        return {"seconds": parse_seconds(value, name=f"fault {kind}", zero=True)}
     if kind == "malformed":
         return {"variant": value}
     if kind in ("reset", "close", "burst_reset"):
@@ -240,11 +227,11 @@ def parse_faults(spec: str | None) -> FaultPlan:
         tname, _, tval = trig.partition("=")
         tname = tname.strip()
         if tname == "every":
-            every = parse_duration(tval)
+            every = parse_seconds(tval, name=f"fault {kind}@every", zero=True)
             if every <= 0:
                 raise ConfigError(f"fault {item!r}: every= must be > 0")
         elif tname == "at":
-            at = parse_duration(tval)
+            at = parse_seconds(tval, name=f"fault {kind}@at", zero=True)
         elif tname == "p":
             try:
                 p = float(tval)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .core import DEFAULT_REST_URL, HistoryResult, backfill_until, fetch_history, fetch_history_async
 from .download import DEFAULT_DUMPS_URL
-from .plan import DumpFile, Plan, RestSpan, plan_history
+from .plan import DumpFile, HistoryPlan, RestSpan, plan_history
 
 __all__ = [
     "fetch_history",
@@ -21,7 +21,7 @@ __all__ = [
     "backfill_until",
     "HistoryResult",
     "plan_history",
-    "Plan",
+    "HistoryPlan",
     "DumpFile",
     "RestSpan",
     "DEFAULT_DUMPS_URL",

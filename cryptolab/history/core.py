@@ -35,8 +35,8 @@ from ..markets import check_market
 from ..model import now_us
 from . import futures as fut
 from .download import DEFAULT_DUMPS_URL, Downloader, Fetched, Progress
-from .plan import DumpFile, Plan, plan_history
-from .store import Loaded, Store
+from .plan import DumpFile, HistoryPlan, plan_history
+from .store import HistoryStore, Loaded
 
 __all__ = ["fetch_history", "fetch_history_async", "backfill_until", "HistoryResult", "DEFAULT_REST_URL",
            "default_cache", "utc_today"]
@@ -148,7 +148,7 @@ async def _exchange_name(rest: RestClient, symbols: Sequence[str], need_rest: bo
 class _History:
     def __init__(
         self,
-        plan: Plan,
+        plan: HistoryPlan,
         *,
         dsn: str | None,
         rest_url: str,
@@ -195,7 +195,7 @@ class _History:
             self.result.exchange = exchange
             conn = await asyncio.to_thread(db.connect, self.dsn, autocommit=True)
             try:
-                store = Store(conn, exchange, dsn=db.resolve_dsn(self.dsn))
+                store = HistoryStore(conn, exchange, dsn=db.resolve_dsn(self.dsn))
                 try:
                     covers = await self._files(store)
                     for sym in plan.symbols:
@@ -211,7 +211,7 @@ class _History:
         return self.result
 
     # ------------------------------------------------------------------ dumps
-    async def _files(self, store: Store) -> list[_Cover]:
+    async def _files(self, store: HistoryStore) -> list[_Cover]:
         """Download (concurrently) and load (as each arrives) every planned file not in yet."""
         covers: dict[DumpFile, _Cover] = {}
         todo: list[DumpFile] = []
@@ -263,7 +263,7 @@ class _History:
                     await asyncio.gather(producer, return_exceptions=True)
         return [covers[f] for f in self.plan.files]
 
-    async def _load(self, store: Store, got: Fetched) -> Loaded | None:
+    async def _load(self, store: HistoryStore, got: Fetched) -> Loaded | None:
         f = got.file
         if got.path is None:
             self.result.files_missing.append(f.name)
@@ -286,7 +286,7 @@ class _History:
         return res
 
     # ------------------------------------------------------------------ REST
-    async def _rest_fill(self, store: Store, rest: RestClient, sym: str, covers: list[_Cover]) -> None:
+    async def _rest_fill(self, store: HistoryStore, rest: RestClient, sym: str, covers: list[_Cover]) -> None:
         """REST for every run of days no file covers, and for id breaks between files."""
         kind = self.plan.kind
         last_day = self.plan.last_day
@@ -391,7 +391,7 @@ class _History:
 
     async def _fill(
         self,
-        store: Store,
+        store: HistoryStore,
         rest: RestClient,
         sym: str,
         from_id: int,
@@ -450,7 +450,13 @@ class _History:
             await self._store_rest(store, sym, batch, batch_first, first_day, last_day)
 
     async def _store_rest(
-        self, store: Store, sym: str, rows: list[tuple[Any, ...]], first: int, first_day: date, last_day: date
+        self,
+        store: HistoryStore,
+        sym: str,
+        rows: list[tuple[Any, ...]],
+        first: int,
+        first_day: date,
+        last_day: date,
     ) -> None:
         kind = self.plan.kind
         ep = "historicalTrades" if kind == "trades" else "aggTrades"
@@ -472,7 +478,7 @@ class _History:
         self.progress.add_rows(res.rows)
 
     async def _fill_klines(
-        self, store: Store, rest: RestClient, sym: str, first: date, last: date, end_us: int | None
+        self, store: HistoryStore, rest: RestClient, sym: str, first: date, last: date, end_us: int | None
     ) -> None:
         iv = self.plan.interval
         start_ms = _day_us(first) // 1000
@@ -528,7 +534,7 @@ class _History:
         return "fapi/v1" if self.plan.market == "usdm" else "api/v3"
 
     async def _fill_by_time(
-        self, store: Store, rest: RestClient, sym: str, first: date, last: date, end_us: int | None
+        self, store: HistoryStore, rest: RestClient, sym: str, first: date, last: date, end_us: int | None
     ) -> None:
         """A futures-only kind (fundingRate, markPriceKlines, metrics) from REST by time."""
         kind, iv = self.plan.kind, self.plan.interval

@@ -1,6 +1,6 @@
 """USD-M futures history: what the futures dumps hold and where it goes, and REST by time.
 
-The loading itself is the spot path's (`store.Store`: one transaction per file with its
+The loading itself is the spot path's (`store.HistoryStore`: one transaction per file with its
 `history_files` row, checksums, resume, exactly once); this module says what differs:
 
 * the columns of each futures dump (`COLUMNS`: a header line in every file, millisecond

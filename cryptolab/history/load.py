@@ -99,7 +99,7 @@ def load_files(
 
     from ..storage import db
     from .plan import DumpFile
-    from .store import Store
+    from .store import HistoryStore
 
     if batch_rows < 1:
         raise DataError("--batch must be at least 1 row")
@@ -111,7 +111,7 @@ def load_files(
     t0 = time.perf_counter()
     real_dsn = db.resolve_dsn(dsn)
     conn = db.connect(real_dsn, autocommit=True)
-    store: Store | None = None
+    store: HistoryStore | None = None
     bar = tqdm(total=total, unit="B", unit_scale=True, disable=not progress, file=sys.stderr, desc="loading")
     recordings = [r for r in readers if r.kind == "stream"]
     try:
@@ -126,7 +126,7 @@ def load_files(
                 if reader.kind in ("trades", "aggTrades"):
                     # a dump: the history loader's COPY + INSERT…SELECT path (bulk when the days are empty)
                     if store is None:
-                        store = Store(conn, "binance", source="replay", dsn=real_dsn)
+                        store = HistoryStore(conn, "binance", source="replay", dsn=real_dsn)
                     assert reader.symbol is not None
                     f = DumpFile(reader.symbol, reader.kind, "", "daily", date.min, date.max)
                     res = store.load_file(f, reader.path, url=str(reader.path), sha256=None, record=False)

@@ -34,7 +34,7 @@ __all__ = [
     "INTERVALS",
     "DumpFile",
     "RestSpan",
-    "Plan",
+    "HistoryPlan",
     "plan_history",
     "parse_day",
 ]
@@ -103,7 +103,7 @@ class RestSpan:
 
 
 @dataclass
-class Plan:
+class HistoryPlan:
     """Dump files (in time order per symbol) and REST spans of one history request."""
 
     symbols: tuple[str, ...]
@@ -144,7 +144,7 @@ def plan_history(
     publish_lag_days: int = 1,
     monthly: bool = True,
     market: str = "spot",
-) -> Plan:
+) -> HistoryPlan:
     """The plan for `symbols` over the UTC days [start, end] (end: today when None).
 
     Days before today come from dumps: whole months whose every day is at least
@@ -177,7 +177,7 @@ def plan_history(
     last = min(last, today)
     iv = interval if kind in _INTERVAL_KINDS else ""
     k: Kind = kind
-    plan = Plan(syms, k, iv, first, last, market=market)
+    plan = HistoryPlan(syms, k, iv, first, last, market=market)
     dump_last = min(last, today - timedelta(days=1))
     sure = today - timedelta(days=1 + publish_lag_days)  # every day up to here is published
     for sym in syms:
@@ -198,7 +198,7 @@ def plan_history(
     return plan
 
 
-def _plan_monthly_only(plan: Plan, sym: str, first: date, last: date, sure: date) -> None:
+def _plan_monthly_only(plan: HistoryPlan, sym: str, first: date, last: date, sure: date) -> None:
     """fundingRate: one monthly file per month of the range surely published (the whole month,
     whatever part of it the range holds); the days after them are one REST span."""
     d = first.replace(day=1)

@@ -60,7 +60,7 @@ from ..storage.writer import (
 from . import futures as fut
 from .plan import DumpFile, Kind
 
-__all__ = ["Store", "Loaded", "COLUMNS", "open_member"]
+__all__ = ["HistoryStore", "Loaded", "COLUMNS", "open_member"]
 
 _EPOCH = date(1970, 1, 1)
 _US_PER_DAY = 86_400_000_000
@@ -336,7 +336,7 @@ class _Beside(threading.Thread):
             self.error = exc
 
 
-class Store:
+class HistoryStore:
     """Loads history into one database connection (autocommit; each file its own transaction)."""
 
     def __init__(
@@ -345,7 +345,7 @@ class Store:
         """`dsn` (the same database): the bulk path builds bars_1s on a second connection while
         the first inserts the trades (two cores at work); without it, one after the other."""
         if not conn.autocommit:
-            raise ValueError("Store needs an autocommit connection (it runs its own transactions)")
+            raise ValueError("HistoryStore needs an autocommit connection (it runs its own transactions)")
         self.conn = conn
         self.exchange = exchange
         self.source = source

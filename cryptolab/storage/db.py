@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from ..config import mask_dsn, settings
-from ..errors import DatabaseError
+from ..errors import DatabaseError, first_line
 from . import embedded
 
 __all__ = [
@@ -51,7 +51,7 @@ def resolve_dsn(dsn: str | None = None) -> str:
 
 
 def _explain(exc: Exception, dsn: str, explicit: bool) -> DatabaseError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first_line(exc)
     if isinstance(exc, psycopg.ProgrammingError):
         # libpq's parse errors quote a token of the DSN, which may be (part of) the password
         first = f"malformed DSN {mask_dsn(dsn)!r}" if "password" not in dsn.lower() else "malformed DSN"

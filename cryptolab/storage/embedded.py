@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings, settings
-from ..errors import ConfigError, DatabaseError
+from ..errors import ConfigError, DatabaseError, first_line
 
 __all__ = ["ServerStatus", "start", "stop", "status", "uri", "bin_dir", "SERVER_ACCOUNT", "SOCKET_PREFIX"]
 
@@ -457,7 +457,7 @@ def _ensure_database(base_uri: str) -> None:
         except psycopg.OperationalError as exc:
             if "starting up" not in str(exc) or time.monotonic() > deadline:
                 raise DatabaseError(
-                    f"cannot connect to the embedded server: {str(exc).strip().splitlines()[0]}"
+                    f"cannot connect to the embedded server: {first_line(exc)}"
                 ) from None
             time.sleep(0.1)
     with conn:

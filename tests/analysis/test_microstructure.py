@@ -150,6 +150,19 @@ def test_trade_costs_use_the_book_just_before_each_trade(small: None, conn: psyc
             assert x[c] == pytest.approx(y[c]), c
 
 
+def test_a_horizon_means_the_same_in_any_unit_of_the_duration_grammar(
+    small: None, conn: psycopg.Connection
+) -> None:
+    span = ("BTCUSDT", _ts(T0), _ts(T0 + 2 * S), "1s")
+    for reference in ("book", "quotes"):
+        want = an.effective_spread(*span, horizon="1s", reference=reference, conn=conn)
+        for same in ("1000ms", "1.0s"):
+            got = an.effective_spread(*span, horizon=same, reference=reference, conn=conn)
+            assert got.equals(want), (reference, same)
+        shorter = an.effective_spread(*span, horizon="500ms", reference=reference, conn=conn)
+        assert not shorter.equals(want), reference  # the horizon is read, not ignored
+
+
 def test_quote_stats_in_python_and_in_psql_equal_the_hand_computed_figures(
     small: None, dsn: str, conn: psycopg.Connection
 ) -> None:

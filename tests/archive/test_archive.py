@@ -19,7 +19,15 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from cryptolab import analysis as an
-from cryptolab.archive import ArchiveError, archive, attach, day_path, detach, open_store, read_trades
+from cryptolab.archive import (
+    ArchiveError,
+    archive,
+    attach,
+    day_path,
+    detach,
+    open_store,
+    read_archived_trades,
+)
 from cryptolab.archive.plan import Group, Recorded, make_plan
 from cryptolab.model import Trade
 from cryptolab.storage import db
@@ -333,12 +341,12 @@ def test_bad_locations_give_one_clear_line_and_delete_nothing(dsn: str, tmp_path
 def test_no_space_left_is_one_clear_message(dsn: str, tmp_path: Path) -> None:
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full")
-    from cryptolab.storage.parquet.store import Store
+    from cryptolab.storage.parquet.store import ArchiveStore
 
     store = open_store(str(tmp_path / "a"))
     os.makedirs(tmp_path / "a" / ".staging", exist_ok=True)
     os.symlink("/dev/full", tmp_path / "a" / ".staging" / "full.parquet")
-    assert isinstance(store, Store)
+    assert isinstance(store, ArchiveStore)
     with pytest.raises(ArchiveError, match="no space left.*nothing was deleted"):
         store.put(".staging/full.parquet", b"x" * 10_000)
 
@@ -458,7 +466,7 @@ def test_attach_shadows_trades_for_one_session_only(dsn: str, tmp_path: Path) ->
         assert other.execute("SELECT count(*) FROM trades").fetchone() == (0,)
         detach(c)
         assert c.execute("SELECT count(*) FROM trades").fetchone() == (0,)
-    frame = read_trades("binance", SYMBOL, START, END)
+    frame = read_archived_trades("binance", SYMBOL, START, END)
     assert frame.height == len(MARKET.trades(SYMBOL))
     assert frame["price"].to_list() == [t.price for t in MARKET.trades(SYMBOL)]
 
@@ -544,3 +552,9 @@ def test_late_rows_for_a_dropped_day_are_seen_once_and_reported(dsn: str, tmp_pa
     assert an.source_counts("ODDUSDT", t0, t1)["trades"].sum() == 51
     rep = archive(to=str(root), today=TODAY, drop=True)
     assert rep.plan.conflicts and rep.dropped == [] and "trades_20240808" in _partitions(dsn)
+
+
+def test_the_documented_first_name_of_read_archived_trades_still_imports() -> None:
+    from cryptolab.archive import read_trades
+
+    assert read_trades is read_archived_trades

@@ -26,7 +26,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from cryptolab.archive import ArchiveError, archive, day_path, read_trades
+from cryptolab.archive import ArchiveError, archive, day_path, read_archived_trades
 from cryptolab.archive.export import conform, misfit
 from cryptolab.model import Trade
 from cryptolab.storage.parquet.layout import FORMAT_VERSION, MANIFEST, contract_schema
@@ -166,19 +166,19 @@ def test_a_file_of_an_older_schema_is_rewritten_under_the_contract(dsn: str, tmp
     rep = archive(to=str(root), today=TODAY, drop=True)
     assert [r.status for r in rep.exported] == ["upgraded"] and rep.dropped == [DAY1]
     assert pq.read_schema(f).remove_metadata() == contract_schema()
-    assert read_trades("binance", SYM).height == 300
+    assert read_archived_trades("binance", SYM).height == 300
 
 
 def test_a_dropped_day_of_an_older_schema_is_rewritten_from_its_own_file(dsn: str, tmp_path: Path) -> None:
     root = tmp_path / "a"
     f = _drop_one_day(dsn, root, 400)
-    want = read_trades("binance", SYM)
+    want = read_archived_trades("binance", SYM)
     _v1_file(f, pq.read_table(f))
     with psycopg.connect(dsn) as c:
         c.execute("UPDATE archive_days SET format = 1, sha256 = NULL, bytes = %s", (f.stat().st_size,))
     archive(to=str(root), today=TODAY)
     assert pq.read_schema(f).remove_metadata() == contract_schema()
-    assert read_trades("binance", SYM).equals(want)
+    assert read_archived_trades("binance", SYM).equals(want)
     with psycopg.connect(dsn) as c:
         assert c.execute("SELECT format, sha256 IS NOT NULL FROM archive_days").fetchone() == (
             FORMAT_VERSION,
@@ -249,7 +249,7 @@ def _drop_one_day(dsn: str, root: Path, n: int = 3000) -> Path:
 def test_every_flipped_byte_is_caught_and_the_file_named(dsn: str, tmp_path: Path) -> None:
     f = _drop_one_day(dsn, tmp_path / "a")
     good = f.read_bytes()
-    want = read_trades("binance", SYM)
+    want = read_archived_trades("binance", SYM)
     rnd = random.Random(24)
     for _ in range(24):
         pos = rnd.randrange(len(good))
@@ -257,10 +257,10 @@ def test_every_flipped_byte_is_caught_and_the_file_named(dsn: str, tmp_path: Pat
         bad[pos] ^= 1 << rnd.randrange(8)
         f.write_bytes(bytes(bad))
         with pytest.raises(ArchiveError, match=f"{f}.*damaged") as err:
-            read_trades("binance", SYM)
+            read_archived_trades("binance", SYM)
         assert "\n" not in str(err.value)
     f.write_bytes(good)
-    assert read_trades("binance", SYM).equals(want)
+    assert read_archived_trades("binance", SYM).equals(want)
 
 
 def test_a_valid_file_with_half_the_rows_or_a_cut_footer_is_named(dsn: str, tmp_path: Path) -> None:
@@ -269,12 +269,12 @@ def test_a_valid_file_with_half_the_rows_or_a_cut_footer_is_named(dsn: str, tmp_
     table = pq.read_table(f)
     pq.write_table(table.slice(0, table.num_rows // 2), f)  # whole and valid, but not what was published
     with pytest.raises(ArchiveError, match=f"{f} is damaged"):
-        read_trades("binance", SYM)
+        read_archived_trades("binance", SYM)
     f.write_bytes(good[:-20] + b"\0" * 12 + good[-8:])  # footer damage
     with pytest.raises(ArchiveError, match=f"{f} is damaged"):
-        read_trades("binance", SYM)
+        read_archived_trades("binance", SYM)
     f.write_bytes(good)
-    assert read_trades("binance", SYM).height == 3000
+    assert read_archived_trades("binance", SYM).height == 3000
 
 
 def test_verify_checks_every_file_and_names_the_damaged_ones(dsn: str, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from cryptolab import analysis as an
-from cryptolab.archive import ArchiveError, archive, attach, detach, read_trades
+from cryptolab.archive import ArchiveError, archive, attach, detach, read_archived_trades
 from cryptolab.storage import db
 from tests.analysis.test_data import END, MARKET, START, SYMBOL, write_market
 from tests.archive.test_archive import DAY1, TODAY, _odd_trades, _partitions, _write
@@ -84,7 +84,7 @@ def test_archive_to_s3_then_drop_and_read_back_as_one_history(dsn: str, s3: Any)
         assert c.execute("SELECT count(*) FROM trades").fetchone() == (0,)
         assert c.execute("SELECT DISTINCT location FROM archive_days").fetchall() == [(url,)]
     # the archive alone, through cryptolab
-    got = read_trades(
+    got = read_archived_trades(
         "binance", SYMBOL, START, END, columns=("trade_id", "trade_time", "price", "qty", "quote_qty")
     )
     assert_frame_equal(got, before_frame, check_exact=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cryptolab.binance.dumps import DumpReader, detect_kind, read_trades, symbol_from_name, time_to_us
+from cryptolab.binance.dumps import DumpReader, detect_kind, read_dump_trades, symbol_from_name, time_to_us
 from cryptolab.errors import DataError
 
 
@@ -45,7 +45,7 @@ def test_symbol_and_kind_from_names(tmp_path: Path) -> None:
     p.write_text("1,2.5,0.1,0.25,1735689600010866,True,True\n")
     with pytest.raises(DataError, match="the file name does not say the symbol"):
         DumpReader(p)
-    assert next(read_trades(p, symbol="solusdt")).symbol == "SOLUSDT"
+    assert next(read_dump_trades(p, symbol="solusdt")).symbol == "SOLUSDT"
     with pytest.raises(DataError, match="no such file"):
         DumpReader(tmp_path / "missing.zip")
 
@@ -54,18 +54,19 @@ def test_trades_dumps_us_and_ms_zip_and_plain(make_dumps: Any) -> None:
     files, trades = make_dumps(n=150)
     want = [key(t) for t in trades]
     for name in ("trades_us_zip", "trades_us_csv"):
-        got = list(read_trades(files[name]))
+        got = list(read_dump_trades(files[name]))
         assert [key(t) for t in got] == want, name
         assert all(t.event_time_us is None and t.received_at_us is None for t in got)
     want_ms = [key(t, ms=True) for t in trades]
     for name in ("trades_ms_zip", "trades_ms_csv"):
-        assert [key(t) for t in read_trades(files[name])] == want_ms, name
-    assert str(next(read_trades(files["trades_us_zip"])).price) == str(trades[0].price)  # exact text kept
+        assert [key(t) for t in read_dump_trades(files[name])] == want_ms, name
+    # the exact text is kept
+    assert str(next(read_dump_trades(files["trades_us_zip"])).price) == str(trades[0].price)
 
 
 def test_agg_trades_dump(make_dumps: Any) -> None:
     files, trades = make_dumps(n=150)
-    got = list(read_trades(files["agg_ms_csv"]))
+    got = list(read_dump_trades(files["agg_ms_csv"]))
     assert DumpReader(files["agg_ms_csv"]).kind == "aggTrades"
     assert len(got) < len(trades)
     assert sum(t.qty for t in got) == sum(t.qty for t in trades)
@@ -98,28 +99,28 @@ def test_stream_recordings(make_dumps: Any) -> None:
             w.event_time_us,
         )
         assert g.received_at_us == w.event_time_us + 250  # the recorder's ns stamp, as µs
-    ms = list(read_trades(files["stream_ms_txt"]))
+    ms = list(read_dump_trades(files["stream_ms_txt"]))
     assert [key(t) for t in ms] == [key(t, ms=True) for t in trades]
-    assert list(read_trades(files["stream_gz"], symbol="ethusdt")) == []
+    assert list(read_dump_trades(files["stream_gz"], symbol="ethusdt")) == []
 
 
 def test_bad_rows_name_file_and_line(tmp_path: Path) -> None:
     p = tmp_path / "BTCUSDT-trades-2025-01-02.csv"
     p.write_text("1,100.5,0.1,10.05,1735776000000000,True,True\n2,abc,0.1,1,1735776000000001,True,True\n")
     with pytest.raises(DataError, match=r"BTCUSDT-trades-2025-01-02.csv line 2: price 'abc'"):
-        list(read_trades(p))
+        list(read_dump_trades(p))
     p.write_text("1,100.5,-0.1,10.05,1735776000000000,True,True\n")
     with pytest.raises(DataError, match="not a positive number"):
-        list(read_trades(p))
+        list(read_dump_trades(p))
     p.write_text("1,100.5,0.1,10.05,1735776000000000,maybe,True\n")
     with pytest.raises(DataError, match="is_buyer_maker"):
-        list(read_trades(p))
+        list(read_dump_trades(p))
     p.write_text("1,100.5\n")
     with pytest.raises(DataError):
-        list(read_trades(p))
+        list(read_dump_trades(p))
     # a header line (futures-style dumps) is skipped
     p.write_text("id,price,qty,quote_qty,time,is_buyer_maker\n5,1.25,2,2.5,1735776000000,false\n")
-    (t,) = list(read_trades(p))
+    (t,) = list(read_dump_trades(p))
     assert (t.trade_id, t.price, t.qty, t.is_buyer_maker, t.trade_time_us) == (
         5,
         Decimal("1.25"),
@@ -130,9 +131,9 @@ def test_bad_rows_name_file_and_line(tmp_path: Path) -> None:
     z = tmp_path / "BTCUSDT-trades-2025-01-03.zip"
     with zipfile.ZipFile(z, "w") as zf:
         zf.writestr("BTCUSDT-trades-2025-01-03.csv", "9,1.5,1,1.5,1735862400000000,True,True\n")
-    assert [t.trade_id for t in read_trades(z)] == [9]
+    assert [t.trade_id for t in read_dump_trades(z)] == [9]
     g = tmp_path / "rec.txt.gz"
     with gzip.open(g, "wt") as fh:
         fh.write('17 {"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1.0","T":1723161255342,"m":true}\n')
     with pytest.raises(DataError, match="malformed trade event"):
-        list(read_trades(g))
+        list(read_dump_trades(g))

@@ -72,9 +72,10 @@ def test_since_problem_refuses_a_day_not_yet_begun() -> None:
         (("capture", "--symbols", "btcusdt", "--since", "2099-01-01"), "--since 2099-01-01 is in the future"),
         (
             ("capture", "--symbols", "btcusdt", "--option", "lease_seconds=-5"),
-            "lease_seconds=-5.0 must be more than 0",
+            "--option lease_seconds '-5' must not be negative",
         ),
-        (("demo", "--seconds", "-1"), "'-1': give a number more than 0"),
+        (("capture", "--symbols", "btcusdt", "--option", "lease_seconds=0.5s"), "lease_seconds=0.5: a lease"),
+        (("demo", "--seconds", "-1"), "--seconds '-1' must not be negative"),
         (("demo", "--rate", "0"), "'0': give a number more than 0"),
     ],
 )

@@ -180,11 +180,11 @@ def test_home_that_is_a_file_or_read_only(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--seconds", "0"], "positive number of seconds"),
-        (["--seconds", "nan"], "positive number of seconds"),
-        (["--seconds", "-5"], "positive number of seconds"),
-        (["--seconds", "inf"], "positive number of seconds"),
-        (["--seconds", "soon"], "not a number of seconds"),
+        (["--seconds", "0"], "--seconds '0' must be more than 0"),
+        (["--seconds", "nan"], "--seconds 'nan' is not a duration: write a number and a unit"),
+        (["--seconds", "-5"], "--seconds '-5' must not be negative"),
+        (["--seconds", "inf"], "--seconds 'inf' is not a duration"),
+        (["--seconds", "soon"], "--seconds 'soon' is not a duration"),
         (["--from-id", "-1"], "not a trade id"),
         (["--from-id", str(2**63)], "not a trade id"),
         (["--from-id", "1e9"], "not a trade id"),

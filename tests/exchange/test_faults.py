@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from cryptolab.errors import ConfigError
 from cryptolab.exchange import LocalExchange, parse_faults
-from cryptolab.exchange.faults import MALFORMED_VARIANTS, check_fault, parse_duration
+from cryptolab.exchange.faults import MALFORMED_VARIANTS, check_fault
 
 
 def connect(url: str, **kw: Any) -> Any:
@@ -273,7 +273,8 @@ def test_fault_syntax() -> None:
         ("gap", {"n": 10}, None, 5.0, None),
     ]
     assert plan.probability("duplicate") == 0.01 and plan.frame_faults
-    assert parse_duration("1.5m") == 90.0
+    assert parse_faults("stall=1.5m@at=1d").items[0].params == {"seconds": 90.0}  # the one duration grammar
+    assert parse_faults("stall=1.5m@at=1d").items[0].at == 86_400.0
     assert parse_faults("").items == [] and parse_faults(None).items == []
     for bad in (
         "explode@every=1s",

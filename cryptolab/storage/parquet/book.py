@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ...errors import DatabaseError
+from ...errors import DatabaseError, first_line
 from .errors import ArchiveError
 from .verify import day_bounds
 
@@ -364,7 +364,7 @@ def db_book_stats(conn: psycopg.Connection, kind: str, exchange: str, symbol: st
     except psycopg.Error as exc:
         raise DatabaseError(
             f"could not read {kind} of {exchange} {symbol} {day} from the database: "
-            f"{str(exc).strip().splitlines()[0]}"
+            f"{first_line(exc)}"
         ) from None
     assert row is not None
     return BookStats(int(row[0]), row[1], row[2], Decimal(row[3]))

@@ -1,6 +1,6 @@
 """Archived book days back: the days whose rows were dropped from PostgreSQL, read from Parquet.
 
-Like `read_trades`, these return only what the database no longer holds (days recorded as
+Like `read_archived_trades`, these return only what the database no longer holds (days recorded as
 dropped in `archive_book_days`, read from where they were archived, each file checked against
 its record — size, SHA-256, page CRCs, rows, ids — and named when it differs), filtered to
 [start, end) on the table's day column (`event_time` for diffs, `received_at` for quotes and
@@ -26,10 +26,10 @@ from typing import Any
 import psycopg
 
 from ...book.model import BookSnapshot, DepthDiff, Quote
-from ...errors import DatabaseError
+from ...errors import DatabaseError, first_line
 from .book import KINDS, BookRecord, check_book_file
 from .errors import ArchiveError
-from .store import Store, open_store
+from .store import ArchiveStore, open_store
 
 __all__ = ["dropped_book_days", "read_book", "read_book_diffs", "read_quotes", "read_book_snapshots"]
 
@@ -59,7 +59,7 @@ def dropped_book_days(conn: psycopg.Connection, kind: str, exchange: str, symbol
             (kind, exchange, symbol),
         ).fetchall()
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not read archive_book_days: {str(exc).strip().splitlines()[0]}") from None
+        raise DatabaseError(f"could not read archive_book_days: {first_line(exc)}") from None
     t0, t1 = _utc(start), _utc(end)
     out = []
     for r in rows:
@@ -122,7 +122,7 @@ def read_book(
         filters.append((col, ">=", pa.scalar(t0, pa.timestamp("us", tz="UTC"))))
     if t1 is not None:
         filters.append((col, "<", pa.scalar(t1, pa.timestamp("us", tz="UTC"))))
-    stores: dict[str, Store] = {}
+    stores: dict[str, ArchiveStore] = {}
     tables = []
     for rec in days:
         store = stores.get(rec.location)

@@ -22,21 +22,16 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from ...errors import DatabaseError
+from ...errors import DatabaseError, first_line
 from .book import KINDS, BookRecord, check_book_file
 from .errors import ArchiveError
-from .store import Store, open_store
+from .store import ArchiveStore, open_store
 
 __all__ = ["attach_book_days", "detach_book", "book_attached", "book_base_table", "newest_archived_time"]
 
 _MARK = "cryptolab_book_attached"
 _KEYS = {"book_diffs": ("last_update_id", "event_time"), "quotes": ("update_id", "received_at"),
          "book_snapshots": ("last_update_id",)}
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _stage(kind: str) -> str:
@@ -86,7 +81,7 @@ def book_base_table(conn: psycopg.Connection, kind: str) -> str:
     return str(row[0])
 
 
-def _file(stores: dict[str, Store], rec: BookRecord, columns: list[str] | None = None) -> object:
+def _file(stores: dict[str, ArchiveStore], rec: BookRecord, columns: list[str] | None = None) -> object:
     store = stores.get(rec.location)
     if store is None:
         store = stores[rec.location] = open_store(rec.location, check=False)
@@ -159,7 +154,7 @@ def attach_book_days(conn: psycopg.Connection, records: list[BookRecord]) -> int
         have = _loaded(conn)
         todo = [r for r in records if (r.kind, r.exchange, r.symbol, r.day.isoformat()) not in have]
         todo = list({(r.kind, r.exchange, r.symbol, r.day): r for r in todo}.values())
-        stores: dict[str, Store] = {}
+        stores: dict[str, ArchiveStore] = {}
         for rec in todo:
             if rec.kind not in _KEYS:
                 raise ArchiveError(f"{rec.kind} is never dropped: it is read from the database")
@@ -191,4 +186,4 @@ def attach_book_days(conn: psycopg.Connection, records: list[BookRecord]) -> int
             conn.execute("DISCARD PLANS")
         return len(todo)
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not join the archived book days to the database: {_first(exc)}") from None
+        raise DatabaseError(f"could not join the archived book days to the database: {first_line(exc)}") from None

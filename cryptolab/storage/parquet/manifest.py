@@ -10,7 +10,7 @@ a file under `trades/` that the manifest does not list is not (yet) part of the 
 row count and first/last id while decoding) and names the file in every error: a flipped byte
 or a shorter file is never read as data.
 
-Pure functions here (no I/O but the `Store` calls of `write_manifest` / `read_manifest`).
+Pure functions here (no I/O but the `ArchiveStore` calls of `write_manifest` / `read_manifest`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import ArchiveError
 from .layout import CONTRACT, FORMAT_VERSION, MANIFEST
-from .store import DATASET, Store
+from .store import DATASET, ArchiveStore
 
 __all__ = ["DayRecord", "sha256", "check_file", "build_manifest", "parse_manifest", "write_manifest",
            "read_manifest", "file_format", "MANIFEST_KIND"]
@@ -206,14 +206,14 @@ def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     return doc
 
 
-def read_manifest(store: Store) -> dict[str, Any] | None:
+def read_manifest(store: ArchiveStore) -> dict[str, Any] | None:
     """The manifest at the store's root, or None when there is none yet."""
     if not store.exists(MANIFEST):
         return None
     return parse_manifest(store.get(MANIFEST), store.uri(MANIFEST))
 
 
-def write_manifest(store: Store, doc: Mapping[str, Any]) -> None:
+def write_manifest(store: ArchiveStore, doc: Mapping[str, Any]) -> None:
     """Replace the manifest in one atomic step (staged whole, then moved; on S3 one PUT)."""
     data = (json.dumps(doc, indent=1, sort_keys=False) + "\n").encode()
     if store.kind == "s3":

@@ -1,6 +1,6 @@
 """Archived trades back into polars: the days whose partitions were dropped, read from Parquet.
 
-`read_trades(...)` returns only what the database no longer holds (days recorded as dropped
+`read_archived_trades(...)` returns only what the database no longer holds (days recorded as dropped
 in `archive_days`, read from where they were archived, each file checked against what was
 recorded at publish — size, SHA-256, page CRCs, rows, ids — and named when it differs, then
 filtered to [start, end) with the row groups' statistics); `merge(db_frame, archived)` joins it
@@ -18,13 +18,13 @@ from typing import Any
 
 import psycopg
 
-from ...errors import DatabaseError
+from ...errors import DatabaseError, first_line
 from .errors import ArchiveError
 from .layout import DECIMALS, FILE_COLUMNS, SCALE_COLUMNS, TIMES
 from .manifest import DayRecord, check_file
-from .store import Store, open_store
+from .store import ArchiveStore, open_store
 
-__all__ = ["ArchivedDay", "dropped_days", "read_archived", "read_trades", "merge"]
+__all__ = ["ArchivedDay", "dropped_days", "read_day_files", "read_archived_trades", "merge"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def dropped_days(conn: psycopg.Connection, exchange: str, symbol: str,
             (exchange, symbol),
         ).fetchall()
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not read archive_days: {str(exc).strip().splitlines()[0]}") from None
+        raise DatabaseError(f"could not read archive_days: {first_line(exc)}") from None
     t0, t1 = _utc(start), _utc(end)
     out = []
     for day, location, path, n, lo, hi, sq, squote, size, digest, fmt in rows:
@@ -67,7 +67,7 @@ def dropped_days(conn: psycopg.Connection, exchange: str, symbol: str,
     return out
 
 
-def read_archived(
+def read_day_files(
     days: Sequence[ArchivedDay], start: datetime | None, end: datetime | None, columns: Sequence[str]
 ) -> Any | None:
     """Arrow table of `columns` ⊂ FILE_COLUMNS over [start, end) from `days` (plus the per-row
@@ -82,7 +82,7 @@ def read_archived(
         wanted |= set(SCALE_COLUMNS.values())
     cols = [c for c in FILE_COLUMNS if c in wanted]
     t0, t1 = _utc(start), _utc(end)
-    stores: dict[str, Store] = {}
+    stores: dict[str, ArchiveStore] = {}
     tables = []
     for d in days:
         store = stores.get(d.location)
@@ -183,7 +183,7 @@ def as_stored_text(table: Any, exchange: str, symbol: str, columns: Sequence[str
     return frame.select(list(columns))
 
 
-def read_trades(
+def read_archived_trades(
     exchange: str,
     symbol: str,
     start: Any = None,
@@ -204,7 +204,7 @@ def read_trades(
     finally:
         if own:
             c.close()
-    got = read_archived(days, t0, t1, columns)
+    got = read_day_files(days, t0, t1, columns)
     if got is None:
         return None
     return _to_polars(got, exchange, symbol, columns)

@@ -22,9 +22,9 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from ...errors import DatabaseError
+from ...errors import DatabaseError, first_line
 from .layout import FILE_COLUMNS
-from .read import _utc, as_stored_text, dropped_days, read_archived
+from .read import _utc, as_stored_text, dropped_days, read_day_files
 from .verify import day_bounds
 
 __all__ = ["attach", "detach", "attach_for", "attached"]
@@ -34,11 +34,6 @@ _STAGE = "cryptolab_archive_rows"
 _COPY_ROWS = 500_000
 _COLUMNS = ("exchange", "symbol", "trade_id", "price", "qty", "quote_qty", "is_buyer_maker",
             "trade_time", "event_time", "received_at", "ingested_at", "source")
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def attached(conn: psycopg.Connection) -> tuple[str, str, datetime, datetime] | None:
@@ -116,7 +111,7 @@ def attach(conn: psycopg.Connection, exchange: str, symbol: str, start: datetime
             if attached(conn) == (exchange, symbol, lo, hi):
                 return True
             detach(conn)
-        got = read_archived(days, lo, hi, FILE_COLUMNS)
+        got = read_day_files(days, lo, hi, FILE_COLUMNS)
         base = _base_table(conn)
         conn.execute(f"CREATE TEMP TABLE trades (LIKE {base} INCLUDING DEFAULTS)")  # indexes after the load
         conn.execute(
@@ -166,7 +161,7 @@ def attach(conn: psycopg.Connection, exchange: str, symbol: str, start: datetime
         return True
     except psycopg.Error as exc:
         raise DatabaseError(
-            f"could not join the archive to the database for {exchange} {symbol}: {_first(exc)}"
+            f"could not join the archive to the database for {exchange} {symbol}: {first_line(exc)}"
         ) from None
 
 

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ...errors import ConfigError
+from ...errors import ConfigError, one_line
 from ..private import private_dirs
 from .errors import ArchiveError
 
-__all__ = ["Store", "open_store", "archive_url", "STAGING", "DATASET"]
+__all__ = ["ArchiveStore", "open_store", "archive_url", "STAGING", "DATASET"]
 
 STAGING = ".staging"
 """Folder (under the archive root) where files are written before they are published."""
@@ -48,13 +48,8 @@ def archive_url() -> str:
     return str(settings().home / "archive")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
 @dataclass
-class Store:
+class ArchiveStore:
     """One archive root: `url` as the user wrote it, `fs` a pyarrow filesystem, `root` its path there."""
 
     url: str
@@ -77,7 +72,7 @@ class Store:
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             return ArchiveError(f"no space left while {action} {where}: free space or archive elsewhere "
                                 "(--to / CRYPTOLAB_ARCHIVE); nothing was deleted from the database")
-        text = _first_line(exc)
+        text = one_line(exc)
         if self.kind == "s3":
             hint = "check the bucket name, AWS_ENDPOINT_URL and the AWS credentials"
             if "NO_SUCH_BUCKET" in text or "does not exist" in text.lower():
@@ -228,7 +223,7 @@ def _s3_filesystem() -> Any:
     return pafs.S3FileSystem(**kw)
 
 
-def open_store(url: str | None = None, *, check: bool = True) -> Store:
+def open_store(url: str | None = None, *, check: bool = True) -> ArchiveStore:
     """The archive at `url` (default `archive_url()`), checked to be reachable unless `check=False`."""
     import pyarrow.fs as pafs
 
@@ -244,7 +239,7 @@ def open_store(url: str | None = None, *, check: bool = True) -> Store:
                 raise ConfigError(
                     f"archive URL {raw!r}: a file:// URL needs an absolute path (file:///data/archive)"
                 )
-            store = Store(raw, pafs.LocalFileSystem(), os.path.normpath(root), "dir")
+            store = ArchiveStore(raw, pafs.LocalFileSystem(), os.path.normpath(root), "dir")
         elif scheme in ("s3", "s3a"):
             bucket = parts.netloc
             if not bucket or "@" in bucket or ":" in bucket:
@@ -259,7 +254,7 @@ def open_store(url: str | None = None, *, check: bool = True) -> Store:
                 )
             prefix = parts.path.strip("/")
             root = f"{bucket}/{prefix}" if prefix else bucket
-            store = Store(f"s3://{root}", _s3_filesystem(), root, "s3")
+            store = ArchiveStore(f"s3://{root}", _s3_filesystem(), root, "s3")
         else:
             raise ConfigError(
                 f"archive URL {raw!r}: unknown scheme {parts.scheme!r}: use a directory or s3://bucket/prefix"
@@ -271,7 +266,7 @@ def open_store(url: str | None = None, *, check: bool = True) -> Store:
                 f"archive {raw!r} is a file, not a directory: point --to / CRYPTOLAB_ARCHIVE at a directory"
             )
         resolved = str(path.resolve())
-        store = Store(resolved, pafs.LocalFileSystem(), resolved, "dir")
+        store = ArchiveStore(resolved, pafs.LocalFileSystem(), resolved, "dir")
     if check:
         store.check()
     return store

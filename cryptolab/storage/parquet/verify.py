@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from ...errors import DatabaseError
+from ...errors import DatabaseError, first_line
 
 __all__ = ["DayStats", "table_stats", "db_stats", "differences", "day_bounds"]
 
@@ -164,7 +164,7 @@ def db_stats(conn: psycopg.Connection, exchange: str, symbol: str, day: date) ->
         row = conn.execute(_DB_STATS, (exchange, symbol, t0, t1)).fetchone()
     except psycopg.Error as exc:
         raise DatabaseError(
-            f"could not read {exchange} {symbol} {day} from the database: {str(exc).strip().splitlines()[0]}"
+            f"could not read {exchange} {symbol} {day} from the database: {first_line(exc)}"
         ) from None
     assert row is not None
     return DayStats(int(row[0]), row[1], row[2], Decimal(row[3]), Decimal(row[4]), int(row[5]), int(row[6]))
