@@ -4,8 +4,10 @@
     python benchmarks/check_book_recording.py ../shared/data/binance/hftbacktest_spot_btcusdt_2024080{8,9}.gz
 
 Each line is `<local receive time, ns> <raw JSON>`. The rows are decoded with
-`cryptolab.binance.depth`, stored with `BookWriter` in a scratch database, the book rebuilt with
-`book_top` and joined to the stored quotes on the update id. Not a test: the suite cannot read
+`cryptolab.binance.depth`, followed in file order by a synced book as the capture follows them
+(`book.sync.with_tops`: the top after every diff applied) and stored with `BookWriter` in a
+scratch database; `book_top` (reading the stored tops, then again rebuilt from the levels with
+the tops removed) is joined to the stored quotes on the update id. Not a test: the suite cannot read
 `../shared` (users of the project do not have it).
 """
 
@@ -22,7 +24,8 @@ from _common import scratch_database
 
 import cryptolab.analysis as an
 from cryptolab.binance.depth import decode_diff, decode_quote, snapshot_from_rest
-from cryptolab.book import BookSnapshot, DepthDiff, Quote
+from cryptolab.book import BookSnapshot, BookTop, DepthDiff, Quote
+from cryptolab.book.sync import with_tops
 from cryptolab.storage import db
 from cryptolab.storage.book import BookWriter
 
@@ -61,28 +64,36 @@ def main() -> None:
     )
     first = min(d.event_time_us for d in diffs) - 3_600_000_000
     last = max(max(d.event_time_us for d in diffs), max(q.received_at_us for q in quotes)) + 3_600_000_000
+    futures = any(d.prev_id is not None for d in diffs)
+    followed = [
+        r for r in with_tops(rows, futures=futures) if not isinstance(r, (Quote, DepthDiff, BookSnapshot))
+    ]
+    tops = [r for r in followed if isinstance(r, BookTop)]
     with scratch_database("cryptolab_check_book_recording") as dsn, db.connect(dsn) as conn:
         w = BookWriter(conn)
-        for part in (snaps, diffs, quotes):
+        for part in (snaps, diffs, quotes, followed):
             w.store(part)
         conn.commit()
         epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
         t0, t1 = epoch + timedelta(microseconds=first), epoch + timedelta(microseconds=last)
-        tick = time.perf_counter()
-        top = an.book_top("BTCUSDT", t0, t1, conn=conn)
-        took = time.perf_counter() - tick
         q = an.quotes("BTCUSDT", t0, t1, conn=conn).unique(subset="update_id", keep="first")
-    joined = top.join(q, on="update_id", suffix="_q")
-    same = joined.filter(
-        (joined["bid_price"] == joined["bid_price_q"])
-        & (joined["bid_qty"] == joined["bid_qty_q"])
-        & (joined["ask_price"] == joined["ask_price_q"])
-        & (joined["ask_qty"] == joined["ask_qty_q"])
-    )
-    print(
-        f"book_top: {top.height:,} updates in {took:.2f} s; shared update ids with the bookTicker: "
-        f"{joined.height:,}, equal: {same.height:,}"
-    )
+        for how in (f"reading {len(tops):,} stored tops", "rebuilt from the levels"):
+            tick = time.perf_counter()
+            top = an.book_top("BTCUSDT", t0, t1, conn=conn)
+            took = time.perf_counter() - tick
+            joined = top.join(q, on="update_id", suffix="_q")
+            same = joined.filter(
+                (joined["bid_price"] == joined["bid_price_q"])
+                & (joined["bid_qty"] == joined["bid_qty_q"])
+                & (joined["ask_price"] == joined["ask_price_q"])
+                & (joined["ask_qty"] == joined["ask_qty_q"])
+            )
+            print(
+                f"book_top ({how}): {top.height:,} updates in {took:.2f} s; shared update ids with the "
+                f"bookTicker: {joined.height:,}, equal: {same.height:,}"
+            )
+            conn.execute("TRUNCATE book_tops")
+            conn.commit()
 
 
 if __name__ == "__main__":
