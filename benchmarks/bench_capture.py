@@ -1,6 +1,7 @@
 """Capture benchmarks: throughput, receive→commit latency, memory over time.
 
-    python benchmarks/bench_capture.py [--seconds 20] [--rss-seconds 600] [--rates 1000,5000,20000]
+    python benchmarks/bench_capture.py [--seconds 20] [--rss-seconds 600] [--rss-rate 20000]
+                                       [--rates 1000,5000,20000] [--workers 1,2]
                                        [--baseline REV] [--loop asyncio,uvloop] [--repeat 2]
 
 `--baseline REV` also runs the capture code of git revision REV (e.g. `HEAD~3`), each of its
@@ -14,7 +15,9 @@ so it competes for a core, not for this process's GIL. Printed, all from one run
    raw COPY of the same rows and the seed's one INSERT+commit per row (on a sample);
    plus the exchange's own ceiling (a bare client that only counts frames);
 2. receive→commit latency p50/p99 at several offered rates;
-3. the capture's RSS at start and after --rss-seconds at 5k trades/s.
+3. the capture's RSS at start and after --rss-seconds at --rss-rate trades/s;
+4. `cryptolab capture --workers N` on two symbols at full speed, for each N of --workers: rows/s
+   stored and CPU per row (the capture processes and their PostgreSQL backends, from /proc).
 """
 
 from __future__ import annotations
@@ -203,6 +206,16 @@ def _child(args: str) -> None:
     )
 
 
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` used so far (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _cpu_self() -> float:
     """CPU seconds (user + system) this process used so far."""
     t = os.times()
@@ -252,6 +265,58 @@ def copy_baseline(dsn: str, n: int) -> tuple[float, float]:
     return len(rows) / t_copy, len(sample) / t_row
 
 
+def workers_run(dsn: str, workers: int, seconds: float) -> dict[str, float]:
+    """`cryptolab capture --workers N` of two symbols against an exchange sending as fast as it
+    can: rows/s stored over the run, CPU per row of the capture processes and their backends."""
+    import threading
+
+    with db.connect(dsn) as conn:
+        conn.execute("TRUNCATE trades, bars_1s, capture_gaps")
+        conn.commit()
+    dbname = str(psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
+    proc, ws = start_exchange(1_000_000, "btcusdt,ethusdt")
+    seen: dict[int, tuple[float, float]] = {}  # backend pid -> (first, last) CPU seconds seen
+    counts: list[tuple[float, int]] = []  # (time, rows stored)
+    done = threading.Event()
+
+    def sample() -> None:  # backends exit with the capture: keep what each used while alive
+        with db.connect(dsn) as conn:
+            conn.autocommit = True
+            while not done.is_set():
+                for pid, cpu in _cpu_backends(dbname).items():
+                    seen[pid] = (seen.get(pid, (cpu, cpu))[0], cpu)
+                n = conn.execute("SELECT count(*) FROM trades").fetchone()
+                counts.append((time.monotonic(), int(n[0]) if n else 0))
+                done.wait(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "cryptolab.cli.main", "capture", "--symbols", "btcusdt,ethusdt",
+             "--source", ws, "--dsn", dsn, "--workers", str(workers), "--seconds", str(seconds), "--quiet"],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        )
+    finally:
+        wall = time.monotonic() - t0
+        done.set()
+        sampler.join()
+        exchange_cpu = _cpu_of(proc.pid)
+        stop_exchange(proc)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with db.connect(dsn) as conn:
+        rows = int(conn.execute("SELECT count(*) FROM trades").fetchone()[0])  # type: ignore[index]
+    own = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime) - exchange_cpu
+    pg = sum(last - first for first, last in seen.values())
+    # steady rate: rows committed over the middle half of the run (not the start, not the final flush)
+    mid = [c for c in counts if t0 + wall * 0.25 <= c[0] <= t0 + wall * 0.75]
+    rate = (mid[-1][1] - mid[0][1]) / (mid[-1][0] - mid[0][0]) if len(mid) > 1 else rows / wall
+    return {"rows": rows, "wall": wall, "rate": rate, "cpu_us": own / max(rows, 1) * 1e6,
+            "pg_us": pg / max(rows, 1) * 1e6}
+
+
 def rss_run(dsn: str, rate: float, seconds: float) -> list[tuple[float, float]]:
     with db.connect(dsn) as conn:
         conn.execute("TRUNCATE trades, bars_1s, capture_gaps")
@@ -278,6 +343,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--rss-seconds", type=float, default=600.0)
     ap.add_argument("--rates", default="1000,5000,20000")
+    ap.add_argument("--rss-rate", type=float, default=20_000.0, help="trades/s of the RSS run (part 3)")
+    ap.add_argument("--workers", default="1,2", help="part 4: capture processes to compare ('' skips)")
     ap.add_argument(
         "--baseline", metavar="REV", help="also run the capture code of this git revision, interleaved"
     )
@@ -296,7 +363,7 @@ def main() -> None:
         variants.append(("this tree" + ("" if loop == "asyncio" else f", {loop}"), None, loop))
     with scratch_database("cryptolab_bench_capture") as dsn:
         if args.rss_only:
-            rss_report(dsn, args.rss_seconds)
+            rss_report(dsn, args.rss_seconds, args.rss_rate)
             return
         print(
             f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)",
@@ -348,32 +415,59 @@ def main() -> None:
                 "runs; all runs:",
                 "; ".join(f"{n}: " + ", ".join(f"{x:,.0f}" for x in r) for n, r in tops.items()) + ")",
             )
-        print("   CPU per stored row at full speed (median of runs; machine load does not change it much):")
+        print(
+            "   CPU per row committed during the run at full speed (median of runs; rows spilled to the journal"
+            " meanwhile are not counted, so this overstates the cost per row: part 4 counts every row):"
+        )
         for name, pairs in cpu.items():
             own, pg = (
                 sorted(p[0] for p in pairs)[len(pairs) // 2],
                 sorted(p[1] for p in pairs)[len(pairs) // 2],
             )
             print(f"     {name:40} capture process {own:6.1f} µs   PostgreSQL backends {pg:6.1f} µs")
-        print("\n2) receive → commit latency (ms)")
-        print(f"   {'code':22} {'offered/s':>10} {'achieved/s':>11} {'p50':>8} {'p99':>8} {'samples':>9}")
+        print("\n2) receive → commit latency (ms), and CPU per stored row when the capture keeps up (µs)")
+        print(
+            f"   {'code':22} {'offered/s':>10} {'achieved/s':>11} {'p50':>8} {'p99':>8} {'samples':>9}"
+            f" {'capture':>8} {'PG':>6}"
+        )
         for rate in [float(x) for x in args.rates.split(",")]:
             for name, code, loop in variants:
                 r = capture_run(dsn, rate, args.seconds, code, loop)
                 print(
-                    f"   {name:22} {rate:10,.0f} {r['rate']:11,.0f} {r['p50']:8.1f} {r['p99']:8.1f} {r['n']:9,.0f}",
+                    f"   {name:22} {rate:10,.0f} {r['rate']:11,.0f} {r['p50']:8.1f} {r['p99']:8.1f} {r['n']:9,.0f}"
+                    f" {r['cpu_us']:8.1f} {r['pg_us']:6.1f}",
                     flush=True,
                 )
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         if args.rss_seconds > 0:
-            rss_report(dsn, args.rss_seconds)
+            rss_report(dsn, args.rss_seconds, args.rss_rate)
+        if args.workers:
+            workers_report(dsn, [int(x) for x in args.workers.split(",")], args.seconds)
 
 
-def rss_report(dsn: str, seconds: float) -> None:
+def workers_report(dsn: str, counts: list[int], seconds: float) -> None:
     print(
-        f"\n3) capture RSS at 5,000 trades/s over {seconds:.0f} s (process RSS before the capture: {rss_mb():.1f} MiB)"
+        "\n4) `cryptolab capture --workers N`, btcusdt + ethusdt from one exchange sending as fast as it can "
+        f"({seconds:.0f} s each)"
     )
-    series = rss_run(dsn, 5000, seconds)
+    base = None
+    for n in counts:
+        r = workers_run(dsn, n, seconds)
+        base = base or r["rate"]
+        print(
+            f"   --workers {n}: {r['rate']:9,.0f} rows/s committed ({r['rate'] / base:.2f}x --workers {counts[0]}); "
+            f"{r['rows']:,.0f} rows stored in all; CPU per stored row: processes {r['cpu_us']:.1f} µs, "
+            f"PostgreSQL backends {r['pg_us']:.1f} µs",
+            flush=True,
+        )
+
+
+def rss_report(dsn: str, seconds: float, rate: float = 20_000.0) -> None:
+    print(
+        f"\n3) capture RSS at {rate:,.0f} trades/s over {seconds:.0f} s "
+        f"(process RSS before the capture: {rss_mb():.1f} MiB)"
+    )
+    series = rss_run(dsn, rate, seconds)
     for t, mb in series:
         print(f"   t={t:6.0f} s  RSS {mb:7.1f} MiB")
     print(f"   growth after start: {series[-1][1] - series[0][1]:+.1f} MiB", flush=True)
