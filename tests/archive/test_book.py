@@ -97,7 +97,7 @@ def book_partitions(dsn: str) -> set[str]:
             r[0]
             for r in c.execute(
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent IN ('book_diffs'::regclass, 'quotes'::regclass)"
+                "WHERE i.inhparent IN ('book_diffs'::regclass, 'quotes'::regclass, 'book_tops'::regclass)"
             )
         }
 
@@ -133,6 +133,10 @@ def test_book_days_are_archived_verified_dropped_and_read_back_exactly(
     assert manifest["tables"]["book_diffs"]["columns"][5]["arrow"] == "list<string>"
     assert read_book_diffs("binance", SYMBOL, T0, T1) is None  # nothing dropped yet: the database has it all
     assert stored(dsn) == before
+    # the loader stored the book's top after every diff too (derived: it goes with its day's diffs)
+    assert {p for p in book_partitions(dsn) if p.startswith("book_tops_")} == {
+        f"book_tops_{d:%Y%m%d}" for d in (DAY1, DAY2)
+    }
     # 2. again with --drop: nothing re-written, the partitions and the snapshot rows go, the gaps stay
     rep = archive(to=str(root), today=TODAY, drop=True)
     assert rep.book is not None and not [e for e in rep.book.exported if e.status != "present"]
