@@ -457,7 +457,8 @@ class UsdmRestClient(RestClient):
             ) from None
 
     async def exchange_info(self, symbols: list[str] | None = None) -> Any:
-        """The futures listing (all symbols: /fapi/v1/exchangeInfo takes no filter; `symbols` filters here)."""
+        """The futures listing (all symbols: /fapi/v1/exchangeInfo takes no filter; `symbols`
+        filters here)."""
         body = await self._get_object("/fapi/v1/exchangeInfo", {}, symbol=",".join(symbols or []))
         if symbols:
             want = {s.upper() for s in symbols}

@@ -113,7 +113,8 @@ class HistoryResult:
                          + (" …" if len(self.holes) > 4 else ""))
         if self.archived:
             parts.append(
-                f"{self.archived:,} not stored again: their ids live in the archive (days archived and dropped)"
+                f"{self.archived:,} not stored again: their ids live in the archive (days archived and "
+                "dropped)"
             )
         rate = (self.rows + self.rest_rows) / self.seconds if self.seconds else 0.0
         parts.append(f"{self.bytes / 1e6:,.1f} MB downloaded, {self.seconds:.1f} s, {rate:,.0f} rows/s")
