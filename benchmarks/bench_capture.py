@@ -331,7 +331,8 @@ def main() -> None:
                 )
         copy_rate, row_rate = copy_baseline(dsn, 200_000)
         print(
-            "\n1) sustained throughput, exchange socket → committed rows (offered: as fast as the exchange can)"
+            "\n1) sustained throughput, exchange socket → committed rows (offered: as fast as the exchange "
+            "can)"
         )
         print(f"   {'path':58} {'rows/s':>10} {'vs COPY':>8} {'vs bare':>8}")
         rows = [(f"capture, {name} (socket → parse → COPY+dedupe+bars)", max(r)) for name, r in tops.items()]
@@ -361,7 +362,8 @@ def main() -> None:
             for name, code, loop in variants:
                 r = capture_run(dsn, rate, args.seconds, code, loop)
                 print(
-                    f"   {name:22} {rate:10,.0f} {r['rate']:11,.0f} {r['p50']:8.1f} {r['p99']:8.1f} {r['n']:9,.0f}",
+                    f"   {name:22} {rate:10,.0f} {r['rate']:11,.0f} {r['p50']:8.1f} {r['p99']:8.1f} "
+                    f"{r['n']:9,.0f}",
                     flush=True,
                 )
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
@@ -371,7 +373,8 @@ def main() -> None:
 
 def rss_report(dsn: str, seconds: float) -> None:
     print(
-        f"\n3) capture RSS at 5,000 trades/s over {seconds:.0f} s (process RSS before the capture: {rss_mb():.1f} MiB)"
+        f"\n3) capture RSS at 5,000 trades/s over {seconds:.0f} s (process RSS before the capture: "
+        f"{rss_mb():.1f} MiB)"
     )
     series = rss_run(dsn, 5000, seconds)
     for t, mb in series:
