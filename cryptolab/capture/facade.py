@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 
 from ..binance.rest import RestClient
-from ..binance.usdm import UsdmRestClient
+from ..binance.usdm_rest import UsdmRestClient
 from ..config import mask_url, settings
 from ..errors import ConfigError, CryptolabError, DatabaseError, SourceError
 from ..markets import check_market, exchange_for

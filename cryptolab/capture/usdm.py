@@ -28,13 +28,9 @@ import psycopg
 
 from ..binance import ws as wsclient
 from ..binance.frames import decode_frame
-from ..binance.usdm import (
-    UsdmRestClient,
-    agg_trade_from_rest,
-    decode_usdm_fast,
-    open_interest_from_rest,
-    route_of,
-)
+from ..binance.usdm import decode_usdm_fast
+from ..binance.usdm_rest import UsdmRestClient, agg_trade_from_rest, open_interest_from_rest
+from ..binance.usdm_streams import route_of
 from ..book.model import DepthDiff, Quote
 from ..errors import ConfigError, CryptolabError, SourceError
 from ..markets import AggTrade, Liquidation, MarkPrice

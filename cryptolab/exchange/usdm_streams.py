@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..binance.usdm import STREAM_KINDS
+from ..binance.usdm_streams import STREAM_KINDS
 from ..model import now_us
 from .book import BookDiff, Top
 from .bookfeed import BookFeed, Named

@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..binance.rest import RestClient
-from ..binance.usdm import OI_HIST_DAYS, UsdmRestClient
+from ..binance.usdm_rest import OI_HIST_DAYS, UsdmRestClient
 from ..errors import DataError, SourceError
 from ..markets import exchange_for
 from ..model import DEFAULT_EXCHANGE, now_us
