@@ -65,8 +65,10 @@ def generate(dsn: str, n: int) -> None:
                        round((0.00001 + power(random(), 4) * 2)::numeric, 5),
                        random() < 0.5,
                        %(day)s + ((i - 1) * %(step)s) * interval '1 microsecond',
-                       %(day)s + ((i - 1) * %(step)s + 1000 + (random() * 2000)::int) * interval '1 microsecond',
-                       %(day)s + ((i - 1) * %(step)s + 6000 + (random() * 4000)::int) * interval '1 microsecond',
+                       %(day)s
+                         + ((i - 1) * %(step)s + 1000 + (random() * 2000)::int) * interval '1 microsecond',
+                       %(day)s
+                         + ((i - 1) * %(step)s + 6000 + (random() * 4000)::int) * interval '1 microsecond',
                        'live'
                 FROM generate_series(1::bigint, %(count)s::bigint) AS i
                 """,
@@ -170,7 +172,8 @@ def modules(dsn: str) -> None:
     from cryptolab import analysis as an
 
     print(
-        "\n2. each module's main query (p50 of 3 runs; 'hour' = last stored hour, 'day' = the whole stored day)"
+        "\n2. each module's main query (p50 of 3 runs; 'hour' = last stored hour, 'day' = the whole stored "
+        "day)"
     )
     with db.connect(dsn) as c:
         first, last = c.execute(
@@ -234,8 +237,8 @@ def loaders(dsn: str, n: int) -> None:
         def binary_copy() -> Any:
             q = psycopg.sql.SQL(
                 "COPY (SELECT trade_id, trade_time, price, qty, is_buyer_maker FROM trades WHERE "
-                "exchange = 'binance' AND symbol = {} AND trade_time >= {} AND trade_time < {} ORDER BY trade_id) "
-                "TO STDOUT (FORMAT BINARY)"
+                "exchange = 'binance' AND symbol = {} AND trade_time >= {} AND trade_time < {} ORDER BY "
+                "trade_id) TO STDOUT (FORMAT BINARY)"
             ).format(psycopg.sql.Literal(SYMBOL), psycopg.sql.Literal(DAY), psycopg.sql.Literal(sub_end))
             with c.cursor() as cur, cur.copy(q) as cp:
                 cp.set_types(["int8", "timestamptz", "numeric", "numeric", "bool"])
@@ -277,9 +280,9 @@ def loaders(dsn: str, n: int) -> None:
                 else dsn
             )
             q = (
-                "SELECT trade_id, trade_time, price::text AS price, qty::text AS qty, is_buyer_maker FROM trades "
-                f"WHERE exchange = 'binance' AND symbol = '{SYMBOL}' AND trade_time >= '{DAY.isoformat()}' "
-                f"AND trade_time < '{sub_end.isoformat()}'"
+                "SELECT trade_id, trade_time, price::text AS price, qty::text AS qty, is_buyer_maker FROM "
+                f"trades WHERE exchange = 'binance' AND symbol = '{SYMBOL}' AND trade_time >= "
+                f"'{DAY.isoformat()}' AND trade_time < '{sub_end.isoformat()}'"
             )
             t, _ = timed(
                 lambda: connectorx.read_sql(
@@ -301,15 +304,16 @@ def loaders(dsn: str, n: int) -> None:
     )
     with db.connect(dsn) as c:
         q = (
-            "COPY (SELECT trade_id, trade_time, price, qty, is_buyer_maker FROM trades WHERE exchange = 'binance' "
-            f"AND symbol = '{SYMBOL}') TO STDOUT (FORMAT BINARY)"
+            "COPY (SELECT trade_id, trade_time, price, qty, is_buyer_maker FROM trades WHERE exchange = "
+            f"'binance' AND symbol = '{SYMBOL}') TO STDOUT (FORMAT BINARY)"
         )
         t0 = time.perf_counter()
         with c.cursor() as cur, cur.copy(q) as cp:
             while cp.read():
                 pass
         print(
-            f"  (the server alone, binary COPY of those rows read and dropped: {time.perf_counter() - t0:.2f} s)"
+            "  (the server alone, binary COPY of those rows read and dropped: "
+            f"{time.perf_counter() - t0:.2f} s)"
         )
 
 

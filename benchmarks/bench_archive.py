@@ -132,14 +132,16 @@ def main(argv: list[str] | None = None) -> int:
             t_export = time.perf_counter() - t0
             parquet = sum(f.stat().st_size for f in root.rglob("*.parquet"))
             print(
-                f"  PostgreSQL partitions (table+index) {pg / mib:9.1f} MiB  = {pg / n * 1e6 / mib:7.1f} MiB per 1M trades"
+                f"  PostgreSQL partitions (table+index) {pg / mib:9.1f} MiB  = {pg / n * 1e6 / mib:7.1f} MiB "
+                "per 1M trades"
             )
             print(
-                f"  Parquet archive                     {parquet / mib:9.1f} MiB  = {parquet / n * 1e6 / mib:7.1f} MiB "
-                f"per 1M trades   ({pg / parquet:.1f}x smaller)"
+                f"  Parquet archive                     {parquet / mib:9.1f} MiB  = "
+                f"{parquet / n * 1e6 / mib:7.1f} MiB per 1M trades   ({pg / parquet:.1f}x smaller)"
             )
             print(
-                f"  archive (export+verify+publish)     {t_export:9.2f} s    = {rep.rows / t_export:,.0f} rows/s",
+                f"  archive (export+verify+publish)     {t_export:9.2f} s    = {rep.rows / t_export:,.0f} "
+                "rows/s",
                 flush=True,
             )
             t0 = time.perf_counter()
@@ -173,11 +175,12 @@ def main(argv: list[str] | None = None) -> int:
             assert_frame_equal(ohlcv_ar, ohlcv_db, check_exact=True)
             assert_frame_equal(vp_ar, vp_db, check_exact=True)
             print(
-                f"  one day's ohlcv 1m   DB {t_ohlcv_db * 1000:8.1f} ms   after drop {t_ohlcv_ar * 1000:8.1f} ms "
-                "(bars stay in PostgreSQL)"
+                f"  one day's ohlcv 1m   DB {t_ohlcv_db * 1000:8.1f} ms   after drop "
+                f"{t_ohlcv_ar * 1000:8.1f} ms (bars stay in PostgreSQL)"
             )
             print(
-                f"  one day's volume_profile DB {t_vp_db:7.2f} s   after drop {t_vp_ar:7.2f} s (archive -> TEMP trades)"
+                f"  one day's volume_profile DB {t_vp_db:7.2f} s   after drop {t_vp_ar:7.2f} s (archive -> "
+                "TEMP trades)"
             )
             print("  exact: every frame read back equals the one read from PostgreSQL")
     finally:

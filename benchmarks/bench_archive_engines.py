@@ -1,4 +1,5 @@
-"""Benchmark the archive's types on the engines that read it: per-minute VWAP in Spark, DuckDB, polars, pyarrow.
+"""Benchmark the archive's types on the engines that read it: per-minute VWAP in Spark, DuckDB,
+polars, pyarrow.
 
     .venv/bin/python benchmarks/bench_archive_engines.py                       # 1.5M and 12M trades
     .venv/bin/python benchmarks/bench_archive_engines.py --sizes 1500000 --no-spark
@@ -152,7 +153,8 @@ def oracle(days: list[pa.Table]) -> dict[int, tuple[int, Decimal, Decimal]]:
 
 
 def check(rows: list[tuple[Any, ...]], want: dict[int, tuple[int, Decimal, Decimal]]) -> str:
-    """rows: (minute, count, Σqty, Σquote, Σ(price·qty), vwap) → 'sums exact, product exact, vwap exact' or what not."""
+    """rows: (minute, count, Σqty, Σquote, Σ(price·qty), vwap) → 'sums exact, product exact,
+    vwap exact' or what not."""
     if len(rows) != len(want):
         return f"{len(rows)} minutes, {len(want)} expected"
     bad_sum = bad_prod = bad_vwap = 0
@@ -271,7 +273,7 @@ def run_spark(spark: Any, dset: Path) -> list[tuple[Any, ...]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_500_000, 12_000_000])
     ap.add_argument("--no-spark", action="store_true")
     args = ap.parse_args(argv)
@@ -290,8 +292,8 @@ def main(argv: list[str] | None = None) -> int:
             mib = 1024 * 1024
             print(f"\n{rows:,} trades over {ndays} day(s), {len(want):,} minutes", flush=True)
             print(
-                f"  bytes per 1M trades: v1 {size['v1'] / rows * 1e6 / mib:.2f} MiB, v2 {size['v2'] / rows * 1e6 / mib:.2f}"
-                f" MiB (v2/v1 = {size['v2'] / size['v1']:.3f})",
+                f"  bytes per 1M trades: v1 {size['v1'] / rows * 1e6 / mib:.2f} MiB, v2 "
+                f"{size['v2'] / rows * 1e6 / mib:.2f} MiB (v2/v1 = {size['v2'] / size['v1']:.3f})",
                 flush=True,
             )
             engines: list[tuple[str, Callable[[Path], list[tuple[Any, ...]]]]] = [

@@ -37,7 +37,8 @@ CREATE TABLE book_levels (
 def _size(conn: psycopg.Connection, table: str) -> int:
     row = conn.execute(
         "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-        "WHERE c.oid = %s::regclass OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = %s::regclass)",
+        "WHERE c.oid = %s::regclass OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = "
+        "%s::regclass)",
         (table, table),
     ).fetchone()
     return int(row[0]) if row else 0
@@ -62,8 +63,8 @@ def main() -> None:
         conn.execute("VACUUM ANALYZE book_diffs")
         arrays = _size(conn, "book_diffs")
         print(
-            f"book_diffs (row per diff, numeric[]): {arrays / levels * 1e6 / 2**20:,.1f} MiB per million level "
-            f"updates ({arrays / levels:.1f} B each); writer {levels / wall:,.0f} level updates/s, "
+            f"book_diffs (row per diff, numeric[]): {arrays / levels * 1e6 / 2**20:,.1f} MiB per million "
+            f"level updates ({arrays / levels:.1f} B each); writer {levels / wall:,.0f} level updates/s, "
             f"{cpu / levels * 1e6:.2f} µs CPU each in this process"
         )
         conn.execute(_PER_LEVEL_DDL)
@@ -81,8 +82,9 @@ def main() -> None:
         conn.execute("VACUUM ANALYZE book_levels")
         per_level = _size(conn, "book_levels")
         print(
-            f"book_levels (row per level):          {per_level / levels * 1e6 / 2**20:,.1f} MiB per million level "
-            f"updates ({per_level / levels:.1f} B each); plain COPY {levels / wall:,.0f} level updates/s"
+            f"book_levels (row per level):          {per_level / levels * 1e6 / 2**20:,.1f} MiB per million "
+            f"level updates ({per_level / levels:.1f} B each); plain COPY {levels / wall:,.0f} level "
+            "updates/s"
         )
         print(f"row per diff takes {per_level / arrays:.1f}× fewer bytes than row per level")
 

@@ -105,8 +105,9 @@ def write_ceiling_recording(path: Path, diffs: int, levels: int) -> dict[str, in
             fh.write(b"%d %s\n" % (ns, body))
             # one trade beside each diff: the replay is driven by a recording's trades (not subscribed here)
             fh.write(
-                b'%d {"stream":"btcusdt@trade","data":{"e":"trade","E":%d,"s":"BTCUSDT","t":%d,"p":"61800.00000000",'
-                b'"q":"0.00100000","T":%d,"m":true,"M":true}}\n' % (ns, ns // 1_000_000, n, ns // 1_000_000)
+                b'%d {"stream":"btcusdt@trade","data":{"e":"trade","E":%d,"s":"BTCUSDT","t":%d,'
+                b'"p":"61800.00000000","q":"0.00100000","T":%d,"m":true,'
+                b'"M":true}}\n' % (ns, ns // 1_000_000, n, ns // 1_000_000)
             )
             if snapshot is not None:
                 fh.write(b"%d %s\n" % (ns, snapshot))
@@ -224,22 +225,24 @@ def main() -> None:
         both = "/".join(f"{s}@depth@100ms/{s}@bookTicker" for s in symbols)
         depth = "/".join(f"{s}@depth@100ms" for s in symbols)
         print(
-            f"recording: {rec['diffs']:,} diffs carrying {rec['levels']:,} level updates, {rec['quotes']:,} quotes "
-            f"({len(symbols)} symbols, {args.record_seconds:g} s at {args.pace_x:g}× BTCUSDT's pace each); "
-            f"load {os.getloadavg()[0]:.2f}"
+            f"recording: {rec['diffs']:,} diffs carrying {rec['levels']:,} level updates, {rec['quotes']:,} "
+            f"quotes ({len(symbols)} symbols, {args.record_seconds:g} s at {args.pace_x:g}× BTCUSDT's pace "
+            f"each); load {os.getloadavg()[0]:.2f}"
         )
         b = bare(path, rec["diffs"] + rec["quotes"], both)
         print(
-            f"bare client:  {rec['levels'] / b['wall']:>10,.0f} level updates/s, {rec['quotes'] / b['wall']:>9,.0f} "
-            f"quotes/s  ({b['messages']:,} messages in {b['wall']:.2f} s, {b['cpu']:.2f} s CPU)"
+            f"bare client:  {rec['levels'] / b['wall']:>10,.0f} level updates/s, "
+            f"{rec['quotes'] / b['wall']:>9,.0f} quotes/s  ({b['messages']:,} messages in {b['wall']:.2f} s, "
+            f"{b['cpu']:.2f} s CPU)"
         )
         with scratch_database("cryptolab_bench_book_ingest") as dsn:
             c = capture(path, dsn, rec["levels"], rec["quotes"], symbols)
         cpu = c["cpu"] + c["pg"]
         print(
-            f"capture:      {c['levels'] / c['wall']:>10,.0f} level updates/s, {c['quotes'] / c['wall']:>9,.0f} "
-            f"quotes/s  ({c['diffs']:,} diffs, {c['levels']:,} level updates, {c['quotes']:,} quotes stored in "
-            f"{c['wall']:.2f} s; book synced {c['synced']}, gaps {c['gaps']}, dead letters {c['dead']})"
+            f"capture:      {c['levels'] / c['wall']:>10,.0f} level updates/s, "
+            f"{c['quotes'] / c['wall']:>9,.0f} quotes/s  ({c['diffs']:,} diffs, {c['levels']:,} level "
+            f"updates, {c['quotes']:,} quotes stored in {c['wall']:.2f} s; book synced {c['synced']}, gaps "
+            f"{c['gaps']}, dead letters {c['dead']})"
         )
         print(
             f"capture CPU:  {c['cpu']:.2f} s process + {c['pg']:.2f} s PostgreSQL = "
@@ -254,21 +257,23 @@ def main() -> None:
             c = capture(path, dsn, rec["levels"], 0, symbols)
         print(
             f"depth only:   bare client {rec['levels'] / b['wall']:,.0f} level updates/s; capture "
-            f"{c['levels'] / c['wall']:,.0f} level updates/s ({c['cpu']:.2f} s process + {c['pg']:.2f} s PostgreSQL "
-            f"= {(c['cpu'] + c['pg']) / max(c['levels'], 1) * 1e6:.2f} µs per level update; book synced {c['synced']}, "
-            f"gaps {c['gaps']})"
+            f"{c['levels'] / c['wall']:,.0f} level updates/s ({c['cpu']:.2f} s process + {c['pg']:.2f} s "
+            f"PostgreSQL = {(c['cpu'] + c['pg']) / max(c['levels'], 1) * 1e6:.2f} µs per level update; book "
+            f"synced {c['synced']}, gaps {c['gaps']})"
         )
-        # the capture's own ceiling: a depth-only recording of real-sized diffs, sent faster than it can take them
+        # the capture's own ceiling: a depth-only recording of real-sized diffs, sent faster than it
+        # can take them
         ceiling = Path(tmp) / "ceiling.txt"
         rec = write_ceiling_recording(ceiling, args.ceiling_diffs, 46)
         b = bare(ceiling, rec["diffs"], "btcusdt@depth@100ms")
         with scratch_database("cryptolab_bench_book_ingest") as dsn:
             c = capture(ceiling, dsn, rec["levels"], 0, ["btcusdt"])
         print(
-            f"ceiling:      {rec['diffs']:,} synthetic diffs of ~46 levels ({rec['levels']:,} level updates): bare client "
-            f"{rec['levels'] / b['wall']:,.0f} level updates/s, capture {c['levels'] / c['wall']:,.0f} level updates/s "
-            f"({(c['cpu'] + c['pg']) / max(c['levels'], 1) * 1e6:.2f} µs CPU per level update with PostgreSQL; "
-            f"book synced {c['synced']}, gaps {c['gaps']}; stored {c['levels']:,})"
+            f"ceiling:      {rec['diffs']:,} synthetic diffs of ~46 levels ({rec['levels']:,} level "
+            f"updates): bare client {rec['levels'] / b['wall']:,.0f} level updates/s, capture "
+            f"{c['levels'] / c['wall']:,.0f} level updates/s "
+            f"({(c['cpu'] + c['pg']) / max(c['levels'], 1) * 1e6:.2f} µs CPU per level update with "
+            f"PostgreSQL; book synced {c['synced']}, gaps {c['gaps']}; stored {c['levels']:,})"
         )
 
 

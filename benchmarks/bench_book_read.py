@@ -124,14 +124,16 @@ def main() -> None:
         tops = conn.execute("SELECT count(*) FROM book_tops").fetchone()[0]  # type: ignore[index]
         size = {
             t: conn.execute(  # type: ignore[index]
-                "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = %s::regclass",
+                "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = "
+                "%s::regclass",
                 (t,),
             ).fetchone()[0]
             for t in ("book_diffs", "book_tops")
         }
         print(
-            f"stored: book_diffs {size['book_diffs'] / 2**20:,.0f} MiB, book_tops {size['book_tops'] / 2**20:,.1f} MiB "
-            f"(+{size['book_tops'] / levels:.1f} B per level update, {size['book_tops'] / diffs:.0f} B per diff)",
+            f"stored: book_diffs {size['book_diffs'] / 2**20:,.0f} MiB, book_tops "
+            f"{size['book_tops'] / 2**20:,.1f} MiB (+{size['book_tops'] / levels:.1f} B per level update, "
+            f"{size['book_tops'] / diffs:.0f} B per diff)",
             flush=True,
         )
         t0 = time.perf_counter()
@@ -167,7 +169,8 @@ def main() -> None:
         t_top_read = time.perf_counter() - t0
         print(
             f"  of which reading the levels: rebuilt {t_top_read:.2f} s (ADBC), plain {t_plain_read:.2f} s "
-            f"(psycopg); the rebuild alone: {t_rebuilt - t_top_read:.2f} s, plain {t_plain - t_plain_read:.2f} s "
+            f"(psycopg); the rebuild alone: {t_rebuilt - t_top_read:.2f} s, plain "
+            f"{t_plain - t_plain_read:.2f} s "
             f"({(t_plain - t_plain_read) / max(t_rebuilt - t_top_read, 1e-9):.1f}x)",
             flush=True,
         )

@@ -398,7 +398,8 @@ def main() -> None:
                 )
         copy_rate, row_rate = copy_baseline(dsn, 200_000)
         print(
-            "\n1) sustained throughput, exchange socket → committed rows (offered: as fast as the exchange can)"
+            "\n1) sustained throughput, exchange socket → committed rows (offered: as fast as the exchange "
+            "can)"
         )
         print(f"   {'path':58} {'rows/s':>10} {'vs COPY':>8} {'vs bare':>8}")
         rows = [(f"capture, {name} (socket → parse → COPY+dedupe+bars)", max(r)) for name, r in tops.items()]
@@ -416,8 +417,9 @@ def main() -> None:
                 "; ".join(f"{n}: " + ", ".join(f"{x:,.0f}" for x in r) for n, r in tops.items()) + ")",
             )
         print(
-            "   CPU per row committed during the run at full speed (median of runs; rows spilled to the journal"
-            " meanwhile are not counted, so this overstates the cost per row: part 4 counts every row):"
+            "   CPU per row committed during the run at full speed (median of runs; rows spilled to the"
+            " journal meanwhile are not counted, so this overstates the cost per row: part 4 counts every"
+            " row):"
         )
         for name, pairs in cpu.items():
             own, pg = (
@@ -434,8 +436,8 @@ def main() -> None:
             for name, code, loop in variants:
                 r = capture_run(dsn, rate, args.seconds, code, loop)
                 print(
-                    f"   {name:22} {rate:10,.0f} {r['rate']:11,.0f} {r['p50']:8.1f} {r['p99']:8.1f} {r['n']:9,.0f}"
-                    f" {r['cpu_us']:8.1f} {r['pg_us']:6.1f}",
+                    f"   {name:22} {rate:10,.0f} {r['rate']:11,.0f} {r['p50']:8.1f} {r['p99']:8.1f} "
+                    f"{r['n']:9,.0f} {r['cpu_us']:8.1f} {r['pg_us']:6.1f}",
                     flush=True,
                 )
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
@@ -455,7 +457,8 @@ def workers_report(dsn: str, counts: list[int], seconds: float) -> None:
         r = workers_run(dsn, n, seconds)
         base = base or r["rate"]
         print(
-            f"   --workers {n}: {r['rate']:9,.0f} rows/s committed ({r['rate'] / base:.2f}x --workers {counts[0]}); "
+            f"   --workers {n}: {r['rate']:9,.0f} rows/s committed "
+            f"({r['rate'] / base:.2f}x --workers {counts[0]}); "
             f"{r['rows']:,.0f} rows stored in all; CPU per stored row: processes {r['cpu_us']:.1f} µs, "
             f"PostgreSQL backends {r['pg_us']:.1f} µs",
             flush=True,

@@ -67,7 +67,8 @@ def takeover(kills: int) -> list[float]:
                     procs[victim].wait()
                     while True:
                         row = c.execute(
-                            "SELECT min(ingested_at) FROM trades WHERE symbol = 'BTCUSDT' AND ingested_at > %s",
+                            "SELECT min(ingested_at) FROM trades WHERE symbol = 'BTCUSDT' AND ingested_at > "
+                            "%s",
                             (t0,),
                         ).fetchone()
                         if row and row[0] is not None:
@@ -114,7 +115,8 @@ def main() -> None:
         times = takeover(args.kills)
         if times:
             print(
-                f"takeover: p50 {statistics.median(times):.2f} s, max {max(times):.2f} s over {len(times)} kills"
+                f"takeover: p50 {statistics.median(times):.2f} s, max {max(times):.2f} s over {len(times)} "
+                "kills"
             )
     print(f"throughput at an offered {args.rate:,.0f} trades/s (4 symbols), {args.seconds:g} s each:")
     base = throughput("plain", args.rate, args.seconds, [])

@@ -14,7 +14,10 @@ import subprocess
 import sys
 import tempfile
 
-CODE = "import time; t=time.perf_counter(); from cryptolab.storage import embedded; embedded.start(); print(time.perf_counter()-t)"
+CODE = (
+    "import time; t=time.perf_counter(); from cryptolab.storage import embedded; embedded.start(); "
+    "print(time.perf_counter()-t)"
+)
 
 
 def timed(home: str) -> float:

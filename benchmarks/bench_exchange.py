@@ -1,8 +1,7 @@
 """Local exchange benchmark: the most trades/s one client can receive on a combined stream.
 
     python benchmarks/bench_exchange.py [--seconds 5] [--rates 10000,25000,50000,100000,200000]
-                                        [--calibrate ../shared/data/binance/hftbacktest_spot_btcusdt_2024080*.gz]
-                                        [--load 1000000]
+        [--calibrate ../shared/data/binance/hftbacktest_spot_btcusdt_2024080*.gz] [--load 1000000]
 
 The exchange runs in its own process (`cryptolab exchange`), the client in this one
 (two cores: one each). For each offered rate it prints what the exchange printed, what
@@ -306,7 +305,8 @@ def calibrate(paths: list[str]) -> None:
     ]
     ss = {k: sum(s[k] for s in sims) / len(sims) for k in sims[0]}
     print(
-        f"\n## synthetic market vs the real recording ({len(real):,} BTCUSDT trades; synthetic: mean of 3 seeds × 1950 s)\n"
+        f"\n## synthetic market vs the real recording ({len(real):,} BTCUSDT trades; synthetic: mean of 3 "
+        "seeds × 1950 s)\n"
     )
     print(comparison_table(rs, ss))
 
@@ -330,7 +330,8 @@ def bench_load(n: int) -> None:
             zf.writestr(
                 "BTCUSDT-trades-2025-01-01.csv",
                 "".join(
-                    f"{t.trade_id},{t.price:f},{t.qty:f},{t.price * t.qty:f},{t.trade_time_us},{t.is_buyer_maker},True\n"
+                    f"{t.trade_id},{t.price:f},{t.qty:f},{t.price * t.qty:f},{t.trade_time_us},"
+                    f"{t.is_buyer_maker},True\n"
                     for t in trades
                 ),
             )
@@ -368,7 +369,8 @@ def main() -> None:
         return
     rates = [float(r) for r in args.rates.split(",")]
     print(
-        f"one client, combined stream {SYMBOL}@trade, {args.seconds:g} s per point, exchange in its own process\n"
+        f"one client, combined stream {SYMBOL}@trade, {args.seconds:g} s per point, exchange in its own "
+        "process\n"
     )
     print("| server | offered/s | printed/s | received/s | exchange CPU | sustained |")
     print("|---|---:|---:|---:|---:|:---:|")

@@ -53,7 +53,8 @@ def main() -> int:
             LocalExchange(symbols=["btcusdt"], rate=1, seed=1, history_days=days, history_rate=args.rate,
                           weight_budget=10**7, process=True) as ex:
         print(
-            f"local exchange up with its past: {ex.printed('BTCUSDT'):,} trades ({time.perf_counter() - t0:.1f} s)"
+            f"local exchange up with its past: {ex.printed('BTCUSDT'):,} trades "
+            f"({time.perf_counter() - t0:.1f} s)"
         )
         kw = dict(
             dsn=dsn, dumps=ex.http_url, rest=ex.http_url, cache=Path(tmp) / "cache", workers=args.workers

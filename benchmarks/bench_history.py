@@ -57,7 +57,8 @@ def make_dump(n: int, folder: Path) -> tuple[Path, Path]:
             p = price
             buf.write(
                 f"{i},{p // 10**8}.{p % 10**8:08d},{q // 10**8}.{q % 10**8:08d},"
-                f"{(p * q) // 10**16}.{((p * q) // 10**8) % 10**8:08d},{t},{'True' if rng.random() < 0.5 else 'False'},True\n"
+                f"{(p * q) // 10**16}.{((p * q) // 10**8) % 10**8:08d},{t},"
+                f"{'True' if rng.random() < 0.5 else 'False'},True\n"
             )
             if i % 100_000 == 0:
                 out.write(buf.getvalue())
@@ -88,8 +89,8 @@ def db_bulk(conn: psycopg.Connection, csv_path: Path) -> float:
     with conn.transaction():
         conn.execute(
             "INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, source) "
-            "SELECT 'binance', 'BTCUSDT', id, price, qty, m, timestamptz 'epoch' + t * interval '1 microsecond', "
-            "'backfill' FROM _ref"
+            "SELECT 'binance', 'BTCUSDT', id, price, qty, m, timestamptz 'epoch' + t * interval '1 "
+            "microsecond', 'backfill' FROM _ref"
         )
     conn.execute("TRUNCATE _ref")
     return time.perf_counter() - t0
@@ -132,8 +133,8 @@ def part_1(dsn: str, n: int, folder: Path, with_load: bool) -> None:
     t0 = time.perf_counter()
     zip_path, csv_path = make_dump(n, folder)
     print(
-        f"made {zip_path.name}: {zip_path.stat().st_size / 1e6:.1f} MB zipped, {csv_path.stat().st_size / 1e6:.1f} MB CSV "
-        f"({time.perf_counter() - t0:.1f} s)"
+        f"made {zip_path.name}: {zip_path.stat().st_size / 1e6:.1f} MB zipped, "
+        f"{csv_path.stat().st_size / 1e6:.1f} MB CSV ({time.perf_counter() - t0:.1f} s)"
     )
     with db.connect(dsn, autocommit=True) as conn, db.connect(dsn, autocommit=True) as ref:
         ref.execute(f"SET temp_buffers = '{WORK_MEM}'")
@@ -159,11 +160,12 @@ def part_1(dsn: str, n: int, folder: Path, with_load: bool) -> None:
         reset(conn)
     print(f"{'path':58} {'seconds':>8} {'trades/s':>11} {'vs db':>6}")
     print(
-        f"{'database bulk: COPY csv → scratch + INSERT…SELECT (no bars)':58} {t_db:8.2f} {n / t_db:11,.0f} {1.0:6.2f}"
+        f"{'database bulk: COPY csv → scratch + INSERT…SELECT (no bars)':58} {t_db:8.2f} {n / t_db:11,.0f} "
+        f"{1.0:6.2f}"
     )
     print(
-        f"{'cryptolab history bulk: unzip+COPY+INSERT…SELECT ‖ bars_1s':58} {t_ours:8.2f} {n / t_ours:11,.0f} "
-        f"{t_db / t_ours:6.2f}"
+        f"{'cryptolab history bulk: unzip+COPY+INSERT…SELECT ‖ bars_1s':58} {t_ours:8.2f} "
+        f"{n / t_ours:11,.0f} {t_db / t_ours:6.2f}"
     )
     print(
         f"{'  the same on one connection (bars_1s after the insert)':58} {t_one:8.2f} {n / t_one:11,.0f} "
@@ -184,8 +186,8 @@ def part_1(dsn: str, n: int, folder: Path, with_load: bool) -> None:
             reset(conn)
         t_old = old_load(dsn, zip_path)
         print(
-            f"{'before: parse in Python + trade writer (COPY, dedupe, bars)':58} {t_old:8.2f} {n / t_old:11,.0f} "
-            f"{t_db / t_old:6.2f}"
+            f"{'before: parse in Python + trade writer (COPY, dedupe, bars)':58} {t_old:8.2f} "
+            f"{n / t_old:11,.0f} {t_db / t_old:6.2f}"
         )
         with db.connect(dsn, autocommit=True) as conn:
             reset(conn)
@@ -212,7 +214,8 @@ def part_2(dsn: str, days: int, rate: float, folder: Path, workers: int) -> None
         process=True,
     ) as ex:
         print(
-            f"local exchange up with its past: {ex.printed('BTCUSDT'):,} trades ({time.perf_counter() - t0:.1f} s)"
+            f"local exchange up with its past: {ex.printed('BTCUSDT'):,} trades "
+            f"({time.perf_counter() - t0:.1f} s)"
         )
         today = datetime.now(timezone.utc).date()
         res = fetch_history(
@@ -226,16 +229,17 @@ def part_2(dsn: str, days: int, rate: float, folder: Path, workers: int) -> None
         )
     with db.connect(dsn) as conn:
         n, size = conn.execute(
-            "SELECT (SELECT count(*) FROM trades), (SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
-            "JOIN pg_inherits i ON i.inhrelid = c.oid WHERE i.inhparent = 'trades'::regclass) "
-            "+ pg_total_relation_size('bars_1s')"
+            "SELECT (SELECT count(*) FROM trades), (SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class "
+            "c JOIN pg_inherits i ON i.inhrelid = c.oid WHERE i.inhparent = 'trades'::regclass) + "
+            "pg_total_relation_size('bars_1s')"
         ).fetchone() or (0, 0)
     total = res.rows + res.rest_rows
     print(res.summary())
     print(
         f"end to end: {res.seconds:.1f} s for {total:,} trades = {total / res.seconds:,.0f} trades/s "
         f"({res.rows:,} from {res.files_loaded} dump(s), {res.rest_rows:,} from REST); "
-        f"disk: {float(size) / 1e6:,.1f} MB = {float(size) / max(1, int(n)):,.1f} MB per million trades (trades + bars_1s)"
+        f"disk: {float(size) / 1e6:,.1f} MB = {float(size) / max(1, int(n)):,.1f} MB per million trades "
+        "(trades + bars_1s)"
     )
 
 

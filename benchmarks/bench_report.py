@@ -144,14 +144,15 @@ def bench_size(n: int, server_uri: str, out_root: Path, only: list[str], keep: b
             for _ in range(20):
                 t0 = time.perf_counter()
                 snap = dash.refresh()
-                dash.chart.render()  # as if a new trade had arrived every tick (refresh skips unchanged charts)
+                # as if a new trade had arrived every tick (refresh skips unchanged charts)
+                dash.chart.render()
                 ticks.append(1000 * (time.perf_counter() - t0))
                 reads.append(snap.took_ms)
             print(
                 f"dashboard tick, window {window:>3}: read cached p50 {statistics.median(reads):5.1f} ms "
-                f"p95 {pct(reads, 0.95):5.1f} ms (uncached p50 {statistics.median(cold):6.1f} ms, once a minute)"
-                f" | read+chart p50 {statistics.median(ticks):6.1f} ms p95 {pct(ticks, 0.95):6.1f} ms"
-                f" = {statistics.median(ticks) / 10:.0f}% of the 1 s refresh budget"
+                f"p95 {pct(reads, 0.95):5.1f} ms (uncached p50 {statistics.median(cold):6.1f} ms, once a "
+                f"minute) | read+chart p50 {statistics.median(ticks):6.1f} ms p95 {pct(ticks, 0.95):6.1f} ms "
+                f"= {statistics.median(ticks) / 10:.0f}% of the 1 s refresh budget"
             )
     dash.close()
     if not keep:

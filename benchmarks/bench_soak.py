@@ -141,7 +141,12 @@ class Soak:
 
     def capture_died(self) -> str | None:
         if self.capture is not None and self.capture.poll() is not None:
-            tail = (self.home / f"capture-{self.captures}.log").read_text(errors="replace").strip().splitlines()[-5:]
+            tail = (
+                (self.home / f"capture-{self.captures}.log")
+                .read_text(errors="replace")
+                .strip()
+                .splitlines()[-5:]
+            )
             return f"capture #{self.captures} exited with {self.capture.returncode}: " + " | ".join(tail)
         return None
 
@@ -315,9 +320,10 @@ class Soak:
                 tot.update(r)
                 print(
                     f"{sym.upper()}: printed {r['printed']:,}, stored {r['stored']:,} (distinct ids "
-                    f"{r['stored_ids']:,}); missing {r['missing']}, extra {r['extra']}, duplicated {r['duplicated']}, "
-                    f"wrong {r['wrong']} (price {r['wrong_price']}, qty {r['wrong_qty']}, side {r['wrong_side']}, "
-                    f"time {r['wrong_time']}); times stored in ms {r['time_ms']:,}, µs {r['time_us']:,}"
+                    f"{r['stored_ids']:,}); missing {r['missing']}, extra {r['extra']}, duplicated "
+                    f"{r['duplicated']}, wrong {r['wrong']} (price {r['wrong_price']}, qty {r['wrong_qty']}, "
+                    f"side {r['wrong_side']}, time {r['wrong_time']}); times stored in ms {r['time_ms']:,}, "
+                    f"µs {r['time_us']:,}"
                 )
                 print(
                     f"  bars_1s: expected {r['bars_expected']:,}, stored {r['bars_stored']:,}; missing "
@@ -329,8 +335,8 @@ class Soak:
             bad += tot["bars_missing"] + tot["bars_extra"] + tot["bars_wrong"]
             print(
                 f"TOTAL: printed {tot['printed']:,}, stored {tot['stored']:,}; missing {tot['missing']}, "
-                f"extra {tot['extra']}, duplicated {tot['duplicated']}, wrong {tot['wrong']}; bars_1s missing "
-                f"{tot['bars_missing']}, extra {tot['bars_extra']}, wrong {tot['bars_wrong']}"
+                f"extra {tot['extra']}, duplicated {tot['duplicated']}, wrong {tot['wrong']}; bars_1s "
+                f"missing {tot['bars_missing']}, extra {tot['bars_extra']}, wrong {tot['bars_wrong']}"
             )
             # dead letters vs malformed frames sent
             reasons = [r[0] for r in c.execute("SELECT reason FROM dead_letters ORDER BY id")]
@@ -371,8 +377,8 @@ class Soak:
                 + "  (the first was killed with -9)"
             )
         print(
-            f"left behind: {journal_rows(self.home):,} journal rows, {quarantine_rows(self.home):,} quarantined "
-            f"records; last capture exit status {self.final_rc}"
+            f"left behind: {journal_rows(self.home):,} journal rows, {quarantine_rows(self.home):,} "
+            f"quarantined records; last capture exit status {self.final_rc}"
         )
         for u in self.unexpected:
             print(f"UNEXPECTED: {u}")
@@ -462,8 +468,8 @@ def compare_symbol(c: psycopg.Connection, ex: Any, sym: str) -> Result:
     got = {
         int(row[0]): tuple(row[1:])
         for row in c.execute(
-            "SELECT extract(epoch FROM ts)::bigint, open, high, low, close, volume, quote_volume, taker_buy_volume, "
-            "trade_count, first_trade_id, last_trade_id FROM bars_1s WHERE symbol = %s",
+            "SELECT extract(epoch FROM ts)::bigint, open, high, low, close, volume, quote_volume, "
+            "taker_buy_volume, trade_count, first_trade_id, last_trade_id FROM bars_1s WHERE symbol = %s",
             (sym,),
         )
     }

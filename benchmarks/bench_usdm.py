@@ -156,8 +156,9 @@ def main() -> None:
         f"{got['liqs']:,.2f} liquidations/s"
     )
     print(
-        f"    receive->commit latency p50 {got['p50']:.1f} ms, p99 {got['p99']:.1f} ms (mean {got['mean']:.1f} ms); "
-        f"queue at the end {got['queue']:.0f}; gaps lost {got['gaps_lost']:.0f}; dead letters {got['dead']:.0f}"
+        f"    receive->commit latency p50 {got['p50']:.1f} ms, p99 {got['p99']:.1f} ms (mean "
+        f"{got['mean']:.1f} ms); queue at the end {got['queue']:.0f}; gaps lost {got['gaps_lost']:.0f}; dead "
+        f"letters {got['dead']:.0f}"
     )
 
 

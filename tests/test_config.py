@@ -1,4 +1,5 @@
-"""Passwords in DSNs and URLs are masked wherever shown, and never put on a command line (issue 13, item 5)."""
+"""Passwords in DSNs and URLs are masked wherever shown, and never put on a command line (issue
+13, item 5)."""
 
 from __future__ import annotations
 

@@ -22,5 +22,7 @@ def test_first_line_quotes_the_first_line_or_the_class_name(exc: BaseException, 
 
 def test_one_line_folds_a_message_whose_detail_is_on_a_later_line() -> None:
     exc = OSError("When getting information for bucket 'b':\n  AWS Error NO_SUCH_BUCKET\tduring HeadBucket")
-    assert one_line(exc) == "When getting information for bucket 'b': AWS Error NO_SUCH_BUCKET during HeadBucket"
+    assert (
+        one_line(exc) == "When getting information for bucket 'b': AWS Error NO_SUCH_BUCKET during HeadBucket"
+    )
     assert one_line(KeyError()) == "KeyError"

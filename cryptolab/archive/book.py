@@ -129,9 +129,9 @@ def _days(
 def book_records(conn: psycopg.Connection, location: str, kind: str | None = None) -> list[BookRecord]:
     """What `archive_book_days` recorded at `location` (one kind, or all)."""
     rows = conn.execute(
-        "SELECT kind, exchange, symbol, day, location, path, rows, first_id, last_id, checksum, bytes, sha256, format, "
-        "dropped_at IS NOT NULL FROM archive_book_days WHERE location = %s AND (%s::text IS NULL OR kind = %s) "
-        "ORDER BY kind, exchange, symbol, day",
+        "SELECT kind, exchange, symbol, day, location, path, rows, first_id, last_id, checksum, bytes, "
+        "sha256, format, dropped_at IS NOT NULL FROM archive_book_days WHERE location = %s AND (%s::text IS "
+        "NULL OR kind = %s) ORDER BY kind, exchange, symbol, day",
         (location, kind, kind),
     ).fetchall()
     return [
@@ -174,13 +174,13 @@ def _present(store: ArchiveStore, kind: str) -> set[Group]:
 
 
 _RECORD = """
-INSERT INTO archive_book_days AS a (kind, exchange, symbol, day, location, path, rows, first_id, last_id, checksum,
-                                    bytes, sha256, format, exported_at)
+INSERT INTO archive_book_days AS a (kind, exchange, symbol, day, location, path, rows, first_id, last_id,
+                                    checksum, bytes, sha256, format, exported_at)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())
 ON CONFLICT (kind, exchange, symbol, day) DO UPDATE
 SET location = excluded.location, path = excluded.path, rows = excluded.rows, first_id = excluded.first_id,
-    last_id = excluded.last_id, checksum = excluded.checksum, bytes = excluded.bytes, sha256 = excluded.sha256,
-    format = excluded.format, exported_at = excluded.exported_at, verified_at = NULL
+    last_id = excluded.last_id, checksum = excluded.checksum, bytes = excluded.bytes,
+    sha256 = excluded.sha256, format = excluded.format, exported_at = excluded.exported_at, verified_at = NULL
 """
 
 
@@ -344,8 +344,9 @@ def book_exports(
                 res.status, "exported"
             )
             say(
-                f"{verb} {kind} of {g.exchange} {g.symbol} {g.day}: {res.stats.rows:,} rows, {res.bytes / 1e6:.1f} MB"
-                f"{'' if res.status == 'present' else f', {rate:,.0f} rows/s'} -> {store.uri(res.path)}"
+                f"{verb} {kind} of {g.exchange} {g.symbol} {g.day}: {res.stats.rows:,} rows, "
+                f"{res.bytes / 1e6:.1f} MB{'' if res.status == 'present' else f', {rate:,.0f} rows/s'} -> "
+                f"{store.uri(res.path)}"
             )
     return report
 
@@ -353,7 +354,8 @@ def book_exports(
 def _archived_stats(
     c: psycopg.Connection, store: ArchiveStore, kind: str, day: date, groups: list[tuple[str, str]]
 ) -> dict[tuple[str, str], BookStats]:
-    """Every archived file of the day read back and checked against its record (size, SHA-256, CRCs, content)."""
+    """Every archived file of the day read back and checked against its record (size, SHA-256,
+    CRCs, content)."""
     records = {(r.exchange, r.symbol): r for r in book_records(c, store.uri(), kind) if r.day == day}
     out = {}
     for exchange, symbol in groups:

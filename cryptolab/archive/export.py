@@ -69,7 +69,8 @@ def conninfo(conn: psycopg.Connection) -> str:
 
 
 def _scales(col: Any) -> tuple[Any, Any]:
-    """(each value's display scale, each value's number of integer digits) of decimal text, as int32 arrays."""
+    """(each value's display scale, each value's number of integer digits) of decimal text, as
+    int32 arrays."""
     import pyarrow.compute as pc
 
     length = pc.utf8_length(col)
@@ -82,7 +83,8 @@ def _scales(col: Any) -> tuple[Any, Any]:
 
 def misfit(name: str, values: Any) -> tuple[int, str] | None:
     """(row, value) of the first decimal text in `values` that the contract's type of `name` cannot
-    hold exactly (more decimals than its scale, or more integer digits than its precision allows), else None."""
+    hold exactly (more decimals than its scale, or more integer digits than its precision
+    allows), else None."""
     import pyarrow.compute as pc
 
     if len(values) == 0:
@@ -113,9 +115,10 @@ def conform(table: Any, exchange: str, symbol: str, day: date) -> Any:
                 precision, scale = DECIMAL_TYPES[f.name]
                 tid = table.column("trade_id")[row].as_py()
                 raise ArchiveError(
-                    f"{exchange} {symbol} {day}: {f.name} {value} (trade {tid}) does not fit the archive's contract "
-                    f"decimal({precision},{scale}) (at most {precision - scale} digits before the point and {scale} "
-                    f"after): refused, nothing was written; the day stays in the database (docs/archive.md, contract)"
+                    f"{exchange} {symbol} {day}: {f.name} {value} (trade {tid}) does not fit the archive's "
+                    f"contract decimal({precision},{scale}) (at most {precision - scale} digits before the "
+                    f"point and {scale} after): refused, nothing was written; the day stays in the database "
+                    "(docs/archive.md, contract)"
                 )
         try:
             col = col.cast(f.type)
@@ -179,7 +182,8 @@ def encode(table: Any) -> bytes:
         write_statistics=True,
         coerce_timestamps="us",
         store_schema=True,
-        store_decimal_as_integer=True,  # price decimal(18,8) as INT64: smaller, and read natively by every engine
+        # price decimal(18,8) as INT64: smaller, and read natively by every engine
+        store_decimal_as_integer=True,
         write_page_checksum=True,  # a CRC per page: a flipped byte in the data is caught where Parquet can
     )
     return bytes(sink.getvalue().to_pybytes())

@@ -361,7 +361,8 @@ def archive(
 
 def _watch_client(c: psycopg.Connection, value: str = _ALIVE_CHECK) -> str | None:
     """Have the server end this session's query within a second when the client is gone (PostgreSQL 14+);
-    return the previous setting (None on an older server, where a killed run's query holds the lock until it ends)."""
+    return the previous setting (None on an older server, where a killed run's query holds the
+    lock until it ends)."""
     try:
         row = c.execute(
             "SELECT current_setting('client_connection_check_interval'), "

@@ -1,4 +1,5 @@
-"""Rewrite an archived day of an older schema under the contract, from its own file (its rows left PostgreSQL).
+"""Rewrite an archived day of an older schema under the contract, from its own file (its rows
+left PostgreSQL).
 
 A day still in the database is simply exported again (export_day, status "upgraded"). A day
 whose partition was dropped has only its file: it is read, checked against what was recorded

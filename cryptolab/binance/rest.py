@@ -256,7 +256,9 @@ class RestClient:
         try:
             return int(body["serverTime"])
         except (KeyError, TypeError, ValueError):
-            raise SourceError(f"{self.base_url}/api/v3/time answered without a serverTime: {body!r:.200}") from None
+            raise SourceError(
+                f"{self.base_url}/api/v3/time answered without a serverTime: {body!r:.200}"
+            ) from None
 
     async def exchange_info(self, symbols: list[str] | None = None) -> ExchangeInfo:
         """Listing and filters of the given symbols (all without), as Binance prints them."""
@@ -410,8 +412,9 @@ class RestClient:
         cap = self.max_response_bytes
         if resp.content_length is not None and resp.content_length > cap:
             raise SourceError(
-                f"{url} announced an answer of {resp.content_length:,} bytes, more than max_response_bytes={cap:,}: "
-                "not read — ask for fewer rows (limit) or raise max_response_bytes"
+                f"{url} announced an answer of {resp.content_length:,} bytes, more than "
+                f"max_response_bytes={cap:,}: not read — ask for fewer rows (limit) or raise "
+                "max_response_bytes"
             )
         buf = bytearray()
         async for chunk in resp.content.iter_chunked(_CHUNK):
@@ -447,16 +450,16 @@ class RestClient:
                 self.stats.timeouts += 1
                 if attempt >= self.max_retries:
                     raise SourceError(
-                        f"{url} did not answer within {self.timeout:g} s ({attempt + 1} tries): the endpoint is "
-                        "overloaded or unreachable — retry later or raise the timeout"
+                        f"{url} did not answer within {self.timeout:g} s ({attempt + 1} tries): the endpoint "
+                        "is overloaded or unreachable — retry later or raise the timeout"
                     ) from None
                 await asyncio.sleep(self._backoff(attempt))
                 attempt += 1
                 continue
             except aiohttp.ClientConnectorError as exc:
                 raise SourceError(
-                    f"cannot reach {self.base_url}: {exc.os_error or exc} — no network? try the local exchange: "
-                    "`cryptolab exchange` / --source simulator"
+                    f"cannot reach {self.base_url}: {exc.os_error or exc} — no network? try the local "
+                    "exchange: `cryptolab exchange` / --source simulator"
                 ) from None
             except (
                 aiohttp.ServerDisconnectedError,
@@ -493,8 +496,8 @@ class RestClient:
                     )
                 if attempt >= self.max_retries:
                     raise SourceError(
-                        f"{self._host()} keeps answering HTTP {status} (rate limit; Retry-After {wait:g} s) after "
-                        f"{attempt + 1} tries: lower the request rate or the weight budget"
+                        f"{self._host()} keeps answering HTTP {status} (rate limit; Retry-After {wait:g} s) "
+                        f"after {attempt + 1} tries: lower the request rate or the weight budget"
                         + (" — HTTP 418 means this IP is banned for a while" if status == 418 else "")
                     )
                 await asyncio.sleep(wait)
@@ -505,7 +508,8 @@ class RestClient:
                 self.stats.retries_5xx += 1
                 if attempt >= self.max_retries:
                     raise SourceError(
-                        f"{url} answered HTTP {status} {attempt + 1} times: the exchange has trouble — retry later"
+                        f"{url} answered HTTP {status} {attempt + 1} times: the exchange has trouble — retry "
+                        "later"
                     )
                 await asyncio.sleep(self._backoff(attempt))
                 attempt += 1

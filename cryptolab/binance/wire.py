@@ -166,7 +166,9 @@ def decode(
     return _careful(raw, exchange, source, received)
 
 
-def _careful(raw: bytes | bytearray, exchange: str, source: str, received: int) -> Trade | Control | DeadLetter:
+def _careful(
+    raw: bytes | bytearray, exchange: str, source: str, received: int
+) -> Trade | Control | DeadLetter:
     try:
         msg = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -10,5 +10,5 @@ from .model import BookGap, BookRow, BookSnapshot, BookTop, DepthDiff, Level, Qu
 from .state import OrderBook
 from .sync import BookSync, DiffResult, SnapshotResult
 
-__all__ = ["BookGap", "BookRow", "BookSnapshot", "BookSync", "BookTop", "DepthDiff", "DiffResult", "Level", "OrderBook",
-           "Quote", "SnapshotResult"]
+__all__ = ["BookGap", "BookRow", "BookSnapshot", "BookSync", "BookTop", "DepthDiff", "DiffResult", "Level",
+           "OrderBook", "Quote", "SnapshotResult"]

@@ -20,8 +20,9 @@ book is kept too (`tops`, a `BookTop` each, drained by the caller like `gaps`): 
 the loader store them so `book_top` reads instead of rebuilding. A diff that leaves the book
 crossed gets none (that state is not truth). Across a reconnect the old book is kept aside while
 the new snapshot is awaited: the new stream's diffs that continue it id for id get their tops
-from it (the reader's rebuild runs through them too), so a reconnect leaves no hole in the tops. `BookSync` returns what happened; the caller fetches snapshots, stores
-rows and records gaps (`capture/book.py`, the local exchange's tests, the readers).
+from it (the reader's rebuild runs through them too), so a reconnect leaves no hole in the
+tops. `BookSync` returns what happened; the caller fetches snapshots, stores rows and records
+gaps (`capture/book.py`, the local exchange's tests, the readers).
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ class BookSync:
     _pending_gap: BookGap | None = None
     _held: BookSnapshot | None = None
     _at_snapshot: bool = False
-    """Futures: the book stands at a snapshot's id, not at a diff's `u` (the next diff spans it: `U <= id <= u`)."""
+    """Futures: the book stands at a snapshot's id, not at a diff's `u` (the next diff spans it:
+    `U <= id <= u`)."""
 
     # ---- the stream
 

@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 
 from ..binance.rest import RestClient
-from ..binance.usdm import UsdmRestClient
+from ..binance.usdm_rest import UsdmRestClient
 from ..config import mask_url, settings
 from ..errors import ConfigError, CryptolabError, DatabaseError, SourceError
 from ..markets import check_market, exchange_for
@@ -86,7 +86,8 @@ class Capture:
         self.symbols = syms
         self.source = source
         self.market = check_market(market)
-        """"spot", or "usdm" (Binance USD-M futures: aggTrade, markPrice, forceOrder, open interest, the book)."""
+        """"spot", or "usdm" (Binance USD-M futures: aggTrade, markPrice, forceOrder, open interest,
+        the book)."""
         self._exchange_arg = exchange
         self.exchange = exchange or (SIMULATOR_EXCHANGE if source == "simulator" else DEFAULT_EXCHANGE)
         if self.market == "usdm" and exchange is None:
@@ -287,7 +288,8 @@ class Capture:
 
     def __repr__(self) -> str:
         st = self.status()
-        return f"<Capture {','.join(self.symbols)} from {self.source}: {'running' if st.running else 'stopped'}, {st.rows_stored} stored>"
+        state = "running" if st.running else "stopped"
+        return f"<Capture {','.join(self.symbols)} from {self.source}: {state}, {st.rows_stored} stored>"
 
     # ---- internals
 
@@ -495,8 +497,9 @@ class Capture:
             info = await asyncio.wait_for(rest.market_info(list(self.symbols)), remaining)
         except asyncio.TimeoutError:
             raise SourceError(
-                f"{mask_url(ep.rest)} did not answer exchangeInfo within {self.options.start_timeout:g} s: the exchange "
-                "is slow or unreachable — retry later, raise start_timeout, or try --source simulator"
+                f"{mask_url(ep.rest)} did not answer exchangeInfo within {self.options.start_timeout:g} s: "
+                "the exchange is slow or unreachable — retry later, raise start_timeout, or try --source "
+                "simulator"
             ) from None
         unknown = [s for s in self.symbols if s not in info.symbols]
         if unknown:

@@ -89,8 +89,8 @@ def unfinished(join: Join, dsn: str, exchange: str) -> tuple[str, list[GapEvent]
     events = [GapEvent(join.symbol, a, b, "open", reason) for a, b in parts]
     what = "aggregates" if join.market == "usdm" else "trades"
     return (
-        f"{UNFINISHED} at stop: {missing:,} {what} of {join.since} … id {join.edge} missing (ids {_ids(parts)}); "
-        f"recorded in capture_gaps as open: the next capture of {join.symbol} fetches them"
+        f"{UNFINISHED} at stop: {missing:,} {what} of {join.since} … id {join.edge} missing (ids "
+        f"{_ids(parts)}); recorded in capture_gaps as open: the next capture of {join.symbol} fetches them"
     ), events
 
 

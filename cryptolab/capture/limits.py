@@ -22,7 +22,8 @@ _MAY_BE_ZERO = {
     "max_backfill_trades",
     "commit_window",
 }
-"""Options for which 0 means "none" (no grace, no look-back, no backfill, commit at once); the others must be > 0."""
+"""Options for which 0 means "none" (no grace, no look-back, no backfill, commit at once); the others
+must be > 0."""
 
 
 def option_problems(options: Any) -> list[str]:

@@ -54,9 +54,9 @@ class CaptureOptions:
     handoff_settle: float = 5.0
     """Seconds a (re)joined preferred capturer must be up before a symbol is handed back to it."""
     streams: tuple[str, ...] = ("trade",)
-    """What to capture of each symbol: `trade`, `depth` (diffs, with REST snapshots: the book) and `bookTicker`;
-    on USD-M futures `aggTrade`, `markPrice`, `forceOrder`, `depth`, `bookTicker` (the default `trade` means
-    aggTrade, markPrice and forceOrder there)."""
+    """What to capture of each symbol: `trade`, `depth` (diffs, with REST snapshots: the book) and
+    `bookTicker`; on USD-M futures `aggTrade`, `markPrice`, `forceOrder`, `depth`, `bookTicker` (the
+    default `trade` means aggTrade, markPrice and forceOrder there)."""
     depth_speed: str = "100ms"
     """Diff stream speed: `100ms` (`@depth@100ms`) or `1000ms` (`@depth`)."""
     depth_snapshot: int = 1000
@@ -64,7 +64,8 @@ class CaptureOptions:
     open_interest_interval: float = 60.0
     """USD-M futures: seconds between two REST polls of each symbol's open interest."""
     simulator_rate: float = 50.0
-    """Trades/s of the in-process simulator (source='simulator'), in total: split evenly between the symbols."""
+    """Trades/s of the in-process simulator (source='simulator'), in total: split evenly between the
+    symbols."""
 
 
 DURATION_FIELDS = frozenset(
@@ -200,21 +201,23 @@ class CaptureStatus:
     def summary(self) -> str:
         """Human summary, printed by the CLI at the end of a capture."""
         lines = [
-            f"capture {'running' if self.running else 'stopped'}: {', '.join(self.symbols) or '-'} from {self.source}"
+            f"capture {'running' if self.running else 'stopped'}: {', '.join(self.symbols) or '-'} from "
+            f"{self.source}"
             + (f" as exchange {self.exchange!r}" if self.exchange else "")
             + (f" (run {self.run_id})" if self.run_id else ""),
-            f"  stored {self.rows_stored:,} trades ({self.backfilled:,} by backfill), {self.duplicates:,} duplicates dropped,"
-            f" {self.dead_letters:,} dead letters",
+            f"  stored {self.rows_stored:,} trades ({self.backfilled:,} by backfill), {self.duplicates:,} "
+            f"duplicates dropped, {self.dead_letters:,} dead letters",
             f"  reconnects {self.reconnects}, rotations {self.rotations}, gaps found {self.gaps_found},"
             f" filled {self.gaps_filled}, lost {self.gaps_lost}",
-            f"  queue {self.queue_depth:,}, journal {self.journal_rows:,}, database {'up' if self.database_up else 'down'}, lag "
+            f"  queue {self.queue_depth:,}, journal {self.journal_rows:,}, database "
+            f"{'up' if self.database_up else 'down'}, lag "
             + (f"{self.lag_ms:.1f} ms" if self.lag_ms is not None else "-"),
         ]
         if self.book or self.quotes:
             healed = sum(1 for g in self.book_gaps if g.snapshot_id is not None)
             lines.append(
-                f"  book: {self.book_diffs:,} diffs ({self.level_updates:,} level updates), {self.quotes:,} quotes, "
-                f"{self.snapshots:,} snapshots; book gaps {len(self.book_gaps)} seen, {healed} healed"
+                f"  book: {self.book_diffs:,} diffs ({self.level_updates:,} level updates), {self.quotes:,} "
+                f"quotes, {self.snapshots:,} snapshots; book gaps {len(self.book_gaps)} seen, {healed} healed"
             )
             for g in self.book_gaps:
                 what = {
@@ -227,13 +230,14 @@ class CaptureStatus:
         if self.futures:
             f = self.futures
             lines.append(
-                f"  futures: {f.get('agg_trades', 0):,} aggregate trades, {f.get('mark_prices', 0):,} mark prices, "
-                f"{f.get('liquidations', 0):,} liquidations (Binance sends at most one per symbol per second), "
-                f"{f.get('open_interest', 0):,} open interest readings"
+                f"  futures: {f.get('agg_trades', 0):,} aggregate trades, {f.get('mark_prices', 0):,} mark "
+                f"prices, {f.get('liquidations', 0):,} liquidations (Binance sends at most one per symbol "
+                f"per second), {f.get('open_interest', 0):,} open interest readings"
             )
         if self.journal_bad_records:
             lines.append(
-                f"  {self.journal_bad_records} journal records set aside as damaged (see the journal's quarantine)"
+                f"  {self.journal_bad_records} journal records set aside as damaged (see the journal's "
+                "quarantine)"
             )
         for sym, how in self.history.items():
             lines.append(f"  {sym}: {how}")

@@ -67,7 +67,8 @@ class Roster:
         """The symbols' books, when the capture follows depth or quotes."""
         self.book_resume = book_resume
         self.book_last: dict[str, int] = {}
-        """Per symbol, the last diff stored before this capture followed it (a restart's hole shows from it)."""
+        """Per symbol, the last diff stored before this capture followed it (a restart's hole shows
+        from it)."""
         self.active = active
         self.endpoint = endpoint
         self.exchange = exchange
@@ -272,7 +273,8 @@ class Roster:
         last_beat = 0.0
         while True:
             await asyncio.sleep(opts.lease_renew_seconds)
-            # the run's heartbeat rides in the renewal's transaction (the sink beats only while this is not running)
+            # the run's heartbeat rides in the renewal's transaction (the sink beats only while this is
+            # not running)
             beat = time.monotonic() - last_beat >= opts.heartbeat_seconds
             also = [self.sink.runs.heartbeat_statement(self.counters)] if beat else []
             try:

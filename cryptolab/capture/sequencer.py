@@ -109,7 +109,9 @@ class Sequencer:
                 elif tid == r.hi:
                     r.hi -= 1
                 else:
-                    self._missing.insert(i + 1, MissingRange(tid + 1, r.hi, r.seen_at, r.attempts, r.catch_up))
+                    self._missing.insert(
+                        i + 1, MissingRange(tid + 1, r.hi, r.seen_at, r.attempts, r.catch_up)
+                    )
                     r.hi = tid - 1
                 return True
         return False
@@ -161,7 +163,8 @@ class GapPolicy:
     """Largest range backfilled; beyond it the oldest ids are recorded as lost."""
 
     def due_in(self, seqs: Iterable[Sequencer], now: float) -> float | None:
-        """Seconds until the first missing range of any of `seqs` is due (0: now); None when none is missing."""
+        """Seconds until the first missing range of any of `seqs` is due (0: now); None when
+        none is missing."""
         waits = [
             max(0.0, r.seen_at + self.grace - now) for r in (s.first_missing() for s in seqs) if r is not None
         ]

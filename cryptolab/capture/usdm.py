@@ -28,13 +28,9 @@ import psycopg
 
 from ..binance import ws as wsclient
 from ..binance.frames import decode_frame
-from ..binance.usdm import (
-    UsdmRestClient,
-    agg_trade_from_rest,
-    decode_usdm_fast,
-    open_interest_from_rest,
-    route_of,
-)
+from ..binance.usdm import decode_usdm_fast
+from ..binance.usdm_rest import UsdmRestClient, agg_trade_from_rest, open_interest_from_rest
+from ..binance.usdm_streams import route_of
 from ..book.model import DepthDiff, Quote
 from ..errors import ConfigError, CryptolabError, SourceError
 from ..markets import AggTrade, Liquidation, MarkPrice
@@ -139,16 +135,17 @@ def contract_problems(info: Mapping[str, Any], symbols: Sequence[str], where: st
     unknown = [s for s in symbols if s not in listed]
     if unknown:
         return (
-            f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a USD-M futures contract on {where}: "
-            "a spot-only symbol? capture it without --market usdm (or check the spelling, e.g. BTCUSDT)"
+            f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a USD-M futures contract on "
+            f"{where}: a spot-only symbol? capture it without --market usdm (or check the spelling, e.g. "
+            "BTCUSDT)"
         )
     dead = [
         f"{s} ({listed[s].get('status')})" for s in symbols if listed[s].get("status", "TRADING") != "TRADING"
     ]
     if dead:
         return (
-            f"{', '.join(dead)}: the contract is not trading (delisted or settling) on {where}: it has no live "
-            "streams — take its past with `cryptolab history --market usdm`"
+            f"{', '.join(dead)}: the contract is not trading (delisted or settling) on {where}: it has no "
+            "live streams — take its past with `cryptolab history --market usdm`"
         )
     return None
 
@@ -269,8 +266,9 @@ def stored_agg_runs(dsn: str, exchange: str, symbol: str, lo: int, hi: int) -> l
 
     with db.connect(dsn, autocommit=True, ensure_schema=False) as conn:
         rows = conn.execute(
-            "SELECT min(agg_id), max(agg_id) FROM (SELECT agg_id, agg_id - row_number() OVER (ORDER BY agg_id) AS run "
-            "FROM agg_trades WHERE exchange = %s AND symbol = %s AND agg_id BETWEEN %s AND %s) t GROUP BY run ORDER BY 1",
+            "SELECT min(agg_id), max(agg_id) FROM (SELECT agg_id, agg_id - row_number() OVER (ORDER BY "
+            "agg_id) AS run FROM agg_trades WHERE exchange = %s AND symbol = %s AND agg_id BETWEEN %s AND "
+            "%s) t GROUP BY run ORDER BY 1",
             (exchange, symbol, lo, hi),
         ).fetchall()
     return [(int(a), int(b)) for a, b in rows]

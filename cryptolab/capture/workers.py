@@ -67,7 +67,8 @@ def _child_argv(args: argparse.Namespace, symbols: list[str], status_path: Path)
 
 
 def run_workers(args: argparse.Namespace, symbols: list[str]) -> int:
-    """Run the shards as child processes until `--seconds` pass or a signal; one summary; exit 1 if any failed."""
+    """Run the shards as child processes until `--seconds` pass or a signal; one summary; exit
+    1 if any failed."""
     shards = shard(symbols, args.workers)
     tmp = Path(tempfile.mkdtemp(prefix="cryptolab-workers-"))
     stopping = False
@@ -119,8 +120,8 @@ def summarize(statuses: list[dict[str, Any]], codes: list[int]) -> str:
         f"capture stopped: {len(codes)} workers, {', '.join(syms) or '-'}",
         f"  stored {total('rows_stored'):,} trades ({total('backfilled'):,} by backfill), "
         f"{total('duplicates'):,} duplicates dropped, {total('dead_letters'):,} dead letters",
-        f"  reconnects {total('reconnects')}, gaps found {total('gaps_found')}, filled {total('gaps_filled')}, "
-        f"lost {total('gaps_lost')}, journal {total('journal_rows'):,}",
+        f"  reconnects {total('reconnects')}, gaps found {total('gaps_found')}, filled "
+        f"{total('gaps_filled')}, lost {total('gaps_lost')}, journal {total('journal_rows'):,}",
     ]
     bad = [f"worker {i} exited {c}" for i, c in enumerate(codes) if c != 0]
     errors = [str(s["error"]) for s in statuses if s.get("error")]

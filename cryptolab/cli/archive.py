@@ -1,4 +1,5 @@
-"""Archive closed UTC days of raw trades to Parquet (a directory or s3://bucket/prefix), verified; optionally drop them.
+"""Archive closed UTC days of raw trades to Parquet (a directory or s3://bucket/prefix),
+verified; optionally drop them.
 
     cryptolab archive                                 # every closed day -> CRYPTOLAB_ARCHIVE
     cryptolab archive --before 2024-09-01 --drop      # ... and drop those partitions once verified
@@ -87,9 +88,9 @@ def run(args: argparse.Namespace) -> int:
     plan = report.plan
     done = len([r for r in report.exported if r.status != "present"])
     print(
-        f"archive {report.location}: {done} day(s) written ({report.rows:,} rows, {report.bytes / 1e6:.1f} MB), "
-        f"{len(plan.done) + len(report.exported) - done} already there, {len(report.dropped)} partition(s) dropped, "
-        f"{report.seconds:.1f} s",
+        f"archive {report.location}: {done} day(s) written ({report.rows:,} rows, {report.bytes / 1e6:.1f} "
+        f"MB), {len(plan.done) + len(report.exported) - done} already there, {len(report.dropped)} "
+        f"partition(s) dropped, {report.seconds:.1f} s",
         flush=True,
     )
     book = report.book

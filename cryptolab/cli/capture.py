@@ -302,8 +302,8 @@ def _exit_code(final: CaptureStatus) -> int:
     unfinished = [s for s, how in final.history.items() if how.startswith(UNFINISHED)]
     if unfinished:
         print(
-            f"cryptolab capture: the history join of {', '.join(unfinished)} did not finish: what is missing is "
-            "said above and recorded; the next capture of these symbols fetches it",
+            f"cryptolab capture: the history join of {', '.join(unfinished)} did not finish: what is missing "
+            "is said above and recorded; the next capture of these symbols fetches it",
             file=sys.stderr,
             flush=True,
         )
@@ -327,8 +327,8 @@ def _status(args: argparse.Namespace) -> int:
 
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
         rows = conn.execute(
-            "SELECT host, pid, standby, symbols, heartbeat_age_s, lag_ms, rows_stored, state FROM capture_status "
-            "WHERE state = 'running' OR heartbeat_age_s < 3600"
+            "SELECT host, pid, standby, symbols, heartbeat_age_s, lag_ms, rows_stored, state FROM "
+            "capture_status WHERE state = 'running' OR heartbeat_age_s < 3600"
         ).fetchall()
     if not rows:
         print("no capturer has registered in this database in the last hour")

@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     print(final.summary())
     print("\nstored in the database (exact):")
     print(
-        f"  {'symbol':10} {'trades':>8} {'first id':>10} {'last id':>10} {'volume':>18} {'VWAP':>18} {'CVD':>18}"
+        f"  {'symbol':10} {'trades':>8} {'first id':>10} {'last id':>10} {'volume':>18} {'VWAP':>18} "
+        f"{'CVD':>18}"
     )
     for sym, n, lo, hi, vol, vwap, cvd in stored_summary(cap.exchange, symbols, since):
         print(f"  {sym:10} {n:>8} {lo:>10} {hi:>10} {vol:>18} {vwap:>18} {cvd:>18}")

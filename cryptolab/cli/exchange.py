@@ -37,7 +37,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--seed",
         type=int,
         default=None,
-        help="synthetic market: random seed (same seed, same trades, ids from 1; default: from the start time)",
+        help="synthetic market: random seed (same seed, same trades, ids from 1; default: from the start "
+        "time)",
     )
     p.add_argument(
         "--first-id",
@@ -254,7 +255,8 @@ def run(args: argparse.Namespace) -> int:
         else (
             f"{','.join(kwargs['pace'])} at {args.pace_x:g}x BTCUSDT's real mix (trades, bookTicker, depth)"
             if kwargs["pace"]
-            else f"synthetic market {','.join(kwargs['symbols'] or ['btcusdt', 'ethusdt'])} at {args.rate:g} trades/s, "
+            else f"synthetic market {','.join(kwargs['symbols'] or ['btcusdt', 'ethusdt'])} at "
+            f"{args.rate:g} trades/s, "
             + (f"seed {args.seed}" if args.seed is not None else "seed and ids from the start time")
         )
     )

@@ -48,8 +48,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--exchange",
         default=None,
-        help="value of the `exchange` column (default: 'simulator' for a synthetic local market, else binance; "
-        "with --market usdm simulator-usdm / binance-usdm)",
+        help="value of the `exchange` column (default: 'simulator' for a synthetic local market, else "
+        "binance; with --market usdm simulator-usdm / binance-usdm)",
     )
     p.add_argument("--workers", type=int, default=4, help="concurrent downloads (default 4)")
     p.add_argument(

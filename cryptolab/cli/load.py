@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     )
     rate = res.rows / res.seconds if res.seconds else 0.0
     print(
-        f"loaded {res.rows:,} trades from {res.files} file(s): {res.inserted:,} new, {res.duplicates:,} already stored"
+        f"loaded {res.rows:,} trades from {res.files} file(s): {res.inserted:,} new, {res.duplicates:,} "
+        "already stored"
         + (
             f" ({res.archived:,} of them in the archive: their days were archived and dropped, "
             "they are not stored again)"
@@ -65,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
     )
     for rec in res.recordings:
         print(
-            f"recording ({rec.exchange}, {rec.files} file(s)): {rec.diffs:,} depth diffs ({rec.diffs_inserted:,} new) "
-            f"carrying {rec.level_updates:,} level updates, {rec.quotes:,} quotes ({rec.quotes_inserted:,} new), "
-            f"{rec.snapshots:,} snapshots, {rec.gaps:,} book gaps ({rec.healed:,} healed), {rec.dead_letters:,} dead letters"
+            f"recording ({rec.exchange}, {rec.files} file(s)): {rec.diffs:,} depth diffs "
+            f"({rec.diffs_inserted:,} new) carrying {rec.level_updates:,} level updates, {rec.quotes:,} "
+            f"quotes ({rec.quotes_inserted:,} new), {rec.snapshots:,} snapshots, {rec.gaps:,} book gaps "
+            f"({rec.healed:,} healed), {rec.dead_letters:,} dead letters"
             + (
                 f"; {rec.book_archived:,} book rows of days archived and dropped not stored again"
                 if rec.book_archived

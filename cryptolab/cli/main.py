@@ -48,6 +48,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {' '.join(message.split())} (see `{self.prog} --help`)\n")
 
 
+def _summary(doc: str) -> str:
+    """A command's description: its module docstring's first paragraph, on one line."""
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
 def _parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     parser = _Parser(prog="cryptolab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -62,7 +67,7 @@ def _parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str,
             if exc.name != modname:
                 raise
             continue  # not built yet
-        p = sub.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip().splitlines()[0])
+        p = sub.add_parser(name, help=help_, description=_summary(mod.__doc__ or help_))
         mod.configure(p)
         modules[name] = mod
     return parser, modules

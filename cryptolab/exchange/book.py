@@ -223,7 +223,9 @@ class SyntheticBook:
     def _fill_far(self) -> None:
         tick = self.tick
         while len(self.bid_px) < MIN_LEVELS and self.bid_px and self.bid_px[0] > tick:
-            self._set(True, max(tick, self.bid_px[0] - self._draw(self._space) * tick), self._draw(self._snap_qty))
+            self._set(
+                True, max(tick, self.bid_px[0] - self._draw(self._space) * tick), self._draw(self._snap_qty)
+            )
         while len(self.ask_px) < MIN_LEVELS and self.ask_px:
             self._set(False, self.ask_px[-1] + self._draw(self._space) * tick, self._draw(self._snap_qty))
 

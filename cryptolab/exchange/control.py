@@ -4,8 +4,9 @@
 serves, what it printed, fault counts), `GET trades?symbol=&start=` (the printed trades,
 columnar, for exact checks) and `POST control` (pause, resume, stop, set_rate, inject).
 The book (see `bookfeed`): `GET book?symbol=&update_id=` (every level at an update id, default
-now), `POST books {"symbol", "update_ids"}` (the same at many ids, one pass), `GET depth_log?symbol=&start=` (the 100 ms diffs published) and `GET
-quote_log?symbol=&start=` (the bookTickers published); in-thread `LocalExchange` calls the same.
+now), `POST books {"symbol", "update_ids"}` (the same at many ids, one pass), `GET
+depth_log?symbol=&start=` (the 100 ms diffs published) and `GET quote_log?symbol=&start=` (the
+bookTickers published); in-thread `LocalExchange` calls the same.
 """
 
 from __future__ import annotations

@@ -79,8 +79,9 @@ _FUT_HEADERS = {
     "klines": "open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,"
     "taker_buy_quote_volume,ignore",
     "fundingRate": "calc_time,funding_interval_hours,last_funding_rate",
-    "metrics": "create_time,symbol,sum_open_interest,sum_open_interest_value,count_toptrader_long_short_ratio,"
-    "sum_toptrader_long_short_ratio,count_long_short_ratio,sum_taker_long_short_vol_ratio",
+    "metrics": "create_time,symbol,sum_open_interest,sum_open_interest_value,"
+    "count_toptrader_long_short_ratio,sum_toptrader_long_short_ratio,count_long_short_ratio,"
+    "sum_taker_long_short_vol_ratio",
 }
 _FUT_PERIODS = {"fundingRate": ("monthly",), "metrics": ("daily",)}
 _HOUR_US = 3_600_000_000
@@ -197,14 +198,16 @@ class DumpTree:
                 p, q = prices[k], qtys[k]
                 t = times[k] if micro else times[k] // 1000
                 w(
-                    f"{ids[k]},{fmt8(p)},{fmt8(q)},{fmt_scaled(p * q, 16)},{t},{'True' if makers[k] else 'False'},True\n"
+                    f"{ids[k]},{fmt8(p)},{fmt8(q)},{fmt_scaled(p * q, 16)},{t},"
+                    f"{'True' if makers[k] else 'False'},True\n"
                 )
         elif kind == "aggTrades":
             a, b = log.agg_index_of_time(lo), log.agg_index_of_time(hi)
             for n in range(a, b):
                 g = log.rest_agg(n, micro)
                 w(
-                    f"{g['a']},{g['p']},{g['q']},{g['f']},{g['l']},{g['T']},{'True' if g['m'] else 'False'},True\n"
+                    f"{g['a']},{g['p']},{g['q']},{g['f']},{g['l']},{g['T']},{'True' if g['m'] else 'False'},"
+                    "True\n"
                 )
         else:
             step = KLINE_INTERVALS_MS[interval]
@@ -247,7 +250,8 @@ class DumpTree:
             for n in range(perp.agg_index_of_time(lo), perp.agg_index_of_time(hi)):
                 g = perp.rest_agg(n, False)
                 w(
-                    f"{g['a'] + base},{g['p']},{g['q']},{g['f']},{g['l']},{g['T']},{'true' if g['m'] else 'false'}\n"
+                    f"{g['a'] + base},{g['p']},{g['q']},{g['f']},{g['l']},{g['T']},"
+                    f"{'true' if g['m'] else 'false'}\n"
                 )
         elif kind in ("klines", "markPriceKlines"):
             for kl in perp.klines(KLINE_INTERVALS_MS[interval], lo // 1000, hi // 1000 - 1, 10**9, False):
@@ -272,9 +276,9 @@ class DumpTree:
             stamp = (datetime(1970, 1, 1) + timedelta(microseconds=t)).strftime("%Y-%m-%d %H:%M:%S")
             k = t // 300_000_000
             w(
-                f"{stamp},{sym},{fmt8(oi)},{fmt_scaled(oi * price, 16)},{fmt8(100_000_000 + k % 50 * 1_000_000)},"
-                f"{fmt8(110_000_000 + k % 30 * 1_000_000)},{fmt8(90_000_000 + k % 40 * 1_000_000)},"
-                f"{fmt8(95_000_000 + k % 20 * 1_000_000)}\n"
+                f"{stamp},{sym},{fmt8(oi)},{fmt_scaled(oi * price, 16)},"
+                f"{fmt8(100_000_000 + k % 50 * 1_000_000)},{fmt8(110_000_000 + k % 30 * 1_000_000)},"
+                f"{fmt8(90_000_000 + k % 40 * 1_000_000)},{fmt8(95_000_000 + k % 20 * 1_000_000)}\n"
             )
 
     def _file_um(self, m: re.Match[str]) -> tuple[bytes, str] | None:

@@ -4,30 +4,45 @@ Faults are off by default. A test injects one at a time (`LocalExchange.inject(k
 **params)`); the CLI takes a schedule (`--faults SPEC`). Every fault that fires adds to
 a counter, so a test can assert that what it meant to happen did happen.
 
-Kinds (parameters in brackets, defaults after `=`):
+Kinds (parameters in brackets, defaults after `=`), what happens, and what each adds to its counter:
 
-| kind | what happens | counted as |
-|---|---|---|
-| `reset` | TCP reset of every open connection (RST, no close frame) | +1 per connection |
-| `close` | clean close (close frame 1000) of every open connection | +1 per connection |
-| `stall` [seconds=5] | connections stay open but send nothing (trades, pings) for a while; what was printed meanwhile never reaches them | +1 per connection |
-| `duplicate` [n=1] | the next n trade frames of every connection are sent twice | +1 per duplicated frame |
-| `reorder` [n=2] | the next n trade frames of every connection are sent in reverse order | +1 per reversed group |
-| `malformed` [variant=bad_json] | one *extra* frame to every connection: `bad_json`, `missing_field` (no `q`), `wrong_type` (`p` a number), `huge` (a `p` of `size=300000` digits), `unknown_event` (`"e":"mysteryEvent"`), `absurd_value` (negative `q`) | +1 per frame, and `malformed_<variant>` |
-| `gap` [n=10, symbol=all] | the next n trades of a symbol are left out of every stream (REST still has them) | +1 per symbol, `gap_trades` +n |
-| `rest_429` [n=1] | the next n REST calls answer 429 with `Retry-After: 1` | +1 per call |
-| `rest_500` [n=1] | the next n REST calls answer 500 | +1 per call |
-| `rest_timeout` [n=1, seconds=30] | the next n REST calls get no answer for `seconds` | +1 per call |
-| `dump_404` / `dump_500` [n=1] | the next n dump-file (zip) requests answer 404 / 500 | +1 per request |
-| `dump_truncate` [n=1] | the next n zips: full Content-Length, half the body, then the connection drops | +1 per request |
-| `dump_checksum` [n=1] | the next n `.CHECKSUM` files hold a wrong sha256 | +1 per request |
-| `dump_slow` [n=1, seconds=2] | the next n zips are sent in 20 pieces over `seconds` | +1 per request |
-| `depth_drop` [n=1] | the next n depth diffs (`@depth`, `@depth@100ms`) are left out of every stream | +1 per diff |
-| `depth_duplicate` [n=1] | the next n depth diffs are sent twice | +1 per diff |
-| `depth_reorder` [n=2] | the next n depth diffs of a stream are sent in reverse order | +1 per reversed group |
-| `snapshot_stale` [n=1] | the next n `GET /api/v3/depth` answer the book of ~3 s ago (a `lastUpdateId` older than the stream) | +1 per call |
-| `snapshot_429` / `snapshot_500` [n=1] | the next n `GET /api/v3/depth` answer 429 (`Retry-After: 1`) / 500 | +1 per call |
-| `burst_reset` | every connection with a book stream gets half of its next burst of book messages, then a TCP reset | +1 per connection |
+- `reset`: TCP reset of every open connection (RST, no close frame); counted +1 per connection
+- `close`: clean close (close frame 1000) of every open connection; counted +1 per connection
+- `stall` [seconds=5]: connections stay open but send nothing (trades, pings) for a while; what
+  was printed meanwhile never reaches them; counted +1 per connection
+- `duplicate` [n=1]: the next n trade frames of every connection are sent twice; counted +1 per
+  duplicated frame
+- `reorder` [n=2]: the next n trade frames of every connection are sent in reverse order;
+  counted +1 per reversed group
+- `malformed` [variant=bad_json]: one *extra* frame to every connection: `bad_json`,
+  `missing_field` (no `q`), `wrong_type` (`p` a number), `huge` (a `p` of `size=300000`
+  digits), `unknown_event` (`"e":"mysteryEvent"`), `absurd_value` (negative `q`); counted +1
+  per frame, and `malformed_<variant>`
+- `gap` [n=10, symbol=all]: the next n trades of a symbol are left out of every stream (REST
+  still has them); counted +1 per symbol, `gap_trades` +n
+- `rest_429` [n=1]: the next n REST calls answer 429 with `Retry-After: 1`; counted +1 per call
+- `rest_500` [n=1]: the next n REST calls answer 500; counted +1 per call
+- `rest_timeout` [n=1, seconds=30]: the next n REST calls get no answer for `seconds`; counted
+  +1 per call
+- `dump_404` / `dump_500` [n=1]: the next n dump-file (zip) requests answer 404 / 500; counted
+  +1 per request
+- `dump_truncate` [n=1]: the next n zips: full Content-Length, half the body, then the
+  connection drops; counted +1 per request
+- `dump_checksum` [n=1]: the next n `.CHECKSUM` files hold a wrong sha256; counted +1 per
+  request
+- `dump_slow` [n=1, seconds=2]: the next n zips are sent in 20 pieces over `seconds`; counted
+  +1 per request
+- `depth_drop` [n=1]: the next n depth diffs (`@depth`, `@depth@100ms`) are left out of every
+  stream; counted +1 per diff
+- `depth_duplicate` [n=1]: the next n depth diffs are sent twice; counted +1 per diff
+- `depth_reorder` [n=2]: the next n depth diffs of a stream are sent in reverse order; counted
+  +1 per reversed group
+- `snapshot_stale` [n=1]: the next n `GET /api/v3/depth` answer the book of ~3 s ago (a
+  `lastUpdateId` older than the stream); counted +1 per call
+- `snapshot_429` / `snapshot_500` [n=1]: the next n `GET /api/v3/depth` answer 429
+  (`Retry-After: 1`) / 500; counted +1 per call
+- `burst_reset`: every connection with a book stream gets half of its next burst of book
+  messages, then a TCP reset; counted +1 per connection
 
 Schedule syntax (`--faults`): comma-separated items `KIND[=VALUE][@TRIGGER]`.
 VALUE is the kind's main parameter (stall: a duration; malformed: the variant; the
@@ -121,7 +136,8 @@ def check_fault(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     extra = set(p) - set(allowed[kind])
     if extra:
         raise ConfigError(
-            f"fault {kind} takes {', '.join(allowed[kind]) or 'no parameters'}, not {', '.join(sorted(extra))}"
+            f"fault {kind} takes {', '.join(allowed[kind]) or 'no parameters'}, not "
+            f"{', '.join(sorted(extra))}"
         )
     if kind == "stall":
         p["seconds"] = float(p.get("seconds", 5.0))

@@ -143,7 +143,9 @@ class LocalExchange:
     def fws_url(self) -> str:
         """The futures streams' root (routed: `/market/stream?…`, `/public/stream?…`)."""
         if not self.fport:
-            raise SourceError("this local exchange has no futures market: start it with markets=['spot', 'usdm']")
+            raise SourceError(
+                "this local exchange has no futures market: start it with markets=['spot', 'usdm']"
+            )
         return f"ws://127.0.0.1:{self.fport}"
 
     @property

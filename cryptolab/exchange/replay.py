@@ -124,7 +124,9 @@ class ReplaySource:
                     return
                 continue
             e = t.event_time_us if t.event_time_us is not None else t.trade_time_us
-            idx = log.append(t.trade_id, to_units(t.price), to_units(t.qty), t.trade_time_us, e, t.is_buyer_maker)
+            idx = log.append(
+                t.trade_id, to_units(t.price), to_units(t.qty), t.trade_time_us, e, t.is_buyer_maker
+            )
             self._out.append((log, idx))
             budget -= 1
 

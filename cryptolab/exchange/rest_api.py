@@ -185,8 +185,9 @@ class RestApi:
             return json_response(
                 {
                     "code": -1003,
-                    "msg": f"Too much request weight used; current limit is {self.weight_budget} request weight "
-                    "per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.",
+                    "msg": f"Too much request weight used; current limit is {self.weight_budget} "
+                    "request weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid "
+                    "polling the API.",
                 },
                 429,
                 headers,
@@ -241,7 +242,8 @@ class RestApi:
             raise ApiError(
                 400,
                 -1104,
-                f"Not all sent parameters were read; read '{len(q) - len(extra)}' parameter(s) but was sent '{len(q)}'.",
+                f"Not all sent parameters were read; read '{len(q) - len(extra)}' parameter(s) but was sent "
+                f"'{len(q)}'.",
             )
 
     def _symbol(self, q: Query) -> SymbolLog:
@@ -272,7 +274,8 @@ class RestApi:
                 raise ApiError(
                     400,
                     -1100,
-                    "Illegal characters found in parameter 'symbols'; legal range is '^\\[(\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}){0,1}\\]$'.",
+                    "Illegal characters found in parameter 'symbols'; legal range is "
+                    "'^\\[(\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}){0,1}\\]$'.",
                 ) from None
             for n in names:
                 if n not in self.logs:

@@ -121,7 +121,8 @@ class ExchangeServer:
             symbols, rate = _paced(pace, pace_x, bool(replay))
         if replay:
             self.logs = replay_logs(replay, symbols)
-            # recordings with the book replay every stream; mixed with trade dumps, trades only (merged by time)
+            # recordings with the book replay every stream; mixed with trade dumps, trades only (merged by
+            # time)
             if any(has_book_lines(p) for p in replay) and all(detect_kind(p) == "stream" for p in replay):
                 self.source: SyntheticMarket | ReplaySource | RecordingReplay = RecordingReplay(
                     replay, self.logs, speed=speed, max_trades=max_trades

@@ -37,296 +37,45 @@ on `/fapi/v1/depth`, `rest_*` on its REST calls.
 Logs for tests (`LocalExchange.usdm_log(what, symbol)`): `agg` (every aggregate), `mark`
 (every markPrice@1s sent), `liquidation` (every forceOrder sent), `funding`, `open_interest`
 (each second's value), `depth` (every 100 ms diff).
+
+Here: the market (`UsdmMarket`: ticks, seconds, the past, faults, exchangeInfo). Beside it:
+`usdm_perp` (a perp's state and pure rules), `usdm_streams` (the futures messages and routed
+connections), `usdm_rest` (`/fapi/v1/…`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import math
 import random
-import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 
-from ..binance.usdm import STREAM_KINDS
 from ..markets import AggTrade, FundingRate, Liquidation, MarkPrice, OpenInterest
 from ..model import now_us
 from . import faults as F
-from .book import BookDiff, Top
-from .bookfeed import BookFeed, Named
+from .bookfeed import Named
 from .injector import FaultInjector
-from .rest_api import ApiError, Query, RestApi, _int_param, _time_param, json_response
-from .streams import StreamHub, StreamSettings
-from .tradelog import UNIT, SymbolLog, SymbolSpec, fmt8, fmt8b
+from .streams import StreamSettings
+from .tradelog import UNIT, SymbolLog, fmt8, fmt8b
+from .usdm_perp import (
+    FUNDING_HOURS,
+    FUNDING_PAST_DAYS,
+    HOUR_MS,
+    LIQ_MOVE_BPS,
+    P_LIQ_QUIET,
+    P_TRADE_ID_SKIP,
+    Perp,
+    funding_rate_of,
+    next_funding_ms,
+)
+from .usdm_rest import FapiApi
+from .usdm_streams import FuturesFeed, RoutedHub
 
-__all__ = [
-    "UsdmMarket",
-    "FUNDING_HOURS",
-    "LIQ_MOVE_BPS",
-    "P_TRADE_ID_SKIP",
-    "funding_rate_of",
-    "next_funding_ms",
-]
-
-FUNDING_HOURS = 8
-FUNDING_PAST_DAYS = 30
-LIQ_MOVE_BPS = 3.0
-"""A one-second move of the perp above this many bps liquidates a burst of positions."""
-P_LIQ_QUIET = 0.15
-"""Chance a second without a big move still sees a liquidation."""
-P_TRADE_ID_SKIP = 0.03
-"""Chance that trade ids skip before an aggregate (insurance-fund / ADL trades not aggregated)."""
-_H_MS = 3_600_000
-_ROUTE: contextvars.ContextVar[str] = contextvars.ContextVar("usdm_route", default="")
-
-
-def next_funding_ms(t_ms: int) -> int:
-    """The next funding settlement after `t_ms` (every 8 h from 00:00 UTC)."""
-    step = FUNDING_HOURS * _H_MS
-    return (t_ms // step + 1) * step
-
-
-def funding_rate_of(basis: float) -> Decimal:
-    """The funding rate of a premium `basis` (a fraction): 0.01 % interest plus a tenth of the
-    premium, clamped to ±0.75 %, at 8 decimals (pure)."""
-    r = max(-0.0075, min(0.0075, 0.0001 + basis * 0.1))
-    return Decimal(round(r * 1e8)) / Decimal(10**8)
-
-
-class _Perp:
-    """One perp's state beside its spot log."""
-
-    def __init__(self, spec: SymbolSpec, seed: int, first_id: int) -> None:
-        self.spec = spec
-        self.log = SymbolLog(spec, source="simulator")
-        self.rng = random.Random(seed * 7_919 + zlib.crc32(b"usdm:" + spec.symbol.encode()))
-        self.next_id = first_id
-        self.basis = 0.0003  # a fraction (3 bps)
-        self.index = spec.price
-        self.oi = 1_000 * UNIT * max(1, (61_800 * UNIT) // max(1, spec.price))  # contracts, units
-        self.sec_price: int | None = None
-        self.marks: list[MarkPrice] = []
-        self.liqs: list[Liquidation] = []
-        self.fundings: list[FundingRate] = []
-        self.ois: list[OpenInterest] = []
-        self.rate: Decimal = funding_rate_of(self.basis)
-
-    def price_of(self, spot: int) -> int:
-        tick = self.spec.tick
-        return max(tick, round(spot * (1.0 + self.basis) / tick) * tick)
-
-
-class _FuturesFeed(BookFeed):
-    """The spot book feed with futures messages (diffs with `T` and `pu`, bookTicker with e/E/T)."""
-
-    agg_base = 0
-    """Added to every aggregate's index (its `a`): exchanges started apart never share aggregate ids."""
-
-    def _diff_msg(self, sym: str, name: str, kind: str, d: BookDiff) -> Named:
-        ms = d.event_us // 1000
-        body = b'{"e":"depthUpdate","E":%d,"T":%d,"s":"%s","U":%d,"u":%d,"pu":%d,"b":%s,"a":%s}' % (
-            ms,
-            ms,
-            sym.encode(),
-            d.first_id,
-            d.last_id,
-            d.first_id - 1,
-            _levels(d.bids),
-            _levels(d.asks),
-        )
-        return Named(name, kind, body, body)
-
-    def _quotes(self, sym: str, tops: list[Top], wanted: Mapping[str, int], out: list[Named]) -> None:
-        log = self.quotes[sym]
-        for t in tops:
-            log.append(t)
-        name = f"{sym.lower()}@bookTicker"
-        if wanted.get(name):
-            ms = (self._last_us or now_us()) // 1000
-            for t in tops:
-                pl = (
-                    b'{"e":"bookTicker","u":%d,"s":"%s","b":"%s","B":"%s","a":"%s","A":"%s","T":%d,"E":%d}'
-                    % (
-                        t.update_id,
-                        sym.encode(),
-                        fmt8b(t.bid),
-                        fmt8b(t.bid_qty),
-                        fmt8b(t.ask),
-                        fmt8b(t.ask_qty),
-                        ms,
-                        ms,
-                    )
-                )
-                out.append(Named(name, "quote", pl, pl))
-
-
-def _levels(levels: Iterable[tuple[int, int]]) -> bytes:
-    return b"[" + b",".join(b'["%s","%s"]' % (fmt8b(p), fmt8b(q)) for p, q in levels) + b"]"
-
-
-class _RoutedHub(StreamHub):
-    """The futures connections: routed paths, futures stream names (see the module doc)."""
-
-    def __init__(self, *args: Any, activate: Callable[[str], Any], **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.activate = activate
-
-    async def routed(self, request: web.Request) -> web.StreamResponse:
-        _ROUTE.set(request.match_info.get("route", ""))
-        if request.path.endswith("/stream"):
-            request = request.clone(rel_url="/stream?" + request.query_string)
-        return await self.handle(request)
-
-    def _resubscribe(self, c: Any) -> None:
-        route = _ROUTE.get() or "public"  # unrouted: the public streams only (Binance, 2026)
-        named = set()
-        for name in c.streams:
-            sym, _, kind = name.partition("@")
-            if sym.upper() in self.logs and sym == sym.lower() and STREAM_KINDS.get(kind) == route:
-                named.add(name)
-        c.symbols = frozenset()
-        books = {
-            n.partition("@")[0].upper()
-            for n in named - c.named
-            if STREAM_KINDS.get(n.partition("@")[2]) == "public"
-        }
-        self._set_named(c, frozenset(named))
-        for sym in books:
-            self.activate(sym)
-
-
-class _FapiApi(RestApi):
-    """`/fapi/v1/…` over the perps (Binance's futures answers; ms times)."""
-
-    def __init__(
-        self,
-        market: UsdmMarket,
-        faults: FaultInjector,
-        stats: dict[str, int],
-        describe: Callable[[], dict[str, Any]],
-    ) -> None:
-        super().__init__(market.logs, faults, stats, describe)
-        self.market = market
-
-    async def handle(self, request: web.Request) -> web.Response:
-        path = request.path.rstrip("/")
-        m = self.market
-        handler: Callable[[Query], object] | None = {
-            "/fapi/v1/ping": lambda q: {},
-            "/fapi/v1/time": lambda q: {"serverTime": now_us() // 1000},
-            "/fapi/v1/exchangeInfo": lambda q: m.exchange_info(),
-            "/fapi/v1/aggTrades": self._aggs,
-            "/fapi/v1/depth": self._depth,
-            "/fapi/v1/fundingRate": self._funding,
-            "/fapi/v1/openInterest": self._oi,
-            "/fapi/v1/klines": lambda q: self._api_klines(q, False),
-        }.get(path)
-        self.stats["rest_requests"] += 1
-        if handler is None:
-            return json_response(
-                {"code": -1000, "msg": f"Unknown endpoint {request.method} {request.path}."}, 404
-            )
-        fault = self.faults.next_rest_fault()
-        if fault is not None:
-            kind, p = fault
-            self.faults.count(kind)
-            if kind == "rest_429":
-                return json_response({"code": -1003, "msg": "Too many requests."}, 429, {"Retry-After": "1"})
-            if kind == "rest_500":
-                return json_response(
-                    {"code": -1001, "msg": "Internal error; unable to process your request."}, 500
-                )
-            await asyncio.sleep(p["seconds"])
-            return json_response(
-                {"code": -1007, "msg": "Timeout waiting for response from backend server."}, 504
-            )
-        if path == "/fapi/v1/depth":
-            early = self._depth_fault()
-            if early is not None:
-                return early
-        try:
-            return json_response(handler(request.query))
-        except ApiError as exc:
-            return json_response({"code": exc.code, "msg": exc.msg}, exc.status)
-
-    def _aggs(self, q: Query) -> list[dict[str, Any]]:
-        self._check_params(q, ("symbol", "fromId", "startTime", "endTime", "limit"))
-        log = self._symbol(q)
-        limit = self._limit(q)
-        from_id = _int_param(q, "fromId")
-        start_ms, end_ms = _int_param(q, "startTime"), _int_param(q, "endTime")
-        if start_ms is not None and end_ms is not None and end_ms - start_ms >= _H_MS:
-            raise ApiError(400, -1127, "More than 1 hours between startTime and endTime.")
-        n = len(log.agg_starts)
-        base = self.market.agg_base
-        if from_id is not None:
-            a = max(0, from_id - base)
-        elif start_ms is not None:
-            a = log.agg_index_of_time(start_ms * 1000)
-        elif end_ms is not None:
-            a = max(0, log.agg_index_of_time(end_ms * 1000 + 1000) - limit)
-        else:
-            a = max(0, n - limit)
-        out: list[dict[str, Any]] = []
-        while a < n and len(out) < limit:
-            row: dict[str, Any] = dict(log.rest_agg(a, False))
-            row.pop("M", None)
-            row["a"] = a + base
-            if end_ms is not None and int(row["T"]) > end_ms:
-                break
-            out.append(row)
-            a += 1
-        return out
-
-    def _depth(self, q: Query) -> dict[str, Any]:
-        self._check_params(q, ("symbol", "limit"))
-        log = self._symbol(q)
-        limit = self._limit(q, 500, 1000)
-        snap = self.market.feed.snapshot(log.spec.symbol, limit, stale=self._stale)
-        t = now_us() // 1000
-        return {
-            "lastUpdateId": snap["lastUpdateId"],
-            "E": t,
-            "T": t,
-            "bids": snap["bids"],
-            "asks": snap["asks"],
-        }
-
-    def _funding(self, q: Query) -> list[dict[str, Any]]:
-        self._check_params(q, ("symbol", "startTime", "endTime", "limit"))
-        perp = self.market.perps[self._symbol(q).spec.symbol]
-        limit = self._limit(q, 100, 1000)
-        start_us, end_us = _time_param(q, "startTime"), _time_param(q, "endTime")
-        rows = [
-            f
-            for f in perp.fundings
-            if (start_us is None or f.funding_time_us >= start_us)
-            and (end_us is None or f.funding_time_us <= end_us)
-        ]
-        rows = rows[:limit] if start_us is not None else rows[-limit:]
-        return [
-            {
-                "symbol": f.symbol,
-                "fundingTime": f.funding_time_us // 1000,
-                "fundingRate": format(f.funding_rate, "f"),
-                "markPrice": format(f.mark_price, "f") if f.mark_price is not None else "",
-            }
-            for f in rows
-        ]
-
-    def _oi(self, q: Query) -> dict[str, Any]:
-        self._check_params(q, ("symbol",))
-        perp = self.market.perps[self._symbol(q).spec.symbol]
-        last = perp.ois[-1]
-        return {
-            "symbol": perp.spec.symbol,
-            "openInterest": format(last.open_interest, "f"),
-            "time": last.time_us // 1000,
-        }
+__all__ = ["UsdmMarket", "usdm_market"]
 
 
 class UsdmMarket:
@@ -347,7 +96,7 @@ class UsdmMarket:
         port: int = 0,
     ) -> None:
         self.spot = spot_logs
-        self.perps = {s: _Perp(log.spec, seed, id_base) for s, log in spot_logs.items()}
+        self.perps = {s: Perp(log.spec, seed, id_base) for s, log in spot_logs.items()}
         self.logs = {s: p.log for s, p in self.perps.items()}
         self.host, self.port = host, port
         self.stats: dict[str, int] = {
@@ -360,11 +109,11 @@ class UsdmMarket:
             "rest_429_budget": 0,
         }
         self.faults = FaultInjector(plan, random.Random(seed ^ 0xF07), self.logs, dumps)
-        self.feed = _FuturesFeed(self.logs, seed=seed ^ 0xF, id_base=id_base, rate_of=rate_of)
+        self.feed = FuturesFeed(self.logs, seed=seed ^ 0xF, id_base=id_base, rate_of=rate_of)
         self.agg_base = self.feed.agg_base = id_base - 1
         """Aggregate ids are `agg_base` + their index: from 0 with a seed, else from the start time in µs."""
-        self.hub = _RoutedHub(self.logs, self.faults, settings, self.stats, activate=self.feed.activate)
-        self.rest = _FapiApi(self, self.faults, self.stats, describe)
+        self.hub = RoutedHub(self.logs, self.faults, settings, self.stats, activate=self.feed.activate)
+        self.rest = FapiApi(self, self.faults, self.stats, describe)
         self._agg_gap: dict[str, int] = {}
         self.delisted: dict[str, str] = {}
         """Contracts no longer trading (symbol → exchangeInfo status, e.g. SETTLING): `delist()`."""
@@ -433,7 +182,7 @@ class UsdmMarket:
 
     # ------------------------------------------------------------------ the past (funding settlements)
     def _made_past(self, now: int) -> None:
-        step = FUNDING_HOURS * _H_MS
+        step = FUNDING_HOURS * HOUR_MS
         first = (now // 1000 - FUNDING_PAST_DAYS * 86_400_000) // step * step
         for p in self.perps.values():
             rng = random.Random(p.rng.random())
@@ -607,7 +356,7 @@ class UsdmMarket:
                 del p.ois[:50_000]
         return out
 
-    def _liquidate(self, p: _Perp, move: float, price: int, ms: int) -> bytes | None:
+    def _liquidate(self, p: Perp, move: float, price: int, ms: int) -> bytes | None:
         """This second's liquidations (a burst on a big move): the latest one is sent, as Binance does."""
         big = abs(move) > LIQ_MOVE_BPS
         n = (

@@ -11,9 +11,10 @@ live capture uses (history up to its stream's first id). See docs/history.md.
 
 from __future__ import annotations
 
-from .core import DEFAULT_REST_URL, HistoryResult, backfill_until, fetch_history, fetch_history_async
+from .core import DEFAULT_REST_URL, backfill_until, fetch_history, fetch_history_async
 from .download import DEFAULT_DUMPS_URL
 from .plan import DumpFile, HistoryPlan, RestSpan, plan_history
+from .result import HistoryResult
 
 __all__ = [
     "fetch_history",

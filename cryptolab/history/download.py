@@ -213,11 +213,13 @@ class Downloader:
             last = (digest, want)
             part.unlink(missing_ok=True)
             if attempt == 0:
-                self.progress.say(f"history: {f.name}: SHA-256 does not match its .CHECKSUM — downloading it again")
+                self.progress.say(
+                    f"history: {f.name}: SHA-256 does not match its .CHECKSUM — downloading it again"
+                )
         assert last is not None
         raise DataError(
-            f"{f.name}: its SHA-256 ({last[0][:16]}…) does not match its .CHECKSUM ({last[1][:16]}…), twice — "
-            f"the file is damaged at {self.base_url} or on the way; it was not loaded (run again later)"
+            f"{f.name}: its SHA-256 ({last[0][:16]}…) does not match its .CHECKSUM ({last[1][:16]}…), twice "
+            f"— the file is damaged at {self.base_url} or on the way; it was not loaded (run again later)"
         )
 
     def _parse_checksum(self, raw: bytes, f: DumpFile) -> str:

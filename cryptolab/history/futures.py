@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..binance.rest import RestClient
-from ..binance.usdm import OI_HIST_DAYS, UsdmRestClient
+from ..binance.usdm_rest import OI_HIST_DAYS, UsdmRestClient
 from ..errors import DataError, SourceError
 from ..markets import exchange_for
 from ..model import DEFAULT_EXCHANGE, now_us
@@ -67,11 +67,12 @@ COPY_COLUMNS: dict[str, str] = {
 """The scratch columns a futures file fills where it has fewer than the scratch table."""
 
 SCRATCH = {
-    "markPriceKlines": "CREATE TEMP TABLE IF NOT EXISTS _hist_mark (open_t bigint, o numeric, h numeric, lo numeric, "
-    "c numeric, v text, close_t bigint, qv text, n text, tbv text, tbq text, ign text)",
-    "fundingRate": "CREATE TEMP TABLE IF NOT EXISTS _hist_funding (t bigint, hours integer, rate numeric, mark numeric)",
-    "metrics": "CREATE TEMP TABLE IF NOT EXISTS _hist_metrics (ct timestamp, sym text, oi numeric, oiv numeric, "
-    "ctt numeric, stt numeric, cls numeric, stk numeric)",
+    "markPriceKlines": "CREATE TEMP TABLE IF NOT EXISTS _hist_mark (open_t bigint, o numeric, h numeric, "
+    "lo numeric, c numeric, v text, close_t bigint, qv text, n text, tbv text, tbq text, ign text)",
+    "fundingRate": "CREATE TEMP TABLE IF NOT EXISTS _hist_funding (t bigint, hours integer, rate numeric, "
+    "mark numeric)",
+    "metrics": "CREATE TEMP TABLE IF NOT EXISTS _hist_metrics (ct timestamp, sym text, oi numeric, "
+    "oiv numeric, ctt numeric, stt numeric, cls numeric, stk numeric)",
 }
 TABLE = {"markPriceKlines": "_hist_mark", "fundingRate": "_hist_funding", "metrics": "_hist_metrics"}
 STATS = {
@@ -108,7 +109,8 @@ SELECT count(*) FILTER (WHERE inserted) FROM ins
 """,
     "fundingRate": f"""
 WITH ins AS (
-    INSERT INTO funding_rates AS f (exchange, symbol, funding_time, funding_rate, mark_price, interval_hours, source)
+    INSERT INTO funding_rates AS f (exchange, symbol, funding_time, funding_rate, mark_price, interval_hours,
+                                    source)
     SELECT DISTINCT ON (1, 2, 3) %(ex)s, %(sym)s, date_trunc('second', {_ts("t")}), rate, mark, hours, %(src)s
     FROM _hist_funding ORDER BY 1, 2, 3, mark NULLS LAST
     ON CONFLICT (exchange, symbol, funding_time) DO UPDATE SET
@@ -207,9 +209,9 @@ async def rest_rows(
         oldest = now_us() // 1000 - OI_HIST_DAYS * 86_400_000 + 60_000
         if start_ms < oldest:
             say(
-                f"history: {sym}: openInterestHist reaches back {OI_HIST_DAYS} days only: open interest before "
-                f"{datetime.fromtimestamp(oldest / 1000, timezone.utc):%Y-%m-%d %H:%M} UTC has no source but the "
-                "metrics dumps"
+                f"history: {sym}: openInterestHist reaches back {OI_HIST_DAYS} days only: open interest "
+                f"before {datetime.fromtimestamp(oldest / 1000, timezone.utc):%Y-%m-%d %H:%M} UTC has no "
+                "source but the metrics dumps"
             )
             start_ms = oldest
     out: list[tuple[Any, ...]] = []

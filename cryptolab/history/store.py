@@ -101,8 +101,9 @@ _SCRATCH = {
     "quote_qty text, t bigint, m boolean, best text)",
     "aggTrades": "CREATE TEMP TABLE IF NOT EXISTS _hist_agg (a bigint, price numeric, qty numeric, f bigint, "
     "l bigint, t bigint, m boolean, best boolean)",
-    "klines": "CREATE TEMP TABLE IF NOT EXISTS _hist_klines (open_t bigint, o numeric, h numeric, lo numeric, "
-    "c numeric, v numeric, close_t bigint, qv numeric, n bigint, tbv numeric, tbq numeric, ign text)",
+    "klines": "CREATE TEMP TABLE IF NOT EXISTS _hist_klines (open_t bigint, o numeric, h numeric, "
+    "lo numeric, c numeric, v numeric, close_t bigint, qv numeric, n bigint, tbv numeric, tbq numeric, "
+    "ign text)",
 }
 WORK_MEM = "256MB"
 _TABLE = {"trades": "_hist_trades", "aggTrades": "_hist_agg", "klines": "_hist_klines", **fut.TABLE}
@@ -161,7 +162,8 @@ _BARS_SELECT = """
 WITH s AS (
     SELECT id, price, qty, m, price * qty AS pq, {sec} AS sec FROM {s}
 ), agg AS (
-    SELECT timestamptz 'epoch' + sec * interval '1 second' AS ts, min(id) AS fid, max(id) AS lid, max(price) AS high, min(price) AS low, sum(qty) AS volume,
+    SELECT timestamptz 'epoch' + sec * interval '1 second' AS ts, min(id) AS fid, max(id) AS lid,
+           max(price) AS high, min(price) AS low, sum(qty) AS volume,
            sum(pq) AS quote_volume,
            coalesce(sum(qty) FILTER (WHERE NOT m), 0) AS taker_buy_volume,
            coalesce(sum(pq) FILTER (WHERE NOT m), 0) AS taker_buy_quote,
@@ -251,9 +253,10 @@ SELECT count(*) FROM ins
 
 _KLINES = f"""
 WITH ins AS (
-    INSERT INTO klines AS k (exchange, symbol, interval, open_time, close_time, open, high, low, close, volume,
-                        quote_volume, trade_count, taker_buy_volume, taker_buy_quote)
-    SELECT DISTINCT ON (open_t) %(ex)s, %(sym)s, %(iv)s, {_ts("open_t")}, {_ts("close_t")}, o, h, lo, c, v, qv, n, tbv, tbq
+    INSERT INTO klines AS k (exchange, symbol, interval, open_time, close_time, open, high, low, close,
+                        volume, quote_volume, trade_count, taker_buy_volume, taker_buy_quote)
+    SELECT DISTINCT ON (open_t) %(ex)s, %(sym)s, %(iv)s, {_ts("open_t")}, {_ts("close_t")},
+           o, h, lo, c, v, qv, n, tbv, tbq
     FROM _hist_klines ORDER BY open_t
     ON CONFLICT (exchange, symbol, interval, open_time) DO UPDATE SET
         close_time = EXCLUDED.close_time, open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
@@ -420,10 +423,10 @@ class HistoryStore:
         res: Loaded,
     ) -> None:
         self.conn.execute(
-            "INSERT INTO history_files (exchange, symbol, kind, interval, period, first_day, last_day, file_name, "
-            "url, sha256, bytes, rows, stored, first_id, last_id, mode) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (exchange, symbol, kind, interval, file_name) DO NOTHING",
+            "INSERT INTO history_files (exchange, symbol, kind, interval, period, first_day, last_day, "
+            "file_name, url, sha256, bytes, rows, stored, first_id, last_id, mode) VALUES (%s, %s, %s, %s, "
+            "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (exchange, symbol, kind, interval, "
+            "file_name) DO NOTHING",
             (
                 self.exchange,
                 symbol,
@@ -639,7 +642,8 @@ class HistoryStore:
                     row = self.conn.execute(
                         "SELECT EXISTS (SELECT 1 FROM trades WHERE exchange = %s AND symbol = %s "
                         "AND trade_id BETWEEN %s AND %s) OR EXISTS (SELECT 1 FROM trades WHERE exchange = %s "
-                        "AND symbol = %s AND trade_time >= %s::date::timestamptz AND trade_time < (%s::date + 1)::timestamptz)",
+                        "AND symbol = %s AND trade_time >= %s::date::timestamptz AND trade_time < (%s::date "
+                        "+ 1)::timestamptz)",
                         (
                             self.exchange,
                             symbol,
@@ -801,9 +805,9 @@ class HistoryStore:
         if not row or not row[0]:
             return from_id
         row = self.conn.execute(
-            "SELECT trade_id + 1 FROM (SELECT trade_id, lead(trade_id) OVER (ORDER BY trade_id) AS nxt FROM trades "
-            "WHERE exchange = %(ex)s AND symbol = %(sym)s AND trade_id >= %(lo)s AND trade_id <= %(hi)s) s "
-            "WHERE nxt IS NULL OR nxt > trade_id + 1 ORDER BY trade_id LIMIT 1",
+            "SELECT trade_id + 1 FROM (SELECT trade_id, lead(trade_id) OVER (ORDER BY trade_id) AS nxt FROM "
+            "trades WHERE exchange = %(ex)s AND symbol = %(sym)s AND trade_id >= %(lo)s AND trade_id <= "
+            "%(hi)s) s WHERE nxt IS NULL OR nxt > trade_id + 1 ORDER BY trade_id LIMIT 1",
             {"ex": self.exchange, "sym": symbol, "lo": from_id, "hi": to_id if to_id is not None else 2**62},
         ).fetchone()
         if row and row[0] is not None:

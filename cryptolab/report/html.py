@@ -86,7 +86,10 @@ def _index_html(
         thumb = ""
         if r.thumbnail is not None:
             target = html.escape(r.html.name if r.html else r.thumbnail.name)
-            thumb = f'<a href="{target}"><img class="thumb" src="{html.escape(r.thumbnail.name)}" alt="{html.escape(r.name)}"></a>'
+            thumb = (
+                f'<a href="{target}"><img class="thumb" src="{html.escape(r.thumbnail.name)}" '
+                f'alt="{html.escape(r.name)}"></a>'
+            )
         figs = "".join(
             f'<tr><td>{html.escape(k)}</td><td class="num">{fig(v)}</td></tr>' for k, v in r.records.items()
         )
@@ -104,9 +107,11 @@ def _index_html(
 :root{{color-scheme:light dark}}
 body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:collapse}}
 td,th{{border-bottom:1px solid #8884;padding:6px 10px;text-align:left;vertical-align:top}}
-table.figs td{{border:none;padding:1px 10px 1px 0;font-size:13px}} .num{{text-align:right;font-variant-numeric:tabular-nums}}
+table.figs td{{border:none;padding:1px 10px 1px 0;font-size:13px}}
+.num{{text-align:right;font-variant-numeric:tabular-nums}}
 table.figs td.num{{max-width:34em}}
-img.thumb{{width:260px;border:1px solid #8884;border-radius:4px;background:#fff}} .ok{{color:{UP}}} .bad{{color:{DOWN}}}
+img.thumb{{width:260px;border:1px solid #8884;border-radius:4px;background:#fff}}
+.ok{{color:{UP}}} .bad{{color:{DOWN}}}
 </style></head><body>
 <h1>cryptolab report</h1>
 <p>Generated {started:%Y-%m-%d %H:%M:%S} UTC in {seconds:.1f} s · parameters: {params} ·

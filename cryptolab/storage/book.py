@@ -41,9 +41,12 @@ _QUOTE_COLS = (
 )
 _TOP_COLS = "exchange, symbol, update_id, event_time, bid_price, bid_qty, ask_price, ask_qty, source"
 _STAGE_DDL = (
-    "CREATE TEMP TABLE IF NOT EXISTS _cryptolab_book_stage (LIKE book_diffs INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
-    " CREATE TEMP TABLE IF NOT EXISTS _cryptolab_quote_stage (LIKE quotes INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;"
-    " CREATE TEMP TABLE IF NOT EXISTS _cryptolab_top_stage (LIKE book_tops INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS _cryptolab_book_stage (LIKE book_diffs INCLUDING DEFAULTS)"
+    " ON COMMIT DELETE ROWS;"
+    " CREATE TEMP TABLE IF NOT EXISTS _cryptolab_quote_stage (LIKE quotes INCLUDING DEFAULTS)"
+    " ON COMMIT DELETE ROWS;"
+    " CREATE TEMP TABLE IF NOT EXISTS _cryptolab_top_stage (LIKE book_tops INCLUDING DEFAULTS)"
+    " ON COMMIT DELETE ROWS"
 )
 _MERGE_TOPS = f"""
 INSERT INTO book_tops ({_TOP_COLS})
@@ -64,7 +67,8 @@ INSERT INTO quotes ({_QUOTE_COLS})
 SELECT DISTINCT ON (exchange, symbol, update_id) {_QUOTE_COLS} FROM _cryptolab_quote_stage s
 WHERE NOT EXISTS (SELECT 1 FROM quotes q WHERE q.exchange = s.exchange AND q.symbol = s.symbol
                   AND q.update_id = s.update_id
-                  AND q.received_at BETWEEN s.received_at - interval '1 day' AND s.received_at + interval '1 day')
+                  AND q.received_at BETWEEN s.received_at - interval '1 day'
+                                        AND s.received_at + interval '1 day')
 ORDER BY exchange, symbol, update_id, received_at
 ON CONFLICT DO NOTHING"""
 _MAX_DIFF = "SELECT max(last_update_id) FROM book_diffs WHERE exchange = %s AND symbol = %s"
@@ -121,8 +125,9 @@ def _diff_text(rows: Sequence[DepthDiff]) -> bytes:
     for d in rows:
         b, a = d.bids, d.asks
         w(
-            f"{d.exchange}\t{d.symbol}\t{d.first_id}\t{d.last_id}\t{_opt(d.prev_id)}\t{_ts(d.event_time_us)}\t"
-            f"{_ts(d.received_at_us)}\t{_array(b, 0)}\t{_array(b, 1)}\t{_array(a, 0)}\t{_array(a, 1)}\t{d.source}\n"
+            f"{d.exchange}\t{d.symbol}\t{d.first_id}\t{d.last_id}\t{_opt(d.prev_id)}\t"
+            f"{_ts(d.event_time_us)}\t{_ts(d.received_at_us)}\t"
+            f"{_array(b, 0)}\t{_array(b, 1)}\t{_array(a, 0)}\t{_array(a, 1)}\t{d.source}\n"
         )
     return out.getvalue().encode()
 

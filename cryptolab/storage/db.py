@@ -181,9 +181,9 @@ def partitions_of(conn: psycopg.Connection, schema: str, name: str) -> list[tupl
     rows = conn.execute(
         sql.SQL(
             "WITH RECURSIVE s AS ((SELECT exchange, symbol FROM {p} ORDER BY exchange, symbol LIMIT 1) "
-            "UNION ALL SELECT n.exchange, n.symbol FROM s CROSS JOIN LATERAL (SELECT t.exchange, t.symbol FROM {p} t "
-            "WHERE (t.exchange, t.symbol) > (s.exchange, s.symbol) ORDER BY t.exchange, t.symbol LIMIT 1) AS n) "
-            "SELECT exchange, symbol FROM s"
+            "UNION ALL SELECT n.exchange, n.symbol FROM s CROSS JOIN LATERAL (SELECT t.exchange, t.symbol "
+            "FROM {p} t WHERE (t.exchange, t.symbol) > (s.exchange, s.symbol) ORDER BY t.exchange, t.symbol "
+            "LIMIT 1) AS n) SELECT exchange, symbol FROM s"
         ).format(p=part)
     ).fetchall()
     return [(str(e), str(s)) for e, s in rows]

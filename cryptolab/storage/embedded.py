@@ -441,7 +441,9 @@ def start(cfg: Settings | None = None) -> str:
                 )
             pid, sock = _read_pid(cfg.pgdata)
             if pid is None or sock is None:
-                raise DatabaseError(f"the embedded PostgreSQL started but left no postmaster.pid; see {cfg.pgdata / 'log'}")
+                raise DatabaseError(
+                    f"the embedded PostgreSQL started but left no postmaster.pid; see {cfg.pgdata / 'log'}"
+                )
         _ensure_database(_server_uri(sock, SUPERUSER))
     return _server_uri(sock, DATABASE)
 

@@ -69,8 +69,8 @@ def write_agg_trades(conn: psycopg.Connection, rows: Sequence[AggTrade]) -> int:
 
 
 _MARK = """
-INSERT INTO mark_prices (exchange, symbol, event_time, mark_price, index_price, est_settle_price, funding_rate,
-                         next_funding_time, received_at, source)
+INSERT INTO mark_prices (exchange, symbol, event_time, mark_price, index_price, est_settle_price,
+                         funding_rate, next_funding_time, received_at, source)
 SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::numeric[], %s::numeric[], %s::numeric[],
                      %s::numeric[], %s::timestamptz[], %s::timestamptz[], %s::text[])
 ON CONFLICT (exchange, symbol, event_time) DO NOTHING
@@ -78,7 +78,8 @@ ON CONFLICT (exchange, symbol, event_time) DO NOTHING
 
 
 def write_mark_prices(conn: psycopg.Connection, rows: Sequence[MarkPrice]) -> int:
-    """Mark price / funding updates into `mark_prices` (day partitions made as needed); returns how many were new."""
+    """Mark price / funding updates into `mark_prices` (day partitions made as needed); returns
+    how many were new."""
     if not rows:
         return 0
     times = [r.event_time_us for r in rows]
@@ -102,9 +103,10 @@ def write_mark_prices(conn: psycopg.Connection, rows: Sequence[MarkPrice]) -> in
 
 
 _FUNDING = """
-INSERT INTO funding_rates AS f (exchange, symbol, funding_time, funding_rate, mark_price, interval_hours, source)
-SELECT DISTINCT ON (e, s, t) * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::numeric[], %s::numeric[],
-                     %s::integer[], %s::text[]) AS u(e, s, t, r, m, h, src)
+INSERT INTO funding_rates AS f (exchange, symbol, funding_time, funding_rate, mark_price, interval_hours,
+                                source)
+SELECT DISTINCT ON (e, s, t) * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::numeric[],
+                     %s::numeric[], %s::integer[], %s::text[]) AS u(e, s, t, r, m, h, src)
 ORDER BY e, s, t, m NULLS LAST
 ON CONFLICT (exchange, symbol, funding_time) DO UPDATE SET
     mark_price = coalesce(f.mark_price, EXCLUDED.mark_price),
@@ -137,11 +139,11 @@ def write_funding_rates(conn: psycopg.Connection, rows: Sequence[FundingRate]) -
 
 
 _LIQ = """
-INSERT INTO liquidations (exchange, symbol, trade_time, side, order_type, time_in_force, price, avg_price, qty,
-                          last_filled_qty, filled_qty, status, event_time, received_at, source)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::numeric[],
-                     %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[], %s::text[], %s::timestamptz[],
-                     %s::timestamptz[], %s::text[])
+INSERT INTO liquidations (exchange, symbol, trade_time, side, order_type, time_in_force, price, avg_price,
+                          qty, last_filled_qty, filled_qty, status, event_time, received_at, source)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[],
+                     %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[], %s::text[],
+                     %s::timestamptz[], %s::timestamptz[], %s::text[])
 ON CONFLICT (exchange, symbol, trade_time, side, price, qty) DO NOTHING
 """
 

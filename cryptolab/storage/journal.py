@@ -369,8 +369,8 @@ class Journal:
         mb = self.max_bytes / 1024 / 1024
         return JournalFullError(
             f"the capture journal {self.dir} {what}: {self.bytes:,} bytes held, cap {self.max_bytes:,} bytes "
-            f"({mb:g} MiB), this batch needs {needed:,} more. Start the database (cryptolab db start, or check "
-            f"CRYPTOLAB_DSN) so the journal drains, or raise {MAX_MB_ENV}.",
+            f"({mb:g} MiB), this batch needs {needed:,} more. Start the database (cryptolab db start, or "
+            f"check CRYPTOLAB_DSN) so the journal drains, or raise {MAX_MB_ENV}.",
             self.dir,
             self.max_bytes,
             needed,

@@ -3,8 +3,8 @@ trade, dead letter or book row (`J2 <crc32> <json>`), exact decimals as plain st
 field checked on read; a line that fails a check is a `BadRecord`, never a wrong row.
 
 Record kinds: `T` trade, `D` dead letter, `B` depth diff, `S` book snapshot, `Q` quote,
-`G` book gap, `P` the top of the book after a diff; USD-M futures (`futures_journal`): `A` aggregate trade, `M` mark price, `L`
-liquidation, `O` open interest.
+`G` book gap, `P` the top of the book after a diff; USD-M futures (`futures_journal`): `A`
+aggregate trade, `M` mark price, `L` liquidation, `O` open interest.
 """
 
 from __future__ import annotations

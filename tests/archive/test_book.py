@@ -38,16 +38,17 @@ def stored(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
     with psycopg.connect(dsn) as c:
         return {
             "book_diffs": c.execute(
-                "SELECT exchange, symbol, first_update_id, last_update_id, prev_update_id, event_time, received_at, "
-                "bid_price, bid_qty, ask_price, ask_qty, source FROM book_diffs ORDER BY last_update_id"
+                "SELECT exchange, symbol, first_update_id, last_update_id, prev_update_id, event_time, "
+                "received_at, bid_price, bid_qty, ask_price, ask_qty, source FROM book_diffs ORDER BY "
+                "last_update_id"
             ).fetchall(),
             "quotes": c.execute(
                 "SELECT exchange, symbol, update_id, received_at, event_time, bid_price, bid_qty, "
                 "ask_price, ask_qty, source FROM quotes ORDER BY update_id"
             ).fetchall(),
             "book_snapshots": c.execute(
-                "SELECT exchange, symbol, last_update_id, received_at, event_time, bid_price, bid_qty, ask_price, "
-                "ask_qty, source FROM book_snapshots ORDER BY last_update_id"
+                "SELECT exchange, symbol, last_update_id, received_at, event_time, bid_price, bid_qty, "
+                "ask_price, ask_qty, source FROM book_snapshots ORDER BY last_update_id"
             ).fetchall(),
             "book_gaps": c.execute(
                 "SELECT exchange, symbol, reason, after_update_id FROM book_gaps"
@@ -76,8 +77,9 @@ def text_rows(dsn: str) -> tuple[list[DepthDiff], list[Quote], list[BookSnapshot
         quotes = [
             Quote(*r)
             for r in c.execute(
-                f"SELECT exchange, symbol, update_id, bid_price::text, bid_qty::text, ask_price::text, ask_qty::text, "
-                f"{us('received_at')}, {us('event_time')}, source FROM quotes ORDER BY update_id"
+                "SELECT exchange, symbol, update_id, bid_price::text, bid_qty::text, ask_price::text, "
+                f"ask_qty::text, {us('received_at')}, {us('event_time')}, source FROM quotes ORDER BY "
+                "update_id"
             )
         ]
         snaps = [

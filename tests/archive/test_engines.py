@@ -217,7 +217,8 @@ def test_spark_per_minute_vwap_equals_postgresql_exactly(spark: Any, archived: t
 
 
 def test_group_by_the_date_partition_in_any_session_time_zone(spark: Any, archived: tuple[Path, Any]) -> None:
-    """In a New York session `to_date(trade_time)` is the New York day; the `date` partition is the UTC day."""
+    """In a New York session `to_date(trade_time)` is the New York day; the `date` partition is
+    the UTC day."""
     root, want = archived
     assert spark.conf.get("spark.sql.session.timeZone") == ZONE
     _read(spark, root).createOrReplaceTempView("trades")
@@ -237,7 +238,8 @@ def test_group_by_the_date_partition_in_any_session_time_zone(spark: Any, archiv
 def test_a_file_outside_the_manifest_is_not_read_by_the_recipe(
     spark: Any, archived: tuple[Path, Any], tmp_path: Path
 ) -> None:
-    """A half-written or stray day under trades/ (not listed): the recipe reads only what the manifest lists."""
+    """A half-written or stray day under trades/ (not listed): the recipe reads only what the
+    manifest lists."""
     root, want = archived
     stray = root / "trades/exchange=binance/symbol=BTCUSDT/date=2024-08-10/trades-BTCUSDT-2024-08-10.parquet"
     stray.parent.mkdir(parents=True)
@@ -266,8 +268,9 @@ def test_duckdb_per_minute_sums_and_vwap_equal_postgresql_exactly(archived: tupl
     manifest = json.loads((root / "manifest.json").read_text())
     files = [f"{root}/{d['path']}" for d in manifest["days"] if d["table"] == "trades"]
     got = duckdb.sql(
-        "SELECT symbol, epoch(date_trunc('minute', trade_time))::bigint AS minute, count(*), sum(qty), sum(quote_qty) "
-        "FROM read_parquet($files, hive_partitioning = true) GROUP BY symbol, date, minute ORDER BY symbol, minute",
+        "SELECT symbol, epoch(date_trunc('minute', trade_time))::bigint AS minute, count(*), sum(qty), "
+        "sum(quote_qty) FROM read_parquet($files, hive_partitioning = true) GROUP BY symbol, date, minute "
+        "ORDER BY symbol, minute",
         params={"files": files},
     ).fetchall()
     assert [g[:5] for g in got] == [w[:5] for w in want["vwap"]]

@@ -373,7 +373,8 @@ def test_a_killed_archive_never_leaves_its_query_holding_the_lock(dsn: str, tmp_
             waiting: list[int] = []
             while time.monotonic() < end and not waiting:
                 with psycopg.connect(dsn) as c:
-                    # the session waiting for archive_quality (pg_locks: the query text may be cut before the name)
+                    # the session waiting for archive_quality (pg_locks: the query text may be cut before
+                    # the name)
                     waiting = [
                         r[0]
                         for r in c.execute(

@@ -117,7 +117,9 @@ async def serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]])
 def test_http_451_suggests_binance_us() -> None:
     async def main() -> None:
         async def h(request: web.Request) -> web.Response:
-            return web.json_response({"code": 0, "msg": "Service unavailable from a restricted location"}, status=451)
+            return web.json_response(
+                {"code": 0, "msg": "Service unavailable from a restricted location"}, status=451
+            )
 
         runner, url = await serve(h)
         try:

@@ -11,17 +11,16 @@ import orjson
 import pytest
 from aiohttp import web
 
-from cryptolab.binance.usdm import (
+from cryptolab.binance.usdm import decode_usdm
+from cryptolab.binance.usdm_rest import (
     MAX_AGG_WINDOW_MS,
     UsdmRestClient,
     agg_trade_from_rest,
     agg_windows,
-    decode_usdm,
     funding_from_rest,
     open_interest_hist_from_rest,
-    route_of,
-    stream_urls,
 )
+from cryptolab.binance.usdm_streams import route_of, stream_urls
 from cryptolab.binance.wire import Control
 from cryptolab.errors import DataError
 from cryptolab.markets import AggTrade, Liquidation, MarkPrice

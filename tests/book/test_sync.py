@@ -156,7 +156,10 @@ def test_with_tops_follows_rows_as_the_capture_does() -> None:
     rows = [snap(10), diff(9, 11, [("100.5", "1")]), diff(12, 12, [], [("101", "0")]), diff(20, 21)]
     out = list(with_tops(rows))
     tops = [r for r in out if isinstance(r, BookTop)]
-    assert [(t.update_id, t.bid_price, t.ask_price) for t in tops] == [(11, "100.5", "101"), (12, "100.5", None)]
+    assert [(t.update_id, t.bid_price, t.ask_price) for t in tops] == [
+        (11, "100.5", "101"),
+        (12, "100.5", None),
+    ]
     assert out[:3] == [rows[0], rows[1], tops[0]]  # each row, then what it produced
     assert [type(r).__name__ for r in out[-2:]] == ["DepthDiff", "BookGap"]  # 13..19 never came
 

@@ -66,8 +66,8 @@ def assert_exact(dsn: str, ex: LocalExchange, symbols: list[str]) -> None:
             log = sorted(ex.trade_log(s, "MICROSECOND"), key=lambda t: t.trade_id)  # the capture asks for µs
             assert log, f"the exchange printed nothing for {s}"
             rows = c.execute(
-                "SELECT trade_id, price, qty, is_buyer_maker, (extract(epoch FROM trade_time) * 1000000)::bigint "
-                "FROM trades WHERE symbol = %s ORDER BY trade_id",
+                "SELECT trade_id, price, qty, is_buyer_maker, (extract(epoch FROM trade_time) * "
+                "1000000)::bigint FROM trades WHERE symbol = %s ORDER BY trade_id",
                 (s.upper(),),
             ).fetchall()
             want = [(t.trade_id, t.price, t.qty, t.is_buyer_maker, t.trade_time_us) for t in log]
@@ -79,7 +79,8 @@ def assert_exact(dsn: str, ex: LocalExchange, symbols: list[str]) -> None:
                 bars[t.trade_time_us // 1_000_000].append(t)
             got = c.execute(
                 "SELECT extract(epoch FROM ts)::bigint, open, high, low, close, volume, quote_volume, "
-                "taker_buy_volume, trade_count, first_trade_id, last_trade_id FROM bars_1s WHERE symbol = %s ORDER BY ts",
+                "taker_buy_volume, trade_count, first_trade_id, last_trade_id FROM bars_1s WHERE symbol = %s "
+                "ORDER BY ts",
                 (s.upper(),),
             ).fetchall()
             expect = []

@@ -18,8 +18,8 @@ STREAMS = ("trade", "depth", "bookTicker")
 
 def stored_diffs(conn: psycopg.Connection, symbol: str) -> list[DepthDiff]:
     rows = conn.execute(
-        "SELECT first_update_id, last_update_id, bid_price::text[], bid_qty::text[], ask_price::text[], ask_qty::text[]"
-        " FROM book_diffs WHERE symbol = %s ORDER BY last_update_id",
+        "SELECT first_update_id, last_update_id, bid_price::text[], bid_qty::text[], ask_price::text[], "
+        "ask_qty::text[] FROM book_diffs WHERE symbol = %s ORDER BY last_update_id",
         (symbol,),
     ).fetchall()
     return [

@@ -61,7 +61,8 @@ def assert_aggs_exact(dsn: str, ex: Any, sym: str) -> None:
     assert skips > 0, "the exchange skipped no trade id: the test proves nothing about false gaps"
     lost = q(
         dsn,
-        "SELECT first_missing_id, last_missing_id, reason FROM capture_gaps WHERE exchange = %s AND symbol = %s AND status <> 'filled'",
+        "SELECT first_missing_id, last_missing_id, reason FROM capture_gaps WHERE exchange = %s AND symbol = "
+        "%s AND status <> 'filled'",
         USDM,
         sym,
     )

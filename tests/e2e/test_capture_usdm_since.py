@@ -99,8 +99,8 @@ def test_usdm_since_joins_dumps_rest_and_live_with_the_aggregate_ids_whole(dsn: 
     assert not lost
     print(
         f"\nusdm join: {len(in_dumps):,} aggregates from {len(dumps)} dump files, "
-        f"{sum(f[6] for f in rest):,} from REST up to id {edge}, {len(got) - (edge - log[0][0] + 1):,} live after; "
-        f"joined in {joined_s:.1f} s"
+        f"{sum(f[6] for f in rest):,} from REST up to id {edge}, {len(got) - (edge - log[0][0] + 1):,} live "
+        f"after; joined in {joined_s:.1f} s"
     )
 
 

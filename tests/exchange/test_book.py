@@ -162,7 +162,8 @@ def test_real_pace_matches_the_recording() -> None:
     spreads = sorted(t.ask - t.bid for t in quotes)
     assert spreads[len(spreads) // 2] == b.tick
     per_diff = sorted(len(d.bids) + len(d.asks) for d in diffs)
-    assert per_diff[len(per_diff) // 10] <= 20 and per_diff[len(per_diff) * 99 // 100] >= 200  # bursts, as real
+    # bursts, as real
+    assert per_diff[len(per_diff) // 10] <= 20 and per_diff[len(per_diff) * 99 // 100] >= 200
     removals = sum(1 for d in diffs for _, q in d.bids + d.asks if q == 0) / level_updates
     assert 0.38 <= removals <= 0.58
     assert 500 <= len(b.bid_px) <= 5000 and 500 <= len(b.ask_px) <= 5000

@@ -261,7 +261,8 @@ def test_schedule_fires_and_counts(exchange: Any) -> None:
 
 def test_fault_syntax() -> None:
     plan = parse_faults(
-        "reset@every=10s, stall=3s@at=20s,duplicate@p=0.01,malformed=huge@every=500ms,rest_429=2@every=1m,gap@at=5"
+        "reset@every=10s, "
+        "stall=3s@at=20s,duplicate@p=0.01,malformed=huge@every=500ms,rest_429=2@every=1m,gap@at=5"
     )
     kinds = [(i.kind, i.params, i.every, i.at, i.p) for i in plan.items]
     assert kinds == [

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from cryptolab.binance.usdm import decode_usdm
-from cryptolab.exchange.usdm import funding_rate_of, next_funding_ms
+from cryptolab.exchange.usdm_perp import funding_rate_of, next_funding_ms
 from cryptolab.markets import AggTrade, Liquidation, MarkPrice
 
 

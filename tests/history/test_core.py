@@ -85,13 +85,13 @@ def test_two_days_two_symbols_dumps_and_rest_with_faults(dsn: str, exchange: Any
     # bars_1s agree with the trades
     with psycopg.connect(dsn) as c:
         bad = c.execute(
-            "SELECT count(*) FROM (SELECT exchange, symbol, date_trunc('second', trade_time) ts, count(*) n, sum(qty) v, "
-            "(array_agg(price ORDER BY trade_id))[1] o, (array_agg(price ORDER BY trade_id DESC))[1] c, max(price) h, "
-            "min(price) l, sum(qty * price * price) pq2, sum(price * qty) FILTER (WHERE NOT is_buyer_maker) tbq, "
-            "min(trade_id) f FROM trades GROUP BY 1, 2, 3) t FULL JOIN bars_1s b USING (exchange, symbol, ts) "
-            "WHERE (b.trade_count, b.volume, b.open, b.close, b.high, b.low, b.price_sq_volume, b.first_trade_id) "
-            "IS DISTINCT FROM (t.n, t.v, t.o, t.c, t.h, t.l, t.pq2, t.f) "
-            "OR b.taker_buy_quote IS DISTINCT FROM coalesce(t.tbq, 0)"
+            "SELECT count(*) FROM (SELECT exchange, symbol, date_trunc('second', trade_time) ts, count(*) n, "
+            "sum(qty) v, (array_agg(price ORDER BY trade_id))[1] o, (array_agg(price ORDER BY trade_id "
+            "DESC))[1] c, max(price) h, min(price) l, sum(qty * price * price) pq2, sum(price * qty) FILTER "
+            "(WHERE NOT is_buyer_maker) tbq, min(trade_id) f FROM trades GROUP BY 1, 2, 3) t FULL JOIN "
+            "bars_1s b USING (exchange, symbol, ts) WHERE (b.trade_count, b.volume, b.open, b.close, b.high, "
+            "b.low, b.price_sq_volume, b.first_trade_id) IS DISTINCT FROM (t.n, t.v, t.o, t.c, t.h, t.l, "
+            "t.pq2, t.f) OR b.taker_buy_quote IS DISTINCT FROM coalesce(t.tbq, 0)"
         ).fetchone()
         assert bad == (0,)
         before = c.execute("SELECT count(*) FROM trades").fetchone()

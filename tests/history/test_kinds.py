@@ -1,4 +1,5 @@
-"""aggTrades and klines history from the local exchange's dumps: exact counts, no false gaps, klines reconcile."""
+"""aggTrades and klines history from the local exchange's dumps: exact counts, no false gaps,
+klines reconcile."""
 
 from __future__ import annotations
 

@@ -16,8 +16,9 @@ from cryptolab.history.load import load_files
 def stored(dsn: str, symbol: str) -> list[tuple]:
     with psycopg.connect(dsn) as c:
         return c.execute(
-            "SELECT trade_id, price, qty, is_buyer_maker, (extract(epoch FROM trade_time) * 1000000)::bigint, source,"
-            " (extract(epoch FROM event_time) * 1000000)::bigint FROM trades WHERE symbol = %s ORDER BY trade_id",
+            "SELECT trade_id, price, qty, is_buyer_maker, (extract(epoch FROM trade_time) * "
+            "1000000)::bigint, source, (extract(epoch FROM event_time) * 1000000)::bigint FROM trades WHERE "
+            "symbol = %s ORDER BY trade_id",
             (symbol,),
         ).fetchall()
 
@@ -38,8 +39,8 @@ def test_load_dump_exactly_and_idempotently(
     with psycopg.connect(dsn) as c, localcontext() as ctx:
         ctx.prec = 60
         bars = c.execute(
-            "SELECT extract(epoch FROM ts)::bigint, open, high, low, close, volume, quote_volume, taker_buy_volume,"
-            " trade_count FROM bars_1s WHERE symbol = 'BTCUSDT' ORDER BY ts"
+            "SELECT extract(epoch FROM ts)::bigint, open, high, low, close, volume, quote_volume, "
+            "taker_buy_volume, trade_count FROM bars_1s WHERE symbol = 'BTCUSDT' ORDER BY ts"
         ).fetchall()
         by_s: dict[int, list] = defaultdict(list)
         for t in trades:

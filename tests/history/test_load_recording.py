@@ -1,4 +1,5 @@
-"""`cryptolab load` of raw stream recordings with depth and bookTicker: the stored book is the recorded one."""
+"""`cryptolab load` of raw stream recordings with depth and bookTicker: the stored book is the
+recorded one."""
 
 from __future__ import annotations
 

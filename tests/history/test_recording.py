@@ -37,7 +37,10 @@ def diff(symbol: str, first: int, last: int, pu: int | None = None) -> dict[str,
     return d
 
 
-SNAP = f'{NS + 5} {{"lastUpdateId":120,"bids":[["61737.00000000","1.00000000"]],"asks":[["61838.00000000","2.0"]]}}'.encode()
+SNAP = (
+    f'{NS + 5} {{"lastUpdateId":120,"bids":[["61737.00000000","1.00000000"]],'
+    '"asks":[["61838.00000000","2.0"]]}'
+).encode()
 
 
 def test_the_market_is_told_by_the_frames() -> None:
@@ -126,7 +129,9 @@ def test_a_snapshot_before_any_diff_waits_for_its_symbol_then_starts_the_book() 
     top = rows[2]
     assert isinstance(top, BookTop) and top.update_id == 125
     book = follow.books["BTCUSDT"].book
-    assert (top.bid_price, top.ask_price) == tuple(format(x[0], "f") for x in (book.best_bid(), book.best_ask()))
+    assert (top.bid_price, top.ask_price) == tuple(
+        format(x[0], "f") for x in (book.best_bid(), book.best_ask())
+    )
     assert follow.books["BTCUSDT"].synced and follow.gaps == 0
     rows = follow.diff(_diff("BTCUSDT", 130, 131))  # 126..129 never came: a gap
     assert [type(r) for r in rows] == [DepthDiff, BookGap]

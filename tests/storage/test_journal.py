@@ -1,4 +1,5 @@
-"""The capture journal: append-only, replayed in order, exactly once; damaged records set aside, never stored."""
+"""The capture journal: append-only, replayed in order, exactly once; damaged records set
+aside, never stored."""
 
 from __future__ import annotations
 

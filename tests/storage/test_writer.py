@@ -104,7 +104,8 @@ def test_partitions_appear_for_new_days(conn: psycopg.Connection) -> None:
     parts = {
         r[0]
         for r in conn.execute(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'trades'::regclass"
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = "
+            "'trades'::regclass"
         )
     }
     assert {"trades_20250101", "trades_20250102", "trades_20250210"} <= parts
@@ -152,7 +153,8 @@ def test_many_symbols_bars_match_independent_aggregation(conn: psycopg.Connectio
     for tr in trades:
         expected[(tr.symbol, tr.trade_time_us // 1_000_000)].append(tr)
     rows = conn.execute(
-        "SELECT symbol, extract(epoch FROM ts)::bigint, open, high, low, close, volume, taker_buy_volume, trade_count FROM bars_1s"
+        "SELECT symbol, extract(epoch FROM ts)::bigint, open, high, low, close, volume, taker_buy_volume, "
+        "trade_count FROM bars_1s"
     ).fetchall()
     assert len(rows) == len(expected)
     for sym, sec, o, h, lo, c, v, tb, n in rows:

@@ -47,15 +47,16 @@ def _utc(value: Any) -> datetime | None:
 
 def dropped_book_days(conn: psycopg.Connection, kind: str, exchange: str, symbol: str,
                       start: Any = None, end: Any = None) -> list[BookRecord]:
-    """The book days of `kind` for (exchange, symbol) that live only in the archive and overlap [start, end)."""
+    """The book days of `kind` for (exchange, symbol) that live only in the archive and overlap
+    [start, end)."""
     try:
         row = conn.execute("SELECT to_regclass('archive_book_days') IS NOT NULL").fetchone()
         if not row or not row[0]:
             return []
         rows = conn.execute(
-            "SELECT kind, exchange, symbol, day, location, path, rows, first_id, last_id, checksum, bytes, sha256, "
-            "format FROM archive_book_days WHERE kind = %s AND exchange = %s AND symbol = %s "
-            "AND dropped_at IS NOT NULL ORDER BY day",
+            "SELECT kind, exchange, symbol, day, location, path, rows, first_id, last_id, checksum, bytes, "
+            "sha256, format FROM archive_book_days WHERE kind = %s AND exchange = %s AND symbol = %s AND "
+            "dropped_at IS NOT NULL ORDER BY day",
             (kind, exchange, symbol),
         ).fetchall()
     except psycopg.Error as exc:
@@ -96,7 +97,8 @@ def read_book(
     *,
     conn: psycopg.Connection | None = None,
 ) -> Any | None:
-    """The archived-and-dropped rows of a book table in [start, end) as one Arrow table (None: no such day)."""
+    """The archived-and-dropped rows of a book table in [start, end) as one Arrow table (None:
+    no such day)."""
     import pyarrow as pa
 
     from .. import db

@@ -71,9 +71,9 @@ def detach_book(conn: psycopg.Connection) -> None:
 def book_base_table(conn: psycopg.Connection, kind: str) -> str:
     """The database's own table `kind` (schema-qualified, quoted): what the view shadows."""
     row = conn.execute(
-        "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relname = %s AND c.relkind IN ('p', 'r') AND n.nspname = ANY (current_schemas(false)) "
-        "ORDER BY array_position(current_schemas(false), n.nspname) LIMIT 1",
+        "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+        "c.relnamespace WHERE c.relname = %s AND c.relkind IN ('p', 'r') AND n.nspname = ANY "
+        "(current_schemas(false)) ORDER BY array_position(current_schemas(false), n.nspname) LIMIT 1",
         (kind,),
     ).fetchone()
     if not row:
@@ -186,4 +186,6 @@ def attach_book_days(conn: psycopg.Connection, records: list[BookRecord]) -> int
             conn.execute("DISCARD PLANS")
         return len(todo)
     except psycopg.Error as exc:
-        raise DatabaseError(f"could not join the archived book days to the database: {first_line(exc)}") from None
+        raise DatabaseError(
+            f"could not join the archived book days to the database: {first_line(exc)}"
+        ) from None

@@ -57,7 +57,8 @@ DECIMALS = ("price", "qty", "quote_qty")
 SCALE_COLUMNS = {"price": "price_scale", "qty": "qty_scale"}
 """The per-row display scale columns of the decimals that PostgreSQL stores as given."""
 DECIMAL_TYPES = {"price": (18, 8), "qty": (19, 8), "quote_qty": (38, 16)}
-"""(precision, scale) of each decimal column: price < 10^10, qty < 10^11, 8 decimals; quote_qty = price·qty."""
+"""(precision, scale) of each decimal column: price < 10^10, qty < 10^11, 8 decimals;
+quote_qty = price·qty."""
 CONTRACT = (  # (column, Arrow type name, Spark SQL type, nullable)
     ("trade_id", "int64", "bigint", False),
     ("trade_time", "timestamp[us, tz=UTC]", "timestamp", False),

@@ -49,9 +49,9 @@ def dropped_days(conn: psycopg.Connection, exchange: str, symbol: str,
         if not row or not row[0]:
             return []
         rows = conn.execute(
-            "SELECT day, location, path, rows, first_trade_id, last_trade_id, sum_qty, sum_quote, bytes, sha256, "
-            "format FROM archive_days WHERE exchange = %s AND symbol = %s "
-            "AND dropped_at IS NOT NULL ORDER BY day",
+            "SELECT day, location, path, rows, first_trade_id, last_trade_id, sum_qty, sum_quote, bytes, "
+            "sha256, format FROM archive_days WHERE exchange = %s AND symbol = %s AND dropped_at IS NOT NULL "
+            "ORDER BY day",
             (exchange, symbol),
         ).fetchall()
     except psycopg.Error as exc:

@@ -59,9 +59,9 @@ def detach(conn: psycopg.Connection) -> None:
 
 def _base_table(conn: psycopg.Connection) -> str:
     row = conn.execute(
-        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relname = 'trades' AND c.relkind = 'p' AND n.nspname = ANY (current_schemas(false)) "
-        "ORDER BY array_position(current_schemas(false), n.nspname) LIMIT 1"
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+        "c.relnamespace WHERE c.relname = 'trades' AND c.relkind = 'p' AND n.nspname = ANY "
+        "(current_schemas(false)) ORDER BY array_position(current_schemas(false), n.nspname) LIMIT 1"
     ).fetchone()
     if not row:
         raise DatabaseError(
@@ -90,7 +90,9 @@ def attach(conn: psycopg.Connection, exchange: str, symbol: str, start: datetime
             return False
         days = dropped_days(conn, exchange, symbol, None, None) if has_archive else []
         lo, hi = t0, t1
-        if days:  # the last trade before start and the first at or after end are looked at too (halts, gaps, tick rule)
+        # the last trade before start and the first at or after end are looked at too (halts, gaps,
+        # tick rule)
+        if days:
             prior = conn.execute(
                 "SELECT max(ts) FROM bars_1s WHERE exchange = %s AND symbol = %s AND ts < %s",
                 (exchange, symbol, t0),

@@ -229,7 +229,9 @@ def open_store(url: str | None = None, *, check: bool = True) -> ArchiveStore:
 
     raw = (url if url is not None else archive_url()).strip()
     if not raw:
-        raise ConfigError("the archive location is empty: pass --to DIR|s3://bucket/prefix or set CRYPTOLAB_ARCHIVE")
+        raise ConfigError(
+            "the archive location is empty: pass --to DIR|s3://bucket/prefix or set CRYPTOLAB_ARCHIVE"
+        )
     if "://" in raw:
         parts = urlsplit(raw)
         scheme = parts.scheme.lower()
