@@ -12,7 +12,8 @@ from typing import Any
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .plots import DOWN, MUTED, UP, _col, _dates, empty, time_axis, to_float
+from .axes import _col, _dates, empty, time_axis, to_float
+from .theme import DOWN, MUTED, UP
 
 __all__ = ["depth_chart", "spread_mid", "book_overview", "ofi_returns", "trade_costs_panel", "book_panel"]
 

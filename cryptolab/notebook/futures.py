@@ -16,7 +16,8 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from ..errors import DataError
-from .plots import DOWN, MUTED, UP, _col, _dates, empty, time_axis, to_float
+from .axes import _col, _dates, empty, time_axis, to_float
+from .theme import DOWN, MUTED, UP
 
 __all__ = ["FuturesMarket", "futures_market", "load_futures", "futures_overview"]
 

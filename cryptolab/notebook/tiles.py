@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from .plots import DOWN, MUTED, UP
+from .theme import DOWN, MUTED, UP
 
 __all__ = ["KpiTile", "KpiRow"]
 
