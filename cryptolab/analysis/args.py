@@ -146,7 +146,8 @@ def parse_time(value: Any, name: str) -> datetime | None:
             dt = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
         except ValueError:
             raise DataError(
-                f"{name} {value!r} is not a time: use an ISO-8601 string like '2024-08-08T23:00:00Z' or a datetime"
+                f"{name} {value!r} is not a time: use an ISO-8601 string like '2024-08-08T23:00:00Z' "
+                "or a datetime"
             ) from None
     else:
         raise DataError(

@@ -25,7 +25,8 @@ __all__ = ["execute", "run"]
 
 def _attach(conn: psycopg.Connection, values: Mapping[str, Any], query: queries.Query) -> None:
     """Days archived and dropped from the database (cryptolab archive) are read back into a
-    session TEMP table `trades` for the range, so the SQL sees one history (cryptolab.storage.parquet.session)."""
+    session TEMP table `trades` for the range, so the SQL sees one history
+    (cryptolab.storage.parquet.session)."""
     attach_for(conn, values, query.source)
 
 

@@ -136,8 +136,9 @@ def _nothing(conn: psycopg.Connection, sym: str | None, exch: str | None, rows: 
     where = f" on {exch}" if exch else ""
     if sym is None:
         return (
-            f"no USD-M futures rows are stored{where}: load some with `cryptolab history --market usdm SYMBOL "
-            "--from DATE --kind aggTrades` (and --kind fundingRate / metrics)"
+            f"no USD-M futures rows are stored{where}: load some with "
+            "`cryptolab history --market usdm SYMBOL --from DATE --kind aggTrades` "
+            "(and --kind fundingRate / metrics)"
         )
     spot = [
         r[0]
@@ -147,8 +148,9 @@ def _nothing(conn: psycopg.Connection, sym: str | None, exch: str | None, rows: 
     ]
     if spot and not any(r[1] == sym for r in rows):
         return (
-            f"{sym} has spot data only ({', '.join(spot)}): no USD-M futures rows are stored for it — it trades "
-            f"on spot only, or load its futures with `cryptolab history --market usdm {sym} --from DATE`"
+            f"{sym} has spot data only ({', '.join(spot)}): no USD-M futures rows are stored for it — "
+            "it trades on spot only, or load its futures with "
+            f"`cryptolab history --market usdm {sym} --from DATE`"
         )
     others = sorted({r[0] for r in rows if r[1] == sym})
     hint = f"; {sym} is stored for {', '.join(others)} (pass exchange=… or leave it None)" if others else ""

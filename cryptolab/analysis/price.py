@@ -312,7 +312,8 @@ def vwap(
             assert a is not None
             if a > rng.end:
                 raise DataError(
-                    f"anchor {a.isoformat()} is after end {rng.end.isoformat()}: anchor inside or before the range"
+                    f"anchor {a.isoformat()} is after end {rng.end.isoformat()}: "
+                    "anchor inside or before the range"
                 )
             extra["anchor"] = a
             check_buckets(rng, step)

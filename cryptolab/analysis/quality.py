@@ -189,7 +189,8 @@ def time_backwards(
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
-    """Trades stamped before the previous id: trade_id, trade_time, prev_trade_id, prev_trade_time, backwards_by."""
+    """Trades stamped before the previous id: trade_id, trade_time, prev_trade_id, prev_trade_time,
+    backwards_by."""
     return _check(conn, "time_backwards", symbol, start, end, exchange, as_)
 
 
@@ -366,7 +367,8 @@ def bars_consistency(
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
-    """Seconds whose 1 s bar differs from its trades: ts, problem, bar_/trades, bar_/volume, bar_/quote_volume."""
+    """Seconds whose 1 s bar differs from its trades: ts, problem, bar_/trades, bar_/volume,
+    bar_/quote_volume."""
     return _check(conn, "bars_consistency", symbol, start, end, exchange, as_)
 
 
@@ -532,7 +534,8 @@ def quality_report(
                 "capture runs",
                 "info",
                 runs.height,
-                f"reconnects {int(runs['reconnects'].sum())}, gaps recorded {int(runs['gaps_recorded'].sum())}"
+                f"reconnects {int(runs['reconnects'].sum())}, "
+                f"gaps recorded {int(runs['gaps_recorded'].sum())}"
                 if runs.height
                 else "no capture run recorded (loaded or written directly)",
             )
