@@ -18,13 +18,16 @@ which kind was read is said (a warning on the fallback, a log line otherwise) an
 |----------|-----------|
 | price    | ohlcv, live_bars, moving_averages, sma, ema, vwap, volume_profile, pivots, support_resistance |
 | traffic  | tps, tps_stats, bursts, inter_arrival, inter_arrival_stats, ingest_throughput |
-| quality  | quality_report, source_counts, duplicates, null_counts, timestamp_checks, time_backwards, gaps, halts, price_outliers, dead_letter_counts, capture_runs, bars_consistency |
+| quality  | quality_report, source_counts, duplicates, null_counts, timestamp_checks, time_backwards, |
+|          | gaps, halts, price_outliers, dead_letter_counts, capture_runs, bars_consistency |
 | volume   | stored_symbols, daily_totals, cvd, fetch_klines, reconcile_klines, reconcile_or_skip |
 | latency  | latest_trades, latency_stats, clock_offset, clock_skew |
 | reader   | load_trades, load_agg_trades |
-| futures  | funding, basis, liquidations, open_interest (USD-M perpetuals: `market="usdm"`, exchange binance-usdm) |
+| futures  | funding, basis, liquidations, open_interest (USD-M perpetuals: `market="usdm"`, |
+|          | exchange binance-usdm) |
 | scope    | data_kind |
-| book     | book_at, book_top, quotes, book_gaps, book_markets (the stored order book: docs/book_analysis.md) |
+| book     | book_at, book_top, quotes, book_gaps, book_markets (the stored order book: |
+|          | docs/book_analysis.md) |
 | microstructure | book_stats, trade_costs, effective_spread, quote_stats |
 """
 

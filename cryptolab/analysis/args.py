@@ -1,7 +1,9 @@
 """Argument checks every analysis shares (pure): symbols, times, intervals, decimals, kinds.
 
 Bad input raises `DataError` before any SQL runs. Times are aware or naive-UTC datetimes,
-dates or ISO-8601 strings; intervals are one of INTERVALS ('1s' … '1w').
+dates or ISO-8601 strings; intervals are one of INTERVALS ('1s' … '1w'). The types below say
+what the public analyses accept; the checks still refuse anything else at run time (notebooks
+are not type-checked).
 """
 
 from __future__ import annotations
@@ -9,18 +11,28 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ..durations import parse_duration
 from ..errors import DataError
 from ..model import DEFAULT_EXCHANGE
 
+if TYPE_CHECKING:  # both are imported when a frame is built, not with the package
+    import pandas as pd
+    import polars as pl
+
 __all__ = [
     "AsType",
     "Frame",
+    "TimeLike",
+    "DurationLike",
+    "SecondsLike",
+    "DecimalLike",
     "Kind",
     "KINDS",
     "check_kind",
+    "check_as",
+    "as_frame",
     "INTERVALS",
     "MAX_ROWS",
     "parse_interval",
@@ -32,8 +44,27 @@ __all__ = [
 ]
 
 
-Frame = Any
-"""A polars DataFrame (or a pandas DataFrame when `as_="pandas"`)."""
+Frame: TypeAlias = "pl.DataFrame | pd.DataFrame"
+"""What an analysis returns: a polars DataFrame, or a pandas DataFrame when `as_="pandas"` (each
+public analysis is overloaded on `as_`, so a call without it is typed `pl.DataFrame`)."""
+
+
+TimeLike: TypeAlias = datetime | date | str
+"""A time (`parse_time`): an aware datetime, a naive one (UTC), a date (its midnight UTC) or an
+ISO-8601 string like '2024-08-08T23:00:00Z'."""
+
+
+DurationLike: TypeAlias = timedelta | str
+"""A duration with its unit (`parse_window`): a timedelta or '500ms', '90s', '5m', '2h'."""
+
+
+SecondsLike: TypeAlias = timedelta | str | int | float | Decimal
+"""A duration where a plain number is seconds (`cryptolab.durations.parse_duration`)."""
+
+
+DecimalLike: TypeAlias = Decimal | str | int
+"""An exact number (`parse_decimal`): a Decimal, a decimal string like '0.01' or an int; a float
+is refused (it is not exact)."""
 
 
 AsType = Literal["polars", "pandas"]
@@ -115,7 +146,8 @@ def parse_time(value: Any, name: str) -> datetime | None:
             dt = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
         except ValueError:
             raise DataError(
-                f"{name} {value!r} is not a time: use an ISO-8601 string like '2024-08-08T23:00:00Z' or a datetime"
+                f"{name} {value!r} is not a time: use an ISO-8601 string like '2024-08-08T23:00:00Z' "
+                "or a datetime"
             ) from None
     else:
         raise DataError(
@@ -162,3 +194,14 @@ def check_kind(kind: Any) -> str:
     if not isinstance(kind, str) or kind not in KINDS:
         raise DataError(f"kind must be one of {', '.join(repr(k) for k in KINDS)}, not {kind!r}")
     return kind
+
+
+def check_as(as_: object) -> None:
+    """Refuse an `as_` other than "polars" or "pandas" (DataError), before any SQL runs."""
+    if as_ not in ("polars", "pandas"):
+        raise DataError(f"as_ must be 'polars' or 'pandas', not {as_!r}")
+
+
+def as_frame(frame: pl.DataFrame, as_: AsType) -> Frame:
+    """`frame` as the caller asked: itself, or a pandas DataFrame for `as_="pandas"`."""
+    return frame.to_pandas() if as_ == "pandas" else frame

@@ -15,7 +15,7 @@ naming the gap and the snapshot that heals it.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import psycopg
@@ -23,7 +23,7 @@ import psycopg
 from ..book.state import OrderBook
 from ..errors import DatabaseError, DataError, first_line
 from ..model import DEFAULT_EXCHANGE
-from .args import AsType, Frame, _normalize_exchange, normalize_symbol, parse_time
+from .args import AsType, Frame, TimeLike, _normalize_exchange, as_frame, normalize_symbol, parse_time
 from .book_archive import (
     archived_book,
     archived_markets,
@@ -40,6 +40,10 @@ from .book_rows import BookSpan, StoredDiffs, crossed_after, read_diffs, read_sn
 from .book_tops import stored_top
 from .execute import run
 from .scope import connection
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
 
 __all__ = [
     "book_at",
@@ -67,6 +71,16 @@ class BookBreakError(DataError):
         self.after_id = after_id
         self.snapshot_id = snapshot_id
         """The update id of the snapshot that heals the break (None: none stored yet)."""
+
+
+@overload
+def book_markets(*, what: str = ..., conn: psycopg.Connection | None = ...,
+                 as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def book_markets(*, what: str = ..., conn: psycopg.Connection | None = ...,
+                 as_: Literal["pandas"]) -> pd.DataFrame: ...
 
 
 def book_markets(
@@ -161,9 +175,21 @@ def _span(
     return BookSpan(exch, sym, t0, t1)
 
 
+@overload
+def book_at(symbol: str | None = ..., at: TimeLike | None = ..., depth: int = ..., *,
+            exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+            as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def book_at(symbol: str | None = ..., at: TimeLike | None = ..., depth: int = ..., *,
+            exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+            as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def book_at(
     symbol: str | None = None,
-    at: Any = None,
+    at: TimeLike | None = None,
     depth: int = 20,
     *,
     exchange: str | None = None,
@@ -237,7 +263,7 @@ def book_at(
         frame = _levels_frame(out, depth, book_id)
     except ValueError:  # more than 18 digits: the exact Decimal book
         frame = _levels_frame_decimal(out, depth, book_id)
-    return frame.to_pandas() if as_ == "pandas" else frame
+    return as_frame(frame, as_)
 
 
 def _levels_frame(out: list[tuple[str, Any, Any]], depth: int, book_id: int) -> Any:
@@ -401,10 +427,22 @@ def _break_error(
     return BookBreakError(head + tail, after_id=after, snapshot_id=healer)
 
 
+@overload
+def book_top(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+             exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+             as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def book_top(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+             exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+             as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def book_top(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
@@ -430,13 +468,25 @@ def book_top(
     frame = frame.drop("run")
     t0 = int((span.start - datetime(1970, 1, 1, tzinfo=timezone.utc)) / timedelta(microseconds=1))
     frame = frame.filter(pl.col("ts") >= pl.lit(t0).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
-    return frame.to_pandas() if as_ == "pandas" else frame
+    return as_frame(frame, as_)
+
+
+@overload
+def quotes(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+           exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+           as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def quotes(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+           exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+           as_: Literal["pandas"]) -> pd.DataFrame: ...
 
 
 def quotes(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
@@ -451,10 +501,22 @@ def quotes(
         return run(c, _MODULE, "quotes", span.values(), as_, keep_scales=False)
 
 
+@overload
+def book_gaps(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+              exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+              as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def book_gaps(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+              exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+              as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def book_gaps(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,

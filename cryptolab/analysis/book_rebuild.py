@@ -7,7 +7,7 @@ values beyond int64). `book_top` and the statistics in `microstructure` sit on i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import psycopg
@@ -31,6 +31,9 @@ from .book_rows import (
     read_snapshots,
     scalar,
 )
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = [
     "TOP_COLUMNS",
@@ -121,6 +124,14 @@ def book_runs(diffs: StoredDiffs, snaps: list[StoredSnapshot], crossed: list[int
         diffs.futures,
     )
     return [r for r in runs if r.diffs]
+
+
+@overload
+def empty_top(as_: Literal["polars"]) -> pl.DataFrame: ...
+
+
+@overload
+def empty_top(as_: AsType) -> Frame: ...
 
 
 def empty_top(as_: AsType) -> Frame:

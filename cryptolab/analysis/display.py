@@ -180,7 +180,8 @@ def frame_html(frame: Any, *, max_rows: int = 20, caption: str | None = None) ->
             texts = [NULL if values[i] is None else format_value(values[i]) for i in keep]
             right = False
         heads.append(
-            f'<th style="text-align:{"right" if right else "left"};white-space:nowrap">{html.escape(label)}</th>'
+            f'<th style="text-align:{"right" if right else "left"};white-space:nowrap">'
+            f"{html.escape(label)}</th>"
         )
         for row, text in zip(cells, texts):
             row.append((text, right))
@@ -188,7 +189,8 @@ def frame_html(frame: Any, *, max_rows: int = 20, caption: str | None = None) ->
     for j, row in enumerate(cells):
         if n > max_rows and j == max_rows // 2:
             body.append(
-                f'<tr><td colspan="{len(cols)}" style="text-align:center">… {n - max_rows:,} more rows …</td></tr>'
+                f'<tr><td colspan="{len(cols)}" style="text-align:center">'
+                f"… {n - max_rows:,} more rows …</td></tr>"
             )
         tds = "".join(
             f'<td style="text-align:{"right" if r else "left"};white-space:nowrap">{html.escape(t)}</td>'
@@ -205,7 +207,8 @@ def frame_html(frame: Any, *, max_rows: int = 20, caption: str | None = None) ->
     )
     return (
         '<div class="cryptolab-table" style="overflow-x:auto;max-width:100%">'
-        '<table style="border-collapse:collapse;font-size:12px;font-variant-numeric:tabular-nums;white-space:nowrap">'
+        '<table style="border-collapse:collapse;font-size:12px;font-variant-numeric:tabular-nums;'
+        'white-space:nowrap">'
         f"{cap}<thead><tr>{''.join(heads)}</tr></thead><tbody>{''.join(body)}</tbody></table>{shape}</div>"
         "<style>.cryptolab-table td,.cryptolab-table th{padding:2px 10px;"
         "border-bottom:1px solid var(--jp-border-color2,#e5e7eb)}</style>"

@@ -5,24 +5,28 @@ and every database failure turned into one `DatabaseError` (no psycopg error esc
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import psycopg
 from psycopg.types.string import TextLoader
 
-from ..errors import DatabaseError, DataError, first_line
+from ..errors import DatabaseError, first_line
 from ..storage import queries
 from ..storage.parquet.session import attach_for
 from . import scales
-from .args import AGG_MODULE, AsType, Frame
+from .args import AGG_MODULE, AsType, Frame, as_frame, check_as
 from .frames import _NUMERIC, to_frame
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["execute", "run"]
 
 
 def _attach(conn: psycopg.Connection, values: Mapping[str, Any], query: queries.Query) -> None:
     """Days archived and dropped from the database (cryptolab archive) are read back into a
-    session TEMP table `trades` for the range, so the SQL sees one history (cryptolab.storage.parquet.session)."""
+    session TEMP table `trades` for the range, so the SQL sees one history
+    (cryptolab.storage.parquet.session)."""
     attach_for(conn, values, query.source)
 
 
@@ -41,6 +45,16 @@ def execute(
         raise DatabaseError(f"analysis query {module}.{name} failed: {first_line(exc)}") from None
 
 
+@overload
+def run(conn: psycopg.Connection, module: str, name: str, values: Mapping[str, Any],
+        as_: Literal["polars"] = ..., *, keep_scales: bool = ...) -> pl.DataFrame: ...
+
+
+@overload
+def run(conn: psycopg.Connection, module: str, name: str, values: Mapping[str, Any],
+        as_: AsType, *, keep_scales: bool = ...) -> Frame: ...
+
+
 def run(
     conn: psycopg.Connection,
     module: str,
@@ -52,8 +66,7 @@ def run(
 ) -> Frame:
     """Run a named query into an exact DataFrame (see the module docstring). With `keep_scales`,
     a NUMERIC column with only nulls or zeros gets the scale the market's data gives it (`scales`)."""
-    if as_ not in ("polars", "pandas"):
-        raise DataError(f"as_ must be 'polars' or 'pandas', not {as_!r}")
+    check_as(as_)
     query = queries.get(module, name)
     sql_, params = query.bind(values)
     _attach(conn, values, query)
@@ -82,4 +95,4 @@ def run(
             lambda v: run(conn, module, name, v, keep_scales=False),
             f"{conn.info.host}:{conn.info.port}/{conn.info.dbname} {module}.{name}",
         )
-    return frame.to_pandas() if as_ == "pandas" else frame
+    return as_frame(frame, as_)

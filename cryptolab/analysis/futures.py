@@ -20,16 +20,20 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import psycopg
 
 from ..errors import DataError
 from ..markets import check_market, market_of, spot_of, usdm_of
 from ..model import DEFAULT_EXCHANGE
-from .args import MAX_ROWS, AsType, Frame, normalize_symbol, parse_interval, parse_time
+from .args import MAX_ROWS, AsType, Frame, TimeLike, normalize_symbol, parse_interval, parse_time
 from .execute import execute, run
 from .scope import connection
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
 
 __all__ = [
     "funding",
@@ -132,8 +136,9 @@ def _nothing(conn: psycopg.Connection, sym: str | None, exch: str | None, rows: 
     where = f" on {exch}" if exch else ""
     if sym is None:
         return (
-            f"no USD-M futures rows are stored{where}: load some with `cryptolab history --market usdm SYMBOL "
-            "--from DATE --kind aggTrades` (and --kind fundingRate / metrics)"
+            f"no USD-M futures rows are stored{where}: load some with "
+            "`cryptolab history --market usdm SYMBOL --from DATE --kind aggTrades` "
+            "(and --kind fundingRate / metrics)"
         )
     spot = [
         r[0]
@@ -143,8 +148,9 @@ def _nothing(conn: psycopg.Connection, sym: str | None, exch: str | None, rows: 
     ]
     if spot and not any(r[1] == sym for r in rows):
         return (
-            f"{sym} has spot data only ({', '.join(spot)}): no USD-M futures rows are stored for it — it trades "
-            f"on spot only, or load its futures with `cryptolab history --market usdm {sym} --from DATE`"
+            f"{sym} has spot data only ({', '.join(spot)}): no USD-M futures rows are stored for it — "
+            "it trades on spot only, or load its futures with "
+            f"`cryptolab history --market usdm {sym} --from DATE`"
         )
     others = sorted({r[0] for r in rows if r[1] == sym})
     hint = f"; {sym} is stored for {', '.join(others)} (pass exchange=… or leave it None)" if others else ""
@@ -154,10 +160,22 @@ def _nothing(conn: psycopg.Connection, sym: str | None, exch: str | None, rows: 
     )
 
 
+@overload
+def funding(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+            exchange: str | None = ..., market: str | None = ..., conn: psycopg.Connection | None = ...,
+            as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def funding(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+            exchange: str | None = ..., market: str | None = ..., conn: psycopg.Connection | None = ...,
+            as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def funding(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     market: str | None = None,
@@ -177,10 +195,22 @@ def funding(
         return run(c, _MODULE, "funding", span.values(), as_, keep_scales=False)
 
 
+@overload
+def basis(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+          interval: str | None = ..., *, exchange: str | None = ..., market: str | None = ...,
+          conn: psycopg.Connection | None = ..., as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def basis(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+          interval: str | None = ..., *, exchange: str | None = ..., market: str | None = ...,
+          conn: psycopg.Connection | None = ..., as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def basis(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     interval: str | None = "1h",
     *,
     exchange: str | None = None,
@@ -202,10 +232,22 @@ def basis(
         return run(c, _MODULE, "basis", span.values(interval=iv), as_, keep_scales=False)
 
 
+@overload
+def liquidations(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+                 interval: str | None = ..., *, exchange: str | None = ..., market: str | None = ...,
+                 conn: psycopg.Connection | None = ..., as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def liquidations(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+                 interval: str | None = ..., *, exchange: str | None = ..., market: str | None = ...,
+                 conn: psycopg.Connection | None = ..., as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def liquidations(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     interval: str | None = "1h",
     *,
     exchange: str | None = None,
@@ -228,10 +270,22 @@ def liquidations(
     return frame
 
 
+@overload
+def open_interest(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                  exchange: str | None = ..., market: str | None = ...,
+                  conn: psycopg.Connection | None = ..., as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def open_interest(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                  exchange: str | None = ..., market: str | None = ...,
+                  conn: psycopg.Connection | None = ..., as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def open_interest(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     market: str | None = None,

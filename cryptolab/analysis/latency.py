@@ -16,24 +16,40 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Literal, overload
 
 import psycopg
 
 from ..errors import CryptolabError, DataError, SourceError
-from .args import AsType, Frame, parse_interval
+from .args import AsType, Frame, TimeLike, parse_interval
 from .execute import run
 from .scope import check_buckets, connection, interval_for, resolve_span
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
 
 __all__ = ["latest_trades", "latency_stats", "clock_offset", "clock_skew"]
 
 _MODULE = "latency"
 
 
+@overload
+def latest_trades(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                  limit: int = ..., exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                  as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def latest_trades(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                  limit: int = ..., exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                  as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def latest_trades(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     limit: int = 50,
     exchange: str | None = None,
@@ -57,10 +73,22 @@ def latest_trades(
         return run(c, _MODULE, "latest_trades", values, as_)
 
 
+@overload
+def latency_stats(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+                  interval: str | None = ..., *, exchange: str | None = ...,
+                  conn: psycopg.Connection | None = ..., as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def latency_stats(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+                  interval: str | None = ..., *, exchange: str | None = ...,
+                  conn: psycopg.Connection | None = ..., as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def latency_stats(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     interval: str | None = None,
     *,
     exchange: str | None = None,
@@ -82,10 +110,22 @@ def latency_stats(
         return run(c, _MODULE, "latency_stats", span.values(interval=iv), as_)
 
 
+@overload
+def clock_offset(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                 exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                 as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def clock_offset(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                 exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                 as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def clock_offset(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
@@ -112,6 +152,14 @@ async def _probe(base_url: str, samples: int) -> list[tuple[int, int, int]]:
             after = time.time_ns() // 1000
             out.append((before, int(server_ms), after))
     return out
+
+
+@overload
+def clock_skew(base_url: str, *, samples: int = ..., as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def clock_skew(base_url: str, *, samples: int = ..., as_: Literal["pandas"]) -> pd.DataFrame: ...
 
 
 def clock_skew(base_url: str, *, samples: int = 5, as_: AsType = "polars") -> Frame:

@@ -19,14 +19,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import psycopg
 
 from ..durations import duration_text
 from ..errors import DataError
-from .args import MAX_ROWS, AsType, Frame, parse_decimal, parse_interval, parse_window
+from .args import (
+    MAX_ROWS,
+    AsType,
+    DecimalLike,
+    DurationLike,
+    Frame,
+    TimeLike,
+    as_frame,
+    parse_decimal,
+    parse_interval,
+    parse_window,
+)
 from .book import BookSpan, _span
 from .book_archive import archived_book, cover_time
 from .book_rebuild import Rebuilt, empty_top, load_book
@@ -34,6 +45,10 @@ from .book_replay import NONE, _ranks, _sorted_updates, ticks_to_decimal
 from .execute import run
 from .reader import load_trades
 from .scope import connection
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
 
 __all__ = ["book_stats", "trade_costs", "effective_spread", "quote_stats", "ofi", "depth_within"]
 
@@ -154,13 +169,27 @@ def _band_sums(
     return out
 
 
+@overload
+def book_stats(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+               interval: str = ..., *, depth_bps: DecimalLike | Sequence[DecimalLike] = ...,
+               exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+               as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def book_stats(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+               interval: str = ..., *, depth_bps: DecimalLike | Sequence[DecimalLike] = ...,
+               exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+               as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def book_stats(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     interval: str = "1s",
     *,
-    depth_bps: Any = (10,),
+    depth_bps: DecimalLike | Sequence[DecimalLike] = (10,),
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
@@ -192,7 +221,7 @@ def book_stats(
         )
     else:
         frame = _stats_frame(rb.top(), rb, bps, iv, span)
-    return frame.to_pandas() if as_ == "pandas" else frame
+    return as_frame(frame, as_)
 
 
 def _stats_frame(top: Any, rb: Rebuilt | None, bps: list[Decimal], iv: str, span: BookSpan) -> Any:
@@ -290,12 +319,24 @@ def _microprice(
         return ((b * aq + a * bq) / (bq + aq)).quantize(_MICRO, rounding=ROUND_HALF_UP)
 
 
+@overload
+def trade_costs(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                horizon: DurationLike = ..., exchange: str | None = ...,
+                conn: psycopg.Connection | None = ..., as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def trade_costs(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                horizon: DurationLike = ..., exchange: str | None = ...,
+                conn: psycopg.Connection | None = ..., as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def trade_costs(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
-    horizon: str = "1s",
+    horizon: DurationLike = "1s",
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
@@ -366,13 +407,27 @@ def trade_costs(
     return out.to_pandas() if as_ == "pandas" else out
 
 
+@overload
+def effective_spread(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+                     interval: str = ..., *, horizon: DurationLike = ..., reference: str = ...,
+                     exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                     as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def effective_spread(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+                     interval: str = ..., *, horizon: DurationLike = ..., reference: str = ...,
+                     exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                     as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def effective_spread(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     interval: str = "1m",
     *,
-    horizon: str = "1s",
+    horizon: DurationLike = "1s",
     reference: str = "book",
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
@@ -430,10 +485,22 @@ def effective_spread(
     return out.to_pandas() if as_ == "pandas" else out
 
 
+@overload
+def quote_stats(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+                interval: str = ..., *, exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def quote_stats(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+                interval: str = ..., *, exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def quote_stats(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     interval: str = "1m",
     *,
     exchange: str | None = None,

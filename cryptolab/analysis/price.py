@@ -10,15 +10,32 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from decimal import Decimal, localcontext
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import psycopg
 
 from ..errors import DataError
-from .args import AGG_MODULE, AsType, Frame, Kind, parse_decimal, parse_interval, parse_time, parse_window
+from .args import (
+    AGG_MODULE,
+    AsType,
+    DecimalLike,
+    Frame,
+    Kind,
+    TimeLike,
+    as_frame,
+    check_as,
+    parse_decimal,
+    parse_interval,
+    parse_time,
+    parse_window,
+)
 from .execute import execute, run
 from .frames import decimal_series
 from .scope import check_buckets, connection, interval_for, resolve_span
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
 
 __all__ = [
     "ohlcv",
@@ -36,10 +53,22 @@ _MODULE = "price_analysis"
 _TIME_OF_DAY = re.compile(r"([01]?[0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9]))?")
 
 
+@overload
+def ohlcv(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+          interval: str | None = ..., *, exchange: str | None = ..., kind: Kind = ...,
+          conn: psycopg.Connection | None = ..., as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def ohlcv(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+          interval: str | None = ..., *, exchange: str | None = ..., kind: Kind = ...,
+          conn: psycopg.Connection | None = ..., as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def ohlcv(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     interval: str | None = None,
     *,
     exchange: str | None = None,
@@ -64,10 +93,22 @@ def ohlcv(
         return run(c, module, "ohlcv", span.values(interval=iv), as_)
 
 
+@overload
+def live_bars(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+              exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+              as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def live_bars(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+              exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+              as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def live_bars(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
@@ -85,10 +126,24 @@ def live_bars(
         return run(c, _MODULE, "live_bars", span.values(), as_)
 
 
+@overload
+def moving_averages(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+                    interval: str | None = ..., *, window: int = ..., span: int = ...,
+                    exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                    as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def moving_averages(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+                    interval: str | None = ..., *, window: int = ..., span: int = ...,
+                    exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                    as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def moving_averages(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     interval: str | None = None,
     *,
     window: int = 20,
@@ -115,42 +170,88 @@ def moving_averages(
         return run(c, _MODULE, "moving_averages", rng.values(interval=iv, window=window, span=span), as_)
 
 
+@overload
+def sma(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+        interval: str | None = ..., *, window: int = ..., exchange: str | None = ...,
+        conn: psycopg.Connection | None = ..., as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def sma(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+        interval: str | None = ..., *, window: int = ..., exchange: str | None = ...,
+        conn: psycopg.Connection | None = ..., as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def sma(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     interval: str | None = None,
     *,
     window: int = 20,
-    **kw: Any,
+    exchange: str | None = None,
+    conn: psycopg.Connection | None = None,
+    as_: AsType = "polars",
 ) -> Frame:
     """Simple moving average of the close over `window` intervals (see `moving_averages`)."""
-    frame = moving_averages(symbol, start, end, interval, window=window, **kw)
-    return frame[["open_time", "close", "price", "sma"]]
+    check_as(as_)
+    frame = moving_averages(symbol, start, end, interval, window=window, exchange=exchange, conn=conn)
+    return as_frame(frame[["open_time", "close", "price", "sma"]], as_)
+
+
+@overload
+def ema(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+        interval: str | None = ..., *, span: int = ..., exchange: str | None = ...,
+        conn: psycopg.Connection | None = ..., as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def ema(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+        interval: str | None = ..., *, span: int = ..., exchange: str | None = ...,
+        conn: psycopg.Connection | None = ..., as_: Literal["pandas"]) -> pd.DataFrame: ...
 
 
 def ema(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     interval: str | None = None,
     *,
     span: int = 20,
-    **kw: Any,
+    exchange: str | None = None,
+    conn: psycopg.Connection | None = None,
+    as_: AsType = "polars",
 ) -> Frame:
     """Exponential moving average of the close with `span` (see `moving_averages`)."""
-    frame = moving_averages(symbol, start, end, interval, span=span, **kw)
-    return frame[["open_time", "close", "price", "ema"]]
+    check_as(as_)
+    frame = moving_averages(symbol, start, end, interval, span=span, exchange=exchange, conn=conn)
+    return as_frame(frame[["open_time", "close", "price", "ema"]], as_)
+
+
+@overload
+def vwap(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+         interval: str | None = ..., *, mode: Literal["session", "anchored", "rolling"] = ...,
+         anchor: TimeLike | None = ..., window: str | int | None = ..., session_start: str = ...,
+         bands: bool = ..., exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+         as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def vwap(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+         interval: str | None = ..., *, mode: Literal["session", "anchored", "rolling"] = ...,
+         anchor: TimeLike | None = ..., window: str | int | None = ..., session_start: str = ...,
+         bands: bool = ..., exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+         as_: Literal["pandas"]) -> pd.DataFrame: ...
 
 
 def vwap(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     interval: str | None = None,
     *,
     mode: Literal["session", "anchored", "rolling"] = "session",
-    anchor: Any = None,
+    anchor: TimeLike | None = None,
     window: str | int | None = None,
     session_start: str = "00:00",
     bands: bool = False,
@@ -211,7 +312,8 @@ def vwap(
             assert a is not None
             if a > rng.end:
                 raise DataError(
-                    f"anchor {a.isoformat()} is after end {rng.end.isoformat()}: anchor inside or before the range"
+                    f"anchor {a.isoformat()} is after end {rng.end.isoformat()}: "
+                    "anchor inside or before the range"
                 )
             extra["anchor"] = a
             check_buckets(rng, step)
@@ -222,14 +324,28 @@ def vwap(
         return run(c, _MODULE, f"vwap_{mode}", rng.values(**extra), as_)
 
 
+@overload
+def volume_profile(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                   bin_size: DecimalLike | None = ..., bins: int = ..., value_area: DecimalLike = ...,
+                   exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                   as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def volume_profile(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                   bin_size: DecimalLike | None = ..., bins: int = ..., value_area: DecimalLike = ...,
+                   exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                   as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def volume_profile(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
-    bin_size: Decimal | str | None = None,
+    bin_size: DecimalLike | None = None,
     bins: int = 100,
-    value_area: Decimal | str = "0.70",
+    value_area: DecimalLike = "0.70",
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
@@ -263,10 +379,22 @@ def volume_profile(
         return run(c, _MODULE, "volume_profile", values, as_)
 
 
+@overload
+def pivots(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+           interval: str | None = ..., *, pivot_bars: int = ..., exchange: str | None = ...,
+           conn: psycopg.Connection | None = ..., as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def pivots(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+           interval: str | None = ..., *, pivot_bars: int = ..., exchange: str | None = ...,
+           conn: psycopg.Connection | None = ..., as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def pivots(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     interval: str | None = None,
     *,
     pivot_bars: int = 3,
@@ -289,15 +417,30 @@ def pivots(
         return run(c, _MODULE, "pivots", rng.values(interval=iv, pivot_bars=pivot_bars), as_)
 
 
+@overload
+def support_resistance(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+                       interval: str | None = ..., *, bin_size: DecimalLike | None = ..., bins: int = ...,
+                       value_area: DecimalLike = ..., pivot_bars: int = ..., exchange: str | None = ...,
+                       conn: psycopg.Connection | None = ...,
+                       as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def support_resistance(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+                       interval: str | None = ..., *, bin_size: DecimalLike | None = ..., bins: int = ...,
+                       value_area: DecimalLike = ..., pivot_bars: int = ..., exchange: str | None = ...,
+                       conn: psycopg.Connection | None = ..., as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def support_resistance(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     interval: str | None = None,
     *,
-    bin_size: Decimal | str | None = None,
+    bin_size: DecimalLike | None = None,
     bins: int = 100,
-    value_area: Decimal | str = "0.70",
+    value_area: DecimalLike = "0.70",
     pivot_bars: int = 3,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,

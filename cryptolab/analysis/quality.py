@@ -9,16 +9,19 @@ halt (`halts`) is a long silence with consecutive ids, and is not.
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import psycopg
 
 from ..durations import parse_duration
 from ..errors import DataError
-from .args import AGG_MODULE, AsType, Frame, Kind, parse_decimal
+from .args import AGG_MODULE, AsType, DecimalLike, Frame, Kind, SecondsLike, TimeLike, parse_decimal
 from .execute import run
 from .scope import connection, resolve_span
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
 
 __all__ = [
     "source_counts",
@@ -59,10 +62,22 @@ def _check(
         return run(c, _MODULE, name, span.values(**extra), as_)
 
 
+@overload
+def source_counts(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                  exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                  as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def source_counts(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                  exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                  as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def source_counts(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
@@ -72,10 +87,22 @@ def source_counts(
     return _check(conn, "source_counts", symbol, start, end, exchange, as_)
 
 
+@overload
+def duplicates(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+               exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+               as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def duplicates(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+               exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+               as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def duplicates(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
@@ -85,10 +112,22 @@ def duplicates(
     return _check(conn, "duplicates", symbol, start, end, exchange, as_)
 
 
+@overload
+def null_counts(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def null_counts(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def null_counts(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
@@ -98,12 +137,25 @@ def null_counts(
     return _check(conn, "nulls", symbol, start, end, exchange, as_)
 
 
+@overload
+def timestamp_checks(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                     max_skew: SecondsLike = ..., exchange: str | None = ...,
+                     conn: psycopg.Connection | None = ...,
+                     as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def timestamp_checks(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                     max_skew: SecondsLike = ..., exchange: str | None = ...,
+                     conn: psycopg.Connection | None = ..., as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def timestamp_checks(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
-    max_skew: Any = timedelta(seconds=1),
+    max_skew: SecondsLike = timedelta(seconds=1),
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
@@ -116,23 +168,48 @@ def timestamp_checks(
     return _check(conn, "timestamp_checks", symbol, start, end, exchange, as_, max_skew=skew)
 
 
+@overload
+def time_backwards(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                   exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                   as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def time_backwards(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                   exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                   as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def time_backwards(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
-    """Trades stamped before the previous id: trade_id, trade_time, prev_trade_id, prev_trade_time, backwards_by."""
+    """Trades stamped before the previous id: trade_id, trade_time, prev_trade_id, prev_trade_time,
+    backwards_by."""
     return _check(conn, "time_backwards", symbol, start, end, exchange, as_)
+
+
+@overload
+def gaps(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+         exchange: str | None = ..., kind: Kind = ..., conn: psycopg.Connection | None = ...,
+         as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def gaps(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+         exchange: str | None = ..., kind: Kind = ..., conn: psycopg.Connection | None = ...,
+         as_: Literal["pandas"]) -> pd.DataFrame: ...
 
 
 def gaps(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     kind: Kind = "auto",
@@ -149,12 +226,24 @@ def gaps(
         return run(c, AGG_MODULE if span.kind == "aggTrades" else _MODULE, "gaps", span.values(), as_)
 
 
+@overload
+def halts(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+          min_halt: SecondsLike = ..., exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+          as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def halts(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+          min_halt: SecondsLike = ..., exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+          as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def halts(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
-    min_halt: Any = timedelta(seconds=30),
+    min_halt: SecondsLike = timedelta(seconds=30),
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
@@ -171,13 +260,25 @@ def halts(
     return _check(conn, "halts", symbol, start, end, exchange, as_, min_halt=gap)
 
 
+@overload
+def price_outliers(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                   window: int = ..., threshold: DecimalLike = ..., exchange: str | None = ...,
+                   conn: psycopg.Connection | None = ..., as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def price_outliers(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                   window: int = ..., threshold: DecimalLike = ..., exchange: str | None = ...,
+                   conn: psycopg.Connection | None = ..., as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def price_outliers(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     window: int = 60,
-    threshold: Decimal | str = "0.01",
+    threshold: DecimalLike = "0.01",
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
@@ -192,10 +293,22 @@ def price_outliers(
     )
 
 
+@overload
+def dead_letter_counts(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+                       *, exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                       as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def dead_letter_counts(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+                       *, exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                       as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def dead_letter_counts(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
@@ -208,10 +321,22 @@ def dead_letter_counts(
     return _check(conn, "dead_letters", symbol, start, end, exchange, as_, require_stored=False)
 
 
+@overload
+def capture_runs(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                 exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                 as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def capture_runs(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                 exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                 as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def capture_runs(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
@@ -221,28 +346,55 @@ def capture_runs(
     return _check(conn, "capture_runs", symbol, start, end, exchange, as_, require_stored=False)
 
 
+@overload
+def bars_consistency(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                     exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                     as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def bars_consistency(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                     exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                     as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def bars_consistency(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
 ) -> Frame:
-    """Seconds whose 1 s bar differs from its trades: ts, problem, bar_/trades, bar_/volume, bar_/quote_volume."""
+    """Seconds whose 1 s bar differs from its trades: ts, problem, bar_/trades, bar_/volume,
+    bar_/quote_volume."""
     return _check(conn, "bars_consistency", symbol, start, end, exchange, as_)
+
+
+@overload
+def quality_report(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                   max_skew: SecondsLike = ..., min_halt: SecondsLike = ..., outlier_window: int = ...,
+                   outlier_threshold: DecimalLike = ..., exchange: str | None = ...,
+                   conn: psycopg.Connection | None = ..., as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def quality_report(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                   max_skew: SecondsLike = ..., min_halt: SecondsLike = ..., outlier_window: int = ...,
+                   outlier_threshold: DecimalLike = ..., exchange: str | None = ...,
+                   conn: psycopg.Connection | None = ..., as_: Literal["pandas"]) -> pd.DataFrame: ...
 
 
 def quality_report(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
-    max_skew: Any = timedelta(seconds=1),
-    min_halt: Any = timedelta(seconds=30),
+    max_skew: SecondsLike = timedelta(seconds=1),
+    min_halt: SecondsLike = timedelta(seconds=30),
     outlier_window: int = 60,
-    outlier_threshold: Decimal | str = "0.01",
+    outlier_threshold: DecimalLike = "0.01",
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
@@ -382,7 +534,8 @@ def quality_report(
                 "capture runs",
                 "info",
                 runs.height,
-                f"reconnects {int(runs['reconnects'].sum())}, gaps recorded {int(runs['gaps_recorded'].sum())}"
+                f"reconnects {int(runs['reconnects'].sum())}, "
+                f"gaps recorded {int(runs['gaps_recorded'].sum())}"
                 if runs.height
                 else "no capture run recorded (loaded or written directly)",
             )

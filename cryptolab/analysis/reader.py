@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import psycopg
 from psycopg import sql
 
 from ..errors import DatabaseError, DataError, first_line
 from ..storage.parquet.read import merge, read_archived_trades
-from .args import AGG_MODULE, AsType, Frame, parse_time
+from .args import AGG_MODULE, AsType, Frame, TimeLike, as_frame, parse_time
 from .execute import run
 from .frames import decimal_exprs, decimal_series
 from .scope import connection, resolve_span
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
 
 __all__ = ["load_trades", "load_agg_trades", "TRADE_COLUMNS", "DEFAULT_COLUMNS"]
 
@@ -36,10 +40,24 @@ _NUMERIC = {"price", "qty", "quote_qty"}
 _TIMES = {"trade_time", "event_time", "received_at", "ingested_at"}
 
 
+@overload
+def load_trades(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                columns: Sequence[str] = ..., exchange: str | None = ...,
+                engine: Literal["adbc", "copy"] = ..., conn: psycopg.Connection | None = ...,
+                as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def load_trades(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                columns: Sequence[str] = ..., exchange: str | None = ...,
+                engine: Literal["adbc", "copy"] = ..., conn: psycopg.Connection | None = ...,
+                as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def load_trades(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     columns: Sequence[str] = DEFAULT_COLUMNS,
     exchange: str | None = None,
@@ -91,13 +109,25 @@ def load_trades(
     result = merge(result, archived)  # one history: archive + database, in trade-id order
     if "trade_id" in cols and not result["trade_id"].is_sorted():
         result = result.sort("trade_id")  # in parallel, client side: cheaper than a server sort
-    return result.to_pandas() if as_ == "pandas" else result
+    return as_frame(result, as_)
+
+
+@overload
+def load_agg_trades(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                    exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                    as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def load_agg_trades(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                    exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                    as_: Literal["pandas"]) -> pd.DataFrame: ...
 
 
 def load_agg_trades(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,

@@ -27,6 +27,7 @@ from .args import (
     AGG_MODULE,
     MAX_ROWS,
     Kind,
+    TimeLike,
     _normalize_exchange,
     auto_interval,
     check_kind,
@@ -206,7 +207,7 @@ def resolve_span(
     symbol: Any,
     start: Any,
     end: Any,
-    exchange: Any = None,
+    exchange: str | None = None,
     *,
     default: timedelta = timedelta(hours=1),
     require_stored: bool = True,
@@ -294,10 +295,10 @@ def _say_kind(exchange: str, symbol: str, asked: str, chosen: str, both: bool) -
 
 
 def data_kind(
-    symbol: Any = None,
-    start: Any = None,
-    end: Any = None,
-    exchange: Any = None,
+    symbol: str | None = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
+    exchange: str | None = None,
     *,
     kind: Kind = "auto",
     conn: psycopg.Connection | None = None,

@@ -8,15 +8,18 @@ Runs the queries of `sql/traffic_analysis.sql`; arguments and result types as in
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Literal, overload
 
 import psycopg
 
 from ..errors import DataError
-from .args import AGG_MODULE, AsType, Frame, Kind, parse_decimal
+from .args import AGG_MODULE, AsType, DecimalLike, Frame, Kind, TimeLike, parse_decimal
 from .execute import run
 from .scope import check_buckets, connection, resolve_span
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
 
 __all__ = ["tps", "tps_stats", "bursts", "inter_arrival", "inter_arrival_stats", "ingest_throughput"]
 
@@ -24,10 +27,22 @@ _MODULE = "traffic_analysis"
 _SECOND = timedelta(seconds=1)
 
 
+@overload
+def tps(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+        exchange: str | None = ..., kind: Kind = ..., conn: psycopg.Connection | None = ...,
+        as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def tps(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+        exchange: str | None = ..., kind: Kind = ..., conn: psycopg.Connection | None = ...,
+        as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def tps(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     kind: Kind = "auto",
@@ -45,10 +60,22 @@ def tps(
         return run(c, AGG_MODULE if span.kind == "aggTrades" else _MODULE, "tps", span.values(), as_)
 
 
+@overload
+def tps_stats(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+              exchange: str | None = ..., kind: Kind = ..., conn: psycopg.Connection | None = ...,
+              as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def tps_stats(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+              exchange: str | None = ..., kind: Kind = ..., conn: psycopg.Connection | None = ...,
+              as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def tps_stats(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     kind: Kind = "auto",
@@ -65,13 +92,25 @@ def tps_stats(
         return run(c, AGG_MODULE if span.kind == "aggTrades" else _MODULE, "tps_stats", span.values(), as_)
 
 
+@overload
+def bursts(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+           window: int = ..., factor: DecimalLike = ..., exchange: str | None = ...,
+           conn: psycopg.Connection | None = ..., as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def bursts(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+           window: int = ..., factor: DecimalLike = ..., exchange: str | None = ...,
+           conn: psycopg.Connection | None = ..., as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def bursts(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     window: int = 60,
-    factor: Decimal | str | int = 3,
+    factor: DecimalLike = 3,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
     as_: AsType = "polars",
@@ -90,10 +129,22 @@ def bursts(
         return run(c, _MODULE, "bursts", span.values(burst_window=window, burst_factor=k), as_)
 
 
+@overload
+def inter_arrival(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                  exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                  as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def inter_arrival(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                  exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                  as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def inter_arrival(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
@@ -109,10 +160,22 @@ def inter_arrival(
         return run(c, _MODULE, "inter_arrival", span.values(), as_)
 
 
+@overload
+def inter_arrival_stats(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+                        *, exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                        as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def inter_arrival_stats(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+                        *, exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                        as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def inter_arrival_stats(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
@@ -124,10 +187,22 @@ def inter_arrival_stats(
         return run(c, _MODULE, "inter_arrival_stats", span.values(), as_)
 
 
+@overload
+def ingest_throughput(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                      exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                      as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def ingest_throughput(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                      exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                      as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def ingest_throughput(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,

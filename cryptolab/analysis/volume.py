@@ -15,14 +15,18 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import psycopg
 
 from ..errors import CryptolabError, DatabaseError, DataError, SourceError, first_line
-from .args import AGG_MODULE, AsType, Frame, Kind, normalize_symbol, parse_interval
+from .args import AGG_MODULE, AsType, Frame, Kind, TimeLike, normalize_symbol, parse_interval
 from .execute import run
 from .scope import check_buckets, connection, interval_for, resolve_span
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
 
 __all__ = ["stored_symbols", "daily_totals", "cvd", "fetch_klines", "reconcile_klines", "reconcile_or_skip",
            "DEFAULT_REST_URL"]
@@ -44,6 +48,16 @@ ON CONFLICT (exchange, symbol, interval, open_time) DO UPDATE SET
 """
 
 
+@overload
+def stored_symbols(exchange: str | None = ..., *, conn: psycopg.Connection | None = ...,
+                   as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def stored_symbols(exchange: str | None = ..., *, conn: psycopg.Connection | None = ...,
+                   as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def stored_symbols(exchange: str | None = None, *, conn: psycopg.Connection | None = None,
                    as_: AsType = "polars") -> Frame:
     """What is stored: exchange, symbol, first_second, last_second — on every exchange, or
@@ -57,10 +71,22 @@ def stored_symbols(exchange: str | None = None, *, conn: psycopg.Connection | No
     return frame.to_pandas() if as_ == "pandas" else frame
 
 
+@overload
+def daily_totals(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                 exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                 as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def daily_totals(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                 exchange: str | None = ..., conn: psycopg.Connection | None = ...,
+                 as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def daily_totals(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     exchange: str | None = None,
     conn: psycopg.Connection | None = None,
@@ -80,10 +106,22 @@ def daily_totals(
         return run(c, _MODULE, "daily_totals", values, as_)
 
 
+@overload
+def cvd(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+        interval: str | None = ..., *, tick_rule: bool = ..., exchange: str | None = ..., kind: Kind = ...,
+        conn: psycopg.Connection | None = ..., as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def cvd(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ...,
+        interval: str | None = ..., *, tick_rule: bool = ..., exchange: str | None = ..., kind: Kind = ...,
+        conn: psycopg.Connection | None = ..., as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def cvd(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     interval: str | None = None,
     *,
     tick_rule: bool = False,
@@ -170,8 +208,8 @@ async def _fetch(base_url: str, symbol: str, start_ms: int, end_ms: int) -> list
 
 def fetch_klines(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     base_url: str = DEFAULT_REST_URL,
     exchange: str | None = None,
@@ -214,10 +252,23 @@ def fetch_klines(
         return len(rows)
 
 
+@overload
+def reconcile_klines(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                     fetch: bool = ..., base_url: str = ..., exchange: str | None = ...,
+                     conn: psycopg.Connection | None = ...,
+                     as_: Literal["polars"] = ...) -> pl.DataFrame: ...
+
+
+@overload
+def reconcile_klines(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                     fetch: bool = ..., base_url: str = ..., exchange: str | None = ...,
+                     conn: psycopg.Connection | None = ..., as_: Literal["pandas"]) -> pd.DataFrame: ...
+
+
 def reconcile_klines(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     fetch: bool = False,
     base_url: str = DEFAULT_REST_URL,
@@ -246,10 +297,24 @@ def reconcile_klines(
         return run(c, _MODULE, "klines_reconcile", span.values(), as_)
 
 
+@overload
+def reconcile_or_skip(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                      base_url: str | None = ..., exchange: str | None = ...,
+                      conn: psycopg.Connection | None = ...,
+                      as_: Literal["polars"] = ...) -> tuple[pl.DataFrame | None, str]: ...
+
+
+@overload
+def reconcile_or_skip(symbol: str | None = ..., start: TimeLike | None = ..., end: TimeLike | None = ..., *,
+                      base_url: str | None = ..., exchange: str | None = ...,
+                      conn: psycopg.Connection | None = ...,
+                      as_: Literal["pandas"]) -> tuple[pd.DataFrame | None, str]: ...
+
+
 def reconcile_or_skip(
     symbol: str | None = None,
-    start: Any = None,
-    end: Any = None,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
     *,
     base_url: str | None = None,
     exchange: str | None = None,

@@ -12,7 +12,8 @@ from typing import Any
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .plots import DOWN, MUTED, UP, _col, _dates, empty, time_axis, to_float
+from .axes import _col, _dates, empty, time_axis, to_float
+from .theme import DOWN, MUTED, UP
 
 __all__ = ["depth_chart", "spread_mid", "book_overview", "ofi_returns", "trade_costs_panel", "book_panel"]
 
@@ -155,7 +156,8 @@ def book_panel(
     ax_depth: Axes | None, ax_spread: Axes, book: Any, top: Any, *, xlim: tuple[float, float] | None = None
 ) -> None:
     """The dashboard's book panel: the latest book's depth chart (when `ax_depth`), and the
-    spread (price units, grey) with the mid (black, right axis) over time (`top`: ts, mid, spread columns) on the candles' time axis."""
+    spread (price units, grey) with the mid (black, right axis) over time (`top`: ts, mid,
+    spread columns) on the candles' time axis."""
     if ax_depth is not None:
         depth_chart(ax_depth, book)
     if top is None or top.height == 0:

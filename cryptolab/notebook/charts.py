@@ -12,7 +12,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from . import plots
+from . import theme
 
 __all__ = ["LiveChart", "render_png", "interactive_available"]
 
@@ -93,7 +93,7 @@ class LiveChart:
         """Owners may set this False when nothing changed, so a `LiveView` tick skips the render."""
         self.interactive = interactive_available() if interactive is None else interactive
         """Live widget is an ipympl canvas (zoom, pan, hover) rather than a PNG image."""
-        self.dark = plots.dark_theme()
+        self.dark = theme.dark_theme()
         self._lock = threading.RLock()
         self._widget: Any = None
         self._canvas: Any = None
@@ -173,7 +173,7 @@ class LiveChart:
             kept = self._user_limits() if self._canvas is not None else []
             self.figure.clear()
             self.draw(self.figure)
-            plots.apply_theme(self.figure, dark=self.dark)
+            theme.apply_theme(self.figure, dark=self.dark)
             if self._canvas is not None:
                 clear_of_toolbar(self.figure)
             self._auto_limits = [(tuple(ax.get_xlim()), tuple(ax.get_ylim())) for ax in self.figure.axes]  # type: ignore[misc]

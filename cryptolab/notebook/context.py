@@ -82,7 +82,8 @@ def notebook_context(
             reads = (
                 "raw trades"
                 if kind == "trades"
-                else "aggregate trades (aggTrades: counts are last − first + 1; functions without `kind` need raw trades)"
+                else "aggregate trades (aggTrades: counts are last − first + 1; "
+                "functions without `kind` need raw trades)"
             )
             chosen = (chosen + "\n" if chosen else "") + f"reading {reads}"
     except Exception:

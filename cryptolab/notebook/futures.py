@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from matplotlib.figure import Figure
 
+from ..analysis.args import TimeLike
 from ..errors import DataError
-from .plots import DOWN, MUTED, UP, _col, _dates, empty, time_axis, to_float
+from .axes import _col, _dates, empty, time_axis, to_float
+from .theme import DOWN, MUTED, UP
 
 __all__ = ["FuturesMarket", "futures_market", "load_futures", "futures_overview"]
 
@@ -40,8 +43,8 @@ class FuturesMarket:
         return self.note
 
 
-def futures_market(conn: Any, exchange: str | None, symbol: str | None, start: Any = None,
-                   end: Any = None) -> FuturesMarket:
+def futures_market(conn: psycopg.Connection, exchange: str | None, symbol: str | None,
+                   start: TimeLike | None = None, end: TimeLike | None = None) -> FuturesMarket:
     """The USD-M market beside `exchange` (either market's name, or None: the one holding data)."""
     from ..analysis.futures import futures_scope
 
@@ -54,7 +57,7 @@ def futures_market(conn: Any, exchange: str | None, symbol: str | None, start: A
     return FuturesMarket(s.exchange, s.spot_exchange, s.symbol, s.start, s.end, note)
 
 
-def load_futures(m: FuturesMarket, interval: str | None, conn: Any) -> dict[str, Any]:
+def load_futures(m: FuturesMarket, interval: str | None, conn: psycopg.Connection | None) -> dict[str, Any]:
     """Everything notebook 07 draws, over the market's range: the perp's bars and CVD (from its
     aggregate trades), basis, funding, liquidations, open interest."""
     import warnings

@@ -80,13 +80,15 @@ FROM bars_1s WHERE exchange = %(ex)s AND symbol = %(sym)s AND ts >= %(lo)s AND t
 # The rest of the prefix (checkpoint → window start), the day's open and the last 10 s.
 _Q_SESSION = """
 SELECT
-  (SELECT row(coalesce(sum(volume), 0), coalesce(sum(quote_volume), 0),
-              coalesce(sum(taker_buy_volume), 0), coalesce(sum(quote_volume * quote_volume / volume), 0))::text
-     FROM bars_1s WHERE exchange = %(ex)s AND symbol = %(sym)s AND ts >= %(checkpoint)s AND ts < %(from)s) AS prior,
+  (SELECT row(coalesce(sum(volume), 0), coalesce(sum(quote_volume), 0), coalesce(sum(taker_buy_volume), 0),
+              coalesce(sum(quote_volume * quote_volume / volume), 0))::text
+     FROM bars_1s
+    WHERE exchange = %(ex)s AND symbol = %(sym)s AND ts >= %(checkpoint)s AND ts < %(from)s) AS prior,
   (SELECT open FROM bars_1s WHERE exchange = %(ex)s AND symbol = %(sym)s AND ts >= %(session)s
     ORDER BY ts LIMIT 1) AS session_open,
   (SELECT coalesce(sum(trade_count), 0) FROM bars_1s
-    WHERE exchange = %(ex)s AND symbol = %(sym)s AND ts > %(to)s - %(tps_span)s AND ts <= %(to)s) AS recent_trades
+    WHERE exchange = %(ex)s AND symbol = %(sym)s AND ts > %(to)s - %(tps_span)s AND ts <= %(to)s)
+       AS recent_trades
 """
 
 

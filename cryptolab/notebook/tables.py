@@ -7,8 +7,7 @@ import html
 from typing import Any
 
 from ..analysis.display import format_value, frame_html
-from . import plots
-from .plots import DOWN, MUTED, UP
+from .theme import DOWN, MUTED, UP, WARN
 from .tiles import _FG
 
 __all__ = ["to_html", "status_table", "table"]
@@ -17,7 +16,7 @@ __all__ = ["to_html", "status_table", "table"]
 def status_table(frame: Any, status_col: str = "status") -> str:
     """A DataFrame as an HTML table with each row coloured by its status
     (ok green, warn amber, fail red, info grey) — a scorecard."""
-    colours = {"ok": UP, "match": UP, "warn": plots.WARN, "fail": DOWN, "mismatch": DOWN, "info": MUTED}
+    colours = {"ok": UP, "match": UP, "warn": WARN, "fail": DOWN, "mismatch": DOWN, "info": MUTED}
     cols = list(frame.columns)
     head = "".join(f'<th style="text-align:left;padding:3px 8px">{html.escape(c)}</th>' for c in cols)
     rows = []

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from .plots import DOWN, MUTED, UP
+from .theme import DOWN, MUTED, UP
 from .tiles import _fmt
 
 __all__ = ["Tape"]

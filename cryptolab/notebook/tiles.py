@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from .plots import DOWN, MUTED, UP
+from .theme import DOWN, MUTED, UP
 
 __all__ = ["KpiTile", "KpiRow"]
 
@@ -76,13 +76,15 @@ class KpiTile:
         colour = {"up": UP, "down": DOWN}.get(self.state.tone or "", _FG)
         sub_colour = {"up": UP, "down": DOWN}.get(self.state.tone or "", MUTED)
         return (
-            '<div style="border:1px solid var(--jp-border-color2, #e5e7eb);border-radius:8px;padding:6px 10px;'
+            '<div style="border:1px solid var(--jp-border-color2, #e5e7eb);border-radius:8px;'
+            "padding:6px 10px;"
             'font-family:system-ui,sans-serif;background:var(--jp-layout-color1, #fff);min-height:64px">'
             f'<div style="font-size:11px;color:{MUTED};text-transform:uppercase;letter-spacing:.04em">'
             f"{html.escape(self.label)}</div>"
             f'<div style="font-size:19px;font-weight:600;color:{colour};white-space:nowrap;'
             f'font-variant-numeric:tabular-nums">{html.escape(self.state.value)}</div>'
-            f'<div style="font-size:11px;color:{sub_colour};white-space:nowrap">{html.escape(self.state.sub) or "&nbsp;"}</div>'
+            f'<div style="font-size:11px;color:{sub_colour};white-space:nowrap">'
+            f'{html.escape(self.state.sub) or "&nbsp;"}</div>'
             "</div>"
         )
 

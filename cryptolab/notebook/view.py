@@ -14,9 +14,9 @@ from matplotlib.figure import Figure
 
 from ..analysis.display import figures_html
 from .charts import LiveChart
-from .plots import DOWN, MUTED
 from .tables import to_html
 from .tape import Tape
+from .theme import DOWN, MUTED
 from .ticker import Ticker
 from .tiles import KpiRow, KpiTile
 

@@ -102,7 +102,8 @@ def insert_aggs(conn: psycopg.Connection, symbol: str, aggs: list[tuple[Any, ...
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO agg_trades (exchange, symbol, agg_id, price, qty, first_trade_id, last_trade_id, "
-            "trade_time, is_buyer_maker, source) VALUES ('binance', %s, %s, %s, %s, %s, %s, %s, %s, 'backfill')",
+            "trade_time, is_buyer_maker, source) "
+            "VALUES ('binance', %s, %s, %s, %s, %s, %s, %s, %s, 'backfill')",
             [(symbol, a[0], a[1], a[2], a[3], a[4], us_to_datetime(a[5]), a[6]) for a in aggs],
         )
     conn.commit()

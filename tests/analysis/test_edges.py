@@ -134,7 +134,8 @@ _KLINES_FROM_TRADES = """
 INSERT INTO klines (exchange, symbol, interval, open_time, close_time, open, high, low, close, volume,
                     quote_volume, trade_count, taker_buy_volume, taker_buy_quote, fetched_at)
 SELECT 'binance', 'BTCUSDT', '1m', m, m + interval '59.999 seconds',
-       (array_agg(price ORDER BY trade_id))[1], max(price), min(price), (array_agg(price ORDER BY trade_id DESC))[1],
+       (array_agg(price ORDER BY trade_id))[1], max(price), min(price),
+       (array_agg(price ORDER BY trade_id DESC))[1],
        sum(qty), round(sum(price * qty), 8), count(*),
        coalesce(sum(qty) FILTER (WHERE NOT is_buyer_maker), 0),
        round(coalesce(sum(price * qty) FILTER (WHERE NOT is_buyer_maker), 0), 8), now()

@@ -209,7 +209,8 @@ def test_bad_input_is_one_clear_line(conn: psycopg.Connection) -> None:
     cases = [
         (
             lambda: an.funding("BTCUSDT", exchange="binance", conn=conn),
-            "funding is a USD-M futures analysis: spot has no funding — pass market='usdm' (exchange 'binance-usdm')",
+            "funding is a USD-M futures analysis: spot has no funding — "
+            "pass market='usdm' (exchange 'binance-usdm')",
         ),
         (lambda: an.funding("BTCUSDT", market="spot", conn=conn), "spot has no funding"),
         (lambda: an.open_interest("BTCUSDT", market="spot", conn=conn), "spot has no open interest"),

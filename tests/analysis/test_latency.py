@@ -24,7 +24,8 @@ from tests.analysis.test_data import (  # noqa: F401  (fixtures)
 
 def _raw(conn) -> list[tuple]:
     rows = conn.execute(
-        "SELECT trade_id, trade_time, event_time, received_at, ingested_at FROM trades WHERE symbol = %s ORDER BY trade_id",
+        "SELECT trade_id, trade_time, event_time, received_at, ingested_at FROM trades "
+        "WHERE symbol = %s ORDER BY trade_id",
         (SYMBOL,),
     ).fetchall()
     conn.rollback()

@@ -176,8 +176,10 @@ def test_duplicates_across_sources(dsn: str) -> None:
             live[2]._replace(trade_time_us=live[2].trade_time_us + 5, price=Decimal("100.6")),
         ):
             c.execute(
-                "INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, source) "
-                "VALUES (%s, %s, %s, %s, %s, %s, timestamptz 'epoch' + %s * interval '1 microsecond', 'backfill')",
+                "INSERT INTO trades "
+                "(exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, source) "
+                "VALUES (%s, %s, %s, %s, %s, %s, "
+                "timestamptz 'epoch' + %s * interval '1 microsecond', 'backfill')",
                 (t.exchange, t.symbol, t.trade_id, t.price, t.qty, t.is_buyer_maker, t.trade_time_us),
             )
         w.write([live[3]._replace(source="backfill")])  # same trade: not stored twice
@@ -212,8 +214,10 @@ def test_capture_runs_with_their_gaps(dsn: str) -> None:
     write_market(dsn, MARKET)
     with psycopg.connect(dsn) as c:
         run_id = c.execute(
-            "INSERT INTO capture_runs (exchange, symbols, endpoint, started_at, stopped_at, status, reconnects) "
-            "VALUES ('binance', ARRAY['testusdt'], 'ws://127.0.0.1:1', %s, %s, 'stopped', 2) RETURNING run_id",
+            "INSERT INTO capture_runs "
+            "(exchange, symbols, endpoint, started_at, stopped_at, status, reconnects) "
+            "VALUES ('binance', ARRAY['testusdt'], 'ws://127.0.0.1:1', %s, %s, 'stopped', 2) "
+            "RETURNING run_id",
             (START, END),
         ).fetchone()[0]
         c.execute(

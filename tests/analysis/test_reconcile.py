@@ -117,8 +117,8 @@ def test_minutes_without_klines_are_incomplete(dsn: str) -> None:
         TradeWriter(c).write([Trade("binance", "INCUSDT", 1, Decimal("5"), Decimal("1"), False,
                                     datetime_to_us(base) + 5, None, None, "live")])
         c.execute(
-            "INSERT INTO klines (exchange, symbol, interval, open_time, close_time, open, high, low, close, volume,"
-            " quote_volume, trade_count, taker_buy_volume, taker_buy_quote, fetched_at) VALUES"
+            "INSERT INTO klines (exchange, symbol, interval, open_time, close_time, open, high, low, close,"
+            " volume, quote_volume, trade_count, taker_buy_volume, taker_buy_quote, fetched_at) VALUES"
             " ('binance', 'INCUSDT', '1m', %s, %s, 5, 5, 5, 5, 2, 10, 2, 2, 10, %s)",
             (base, base + timedelta(seconds=59.999), base + timedelta(seconds=30)),
         )
