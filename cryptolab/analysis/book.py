@@ -381,8 +381,8 @@ def _break_error(
     """Say which break `target` lies in and which snapshot heals it."""
     reached = int(f["last_id"][r.last]) if r is not None and r.last >= r.first else None
     gap = conn.execute(
-        "SELECT reason, after_update_id, before_update_id, missing, detected_at, snapshot_update_id FROM book_gaps "
-        "WHERE exchange = %s AND symbol = %s AND after_update_id <= %s "
+        "SELECT reason, after_update_id, before_update_id, missing, detected_at, snapshot_update_id "
+        "FROM book_gaps WHERE exchange = %s AND symbol = %s AND after_update_id <= %s "
         "AND (snapshot_update_id IS NULL OR snapshot_update_id > %s) ORDER BY after_update_id DESC LIMIT 1",
         (exch, sym, target, target),
     ).fetchone()
@@ -395,16 +395,16 @@ def _break_error(
         }.get(reason, reason)
         lost = f", {missing} update ids missing" if missing else ""
         head = (
-            f"{sym}'s book on {exch} cannot be rebuilt at update id {target}: it lies in {what} after update id "
-            f"{after}{'' if before is None else f' (next seen {before}'}{lost}{'' if before is None else ')'}, "
-            f"detected {detected.isoformat()}"
+            f"{sym}'s book on {exch} cannot be rebuilt at update id {target}: it lies in {what} "
+            f"after update id {after}{'' if before is None else f' (next seen {before}'}{lost}"
+            f"{'' if before is None else ')'}, detected {detected.isoformat()}"
         )
     else:
         after = reached
         nxt = int(f["first_id"][r.last + 1]) if r is not None and r.last + 1 < f.height else None
         head = (
-            f"{sym}'s book on {exch} cannot be rebuilt at update id {target}: the stored diffs break after update "
-            f"id {reached}{'' if nxt is None else f' (the next stored diff starts at {nxt})'}"
+            f"{sym}'s book on {exch} cannot be rebuilt at update id {target}: the stored diffs break "
+            f"after update id {reached}{'' if nxt is None else f' (the next stored diff starts at {nxt})'}"
         )
         healer = None
     cover_first(conn, "book_snapshots", exch, sym, above=target if healer is None else healer - 1)
@@ -415,8 +415,8 @@ def _break_error(
     ).fetchone()
     if heal is not None:
         tail = (
-            f"; the snapshot at update id {heal[0]} (received {heal[1].isoformat()}) heals it: ask for an update "
-            f"id ≥ {heal[0]} or a later time"
+            f"; the snapshot at update id {heal[0]} (received {heal[1].isoformat()}) heals it: ask for an "
+            f"update id ≥ {heal[0]} or a later time"
         )
         healer = heal[0]
     else:

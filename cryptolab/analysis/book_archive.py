@@ -63,7 +63,8 @@ def _min(*xs: Any) -> Any:
 
 @dataclass(frozen=True)
 class DayPick:
-    """The pure choices: which of the dropped days `days` (of one kind and market) may hold the rows asked for."""
+    """The pure choices: which of the dropped days `days` (of one kind and market) may hold the rows
+    asked for."""
 
     days: Sequence[BookRecord]
 

@@ -298,8 +298,9 @@ def read_snapshots(
     import polars as pl
 
     q = (
-        "SELECT last_update_id, received_at, bid_price::text[], bid_qty::text[], ask_price::text[], ask_qty::text[]"
-        " FROM book_snapshots WHERE exchange = %s AND symbol = %s AND last_update_id >= %s AND last_update_id <= %s"
+        "SELECT last_update_id, received_at, bid_price::text[], bid_qty::text[], ask_price::text[],"
+        " ask_qty::text[] FROM book_snapshots WHERE exchange = %s AND symbol = %s"
+        " AND last_update_id >= %s AND last_update_id <= %s"
         " ORDER BY last_update_id"
     )
     rows = conn.execute(q, (exch, sym, -1 if lo is None else lo, 2**62 if hi is None else hi)).fetchall()

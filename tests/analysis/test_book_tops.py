@@ -98,7 +98,9 @@ def test_book_top_reads_the_stored_tops_and_gives_the_rebuilt_rows(conn: psycopg
     assert rebuilt.equals(from_tops) and rebuilt.schema == from_tops.schema
 
 
-def test_a_run_missing_one_stored_top_is_rebuilt_from_its_levels_the_others_read(conn: psycopg.Connection) -> None:
+def test_a_run_missing_one_stored_top_is_rebuilt_from_its_levels_the_others_read(
+    conn: psycopg.Connection,
+) -> None:
     rows, _ = _rows_with_a_loss()
     _store(conn, rows)
     whole = _top(conn)
