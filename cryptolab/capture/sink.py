@@ -157,6 +157,8 @@ class Sink:
         """Whether this thread writes the run's periodic heartbeat (not while the cluster's tick carries it)."""
         self.riders: collections.deque[_Rider] = collections.deque()
         """Statements to commit with the next data (`offer`)."""
+        self.last_write = 0.0
+        """When (monotonic) the last batch was committed."""
 
     # ---- producers (event-loop thread)
 
@@ -178,8 +180,10 @@ class Sink:
         """Run `statements` in the next data transaction (the cluster's renewal rides there:
         `cluster.Carrier`); None when no rows wait to be committed. The future holds each
         statement's rows once committed, or the error that rolled it back; cancel it to take
-        it back before the writer does."""
-        if not (self.trades or self.book or self.futures) or self.failed or not self.link.up:
+        it back before the writer does. Also taken while nothing waits but data was committed in
+        the last second (a quiet market between two trades: the next one comes soon)."""
+        waiting = self.trades or self.book or self.futures
+        if not (waiting or time.monotonic() - self.last_write < 1.0) or self.failed or not self.link.up:
             return None
         fut: concurrent.futures.Future[_Rows] = concurrent.futures.Future()
         self.riders.append((list(statements), fut))
@@ -483,6 +487,7 @@ class Sink:
             self._store(rows[:mid], dead, book[:bmid], futures[:fmid])
             self._store(rows[mid:], [], book[bmid:], futures[fmid:])
             return
+        self.last_write = time.monotonic()
         if riders:
             got, k = res.also or [], 0
             for stmts, fut in riders:

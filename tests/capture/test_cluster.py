@@ -120,3 +120,30 @@ def test_a_rolled_back_data_commit_sends_the_renewal_to_its_own_connection(dsn: 
     assert cl.rode == 0 and cl.owned == {"BTCUSDT"}
     assert _expiry(dsn) > before  # type: ignore[operator]
     assert counters.stored == 9 and counters.rejected_rows == 1
+
+
+def test_between_two_trades_of_a_quiet_market_the_renewal_rides_with_the_next(
+    dsn: str, tmp_path: Path
+) -> None:
+    cl = _cluster(dsn)
+    sink = _sink(dsn, Journal(tmp_path / "j"), Counters(), [], commit_window=0.2)
+    sink.start("test-writer")
+
+    async def quiet() -> None:
+        sink.trades.append(trade(1)._replace(received_at_us=now_us()))
+        sink.wake.set()
+        while _stored(dsn) < 1:  # the first trade committed; nothing waits now
+            await asyncio.sleep(0.02)
+        assert not sink.trades
+        tick = asyncio.create_task(cl.tick(carrier=sink))
+        await asyncio.sleep(0.1)  # the next trade of a quiet market
+        sink.trades.append(trade(2)._replace(received_at_us=now_us()))
+        sink.wake.set()
+        await tick
+
+    try:
+        asyncio.run(quiet())
+    finally:
+        sink.finish()
+        sink.join(30)
+    assert cl.rode == 1 and _stored(dsn) == 2
