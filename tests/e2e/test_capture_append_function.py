@@ -62,3 +62,19 @@ def test_kill_9_and_restart_through_the_one_call_append(dsn: str, exchange) -> N
 def test_rejected_rows_are_dead_letters_through_the_one_call_append(dsn: str, tmp_path: Path) -> None:
     _install(dsn)
     tf.test_rows_the_database_rejects_are_dead_letters_not_an_outage(dsn, tmp_path)
+
+
+def test_a_book_capture_through_every_book_fault_through_the_one_call_append(exchange, dsn: str) -> None:
+    """Trades and book rows in one transaction: the call inside it, the book's COPYs after."""
+    from tests.e2e import test_capture_book as tb
+
+    _install(dsn)
+    tb.test_book_capture_through_every_book_fault_is_exact_and_heals(exchange, dsn)
+    tc.wait_until(lambda: _calls(dsn) >= 1, 15, "the capture's backend to report its calls")
+
+
+def test_perp_and_spot_with_faults_through_the_one_call_append(exchange, dsn: str) -> None:
+    from tests.e2e import test_capture_usdm as tu
+
+    _install(dsn)
+    tu.test_perp_and_spot_captured_together_with_faults_are_exact(exchange, dsn)
