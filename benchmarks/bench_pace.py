@@ -1,6 +1,7 @@
 """A real market's pace: CPU per market-hour of a capture, commits/s, receive→commit latency.
 
     python benchmarks/bench_pace.py [--seconds 300 | --quick] [--rates 31,310] [--windows 0.2,0] [--peer cryptofeed|none]
+                                    [--mix trades|book] [--baseline REV]
 
 BTCUSDT's spot trade rate in the team's recording is ~31 trades/s; the run is at that pace and
 at 10× it, each for --seconds. For each commit window (0.2 s, the default; 0 = commit as soon
@@ -21,6 +22,17 @@ runs with the Python of its own venv (`$CRYPTOLAB_BENCH_PEERS/cryptofeed-pyX.Y`,
 when missing (with python3.13+ when there is one: cryptofeed 3 needs it). Its CPU is measured the same way (the process's user +
 system time over the same length of run after the same warm-up), and the line
 `cryptolab ÷ cryptofeed` is the capture's total (process + PostgreSQL backends) over it.
+
+`--mix book`: the exchange serves BTCUSDT's real mix (`cryptolab exchange --pace`: ~31 trades/s,
+~112 bookTicker/s, 10 depth diffs/s carrying ~460 level updates/s; `--rates` are then trades/s
+too, 31 being 1× the real pace), the capture stores trades, depth diffs and bookTickers
+(`streams=trade,depth,bookTicker`) and cryptofeed receives the same three streams (trades, its L2
+book from the REST snapshot and the 100 ms diffs, tickers from bookTicker) into memory.
+
+`--baseline REV`: every cell also runs the capture code of git revision REV (its tree extracted
+to a temporary directory, the same exchange settings, one after the other), for a before/after in
+one run. The scratch database gets `sql/schema/append_trades.sql` (the one-call append) when
+schema.sql does not carry it yet; a baseline that predates it does not use it.
 """
 
 from __future__ import annotations
@@ -37,7 +49,7 @@ from pathlib import Path
 
 import psycopg
 from _common import scratch_database
-from bench_capture import _cpu_backends, _cpu_self, start_exchange, stop_exchange
+from bench_capture import _cpu_backends, _cpu_self, extract, start_exchange, stop_exchange
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -100,9 +112,10 @@ def _xact(dsn: str) -> int:
 def _child(args: str) -> None:
     from cryptolab.capture import Capture
 
-    dsn, ws, seconds, window = json.loads(args)
+    dsn, ws, seconds, window, mix = json.loads(args)
     dbname = str(psycopg.conninfo.conninfo_to_dict(dsn)["dbname"])
-    cap = Capture(["btcusdt"], source=ws, dsn=dsn, commit_window=window).start()
+    streams = {"streams": ("trade", "depth", "bookTicker")} if mix == "book" else {}
+    cap = Capture(["btcusdt"], source=ws, dsn=dsn, commit_window=window, **streams).start()
     time.sleep(WARMUP)
     st0, t0, c0, pg0, x0 = cap.status(), time.monotonic(), _cpu_self(), _cpu_backends(dbname), _xact(dsn)
     cap.reset_latencies()
@@ -127,19 +140,59 @@ def _child(args: str) -> None:
                 "data_commits_per_s": (st1.commits - st0.commits) / wall,
                 "p50": q(0.5),
                 "p99": q(0.99),
+                "messages_per_s": (st1.messages - st0.messages) / wall,
             }
         )
     )
 
 
+def start_pace_exchange(rate: float) -> tuple[subprocess.Popen[str], str]:
+    """The local exchange serving BTCUSDT's real mix at rate/31 times its pace."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # always this tree's exchange
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cryptolab.cli.main", "exchange", "--pace", "btcusdt"]
+        + ["--pace-x", str(rate / 31.0), "--seed", "1", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline().split()
+    return proc, dict(p.split("=", 1) for p in first)["ws"]
+
+
+def install_append_function(dsn: str) -> bool:
+    """sql/schema/append_trades.sql into the scratch database when schema.sql did not bring it."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        row = c.execute("SELECT to_regproc('cryptolab_append_trades') IS NOT NULL").fetchone()
+        if row is not None and row[0]:
+            return False
+        c.execute((ROOT / "sql" / "schema" / "append_trades.sql").read_text())  # type: ignore[arg-type]
+    return True
+
+
 def run(
-    dsn: str, rate: float, seconds: float, window: float, peer: Path | None = None
+    dsn: str,
+    rate: float,
+    seconds: float,
+    window: float,
+    peer: Path | None = None,
+    mix: str = "trades",
+    code: str | None = None,
 ) -> tuple[dict[str, float], dict[str, float] | None]:
-    """One capture (and, given `peer`, cryptofeed at the same time) on one exchange's stream."""
+    """One capture (and, given `peer`, cryptofeed at the same time) on one exchange's stream;
+    `code`: another tree's capture code (a baseline)."""
     with psycopg.connect(dsn) as conn:
         conn.execute("TRUNCATE trades, bars_1s, capture_gaps")
-    proc, ws = start_exchange(rate)
+        if mix == "book":
+            conn.execute("TRUNCATE book_diffs, quotes, book_snapshots")
+    proc, ws = start_pace_exchange(rate) if mix == "book" else start_exchange(rate)
     rest = "http://" + ws.removeprefix("ws://")
+    env_child = dict(os.environ)
+    if code is not None:
+        env_child["PYTHONPATH"] = code
     try:
         side = None
         if peer is not None:
@@ -148,7 +201,8 @@ def run(
             env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
             env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="cryptolab-bench-peer-")
             side = subprocess.Popen(
-                [str(peer), str(HERE / "peer_cryptofeed.py"), ws, rest, "btcusdt", str(seconds), str(WARMUP)],
+                [str(peer), str(HERE / "peer_cryptofeed.py"), ws, rest, "btcusdt", str(seconds), str(WARMUP)]
+                + [mix],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -156,11 +210,11 @@ def run(
                 cwd=HERE,
             )
         out = subprocess.run(
-            [sys.executable, __file__, "--child", json.dumps([dsn, ws, seconds, window])],
+            [sys.executable, __file__, "--child", json.dumps([dsn, ws, seconds, window, mix])],
             cwd=ROOT,
             capture_output=True,
             text=True,
-            env=dict(os.environ),
+            env=env_child,
         )
         peer_out = side.communicate(timeout=seconds + 60) if side is not None else None
     finally:
@@ -189,6 +243,10 @@ def main() -> None:
     ap.add_argument(
         "--windows", default="0.2,0", help="commit windows to compare (0 = the pre-group-commit way)"
     )
+    ap.add_argument(
+        "--mix", choices=("trades", "book"), default="trades", help="trades only, or BTCUSDT's real mix"
+    )
+    ap.add_argument("--baseline", metavar="REV", help="also run the capture code of this git revision")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -198,39 +256,48 @@ def main() -> None:
     peer = peer_python() if a.peer == "cryptofeed" else None
     if peer is not None:
         print(f"peer: cryptofeed {peer_version(peer)} ({peer})")
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    variants: list[tuple[str, str | None]] = [("this tree", None)]
+    if a.baseline:
+        variants.append((a.baseline, extract(a.baseline)))
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average at start: {load}; mix: {a.mix}", flush=True)
     with scratch_database("pace") as dsn:
+        if install_append_function(dsn):
+            print("applied sql/schema/append_trades.sql (schema.sql does not carry it yet)")
         print(
-            f"{'rate':>6} {'window':>7} {'stored/s':>9} {'cpu cap s/h':>12} {'cpu pg s/h':>11} {'total s/h':>10} "
-            f"{'xact/s':>7} {'data commits/s':>15} {'p50 ms':>7} {'p99 ms':>7}"
+            f"{'rate':>6} {'window':>7} {'code':>10} {'stored/s':>9} {'cpu cap s/h':>12} {'cpu pg s/h':>11} "
+            f"{'total s/h':>10} {'xact/s':>7} {'data commits/s':>15} {'p50 ms':>7} {'p99 ms':>7} "
+            f"{'msgs/s':>7} {'load':>5}"
         )
         for rate in (float(x) for x in a.rates.split(",")):
-            rows = []
-            peer_result = None
+            totals: dict[tuple[float, str], float] = {}
             for i, window in enumerate(float(x) for x in a.windows.split(",")):
-                r, p = run(dsn, rate, seconds, window, peer if i == 0 else None)
-                rows.append((window, r))
-                total = r["cpu_capture_h"] + r["cpu_pg_h"]
-                print(
-                    f"{rate:>6.0f} {window:>7.2f} {r['trades_per_s']:>9.1f} {r['cpu_capture_h']:>12.1f} "
-                    f"{r['cpu_pg_h']:>11.1f} {total:>10.1f} {r['xact_per_s']:>7.1f} {r['data_commits_per_s']:>15.1f} "
-                    f"{r['p50']:>7.1f} {r['p99']:>7.1f}",
-                    flush=True,
-                )
-                if p is not None:
-                    peer_result = (window, total, p)
-            if peer_result is not None:
-                window, total, p = peer_result
-                ratio = total / p["cpu_h"] if p["cpu_h"] > 0 else float("inf")
-                print(
-                    f"{rate:>6.0f} {'peer':>7} {p['trades_per_s']:>9.1f} {p['cpu_h']:>12.1f} {'':>11} {p['cpu_h']:>10.1f}"
-                    f"   cryptofeed, same stream, same time; cryptolab (window {window:g} s) ÷ cryptofeed = "
-                    f"{ratio:.2f}x",
-                    flush=True,
-                )
-            if len(rows) == 2:
-                (w0, r0), (w1, r1) = rows
-                t0, t1 = r0["cpu_capture_h"] + r0["cpu_pg_h"], r1["cpu_capture_h"] + r1["cpu_pg_h"]
+                for name, code in variants:
+                    r, p = run(dsn, rate, seconds, window, peer if i == 0 else None, a.mix, code)
+                    total = r["cpu_capture_h"] + r["cpu_pg_h"]
+                    totals[(window, name)] = total
+                    print(
+                        f"{rate:>6.0f} {window:>7.2f} {name[:10]:>10} {r['trades_per_s']:>9.1f} "
+                        f"{r['cpu_capture_h']:>12.1f} {r['cpu_pg_h']:>11.1f} {total:>10.1f} "
+                        f"{r['xact_per_s']:>7.1f} "
+                        f"{r['data_commits_per_s']:>15.1f} {r['p50']:>7.1f} {r['p99']:>7.1f} "
+                        f"{r.get('messages_per_s', float('nan')):>7.1f} {os.getloadavg()[0]:>5.2f}",
+                        flush=True,
+                    )
+                    if p is not None:
+                        ratio = total / p["cpu_h"] if p["cpu_h"] > 0 else float("inf")
+                        print(
+                            f"{rate:>6.0f} {'peer':>7} {'cryptofeed':>10} {p['trades_per_s']:>9.1f} "
+                            f"{p['cpu_h']:>12.1f} "
+                            f"{'':>11} {p['cpu_h']:>10.1f}   same stream, same time "
+                            f"({p.get('book_updates_per_s', 0.0):.0f} book updates/s); cryptolab ({name}) ÷ "
+                            f"cryptofeed = {ratio:.2f}x",
+                            flush=True,
+                        )
+            windows = sorted({w for w, _ in totals}, reverse=True)
+            if len(windows) == 2:
+                w0, w1 = windows
+                t0, t1 = totals[(w0, "this tree")], totals[(w1, "this tree")]
                 print(
                     f"       at {rate:.0f}/s: window {w0:g} s costs {t0 / t1:.2f}x the CPU of window {w1:g} s"
                 )

@@ -3,7 +3,11 @@
 Run by `bench_pace.py` with the Python of cryptofeed's own venv (it does not import
 cryptolab):
 
-    <venv>/bin/python benchmarks/peer_cryptofeed.py WS_URL REST_URL SYMBOL SECONDS WARMUP
+    <venv>/bin/python benchmarks/peer_cryptofeed.py WS_URL REST_URL SYMBOL SECONDS WARMUP [trades|book]
+
+`book` also subscribes cryptofeed's L2 book (its REST snapshot from the local exchange's
+`/api/v3/depth`, then the `@depth@100ms` diffs applied to its own `OrderBook`) and its ticker
+(`@bookTicker`), each with a callback that only counts.
 
 Every URL cryptofeed knows for Binance (websocket, REST, their sandboxes) is replaced by the
 local exchange's before the first call, and `socket.getaddrinfo` refuses any host other than
@@ -54,6 +58,7 @@ def main() -> None:
         float(sys.argv[4]),
         float(sys.argv[5]),
     )
+    mix = sys.argv[6] if len(sys.argv) > 6 else "trades"
 
     import dataclasses
 
@@ -61,7 +66,7 @@ def main() -> None:
     import cryptofeed.feed
     from cryptofeed import FeedHandler
     from cryptofeed.connection import WSAsyncConn
-    from cryptofeed.defines import TRADES
+    from cryptofeed.defines import L2_BOOK, TICKER, TRADES
 
     class PlainWS(WSAsyncConn):  # type: ignore[misc]
         """cryptofeed refuses ws:// (only wss://); the local exchange, like the capture's run, is plain."""
@@ -92,24 +97,40 @@ def main() -> None:
                 await super().message_handler(msg, conn, timestamp)
 
     count = [0]
+    others = [0]
 
     async def on_trade(trade: Any, receipt: float) -> None:
         count[0] += 1
 
+    async def on_other(update: Any, receipt: float) -> None:
+        others[0] += 1
+
     fh = FeedHandler(config={"uvloop": True, "log": {"disabled": True}})
     base, quote = symbol[:-4].upper(), symbol[-4:].upper()
-    fh.add_feed(LocalBinance(symbols=[f"{base}-{quote}"], channels=[TRADES], callbacks={TRADES: on_trade}))
+    channels: list[str] = [TRADES]
+    callbacks: dict[str, Any] = {TRADES: on_trade}
+    if mix == "book":
+        channels += [L2_BOOK, TICKER]
+        callbacks.update({L2_BOOK: on_other, TICKER: on_other})
+    fh.add_feed(LocalBinance(symbols=[f"{base}-{quote}"], channels=channels, callbacks=callbacks))
 
     async def measure() -> None:
         await asyncio.sleep(warmup)
         t = os.times()
-        c0, n0, w0 = t.user + t.system, count[0], time.monotonic()
+        c0, n0, o0, w0 = t.user + t.system, count[0], others[0], time.monotonic()
         await asyncio.sleep(seconds)
         t = os.times()
-        c1, n1, w1 = t.user + t.system, count[0], time.monotonic()
+        c1, n1, o1, w1 = t.user + t.system, count[0], others[0], time.monotonic()
         wall = w1 - w0
         print(
-            json.dumps({"trades_per_s": (n1 - n0) / wall, "cpu_h": (c1 - c0) * 3600 / wall, "trades": n1}),
+            json.dumps(
+                {
+                    "trades_per_s": (n1 - n0) / wall,
+                    "book_updates_per_s": (o1 - o0) / wall,
+                    "cpu_h": (c1 - c0) * 3600 / wall,
+                    "trades": n1,
+                }
+            ),
             flush=True,
         )
         os._exit(0 if n1 > n0 else 1)

@@ -9,10 +9,19 @@ else — so a capturer cut off from the database stops before another one starts
 database returns, a lease that no one took in between is still ours: `tick()` renews it and
 reports its symbol as gained again, and the capture resumes it after what is stored (the
 hole is filled from REST by id). A lease is never held without its symbol being captured.
+
+A tick's renewal (heartbeat, lease renewal, the look at the others) is one transaction. When the
+capture has rows waiting to be committed, it rides in *their* transaction instead (`Carrier`:
+the sink's writer runs the statements with its next data commit), so a capture that stores
+data commits once per data commit, not once more per renewal; when the writer does not take
+it within `RIDE_WAIT` seconds (nothing due, the database away), the tick runs it on its own
+connection as before.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import os
 import socket
@@ -20,18 +29,33 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import psycopg
 
 from ..config import mask_dsn
 from .ownership import Lease, Member, plan_ownership, steady
 
-__all__ = ["Cluster", "TickResult"]
+__all__ = ["Carrier", "Cluster", "RIDE_WAIT", "Rows", "Statement", "TickResult"]
 
 log = logging.getLogger("cryptolab.capture")
 
 MARGIN = 0.5
 """Seconds of safety between the local end of a lease and the server's."""
+RIDE_WAIT = 0.5
+"""Seconds a renewal waits for the data's writer to take it before it runs on its own."""
+
+Statement = tuple[str, Sequence[object]]
+Rows = list[list[tuple[Any, ...]]]
+"""Each statement's rows ([] for one that returns none)."""
+
+
+class Carrier(Protocol):
+    """Who can run a renewal's statements in its next data transaction (the capture's sink)."""
+
+    def offer(self, statements: Sequence[Statement]) -> concurrent.futures.Future[Rows] | None:
+        """A future of the statements' rows once committed with data; None when no data is waiting."""
+        ...
 
 
 @dataclass
@@ -60,6 +84,8 @@ class Cluster:
         self._free_since: dict[str, float] = {}
         self._live_since: dict[str, float] = {}
         self._conn: psycopg.AsyncConnection | None = None
+        self.rode = 0
+        """Renewals committed in the data's transaction (see `Carrier`)."""
 
     async def _connect(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -97,44 +123,53 @@ class Cluster:
         *,
         rows_stored: int = 0,
         lag_ms: float | None = None,
-        also: Sequence[tuple[str, Sequence[object]]] = (),
+        also: Sequence[Statement] = (),
+        carrier: Carrier | None = None,
     ) -> TickResult:
         """Renew, look, claim, hand back. Raises psycopg.Error when the database cannot be used.
 
-        `also`: statements (SQL, parameters) to run in the renewal's transaction (the run's heartbeat)."""
+        `also`: statements (SQL, parameters) to run in the renewal's transaction (the run's heartbeat).
+        `carrier`: who may run the renewal in its data transaction (see the module's doc)."""
         started = time.monotonic()
-        conn = await self._connect()
         out = TickResult()
         # one transaction a tick when nothing changes hands: heartbeat, renewal and the look at the
         # others (an idle capture's whole cost to the database); claims and hand-backs below commit
         # each on its own, as before (holding a claimed row while renewing could deadlock two capturers)
-        async with conn.transaction():
-            await conn.execute(
+        statements: list[Statement] = [
+            (
                 "UPDATE capture_members SET heartbeat_at = clock_timestamp(), rows_stored = %s, lag_ms = %s, "
                 "state = 'running' WHERE member_id = %s",
                 (rows_stored, lag_ms, self.member_id),
-            )
-            for sql, params in also:
-                await conn.execute(sql, params)
-            cur = await conn.execute(
+            ),
+            *also,
+            (
                 "UPDATE capture_leases SET expires_at = clock_timestamp() + make_interval(secs => %s) "
                 "WHERE exchange = %s AND owner = %s RETURNING symbol",
                 (self.lease_seconds, self.exchange, self.member_id),
-            )
-            still = {str(r[0]) for r in await cur.fetchall()}
-            cur = await conn.execute(
+            ),
+            (
                 "SELECT member_id, requested, standby, extract(epoch FROM clock_timestamp() - started_at)::float8, "
                 "extract(epoch FROM clock_timestamp() - heartbeat_at)::float8, host, pid "
                 "FROM capture_members WHERE exchange = %s AND state = 'running'",
                 (self.exchange,),
-            )
-            rows = await cur.fetchall()
-            cur = await conn.execute(
+            ),
+            (
                 "SELECT symbol, owner, extract(epoch FROM expires_at - clock_timestamp())::float8 "
                 "FROM capture_leases WHERE exchange = %s",
                 (self.exchange,),
-            )
-            lease_rows = await cur.fetchall()
+            ),
+        ]
+        got = await self._ride(carrier, statements) if carrier is not None else None
+        self.rode += got is not None
+        if got is None:
+            conn = await self._connect()
+            got = []
+            async with conn.transaction():
+                for sql, params in statements:
+                    cur = await conn.execute(sql, params)
+                    got.append(await cur.fetchall() if cur.description is not None else [])
+        still = {str(r[0]) for r in got[-3]}
+        rows, lease_rows = got[-2], got[-1]
         out.lost = sorted(self.owned - still)
         # Leases still ours on the server but not captured here: our local lease ran out while
         # the database was away and no one took the symbol over. The renewal above made them
@@ -158,6 +193,8 @@ class Cluster:
             live_within=max(3.0, self.lease_seconds),
         )
         self._free_since = {s: self._free_since.get(s, now) for s in plan.free}
+        if plan.release or plan.claim:
+            conn = await self._connect()
         for sym in plan.release:
             # make-before-break: the lease goes straight to the preferred capturer, which starts at
             # its next tick (its renewal returns the symbol); this one streams on until its own next
@@ -190,6 +227,29 @@ class Cluster:
             s: who.get(o, o) for s, o in held.items() if s in self.requested and s not in self.owned
         }
         return out
+
+    @staticmethod
+    async def _ride(carrier: Carrier, statements: Sequence[Statement]) -> Rows | None:
+        """The statements' rows, committed with the carrier's data; None when it did not take them
+        in time (or its transaction failed): then they run on this member's own connection."""
+        fut = carrier.offer(statements)
+        if fut is None:
+            return None
+        waiting = asyncio.wrap_future(fut)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiting), RIDE_WAIT)
+        except asyncio.CancelledError:
+            fut.cancel()  # (when not taken yet)
+            raise
+        except asyncio.TimeoutError:
+            if fut.cancel():  # not taken: never runs there
+                return None
+            try:  # taken, being committed: its outcome (the caller's own timeout bounds the wait)
+                return await waiting
+            except Exception:
+                return None
+        except Exception:  # the data's transaction failed: nothing of it committed
+            return None
 
     def expired_locally(self) -> list[str]:
         """Symbols whose lease may have run out (no renewal got through in time): stop them now."""

@@ -279,7 +279,12 @@ class Roster:
             also = [self.sink.runs.heartbeat_statement(self.counters)] if beat else []
             try:
                 res = await asyncio.wait_for(
-                    cluster.tick(rows_stored=self.counters.stored, lag_ms=self.sink.lag_ms, also=also),
+                    cluster.tick(
+                        rows_stored=self.counters.stored,
+                        lag_ms=self.sink.lag_ms,
+                        also=also,
+                        carrier=self.sink,
+                    ),
                     max(1.0, opts.lease_seconds / 2),
                 )
             except (psycopg.Error, asyncio.TimeoutError, OSError) as exc:

@@ -13,6 +13,7 @@ kept in the journal; the thread never dies silently.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import logging
 import threading
 import time
@@ -31,7 +32,7 @@ from ..storage import db
 from ..storage.futures import FuturesRow
 from ..storage.journal import Journal, JournalFullError
 from ..storage.journal_format import Segment
-from ..storage.writer import TradeWriter
+from ..storage.writer import Statement, TradeWriter
 from .batching import commit_wait, drain, plan_turn
 from .options import CaptureOptions, Counters
 from .runs import RunLog
@@ -40,6 +41,10 @@ from .sequencer import GapEvent
 __all__ = ["DbLink", "Sink"]
 
 log = logging.getLogger("cryptolab.capture")
+
+_Rows = list[list[tuple[Any, ...]]]
+_Rider = tuple[list[Statement], "concurrent.futures.Future[_Rows]"]
+"""Statements to commit with the next data, and who waits for their rows (`Sink.offer`)."""
 
 
 @dataclass
@@ -150,6 +155,10 @@ class Sink:
         self._thread: threading.Thread | None = None
         self.run_beats = True
         """Whether this thread writes the run's periodic heartbeat (not while the cluster's tick carries it)."""
+        self.riders: collections.deque[_Rider] = collections.deque()
+        """Statements to commit with the next data (`offer`)."""
+        self.last_write = 0.0
+        """When (monotonic) the last batch was committed."""
 
     # ---- producers (event-loop thread)
 
@@ -166,6 +175,27 @@ class Sink:
     def put_gap(self, ev: GapEvent) -> None:
         self.gaps.append(ev)
         self.wake.set()
+
+    def offer(self, statements: Sequence[Statement]) -> concurrent.futures.Future[_Rows] | None:
+        """Run `statements` in the next data transaction (the cluster's renewal rides there:
+        `cluster.Carrier`); None when no rows wait to be committed. The future holds each
+        statement's rows once committed, or the error that rolled it back; cancel it to take
+        it back before the writer does. Also taken while nothing waits but data was committed in
+        the last second (a quiet market between two trades: the next one comes soon)."""
+        waiting = self.trades or self.book or self.futures
+        if not (waiting or time.monotonic() - self.last_write < 1.0) or self.failed or not self.link.up:
+            return None
+        fut: concurrent.futures.Future[_Rows] = concurrent.futures.Future()
+        self.riders.append((list(statements), fut))
+        return fut
+
+    def _take_riders(self) -> list[_Rider]:
+        """The renewals waiting for a data transaction, now running (cancelled ones dropped)."""
+        out = []
+        for rider in drain(self.riders, len(self.riders)):
+            if rider[1].set_running_or_notify_cancel():
+                out.append(rider)
+        return out
 
     # ---- thread
 
@@ -353,16 +383,22 @@ class Sink:
         futures: Sequence[FuturesRow] = (),
     ) -> None:
         """One batch to the database, or to the journal when the database is away."""
+        riders = self._take_riders()
         if not to_database:
+            _settle(riders, DatabaseError("the database is away: the batch went to the journal"))
             self._spill(batch, dead, book, futures)
             return
         try:
-            self._store(batch, dead, book, futures)
+            self._store(batch, dead, book, futures, riders)
         except DatabaseError as exc:
+            _settle(riders, exc)
             if not _is_outage(exc, self.link):
                 raise
             self.link.failed(exc)
             self._spill(batch, dead, book, futures)
+        except BaseException as exc:
+            _settle(riders, exc)
+            raise
 
     def _bookkeeping(self, last_beat: float) -> float:
         """Gaps and the run's heartbeat into the run log (when the database answers)."""
@@ -428,14 +464,22 @@ class Sink:
         dead: Sequence[DeadLetter],
         book: Sequence[BookRow] = (),
         futures: Sequence[FuturesRow] = (),
+        riders: Sequence[_Rider] = (),
     ) -> None:
-        """Store one batch; rows the database rejects as data become dead letters."""
+        """Store one batch (with the riders' statements); rows the database rejects as data become
+        dead letters (the riders then run on their own)."""
         writer = self.link.writer
         assert writer is not None
         appended = writer.appended
+        also = [st for stmts, _ in riders for st in stmts]
         try:
-            res = writer.write(rows, dead, book, futures) if futures else writer.write(rows, dead, book)
+            if futures:
+                res = writer.write(rows, dead, book, futures, also=also)
+            else:
+                res = writer.write(rows, dead, book, also=also)
         except DataError as exc:
+            _settle(riders, exc)
+            riders = ()
             if len(rows) + len(dead) + len(book) + len(futures) <= 1:
                 self._reject(rows, dead, exc, book, futures)
                 return
@@ -443,6 +487,12 @@ class Sink:
             self._store(rows[:mid], dead, book[:bmid], futures[:fmid])
             self._store(rows[mid:], [], book[bmid:], futures[fmid:])
             return
+        self.last_write = time.monotonic()
+        if riders:
+            got, k = res.also or [], 0
+            for stmts, fut in riders:
+                fut.set_result(got[k : k + len(stmts)])
+                k += len(stmts)
         if res.futures is not None:
             self._account_futures(res.futures, futures)
         if res.book is not None:
@@ -541,6 +591,13 @@ class Sink:
             for t in batch:
                 if t.received_at_us is not None and t.source != "backfill":
                     lat.append(done - t.received_at_us)
+
+
+def _settle(riders: Sequence[_Rider], exc: BaseException) -> None:
+    """The riders' statements did not commit: say so to whoever waits (they run on their own)."""
+    for _, fut in riders:
+        if not fut.done():
+            fut.set_exception(DatabaseError(f"not committed with the data: {short_error(exc)}"))
 
 
 def short_error(exc: BaseException, limit: int = 160) -> str:

@@ -6,6 +6,12 @@ from the batch itself. A batch whose ids repeat or go back for some symbol (a re
 overlap, a backfill, a replay) takes the merge: staging, dedupe, fold what was new. The
 decision is per batch, never per trade; whether the ids lie above what is stored is asked
 of the database under a per-symbol lock (`TradeWriter`).
+
+`trade_arrays` turns a batch into the parameters of the server-side append
+(`cryptolab_append_trades`, sql/schema/append_trades.sql): one PostgreSQL array literal per
+column, so the whole batch is one statement's parameters (no staging table, one round trip).
+Prices and quantities go as their exact decimal digits (`str(Decimal)`, as the COPY of the
+merge sends them) and PostgreSQL's numeric input parses them exactly.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from dataclasses import dataclass
 
 from ..model import Trade
 
-__all__ = ["AppendRange", "append_ranges"]
+__all__ = ["AppendRange", "append_ranges", "trade_arrays"]
 
 
 @dataclass(frozen=True)
@@ -43,3 +49,37 @@ def append_ranges(trades: Sequence[Trade]) -> list[AppendRange] | None:
         else:
             return None
     return [AppendRange(ex, sym, lo, hi, t0) for (ex, sym), (lo, hi, t0) in sorted(last.items())]
+
+
+_BOOL = {True: "t", False: "f"}
+
+
+def _quoted(values: tuple[str, ...]) -> str:
+    """A text array literal: every element double-quoted, backslashes and quotes escaped."""
+    q = {v: '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in set(values)}
+    return "{" + ",".join(map(q.__getitem__, values)) + "}"
+
+
+def _plain(values: tuple[object, ...]) -> str:
+    """An array literal of numbers (ints, Decimals: their str) where None is NULL."""
+    if None in values:
+        return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def trade_arrays(trades: Sequence[Trade]) -> tuple[str, ...]:
+    """The batch as ten array literals, in `Trade`'s field order (exchange, symbol, trade id,
+    price, qty, side, trade/event/receive times in µs, source)."""
+    ex, sym, ids, price, qty, maker, t, ev, rcv, src = zip(*trades)
+    return (
+        _quoted(ex),
+        _quoted(sym),
+        _plain(ids),
+        _plain(price),
+        _plain(qty),
+        "{" + ",".join(map(_BOOL.__getitem__, maker)) + "}",
+        _plain(t),
+        _plain(ev),
+        _plain(rcv),
+        _quoted(src),
+    )

@@ -20,6 +20,16 @@ One call to `TradeWriter.write()` is one transaction:
 4. `COPY` any dead letters of the batch into `dead_letters`.
 
 Either all of it commits or none of it does.
+
+**Round trips.** When the database has `cryptolab_append_trades` (sql/schema/append_trades.sql),
+steps 1–2 of an append are that one server-side call: the lock, the stored-range check, the
+insert and the bars fold, with the batch as array parameters (no staging table). A batch of
+trades alone, on a connection not inside a transaction, is then **one statement in one round
+trip** (its own transaction); with statements to run alongside (`also`: the capture's lease
+renewal and heartbeats) one pipelined round trip. A batch the call cannot append (it returns
+NULL, or a duplicate key) is merged as above; a batch with book rows, futures or dead letters
+is one transaction with the call inside. Without the function the writer stages every batch
+and asks statement by statement (~8 round trips a commit).
 """
 
 from __future__ import annotations
@@ -30,18 +40,21 @@ from datetime import date, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import pq
 
 from ..book.model import BookRow
 from ..errors import DatabaseError, DataError, TradeConflict
 from ..model import DeadLetter, Trade
-from .append import AppendRange, append_ranges
+from .append import AppendRange, append_ranges, trade_arrays
 from .book import BookResult, BookWriter
 
 __all__ = [
+    "APPEND_FUNCTION",
     "BARS_FOLD",
     "BARS_INSERT",
     "BARS_ON_CONFLICT",
     "SAME_TRADE",
+    "Statement",
     "TRADE_TEXT",
     "TradeWriter",
     "WriteResult",
@@ -253,6 +266,19 @@ def lock_symbols(conn: psycopg.Connection, keys: Iterable[tuple[str, str]]) -> N
         conn.execute(_LOCK, (names,))
 
 
+# The server-side append (sql/schema/append_trades.sql): NULL when the batch must be merged.
+_APPEND_CALL = (
+    "SELECT cryptolab_append_trades(%s::text[], %s::text[], %s::int8[], %s::numeric[], %s::numeric[],"
+    " %s::bool[], %s::int8[], %s::int8[], %s::int8[], %s::text[])"
+)
+APPEND_FUNCTION = (
+    "cryptolab_append_trades(text[], text[], bigint[], numeric[], numeric[], boolean[], bigint[], bigint[],"
+    " bigint[], text[])"
+)
+
+Statement = tuple[str, Sequence[object]]
+"""One SQL statement and its parameters, to run in a batch's transaction (`write(…, also=…)`)."""
+
 _DEAD_COPY = (
     "COPY dead_letters (received_at, source, exchange, symbol, reason, payload, payload_bytes)"
     " FROM STDIN (FORMAT BINARY)"
@@ -274,6 +300,9 @@ class WriteResult:
     """What the batch's book rows (diffs, quotes, snapshots, gaps) stored, when it had any."""
     futures: Any = None
     """What the batch's USD-M futures rows stored (`storage.futures.FuturesResult`), when it had any."""
+    also: list[list[tuple[Any, ...]]] | None = None
+    """The rows each of `write(…, also=…)`'s statements returned ([] for one that returns none),
+    committed with the batch; None when there were no such statements."""
 
     @property
     def duplicates(self) -> int:
@@ -301,6 +330,8 @@ class TradeWriter:
         """Batches stored by the append fast path."""
         self.merged = 0
         """Batches stored by the merge (staging, dedupe)."""
+        self.server_append = False
+        """Whether the database has `cryptolab_append_trades` (the one-call append)."""
         self.book = BookWriter(conn)
         """The book's rows go in the same transaction as the trades (`write(…, book=…)`)."""
 
@@ -313,6 +344,8 @@ class TradeWriter:
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                 "WHERE i.inhparent = 'trades'::regclass"
             ).fetchall()
+            fn = self.conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (APPEND_FUNCTION,)).fetchone()
+        self.server_append = bool(fn and fn[0])
         for (name,) in rows:
             if name.startswith("trades_") and name[7:].isdigit():
                 d = date(int(name[7:11]), int(name[11:13]), int(name[13:15]))
@@ -335,11 +368,14 @@ class TradeWriter:
         dead_letters: Iterable[DeadLetter] = (),
         book: Sequence[BookRow] = (),
         futures: Sequence[Any] = (),
+        also: Sequence[Statement] = (),
     ) -> WriteResult:
         """Store a batch (trades, dead letters, book rows) in one transaction; return what was new.
 
+        `also`: statements to commit in the same transaction (their rows in `WriteResult.also`).
         Raises `DataError` when the database rejects the rows themselves (split the batch
-        to find them; `TradeConflict` when a row contradicts the stored trade of its id) and `DatabaseError` when it cannot be used (an outage: retry later).
+        to find them; `TradeConflict` when a row contradicts the stored trade of its id) and
+        `DatabaseError` when it cannot be used (an outage: retry later).
         """
         dead = list(dead_letters)
         try:
@@ -348,19 +384,22 @@ class TradeWriter:
                 self._ensure_days(trades)
             if book:
                 self.book.prepare(book)
-            booked = fut = None
-            with self.conn.transaction():
-                inserted = bars = archived = 0
-                if trades:
-                    inserted, bars, archived = self._store(trades)
-                if book:
-                    booked = self.book.store(book)
-                if futures:
-                    from .futures import write_futures
-
-                    fut = write_futures(self.conn, futures)
-                if dead:
-                    self._write_dead(dead)
+            nested = self.conn.info.transaction_status != pq.TransactionStatus.IDLE
+            merge = False
+            if self.server_append and trades and not (dead or book or futures or nested):
+                done = self._append_alone(trades, also)
+                if done is not None and done.inserted == len(trades):
+                    return done
+                merge = True  # the call stored nothing of the trades: merge them
+                if done is not None:  # ... but `also` committed with it
+                    return self._with_also(self._write(trades, [], (), (), (), nested, merge), done.also)
+            try:
+                return self._write(trades, dead, book, futures, also, nested, merge)
+            except psycopg.errors.UniqueViolation:
+                if nested or merge or not self.server_append:
+                    raise
+                self.book.forget()  # the whole transaction rolled back: again, merging
+                return self._write(trades, dead, book, futures, also, nested, True)
         except TradeConflict as exc:
             self.book.forget()
             raise TradeConflict(f"{exc}; nothing of this batch of {len(trades)} trades was stored") from None
@@ -377,17 +416,104 @@ class TradeWriter:
             raise DatabaseError(
                 f"could not store {len(trades)} trades: {str(exc).strip().splitlines()[0]}"
             ) from exc
-        return WriteResult(len(trades), inserted, bars, len(dead), archived, booked, fut)
 
-    def _store(self, trades: Sequence[Trade]) -> tuple[int, int, int]:
-        """Stage the batch, then append it or merge it; (inserted, bars touched, archived)."""
+    @staticmethod
+    def _with_also(res: WriteResult, also: list[list[tuple[Any, ...]]] | None) -> WriteResult:
+        r = res
+        return WriteResult(
+            r.offered, r.inserted, r.bars_touched, r.dead_letters, r.archived, r.book, r.futures, also
+        )
+
+    def _write(
+        self,
+        trades: Sequence[Trade],
+        dead: Sequence[DeadLetter],
+        book: Sequence[BookRow],
+        futures: Sequence[Any],
+        also: Sequence[Statement],
+        nested: bool,
+        merge: bool,
+    ) -> WriteResult:
+        """The batch in one transaction (a savepoint when the caller's transaction is open)."""
+        booked = fut = rows = None
+        with self.conn.transaction():
+            inserted = bars = archived = 0
+            if trades:
+                inserted, bars, archived = self._store(trades, nested=nested, merge=merge)
+            if book:
+                booked = self.book.store(book)
+            if futures:
+                from .futures import write_futures
+
+                fut = write_futures(self.conn, futures)
+            if dead:
+                self._write_dead(dead)
+            if also:
+                rows = self._run_also(also)
+        return WriteResult(len(trades), inserted, bars, len(dead), archived, booked, fut, rows)
+
+    def _run_also(self, also: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
+        out = []
+        for sql, params in also:
+            cur = self.conn.execute(sql, params)
+            out.append(cur.fetchall() if cur.description is not None else [])
+        return out
+
+    def _append_alone(self, trades: Sequence[Trade], also: Sequence[Statement]) -> WriteResult | None:
+        """A batch of trades alone through the one-call append, as its own transaction: one
+        statement in autocommit (one round trip), or with `also` one pipelined transaction.
+        Its result has inserted 0 when the call returned NULL (merge the trades; `also` committed),
+        None when the database refused the append (a duplicate key: nothing committed)."""
+        if append_ranges(trades) is None:
+            return None
+        params = trade_arrays(trades)
+        conn = self.conn
+        try:
+            if not also:
+                conn.autocommit = True
+                try:
+                    row = conn.execute(_APPEND_CALL, params).fetchone()
+                finally:
+                    if conn.info.transaction_status == pq.TransactionStatus.IDLE:  # (else it is broken)
+                        conn.autocommit = False
+                rows = None
+            else:
+                with conn.pipeline(), conn.transaction():
+                    cur = conn.execute(_APPEND_CALL, params)
+                    curs = [conn.execute(sql, p) for sql, p in also]
+                row = cur.fetchone()
+                rows = [c.fetchall() if c.description is not None else [] for c in curs]
+        except psycopg.errors.UniqueViolation:
+            return None
+        if row is None or row[0] is None:
+            return WriteResult(len(trades), 0, 0, 0, also=rows)
+        self.appended += 1
+        return WriteResult(len(trades), len(trades), int(row[0]), 0, also=rows)
+
+    def _store(self, trades: Sequence[Trade], *, nested: bool, merge: bool) -> tuple[int, int, int]:
+        """Append the batch or merge it; (inserted, bars touched, archived)."""
+        ranges = None if merge else append_ranges(trades)
+        if ranges is not None and self.server_append:
+            # one call: lock, check, insert, fold. A duplicate key aborts the transaction; when
+            # it is the caller's, only a savepoint's worth (else `write` rolls back and merges)
+            if nested:
+                try:
+                    with self.conn.transaction():
+                        row = self.conn.execute(_APPEND_CALL, trade_arrays(trades)).fetchone()
+                except psycopg.errors.UniqueViolation:
+                    row = None
+            else:
+                row = self.conn.execute(_APPEND_CALL, trade_arrays(trades)).fetchone()
+            if row is not None and row[0] is not None:
+                self.appended += 1
+                return len(trades), int(row[0]), 0
+            ranges = None  # stored or archived ids in range: merge
         lock_symbols(self.conn, {(t.exchange, t.symbol) for t in trades})
         with self.conn.cursor() as cur:
             with cur.copy(_STAGE_COPY) as copy:
                 copy.set_types(_STAGE_TYPES)
                 for t in trades:
                     copy.write_row(t)
-            ranges = append_ranges(trades)
             if ranges is not None and not self._stored_in(cur, ranges):
                 try:
                     with self.conn.transaction():
