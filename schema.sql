@@ -636,6 +636,12 @@ INSERT INTO schema_version (version, description)
 VALUES (10, 'book_tops: the best bid and ask after every applied diff, read by book_top')
 ON CONFLICT (version) DO NOTHING;
 
+-- ---------------------------------------------------------------- server-side functions
+-- The writers' server-side functions live in sql/schema/*.sql (plain SQL, idempotent, each
+-- documented at its top): apply_schema runs them after this file, in name order; in psql run
+-- them after it too:  for f in sql/schema/*.sql; do psql "$DSN" -f "$f"; done
+-- A writer uses a function only where the database has it.
+
 -- ---------------------------------------------------------------- version 11+
 -- Append later changes here as idempotent steps, each closed by its own
 -- INSERT INTO schema_version.

@@ -101,8 +101,10 @@ def connect(
 
 
 def apply_schema(conn: psycopg.Connection) -> int:
-    """Apply `schema.sql` (idempotent, serialized by an advisory lock); return the version."""
+    """Apply `schema.sql`, then the server-side functions of `sql/schema/*.sql` in name order
+    (each idempotent; serialized by an advisory lock); return the version."""
     text = SCHEMA_PATH.read_text()
+    functions = [p.read_text() for p in sorted((SQL_DIR / "schema").glob("*.sql"))]
     with _schema_lock:
         prev = conn.autocommit
         conn.autocommit = True
@@ -110,6 +112,8 @@ def apply_schema(conn: psycopg.Connection) -> int:
             conn.execute("SELECT pg_advisory_lock(hashtext('cryptolab_schema'))")
             try:
                 conn.execute(text)  # a multi-statement script, no parameters
+                for script in functions:  # after the tables they use
+                    conn.execute(script)
                 # under the same lock: a partition made while another session's script runs
                 # `CREATE INDEX … ON trades` deadlocks the two (each waits for the other)
                 ensure_partitions(conn)

@@ -25,7 +25,7 @@ APPEND_SQL = Path(SQL_DIR) / "schema" / "append_trades.sql"
 
 
 def install_append_function(conn: psycopg.Connection) -> None:
-    """Apply sql/schema/append_trades.sql (until schema.sql carries it)."""
+    """Apply sql/schema/append_trades.sql again (apply_schema does; a test that dropped it needs it back)."""
     conn.execute(APPEND_SQL.read_text())
     conn.commit()
 
@@ -235,3 +235,12 @@ def test_concurrent_one_call_and_staged_writers_agree(dsn: str, fconn: psycopg.C
         1500,
     )
     assert fconn.execute("SELECT sum(trade_count) FROM bars_1s").fetchone() == (1500,)
+
+
+def test_the_schema_brings_the_function(conn: psycopg.Connection) -> None:
+    # apply_schema runs sql/schema/*.sql after schema.sql: a new database has the one-call append
+    row = conn.execute(
+        "SELECT to_regprocedure('cryptolab_append_trades(text[], text[], bigint[], numeric[], numeric[],"
+        " boolean[], bigint[], bigint[], bigint[], text[])') IS NOT NULL"
+    ).fetchone()
+    assert row == (True,)
