@@ -13,6 +13,7 @@ def test_backoff_grows_within_its_cap_and_never_below_a_quarter_base() -> None:
     low = list(itertools.islice(backoff(0.25, 4.0, rand=lambda: 0.0), 3))
     assert low == [0.0625] * 3
 
+
 def test_connect_budget_refuses_past_its_limit_until_the_window_moves() -> None:
     now = [0.0]
     budget = ConnectBudget(3, window=300, clock=lambda: now[0])

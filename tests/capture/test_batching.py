@@ -14,9 +14,11 @@ def test_batching_writes_to_the_database_only_when_up_and_the_journal_is_empty()
     down = plan_turn(queued=10, journal_rows=0, db_up=False, max_queue_rows=100)
     assert not down.replay_journal and down.write_to == "journal" and down.spill == 0
 
+
 def test_batching_spills_the_oldest_half_when_memory_passes_its_bound() -> None:
     assert plan_turn(queued=101, journal_rows=0, db_up=True, max_queue_rows=100).spill == 51
     assert plan_turn(queued=100, journal_rows=0, db_up=True, max_queue_rows=100).spill == 0
+
 
 def test_group_commit_waits_for_the_window_or_a_full_group() -> None:
     from cryptolab.capture.batching import commit_wait

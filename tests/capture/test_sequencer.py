@@ -102,6 +102,7 @@ def test_due_in_is_the_wait_until_the_first_missing_range_is_due() -> None:
     late.see(20, now=3.0)
     assert policy.due_in([quiet, holed, late], 10.4) == 0.0
 
+
 def test_a_sequencer_says_when_a_range_opens_and_only_then() -> None:
     seq, opened = Sequencer("A", 10), []
     seq.on_open = lambda: opened.append(seq.last_id)

@@ -24,6 +24,7 @@ def test_chart_renders_png_and_updates_widget() -> None:
     png2 = chart.render()
     assert png2 != png1 and bytes(widget.value) == png2
 
+
 def test_interactive_chart_is_an_ipympl_canvas_that_keeps_a_users_zoom() -> None:
     pytest.importorskip("ipympl")
     n = {"i": 0}
@@ -41,6 +42,7 @@ def test_interactive_chart_is_an_ipympl_canvas_that_keeps_a_users_zoom() -> None
     ax.set_xlim(0.5, 1.0)  # the user zooms in
     chart.render()
     assert tuple(chart.figure.axes[0].get_xlim()) == (0.5, 1.0) and n["i"] == 2  # redrawn, zoom kept
+
 
 def test_home_and_reset_view_let_go_of_a_zoom() -> None:
     pytest.importorskip("ipympl")
@@ -67,6 +69,7 @@ def test_home_and_reset_view_let_go_of_a_zoom() -> None:
     chart.reset_view()
     chart.render()
     assert tuple(chart.figure.axes[0].get_xlim()) != (100.0, 101.0)
+
 
 def test_price_labels_are_clear_of_the_floating_toolbar() -> None:
     pytest.importorskip("ipympl")

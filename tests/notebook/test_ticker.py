@@ -17,6 +17,7 @@ def wait_for(cond: Any, timeout: float = 5.0) -> bool:
         time.sleep(0.01)
     return bool(cond())
 
+
 def test_ticker_ticks_pauses_resumes_and_stops() -> None:
     calls: list[str] = []
     t = Ticker(lambda: calls.append(threading.current_thread().name), interval=0.02, key="t1").start()
@@ -33,6 +34,7 @@ def test_ticker_ticks_pauses_resumes_and_stops() -> None:
     assert wait_for(lambda: len(calls) >= n + 3)
     assert t.stop(timeout=2) and not t.running
 
+
 def test_ticker_keeps_running_after_an_error() -> None:
     seen: list[BaseException] = []
     n = {"i": 0}
@@ -47,6 +49,7 @@ def test_ticker_keeps_running_after_an_error() -> None:
     t.stop()
     assert t.errors == 1 and isinstance(seen[0], RuntimeError)
     assert t.last_error is None  # cleared by the next good tick
+
 
 def test_same_key_replaces_the_previous_timer() -> None:
     a = Ticker(lambda: None, interval=0.01, key="dup").start()
