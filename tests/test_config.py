@@ -1,5 +1,5 @@
 """Passwords in DSNs and URLs are masked wherever shown, and never put on a command line (issue
-13, item 5)."""
+13, item 5); a CRYPTOLAB_HOME that is a file or read-only is one clear line, exit 2."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from cryptolab.config import mask_dsn, mask_url
 from cryptolab.errors import DatabaseError
 from cryptolab.storage import db, embedded
+from tests.cli._helpers import _cli, _one_line
 
 SECRET = "s3cret-Pw"
 
@@ -98,3 +99,46 @@ def test_db_psql_passes_the_password_in_the_environment_not_argv(
     argv, env_line = r.stdout.strip().splitlines()[-2:]
     assert "psql" in argv and SECRET not in argv, argv
     assert env_line == f"env={SECRET}"
+
+
+def test_home_that_is_a_file_or_read_only(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CRYPTOLAB_DSN"}
+    env["CRYPTOLAB_ENV_FILE"] = str(tmp_path / "no.env")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for home in (afile, afile / "sub"):
+        r = _cli("db", "start", env={**env, "CRYPTOLAB_HOME": str(home)})
+        assert r.returncode == 2 and "not a directory" in _one_line(r.stderr), r.stderr
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mounted = False
+    if os.geteuid() == 0:  # root writes through any mode bits: a read-only file system it is
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True, check=False
+        )
+        if r.returncode != 0:
+            pytest.skip("as root a read-only CRYPTOLAB_HOME needs a read-only mount, and mount failed")
+        mounted = True
+    else:
+        ro.chmod(0o555)
+    try:
+        for home in (ro, ro / "sub"):
+            r = _cli("db", "start", env={**env, "CRYPTOLAB_HOME": str(home)})
+            assert r.returncode == 2 and "not writable" in _one_line(r.stderr), r.stderr
+            r = _cli(
+                "capture",
+                "--symbols",
+                "btcusdt",
+                "--source",
+                "simulator",
+                "--seconds",
+                "1",
+                "--dsn",
+                "postgresql://nobody@127.0.0.1:1/x",
+                env={**env, "CRYPTOLAB_HOME": str(home)},
+            )
+            assert r.returncode == 2 and "not writable" in _one_line(r.stderr), r.stderr
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(ro)], check=False)
+        ro.chmod(0o755)
