@@ -14,7 +14,7 @@ import pytest
 from cryptolab.config import mask_dsn, mask_url
 from cryptolab.errors import DatabaseError
 from cryptolab.storage import db, embedded
-from tests.cli._helpers import _cli, _one_line
+from tests.cli._helpers import _one_line
 
 SECRET = "s3cret-Pw"
 
