@@ -1,5 +1,6 @@
-"""Passwords in DSNs and URLs are masked wherever shown, and never put on a command line (issue
-13, item 5); a CRYPTOLAB_HOME that is a file or read-only is one clear line, exit 2."""
+"""Settings from the environment and a .env file (the real environment wins); passwords in DSNs and
+URLs masked wherever shown, never put on a command line; a CRYPTOLAB_HOME that is a file or read-only
+is one clear line, exit 2."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cryptolab.config import mask_dsn, mask_url
+from cryptolab.config import mask_dsn, mask_url, settings
 from cryptolab.errors import DatabaseError
 from cryptolab.storage import db, embedded
 from tests.cli._helpers import _one_line
@@ -142,3 +143,15 @@ def test_home_that_is_a_file_or_read_only(tmp_path: Path) -> None:
         if mounted:
             subprocess.run(["umount", str(ro)], check=False)
         ro.chmod(0o755)
+
+
+def test_settings_from_env_and_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    envfile = tmp_path / ".env"
+    envfile.write_text("CRYPTOLAB_DSN=postgresql://from-dotenv/db\nCRYPTOLAB_HOME=/tmp/from-dotenv\n")
+    monkeypatch.setenv("CRYPTOLAB_ENV_FILE", str(envfile))
+    monkeypatch.delenv("CRYPTOLAB_DSN", raising=False)
+    monkeypatch.setenv("CRYPTOLAB_HOME", str(tmp_path / "h"))  # real env wins over .env
+    s = settings()
+    assert s.dsn == "postgresql://from-dotenv/db"
+    assert s.home == (tmp_path / "h").resolve()
+    assert not s.embedded and s.pgdata == s.home / "pgdata"
