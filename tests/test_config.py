@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cryptolab.config import mask_dsn, mask_url, settings
+from cryptolab.config import mask_dsn, mask_secrets, mask_url, settings
 from cryptolab.errors import DatabaseError
 from cryptolab.storage import db, embedded
 from tests.cli._helpers import _one_line
@@ -155,3 +155,9 @@ def test_settings_from_env_and_dotenv(tmp_path: Path, monkeypatch: pytest.Monkey
     assert s.dsn == "postgresql://from-dotenv/db"
     assert s.home == (tmp_path / "h").resolve()
     assert not s.embedded and s.pgdata == s.home / "pgdata"
+
+
+def test_mask_secrets_hides_passwords_inside_any_text() -> None:
+    assert mask_secrets("postgresql://me:pa:ss@h:5432/db") == "postgresql://me:***@h:5432/db"
+    assert mask_secrets("host=h password='a b' user=me") == "host=h password=*** user=me"
+    assert mask_secrets("host=h password=secret") == "host=h password=***"
