@@ -1,5 +1,5 @@
-"""RestClient against real servers on 127.0.0.1 that misbehave: endless or oversized answers, long Retry-After;
-and market_info telling the local exchange (synthetic or replayed) from a real one.
+"""RestClient against real servers on 127.0.0.1 that misbehave: endless or oversized answers, a long
+Retry-After; and market_info telling the local exchange (synthetic or replayed) from a real one.
 
 Each test is bounded in time (asyncio.wait_for) and in bytes: the servers here never stop sending or ask
 for a day's wait.

@@ -1,4 +1,4 @@
-"""The perpetual's funding (pure): settled every eight hours, the rate following the premium within its cap."""
+"""The perpetual's funding (pure): settled every eight hours, the rate following the premium, capped."""
 
 from __future__ import annotations
 

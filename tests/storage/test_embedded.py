@@ -1,4 +1,5 @@
-"""The embedded server: reused, not doubled; a home owned by another user; no orphan after a killed starter."""
+"""The embedded server: reused, not doubled; a home owned by another user refused; no orphan after a
+killed starter."""
 
 from __future__ import annotations
 
