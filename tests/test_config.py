@@ -1,5 +1,6 @@
-"""Passwords in DSNs and URLs are masked wherever shown, and never put on a command line (issue
-13, item 5)."""
+"""Settings from the environment and a .env file (the real environment wins); passwords in DSNs and
+URLs masked wherever shown, never put on a command line; a CRYPTOLAB_HOME that is a file or read-only
+is one clear line, exit 2."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cryptolab.config import mask_dsn, mask_url
+from cryptolab.config import mask_dsn, mask_secrets, mask_url, settings
 from cryptolab.errors import DatabaseError
 from cryptolab.storage import db, embedded
+from tests.cli._helpers import _one_line
 
 SECRET = "s3cret-Pw"
 
@@ -98,3 +100,64 @@ def test_db_psql_passes_the_password_in_the_environment_not_argv(
     argv, env_line = r.stdout.strip().splitlines()[-2:]
     assert "psql" in argv and SECRET not in argv, argv
     assert env_line == f"env={SECRET}"
+
+
+def test_home_that_is_a_file_or_read_only(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CRYPTOLAB_DSN"}
+    env["CRYPTOLAB_ENV_FILE"] = str(tmp_path / "no.env")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for home in (afile, afile / "sub"):
+        r = _cli("db", "start", env={**env, "CRYPTOLAB_HOME": str(home)})
+        assert r.returncode == 2 and "not a directory" in _one_line(r.stderr), r.stderr
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mounted = False
+    if os.geteuid() == 0:  # root writes through any mode bits: a read-only file system it is
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True, check=False
+        )
+        if r.returncode != 0:
+            pytest.skip("as root a read-only CRYPTOLAB_HOME needs a read-only mount, and mount failed")
+        mounted = True
+    else:
+        ro.chmod(0o555)
+    try:
+        for home in (ro, ro / "sub"):
+            r = _cli("db", "start", env={**env, "CRYPTOLAB_HOME": str(home)})
+            assert r.returncode == 2 and "not writable" in _one_line(r.stderr), r.stderr
+            r = _cli(
+                "capture",
+                "--symbols",
+                "btcusdt",
+                "--source",
+                "simulator",
+                "--seconds",
+                "1",
+                "--dsn",
+                "postgresql://nobody@127.0.0.1:1/x",
+                env={**env, "CRYPTOLAB_HOME": str(home)},
+            )
+            assert r.returncode == 2 and "not writable" in _one_line(r.stderr), r.stderr
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(ro)], check=False)
+        ro.chmod(0o755)
+
+
+def test_settings_from_env_and_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    envfile = tmp_path / ".env"
+    envfile.write_text("CRYPTOLAB_DSN=postgresql://from-dotenv/db\nCRYPTOLAB_HOME=/tmp/from-dotenv\n")
+    monkeypatch.setenv("CRYPTOLAB_ENV_FILE", str(envfile))
+    monkeypatch.delenv("CRYPTOLAB_DSN", raising=False)
+    monkeypatch.setenv("CRYPTOLAB_HOME", str(tmp_path / "h"))  # real env wins over .env
+    s = settings()
+    assert s.dsn == "postgresql://from-dotenv/db"
+    assert s.home == (tmp_path / "h").resolve()
+    assert not s.embedded and s.pgdata == s.home / "pgdata"
+
+
+def test_mask_secrets_hides_passwords_inside_any_text() -> None:
+    assert mask_secrets("postgresql://me:pa:ss@h:5432/db") == "postgresql://me:***@h:5432/db"
+    assert mask_secrets("host=h password='a b' user=me") == "host=h password=*** user=me"
+    assert mask_secrets("host=h password=secret") == "host=h password=***"

@@ -115,3 +115,10 @@ def test_sma_and_ema_refuse_an_unknown_as_before_any_connection() -> None:
     for fn in (an.sma, an.ema):
         with pytest.raises(DataError, match="as_ must be 'polars' or 'pandas', not 'arrow'"):
             fn("BTCUSDT", as_="arrow")
+
+
+def test_intervals_outside_the_documented_list_raise() -> None:
+    for bad in ("7m", "2s", "90s", "3d"):
+        with pytest.raises(DataError, match="not an interval: use one of 1s, 5s"):
+            an.ohlcv("BTCUSDT", interval=bad)
+    assert "1m" in an.INTERVALS and "1w" in an.INTERVALS

@@ -8,7 +8,7 @@ from decimal import Decimal
 import polars as pl
 import psycopg
 
-from cryptolab.analysis import execute, frames
+from cryptolab.analysis import frames
 
 NUMERIC, TSTZ, INT8, TEXT = 1700, 1184, 20, 25
 
@@ -53,20 +53,6 @@ def test_all_null_and_empty_columns() -> None:
     assert f.schema["x"] == pl.Decimal(38, 0) and f["x"].to_list() == [None]
     e = frames.to_frame([("x", NUMERIC), ("t", TSTZ), ("d", 1186)], [])
     assert e.height == 0 and e.schema["t"] == pl.Datetime("us", "UTC") and e.schema["d"] == pl.Duration("us")
-
-
-def test_run_on_a_non_iso_datestyle_connection(conn: psycopg.Connection, monkeypatch) -> None:
-    from cryptolab.storage import queries
-
-    conn.execute("SET DateStyle = 'SQL, DMY'")
-    conn.commit()
-    q = queries.parse("-- name: t\n-- times\nSELECT :'a'::timestamptz AS t, :'b'::numeric AS x;", "inline")[
-        "t"
-    ]
-    monkeypatch.setattr(queries, "get", lambda module, name: q)
-    t = datetime(2024, 8, 8, 1, 2, 3, 4, tzinfo=timezone.utc)
-    f = execute.run(conn, "inline", "t", {"a": t, "b": Decimal("0.10")})
-    assert f["t"][0] == t and f["x"][0] == Decimal("0.10") and f.schema["x"] == pl.Decimal(38, 2)
 
 
 def test_api_on_a_connection_with_another_datestyle_and_timezone(dsn: str) -> None:

@@ -66,13 +66,6 @@ def test_range_and_interval_follow_the_data(conn: psycopg.Connection) -> None:
     assert an.bursts("SHORTUSDT", conn=conn).height == 0
 
 
-def test_intervals_outside_the_documented_list_raise() -> None:
-    for bad in ("7m", "2s", "90s", "3d"):
-        with pytest.raises(DataError, match="not an interval: use one of 1s, 5s"):
-            an.ohlcv("BTCUSDT", interval=bad)
-    assert "1m" in an.INTERVALS and "1w" in an.INTERVALS
-
-
 def test_halts_and_gaps_that_began_before_start_are_reported(conn: psycopg.Connection) -> None:
     # ids 1..3, a 2.5 h halt (consecutive ids), ids 4..6, then id 8 after a missing 7
     times = [T0, T0 + timedelta(seconds=1), T0 + timedelta(seconds=2)]

@@ -26,7 +26,7 @@ import pytest
 
 from cryptolab.archive import archive
 from cryptolab.model import Trade
-from tests.archive.test_archive import _write
+from tests.archive.test_job import _write
 
 pytestmark = [pytest.mark.slow]
 

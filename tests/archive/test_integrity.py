@@ -21,16 +21,14 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import psycopg
-import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
 from cryptolab.archive import ArchiveError, archive, day_path, read_archived_trades
-from cryptolab.archive.export import conform, misfit
 from cryptolab.model import Trade
 from cryptolab.storage.parquet.layout import FORMAT_VERSION, MANIFEST, contract_schema
-from tests.archive.test_archive import DAY1, DAY2, TODAY, _odd_trades, _partitions, _write
+from tests.archive.test_job import DAY1, DAY2, TODAY, _odd_trades, _partitions, _write
 
 SYM = "ODDUSDT"
 
@@ -43,42 +41,6 @@ def _cli(dsn: str, *args: str, timeout: float = 120) -> subprocess.CompletedProc
         timeout=timeout,
         env={**os.environ, "CRYPTOLAB_DSN": dsn},
     )
-
-
-# ------------------------------------------------------------------ the contract
-def test_misfit_names_the_first_value_the_contract_cannot_hold() -> None:
-    assert misfit("price", pa.array(["60000.12345678", "9999999999.99999999", "1"])) is None
-    assert misfit("price", pa.array(["1.5", "0.000000001", "2"])) == (1, "0.000000001")  # 9 decimals
-    assert misfit("price", pa.array(["10000000000"])) == (0, "10000000000")  # 11 digits before the point
-    assert misfit("qty", pa.array(["99999999999.99999999"])) is None  # 11 digits: any Binance quantity
-    assert misfit("qty", pa.array(["100000000000"])) == (0, "100000000000")
-
-
-def test_conform_gives_exactly_the_contract_schema_or_refuses_naming_day_and_value() -> None:
-    raw = pa.table(
-        {
-            "trade_id": pa.array([7, 8], pa.int64()),
-            "trade_time": pa.array([1, 2], pa.timestamp("us", tz="UTC")),
-            "price": ["60000.1", "60000.10000000"],
-            "qty": ["0.001", "2"],
-            "quote_qty": ["60.0001", "120000.2"],
-            "is_buyer_maker": [True, False],
-            "event_time": pa.array([None, 3], pa.timestamp("us", tz="UTC")),
-            "received_at": pa.array([None, None], pa.timestamp("us", tz="UTC")),
-            "ingested_at": pa.array([4, 5], pa.timestamp("us", tz="UTC")),
-            "source": ["live", "backfill"],
-            "price_scale": pa.array([1, 8], pa.int8()),
-            "qty_scale": pa.array([3, 0], pa.int8()),
-        }
-    )
-    assert conform(raw, "binance", "X", DAY1).schema == contract_schema()
-    bad = raw.set_column(2, "price", pa.array(["60000.1", "0.123456789"]))
-    with pytest.raises(
-        ArchiveError,
-        match=r"binance X 2024-08-08: price 0\.123456789 \(trade 8\) does not fit.*"
-        r"decimal\(18,8\).*stays in the database",
-    ):
-        conform(bad, "binance", "X", DAY1)
 
 
 def _trades(day: date, prices: list[str], first_id: int, symbol: str = "MIXUSDT") -> list[Trade]:
@@ -138,59 +100,6 @@ def test_days_with_more_decimals_are_refused_and_every_reader_sees_one_exact_sch
     )
     table = pads.dataset(root / "trades", format="parquet", partitioning="hive").to_table()
     assert sum(table.column("price").to_pylist()) == want
-
-
-def _v1_file(path: Path, table: pa.Table) -> None:
-    """What the archive wrote before the contract: decimal128(38, 8|16), format 1."""
-    old = table.cast(
-        pa.schema(
-            [
-                pa.field(f.name, pa.decimal128(38, 16 if f.name == "quote_qty" else 8))
-                if pa.types.is_decimal(f.type)
-                else f
-                for f in table.schema
-            ]
-        )
-    )
-    pq.write_table(old.replace_schema_metadata({"cryptolab.format": "1"}), path, compression="zstd")
-
-
-def test_a_file_of_an_older_schema_is_rewritten_under_the_contract(dsn: str, tmp_path: Path) -> None:
-    _write(dsn, _odd_trades(DAY1, 300))
-    root = tmp_path / "a"
-    archive(to=str(root), today=TODAY)
-    f = root / day_path("binance", SYM, DAY1)
-    _v1_file(f, pq.read_table(f))
-    with psycopg.connect(dsn) as c:
-        c.execute("UPDATE archive_days SET format = 1, sha256 = NULL")
-    rep = archive(to=str(root), today=TODAY, drop=True)
-    assert [r.status for r in rep.exported] == ["upgraded"] and rep.dropped == [DAY1]
-    assert pq.read_schema(f).remove_metadata() == contract_schema()
-    assert read_archived_trades("binance", SYM).height == 300
-
-
-def test_a_dropped_day_of_an_older_schema_is_rewritten_from_its_own_file(dsn: str, tmp_path: Path) -> None:
-    root = tmp_path / "a"
-    f = _drop_one_day(dsn, root, 400)
-    want = read_archived_trades("binance", SYM)
-    _v1_file(f, pq.read_table(f))
-    with psycopg.connect(dsn) as c:
-        c.execute("UPDATE archive_days SET format = 1, sha256 = NULL, bytes = %s", (f.stat().st_size,))
-    archive(to=str(root), today=TODAY)
-    assert pq.read_schema(f).remove_metadata() == contract_schema()
-    assert read_archived_trades("binance", SYM).equals(want)
-    with psycopg.connect(dsn) as c:
-        assert c.execute("SELECT format, sha256 IS NOT NULL FROM archive_days").fetchone() == (
-            FORMAT_VERSION,
-            True,
-        )
-    assert [d["date"] for d in json.loads((root / MANIFEST).read_text())["days"]] == ["2024-08-08"]
-    # a file that no longer holds what was recorded is not rewritten: a conflict, named
-    _v1_file(f, pq.read_table(f).slice(0, 100))
-    with psycopg.connect(dsn) as c:
-        c.execute("UPDATE archive_days SET format = 1, sha256 = NULL")
-    rep = archive(to=str(root), today=TODAY)
-    assert len(rep.plan.conflicts) == 1 and f"{f} is damaged" in rep.plan.conflicts[0][1]
 
 
 # ------------------------------------------------------------------ the manifest

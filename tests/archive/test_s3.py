@@ -25,7 +25,7 @@ from cryptolab import analysis as an
 from cryptolab.archive import ArchiveError, archive, attach, detach, read_archived_trades
 from cryptolab.storage import db
 from tests.analysis.test_data import END, MARKET, START, SYMBOL, write_market
-from tests.archive.test_archive import DAY1, TODAY, _odd_trades, _partitions, _write
+from tests.archive.test_job import DAY1, TODAY, _odd_trades, _partitions, _write
 
 moto_server = importlib.import_module("moto.server")  # moto[server]: a test dependency, required
 

@@ -1,4 +1,4 @@
-"""RestClient against the local exchange (and a tiny real server for odd answers); run_sync."""
+"""RestClient against the local exchange (and a tiny real server for odd answers)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp import web
 
-from cryptolab.aio import run_sync
 from cryptolab.binance.rest import RestClient
 from cryptolab.errors import SourceError
 
@@ -161,16 +160,3 @@ def test_waits_for_next_minute_near_the_weight_budget(monkeypatch: pytest.Monkey
             await runner.cleanup()
 
     run(main())
-
-
-def test_run_sync_with_and_without_a_running_loop() -> None:
-    async def add(a: int, b: int) -> int:
-        await asyncio.sleep(0.01)
-        return a + b
-
-    assert run_sync(add(1, 2)) == 3
-
-    async def notebook_cell() -> int:  # Jupyter runs cells inside a running loop
-        return run_sync(add(3, 4)) + run_sync(add(0, 1))
-
-    assert asyncio.run(notebook_cell()) == 8

@@ -19,30 +19,6 @@ from cryptolab.capture.sink import DbLink, Sink
 from cryptolab.storage.journal import Journal
 
 
-def test_due_in_is_the_wait_until_the_first_missing_range_is_due() -> None:
-    policy = GapPolicy(grace=1.0)
-    quiet, holed, late = Sequencer("A", 10), Sequencer("B", 10), Sequencer("C", 10)
-    assert policy.due_in([quiet], 5.0) is None
-    holed.see(15, now=10.0)  # 11..14 missing since t=10
-    wait = policy.due_in([quiet, holed], 10.4)
-    assert wait is not None and abs(wait - 0.6) < 1e-9
-    late.see(20, now=3.0)
-    assert policy.due_in([quiet, holed, late], 10.4) == 0.0
-
-
-def test_a_sequencer_says_when_a_range_opens_and_only_then() -> None:
-    seq, opened = Sequencer("A", 10), []
-    seq.on_open = lambda: opened.append(seq.last_id)
-    seq.see(11, 0.0)
-    seq.see(12, 0.0)
-    assert opened == []
-    seq.see(15, 0.0)  # 13..14 missing
-    seq.see(13, 0.0)  # a late id: carved, nothing new
-    assert opened == [15]
-    assert seq.advance_to(20, 0.0)
-    assert opened == [15, 20]
-
-
 def _backfiller(dsn: str, tmp_path: Path, seqs: dict[str, Sequencer], grace: float) -> Backfiller:
     sink = Sink(CaptureOptions(), Counters(), Journal(tmp_path / "j"), DbLink(dsn, retry_seconds=0.2),
                 RunLog("binance"), lambda why: None)

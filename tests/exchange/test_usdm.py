@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
-from decimal import Decimal
 from typing import Any
 
 from cryptolab.binance.usdm import decode_usdm
-from cryptolab.exchange.usdm_perp import funding_rate_of, next_funding_ms
 from cryptolab.markets import AggTrade, Liquidation, MarkPrice
 
 
@@ -29,14 +27,6 @@ def _collect(url: str, seconds: float) -> list[dict[str, Any]]:
 def _get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as r:
         return json.loads(r.read())
-
-
-def test_funding_settles_every_eight_hours_and_follows_the_premium() -> None:
-    assert next_funding_ms(0) == 8 * 3_600_000
-    assert next_funding_ms(8 * 3_600_000) == 16 * 3_600_000
-    assert funding_rate_of(0.0) == Decimal("0.0001")
-    assert funding_rate_of(0.001) == Decimal("0.0002")
-    assert funding_rate_of(1.0) == Decimal("0.0075") and funding_rate_of(-1.0) == Decimal("-0.0075")
 
 
 def test_routed_streams_carry_their_own_kinds_and_unrouted_only_the_public_ones(exchange: Any) -> None:

@@ -7,18 +7,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from decimal import Decimal
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from cryptolab.cli.report import _coerce
-from cryptolab.config import mask_secrets
 from cryptolab.errors import ConfigError
-from cryptolab.notebook import notebook_context, read_records
-from cryptolab.notebook.records import _jsonable
+from cryptolab.notebook import read_records
 from cryptolab.report import runner as report
 
 
@@ -120,13 +116,6 @@ def test_unknown_parameter_and_notebook_are_config_errors(nbdir: Path, tmp_path:
     ]
 
 
-def test_coerce_like_papermill() -> None:
-    assert _coerce("3") == 3 and _coerce("2.5") == 2.5
-    assert _coerce("False") is False and _coerce("None") is None
-    assert _coerce('["a", "b"]') == ["a", "b"] and _coerce("BTCUSDT") == "BTCUSDT"
-    assert _jsonable({"a": Decimal("1.50"), "b": [Decimal("2")]}) == {"a": "1.50", "b": ["2"]}
-
-
 def test_kernel_spec_points_at_this_python() -> None:
     from jupyter_client.kernelspec import KernelSpecManager
 
@@ -139,32 +128,6 @@ def test_failure_names_the_failing_line_not_the_first(nbdir: Path, tmp_path: Pat
     run = report.run_notebook(nbdir / "03_deep.ipynb", tmp_path / "out")
     assert not run.ok and run.error is not None
     assert "cell 2 (In [3]) `line 4: c = b / (a - 1)" in run.error and "ZeroDivisionError" in run.error
-
-
-def test_mask_secrets_hides_passwords_inside_any_text() -> None:
-    assert mask_secrets("postgresql://me:pa:ss@h:5432/db") == "postgresql://me:***@h:5432/db"
-    assert mask_secrets("host=h password='a b' user=me") == "host=h password=*** user=me"
-    assert mask_secrets("host=h password=secret") == "host=h password=***"
-
-
-def test_notebook_context_says_which_kind_of_data_it_reads(dsn: str) -> None:
-    import psycopg
-
-    from cryptolab.model import now_us, us_to_datetime
-
-    t = us_to_datetime(now_us() - 60_000_000)
-    with psycopg.connect(dsn) as c:
-        c.execute(
-            "INSERT INTO agg_trades (exchange, symbol, agg_id, price, qty, first_trade_id, last_trade_id, "
-            "trade_time, is_buyer_maker, source) VALUES ('binance', 'AGGUSDT', 1, 10.5, 2, 1, 3, %s, true, "
-            "'backfill')",
-            (t,),
-        )
-    ctx = notebook_context(dsn, symbol="AGGUSDT", exchange="binance")
-    try:
-        assert "reading aggregate trades" in ctx.chosen
-    finally:
-        ctx.conn.close()
 
 
 def test_a_finished_notebook_kernel_is_stopped_without_an_interrupt(tmp_path: Path) -> None:
@@ -183,32 +146,3 @@ def test_a_finished_notebook_kernel_is_stopped_without_an_interrupt(tmp_path: Pa
     r = report.run_notebook(nb, tmp_path / "out", {}, to_html=False)
     assert r.ok, r.error
     assert not marker.exists()  # shut down by request, never interrupted
-
-
-def test_the_index_shows_an_empty_list_as_none_and_points_at_nothing_that_is_not_there(
-    tmp_path: Path,
-) -> None:
-    from datetime import datetime, timezone
-
-    run = report.NotebookRun(
-        name="03_quality_check",
-        source=tmp_path / "a.ipynb",
-        output=tmp_path / "a.ipynb",
-        ok=True,
-        records={"failed_checks": [], "sources": ["live", "backfill"]},
-    )
-    page = report._index_html([run], {}, datetime.now(timezone.utc), 1.0)
-    assert 'failed_checks</td><td class="num">none</td>' in page  # not an empty cell
-    volume = (Path(__file__).resolve().parents[2] / "notebooks" / "04_volume.ipynb").read_text()
-    assert "see above" not in volume  # the index has no "above": the key figure says why itself
-
-
-def test_demo_help_says_the_simulator_rate_is_the_total() -> None:
-    import argparse
-
-    from cryptolab.cli import demo
-
-    p = argparse.ArgumentParser()
-    demo.configure(p)
-    rate = next(a for a in p._actions if a.dest == "rate")
-    assert rate.help is not None and "in total" in rate.help and "per symbol" not in rate.help

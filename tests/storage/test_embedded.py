@@ -1,4 +1,5 @@
-"""Settings from the environment, the embedded server, clear errors."""
+"""The embedded server: reused, not doubled; a home owned by another user refused; no orphan after a
+killed starter."""
 
 from __future__ import annotations
 
@@ -9,49 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptolab.config import settings
-from cryptolab.errors import DatabaseError
-from cryptolab.storage import db, embedded
-
-
-def test_settings_from_env_and_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    envfile = tmp_path / ".env"
-    envfile.write_text("CRYPTOLAB_DSN=postgresql://from-dotenv/db\nCRYPTOLAB_HOME=/tmp/from-dotenv\n")
-    monkeypatch.setenv("CRYPTOLAB_ENV_FILE", str(envfile))
-    monkeypatch.delenv("CRYPTOLAB_DSN", raising=False)
-    monkeypatch.setenv("CRYPTOLAB_HOME", str(tmp_path / "h"))  # real env wins over .env
-    s = settings()
-    assert s.dsn == "postgresql://from-dotenv/db"
-    assert s.home == (tmp_path / "h").resolve()
-    assert not s.embedded and s.pgdata == s.home / "pgdata"
-
-
-def test_bad_dsn_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, cryptolab_home: Path) -> None:
-    monkeypatch.setenv("CRYPTOLAB_DSN", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
-    with pytest.raises(DatabaseError) as ei:
-        db.connect()
-    msg = str(ei.value)
-    assert "CRYPTOLAB_DSN" in msg and "\n" not in msg
-
-
-def test_malformed_dsn_is_clear(monkeypatch: pytest.MonkeyPatch, cryptolab_home: Path) -> None:
-    monkeypatch.setenv("CRYPTOLAB_DSN", "this is = not a dsn ===")
-    with pytest.raises(DatabaseError, match="CRYPTOLAB_DSN"):
-        db.connect()
-
-
-def test_cli_bad_dsn_no_traceback(cryptolab_home: Path) -> None:
-    env = {**os.environ, "CRYPTOLAB_DSN": "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"}
-    r = subprocess.run(
-        [sys.executable, "-m", "cryptolab.cli.main", "db", "init"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode == 2
-    assert "Traceback" not in r.stderr and "CRYPTOLAB_DSN" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+from cryptolab.storage import embedded
 
 
 def test_embedded_server_is_reused_not_doubled(server_dsn: str, cryptolab_home: Path) -> None:

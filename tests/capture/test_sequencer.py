@@ -1,13 +1,7 @@
-"""The capture's pure parts, fed ids and clocks: no database, no socket, milliseconds each."""
+"""The sequencer and gap policy: ids in, missing ranges and backfill plans out; no database, no socket."""
 
 from __future__ import annotations
 
-import itertools
-
-import pytest
-
-from cryptolab.capture.backoff import ConnectBudget, backoff
-from cryptolab.capture.batching import plan_turn
 from cryptolab.capture.sequencer import GapPolicy, Sequencer
 
 
@@ -98,54 +92,25 @@ def test_take_open_hands_back_what_is_left_as_open_events() -> None:
     assert ranges(seq) == []
 
 
-def test_backoff_grows_within_its_cap_and_never_below_a_quarter_base() -> None:
-    top = list(itertools.islice(backoff(0.25, 4.0, rand=lambda: 1.0), 8))
-    assert top == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
-    low = list(itertools.islice(backoff(0.25, 4.0, rand=lambda: 0.0), 3))
-    assert low == [0.0625] * 3
+def test_due_in_is_the_wait_until_the_first_missing_range_is_due() -> None:
+    policy = GapPolicy(grace=1.0)
+    quiet, holed, late = Sequencer("A", 10), Sequencer("B", 10), Sequencer("C", 10)
+    assert policy.due_in([quiet], 5.0) is None
+    holed.see(15, now=10.0)  # 11..14 missing since t=10
+    wait = policy.due_in([quiet, holed], 10.4)
+    assert wait is not None and abs(wait - 0.6) < 1e-9
+    late.see(20, now=3.0)
+    assert policy.due_in([quiet, holed, late], 10.4) == 0.0
 
 
-def test_connect_budget_refuses_past_its_limit_until_the_window_moves() -> None:
-    now = [0.0]
-    budget = ConnectBudget(3, window=300, clock=lambda: now[0])
-    assert [budget.take() for _ in range(4)] == [True, True, True, False]
-    assert 299 < budget.wait_time() <= 300.01
-    now[0] = 300.5
-    assert budget.wait_time() == 0 and budget.take()
-
-
-def test_batching_writes_to_the_database_only_when_up_and_the_journal_is_empty() -> None:
-    assert plan_turn(queued=10, journal_rows=0, db_up=True, max_queue_rows=100).write_to == "database"
-    t = plan_turn(queued=10, journal_rows=5, db_up=True, max_queue_rows=100)
-    assert t.replay_journal and t.write_to == "journal"
-    down = plan_turn(queued=10, journal_rows=0, db_up=False, max_queue_rows=100)
-    assert not down.replay_journal and down.write_to == "journal" and down.spill == 0
-
-
-def test_batching_spills_the_oldest_half_when_memory_passes_its_bound() -> None:
-    assert plan_turn(queued=101, journal_rows=0, db_up=True, max_queue_rows=100).spill == 51
-    assert plan_turn(queued=100, journal_rows=0, db_up=True, max_queue_rows=100).spill == 0
-
-
-def test_dir_of_the_package_lists_the_public_api() -> None:
-    import cryptolab
-
-    names = dir(cryptolab)
-    public = {"Capture", "CaptureOptions", "CaptureStatus", "CryptolabError", "connect", "settings"}
-    assert public <= set(names)
-    assert not [n for n in names if n.startswith("_") and n != "__version__"]
-    assert all(getattr(cryptolab, n) is not None for n in names)
-
-
-def test_group_commit_waits_for_the_window_or_a_full_group() -> None:
-    from cryptolab.capture.batching import commit_wait
-
-    assert (
-        commit_wait(queued=0, oldest_age=0.0, window=0.2, enough_rows=250) is None
-    )  # nothing: wait for a row
-    assert commit_wait(queued=3, oldest_age=0.05, window=0.2, enough_rows=250) == pytest.approx(0.15)
-    assert commit_wait(queued=3, oldest_age=0.2, window=0.2, enough_rows=250) == 0.0  # the oldest is due
-    assert (
-        commit_wait(queued=250, oldest_age=0.0, window=0.2, enough_rows=250) == 0.0
-    )  # a full group goes now
-    assert commit_wait(queued=1, oldest_age=0.0, window=0.0, enough_rows=250) == 0.0  # window 0: at once
+def test_a_sequencer_says_when_a_range_opens_and_only_then() -> None:
+    seq, opened = Sequencer("A", 10), []
+    seq.on_open = lambda: opened.append(seq.last_id)
+    seq.see(11, 0.0)
+    seq.see(12, 0.0)
+    assert opened == []
+    seq.see(15, 0.0)  # 13..14 missing
+    seq.see(13, 0.0)  # a late id: carved, nothing new
+    assert opened == [15]
+    assert seq.advance_to(20, 0.0)
+    assert opened == [15, 20]

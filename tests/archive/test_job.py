@@ -28,7 +28,6 @@ from cryptolab.archive import (
     open_store,
     read_archived_trades,
 )
-from cryptolab.archive.plan import Group, Recorded, make_plan
 from cryptolab.model import Trade
 from cryptolab.storage import db
 from cryptolab.storage.parquet.layout import contract_schema
@@ -50,66 +49,6 @@ def _partitions(dsn: str) -> set[str]:
                 "WHERE i.inhparent = 'trades'::regclass"
             )
         }
-
-
-# ------------------------------------------------------------------ the plan (pure)
-def test_plan_exports_closed_days_and_drops_only_whole_selected_partitions() -> None:
-    parts = {
-        date(2024, 1, 1): [("binance", "BTCUSDT"), ("binance", "ETHUSDT")],
-        date(2024, 1, 2): [("binance", "BTCUSDT")],
-        date(2024, 1, 3): [("binance", "BTCUSDT")],  # today: open, never touched
-        date(2023, 12, 31): [],
-    }
-    today = date(2024, 1, 3)
-    p = make_plan(parts, {}, set(), today=today, location="/a")
-    assert p.export == [
-        Group(date(2024, 1, 1), "binance", "BTCUSDT"),
-        Group(date(2024, 1, 1), "binance", "ETHUSDT"),
-        Group(date(2024, 1, 2), "binance", "BTCUSDT"),
-    ]
-    assert p.drop == []
-    p = make_plan(parts, {}, set(), today=today, location="/a", drop=True, symbols=["btcusdt"])
-    assert [g.day for g in p.export] == [date(2024, 1, 1), date(2024, 1, 2)]
-    assert p.drop == [date(2024, 1, 2)] and p.kept[0][0] == date(2024, 1, 1)  # ETHUSDT not archived
-    p = make_plan(parts, {}, set(), today=today, location="/a", keep_days=1)
-    assert p.drop == [date(2024, 1, 1)]
-    done = Group(date(2024, 1, 2), "binance", "BTCUSDT")
-    p = make_plan(
-        parts, {done: Recorded("/a", False)}, {done}, today=today, location="/a", before=date(2024, 1, 2)
-    )
-    assert done not in p.export and [g.day for g in p.export] == [date(2024, 1, 1)] * 2
-    p = make_plan(parts, {done: Recorded("/a", False)}, {done}, today=today, location="/a")
-    assert p.done == [done]
-    p = make_plan(parts, {done: Recorded("/elsewhere", False)}, {done}, today=today, location="/a")
-    assert done in p.export  # recorded at another location: written here too
-    p = make_plan(parts, {done: Recorded("/a", True)}, {done}, today=today, location="/a", drop=True)
-    assert p.conflicts and date(2024, 1, 2) not in p.drop  # dropped before, rows again: left alone
-
-
-# ------------------------------------------------------------------ exactness
-def test_exact_sums_over_decimal128_match_python_decimal() -> None:
-    import random
-    from decimal import localcontext
-
-    import pyarrow as pa
-
-    from cryptolab.storage.parquet.verify import _decimal_sum
-
-    rnd = random.Random(5)
-    with localcontext() as ctx:
-        ctx.prec = 120
-        for scale in (0, 8, 16, 30):
-            vals = [Decimal(rnd.randint(-(10**37), 10**37)).scaleb(-scale) for _ in range(3000)]
-            arr = pa.array([format(v, "f") for v in vals]).cast(pa.decimal128(38, scale))
-            assert _decimal_sum(arr) == sum(vals)
-            assert _decimal_sum(arr.slice(7, 100)) == sum(vals[7:107])
-        p = [Decimal(rnd.randint(1, 10**18)).scaleb(-8) for _ in range(3000)] + [
-            Decimal("1e20")
-        ]  # last: > 2^64
-        q = [Decimal(rnd.randint(1, 10**18)).scaleb(-8) for _ in range(3001)]
-        pa_, qa = (pa.array([format(v, "f") for v in x]).cast(pa.decimal128(38, 8)) for x in (p, q))
-        assert _decimal_sum(pa_, qa) == sum(a * b for a, b in zip(p, q))
-        assert _decimal_sum(pa_[:3000], qa[:3000]) == sum(a * b for a, b in zip(p[:3000], q[:3000]))
 
 
 ODD = [  # (price, qty): display scales 0…8, the widest values the contract holds, the smallest lot

@@ -1,11 +1,10 @@
-"""Bad input gets one line on stderr and a non-zero exit, and nothing half-written (issue 13, item 6)."""
+"""`cryptolab load` on bad input (junk, truncated or corrupt archives, a bad row late in a file, odd
+symbols): one line on stderr, a non-zero exit, and nothing half-written."""
 
 from __future__ import annotations
 
 import gzip
 import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import psycopg
 import pytest
 
 from cryptolab.cli import main as cli
+from tests.cli._helpers import _one_line
 
 
 def _count(dsn: str) -> tuple[int, int]:
@@ -21,12 +21,6 @@ def _count(dsn: str) -> tuple[int, int]:
         row = c.execute("SELECT (SELECT count(*) FROM trades), (SELECT count(*) FROM bars_1s)").fetchone()
         assert row is not None
         return int(row[0]), int(row[1])
-
-
-def _one_line(err: str) -> str:
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def _load(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -115,115 +109,3 @@ def test_load_symbol_with_characters_no_exchange_uses(dsn: str, make_dumps: Any,
         rc, err = _load(capsys, str(files["trades_us_csv"]), "--symbol", sym)
         assert rc == 2 and "is not a symbol" in _one_line(err)
     assert _count(dsn) == (0, 0)
-
-
-# ---------------------------------------------------------------- CRYPTOLAB_HOME
-
-
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cryptolab.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def test_home_that_is_a_file_or_read_only(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "CRYPTOLAB_DSN"}
-    env["CRYPTOLAB_ENV_FILE"] = str(tmp_path / "no.env")
-    afile = tmp_path / "afile"
-    afile.write_text("x")
-    for home in (afile, afile / "sub"):
-        r = _cli("db", "start", env={**env, "CRYPTOLAB_HOME": str(home)})
-        assert r.returncode == 2 and "not a directory" in _one_line(r.stderr), r.stderr
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    mounted = False
-    if os.geteuid() == 0:  # root writes through any mode bits: a read-only file system it is
-        r = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True, check=False
-        )
-        if r.returncode != 0:
-            pytest.skip("as root a read-only CRYPTOLAB_HOME needs a read-only mount, and mount failed")
-        mounted = True
-    else:
-        ro.chmod(0o555)
-    try:
-        for home in (ro, ro / "sub"):
-            r = _cli("db", "start", env={**env, "CRYPTOLAB_HOME": str(home)})
-            assert r.returncode == 2 and "not writable" in _one_line(r.stderr), r.stderr
-            r = _cli(
-                "capture",
-                "--symbols",
-                "btcusdt",
-                "--source",
-                "simulator",
-                "--seconds",
-                "1",
-                "--dsn",
-                "postgresql://nobody@127.0.0.1:1/x",
-                env={**env, "CRYPTOLAB_HOME": str(home)},
-            )
-            assert r.returncode == 2 and "not writable" in _one_line(r.stderr), r.stderr
-    finally:
-        if mounted:
-            subprocess.run(["umount", str(ro)], check=False)
-        ro.chmod(0o755)
-
-
-# ---------------------------------------------------------------- capture arguments
-
-
-@pytest.mark.parametrize(
-    ("args", "says"),
-    [
-        (["--seconds", "0"], "--seconds '0' must be more than 0"),
-        (["--seconds", "nan"], "--seconds 'nan' is not a duration: write a number and a unit"),
-        (["--seconds", "-5"], "--seconds '-5' must not be negative"),
-        (["--seconds", "inf"], "--seconds 'inf' is not a duration"),
-        (["--seconds", "soon"], "--seconds 'soon' is not a duration"),
-        (["--from-id", "-1"], "not a trade id"),
-        (["--from-id", str(2**63)], "not a trade id"),
-        (["--from-id", "1e9"], "not a trade id"),
-        (["--symbols", "btc$usdt"], "is not a symbol"),
-        (["--symbols", ","], "--symbols is empty"),
-    ],
-)
-def test_capture_rejects_bad_arguments_at_once(
-    args: list[str], says: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    base = {
-        "--symbols": "btcusdt",
-        "--source": "simulator",
-        "--seconds": "1",
-        "--dsn": "postgresql://x@127.0.0.1:1/x",
-    }
-    for k, v in zip(args[::2], args[1::2]):
-        base[k] = v
-    argv = ["capture"] + [x for kv in base.items() for x in kv]
-    with pytest.raises(SystemExit) as ei:
-        rc = cli.main(argv)
-        raise SystemExit(rc)
-    assert ei.value.code == 2
-    assert says in _one_line(capsys.readouterr().err)
-
-
-def test_capture_that_cannot_start_exits_1_with_the_cause(cryptolab_home: Path) -> None:
-    env = {**os.environ, "CRYPTOLAB_HOME": str(cryptolab_home)}
-    r = _cli("capture", "--symbols", "btcusdt", "--source", "nonsense", "--seconds", "1", env=env)
-    assert r.returncode == 1 and "unknown source" in _one_line(r.stderr), r.stderr
-
-
-def test_capture_prints_a_ws_source_without_its_token(
-    dsn: str, exchange: Any, capsys: pytest.CaptureFixture[str]
-) -> None:
-    ex = exchange()
-    url = ex.ws_url.replace("ws://", "ws://user:s3cret-token@") if hasattr(ex, "ws_url") else None
-    if url is None:
-        pytest.skip("the local exchange does not expose ws_url")
-    cli.main(["capture", "--symbols", "btcusdt", "--source", url, "--seconds", "1", "--quiet"])
-    out = capsys.readouterr()
-    assert "s3cret-token" not in out.out + out.err
