@@ -41,11 +41,12 @@ $(JAVA):
 	else echo "note: no java and no root: the Spark test will be skipped"; fi
 	@touch $(JAVA)
 
-## make lint: ruff (lint, import order, complexity) on everything, mypy strict on cryptolab/, the layer rule (make test runs it first)
+## make lint: ruff (lint, import order, complexity, lines ≤ 110) on everything, mypy strict on cryptolab/,
+## the layer rule and the tests-mirror-the-tree rule (make test runs it first)
 lint: $(STAMP)
 	$(BIN)/ruff check cryptolab tests benchmarks notebooks
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_layers.py tests/test_tree.py
 
 ## make test: lint, then the whole test suite against a real PostgreSQL (embedded unless CRYPTOLAB_TEST_DSN)
 test: lint $(BROWSER) $(JAVA)

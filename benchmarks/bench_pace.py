@@ -1,7 +1,7 @@
 """A real market's pace: CPU per market-hour of a capture, commits/s, receive→commit latency.
 
-    python benchmarks/bench_pace.py [--seconds 300 | --quick] [--rates 31,310] [--windows 0.2,0] [--peer cryptofeed|none]
-                                    [--mix trades|book] [--baseline REV]
+    python benchmarks/bench_pace.py [--seconds 300 | --quick] [--rates 31,310] [--windows 0.2,0]
+                                    [--peer cryptofeed|none] [--mix trades|book] [--baseline REV]
 
 BTCUSDT's spot trade rate in the team's recording is ~31 trades/s; the run is at that pace and
 at 10× it, each for --seconds. For each commit window (0.2 s, the default; 0 = commit as soon
@@ -19,8 +19,8 @@ In the same run, alongside the first window of each rate and from the same excha
 with a callback that only counts (`peer_cryptofeed.py`), every URL pointed at 127.0.0.1. It
 runs with the Python of its own venv (`$CRYPTOLAB_BENCH_PEERS/cryptofeed-pyX.Y`, default under
 `~/.cache/cryptolab/bench-peers/`), created with `python -m venv` and `pip install cryptofeed`
-when missing (with python3.13+ when there is one: cryptofeed 3 needs it). Its CPU is measured the same way (the process's user +
-system time over the same length of run after the same warm-up), and the line
+when missing (with python3.13+ when there is one: cryptofeed 3 needs it). Its CPU is measured the
+same way (the process's user + system time over the same length of run after the same warm-up), and the line
 `cryptolab ÷ cryptofeed` is the capture's total (process + PostgreSQL backends) over it.
 
 `--mix book`: the exchange serves BTCUSDT's real mix (`cryptolab exchange --pace`: ~31 trades/s,

@@ -148,7 +148,8 @@ class Cluster:
                 (self.lease_seconds, self.exchange, self.member_id),
             ),
             (
-                "SELECT member_id, requested, standby, extract(epoch FROM clock_timestamp() - started_at)::float8, "
+                "SELECT member_id, requested, standby, "
+                "extract(epoch FROM clock_timestamp() - started_at)::float8, "
                 "extract(epoch FROM clock_timestamp() - heartbeat_at)::float8, host, pid "
                 "FROM capture_members WHERE exchange = %s AND state = 'running'",
                 (self.exchange,),
@@ -211,9 +212,11 @@ class Cluster:
             cur = await conn.execute(
                 "INSERT INTO capture_leases (exchange, symbol, owner, expires_at) "
                 "VALUES (%s, %s, %s, clock_timestamp() + make_interval(secs => %s)) "
-                "ON CONFLICT (exchange, symbol) DO UPDATE SET owner = EXCLUDED.owner, epoch = capture_leases.epoch + 1, "
-                "acquired_at = clock_timestamp(), expires_at = EXCLUDED.expires_at "
-                "WHERE capture_leases.expires_at <= clock_timestamp() OR capture_leases.owner = EXCLUDED.owner "
+                "ON CONFLICT (exchange, symbol) DO UPDATE SET owner = EXCLUDED.owner, "
+                "epoch = capture_leases.epoch + 1, acquired_at = clock_timestamp(), "
+                "expires_at = EXCLUDED.expires_at "
+                "WHERE capture_leases.expires_at <= clock_timestamp() "
+                "OR capture_leases.owner = EXCLUDED.owner "
                 "RETURNING symbol",
                 (self.exchange, sym, self.member_id, self.lease_seconds),
             )

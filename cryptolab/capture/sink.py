@@ -154,7 +154,8 @@ class Sink:
         backfiller waits, so their rows are replayed rather than fetched again from REST."""
         self._thread: threading.Thread | None = None
         self.run_beats = True
-        """Whether this thread writes the run's periodic heartbeat (not while the cluster's tick carries it)."""
+        """Whether this thread writes the run's periodic heartbeat (not while the cluster's tick
+        carries it)."""
         self.riders: collections.deque[_Rider] = collections.deque()
         """Statements to commit with the next data (`offer`)."""
         self.last_write = 0.0
@@ -238,8 +239,8 @@ class Sink:
             try:  # keep what memory holds: the journal is replayed by the next capture
                 self.journal.append(rows, dead, book, fut)
                 why += (
-                    f"; {len(rows) + len(dead) + len(book) + len(fut)} queued rows kept in the journal {self.journal.dir} "
-                    "for the next capture"
+                    f"; {len(rows) + len(dead) + len(book) + len(fut)} queued rows kept in the journal "
+                    f"{self.journal.dir} for the next capture"
                 )
             except Exception as exc:
                 self.trades.extendleft(reversed(rows))

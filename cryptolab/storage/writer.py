@@ -173,10 +173,12 @@ WITH src AS (
 ), dropped AS (
     SELECT a.exchange, a.symbol, a.first_trade_id, a.last_trade_id FROM archive_days a
     WHERE a.dropped_at IS NOT NULL
-      AND a.last_trade_id >= (SELECT min(trade_id) FROM src) AND a.first_trade_id <= (SELECT max(trade_id) FROM src)
+      AND a.last_trade_id >= (SELECT min(trade_id) FROM src)
+      AND a.first_trade_id <= (SELECT max(trade_id) FROM src)
 ), arch AS (
     SELECT DISTINCT s.exchange, s.symbol, s.trade_id FROM src s JOIN dropped a
-      ON a.exchange = s.exchange AND a.symbol = s.symbol AND s.trade_id BETWEEN a.first_trade_id AND a.last_trade_id
+      ON a.exchange = s.exchange AND a.symbol = s.symbol
+     AND s.trade_id BETWEEN a.first_trade_id AND a.last_trade_id
 ), old AS (
     SELECT s.exchange, s.symbol, s.trade_id, s.price, s.qty, s.is_buyer_maker, s.trade_time,
            o.price AS o_price, o.qty AS o_qty, o.is_buyer_maker AS o_m, o.trade_time AS o_time,
@@ -186,7 +188,8 @@ WITH src AS (
     FROM src s CROSS JOIN LATERAL (
         SELECT t.price, t.qty, t.is_buyer_maker, t.trade_time FROM trades t
         WHERE t.exchange = s.exchange AND t.symbol = s.symbol AND t.trade_id = s.trade_id
-          AND t.trade_time > s.trade_time - interval '1 day' AND t.trade_time < s.trade_time + interval '1 day'
+          AND t.trade_time > s.trade_time - interval '1 day'
+          AND t.trade_time < s.trade_time + interval '1 day'
         ORDER BY t.trade_time LIMIT 1) o
 ), ins AS (
     INSERT INTO trades (exchange, symbol, trade_id, price, qty, is_buyer_maker,
@@ -194,8 +197,10 @@ WITH src AS (
     SELECT exchange, symbol, trade_id, price, qty, is_buyer_maker,
            trade_time, event_time, received_at, source
     FROM src s
-    WHERE NOT EXISTS (SELECT 1 FROM old o WHERE o.exchange = s.exchange AND o.symbol = s.symbol AND o.trade_id = s.trade_id)
-      AND NOT EXISTS (SELECT 1 FROM arch a WHERE a.exchange = s.exchange AND a.symbol = s.symbol AND a.trade_id = s.trade_id)
+    WHERE NOT EXISTS (SELECT 1 FROM old o
+                      WHERE o.exchange = s.exchange AND o.symbol = s.symbol AND o.trade_id = s.trade_id)
+      AND NOT EXISTS (SELECT 1 FROM arch a
+                      WHERE a.exchange = s.exchange AND a.symbol = s.symbol AND a.trade_id = s.trade_id)
     ON CONFLICT DO NOTHING
     RETURNING exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time
 ), agg AS ("""
@@ -215,7 +220,8 @@ SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM bars), (SELECT count(*)
     + """]
         FROM (SELECT symbol, trade_id, price, qty, is_buyer_maker, trade_time,
                      o_price, o_qty, o_m, o_time FROM old WHERE NOT same ORDER BY symbol, trade_id LIMIT 1) o,
-             LATERAL (SELECT o.o_price AS price, o.o_qty AS qty, o.o_m AS is_buyer_maker, o.o_time AS trade_time) c)
+             LATERAL (SELECT o.o_price AS price, o.o_qty AS qty, o.o_m AS is_buyer_maker,
+                             o.o_time AS trade_time) c)
 """
 )
 
@@ -256,7 +262,10 @@ _STORED_IN_RANGE = (
 
 # Every writer of `trades` takes this lock per symbol (sorted: no deadlock) for its
 # transaction, so "nothing stored in this id range" stays true until the append commits.
-_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('cryptolab.trades/' || k, 0)) FROM unnest(%s::text[]) AS k ORDER BY k"
+_LOCK = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('cryptolab.trades/' || k, 0)) "
+    "FROM unnest(%s::text[]) AS k ORDER BY k"
+)
 
 
 def lock_symbols(conn: psycopg.Connection, keys: Iterable[tuple[str, str]]) -> None:
