@@ -86,6 +86,8 @@ class Cluster:
         self._conn: psycopg.AsyncConnection | None = None
         self.rode = 0
         """Renewals committed in the data's transaction (see `Carrier`)."""
+        self.alone = 0
+        """Renewals committed on their own (no data commit took them in time, or none was due)."""
 
     async def _connect(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -163,6 +165,7 @@ class Cluster:
         got = await self._ride(carrier, statements) if carrier is not None else None
         self.rode += got is not None
         if got is None:
+            self.alone += 1
             conn = await self._connect()
             got = []
             async with conn.transaction():
