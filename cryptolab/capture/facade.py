@@ -40,6 +40,7 @@ from .cluster import Cluster, record_final_rows
 from .endpoints import Endpoint, resolve_source
 from .limits import option_problems, since_problem
 from .options import CaptureOptions, CaptureStatus, Counters
+from .rates import RateMeter
 from .roster import Roster
 from .runs import RunLog, db_key, mark_dead_runs, max_stored_ids, resume_points
 from .sequencer import GapPolicy, Sequencer
@@ -150,8 +151,7 @@ class Capture:
         self._error: str | None = None
         self._failed = False
         self._stream_source = "simulator" if self.source == "simulator" else "live"
-        self._rate_window: list[tuple[float, int]] = []
-        self._last_trade_time: dict[str, int] = {}
+        self._rates = RateMeter(time.monotonic())
 
     # ---- public API
 
@@ -205,11 +205,11 @@ class Capture:
         c = self.counters
         now = time.monotonic()
         with self._lock:
-            window = [(t, n) for t, n in self._rate_window if now - t <= 5.0]
-            last_times = {s: us_to_datetime(us) for s, us in self._last_trade_time.items()}
-        rate = 0.0
-        if len(window) >= 2 and window[-1][0] > window[0][0]:
-            rate = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+            rate = self._rates.rate(now, c.messages)
+        seqs = dict(self._seqs)  # one C-level copy: the event loop may add a symbol meanwhile
+        last_times = {
+            s: us_to_datetime(q.last_trade_us) for s, q in seqs.items() if q.last_trade_us is not None
+        }
         thread, sink, books = self._thread, self._sink, self._books
         error = self._error or (sink.error if sink is not None else None)
         return CaptureStatus(
@@ -412,6 +412,8 @@ class Capture:
                 self._sink.leftovers = leftovers
                 self._sink.start(f"{threading.current_thread().name}-writer")
                 self._started_at = datetime.now(timezone.utc)
+                with self._lock:
+                    self._rates = RateMeter(time.monotonic(), self.counters.messages)
                 self._ready.set()
                 try:
                     await self._run(rest, ep, cluster)
@@ -575,7 +577,6 @@ class Capture:
         await roster.begin()
         tasks = [
             asyncio.create_task(backfiller.run()),
-            asyncio.create_task(self._ticker()),
             asyncio.create_task(roster.follow(cluster, lambda res: self._note_holders(res.holders))),
         ]
         if self.market == "usdm":
@@ -627,12 +628,3 @@ class Capture:
                 "since then are not stored — run the capture again, it resumes after what is stored"
             )
             log.error("%s", self._error)
-
-    async def _ticker(self) -> None:
-        while True:
-            with self._lock:
-                self._rate_window = [*self._rate_window[-63:], (time.monotonic(), self.counters.messages)]
-                for sym, seq in self._seqs.items():
-                    if seq.last_trade_us is not None:
-                        self._last_trade_time[sym] = seq.last_trade_us
-            await asyncio.sleep(0.5)

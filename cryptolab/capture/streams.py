@@ -265,12 +265,16 @@ class StreamWorker:
                 watchdog = max(0.05, current.last_msg + opts.stall_timeout - time.monotonic())
                 shutdown_task = asyncio.create_task(current.shutdown.wait())
                 waiting: set[asyncio.Future[Any]] = {ws.closed, shutdown_task, stop_task}
+                # asleep until the watchdog or the rotation is due (no wake-up a second for nothing: a
+                # quiet market's event loop only wakes for its messages and the lease tick)
                 await asyncio.wait(
-                    waiting, timeout=min(rotate_in, watchdog, 1.0), return_when=asyncio.FIRST_COMPLETED
+                    waiting, timeout=min(rotate_in, watchdog), return_when=asyncio.FIRST_COMPLETED
                 )
                 shutdown_task.cancel()
                 if stop.is_set():
                     break
+                if current.first.is_set() and time.monotonic() - current.opened >= 1.0:
+                    delays = backoff(opts.backoff_base, opts.backoff_max)  # it delivered a while: afresh
                 if ws.closed.done():
                     log.info(
                         "connection lost (close code %s: %s); reconnecting", ws.close_code, ws.closed.result()
@@ -280,8 +284,6 @@ class StreamWorker:
                     self.counters.reconnects += 1
                     await _sleep_or(stop, next(delays))
                     continue
-                if current.first.is_set():
-                    delays = backoff(opts.backoff_base, opts.backoff_max)
                 if time.monotonic() - current.last_msg >= opts.stall_timeout:
                     log.info("no message for %.1f s: replacing the connection", opts.stall_timeout)
                     await current.close()

@@ -21,7 +21,8 @@ from tests.e2e.test_capture import FAST, assert_exact, printed_total, stored_cou
 
 SIX = ["btcusdt", "ethusdt", "solusdt", "bnbusdt", "xrpusdt", "adausdt"]
 QUICK = ["--option", "lease_seconds=3", "--option", "takeover_grace=1", "--option", "gap_grace=0.3",
-         "--option", "stall_timeout=3", "--option", "backoff_max=0.5"]
+         "--option", "stall_timeout=3", "--option", "backoff_max=0.5",
+         "--option", "lease_renew_seconds=1"]
 
 
 def owners(dsn: str) -> dict[str, str]:
@@ -189,7 +190,7 @@ class Cutter:
         self.server.close()
 
 
-CLUSTER = dict(FAST, lease_seconds=3.0, takeover_grace=1.0, handoff_settle=3.0)
+CLUSTER = dict(FAST, lease_seconds=3.0, lease_renew_seconds=1.0, takeover_grace=1.0, handoff_settle=3.0)
 
 
 def test_a_capturer_cut_off_for_30_s_stops_claiming_and_rejoins_without_loss(

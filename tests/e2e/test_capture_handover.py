@@ -17,7 +17,7 @@ from cryptolab.capture import Capture
 from tests.e2e.test_capture import FAST, assert_exact, printed_total, stored_count, wait_until
 
 SIX = ["btcusdt", "ethusdt", "solusdt", "bnbusdt", "xrpusdt", "adausdt"]
-CLUSTER = dict(FAST, lease_seconds=3.0, takeover_grace=1.0, handoff_settle=2.0)
+CLUSTER = dict(FAST, lease_seconds=3.0, lease_renew_seconds=1.0, takeover_grace=1.0, handoff_settle=2.0)
 
 
 def test_a_hand_back_never_leaves_a_symbol_without_an_owner(dsn: str, exchange) -> None:
