@@ -17,6 +17,7 @@ __all__ = [
     "SIMULATOR_EXCHANGE",
     "US_CUTOFF",
     "Trade",
+    "TradeFields",
     "DeadLetter",
     "now_us",
     "to_us",
@@ -48,6 +49,12 @@ class Trade(NamedTuple):
     event_time_us: int | None = None
     received_at_us: int | None = None
     source: str = "live"
+
+
+TradeFields = tuple[str, int, str, str, bool, int, int | None]
+"""A live trade as the capture's columns keep it (`storage.columns.TradeColumns`): symbol, id,
+price and quantity as the exchange's decimal strings, buyer is maker, trade time µs, event time
+µs or None."""
 
 
 class DeadLetter(NamedTuple):

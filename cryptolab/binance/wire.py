@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 
-from ..model import DEFAULT_EXCHANGE, US_CUTOFF, DeadLetter, Trade, now_us, to_us
+from ..model import DEFAULT_EXCHANGE, US_CUTOFF, DeadLetter, Trade, TradeFields, now_us, to_us
 
-__all__ = ["Control", "decode", "trade_from_rest", "MIN_TIME_US"]
+__all__ = ["Control", "MIN_TIME_US", "decode", "trade_fields", "trade_from_rest"]
 
 MIN_TIME_US = 1_483_228_800_000_000  # 2017-01-01: Binance did not trade before
 _MAX_AHEAD_US = 86_400_000_000  # a trade time more than a day ahead is absurd
@@ -195,27 +195,50 @@ _plain = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,18})?").fullmatch
 """An unsigned plain decimal below 1e15 with at most 18 fraction digits (ASCII digits only)."""
 
 
-def _fast_trade(d: _TradeFields, exchange: str, source: str, received: int) -> Trade | None:
+def trade_fields(raw: bytes | bytearray, received: int) -> TradeFields | None:
+    """A trade frame in the usual shape, checked as `decode` checks it, as plain fields (no
+    `Trade`, no `Decimal`: the capture's columns keep the strings); None for anything else, which
+    `decode` then judges (a control message, a dead letter, a trade only its careful path takes)."""
+    try:
+        d = _decode_combined(raw).data if raw.startswith(b'{"stream"') else _decode_raw(raw)
+    except Exception:  # not the usual trade shape
+        return None
+    return _fast_fields(d, received)
+
+
+def _fast_fields(d: _TradeFields, received: int) -> TradeFields | None:
     """The common case in as few steps as possible; None sends the message to the careful path.
 
     msgspec already checked the types (an int is not a bool or a float, a string is a
     string); what is left is the ranges and the decimal grammar. Accepts only what the
-    careful path would accept, as the same `Trade`.
+    careful path would accept, with the same values.
     """
     t, s, p, q = d.t, d.s, d.p, d.q
     if d.e != "trade" or not 0 <= t <= _MAX_INT8 or not (s in _SEEN_SYMBOLS or _remember_symbol(s)):
         return None
-    if not (_plain(p) and _plain(q)):
+    if not (_plain(p) and _plain(q)) or p.strip("0") in _ZERO or q.strip("0") in _ZERO:
         return None
-    price, qty = Decimal(p), Decimal(q)
     T, e = d.T, d.E  # model.to_us inlined: this is the per-trade hot path
     t_us = T if T >= US_CUTOFF else T * 1000
     e_us = None if e is None else (e if e >= US_CUTOFF else e * 1000)
     limit = received + _MAX_AHEAD_US
-    if price and qty and MIN_TIME_US <= t_us <= limit and (e_us is None or MIN_TIME_US <= e_us <= limit):
-        # tuple.__new__ skips the NamedTuple's Python-level __new__ (same object, same type)
-        return _new_tuple(Trade, (exchange, s, t, price, qty, d.m, t_us, e_us, received, source))
+    if MIN_TIME_US <= t_us <= limit and (e_us is None or MIN_TIME_US <= e_us <= limit):
+        return (s, t, p, q, d.m, t_us, e_us)
     return None
+
+
+_ZERO = ("", ".")
+"""A plain decimal whose digits are all zeros, once its zeros are stripped (refused: must be > 0)."""
+
+
+def _fast_trade(d: _TradeFields, exchange: str, source: str, received: int) -> Trade | None:
+    """`_fast_fields` as a `Trade`."""
+    f = _fast_fields(d, received)
+    if f is None:
+        return None
+    s, t, p, q, m, t_us, e_us = f
+    # tuple.__new__ skips the NamedTuple's Python-level __new__ (same object, same type)
+    return _new_tuple(Trade, (exchange, s, t, Decimal(p), Decimal(q), m, t_us, e_us, received, source))
 
 
 def _slow(

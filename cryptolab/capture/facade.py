@@ -225,7 +225,7 @@ class Capture:
             messages=c.messages,
             trades_per_s=round(rate, 1),
             last_trade_time=last_times,
-            queue_depth=len(sink.trades) if sink is not None else 0,
+            queue_depth=len(sink.trades) + sink.queued_columns() if sink is not None else 0,
             journal_rows=len(sink.journal) if sink is not None else 0,
             lag_ms=sink.lag_ms if sink is not None else None,
             reconnects=c.reconnects,

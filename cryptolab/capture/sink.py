@@ -29,6 +29,7 @@ from ..errors import CryptolabError, DatabaseError, DataError, TradeConflict
 from ..markets import AggTrade
 from ..model import DeadLetter, Trade, now_us
 from ..storage import db
+from ..storage.columns import TradeColumns
 from ..storage.futures import FuturesRow
 from ..storage.journal import Journal, JournalFullError
 from ..storage.journal_format import Segment
@@ -137,6 +138,11 @@ class Sink:
         self.leftovers: list[Journal] = []
         """Journals earlier captures left under the same database (any symbols): replayed, then closed."""
         self.trades: collections.deque[Trade] = collections.deque()
+        """Trades as rows: backfill, and the rare live frame only the careful decoder takes."""
+        self.columns: TradeColumns | None = None
+        """The live trades since the writer's last turn, column by column (`columns_for`): the
+        stream appends under `columns_lock`, the writer takes the whole batch (`take_columns`)."""
+        self.columns_lock = threading.Lock()
         self.book: collections.deque[BookRow] = collections.deque()
         """Depth diffs, quotes, snapshots and book gaps: written in the same turns as the trades."""
         self.futures: collections.deque[FuturesRow] = collections.deque()
@@ -163,6 +169,30 @@ class Sink:
 
     # ---- producers (event-loop thread)
 
+    def columns_for(self, exchange: str, source: str) -> bool:
+        """Whether live trades of (`exchange`, `source`) go to the columns (the first stream to ask
+        sets them; another exchange or source queues `Trade`s as before)."""
+        with self.columns_lock:
+            if self.columns is None:
+                self.columns = TradeColumns(exchange, source)
+            return self.columns.exchange == exchange and self.columns.source == source
+
+    def take_columns(self, limit: int | None = None) -> TradeColumns | None:
+        """The live trades queued as columns (at most `limit`, the oldest), None when there are none."""
+        with self.columns_lock:
+            cols = self.columns
+            if cols is None or not len(cols):
+                return None
+            if limit is not None and len(cols) > limit:
+                cols, self.columns = cols.split(limit)
+            else:
+                self.columns = cols.empty()
+            return cols
+
+    def queued_columns(self) -> int:
+        cols = self.columns
+        return len(cols) if cols is not None else 0
+
     def put_dead(self, d: DeadLetter) -> None:
         self.dead.append(d)
         self.counters.dead_letters += 1
@@ -183,7 +213,7 @@ class Sink:
         statement's rows once committed, or the error that rolled it back; cancel it to take
         it back before the writer does. Also taken while nothing waits but data was committed in
         the last second (a quiet market between two trades: the next one comes soon)."""
-        waiting = self.trades or self.book or self.futures
+        waiting = self.trades or self.book or self.futures or self.queued_columns()
         if not (waiting or time.monotonic() - self.last_write < 1.0) or self.failed or not self.link.up:
             return None
         fut: concurrent.futures.Future[_Rows] = concurrent.futures.Future()
@@ -232,6 +262,8 @@ class Sink:
     def _fatal(self, why: str) -> None:
         self.failed = True
         rows = drain(self.trades, len(self.trades))
+        cols = self.take_columns()
+        rows += cols.rows() if cols is not None else []
         dead = drain(self.dead, len(self.dead))
         book = drain(self.book, len(self.book))
         fut = drain(self.futures, len(self.futures))
@@ -286,22 +318,26 @@ class Sink:
                     continue
                 stopping = self.reading_done.is_set()
             batch = drain(self.trades, opts.max_batch_rows)
+            cols = self.take_columns(opts.max_batch_rows)
             book = drain(self.book, opts.max_batch_rows)
             fut = drain(self.futures, opts.max_batch_rows) if self.futures else []
             dead = drain(self.dead, 10_000)
             up = self._replay_journals() if link.ensure() else False
             turn = plan_turn(
-                queued=len(self.trades) + len(self.book) + len(self.futures),
+                queued=len(self.trades) + self.queued_columns() + len(self.book) + len(self.futures),
                 journal_rows=len(journal),
                 db_up=up,
                 max_queue_rows=opts.max_queue_rows,
             )
-            if batch or dead or book or fut:
-                self._write(batch, dead, book, to_database=turn.write_to == "database", futures=fut)
+            if batch or cols or dead or book or fut:
+                to_db = turn.write_to == "database"
+                self._write(batch, dead, book, to_database=to_db, futures=fut, cols=cols)
             if turn.spill:
                 # the database is slower than the market: the oldest rows go to the journal
                 # (replayed first, so order holds) instead of growing memory without bound
                 spill_trades = drain(self.trades, turn.spill)
+                spill_cols = self.take_columns(max(0, turn.spill - len(spill_trades)))
+                spill_trades += spill_cols.rows() if spill_cols is not None else []
                 spill_book = drain(self.book, max(0, turn.spill - len(spill_trades)))
                 spill_fut = drain(self.futures, max(0, turn.spill - len(spill_trades) - len(spill_book)))
                 self.counters.spilled += self._spill(spill_trades, [], spill_book, spill_fut)
@@ -309,6 +345,7 @@ class Sink:
             if (
                 stopping
                 and not self.trades
+                and not self.queued_columns()
                 and not self.dead
                 and not self.gaps
                 and not self.book
@@ -328,20 +365,24 @@ class Sink:
 
     def _commit_wait(self) -> float | None:
         """Seconds until the queued rows are due (see `batching.commit_wait`)."""
-        trades, book, fut = self.trades, self.book, self.futures
+        trades, book, fut, cols = self.trades, self.book, self.futures, self.columns
+        ncols = len(cols) if cols is not None else 0
         try:
             first = trades[0].received_at_us if trades else None
+            if ncols:
+                c = cols.received[0]  # type: ignore[union-attr]
+                first = c if first is None or c < first else first
             if book:
                 b = book[0].received_at_us if type(book[0]) in (DepthDiff, Quote) else None  # type: ignore[union-attr]
                 first = b if first is None or (b is not None and b < first) else first
             if fut:
                 f = getattr(fut[0], "received_at_us", None)
                 first = f if first is None or (f is not None and f < first) else first
-            oldest = (now_us() - (first or 0)) / 1e6 if trades or book or fut else 0.0
+            oldest = (now_us() - (first or 0)) / 1e6 if trades or ncols or book or fut else 0.0
         except IndexError:  # drained meanwhile
             oldest = 0.0
         return commit_wait(
-            queued=len(trades) + len(book) + len(fut),
+            queued=len(trades) + ncols + len(book) + len(fut),
             oldest_age=oldest,
             window=self.options.commit_window,
             enough_rows=self.options.commit_rows,
@@ -382,21 +423,28 @@ class Sink:
         *,
         to_database: bool,
         futures: Sequence[FuturesRow] = (),
+        cols: TradeColumns | None = None,
     ) -> None:
         """One batch to the database, or to the journal when the database is away."""
         riders = self._take_riders()
+        if cols is not None and (batch or dead or book or futures or not to_database):
+            batch = batch + cols.rows()  # rows go together (one transaction, or the journal)
+            cols = None
         if not to_database:
             _settle(riders, DatabaseError("the database is away: the batch went to the journal"))
             self._spill(batch, dead, book, futures)
             return
         try:
-            self._store(batch, dead, book, futures, riders)
+            if cols is not None:
+                self._store_columns(cols, riders)
+            else:
+                self._store(batch, dead, book, futures, riders)
         except DatabaseError as exc:
             _settle(riders, exc)
             if not _is_outage(exc, self.link):
                 raise
             self.link.failed(exc)
-            self._spill(batch, dead, book, futures)
+            self._spill(batch if cols is None else cols.rows(), dead, book, futures)
         except BaseException as exc:
             _settle(riders, exc)
             raise
@@ -511,6 +559,39 @@ class Sink:
             self.counters.appended += writer.appended - appended
         if res.archived:
             self.counters.archived += res.archived
+            log.warning(
+                "%d trades not stored: their ids live in the archive (days archived and dropped)",
+                res.archived,
+            )
+
+    def _store_columns(self, cols: TradeColumns, riders: Sequence[_Rider]) -> None:
+        """Store a batch of live trades kept as columns (with the riders' statements); a batch the
+        database rejects as data takes `_store`'s way (rows, split to find the bad ones)."""
+        writer = self.link.writer
+        assert writer is not None
+        appended = writer.appended
+        also = [st for stmts, _ in riders for st in stmts]
+        try:
+            res = writer.write_columns(cols, also=also)
+        except DataError:
+            self._store(cols.rows(), [], (), (), riders)
+            return
+        self.last_write = time.monotonic()
+        if riders:
+            got, k = res.also or [], 0
+            for stmts, fut in riders:
+                fut.set_result(got[k : k + len(stmts)])
+                k += len(stmts)
+        c = self.counters
+        c.stored += res.inserted
+        c.duplicates += res.duplicates
+        c.commits += 1
+        c.appended += writer.appended - appended
+        done = now_us()
+        self.lag_ms = (done - cols.times[-1]) / 1000.0
+        self.latencies_us.extend([done - r for r in cols.received])
+        if res.archived:
+            c.archived += res.archived
             log.warning(
                 "%d trades not stored: their ids live in the archive (days archived and dropped)",
                 res.archived,

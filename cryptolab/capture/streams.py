@@ -23,7 +23,7 @@ import orjson
 from ..binance import ws as wsclient
 from ..binance.frames import decode_frame
 from ..binance.rest import RestClient
-from ..binance.wire import Control, decode
+from ..binance.wire import Control, decode, trade_fields
 from ..book.model import DepthDiff, Quote
 from ..config import mask_url
 from ..errors import CryptolabError, SourceError
@@ -128,6 +128,8 @@ class StreamWorker:
         append, enough = queue.append, self.options.commit_rows
         books = self.books
         dec = decode if books is None else decode_frame  # trades only: no routing by stream name
+        if books is None and sink.columns_for(exchange, source):
+            return self._columns_receiver(conn)
 
         def on_message(raw: wsclient.Message) -> None:
             now = _monotonic()
@@ -159,6 +161,63 @@ class StreamWorker:
                 if not first.is_set():
                     first.set()
                 return
+            if not first.is_set():
+                first.set()
+            self._other(out, raw, received, conn)
+
+        return on_message
+
+    def _columns_receiver(self, conn: Connection) -> Callable[[wsclient.Message], None]:
+        """`on_message` of a trades-only connection: a trade in the usual shape goes from the frame
+        straight into the sink's columns (`storage.columns`: no `Trade`, no `Decimal`, nothing for
+        the garbage collector); anything else takes `decode` and the general path."""
+        counters, seqs, sink, exchange, source = (
+            self.counters,
+            self.seqs,
+            self.sink,
+            self.exchange,
+            self.stream_source,
+        )
+        queue, wake, first, lock = sink.trades, sink.wake, conn.first, sink.columns_lock
+        append, enough = queue.append, self.options.commit_rows
+
+        def on_message(raw: wsclient.Message) -> None:
+            now = _monotonic()
+            conn.last_msg = now
+            received = _time_ns() // 1000
+            counters.messages += 1
+            f = trade_fields(raw, received)
+            seq = seqs.get(f[0]) if f is not None else None
+            if f is not None and seq is not None:
+                if seq.see(f[1], now):
+                    with lock:
+                        cols = sink.columns
+                        assert cols is not None
+                        cols.add(f, received)
+                        n = len(cols)
+                    seq.last_trade_us = f[5]
+                    # the writer wakes for the first row of a group and when a group is full
+                    if (n == 1 or n >= enough) and not wake.is_set():
+                        wake.set()
+                else:
+                    counters.dropped_duplicates += 1
+                if not first.is_set():
+                    first.set()
+                return
+            out = decode(raw, exchange=exchange, source=source, received_at_us=received)
+            if type(out) is Trade:  # a trade only the careful decoder takes: queued as a row
+                seq = seqs.get(out.symbol)
+                if seq is not None:
+                    if seq.see(out.trade_id, now):
+                        append(out)
+                        seq.last_trade_us = out.trade_time_us
+                        if not wake.is_set():
+                            wake.set()
+                    else:
+                        counters.dropped_duplicates += 1
+                    if not first.is_set():
+                        first.set()
+                    return
             if not first.is_set():
                 first.set()
             self._other(out, raw, received, conn)

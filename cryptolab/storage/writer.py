@@ -47,6 +47,7 @@ from ..errors import DatabaseError, DataError, TradeConflict
 from ..model import DeadLetter, Trade
 from .append import AppendRange, append_ranges, trade_arrays
 from .book import BookResult, BookWriter
+from .columns import TradeColumns
 
 __all__ = [
     "APPEND_FUNCTION",
@@ -362,7 +363,10 @@ class TradeWriter:
         self._ready = True
 
     def _ensure_days(self, trades: Sequence[Trade]) -> None:
-        days = {t.trade_time_us // _US_PER_DAY for t in trades} - self._days
+        self._ensure_day_set({t.trade_time_us // _US_PER_DAY for t in trades})
+
+    def _ensure_day_set(self, wanted: set[int]) -> None:
+        days = wanted - self._days
         if not days:
             return
         with self.conn.transaction():
@@ -475,7 +479,12 @@ class TradeWriter:
         None when the database refused the append (a duplicate key: nothing committed)."""
         if append_ranges(trades) is None:
             return None
-        params = trade_arrays(trades)
+        return self._append_params(trade_arrays(trades), len(trades), also)
+
+    def _append_params(
+        self, params: tuple[str, ...], n: int, also: Sequence[Statement]
+    ) -> WriteResult | None:
+        """`_append_alone` of a batch of `n` trades given as the call's array literals."""
         conn = self.conn
         try:
             if not also:
@@ -495,9 +504,35 @@ class TradeWriter:
         except psycopg.errors.UniqueViolation:
             return None
         if row is None or row[0] is None:
-            return WriteResult(len(trades), 0, 0, 0, also=rows)
+            return WriteResult(n, 0, 0, 0, also=rows)
         self.appended += 1
-        return WriteResult(len(trades), len(trades), int(row[0]), 0, also=rows)
+        return WriteResult(n, n, int(row[0]), 0, also=rows)
+
+    def write_columns(self, cols: TradeColumns, also: Sequence[Statement] = ()) -> WriteResult:
+        """A batch of live trades kept as columns (`storage.columns`), as `write(cols.rows(),
+        also=also)` stores it: the one-call append straight from the columns when the database has
+        it and the ids strictly increase per symbol, else (and when the call meets stored or
+        archived ids) the same rows through `write`. Raises as `write` does."""
+        done = None
+        if cols.ranges() is not None:
+            try:
+                self._prepare()
+                if self.server_append and self.conn.info.transaction_status == pq.TransactionStatus.IDLE:
+                    self._ensure_day_set(cols.days())
+                    done = self._append_params(cols.arrays(), len(cols), also)
+            except (psycopg.DataError, psycopg.IntegrityError):
+                done = None  # the rows themselves: `write` finds which and says so
+            except psycopg.Error as exc:
+                self._ready = self._ready and not self.conn.closed
+                raise DatabaseError(
+                    f"could not store {len(cols)} trades: {str(exc).strip().splitlines()[0]}"
+                ) from exc
+            if done is not None and done.inserted == len(cols):
+                return done
+        rows = cols.rows()
+        if done is not None:  # the call stored none of them; `also` committed with it
+            return self._with_also(self.write(rows), done.also)
+        return self.write(rows, also=also)
 
     def _store(self, trades: Sequence[Trade], *, nested: bool, merge: bool) -> tuple[int, int, int]:
         """Append the batch or merge it; (inserted, bars touched, archived)."""

@@ -166,3 +166,39 @@ def test_fast_path_accepts_only_what_the_careful_path_accepts(payload: bytes) ->
         assert isinstance(careful, Trade)
         assert str(fast.price) == str(careful.price) and str(fast.qty) == str(careful.qty)
         assert type(fast) is Trade and type(fast.price) is Decimal
+
+
+@pytest.mark.parametrize("payload", _variants())
+def test_trade_fields_are_the_careful_paths_trade_or_nothing(payload: bytes) -> None:
+    """The capture's columns take `trade_fields`: whatever it returns must be the careful path's
+    trade field for field (the price and quantity as the same digits); what it refuses, `decode`
+    then judges (zero, an odd number, a control message: the careful path's dead letter or reply)."""
+    from cryptolab.binance.wire import _careful, trade_fields
+
+    fields = trade_fields(payload, NOW)
+    careful = _careful(payload, "binance", "live", NOW)
+    if fields is None:
+        assert decode(payload, received_at_us=NOW) == careful
+        return
+    assert isinstance(careful, Trade)
+    sym, tid, price, qty, maker, t_us, e_us = fields
+    assert (sym, tid, maker, t_us, e_us) == (
+        careful.symbol,
+        careful.trade_id,
+        careful.is_buyer_maker,
+        careful.trade_time_us,
+        careful.event_time_us,
+    )
+    assert Decimal(price) == careful.price and str(Decimal(price)) == str(careful.price)
+    assert Decimal(qty) == careful.qty and str(Decimal(qty)) == str(careful.qty)
+
+
+@pytest.mark.parametrize("zero", ["0", "0.0", "00.00000000", "0.000000000000000000"])
+def test_trade_fields_refuse_a_zero_price_or_quantity(zero: str) -> None:
+    from cryptolab.binance.wire import trade_fields
+
+    d = json.loads(RAW)
+    for key in ("p", "q"):
+        bad = json.dumps({**d, key: zero}).encode()
+        assert trade_fields(bad, NOW) is None
+        assert isinstance(decode(bad, received_at_us=NOW), DeadLetter)

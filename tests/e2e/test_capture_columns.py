@@ -1,0 +1,35 @@
+"""Live trades wait for their commit as columns, not as one `Trade` per message: while a group
+fills, the capture holds no per-trade objects for the garbage collector to walk, and what it
+stores is still exactly the exchange's log (real capture, local exchange, real PostgreSQL)."""
+
+from __future__ import annotations
+
+import gc
+import time
+
+from cryptolab.capture import Capture
+from cryptolab.model import Trade
+from tests.e2e.test_capture import ALL, FAST, exchange, finish, wait_until
+
+__all__ = ["exchange"]
+
+
+def test_queued_live_trades_are_columns_and_are_stored_exactly(dsn: str, exchange) -> None:
+    ex = exchange(symbols=["btcusdt"], rate=400)
+    # a long window and a large group: the rows of the last seconds wait in memory
+    opts = {**FAST, "commit_window": 4.0, "commit_rows": 100_000}
+    cap = Capture(["btcusdt"], source=ex.ws_url, **opts, **ALL)
+    cap.start()
+    try:
+        wait_until(lambda: cap.status().rows_stored > 0, 20, "a first commit")
+        wait_until(lambda: cap.status().queue_depth >= 400, 20, "a group to fill")
+        sink = cap._sink
+        assert sink is not None
+        queued = cap.status().queue_depth
+        trades = sum(1 for o in gc.get_objects() if type(o) is Trade)
+        in_columns, as_rows = sink.queued_columns(), len(sink.trades)
+        assert in_columns >= 400 and as_rows == 0, (in_columns, as_rows)
+        assert trades < queued // 10, f"{trades} Trade objects alive while {queued} trades wait"
+        time.sleep(0.5)
+    finally:
+        finish(ex, cap, dsn, ["btcusdt"])
