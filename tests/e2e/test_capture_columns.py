@@ -17,6 +17,8 @@ __all__ = ["exchange"]
 def test_queued_live_trades_are_columns_and_are_stored_exactly(dsn: str, exchange) -> None:
     ex = exchange(symbols=["btcusdt"], rate=400)
     # a long window and a large group: the rows of the last seconds wait in memory
+    gc.collect()
+    before = sum(1 for o in gc.get_objects() if type(o) is Trade)  # other tests' rows, still held
     opts = {**FAST, "commit_window": 4.0, "commit_rows": 100_000}
     cap = Capture(["btcusdt"], source=ex.ws_url, **opts, **ALL)
     cap.start()
@@ -26,7 +28,8 @@ def test_queued_live_trades_are_columns_and_are_stored_exactly(dsn: str, exchang
         sink = cap._sink
         assert sink is not None
         queued = cap.status().queue_depth
-        trades = sum(1 for o in gc.get_objects() if type(o) is Trade)
+        gc.collect()
+        trades = sum(1 for o in gc.get_objects() if type(o) is Trade) - before
         in_columns, as_rows = sink.queued_columns(), len(sink.trades)
         assert in_columns >= 400 and as_rows == 0, (in_columns, as_rows)
         assert trades < queued // 10, f"{trades} Trade objects alive while {queued} trades wait"
