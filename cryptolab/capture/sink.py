@@ -35,6 +35,7 @@ from ..storage.journal_format import Segment
 from ..storage.writer import Statement, TradeWriter
 from .batching import commit_wait, drain, plan_turn
 from .options import CaptureOptions, Counters
+from .pressure import Valve
 from .runs import RunLog
 from .sequencer import GapEvent
 
@@ -160,6 +161,8 @@ class Sink:
         """Statements to commit with the next data (`offer`)."""
         self.last_write = 0.0
         """When (monotonic) the last batch was committed."""
+        self.valve: Valve | None = None
+        """With `backpressure`: stops the stream connections' reading while the queue is long."""
 
     # ---- producers (event-loop thread)
 
@@ -296,6 +299,8 @@ class Sink:
                 db_up=up,
                 max_queue_rows=opts.max_queue_rows,
             )
+            if self.valve is not None:  # drained: reading may go on (or must: the database is down)
+                self.valve.after_turn(up)
             if batch or dead or book or fut:
                 self._write(batch, dead, book, to_database=turn.write_to == "database", futures=fut)
             if turn.spill:
