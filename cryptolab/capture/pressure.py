@@ -16,7 +16,8 @@ closes such a connection once its own send buffer is full. That is healed like a
 drop: the capture reconnects and backfills the missed ids from REST.
 
 `read_paused` is the decision (pure); `Valve` applies it. The check runs once per socket read
-(`WSConnection.after_read`, on the event loop), not per message; the writer thread asks for
+(`WSConnection.after_read`, on the event loop), not per message, and after each page the REST
+backfill queues (which fetches no page while reading is paused); the writer thread asks for
 the resume after each turn (`Valve.after_turn`, through `loop.call_soon_threadsafe`). A paused
 connection's `last_msg` is `math.inf`, so the watchdog (`stall_timeout`) never counts a pause as
 silence; on resume it restarts from then.
@@ -94,6 +95,8 @@ class Valve:
         """Time spent paused so far (completed pauses)."""
         self._since = 0.0
         self._resume_asked = False
+        self._open = asyncio.Event()
+        self._open.set()
 
     def queued(self) -> int:
         return sum(len(q) for q in self.queues)
@@ -111,8 +114,13 @@ class Valve:
         self.conns[id(conn)] = conn
         ws.after_read = self.check
 
+    async def wait_open(self) -> None:
+        """Until reading goes on (the backfill fetches no REST page while the sockets are paused)."""
+        await self._open.wait()
+
     def check(self) -> None:
-        """After a socket read: stop reading everywhere when the queue is past the mark."""
+        """After a socket read (or a backfilled page): stop reading everywhere when the queue is
+        past the mark."""
         if read_paused(
             queued=self.queued(), paused=self.paused, db_up=self.db_up, max_queue_rows=self.max_queue_rows
         ):
@@ -129,8 +137,16 @@ class Valve:
                 conn.last_msg = math.inf  # not silent: paused (the watchdog waits)
         if not self.paused:
             self.paused = True
+            self._open.clear()
             self._since = time.monotonic()
             self.counters.read_pauses += 1
+            # the writer may have drained the queue (or lost the database) between the decision and
+            # `paused` being set, and seen no pause to end: look again now that it is set (the writer
+            # drains, then reads `paused`; here `paused` is set, then the queue read)
+            if not read_paused(
+                queued=self.queued(), paused=True, db_up=self.db_up, max_queue_rows=self.max_queue_rows
+            ):
+                self._resume()
 
     def _resume(self) -> None:
         self._resume_asked = False
@@ -140,6 +156,7 @@ class Valve:
             return
         now = time.monotonic()
         self.paused = False
+        self._open.set()
         self.paused_seconds += now - self._since
         for key, conn in list(self.conns.items()):
             ws = conn.ws

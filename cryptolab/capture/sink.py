@@ -356,6 +356,8 @@ class Sink:
         """While rows wait for their group: replay a journal left behind, keep the run log up."""
         if self.link.ensure():
             self._replay_journals()  # also says when nothing is left to replay (backfill waits for that)
+        if self.valve is not None:  # an idle writer still ends a pause (or one the database's loss ends)
+            self.valve.after_turn(self.link.up)
         return self._bookkeeping(last_beat)
 
     def _replay_journals(self) -> bool:

@@ -27,7 +27,7 @@ from tests.e2e.test_capture import ALL, FAST, finish, needs_embedded, stored_cou
 SYMS = ["btcusdt", "ethusdt"]
 ONE_READ = 256 * 1024 // 180
 """Trades one socket read can hold (asyncio reads up to 256 KiB; a trade frame is ≥ 180 bytes):
-what arrives after the mark, before the pause takes effect."""
+what arrives after the mark, before the pause takes effect (a REST backfill page, 1,000, is less)."""
 SLOW = dict(max_batch_rows=1, max_queue_rows=4000)
 """One row per transaction: at 6,000 trades/s the writer falls behind (without backpressure the
 queue passes 4,000 and spills)."""
@@ -51,6 +51,20 @@ def queue_peak(cap: Capture) -> Iterator[list[int]]:
     finally:
         done.set()
         t.join()
+
+
+def wait_paused(cap: Capture, timeout: float = 15.0) -> None:
+    """Until reading has stopped and stays stopped: a pause counted, then no message for 0.5 s
+    (the writer is stuck, so nothing resumes it)."""
+    end = time.monotonic() + timeout
+    last = cap.counters.messages
+    while time.monotonic() < end:
+        time.sleep(0.5)
+        now = cap.counters.messages
+        if now == last and cap.counters.read_pauses >= 1:
+            return
+        last = now
+    raise AssertionError(f"reading did not pause within {timeout} s")
 
 
 def test_slow_database_with_backpressure_pauses_reading_and_spills_nothing(dsn: str, exchange) -> None:
@@ -85,7 +99,7 @@ def test_a_connection_paused_by_backpressure_is_not_replaced_by_the_watchdog(dsn
     wait_until(lambda: stored_count(dsn, SYMS) > 500, 20, "the capture to store trades")
     with psycopg.connect(dsn) as c:
         c.execute("LOCK TABLE trades IN SHARE MODE")  # the writer's next batch waits: up, but stuck
-        wait_until(lambda: cap.counters.read_pauses >= 1, 10, "reading to pause")
+        wait_paused(cap)
         messages = cap.counters.messages
         time.sleep(3.0)
         assert cap.counters.messages == messages, "a paused connection read on"
@@ -105,7 +119,7 @@ def test_with_backpressure_a_database_outage_still_goes_to_the_journal(dsn: str,
     wait_until(lambda: stored_count(dsn, SYMS) > 500, 20, "the capture to store trades")
     lock = psycopg.connect(dsn)
     lock.execute("LOCK TABLE trades IN SHARE MODE")
-    wait_until(lambda: cap.counters.read_pauses >= 1, 10, "reading to pause")
+    wait_paused(cap)
     messages = cap.counters.messages
     embedded.stop()  # ends every session: the writer's stuck batch fails as an outage
     try:
