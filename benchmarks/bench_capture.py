@@ -427,14 +427,15 @@ def main() -> None:
             "\n1) sustained throughput, exchange socket → committed rows (offered: as fast as the exchange "
             "can)"
         )
-        print(f"   {'path':58} {'rows/s':>10} {'vs COPY':>8} {'vs bare':>8}")
         rows = [(f"capture, {name} (socket → parse → COPY+dedupe+bars)", max(r)) for name, r in tops.items()]
         rows += [
             ("plain COPY of the same rows, same table", copy_rate),
             ("INSERT+commit per row (seed, 5k sample)", row_rate),
         ]
+        w = max(58, *(len(name) for name, _ in rows))
+        print(f"   {'path':{w}} {'rows/s':>10} {'vs COPY':>8} {'vs bare':>8}")
         for name, rate in rows:
-            print(f"   {name:58} {rate:10,.0f} {rate / copy_rate:8.2f} {rate / ceiling:8.2f}")
+            print(f"   {name:{w}} {rate:10,.0f} {rate / copy_rate:8.2f} {rate / ceiling:8.2f}")
         if args.repeat > 1:
             print(
                 "   (capture: best of",
