@@ -3,10 +3,13 @@
     python benchmarks/bench_capture.py [--seconds 20] [--rss-seconds 600] [--rss-rate 20000]
                                        [--rates 1000,5000,20000] [--workers 1,2]
                                        [--baseline REV] [--loop asyncio,uvloop] [--repeat 2]
+                                       [--no-backpressure]
 
 `--baseline REV` also runs the capture code of git revision REV (e.g. `HEAD~3`), each of its
 runs next to one of this tree's, so before/after figures come from one run on one machine
 load; `--loop` names the event loops to run this tree's capture on (uvloop if installed).
+Part 1 also runs this tree with `backpressure=True` (reading paused while the writer is behind,
+instead of spilling to the journal), interleaved with the others; `--no-backpressure` leaves it out.
 
 The local exchange runs in its own process (`cryptolab exchange`, pre-encoded frames)
 so it competes for a core, not for this process's GIL. Printed, all from one run:
@@ -139,12 +142,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def capture_run(
-    dsn: str, rate: float, seconds: float, code: str | None = None, loop: str = "asyncio"
+    dsn: str,
+    rate: float,
+    seconds: float,
+    code: str | None = None,
+    loop: str = "asyncio",
+    options: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """One capture against a fresh exchange at `rate`: rows/s stored, receive→commit p50/p99 (ms).
 
     The capture runs in a child process importing `cryptolab` from `code` (a tree extracted
-    from another revision) or from this tree; `loop` is its event loop.
+    from another revision) or from this tree; `loop` is its event loop, `options` its
+    CaptureOptions overrides (e.g. backpressure=True).
     """
     with db.connect(dsn) as conn:  # each run's exchange numbers trades from 1 again
         conn.execute("TRUNCATE trades, bars_1s, capture_gaps")
@@ -155,7 +164,7 @@ def capture_run(
         if code is not None:
             env["PYTHONPATH"] = code
         out = subprocess.run(
-            [sys.executable, __file__, "--child", json.dumps([dsn, ws, seconds, loop])],
+            [sys.executable, __file__, "--child", json.dumps([dsn, ws, seconds, loop, options or {}])],
             env=env,
             cwd=code or ROOT,
             capture_output=True,
@@ -170,7 +179,7 @@ def capture_run(
 
 
 def _child(args: str) -> None:
-    dsn, ws, seconds, loop = json.loads(args)
+    dsn, ws, seconds, loop, options = json.loads(args)
     if loop == "uvloop":
         import uvloop
 
@@ -178,13 +187,15 @@ def _child(args: str) -> None:
     from cryptolab.capture import Capture
 
     dbname = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
-    cap = Capture(["btcusdt"], source=ws, dsn=dsn).start()
+    cap = Capture(["btcusdt"], source=ws, dsn=dsn, **options).start()
     time.sleep(1.0)
     s0, t0, c0, pg0 = cap.status().rows_stored, time.monotonic(), _cpu_self(), _cpu_backends(str(dbname))
     cap.reset_latencies()
     time.sleep(seconds)
     s1, t1, c1, pg1 = cap.status().rows_stored, time.monotonic(), _cpu_self(), _cpu_backends(str(dbname))
     lat = sorted(cap.latencies_us())
+    c = cap.counters
+    events = {k: float(getattr(c, k, 0)) for k in ("spilled", "reconnects", "read_pauses", "backfilled")}
     cap.stop()
 
     def q(p: float) -> float:
@@ -201,6 +212,8 @@ def _child(args: str) -> None:
                 "n": len(lat),
                 "cpu_us": (c1 - c0) / rows * 1e6,
                 "pg_us": pg / rows * 1e6,
+                "load": os.getloadavg()[0],
+                **events,
             }
         )
     )
@@ -350,6 +363,12 @@ def main() -> None:
     )
     ap.add_argument("--loop", default="asyncio", help="event loops for this tree's capture: asyncio,uvloop")
     ap.add_argument("--repeat", type=int, default=1, help="full-speed runs per variant (interleaved)")
+    ap.add_argument(
+        "--backpressure",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="part 1 also runs this tree with backpressure=true (default; --no-backpressure skips it)",
+    )
     ap.add_argument("--rss-only", action="store_true", help="only part 3, in this fresh process")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -361,6 +380,10 @@ def main() -> None:
         variants.append((f"{args.baseline} (baseline)", extract(args.baseline), "asyncio"))
     for loop in args.loop.split(","):
         variants.append(("this tree" + ("" if loop == "asyncio" else f", {loop}"), None, loop))
+    # part 1 only: at the rates of part 2 the writer keeps up, so backpressure never acts there
+    full_speed: list[tuple[str, str | None, str, dict[str, Any]]] = [(*v, {}) for v in variants]
+    if args.backpressure:
+        full_speed.append(("this tree, backpressure=true", None, "asyncio", {"backpressure": True}))
     with scratch_database("cryptolab_bench_capture") as dsn:
         if args.rss_only:
             rss_report(dsn, args.rss_seconds, args.rss_rate)
@@ -384,16 +407,19 @@ def main() -> None:
             )
         except ImportError:
             pass
-        tops: dict[str, list[float]] = {name: [] for name, _, _ in variants}
-        cpu: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in variants}
+        tops: dict[str, list[float]] = {name: [] for name, _, _, _ in full_speed}
+        cpu: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _, _ in full_speed}
         for _ in range(args.repeat):
-            for name, code, loop in variants:
-                r = capture_run(dsn, 200_000, args.seconds, code, loop)
+            for name, code, loop, options in full_speed:
+                r = capture_run(dsn, 200_000, args.seconds, code, loop, options)
                 tops[name].append(r["rate"])
                 cpu[name].append((r["cpu_us"], r["pg_us"]))
                 print(
-                    f"capture at full speed, {name}: {r['rate']:,.0f} rows/s; CPU per row: capture process "
-                    f"{r['cpu_us']:.1f} µs, its PostgreSQL backends {r['pg_us']:.1f} µs",
+                    f"capture at full speed, {name}: {r['rate']:,.0f} rows/s ({r['rate'] / ceiling:.2f}x the "
+                    f"bare client); CPU per row: capture process {r['cpu_us']:.1f} µs, its PostgreSQL "
+                    f"backends {r['pg_us']:.1f} µs; spilled {r.get('spilled', 0):,.0f}, read pauses "
+                    f"{r.get('read_pauses', 0):,.0f}, reconnects {r.get('reconnects', 0):,.0f}, backfilled "
+                    f"{r.get('backfilled', 0):,.0f}; load {r.get('load', 0):.2f}",
                     flush=True,
                 )
         copy_rate, row_rate = copy_baseline(dsn, 200_000)
@@ -401,14 +427,15 @@ def main() -> None:
             "\n1) sustained throughput, exchange socket → committed rows (offered: as fast as the exchange "
             "can)"
         )
-        print(f"   {'path':58} {'rows/s':>10} {'vs COPY':>8} {'vs bare':>8}")
         rows = [(f"capture, {name} (socket → parse → COPY+dedupe+bars)", max(r)) for name, r in tops.items()]
         rows += [
             ("plain COPY of the same rows, same table", copy_rate),
             ("INSERT+commit per row (seed, 5k sample)", row_rate),
         ]
+        w = max(58, *(len(name) for name, _ in rows))
+        print(f"   {'path':{w}} {'rows/s':>10} {'vs COPY':>8} {'vs bare':>8}")
         for name, rate in rows:
-            print(f"   {name:58} {rate:10,.0f} {rate / copy_rate:8.2f} {rate / ceiling:8.2f}")
+            print(f"   {name:{w}} {rate:10,.0f} {rate / copy_rate:8.2f} {rate / ceiling:8.2f}")
         if args.repeat > 1:
             print(
                 "   (capture: best of",
@@ -432,7 +459,7 @@ def main() -> None:
             f"   {'code':22} {'offered/s':>10} {'achieved/s':>11} {'p50':>8} {'p99':>8} {'samples':>9}"
             f" {'capture':>8} {'PG':>6}"
         )
-        for rate in [float(x) for x in args.rates.split(",")]:
+        for rate in [float(x) for x in args.rates.split(",") if x]:
             for name, code, loop in variants:
                 r = capture_run(dsn, rate, args.seconds, code, loop)
                 print(

@@ -119,6 +119,11 @@ class WSConnection(asyncio.Protocol):
         """True while `data_received` may frame small messages itself (see `_received_fast`)."""
         self._pending = b""
         """The start of a frame the fast path saw only in part."""
+        self.after_read: Callable[[], None] | None = None
+        """Called after each socket read's messages were delivered (the capture's backpressure
+        checks its queue there: once per read, not per message)."""
+        self.reading_paused = False
+        """True between `pause_reading()` and `resume_reading()`."""
 
     # -- asyncio.Protocol
 
@@ -135,6 +140,8 @@ class WSConnection(asyncio.Protocol):
                 self._received(data)
         except Exception as exc:
             self._finish(exc)
+        if self.after_read is not None:
+            self.after_read()
 
     def _received_fast(self, data: bytes) -> None:
         """Deliver every complete small data frame of `data` without the Sans-I/O parser.
@@ -306,14 +313,28 @@ class WSConnection(asyncio.Protocol):
         self.protocol.send_text(text.encode())
         self._flush()
 
+    def pause_reading(self) -> None:
+        """Stop reading the socket (TCP backpressure: the kernel's buffer fills, then the
+        sender's); the messages of the read in progress are still delivered."""
+        if self.transport is not None and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
     async def close(self, timeout: float = 2.0) -> None:
-        """Close politely; drop the socket if the server does not answer in time."""
+        """Close politely; drop the socket if the server does not answer in time (at once while
+        reading is paused: its answer would wait behind the unread messages)."""
         if self.closed.done():
             return
         try:
             self.protocol.send_close(1000)
             self._flush()
-            await asyncio.wait_for(asyncio.shield(self.closed), timeout)
+            if not self.reading_paused:
+                await asyncio.wait_for(asyncio.shield(self.closed), timeout)
         except (asyncio.TimeoutError, Exception):
             pass
         finally:

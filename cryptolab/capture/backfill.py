@@ -178,7 +178,10 @@ class Backfiller:
         `catch_up`: the ids printed before the capture's first streamed trade: counted as
         backfilled, not as a gap found and filled (only a loss among them makes it a gap)."""
         frm, lost = lo, False
+        valve = self.sink.valve
         while frm <= hi:
+            if valve is not None:
+                await valve.wait_open()  # backpressure: no page while the writer is behind
             items = await self.fetch_page(seq.symbol, frm, min(PAGE, hi - frm + 1))
             received = now_us()
             got: list[tuple[int, Any]] = []
@@ -223,6 +226,8 @@ class Backfiller:
                     self.queue(row)
                     self.counters.backfilled += 1
             self.sink.wake.set()
+            if valve is not None:
+                valve.check()  # a page past the mark stops the sockets too
             frm = ids[-1] + 1
         if not lost and not catch_up:
             self.counters.gaps_filled += 1

@@ -40,6 +40,7 @@ from .cluster import Cluster, record_final_rows
 from .endpoints import Endpoint, resolve_source
 from .limits import option_problems, since_problem
 from .options import CaptureOptions, CaptureStatus, Counters
+from .pressure import Valve
 from .rates import RateMeter
 from .roster import Roster
 from .runs import RunLog, db_key, mark_dead_runs, max_stored_ids, resume_points
@@ -229,6 +230,7 @@ class Capture:
             journal_rows=len(sink.journal) if sink is not None else 0,
             lag_ms=sink.lag_ms if sink is not None else None,
             reconnects=c.reconnects,
+            read_pauses=c.read_pauses,
             rotations=c.rotations,
             gaps_found=c.gaps_found,
             gaps_filled=c.gaps_filled,
@@ -409,6 +411,12 @@ class Capture:
                 link.attach(conn)
                 handed_over = True  # the sink owns the connection now
                 self._sink = Sink(opts, self.counters, journal, link, runs, self._on_fatal)
+                if opts.backpressure:
+                    s = self._sink
+                    s.valve = Valve(
+                        (s.trades, s.queued_live, s.book, s.futures), opts.max_queue_rows, self.counters,
+                        asyncio.get_running_loop(),
+                    )
                 self._sink.leftovers = leftovers
                 self._sink.start(f"{threading.current_thread().name}-writer")
                 self._started_at = datetime.now(timezone.utc)

@@ -22,6 +22,12 @@ class CaptureOptions:
     """Queued rows that are committed at once, without waiting for `commit_window`."""
     max_queue_rows: int = 500_000
     """Rows held in memory before the writer spills to the journal."""
+    backpressure: bool = False
+    """While the database is up and more than `max_queue_rows // 4` rows wait in memory, stop
+    reading the sockets (until `max_queue_rows // 8`) instead of spilling to the journal. Stores
+    more at full speed, but the exchange may close a connection that stops reading (reconnect +
+    REST backfill heal it); while the database is down, rows go to the journal as without it
+    (docs/capture.md, "Backpressure")."""
     stall_timeout: float = 30.0
     """Seconds of silence after which a connection is presumed dead and replaced."""
     rotate_after: float = 23.5 * 3600
@@ -111,6 +117,8 @@ class Counters:
     gaps_lost: int = 0
     backfilled: int = 0
     spilled: int = 0
+    read_pauses: int = 0
+    """Times the stream connections stopped reading because the writer was behind (`backpressure`)."""
     journal_bad_records: int = 0
     rejected_rows: int = 0
     archived: int = 0
@@ -199,6 +207,8 @@ class CaptureStatus:
     snapshots: int = 0
     futures: dict[str, int] = field(default_factory=dict)
     """USD-M futures rows stored: agg_trades, mark_prices, liquidations, open_interest (empty on spot)."""
+    read_pauses: int = 0
+    """Times reading stopped because the writer was behind (`CaptureOptions.backpressure`)."""
 
     def summary(self) -> str:
         """Human summary, printed by the CLI at the end of a capture."""
@@ -215,6 +225,10 @@ class CaptureStatus:
             f"{'up' if self.database_up else 'down'}, lag "
             + (f"{self.lag_ms:.1f} ms" if self.lag_ms is not None else "-"),
         ]
+        if self.read_pauses:
+            lines.append(
+                f"  backpressure: reading paused {self.read_pauses:,} times while the writer caught up"
+            )
         if self.book or self.quotes:
             healed = sum(1 for g in self.book_gaps if g.snapshot_id is not None)
             lines.append(

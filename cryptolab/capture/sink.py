@@ -36,6 +36,7 @@ from ..storage.journal_format import Segment
 from ..storage.writer import Statement, TradeWriter
 from .batching import commit_wait, drain, plan_turn
 from .options import CaptureOptions, Counters
+from .pressure import Valve
 from .runs import RunLog
 from .sequencer import GapEvent
 
@@ -166,6 +167,8 @@ class Sink:
         """Statements to commit with the next data (`offer`)."""
         self.last_write = 0.0
         """When (monotonic) the last batch was committed."""
+        self.valve: Valve | None = None
+        """With `backpressure`: stops the stream connections' reading while the queue is long."""
 
     # ---- producers (event-loop thread)
 
@@ -192,6 +195,11 @@ class Sink:
     def queued_columns(self) -> int:
         cols = self.columns
         return len(cols) if cols is not None else 0
+
+    @property
+    def queued_live(self) -> _QueuedColumns:
+        """The live columns' length as a queue's (`len()`), whichever batch is open now."""
+        return _QueuedColumns(self)
 
     def put_dead(self, d: DeadLetter) -> None:
         self.dead.append(d)
@@ -329,6 +337,8 @@ class Sink:
                 db_up=up,
                 max_queue_rows=opts.max_queue_rows,
             )
+            if self.valve is not None:  # drained: reading may go on (or must: the database is down)
+                self.valve.after_turn(up)
             if batch or cols or dead or book or fut:
                 to_db = turn.write_to == "database"
                 self._write(batch, dead, book, to_database=to_db, futures=fut, cols=cols)
@@ -392,6 +402,8 @@ class Sink:
         """While rows wait for their group: replay a journal left behind, keep the run log up."""
         if self.link.ensure():
             self._replay_journals()  # also says when nothing is left to replay (backfill waits for that)
+        if self.valve is not None:  # an idle writer still ends a pause (or one the database's loss ends)
+            self.valve.after_turn(self.link.up)
         return self._bookkeeping(last_beat)
 
     def _replay_journals(self) -> bool:
@@ -673,6 +685,16 @@ class Sink:
             for t in batch:
                 if t.received_at_us is not None and t.source != "backfill":
                     lat.append(done - t.received_at_us)
+
+
+class _QueuedColumns:
+    """`len()` of a sink's open columns batch (the batch object changes at each writer turn)."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def __len__(self) -> int:
+        return self.sink.queued_columns()
 
 
 def _settle(riders: Sequence[_Rider], exc: BaseException) -> None:

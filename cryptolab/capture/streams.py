@@ -64,6 +64,8 @@ class Connection:
     first: asyncio.Event = field(default_factory=asyncio.Event)
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     last_msg: float = field(default_factory=time.monotonic)
+    """When the last message came (monotonic); `math.inf` while backpressure pauses the reading
+    (`pressure.Valve`): a paused connection is not silent, the watchdog leaves it be."""
 
     async def close(self) -> None:
         if self.ws is not None:
@@ -298,6 +300,8 @@ class StreamWorker:
                 }
                 conn.ws.send_text(orjson.dumps(msg).decode())
                 await asyncio.sleep(0.25)
+        if self.sink.valve is not None:
+            self.sink.valve.attach(conn)
         return conn
 
     async def run(self) -> None:

@@ -53,6 +53,8 @@ def _child_argv(args: argparse.Namespace, symbols: list[str], status_path: Path)
         argv += ["--since", args.since]
     if args.dumps:
         argv += ["--dumps", args.dumps]
+    if getattr(args, "backpressure", False):
+        argv.append("--backpressure")
     for opt in args.option:
         argv += ["--option", opt]
     argv += [

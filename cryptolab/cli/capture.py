@@ -126,6 +126,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="levels a side of each REST book snapshot, ≤ 5000 (default 1000, weight 50)",
     )
     p.add_argument(
+        "--backpressure",
+        action="store_true",
+        help="while the database is up but behind, stop reading the sockets instead of spilling to the "
+        "journal (faster at full speed; Binance may drop the slow connection: reconnect + REST heal it)",
+    )
+    p.add_argument(
         "--option",
         action="append",
         default=[],
@@ -170,6 +176,12 @@ def stream_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+_BOOLS = {
+    **dict.fromkeys(("true", "1", "yes", "on"), True),
+    **dict.fromkeys(("false", "0", "no", "off"), False),
+}
+
+
 def parse_options(items: list[str]) -> dict[str, Any]:
     """`["lease_seconds=3", "max_batch_rows=5000"]` → CaptureOptions overrides (typed as the fields)."""
     from dataclasses import fields
@@ -187,6 +199,12 @@ def parse_options(items: list[str]) -> dict[str, Any]:
         kind = str(kinds[key])
         if key in DURATION_FIELDS:  # seconds, or a duration: lease_seconds=500ms, rotate_after=12h
             out[key] = parse_seconds(value, name=f"--option {key}", zero=True)
+            continue
+        if kind == "bool":  # backpressure=true
+            flag = _BOOLS.get(value.strip().lower())
+            if flag is None:
+                raise ConfigError(f"--option {item!r}: {value!r} is not true or false")
+            out[key] = flag
             continue
         try:
             out[key] = int(value) if kind.startswith("int") else float(value)
@@ -210,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
     symbols = parse_symbols(args.symbols)
     overrides = parse_options(args.option)
     overrides.update(stream_overrides(args))
+    if args.backpressure:
+        overrides["backpressure"] = True
     _check_since(args.since)  # refused here, before any worker or connection starts
     if args.workers > 1 and args.market == "usdm":
         raise ConfigError(

@@ -271,3 +271,35 @@ def test_ws_oversized_16_bit_frame_after_small_ones(piece: int | None) -> None:
             server.close()
 
     run(main())
+
+
+def test_ws_paused_reading_delivers_nothing_until_resumed_and_closes_at_once(exchange: Any) -> None:
+    """pause_reading(): no message (nor after_read) until resume_reading(); the rows wait in the
+    socket, none is lost or repeated; closing a paused connection does not wait for the server's
+    close frame behind the unread messages."""
+    ex = exchange(rate=2000)
+
+    async def main() -> None:
+        got: list[bytes] = []
+        reads = [0]
+        conn = await wsclient.connect(f"{ex.ws_url}/ws/btcusdt@trade", lambda m: got.append(bytes(m)))
+        conn.after_read = lambda: reads.__setitem__(0, reads[0] + 1)
+        while len(got) < 50:
+            await asyncio.sleep(0.02)
+        conn.pause_reading()
+        assert conn.reading_paused
+        n, r = len(got), reads[0]
+        await asyncio.sleep(0.5)  # ~1,000 trades printed meanwhile
+        assert (len(got), reads[0]) == (n, r)
+        conn.resume_reading()
+        while len(got) < n + 500:
+            await asyncio.sleep(0.02)
+        assert reads[0] > r
+        ids = [int(m.split(b'"t":', 1)[1].split(b",", 1)[0]) for m in got]
+        assert ids == list(range(ids[0], ids[0] + len(ids)))  # whole and in order across the pause
+        conn.pause_reading()
+        t0 = time.monotonic()
+        await conn.close(timeout=5)
+        assert time.monotonic() - t0 < 1.0 and conn.closed.done()
+
+    run(main())

@@ -28,6 +28,16 @@ def test_option_times_take_the_duration_grammar_and_counts_stay_counts() -> None
     }
 
 
+def test_a_switch_option_takes_true_or_false() -> None:
+    assert parse_options(["backpressure=true"]) == {"backpressure": True}
+    assert parse_options(["backpressure=0", "max_queue_rows=4000"]) == {
+        "backpressure": False,
+        "max_queue_rows": 4000,
+    }
+    with pytest.raises(ConfigError, match="'maybe' is not true or false"):
+        parse_options(["backpressure=maybe"])
+
+
 def test_a_bad_option_time_is_one_line_naming_it() -> None:
     with pytest.raises(ConfigError, match="--option lease_seconds 'soon' is not a duration"):
         parse_options(["lease_seconds=soon"])
