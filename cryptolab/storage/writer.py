@@ -540,20 +540,20 @@ class TradeWriter:
         """`_append_alone` of a batch of `n` trades given as the call's array literals."""
         conn = self.conn
         try:
-            if not also:
-                conn.autocommit = True
-                try:
+            conn.autocommit = True
+            try:
+                if not also:
                     row = conn.execute(_APPEND_CALL, params).fetchone()
-                finally:
-                    if conn.info.transaction_status == pq.TransactionStatus.IDLE:  # (else it is broken)
-                        conn.autocommit = False
-                rows = None
-            else:
-                with conn.pipeline(), conn.transaction():
-                    cur = conn.execute(_APPEND_CALL, params)
-                    curs = [conn.execute(sql, p) for sql, p in also]
-                row = cur.fetchone()
-                rows = [c.fetchall() if c.description is not None else [] for c in curs]
+                    rows = None
+                else:  # one implicit transaction up to the pipeline's one Sync (no BEGIN, no COMMIT)
+                    with conn.pipeline():
+                        cur = conn.execute(_APPEND_CALL, params)
+                        curs = [conn.execute(sql, p) for sql, p in also]
+                    row = cur.fetchone()
+                    rows = [c.fetchall() if c.description is not None else [] for c in curs]
+            finally:
+                if conn.info.transaction_status == pq.TransactionStatus.IDLE:  # (else it is broken)
+                    conn.autocommit = False
         except psycopg.errors.UniqueViolation:
             return None
         if row is None or row[0] is None:

@@ -185,6 +185,29 @@ def test_a_rejected_statement_rolls_back_the_whole_pipelined_commit(conn: psycop
     assert _counts(conn) == (5, 5, 5)
 
 
+def test_trades_alone_with_statements_alongside_are_one_round_trip_and_one_transaction(
+    conn: psycopg.Connection,
+) -> None:
+    from cryptolab.errors import DataError
+
+    conn.execute("CREATE TABLE beat (n int CHECK (n < 3))")
+    conn.execute("INSERT INTO beat VALUES (0)")
+    conn.commit()
+    w = TradeWriter(conn)
+    also = [("UPDATE beat SET n = n + 1 RETURNING n", ())]
+    w.write([trade(1, "10", "1", False, T0)], also=also)
+    res, trips = _round_trips(conn, lambda: w.write([trade(2, "11", "1", True, T0 + 7)], also=also))
+    assert trips == 1 and res.inserted == 1 and res.also == [[(2,)]]  # type: ignore[attr-defined]
+    try:  # the statement, after the trades' call, is rejected: the trades roll back with it
+        w.write([trade(3, "12", "1", True, T0 + 9)], also=also)
+        raise AssertionError("the statement should have been rejected")
+    except DataError:
+        pass
+    assert conn.execute("SELECT count(*), max(trade_id) FROM trades").fetchone() == (2, 2)
+    assert conn.execute("SELECT sum(trade_count) FROM bars_1s").fetchone() == (2,)
+    assert w.write([trade(3, "12", "1", True, T0 + 9)]).inserted == 1
+
+
 def test_a_batch_overlapping_stored_ids_is_merged_and_each_row_stored_once(conn: psycopg.Connection) -> None:
     w = TradeWriter(conn)
     first = w.write([trade(1, "10", "1", False, T0)], [], _mixed(10, 5))
