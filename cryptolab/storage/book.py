@@ -87,13 +87,13 @@ _APPEND_BOOK_CALL = (
     " %s::text[], %s::text[], %s::int8[], %s::int8[], %s::int8[],"
     " %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[], %s::text[],"
     " %s::text[], %s::text[], %s::int8[], %s::int8[],"
-    " %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[], %s::text[])"
+    " %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[], %s::text[], %s::bool[])"
 )
 APPEND_BOOK_FUNCTION = (
     "cryptolab_append_book(text[], text[], bigint[], bigint[], bigint[], bigint[], bigint[],"
     " text[], text[], text[], text[], text[],"
     " text[], text[], bigint[], bigint[], bigint[], numeric[], numeric[], numeric[], numeric[], text[],"
-    " text[], text[], bigint[], bigint[], numeric[], numeric[], numeric[], numeric[], text[])"
+    " text[], text[], bigint[], bigint[], numeric[], numeric[], numeric[], numeric[], text[], boolean[])"
 )
 _MAX_DIFF = "SELECT max(last_update_id) FROM book_diffs WHERE exchange = %s AND symbol = %s"
 _MAX_QUOTE = "SELECT max(update_id) FROM quotes WHERE exchange = %s AND symbol = %s"
@@ -316,6 +316,18 @@ class BookWriter:
         self._ensure_days("book_diffs", (r.event_time_us for r in rows if type(r) is DepthDiff))
         self._ensure_days("quotes", (r.received_at_us for r in rows if type(r) is Quote))
         self._ensure_days("book_tops", (r.event_time_us for r in rows if type(r) is BookTop))
+        if self.server_append:  # what is stored, asked once per symbol before any pipeline
+            kinds = (("book_diffs", DepthDiff), ("quotes", Quote), ("book_tops", BookTop))
+            unknown = {
+                (table, r.exchange, r.symbol)
+                for table, kind in kinds
+                for r in rows
+                if type(r) is kind
+            } - self._stored.keys()
+            if unknown:
+                with self.conn.transaction():
+                    for table, ex, sym in sorted(unknown):
+                        self._stored_max(table, ex, sym)
 
     def queue(self, rows: Sequence[BookRow]) -> Callable[[], BookResult]:
         """Send a batch's statements through `cryptolab_append_book` (call `prepare` first, and
@@ -326,8 +338,19 @@ class BookWriter:
         diffs = [r for r in rows if type(r) is DepthDiff]
         quotes = [r for r in rows if type(r) is Quote]
         tops = [r for r in rows if type(r) is BookTop]
+        spans = (
+            self._append_span("book_diffs", [(d.exchange, d.symbol, d.last_id) for d in diffs]),
+            self._append_span("quotes", [(q.exchange, q.symbol, q.update_id) for q in quotes]),
+            self._append_span("book_tops", [(t.exchange, t.symbol, t.update_id) for t in tops]),
+        )
+        ids = (
+            [(d.exchange, d.symbol, d.last_id) for d in diffs],
+            [(q.exchange, q.symbol, q.update_id) for q in quotes],
+            [(t.exchange, t.symbol, t.update_id) for t in tops],
+        )
+        flags = "{" + ",".join("t" if sp is not None or not i else "f" for sp, i in zip(spans, ids)) + "}"
         call = (
-            self.conn.execute(_APPEND_BOOK_CALL, book_arrays(diffs, quotes, tops))
+            self.conn.execute(_APPEND_BOOK_CALL, (*book_arrays(diffs, quotes, tops), flags))
             if diffs or quotes or tops
             else None
         )
@@ -344,6 +367,11 @@ class BookWriter:
             row = call.fetchone() if call is not None else None
             if row is not None:
                 res.diffs, res.quotes, res.tops, res.appended, res.merged = row[0]
+            for table, span, got in zip(("book_diffs", "quotes", "book_tops"), spans, ids):
+                if span is not None:
+                    self._remember(table, span)
+                else:
+                    self._merged(table, got)
             res.snapshots = sum(c.rowcount for c in snaps)
             return res
 
@@ -437,11 +465,26 @@ class BookWriter:
             inserted = cur.rowcount
             cur.execute(f"TRUNCATE {stage}")
         res.merged += 1
+        self._merged(table, ids)
+        return inserted
+
+    def _merged(self, table: str, ids: Iterable[tuple[str, str, int]]) -> None:
         for ex, sym, i in ids:
             key = (table, ex, sym)
             if i > self._stored.get(key, -1):
                 self._stored[key] = i
-        return inserted
+
+    def _append_span(
+        self, table: str, ids: list[tuple[str, str, int]]
+    ) -> dict[tuple[str, str], tuple[int, int]] | None:
+        """The batch's id span per symbol when it may be appended (ids strictly increase per
+        symbol and lie above what this writer knows stored), else None (merge)."""
+        span = _increasing(ids) if ids else None
+        if span is not None and all(
+            lo > self._stored_max(table, ex, sym) for (ex, sym), (lo, _) in span.items()
+        ):
+            return span
+        return None
 
     def _stored_max(self, table: str, exchange: str, symbol: str) -> int:
         key = (table, exchange, symbol)

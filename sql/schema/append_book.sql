@@ -9,17 +9,17 @@
 -- One batch of book rows as parallel arrays, one set per table (an empty set for a table the
 -- batch has no rows of): prices and quantities as their exact decimal digits, a diff's levels
 -- as one array literal per row ('{61837.63,61837.5}', cast to numeric[] here: diffs carry
--- different numbers of levels), times as integer microseconds. In the caller's transaction:
---   1. takes a per-symbol lock ('cryptolab.book/<exchange>/<symbol>', pg_advisory_xact_lock,
---      in sorted order), so two writers of the same ids take turns;
---   2. per table, under it and in a new snapshot: when no id repeats in the batch and none of
---      a symbol's id range is stored (book_diffs, book_tops: from a day before its earliest row
---      on; quotes: within a day of its rows, the merge's window), inserts the rows as they are
---      (the append); else the merge the writer's staging path runs: each (exchange, symbol, id)
---      once (a quote: the earliest received), rows already stored left out, ON CONFLICT DO NOTHING;
---   3. returns {diffs inserted, quotes inserted, tops inserted, tables appended, tables merged}.
--- A duplicate key (a writer that does not lock stored some ids after all, with the same time)
--- raises unique_violation: the caller rolls back and stores the batch by its merge.
+-- different numbers of levels), times as integer microseconds; and per table (diffs, quotes,
+-- tops) the writer's decision, `p_append`:
+--   true: the append. The caller found the batch's ids of that table strictly increasing per
+--     symbol and above the highest id it knows stored: the rows go in as they are;
+--   false: the merge the writer's staging path runs, under a per-symbol lock
+--     ('cryptolab.book/<exchange>/<symbol>', pg_advisory_xact_lock, sorted; two merging writers
+--     take turns): each (exchange, symbol, id) once (a quote: the earliest received), rows already
+--     stored left out (a quote: stored within a day of it), ON CONFLICT DO NOTHING.
+-- Returns {diffs inserted, quotes inserted, tops inserted, tables appended, tables merged}.
+-- An append that meets a stored key (another writer stored some of the ids) raises
+-- unique_violation: the caller rolls back and stores the batch again, merging.
 
 CREATE OR REPLACE FUNCTION cryptolab_append_book(
     d_exchange text[], d_symbol text[], d_first bigint[], d_last bigint[], d_prev bigint[],
@@ -28,7 +28,8 @@ CREATE OR REPLACE FUNCTION cryptolab_append_book(
     q_exchange text[], q_symbol text[], q_update bigint[], q_received_us bigint[], q_event_us bigint[],
     q_bid_price numeric[], q_bid_qty numeric[], q_ask_price numeric[], q_ask_qty numeric[], q_source text[],
     t_exchange text[], t_symbol text[], t_update bigint[], t_event_us bigint[], t_bid_price numeric[],
-    t_bid_qty numeric[], t_ask_price numeric[], t_ask_qty numeric[], t_source text[]
+    t_bid_qty numeric[], t_ask_price numeric[], t_ask_qty numeric[], t_source text[],
+    p_append boolean[]
 ) RETURNS integer[]
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -38,25 +39,16 @@ DECLARE
     appended  integer := 0;
     merged    integer := 0;
 BEGIN
+    IF NOT (coalesce(p_append[1], false) AND coalesce(p_append[2], false) AND coalesce(p_append[3], false)) THEN
     PERFORM pg_advisory_xact_lock(hashtextextended('cryptolab.book/' || k, 0))
     FROM (SELECT e || '/' || s AS k FROM unnest(d_exchange, d_symbol) AS u(e, s)
           UNION SELECT e || '/' || s FROM unnest(q_exchange, q_symbol) AS u(e, s)
           UNION SELECT e || '/' || s FROM unnest(t_exchange, t_symbol) AS u(e, s)) AS keys
     ORDER BY k;
+    END IF;
 
     IF cardinality(d_last) > 0 THEN
-        IF EXISTS (SELECT 1 FROM unnest(d_exchange, d_symbol, d_last) AS u(e, s, i)
-                   GROUP BY e, s, i HAVING count(*) > 1)
-           OR EXISTS (
-            SELECT 1
-            FROM (SELECT e, s, min(i) AS lo, max(i) AS hi, min(t) AS t0
-                  FROM unnest(d_exchange, d_symbol, d_last, d_event_us) AS u(e, s, i, t)
-                  GROUP BY e, s) AS r
-            WHERE EXISTS (SELECT 1 FROM book_diffs x
-                          WHERE x.exchange = r.e AND x.symbol = r.s AND x.last_update_id BETWEEN r.lo AND r.hi
-                            AND x.event_time >= timestamptz 'epoch' + r.t0 * interval '1 microsecond'
-                                                - interval '1 day'))
-        THEN
+        IF NOT coalesce(p_append[1], false) THEN
             INSERT INTO book_diffs (exchange, symbol, first_update_id, last_update_id, prev_update_id,
                                     event_time, received_at, bid_price, bid_qty, ask_price, ask_qty, source)
             SELECT DISTINCT ON (exchange, symbol, last_update_id)
@@ -93,20 +85,7 @@ BEGIN
     END IF;
 
     IF cardinality(q_update) > 0 THEN
-        IF EXISTS (SELECT 1 FROM unnest(q_exchange, q_symbol, q_update) AS u(e, s, i)
-                   GROUP BY e, s, i HAVING count(*) > 1)
-           OR EXISTS (
-            SELECT 1
-            FROM (SELECT e, s, min(i) AS lo, max(i) AS hi, min(t) AS t0, max(t) AS t1
-                  FROM unnest(q_exchange, q_symbol, q_update, q_received_us) AS u(e, s, i, t)
-                  GROUP BY e, s) AS r
-            WHERE EXISTS (SELECT 1 FROM quotes x
-                          WHERE x.exchange = r.e AND x.symbol = r.s AND x.update_id BETWEEN r.lo AND r.hi
-                            AND x.received_at BETWEEN timestamptz 'epoch' + r.t0 * interval '1 microsecond'
-                                                      - interval '1 day'
-                                                  AND timestamptz 'epoch' + r.t1 * interval '1 microsecond'
-                                                      + interval '1 day'))
-        THEN
+        IF NOT coalesce(p_append[2], false) THEN
             INSERT INTO quotes (exchange, symbol, update_id, received_at, event_time,
                                 bid_price, bid_qty, ask_price, ask_qty, source)
             SELECT DISTINCT ON (exchange, symbol, update_id)
@@ -143,18 +122,7 @@ BEGIN
     END IF;
 
     IF cardinality(t_update) > 0 THEN
-        IF EXISTS (SELECT 1 FROM unnest(t_exchange, t_symbol, t_update) AS u(e, s, i)
-                   GROUP BY e, s, i HAVING count(*) > 1)
-           OR EXISTS (
-            SELECT 1
-            FROM (SELECT e, s, min(i) AS lo, max(i) AS hi, min(t) AS t0
-                  FROM unnest(t_exchange, t_symbol, t_update, t_event_us) AS u(e, s, i, t)
-                  GROUP BY e, s) AS r
-            WHERE EXISTS (SELECT 1 FROM book_tops x
-                          WHERE x.exchange = r.e AND x.symbol = r.s AND x.update_id BETWEEN r.lo AND r.hi
-                            AND x.event_time >= timestamptz 'epoch' + r.t0 * interval '1 microsecond'
-                                                - interval '1 day'))
-        THEN
+        IF NOT coalesce(p_append[3], false) THEN
             INSERT INTO book_tops (exchange, symbol, update_id, event_time,
                                    bid_price, bid_qty, ask_price, ask_qty, source)
             SELECT DISTINCT ON (exchange, symbol, update_id)
