@@ -18,10 +18,11 @@ applied) go to `book_tops` the way diffs go to `book_diffs`: appended, or merged
 
 **Round trips.** When the database has `cryptolab_append_book` (sql/schema/append_book.sql),
 a batch's diffs, quotes and tops are that one server-side call instead (`book_arrays`: each
-table's columns as array literals): under a per-symbol lock it appends each table's rows when
-none of their ids is stored, else runs the same merge. `queue()` sends the call and the batch's
-snapshots and gaps without waiting for them, so `TradeWriter.write` puts trades, book rows and
-the riders' statements in one pipelined transaction: one round trip a commit instead of 10–15.
+table's columns as array literals), with this writer's decision per table (the same as above:
+append, or merge, which the call runs under a per-symbol lock; what is stored is learned in
+`prepare`, once per symbol). `queue()` sends the call and the batch's snapshots and gaps without
+waiting for them, so `TradeWriter.write` puts trades, book rows and the riders' statements in
+one pipelined implicit transaction: one round trip a commit instead of 10–15.
 """
 
 from __future__ import annotations
