@@ -187,7 +187,7 @@ def run(
     with psycopg.connect(dsn) as conn:
         conn.execute("TRUNCATE trades, bars_1s, capture_gaps")
         if mix == "book":
-            conn.execute("TRUNCATE book_diffs, quotes, book_snapshots")
+            conn.execute("TRUNCATE book_diffs, quotes, book_snapshots, book_tops")
     proc, ws = start_pace_exchange(rate) if mix == "book" else start_exchange(rate)
     rest = "http://" + ws.removeprefix("ws://")
     env_child = dict(os.environ)

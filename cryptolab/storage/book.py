@@ -15,12 +15,20 @@ Levels are written as the exchange's decimal strings in array literals (`{61837.
 exact, and no conversion in this process. Snapshots and gaps are few: plain inserts (a gap is
 upserted: seen, then healed). Tops (`BookTop`, the best bid/ask after each diff a synced book
 applied) go to `book_tops` the way diffs go to `book_diffs`: appended, or merged once.
+
+**Round trips.** When the database has `cryptolab_append_book` (sql/schema/append_book.sql),
+a batch's diffs, quotes and tops are that one server-side call instead (`book_arrays`: each
+table's columns as array literals), with this writer's decision per table (the same as above:
+append, or merge, which the call runs under a per-symbol lock; what is stored is learned in
+`prepare`, once per symbol). `queue()` sends the call and the batch's snapshots and gaps without
+waiting for them, so `TradeWriter.write` puts trades, book rows and the riders' statements in
+one pipelined implicit transaction: one round trip a commit instead of 10–15.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -28,8 +36,9 @@ import psycopg
 
 from ..book.model import BookGap, BookRow, BookSnapshot, BookTop, DepthDiff, Level, Quote
 from ..model import us_to_datetime
+from .append import _plain, _quoted
 
-__all__ = ["BookWriter", "BookResult", "last_diff_ids"]
+__all__ = ["APPEND_BOOK_FUNCTION", "BookWriter", "BookResult", "book_arrays", "last_diff_ids"]
 
 _US_PER_DAY = 86_400_000_000
 _EPOCH_DAY = date(1970, 1, 1)
@@ -71,6 +80,22 @@ WHERE NOT EXISTS (SELECT 1 FROM quotes q WHERE q.exchange = s.exchange AND q.sym
                                         AND s.received_at + interval '1 day')
 ORDER BY exchange, symbol, update_id, received_at
 ON CONFLICT DO NOTHING"""
+# The server-side append (sql/schema/append_book.sql): {diffs, quotes, tops, appended, merged}.
+_APPEND_BOOK_CALL = (
+    "SELECT cryptolab_append_book("
+    "%s::text[], %s::text[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::int8[],"
+    " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+    " %s::text[], %s::text[], %s::int8[], %s::int8[], %s::int8[],"
+    " %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[], %s::text[],"
+    " %s::text[], %s::text[], %s::int8[], %s::int8[],"
+    " %s::numeric[], %s::numeric[], %s::numeric[], %s::numeric[], %s::text[], %s::bool[])"
+)
+APPEND_BOOK_FUNCTION = (
+    "cryptolab_append_book(text[], text[], bigint[], bigint[], bigint[], bigint[], bigint[],"
+    " text[], text[], text[], text[], text[],"
+    " text[], text[], bigint[], bigint[], bigint[], numeric[], numeric[], numeric[], numeric[], text[],"
+    " text[], text[], bigint[], bigint[], numeric[], numeric[], numeric[], numeric[], text[], boolean[])"
+)
 _MAX_DIFF = "SELECT max(last_update_id) FROM book_diffs WHERE exchange = %s AND symbol = %s"
 _MAX_QUOTE = "SELECT max(update_id) FROM quotes WHERE exchange = %s AND symbol = %s"
 _MAX_TOP = "SELECT max(update_id) FROM book_tops WHERE exchange = %s AND symbol = %s"
@@ -149,6 +174,107 @@ def _top_text(rows: Sequence[BookTop]) -> bytes:
     ).encode()
 
 
+def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[tuple[object, ...]]:
+    return list(zip(*rows)) if rows else [() for _ in range(width)]
+
+
+def book_arrays(
+    diffs: Sequence[DepthDiff], quotes: Sequence[Quote], tops: Sequence[BookTop]
+) -> tuple[str, ...]:
+    """The parameters of `cryptolab_append_book`: each table's columns as array literals (a diff's
+    levels as one array literal per row, prices and quantities as the exchange's digits, times in
+    µs, empty sides and absent values as NULL), in the function's order."""
+    d = _columns(
+        [
+            (
+                x.exchange,
+                x.symbol,
+                x.first_id,
+                x.last_id,
+                x.prev_id,
+                x.event_time_us,
+                x.received_at_us,
+                _array(x.bids, 0),
+                _array(x.bids, 1),
+                _array(x.asks, 0),
+                _array(x.asks, 1),
+                x.source,
+            )
+            for x in diffs
+        ],
+        12,
+    )
+    q = _columns(
+        [
+            (
+                x.exchange,
+                x.symbol,
+                x.update_id,
+                x.received_at_us,
+                x.event_time_us,
+                x.bid_price,
+                x.bid_qty,
+                x.ask_price,
+                x.ask_qty,
+                x.source,
+            )
+            for x in quotes
+        ],
+        10,
+    )
+    t = _columns(
+        [
+            (
+                x.exchange,
+                x.symbol,
+                x.update_id,
+                x.event_time_us,
+                x.bid_price or None,
+                x.bid_qty or None,
+                x.ask_price or None,
+                x.ask_qty or None,
+                x.source,
+            )
+            for x in tops
+        ],
+        9,
+    )
+    text = {0, 1, 7, 8, 9, 10, 11, 12, 13, 21, 22, 23, 30}  # quoted (text) columns, by position
+    cols = [*d, *q, *t]
+    return tuple(
+        _quoted(c) if i in text else _plain(c)  # type: ignore[arg-type]
+        for i, c in enumerate(cols)
+    )
+
+
+def _snapshot_params(s: BookSnapshot) -> tuple[object, ...]:
+    return (
+        s.exchange,
+        s.symbol,
+        s.last_update_id,
+        us_to_datetime(s.received_at_us),
+        None if s.event_time_us is None else us_to_datetime(s.event_time_us),
+        _array(s.bids, 0),
+        _array(s.bids, 1),
+        _array(s.asks, 0),
+        _array(s.asks, 1),
+        s.source,
+    )
+
+
+def _gap_params(g: BookGap) -> tuple[object, ...]:
+    return (
+        g.exchange,
+        g.symbol,
+        g.reason,
+        g.after_id,
+        g.before_id,
+        us_to_datetime(g.detected_at_us),
+        g.snapshot_id,
+        None if g.healed_at_us is None else us_to_datetime(g.healed_at_us),
+    )
+
+
 def _increasing(ids: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str], tuple[int, int]] | None:
     """Per (exchange, symbol): (lowest, highest) id when ids strictly increase, else None."""
     span: dict[tuple[str, str], tuple[int, int]] = {}
@@ -172,6 +298,8 @@ class BookWriter:
         self._days: set[tuple[str, int]] = set()
         self._stored: dict[tuple[str, str, str], int] = {}
         self._ready = False
+        self.server_append = False
+        """Whether the database has `cryptolab_append_book` (diffs, quotes and tops in one call)."""
 
     def prepare(self, rows: Sequence[BookRow]) -> None:
         """Make the day partitions the rows need, each committed at once (call before the
@@ -181,14 +309,84 @@ class BookWriter:
                 self.conn.transaction()
             ):  # (a connection not in autocommit must not be left in a transaction)
                 self.conn.execute(_STAGE_DDL)
+                fn = self.conn.execute(
+                    "SELECT to_regprocedure(%s) IS NOT NULL", (APPEND_BOOK_FUNCTION,)
+                ).fetchone()
+            self.server_append = bool(fn and fn[0])
             self._ready = True
         self._ensure_days("book_diffs", (r.event_time_us for r in rows if type(r) is DepthDiff))
         self._ensure_days("quotes", (r.received_at_us for r in rows if type(r) is Quote))
         self._ensure_days("book_tops", (r.event_time_us for r in rows if type(r) is BookTop))
+        if self.server_append:  # what is stored, asked once per symbol before any pipeline
+            kinds = (("book_diffs", DepthDiff), ("quotes", Quote), ("book_tops", BookTop))
+            unknown = {
+                (table, r.exchange, r.symbol)
+                for table, kind in kinds
+                for r in rows
+                if type(r) is kind
+            } - self._stored.keys()
+            if unknown:
+                with self.conn.transaction():
+                    for table, ex, sym in sorted(unknown):
+                        self._stored_max(table, ex, sym)
+
+    def queue(self, rows: Sequence[BookRow]) -> Callable[[], BookResult]:
+        """Send a batch's statements through `cryptolab_append_book` (call `prepare` first, and
+        only when `server_append`): the one call for its diffs, quotes and tops, then its
+        snapshots and gaps, without waiting for their results (in pipeline mode they go with the
+        rest of the transaction). Returns what gives the `BookResult` once the results are in.
+        A duplicate key (a writer that does not lock) raises unique_violation: merge the batch."""
+        diffs = [r for r in rows if type(r) is DepthDiff]
+        quotes = [r for r in rows if type(r) is Quote]
+        tops = [r for r in rows if type(r) is BookTop]
+        spans = (
+            self._append_span("book_diffs", [(d.exchange, d.symbol, d.last_id) for d in diffs]),
+            self._append_span("quotes", [(q.exchange, q.symbol, q.update_id) for q in quotes]),
+            self._append_span("book_tops", [(t.exchange, t.symbol, t.update_id) for t in tops]),
+        )
+        ids = (
+            [(d.exchange, d.symbol, d.last_id) for d in diffs],
+            [(q.exchange, q.symbol, q.update_id) for q in quotes],
+            [(t.exchange, t.symbol, t.update_id) for t in tops],
+        )
+        flags = "{" + ",".join("t" if sp is not None or not i else "f" for sp, i in zip(spans, ids)) + "}"
+        call = (
+            self.conn.execute(_APPEND_BOOK_CALL, (*book_arrays(diffs, quotes, tops), flags))
+            if diffs or quotes or tops
+            else None
+        )
+        snaps = [self.conn.execute(_SNAPSHOT, _snapshot_params(r)) for r in rows if type(r) is BookSnapshot]
+        gaps = [self.conn.execute(_GAP, _gap_params(r)) for r in rows if type(r) is BookGap]
+
+        def result() -> BookResult:
+            res = BookResult(
+                diffs_offered=len(diffs),
+                quotes_offered=len(quotes),
+                level_updates=sum(len(d.bids) + len(d.asks) for d in diffs),
+                gaps=len(gaps),
+            )
+            row = call.fetchone() if call is not None else None
+            if row is not None:
+                res.diffs, res.quotes, res.tops, res.appended, res.merged = row[0]
+            for table, span, got in zip(("book_diffs", "quotes", "book_tops"), spans, ids):
+                if span is not None:
+                    self._remember(table, span)
+                else:
+                    self._merged(table, got)
+            res.snapshots = sum(c.rowcount for c in snaps)
+            return res
+
+        return result
 
     def store(self, rows: Sequence[BookRow]) -> BookResult:
         """Store a batch of book rows inside the caller's transaction (or its own)."""
         self.prepare(rows)
+        if self.server_append:
+            try:
+                with self.conn.transaction():
+                    return self.queue(rows)()
+            except psycopg.errors.UniqueViolation:
+                pass  # another writer stored some of them: the merge sorts it out
         res = BookResult()
         diffs = [r for r in rows if type(r) is DepthDiff]
         quotes = [r for r in rows if type(r) is Quote]
@@ -230,36 +428,10 @@ class BookWriter:
                     res,
                 )
             for s in snaps:
-                cur = self.conn.execute(
-                    _SNAPSHOT,
-                    (
-                        s.exchange,
-                        s.symbol,
-                        s.last_update_id,
-                        us_to_datetime(s.received_at_us),
-                        None if s.event_time_us is None else us_to_datetime(s.event_time_us),
-                        _array(s.bids, 0),
-                        _array(s.bids, 1),
-                        _array(s.asks, 0),
-                        _array(s.asks, 1),
-                        s.source,
-                    ),
-                )
+                cur = self.conn.execute(_SNAPSHOT, _snapshot_params(s))
                 res.snapshots += cur.rowcount
             for g in gaps:
-                self.conn.execute(
-                    _GAP,
-                    (
-                        g.exchange,
-                        g.symbol,
-                        g.reason,
-                        g.after_id,
-                        g.before_id,
-                        us_to_datetime(g.detected_at_us),
-                        g.snapshot_id,
-                        None if g.healed_at_us is None else us_to_datetime(g.healed_at_us),
-                    ),
-                )
+                self.conn.execute(_GAP, _gap_params(g))
                 res.gaps += 1
         return res
 
@@ -294,11 +466,26 @@ class BookWriter:
             inserted = cur.rowcount
             cur.execute(f"TRUNCATE {stage}")
         res.merged += 1
+        self._merged(table, ids)
+        return inserted
+
+    def _merged(self, table: str, ids: Iterable[tuple[str, str, int]]) -> None:
         for ex, sym, i in ids:
             key = (table, ex, sym)
             if i > self._stored.get(key, -1):
                 self._stored[key] = i
-        return inserted
+
+    def _append_span(
+        self, table: str, ids: list[tuple[str, str, int]]
+    ) -> dict[tuple[str, str], tuple[int, int]] | None:
+        """The batch's id span per symbol when it may be appended (ids strictly increase per
+        symbol and lie above what this writer knows stored), else None (merge)."""
+        span = _increasing(ids) if ids else None
+        if span is not None and all(
+            lo > self._stored_max(table, ex, sym) for (ex, sym), (lo, _) in span.items()
+        ):
+            return span
+        return None
 
     def _stored_max(self, table: str, exchange: str, symbol: str) -> int:
         key = (table, exchange, symbol)

@@ -27,13 +27,17 @@ insert and the bars fold, with the batch as array parameters (no staging table).
 trades alone, on a connection not inside a transaction, is then **one statement in one round
 trip** (its own transaction); with statements to run alongside (`also`: the capture's lease
 renewal and heartbeats) one pipelined round trip. A batch the call cannot append (it returns
-NULL, or a duplicate key) is merged as above; a batch with book rows, futures or dead letters
-is one transaction with the call inside. Without the function the writer stages every batch
+NULL, or a duplicate key) is merged as above. A batch with book rows (when the database also
+has `cryptolab_append_book`, storage/book.py) is one pipelined transaction: the trades' call,
+the book's call, the batch's snapshots and gaps and `also`, in one round trip; a duplicate key
+rolls it all back and the batch is merged. A batch with futures or dead letters is one
+transaction with the call inside. Without the function the writer stages every batch
 and asks statement by statement (~8 round trips a commit).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -399,7 +403,12 @@ class TradeWriter:
                 self.book.prepare(book)
             nested = self.conn.info.transaction_status != pq.TransactionStatus.IDLE
             merge = False
-            if self.server_append and trades and not (dead or book or futures or nested):
+            if book and not (dead or futures or nested) and self._pipelines(trades):
+                piped = self._write_pipelined(trades, book, also)
+                if piped is not None:
+                    return piped
+                merge = True  # a duplicate key rolled it all back: merge (below)
+            elif self.server_append and trades and not (dead or book or futures or nested):
                 done = self._append_alone(trades, also)
                 if done is not None and done.inserted == len(trades):
                     return done
@@ -472,6 +481,50 @@ class TradeWriter:
             out.append(cur.fetchall() if cur.description is not None else [])
         return out
 
+    def _pipelines(self, trades: Sequence[Trade]) -> bool:
+        """Can a batch with book rows go as one pipelined transaction (both one-call appends)?"""
+        return self.book.server_append and (
+            not trades or (self.server_append and append_ranges(trades) is not None)
+        )
+
+    def _write_pipelined(
+        self, trades: Sequence[Trade], book: Sequence[BookRow], also: Sequence[Statement]
+    ) -> WriteResult | None:
+        """Trades, book rows and `also` as one transaction in one round trip: the trades' one-call
+        append, the book's (`BookWriter.queue`), the statements, sent together in pipeline mode.
+        When the trades' call returns NULL (stored or archived ids in range) the rest committed
+        and the trades are merged in a transaction of their own; None when a duplicate key rolled
+        the whole transaction back (nothing committed: the caller merges it all)."""
+        conn = self.conn
+        tcur = None
+        prev = conn.autocommit
+        # no BEGIN/COMMIT of psycopg's (each waits for the server): in autocommit every statement
+        # up to the pipeline's one Sync runs in one implicit transaction, committed at the Sync,
+        # all rolled back when one fails
+        conn.autocommit = True
+        try:
+            with conn.pipeline():
+                if trades:
+                    tcur = conn.execute(_APPEND_CALL, trade_arrays(trades))
+                booked = self.book.queue(book)
+                curs = [conn.execute(sql, p) for sql, p in also]
+        except psycopg.errors.UniqueViolation:
+            self.book.forget()
+            return None
+        finally:
+            if conn.info.transaction_status == pq.TransactionStatus.IDLE:  # (else it is broken)
+                conn.autocommit = prev
+        rows = [c.fetchall() if c.description is not None else [] for c in curs] if also else None
+        got = booked()
+        row = tcur.fetchone() if tcur is not None else None
+        if tcur is not None and (row is None or row[0] is None):
+            merged = self._write(trades, [], (), (), (), False, True)
+            return dataclasses.replace(merged, book=got, also=rows)
+        if tcur is not None:
+            self.appended += 1
+        bars = int(row[0]) if row is not None else 0
+        return WriteResult(len(trades), len(trades), bars, 0, book=got, also=rows)
+
     def _append_alone(self, trades: Sequence[Trade], also: Sequence[Statement]) -> WriteResult | None:
         """A batch of trades alone through the one-call append, as its own transaction: one
         statement in autocommit (one round trip), or with `also` one pipelined transaction.
@@ -487,20 +540,20 @@ class TradeWriter:
         """`_append_alone` of a batch of `n` trades given as the call's array literals."""
         conn = self.conn
         try:
-            if not also:
-                conn.autocommit = True
-                try:
+            conn.autocommit = True
+            try:
+                if not also:
                     row = conn.execute(_APPEND_CALL, params).fetchone()
-                finally:
-                    if conn.info.transaction_status == pq.TransactionStatus.IDLE:  # (else it is broken)
-                        conn.autocommit = False
-                rows = None
-            else:
-                with conn.pipeline(), conn.transaction():
-                    cur = conn.execute(_APPEND_CALL, params)
-                    curs = [conn.execute(sql, p) for sql, p in also]
-                row = cur.fetchone()
-                rows = [c.fetchall() if c.description is not None else [] for c in curs]
+                    rows = None
+                else:  # one implicit transaction up to the pipeline's one Sync (no BEGIN, no COMMIT)
+                    with conn.pipeline():
+                        cur = conn.execute(_APPEND_CALL, params)
+                        curs = [conn.execute(sql, p) for sql, p in also]
+                    row = cur.fetchone()
+                    rows = [c.fetchall() if c.description is not None else [] for c in curs]
+            finally:
+                if conn.info.transaction_status == pq.TransactionStatus.IDLE:  # (else it is broken)
+                    conn.autocommit = False
         except psycopg.errors.UniqueViolation:
             return None
         if row is None or row[0] is None:
