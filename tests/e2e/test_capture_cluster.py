@@ -229,8 +229,12 @@ def test_a_capturer_cut_off_for_30_s_stops_claiming_and_rejoins_without_loss(
             30,
             "the cut-off capturer to rejoin",
         )
-        time.sleep(5)  # hand-backs, if any
-        assert not (set(a.status().symbols) & set(b.status().symbols))
+        # hand-backs, if any, are make-before-break: the two stream a symbol together for up to a
+        # renewal (longer on a loaded machine), then one of them drops it
+        time.sleep(5)
+        wait_until(
+            lambda: not (set(a.status().symbols) & set(b.status().symbols)), 15, "each symbol owned once"
+        )
         ex.stop_market()
         total = printed_total(ex, syms)
         wait_until(lambda: stored_count(dsn, syms) >= total, 60, f"{total} trades stored")
