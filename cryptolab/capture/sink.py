@@ -549,11 +549,7 @@ class Sink:
             self._store(rows[mid:], [], book[bmid:], futures[fmid:])
             return
         self.last_write = time.monotonic()
-        if riders:
-            got, k = res.also or [], 0
-            for stmts, fut in riders:
-                fut.set_result(got[k : k + len(stmts)])
-                k += len(stmts)
+        _answer(riders, res.also)
         if res.futures is not None:
             self._account_futures(res.futures, futures)
         if res.book is not None:
@@ -589,11 +585,7 @@ class Sink:
             self._store(cols.rows(), [], (), (), riders)
             return
         self.last_write = time.monotonic()
-        if riders:
-            got, k = res.also or [], 0
-            for stmts, fut in riders:
-                fut.set_result(got[k : k + len(stmts)])
-                k += len(stmts)
+        _answer(riders, res.also)
         c = self.counters
         c.stored += res.inserted
         c.duplicates += res.duplicates
@@ -695,6 +687,14 @@ class _QueuedColumns:
 
     def __len__(self) -> int:
         return self.sink.queued_columns()
+
+
+def _answer(riders: Sequence[_Rider], rows: _Rows | None) -> None:
+    """The riders' statements committed with the data: hand each its own statements' rows."""
+    got, k = rows or [], 0
+    for stmts, fut in riders:
+        fut.set_result(got[k : k + len(stmts)])
+        k += len(stmts)
 
 
 def _settle(riders: Sequence[_Rider], exc: BaseException) -> None:
