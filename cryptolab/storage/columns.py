@@ -20,9 +20,9 @@ from decimal import Decimal
 from ..model import Trade, TradeFields
 from .append import AppendRange
 
-__all__ = ["TradeColumns"]
+__all__ = ["NO_TIME", "TradeColumns"]
 
-_NO_TIME = -1
+NO_TIME = -1
 """An event time the frame did not carry (`Trade.event_time_us` None)."""
 
 _new_tuple = tuple.__new__
@@ -67,7 +67,7 @@ class TradeColumns:
         self.qtys.append(qty)
         self.makers.append(maker)
         self.times.append(t_us)
-        self.events.append(_NO_TIME if e_us is None else e_us)
+        self.events.append(NO_TIME if e_us is None else e_us)
         self.received.append(received_us)
 
     def empty(self) -> TradeColumns:
@@ -91,7 +91,7 @@ class TradeColumns:
         ex, src = self.exchange, self.source
         return [
             _new_tuple(
-                Trade, (ex, s, i, Decimal(p), Decimal(q), bool(m), t, None if e == _NO_TIME else e, r, src)
+                Trade, (ex, s, i, Decimal(p), Decimal(q), bool(m), t, None if e == NO_TIME else e, r, src)
             )
             for s, i, p, q, m, t, e, r in zip(
                 self.symbols,
@@ -129,8 +129,8 @@ class TradeColumns:
         quoted = {s: '"' + _escaped(s) + '"' for s in set(self.symbols)}
         events = self.events
         ev = (
-            ",".join("NULL" if e == _NO_TIME else str(e) for e in events)
-            if _NO_TIME in events
+            ",".join("NULL" if e == NO_TIME else str(e) for e in events)
+            if NO_TIME in events
             else ",".join(map(str, events))
         )
         return (

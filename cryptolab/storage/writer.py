@@ -52,6 +52,7 @@ from ..model import DeadLetter, Trade
 from .append import AppendRange, append_ranges, trade_arrays
 from .book import BookResult, BookWriter
 from .columns import TradeColumns
+from .trade_copy import COPY_MIN_ROWS, TRADES_COPY, copy_buffer, fold_ranges
 
 __all__ = [
     "APPEND_FUNCTION",
@@ -289,6 +290,17 @@ APPEND_FUNCTION = (
     "cryptolab_append_trades(text[], text[], bigint[], numeric[], numeric[], boolean[], bigint[], bigint[],"
     " bigint[], text[])"
 )
+# around the binary COPY of a large batch (trade_copy.py): the lock and check before, the fold after
+_APPENDABLE_CALL = (
+    "SELECT cryptolab_trades_appendable(%s::text[], %s::text[], %s::int8[], %s::int8[], %s::int8[])"
+)
+_FOLD_CALL = (
+    "SELECT cryptolab_fold_trades(%s::text[], %s::text[], %s::int8[], %s::int8[], %s::int8[], %s::int8[])"
+)
+_COPY_FUNCTIONS = (
+    "cryptolab_trades_appendable(text[], text[], bigint[], bigint[], bigint[])",
+    "cryptolab_fold_trades(text[], text[], bigint[], bigint[], bigint[], bigint[])",
+)
 
 Statement = tuple[str, Sequence[object]]
 """One SQL statement and its parameters, to run in a batch's transaction (`write(…, also=…)`)."""
@@ -346,6 +358,10 @@ class TradeWriter:
         """Batches stored by the merge (staging, dedupe)."""
         self.server_append = False
         """Whether the database has `cryptolab_append_trades` (the one-call append)."""
+        self.server_copy = False
+        """Whether it has the functions around the binary COPY of a large batch (`trade_copy`)."""
+        self.copied = 0
+        """Batches stored by binary COPY (counted in `appended` too)."""
         self.book = BookWriter(conn)
         """The book's rows go in the same transaction as the trades (`write(…, book=…)`)."""
 
@@ -358,8 +374,13 @@ class TradeWriter:
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                 "WHERE i.inhparent = 'trades'::regclass"
             ).fetchall()
-            fn = self.conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (APPEND_FUNCTION,)).fetchone()
+            fn = self.conn.execute(
+                "SELECT to_regprocedure(%s) IS NOT NULL, to_regprocedure(%s) IS NOT NULL"
+                " AND to_regprocedure(%s) IS NOT NULL",
+                (APPEND_FUNCTION, *_COPY_FUNCTIONS),
+            ).fetchone()
         self.server_append = bool(fn and fn[0])
+        self.server_copy = bool(fn and fn[1])
         for (name,) in rows:
             if name.startswith("trades_") and name[7:].isdigit():
                 d = date(int(name[7:11]), int(name[11:13]), int(name[13:15]))
@@ -561,6 +582,30 @@ class TradeWriter:
         self.appended += 1
         return WriteResult(n, n, int(row[0]), 0, also=rows)
 
+    def _append_copy(self, cols: TradeColumns, buf: bytes, also: Sequence[Statement]) -> WriteResult | None:
+        """A large batch of live trades (ids strictly increasing per symbol) appended by binary
+        COPY (`trade_copy`), as one transaction with `also`: the per-symbol locks and the
+        stored-range check, the COPY, the bars folded from the rows just stored, the statements.
+        None when the check found stored or archived ids in range or the COPY met a duplicate key
+        (nothing committed: the caller merges)."""
+        conn = self.conn
+        ex, sym, lo, hi, t0, t1 = fold_ranges(cols)
+        try:
+            with conn.transaction():
+                ok = conn.execute(_APPENDABLE_CALL, (ex, sym, lo, hi, t0)).fetchone()
+                if not (ok and ok[0]):
+                    raise psycopg.Rollback()  # leaves the block, rolled back: merge
+                with conn.cursor() as cur, cur.copy(TRADES_COPY) as copy:
+                    copy.write(buf)
+                row = conn.execute(_FOLD_CALL, (ex, sym, lo, hi, t0, t1)).fetchone()
+                rows = self._run_also(also) if also else None
+                self.appended += 1
+                self.copied += 1
+                return WriteResult(len(cols), len(cols), int(row[0]) if row else 0, 0, also=rows)
+        except psycopg.errors.UniqueViolation:
+            pass
+        return None
+
     def write_columns(self, cols: TradeColumns, also: Sequence[Statement] = ()) -> WriteResult:
         """A batch of live trades kept as columns (`storage.columns`), as `write(cols.rows(),
         also=also)` stores it: the one-call append straight from the columns when the database has
@@ -572,7 +617,11 @@ class TradeWriter:
                 self._prepare()
                 if self.server_append and self.conn.info.transaction_status == pq.TransactionStatus.IDLE:
                     self._ensure_day_set(cols.days())
-                    done = self._append_params(cols.arrays(), len(cols), also)
+                    buf = copy_buffer(cols) if self.server_copy and len(cols) >= COPY_MIN_ROWS else None
+                    if buf is not None:  # None: stored or archived ids in range, or a duplicate key
+                        done = self._append_copy(cols, buf, also)
+                    else:
+                        done = self._append_params(cols.arrays(), len(cols), also)
             except (psycopg.DataError, psycopg.IntegrityError):
                 done = None  # the rows themselves: `write` finds which and says so
             except psycopg.Error as exc:
