@@ -222,6 +222,8 @@ class Capture:
             rows_stored=c.stored,
             commits=c.commits,
             appended=c.appended,
+            copied=c.copied,
+            worker_restarts=c.worker_restarts,
             duplicates=c.duplicates + c.dropped_duplicates,
             messages=c.messages,
             trades_per_s=round(rate, 1),

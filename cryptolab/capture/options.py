@@ -127,6 +127,10 @@ class Counters:
     """Transactions that stored trades (group commit: few per second on a quiet market)."""
     appended: int = 0
     """Of those, batches stored by the append fast path (the rest took the merge)."""
+    copied: int = 0
+    """Of the appended, large batches stored by binary COPY (`storage/trade_copy.py`)."""
+    worker_restarts: int = 0
+    """Stream workers that raised and were started again (`capture/supervise.py`): a bug to report."""
     book_diffs: int = 0
     """Depth diffs stored (new rows)."""
     level_updates: int = 0
@@ -197,6 +201,10 @@ class CaptureStatus:
     """Transactions that stored trades so far (see `CaptureOptions.commit_window`)."""
     appended: int = 0
     """Of those, batches that took the append fast path (ids above what is stored)."""
+    copied: int = 0
+    """Of the appended, large batches (≥ 1,000 trades) stored by binary COPY."""
+    worker_restarts: int = 0
+    """Stream workers that raised (a bug) and were started again; each is in `error` and the log."""
     book: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per symbol followed for depth: synced, the book's update id, best bid/ask, re-syncs, snapshot error."""
     book_gaps: tuple[Any, ...] = ()
@@ -228,6 +236,11 @@ class CaptureStatus:
         if self.read_pauses:
             lines.append(
                 f"  backpressure: reading paused {self.read_pauses:,} times while the writer caught up"
+            )
+        if self.worker_restarts:
+            lines.append(
+                f"  stream workers started again after an unexpected error: {self.worker_restarts} "
+                f"(last: {self.error}); please report it with the log"
             )
         if self.book or self.quotes:
             healed = sum(1 for g in self.book_gaps if g.snapshot_id is not None)

@@ -19,7 +19,7 @@ import psycopg
 
 from ..binance.rest import RestClient
 from ..errors import CryptolabError
-from .backoff import ConnectBudget
+from .backoff import ConnectBudget, backoff
 from .book import BookFeed, stream_names
 from .cluster import Cluster, TickResult
 from .endpoints import Endpoint
@@ -28,6 +28,7 @@ from .options import CaptureOptions, Counters
 from .sequencer import Sequencer
 from .sink import Sink
 from .streams import StreamWorker
+from .supervise import supervise
 
 __all__ = ["Roster"]
 
@@ -126,7 +127,7 @@ class Roster:
                 self.report_error,
                 self.books,
             )
-            self._workers[group] = asyncio.create_task(worker.run())
+            self._workers[group] = asyncio.create_task(self._supervised(worker))
 
     async def _usdm_workers(self, group: tuple[str, ...]) -> None:
         """One stream worker per route (`/market`: aggTrade, markPrice, forceOrder; `/public`: the book)."""
@@ -157,7 +158,19 @@ class Roster:
             )
             for route, names in routes.items()
         ]
-        await asyncio.gather(*(w.run() for w in workers))
+        await asyncio.gather(*(self._supervised(w) for w in workers))
+
+    async def _supervised(self, worker: StreamWorker) -> None:
+        """The worker's run, started again (after a backoff delay, reported) whenever it raises."""
+        more = len(worker.streams) - 3
+        names = ", ".join(worker.streams[:3]) + (f" and {more} more" if more > 0 else "")
+
+        def report(text: str) -> None:
+            self.counters.worker_restarts += 1
+            self.report_error(text)
+
+        delays = backoff(self.options.backoff_base, self.options.backoff_max)
+        await supervise(f"the stream worker of {names}", worker.run, self.stop, report, delays)
 
     async def join_history(self, symbols: list[str]) -> None:
         """With `since`: live starts after the exchange's latest id now; history fills up to it.

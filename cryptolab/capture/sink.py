@@ -577,7 +577,7 @@ class Sink:
         database rejects as data takes `_store`'s way (rows, split to find the bad ones)."""
         writer = self.link.writer
         assert writer is not None
-        appended = writer.appended
+        appended, copied = writer.appended, writer.copied
         also = [st for stmts, _ in riders for st in stmts]
         try:
             res = writer.write_columns(cols, also=also)
@@ -591,6 +591,7 @@ class Sink:
         c.duplicates += res.duplicates
         c.commits += 1
         c.appended += writer.appended - appended
+        c.copied += writer.copied - copied
         done = now_us()
         self.lag_ms = (done - cols.times[-1]) / 1000.0
         self.latencies_us.extend([done - r for r in cols.received])

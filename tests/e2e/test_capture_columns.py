@@ -41,3 +41,16 @@ def test_queued_live_trades_are_columns_and_are_stored_exactly(dsn: str, exchang
         time.sleep(0.5)
     finally:
         finish(ex, cap, dsn, ["btcusdt"])
+
+
+def test_large_groups_go_by_binary_copy_and_are_stored_exactly(dsn: str, exchange) -> None:
+    """A second's group of 1,500 live trades is ≥ COPY_MIN_ROWS: it goes by binary COPY
+    (storage/trade_copy.py), and the trades and bars stored are still the exchange's log."""
+    ex = exchange(symbols=["btcusdt"], rate=1_500)
+    opts = {**FAST, "commit_window": 1.0, "commit_rows": 100_000}
+    cap = Capture(["btcusdt"], source=ex.ws_url, **opts, **ALL).start()
+    try:
+        wait_until(lambda: cap.status().copied >= 2, 30, "two groups stored by COPY")
+    finally:
+        st = finish(ex, cap, dsn, ["btcusdt"])
+    assert st.copied >= 2 and st.appended >= st.copied and st.gaps_lost == 0

@@ -242,3 +242,34 @@ def test_a_damaged_journal_left_behind_is_replayed_and_its_bad_record_set_aside(
     assert st.journal_bad_records == 1 and not st.failed
     assert (root / "quarantine" / "records.jsonl").exists()
     assert oct((root / "quarantine" / "records.jsonl").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_stream_worker_that_raises_is_started_again_and_nothing_is_lost(
+    dsn: str, exchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error the worker does not expect (here: raised once right after its first connect, where
+    a bug would be) used to end its task silently while the capture went on; it is now reported,
+    the worker starts again, and the ids missed meanwhile come back from REST."""
+    from cryptolab.capture.streams import StreamWorker
+    from tests.e2e.test_capture import ALL, finish
+
+    real = StreamWorker._probe_latest
+    raised: list[int] = []
+
+    def once(self: StreamWorker) -> None:
+        if not raised:
+            raised.append(1)
+            raise RuntimeError("a bug nobody foresaw")
+        real(self)
+
+    monkeypatch.setattr(StreamWorker, "_probe_latest", once)
+    ex = exchange(symbols=["btcusdt"], rate=200)
+    cap = Capture(["btcusdt"], source=ex.ws_url, **FAST, **ALL).start()
+    try:
+        wait_until(lambda: cap.status().worker_restarts == 1, 20, "the worker to be started again")
+        assert "failed (RuntimeError: a bug nobody foresaw); starting it again" in (cap.status().error or "")
+        wait_until(lambda: cap.status().rows_stored > 200, 20, "trades stored after the restart")
+    finally:
+        st = finish(ex, cap, dsn, ["btcusdt"])
+    assert st.worker_restarts == 1 and st.gaps_lost == 0 and not st.failed
+    assert "stream workers started again after an unexpected error: 1" in st.summary()
