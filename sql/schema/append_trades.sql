@@ -7,6 +7,39 @@
 -- The writer uses it when the database has it and takes its statement-by-statement
 -- path otherwise (same rows, same bars; more round trips).
 
+-- cryptolab_upsert_bars: 1 s bars folded into bars_1s by the one fold rule (writer.BARS_ON_CONFLICT:
+-- open from the lower first id, close from the higher last id, extremes, sums and counts added).
+-- The two appends below fold through it. Returns the bars touched.
+CREATE OR REPLACE FUNCTION cryptolab_upsert_bars(p_bars bars_1s[]) RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    touched integer;
+BEGIN
+    WITH bars AS (
+INSERT INTO bars_1s AS b (exchange, symbol, ts, open, high, low, close, volume, quote_volume,
+                          taker_buy_volume, taker_buy_quote, trade_count,
+                          first_trade_id, last_trade_id, price_sq_volume)
+SELECT * FROM unnest(p_bars)
+ON CONFLICT (exchange, symbol, ts) DO UPDATE SET
+    open  = CASE WHEN EXCLUDED.first_trade_id < b.first_trade_id THEN EXCLUDED.open ELSE b.open END,
+    close = CASE WHEN EXCLUDED.last_trade_id > b.last_trade_id THEN EXCLUDED.close ELSE b.close END,
+    high  = greatest(b.high, EXCLUDED.high),
+    low   = least(b.low, EXCLUDED.low),
+    volume           = b.volume + EXCLUDED.volume,
+    quote_volume     = b.quote_volume + EXCLUDED.quote_volume,
+    taker_buy_volume = b.taker_buy_volume + EXCLUDED.taker_buy_volume,
+    taker_buy_quote  = b.taker_buy_quote + EXCLUDED.taker_buy_quote,
+    trade_count      = b.trade_count + EXCLUDED.trade_count,
+    first_trade_id   = least(b.first_trade_id, EXCLUDED.first_trade_id),
+    last_trade_id    = greatest(b.last_trade_id, EXCLUDED.last_trade_id),
+    price_sq_volume  = b.price_sq_volume + EXCLUDED.price_sq_volume
+RETURNING 1
+    )
+    SELECT count(*) INTO touched FROM bars;
+    RETURN touched;
+END
+$fn$;
+
 -- cryptolab_trades_appendable: steps 1-2 of an append, for the append below and for the writer's
 -- binary COPY of a large batch (cryptolab/storage/trade_copy.py). Given each symbol's id range
 -- in the batch ([lo, hi], the time of its first trade in µs), in the caller's transaction: takes
@@ -73,27 +106,8 @@ BEGIN
                g.volume, g.quote_volume, g.taker_buy_volume, g.taker_buy_quote, g.trade_count,
                g.first_trade_id, g.last_trade_id, g.price_sq_volume
         FROM g
-    ), bars AS (
-INSERT INTO bars_1s AS b (exchange, symbol, ts, open, high, low, close, volume, quote_volume,
-                          taker_buy_volume, taker_buy_quote, trade_count,
-                          first_trade_id, last_trade_id, price_sq_volume)
-SELECT * FROM agg
-ON CONFLICT (exchange, symbol, ts) DO UPDATE SET
-    open  = CASE WHEN EXCLUDED.first_trade_id < b.first_trade_id THEN EXCLUDED.open ELSE b.open END,
-    close = CASE WHEN EXCLUDED.last_trade_id > b.last_trade_id THEN EXCLUDED.close ELSE b.close END,
-    high  = greatest(b.high, EXCLUDED.high),
-    low   = least(b.low, EXCLUDED.low),
-    volume           = b.volume + EXCLUDED.volume,
-    quote_volume     = b.quote_volume + EXCLUDED.quote_volume,
-    taker_buy_volume = b.taker_buy_volume + EXCLUDED.taker_buy_volume,
-    taker_buy_quote  = b.taker_buy_quote + EXCLUDED.taker_buy_quote,
-    trade_count      = b.trade_count + EXCLUDED.trade_count,
-    first_trade_id   = least(b.first_trade_id, EXCLUDED.first_trade_id),
-    last_trade_id    = greatest(b.last_trade_id, EXCLUDED.last_trade_id),
-    price_sq_volume  = b.price_sq_volume + EXCLUDED.price_sq_volume
-RETURNING 1
     )
-    SELECT count(*) INTO touched FROM bars;
+    SELECT cryptolab_upsert_bars(array_agg(ROW(a.*)::bars_1s)) INTO touched FROM agg AS a;
     RETURN touched;
 END
 $fn$;
@@ -162,27 +176,8 @@ BEGIN
            sum(qty * price * price)                      AS price_sq_volume
     FROM src
     GROUP BY 1, 2, 3
-    ), bars AS (
-INSERT INTO bars_1s AS b (exchange, symbol, ts, open, high, low, close, volume, quote_volume,
-                          taker_buy_volume, taker_buy_quote, trade_count,
-                          first_trade_id, last_trade_id, price_sq_volume)
-SELECT * FROM agg
-ON CONFLICT (exchange, symbol, ts) DO UPDATE SET
-    open  = CASE WHEN EXCLUDED.first_trade_id < b.first_trade_id THEN EXCLUDED.open ELSE b.open END,
-    close = CASE WHEN EXCLUDED.last_trade_id > b.last_trade_id THEN EXCLUDED.close ELSE b.close END,
-    high  = greatest(b.high, EXCLUDED.high),
-    low   = least(b.low, EXCLUDED.low),
-    volume           = b.volume + EXCLUDED.volume,
-    quote_volume     = b.quote_volume + EXCLUDED.quote_volume,
-    taker_buy_volume = b.taker_buy_volume + EXCLUDED.taker_buy_volume,
-    taker_buy_quote  = b.taker_buy_quote + EXCLUDED.taker_buy_quote,
-    trade_count      = b.trade_count + EXCLUDED.trade_count,
-    first_trade_id   = least(b.first_trade_id, EXCLUDED.first_trade_id),
-    last_trade_id    = greatest(b.last_trade_id, EXCLUDED.last_trade_id),
-    price_sq_volume  = b.price_sq_volume + EXCLUDED.price_sq_volume
-RETURNING 1
     )
-    SELECT count(*) INTO touched FROM bars;
+    SELECT cryptolab_upsert_bars(array_agg(ROW(a.*)::bars_1s)) INTO touched FROM agg AS a;
     RETURN touched;
 END
 $fn$;
