@@ -73,8 +73,8 @@ def numeric_groups(values: list[str]) -> tuple[Any, Any, Any] | None:
     dots = np.flatnonzero(b == _DOT)
     dscale = np.zeros(n, dtype=np.int64)
     if len(dots):
-        owner = np.searchsorted(ends, dots)
-        if len(np.unique(owner)) != len(owner):  # two points in one value
+        owner = np.searchsorted(ends, dots)  # (non-decreasing: the points in order)
+        if np.any(owner[1:] == owner[:-1]):  # two points in one value
             return None
         if np.any(dots == starts[owner]) or np.any(dots == ends[owner] - 1):  # ".5", "5."
             return None
