@@ -31,11 +31,7 @@ import numpy as np
 
 from .columns import NO_TIME, TradeColumns
 
-__all__ = ["COPY_MIN_ROWS", "TRADES_COPY", "copy_buffer", "fold_ranges", "numeric_groups"]
-
-COPY_MIN_ROWS = 1_000
-"""A batch of at least this many trades goes by binary COPY (else the one-call append): the COPY
-costs ~5 more round trips a commit (~0.4 ms of CPU in all) and saves PostgreSQL ~1.5 µs a row."""
+__all__ = ["TRADES_COPY", "copy_buffer", "fold_ranges", "numeric_groups"]
 
 TRADES_COPY = (
     "COPY trades (exchange, symbol, trade_id, price, qty, is_buyer_maker, trade_time, event_time,"

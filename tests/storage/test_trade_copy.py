@@ -5,14 +5,16 @@ bars stored are exactly those the one-call append and the merge store, digit for
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from decimal import Decimal
 
 import psycopg
 
 from cryptolab.model import TradeFields
 from cryptolab.storage.columns import TradeColumns
-from cryptolab.storage.trade_copy import COPY_MIN_ROWS, copy_buffer, fold_ranges, numeric_groups
-from cryptolab.storage.writer import TradeWriter
+from cryptolab.storage.trade_copy import copy_buffer, fold_ranges, numeric_groups
+from cryptolab.storage.writer import COPY_MIN_ROWS, TradeWriter
 from tests.storage.test_append_function import fconn, install_append_function
 from tests.storage.test_writer import T0
 
@@ -123,6 +125,17 @@ def test_a_small_batch_takes_the_one_call_append(fconn: psycopg.Connection) -> N
     w = TradeWriter(fconn)
     assert w.write_columns(_cols(COPY_MIN_ROWS - 1)).inserted == COPY_MIN_ROWS - 1
     assert (w.copied, w.appended) == (0, 1)
+
+
+def test_a_capture_does_not_load_numpy_before_its_first_large_batch() -> None:
+    """The COPY path's numpy is imported with the first batch of COPY_MIN_ROWS: a capture at a
+    real pace (a few trades a commit) never pays its memory and BLAS thread."""
+    code = (
+        "import sys, cryptolab, cryptolab.capture, cryptolab.cli.capture, cryptolab.storage.writer; "
+        "print(sorted(m for m in ('numpy', 'cryptolab.storage.trade_copy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_a_large_batch_overlapping_stored_ids_is_merged_once(fconn: psycopg.Connection) -> None:
