@@ -16,7 +16,8 @@ capture runs in a child process against a local exchange in its own process, and
 
 In the same run, alongside the first window of each rate and from the same exchange process
 (so the same trades), a peer client receives the stream in memory: cryptofeed's Binance feed
-with a callback that only counts (`peer_cryptofeed.py`), every URL pointed at 127.0.0.1. It
+with a callback that only counts (`peer_cryptofeed.py`), every URL pointed at 127.0.0.1, taking
+trades from `@aggTrade` as it does from Binance (its column "stored/s" is aggregates/s). It
 runs with the Python of its own venv (`$CRYPTOLAB_BENCH_PEERS/cryptofeed-pyX.Y`, default under
 `~/.cache/cryptolab/bench-peers/`), created with `python -m venv` and `pip install cryptofeed`
 when missing (with python3.13+ when there is one: cryptofeed 3 needs it). Its CPU is measured the
@@ -289,8 +290,8 @@ def main() -> None:
                         print(
                             f"{rate:>6.0f} {'peer':>7} {'cryptofeed':>10} {p['trades_per_s']:>9.1f} "
                             f"{p['cpu_h']:>12.1f} "
-                            f"{'':>11} {p['cpu_h']:>10.1f}   same stream, same time "
-                            f"({p.get('book_updates_per_s', 0.0):.0f} book updates/s); cryptolab ({name}) ÷ "
+                            f"{'':>11} {p['cpu_h']:>10.1f}   same stream, same time (aggTrades/s; "
+                            f"{p.get('book_updates_per_s', 0.0):.0f} book updates/s); cryptolab ({name}) ÷ "
                             f"cryptofeed = {ratio:.2f}x",
                             flush=True,
                         )

@@ -17,10 +17,10 @@ reads `/api/v3/exchangeInfo` (its symbol map) from the local exchange.
 cryptofeed accepts only `wss://` addresses; its connection class is given the plain
 `ws://` address after that check (the capture, too, reads plain `ws://` here).
 
-The local exchange serves `@trade` (not `@aggTrade`, which cryptofeed's Binance takes trades
-from), so the feed subscribes `@trade` and routes its events to cryptofeed's own `_trade`
-parser (the aggregate id is the trade id): the per-message work is cryptofeed's (its JSON
-parse with Decimal floats, symbol mapping, a `Trade` object, the callback). The callback
+Trades come as cryptofeed takes them from Binance: its own `@aggTrade` subscription,
+parser and message handler, unchanged (the local exchange serves `@aggTrade`, aggregates made
+from its trade log as Binance makes them): its JSON parse with Decimal floats, symbol mapping,
+a `Trade` object per aggregate, the callback. The callback
 only counts. After WARMUP seconds the process's CPU (user + system, all threads, as
 `os.times()` gives it) is sampled, again after SECONDS, and one JSON line is printed.
 """
@@ -33,7 +33,6 @@ import os
 import socket
 import sys
 import time
-from decimal import Decimal
 from typing import Any
 
 _LOCAL = {"127.0.0.1", "localhost", "::1"}
@@ -85,16 +84,6 @@ def main() -> None:
         rest_endpoints = [
             dataclasses.replace(e, address=rest, sandbox=rest) for e in cfb.Binance.rest_endpoints
         ]
-        websocket_channels = {**cfb.Binance.websocket_channels, TRADES: "trade"}
-
-        async def message_handler(self, msg: str, conn: Any, timestamp: float) -> None:
-            m = cfb.json.loads(msg, parse_float=Decimal)  # cryptofeed's own JSON parser
-            d = m["data"]
-            if d.get("e") == "trade":
-                d["a"] = d["t"]
-                await self._trade(d, timestamp)
-            else:
-                await super().message_handler(msg, conn, timestamp)
 
     count = [0]
     others = [0]
