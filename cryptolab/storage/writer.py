@@ -55,10 +55,10 @@ from .columns import TradeColumns
 
 __all__ = [
     "APPEND_FUNCTION",
-    "COPY_MIN_ROWS",
     "BARS_FOLD",
     "BARS_INSERT",
     "BARS_ON_CONFLICT",
+    "COPY_MIN_ROWS",
     "SAME_TRADE",
     "Statement",
     "TRADE_TEXT",
@@ -629,7 +629,7 @@ class TradeWriter:
                         from .trade_copy import copy_buffer  # numpy, only now: see COPY_MIN_ROWS
 
                         buf = copy_buffer(cols)
-                    if buf is not None:  # None: stored or archived ids in range, or a duplicate key
+                    if buf is not None:  # (None: a small batch, or one the COPY cannot carry exactly)
                         done = self._append_copy(cols, buf, also)
                     else:
                         done = self._append_params(cols.arrays(), len(cols), also)
